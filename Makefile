@@ -1,0 +1,42 @@
+# Stapes: `make run` and `make test` do all the set-up on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+VENV := .venv
+STAPES_DIR ?= /var/lib/stapes
+export STAPES_DIR
+
+.PHONY: setup setup-test run stop test test-unit test-integration lint typecheck bench clean
+
+setup:
+	scripts/setup-host.sh
+
+setup-test:
+	STAPES_SETUP_TEST=1 scripts/setup-host.sh
+
+run: setup
+	scripts/run-daemon.sh
+
+stop:
+	scripts/run-daemon.sh stop
+
+lint: setup-test
+	$(VENV)/bin/ruff check src tests bench
+
+typecheck: setup-test
+	$(VENV)/bin/pip install -q mypy types-PyYAML
+	$(VENV)/bin/mypy src
+
+test-unit: setup-test
+	$(VENV)/bin/pytest tests/unit
+
+test-integration: setup-test
+	$(VENV)/bin/pytest tests/integration
+
+test: setup-test
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/pytest tests
+
+bench: setup-test
+	$(VENV)/bin/python bench/launch.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make run`: start stapesd in the background (if it is not running), put `stapes` and `stapesd`
+# on PATH, and launch a demo Debian 12 container (building the image the first time).
+# `scripts/run-daemon.sh stop` stops the daemon; containers keep running, as with Incus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STAPES_DIR=${STAPES_DIR:-/var/lib/stapes}
+export STAPES_DIR
+pidfile="$STAPES_DIR/stapesd.pid"
+venv=$(pwd)/.venv
+
+if [ "${1:-}" = stop ]; then
+  [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  rm -f "$pidfile"
+  exit 0
+fi
+
+ln -sf "$venv/bin/stapes" /usr/local/bin/stapes
+ln -sf "$venv/bin/stapesd" /usr/local/bin/stapesd
+
+mkdir -p "$STAPES_DIR/logs"
+if ! { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then
+  setsid nohup "$venv/bin/stapesd" --logfile "$STAPES_DIR/logs/stapesd.log" \
+    >/dev/null 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  for _ in $(seq 1 100); do
+    stapes list --format csv >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+fi
+stapes list --format csv >/dev/null || { echo "stapesd did not start: see $STAPES_DIR/logs/stapesd.log" >&2; exit 1; }
+echo "stapesd is running (pid $(cat "$pidfile"), socket $STAPES_DIR/unix.socket)"
+
+if ! stapes image alias list --format csv | grep -q '^debian/12,'; then
+  stapes image build debian/12 --alias debian/12
+fi
+if ! stapes list --format csv | grep -q '^demo,'; then
+  stapes launch debian/12 demo
+fi
+stapes list

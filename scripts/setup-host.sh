@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs everything Stapes needs on a Debian 12 host, idempotently:
+# Debian packages, root's subordinate id range, and the virtual environment in .venv.
+# Set STAPES_SETUP_TEST=1 to also install what the test suite needs (incus-client, pytest...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup-host.sh must run as root (it installs Debian packages)" >&2
+  exit 1
+fi
+
+packages=(lxc lxc-dev gcc pkg-config python3-venv busybox-static debootstrap squashfs-tools
+          uidmap xz-utils iproute2 util-linux tar)
+test_packages=()
+if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
+  # The real incus client (bookworm-backports) is the wire-compatibility oracle of the tests.
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    if [ -z "$mirror" ]; then
+      mirror=$(awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+    fi
+    echo "deb $mirror bookworm-backports main" > /etc/apt/sources.list.d/stapes-backports.list
+  fi
+  command -v incus >/dev/null || test_packages+=(incus-client)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] || [ ${#test_packages[@]} -gt 0 ]; then
+  echo "Installing Debian packages: ${missing[*]} ${test_packages[*]}"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  if [ ${#missing[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ${#test_packages[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -t bookworm-backports \
+      install -y -qq "${test_packages[@]}" >/dev/null
+  fi
+fi
+
+# Unprivileged containers map container root to this range (Incus uses the same default).
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  grep -qE '^(root|0):' "$f" || echo "root:1000000:1000000000" >> "$f"
+done
+
+# The virtual environment: every Python dependency, liblxc's bindings built from PyPI.
+python=${STAPES_PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+extras=""
+[ "${STAPES_SETUP_TEST:-0}" = 1 ] && extras="[test]"
+stamp=".venv/.stapes-installed$extras"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
+  touch "$stamp"
+fi
+.venv/bin/python -c 'import lxc, aiohttp, pydantic' || {
+  echo "the virtual environment cannot import liblxc's bindings" >&2; exit 1; }

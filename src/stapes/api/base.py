@@ -1,0 +1,84 @@
+"""Model base for wire types: Incus JSON field names, one unknown-field policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class WireModel(BaseModel):
+    """Requests ignore unknown fields: newer clients send more than we know."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class StatusCode(IntEnum):
+    """Incus status codes for operations, instances and envelopes."""
+
+    OPERATION_CREATED = 100
+    STARTED = 101
+    STOPPED = 102
+    RUNNING = 103
+    CANCELLING = 104
+    PENDING = 105
+    STARTING = 106
+    STOPPING = 107
+    ABORTING = 108
+    FREEZING = 109
+    FROZEN = 110
+    THAWED = 111
+    ERROR = 112
+    READY = 113
+    SUCCESS = 200
+    FAILURE = 400
+    CANCELLED = 401
+
+    @property
+    def text(self) -> str:
+        return _STATUS_TEXT[self]
+
+
+_STATUS_TEXT = {
+    StatusCode.OPERATION_CREATED: "Operation created",
+    StatusCode.STARTED: "Started",
+    StatusCode.STOPPED: "Stopped",
+    StatusCode.RUNNING: "Running",
+    StatusCode.CANCELLING: "Cancelling",
+    StatusCode.PENDING: "Pending",
+    StatusCode.STARTING: "Starting",
+    StatusCode.STOPPING: "Stopping",
+    StatusCode.ABORTING: "Aborting",
+    StatusCode.FREEZING: "Freezing",
+    StatusCode.FROZEN: "Frozen",
+    StatusCode.THAWED: "Thawed",
+    StatusCode.ERROR: "Error",
+    StatusCode.READY: "Ready",
+    StatusCode.SUCCESS: "Success",
+    StatusCode.FAILURE: "Failure",
+    StatusCode.CANCELLED: "Cancelled",
+}
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(when: datetime | None) -> str:
+    """Incus timestamps: RFC 3339 with nanosecond-ish precision and a Z."""
+    if when is None:
+        return ZERO_TIME
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    if not text or text.startswith("0001-01-01"):
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

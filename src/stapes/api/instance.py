@@ -1,0 +1,71 @@
+"""Instance wire types named after Incus's: InstancePut, InstancesPost, InstancePost..."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from stapes.api.base import WireModel
+
+Devices = dict[str, dict[str, str]]
+
+
+class InstanceSource(WireModel):
+    type: str = "none"
+    alias: str = ""
+    fingerprint: str = ""
+    properties: dict[str, str] = Field(default_factory=dict)
+    server: str = ""
+    protocol: str = ""
+    allow_inconsistent: bool = False
+
+
+class InstancePut(WireModel):
+    """The writable part of an instance (PUT replaces it, PATCH merges into it)."""
+
+    architecture: str = ""
+    config: dict[str, str] = Field(default_factory=dict)
+    devices: Devices = Field(default_factory=dict)
+    ephemeral: bool = False
+    profiles: list[str] | None = None
+    stateful: bool = False
+    description: str = ""
+
+
+class InstancesPost(InstancePut):
+    """Body of POST /1.0/instances."""
+
+    name: str = ""
+    type: Literal["container", "virtual-machine", ""] = ""
+    source: InstanceSource = Field(default_factory=InstanceSource)
+    start: bool = False
+    instance_type: str = ""
+
+
+class InstancePost(WireModel):
+    """Body of POST /1.0/instances/{name}: rename (migration comes later)."""
+
+    name: str = ""
+    migration: bool = False
+    live: bool = False
+
+
+class InstanceStatePut(WireModel):
+    action: str
+    timeout: int = -1
+    force: bool = False
+    stateful: bool = False
+
+
+class InstanceExecPost(WireModel):
+    command: list[str]
+    environment: dict[str, str] = Field(default_factory=dict)
+    wait_for_websocket: bool = Field(default=False, alias="wait-for-websocket")
+    record_output: bool = Field(default=False, alias="record-output")
+    interactive: bool = False
+    width: int = 0
+    height: int = 0
+    user: int = 0
+    group: int = 0
+    cwd: str = ""

@@ -1,0 +1,32 @@
+"""Lifecycle event actions: the wire names Incus uses, one enum per entity."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class InstanceAction(StrEnum):
+    CREATED = "instance-created"
+    DELETED = "instance-deleted"
+    STARTED = "instance-started"
+    STOPPED = "instance-stopped"
+    SHUTDOWN = "instance-shutdown"
+    RESTARTED = "instance-restarted"
+    PAUSED = "instance-paused"
+    RESUMED = "instance-resumed"
+    RENAMED = "instance-renamed"
+    UPDATED = "instance-updated"
+    EXEC = "instance-exec"
+
+
+class ImageAction(StrEnum):
+    CREATED = "image-created"
+    DELETED = "image-deleted"
+    UPDATED = "image-updated"
+
+
+class ImageAliasAction(StrEnum):
+    CREATED = "image-alias-created"
+    DELETED = "image-alias-deleted"
+    UPDATED = "image-alias-updated"
+    RENAMED = "image-alias-renamed"

@@ -1,0 +1,185 @@
+"""image list|import|build|delete|alias|show."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stapes.api.errors import BadRequest, RemoteError
+from stapes.cli.main import run
+from stapes.cli.output import format_option, human_size, print_object, print_rows
+from stapes.client.instance_server import InstanceServer
+from stapes.images import builder
+
+COLUMNS = [
+    "ALIAS",
+    "FINGERPRINT",
+    "PUBLIC",
+    "DESCRIPTION",
+    "ARCHITECTURE",
+    "TYPE",
+    "SIZE",
+    "UPLOAD DATE",
+]
+
+
+@click.group()
+def image() -> None:
+    """Manage images."""
+
+
+def _row(img: dict[str, Any]) -> list[str]:
+    aliases = "\n".join(a["name"] for a in img.get("aliases") or [])
+    kind = "CONTAINER" if img["type"] == "container" else "VIRTUAL-MACHINE"
+    return [
+        aliases,
+        img["fingerprint"][:12],
+        "yes" if img["public"] else "no",
+        img.get("properties", {}).get("description", ""),
+        img["architecture"],
+        kind,
+        human_size(img["size"]),
+        img["uploaded_at"],
+    ]
+
+
+@image.command(name="list")
+@format_option
+def list_images(fmt: str) -> None:
+    """List images."""
+
+    async def go(server: InstanceServer) -> None:
+        images = await server.images()
+        print_rows(COLUMNS, [_row(i) for i in images], images, fmt)
+
+    run(go)
+
+
+async def _import(
+    server: InstanceServer, meta: Path, rootfs: Path | None, aliases: tuple[str, ...], public: bool
+) -> str:
+    op = await server.upload_image(meta, rootfs, public=public)
+    result = await op.wait()
+    fingerprint = str((result.get("metadata") or {})["fingerprint"])
+    for alias in aliases:
+        await server.create_alias(alias, fingerprint)
+    return fingerprint
+
+
+@image.command(name="import")
+@click.argument("metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "rootfs", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--alias", "aliases", multiple=True, help="Alias for the new image (repeatable)")
+@click.option("--public", is_flag=True, help="Make the image public")
+def import_image(
+    metadata: Path, rootfs: Path | None, aliases: tuple[str, ...], public: bool
+) -> None:
+    """Import an image file (unified tarball, or metadata tarball plus rootfs)."""
+    fingerprint = run(lambda s: _import(s, metadata, rootfs, aliases, public))
+    click.echo(f"Image imported with fingerprint: {fingerprint}")
+
+
+@image.command()
+@click.argument("kind", metavar="busybox|debian/VERSION")
+@click.option("--alias", "aliases", multiple=True, help="Alias for the new image (repeatable)")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Also keep the image file here (an Incus unified tarball)",
+)
+def build(kind: str, aliases: tuple[str, ...], output: Path | None) -> None:
+    """Build an image offline from the host (busybox) or the Debian mirror, and import it."""
+
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    async def go(server: InstanceServer) -> str:
+        with tempfile.TemporaryDirectory(prefix="stapes-build-", dir="/var/tmp") as tmp:
+            work = Path(tmp) / "image"
+            work.mkdir()
+            out = Path(tmp) / "image.tar.gz"
+            if kind == "busybox":
+                await builder.build_busybox(work, out, say)
+            elif kind.startswith("debian/"):
+                await builder.build_debian(kind.split("/", 1)[1], work, out, say)
+            else:
+                raise BadRequest(f"Unknown image kind {kind!r}: use busybox or debian/12")
+            if output is not None:
+                output.write_bytes(out.read_bytes())
+            say("Importing the image")
+            return await _import(server, out, None, aliases, False)
+
+    fingerprint = run(go)
+    click.echo(f"Image built and imported with fingerprint: {fingerprint}")
+
+
+@image.command()
+@click.argument("images", nargs=-1, required=True)
+def delete(images: tuple[str, ...]) -> None:
+    """Delete images (by alias or fingerprint)."""
+
+    async def go(server: InstanceServer) -> None:
+        for name in images:
+            await (await server.delete_image(await _fingerprint(server, name))).wait()
+
+    run(go)
+
+
+async def _fingerprint(server: InstanceServer, name: str) -> str:
+    try:
+        return str((await server.alias(name))["target"])
+    except RemoteError:
+        return str((await server.image(name))["fingerprint"])
+
+
+@image.command()
+@click.argument("name")
+def show(name: str) -> None:
+    """Show an image's properties."""
+
+    async def go(server: InstanceServer) -> None:
+        print_object(await server.image(await _fingerprint(server, name)))
+
+    run(go)
+
+
+@image.group()
+def alias() -> None:
+    """Manage image aliases."""
+
+
+@alias.command(name="create")
+@click.argument("name")
+@click.argument("fingerprint")
+@click.option("--description", default="")
+def alias_create(name: str, fingerprint: str, description: str) -> None:
+    """Create an alias for an image."""
+    run(lambda s: s.create_alias(name, fingerprint, description))
+
+
+@alias.command(name="delete")
+@click.argument("name")
+def alias_delete(name: str) -> None:
+    """Delete an image alias."""
+    run(lambda s: s.delete_alias(name))
+
+
+@alias.command(name="list")
+@format_option
+def alias_list(fmt: str) -> None:
+    """List image aliases."""
+
+    async def go(server: InstanceServer) -> None:
+        aliases = await server.aliases()
+        rows = [[a["name"], a["target"][:12], a["type"].upper(), a["description"]] for a in aliases]
+        print_rows(["ALIAS", "FINGERPRINT", "TYPE", "DESCRIPTION"], rows, aliases, fmt)
+
+    run(go)
+
+
+COMMANDS = [image]

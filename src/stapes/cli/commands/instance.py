@@ -1,0 +1,227 @@
+"""launch, init, start, stop, restart, delete, info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from stapes.api.errors import RemoteError
+from stapes.cli.main import run
+from stapes.cli.output import human_size
+from stapes.client.instance_server import InstanceServer
+
+
+def _parse_config(pairs: tuple[str, ...]) -> dict[str, str]:
+    config = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--config")
+        config[key] = value
+    return config
+
+
+def _create_options(f: Any) -> Any:
+    f = click.option(
+        "--profile",
+        "-p",
+        "profiles",
+        multiple=True,
+        help="Profile to apply (repeatable; default: default)",
+    )(f)
+    f = click.option("--config", "-c", "config", multiple=True, help="Config key=value")(f)
+    f = click.option("--no-profiles", is_flag=True, help="Create without any profile")(f)
+    f = click.option("--ephemeral", "-e", is_flag=True, help="Ephemeral instance")(f)
+    f = click.option("--description", default="", help="Instance description")(f)
+    f = click.argument("name", required=False, default="")(f)
+    f = click.argument("image")(f)
+    return f
+
+
+async def _create(
+    server: InstanceServer,
+    image: str,
+    name: str,
+    profiles: tuple[str, ...],
+    config: tuple[str, ...],
+    no_profiles: bool,
+    ephemeral: bool,
+    description: str,
+    start: bool,
+) -> None:
+    body: dict[str, Any] = {
+        "name": name,
+        "type": "container",
+        "config": _parse_config(config),
+        "ephemeral": ephemeral,
+        "description": description,
+        "start": start,
+    }
+    if no_profiles:
+        body["profiles"] = []
+    elif profiles:
+        body["profiles"] = list(profiles)
+    source: dict[str, Any] = {"type": "image"}
+    try:
+        await server.alias(image)
+        source["alias"] = image
+    except RemoteError:
+        source["fingerprint"] = image
+    body["source"] = source
+    op = await server.create_instance(body)
+    created = op.metadata["resources"]["instances"][0].rsplit("/", 1)[-1].split("?")[0]
+    click.echo(f"{'Launching' if start else 'Creating'} {created}")
+    await op.wait()
+
+
+@click.command()
+@_create_options
+def launch(
+    image: str,
+    name: str,
+    profiles: tuple[str, ...],
+    config: tuple[str, ...],
+    no_profiles: bool,
+    ephemeral: bool,
+    description: str,
+) -> None:
+    """Create and start an instance from an image (an alias or a fingerprint)."""
+    run(
+        lambda s: _create(
+            s, image, name, profiles, config, no_profiles, ephemeral, description, True
+        )
+    )
+
+
+@click.command()
+@_create_options
+def init(
+    image: str,
+    name: str,
+    profiles: tuple[str, ...],
+    config: tuple[str, ...],
+    no_profiles: bool,
+    ephemeral: bool,
+    description: str,
+) -> None:
+    """Create an instance from an image without starting it."""
+    run(
+        lambda s: _create(
+            s, image, name, profiles, config, no_profiles, ephemeral, description, False
+        )
+    )
+
+
+async def _state(
+    server: InstanceServer, names: tuple[str, ...], action: str, force: bool, timeout: int
+) -> None:
+    for name in names:
+        op = await server.update_state(name, action, force=force, timeout=timeout)
+        await op.wait()
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+def start(names: tuple[str, ...]) -> None:
+    """Start instances."""
+    run(lambda s: _state(s, names, "start", False, -1))
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Force the instance to stop")
+@click.option("--timeout", default=-1, help="Seconds to wait for a clean shutdown (-1: forever)")
+def stop(names: tuple[str, ...], force: bool, timeout: int) -> None:
+    """Stop instances."""
+    run(lambda s: _state(s, names, "stop", force, timeout))
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Force the instance to stop")
+@click.option("--timeout", default=-1, help="Seconds to wait for a clean shutdown (-1: forever)")
+def restart(names: tuple[str, ...], force: bool, timeout: int) -> None:
+    """Restart instances."""
+    run(lambda s: _state(s, names, "restart", force, timeout))
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+def pause(names: tuple[str, ...]) -> None:
+    """Pause (freeze) instances."""
+    run(lambda s: _state(s, names, "freeze", False, -1))
+
+
+async def _delete(server: InstanceServer, names: tuple[str, ...], force: bool) -> None:
+    for name in names:
+        instance = await server.instance(name)
+        if instance["status"] != "Stopped":
+            if not force:
+                raise RemoteError(
+                    f"The instance {name} is running: stop it first, or use --force", 400
+                )
+            await (await server.update_state(name, "stop", force=True)).wait()
+        await (await server.delete_instance(name)).wait()
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Stop running instances first")
+def delete(names: tuple[str, ...], force: bool) -> None:
+    """Delete instances."""
+    run(lambda s: _delete(s, names, force))
+
+
+async def _info(server: InstanceServer, name: str) -> None:
+    inst = await server.instance(name, full=True)
+    state = inst.get("state") or {}
+    lines = [
+        f"Name: {inst['name']}",
+        f"Description: {inst['description']}",
+        f"Status: {inst['status'].upper()}",
+        f"Type: {inst['type']}",
+        f"Architecture: {inst['architecture']}",
+    ]
+    if state.get("pid"):
+        lines.append(f"PID: {state['pid']}")
+    lines += [f"Created: {inst['created_at']}", f"Last Used: {inst['last_used_at']}"]
+    if inst["status"] == "Running":
+        memory = state.get("memory") or {}
+        cpu = state.get("cpu") or {}
+        lines += [
+            "",
+            "Resources:",
+            f"  Processes: {state.get('processes', 0)}",
+            f"  CPU usage:\n    CPU usage (in seconds): {cpu.get('usage', 0) // 10**9}",
+            f"  Memory usage:\n    Memory (current): {human_size(memory.get('usage', 0))}",
+        ]
+        if memory.get("usage_peak"):
+            lines.append(f"    Memory (peak): {human_size(memory['usage_peak'])}")
+        network = state.get("network") or {}
+        if network:
+            lines.append("  Network usage:")
+            for nic, data in network.items():
+                counters = data.get("counters", {})
+                lines += [
+                    f"    {nic}:",
+                    f"      Type: {data.get('type', '')}",
+                    f"      State: {data.get('state', '').upper()}",
+                    f"      Bytes received: {human_size(counters.get('bytes_received', 0))}",
+                    f"      Bytes sent: {human_size(counters.get('bytes_sent', 0))}",
+                ]
+                for addr in data.get("addresses", []):
+                    lines.append(
+                        f"      IP address: {addr['address']}/{addr['netmask']} ({addr['scope']})"
+                    )
+    click.echo("\n".join(lines))
+
+
+@click.command()
+@click.argument("name")
+def info(name: str) -> None:
+    """Show an instance's details and resource usage."""
+    run(lambda s: _info(s, name))
+
+
+COMMANDS = [launch, init, start, stop, restart, pause, delete, info]

@@ -1,0 +1,93 @@
+"""The instance config keys: one declarative table that drives validation and defaults.
+
+Every key listed here is applied by the instance drivers; a key that is not listed (and matches
+no free-form prefix) is refused with its name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stapes.api.errors import BadRequest
+from stapes.config import validate as v
+
+CONTAINER = frozenset({"container"})
+ALL_TYPES = frozenset({"container", "virtual-machine"})
+
+
+@dataclass(frozen=True)
+class Key:
+    validator: v.Validator = v.any_value
+    default: str = ""
+    live: bool = False
+    """Can change on a running instance without a restart."""
+    types: frozenset[str] = ALL_TYPES
+    help: str = ""
+
+
+INSTANCE_KEYS: dict[str, Key] = {
+    "boot.autostart": Key(
+        v.is_bool,
+        live=True,
+        help="Start the instance when stapesd starts (unset: if it was running)",
+    ),
+    "security.privileged": Key(
+        v.is_bool, "false", types=CONTAINER, help="Run the container without a user namespace"
+    ),
+    "limits.memory": Key(
+        v.is_size_or_percent,
+        live=True,
+        help="Memory limit, as a size (512MiB) or a share of the host (50%)",
+    ),
+    "limits.cpu": Key(
+        v.is_cpu_limit, live=True, help="Number of CPUs, or a set of CPUs to pin to (0-1,3)"
+    ),
+    "limits.processes": Key(
+        v.is_uint, live=True, types=CONTAINER, help="Maximum number of processes in the container"
+    ),
+    "raw.lxc": Key(types=CONTAINER, help="Raw liblxc configuration appended to the generated one"),
+}
+
+FREE_PREFIXES: dict[str, Key] = {
+    "user.": Key(live=True, help="Free-form user data"),
+    "environment.": Key(help="Environment variables of the instance's init and of exec"),
+    "image.": Key(live=True, help="Properties copied from the source image"),
+}
+
+VOLATILE_PREFIX = "volatile."
+
+
+def lookup(key: str) -> Key | None:
+    if key in INSTANCE_KEYS:
+        return INSTANCE_KEYS[key]
+    for prefix, spec in FREE_PREFIXES.items():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            return spec
+    return None
+
+
+def validate_instance_config(
+    config: dict[str, str], instance_type: str, current: dict[str, str] | None = None
+) -> None:
+    """Refuse unknown keys, bad values and user-set volatile keys, naming the key.
+
+    ``current`` is the stored config: volatile keys sent back unchanged (as ``config edit``
+    does) are accepted."""
+    current = current or {}
+    for key, value in config.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"Invalid value for config key {key!r}: values must be strings")
+        if key.startswith(VOLATILE_PREFIX):
+            if current.get(key) != value:
+                raise BadRequest(
+                    f"Config key {key!r} is read-only: volatile keys belong to stapesd"
+                )
+            continue
+        spec = lookup(key)
+        if spec is None:
+            raise BadRequest(f"Unknown configuration key: {key}")
+        if instance_type not in spec.types:
+            raise BadRequest(f"Config key {key!r} does not apply to a {instance_type}")
+        try:
+            spec.validator(value)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None

@@ -1,0 +1,101 @@
+"""Small composable validators. Each raises ValueError with a message a user can act on."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+Validator = Callable[[str], None]
+
+_SIZE = re.compile(
+    r"^(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB|PB|EB|KiB|MiB|GiB|TiB|PiB|EiB|k|K|M|G|T)?$"
+)
+_UNITS = {
+    None: 1,
+    "B": 1,
+    "kB": 1000,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "PB": 1000**5,
+    "EB": 1000**6,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "TiB": 1024**4,
+    "PiB": 1024**5,
+    "EiB": 1024**6,
+    "k": 1024,
+    "K": 1024,
+    "M": 1024**2,
+    "G": 1024**3,
+    "T": 1024**4,
+}
+
+
+def any_value(value: str) -> None:
+    return None
+
+
+def is_bool(value: str) -> None:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError(f"{value!r} is not a boolean (use true or false)")
+
+
+def parse_bool(value: str) -> bool:
+    return value.lower() in ("true", "1", "yes", "on")
+
+
+def is_uint(value: str) -> None:
+    if not value.isdigit():
+        raise ValueError(f"{value!r} is not a non-negative integer")
+
+
+def parse_size(value: str) -> int:
+    match = _SIZE.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a size (examples: 512MiB, 2GiB, 1GB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def is_size(value: str) -> None:
+    parse_size(value)
+
+
+def is_size_or_percent(value: str) -> None:
+    if value.endswith("%"):
+        number = value[:-1]
+        if not number.isdigit() or not 0 < int(number) <= 100:
+            raise ValueError(f"{value!r} is not a percentage between 1% and 100%")
+        return
+    is_size(value)
+
+
+def parse_cpuset(value: str) -> list[int]:
+    """``0-2,4`` -> [0, 1, 2, 4]."""
+    cpus: list[int] = []
+    for part in value.split(","):
+        if re.fullmatch(r"\d+", part):
+            cpus.append(int(part))
+        elif re.fullmatch(r"\d+-\d+", part):
+            low, high = (int(x) for x in part.split("-"))
+            if low > high:
+                raise ValueError(f"{value!r}: range {part} goes backwards")
+            cpus.extend(range(low, high + 1))
+        else:
+            raise ValueError(f"{value!r} is not a CPU count or a CPU set such as 0-1,3")
+    return sorted(set(cpus))
+
+
+def is_cpu_limit(value: str) -> None:
+    if value.isdigit():
+        if int(value) < 1:
+            raise ValueError("limits.cpu must be at least 1")
+        return
+    parse_cpuset(value)
+
+
+def is_priority(value: str) -> None:
+    if not value.isdigit() or not 0 <= int(value) <= 10:
+        raise ValueError(f"{value!r} is not a priority between 0 and 10")

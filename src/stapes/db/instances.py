@@ -1,0 +1,140 @@
+"""Instance rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+
+from stapes.api.errors import NotFound
+from stapes.db.connection import Database
+from stapes.db.projects import get_project
+
+
+@dataclass
+class InstanceRow:
+    id: int
+    project: str
+    name: str
+    type: str
+    architecture: str
+    pool: str
+    created_at: str
+    description: str = ""
+    ephemeral: bool = False
+    stateful: bool = False
+    config: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, dict[str, str]] = field(default_factory=dict)
+    profiles: list[str] = field(default_factory=list)
+    last_used_at: str = ""
+
+
+_SELECT = (
+    "SELECT instances.*, projects.name AS project FROM instances "
+    "JOIN projects ON projects.id = instances.project_id"
+)
+
+
+def _row(r: sqlite3.Row) -> InstanceRow:
+    return InstanceRow(
+        id=r["id"],
+        project=r["project"],
+        name=r["name"],
+        type=r["type"],
+        architecture=r["architecture"],
+        pool=r["pool"],
+        created_at=r["created_at"],
+        description=r["description"],
+        ephemeral=bool(r["ephemeral"]),
+        stateful=bool(r["stateful"]),
+        config=json.loads(r["config"]),
+        devices=json.loads(r["devices"]),
+        profiles=json.loads(r["profiles"]),
+        last_used_at=r["last_used_at"],
+    )
+
+
+def list_instances(db: Database, project: str | None) -> list[InstanceRow]:
+    if project is None:
+        return [_row(r) for r in db.all(_SELECT + " ORDER BY projects.name, instances.name")]
+    return [
+        _row(r)
+        for r in db.all(_SELECT + " WHERE projects.name = ? ORDER BY instances.name", (project,))
+    ]
+
+
+def find_instance(db: Database, project: str, name: str) -> InstanceRow | None:
+    r = db.one(_SELECT + " WHERE projects.name = ? AND instances.name = ?", (project, name))
+    return _row(r) if r else None
+
+
+def get_instance(db: Database, project: str, name: str) -> InstanceRow:
+    row = find_instance(db, project, name)
+    if row is None:
+        raise NotFound(
+            f"Failed to fetch instance {name!r} in project {project!r}: Instance not found"
+        )
+    return row
+
+
+def insert_instance(db: Database, row: InstanceRow) -> int:
+    pid = get_project(db, row.project).id
+    cur = db.execute(
+        "INSERT INTO instances (project_id, name, type, architecture, description, ephemeral, "
+        "stateful, config, devices, profiles, pool, created_at, last_used_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            pid,
+            row.name,
+            row.type,
+            row.architecture,
+            row.description,
+            int(row.ephemeral),
+            int(row.stateful),
+            json.dumps(row.config),
+            json.dumps(row.devices),
+            json.dumps(row.profiles),
+            row.pool,
+            row.created_at,
+            row.last_used_at,
+        ),
+    )
+    row.id = int(cur.lastrowid or 0)
+    return row.id
+
+
+def update_instance(db: Database, row: InstanceRow) -> None:
+    db.execute(
+        "UPDATE instances SET name = ?, architecture = ?, description = ?, ephemeral = ?, "
+        "stateful = ?, config = ?, devices = ?, profiles = ?, last_used_at = ? WHERE id = ?",
+        (
+            row.name,
+            row.architecture,
+            row.description,
+            int(row.ephemeral),
+            int(row.stateful),
+            json.dumps(row.config),
+            json.dumps(row.devices),
+            json.dumps(row.profiles),
+            row.last_used_at,
+            row.id,
+        ),
+    )
+
+
+def set_config_keys(db: Database, instance_id: int, values: dict[str, str | None]) -> None:
+    """Set (or with None, remove) config keys of one instance, in one statement."""
+    r = db.one("SELECT config FROM instances WHERE id = ?", (instance_id,))
+    if r is None:
+        return
+    config = json.loads(r["config"])
+    for key, value in values.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    db.execute("UPDATE instances SET config = ? WHERE id = ?", (json.dumps(config), instance_id))
+
+
+def delete_instance(db: Database, instance_id: int) -> None:
+    db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))

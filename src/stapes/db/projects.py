@@ -1,0 +1,93 @@
+"""Projects and profiles rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from stapes.api.errors import NotFound
+from stapes.db.connection import Database
+
+
+@dataclass
+class ProjectRow:
+    id: int
+    name: str
+    description: str = ""
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ProfileRow:
+    id: int
+    project: str
+    name: str
+    description: str = ""
+    config: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def ensure_project(db: Database, name: str, description: str, config: dict[str, str]) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO projects (name, description, config) VALUES (?, ?, ?)",
+        (name, description, json.dumps(config)),
+    )
+
+
+def list_projects(db: Database) -> list[ProjectRow]:
+    return [
+        ProjectRow(r["id"], r["name"], r["description"], json.loads(r["config"]))
+        for r in db.all("SELECT * FROM projects ORDER BY name")
+    ]
+
+
+def get_project(db: Database, name: str) -> ProjectRow:
+    r = db.one("SELECT * FROM projects WHERE name = ?", (name,))
+    if r is None:
+        raise NotFound(f"Project {name!r} not found")
+    return ProjectRow(r["id"], r["name"], r["description"], json.loads(r["config"]))
+
+
+def ensure_profile(
+    db: Database, project: str, name: str, description: str, devices: dict[str, dict[str, str]]
+) -> None:
+    pid = get_project(db, project).id
+    db.execute(
+        "INSERT OR IGNORE INTO profiles (project_id, name, description, devices) "
+        "VALUES (?, ?, ?, ?)",
+        (pid, name, description, json.dumps(devices)),
+    )
+
+
+def _profile(r: object) -> ProfileRow:
+    row = r  # sqlite3.Row
+    return ProfileRow(
+        row["id"],
+        row["project"],
+        row["name"],
+        row["description"],  # type: ignore[index]
+        json.loads(row["config"]),
+        json.loads(row["devices"]),
+    )  # type: ignore[index]
+
+
+def list_profiles(db: Database, project: str) -> list[ProfileRow]:
+    return [
+        _profile(r)
+        for r in db.all(
+            "SELECT profiles.*, projects.name AS project FROM profiles JOIN projects "
+            "ON projects.id = profiles.project_id WHERE projects.name = ? ORDER BY profiles.name",
+            (project,),
+        )
+    ]
+
+
+def get_profile(db: Database, project: str, name: str) -> ProfileRow:
+    r = db.one(
+        "SELECT profiles.*, projects.name AS project FROM profiles JOIN projects "
+        "ON projects.id = profiles.project_id WHERE projects.name = ? AND profiles.name = ?",
+        (project, name),
+    )
+    if r is None:
+        raise NotFound(f"Profile {name!r} not found")
+    return _profile(r)

@@ -1,0 +1,111 @@
+"""The schema as an ordered list of migrations; ``PRAGMA user_version`` records the last applied."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction (executescript would commit it)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE profiles (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            devices TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (project_id, name)
+        );
+        CREATE TABLE storage_pools (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            driver TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'Created'
+        );
+        CREATE TABLE instances (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            architecture TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            ephemeral INTEGER NOT NULL DEFAULT 0,
+            stateful INTEGER NOT NULL DEFAULT 0,
+            config TEXT NOT NULL DEFAULT '{}',
+            devices TEXT NOT NULL DEFAULT '{}',
+            profiles TEXT NOT NULL DEFAULT '[]',
+            pool TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT NOT NULL DEFAULT '',
+            UNIQUE (project_id, name)
+        );
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            fingerprint TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            architecture TEXT NOT NULL,
+            public INTEGER NOT NULL DEFAULT 0,
+            auto_update INTEGER NOT NULL DEFAULT 0,
+            cached INTEGER NOT NULL DEFAULT 0,
+            split INTEGER NOT NULL DEFAULT 0,
+            properties TEXT NOT NULL DEFAULT '{}',
+            profiles TEXT NOT NULL DEFAULT '["default"]',
+            created_at TEXT NOT NULL,
+            uploaded_at TEXT NOT NULL,
+            last_used_at TEXT NOT NULL DEFAULT '',
+            expires_at TEXT NOT NULL DEFAULT '',
+            UNIQUE (project_id, fingerprint)
+        );
+        CREATE TABLE image_aliases (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            description TEXT NOT NULL DEFAULT '',
+            UNIQUE (project_id, name)
+        );
+        CREATE TABLE config (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration past the stored version; return the new version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema {version} is newer than this stapesd ({len(MIGRATIONS)})"
+        )
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        step(conn)
+        conn.execute(f"PRAGMA user_version = {number}")
+    return len(MIGRATIONS)

@@ -1,0 +1,65 @@
+"""The layout of $STAPES_DIR, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DIR = Path("/var/lib/stapes")
+
+
+def stapes_dir() -> Path:
+    return Path(os.environ.get("STAPES_DIR", str(DEFAULT_DIR)))
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "unix.socket"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "database" / "stapes.db"
+
+    @property
+    def images(self) -> Path:
+        """Image files as uploaded, named by fingerprint (plus ``.rootfs`` for split images)."""
+        return self.root / "images"
+
+    @property
+    def containers(self) -> Path:
+        """liblxc's lxcpath: one directory per container, a link to its volume on the pool."""
+        return self.root / "containers"
+
+    @property
+    def storage_pools(self) -> Path:
+        return self.root / "storage-pools"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.logs / "stapesd.log"
+
+    def instance_logs(self, name: str) -> Path:
+        return self.logs / name
+
+    def ensure(self) -> None:
+        for path in (
+            self.root,
+            self.database.parent,
+            self.images,
+            self.containers,
+            self.storage_pools,
+            self.logs,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o711)
+        self.database.parent.chmod(0o700)
+        self.images.chmod(0o700)

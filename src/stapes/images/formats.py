@@ -1,0 +1,59 @@
+"""Incus image files: unified and split tarballs, metadata.yaml, fingerprints, templates."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from stapes.api.errors import BadRequest
+from stapes.host.run import RunError, run
+
+SQUASHFS_MAGIC = b"hsqs"
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+async def read_metadata(tarball: str) -> dict[str, Any]:
+    """metadata.yaml from an image tarball (unified or split), any compression tar understands."""
+    for member in ("metadata.yaml", "./metadata.yaml"):
+        try:
+            _, out, _ = await run(["tar", "-xOf", tarball, "--occurrence=1", member], timeout=300)
+        except RunError:
+            continue
+        try:
+            meta = yaml.safe_load(out)
+        except yaml.YAMLError as exc:
+            raise BadRequest(f"Invalid metadata.yaml in the image: {exc}") from None
+        if not isinstance(meta, dict):
+            raise BadRequest("Invalid metadata.yaml in the image: not a mapping")
+        if not meta.get("architecture"):
+            raise BadRequest("Invalid metadata.yaml in the image: no architecture")
+        return meta
+    raise BadRequest("Invalid image file: no metadata.yaml in the tarball")
+
+
+def file_magic(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+_VAR = re.compile(r"{{\s*([a-z_.]+)\s*}}")
+
+
+def render_template(text: str, variables: dict[str, str]) -> str:
+    """Render the subset of Incus's (pongo2) template language that image templates use most:
+    ``{{ instance.name }}``-style variables. Unknown variables render empty, as in pongo2."""
+    return _VAR.sub(lambda m: variables.get(m.group(1), ""), text)
+
+
+def template_variables(name: str, instance_type: str, config: dict[str, str]) -> dict[str, str]:
+    variables = {
+        "instance.name": name,
+        "container.name": name,
+        "instance.type": instance_type,
+        "trigger": "create",
+    }
+    for key, value in config.items():
+        variables[f"config.{key}"] = value
+    return variables

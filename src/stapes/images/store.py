@@ -1,0 +1,285 @@
+"""The local image store: files keyed by SHA-256 fingerprint, rows, aliases, unpacking."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stapes.api.base import now, timestamp
+from stapes.api.errors import BadRequest, Conflict, NotFound
+from stapes.api.lifecycle import ImageAction, ImageAliasAction
+from stapes.db import images as q
+from stapes.db.connection import Database
+from stapes.host.paths import Paths
+from stapes.host.run import run
+from stapes.images.formats import QCOW2_MAGIC, SQUASHFS_MAGIC, file_magic, read_metadata
+from stapes.server.events import EventBus
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")
+
+
+@dataclass
+class Upload:
+    """Files being received for one image, hashed as they arrive."""
+
+    meta: Path
+    rootfs: Path | None = None
+    hasher: Any = field(default_factory=hashlib.sha256)
+    vm: bool = False
+
+    def cleanup(self) -> None:
+        for path in (self.meta, self.rootfs):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+class ImageStore:
+    def __init__(self, db: Database, paths: Paths, events: EventBus) -> None:
+        self.db = db
+        self.paths = paths
+        self.events = events
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def new_upload(self, split: bool) -> Upload:
+        token = os.urandom(8).hex()
+        meta = self.paths.images / f"upload-{token}"
+        return Upload(
+            meta=meta, rootfs=self.paths.images / f"upload-{token}.rootfs" if split else None
+        )
+
+    async def register(
+        self,
+        upload: Upload,
+        *,
+        project: str,
+        filename: str,
+        public: bool,
+        properties: dict[str, str],
+        expected: str = "",
+        aliases: list[str] | None = None,
+    ) -> q.ImageRow:
+        """Turn a finished upload into an image row and files named by fingerprint."""
+        fingerprint = upload.hasher.hexdigest()
+        if expected and expected != fingerprint:
+            raise BadRequest(
+                f"Fingerprint mismatch: the upload hashes to {fingerprint}, not {expected}"
+            )
+        if q.find_images_by_prefix(self.db, project, fingerprint):
+            raise Conflict(f"Image with fingerprint {fingerprint} already exists")
+        meta = await read_metadata(str(upload.meta))
+        image_type = "container"
+        if upload.rootfs is not None:
+            magic = file_magic(str(upload.rootfs))
+            if upload.vm or magic == QCOW2_MAGIC:
+                image_type = "virtual-machine"
+        props = {str(k): str(v) for k, v in (meta.get("properties") or {}).items()}
+        props.update(properties)
+        created = meta.get("creation_date")
+        created_at = (
+            timestamp(_from_epoch(created)) if isinstance(created, int) else timestamp(now())
+        )
+        size = upload.meta.stat().st_size + (upload.rootfs.stat().st_size if upload.rootfs else 0)
+        row = q.ImageRow(
+            id=0,
+            project=project,
+            fingerprint=fingerprint,
+            filename=filename or f"{fingerprint}.tar",
+            size=size,
+            type=image_type,
+            architecture=str(meta["architecture"]),
+            created_at=created_at,
+            uploaded_at=timestamp(now()),
+            public=public,
+            split=upload.rootfs is not None,
+            properties=props,
+        )
+        final = self.paths.images / fingerprint
+        with self.db.transaction():
+            q.insert_image(self.db, row)
+            for alias in aliases or []:
+                self._check_alias_free(project, alias)
+                q.insert_alias(self.db, project, alias, row.id, "")
+            upload.meta.rename(final)
+            if upload.rootfs is not None:
+                upload.rootfs.rename(final.with_name(f"{fingerprint}.rootfs"))
+        self.events.lifecycle(
+            ImageAction.CREATED,
+            f"/1.0/images/{fingerprint}",
+            project=project,
+            context={"type": image_type},
+        )
+        return row
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def get(self, project: str, fingerprint: str) -> q.ImageRow:
+        if not _FINGERPRINT.match(fingerprint):
+            raise NotFound(f"Image {fingerprint!r} not found")
+        found = q.find_images_by_prefix(self.db, project, fingerprint)
+        if not found:
+            raise NotFound(f"Image {fingerprint!r} not found")
+        if len(found) > 1:
+            raise BadRequest(f"More than one image matches the fingerprint prefix {fingerprint!r}")
+        return found[0]
+
+    def resolve(self, project: str, alias: str, fingerprint: str) -> q.ImageRow:
+        """The image an instance source names, by alias or by fingerprint (prefix)."""
+        if alias:
+            found = q.find_alias(self.db, project, alias)
+            if found is None:
+                raise NotFound(f"Image alias {alias!r} not found")
+            return self.get(project, found.fingerprint)
+        if fingerprint:
+            return self.get(project, fingerprint)
+        raise BadRequest(
+            "Image not provided for instance creation: give source.alias or source.fingerprint"
+        )
+
+    def list(self, project: str | None) -> list[q.ImageRow]:
+        return q.list_images(self.db, project)
+
+    def render(self, row: q.ImageRow) -> dict[str, Any]:
+        return {
+            "auto_update": row.auto_update,
+            "properties": row.properties,
+            "public": row.public,
+            "expires_at": row.expires_at or "0001-01-01T00:00:00Z",
+            "profiles": row.profiles,
+            "aliases": [
+                {"name": a.name, "description": a.description}
+                for a in q.aliases_of(self.db, row.id)
+            ],
+            "architecture": row.architecture,
+            "cached": row.cached,
+            "filename": row.filename,
+            "fingerprint": row.fingerprint,
+            "size": row.size,
+            "type": row.type,
+            "created_at": row.created_at,
+            "last_used_at": row.last_used_at or "0001-01-01T00:00:00Z",
+            "uploaded_at": row.uploaded_at,
+            "project": row.project,
+        }
+
+    def files(self, row: q.ImageRow) -> tuple[Path, Path | None]:
+        meta = self.paths.images / row.fingerprint
+        rootfs = meta.with_name(f"{row.fingerprint}.rootfs")
+        return meta, (rootfs if row.split else None)
+
+    def mark_used(self, row: q.ImageRow) -> None:
+        row.last_used_at = timestamp(now())
+        with self.db.transaction():
+            q.update_image(self.db, row)
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def update(
+        self,
+        row: q.ImageRow,
+        public: bool,
+        auto_update: bool,
+        properties: dict[str, str],
+        profiles: list[str] | None,
+    ) -> None:
+        row.public, row.auto_update, row.properties = public, auto_update, properties
+        if profiles is not None:
+            row.profiles = profiles
+        with self.db.transaction():
+            q.update_image(self.db, row)
+        self.events.lifecycle(
+            ImageAction.UPDATED, f"/1.0/images/{row.fingerprint}", project=row.project
+        )
+
+    def delete(self, row: q.ImageRow) -> None:
+        with self.db.transaction():
+            q.delete_image(self.db, row.id)
+        for path in self.files(row):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        self.events.lifecycle(
+            ImageAction.DELETED, f"/1.0/images/{row.fingerprint}", project=row.project
+        )
+
+    def _check_alias_free(self, project: str, name: str) -> None:
+        if not name or ":" in name or name.startswith("/") or name != name.strip():
+            raise BadRequest(f"Invalid alias name {name!r}")
+        if q.find_alias(self.db, project, name) is not None:
+            raise Conflict(f"Alias {name!r} already exists")
+
+    def create_alias(self, project: str, name: str, target: str, description: str) -> None:
+        image = self.get(project, target)
+        self._check_alias_free(project, name)
+        with self.db.transaction():
+            q.insert_alias(self.db, project, name, image.id, description)
+        self.events.lifecycle(
+            ImageAliasAction.CREATED,
+            f"/1.0/images/aliases/{name}",
+            project=project,
+            context={"target": image.fingerprint},
+        )
+
+    def update_alias(self, project: str, name: str, target: str, description: str) -> None:
+        q.get_alias(self.db, project, name)
+        image = self.get(project, target)
+        with self.db.transaction():
+            q.update_alias(self.db, project, name, image.id, description)
+        self.events.lifecycle(
+            ImageAliasAction.UPDATED,
+            f"/1.0/images/aliases/{name}",
+            project=project,
+            context={"target": image.fingerprint},
+        )
+
+    def rename_alias(self, project: str, name: str, new_name: str) -> None:
+        alias = q.get_alias(self.db, project, name)
+        self._check_alias_free(project, new_name)
+        image = self.get(project, alias.fingerprint)
+        with self.db.transaction():
+            q.update_alias(self.db, project, name, image.id, alias.description, new_name)
+        self.events.lifecycle(
+            ImageAliasAction.RENAMED,
+            f"/1.0/images/aliases/{new_name}",
+            project=project,
+            context={"old_name": name},
+        )
+
+    def delete_alias(self, project: str, name: str) -> None:
+        q.get_alias(self.db, project, name)
+        with self.db.transaction():
+            q.delete_alias(self.db, project, name)
+        self.events.lifecycle(
+            ImageAliasAction.DELETED, f"/1.0/images/aliases/{name}", project=project
+        )
+
+    # -- unpacking --------------------------------------------------------------------------
+
+    async def unpack(self, row: q.ImageRow, target: Path) -> None:
+        """Unpack an image into ``target`` (rootfs/, metadata.yaml, templates/), unshifted."""
+        meta, rootfs = self.files(row)
+        tar = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xf"]
+        if rootfs is None:
+            await run([*tar, str(meta), "-C", str(target)], timeout=3600)
+            if not (target / "rootfs").is_dir():
+                raise BadRequest(f"Image {row.fingerprint} has no rootfs/ directory")
+            return
+        await run([*tar, str(meta), "-C", str(target)], timeout=600)
+        if file_magic(str(rootfs)) == SQUASHFS_MAGIC:
+            await run(
+                ["unsquashfs", "-f", "-n", "-d", str(target / "rootfs"), str(rootfs)], timeout=3600
+            )
+        else:
+            (target / "rootfs").mkdir(exist_ok=True)
+            await run([*tar, str(rootfs), "-C", str(target / "rootfs")], timeout=3600)
+
+
+def _from_epoch(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

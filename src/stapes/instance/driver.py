@@ -1,0 +1,96 @@
+"""The instance driver interface (lifecycle core) and the data a driver is handed."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from stapes.api.base import StatusCode
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    name: str
+    version: str
+    instance_type: str
+
+
+@dataclass
+class InstanceSpec:
+    """One instance as its driver needs it: identity, expanded config and devices, paths."""
+
+    project: str
+    name: str
+    type: str
+    architecture: str
+    config: dict[str, str]
+    devices: dict[str, dict[str, str]]
+    volume: Path
+    """The instance's volume on its pool (the rootfs is ``volume / "rootfs"``)."""
+    log_dir: Path
+
+
+@dataclass
+class RuntimeState:
+    status: StatusCode
+    pid: int = -1
+    processes: int = -1
+    memory: dict[str, int] = field(default_factory=dict)
+    cpu: dict[str, int] = field(default_factory=dict)
+    network: dict[str, Any] | None = None
+    started_at: datetime | None = None
+
+
+@dataclass
+class ExecRequest:
+    command: list[str]
+    environment: dict[str, str]
+    cwd: str
+    uid: int
+    gid: int
+
+
+class InstanceDriver(abc.ABC):
+    @abc.abstractmethod
+    def info(self) -> DriverInfo: ...
+
+    @abc.abstractmethod
+    async def status(self, spec: InstanceSpec) -> RuntimeState:
+        """The power state and pid only (cheap: used by list)."""
+
+    @abc.abstractmethod
+    async def state(self, spec: InstanceSpec) -> RuntimeState:
+        """The full runtime state: status, pid, processes, memory, cpu, network."""
+
+    @abc.abstractmethod
+    async def start(self, spec: InstanceSpec) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None: ...
+
+    @abc.abstractmethod
+    async def freeze(self, spec: InstanceSpec) -> None: ...
+
+    @abc.abstractmethod
+    async def unfreeze(self, spec: InstanceSpec) -> None: ...
+
+    @abc.abstractmethod
+    async def spawn(
+        self, spec: InstanceSpec, req: ExecRequest, stdin: int, stdout: int, stderr: int
+    ) -> int:
+        """Run a command inside; return its pid (a child of this process)."""
+
+    @abc.abstractmethod
+    async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
+        """Run a command on a new terminal inside; return (pid, terminal master fd)."""
+
+    @abc.abstractmethod
+    async def adopt(self, spec: InstanceSpec) -> None:
+        """Make the driver's files point at the instance's volume (after create or rename)."""
+
+    @abc.abstractmethod
+    async def forget(self, spec: InstanceSpec) -> None:
+        """Remove what the driver keeps outside the instance's volume."""

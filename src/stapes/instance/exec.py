@@ -1,0 +1,65 @@
+"""Process helpers for exec: waiting on a pid without a thread, exit codes, the default env."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def exec_environment(
+    instance_env: dict[str, str], requested: dict[str, str], uid: int
+) -> dict[str, str]:
+    """Incus's defaults, then the instance's environment.*, then what the request asks for."""
+    env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
+    if uid == 0:
+        env.update({"HOME": "/root", "USER": "root"})
+    env.update(instance_env)
+    env.update(requested)
+    return env
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell would report it (128 + signal for a killed process)."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+async def wait_pid(pid: int) -> int:
+    """Wait for a child process (our own child) and return its shell-style exit code."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        pidfd = -1
+    try:
+        if pidfd >= 0:
+            ready = loop.create_future()
+            loop.add_reader(pidfd, lambda: ready.done() or ready.set_result(None))
+            try:
+                await ready
+            finally:
+                loop.remove_reader(pidfd)
+        _, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (the pidfd said it exited)
+        return exit_code(status)
+    except ChildProcessError:
+        return 255
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def send_signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def valid_signal(value: object) -> int | None:
+    try:
+        signum = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+    return signum if signum in {s.value for s in signal.Signals} else None

@@ -1,0 +1,443 @@
+"""The liblxc container driver. Every blocking liblxc call goes through ``_call``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl  # imported here: the attached child (in the container's mount namespace) uses them
+import json
+import os
+import socket
+import termios
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stapes.api.base import StatusCode
+from stapes.api.errors import BadRequest, InternalError, MissingHostFeature
+from stapes.host.capabilities import HostCaps
+from stapes.host.idmap import IdMap
+from stapes.host.paths import Paths
+from stapes.host.run import RunError, run
+from stapes.instance import lxc_config
+from stapes.instance.driver import (
+    DriverInfo,
+    ExecRequest,
+    InstanceDriver,
+    InstanceSpec,
+    RuntimeState,
+)
+
+try:
+    import lxc as _lxc
+except ImportError:  # reported by MissingHostFeature when used
+    _lxc = None
+
+T = TypeVar("T")
+
+_STATUS = {
+    "RUNNING": StatusCode.RUNNING,
+    "STOPPED": StatusCode.STOPPED,
+    "FROZEN": StatusCode.FROZEN,
+    "FREEZING": StatusCode.FREEZING,
+    "THAWED": StatusCode.RUNNING,
+    "STARTING": StatusCode.STARTING,
+    "STOPPING": StatusCode.STOPPING,
+    "ABORTING": StatusCode.ABORTING,
+}
+
+_ = (fcntl, termios)  # keep the imports the attached child relies on
+
+
+def lxc_name(project: str, name: str) -> str:
+    return name if project == "default" else f"{project}_{name}"
+
+
+def _host_facts(caps: HostCaps) -> lxc_config.HostFacts:
+    memory = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+                break
+    return lxc_config.HostFacts(cgroup=caps.cgroup, cpus=os.cpu_count() or 1, memory_bytes=memory)
+
+
+def _is_systemd(rootfs: Path) -> bool:
+    init = rootfs / "sbin" / "init"
+    try:
+        target = os.readlink(init)
+    except OSError:
+        return False
+    return "systemd" in target
+
+
+def _pty_child(req: ExecRequest) -> int:
+    """Runs inside the container (after attach): open a terminal from the container's devpts,
+    hand its master to stapesd over fd 0, then exec the command on it."""
+    channel = socket.socket(fileno=os.dup(0))
+    master, slave = os.openpty()
+    socket.send_fds(channel, [b"m"], [master])
+    os.close(master)
+    channel.close()
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+    try:
+        os.chdir(req.cwd or "/")
+    except OSError:
+        os.chdir("/")
+    if req.gid:
+        os.setgid(req.gid)
+    if req.uid:
+        os.setuid(req.uid)
+    try:
+        os.execvpe(req.command[0], req.command, req.environment)
+    except OSError as exc:
+        os.write(2, f"stapes: {req.command[0]}: {exc.strerror}\r\n".encode())
+        os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
+    return 0
+
+
+class LxcDriver(InstanceDriver):
+    def __init__(self, paths: Paths, caps: HostCaps, idmap: IdMap | None) -> None:
+        self.paths = paths
+        self.caps = caps
+        self.idmap = idmap
+        self.host = _host_facts(caps)
+
+    def info(self) -> DriverInfo:
+        return DriverInfo(name="lxc", version=self.caps.liblxc or "", instance_type="container")
+
+    def idmap_for(self, config: dict[str, str]) -> IdMap | None:
+        """None for privileged containers; the host's range for unprivileged ones."""
+        if lxc_config.privileged(config):
+            return None
+        if self.idmap is None:
+            raise MissingHostFeature(
+                "Unprivileged containers need a range for root in /etc/subuid and /etc/subgid "
+                "(for example root:1000000:1000000000); or set security.privileged=true"
+            )
+        return self.idmap
+
+    @staticmethod
+    async def _call(fn: Callable[..., T], *args: Any) -> T:
+        """The one place blocking liblxc calls leave the event loop."""
+        return await asyncio.to_thread(fn, *args)
+
+    def _container(self, spec: InstanceSpec) -> Any:
+        if _lxc is None:
+            raise MissingHostFeature(self.caps.missing_liblxc())
+        return _lxc.Container(lxc_name(spec.project, spec.name), str(self.paths.containers))
+
+    def _link(self, spec: InstanceSpec) -> Path:
+        return self.paths.containers / lxc_name(spec.project, spec.name)
+
+    async def adopt(self, spec: InstanceSpec) -> None:
+        link = self._link(spec)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(spec.volume)
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+
+    async def forget(self, spec: InstanceSpec) -> None:
+        link = self._link(spec)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+
+    def config_items(self, spec: InstanceSpec) -> lxc_config.Items:
+        rootfs = spec.volume / "rootfs"
+        return lxc_config.build(
+            lxc_config.LxcInputs(
+                name=spec.name,
+                architecture=spec.architecture,
+                config=spec.config,
+                rootfs=rootfs,
+                log_dir=spec.log_dir,
+                idmap=self.idmap_for(spec.config),
+                systemd=_is_systemd(rootfs),
+                host=self.host,
+            )
+        )
+
+    async def status(self, spec: InstanceSpec) -> RuntimeState:
+        def probe() -> tuple[str, int]:
+            c = self._container(spec)
+            return c.state, c.init_pid
+
+        if not (self._link(spec) / "config").exists():
+            return RuntimeState(StatusCode.STOPPED)
+        state, pid = await self._call(probe)
+        return RuntimeState(_STATUS.get(state, StatusCode.ERROR), pid if pid > 0 else -1)
+
+    async def state(self, spec: InstanceSpec) -> RuntimeState:
+        current = await self.status(spec)
+        if current.pid <= 0:
+            return current
+
+        def cgroup_counters() -> tuple[int, int, int, int]:
+            c = self._container(spec)
+
+            def item(*keys: str) -> int:
+                for key in keys:
+                    with contextlib.suppress(Exception):
+                        value = c.get_cgroup_item(key)
+                        if value:
+                            return int(str(value).split()[0])
+                return 0
+
+            return (
+                item("memory.usage_in_bytes", "memory.current"),
+                item("memory.max_usage_in_bytes", "memory.peak"),
+                item("cpuacct.usage"),
+                item("pids.current"),
+            )
+
+        usage, peak, cpu_ns, processes = await self._call(cgroup_counters)
+        if not cpu_ns:
+            cpu_ns = _cpu_from_stat(current.pid)
+        current.memory = {
+            "usage": usage,
+            "usage_peak": peak,
+            "total": self.host.memory_bytes,
+            "swap_usage": 0,
+            "swap_usage_peak": 0,
+        }
+        current.cpu = {"usage": cpu_ns, "allocated_time": self.host.cpus * 1_000_000_000}
+        current.processes = processes
+        current.network = await _network(current.pid)
+        current.started_at = _started_at(current.pid)
+        return current
+
+    async def start(self, spec: InstanceSpec) -> None:
+        items = self.config_items(spec)
+        config_path = self._link(spec) / "config"
+        config_path.write_text(lxc_config.render(items))
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = spec.log_dir / "lxc.log"
+
+        def start() -> None:
+            c = self._container(spec)
+            if c.running:
+                raise BadRequest("The instance is already running")
+            with contextlib.suppress(FileNotFoundError):
+                log_file.unlink()
+            if not c.start() or not c.wait("RUNNING", 10):
+                c.stop()
+                _wait_monitor_gone(self.paths.containers, lxc_name(spec.project, spec.name))
+                raise InternalError(f"Failed to start the container: {_log_tail(log_file)}")
+
+        await self._call(start)
+
+    async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None:
+        def stop() -> None:
+            c = self._container(spec)
+            if not c.running:
+                raise BadRequest("The instance is already stopped")
+            if c.state == "FROZEN":
+                c.unfreeze()
+            if force:
+                ok = c.stop()
+            else:
+                ok = c.shutdown(timeout if timeout >= 0 else -1)
+                if not ok:
+                    raise InternalError(
+                        f"The instance did not shut down within {timeout}s; use force to stop it"
+                    )
+            if not ok or not c.wait("STOPPED", 30):
+                raise InternalError("Failed to stop the container")
+
+        await self._call(stop)
+
+    async def apply_limits(self, spec: InstanceSpec) -> None:
+        """Apply limits.* to a running container's cgroups."""
+        items = lxc_config.limits(spec.config, self.host)
+
+        def apply() -> None:
+            c = self._container(spec)
+            if not c.running:
+                return
+            for key, value in items:
+                cgroup_key = key.removeprefix("lxc.cgroup2.").removeprefix("lxc.cgroup.")
+                if not c.set_cgroup_item(cgroup_key, value):
+                    raise InternalError(
+                        f"Failed to set {cgroup_key} to {value} on the running container"
+                    )
+
+        await self._call(apply)
+
+    async def freeze(self, spec: InstanceSpec) -> None:
+        def freeze() -> None:
+            c = self._container(spec)
+            if c.state != "RUNNING":
+                raise BadRequest("The instance isn't running")
+            if not c.freeze():
+                raise InternalError("Failed to freeze the container")
+
+        await self._call(freeze)
+
+    async def unfreeze(self, spec: InstanceSpec) -> None:
+        def unfreeze() -> None:
+            c = self._container(spec)
+            if c.state != "FROZEN":
+                raise BadRequest("The instance isn't frozen")
+            if not c.unfreeze():
+                raise InternalError("Failed to unfreeze the container")
+
+        await self._call(unfreeze)
+
+    def _attach_options(self, req: ExecRequest) -> dict[str, Any]:
+        assert _lxc is not None
+        return {
+            "env_policy": _lxc.LXC_ATTACH_CLEAR_ENV,
+            "extra_env_vars": [f"{k}={v}" for k, v in req.environment.items()],
+            "initial_cwd": req.cwd or "/",
+            "uid": req.uid,
+            "gid": req.gid,
+        }
+
+    async def spawn(
+        self, spec: InstanceSpec, req: ExecRequest, stdin: int, stdout: int, stderr: int
+    ) -> int:
+        def attach() -> int:
+            c = self._container(spec)
+            pid: int = c.attach(
+                _lxc.attach_run_command,
+                req.command,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                **self._attach_options(req),
+            )
+            return pid
+
+        pid = await self._call(attach)
+        if pid <= 0:
+            raise InternalError("Failed to attach to the container")
+        return pid
+
+    async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+        def attach() -> int:
+            c = self._container(spec)
+            options = self._attach_options(req)
+            options.pop("initial_cwd")  # the child changes directory after opening the pty
+            options.pop("uid")
+            options.pop("gid")
+            pid: int = c.attach(_pty_child, req, stdin=theirs.fileno(), **options)
+            return pid
+
+        try:
+            pid = await self._call(attach)
+        finally:
+            theirs.close()
+        try:
+            if pid <= 0:
+                raise InternalError("Failed to attach to the container")
+            ours.settimeout(10)
+            _, fds, _, _ = await self._call(socket.recv_fds, ours, 16, 1)
+        finally:
+            ours.close()
+        if not fds:
+            raise InternalError("The container did not hand back a terminal")
+        return pid, fds[0]
+
+
+def _wait_monitor_gone(lxcpath: Path, name: str, timeout: float = 10) -> None:
+    """Wait until liblxc's monitor process of a container that failed to start has exited."""
+    title = f"[lxc monitor] {lxcpath} {name}".encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = False
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    if f.read().rstrip(b"\0") == title:
+                        alive = True
+                        break
+            except OSError:
+                continue
+        if not alive:
+            return
+        time.sleep(0.05)
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no liblxc log"
+    errors = [line for line in lines if " ERROR " in line] or lines
+    return " | ".join(errors[-3:]) or "no details in the liblxc log"
+
+
+def _cpu_from_stat(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _started_at(pid: int) -> datetime | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, StopIteration):
+        return None
+    return datetime.fromtimestamp(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), UTC)
+
+
+async def _network(pid: int) -> dict[str, Any]:
+    """Interfaces, addresses and counters inside the container's network namespace."""
+    try:
+        _, out, _ = await run(
+            ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j", "-s", "addr"], timeout=10
+        )
+        links = json.loads(out or b"[]")
+    except (RunError, json.JSONDecodeError, OSError):
+        return {}
+    result: dict[str, Any] = {}
+    for link in links:
+        stats = link.get("stats64", {})
+        rx, tx = stats.get("rx", {}), stats.get("tx", {})
+        result[link["ifname"]] = {
+            "addresses": [
+                {
+                    "family": "inet" if a.get("family") == "inet" else "inet6",
+                    "address": a.get("local", ""),
+                    "netmask": str(a.get("prefixlen", "")),
+                    "scope": a.get("scope", ""),
+                }
+                for a in link.get("addr_info", [])
+            ],
+            "counters": {
+                "bytes_received": rx.get("bytes", 0),
+                "bytes_sent": tx.get("bytes", 0),
+                "packets_received": rx.get("packets", 0),
+                "packets_sent": tx.get("packets", 0),
+                "errors_received": rx.get("errors", 0),
+                "errors_sent": tx.get("errors", 0),
+                "packets_dropped_outbound": tx.get("dropped", 0),
+                "packets_dropped_inbound": rx.get("dropped", 0),
+            },
+            "hwaddr": link.get("address", "") if link.get("link_type") != "loopback" else "",
+            "host_name": "",
+            "mtu": link.get("mtu", 0),
+            "state": "up" if "UP" in link.get("flags", []) else "down",
+            "type": "loopback" if link.get("link_type") == "loopback" else "broadcast",
+        }
+    return result

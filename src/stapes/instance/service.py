@@ -1,0 +1,606 @@
+"""Instance orchestration: validate (pure) -> check prerequisites (read-only) -> act, with an undo
+for every side effect. Owns the instance rows; drivers see only InstanceSpec."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stapes.api.base import StatusCode, now, timestamp
+from stapes.api.errors import BadRequest, Conflict, NotFound
+from stapes.api.instance import InstancePut, InstancesPost
+from stapes.api.lifecycle import InstanceAction
+from stapes.config.keys import VOLATILE_PREFIX, lookup, validate_instance_config
+from stapes.config.validate import parse_bool
+from stapes.db import instances as q
+from stapes.db.connection import Database
+from stapes.db.images import ImageRow
+from stapes.db.projects import get_profile, get_project
+from stapes.host.idmap import IdMap, shift_tree
+from stapes.host.paths import Paths
+from stapes.images.formats import render_template, template_variables
+from stapes.images.store import ImageStore
+from stapes.instance import names
+from stapes.instance.driver import InstanceSpec, RuntimeState
+from stapes.instance.lxc import LxcDriver
+from stapes.instance.registry import InstanceDrivers
+from stapes.server.events import EventBus
+from stapes.server.locks import InstanceLocks
+from stapes.server.operations import Operation, Operations
+from stapes.storage.pool import Pools
+
+log = logging.getLogger(__name__)
+
+Undo = Callable[[], Awaitable[None]]
+
+
+def url(name: str, project: str = "default") -> str:
+    suffix = "" if project == "default" else f"?project={project}"
+    return f"/1.0/instances/{name}{suffix}"
+
+
+class InstanceService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        paths: Paths,
+        events: EventBus,
+        operations: Operations,
+        locks: InstanceLocks,
+        images: ImageStore,
+        pools: Pools,
+        drivers: InstanceDrivers,
+    ) -> None:
+        self.db = db
+        self.paths = paths
+        self.events = events
+        self.operations = operations
+        self.locks = locks
+        self.images = images
+        self.pools = pools
+        self.drivers = drivers
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, project: str, name: str) -> q.InstanceRow:
+        get_project(self.db, project)
+        return q.get_instance(self.db, project, name)
+
+    def list(self, project: str | None) -> list[q.InstanceRow]:
+        if project is not None:
+            get_project(self.db, project)
+        return q.list_instances(self.db, project)
+
+    def expand(self, row: q.InstanceRow) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        config: dict[str, str] = {}
+        devices: dict[str, dict[str, str]] = {}
+        for profile in row.profiles:
+            with contextlib.suppress(NotFound):
+                p = get_profile(self.db, row.project, profile)
+                config.update(p.config)
+                devices.update(p.devices)
+        config.update(row.config)
+        devices.update(row.devices)
+        return config, devices
+
+    def spec(self, row: q.InstanceRow) -> InstanceSpec:
+        config, devices = self.expand(row)
+        return InstanceSpec(
+            project=row.project,
+            name=row.name,
+            type=row.type,
+            architecture=row.architecture,
+            config=config,
+            devices=devices,
+            volume=self.pools.driver(row.pool).volume_path("containers", row.name),
+            log_dir=self.paths.instance_logs(row.name),
+        )
+
+    async def status(self, row: q.InstanceRow) -> RuntimeState:
+        return await self.drivers.get(row.type).status(self.spec(row))
+
+    def render(self, row: q.InstanceRow, status: RuntimeState) -> dict[str, Any]:
+        config, devices = self.expand(row)
+        return {
+            "architecture": row.architecture,
+            "config": row.config,
+            "devices": row.devices,
+            "ephemeral": row.ephemeral,
+            "profiles": row.profiles,
+            "stateful": row.stateful,
+            "description": row.description,
+            "created_at": row.created_at,
+            "expanded_config": config,
+            "expanded_devices": devices,
+            "name": row.name,
+            "status": status.status.text,
+            "status_code": int(status.status),
+            "last_used_at": row.last_used_at or "0001-01-01T00:00:00Z",
+            "location": "none",
+            "type": row.type,
+            "project": row.project,
+        }
+
+    async def render_full(self, row: q.InstanceRow) -> dict[str, Any]:
+        state = await self.drivers.get(row.type).state(self.spec(row))
+        full = self.render(row, state)
+        full["backups"] = None
+        full["state"] = render_state(state)
+        full["snapshots"] = None
+        return full
+
+    async def state(self, row: q.InstanceRow) -> dict[str, Any]:
+        return render_state(await self.drivers.get(row.type).state(self.spec(row)))
+
+    @staticmethod
+    def writable(row: q.InstanceRow) -> dict[str, Any]:
+        """What an ETag covers: the fields PUT can write."""
+        return {
+            "architecture": row.architecture,
+            "config": row.config,
+            "devices": row.devices,
+            "ephemeral": row.ephemeral,
+            "profiles": row.profiles,
+            "stateful": row.stateful,
+            "description": row.description,
+        }
+
+    # -- create -----------------------------------------------------------------------------
+
+    def _check_profiles(self, project: str, profiles: list[str]) -> None:
+        for profile in profiles:
+            try:
+                get_profile(self.db, project, profile)
+            except NotFound:
+                raise BadRequest(f"Requested profile {profile!r} doesn't exist") from None
+        if len(set(profiles)) != len(profiles):
+            raise BadRequest("A profile is listed more than once")
+
+    def _check_devices(self, devices: dict[str, dict[str, str]]) -> None:
+        for name, device in devices.items():
+            kind = device.get("type", "")
+            if kind == "disk" and device.get("path") == "/":
+                continue
+            if kind == "none":
+                continue
+            raise BadRequest(
+                f"Device {name!r}: type {kind!r} is not supported by this stapesd "
+                "yet (only the root disk)"
+            )
+
+    def root_pool(self, devices: dict[str, dict[str, str]]) -> str:
+        for device in devices.values():
+            if device.get("type") == "disk" and device.get("path") == "/":
+                pool = device.get("pool", "")
+                if not pool:
+                    raise BadRequest("The root disk device has no pool")
+                return pool
+        raise BadRequest(
+            "No root disk device: add one (type disk, path /) to the instance or a profile"
+        )
+
+    async def create(self, req: InstancesPost, project: str) -> Operation:
+        # validate (pure)
+        instance_type = req.type or "container"
+        driver = self.drivers.get(instance_type)
+        name = req.name or names.generate({r.name for r in q.list_instances(self.db, project)})
+        names.validate(name)
+        profiles = ["default"] if req.profiles is None else req.profiles
+        validate_instance_config(req.config, instance_type)
+        self._check_devices(req.devices)
+        if req.source.type not in ("image", "none"):
+            raise BadRequest(
+                f"Instance source type {req.source.type!r} is not supported yet (use image or none)"
+            )
+        # prerequisites (read-only)
+        get_project(self.db, project)
+        self._check_profiles(project, profiles)
+        if q.find_instance(self.db, project, name) is not None:
+            raise Conflict(f"Instance {name!r} already exists")
+        image = (
+            self.images.resolve(project, req.source.alias, req.source.fingerprint)
+            if req.source.type == "image"
+            else None
+        )
+        if image is not None and image.type != instance_type:
+            raise BadRequest(
+                f"Image {image.fingerprint[:12]} is a {image.type} image, not a {instance_type} one"
+            )
+        row = q.InstanceRow(
+            id=0,
+            project=project,
+            name=name,
+            type=instance_type,
+            architecture=req.architecture or (image.architecture if image else _host_arch()),
+            pool="",
+            created_at=timestamp(now()),
+            description=req.description,
+            ephemeral=req.ephemeral,
+            stateful=req.stateful,
+            config=dict(req.config),
+            devices=req.devices,
+            profiles=profiles,
+        )
+        _, devices = self.expand(row)
+        row.pool = self.root_pool(devices)
+        self.pools.driver(row.pool)  # the pool must exist
+        idmap = driver.idmap_for(self.expand(row)[0]) if isinstance(driver, LxcDriver) else None
+
+        async def act(op: Operation) -> None:
+            async with self.locks(project, name):
+                await self._create(op, row, image, idmap, start=req.start)
+
+        return self.operations.start(
+            act,
+            description="Creating instance",
+            project=project,
+            resources={"instances": [url(name, project)]},
+        )
+
+    async def _create(
+        self,
+        op: Operation,
+        row: q.InstanceRow,
+        image: ImageRow | None,
+        idmap: IdMap | None,
+        *,
+        start: bool,
+    ) -> None:
+        undo: list[Undo] = []
+        try:
+            self._add_volatile(row, image, idmap)
+            with self.db.transaction():
+                q.insert_instance(self.db, row)
+
+            async def drop_row() -> None:
+                with self.db.transaction():
+                    q.delete_instance(self.db, row.id)
+
+            undo.append(drop_row)
+
+            drv = self.pools.driver(row.pool)
+
+            async def drop_volume() -> None:
+                await drv.delete_volume("containers", row.name)
+
+            undo.append(drop_volume)
+            if image is not None:
+                op.progress("create_instance_from_image_unpack", 0, 0, "Unpacking image: 0%")
+                volume = await self.pools.image_volume(
+                    row.pool,
+                    image.fingerprint,
+                    idmap,
+                    lambda target: self.images.unpack(image, target),
+                )
+                await drv.copy_volume("images", volume, "containers", row.name)
+                op.progress("create_instance_from_image_unpack", 100, 0, "Unpacking image: 100%")
+                self.images.mark_used(image)
+            else:
+                path = await drv.create_volume("containers", row.name)
+                (path / "rootfs").mkdir(mode=0o755)
+                if idmap is not None:
+                    shift_tree(path / "rootfs", idmap.base)
+            spec = self.spec(row)
+            await asyncio.to_thread(
+                apply_templates, spec.volume, row.name, row.type, spec.config, "create"
+            )
+            driver = self.drivers.get(row.type)
+            await driver.adopt(spec)
+
+            async def forget() -> None:
+                await driver.forget(spec)
+                shutil.rmtree(spec.log_dir, ignore_errors=True)
+
+            undo.append(forget)
+            self.events.lifecycle(
+                InstanceAction.CREATED,
+                url(row.name, row.project),
+                project=row.project,
+                context={"location": "none", "storage-pool": row.pool, "type": row.type},
+            )
+            if start:
+                await self._start(row)
+        except BaseException:
+            for step in reversed(undo):
+                try:
+                    await step()
+                except Exception:
+                    log.exception("undo of a failed create of %s failed", row.name)
+            raise
+
+    def _add_volatile(
+        self, row: q.InstanceRow, image: ImageRow | None, idmap: IdMap | None
+    ) -> None:
+        instance_uuid = str(uuid.uuid4())
+        row.config.update(
+            {
+                "volatile.uuid": instance_uuid,
+                "volatile.uuid.generation": instance_uuid,
+                "volatile.last_state.power": "STOPPED",
+                "volatile.last_state.idmap": "[]",
+            }
+        )
+        if idmap is not None:
+            row.config["volatile.idmap.base"] = str(idmap.base)
+            row.config["volatile.idmap.current"] = idmap.volatile()
+            row.config["volatile.idmap.next"] = idmap.volatile()
+        if image is not None:
+            row.config["volatile.base_image"] = image.fingerprint
+            for key, value in image.properties.items():
+                row.config.setdefault(f"image.{key}", value)
+
+    # -- state ------------------------------------------------------------------------------
+
+    async def _set_power(self, row: q.InstanceRow, power: str) -> None:
+        row.config["volatile.last_state.power"] = power
+        values: dict[str, str | None] = {"volatile.last_state.power": power}
+        with self.db.transaction():
+            q.set_config_keys(self.db, row.id, values)
+
+    async def _start(self, row: q.InstanceRow) -> None:
+        driver = self.drivers.get(row.type)
+        await driver.start(self.spec(row))
+        row.last_used_at = timestamp(now())
+        row.config["volatile.last_state.power"] = "RUNNING"
+        with self.db.transaction():
+            q.update_instance(self.db, row)
+        self.events.lifecycle(
+            InstanceAction.STARTED, url(row.name, row.project), project=row.project
+        )
+
+    async def _stop(self, row: q.InstanceRow, force: bool, timeout: int) -> None:
+        await self.drivers.get(row.type).stop(self.spec(row), force=force, timeout=timeout)
+        await self._set_power(row, "STOPPED")
+        action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
+        self.events.lifecycle(action, url(row.name, row.project), project=row.project)
+
+    def change_state(self, row: q.InstanceRow, action: str, force: bool, timeout: int) -> Operation:
+        descriptions = {
+            "start": "Starting instance",
+            "stop": "Stopping instance",
+            "restart": "Restarting instance",
+            "freeze": "Freezing instance",
+            "unfreeze": "Unfreezing instance",
+        }
+        if action not in descriptions:
+            raise BadRequest(
+                f"Unknown action: {action!r} (use start, stop, restart, freeze or unfreeze)"
+            )
+        driver = self.drivers.get(row.type)
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                current = self.get(row.project, row.name)
+                spec = self.spec(current)
+                if action == "start":
+                    if (await driver.status(spec)).status != StatusCode.STOPPED:
+                        raise BadRequest("The instance is already running")
+                    await self._start(current)
+                elif action == "stop":
+                    await self._stop(current, force, timeout)
+                elif action == "restart":
+                    await self._stop(current, force, timeout)
+                    await self._start(current)
+                    self.events.lifecycle(
+                        InstanceAction.RESTARTED, url(row.name, row.project), project=row.project
+                    )
+                elif action == "freeze":
+                    await driver.freeze(spec)
+                    self.events.lifecycle(
+                        InstanceAction.PAUSED, url(row.name, row.project), project=row.project
+                    )
+                else:
+                    await driver.unfreeze(spec)
+                    self.events.lifecycle(
+                        InstanceAction.RESUMED, url(row.name, row.project), project=row.project
+                    )
+
+        return self.operations.start(
+            act,
+            description=descriptions[action],
+            project=row.project,
+            resources={"instances": [url(row.name, row.project)]},
+        )
+
+    # -- update, rename, delete -------------------------------------------------------------
+
+    def _check_put(self, row: q.InstanceRow, put: InstancePut) -> dict[str, str]:
+        validate_instance_config(put.config, row.type, current=row.config)
+        self._check_devices(put.devices)
+        profiles = row.profiles if put.profiles is None else put.profiles
+        self._check_profiles(row.project, profiles)
+        merged = {k: v for k, v in put.config.items() if not k.startswith(VOLATILE_PREFIX)}
+        merged.update({k: v for k, v in row.config.items() if k.startswith(VOLATILE_PREFIX)})
+        return merged
+
+    async def apply_update(self, row: q.InstanceRow, put: InstancePut) -> None:
+        """Validate and store a new writable state; raise before changing anything."""
+        config = self._check_put(row, put)
+        old_config = self.expand(row)[0]
+        candidate = q.InstanceRow(**{**row.__dict__})
+        candidate.config = config
+        candidate.devices = put.devices
+        candidate.profiles = row.profiles if put.profiles is None else put.profiles
+        candidate.description = put.description
+        candidate.ephemeral = put.ephemeral
+        candidate.architecture = put.architecture or row.architecture
+        new_devices = self.expand(candidate)[1]
+        if self.root_pool(new_devices) != row.pool:
+            raise BadRequest(
+                "Moving an instance to another pool through its root disk is not supported yet"
+            )
+        new_config = self.expand(candidate)[0]
+        spec = self.spec(candidate)
+        driver = self.drivers.get(row.type)
+        if isinstance(driver, LxcDriver):
+            driver.config_items(spec)  # the new config must render (raw.lxc, limits)
+        with self.db.transaction():
+            q.update_instance(self.db, candidate)
+        changed = {
+            k for k in set(old_config) | set(new_config) if old_config.get(k) != new_config.get(k)
+        }
+        if isinstance(driver, LxcDriver) and changed:
+            live = {k for k in changed if (spec_key := lookup(k)) is not None and spec_key.live}
+            if live & {"limits.memory", "limits.cpu", "limits.processes"}:
+                await driver.apply_limits(spec)
+        self.events.lifecycle(
+            InstanceAction.UPDATED, url(row.name, row.project), project=row.project
+        )
+
+    def update(self, row: q.InstanceRow, put: InstancePut) -> Operation:
+        self._check_put(row, put)
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                await self.apply_update(self.get(row.project, row.name), put)
+
+        return self.operations.start(
+            act,
+            description="Updating instance",
+            project=row.project,
+            resources={"instances": [url(row.name, row.project)]},
+        )
+
+    async def rename(self, row: q.InstanceRow, new_name: str) -> Operation:
+        names.validate(new_name)
+        if q.find_instance(self.db, row.project, new_name) is not None:
+            raise Conflict(f"Name {new_name!r} already in use")
+        if (await self.status(row)).status != StatusCode.STOPPED:
+            raise BadRequest("Renaming of running instance not allowed")
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                old_spec = self.spec(row)
+                driver = self.drivers.get(row.type)
+                await driver.forget(old_spec)
+                await self.pools.driver(row.pool).rename_volume("containers", row.name, new_name)
+                if old_spec.log_dir.exists():
+                    old_spec.log_dir.rename(self.paths.instance_logs(new_name))
+                old = row.name
+                row.name = new_name
+                with self.db.transaction():
+                    q.update_instance(self.db, row)
+                await driver.adopt(self.spec(row))
+                self.events.lifecycle(
+                    InstanceAction.RENAMED,
+                    url(new_name, row.project),
+                    project=row.project,
+                    context={"old_name": old},
+                )
+
+        return self.operations.start(
+            act,
+            description="Renaming instance",
+            project=row.project,
+            resources={"instances": [url(row.name, row.project)]},
+        )
+
+    async def delete(self, row: q.InstanceRow) -> Operation:
+        if (await self.status(row)).status != StatusCode.STOPPED:
+            raise BadRequest("Instance is running")
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                spec = self.spec(row)
+                if (await self.drivers.get(row.type).status(spec)).status != StatusCode.STOPPED:
+                    raise BadRequest("Instance is running")
+                await self.drivers.get(row.type).forget(spec)
+                await self.pools.driver(row.pool).delete_volume("containers", row.name)
+                await asyncio.to_thread(shutil.rmtree, spec.log_dir, True)
+                with self.db.transaction():
+                    q.delete_instance(self.db, row.id)
+                self.events.lifecycle(
+                    InstanceAction.DELETED, url(row.name, row.project), project=row.project
+                )
+
+        return self.operations.start(
+            act,
+            description="Deleting instance",
+            project=row.project,
+            resources={"instances": [url(row.name, row.project)]},
+        )
+
+    # -- daemon start -----------------------------------------------------------------------
+
+    async def readopt(self) -> None:
+        """After a (re)start of stapesd: link every instance, leave running ones running, and
+        start those that were running before the host went down (or have boot.autostart)."""
+        for row in q.list_instances(self.db, None):
+            spec = self.spec(row)
+            driver = self.drivers.get(row.type)
+            try:
+                await driver.adopt(spec)
+                status = (await driver.status(spec)).status
+            except Exception:
+                log.exception("could not re-adopt instance %s", row.name)
+                continue
+            autostart = spec.config.get("boot.autostart")
+            wanted = (
+                parse_bool(autostart)
+                if autostart is not None
+                else row.config.get("volatile.last_state.power") == "RUNNING"
+            )
+            if status == StatusCode.STOPPED and wanted:
+                try:
+                    await self._start(row)
+                except Exception:
+                    log.exception("could not start instance %s at daemon start", row.name)
+            elif status != StatusCode.STOPPED:
+                log.info("re-adopted running instance %s", row.name)
+
+
+def render_state(state: RuntimeState) -> dict[str, Any]:
+    return {
+        "status": state.status.text,
+        "status_code": int(state.status),
+        "disk": {},
+        "memory": state.memory
+        or {"usage": 0, "usage_peak": 0, "total": 0, "swap_usage": 0, "swap_usage_peak": 0},
+        "network": state.network,
+        "pid": state.pid if state.pid > 0 else 0,
+        "processes": state.processes,
+        "cpu": state.cpu or {"usage": 0, "allocated_time": 0},
+        "started_at": timestamp(state.started_at),
+        "os_info": None,
+    }
+
+
+def apply_templates(
+    volume: Path, name: str, instance_type: str, config: dict[str, str], trigger: str
+) -> None:
+    """Write the image's templates (metadata.yaml ``templates``) whose ``when`` has ``trigger``."""
+    meta_path = volume / "metadata.yaml"
+    if not meta_path.exists():
+        return
+    meta = yaml.safe_load(meta_path.read_text()) or {}
+    variables = template_variables(name, instance_type, config)
+    variables["trigger"] = trigger
+    rootfs = volume / "rootfs"
+    for target, tpl in (meta.get("templates") or {}).items():
+        if trigger not in (tpl.get("when") or []):
+            continue
+        source = volume / "templates" / str(tpl.get("template", ""))
+        if not source.is_file():
+            continue
+        dest = rootfs / str(target).lstrip("/")
+        if not dest.parent.is_dir() or dest.is_symlink():
+            continue
+        st = rootfs.stat()
+        dest.write_text(render_template(source.read_text(), variables))
+        if dest.stat().st_uid != st.st_uid:
+            os.lchown(dest, st.st_uid, st.st_gid)
+
+
+def _host_arch() -> str:
+    return platform.machine()

@@ -1,0 +1,119 @@
+"""The daemon: builds State, starts in order (db, pools, instances, listeners), stops in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from aiohttp import web
+
+from stapes.db.connection import Database
+from stapes.db.projects import ensure_profile, ensure_project
+from stapes.host.capabilities import probe
+from stapes.host.idmap import IdMap
+from stapes.host.paths import Paths
+from stapes.images.store import ImageStore
+from stapes.instance.lxc import LxcDriver
+from stapes.instance.registry import InstanceDrivers
+from stapes.instance.service import InstanceService
+from stapes.server.events import EventBus, EventLogHandler
+from stapes.server.locks import InstanceLocks
+from stapes.server.operations import Operations
+from stapes.server.response import error_middleware
+from stapes.server.routes import register
+from stapes.server.state import STATE, State
+from stapes.storage.pool import Pools
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROJECT_CONFIG = {
+    "features.images": "true",
+    "features.profiles": "true",
+    "features.storage.volumes": "true",
+    "features.networks": "true",
+}
+
+
+def build_state(paths: Paths) -> State:
+    paths.ensure()
+    caps = probe()
+    db = Database(paths.database)
+    events = EventBus()
+    operations = Operations(events)
+    locks = InstanceLocks()
+    images = ImageStore(db, paths, events)
+    pools = Pools(db, paths)
+    idmap = IdMap.from_host() if caps.unprivileged else None
+    drivers = InstanceDrivers({"container": LxcDriver(paths, caps, idmap)})
+    instances = InstanceService(
+        db=db,
+        paths=paths,
+        events=events,
+        operations=operations,
+        locks=locks,
+        images=images,
+        pools=pools,
+        drivers=drivers,
+    )
+    return State(
+        paths=paths,
+        db=db,
+        events=events,
+        operations=operations,
+        caps=caps,
+        locks=locks,
+        images=images,
+        pools=pools,
+        instances=instances,
+    )
+
+
+async def initialise(st: State) -> None:
+    with st.db.transaction():
+        ensure_project(st.db, "default", "Default Stapes project", DEFAULT_PROJECT_CONFIG)
+    await st.pools.ensure_default()
+    with st.db.transaction():
+        ensure_profile(
+            st.db,
+            "default",
+            "default",
+            "Default Stapes profile",
+            {"root": {"path": "/", "pool": "default", "type": "disk"}},
+        )
+    for leftover in st.paths.images.glob("upload-*"):
+        leftover.unlink(missing_ok=True)
+    await st.instances.readopt()
+
+
+async def serve(paths: Paths) -> None:
+    st = build_state(paths)
+    logging.getLogger("stapes").addHandler(EventLogHandler(st.events))
+    await initialise(st)
+    app = web.Application(middlewares=[error_middleware], client_max_size=0)
+    app[STATE] = st
+    register(app)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()
+    site = web.UnixSite(runner, str(paths.socket))
+    await site.start()
+    os.chmod(paths.socket, 0o660)
+    log.info("stapesd listening on %s", paths.socket)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stapesd shutting down (instances keep running)")
+        await st.operations.shutdown()
+        await runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            paths.socket.unlink()
+        st.db.close()

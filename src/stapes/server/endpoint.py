@@ -1,0 +1,93 @@
+"""Endpoint and Action: how a handler module declares its routes for server/routes.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pydantic
+from aiohttp import web
+
+from stapes.api.errors import BadRequest, PreconditionFailed
+from stapes.server.response import Result, etag_of, render
+from stapes.server.state import STATE, State
+
+Handler = Callable[[web.Request], Awaitable[Result]]
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+@dataclass(frozen=True)
+class Action:
+    handler: Handler
+    allow_untrusted: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    """Below /1.0 (``""`` is /1.0 itself); ``{name}`` segments are aiohttp match_info keys."""
+    get: Action | None = None
+    put: Action | None = None
+    post: Action | None = None
+    patch: Action | None = None
+    delete: Action | None = None
+
+    def actions(self) -> dict[str, Action]:
+        found = {
+            "GET": self.get,
+            "PUT": self.put,
+            "POST": self.post,
+            "PATCH": self.patch,
+            "DELETE": self.delete,
+        }
+        return {method: action for method, action in found.items() if action is not None}
+
+
+def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return render(await action.handler(request))
+
+    return handle
+
+
+def state(request: web.Request) -> State:
+    return request.app[STATE]
+
+
+def project_of(request: web.Request) -> str:
+    return request.query.get("project", "") or "default"
+
+
+def recursion(request: web.Request) -> int:
+    try:
+        return int(request.query.get("recursion", "0"))
+    except ValueError:
+        raise BadRequest("recursion must be an integer") from None
+
+
+def flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("1", "true", "yes")
+
+
+async def json_body(request: web.Request) -> object:
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw else None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"Invalid JSON in request body: {exc}") from None
+
+
+async def body_as(request: web.Request, model: type[M]) -> M:
+    data = await json_body(request)
+    if not isinstance(data, dict):
+        raise BadRequest("Request body must be a JSON object")
+    return model.model_validate(data)
+
+
+def check_etag(request: web.Request, current: object) -> None:
+    """Honour If-Match: a mismatch is 412, as in Incus."""
+    wanted = request.headers.get("If-Match", "").strip().strip('"')
+    if wanted and wanted != etag_of(current):
+        raise PreconditionFailed("ETag doesn't match")

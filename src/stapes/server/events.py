@@ -1,0 +1,93 @@
+"""The event bus: every state change becomes an event, fanned out to /1.0/events listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from stapes.api.base import now, timestamp
+from stapes.api.envelope import event_envelope
+
+EVENT_TYPES = ("lifecycle", "operation", "logging")
+
+
+@dataclass(eq=False)
+class Listener:
+    types: frozenset[str]
+    project: str | None
+    queue: asyncio.Queue[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=10000)
+    )
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        if event["type"] not in self.types:
+            return False
+        return self.project is None or event["project"] in (self.project, "")
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._listeners: set[Listener] = set()
+
+    def subscribe(self, types: frozenset[str], project: str | None) -> Listener:
+        listener = Listener(types, project)
+        self._listeners.add(listener)
+        return listener
+
+    def unsubscribe(self, listener: Listener) -> None:
+        self._listeners.discard(listener)
+
+    def send(self, kind: str, metadata: Any, project: str = "default") -> None:
+        event = event_envelope(kind, metadata, timestamp(now()), project)
+        for listener in list(self._listeners):
+            if listener.wants(event):
+                try:
+                    listener.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    self._listeners.discard(listener)
+
+    def lifecycle(
+        self,
+        action: str,
+        source: str,
+        *,
+        project: str = "default",
+        context: dict[str, Any] | None = None,
+        name: str = "",
+    ) -> None:
+        self.send(
+            "lifecycle",
+            {
+                "action": action,
+                "source": source,
+                "context": context or {},
+                "requestor": {"username": "root", "protocol": "unix", "address": "@"},
+                "name": name or source.rsplit("/", 1)[-1],
+                "project": project,
+            },
+            project,
+        )
+
+
+class EventLogHandler(logging.Handler):
+    """Forwards the daemon's log records to listeners of the ``logging`` event type."""
+
+    def __init__(self, bus: EventBus) -> None:
+        super().__init__(logging.DEBUG)
+        self.bus = bus
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.bus._listeners:
+            return
+        level = {"WARNING": "warn", "CRITICAL": "crit"}.get(
+            record.levelname, record.levelname.lower()
+        )
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        self.bus.send(
+            "logging", {"message": message, "level": level, "context": {"logger": record.name}}, ""
+        )

@@ -1,0 +1,53 @@
+"""/1.0/events: the event stream as a websocket, one JSON text frame per event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from aiohttp import web
+
+from stapes.api.errors import BadRequest
+from stapes.server.endpoint import Action, Endpoint, flag, project_of, state
+from stapes.server.events import EVENT_TYPES
+from stapes.server.response import Result
+
+
+async def get_events(request: web.Request) -> Result:
+    st = state(request)
+    wanted = [t for t in request.query.get("type", "").split(",") if t]
+    unknown = [t for t in wanted if t not in EVENT_TYPES]
+    if unknown:
+        raise BadRequest(
+            f"Unknown event type {unknown[0]!r}: valid types are {', '.join(EVENT_TYPES)}"
+        )
+    project = None if flag(request, "all-projects") else project_of(request)
+    listener = st.events.subscribe(frozenset(wanted or EVENT_TYPES), project)
+    ws = web.WebSocketResponse(heartbeat=30)
+    try:
+        await ws.prepare(request)
+
+        async def drain_client() -> None:
+            async for _ in ws:
+                pass
+
+        reader = asyncio.get_running_loop().create_task(drain_client())
+        try:
+            while not ws.closed:
+                getter = asyncio.ensure_future(listener.queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                await ws.send_str(json.dumps(getter.result()))
+        finally:
+            reader.cancel()
+            with contextlib.suppress(Exception):
+                await ws.close()
+    finally:
+        st.events.unsubscribe(listener)
+    return ws
+
+
+ENDPOINTS = [Endpoint("/events", get=Action(get_events))]

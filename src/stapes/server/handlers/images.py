@@ -1,0 +1,280 @@
+"""/1.0/images and /1.0/images/aliases: upload (unified or split), list, get, update, delete."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from stapes.api.errors import BadRequest
+from stapes.api.image import ImageAliasesPost, ImageAliasPost, ImageAliasPut, ImagePut
+from stapes.db.images import get_alias, list_aliases
+from stapes.images.store import Upload
+from stapes.server import filter as api_filter
+from stapes.server.endpoint import (
+    Action,
+    Endpoint,
+    body_as,
+    check_etag,
+    flag,
+    json_body,
+    project_of,
+    recursion,
+    state,
+)
+from stapes.server.response import Async, Result, Sync
+
+CHUNK = 1024 * 1024
+
+
+def _header(request: web.Request, name: str) -> str:
+    return request.headers.get(f"X-Incus-{name}", request.headers.get(f"X-LXD-{name}", ""))
+
+
+async def list_images(request: web.Request) -> Result:
+    st = state(request)
+    project = None if flag(request, "all-projects") else project_of(request)
+    rendered = [st.images.render(r) for r in st.images.list(project)]
+    if request.query.get("filter"):
+        flt = api_filter.parse(request.query["filter"])
+        rendered = [r for r in rendered if api_filter.matches(flt, r)]
+    if recursion(request) >= 1:
+        return Sync(rendered)
+    return Sync([f"/1.0/images/{r['fingerprint']}" for r in rendered])
+
+
+async def _receive(stream: Any, path: Any, upload: Upload) -> None:
+    with open(path, "wb") as f:
+        while True:
+            chunk = (
+                await stream.read_chunk(CHUNK)
+                if isinstance(stream, BodyPartReader)
+                else await stream.read(CHUNK)
+            )
+            if not chunk:
+                break
+            upload.hasher.update(chunk)
+            f.write(chunk)
+
+
+async def create_image(request: web.Request) -> Result:
+    st = state(request)
+    project = project_of(request)
+    if request.content_type == "application/json":
+        body = await json_body(request)
+        kind = (body or {}).get("source", {}).get("type", "") if isinstance(body, dict) else ""
+        raise BadRequest(
+            f"Creating images from a {kind or 'JSON'} source is not supported yet: "
+            "upload an image file"
+        )
+    split = request.content_type.startswith("multipart/")
+    upload = st.images.new_upload(split)
+    try:
+        if split:
+            reader = await request.multipart()
+            seen: set[str] = set()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    continue
+                if part.name == "metadata":
+                    await _receive(part, upload.meta, upload)
+                elif part.name in ("rootfs", "rootfs.img"):
+                    if "metadata" not in seen:
+                        raise BadRequest("The metadata part must come before the rootfs part")
+                    upload.vm = part.name == "rootfs.img"
+                    await _receive(part, upload.rootfs, upload)
+                else:
+                    raise BadRequest(
+                        f"Unknown part {part.name!r} in the image upload "
+                        "(expected metadata and rootfs)"
+                    )
+                seen.add(str(part.name))
+            if seen != {"metadata", "rootfs"} and seen != {"metadata", "rootfs.img"}:
+                raise BadRequest("A split image upload needs a metadata and a rootfs part")
+        else:
+            await _receive(request.content, upload.meta, upload)
+            if upload.meta.stat().st_size == 0:
+                raise BadRequest("Empty image upload")
+        properties = dict(urllib.parse.parse_qsl(_header(request, "properties")))
+        aliases = [a for a in urllib.parse.unquote(_header(request, "aliases")).split(",") if a]
+        row = await st.images.register(
+            upload,
+            project=project,
+            filename=_header(request, "filename"),
+            public=_header(request, "public").lower() in ("1", "true"),
+            properties=properties,
+            expected=_header(request, "fingerprint"),
+            aliases=aliases,
+        )
+    finally:
+        upload.cleanup()
+    fingerprint = row.fingerprint
+
+    async def done(op: Any) -> None:
+        op.update_metadata({"fingerprint": fingerprint, "size": row.size})
+
+    return Async(
+        st.operations.start(
+            done,
+            description="Downloading image",
+            project=project,
+            resources={"images": [f"/1.0/images/{fingerprint}"]},
+        )
+    )
+
+
+async def get_image(request: web.Request) -> Result:
+    st = state(request)
+    row = st.images.get(project_of(request), request.match_info["fingerprint"])
+    body = st.images.render(row)
+    return Sync(body, etag=_writable(body))
+
+
+def _writable(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: body[k] for k in ("auto_update", "properties", "public", "expires_at", "profiles")}
+
+
+async def put_image(request: web.Request) -> Result:
+    st = state(request)
+    row = st.images.get(project_of(request), request.match_info["fingerprint"])
+    check_etag(request, _writable(st.images.render(row)))
+    put = await body_as(request, ImagePut)
+    st.images.update(row, put.public, put.auto_update, put.properties, put.profiles)
+    return Sync()
+
+
+async def patch_image(request: web.Request) -> Result:
+    st = state(request)
+    row = st.images.get(project_of(request), request.match_info["fingerprint"])
+    current = _writable(st.images.render(row))
+    check_etag(request, current)
+    patch = await json_body(request)
+    if not isinstance(patch, dict):
+        raise BadRequest("Request body must be a JSON object")
+    merged = {**current, **patch}
+    if isinstance(patch.get("properties"), dict):
+        merged["properties"] = {**current["properties"], **patch["properties"]}
+    put = ImagePut.model_validate(merged)
+    st.images.update(row, put.public, put.auto_update, put.properties, put.profiles)
+    return Sync()
+
+
+async def delete_image(request: web.Request) -> Result:
+    st = state(request)
+    row = st.images.get(project_of(request), request.match_info["fingerprint"])
+
+    async def act(op: Any) -> None:
+        st.images.delete(row)
+        await st.pools.delete_image_volumes(row.fingerprint)
+
+    return Async(
+        st.operations.start(
+            act,
+            description="Deleting image",
+            project=row.project,
+            resources={"images": [f"/1.0/images/{row.fingerprint}"]},
+        )
+    )
+
+
+def _alias(project: str, st: Any, name: str) -> dict[str, Any]:
+    alias = get_alias(st.db, project, name)
+    return {
+        "name": alias.name,
+        "description": alias.description,
+        "target": alias.fingerprint,
+        "type": alias.type,
+    }
+
+
+async def list_image_aliases(request: web.Request) -> Result:
+    st = state(request)
+    project = project_of(request)
+    aliases = list_aliases(st.db, project)
+    if recursion(request) >= 1:
+        return Sync(
+            [
+                {
+                    "name": a.name,
+                    "description": a.description,
+                    "target": a.fingerprint,
+                    "type": a.type,
+                }
+                for a in aliases
+            ]
+        )
+    return Sync([f"/1.0/images/aliases/{urllib.parse.quote(a.name, safe='')}" for a in aliases])
+
+
+async def create_image_alias(request: web.Request) -> Result:
+    st = state(request)
+    req = await body_as(request, ImageAliasesPost)
+    st.images.create_alias(project_of(request), req.name, req.target, req.description)
+    return Sync(location=f"/1.0/images/aliases/{urllib.parse.quote(req.name, safe='')}")
+
+
+async def get_image_alias(request: web.Request) -> Result:
+    st = state(request)
+    body = _alias(project_of(request), st, request.match_info["alias"])
+    return Sync(body, etag={"description": body["description"], "target": body["target"]})
+
+
+async def put_image_alias(request: web.Request) -> Result:
+    st = state(request)
+    project, name = project_of(request), request.match_info["alias"]
+    current = _alias(project, st, name)
+    check_etag(request, {"description": current["description"], "target": current["target"]})
+    req = await body_as(request, ImageAliasPut)
+    st.images.update_alias(project, name, req.target, req.description)
+    return Sync()
+
+
+async def patch_image_alias(request: web.Request) -> Result:
+    st = state(request)
+    project, name = project_of(request), request.match_info["alias"]
+    current = _alias(project, st, name)
+    patch = await json_body(request)
+    if not isinstance(patch, dict):
+        raise BadRequest("Request body must be a JSON object")
+    st.images.update_alias(
+        project,
+        name,
+        str(patch.get("target", current["target"])),
+        str(patch.get("description", current["description"])),
+    )
+    return Sync()
+
+
+async def rename_image_alias(request: web.Request) -> Result:
+    st = state(request)
+    req = await body_as(request, ImageAliasPost)
+    st.images.rename_alias(project_of(request), request.match_info["alias"], req.name)
+    return Sync(location=f"/1.0/images/aliases/{urllib.parse.quote(req.name, safe='')}")
+
+
+async def delete_image_alias(request: web.Request) -> Result:
+    st = state(request)
+    st.images.delete_alias(project_of(request), request.match_info["alias"])
+    return Sync()
+
+
+ENDPOINTS = [
+    Endpoint("/images", get=Action(list_images), post=Action(create_image)),
+    Endpoint("/images/aliases", get=Action(list_image_aliases), post=Action(create_image_alias)),
+    Endpoint(
+        "/images/aliases/{alias:.+}",
+        get=Action(get_image_alias),
+        put=Action(put_image_alias),
+        patch=Action(patch_image_alias),
+        post=Action(rename_image_alias),
+        delete=Action(delete_image_alias),
+    ),
+    Endpoint(
+        "/images/{fingerprint}",
+        get=Action(get_image),
+        put=Action(put_image),
+        patch=Action(patch_image),
+        delete=Action(delete_image),
+    ),
+]

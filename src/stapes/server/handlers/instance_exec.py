@@ -1,0 +1,357 @@
+"""POST /1.0/instances/{name}/exec and the exec output logs: websockets as Incus does them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import struct
+import termios
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from stapes.api.base import StatusCode
+from stapes.api.errors import BadRequest, InternalError, NotFound
+from stapes.api.instance import InstanceExecPost
+from stapes.instance.driver import ExecRequest, InstanceDriver, InstanceSpec
+from stapes.instance.exec import exec_environment, send_signal, valid_signal, wait_pid
+from stapes.instance.service import url
+from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
+from stapes.server.operations import Operation
+from stapes.server.response import Async, Result, Sync
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 30.0
+DRAIN_AFTER_EXIT = 2.0
+CHUNK = 64 * 1024
+
+
+class ExecSession:
+    def __init__(
+        self,
+        driver: InstanceDriver,
+        spec: InstanceSpec,
+        req: InstanceExecPost,
+        env: dict[str, str],
+        record_dir: Path,
+    ) -> None:
+        self.driver = driver
+        self.spec = spec
+        self.req = req
+        self.env = env
+        self.record_dir = record_dir
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.names: dict[str, str] = {}
+        self.connected = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.pid = 0
+        self.master = -1
+
+    # -- websockets -------------------------------------------------------------------------
+
+    def prepare(self, op: Operation) -> None:
+        fds: dict[str, str] = {}
+        if self.req.wait_for_websocket:
+            wanted = ["0", "control"] if self.req.interactive else ["0", "1", "2", "control"]
+            for name in wanted:
+                fds[name] = op.new_secret(name)
+                self.names[fds[name]] = name
+            op.websocket_connector = self.connect
+        op.metadata = {
+            "command": self.req.command,
+            "environment": self.env,
+            "fds": fds,
+            "interactive": self.req.interactive,
+        }
+
+    async def connect(self, secret: str, request: web.Request) -> web.StreamResponse:
+        name = self.names[secret]
+        if name in self.sockets:
+            raise BadRequest(f"Websocket {name} is already connected")
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        self.sockets[name] = ws
+        if len(self.sockets) == len(self.names):
+            self.connected.set()
+        if name == "control":
+            await self._control(ws)
+        await self.finished.wait()
+        return ws
+
+    async def _control(self, ws: web.WebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                command = json.loads(msg.data)
+            except json.JSONDecodeError:
+                continue
+            if command.get("command") == "window-resize":
+                args = command.get("args") or {}
+                with contextlib.suppress(ValueError, TypeError):
+                    self._resize(int(args.get("width", 0)), int(args.get("height", 0)))
+            elif command.get("command") == "signal":
+                signum = valid_signal(command.get("signal"))
+                if signum is not None and self.pid > 0:
+                    send_signal(self.pid, signum)
+
+    def _resize(self, width: int, height: int) -> None:
+        if self.master >= 0 and width > 0 and height > 0:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(
+                    self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0)
+                )
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _exec_request(self) -> ExecRequest:
+        return ExecRequest(
+            command=self.req.command,
+            environment=self.env,
+            cwd=self.req.cwd,
+            uid=self.req.user,
+            gid=self.req.group,
+        )
+
+    async def run(self, op: Operation) -> None:
+        try:
+            if self.req.wait_for_websocket:
+                try:
+                    await asyncio.wait_for(self.connected.wait(), CONNECT_TIMEOUT)
+                except TimeoutError:
+                    raise BadRequest(
+                        "Timed out waiting for the exec websockets to connect"
+                    ) from None
+            if self.req.interactive and self.req.wait_for_websocket:
+                code = await self._run_pty()
+                op.update_metadata({"return": code})
+            else:
+                code, output = await self._run_pipes(op.id)
+                metadata: dict[str, Any] = {"return": code}
+                if output:
+                    metadata["output"] = output
+                op.update_metadata(metadata)
+        finally:
+            self.finished.set()
+            for ws in self.sockets.values():
+                with contextlib.suppress(Exception):
+                    await ws.close()
+
+    async def _run_pty(self) -> int:
+        self.pid, self.master = await self.driver.spawn_pty(self.spec, self._exec_request())
+        self._resize(self.req.width, self.req.height)
+        ws = self.sockets["0"]
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def readable() -> None:
+            try:
+                data = os.read(self.master, CHUNK)
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(self.master)
+            chunks.put_nowait(data)
+
+        async def send_output() -> None:
+            while data := await chunks.get():
+                await ws.send_bytes(data)
+
+        os.set_blocking(self.master, False)
+        loop.add_reader(self.master, readable)
+        sender = loop.create_task(send_output())
+        pump = loop.create_task(self._pump_input(ws, self.master, close_on_eof=False))
+        try:
+            code = await wait_pid(self.pid)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sender), DRAIN_AFTER_EXIT)
+        finally:
+            loop.remove_reader(self.master)
+            sender.cancel()
+            pump.cancel()
+            os.close(self.master)
+            self.master = -1
+        return code
+
+    async def _run_pipes(self, op_id: str) -> tuple[int, dict[str, str]]:
+        sockets = self.req.wait_for_websocket
+        record = self.req.record_output and not sockets
+        opened: list[int] = []
+        output: dict[str, str] = {}
+        try:
+            if sockets:
+                stdin_r, stdin_w = os.pipe()
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+                opened += [stdin_r, stdin_w, out_r, out_w, err_r, err_w]
+                child = (stdin_r, out_w, err_w)
+            else:
+                null = os.open(os.devnull, os.O_RDWR)
+                opened.append(null)
+                out_fd = err_fd = null
+                if record:
+                    self.record_dir.mkdir(parents=True, exist_ok=True)
+                    names = {"1": f"exec_{op_id}.stdout", "2": f"exec_{op_id}.stderr"}
+                    out_fd = os.open(self.record_dir / names["1"], os.O_WRONLY | os.O_CREAT, 0o600)
+                    err_fd = os.open(self.record_dir / names["2"], os.O_WRONLY | os.O_CREAT, 0o600)
+                    opened += [out_fd, err_fd]
+                    base = f"/1.0/instances/{self.spec.name}/logs/exec-output/"
+                    output = {k: base + v for k, v in names.items()}
+                child = (null, out_fd, err_fd)
+            self.pid = await self.driver.spawn(self.spec, self._exec_request(), *child)
+            if not sockets:
+                return await wait_pid(self.pid), output
+            for fd in child:
+                os.close(fd)
+                opened.remove(fd)
+            loop = asyncio.get_running_loop()
+            pumps = [
+                self._pump_output(self.sockets["1"], out_r),
+                self._pump_output(self.sockets["2"], err_r),
+            ]
+            readers = [loop.create_task(p) for p in pumps]
+            writer = loop.create_task(
+                self._pump_input(self.sockets["0"], stdin_w, close_on_eof=True)
+            )
+            opened.remove(stdin_w)
+            code = await wait_pid(self.pid)
+            _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT)
+            for task in pending:
+                task.cancel()
+            writer.cancel()
+            for name in ("1", "2"):
+                with contextlib.suppress(Exception):
+                    await self.sockets[name].close()
+            return code, output
+        finally:
+            for fd in opened:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    async def _pump_output(self, ws: web.WebSocketResponse, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
+        )
+        try:
+            while data := await reader.read(CHUNK):
+                await ws.send_bytes(data)
+        finally:
+            transport.close()
+
+    async def _pump_input(self, ws: web.WebSocketResponse, fd: int, *, close_on_eof: bool) -> None:
+        """Websocket -> fd. An empty message or a close means end of input."""
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    data = msg.data
+                elif msg.type == WSMsgType.TEXT:
+                    data = msg.data.encode()
+                else:
+                    break
+                if not data:
+                    break
+                await asyncio.to_thread(_write_all, fd, data)
+        finally:
+            if close_on_eof:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(fd, data) :]
+
+
+async def post_exec(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    req = await body_as(request, InstanceExecPost)
+    if not req.command:
+        raise BadRequest("The command to execute can't be empty")
+    status = (await st.instances.status(row)).status
+    if status == StatusCode.FROZEN:
+        raise BadRequest("Instance is frozen")
+    if status != StatusCode.RUNNING:
+        raise BadRequest("Instance is not running")
+    spec = st.instances.spec(row)
+    instance_env = {
+        k.removeprefix("environment."): v
+        for k, v in spec.config.items()
+        if k.startswith("environment.")
+    }
+    env = exec_environment(instance_env, req.environment, req.user)
+    session = ExecSession(
+        st.instances.drivers.get(row.type),
+        spec,
+        req,
+        env,
+        exec_output_dir(st.paths.instance_logs(row.name)),
+    )
+    op = st.operations.start(
+        session.run,
+        description="Executing command",
+        project=row.project,
+        cls="websocket" if req.wait_for_websocket else "task",
+        resources={
+            "containers": [url(row.name, row.project)],
+            "instances": [url(row.name, row.project)],
+        },
+        prepare=session.prepare,
+    )
+    return Async(op)
+
+
+def exec_output_dir(log_dir: Path) -> Path:
+    return log_dir / "exec-output"
+
+
+def _output_file(request: web.Request) -> Path:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    name = request.match_info["file"]
+    if "/" in name or name.startswith("."):
+        raise BadRequest(f"Invalid log file name {name!r}")
+    path = exec_output_dir(st.paths.instance_logs(row.name)) / name
+    if not path.is_file():
+        raise NotFound(f"Log file {name!r} not found")
+    return path
+
+
+async def get_exec_output(request: web.Request) -> Result:
+    return web.FileResponse(_output_file(request))
+
+
+async def delete_exec_output(request: web.Request) -> Result:
+    try:
+        _output_file(request).unlink()
+    except OSError as exc:
+        raise InternalError(f"Failed to delete the log file: {exc}") from None
+    return Sync()
+
+
+async def list_exec_output(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    directory = exec_output_dir(st.paths.instance_logs(row.name))
+    files = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    return Sync([f"{url(row.name, row.project)}/logs/exec-output/{f}" for f in files])
+
+
+ENDPOINTS = [
+    Endpoint("/instances/{name}/exec", post=Action(post_exec)),
+    Endpoint("/instances/{name}/logs/exec-output", get=Action(list_exec_output)),
+    Endpoint(
+        "/instances/{name}/logs/exec-output/{file}",
+        get=Action(get_exec_output),
+        delete=Action(delete_exec_output),
+    ),
+]

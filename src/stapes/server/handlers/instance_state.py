@@ -1,0 +1,25 @@
+"""/1.0/instances/{name}/state: runtime state and power actions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stapes.api.instance import InstanceStatePut
+from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
+from stapes.server.response import Async, Result, Sync
+
+
+async def get_state(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    return Sync(await st.instances.state(row))
+
+
+async def put_state(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    req = await body_as(request, InstanceStatePut)
+    return Async(st.instances.change_state(row, req.action, req.force, req.timeout))
+
+
+ENDPOINTS = [Endpoint("/instances/{name}/state", get=Action(get_state), put=Action(put_state))]

@@ -1,0 +1,120 @@
+"""/1.0/instances and /1.0/instances/{name}: list, create, get, update, rename, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from stapes.api.errors import BadRequest
+from stapes.api.instance import InstancePost, InstancePut, InstancesPost
+from stapes.server import filter as api_filter
+from stapes.server.endpoint import (
+    Action,
+    Endpoint,
+    body_as,
+    check_etag,
+    flag,
+    json_body,
+    project_of,
+    recursion,
+    state,
+)
+from stapes.server.response import Async, Result, Sync
+
+
+async def list_instances(request: web.Request) -> Result:
+    st = state(request)
+    project = None if flag(request, "all-projects") else project_of(request)
+    rows = st.instances.list(project)
+    depth = recursion(request)
+    flt = api_filter.parse(request.query["filter"]) if request.query.get("filter") else None
+    if depth == 0 and flt is None:
+        return Sync([_url(r.name, r.project) for r in rows])
+    if depth >= 2:
+        rendered = await asyncio.gather(*(st.instances.render_full(r) for r in rows))
+    else:
+        statuses = await asyncio.gather(*(st.instances.status(r) for r in rows))
+        rendered = [st.instances.render(r, s) for r, s in zip(rows, statuses, strict=True)]
+    if flt is not None:
+        rendered = [item for item in rendered if api_filter.matches(flt, item)]
+    if depth == 0:
+        return Sync([_url(item["name"], item["project"]) for item in rendered])
+    return Sync(rendered)
+
+
+def _url(name: str, project: str) -> str:
+    return f"/1.0/instances/{name}" + ("" if project == "default" else f"?project={project}")
+
+
+async def create_instance(request: web.Request) -> Result:
+    st = state(request)
+    req = await body_as(request, InstancesPost)
+    return Async(await st.instances.create(req, project_of(request)))
+
+
+async def get_instance(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    if recursion(request) >= 1:
+        body: dict[str, Any] = await st.instances.render_full(row)
+    else:
+        body = st.instances.render(row, await st.instances.status(row))
+    return Sync(body, etag=st.instances.writable(row))
+
+
+async def put_instance(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    check_etag(request, st.instances.writable(row))
+    put = await body_as(request, InstancePut)
+    return Async(st.instances.update(row, put))
+
+
+async def patch_instance(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    check_etag(request, st.instances.writable(row))
+    patch = await json_body(request)
+    if not isinstance(patch, dict):
+        raise BadRequest("Request body must be a JSON object")
+    current = st.instances.writable(row)
+    merged = {**current, **patch}
+    for key in ("config", "devices"):
+        if isinstance(patch.get(key), dict):
+            merged[key] = {**current[key], **patch[key]}
+    put = InstancePut.model_validate(merged)
+    async with st.locks(row.project, row.name):
+        await st.instances.apply_update(st.instances.get(row.project, row.name), put)
+    return Sync()
+
+
+async def post_instance(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    req = await body_as(request, InstancePost)
+    if req.migration:
+        raise BadRequest("Migration is not supported by this stapesd yet")
+    if not req.name:
+        raise BadRequest("The new instance name can't be empty")
+    return Async(await st.instances.rename(row, req.name))
+
+
+async def delete_instance(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    return Async(await st.instances.delete(row))
+
+
+ENDPOINTS = [
+    Endpoint("/instances", get=Action(list_instances), post=Action(create_instance)),
+    Endpoint(
+        "/instances/{name}",
+        get=Action(get_instance),
+        put=Action(put_instance),
+        patch=Action(patch_instance),
+        post=Action(post_instance),
+        delete=Action(delete_instance),
+    ),
+]

@@ -1,0 +1,66 @@
+"""/1.0/operations: list, get, cancel, wait, and the websocket endpoint of an operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from stapes.api.errors import BadRequest, StapesError
+from stapes.server.endpoint import Action, Endpoint, flag, project_of, recursion, state
+from stapes.server.response import Result, Sync
+
+
+async def list_operations(request: web.Request) -> Result:
+    st = state(request)
+    project = None if flag(request, "all-projects") else project_of(request)
+    grouped: dict[str, list[Any]] = {}
+    depth = recursion(request)
+    for op in st.operations.all():
+        if project is not None and op.project != project:
+            continue
+        key = op.status.text.lower()
+        grouped.setdefault(key, []).append(
+            op.render() if depth >= 1 else f"/1.0/operations/{op.id}"
+        )
+    return Sync(grouped)
+
+
+async def get_operation(request: web.Request) -> Result:
+    return Sync(state(request).operations.get(request.match_info["id"]).render())
+
+
+async def delete_operation(request: web.Request) -> Result:
+    state(request).operations.get(request.match_info["id"]).cancel()
+    return Sync()
+
+
+class OperationFailed(StapesError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def wait_operation(request: web.Request) -> Result:
+    op = state(request).operations.get(request.match_info["id"])
+    try:
+        timeout = float(request.query.get("timeout", "-1"))
+    except ValueError:
+        raise BadRequest("timeout must be a number of seconds") from None
+    await op.wait(timeout)
+    if op.finished and op.err:
+        raise OperationFailed(op.err, op.error_status or 500)
+    return Sync(op.render())
+
+
+async def operation_websocket(request: web.Request) -> Result:
+    op = state(request).operations.get(request.match_info["id"])
+    return await op.connect(request.query.get("secret", ""), request)
+
+
+ENDPOINTS = [
+    Endpoint("/operations", get=Action(list_operations)),
+    Endpoint("/operations/{id}", get=Action(get_operation), delete=Action(delete_operation)),
+    Endpoint("/operations/{id}/wait", get=Action(wait_operation)),
+    Endpoint("/operations/{id}/websocket", get=Action(operation_websocket, allow_untrusted=True)),
+]

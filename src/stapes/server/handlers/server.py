@@ -1,0 +1,88 @@
+"""GET /1.0: the server's identity and environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+import stapes
+from stapes.server.endpoint import Action, Endpoint, state
+from stapes.server.extensions import API_EXTENSIONS
+from stapes.server.response import Result, Sync
+from stapes.storage.drivers.registry import supported
+
+
+def _os_release() -> dict[str, str]:
+    values: dict[str, str] = {}
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            key, _, value = line.partition("=")
+            values[key] = value.strip('"')
+    except OSError:
+        pass
+    return values
+
+
+def _architectures() -> list[str]:
+    arch = platform.machine()
+    return ["x86_64", "i686"] if arch == "x86_64" else [arch]
+
+
+async def get_server(request: web.Request) -> Result:
+    st = state(request)
+    drivers = supported()
+    release = _os_release()
+    environment: dict[str, Any] = {
+        "addresses": [],
+        "architectures": _architectures(),
+        "certificate": "",
+        "certificate_fingerprint": "",
+        "driver": "lxc",
+        "driver_version": st.caps.liblxc or "",
+        "firewall": "nftables",
+        "kernel": platform.system(),
+        "kernel_architecture": platform.machine(),
+        "kernel_features": {},
+        "kernel_version": platform.release(),
+        "lxc_features": {},
+        "os_name": release.get("NAME", ""),
+        "os_version": release.get("VERSION_ID", ""),
+        "project": request.query.get("project", "") or "default",
+        "server": "stapes",
+        "server_clustered": False,
+        "server_event_mode": "full-mesh",
+        "server_name": socket.gethostname(),
+        "server_pid": os.getpid(),
+        "server_version": stapes.__version__,
+        "storage": " | ".join(str(d["Name"]) for d in drivers),
+        "storage_version": " | ".join(str(d["Version"]) for d in drivers),
+        "storage_supported_drivers": drivers,
+    }
+    return Sync(
+        {
+            "config": {},
+            "api_extensions": API_EXTENSIONS,
+            "api_status": "stable",
+            "api_version": "1.0",
+            "auth": "trusted",
+            "public": False,
+            "auth_methods": ["tls"],
+            "auth_user_name": "root",
+            "auth_user_method": "unix",
+            "environment": environment,
+        },
+        etag={"config": {}},
+    )
+
+
+async def get_root(request: web.Request) -> Result:
+    return Sync(["/1.0"])
+
+
+ENDPOINTS = [Endpoint("", get=Action(get_server, allow_untrusted=True))]
+ROOT = Endpoint("/", get=Action(get_root, allow_untrusted=True))

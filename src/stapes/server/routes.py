@@ -1,0 +1,37 @@
+"""THE route table: every endpoint of the API, in one list."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stapes.server.endpoint import Endpoint, wrap
+from stapes.server.handlers import (
+    events,
+    images,
+    instance_exec,
+    instance_state,
+    instances,
+    operations,
+    profiles,
+    server,
+)
+
+API: list[Endpoint] = [
+    *server.ENDPOINTS,
+    *instances.ENDPOINTS,
+    *instance_state.ENDPOINTS,
+    *instance_exec.ENDPOINTS,
+    *images.ENDPOINTS,
+    *profiles.ENDPOINTS,
+    *operations.ENDPOINTS,
+    *events.ENDPOINTS,
+]
+
+
+def register(app: web.Application) -> None:
+    for endpoint in [server.ROOT]:
+        for method, action in endpoint.actions().items():
+            app.router.add_route(method, endpoint.path, wrap(action))
+    for endpoint in API:
+        for method, action in endpoint.actions().items():
+            app.router.add_route(method, "/1.0" + endpoint.path, wrap(action))

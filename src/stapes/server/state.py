@@ -1,0 +1,36 @@
+"""The daemon's State: the one object the daemon builds and hands to every layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from stapes.db.connection import Database
+from stapes.host.capabilities import HostCaps
+from stapes.host.paths import Paths
+from stapes.server.events import EventBus
+from stapes.server.locks import InstanceLocks
+from stapes.server.operations import Operations
+
+if TYPE_CHECKING:
+    from stapes.images.store import ImageStore
+    from stapes.instance.service import InstanceService
+    from stapes.storage.pool import Pools
+
+
+@dataclass
+class State:
+    paths: Paths
+    db: Database
+    events: EventBus
+    operations: Operations
+    caps: HostCaps
+    locks: InstanceLocks
+    images: ImageStore
+    pools: Pools
+    instances: InstanceService
+
+
+STATE: web.AppKey[State] = web.AppKey("state", State)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from stapes.host.capabilities import probe
+from tests.helpers import Daemon, new_root, remove_root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    caps = probe()
+    for item in items:
+        if "root" in item.keywords and os.geteuid() != 0:
+            item.add_marker(pytest.mark.skip(reason="needs root (containers, mounts, chown)"))
+        if "liblxc" in item.keywords and caps.liblxc is None:
+            item.add_marker(pytest.mark.skip(reason=caps.missing_liblxc()))
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Iterator[Daemon]:
+    root = new_root()
+    d = Daemon(root)
+    d.start()
+    try:
+        yield d
+    finally:
+        try:
+            names = d.request("GET", "/1.0/instances").metadata if d.proc else []
+            for url in names:
+                d.force_delete(url.rsplit("/", 1)[-1])
+        finally:
+            d.stop()
+            remove_root(root)
+
+
+@pytest.fixture(scope="session")
+def busybox(daemon: Daemon) -> str:
+    """The busybox image, built by `stapes image build busybox`, under the alias bb."""
+    daemon.cli("image", "build", "busybox", "--alias", "bb")
+    return "bb"
+
+
+@pytest.fixture
+def container(daemon: Daemon, busybox: str) -> Iterator[str]:
+    name = daemon.launch(busybox)
+    try:
+        yield name
+    finally:
+        daemon.force_delete(name)

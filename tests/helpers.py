@@ -1,0 +1,179 @@
+"""Test helpers: a real stapesd on a temporary STAPES_DIR, plain HTTP over its unix socket."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+VENV_BIN = Path(sys.executable).parent
+STAPES = str(VENV_BIN / "stapes")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 120) -> None:
+        super().__init__("stapes", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def metadata(self) -> Any:
+        return self.json()["metadata"]
+
+
+class Daemon:
+    """One stapesd process with its own STAPES_DIR."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "stapesd.test.log"
+
+    @property
+    def socket(self) -> str:
+        return str(self.root / "unix.socket")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "STAPES_DIR": str(self.root)}
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([str(VENV_BIN / "stapesd"), "--debug"], env=self.env,
+                                         stdout=log, stderr=log, start_new_session=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if os.path.exists(self.socket):
+                try:
+                    if self.request("GET", "/1.0").status == 200:
+                        return
+                except OSError:
+                    pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"stapesd exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError("stapesd did not start in 30s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+        self.proc = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        conn = UnixHTTPConnection(self.socket)
+        try:
+            data = (
+                raw
+                if raw is not None
+                else (json.dumps(body).encode() if body is not None else None)
+            )
+            conn.request(method, path, body=data, headers=headers or {})
+            resp = conn.getresponse()
+            return Response(resp.status, dict(resp.getheaders()), resp.read())
+        finally:
+            conn.close()
+
+    def wait(self, response: Response, timeout: float = 120) -> Response:
+        """Wait on the operation of an async response; returns the /wait response."""
+        assert response.status == 202, response.body
+        op = response.json()["operation"]
+        return self.request("GET", f"{op}/wait?timeout={timeout}")
+
+    def ok(self, response: Response, timeout: float = 120) -> dict[str, Any]:
+        result = self.wait(response, timeout)
+        assert result.status == 200, result.body
+        meta: dict[str, Any] = result.metadata
+        assert meta["status"] == "Success", meta
+        return meta
+
+    def cli(
+        self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [STAPES, *args],
+            env=self.env,
+            capture_output=True,
+            timeout=timeout,
+            input=input.decode() if input else None,
+            text=True,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"stapes {' '.join(args)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}"
+            )
+        return proc
+
+    def launch(self, image: str = "bb", name: str | None = None, **extra: Any) -> str:
+        name = name or unique("c")
+        body = {"name": name, "source": {"type": "image", "alias": image}, "start": True, **extra}
+        self.ok(self.request("POST", "/1.0/instances", body))
+        return name
+
+    def force_delete(self, name: str) -> None:
+        resp = self.request("GET", f"/1.0/instances/{name}")
+        if resp.status == 404:
+            return
+        if resp.metadata["status"] != "Stopped":
+            self.wait(
+                self.request(
+                    "PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True}
+                )
+            )
+        self.wait(self.request("DELETE", f"/1.0/instances/{name}"))
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def new_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix="stapes-test-", dir="/var/tmp"))
+
+
+def remove_root(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def monitor_processes(root: Path, name: str) -> list[str]:
+    """liblxc monitor processes of container ``name`` under this daemon's lxcpath."""
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    needle = f"[lxc monitor] {root / 'containers'} {name}"
+    return [line for line in out.splitlines() if line.strip() == needle]

@@ -1,0 +1,103 @@
+"""The stapes CLI end to end: launch, list, info, stop, delete, operations, monitor."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.helpers import STAPES, Daemon, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def test_launch_list_info_stop_delete(daemon: Daemon, busybox: str) -> None:
+    name = unique("cli")
+    assert f"Launching {name}" in daemon.cli("launch", busybox, name).stdout
+    try:
+        table = daemon.cli("list").stdout
+        assert "NAME" in table and "SNAPSHOTS" in table and name in table
+        rows = list(csv.reader(io.StringIO(daemon.cli("list", "--format", "csv").stdout)))
+        assert [name, "RUNNING", "", "", "CONTAINER", "0"] in rows
+        listed = json.loads(daemon.cli("list", "--format", "json").stdout)
+        assert any(i["name"] == name and i["state"]["pid"] > 0 for i in listed)
+        assert any(
+            i["name"] == name for i in yaml.safe_load(daemon.cli("list", "-f", "yaml").stdout)
+        )
+        assert daemon.cli("list", name, "--format", "csv").stdout.startswith(name)
+        info = daemon.cli("info", name).stdout
+        assert f"Name: {name}" in info and "Status: RUNNING" in info and "PID:" in info
+        assert daemon.cli("delete", name, check=False).returncode == 1
+        daemon.cli("stop", "-f", name)
+        assert f"{name},STOPPED" in daemon.cli("list", "--format", "csv").stdout
+        daemon.cli("start", name)
+        daemon.cli("restart", "-f", name)
+        daemon.cli("delete", "-f", name)
+        assert name not in daemon.cli("list", "--format", "csv").stdout
+    finally:
+        daemon.force_delete(name)
+
+
+def test_init_does_not_start(daemon: Daemon, busybox: str) -> None:
+    name = unique("init")
+    daemon.cli("init", busybox, name, "-c", "user.a=b")
+    try:
+        inst = daemon.request("GET", f"/1.0/instances/{name}").metadata
+        assert inst["status"] == "Stopped" and inst["config"]["user.a"] == "b"
+    finally:
+        daemon.force_delete(name)
+
+
+def test_errors_are_printed_and_fail(daemon: Daemon) -> None:
+    proc = daemon.cli("launch", "no-such-image", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("Error: ")
+    proc = daemon.cli("info", "nope", check=False)
+    assert proc.returncode == 1 and "not found" in proc.stderr
+
+
+def test_image_list_and_aliases(daemon: Daemon, busybox: str) -> None:
+    rows = list(csv.reader(io.StringIO(daemon.cli("image", "list", "-f", "csv").stdout)))
+    assert any(busybox in r[0].split("\n") for r in rows)
+    alias = unique("al")
+    fingerprint = rows[0][1]
+    daemon.cli("image", "alias", "create", alias, fingerprint)
+    assert alias in daemon.cli("image", "alias", "list", "-f", "csv").stdout
+    daemon.cli("image", "alias", "delete", alias)
+    assert alias not in daemon.cli("image", "alias", "list", "-f", "csv").stdout
+
+
+def test_operation_list_and_monitor(daemon: Daemon, busybox: str) -> None:
+    monitor = subprocess.Popen(
+        [STAPES, "monitor", "--type", "lifecycle", "--format", "json"],
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)
+        name = daemon.launch(busybox)
+        daemon.force_delete(name)
+        seen = []
+        while len(seen) < 4:
+            line = monitor.stdout.readline()  # type: ignore[union-attr]
+            assert line, "monitor ended early"
+            seen.append(json.loads(line)["metadata"]["action"])
+        assert seen == [
+            "instance-created",
+            "instance-started",
+            "instance-stopped",
+            "instance-deleted",
+        ]
+    finally:
+        monitor.kill()
+        monitor.wait()
+        monitor.stdout.close()  # type: ignore[union-attr]
+    ops = json.loads(daemon.cli("operation", "list", "--format", "json").stdout)
+    assert any(op["description"] == "Creating instance" for op in ops)
+    shown = daemon.cli("operation", "show", ops[0]["id"]).stdout
+    assert ops[0]["id"] in shown

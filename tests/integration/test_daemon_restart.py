@@ -1,0 +1,57 @@
+"""A killed daemon restarts with every record intact and re-adopts running instances."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.helpers import Daemon, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def test_kill_and_restart_readopts_running_instances(daemon: Daemon, busybox: str) -> None:
+    running = daemon.launch(busybox)
+    stopped = unique("stopped")
+    daemon.ok(
+        daemon.request(
+            "POST",
+            "/1.0/instances",
+            {"name": stopped, "source": {"type": "image", "alias": busybox}},
+        )
+    )
+    try:
+        pid = daemon.request("GET", f"/1.0/instances/{running}/state").metadata["pid"]
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        state = daemon.request("GET", f"/1.0/instances/{running}/state").metadata
+        assert state["status"] == "Running" and state["pid"] == pid
+        assert daemon.request("GET", f"/1.0/instances/{stopped}").metadata["status"] == "Stopped"
+        proc = daemon.cli("exec", running, "--", "echo", "still here")
+        assert proc.stdout == "still here\n"
+        daemon.ok(
+            daemon.request(
+                "PUT", f"/1.0/instances/{running}/state", {"action": "stop", "force": True}
+            )
+        )
+    finally:
+        daemon.force_delete(running)
+        daemon.force_delete(stopped)
+
+
+def test_instances_that_were_running_come_back_after_a_host_stop(
+    daemon: Daemon, busybox: str
+) -> None:
+    name = daemon.launch(busybox)
+    try:
+        daemon.stop()
+        # What a host reboot does to a container: stopped behind the daemon's back.
+        import lxc
+
+        container = lxc.Container(name, str(daemon.root / "containers"))
+        assert container.stop()
+        daemon.start()
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+    finally:
+        daemon.force_delete(name)

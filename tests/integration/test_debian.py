@@ -1,0 +1,40 @@
+"""`stapes image build debian/12` makes a real Debian 12 system image whose systemd boots."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.helpers import Daemon
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc, pytest.mark.debootstrap, pytest.mark.slow]
+
+
+def test_debian_image_boots_systemd(daemon: Daemon) -> None:
+    daemon.cli("image", "build", "debian/12", "--alias", "test-debian/12", timeout=1500)
+    image = daemon.request("GET", "/1.0/images/aliases/test-debian%2F12").metadata
+    props = daemon.request("GET", f"/1.0/images/{image['target']}").metadata["properties"]
+    assert props["os"] == "Debian" and props["release"] == "12"
+    name = daemon.launch("test-debian/12")
+    try:
+        deadline = time.time() + 60
+        status = ""
+        while time.time() < deadline:
+            proc = daemon.cli("exec", name, "--", "systemctl", "is-system-running", check=False)
+            status = proc.stdout.strip()
+            if status in ("running", "degraded"):
+                break
+            time.sleep(0.5)
+        failed = daemon.cli(
+            "exec", name, "--", "systemctl", "--failed", "--plain", "--no-legend", check=False
+        ).stdout
+        assert status == "running", f"systemd is {status!r}; failed units: {failed}"
+        assert daemon.cli("exec", name, "--", "hostname").stdout.strip() == name
+        assert "bookworm" in daemon.cli("exec", name, "--", "cat", "/etc/os-release").stdout
+        daemon.ok(
+            daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "timeout": 30})
+        )
+    finally:
+        daemon.force_delete(name)
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{image['target']}"))

@@ -1,0 +1,190 @@
+"""Exec: record-output, websockets (non-interactive and pty), env/cwd/user, signals, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import signal
+import subprocess
+import time
+
+import aiohttp
+import pytest
+
+from tests.helpers import STAPES, Daemon
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def test_record_output(daemon: Daemon, container: str) -> None:
+    resp = daemon.request(
+        "POST",
+        f"/1.0/instances/{container}/exec",
+        {
+            "command": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+            "record-output": True,
+            "wait-for-websocket": False,
+        },
+    )
+    meta = daemon.ok(resp)
+    assert meta["metadata"]["return"] == 3
+    out = daemon.request("GET", meta["metadata"]["output"]["1"])
+    assert out.status == 200 and out.body == b"out\n"
+    assert daemon.request("GET", meta["metadata"]["output"]["2"]).body == b"err\n"
+    listing = daemon.request("GET", f"/1.0/instances/{container}/logs/exec-output").metadata
+    assert meta["metadata"]["output"]["1"] in listing
+
+
+def test_environment_cwd_user(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch(busybox, config={"environment.FROM_CONFIG": "cfg"})
+    try:
+        resp = daemon.request(
+            "POST",
+            f"/1.0/instances/{name}/exec",
+            {
+                "command": ["sh", "-c", "echo $FROM_CONFIG $FOO $HOME; pwd; id -u; id -g"],
+                "environment": {"FOO": "bar"},
+                "cwd": "/tmp",
+                "user": 1000,
+                "group": 1001,
+                "record-output": True,
+            },
+        )
+        meta = daemon.ok(resp)
+        out = daemon.request("GET", meta["metadata"]["output"]["1"]).body.decode().split("\n")
+        assert out[:4] == ["cfg bar", "/tmp", "1000", "1001"]
+    finally:
+        daemon.force_delete(name)
+
+
+async def _connect(
+    daemon: Daemon, session: aiohttp.ClientSession, op: dict[str, object], fd: str
+) -> aiohttp.ClientWebSocketResponse:
+    secret = op["metadata"]["fds"][fd]  # type: ignore[index]
+    return await session.ws_connect(
+        f"http://stapes/1.0/operations/{op['id']}/websocket?secret={secret}"
+    )
+
+
+async def test_websockets_non_interactive(daemon: Daemon, container: str) -> None:
+    resp = daemon.request(
+        "POST",
+        f"/1.0/instances/{container}/exec",
+        {
+            "command": ["sh", "-c", "cat; echo done >&2; exit 5"],
+            "wait-for-websocket": True,
+            "interactive": False,
+        },
+    )
+    op = resp.json()["metadata"]
+    assert op["class"] == "websocket"
+    assert set(op["metadata"]["fds"]) == {"0", "1", "2", "control"}
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(daemon.socket)) as session:
+        control = await _connect(daemon, session, op, "control")
+        stdin, stdout, stderr = [await _connect(daemon, session, op, fd) for fd in "012"]
+        await stdin.send_bytes(b"hello through stdin\n")
+        await stdin.close()
+
+        async def read_all(ws: aiohttp.ClientWebSocketResponse) -> bytes:
+            data = b""
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    data += msg.data
+            return data
+
+        out, err = await asyncio.wait_for(asyncio.gather(read_all(stdout), read_all(stderr)), 30)
+        await control.close()
+    assert out == b"hello through stdin\n"
+    assert err == b"done\n"
+    result = daemon.request("GET", f"/1.0/operations/{op['id']}/wait?timeout=30").metadata
+    assert result["metadata"]["return"] == 5
+
+
+async def test_websockets_interactive_pty_resize_and_signal(daemon: Daemon, container: str) -> None:
+    resp = daemon.request(
+        "POST",
+        f"/1.0/instances/{container}/exec",
+        {
+            "command": ["sh"],
+            "wait-for-websocket": True,
+            "interactive": True,
+            "width": 100,
+            "height": 40,
+            "environment": {"TERM": "xterm"},
+        },
+    )
+    op = resp.json()["metadata"]
+    assert set(op["metadata"]["fds"]) == {"0", "control"}
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(daemon.socket)) as session:
+        control = await _connect(daemon, session, op, "control")
+        term = await _connect(daemon, session, op, "0")
+        output = b""
+
+        async def until(marker: bytes) -> None:
+            nonlocal output
+            while marker not in output:
+                msg = await asyncio.wait_for(term.receive(), 20)
+                assert msg.type == aiohttp.WSMsgType.BINARY, msg
+                output += msg.data
+
+        await term.send_bytes(b"tty; stty size; echo MARK$((0+1))\n")
+        await until(b"MARK1\r\n")
+        await control.send_str(
+            json.dumps({"command": "window-resize", "args": {"width": "120", "height": "50"}})
+        )
+        await asyncio.sleep(0.2)
+        await term.send_bytes(b"stty size; echo MARK$((1+1))\n")
+        await until(b"MARK2\r\n")
+        await term.send_bytes(b"sleep 1000\n")
+        await asyncio.sleep(0.5)
+        await control.send_str(json.dumps({"command": "signal", "signal": int(signal.SIGKILL)}))
+        async for _ in term:
+            pass
+        await control.close()
+    text = output.decode()
+    assert "/dev/pts/" in text
+    assert "40 100" in text
+    assert "50 120" in text
+    result = daemon.request("GET", f"/1.0/operations/{op['id']}/wait?timeout=30").metadata
+    assert result["metadata"]["return"] == 128 + signal.SIGKILL
+
+
+def test_cli_exec_exit_status_and_stdin(daemon: Daemon, container: str) -> None:
+    proc = daemon.cli("exec", container, "--", "sh", "-c", "echo hi; exit 3", check=False)
+    assert proc.returncode == 3 and proc.stdout == "hi\n"
+    proc = daemon.cli(
+        "exec", container, "--env", "A=b", "--", "sh", "-c", "cat; echo $A", input=b"piped\n"
+    )
+    assert proc.stdout == "piped\nb\n"
+
+
+def test_cli_exec_with_a_terminal(daemon: Daemon, container: str) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(daemon.env)
+        os.execv(STAPES, [STAPES, "exec", container, "--", "sh", "-c", "tty; exit 4"])
+    output = b""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        output += data
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 4
+    assert b"/dev/pts/" in output
+
+
+def test_exec_missing_command_fails_cleanly(daemon: Daemon, container: str) -> None:
+    proc = subprocess.run(
+        [STAPES, "exec", container, "--", "/no/such/binary"],
+        env=daemon.env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0

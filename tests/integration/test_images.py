@@ -1,0 +1,128 @@
+"""Images: unified and split uploads, fingerprints, aliases, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def _build(daemon: Daemon, tmp_path: Path) -> Path:
+    out = tmp_path / "bb.tar.gz"
+    alias = unique("tmp")
+    daemon.cli("image", "build", "busybox", "--alias", alias, "--output", str(out))
+    fingerprint = daemon.request("GET", f"/1.0/images/aliases/{alias}").metadata["target"]
+    daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+    return out
+
+
+def test_unified_upload_fingerprint_and_aliases(daemon: Daemon, tmp_path: Path) -> None:
+    tarball = _build(daemon, tmp_path)
+    data = tarball.read_bytes()
+    fingerprint = hashlib.sha256(data).hexdigest()
+    bad = daemon.request("POST", "/1.0/images", raw=data, headers={"X-Incus-fingerprint": "0" * 64})
+    assert bad.status == 400 and "Fingerprint mismatch" in bad.json()["error"]
+    meta = daemon.ok(
+        daemon.request("POST", "/1.0/images", raw=data, headers={"X-Incus-public": "true"})
+    )
+    assert meta["metadata"]["fingerprint"] == fingerprint
+    try:
+        image = daemon.request("GET", f"/1.0/images/{fingerprint[:12]}").metadata
+        assert image["fingerprint"] == fingerprint and image["public"] is True
+        assert image["type"] == "container" and image["size"] == len(data)
+        assert image["properties"]["os"] == "busybox"
+        dup = daemon.request("POST", "/1.0/images", raw=data)
+        assert dup.status == 409
+        alias = unique("al")
+        assert (
+            daemon.request(
+                "POST", "/1.0/images/aliases", {"name": alias, "target": fingerprint}
+            ).status
+            == 200
+        )
+        assert (
+            daemon.request(
+                "POST", "/1.0/images/aliases", {"name": alias, "target": fingerprint}
+            ).status
+            == 409
+        )
+        slashed = f"{alias}/12"
+        daemon.request("POST", "/1.0/images/aliases", {"name": slashed, "target": fingerprint})
+        got = daemon.request("GET", f"/1.0/images/aliases/{alias}%2F12").metadata
+        assert got["target"] == fingerprint
+        renamed = unique("al")
+        assert (
+            daemon.request("POST", f"/1.0/images/aliases/{alias}", {"name": renamed}).status == 200
+        )
+        names = [
+            a["name"]
+            for a in daemon.request("GET", f"/1.0/images/{fingerprint}").metadata["aliases"]
+        ]
+        assert sorted(names) == sorted([renamed, slashed])
+        assert (
+            daemon.request(
+                "PATCH", f"/1.0/images/{fingerprint}", {"properties": {"extra": "1"}}
+            ).status
+            == 200
+        )
+        props = daemon.request("GET", f"/1.0/images/{fingerprint}").metadata["properties"]
+        assert props["extra"] == "1" and props["os"] == "busybox"
+        assert daemon.request("DELETE", f"/1.0/images/aliases/{renamed}").status == 200
+        assert daemon.request("GET", f"/1.0/images/aliases/{renamed}").status == 404
+    finally:
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+    assert daemon.request("GET", f"/1.0/images/{fingerprint}").status == 404
+    assert not (daemon.root / "images" / fingerprint).exists()
+
+
+def test_split_image_with_squashfs_rootfs(daemon: Daemon, tmp_path: Path) -> None:
+    tarball = _build(daemon, tmp_path)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(unpacked)], check=True)
+    meta = tmp_path / "meta.tar.xz"
+    with tarfile.open(meta, "w:xz") as tar:
+        tar.add(unpacked / "metadata.yaml", "metadata.yaml")
+        tar.add(unpacked / "templates", "templates")
+    rootfs = tmp_path / "rootfs.squashfs"
+    subprocess.run(
+        [
+            "mksquashfs",
+            str(unpacked / "rootfs"),
+            str(rootfs),
+            "-noappend",
+            "-quiet",
+            "-comp",
+            "gzip",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    alias = unique("split")
+    daemon.cli("image", "import", str(meta), str(rootfs), "--alias", alias)
+    expected = hashlib.sha256(meta.read_bytes() + rootfs.read_bytes()).hexdigest()
+    assert daemon.request("GET", f"/1.0/images/aliases/{alias}").metadata["target"] == expected
+    name = daemon.launch(alias)
+    try:
+        out = daemon.cli("exec", name, "--", "cat", "/etc/hostname").stdout
+        assert out.strip() == name
+    finally:
+        daemon.force_delete(name)
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{expected}"))
+
+
+def test_upload_without_metadata_is_refused(daemon: Daemon, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar"
+    with tarfile.open(junk, "w") as tar:
+        (tmp_path / "file").write_text("x")
+        tar.add(tmp_path / "file", "file")
+    resp = daemon.request("POST", "/1.0/images", raw=junk.read_bytes())
+    assert resp.status == 400 and "metadata.yaml" in resp.json()["error"]
+    assert not list((daemon.root / "images").glob("upload-*"))

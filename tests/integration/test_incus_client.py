@@ -1,0 +1,72 @@
+"""The real incus client (6.0, from bookworm-backports) drives stapesd unchanged."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc, pytest.mark.incus_cli]
+
+INCUS = shutil.which("incus")
+
+
+@pytest.fixture
+def incus(daemon: Daemon, tmp_path: Path):  # type: ignore[no-untyped-def]
+    if INCUS is None:
+        pytest.skip(
+            "the incus client is not installed (make test installs incus-client from "
+            "bookworm-backports)"
+        )
+    env = {**os.environ, "INCUS_SOCKET": daemon.socket, "INCUS_CONF": str(tmp_path / "conf")}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [INCUS, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    return run
+
+
+def test_incus_info_list_launch_exec_stop_delete(incus, busybox: str) -> None:  # type: ignore[no-untyped-def]
+    info = incus("info").stdout
+    assert 'api_version: "1.0"' in info or "api_version: 1.0" in info
+    assert "server: stapes" in info
+    name = unique("inc")
+    incus("launch", busybox, name)
+    try:
+        listing = incus("list", "--format", "csv", "-c", "ns").stdout
+        assert f"{name},RUNNING" in listing
+        proc = incus("exec", name, "--", "sh", "-c", "echo hi; exit 3", check=False)
+        assert proc.stdout == "hi\n" and proc.returncode == 3
+        incus("stop", name, "--force")
+        assert f"{name},STOPPED" in incus("list", "--format", "csv", "-c", "ns").stdout
+    finally:
+        incus("delete", name, "--force", check=False)
+    assert name not in incus("list", "--format", "csv").stdout
+
+
+def test_incus_errors_come_through(incus) -> None:  # type: ignore[no-untyped-def]
+    proc = incus("info", "does-not-exist", check=False)
+    assert proc.returncode == 1 and "Instance not found" in proc.stderr
+    proc = incus("launch", "no-such-alias", unique("x"), check=False)
+    assert proc.returncode == 1
+
+
+def test_incus_image_list_and_config_show(incus, container: str) -> None:  # type: ignore[no-untyped-def]
+    assert "bb" in incus("image", "list", "--format", "csv").stdout
+    shown = incus("config", "show", container).stdout
+    assert "volatile.base_image" in shown and "profiles:" in shown

@@ -1,0 +1,212 @@
+"""Instance lifecycle through the REST API: create, list, get, update, rename, state, delete."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon, monitor_processes, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def test_create_start_stop_delete(daemon: Daemon, busybox: str) -> None:
+    name = unique("life")
+    resp = daemon.request(
+        "POST", "/1.0/instances", {"name": name, "source": {"type": "image", "alias": busybox}}
+    )
+    assert resp.status == 202
+    assert resp.json()["metadata"]["resources"]["instances"] == [f"/1.0/instances/{name}"]
+    daemon.ok(resp)
+    inst = daemon.request("GET", f"/1.0/instances/{name}").metadata
+    assert inst["status"] == "Stopped"
+    assert inst["profiles"] == ["default"]
+    assert inst["expanded_devices"]["root"]["pool"] == "default"
+    assert inst["config"]["volatile.base_image"]
+    assert inst["config"]["image.os"] == "busybox"
+
+    daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"}))
+    state = daemon.request("GET", f"/1.0/instances/{name}/state").metadata
+    assert state["status"] == "Running" and state["pid"] > 0
+    assert state["processes"] >= 1
+    assert state["memory"]["usage"] > 0
+    assert "lo" in state["network"]
+    assert monitor_processes(daemon.root, name)
+
+    resp = daemon.request("DELETE", f"/1.0/instances/{name}")
+    assert resp.status == 400
+    assert resp.json()["error"] == "Instance is running"
+
+    daemon.ok(
+        daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+    )
+    assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Stopped"
+    daemon.ok(daemon.request("DELETE", f"/1.0/instances/{name}"))
+    assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+    assert not (daemon.root / "storage-pools/default/containers" / name).exists()
+    assert not (daemon.root / "containers" / name).exists()
+
+
+def test_unprivileged_by_default_and_privileged_on_request(daemon: Daemon, busybox: str) -> None:
+    unpriv = daemon.launch(busybox)
+    priv = daemon.launch(busybox, config={"security.privileged": "true"})
+    try:
+
+        def init_uid(name: str) -> int:
+            pid = daemon.request("GET", f"/1.0/instances/{name}/state").metadata["pid"]
+            return os.stat(f"/proc/{pid}").st_uid
+
+        assert init_uid(unpriv) == 1000000
+        assert init_uid(priv) == 0
+        rootfs = daemon.root / "storage-pools/default/containers" / unpriv / "rootfs"
+        assert (rootfs / "bin/busybox").stat().st_uid == 1000000
+        conf = daemon.request("GET", f"/1.0/instances/{unpriv}").metadata["config"]
+        assert conf["volatile.idmap.base"] == "1000000"
+    finally:
+        daemon.force_delete(unpriv)
+        daemon.force_delete(priv)
+
+
+def test_list_recursion_filter_and_all_projects(daemon: Daemon, container: str) -> None:
+    urls = daemon.request("GET", "/1.0/instances").metadata
+    assert f"/1.0/instances/{container}" in urls
+    full = daemon.request("GET", "/1.0/instances?recursion=1").metadata
+    assert any(i["name"] == container and i["status"] == "Running" for i in full)
+    deep = daemon.request("GET", "/1.0/instances?recursion=2").metadata
+    mine = next(i for i in deep if i["name"] == container)
+    assert mine["state"]["pid"] > 0
+    filtered = daemon.request(
+        "GET", f"/1.0/instances?recursion=1&filter=name+eq+{container}+and+status+eq+Running"
+    ).metadata
+    assert [i["name"] for i in filtered] == [container]
+    none = daemon.request("GET", f"/1.0/instances?filter=name+eq+{container}+and+status+eq+Stopped")
+    assert none.metadata == []
+    everywhere = daemon.request("GET", "/1.0/instances?all-projects=true").metadata
+    assert f"/1.0/instances/{container}" in everywhere
+    bad = daemon.request("GET", "/1.0/instances?filter=name+like+x")
+    assert bad.status == 400 and "operator" in bad.json()["error"]
+
+
+def test_etag_put_and_patch(daemon: Daemon, container: str) -> None:
+    resp = daemon.request("GET", f"/1.0/instances/{container}")
+    etag = resp.headers["ETag"].strip('"')
+    inst = resp.metadata
+    put = {
+        k: inst[k]
+        for k in (
+            "architecture",
+            "config",
+            "devices",
+            "ephemeral",
+            "profiles",
+            "stateful",
+            "description",
+        )
+    }
+    put["config"] = {**put["config"], "user.note": "hello"}
+    wrong = daemon.request("PUT", f"/1.0/instances/{container}", put, headers={"If-Match": "bad"})
+    assert wrong.status == 412
+    daemon.ok(daemon.request("PUT", f"/1.0/instances/{container}", put, headers={"If-Match": etag}))
+    assert (
+        daemon.request("GET", f"/1.0/instances/{container}").metadata["config"]["user.note"]
+        == "hello"
+    )
+    patched = daemon.request(
+        "PATCH",
+        f"/1.0/instances/{container}",
+        {"config": {"user.other": "x"}, "description": "patched"},
+    )
+    assert patched.status == 200
+    after = daemon.request("GET", f"/1.0/instances/{container}").metadata
+    assert after["config"]["user.note"] == "hello" and after["config"]["user.other"] == "x"
+    assert after["description"] == "patched"
+    bad = daemon.request("PATCH", f"/1.0/instances/{container}", {"config": {"nope.key": "1"}})
+    assert bad.status == 400 and "nope.key" in bad.json()["error"]
+    volatile = daemon.request(
+        "PATCH", f"/1.0/instances/{container}", {"config": {"volatile.uuid": "x"}}
+    )
+    assert volatile.status == 400 and "volatile.uuid" in volatile.json()["error"]
+
+
+def test_live_memory_limit_reaches_the_cgroup(daemon: Daemon, container: str) -> None:
+    assert (
+        daemon.request(
+            "PATCH", f"/1.0/instances/{container}", {"config": {"limits.memory": "64MiB"}}
+        ).status
+        == 200
+    )
+    limit = Path(f"/sys/fs/cgroup/memory/lxc.payload.{container}/memory.limit_in_bytes")
+    if not limit.exists():
+        pytest.skip("this host has no cgroup v1 memory controller at /sys/fs/cgroup/memory")
+    assert int(limit.read_text()) == 64 * 1024 * 1024
+
+
+def test_freeze_unfreeze_restart(daemon: Daemon, container: str) -> None:
+    def state_of() -> str:
+        return str(daemon.request("GET", f"/1.0/instances/{container}").metadata["status"])
+
+    daemon.ok(daemon.request("PUT", f"/1.0/instances/{container}/state", {"action": "freeze"}))
+    assert state_of() == "Frozen"
+    resp = daemon.request("POST", f"/1.0/instances/{container}/exec", {"command": ["true"]})
+    assert resp.status == 400 and resp.json()["error"] == "Instance is frozen"
+    daemon.ok(daemon.request("PUT", f"/1.0/instances/{container}/state", {"action": "unfreeze"}))
+    assert state_of() == "Running"
+    pid = daemon.request("GET", f"/1.0/instances/{container}/state").metadata["pid"]
+    daemon.ok(
+        daemon.request(
+            "PUT", f"/1.0/instances/{container}/state", {"action": "restart", "force": True}
+        )
+    )
+    assert state_of() == "Running"
+    assert daemon.request("GET", f"/1.0/instances/{container}/state").metadata["pid"] != pid
+
+
+def test_clean_shutdown_of_busybox_init(daemon: Daemon, container: str) -> None:
+    daemon.ok(
+        daemon.request(
+            "PUT", f"/1.0/instances/{container}/state", {"action": "stop", "timeout": 30}
+        )
+    )
+    assert daemon.request("GET", f"/1.0/instances/{container}").metadata["status"] == "Stopped"
+
+
+def test_rename(daemon: Daemon, busybox: str) -> None:
+    name, new = unique("ren"), unique("ren")
+    daemon.ok(
+        daemon.request(
+            "POST", "/1.0/instances", {"name": name, "source": {"type": "image", "alias": busybox}}
+        )
+    )
+    try:
+        daemon.ok(daemon.request("POST", f"/1.0/instances/{name}", {"name": new}))
+        assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{new}/state", {"action": "start"}))
+        assert daemon.request("GET", f"/1.0/instances/{new}").metadata["status"] == "Running"
+        running = daemon.request("POST", f"/1.0/instances/{new}", {"name": name})
+        assert running.status == 400
+    finally:
+        daemon.force_delete(new)
+        daemon.force_delete(name)
+
+
+def test_source_none_creates_an_empty_rootfs(daemon: Daemon) -> None:
+    name = unique("empty")
+    daemon.ok(daemon.request("POST", "/1.0/instances", {"name": name, "source": {"type": "none"}}))
+    try:
+        rootfs = daemon.root / "storage-pools/default/containers" / name / "rootfs"
+        assert rootfs.is_dir() and not any(rootfs.iterdir())
+    finally:
+        daemon.force_delete(name)
+
+
+def test_generated_name(daemon: Daemon, busybox: str) -> None:
+    resp = daemon.request("POST", "/1.0/instances", {"source": {"type": "image", "alias": busybox}})
+    name = resp.json()["metadata"]["resources"]["instances"][0].rsplit("/", 1)[-1]
+    try:
+        daemon.ok(resp)
+        adjective, noun = name.split("-")
+        assert adjective and noun
+    finally:
+        daemon.force_delete(name)

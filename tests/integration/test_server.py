@@ -1,0 +1,63 @@
+"""GET /1.0, unknown endpoints, profiles, projects, pools."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import Daemon
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def test_server_info_has_the_fields_clients_read(daemon: Daemon) -> None:
+    resp = daemon.request("GET", "/1.0")
+    assert resp.status == 200
+    body = resp.json()
+    assert body["type"] == "sync" and body["status_code"] == 200
+    meta = body["metadata"]
+    for key in (
+        "api_extensions",
+        "api_status",
+        "api_version",
+        "auth",
+        "auth_methods",
+        "config",
+        "environment",
+    ):
+        assert key in meta
+    assert "instances" in meta["api_extensions"]
+    env = meta["environment"]
+    assert env["server"] == "stapes"
+    assert "x86_64" in env["architectures"] or env["architectures"]
+    assert env["storage_supported_drivers"][0]["Name"] == "dir"
+    assert resp.headers["ETag"]
+
+
+def test_unknown_endpoint_is_a_404_envelope(daemon: Daemon) -> None:
+    resp = daemon.request("GET", "/1.0/nope")
+    assert resp.status == 404
+    assert resp.json() == {
+        "type": "error",
+        "status": "",
+        "status_code": 0,
+        "operation": "",
+        "error_code": 404,
+        "error": "not found",
+        "metadata": None,
+    }
+
+
+def test_unsupported_method_is_a_405_envelope(daemon: Daemon) -> None:
+    resp = daemon.request("POST", "/1.0/storage-pools/default", {})
+    assert resp.status == 405
+    assert resp.json()["error_code"] == 405
+
+
+def test_default_profile_project_and_pool_exist(daemon: Daemon) -> None:
+    profile = daemon.request("GET", "/1.0/profiles/default").metadata
+    assert profile["devices"]["root"] == {"path": "/", "pool": "default", "type": "disk"}
+    assert daemon.request("GET", "/1.0/projects/default").metadata["name"] == "default"
+    pools = daemon.request("GET", "/1.0/storage-pools?recursion=1").metadata
+    assert [p["name"] for p in pools] == ["default"]
+    assert pools[0]["driver"] == "dir"
+    assert daemon.request("GET", "/1.0/profiles/nope").status == 404

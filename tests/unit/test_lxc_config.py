@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stapes.api.errors import BadRequest
+from stapes.host.idmap import IdMap
+from stapes.instance.lxc_config import HostFacts, LxcInputs, build, parse_raw_lxc
+
+V1 = HostFacts(cgroup="v1", cpus=4, memory_bytes=8 * 1024**3)
+V2 = HostFacts(cgroup="v2", cpus=4, memory_bytes=8 * 1024**3)
+
+
+def _inputs(
+    config: dict[str, str], idmap: IdMap | None = None, systemd: bool = False, host: HostFacts = V1
+) -> LxcInputs:
+    return LxcInputs(
+        name="c1",
+        architecture="x86_64",
+        config=config,
+        rootfs=Path("/p/rootfs"),
+        log_dir=Path("/l"),
+        idmap=idmap,
+        systemd=systemd,
+        host=host,
+    )
+
+
+def test_unprivileged_includes_userns_and_idmap() -> None:
+    items = build(_inputs({}, IdMap(1000000, 65536)))
+    assert ("lxc.include", "/usr/share/lxc/config/userns.conf") in items
+    assert ("lxc.idmap", "u 0 1000000 65536") in items
+    assert ("lxc.idmap", "g 0 1000000 65536") in items
+    assert ("lxc.rootfs.path", "dir:/p/rootfs") in items
+
+
+def test_privileged_has_no_idmap() -> None:
+    items = build(_inputs({}))
+    assert not [k for k, _ in items if k == "lxc.idmap"]
+    assert ("lxc.include", "/usr/share/lxc/config/userns.conf") not in items
+
+
+def test_systemd_gets_its_halt_signal() -> None:
+    assert ("lxc.signal.halt", "SIGRTMIN+3") in build(_inputs({}, systemd=True))
+
+
+def test_environment_and_limits_v1() -> None:
+    items = build(
+        _inputs(
+            {
+                "environment.FOO": "bar",
+                "limits.memory": "256MiB",
+                "limits.cpu": "2",
+                "limits.processes": "100",
+            }
+        )
+    )
+    assert ("lxc.environment", "FOO=bar") in items
+    assert ("lxc.cgroup.memory.limit_in_bytes", str(256 * 1024**2)) in items
+    assert ("lxc.cgroup.cpuset.cpus", "0,1") in items
+    assert ("lxc.cgroup.pids.max", "100") in items
+
+
+def test_limits_v2_and_percent() -> None:
+    items = build(_inputs({"limits.memory": "50%", "limits.cpu": "1-2"}, host=V2))
+    assert ("lxc.cgroup2.memory.max", str(4 * 1024**3)) in items
+    assert ("lxc.cgroup2.cpuset.cpus", "1,2") in items
+
+
+def test_cpu_set_beyond_the_host_is_refused() -> None:
+    with pytest.raises(BadRequest, match="has 4"):
+        build(_inputs({"limits.cpu": "7"[0:1] + "-9"}))
+
+
+def test_raw_lxc() -> None:
+    assert parse_raw_lxc("# c\nlxc.init.cmd = /bin/sh\n\n") == [("lxc.init.cmd", "/bin/sh")]
+    with pytest.raises(BadRequest, match="line 1"):
+        parse_raw_lxc("not a key")
+    items = build(_inputs({"raw.lxc": "lxc.apparmor.profile = unconfined"}))
+    assert items[-1] == ("lxc.apparmor.profile", "unconfined")
