@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -53,5 +54,28 @@ def test_instances_that_were_running_come_back_after_a_host_stop(
         assert container.stop()
         daemon.start()
         assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+    finally:
+        daemon.force_delete(name)
+
+
+def test_poweroff_inside_is_noticed_and_survives_a_restart(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch(busybox)
+    try:
+        daemon.cli("exec", name, "--", "poweroff", check=False)
+        deadline = time.time() + 20
+        inst = daemon.request("GET", f"/1.0/instances/{name}").metadata
+        while time.time() < deadline and inst["status"] != "Stopped":
+            time.sleep(0.2)
+            inst = daemon.request("GET", f"/1.0/instances/{name}").metadata
+        assert inst["status"] == "Stopped"
+        for _ in range(50):
+            power = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+            if power["volatile.last_state.power"] == "STOPPED":
+                break
+            time.sleep(0.1)
+        assert power["volatile.last_state.power"] == "STOPPED"
+        daemon.stop()
+        daemon.start()
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Stopped"
     finally:
         daemon.force_delete(name)

@@ -34,6 +34,7 @@ from stapes.instance import names
 from stapes.instance.driver import InstanceSpec, RuntimeState
 from stapes.instance.lxc import LxcDriver
 from stapes.instance.registry import InstanceDrivers
+from stapes.instance.watch import InitWatcher
 from stapes.server.events import EventBus
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operation, Operations
@@ -70,6 +71,7 @@ class InstanceService:
         self.images = images
         self.pools = pools
         self.drivers = drivers
+        self.watcher = InitWatcher(self._init_exited)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -350,7 +352,9 @@ class InstanceService:
 
     async def _start(self, row: q.InstanceRow) -> None:
         driver = self.drivers.get(row.type)
-        await driver.start(self.spec(row))
+        spec = self.spec(row)
+        await driver.start(spec)
+        self.watcher.watch(row.project, row.name, (await driver.status(spec)).pid)
         row.last_used_at = timestamp(now())
         row.config["volatile.last_state.power"] = "RUNNING"
         with self.db.transaction():
@@ -360,6 +364,7 @@ class InstanceService:
         )
 
     async def _stop(self, row: q.InstanceRow, force: bool, timeout: int) -> None:
+        self.watcher.unwatch(row.project, row.name)
         await self.drivers.get(row.type).stop(self.spec(row), force=force, timeout=timeout)
         await self._set_power(row, "STOPPED")
         action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
@@ -558,6 +563,28 @@ class InstanceService:
                     log.exception("could not start instance %s at daemon start", row.name)
             elif status != StatusCode.STOPPED:
                 log.info("re-adopted running instance %s", row.name)
+                self.watcher.watch(row.project, row.name, (await driver.status(spec)).pid)
+            elif row.config.get("volatile.last_state.power") == "RUNNING":
+                await self._set_power(row, "STOPPED")
+
+    async def _init_exited(self, project: str, name: str) -> None:
+        """An instance's init exited without the daemon stopping it: record it and tell."""
+        async with self.locks(project, name):
+            row = q.find_instance(self.db, project, name)
+            if row is None or row.config.get("volatile.last_state.power") != "RUNNING":
+                return
+            spec = self.spec(row)
+            driver = self.drivers.get(row.type)
+            for _ in range(50):  # liblxc's monitor notices a moment after init is gone
+                status = await driver.status(spec)
+                if status.status == StatusCode.STOPPED:
+                    break
+                if status.pid > 0:
+                    self.watcher.watch(project, name, status.pid)  # restarted from inside
+                    return
+                await asyncio.sleep(0.1)
+            await self._set_power(row, "STOPPED")
+            self.events.lifecycle(InstanceAction.SHUTDOWN, url(name, project), project=project)
 
 
 def render_state(state: RuntimeState) -> dict[str, Any]:

@@ -1,0 +1,209 @@
+"""Launch and exec latency of Stapes, beside a bare liblxc start and real Incus, in one run.
+
+Prints medians and p90s (milliseconds) and the ratios the issue names:
+  - REST launch (create+start until RUNNING) of the busybox image, 20 times;
+  - a bare liblxc start of the same rootfs with the same generated config (the floor);
+  - `stapes exec NAME -- true` round trips (the CLI) and the same exec through the API;
+  - the same launch and exec through real Incus when it runs (../shared/tools/incus-anchor start);
+  - unpacking the image tarball versus copying the unpacked image volume (the dir pool's choice).
+Run as root: `make bench`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import lxc
+
+from stapes.client.instance_server import InstanceServer
+from stapes.host.capabilities import probe
+from stapes.host.idmap import IdMap
+from stapes.instance import lxc_config
+
+RUNS = int(os.environ.get("BENCH_RUNS", "20"))
+INCUS_SOCKET = Path("/var/lib/incus/unix.socket")
+BIN = Path(sys.executable).parent
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p90 * 1000
+
+
+def line(label: str, samples: list[float]) -> float:
+    median, p90 = summary(samples)
+    print(f"  {label:<44} median {median:8.1f} ms   p90 {p90:8.1f} ms")
+    return median
+
+
+async def timed(fn: Callable[[], Awaitable[None]], runs: int,
+                between: Callable[[], Awaitable[None]] | None = None) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await fn()
+        samples.append(time.perf_counter() - start)
+        if between is not None:
+            await between()
+    return samples
+
+
+async def launch_series(server: InstanceServer, alias: str, prefix: str) -> list[float]:
+    names = [f"{prefix}{i}" for i in range(RUNS)]
+    samples = []
+    for name in names:
+        start = time.perf_counter()
+        op = await server.create_instance({"name": name, "start": True,
+                                           "source": {"type": "image", "alias": alias}})
+        await op.wait()
+        samples.append(time.perf_counter() - start)
+    for name in names:
+        await (await server.update_state(name, "stop", force=True)).wait()
+        await (await server.delete_instance(name)).wait()
+    return samples
+
+
+async def api_exec_series(server: InstanceServer, name: str) -> list[float]:
+    async def once() -> None:
+        op = await server.exec(name, {"command": ["true"], "wait-for-websocket": False,
+                                      "record-output": False, "interactive": False})
+        await op.wait()
+    return await timed(once, RUNS)
+
+
+def cli_exec_series(argv: list[str], env: dict[str, str]) -> list[float]:
+    samples = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdin=subprocess.DEVNULL)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def bare_liblxc_series(rootfs: Path, work: Path) -> list[float]:
+    """Start the same rootfs with the same generated config straight through liblxc."""
+    caps = probe()
+    name = "stapes-bench-floor"
+    (work / name).mkdir(parents=True)
+    shutil.copytree(rootfs, work / name / "rootfs", symlinks=True)
+    host = lxc_config.HostFacts(cgroup=caps.cgroup, cpus=os.cpu_count() or 1, memory_bytes=0)
+    items = lxc_config.build(lxc_config.LxcInputs(
+        name=name, architecture="x86_64", config={}, rootfs=work / name / "rootfs",
+        log_dir=work / name, idmap=IdMap.from_host(), systemd=False, host=host))
+    (work / name / "config").write_text(lxc_config.render(items))
+    samples = []
+    for _ in range(RUNS):
+        c = lxc.Container(name, str(work))
+        start = time.perf_counter()
+        assert c.start() and c.wait("RUNNING", 10)
+        samples.append(time.perf_counter() - start)
+        c.stop()
+        c.wait("STOPPED", 10)
+    return samples
+
+
+async def unpack_vs_copy(server: InstanceServer, root: Path, alias: str, work: Path) -> None:
+    fingerprint = (await server.alias(alias))["target"]
+    tarball = root / "images" / fingerprint
+    volume = next((root / "storage-pools/default/images").glob(f"{fingerprint}.*"))
+    unpack, copy = [], []
+    for i in range(5):
+        target = work / f"unpack{i}"
+        target.mkdir()
+        start = time.perf_counter()
+        subprocess.run(["tar", "--numeric-owner", "-xf", str(tarball), "-C", str(target)],
+                       check=True)
+        unpack.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        subprocess.run(["cp", "-a", "--reflink=auto", str(volume), str(work / f"copy{i}")],
+                       check=True)
+        copy.append(time.perf_counter() - start)
+    print("Image to instance volume (dir pool), busybox image:")
+    u = line("unpack the image tarball (+ shift not counted)", unpack)
+    c = line("copy the unpacked, shifted image volume", copy)
+    print(f"  copy / unpack ratio: {c / u:.2f}")
+
+
+async def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir="/var/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="stapes-bench-work-", dir="/var/tmp"))
+    env = {**os.environ, "STAPES_DIR": str(root)}
+    daemon = subprocess.Popen([str(BIN / "stapesd")], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(200):
+            if (root / "unix.socket").exists():
+                break
+            time.sleep(0.05)
+        subprocess.run([str(BIN / "stapes"), "image", "build", "busybox", "--alias", "bb"],
+                       env=env, check=True, capture_output=True)
+        async with InstanceServer.unix(root / "unix.socket") as server:
+            await launch_series(server, "bb", "warm")  # warms the image volume
+            print(f"Stapes {RUNS} runs each, busybox image, dir pool, no NIC")
+            launch = line("launch via REST (create+start, RUNNING)",
+                          await launch_series(server, "bb", "bench"))
+            op = await server.create_instance({"name": "probe", "start": True,
+                                               "source": {"type": "image", "alias": "bb"}})
+            await op.wait()
+            floor = line("bare liblxc start of the same rootfs",
+                         bare_liblxc_series(root / "storage-pools/default/containers/probe/rootfs",
+                                            work))
+            api_exec = line("exec `true` via REST (task, no websockets)",
+                            await api_exec_series(server, "probe"))
+            cli_exec = line("`stapes exec probe -- true` (CLI round trip)",
+                            cli_exec_series([str(BIN / "stapes"), "exec", "probe", "--", "true"],
+                                            env))
+            print(f"  launch / bare liblxc floor: {launch / floor:.2f}x")
+            await unpack_vs_copy(server, root, "bb", work)
+            await (await server.update_state("probe", "stop", force=True)).wait()
+            await (await server.delete_instance("probe")).wait()
+        await compare_incus(launch, api_exec, cli_exec)
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None:
+    if not INCUS_SOCKET.exists() or shutil.which("incus") is None:
+        print("Real Incus is not running here: start it with ../shared/tools/incus-anchor start "
+              "for the Stapes/Incus ratios")
+        return
+    async with InstanceServer.unix(INCUS_SOCKET) as incus:
+        try:
+            await incus.alias("bb")
+        except Exception:
+            print("Real Incus has no image alias bb: run ../shared/tools/incus-anchor start")
+            return
+        print(f"Real Incus {RUNS} runs each, same busybox image (alias bb), its default pool")
+        i_launch = line("launch via REST (create+start, RUNNING)",
+                        await launch_series(incus, "bb", "stapesbench"))
+        op = await incus.create_instance({"name": "stapesbench-probe", "start": True,
+                                          "source": {"type": "image", "alias": "bb"}})
+        await op.wait()
+        try:
+            i_api = line("exec `true` via REST (task, no websockets)",
+                         await api_exec_series(incus, "stapesbench-probe"))
+            i_cli = line("`incus exec -- true` (CLI round trip)",
+                         cli_exec_series(["incus", "exec", "stapesbench-probe", "--", "true"],
+                                         dict(os.environ)))
+        finally:
+            await (await incus.update_state("stapesbench-probe", "stop", force=True)).wait()
+            await (await incus.delete_instance("stapesbench-probe")).wait()
+    print("Stapes / Incus:")
+    print(f"  launch {launch / i_launch:.2f}x   exec via REST {api_exec / i_api:.2f}x   "
+          f"exec via CLI {cli_exec / i_cli:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
