@@ -136,6 +136,7 @@ async def unpack_vs_copy(server: InstanceServer, root: Path, alias: str, work: P
 async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir="/var/tmp"))
     work = Path(tempfile.mkdtemp(prefix="stapes-bench-work-", dir="/var/tmp"))
+    work.chmod(0o711)  # container root (an unprivileged uid) must reach the rootfs
     env = {**os.environ, "STAPES_DIR": str(root)}
     daemon = subprocess.Popen([str(BIN / "stapesd")], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)

@@ -59,5 +59,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
   touch "$stamp"
 fi
+# Byte-compile our sources once: the CLI starts faster when nothing is compiled per run.
+.venv/bin/python -m compileall -q src >/dev/null
 .venv/bin/python -c 'import lxc, aiohttp, pydantic' || {
   echo "the virtual environment cannot import liblxc's bindings" >&2; exit 1; }

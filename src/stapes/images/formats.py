@@ -22,7 +22,7 @@ async def read_metadata(tarball: str) -> dict[str, Any]:
         except RunError:
             continue
         try:
-            meta = yaml.safe_load(out)
+            meta = load_yaml(out)
         except yaml.YAMLError as exc:
             raise BadRequest(f"Invalid metadata.yaml in the image: {exc}") from None
         if not isinstance(meta, dict):
@@ -31,6 +31,12 @@ async def read_metadata(tarball: str) -> dict[str, Any]:
             raise BadRequest("Invalid metadata.yaml in the image: no architecture")
         return meta
     raise BadRequest("Invalid image file: no metadata.yaml in the tarball")
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """YAML through libyaml's C loader when PyYAML has it (image metadata is read per launch)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(text, Loader=loader)
 
 
 def file_magic(path: str) -> bytes:

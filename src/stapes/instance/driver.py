@@ -66,7 +66,8 @@ class InstanceDriver(abc.ABC):
         """The full runtime state: status, pid, processes, memory, cpu, network."""
 
     @abc.abstractmethod
-    async def start(self, spec: InstanceSpec) -> None: ...
+    async def start(self, spec: InstanceSpec) -> int:
+        """Start the instance; return the pid of its init."""
 
     @abc.abstractmethod
     async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None: ...

@@ -214,14 +214,14 @@ class LxcDriver(InstanceDriver):
         current.started_at = _started_at(current.pid)
         return current
 
-    async def start(self, spec: InstanceSpec) -> None:
+    async def start(self, spec: InstanceSpec) -> int:
         items = self.config_items(spec)
         config_path = self._link(spec) / "config"
         config_path.write_text(lxc_config.render(items))
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = spec.log_dir / "lxc.log"
 
-        def start() -> None:
+        def start() -> int:
             c = self._container(spec)
             if c.running:
                 raise BadRequest("The instance is already running")
@@ -231,8 +231,10 @@ class LxcDriver(InstanceDriver):
                 c.stop()
                 _wait_monitor_gone(self.paths.containers, lxc_name(spec.project, spec.name))
                 raise InternalError(f"Failed to start the container: {_log_tail(log_file)}")
+            pid: int = c.init_pid
+            return pid
 
-        await self._call(start)
+        return await self._call(start)
 
     async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None:
         def stop() -> None:

@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stapes.api.base import StatusCode, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.instance import InstancePut, InstancesPost
@@ -28,7 +26,7 @@ from stapes.db.images import ImageRow
 from stapes.db.projects import get_profile, get_project
 from stapes.host.idmap import IdMap, shift_tree
 from stapes.host.paths import Paths
-from stapes.images.formats import render_template, template_variables
+from stapes.images.formats import load_yaml, render_template, template_variables
 from stapes.images.store import ImageStore
 from stapes.instance import names
 from stapes.instance.driver import InstanceSpec, RuntimeState
@@ -352,9 +350,8 @@ class InstanceService:
 
     async def _start(self, row: q.InstanceRow) -> None:
         driver = self.drivers.get(row.type)
-        spec = self.spec(row)
-        await driver.start(spec)
-        self.watcher.watch(row.project, row.name, (await driver.status(spec)).pid)
+        pid = await driver.start(self.spec(row))
+        self.watcher.watch(row.project, row.name, pid)
         row.last_used_at = timestamp(now())
         row.config["volatile.last_state.power"] = "RUNNING"
         with self.db.transaction():
@@ -610,7 +607,7 @@ def apply_templates(
     meta_path = volume / "metadata.yaml"
     if not meta_path.exists():
         return
-    meta = yaml.safe_load(meta_path.read_text()) or {}
+    meta = load_yaml(meta_path.read_text()) or {}
     variables = template_variables(name, instance_type, config)
     variables["trigger"] = trigger
     rootfs = volume / "rootfs"
