@@ -20,9 +20,9 @@ stop:
 
 lint: setup-test
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 typecheck: setup-test
-	$(VENV)/bin/pip install -q mypy types-PyYAML
 	$(VENV)/bin/mypy src
 
 test-unit: setup-test
@@ -31,8 +31,7 @@ test-unit: setup-test
 test-integration: setup-test
 	$(VENV)/bin/pytest tests/integration
 
-test: setup-test
-	$(VENV)/bin/ruff check src tests bench
+test: lint typecheck
 	$(VENV)/bin/pytest tests
 
 bench: setup-test

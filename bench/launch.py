@@ -45,8 +45,11 @@ def line(label: str, samples: list[float]) -> float:
     return median
 
 
-async def timed(fn: Callable[[], Awaitable[None]], runs: int,
-                between: Callable[[], Awaitable[None]] | None = None) -> list[float]:
+async def timed(
+    fn: Callable[[], Awaitable[None]],
+    runs: int,
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> list[float]:
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -62,8 +65,9 @@ async def launch_series(server: InstanceServer, alias: str, prefix: str) -> list
     samples = []
     for name in names:
         start = time.perf_counter()
-        op = await server.create_instance({"name": name, "start": True,
-                                           "source": {"type": "image", "alias": alias}})
+        op = await server.create_instance(
+            {"name": name, "start": True, "source": {"type": "image", "alias": alias}}
+        )
         await op.wait()
         samples.append(time.perf_counter() - start)
     for name in names:
@@ -74,9 +78,17 @@ async def launch_series(server: InstanceServer, alias: str, prefix: str) -> list
 
 async def api_exec_series(server: InstanceServer, name: str) -> list[float]:
     async def once() -> None:
-        op = await server.exec(name, {"command": ["true"], "wait-for-websocket": False,
-                                      "record-output": False, "interactive": False})
+        op = await server.exec(
+            name,
+            {
+                "command": ["true"],
+                "wait-for-websocket": False,
+                "record-output": False,
+                "interactive": False,
+            },
+        )
         await op.wait()
+
     return await timed(once, RUNS)
 
 
@@ -96,9 +108,18 @@ def bare_liblxc_series(rootfs: Path, work: Path) -> list[float]:
     (work / name).mkdir(parents=True)
     shutil.copytree(rootfs, work / name / "rootfs", symlinks=True)
     host = lxc_config.HostFacts(cgroup=caps.cgroup, cpus=os.cpu_count() or 1, memory_bytes=0)
-    items = lxc_config.build(lxc_config.LxcInputs(
-        name=name, architecture="x86_64", config={}, rootfs=work / name / "rootfs",
-        log_dir=work / name, idmap=IdMap.from_host(), systemd=False, host=host))
+    items = lxc_config.build(
+        lxc_config.LxcInputs(
+            name=name,
+            architecture="x86_64",
+            config={},
+            rootfs=work / name / "rootfs",
+            log_dir=work / name,
+            idmap=IdMap.from_host(),
+            systemd=False,
+            host=host,
+        )
+    )
     (work / name / "config").write_text(lxc_config.render(items))
     samples = []
     for _ in range(RUNS):
@@ -120,12 +141,14 @@ async def unpack_vs_copy(server: InstanceServer, root: Path, alias: str, work: P
         target = work / f"unpack{i}"
         target.mkdir()
         start = time.perf_counter()
-        subprocess.run(["tar", "--numeric-owner", "-xf", str(tarball), "-C", str(target)],
-                       check=True)
+        subprocess.run(
+            ["tar", "--numeric-owner", "-xf", str(tarball), "-C", str(target)], check=True
+        )
         unpack.append(time.perf_counter() - start)
         start = time.perf_counter()
-        subprocess.run(["cp", "-a", "--reflink=auto", str(volume), str(work / f"copy{i}")],
-                       check=True)
+        subprocess.run(
+            ["cp", "-a", "--reflink=auto", str(volume), str(work / f"copy{i}")], check=True
+        )
         copy.append(time.perf_counter() - start)
     print("Image to instance volume (dir pool), busybox image:")
     u = line("unpack the image tarball (+ shift not counted)", unpack)
@@ -138,31 +161,46 @@ async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="stapes-bench-work-", dir="/var/tmp"))
     work.chmod(0o711)  # container root (an unprivileged uid) must reach the rootfs
     env = {**os.environ, "STAPES_DIR": str(root)}
-    daemon = subprocess.Popen([str(BIN / "stapesd")], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    daemon = subprocess.Popen(
+        [str(BIN / "stapesd")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         for _ in range(200):
             if (root / "unix.socket").exists():
                 break
             time.sleep(0.05)
-        subprocess.run([str(BIN / "stapes"), "image", "build", "busybox", "--alias", "bb"],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [str(BIN / "stapes"), "image", "build", "busybox", "--alias", "bb"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         async with InstanceServer.unix(root / "unix.socket") as server:
             await launch_series(server, "bb", "warm")  # warms the image volume
             print(f"Stapes {RUNS} runs each, busybox image, dir pool, no NIC")
-            launch = line("launch via REST (create+start, RUNNING)",
-                          await launch_series(server, "bb", "bench"))
-            op = await server.create_instance({"name": "probe", "start": True,
-                                               "source": {"type": "image", "alias": "bb"}})
+            launch = line(
+                "launch via REST (create+start, RUNNING)",
+                await launch_series(server, "bb", "bench"),
+            )
+            op = await server.create_instance(
+                {"name": "probe", "start": True, "source": {"type": "image", "alias": "bb"}}
+            )
             await op.wait()
-            floor = line("bare liblxc start of the same rootfs",
-                         bare_liblxc_series(root / "storage-pools/default/containers/probe/rootfs",
-                                            work))
-            api_exec = line("exec `true` via REST (task, no websockets)",
-                            await api_exec_series(server, "probe"))
-            cli_exec = line("`stapes exec probe -- true` (CLI round trip)",
-                            cli_exec_series([str(BIN / "stapes"), "exec", "probe", "--", "true"],
-                                            env))
+            floor = line(
+                "bare liblxc start of the same rootfs",
+                bare_liblxc_series(root / "storage-pools/default/containers/probe/rootfs", work),
+            )
+            api_exec = line(
+                "exec `true` via REST (task, no websockets)", await api_exec_series(server, "probe")
+            )
+            cli_exec = line(
+                "`stapes exec probe -- true` (CLI round trip)",
+                cli_exec_series([str(BIN / "stapes"), "exec", "probe", "--", "true"], env),
+            )
             print(f"  launch / bare liblxc floor: {launch / floor:.2f}x")
             await unpack_vs_copy(server, root, "bb", work)
             await (await server.update_state("probe", "stop", force=True)).wait()
@@ -177,8 +215,10 @@ async def main() -> None:
 
 async def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None:
     if not INCUS_SOCKET.exists() or shutil.which("incus") is None:
-        print("Real Incus is not running here: start it with ../shared/tools/incus-anchor start "
-              "for the Stapes/Incus ratios")
+        print(
+            "Real Incus is not running here: start it with ../shared/tools/incus-anchor start "
+            "for the Stapes/Incus ratios"
+        )
         return
     async with InstanceServer.unix(INCUS_SOCKET) as incus:
         try:
@@ -187,23 +227,33 @@ async def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None
             print("Real Incus has no image alias bb: run ../shared/tools/incus-anchor start")
             return
         print(f"Real Incus {RUNS} runs each, same busybox image (alias bb), its default pool")
-        i_launch = line("launch via REST (create+start, RUNNING)",
-                        await launch_series(incus, "bb", "stapesbench"))
-        op = await incus.create_instance({"name": "stapesbench-probe", "start": True,
-                                          "source": {"type": "image", "alias": "bb"}})
+        i_launch = line(
+            "launch via REST (create+start, RUNNING)",
+            await launch_series(incus, "bb", "stapesbench"),
+        )
+        op = await incus.create_instance(
+            {"name": "stapesbench-probe", "start": True, "source": {"type": "image", "alias": "bb"}}
+        )
         await op.wait()
         try:
-            i_api = line("exec `true` via REST (task, no websockets)",
-                         await api_exec_series(incus, "stapesbench-probe"))
-            i_cli = line("`incus exec -- true` (CLI round trip)",
-                         cli_exec_series(["incus", "exec", "stapesbench-probe", "--", "true"],
-                                         dict(os.environ)))
+            i_api = line(
+                "exec `true` via REST (task, no websockets)",
+                await api_exec_series(incus, "stapesbench-probe"),
+            )
+            i_cli = line(
+                "`incus exec -- true` (CLI round trip)",
+                cli_exec_series(
+                    ["incus", "exec", "stapesbench-probe", "--", "true"], dict(os.environ)
+                ),
+            )
         finally:
             await (await incus.update_state("stapesbench-probe", "stop", force=True)).wait()
             await (await incus.delete_instance("stapesbench-probe")).wait()
     print("Stapes / Incus:")
-    print(f"  launch {launch / i_launch:.2f}x   exec via REST {api_exec / i_api:.2f}x   "
-          f"exec via CLI {cli_exec / i_cli:.2f}x")
+    print(
+        f"  launch {launch / i_launch:.2f}x   exec via REST {api_exec / i_api:.2f}x   "
+        f"exec via CLI {cli_exec / i_cli:.2f}x"
+    )
 
 
 if __name__ == "__main__":

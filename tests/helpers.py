@@ -68,8 +68,13 @@ class Daemon:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([str(VENV_BIN / "stapesd"), "--debug"], env=self.env,
-                                         stdout=log, stderr=log, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [str(VENV_BIN / "stapesd"), "--debug"],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         deadline = time.time() + 30
         while time.time() < deadline:
             if os.path.exists(self.socket):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
@@ -59,16 +60,16 @@ def ensure_profile(
     )
 
 
-def _profile(r: object) -> ProfileRow:
-    row = r  # sqlite3.Row
+def _profile(r: sqlite3.Row) -> ProfileRow:
+    row = r
     return ProfileRow(
         row["id"],
         row["project"],
         row["name"],
-        row["description"],  # type: ignore[index]
+        row["description"],
         json.loads(row["config"]),
         json.loads(row["devices"]),
-    )  # type: ignore[index]
+    )
 
 
 def list_profiles(db: Database, project: str) -> list[ProfileRow]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
@@ -19,15 +20,15 @@ class PoolRow:
     status: str = "Created"
 
 
-def _pool(r: object) -> PoolRow:
+def _pool(r: sqlite3.Row) -> PoolRow:
     return PoolRow(
         r["id"],
         r["name"],
         r["driver"],
-        r["description"],  # type: ignore[index]
+        r["description"],
         json.loads(r["config"]),
         r["status"],
-    )  # type: ignore[index]
+    )
 
 
 def list_pools(db: Database) -> list[PoolRow]:

@@ -143,7 +143,7 @@ class ImageStore:
             "Image not provided for instance creation: give source.alias or source.fingerprint"
         )
 
-    def list(self, project: str | None) -> list[q.ImageRow]:
+    def list_images(self, project: str | None) -> list[q.ImageRow]:
         return q.list_images(self.db, project)
 
     def render(self, row: q.ImageRow) -> dict[str, Any]:

@@ -37,8 +37,13 @@ async def wait_pid(pid: int) -> int:
         pidfd = -1
     try:
         if pidfd >= 0:
-            ready = loop.create_future()
-            loop.add_reader(pidfd, lambda: ready.done() or ready.set_result(None))
+            ready: asyncio.Future[None] = loop.create_future()
+
+            def exited() -> None:
+                if not ready.done():
+                    ready.set_result(None)
+
+            loop.add_reader(pidfd, exited)
             try:
                 await ready
             finally:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, InternalError, MissingHostFeature
@@ -74,7 +74,7 @@ def _is_systemd(rootfs: Path) -> bool:
     return "systemd" in target
 
 
-def _pty_child(req: ExecRequest) -> int:
+def _pty_child(req: ExecRequest) -> NoReturn:
     """Runs inside the container (after attach): open a terminal from the container's devpts,
     hand its master to stapesd over fd 0, then exec the command on it."""
     channel = socket.socket(fileno=os.dup(0))
@@ -101,7 +101,6 @@ def _pty_child(req: ExecRequest) -> int:
     except OSError as exc:
         os.write(2, f"stapes: {req.command[0]}: {exc.strerror}\r\n".encode())
         os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
-    return 0
 
 
 class LxcDriver(InstanceDriver):

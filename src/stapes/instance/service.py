@@ -77,7 +77,7 @@ class InstanceService:
         get_project(self.db, project)
         return q.get_instance(self.db, project, name)
 
-    def list(self, project: str | None) -> list[q.InstanceRow]:
+    def list_instances(self, project: str | None) -> list[q.InstanceRow]:
         if project is not None:
             get_project(self.db, project)
         return q.list_instances(self.db, project)
@@ -113,13 +113,7 @@ class InstanceService:
     def render(self, row: q.InstanceRow, status: RuntimeState) -> dict[str, Any]:
         config, devices = self.expand(row)
         return {
-            "architecture": row.architecture,
-            "config": row.config,
-            "devices": row.devices,
-            "ephemeral": row.ephemeral,
-            "profiles": row.profiles,
-            "stateful": row.stateful,
-            "description": row.description,
+            **self.writable(row),
             "created_at": row.created_at,
             "expanded_config": config,
             "expanded_devices": devices,

@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ Key = tuple[str, str]
 
 
 class InitWatcher:
-    def __init__(self, on_exit: Callable[[str, str], Awaitable[None]]) -> None:
+    def __init__(self, on_exit: Callable[[str, str], Coroutine[Any, Any, None]]) -> None:
         self._on_exit = on_exit
         self._fds: dict[Key, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()

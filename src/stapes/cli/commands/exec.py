@@ -104,31 +104,26 @@ async def _exec(
         with contextlib.suppress(Exception):
             await control.send_str(json.dumps(message))
 
-    for signum in FORWARDED_SIGNALS:
-        loop.add_signal_handler(
-            signum,
-            lambda s=signum: loop.create_task(
-                send_control({"command": "signal", "signal": int(s)})
-            ),
+    pending: set[asyncio.Task[None]] = set()
+
+    def control_soon(message: dict[str, Any]) -> None:
+        task = loop.create_task(send_control(message))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    def window_resize() -> None:
+        columns, lines = shutil.get_terminal_size()
+        control_soon(
+            {"command": "window-resize", "args": {"width": str(columns), "height": str(lines)}}
         )
+
+    for signum in FORWARDED_SIGNALS:
+        loop.add_signal_handler(signum, control_soon, {"command": "signal", "signal": int(signum)})
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     saved = None
     if interactive:
         ws = await op.websocket("0")
-        loop.add_signal_handler(
-            signal.SIGWINCH,
-            lambda: loop.create_task(
-                send_control(
-                    {
-                        "command": "window-resize",
-                        "args": {
-                            "width": str(shutil.get_terminal_size()[0]),
-                            "height": str(shutil.get_terminal_size()[1]),
-                        },
-                    }
-                )
-            ),
-        )
+        loop.add_signal_handler(signal.SIGWINCH, window_resize)
         if os.isatty(0):
             saved = termios.tcgetattr(0)
             tty.setraw(0)
@@ -177,7 +172,11 @@ def exec_command(
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
         environment[key] = value
     interactive = force_tty or (not no_tty and os.isatty(0) and os.isatty(1))
-    code = run(lambda s: _exec(s, name, command, environment, interactive, cwd, user, group))
+
+    async def go(server: InstanceServer) -> int:
+        return await _exec(server, name, command, environment, interactive, cwd, user, group)
+
+    code = run(go)
     sys.stdout.flush()
     sys.exit(code)
 

@@ -39,29 +39,20 @@ def _create_options(f: Any) -> Any:
     return f
 
 
-async def _create(
-    server: InstanceServer,
-    image: str,
-    name: str,
-    profiles: tuple[str, ...],
-    config: tuple[str, ...],
-    no_profiles: bool,
-    ephemeral: bool,
-    description: str,
-    start: bool,
-) -> None:
+async def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> None:
     body: dict[str, Any] = {
-        "name": name,
+        "name": options["name"],
         "type": "container",
-        "config": _parse_config(config),
-        "ephemeral": ephemeral,
-        "description": description,
+        "config": _parse_config(options["config"]),
+        "ephemeral": options["ephemeral"],
+        "description": options["description"],
         "start": start,
     }
-    if no_profiles:
+    if options["no_profiles"]:
         body["profiles"] = []
-    elif profiles:
-        body["profiles"] = list(profiles)
+    elif options["profiles"]:
+        body["profiles"] = list(options["profiles"])
+    image = options["image"]
     source: dict[str, Any] = {"type": "image"}
     try:
         await server.alias(image)
@@ -77,40 +68,16 @@ async def _create(
 
 @click.command()
 @_create_options
-def launch(
-    image: str,
-    name: str,
-    profiles: tuple[str, ...],
-    config: tuple[str, ...],
-    no_profiles: bool,
-    ephemeral: bool,
-    description: str,
-) -> None:
+def launch(**options: Any) -> None:
     """Create and start an instance from an image (an alias or a fingerprint)."""
-    run(
-        lambda s: _create(
-            s, image, name, profiles, config, no_profiles, ephemeral, description, True
-        )
-    )
+    run(lambda s: _create(s, options, start=True))
 
 
 @click.command()
 @_create_options
-def init(
-    image: str,
-    name: str,
-    profiles: tuple[str, ...],
-    config: tuple[str, ...],
-    no_profiles: bool,
-    ephemeral: bool,
-    description: str,
-) -> None:
+def init(**options: Any) -> None:
     """Create an instance from an image without starting it."""
-    run(
-        lambda s: _create(
-            s, image, name, profiles, config, no_profiles, ephemeral, description, False
-        )
-    )
+    run(lambda s: _create(s, options, start=False))
 
 
 async def _state(

@@ -35,7 +35,7 @@ def _header(request: web.Request, name: str) -> str:
 async def list_images(request: web.Request) -> Result:
     st = state(request)
     project = None if flag(request, "all-projects") else project_of(request)
-    rendered = [st.images.render(r) for r in st.images.list(project)]
+    rendered = [st.images.render(r) for r in st.images.list_images(project)]
     if request.query.get("filter"):
         flt = api_filter.parse(request.query["filter"])
         rendered = [r for r in rendered if api_filter.matches(flt, r)]

@@ -27,7 +27,7 @@ from stapes.server.response import Async, Result, Sync
 async def list_instances(request: web.Request) -> Result:
     st = state(request)
     project = None if flag(request, "all-projects") else project_of(request)
-    rows = st.instances.list(project)
+    rows = st.instances.list_instances(project)
     depth = recursion(request)
     flt = api_filter.parse(request.query["filter"]) if request.query.get("filter") else None
     if depth == 0 and flt is None:
