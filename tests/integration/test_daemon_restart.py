@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 
 import pytest
 
-from tests.helpers import Daemon, unique
+from tests.helpers import STAPES, Daemon, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]
 
@@ -79,3 +80,20 @@ def test_poweroff_inside_is_noticed_and_survives_a_restart(daemon: Daemon, busyb
         assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Stopped"
     finally:
         daemon.force_delete(name)
+
+
+def test_daemon_stops_promptly_with_listeners_connected(daemon: Daemon) -> None:
+    monitor = subprocess.Popen(
+        [STAPES, "monitor"], env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(1)
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.proc.wait(15)  # aiohttp would otherwise wait out its shutdown timeout per socket
+        assert monitor.wait(15) == 0
+    finally:
+        monitor.kill()
+        monitor.wait()
+        daemon.proc = None
+        daemon.start()

@@ -95,7 +95,7 @@ async def serve(paths: Paths) -> None:
     app = web.Application(middlewares=[error_middleware], client_max_size=0)
     app[STATE] = st
     register(app)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     with contextlib.suppress(FileNotFoundError):
         paths.socket.unlink()
@@ -112,7 +112,9 @@ async def serve(paths: Paths) -> None:
         await stop.wait()
     finally:
         log.info("stapesd shutting down (instances keep running)")
+        st.events.close()
         await st.operations.shutdown()
+        st.instances.watcher.close()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             paths.socket.unlink()

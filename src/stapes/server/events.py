@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,10 @@ EVENT_TYPES = ("lifecycle", "operation", "logging")
 class Listener:
     types: frozenset[str]
     project: str | None
-    queue: asyncio.Queue[dict[str, Any]] = field(
+    queue: asyncio.Queue[dict[str, Any] | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=10000)
     )
+    """Events for this listener; None means the daemon is shutting down."""
 
     def wants(self, event: dict[str, Any]) -> bool:
         if event["type"] not in self.types:
@@ -38,6 +40,13 @@ class EventBus:
 
     def unsubscribe(self, listener: Listener) -> None:
         self._listeners.discard(listener)
+
+    def close(self) -> None:
+        """Tell every listener to hang up (daemon shutdown)."""
+        for listener in list(self._listeners):
+            with contextlib.suppress(asyncio.QueueFull):
+                listener.queue.put_nowait(None)
+        self._listeners.clear()
 
     def send(self, kind: str, metadata: Any, project: str = "default") -> None:
         event = event_envelope(kind, metadata, timestamp(now()), project)

@@ -40,7 +40,10 @@ async def get_events(request: web.Request) -> Result:
                 if getter not in done:
                     getter.cancel()
                     break
-                await ws.send_str(json.dumps(getter.result()))
+                event = getter.result()
+                if event is None:
+                    break
+                await ws.send_str(json.dumps(event))
         finally:
             reader.cancel()
             with contextlib.suppress(Exception):
