@@ -61,16 +61,16 @@ async def timed(
 
 
 async def launch_series(server: InstanceServer, alias: str, prefix: str) -> list[float]:
-    names = [f"{prefix}{i}" for i in range(RUNS)]
+    """Create+start until RUNNING, timed; each instance is removed (untimed) before the next."""
     samples = []
-    for name in names:
+    for i in range(RUNS):
+        name = f"{prefix}{i}"
         start = time.perf_counter()
         op = await server.create_instance(
             {"name": name, "start": True, "source": {"type": "image", "alias": alias}}
         )
         await op.wait()
         samples.append(time.perf_counter() - start)
-    for name in names:
         await (await server.update_state(name, "stop", force=True)).wait()
         await (await server.delete_instance(name)).wait()
     return samples

@@ -106,6 +106,10 @@ def test_exec_on_a_stopped_instance(daemon: Daemon, busybox: str) -> None:
         assert _error(resp, 400) == "Instance is not running"
         resp = daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "explode"})
         assert "explode" in _error(resp, 400)
+        stateful = daemon.request(
+            "PUT", f"/1.0/instances/{name}/state", {"action": "start", "stateful": True}
+        )
+        assert "CRIU" in _error(stateful, 400)
         stop = daemon.wait(
             daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop"})
         )

@@ -141,6 +141,11 @@ def test_live_memory_limit_reaches_the_cgroup(daemon: Daemon, container: str) ->
     if not limit.exists():
         pytest.skip("this host has no cgroup v1 memory controller at /sys/fs/cgroup/memory")
     assert int(limit.read_text()) == 64 * 1024 * 1024
+    lifted = daemon.request(
+        "PATCH", f"/1.0/instances/{container}", {"config": {"limits.memory": ""}}
+    )
+    assert lifted.status == 200
+    assert int(limit.read_text()) > 64 * 1024 * 1024
 
 
 def test_freeze_unfreeze_restart(daemon: Daemon, container: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from stapes.api.errors import BadRequest
 from stapes.host.idmap import IdMap
-from stapes.instance.lxc_config import HostFacts, LxcInputs, build, parse_raw_lxc
+from stapes.instance.lxc_config import HostFacts, LxcInputs, build, limit_resets, parse_raw_lxc
 
 V1 = HostFacts(cgroup="v1", cpus=4, memory_bytes=8 * 1024**3)
 V2 = HostFacts(cgroup="v2", cpus=4, memory_bytes=8 * 1024**3)
@@ -79,3 +79,12 @@ def test_raw_lxc() -> None:
         parse_raw_lxc("not a key")
     items = build(_inputs({"raw.lxc": "lxc.apparmor.profile = unconfined"}))
     assert items[-1] == ("lxc.apparmor.profile", "unconfined")
+
+
+def test_removed_limits_are_lifted() -> None:
+    keys = {"limits.memory", "limits.cpu", "limits.processes"}
+    assert limit_resets({"limits.cpu": "1"}, keys, V1) == [
+        ("lxc.cgroup.memory.limit_in_bytes", "-1"),
+        ("lxc.cgroup.pids.max", "max"),
+    ]
+    assert ("lxc.cgroup2.memory.max", "max") in limit_resets({}, keys, V2)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stapes.api.base import StatusCode
+from stapes.host.idmap import IdMap
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,18 @@ class InstanceDriver(abc.ABC):
     @abc.abstractmethod
     async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
         """Run a command on a new terminal inside; return (pid, terminal master fd)."""
+
+    def idmap_for(self, config: dict[str, str]) -> IdMap | None:
+        """The id map the instance's files are shifted to (None: unshifted)."""
+        return None
+
+    @abc.abstractmethod
+    def check_config(self, spec: InstanceSpec) -> None:
+        """Raise BadRequest when the expanded config cannot be applied by this driver."""
+
+    @abc.abstractmethod
+    async def update_live(self, spec: InstanceSpec, keys: set[str]) -> None:
+        """Apply changed live-updatable keys to a running instance (a no-op when stopped)."""
 
     @abc.abstractmethod
     async def adopt(self, spec: InstanceSpec) -> None:

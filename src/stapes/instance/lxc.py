@@ -255,9 +255,15 @@ class LxcDriver(InstanceDriver):
 
         await self._call(stop)
 
-    async def apply_limits(self, spec: InstanceSpec) -> None:
-        """Apply limits.* to a running container's cgroups."""
+    def check_config(self, spec: InstanceSpec) -> None:
+        self.config_items(spec)
+
+    async def update_live(self, spec: InstanceSpec, keys: set[str]) -> None:
+        """limits.* go to the running container's cgroups; other live keys are data only."""
+        if not keys & {"limits.memory", "limits.cpu", "limits.processes"}:
+            return
         items = lxc_config.limits(spec.config, self.host)
+        items += lxc_config.limit_resets(spec.config, keys, self.host)
 
         def apply() -> None:
             c = self._container(spec)

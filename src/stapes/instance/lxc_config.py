@@ -101,6 +101,22 @@ def limits(cfg: dict[str, str], host: HostFacts) -> Items:
     return items
 
 
+def limit_resets(cfg: dict[str, str], keys: set[str], host: HostFacts) -> Items:
+    """cgroup items that lift the limits among ``keys`` that ``cfg`` no longer sets."""
+    v2 = host.cgroup == "v2"
+    prefix = "lxc.cgroup2." if v2 else "lxc.cgroup."
+    unlimited = {
+        "limits.memory": ("memory.max", "max") if v2 else ("memory.limit_in_bytes", "-1"),
+        "limits.cpu": ("cpuset.cpus", f"0-{host.cpus - 1}"),
+        "limits.processes": ("pids.max", "max"),
+    }
+    return [
+        (prefix + item, value)
+        for key, (item, value) in unlimited.items()
+        if key in keys and not cfg.get(key)
+    ]
+
+
 def parse_raw_lxc(text: str) -> Items:
     items: Items = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -30,7 +30,6 @@ from stapes.images.formats import load_yaml, render_template, template_variables
 from stapes.images.store import ImageStore
 from stapes.instance import names
 from stapes.instance.driver import InstanceSpec, RuntimeState
-from stapes.instance.lxc import LxcDriver
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.watch import InitWatcher
 from stapes.server.events import EventBus
@@ -191,6 +190,7 @@ class InstanceService:
         name = req.name or names.generate({r.name for r in q.list_instances(self.db, project)})
         names.validate(name)
         profiles = ["default"] if req.profiles is None else req.profiles
+        req.config = without_empty(req.config)
         validate_instance_config(req.config, instance_type)
         self._check_devices(req.devices)
         if req.source.type not in ("image", "none"):
@@ -229,7 +229,7 @@ class InstanceService:
         _, devices = self.expand(row)
         row.pool = self.root_pool(devices)
         self.pools.driver(row.pool)  # the pool must exist
-        idmap = driver.idmap_for(self.expand(row)[0]) if isinstance(driver, LxcDriver) else None
+        idmap = driver.idmap_for(self.expand(row)[0])
 
         async def act(op: Operation) -> None:
             async with self.locks(project, name):
@@ -412,6 +412,7 @@ class InstanceService:
     # -- update, rename, delete -------------------------------------------------------------
 
     def _check_put(self, row: q.InstanceRow, put: InstancePut) -> dict[str, str]:
+        put.config = without_empty(put.config)
         validate_instance_config(put.config, row.type, current=row.config)
         self._check_devices(put.devices)
         profiles = row.profiles if put.profiles is None else put.profiles
@@ -431,25 +432,21 @@ class InstanceService:
         candidate.description = put.description
         candidate.ephemeral = put.ephemeral
         candidate.architecture = put.architecture or row.architecture
-        new_devices = self.expand(candidate)[1]
-        if self.root_pool(new_devices) != row.pool:
+        spec = self.spec(candidate)
+        if self.root_pool(spec.devices) != row.pool:
             raise BadRequest(
                 "Moving an instance to another pool through its root disk is not supported yet"
             )
-        new_config = self.expand(candidate)[0]
-        spec = self.spec(candidate)
         driver = self.drivers.get(row.type)
-        if isinstance(driver, LxcDriver):
-            driver.config_items(spec)  # the new config must render (raw.lxc, limits)
+        driver.check_config(spec)
         with self.db.transaction():
             q.update_instance(self.db, candidate)
         changed = {
-            k for k in set(old_config) | set(new_config) if old_config.get(k) != new_config.get(k)
+            k for k in set(old_config) | set(spec.config) if old_config.get(k) != spec.config.get(k)
         }
-        if isinstance(driver, LxcDriver) and changed:
-            live = {k for k in changed if (spec_key := lookup(k)) is not None and spec_key.live}
-            if live & {"limits.memory", "limits.cpu", "limits.processes"}:
-                await driver.apply_limits(spec)
+        live = {k for k in changed if (key := lookup(k)) is not None and key.live}
+        if live:
+            await driver.update_live(spec, live)
         self.events.lifecycle(
             InstanceAction.UPDATED, url(row.name, row.project), project=row.project
         )
@@ -576,6 +573,11 @@ class InstanceService:
                 await asyncio.sleep(0.1)
             await self._set_power(row, "STOPPED")
             self.events.lifecycle(InstanceAction.SHUTDOWN, url(name, project), project=project)
+
+
+def without_empty(config: dict[str, str]) -> dict[str, str]:
+    """An empty value unsets a key, as in Incus."""
+    return {k: v for k, v in config.items() if v != ""}
 
 
 def render_state(state: RuntimeState) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from stapes.api.errors import BadRequest
 from stapes.api.instance import InstanceStatePut
 from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
 from stapes.server.response import Async, Result, Sync
@@ -19,6 +20,11 @@ async def put_state(request: web.Request) -> Result:
     st = state(request)
     row = st.instances.get(project_of(request), request.match_info["name"])
     req = await body_as(request, InstanceStatePut)
+    if req.stateful:
+        raise BadRequest(
+            "Stateful stop and start need CRIU checkpointing, which this stapesd "
+            "does not support yet: send stateful=false"
+        )
     return Async(st.instances.change_state(row, req.action, req.force, req.timeout))
 
 
