@@ -135,7 +135,11 @@ def bare_liblxc_series(rootfs: Path, work: Path) -> list[float]:
 async def unpack_vs_copy(server: InstanceServer, root: Path, alias: str, work: Path) -> None:
     fingerprint = (await server.alias(alias))["target"]
     tarball = root / "images" / fingerprint
-    volume = next((root / "storage-pools/default/images").glob(f"{fingerprint}.*"))
+    volume = next(
+        p
+        for p in (root / "storage-pools/default/images").glob(f"{fingerprint}.*")
+        if not p.name.endswith((".spare", ".partial"))
+    )
     unpack, copy = [], []
     for i in range(5):
         target = work / f"unpack{i}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,30 @@ def test_generated_name(daemon: Daemon, busybox: str) -> None:
         assert adjective and noun
     finally:
         daemon.force_delete(name)
+
+
+def test_dir_pool_keeps_a_spare_copy_of_the_image_volume(daemon: Daemon, busybox: str) -> None:
+    images = daemon.root / "storage-pools/default/images"
+    first = daemon.launch(busybox)
+    try:
+        fingerprint = daemon.request("GET", f"/1.0/instances/{first}").metadata["config"][
+            "volatile.base_image"
+        ]
+
+        def spare() -> list[Path]:
+            return list(images.glob(f"{fingerprint}.*.spare"))
+
+        deadline = time.time() + 30
+        while not spare() and time.time() < deadline:
+            time.sleep(0.1)
+        assert spare(), f"no spare copy after a launch: {daemon.log.read_text()[-3000:]}"
+        second = daemon.launch(busybox)
+        try:
+            out = daemon.cli("exec", second, "--", "cat", "/etc/hostname").stdout
+            assert out.strip() == second
+            rootfs = daemon.root / "storage-pools/default/containers" / second / "rootfs"
+            assert (rootfs / "bin/busybox").stat().st_uid == 1000000
+        finally:
+            daemon.force_delete(second)
+    finally:
+        daemon.force_delete(first)

@@ -277,7 +277,7 @@ class InstanceService:
                     idmap,
                     lambda target: self.images.unpack(image, target),
                 )
-                await drv.copy_volume("images", volume, "containers", row.name)
+                await self.pools.instance_from_image(row.pool, volume, row.name)
                 op.progress("create_instance_from_image_unpack", 100, 0, "Unpacking image: 100%")
                 self.images.mark_used(image)
             else:

@@ -115,6 +115,7 @@ async def serve(paths: Paths) -> None:
         st.events.close()
         await st.operations.shutdown()
         st.instances.watcher.close()
+        await st.pools.close()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             paths.socket.unlink()

@@ -4,6 +4,7 @@ volumes cloned from them. Drivers never see the database; this module does."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,8 @@ from stapes.host.paths import Paths
 from stapes.storage.drivers.driver import StorageDriver
 from stapes.storage.drivers.registry import driver_class
 
+log = logging.getLogger(__name__)
+
 Unpacker = Callable[[Path], Awaitable[None]]
 
 
@@ -26,6 +29,7 @@ class Pools:
         self.paths = paths
         self._drivers: dict[str, StorageDriver] = {}
         self._image_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._refills: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def pool_path(self, name: str) -> Path:
         return self.paths.storage_pools / name
@@ -83,7 +87,69 @@ class Pools:
                 raise
         return name
 
+    async def instance_from_image(self, pool: str, image_volume: str, name: str) -> None:
+        """A new instance volume holding a copy of an image volume.
+
+        Drivers without cheap clones keep one spare copy of each image volume ready, made in
+        the background after a launch, so that the next launch only renames it."""
+        drv = self.driver(pool)
+        if drv.info().optimized_images:
+            await drv.copy_volume("images", image_volume, "containers", name)
+            return
+        spare = f"{image_volume}.spare"
+        async with self._image_locks[(pool, image_volume)]:
+            taken = drv.volume_path("images", spare).exists()
+            if taken:
+                await drv.move_volume("images", spare, "containers", name)
+        if not taken:
+            await drv.copy_volume("images", image_volume, "containers", name)
+        self._refill_spare(pool, image_volume)
+
+    def _refill_spare(self, pool: str, image_volume: str) -> None:
+        key = (pool, image_volume)
+        running = self._refills.get(key)
+        if running is not None and not running.done():
+            return  # (a finished task may not have run its done callback yet)
+        task = asyncio.get_running_loop().create_task(self._make_spare(pool, image_volume))
+        self._refills[key] = task
+        task.add_done_callback(
+            lambda t: self._refills.pop(key) if self._refills.get(key) is t else None
+        )
+
+    async def _make_spare(self, pool: str, image_volume: str) -> None:
+        drv = self.driver(pool)
+        spare = f"{image_volume}.spare"
+        partial = f"{spare}.partial"
+        try:
+            async with self._image_locks[(pool, image_volume)]:
+                if drv.volume_path("images", spare).exists():
+                    return
+                if not drv.volume_path("images", image_volume).exists():
+                    return
+                await drv.delete_volume("images", partial)
+                try:
+                    await drv.copy_volume("images", image_volume, "images", partial)
+                    await drv.move_volume("images", partial, "images", spare)
+                except BaseException:
+                    await drv.delete_volume("images", partial)
+                    raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not prepare a spare copy of image volume %s", image_volume)
+
+    async def close(self) -> None:
+        """Stop background work (spare copies) at daemon shutdown."""
+        tasks = list(self._refills.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def delete_image_volumes(self, fingerprint: str) -> None:
+        pending = [t for (_, vol), t in self._refills.items() if vol.startswith(fingerprint)]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for row in list_pools(self.db):
             images = self.pool_path(row.name) / "images"
             for path in images.glob(f"{fingerprint}*"):

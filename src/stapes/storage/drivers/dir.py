@@ -68,6 +68,15 @@ class DirDriver(StorageDriver):
         await run(["cp", "-a", *reflink, str(source), str(target)])
         return target
 
+    async def move_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
+        target = self.volume_path(dst_type, dst)
+        if target.exists():
+            raise Conflict(
+                f"Storage volume {dst_type}/{dst} already exists on pool {self.pool_name!r}"
+            )
+        self.volume_path(src_type, src).rename(target)
+        return target
+
     async def delete_volume(self, vol_type: str, name: str) -> None:
         path = self.volume_path(vol_type, name)
         if path.exists():

@@ -54,6 +54,10 @@ class StorageDriver(abc.ABC):
         """A new volume holding a copy of another (an image volume, an instance...)."""
 
     @abc.abstractmethod
+    async def move_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
+        """Give a volume another type and name (an atomic rename on the pool)."""
+
+    @abc.abstractmethod
     async def delete_volume(self, vol_type: str, name: str) -> None: ...
 
     @abc.abstractmethod
