@@ -10,7 +10,6 @@ Run as root: `make bench`."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import statistics
@@ -18,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import lxc
@@ -45,40 +44,34 @@ def line(label: str, samples: list[float]) -> float:
     return median
 
 
-async def timed(
-    fn: Callable[[], Awaitable[None]],
-    runs: int,
-    between: Callable[[], Awaitable[None]] | None = None,
-) -> list[float]:
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
-        await fn()
+        fn()
         samples.append(time.perf_counter() - start)
-        if between is not None:
-            await between()
     return samples
 
 
-async def launch_series(server: InstanceServer, alias: str, prefix: str) -> list[float]:
+def launch_series(server: InstanceServer, alias: str, prefix: str) -> list[float]:
     """Create+start until RUNNING, timed; each instance is removed (untimed) before the next."""
     samples = []
     for i in range(RUNS):
         name = f"{prefix}{i}"
         start = time.perf_counter()
-        op = await server.create_instance(
+        op = server.create_instance(
             {"name": name, "start": True, "source": {"type": "image", "alias": alias}}
         )
-        await op.wait()
+        op.wait()
         samples.append(time.perf_counter() - start)
-        await (await server.update_state(name, "stop", force=True)).wait()
-        await (await server.delete_instance(name)).wait()
+        server.update_state(name, "stop", force=True).wait()
+        server.delete_instance(name).wait()
     return samples
 
 
-async def api_exec_series(server: InstanceServer, name: str) -> list[float]:
-    async def once() -> None:
-        op = await server.exec(
+def api_exec_series(server: InstanceServer, name: str) -> list[float]:
+    def once() -> None:
+        op = server.exec(
             name,
             {
                 "command": ["true"],
@@ -87,18 +80,13 @@ async def api_exec_series(server: InstanceServer, name: str) -> list[float]:
                 "interactive": False,
             },
         )
-        await op.wait()
+        op.wait()
 
-    return await timed(once, RUNS)
+    return timed(once, RUNS)
 
 
 def cli_exec_series(argv: list[str], env: dict[str, str]) -> list[float]:
-    samples = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, stdin=subprocess.DEVNULL)
-        samples.append(time.perf_counter() - start)
-    return samples
+    return timed(lambda: subprocess.run(argv, env=env, check=True, stdin=subprocess.DEVNULL), RUNS)
 
 
 def bare_liblxc_series(rootfs: Path, work: Path) -> list[float]:
@@ -132,8 +120,8 @@ def bare_liblxc_series(rootfs: Path, work: Path) -> list[float]:
     return samples
 
 
-async def unpack_vs_copy(server: InstanceServer, root: Path, alias: str, work: Path) -> None:
-    fingerprint = (await server.alias(alias))["target"]
+def unpack_vs_copy(server: InstanceServer, root: Path, alias: str, work: Path) -> None:
+    fingerprint = (server.alias(alias))["target"]
     tarball = root / "images" / fingerprint
     volume = next(
         p
@@ -160,7 +148,7 @@ async def unpack_vs_copy(server: InstanceServer, root: Path, alias: str, work: P
     print(f"  copy / unpack ratio: {c / u:.2f}")
 
 
-async def main() -> None:
+def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir="/var/tmp"))
     work = Path(tempfile.mkdtemp(prefix="stapes-bench-work-", dir="/var/tmp"))
     work.chmod(0o711)  # container root (an unprivileged uid) must reach the rootfs
@@ -183,33 +171,33 @@ async def main() -> None:
             check=True,
             capture_output=True,
         )
-        async with InstanceServer.unix(root / "unix.socket") as server:
-            await launch_series(server, "bb", "warm")  # warms the image volume
+        with InstanceServer.unix(root / "unix.socket") as server:
+            launch_series(server, "bb", "warm")  # warms the image volume
             print(f"Stapes {RUNS} runs each, busybox image, dir pool, no NIC")
             launch = line(
                 "launch via REST (create+start, RUNNING)",
-                await launch_series(server, "bb", "bench"),
+                launch_series(server, "bb", "bench"),
             )
-            op = await server.create_instance(
+            op = server.create_instance(
                 {"name": "probe", "start": True, "source": {"type": "image", "alias": "bb"}}
             )
-            await op.wait()
+            op.wait()
             floor = line(
                 "bare liblxc start of the same rootfs",
                 bare_liblxc_series(root / "storage-pools/default/containers/probe/rootfs", work),
             )
             api_exec = line(
-                "exec `true` via REST (task, no websockets)", await api_exec_series(server, "probe")
+                "exec `true` via REST (task, no websockets)", api_exec_series(server, "probe")
             )
             cli_exec = line(
                 "`stapes exec probe -- true` (CLI round trip)",
                 cli_exec_series([str(BIN / "stapes"), "exec", "probe", "--", "true"], env),
             )
             print(f"  launch / bare liblxc floor: {launch / floor:.2f}x")
-            await unpack_vs_copy(server, root, "bb", work)
-            await (await server.update_state("probe", "stop", force=True)).wait()
-            await (await server.delete_instance("probe")).wait()
-        await compare_incus(launch, api_exec, cli_exec)
+            unpack_vs_copy(server, root, "bb", work)
+            server.update_state("probe", "stop", force=True).wait()
+            server.delete_instance("probe").wait()
+        compare_incus(launch, api_exec, cli_exec)
     finally:
         daemon.terminate()
         daemon.wait(30)
@@ -217,32 +205,32 @@ async def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None:
+def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None:
     if not INCUS_SOCKET.exists() or shutil.which("incus") is None:
         print(
             "Real Incus is not running here: start it with ../shared/tools/incus-anchor start "
             "for the Stapes/Incus ratios"
         )
         return
-    async with InstanceServer.unix(INCUS_SOCKET) as incus:
+    with InstanceServer.unix(INCUS_SOCKET) as incus:
         try:
-            await incus.alias("bb")
+            incus.alias("bb")
         except Exception:
             print("Real Incus has no image alias bb: run ../shared/tools/incus-anchor start")
             return
         print(f"Real Incus {RUNS} runs each, same busybox image (alias bb), its default pool")
         i_launch = line(
             "launch via REST (create+start, RUNNING)",
-            await launch_series(incus, "bb", "stapesbench"),
+            launch_series(incus, "bb", "stapesbench"),
         )
-        op = await incus.create_instance(
+        op = incus.create_instance(
             {"name": "stapesbench-probe", "start": True, "source": {"type": "image", "alias": "bb"}}
         )
-        await op.wait()
+        op.wait()
         try:
             i_api = line(
                 "exec `true` via REST (task, no websockets)",
-                await api_exec_series(incus, "stapesbench-probe"),
+                api_exec_series(incus, "stapesbench-probe"),
             )
             i_cli = line(
                 "`incus exec -- true` (CLI round trip)",
@@ -251,8 +239,8 @@ async def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None
                 ),
             )
         finally:
-            await (await incus.update_state("stapesbench-probe", "stop", force=True)).wait()
-            await (await incus.delete_instance("stapesbench-probe")).wait()
+            incus.update_state("stapesbench-probe", "stop", force=True).wait()
+            incus.delete_instance("stapesbench-probe").wait()
     print("Stapes / Incus:")
     print(
         f"  launch {launch / i_launch:.2f}x   exec via REST {api_exec / i_api:.2f}x   "
@@ -261,4 +249,4 @@ async def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,10 +1,11 @@
-"""The ``stapes`` command tree: global handling of errors, the commands come from cli/commands."""
+"""The ``stapes`` command tree. Command modules load on demand, so that `stapes exec` does not
+pay for the imports of `stapes image build`."""
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -14,16 +15,29 @@ from stapes.client.instance_server import InstanceServer
 
 T = TypeVar("T")
 
+# command name -> module in stapes.cli.commands that defines it (attribute COMMANDS)
+COMMAND_MODULES = {
+    "launch": "instance",
+    "init": "instance",
+    "start": "instance",
+    "stop": "instance",
+    "restart": "instance",
+    "pause": "instance",
+    "delete": "instance",
+    "info": "instance",
+    "list": "listing",
+    "exec": "exec",
+    "image": "image",
+    "operation": "operation",
+    "monitor": "monitor",
+}
 
-def run(coro_fn: Callable[[InstanceServer], Awaitable[T]]) -> T:
+
+def run(fn: Callable[[InstanceServer], T]) -> T:
     """Run one command against the local daemon; print errors the way incus does."""
-
-    async def main() -> T:
-        async with InstanceServer.unix() as server:
-            return await coro_fn(server)
-
     try:
-        return asyncio.run(main())
+        with InstanceServer.unix() as server:
+            return fn(server)
     except (RemoteError, StapesError) as exc:
         click.echo(f"Error: {exc.message}", err=True)
         sys.exit(1)
@@ -31,17 +45,24 @@ def run(coro_fn: Callable[[InstanceServer], Awaitable[T]]) -> T:
         sys.exit(130)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"stapes.cli.commands.{module_name}")
+        commands: list[click.Command] = module.COMMANDS
+        return next((c for c in commands if c.name == cmd_name), None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stapes", prog_name="stapes")
 def cli() -> None:
     """Stapes: system containers (and soon VMs) with an Incus-compatible API."""
 
 
 def main() -> Any:
-    from stapes.cli.commands import exec as exec_cmd
-    from stapes.cli.commands import image, instance, listing, monitor, operation
-
-    for module in (instance, listing, exec_cmd, image, operation, monitor):
-        for command in module.COMMANDS:
-            cli.add_command(command)
     return cli()

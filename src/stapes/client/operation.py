@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import websocket
+
 from stapes.api.errors import RemoteError
 from stapes.client.connection import Connection
 
@@ -17,10 +19,11 @@ class RemoteOperation:
     def id(self) -> str:
         return str(self.metadata["id"])
 
-    async def wait(self, timeout: float = -1) -> dict[str, Any]:
-        """Wait until done; return the final operation. A failed operation raises RemoteError."""
+    def wait(self, timeout: float = -1) -> dict[str, Any]:
+        """Wait until done; return the final operation. A failed operation raises RemoteError
+        with the daemon's message and status."""
         while True:
-            result: dict[str, Any] = await self.conn.request(
+            result: dict[str, Any] = self.conn.request(
                 "GET", f"/1.0/operations/{self.id}/wait", params={"timeout": str(timeout)}
             )
             self.metadata = result
@@ -33,7 +36,7 @@ class RemoteOperation:
     def secret(self, name: str) -> str:
         return str(((self.metadata.get("metadata") or {}).get("fds") or {})[name])
 
-    async def websocket(self, name: str) -> Any:
-        return await self.conn.websocket(
+    def websocket(self, name: str) -> websocket.WebSocket:
+        return self.conn.websocket(
             f"/1.0/operations/{self.id}/websocket?secret={self.secret(name)}"
         )

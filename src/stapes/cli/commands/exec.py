@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -12,14 +11,14 @@ import sys
 import termios
 import threading
 import tty
+from types import FrameType
 from typing import Any
 
-import aiohttp
 import click
+import websocket
 
 from stapes.cli.main import run
 from stapes.client.instance_server import InstanceServer
-from stapes.client.operation import RemoteOperation
 
 FORWARDED_SIGNALS = (
     signal.SIGINT,
@@ -31,45 +30,43 @@ FORWARDED_SIGNALS = (
 )
 
 
-def _stdin_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes]) -> None:
-    """Read stdin in a daemon thread (works for ttys, pipes, files and /dev/null)."""
-
-    def pump() -> None:
-        while True:
-            try:
-                data = os.read(0, 65536)
-            except OSError:
-                data = b""
-            loop.call_soon_threadsafe(queue.put_nowait, data)
-            if not data:
-                return
-
-    threading.Thread(target=pump, daemon=True).start()
-
-
-async def _send_stdin(
-    ws: aiohttp.ClientWebSocketResponse, queue: asyncio.Queue[bytes], close_on_eof: bool
-) -> None:
+def _pump_stdin(ws: websocket.WebSocket, close_on_eof: bool) -> None:
+    """stdin -> websocket, in a daemon thread (ttys, pipes, files and /dev/null alike)."""
     while True:
-        data = await queue.get()
-        if not data:
-            if close_on_eof:
-                await ws.close()
+        try:
+            data = os.read(0, 65536)
+        except OSError:
+            data = b""
+        try:
+            if not data:
+                if close_on_eof:
+                    ws.close()
+                return
+            ws.send_binary(data)
+        except (websocket.WebSocketException, OSError):
             return
-        await ws.send_bytes(data)
 
 
-async def _copy_out(ws: aiohttp.ClientWebSocketResponse, fd: int) -> None:
-    async for msg in ws:
-        if msg.type == aiohttp.WSMsgType.BINARY:
-            os.write(fd, msg.data)
-        elif msg.type == aiohttp.WSMsgType.TEXT:
-            os.write(fd, msg.data.encode())
-        else:
-            break
+def _pump_output(ws: websocket.WebSocket, fd: int) -> None:
+    """websocket -> fd until the daemon closes the stream."""
+    while True:
+        try:
+            opcode, data = ws.recv_data()
+        except (websocket.WebSocketException, OSError):
+            return
+        if opcode in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT):
+            os.write(fd, data)
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            return
 
 
-async def _exec(
+def _thread(target: Any, *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def _exec(
     server: InstanceServer,
     name: str,
     command: tuple[str, ...],
@@ -82,7 +79,7 @@ async def _exec(
     width, height = shutil.get_terminal_size()
     if interactive:
         env.setdefault("TERM", os.environ.get("TERM", "xterm"))
-    op: RemoteOperation = await server.exec(
+    op = server.exec(
         name,
         {
             "command": list(command),
@@ -97,51 +94,46 @@ async def _exec(
             "group": group,
         },
     )
-    loop = asyncio.get_running_loop()
-    control = await op.websocket("control")
+    control = op.websocket("control")
 
-    async def send_control(message: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
-            await control.send_str(json.dumps(message))
+    def send_control(message: dict[str, Any]) -> None:
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            control.send(json.dumps(message))
 
-    pending: set[asyncio.Task[None]] = set()
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        send_control({"command": "signal", "signal": int(signum)})
 
-    def control_soon(message: dict[str, Any]) -> None:
-        task = loop.create_task(send_control(message))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    def window_resize() -> None:
+    def resize(_signum: int, _frame: FrameType | None) -> None:
         columns, lines = shutil.get_terminal_size()
-        control_soon(
+        send_control(
             {"command": "window-resize", "args": {"width": str(columns), "height": str(lines)}}
         )
 
     for signum in FORWARDED_SIGNALS:
-        loop.add_signal_handler(signum, control_soon, {"command": "signal", "signal": int(signum)})
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
+        signal.signal(signum, forward)
     saved = None
     if interactive:
-        ws = await op.websocket("0")
-        loop.add_signal_handler(signal.SIGWINCH, window_resize)
+        terminal = op.websocket("0")
+        signal.signal(signal.SIGWINCH, resize)
         if os.isatty(0):
             saved = termios.tcgetattr(0)
             tty.setraw(0)
-        outputs = [loop.create_task(_copy_out(ws, 1))]
-        inputs = loop.create_task(_send_stdin(ws, queue, close_on_eof=False))
+        outputs = [_thread(_pump_output, terminal, 1)]
+        _thread(_pump_stdin, terminal, False)
     else:
-        stdin, stdout, stderr = [await op.websocket(n) for n in ("0", "1", "2")]
-        outputs = [loop.create_task(_copy_out(stdout, 1)), loop.create_task(_copy_out(stderr, 2))]
-        inputs = loop.create_task(_send_stdin(stdin, queue, close_on_eof=True))
-    _stdin_reader(loop, queue)
+        stdin, stdout, stderr = (op.websocket(n) for n in ("0", "1", "2"))
+        outputs = [_thread(_pump_output, stdout, 1), _thread(_pump_output, stderr, 2)]
+        _thread(_pump_stdin, stdin, True)
     try:
-        await asyncio.gather(*outputs)
-        result = await op.wait()
+        for thread in outputs:
+            while thread.is_alive():
+                thread.join(0.2)  # short joins keep the main thread able to take signals
+        result = op.wait()
     finally:
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        inputs.cancel()
-        await control.close()
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            control.close()
     return int((result.get("metadata") or {}).get("return", 0))
 
 
@@ -173,8 +165,8 @@ def exec_command(
         environment[key] = value
     interactive = force_tty or (not no_tty and os.isatty(0) and os.isatty(1))
 
-    async def go(server: InstanceServer) -> int:
-        return await _exec(server, name, command, environment, interactive, cwd, user, group)
+    def go(server: InstanceServer) -> int:
+        return _exec(server, name, command, environment, interactive, cwd, user, group)
 
     code = run(go)
     sys.stdout.flush()

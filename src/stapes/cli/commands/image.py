@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,21 +53,21 @@ def _row(img: dict[str, Any]) -> list[str]:
 def list_images(fmt: str) -> None:
     """List images."""
 
-    async def go(server: InstanceServer) -> None:
-        images = await server.images()
+    def go(server: InstanceServer) -> None:
+        images = server.images()
         print_rows(COLUMNS, [_row(i) for i in images], images, fmt)
 
     run(go)
 
 
-async def _import(
+def _import(
     server: InstanceServer, meta: Path, rootfs: Path | None, aliases: tuple[str, ...], public: bool
 ) -> str:
-    op = await server.upload_image(meta, rootfs, public=public)
-    result = await op.wait()
+    op = server.upload_image(meta, rootfs, public=public)
+    result = op.wait()
     fingerprint = str((result.get("metadata") or {})["fingerprint"])
     for alias in aliases:
-        await server.create_alias(alias, fingerprint)
+        server.create_alias(alias, fingerprint)
     return fingerprint
 
 
@@ -98,21 +100,21 @@ def build(kind: str, aliases: tuple[str, ...], output: Path | None) -> None:
     def say(text: str) -> None:
         click.echo(text, err=True)
 
-    async def go(server: InstanceServer) -> str:
+    def go(server: InstanceServer) -> str:
         with tempfile.TemporaryDirectory(prefix="stapes-build-", dir="/var/tmp") as tmp:
             work = Path(tmp) / "image"
             work.mkdir()
             out = Path(tmp) / "image.tar.gz"
             if kind == "busybox":
-                await builder.build_busybox(work, out, say)
+                asyncio.run(builder.build_busybox(work, out, say))
             elif kind.startswith("debian/"):
-                await builder.build_debian(kind.split("/", 1)[1], work, out, say)
+                asyncio.run(builder.build_debian(kind.split("/", 1)[1], work, out, say))
             else:
                 raise BadRequest(f"Unknown image kind {kind!r}: use busybox or debian/12")
             if output is not None:
-                output.write_bytes(out.read_bytes())
+                shutil.copyfile(out, output)
             say("Importing the image")
-            return await _import(server, out, None, aliases, False)
+            return _import(server, out, None, aliases, False)
 
     fingerprint = run(go)
     click.echo(f"Image built and imported with fingerprint: {fingerprint}")
@@ -123,18 +125,18 @@ def build(kind: str, aliases: tuple[str, ...], output: Path | None) -> None:
 def delete(images: tuple[str, ...]) -> None:
     """Delete images (by alias or fingerprint)."""
 
-    async def go(server: InstanceServer) -> None:
+    def go(server: InstanceServer) -> None:
         for name in images:
-            await (await server.delete_image(await _fingerprint(server, name))).wait()
+            server.delete_image(_fingerprint(server, name)).wait()
 
     run(go)
 
 
-async def _fingerprint(server: InstanceServer, name: str) -> str:
+def _fingerprint(server: InstanceServer, name: str) -> str:
     try:
-        return str((await server.alias(name))["target"])
+        return str((server.alias(name))["target"])
     except RemoteError:
-        return str((await server.image(name))["fingerprint"])
+        return str((server.image(name))["fingerprint"])
 
 
 @image.command()
@@ -142,8 +144,8 @@ async def _fingerprint(server: InstanceServer, name: str) -> str:
 def show(name: str) -> None:
     """Show an image's properties."""
 
-    async def go(server: InstanceServer) -> None:
-        print_object(await server.image(await _fingerprint(server, name)))
+    def go(server: InstanceServer) -> None:
+        print_object(server.image(_fingerprint(server, name)))
 
     run(go)
 
@@ -174,8 +176,8 @@ def alias_delete(name: str) -> None:
 def alias_list(fmt: str) -> None:
     """List image aliases."""
 
-    async def go(server: InstanceServer) -> None:
-        aliases = await server.aliases()
+    def go(server: InstanceServer) -> None:
+        aliases = server.aliases()
         rows = [[a["name"], a["target"][:12], a["type"].upper(), a["description"]] for a in aliases]
         print_rows(["ALIAS", "FINGERPRINT", "TYPE", "DESCRIPTION"], rows, aliases, fmt)
 

@@ -39,7 +39,7 @@ def _create_options(f: Any) -> Any:
     return f
 
 
-async def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> None:
+def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> None:
     body: dict[str, Any] = {
         "name": options["name"],
         "type": "container",
@@ -55,15 +55,15 @@ async def _create(server: InstanceServer, options: dict[str, Any], start: bool) 
     image = options["image"]
     source: dict[str, Any] = {"type": "image"}
     try:
-        await server.alias(image)
+        server.alias(image)
         source["alias"] = image
     except RemoteError:
         source["fingerprint"] = image
     body["source"] = source
-    op = await server.create_instance(body)
+    op = server.create_instance(body)
     created = op.metadata["resources"]["instances"][0].rsplit("/", 1)[-1].split("?")[0]
     click.echo(f"{'Launching' if start else 'Creating'} {created}")
-    await op.wait()
+    op.wait()
 
 
 @click.command()
@@ -80,12 +80,12 @@ def init(**options: Any) -> None:
     run(lambda s: _create(s, options, start=False))
 
 
-async def _state(
+def _state(
     server: InstanceServer, names: tuple[str, ...], action: str, force: bool, timeout: int
 ) -> None:
     for name in names:
-        op = await server.update_state(name, action, force=force, timeout=timeout)
-        await op.wait()
+        op = server.update_state(name, action, force=force, timeout=timeout)
+        op.wait()
 
 
 @click.command()
@@ -120,16 +120,16 @@ def pause(names: tuple[str, ...]) -> None:
     run(lambda s: _state(s, names, "freeze", False, -1))
 
 
-async def _delete(server: InstanceServer, names: tuple[str, ...], force: bool) -> None:
+def _delete(server: InstanceServer, names: tuple[str, ...], force: bool) -> None:
     for name in names:
-        instance = await server.instance(name)
+        instance = server.instance(name)
         if instance["status"] != "Stopped":
             if not force:
                 raise RemoteError(
                     f"The instance {name} is running: stop it first, or use --force", 400
                 )
-            await (await server.update_state(name, "stop", force=True)).wait()
-        await (await server.delete_instance(name)).wait()
+            server.update_state(name, "stop", force=True).wait()
+        server.delete_instance(name).wait()
 
 
 @click.command()
@@ -140,8 +140,8 @@ def delete(names: tuple[str, ...], force: bool) -> None:
     run(lambda s: _delete(s, names, force))
 
 
-async def _info(server: InstanceServer, name: str) -> None:
-    inst = await server.instance(name, full=True)
+def _info(server: InstanceServer, name: str) -> None:
+    inst = server.instance(name, full=True)
     state = inst.get("state") or {}
     lines = [
         f"Name: {inst['name']}",

@@ -41,14 +41,12 @@ def row(instance: dict[str, Any]) -> list[str]:
     ]
 
 
-async def _list(
-    server: InstanceServer, fmt: str, filters: tuple[str, ...], all_projects: bool
-) -> None:
+def _list(server: InstanceServer, fmt: str, filters: tuple[str, ...], all_projects: bool) -> None:
     clauses = []
     for item in filters:
         key, sep, value = item.partition("=")
         clauses.append(f"{key} eq {value}" if sep else f"name eq {item}.*")
-    instances = await server.instances(
+    instances = server.instances(
         recursion=2, filter=" and ".join(clauses), all_projects=all_projects
     )
     print_rows(COLUMNS, [row(i) for i in instances], instances, fmt)

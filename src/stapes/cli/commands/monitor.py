@@ -29,8 +29,8 @@ from stapes.client.instance_server import InstanceServer
 def monitor(types: tuple[str, ...], fmt: str) -> None:
     """Print the daemon's events (lifecycle, operation, logging) as they happen."""
 
-    async def go(server: InstanceServer) -> None:
-        async for event in server.events(list(types)):
+    def go(server: InstanceServer) -> None:
+        for event in server.events(list(types)):
             if fmt == "json":
                 click.echo(json.dumps(event))
             elif fmt == "pretty":

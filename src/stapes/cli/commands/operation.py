@@ -19,8 +19,8 @@ def operation() -> None:
 def list_operations(fmt: str) -> None:
     """List background operations."""
 
-    async def go(server: InstanceServer) -> None:
-        grouped = await server.operations()
+    def go(server: InstanceServer) -> None:
+        grouped = server.operations()
         ops = [op for group in grouped.values() for op in group]
         rows = [
             [
@@ -43,8 +43,8 @@ def list_operations(fmt: str) -> None:
 def show(op_id: str) -> None:
     """Show one operation."""
 
-    async def go(server: InstanceServer) -> None:
-        print_object(await server.operation(op_id))
+    def go(server: InstanceServer) -> None:
+        print_object(server.operation(op_id))
 
     run(go)
 
