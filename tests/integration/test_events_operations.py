@@ -83,3 +83,18 @@ def test_operations_list_get_wait_and_cancel(daemon: Daemon, container: str) -> 
     assert done["status"] == "Success" and done["metadata"]["return"] == 0
     assert daemon.request("GET", f"/1.0/operations/{op_id}").metadata["status_code"] == 200
     assert daemon.request("GET", f"/1.0/operations/{op_id}/websocket?secret=x").status == 403
+
+
+async def test_logging_events(daemon: Daemon, busybox: str) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(daemon.socket)) as session:
+        ws = await session.ws_connect("http://stapes/1.0/events?type=logging")
+        name = await asyncio.to_thread(daemon.launch, busybox)
+        try:
+            msg = await asyncio.wait_for(ws.receive(), 30)
+            event = json.loads(msg.data)
+            assert event["type"] == "logging"
+            assert event["metadata"]["level"] in ("debug", "info", "warn", "error")
+            assert event["metadata"]["message"]
+        finally:
+            await ws.close()
+            await asyncio.to_thread(daemon.force_delete, name)
