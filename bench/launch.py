@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import lxc
@@ -148,6 +149,42 @@ def unpack_vs_copy(server: InstanceServer, root: Path, alias: str, work: Path) -
     print(f"  copy / unpack ratio: {c / u:.2f}")
 
 
+@dataclass
+class Figures:
+    launch: float
+    api_exec: float
+    cli_exec: float
+
+
+def measure(
+    server: InstanceServer,
+    prefix: str,
+    cli: list[str],
+    env: dict[str, str],
+    with_probe: Callable[[str], None] = lambda _: None,
+) -> Figures:
+    """Launch, REST exec and CLI exec figures of one daemon (Stapes or Incus), busybox alias bb.
+    ``with_probe`` runs extra measurements while the probe instance is running."""
+    launch = line("launch via REST (create+start, RUNNING)", launch_series(server, "bb", prefix))
+    probe = f"{prefix}-probe"
+    server.create_instance(
+        {"name": probe, "start": True, "source": {"type": "image", "alias": "bb"}}
+    ).wait()
+    try:
+        with_probe(probe)
+        api_exec = line(
+            "exec `true` via REST (task, no websockets)", api_exec_series(server, probe)
+        )
+        cli_exec = line(
+            f"`{Path(cli[0]).name} exec -- true` (CLI round trip)",
+            cli_exec_series([*cli, "exec", probe, "--", "true"], env),
+        )
+    finally:
+        server.update_state(probe, "stop", force=True).wait()
+        server.delete_instance(probe).wait()
+    return Figures(launch, api_exec, cli_exec)
+
+
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir="/var/tmp"))
     work = Path(tempfile.mkdtemp(prefix="stapes-bench-work-", dir="/var/tmp"))
@@ -171,33 +208,21 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
+        floor: list[float] = []
+
+        def bare_floor(probe: str) -> None:
+            rootfs = root / "storage-pools/default/containers" / probe / "rootfs"
+            floor.append(
+                line("bare liblxc start of the same rootfs", bare_liblxc_series(rootfs, work))
+            )
+
         with InstanceServer.unix(root / "unix.socket") as server:
-            launch_series(server, "bb", "warm")  # warms the image volume
+            launch_series(server, "bb", "warm")  # warms the image volume and its spare
             print(f"Stapes {RUNS} runs each, busybox image, dir pool, no NIC")
-            launch = line(
-                "launch via REST (create+start, RUNNING)",
-                launch_series(server, "bb", "bench"),
-            )
-            op = server.create_instance(
-                {"name": "probe", "start": True, "source": {"type": "image", "alias": "bb"}}
-            )
-            op.wait()
-            floor = line(
-                "bare liblxc start of the same rootfs",
-                bare_liblxc_series(root / "storage-pools/default/containers/probe/rootfs", work),
-            )
-            api_exec = line(
-                "exec `true` via REST (task, no websockets)", api_exec_series(server, "probe")
-            )
-            cli_exec = line(
-                "`stapes exec probe -- true` (CLI round trip)",
-                cli_exec_series([str(BIN / "stapes"), "exec", "probe", "--", "true"], env),
-            )
-            print(f"  launch / bare liblxc floor: {launch / floor:.2f}x")
+            stapes = measure(server, "bench", [str(BIN / "stapes")], env, bare_floor)
+            print(f"  launch / bare liblxc floor: {stapes.launch / floor[0]:.2f}x")
             unpack_vs_copy(server, root, "bb", work)
-            server.update_state("probe", "stop", force=True).wait()
-            server.delete_instance("probe").wait()
-        compare_incus(launch, api_exec, cli_exec)
+        compare_incus(stapes)
     finally:
         daemon.terminate()
         daemon.wait(30)
@@ -205,7 +230,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None:
+def compare_incus(stapes: Figures) -> None:
     if not INCUS_SOCKET.exists() or shutil.which("incus") is None:
         print(
             "Real Incus is not running here: start it with ../shared/tools/incus-anchor start "
@@ -219,32 +244,12 @@ def compare_incus(launch: float, api_exec: float, cli_exec: float) -> None:
             print("Real Incus has no image alias bb: run ../shared/tools/incus-anchor start")
             return
         print(f"Real Incus {RUNS} runs each, same busybox image (alias bb), its default pool")
-        i_launch = line(
-            "launch via REST (create+start, RUNNING)",
-            launch_series(incus, "bb", "stapesbench"),
-        )
-        op = incus.create_instance(
-            {"name": "stapesbench-probe", "start": True, "source": {"type": "image", "alias": "bb"}}
-        )
-        op.wait()
-        try:
-            i_api = line(
-                "exec `true` via REST (task, no websockets)",
-                api_exec_series(incus, "stapesbench-probe"),
-            )
-            i_cli = line(
-                "`incus exec -- true` (CLI round trip)",
-                cli_exec_series(
-                    ["incus", "exec", "stapesbench-probe", "--", "true"], dict(os.environ)
-                ),
-            )
-        finally:
-            incus.update_state("stapesbench-probe", "stop", force=True).wait()
-            incus.delete_instance("stapesbench-probe").wait()
+        real = measure(incus, "stapesbench", ["incus"], dict(os.environ))
     print("Stapes / Incus:")
     print(
-        f"  launch {launch / i_launch:.2f}x   exec via REST {api_exec / i_api:.2f}x   "
-        f"exec via CLI {cli_exec / i_cli:.2f}x"
+        f"  launch {stapes.launch / real.launch:.2f}x   "
+        f"exec via REST {stapes.api_exec / real.api_exec:.2f}x   "
+        f"exec via CLI {stapes.cli_exec / real.cli_exec:.2f}x"
     )
 
 

@@ -45,6 +45,17 @@ def run(fn: Callable[[InstanceServer], T]) -> T:
         sys.exit(130)
 
 
+def parse_key_values(pairs: tuple[str, ...], param_hint: str) -> dict[str, str]:
+    """``("K=V", ...)`` from repeated options -> a dict; a pair without ``=`` is a usage error."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=param_hint)
+        result[key] = value
+    return result
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMAND_MODULES)

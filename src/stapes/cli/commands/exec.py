@@ -17,7 +17,7 @@ from typing import Any
 import click
 import websocket
 
-from stapes.cli.main import run
+from stapes.cli.main import parse_key_values, run
 from stapes.client.instance_server import InstanceServer
 
 FORWARDED_SIGNALS = (
@@ -157,12 +157,7 @@ def exec_command(
     group: int,
 ) -> None:
     """Run COMMAND in instance NAME; its exit status becomes this command's."""
-    environment = {}
-    for pair in env:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
-        environment[key] = value
+    environment = parse_key_values(env, "--env")
     interactive = force_tty or (not no_tty and os.isatty(0) and os.isatty(1))
 
     def go(server: InstanceServer) -> int:

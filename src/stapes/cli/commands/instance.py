@@ -7,19 +7,9 @@ from typing import Any
 import click
 
 from stapes.api.errors import RemoteError
-from stapes.cli.main import run
+from stapes.cli.main import parse_key_values, run
 from stapes.cli.output import human_size
 from stapes.client.instance_server import InstanceServer
-
-
-def _parse_config(pairs: tuple[str, ...]) -> dict[str, str]:
-    config = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--config")
-        config[key] = value
-    return config
 
 
 def _create_options(f: Any) -> Any:
@@ -43,7 +33,7 @@ def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> Non
     body: dict[str, Any] = {
         "name": options["name"],
         "type": "container",
-        "config": _parse_config(options["config"]),
+        "config": parse_key_values(options["config"], "--config"),
         "ephemeral": options["ephemeral"],
         "description": options["description"],
         "start": start,
