@@ -226,10 +226,10 @@ class InstanceService:
             devices=req.devices,
             profiles=profiles,
         )
-        _, devices = self.expand(row)
+        config, devices = self.expand(row)
         row.pool = self.root_pool(devices)
         self.pools.driver(row.pool)  # the pool must exist
-        idmap = driver.idmap_for(self.expand(row)[0])
+        idmap = driver.idmap_for(config)
 
         async def act(op: Operation) -> None:
             async with self.locks(project, name):
@@ -303,6 +303,13 @@ class InstanceService:
                 project=row.project,
                 context={"location": "none", "storage-pool": row.pool, "type": row.type},
             )
+
+            async def announce_removal() -> None:
+                self.events.lifecycle(
+                    InstanceAction.DELETED, url(row.name, row.project), project=row.project
+                )
+
+            undo.append(announce_removal)
             if start:
                 await self._start(row)
         except BaseException:
