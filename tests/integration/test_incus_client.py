@@ -70,3 +70,20 @@ def test_incus_image_list_and_config_show(incus, container: str) -> None:  # typ
     assert "bb" in incus("image", "list", "--format", "csv").stdout
     shown = incus("config", "show", container).stdout
     assert "volatile.base_image" in shown and "profiles:" in shown
+
+
+def test_incus_profiles_and_config(incus, container: str) -> None:  # type: ignore[no-untyped-def]
+    profile = unique("ip")
+    incus("profile", "create", profile)
+    incus("profile", "set", profile, "user.from", "incus")
+    assert incus("profile", "get", profile, "user.from").stdout.strip() == "incus"
+    incus("profile", "add", container, profile)
+    shown = incus("config", "show", container, "--expanded").stdout
+    assert "user.from: incus" in shown
+    incus("config", "set", container, "user.own=1")
+    assert incus("config", "get", container, "user.own").stdout.strip() == "1"
+    assert incus("profile", "delete", profile, check=False).returncode == 1
+    incus("profile", "remove", container, profile)
+    incus("profile", "rename", profile, profile + "r")
+    incus("profile", "delete", profile + "r")
+    assert profile not in incus("profile", "list", "--format", "csv").stdout

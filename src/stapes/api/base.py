@@ -6,13 +6,21 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class WireModel(BaseModel):
-    """Requests ignore unknown fields: newer clients send more than we know."""
+    """Requests ignore unknown fields (newer clients send more than we know), and a JSON null
+    means the field's default, as Go clients send nil maps and slices as null."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

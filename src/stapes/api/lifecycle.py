@@ -30,3 +30,10 @@ class ImageAliasAction(StrEnum):
     DELETED = "image-alias-deleted"
     UPDATED = "image-alias-updated"
     RENAMED = "image-alias-renamed"
+
+
+class ProfileAction(StrEnum):
+    CREATED = "profile-created"
+    DELETED = "profile-deleted"
+    UPDATED = "profile-updated"
+    RENAMED = "profile-renamed"

@@ -30,6 +30,8 @@ COMMAND_MODULES = {
     "image": "image",
     "operation": "operation",
     "monitor": "monitor",
+    "profile": "profile",
+    "config": "config",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import websocket
 
-from stapes.client.connection import Connection
+from stapes.client.connection import Connection, unwrap
 from stapes.client.operation import RemoteOperation
 
 CHUNK = 1024 * 1024
@@ -131,6 +131,32 @@ class InstanceServer:
 
     def exec_output(self, path: str) -> bytes:
         return self.conn.get_bytes(path)
+
+    def instance_with_etag(self, name: str) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", f"/1.0/instances/{_q(name)}")
+        return unwrap(envelope), etag
+
+    # profiles
+    def profiles(self) -> list[Any]:
+        result: list[Any] = self.conn.request("GET", "/1.0/profiles", params={"recursion": "1"})
+        return result
+
+    def profile(self, name: str) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", f"/1.0/profiles/{_q(name)}")
+        return unwrap(envelope), etag
+
+    def create_profile(self, name: str, put: dict[str, Any] | None = None) -> None:
+        self.conn.request("POST", "/1.0/profiles", json_body={**(put or {}), "name": name})
+
+    def update_profile(self, name: str, put: dict[str, Any], etag: str = "") -> None:
+        headers = {"If-Match": etag} if etag else None
+        self.conn.request("PUT", f"/1.0/profiles/{_q(name)}", json_body=put, headers=headers)
+
+    def rename_profile(self, name: str, new_name: str) -> None:
+        self.conn.request("POST", f"/1.0/profiles/{_q(name)}", json_body={"name": new_name})
+
+    def delete_profile(self, name: str) -> None:
+        self.conn.request("DELETE", f"/1.0/profiles/{_q(name)}")
 
     # images
     def images(self, recursion: int = 1) -> list[Any]:

@@ -66,12 +66,12 @@ def lookup(key: str) -> Key | None:
 
 
 def validate_instance_config(
-    config: dict[str, str], instance_type: str, current: dict[str, str] | None = None
+    config: dict[str, str], instance_type: str | None, current: dict[str, str] | None = None
 ) -> None:
     """Refuse unknown keys, bad values and user-set volatile keys, naming the key.
 
     ``current`` is the stored config: volatile keys sent back unchanged (as ``config edit``
-    does) are accepted."""
+    does) are accepted. ``instance_type`` None (profiles) accepts keys of any type."""
     current = current or {}
     for key, value in config.items():
         if not isinstance(value, str):
@@ -85,7 +85,7 @@ def validate_instance_config(
         spec = lookup(key)
         if spec is None:
             raise BadRequest(f"Unknown configuration key: {key}")
-        if instance_type not in spec.types:
+        if instance_type is not None and instance_type not in spec.types:
             raise BadRequest(f"Config key {key!r} does not apply to a {instance_type}")
         try:
             spec.validator(value)

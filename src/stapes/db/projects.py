@@ -92,3 +92,30 @@ def get_profile(db: Database, project: str, name: str) -> ProfileRow:
     if r is None:
         raise NotFound(f"Profile {name!r} not found")
     return _profile(r)
+
+
+def create_profile(
+    db: Database,
+    project: str,
+    name: str,
+    description: str,
+    config: dict[str, str],
+    devices: dict[str, dict[str, str]],
+) -> None:
+    pid = get_project(db, project).id
+    db.execute(
+        "INSERT INTO profiles (project_id, name, description, config, devices) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (pid, name, description, json.dumps(config), json.dumps(devices)),
+    )
+
+
+def update_profile(db: Database, row: ProfileRow) -> None:
+    db.execute(
+        "UPDATE profiles SET name = ?, description = ?, config = ?, devices = ? WHERE id = ?",
+        (row.name, row.description, json.dumps(row.config), json.dumps(row.devices), row.id),
+    )
+
+
+def delete_profile(db: Database, profile_id: int) -> None:
+    db.execute("DELETE FROM profiles WHERE id = ?", (profile_id,))

@@ -245,7 +245,7 @@ class LxcDriver(InstanceDriver):
             if force:
                 ok = c.stop()
             else:
-                ok = c.shutdown(timeout if timeout >= 0 else -1)
+                ok = _shutdown(c, timeout)
                 if not ok:
                     raise InternalError(
                         f"The instance did not shut down within {timeout}s; use force to stop it"
@@ -354,6 +354,21 @@ class LxcDriver(InstanceDriver):
         if not fds:
             raise InternalError("The container did not hand back a terminal")
         return pid, fds[0]
+
+
+SHUTDOWN_RESEND = 5
+
+
+def _shutdown(c: Any, timeout: int) -> bool:
+    """Ask init to halt, again every few seconds: an init that has not yet set up its signal
+    handlers (a container started a moment ago) ignores the first signal."""
+    deadline = None if timeout < 0 else time.monotonic() + timeout
+    while True:
+        left = SHUTDOWN_RESEND if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if c.shutdown(max(1, min(SHUTDOWN_RESEND, round(left)))):
+            return True
 
 
 def _wait_monitor_gone(lxcpath: Path, name: str, timeout: float = 10) -> None:

@@ -160,7 +160,7 @@ class InstanceService:
         if len(set(profiles)) != len(profiles):
             raise BadRequest("A profile is listed more than once")
 
-    def _check_devices(self, devices: dict[str, dict[str, str]]) -> None:
+    def check_devices(self, devices: dict[str, dict[str, str]]) -> None:
         for name, device in devices.items():
             kind = device.get("type", "")
             if kind == "disk" and device.get("path") == "/":
@@ -192,7 +192,7 @@ class InstanceService:
         profiles = ["default"] if req.profiles is None else req.profiles
         req.config = without_empty(req.config)
         validate_instance_config(req.config, instance_type)
-        self._check_devices(req.devices)
+        self.check_devices(req.devices)
         if req.source.type not in ("image", "none"):
             raise BadRequest(
                 f"Instance source type {req.source.type!r} is not supported yet (use image or none)"
@@ -421,7 +421,7 @@ class InstanceService:
     def _check_put(self, row: q.InstanceRow, put: InstancePut) -> dict[str, str]:
         put.config = without_empty(put.config)
         validate_instance_config(put.config, row.type, current=row.config)
-        self._check_devices(put.devices)
+        self.check_devices(put.devices)
         profiles = row.profiles if put.profiles is None else put.profiles
         self._check_profiles(row.project, profiles)
         merged = {k: v for k, v in put.config.items() if not k.startswith(VOLATILE_PREFIX)}

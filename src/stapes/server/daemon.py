@@ -17,6 +17,7 @@ from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
 from stapes.instance.lxc import LxcDriver
+from stapes.instance.profiles import ProfileService
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.service import InstanceService
 from stapes.server.events import EventBus, EventLogHandler
@@ -58,6 +59,7 @@ def build_state(paths: Paths) -> State:
         pools=pools,
         drivers=drivers,
     )
+    profiles = ProfileService(db, events, instances)
     return State(
         paths=paths,
         db=db,
@@ -68,6 +70,7 @@ def build_state(paths: Paths) -> State:
         images=images,
         pools=pools,
         instances=instances,
+        profiles=profiles,
     )
 
 

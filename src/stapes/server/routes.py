@@ -13,7 +13,9 @@ from stapes.server.handlers import (
     instances,
     operations,
     profiles,
+    projects,
     server,
+    storage_pools,
 )
 
 API: list[Endpoint] = [
@@ -23,6 +25,8 @@ API: list[Endpoint] = [
     *instance_exec.ENDPOINTS,
     *images.ENDPOINTS,
     *profiles.ENDPOINTS,
+    *projects.ENDPOINTS,
+    *storage_pools.ENDPOINTS,
     *operations.ENDPOINTS,
     *events.ENDPOINTS,
 ]

@@ -16,6 +16,7 @@ from stapes.server.operations import Operations
 
 if TYPE_CHECKING:
     from stapes.images.store import ImageStore
+    from stapes.instance.profiles import ProfileService
     from stapes.instance.service import InstanceService
     from stapes.storage.pool import Pools
 
@@ -31,6 +32,7 @@ class State:
     images: ImageStore
     pools: Pools
     instances: InstanceService
+    profiles: ProfileService
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

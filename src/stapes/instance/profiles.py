@@ -1,0 +1,150 @@
+"""Profiles: CRUD, and the reconfiguration of every instance a change reaches.
+
+A profile change is checked against every instance that uses it before anything is stored; then
+the running ones get the changed live keys at once and the rest at their next start."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from stapes.api.errors import BadRequest, Conflict, Forbidden, NotFound
+from stapes.api.lifecycle import ProfileAction
+from stapes.api.profile import ProfilePut
+from stapes.config.keys import lookup, validate_instance_config
+from stapes.db import instances as iq
+from stapes.db import projects as q
+from stapes.db.connection import Database
+from stapes.instance.service import InstanceService, without_empty
+from stapes.server.events import EventBus
+
+_NAME = re.compile(r"^[^/\s]+$")
+
+
+def profile_url(name: str, project: str = "default") -> str:
+    suffix = "" if project == "default" else f"?project={project}"
+    return f"/1.0/profiles/{name}{suffix}"
+
+
+def validate_name(name: str) -> None:
+    if not name or not _NAME.match(name) or name in (".", ".."):
+        raise BadRequest(f"Invalid profile name {name!r}: no spaces or slashes, not . or ..")
+
+
+class ProfileService:
+    def __init__(self, db: Database, events: EventBus, instances: InstanceService) -> None:
+        self.db = db
+        self.events = events
+        self.instances = instances
+
+    def get(self, project: str, name: str) -> q.ProfileRow:
+        return q.get_profile(self.db, project, name)
+
+    def list_profiles(self, project: str) -> list[q.ProfileRow]:
+        return q.list_profiles(self.db, q.get_project(self.db, project).name)
+
+    def users(self, row: q.ProfileRow) -> list[iq.InstanceRow]:
+        return [i for i in iq.list_instances(self.db, row.project) if row.name in i.profiles]
+
+    def render(self, row: q.ProfileRow) -> dict[str, Any]:
+        return {
+            **self.writable(row),
+            "name": row.name,
+            "used_by": [f"/1.0/instances/{i.name}" for i in self.users(row)],
+            "project": row.project,
+        }
+
+    @staticmethod
+    def writable(row: q.ProfileRow) -> dict[str, Any]:
+        return {"config": row.config, "description": row.description, "devices": row.devices}
+
+    def _check(self, put: ProfilePut) -> ProfilePut:
+        put.config = without_empty(put.config)
+        validate_instance_config(put.config, None)
+        self.instances.check_devices(put.devices)
+        return put
+
+    def create(self, project: str, name: str, put: ProfilePut) -> None:
+        validate_name(name)
+        self._check(put)
+        q.get_project(self.db, project)
+        try:
+            q.get_profile(self.db, project, name)
+        except NotFound:
+            pass
+        else:
+            raise Conflict(f"Profile {name!r} already exists")
+        with self.db.transaction():
+            q.create_profile(self.db, project, name, put.description, put.config, put.devices)
+        self.events.lifecycle(ProfileAction.CREATED, profile_url(name, project), project=project)
+
+    async def update(self, row: q.ProfileRow, put: ProfilePut) -> None:
+        """Store a new profile body and reconfigure its instances, or change nothing."""
+        self._check(put)
+        users = self.users(row)
+        before = {i.name: self.instances.spec(i) for i in users}
+        candidate = q.ProfileRow(
+            row.id, row.project, row.name, put.description, put.config, put.devices
+        )
+        with self.db.transaction():
+            q.update_profile(self.db, candidate)
+            try:
+                # every instance must still render with the new profile (raises: rollback)
+                for instance in users:
+                    spec = self.instances.spec(instance)
+                    if self.instances.root_pool(spec.devices) != instance.pool:
+                        raise BadRequest(
+                            f"Instance {instance.name!r} would lose or move its root disk"
+                        )
+                    self.instances.drivers.get(instance.type).check_config(spec)
+            except BadRequest as exc:
+                raise BadRequest(f"Profile change refused: {exc.message}") from None
+        for instance in users:
+            old, new = before[instance.name].config, self.instances.spec(instance).config
+            changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+            live = {k for k in changed if (key := lookup(k)) is not None and key.live}
+            if live:
+                await self.instances.drivers.get(instance.type).update_live(
+                    self.instances.spec(instance), live
+                )
+        self.events.lifecycle(
+            ProfileAction.UPDATED, profile_url(row.name, row.project), project=row.project
+        )
+
+    def rename(self, row: q.ProfileRow, new_name: str) -> None:
+        if row.name == "default":
+            raise Forbidden("The 'default' profile cannot be renamed")
+        validate_name(new_name)
+        try:
+            q.get_profile(self.db, row.project, new_name)
+        except NotFound:
+            pass
+        else:
+            raise Conflict(f"Profile {new_name!r} already exists")
+        old = row.name
+        with self.db.transaction():
+            for instance in self.users(row):
+                instance.profiles = [new_name if p == old else p for p in instance.profiles]
+                iq.update_instance(self.db, instance)
+            row.name = new_name
+            q.update_profile(self.db, row)
+        self.events.lifecycle(
+            ProfileAction.RENAMED,
+            profile_url(new_name, row.project),
+            project=row.project,
+            context={"old_name": old},
+        )
+
+    def delete(self, row: q.ProfileRow) -> None:
+        if row.name == "default":
+            raise Forbidden("The 'default' profile cannot be deleted")
+        users = self.users(row)
+        if users:
+            raise BadRequest(
+                f"Profile {row.name!r} is currently in use by {', '.join(i.name for i in users)}"
+            )
+        with self.db.transaction():
+            q.delete_profile(self.db, row.id)
+        self.events.lifecycle(
+            ProfileAction.DELETED, profile_url(row.name, row.project), project=row.project
+        )
