@@ -32,6 +32,7 @@ COMMAND_MODULES = {
     "monitor": "monitor",
     "profile": "profile",
     "config": "config",
+    "file": "file",
 }
 
 

@@ -108,7 +108,8 @@ class Connection:
         _, envelope, _ = self.raw(method, path, **kwargs)
         return unwrap(envelope)
 
-    def get_bytes(self, path: str) -> bytes:
+    def get_bytes(self, path: str) -> tuple[bytes, dict[str, str]]:
+        """A raw (non-envelope) GET: the body and the headers. An error envelope raises."""
         if self._http is None:
             self._http = _UnixHTTPConnection(self.socket_path)
         try:
@@ -119,8 +120,12 @@ class Connection:
             self.close()
             raise self._unreachable(exc) from None
         if resp.status != 200:
+            try:
+                unwrap(json.loads(data))
+            except (json.JSONDecodeError, AttributeError):
+                pass
             raise RemoteError(f"GET {path} answered {resp.status}", resp.status)
-        return data
+        return data, dict(resp.getheaders())
 
     def websocket(self, path: str) -> websocket.WebSocket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -130,7 +130,53 @@ class InstanceServer:
         return self._op("POST", f"/1.0/instances/{_q(name)}/exec", json_body=body)
 
     def exec_output(self, path: str) -> bytes:
-        return self.conn.get_bytes(path)
+        return self.conn.get_bytes(path)[0]
+
+    def get_file(self, name: str, path: str) -> tuple[bytes, dict[str, str]]:
+        """A file's bytes (a directory's JSON listing, a symlink's target) and its X-Incus-*
+        headers (Uid, Gid, Mode, Type)."""
+        query = urllib.parse.urlencode({"path": path})
+        body, headers = self.conn.get_bytes(f"/1.0/instances/{_q(name)}/files?{query}")
+        info = {
+            k.removeprefix("X-Incus-").lower(): v
+            for k, v in headers.items()
+            if k.startswith("X-Incus-")
+        }
+        return body, info
+
+    def put_file(
+        self,
+        name: str,
+        path: str,
+        content: bytes | Path = b"",
+        *,
+        kind: str = "file",
+        uid: int = -1,
+        gid: int = -1,
+        mode: int = -1,
+        append: bool = False,
+    ) -> None:
+        headers = {"X-Incus-Type": kind, "X-Incus-Write": "append" if append else "overwrite"}
+        if uid >= 0:
+            headers["X-Incus-Uid"] = str(uid)
+        if gid >= 0:
+            headers["X-Incus-Gid"] = str(gid)
+        if mode >= 0:
+            headers["X-Incus-Mode"] = f"{mode:04o}"
+        body: bytes | Iterator[bytes] = content if isinstance(content, bytes) else b""
+        if isinstance(content, Path):
+            headers["Content-Length"] = str(content.stat().st_size)
+            body = _file_chunks(content)
+        self.conn.request(
+            "POST",
+            f"/1.0/instances/{_q(name)}/files",
+            params={"path": path},
+            body=body,
+            headers=headers,
+        )
+
+    def delete_file(self, name: str, path: str) -> None:
+        self.conn.request("DELETE", f"/1.0/instances/{_q(name)}/files", params={"path": path})
 
     def instance_with_etag(self, name: str) -> tuple[dict[str, Any], str]:
         _, envelope, etag = self.conn.raw("GET", f"/1.0/instances/{_q(name)}")

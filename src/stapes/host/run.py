@@ -73,3 +73,15 @@ async def _terminate(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+
+
+async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
+    """Start ``argv`` with pipes on stdin, stdout and stderr, for callers that stream."""
+    log.debug("spawn: %s", argv)
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )

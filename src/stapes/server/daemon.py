@@ -16,6 +16,7 @@ from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
+from stapes.instance.files import InstanceFiles
 from stapes.instance.lxc import LxcDriver
 from stapes.instance.profiles import ProfileService
 from stapes.instance.registry import InstanceDrivers
@@ -71,6 +72,7 @@ def build_state(paths: Paths) -> State:
         pools=pools,
         instances=instances,
         profiles=profiles,
+        files=InstanceFiles(instances),
     )
 
 

@@ -16,6 +16,7 @@ from stapes.server.operations import Operations
 
 if TYPE_CHECKING:
     from stapes.images.store import ImageStore
+    from stapes.instance.files import InstanceFiles
     from stapes.instance.profiles import ProfileService
     from stapes.instance.service import InstanceService
     from stapes.storage.pool import Pools
@@ -33,6 +34,7 @@ class State:
     pools: Pools
     instances: InstanceService
     profiles: ProfileService
+    files: InstanceFiles
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

@@ -210,16 +210,18 @@ class ExecSession:
             for fd in child:
                 os.close(fd)
                 opened.remove(fd)
+            # From here each remaining pipe end belongs to the task that pumps it (a second close
+            # here could hit an unrelated fd that reused the number, such as a pidfd).
+            for fd in (out_r, err_r, stdin_w):
+                opened.remove(fd)
             loop = asyncio.get_running_loop()
-            pumps = [
-                self._pump_output(self.sockets["1"], out_r),
-                self._pump_output(self.sockets["2"], err_r),
+            readers = [
+                loop.create_task(self._pump_output(self.sockets["1"], out_r)),
+                loop.create_task(self._pump_output(self.sockets["2"], err_r)),
             ]
-            readers = [loop.create_task(p) for p in pumps]
             writer = loop.create_task(
                 self._pump_input(self.sockets["0"], stdin_w, close_on_eof=True)
             )
-            opened.remove(stdin_w)
             code = await wait_pid(self.pid)
             _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT)
             for task in pending:
@@ -235,11 +237,17 @@ class ExecSession:
                     os.close(fd)
 
     async def _pump_output(self, ws: web.WebSocketResponse, fd: int) -> None:
+        """fd -> websocket; owns ``fd`` (closed through the pipe transport)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
-        )
+        pipe = os.fdopen(fd, "rb", 0)
+        try:
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), pipe
+            )
+        except BaseException:
+            pipe.close()
+            raise
         try:
             while data := await reader.read(CHUNK):
                 await ws.send_bytes(data)

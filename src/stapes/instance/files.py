@@ -1,0 +1,178 @@
+"""Files of an instance (running or stopped): read, write and delete through the chrooted helper
+in host/rootfs_io.py, with ids translated between the container and the host."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stapes.api.errors import BadRequest, InternalError, NotFound
+from stapes.db.instances import InstanceRow
+from stapes.host.idmap import IdMap
+from stapes.host.run import spawn
+from stapes.instance.service import InstanceService
+
+HELPER = [sys.executable, "-m", "stapes.host.rootfs_io"]
+OVERFLOW_ID = 65534
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class FileInfo:
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: float
+    target: str
+    entries: list[str]
+
+
+def _error(path: str, stderr: bytes) -> Exception:
+    text = stderr.decode(errors="replace").strip() or "file operation failed"
+    code, _, message = text.partition(": ")
+    if code == "ENOENT":
+        return NotFound(f"Path {path!r} not found in the instance")
+    if code in (
+        "EISDIR",
+        "ENOTDIR",
+        "EEXIST",
+        "ENOTEMPTY",
+        "EINVAL",
+        "ELOOP",
+        "EACCES",
+        "EPERM",
+        "ENAMETOOLONG",
+        "EROFS",
+        "ENOSPC",
+    ):
+        return BadRequest(f"Path {path!r}: {message or code}")
+    return InternalError(f"Path {path!r}: {text}")
+
+
+def check_path(path: str) -> str:
+    if not path or not path.startswith("/"):
+        raise BadRequest(f"The path must be absolute (got {path!r})")
+    if "\0" in path:
+        raise BadRequest("The path contains a NUL byte")
+    return path
+
+
+class InstanceFiles:
+    def __init__(self, instances: InstanceService) -> None:
+        self.instances = instances
+
+    def _root(self, row: InstanceRow) -> tuple[Path, IdMap | None]:
+        spec = self.instances.spec(row)
+        rootfs = spec.volume / "rootfs"
+        if not rootfs.is_dir():
+            raise NotFound(f"Instance {row.name!r} has no root filesystem")
+        return rootfs, self.instances.drivers.get(row.type).idmap_for(spec.config)
+
+    @staticmethod
+    def _to_container(host_id: int, idmap: IdMap | None) -> int:
+        if idmap is None:
+            return host_id
+        inside = host_id - idmap.base
+        return inside if 0 <= inside < idmap.size else OVERFLOW_ID
+
+    @staticmethod
+    def _to_host(container_id: int, idmap: IdMap | None) -> int:
+        if container_id < 0 or idmap is None:
+            return container_id
+        if container_id >= idmap.size:
+            raise BadRequest(f"Id {container_id} is outside the instance's id map")
+        return container_id + idmap.base
+
+    async def get(self, row: InstanceRow, path: str) -> tuple[FileInfo, AsyncIterator[bytes]]:
+        """Stat ``path``; a file's bytes follow in the iterator (empty for others)."""
+        rootfs, idmap = self._root(row)
+        proc = await spawn([*HELPER, str(rootfs), "get", check_path(path)])
+        assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+        proc.stdin.close()
+        line = await proc.stdout.readline()
+        if not line:
+            stderr = await proc.stderr.read()
+            await proc.wait()
+            raise _error(path, stderr)
+        raw: dict[str, Any] = json.loads(line)
+        info = FileInfo(**raw)
+        info.uid = self._to_container(info.uid, idmap)
+        info.gid = self._to_container(info.gid, idmap)
+
+        async def body() -> AsyncIterator[bytes]:
+            """The bytes; raises at the end when the helper failed part-way."""
+            assert proc.stdout is not None and proc.stderr is not None
+            try:
+                while chunk := await proc.stdout.read(CHUNK):
+                    yield chunk
+                stderr = await proc.stderr.read()
+                if await proc.wait() != 0:
+                    raise _error(path, stderr)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    if proc.returncode is None:
+                        proc.kill()
+                await proc.wait()
+
+        return info, body()
+
+    async def put(
+        self,
+        row: InstanceRow,
+        path: str,
+        *,
+        kind: str,
+        uid: int,
+        gid: int,
+        mode: int,
+        write: str,
+        content: AsyncIterator[bytes],
+    ) -> None:
+        if write not in ("overwrite", "append"):
+            raise BadRequest(f"Unknown write mode {write!r} (use overwrite or append)")
+        if kind not in ("file", "directory", "symlink"):
+            raise BadRequest(f"Unknown file type {kind!r} (use file, directory or symlink)")
+        rootfs, idmap = self._root(row)
+        root_id = str(self._to_host(0, idmap))  # new files belong to the instance's root
+        argv = [
+            *HELPER,
+            str(rootfs),
+            "put",
+            check_path(path),
+            kind,
+            str(self._to_host(uid, idmap)),
+            str(self._to_host(gid, idmap)),
+            str(mode),
+            write,
+            root_id,
+            root_id,
+        ]
+        proc = await spawn(argv)
+        assert proc.stdin is not None and proc.stderr is not None
+        try:
+            async for chunk in content:
+                proc.stdin.write(chunk)
+                await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the helper failed early: its stderr says why
+        finally:
+            proc.stdin.close()
+        stderr = await proc.stderr.read()
+        if await proc.wait() != 0:
+            raise _error(path, stderr)
+
+    async def delete(self, row: InstanceRow, path: str) -> None:
+        rootfs, _ = self._root(row)
+        proc = await spawn([*HELPER, str(rootfs), "delete", check_path(path)])
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.close()
+        stderr = await proc.stderr.read()
+        if await proc.wait() != 0:
+            raise _error(path, stderr)

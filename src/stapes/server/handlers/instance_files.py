@@ -1,0 +1,114 @@
+"""/1.0/instances/{name}/files?path=: read (file body or directory listing), write, delete."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from stapes.api.envelope import sync_envelope
+from stapes.api.errors import BadRequest, StapesError
+from stapes.instance.files import FileInfo
+from stapes.server.endpoint import Action, Endpoint, project_of, state
+from stapes.server.response import Result, Sync
+
+
+def _headers(info: FileInfo) -> dict[str, str]:
+    modified = datetime.fromtimestamp(info.mtime, UTC)
+    return {
+        "X-Incus-Uid": str(info.uid),
+        "X-Incus-Gid": str(info.gid),
+        "X-Incus-Mode": f"{info.mode:04o}",
+        "X-Incus-Type": info.type,
+        "X-Incus-Modified": modified.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+    }
+
+
+def _path(request: web.Request) -> str:
+    path = request.query.get("path", "")
+    if not path:
+        raise BadRequest("Missing the path query parameter (for example ?path=/etc/hostname)")
+    return path
+
+
+async def get_file(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    info, body = await st.files.get(row, _path(request))
+    headers = _headers(info)
+    if info.type == "directory":
+        async for _ in body:
+            pass
+        return web.json_response(sync_envelope(info.entries), headers=headers)
+    if info.type == "symlink":
+        async for _ in body:
+            pass
+        return web.Response(
+            body=info.target.encode(), headers=headers, content_type="application/octet-stream"
+        )
+    name = _path(request).rstrip("/").rsplit("/", 1)[-1]
+    headers["Content-Disposition"] = f"inline;filename={name}"
+    # Chunked, not the size seen at open: the file may change while it is read, and a reader
+    # that fails part-way must end as a broken transfer, not as a short "complete" one.
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/octet-stream"
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        async for chunk in body:
+            await response.write(chunk)
+    except StapesError:
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+def _int_header(request: web.Request, name: str, base: int = 10) -> int:
+    raw = request.headers.get(f"X-Incus-{name}", request.headers.get(f"X-LXD-{name}", ""))
+    if raw == "":
+        return -1
+    try:
+        return int(raw, base)
+    except ValueError:
+        raise BadRequest(f"Invalid X-Incus-{name} header {raw!r}") from None
+
+
+async def _content(request: web.Request) -> AsyncIterator[bytes]:
+    while chunk := await request.content.read(1024 * 1024):
+        yield chunk
+
+
+async def post_file(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    await st.files.put(
+        row,
+        _path(request),
+        kind=request.headers.get("X-Incus-Type", "file") or "file",
+        uid=_int_header(request, "Uid"),
+        gid=_int_header(request, "Gid"),
+        mode=_int_header(request, "Mode", 8),
+        write=request.headers.get("X-Incus-Write", "overwrite") or "overwrite",
+        content=_content(request),
+    )
+    return Sync()
+
+
+async def delete_file(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    await st.files.delete(row, _path(request))
+    return Sync()
+
+
+ENDPOINTS = [
+    Endpoint(
+        "/instances/{name}/files",
+        get=Action(get_file),
+        post=Action(post_file),
+        delete=Action(delete_file),
+    ),
+]

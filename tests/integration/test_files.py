@@ -1,0 +1,197 @@
+"""The files API and `stapes file`: running and stopped instances, ids, modes, symlinks, and
+paths that try to leave the instance's root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import STAPES, Daemon, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+@pytest.fixture
+def host_file() -> Iterator[Path]:
+    """A host file that no instance file operation may read or change."""
+    path = Path("/var/tmp") / f"stapes-secret-{uuid.uuid4().hex[:8]}"
+    path.write_text("host secret\n")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_get_file_and_directory(daemon: Daemon, container: str) -> None:
+    resp = daemon.request("GET", f"/1.0/instances/{container}/files?path=/etc/hostname")
+    assert resp.status == 200
+    assert resp.body == f"{container}\n".encode()
+    assert resp.headers["X-Incus-Type"] == "file"
+    assert resp.headers["X-Incus-Uid"] == "0" and resp.headers["X-Incus-Gid"] == "0"
+    assert resp.headers["X-Incus-Mode"] == "0644"
+    listing = daemon.request("GET", f"/1.0/instances/{container}/files?path=/etc")
+    assert listing.headers["X-Incus-Type"] == "directory"
+    assert "hostname" in listing.metadata and "passwd" in listing.metadata
+    missing = daemon.request("GET", f"/1.0/instances/{container}/files?path=/nope")
+    assert missing.status == 404
+    relative = daemon.request("GET", f"/1.0/instances/{container}/files?path=etc")
+    assert relative.status == 400
+
+
+def test_write_append_ids_modes_symlinks_delete(daemon: Daemon, container: str) -> None:
+    base = f"/1.0/instances/{container}/files?path="
+    assert (
+        daemon.request(
+            "POST",
+            base + "/tmp/d",
+            raw=b"",
+            headers={"X-Incus-Type": "directory", "X-Incus-Mode": "0700"},
+        ).status
+        == 200
+    )
+    resp = daemon.request(
+        "POST",
+        base + "/tmp/d/f",
+        raw=b"one\n",
+        headers={"X-Incus-Uid": "1000", "X-Incus-Gid": "1001", "X-Incus-Mode": "0600"},
+    )
+    assert resp.status == 200
+    daemon.request("POST", base + "/tmp/d/f", raw=b"two\n", headers={"X-Incus-Write": "append"})
+    got = daemon.request("GET", base + "/tmp/d/f")
+    assert got.body == b"one\ntwo\n"
+    assert got.headers["X-Incus-Uid"] == "1000" and got.headers["X-Incus-Mode"] == "0600"
+    inside = daemon.cli("exec", container, "--", "stat", "-c", "%u %g %a", "/tmp/d/f").stdout
+    assert inside.split() == ["1000", "1001", "600"]
+    host = daemon.root / "storage-pools/default/containers" / container / "rootfs/tmp/d/f"
+    assert host.stat().st_uid == 1001000
+    daemon.request("POST", base + "/tmp/d/link", raw=b"f", headers={"X-Incus-Type": "symlink"})
+    link = daemon.request("GET", base + "/tmp/d/link")
+    assert link.headers["X-Incus-Type"] == "symlink" and link.body == b"f"
+    assert daemon.request("DELETE", base + "/tmp/d").status == 400  # not empty
+    for path in ("/tmp/d/link", "/tmp/d/f", "/tmp/d"):
+        assert daemon.request("DELETE", base + path).status == 200
+    assert daemon.request("GET", base + "/tmp/d").status == 404
+    bad = daemon.request("POST", base + "/tmp/x", raw=b"", headers={"X-Incus-Type": "fifo"})
+    assert bad.status == 400 and "fifo" in bad.json()["error"]
+    bad = daemon.request("POST", base + "/tmp/x", raw=b"", headers={"X-Incus-Mode": "9z"})
+    assert bad.status == 400
+
+
+def test_files_of_a_stopped_instance(daemon: Daemon, busybox: str) -> None:
+    name = unique("stopped")
+    daemon.ok(
+        daemon.request(
+            "POST", "/1.0/instances", {"name": name, "source": {"type": "image", "alias": busybox}}
+        )
+    )
+    try:
+        base = f"/1.0/instances/{name}/files?path="
+        daemon.request("POST", base + "/root/hello", raw=b"hi\n")
+        assert daemon.request("GET", base + "/root/hello").body == b"hi\n"
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"}))
+        assert daemon.cli("exec", name, "--", "cat", "/root/hello").stdout == "hi\n"
+    finally:
+        daemon.force_delete(name)
+
+
+def test_paths_and_links_never_leave_the_instance(
+    daemon: Daemon, container: str, host_file: Path
+) -> None:
+    base = f"/1.0/instances/{container}/files?path="
+    secret = host_file.name
+    daemon.cli(
+        "exec",
+        container,
+        "--",
+        "sh",
+        "-c",
+        f"mkdir -p /var/tmp; ln -s {host_file} /tmp/abs; "
+        "ln -s ../../../../../../../../var/tmp /tmp/up; ln -s / /tmp/root",
+    )
+    for path in (
+        f"/../../../../../var/tmp/{secret}",
+        f"/tmp/up/{secret}",
+        f"/tmp/root/var/tmp/{secret}",
+        f"/tmp/root/../../var/tmp/{secret}",
+    ):
+        resp = daemon.request("GET", base + path)
+        assert resp.status == 404, (path, resp.body)
+    abs_link = daemon.request("GET", base + "/tmp/abs")
+    assert abs_link.headers["X-Incus-Type"] == "symlink"
+    assert b"host secret" not in abs_link.body
+    # writing through links lands inside the instance, never on the host file
+    for path in ("/tmp/abs", f"/tmp/up/{secret}", f"/../../../var/tmp/{secret}"):
+        assert daemon.request("POST", base + path, raw=b"evil\n").status == 200
+    assert host_file.read_text() == "host secret\n"
+    inside = daemon.cli("exec", container, "--", "cat", f"/var/tmp/{secret}").stdout
+    assert inside == "evil\n"
+    assert daemon.request("DELETE", base + f"/tmp/up/{secret}").status == 200
+    assert host_file.exists()
+
+
+def test_symlink_race_cannot_reach_the_host(
+    daemon: Daemon, container: str, host_file: Path
+) -> None:
+    """The instance keeps swapping /tmp/race between a file and a link to the host file while
+    stapesd writes to it: the host file must never change."""
+    flipper = subprocess.Popen(
+        [
+            STAPES,
+            "exec",
+            container,
+            "--",
+            "sh",
+            "-c",
+            f"i=0; while [ $i -lt 4000 ]; do rm -f /tmp/race; ln -s {host_file} /tmp/race; "
+            "rm -f /tmp/race; echo x > /tmp/race; i=$((i+1)); done",
+        ],
+        env=daemon.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(40):
+            daemon.request(
+                "POST", f"/1.0/instances/{container}/files?path=/tmp/race", raw=b"evil\n"
+            )
+            daemon.request("GET", f"/1.0/instances/{container}/files?path=/tmp/race")
+    finally:
+        flipper.kill()
+        flipper.wait()
+    assert host_file.read_text() == "host secret\n"
+
+
+def test_cli_push_pull_edit_delete(daemon: Daemon, container: str, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a\n")
+    (tree / "sub" / "b.sh").write_text("echo b\n")
+    (tree / "sub" / "b.sh").chmod(0o755)
+    (tree / "link").symlink_to("a.txt")
+    daemon.cli("file", "push", "-r", "-p", str(tree), f"{container}/opt/deep/")
+    out = daemon.cli(
+        "exec",
+        container,
+        "--",
+        "sh",
+        "-c",
+        "cat /opt/deep/tree/a.txt; sh /opt/deep/tree/sub/b.sh; "
+        "readlink /opt/deep/tree/link; stat -c %a /opt/deep/tree/sub/b.sh",
+    ).stdout
+    assert out == "a\nb\na.txt\n755\n"
+    daemon.cli("file", "push", str(tree / "a.txt"), f"{container}/root/renamed.txt")
+    assert daemon.cli("file", "pull", f"{container}/root/renamed.txt", "-").stdout == "a\n"
+    back = tmp_path / "back"
+    daemon.cli("file", "pull", "-r", "-p", f"{container}/opt/deep/tree", str(back))
+    assert (back / "tree" / "sub" / "b.sh").read_text() == "echo b\n"
+    assert os.readlink(back / "tree" / "link") == "a.txt"
+    daemon.cli("file", "edit", f"{container}/root/renamed.txt", input=b"edited\n")
+    assert daemon.cli("file", "pull", f"{container}/root/renamed.txt", "-").stdout == "edited\n"
+    daemon.cli("file", "delete", f"{container}/root/renamed.txt")
+    missing = daemon.cli("file", "pull", f"{container}/root/renamed.txt", "-", check=False)
+    assert missing.returncode == 1 and "not found" in missing.stderr
