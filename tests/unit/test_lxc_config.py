@@ -85,6 +85,53 @@ def test_removed_limits_are_lifted() -> None:
     keys = {"limits.memory", "limits.cpu", "limits.processes"}
     assert limit_resets({"limits.cpu": "1"}, keys, V1) == [
         ("lxc.cgroup.memory.limit_in_bytes", "-1"),
+        ("lxc.cgroup.memory.soft_limit_in_bytes", "-1"),
         ("lxc.cgroup.pids.max", "max"),
     ]
     assert ("lxc.cgroup2.memory.max", "max") in limit_resets({}, keys, V2)
+
+
+def test_memory_enforce_and_swap() -> None:
+    hard = build(_inputs({"limits.memory": "64MiB"}))
+    assert ("lxc.cgroup.memory.limit_in_bytes", str(64 * 1024**2)) in hard
+    soft = build(
+        _inputs(
+            {
+                "limits.memory": "64MiB",
+                "limits.memory.enforce": "soft",
+                "limits.memory.swap": "false",
+            }
+        )
+    )
+    assert ("lxc.cgroup.memory.limit_in_bytes", "-1") in soft
+    assert ("lxc.cgroup.memory.soft_limit_in_bytes", str(64 * 1024**2)) in soft
+    assert ("lxc.cgroup.memory.swappiness", "0") in soft
+    v2 = build(_inputs({"limits.memory": "64MiB", "limits.memory.enforce": "soft"}, host=V2))
+    assert ("lxc.cgroup2.memory.high", str(64 * 1024**2)) in v2
+
+
+def test_cpu_allowance_and_priority() -> None:
+    quota = build(_inputs({"limits.cpu.allowance": "25ms/100ms"}))
+    assert ("lxc.cgroup.cpu.cfs_quota_us", "25000") in quota
+    assert ("lxc.cgroup.cpu.cfs_period_us", "100000") in quota
+    v2 = build(_inputs({"limits.cpu.allowance": "25ms/100ms"}, host=V2))
+    assert ("lxc.cgroup2.cpu.max", "25000 100000") in v2
+    assert ("lxc.cgroup.cpu.shares", "512") in build(_inputs({"limits.cpu.allowance": "50%"}))
+    assert ("lxc.cgroup.cpu.shares", "512") in build(_inputs({"limits.cpu.priority": "5"}))
+    weighted = build(_inputs({"limits.cpu.priority": "5"}, host=V2))
+    assert ("lxc.cgroup2.cpu.weight", "50") in weighted
+
+
+def test_prlimits_sysctls_nesting() -> None:
+    items = build(
+        _inputs(
+            {
+                "limits.kernel.nofile": "1024:2048",
+                "linux.sysctl.net.ipv4.ip_forward": "1",
+                "security.nesting": "true",
+            }
+        )
+    )
+    assert ("lxc.prlimit.nofile", "1024:2048") in items
+    assert ("lxc.sysctl.net.ipv4.ip_forward", "1") in items
+    assert ("lxc.include", "/usr/share/lxc/config/nesting.conf") in items

@@ -45,12 +45,55 @@ INSTANCE_KEYS: dict[str, Key] = {
         v.is_uint, live=True, types=CONTAINER, help="Maximum number of processes in the container"
     ),
     "raw.lxc": Key(types=CONTAINER, help="Raw liblxc configuration appended to the generated one"),
+    "boot.autostart.priority": Key(
+        v.is_int, "0", live=True, help="Start order at daemon start: higher starts first"
+    ),
+    "boot.autostart.delay": Key(
+        v.is_uint, "0", live=True, help="Seconds to wait after starting this instance"
+    ),
+    "boot.stop.priority": Key(
+        v.is_int, "0", live=True, help="Stop order at host shutdown: higher stops first"
+    ),
+    "boot.host_shutdown_timeout": Key(
+        v.is_uint, "30", live=True, help="Seconds a clean stop may take at host shutdown"
+    ),
+    "limits.cpu.allowance": Key(
+        v.is_cpu_allowance,
+        live=True,
+        help="CPU time: a relative share (50%) or a hard quota (25ms/100ms)",
+    ),
+    "limits.cpu.priority": Key(
+        v.is_priority, "10", live=True, help="CPU weight against other instances, 0 to 10"
+    ),
+    "limits.memory.enforce": Key(
+        v.one_of("hard", "soft"),
+        "hard",
+        live=True,
+        types=CONTAINER,
+        help="hard: limits.memory is a ceiling; soft: only under host memory pressure",
+    ),
+    "limits.memory.swap": Key(
+        v.is_bool, "true", live=True, types=CONTAINER, help="Whether the instance may swap"
+    ),
+    "linux.kernel_modules": Key(
+        types=CONTAINER, help="Comma-separated kernel modules to load before starting"
+    ),
+    "security.nesting": Key(
+        v.is_bool, "false", types=CONTAINER, help="Allow running containers inside"
+    ),
+    "security.protection.delete": Key(
+        v.is_bool, "false", live=True, help="Refuse to delete the instance"
+    ),
 }
 
 FREE_PREFIXES: dict[str, Key] = {
     "user.": Key(live=True, help="Free-form user data"),
     "environment.": Key(help="Environment variables of the instance's init and of exec"),
     "image.": Key(live=True, help="Properties copied from the source image"),
+    "limits.kernel.": Key(
+        v.is_prlimit, types=CONTAINER, help="Resource limit (prlimit), e.g. limits.kernel.nofile"
+    ),
+    "linux.sysctl.": Key(types=CONTAINER, help="Namespaced sysctl set at start"),
 }
 
 VOLATILE_PREFIX = "volatile."

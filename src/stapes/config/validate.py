@@ -99,3 +99,43 @@ def is_cpu_limit(value: str) -> None:
 def is_priority(value: str) -> None:
     if not value.isdigit() or not 0 <= int(value) <= 10:
         raise ValueError(f"{value!r} is not a priority between 0 and 10")
+
+
+def is_int(value: str) -> None:
+    try:
+        int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an integer") from None
+
+
+def one_of(*choices: str) -> Validator:
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+
+    return check
+
+
+_QUOTA = re.compile(r"^(\d+)ms/(\d+)ms$")
+
+
+def parse_cpu_allowance(value: str) -> tuple[int, int] | int:
+    """``50%`` -> a share in percent; ``25ms/100ms`` -> (quota_us, period_us)."""
+    if value.endswith("%") and value[:-1].isdigit() and 0 < int(value[:-1]) <= 100:
+        return int(value[:-1])
+    match = _QUOTA.match(value)
+    if match and int(match.group(1)) > 0 and int(match.group(2)) >= 1:
+        return int(match.group(1)) * 1000, int(match.group(2)) * 1000
+    raise ValueError(f"{value!r} is neither a percentage (50%) nor a quota (25ms/100ms)")
+
+
+def is_cpu_allowance(value: str) -> None:
+    parse_cpu_allowance(value)
+
+
+_PRLIMIT = re.compile(r"^(unlimited|\d+)(:(unlimited|\d+))?$")
+
+
+def is_prlimit(value: str) -> None:
+    if not _PRLIMIT.match(value):
+        raise ValueError(f"{value!r} is not a limit (N, unlimited, or SOFT:HARD)")

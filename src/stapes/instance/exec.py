@@ -28,32 +28,41 @@ def exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+REAP_POLL_SECONDS = 1.0
+
+
 async def wait_pid(pid: int) -> int:
-    """Wait for a child process (our own child) and return its shell-style exit code."""
+    """Wait for a child process (our own child) and return its shell-style exit code.
+
+    A pidfd wakes us when it exits; we also try to reap it every second, because this kernel
+    was seen not to wake a pidfd's waiters when the process is killed while its pid namespace
+    is torn down (a force stop), and an unreaped child keeps that namespace from dying."""
     loop = asyncio.get_running_loop()
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         pidfd = -1
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    if pidfd >= 0:
+        loop.add_reader(pidfd, exited)
     try:
-        if pidfd >= 0:
-            ready: asyncio.Future[None] = loop.create_future()
-
-            def exited() -> None:
-                if not ready.done():
-                    ready.set_result(None)
-
-            loop.add_reader(pidfd, exited)
+        while True:
             try:
-                await ready
-            finally:
-                loop.remove_reader(pidfd)
-        _, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (the pidfd said it exited)
-        return exit_code(status)
-    except ChildProcessError:
-        return 255
+                reaped, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (non-blocking)
+            except ChildProcessError:
+                return 255
+            if reaped:
+                return exit_code(status)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(ready), REAP_POLL_SECONDS)
     finally:
         if pidfd >= 0:
+            loop.remove_reader(pidfd)
             os.close(pidfd)
 
 

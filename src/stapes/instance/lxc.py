@@ -213,7 +213,23 @@ class LxcDriver(InstanceDriver):
         current.started_at = _started_at(current.pid)
         return current
 
+    async def _load_modules(self, spec: InstanceSpec) -> None:
+        """linux.kernel_modules: built in or loaded already is fine; else modprobe, or fail."""
+        for module in filter(
+            None, (m.strip() for m in spec.config.get("linux.kernel_modules", "").split(","))
+        ):
+            if Path("/sys/module", module.replace("-", "_")).exists():
+                continue
+            try:
+                await run(["modprobe", module], timeout=60)
+            except (RunError, OSError) as exc:
+                raise MissingHostFeature(
+                    f"Kernel module {module!r} (linux.kernel_modules) is not loaded and could "
+                    f"not be loaded on this host: {exc}"
+                ) from None
+
     async def start(self, spec: InstanceSpec) -> int:
+        await self._load_modules(spec)
         items = self.config_items(spec)
         config_path = self._link(spec) / "config"
         config_path.write_text(lxc_config.render(items))
@@ -260,7 +276,7 @@ class LxcDriver(InstanceDriver):
 
     async def update_live(self, spec: InstanceSpec, keys: set[str]) -> None:
         """limits.* go to the running container's cgroups; other live keys are data only."""
-        if not keys & {"limits.memory", "limits.cpu", "limits.processes"}:
+        if not keys & lxc_config.LIMIT_KEYS:
             return
         items = lxc_config.limits(spec.config, self.host)
         items += lxc_config.limit_resets(spec.config, keys, self.host)

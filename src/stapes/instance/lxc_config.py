@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stapes.api.errors import BadRequest
-from stapes.config.validate import parse_bool, parse_cpuset, parse_size
+from stapes.config.validate import parse_bool, parse_cpu_allowance, parse_cpuset, parse_size
 from stapes.host.idmap import IdMap
 
 LXC_CONFIG_DIR = Path("/usr/share/lxc/config")
@@ -65,8 +65,33 @@ def build(inputs: LxcInputs) -> Items:
         if key.startswith("environment."):
             items.append(("lxc.environment", f"{key.removeprefix('environment.')}={value}"))
     items += limits(cfg, inputs.host)
+    items += extras(cfg, LXC_CONFIG_DIR / "nesting.conf")
     items += parse_raw_lxc(cfg.get("raw.lxc", ""))
     return items
+
+
+# limits.* key -> the cgroup knobs it drives: (v1 name, v1 unlimited, v2 name, v2 unlimited)
+_KNOBS: dict[str, list[tuple[str, str, str, str]]] = {
+    "limits.memory": [
+        ("memory.limit_in_bytes", "-1", "memory.max", "max"),
+        ("memory.soft_limit_in_bytes", "-1", "memory.high", "max"),
+    ],
+    "limits.memory.enforce": [],  # shapes limits.memory
+    "limits.memory.swap": [("memory.swappiness", "60", "memory.swap.max", "max")],
+    "limits.cpu": [("cpuset.cpus", "", "cpuset.cpus", "")],
+    "limits.cpu.allowance": [
+        ("cpu.shares", "1024", "cpu.weight", "100"),
+        ("cpu.cfs_quota_us", "-1", "cpu.max", "max"),
+    ],
+    "limits.cpu.priority": [("cpu.shares", "1024", "cpu.weight", "100")],
+    "limits.processes": [("pids.max", "max", "pids.max", "max")],
+}
+LIMIT_KEYS = frozenset(_KNOBS)
+
+
+def _knob(host: HostFacts, key: str, index: int, value: str) -> tuple[str, str]:
+    v1, _, v2, _ = _KNOBS[key][index]
+    return ("lxc.cgroup2." + v2, value) if host.cgroup == "v2" else ("lxc.cgroup." + v1, value)
 
 
 def limits(cfg: dict[str, str], host: HostFacts) -> Items:
@@ -76,14 +101,15 @@ def limits(cfg: dict[str, str], host: HostFacts) -> Items:
     memory = cfg.get("limits.memory", "")
     if memory:
         if memory.endswith("%"):
-            size = host.memory_bytes * int(memory[:-1]) // 100
+            size = str(host.memory_bytes * int(memory[:-1]) // 100)
         else:
-            size = parse_size(memory)
-        items.append(
-            ("lxc.cgroup2.memory.max", str(size))
-            if v2
-            else ("lxc.cgroup.memory.limit_in_bytes", str(size))
-        )
+            size = str(parse_size(memory))
+        unlimited = "max" if v2 else "-1"
+        soft = cfg.get("limits.memory.enforce", "hard") == "soft"
+        items.append(_knob(host, "limits.memory", 0, unlimited if soft else size))
+        items.append(_knob(host, "limits.memory", 1, size if soft else unlimited))
+    if cfg.get("limits.memory.swap", "true") == "false":
+        items.append(_knob(host, "limits.memory.swap", 0, "0"))
     cpu = cfg.get("limits.cpu", "")
     if cpu:
         cpus = list(range(min(int(cpu), host.cpus))) if cpu.isdigit() else parse_cpuset(cpu)
@@ -91,30 +117,65 @@ def limits(cfg: dict[str, str], host: HostFacts) -> Items:
             raise BadRequest(
                 f"limits.cpu {cpu!r} names a CPU this host does not have (it has {host.cpus})"
             )
-        text = ",".join(str(c) for c in cpus)
-        items.append(("lxc.cgroup2.cpuset.cpus", text) if v2 else ("lxc.cgroup.cpuset.cpus", text))
+        items.append(_knob(host, "limits.cpu", 0, ",".join(str(c) for c in cpus)))
+    # A share and a quota exclude each other: setting one lifts the other (for live changes).
+    allowance = cfg.get("limits.cpu.allowance", "")
+    share: int | None = None
+    if allowance:
+        parsed = parse_cpu_allowance(allowance)
+        if isinstance(parsed, int):
+            share = parsed
+            items.append(_knob(host, "limits.cpu.allowance", 1, "max" if v2 else "-1"))
+        else:
+            quota, period = parsed
+            if v2:
+                items.append(("lxc.cgroup2.cpu.max", f"{quota} {period}"))
+            else:
+                items += [
+                    ("lxc.cgroup.cpu.cfs_period_us", str(period)),
+                    ("lxc.cgroup.cpu.cfs_quota_us", str(quota)),
+                ]
+            share = 100
+    priority = cfg.get("limits.cpu.priority", "")
+    if priority and (share is None or not allowance.endswith("%")):
+        share = int(priority) * 10  # priority 10 is the default weight, 0 the lowest
+    if share is not None:
+        weight = max(1, share) if v2 else max(2, 1024 * share // 100)
+        items.append(_knob(host, "limits.cpu.allowance", 0, str(weight)))
     processes = cfg.get("limits.processes", "")
     if processes:
-        items.append(
-            ("lxc.cgroup2.pids.max", processes) if v2 else ("lxc.cgroup.pids.max", processes)
-        )
+        items.append(_knob(host, "limits.processes", 0, processes))
     return items
 
 
 def limit_resets(cfg: dict[str, str], keys: set[str], host: HostFacts) -> Items:
-    """cgroup items that lift the limits among ``keys`` that ``cfg`` no longer sets."""
+    """cgroup items that lift the limits among ``keys`` that ``cfg`` no longer sets, so that a
+    live update which removes a key leaves the instance as if it had never been set."""
     v2 = host.cgroup == "v2"
-    prefix = "lxc.cgroup2." if v2 else "lxc.cgroup."
-    unlimited = {
-        "limits.memory": ("memory.max", "max") if v2 else ("memory.limit_in_bytes", "-1"),
-        "limits.cpu": ("cpuset.cpus", f"0-{host.cpus - 1}"),
-        "limits.processes": ("pids.max", "max"),
-    }
-    return [
-        (prefix + item, value)
-        for key, (item, value) in unlimited.items()
-        if key in keys and not cfg.get(key)
-    ]
+    resets: Items = []
+    for key in sorted(keys & LIMIT_KEYS):
+        if cfg.get(key):
+            continue
+        for v1_name, v1_free, v2_name, v2_free in _KNOBS[key]:
+            if v1_name == "cpuset.cpus":
+                v1_free = v2_free = f"0-{host.cpus - 1}"
+            resets.append(
+                ("lxc.cgroup2." + v2_name, v2_free) if v2 else ("lxc.cgroup." + v1_name, v1_free)
+            )
+    return resets
+
+
+def extras(cfg: dict[str, str], nesting_conf: Path) -> Items:
+    """prlimits, namespaced sysctls and nesting."""
+    items: Items = []
+    for key, value in sorted(cfg.items()):
+        if key.startswith("limits.kernel."):
+            items.append(("lxc.prlimit." + key.removeprefix("limits.kernel."), value))
+        elif key.startswith("linux.sysctl."):
+            items.append(("lxc.sysctl." + key.removeprefix("linux.sysctl."), value))
+    if parse_bool(cfg.get("security.nesting", "false")):
+        items.append(("lxc.include", str(nesting_conf)))
+    return items
 
 
 def parse_raw_lxc(text: str) -> Items:

@@ -509,6 +509,10 @@ class InstanceService:
     async def delete(self, row: q.InstanceRow) -> Operation:
         if (await self.status(row)).status != StatusCode.STOPPED:
             raise BadRequest("Instance is running")
+        if parse_bool(self.expand(row)[0].get("security.protection.delete", "false")):
+            raise BadRequest(
+                "Instance is protected from deletion: unset security.protection.delete first"
+            )
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
@@ -533,15 +537,17 @@ class InstanceService:
 
     # -- daemon start -----------------------------------------------------------------------
 
-    async def readopt(self) -> None:
-        """After a (re)start of stapesd: link every instance, leave running ones running, and
-        start those that were running before the host went down (or have boot.autostart)."""
+    async def readopt(self) -> list[q.InstanceRow]:
+        """After a (re)start of stapesd: link every instance and leave running ones running.
+        Returns, in start order, the stopped instances that should start now: those with
+        boot.autostart, or (without the key) those that were running when the host went down."""
+        to_start: list[tuple[int, q.InstanceRow]] = []
         for row in q.list_instances(self.db, None):
             spec = self.spec(row)
             driver = self.drivers.get(row.type)
             try:
                 await driver.adopt(spec)
-                status = (await driver.status(spec)).status
+                state = await driver.status(spec)
             except Exception:
                 log.exception("could not re-adopt instance %s", row.name)
                 continue
@@ -551,16 +557,55 @@ class InstanceService:
                 if autostart is not None
                 else row.config.get("volatile.last_state.power") == "RUNNING"
             )
-            if status == StatusCode.STOPPED and wanted:
-                try:
-                    await self._start(row)
-                except Exception:
-                    log.exception("could not start instance %s at daemon start", row.name)
-            elif status != StatusCode.STOPPED:
+            if state.status == StatusCode.STOPPED and wanted:
+                to_start.append((int(spec.config.get("boot.autostart.priority", "0")), row))
+            elif state.status != StatusCode.STOPPED:
                 log.info("re-adopted running instance %s", row.name)
-                self.watcher.watch(row.project, row.name, (await driver.status(spec)).pid)
+                self.watcher.watch(row.project, row.name, state.pid)
             elif row.config.get("volatile.last_state.power") == "RUNNING":
                 await self._set_power(row, "STOPPED")
+        return [row for _, row in sorted(to_start, key=lambda item: -item[0])]
+
+    async def autostart(self, rows: list[q.InstanceRow]) -> None:
+        """Start instances one after the other, waiting boot.autostart.delay after each."""
+        for row in rows:
+            try:
+                async with self.locks(row.project, row.name):
+                    current = self.get(row.project, row.name)
+                    await self._start(current)
+            except Exception:
+                log.exception("could not start instance %s at daemon start", row.name)
+                continue
+            delay = int(self.expand(row)[0].get("boot.autostart.delay", "0"))
+            if delay:
+                await asyncio.sleep(delay)
+
+    async def shutdown_host(self) -> None:
+        """The host is going down: stop running instances cleanly, highest boot.stop.priority
+        first, each within its boot.host_shutdown_timeout (then forced). Their last power state
+        stays RUNNING, so they start again with the host."""
+        running: list[tuple[int, q.InstanceRow]] = []
+        for row in q.list_instances(self.db, None):
+            if (await self.status(row)).status != StatusCode.STOPPED:
+                config = self.expand(row)[0]
+                running.append((int(config.get("boot.stop.priority", "0")), row))
+        for _, row in sorted(running, key=lambda item: -item[0]):
+            spec = self.spec(row)
+            driver = self.drivers.get(row.type)
+            timeout = int(spec.config.get("boot.host_shutdown_timeout", "30"))
+            self.watcher.unwatch(row.project, row.name)
+            async with self.locks(row.project, row.name):
+                try:
+                    await driver.stop(spec, force=False, timeout=timeout)
+                except Exception:
+                    log.warning(
+                        "instance %s did not stop within %ss: forcing it", row.name, timeout
+                    )
+                    with contextlib.suppress(Exception):
+                        await driver.stop(spec, force=True, timeout=0)
+            self.events.lifecycle(
+                InstanceAction.SHUTDOWN, url(row.name, row.project), project=row.project
+            )
 
     async def _init_exited(self, project: str, name: str) -> None:
         """An instance's init exited without the daemon stopping it: record it and tell."""

@@ -11,6 +11,7 @@ import signal
 from aiohttp import web
 
 from stapes.db.connection import Database
+from stapes.db.instances import InstanceRow
 from stapes.db.projects import ensure_profile, ensure_project
 from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
@@ -76,7 +77,8 @@ def build_state(paths: Paths) -> State:
     )
 
 
-async def initialise(st: State) -> None:
+async def initialise(st: State) -> list[InstanceRow]:
+    """Database defaults, pools, and re-adoption; returns the instances to autostart."""
     with st.db.transaction():
         ensure_project(st.db, "default", "Default Stapes project", DEFAULT_PROJECT_CONFIG)
     await st.pools.ensure_default()
@@ -90,13 +92,13 @@ async def initialise(st: State) -> None:
         )
     for leftover in st.paths.images.glob("upload-*"):
         leftover.unlink(missing_ok=True)
-    await st.instances.readopt()
+    return await st.instances.readopt()
 
 
 async def serve(paths: Paths) -> None:
     st = build_state(paths)
     logging.getLogger("stapes").addHandler(EventLogHandler(st.events))
-    await initialise(st)
+    to_start = await initialise(st)
     app = web.Application(middlewares=[error_middleware], client_max_size=0)
     app[STATE] = st
     register(app)
@@ -109,12 +111,22 @@ async def serve(paths: Paths) -> None:
     os.chmod(paths.socket, 0o660)
     log.info("stapesd listening on %s", paths.socket)
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    autostart = loop.create_task(st.instances.autostart(to_start))
+    stop = asyncio.Event()
+    host_shutdown = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGPWR, host_shutdown.set)
+    host_down = loop.create_task(host_shutdown.wait())
     try:
-        await stop.wait()
+        await asyncio.wait(
+            {loop.create_task(stop.wait()), host_down}, return_when=asyncio.FIRST_COMPLETED
+        )
+        autostart.cancel()
+        if host_down.done():
+            log.info("host shutdown (SIGPWR): stopping instances")
+            await st.instances.shutdown_host()
     finally:
         log.info("stapesd shutting down (instances keep running)")
         st.events.close()

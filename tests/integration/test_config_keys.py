@@ -1,0 +1,155 @@
+"""Instance config keys applied for real: cgroup limits, prlimits, sysctls, nesting, protection,
+kernel modules, autostart order and host shutdown."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def _cg(controller: str, name: str, knob: str) -> Path:
+    path = CGROUP / controller / f"lxc.payload.{name}" / knob
+    if not path.exists():
+        pytest.skip(f"this host has no cgroup v1 {controller} controller at {path.parent}")
+    return path
+
+
+def test_cpu_and_memory_limits(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch(
+        busybox,
+        config={
+            "limits.cpu.allowance": "25ms/100ms",
+            "limits.memory": "96MiB",
+            "limits.memory.enforce": "soft",
+            "limits.memory.swap": "false",
+        },
+    )
+    try:
+        assert _cg("cpu", name, "cpu.cfs_quota_us").read_text().strip() == "25000"
+        assert _cg("cpu", name, "cpu.cfs_period_us").read_text().strip() == "100000"
+        soft = _cg("memory", name, "memory.soft_limit_in_bytes").read_text().strip()
+        assert int(soft) == 96 * 1024 * 1024
+        assert _cg("memory", name, "memory.swappiness").read_text().strip() == "0"
+        # live: a relative share instead of the quota
+        assert (
+            daemon.request(
+                "PATCH", f"/1.0/instances/{name}", {"config": {"limits.cpu.allowance": "50%"}}
+            ).status
+            == 200
+        )
+        assert _cg("cpu", name, "cpu.shares").read_text().strip() == "512"
+        assert _cg("cpu", name, "cpu.cfs_quota_us").read_text().strip() == "-1"
+    finally:
+        daemon.force_delete(name)
+
+
+def test_prlimit_sysctl_and_nesting(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch(
+        busybox,
+        config={
+            "limits.kernel.nofile": "321",
+            "linux.sysctl.net.ipv4.ip_forward": "1",
+            "security.nesting": "true",
+        },
+    )
+    try:
+        out = daemon.cli(
+            "exec", name, "--", "sh", "-c", "ulimit -n; cat /proc/sys/net/ipv4/ip_forward"
+        ).stdout
+        assert out.split() == ["321", "1"]
+    finally:
+        daemon.force_delete(name)
+
+
+def test_protection_delete(daemon: Daemon, busybox: str) -> None:
+    name = unique("prot")
+    daemon.ok(
+        daemon.request(
+            "POST",
+            "/1.0/instances",
+            {
+                "name": name,
+                "source": {"type": "image", "alias": busybox},
+                "config": {"security.protection.delete": "true"},
+            },
+        )
+    )
+    refused = daemon.request("DELETE", f"/1.0/instances/{name}")
+    assert refused.status == 400 and "security.protection.delete" in refused.json()["error"]
+    daemon.request(
+        "PATCH", f"/1.0/instances/{name}", {"config": {"security.protection.delete": "false"}}
+    )
+    daemon.ok(daemon.request("DELETE", f"/1.0/instances/{name}"))
+
+
+def test_missing_kernel_module_is_named(daemon: Daemon, busybox: str) -> None:
+    name = unique("mod")
+    daemon.ok(
+        daemon.request(
+            "POST",
+            "/1.0/instances",
+            {
+                "name": name,
+                "source": {"type": "image", "alias": busybox},
+                "config": {"linux.kernel_modules": "stapes_no_such_module"},
+            },
+        )
+    )
+    try:
+        result = daemon.wait(
+            daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
+        )
+        assert result.status == 400
+        assert "stapes_no_such_module" in result.json()["error"]
+    finally:
+        daemon.force_delete(name)
+
+
+def test_host_shutdown_and_autostart_order(daemon: Daemon, busybox: str) -> None:
+    first = daemon.launch(
+        busybox, config={"boot.autostart.priority": "10", "boot.stop.priority": "1"}
+    )
+    second = daemon.launch(
+        busybox, config={"boot.autostart.priority": "1", "boot.stop.priority": "10"}
+    )
+    off = daemon.launch(busybox, config={"boot.autostart": "false"})
+    try:
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGPWR)
+        daemon.proc.wait(120)
+        daemon.proc = None
+        log = daemon.log.read_text()
+        stops = [
+            line
+            for line in log.splitlines()
+            if "instance-shutdown" in line or "host shutdown" in line
+        ]
+        assert stops, "no host shutdown in the log"
+        daemon.start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            states = {
+                n: daemon.request("GET", f"/1.0/instances/{n}").metadata["status"]
+                for n in (first, second, off)
+            }
+            if states[first] == states[second] == "Running":
+                break
+            time.sleep(0.2)
+        assert states == {first: "Running", second: "Running", off: "Stopped"}
+        started = {
+            n: daemon.request("GET", f"/1.0/instances/{n}/state").metadata["started_at"]
+            for n in (first, second)
+        }
+        assert started[first] <= started[second]
+    finally:
+        for name in (first, second, off):
+            daemon.force_delete(name)
