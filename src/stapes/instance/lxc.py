@@ -252,24 +252,33 @@ class LxcDriver(InstanceDriver):
         return await self._call(start)
 
     async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None:
-        def stop() -> None:
+        """Stop through the lxc-stop tool, not the bindings: python-lxc keeps the GIL while
+        liblxc waits for a container to stop, which froze the whole daemon (and so kept it
+        from reaping exec'd processes, without which the container never finishes dying)."""
+
+        def prepare() -> None:
             c = self._container(spec)
             if not c.running:
                 raise BadRequest("The instance is already stopped")
             if c.state == "FROZEN":
                 c.unfreeze()
-            if force:
-                ok = c.stop()
-            else:
-                ok = _shutdown(c, timeout)
-                if not ok:
-                    raise InternalError(
-                        f"The instance did not shut down within {timeout}s; use force to stop it"
-                    )
-            if not ok or not c.wait("STOPPED", 30):
-                raise InternalError("Failed to stop the container")
 
-        await self._call(stop)
+        await self._call(prepare)
+        base = [
+            "lxc-stop",
+            "-P",
+            str(self.paths.containers),
+            "-n",
+            lxc_name(spec.project, spec.name),
+        ]
+        if force:
+            await run([*base, "-k"], timeout=120)
+        elif not await _shutdown(base, timeout):
+            raise InternalError(
+                f"The instance did not shut down within {timeout}s; use force to stop it"
+            )
+        if (await self.status(spec)).status != StatusCode.STOPPED:
+            raise InternalError("Failed to stop the container")
 
     def check_config(self, spec: InstanceSpec) -> None:
         self.config_items(spec)
@@ -375,7 +384,7 @@ class LxcDriver(InstanceDriver):
 SHUTDOWN_RESEND = 5
 
 
-def _shutdown(c: Any, timeout: int) -> bool:
+async def _shutdown(lxc_stop: list[str], timeout: int) -> bool:
     """Ask init to halt, again every few seconds: an init that has not yet set up its signal
     handlers (a container started a moment ago) ignores the first signal."""
     deadline = None if timeout < 0 else time.monotonic() + timeout
@@ -383,7 +392,11 @@ def _shutdown(c: Any, timeout: int) -> bool:
         left = SHUTDOWN_RESEND if deadline is None else deadline - time.monotonic()
         if left <= 0:
             return False
-        if c.shutdown(max(1, min(SHUTDOWN_RESEND, round(left)))):
+        wait = max(1, min(SHUTDOWN_RESEND, round(left)))
+        rc, _, _ = await run(
+            [*lxc_stop, "--nokill", "-t", str(wait)], check=False, timeout=wait + 30
+        )
+        if rc == 0:
             return True
 
 
