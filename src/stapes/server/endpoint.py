@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pydantic
 from aiohttp import web
@@ -84,6 +84,21 @@ async def body_as(request: web.Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object")
     return model.model_validate(data)
+
+
+async def patched(
+    request: web.Request, current: dict[str, Any], maps: tuple[str, ...], model: type[M]
+) -> M:
+    """PATCH semantics: the body's fields replace the current ones, except the ``maps``
+    (config, devices, properties) whose keys are merged into the current map."""
+    patch = await json_body(request)
+    if not isinstance(patch, dict):
+        raise BadRequest("Request body must be a JSON object")
+    merged = {**current, **patch}
+    for key in maps:
+        if isinstance(patch.get(key), dict):
+            merged[key] = {**current[key], **patch[key]}
+    return model.model_validate(merged)
 
 
 def check_etag(request: web.Request, current: object) -> None:

@@ -19,6 +19,7 @@ from stapes.server.endpoint import (
     check_etag,
     flag,
     json_body,
+    patched,
     project_of,
     recursion,
     state,
@@ -149,13 +150,7 @@ async def patch_image(request: web.Request) -> Result:
     row = st.images.get(project_of(request), request.match_info["fingerprint"])
     current = _writable(st.images.render(row))
     check_etag(request, current)
-    patch = await json_body(request)
-    if not isinstance(patch, dict):
-        raise BadRequest("Request body must be a JSON object")
-    merged = {**current, **patch}
-    if isinstance(patch.get("properties"), dict):
-        merged["properties"] = {**current["properties"], **patch["properties"]}
-    put = ImagePut.model_validate(merged)
+    put = await patched(request, current, ("properties",), ImagePut)
     st.images.update(row, put.public, put.auto_update, put.properties, put.profiles)
     return Sync()
 

@@ -16,7 +16,7 @@ from stapes.server.endpoint import (
     body_as,
     check_etag,
     flag,
-    json_body,
+    patched,
     project_of,
     recursion,
     state,
@@ -76,15 +76,7 @@ async def patch_instance(request: web.Request) -> Result:
     st = state(request)
     row = st.instances.get(project_of(request), request.match_info["name"])
     check_etag(request, st.instances.writable(row))
-    patch = await json_body(request)
-    if not isinstance(patch, dict):
-        raise BadRequest("Request body must be a JSON object")
-    current = st.instances.writable(row)
-    merged = {**current, **patch}
-    for key in ("config", "devices"):
-        if isinstance(patch.get(key), dict):
-            merged[key] = {**current[key], **patch[key]}
-    put = InstancePut.model_validate(merged)
+    put = await patched(request, st.instances.writable(row), ("config", "devices"), InstancePut)
     async with st.locks(row.project, row.name):
         await st.instances.apply_update(st.instances.get(row.project, row.name), put)
     return Sync()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from stapes.api.errors import BadRequest
 from stapes.api.profile import ProfilePost, ProfilePut, ProfilesPost
 from stapes.instance.profiles import profile_url
 from stapes.server.endpoint import (
@@ -12,7 +11,7 @@ from stapes.server.endpoint import (
     Endpoint,
     body_as,
     check_etag,
-    json_body,
+    patched,
     project_of,
     recursion,
     state,
@@ -54,14 +53,7 @@ async def patch_profile(request: web.Request) -> Result:
     row = profiles.get(project_of(request), request.match_info["name"])
     current = profiles.writable(row)
     check_etag(request, current)
-    patch = await json_body(request)
-    if not isinstance(patch, dict):
-        raise BadRequest("Request body must be a JSON object")
-    merged = {**current, **patch}
-    for key in ("config", "devices"):
-        if isinstance(patch.get(key), dict):
-            merged[key] = {**current[key], **patch[key]}
-    await profiles.update(row, ProfilePut.model_validate(merged))
+    await profiles.update(row, await patched(request, current, ("config", "devices"), ProfilePut))
     return Sync()
 
 
