@@ -22,9 +22,6 @@ class WireModel(BaseModel):
             return {k: v for k, v in data.items() if v is not None}
         return data
 
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
 
 class StatusCode(IntEnum):
     """Incus status codes for operations, instances and envelopes."""
@@ -84,9 +81,3 @@ def timestamp(when: datetime | None) -> str:
     if when is None:
         return ZERO_TIME
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_timestamp(text: str) -> datetime | None:
-    if not text or text.startswith("0001-01-01"):
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +68,3 @@ def probe() -> HostCaps:
         kernel_version=platform.release(),
         architecture=platform.machine(),
     )
-
-
-def have_binary(name: str) -> bool:
-    return shutil.which(name) is not None

@@ -43,10 +43,6 @@ class Paths:
     def logs(self) -> Path:
         return self.root / "logs"
 
-    @property
-    def daemon_log(self) -> Path:
-        return self.logs / "stapesd.log"
-
     def instance_logs(self, name: str) -> Path:
         return self.logs / name
 
