@@ -65,6 +65,24 @@ class Connection:
             return RemoteError(f"stapesd is not running: no socket at {self.socket_path}", 503)
         return RemoteError(f"Cannot reach stapesd at {self.socket_path}: {exc}", 503)
 
+    def _exchange(
+        self, method: str, path: str, body: Body, headers: dict[str, str]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One HTTP exchange: (status, body, headers). A kept-alive connection the daemon
+        closed is retried once on a fresh one, unless the body was a stream now consumed."""
+        for attempt in (1, 2):
+            if self._http is None:
+                self._http = _UnixHTTPConnection(self.socket_path)
+            try:
+                self._http.request(method, path, body=body, headers=headers)
+                resp = self._http.getresponse()
+                return resp.status, resp.read(), dict(resp.getheaders())
+            except (ConnectionError, http.client.HTTPException, OSError) as exc:
+                self.close()
+                if attempt == 2 or not (body is None or isinstance(body, bytes)):
+                    raise self._unreachable(exc) from None
+        raise AssertionError("unreachable")
+
     def raw(
         self,
         method: str,
@@ -82,27 +100,15 @@ class Connection:
             headers["Content-Type"] = "application/json"
         if params:
             path = f"{path}?{urlencode(params)}"
-        for attempt in (1, 2):
-            if self._http is None:
-                self._http = _UnixHTTPConnection(self.socket_path)
-            try:
-                self._http.request(method, path, body=body, headers=headers)
-                resp = self._http.getresponse()
-                text = resp.read().decode(errors="replace")
-                break
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                self.close()
-                # A kept-alive connection the daemon closed: retry once on a fresh one,
-                # unless the body was a stream that is now consumed.
-                if attempt == 2 or not (body is None or isinstance(body, bytes)):
-                    raise self._unreachable(exc) from None
+        status, data, answer_headers = self._exchange(method, path, body, headers)
+        text = data.decode(errors="replace")
         try:
             envelope = json.loads(text)
         except json.JSONDecodeError:
             raise RemoteError(
-                f"Unexpected answer from the daemon ({resp.status}): {text[:200]}", resp.status
+                f"Unexpected answer from the daemon ({status}): {text[:200]}", status
             ) from None
-        return resp.status, envelope, resp.getheader("ETag", "").strip('"')
+        return status, envelope, answer_headers.get("ETag", "").strip('"')
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         _, envelope, _ = self.raw(method, path, **kwargs)
@@ -110,22 +116,14 @@ class Connection:
 
     def get_bytes(self, path: str) -> tuple[bytes, dict[str, str]]:
         """A raw (non-envelope) GET: the body and the headers. An error envelope raises."""
-        if self._http is None:
-            self._http = _UnixHTTPConnection(self.socket_path)
-        try:
-            self._http.request("GET", path)
-            resp = self._http.getresponse()
-            data = resp.read()
-        except OSError as exc:
-            self.close()
-            raise self._unreachable(exc) from None
-        if resp.status != 200:
+        status, data, headers = self._exchange("GET", path, None, {})
+        if status != 200:
             try:
                 unwrap(json.loads(data))
             except (json.JSONDecodeError, AttributeError):
                 pass
-            raise RemoteError(f"GET {path} answered {resp.status}", resp.status)
-        return data, dict(resp.getheaders())
+            raise RemoteError(f"GET {path} answered {status}", status)
+        return data, headers
 
     def websocket(self, path: str) -> websocket.WebSocket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
