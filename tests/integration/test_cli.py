@@ -101,3 +101,31 @@ def test_operation_list_and_monitor(daemon: Daemon, busybox: str) -> None:
     assert any(op["description"] == "Creating instance" for op in ops)
     shown = daemon.cli("operation", "show", ops[0]["id"]).stdout
     assert ops[0]["id"] in shown
+
+
+def test_snapshot_copy_rename_verbs(daemon: Daemon, container: str) -> None:
+    daemon.cli("snapshot", "create", container, "first")
+    daemon.cli("snapshot", "create", container)
+    listing = daemon.cli("snapshot", "list", container, "-f", "csv").stdout
+    assert [line.split(",")[0] for line in listing.splitlines()] == ["first", "snap0"]
+    daemon.cli("snapshot", "rename", container, "first", "base")
+    assert "name: base" in daemon.cli("snapshot", "show", container, "base").stdout
+    daemon.cli("exec", container, "--", "touch", "/root/after")
+    daemon.cli("snapshot", "restore", container, "base")
+    gone = daemon.cli("exec", container, "--", "ls", "/root/after", check=False)
+    assert gone.returncode != 0
+    assert "base" in daemon.cli("info", container).stdout.split("Snapshots:")[1]
+
+    copy, moved = unique("cp"), unique("mv")
+    try:
+        daemon.cli("copy", f"{container}/base", copy)
+        daemon.cli("move", copy, moved)
+        listing = daemon.cli("list", "-f", "csv").stdout
+        assert f"{moved},STOPPED" in listing and copy not in listing
+        missing = daemon.cli("snapshot", "delete", container, "nope", check=False)
+        assert missing.returncode == 1 and "nope" in missing.stderr
+    finally:
+        daemon.force_delete(copy)
+        daemon.force_delete(moved)
+    daemon.cli("snapshot", "delete", container, "base", "snap0")
+    assert daemon.cli("snapshot", "list", container, "-f", "csv").stdout == ""

@@ -87,3 +87,25 @@ def test_incus_profiles_and_config(incus, container: str) -> None:  # type: igno
     incus("profile", "rename", profile, profile + "r")
     incus("profile", "delete", profile + "r")
     assert profile not in incus("profile", "list", "--format", "csv").stdout
+
+
+def test_incus_snapshots_copy_and_refresh(incus, daemon: Daemon, container: str) -> None:  # type: ignore[no-untyped-def]
+    incus("snapshot", "create", container, "s0")
+    incus("exec", container, "--", "touch", "/root/later")
+    listing = incus("snapshot", "list", container, "--format", "csv").stdout
+    assert listing.startswith("s0,")
+    incus("snapshot", "restore", container, "s0")
+    assert incus("exec", container, "--", "ls", "/root/later", check=False).returncode != 0
+    copy = unique("icp")
+    try:
+        incus("copy", container, copy)
+        assert incus("snapshot", "list", copy, "--format", "csv").stdout.startswith("s0,")
+        incus("exec", container, "--", "touch", "/root/fresh")
+        incus("copy", container, copy, "--refresh")
+        incus("start", copy)
+        assert incus("exec", copy, "--", "ls", "/root/fresh").returncode == 0
+        incus("snapshot", "rename", container, "s0", "s1")
+        incus("snapshot", "delete", container, "s1")
+        assert incus("snapshot", "list", container, "--format", "csv").stdout == ""
+    finally:
+        incus("delete", copy, "--force", check=False)

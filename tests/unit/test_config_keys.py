@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from stapes.api.errors import BadRequest
-from stapes.config.keys import validate_instance_config
+from stapes.config.keys import effective_config, validate_instance_config
 from stapes.config.validate import parse_cpuset, parse_size
 
 
@@ -32,6 +32,7 @@ def test_known_and_free_form_keys_pass() -> None:
         ({"limits.processes": "-1"}, "limits.processes"),
         ({"security.privileged": "perhaps"}, "security.privileged"),
         ({"volatile.uuid": "mine"}, "volatile.uuid"),
+        ({"volatile.made.up": "x"}, "volatile.made.up"),
     ],
 )
 def test_bad_keys_are_named(config: dict[str, str], named: str) -> None:
@@ -41,6 +42,25 @@ def test_bad_keys_are_named(config: dict[str, str], named: str) -> None:
 
 def test_unchanged_volatile_keys_are_accepted() -> None:
     validate_instance_config({"volatile.uuid": "u"}, "container", current={"volatile.uuid": "u"})
+
+
+def test_known_volatile_keys_are_accepted_as_in_incus() -> None:
+    validate_instance_config(
+        {"volatile.uuid": "0b1c2f0e-7a89-4c7e-9a8e-1a2b3c4d5e6f", "volatile.idmap.base": "5"},
+        "container",
+    )
+    with pytest.raises(BadRequest, match="profile"):
+        validate_instance_config({"volatile.uuid": "0b1c2f0e-7a89-4c7e-9a8e-1a2b3c4d5e6f"}, None)
+
+
+def test_stapesd_keeps_its_own_volatile_keys() -> None:
+    current = {"volatile.idmap.base": "1000000", "volatile.uuid": "a", "user.x": "1"}
+    sent = {"volatile.idmap.base": "5", "volatile.uuid": "b", "user.y": "2"}
+    assert effective_config(sent, current) == {
+        "volatile.idmap.base": "1000000",
+        "volatile.uuid": "b",
+        "user.y": "2",
+    }
 
 
 def test_container_only_keys() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
@@ -81,3 +82,18 @@ def timestamp(when: datetime | None) -> str:
     if when is None:
         return ZERO_TIME
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """An RFC 3339 timestamp from a client (nanoseconds allowed); None for Go's zero time.
+    Raises ValueError when it is not one."""
+    if not text or text.startswith("0001-01-01"):
+        return None
+    cleaned = _FRACTION.sub(lambda m: "." + m[1][:6].ljust(6, "0"), text.strip(), count=1)
+    when = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when

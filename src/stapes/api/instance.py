@@ -19,6 +19,11 @@ class InstanceSource(WireModel):
     server: str = ""
     protocol: str = ""
     allow_inconsistent: bool = False
+    source: str = ""
+    """For type copy: the instance (``c1``) or snapshot (``c1/snap0``) to copy."""
+    project: str = ""
+    instance_only: bool = False
+    refresh: bool = False
 
 
 class InstancePut(WireModel):
@@ -31,6 +36,8 @@ class InstancePut(WireModel):
     profiles: list[str] | None = None
     stateful: bool = False
     description: str = ""
+    restore: str = ""
+    """PUT only: the name of a snapshot to restore instead of an update."""
 
 
 class InstancesPost(InstancePut):
@@ -49,6 +56,25 @@ class InstancePost(WireModel):
     name: str = ""
     migration: bool = False
     live: bool = False
+
+
+class InstanceSnapshotsPost(WireModel):
+    name: str = ""
+    stateful: bool = False
+    expires_at: str | None = None
+    """None: snapshots.expiry applies; Go's zero time: never expires."""
+
+
+class InstanceSnapshotPost(WireModel):
+    """Body of POST /1.0/instances/{name}/snapshots/{snap}: rename."""
+
+    name: str = ""
+    migration: bool = False
+    live: bool = False
+
+
+class InstanceSnapshotPut(WireModel):
+    expires_at: str = ""
 
 
 class InstanceStatePut(WireModel):

@@ -17,6 +17,11 @@ class InstanceAction(StrEnum):
     RENAMED = "instance-renamed"
     UPDATED = "instance-updated"
     EXEC = "instance-exec"
+    RESTORED = "instance-restored"
+    SNAPSHOT_CREATED = "instance-snapshot-created"
+    SNAPSHOT_DELETED = "instance-snapshot-deleted"
+    SNAPSHOT_RENAMED = "instance-snapshot-renamed"
+    SNAPSHOT_UPDATED = "instance-snapshot-updated"
 
 
 class ImageAction(StrEnum):

@@ -33,6 +33,10 @@ COMMAND_MODULES = {
     "profile": "profile",
     "config": "config",
     "file": "file",
+    "snapshot": "snapshot",
+    "copy": "copy",
+    "move": "copy",
+    "rename": "copy",
 }
 
 

@@ -126,6 +126,43 @@ class InstanceServer:
     def delete_instance(self, name: str) -> RemoteOperation:
         return self._op("DELETE", f"/1.0/instances/{_q(name)}")
 
+    # snapshots
+    def snapshots(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.conn.request(
+            "GET", f"/1.0/instances/{_q(name)}/snapshots", params={"recursion": "1"}
+        )
+        return result
+
+    def snapshot(self, name: str, snap: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.conn.request(
+            "GET", f"/1.0/instances/{_q(name)}/snapshots/{_q(snap)}"
+        )
+        return result
+
+    def create_snapshot(
+        self, name: str, snap: str = "", *, expires_at: str | None = None
+    ) -> RemoteOperation:
+        body: dict[str, Any] = {"name": snap}
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        return self._op("POST", f"/1.0/instances/{_q(name)}/snapshots", json_body=body)
+
+    def rename_snapshot(self, name: str, snap: str, new_name: str) -> RemoteOperation:
+        return self._op(
+            "POST",
+            f"/1.0/instances/{_q(name)}/snapshots/{_q(snap)}",
+            json_body={"name": new_name},
+        )
+
+    def update_snapshot(self, name: str, snap: str, put: dict[str, Any]) -> RemoteOperation:
+        return self._op("PUT", f"/1.0/instances/{_q(name)}/snapshots/{_q(snap)}", json_body=put)
+
+    def delete_snapshot(self, name: str, snap: str) -> RemoteOperation:
+        return self._op("DELETE", f"/1.0/instances/{_q(name)}/snapshots/{_q(snap)}")
+
+    def restore_snapshot(self, name: str, snap: str) -> RemoteOperation:
+        return self._op("PUT", f"/1.0/instances/{_q(name)}", json_body={"restore": snap})
+
     def exec(self, name: str, body: dict[str, Any]) -> RemoteOperation:
         return self._op("POST", f"/1.0/instances/{_q(name)}/exec", json_body=body)
 

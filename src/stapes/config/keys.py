@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stapes.api.errors import BadRequest
+from stapes.config import snapshots
 from stapes.config import validate as v
 
 CONTAINER = frozenset({"container"})
@@ -84,6 +85,25 @@ INSTANCE_KEYS: dict[str, Key] = {
     "security.protection.delete": Key(
         v.is_bool, "false", live=True, help="Refuse to delete the instance"
     ),
+    "snapshots.schedule": Key(
+        snapshots.is_schedule,
+        live=True,
+        help="When to snapshot: a cron expression (0 3 * * *) or aliases (@hourly, @daily...)",
+    ),
+    "snapshots.schedule.stopped": Key(
+        v.is_bool, "false", live=True, help="Whether scheduled snapshots include stopped instances"
+    ),
+    "snapshots.pattern": Key(
+        v.any_value,
+        "snap%d",
+        live=True,
+        help="Name of new snapshots: %d is a counter, {{ creation_date|date:'2006-01-02' }} a date",
+    ),
+    "snapshots.expiry": Key(
+        snapshots.is_expiry,
+        live=True,
+        help="Lifetime of new snapshots, e.g. 1w 2d (M, H, d, w, m, y)",
+    ),
 }
 
 FREE_PREFIXES: dict[str, Key] = {
@@ -98,6 +118,54 @@ FREE_PREFIXES: dict[str, Key] = {
 
 VOLATILE_PREFIX = "volatile."
 
+VOLATILE_KEYS: dict[str, Key] = {
+    "volatile.uuid": Key(v.is_uuid, live=True, help="The instance's UUID"),
+    "volatile.uuid.generation": Key(
+        v.is_uuid, live=True, help="Changes when the instance goes back in time (restore, copy)"
+    ),
+    "volatile.base_image": Key(help="Fingerprint of the image the instance was created from"),
+    "volatile.last_state.power": Key(help="Power state at the last daemon stop (stapesd's)"),
+    "volatile.last_state.idmap": Key(help="The idmap of the last start (stapesd's)"),
+    "volatile.idmap.base": Key(help="First host id of the idmap (stapesd's)"),
+    "volatile.idmap.current": Key(help="The idmap the rootfs is shifted to (stapesd's)"),
+    "volatile.idmap.next": Key(help="The idmap of the next start (stapesd's)"),
+}
+"""The volatile keys Incus knows. As in Incus a client may send them (``config edit`` and
+``copy --refresh`` send them back); the first three are stored, the others record host state
+that only stapesd changes, so a value sent for them is accepted and not applied."""
+
+USER_WRITABLE_VOLATILE = frozenset(
+    {"volatile.uuid", "volatile.uuid.generation", "volatile.base_image"}
+)
+
+
+def effective_config(requested: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """The config to store for an update: the request, with stapesd's own volatile keys kept."""
+    merged = {
+        k: val
+        for k, val in requested.items()
+        if not k.startswith(VOLATILE_PREFIX) or k in USER_WRITABLE_VOLATILE
+    }
+    merged.update(
+        {
+            k: val
+            for k, val in current.items()
+            if k.startswith(VOLATILE_PREFIX) and k not in USER_WRITABLE_VOLATILE
+        }
+    )
+    return merged
+
+
+def default(key: str) -> str:
+    """The table's default for a key (empty when it has none)."""
+    spec = INSTANCE_KEYS.get(key)
+    return spec.default if spec is not None else ""
+
+
+def value_of(config: dict[str, str], key: str) -> str:
+    """A key's value in an (expanded) config, or the table's default."""
+    return config.get(key) or default(key)
+
 
 def lookup(key: str) -> Key | None:
     if key in INSTANCE_KEYS:
@@ -111,19 +179,27 @@ def lookup(key: str) -> Key | None:
 def validate_instance_config(
     config: dict[str, str], instance_type: str | None, current: dict[str, str] | None = None
 ) -> None:
-    """Refuse unknown keys, bad values and user-set volatile keys, naming the key.
+    """Refuse unknown keys and bad values, naming the key.
 
     ``current`` is the stored config: volatile keys sent back unchanged (as ``config edit``
-    does) are accepted. ``instance_type`` None (profiles) accepts keys of any type."""
+    does) are accepted as they are. ``instance_type`` None (profiles) accepts keys of any
+    type."""
     current = current or {}
     for key, value in config.items():
         if not isinstance(value, str):
             raise BadRequest(f"Invalid value for config key {key!r}: values must be strings")
         if key.startswith(VOLATILE_PREFIX):
-            if current.get(key) != value:
-                raise BadRequest(
-                    f"Config key {key!r} is read-only: volatile keys belong to stapesd"
-                )
+            if instance_type is None:
+                raise BadRequest(f"Config key {key!r}: volatile keys cannot be set in a profile")
+            if current.get(key) == value:
+                continue
+            volatile = VOLATILE_KEYS.get(key)
+            if volatile is None:
+                raise BadRequest(f"Unknown configuration key: {key}")
+            try:
+                volatile.validator(value)
+            except ValueError as exc:
+                raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None
             continue
         spec = lookup(key)
         if spec is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 
 Validator = Callable[[str], None]
@@ -139,3 +140,10 @@ _PRLIMIT = re.compile(r"^(unlimited|\d+)(:(unlimited|\d+))?$")
 def is_prlimit(value: str) -> None:
     if not _PRLIMIT.match(value):
         raise ValueError(f"{value!r} is not a limit (N, unlimited, or SOFT:HARD)")
+
+
+def is_uuid(value: str) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a UUID") from None

@@ -68,6 +68,11 @@ def find_instance(db: Database, project: str, name: str) -> InstanceRow | None:
     return _row(r) if r else None
 
 
+def find_instance_by_id(db: Database, instance_id: int) -> InstanceRow | None:
+    r = db.one(_SELECT + " WHERE instances.id = ?", (instance_id,))
+    return _row(r) if r else None
+
+
 def get_instance(db: Database, project: str, name: str) -> InstanceRow:
     row = find_instance(db, project, name)
     if row is None:

@@ -83,15 +83,20 @@ def list_profiles(db: Database, project: str) -> list[ProfileRow]:
     ]
 
 
-def get_profile(db: Database, project: str, name: str) -> ProfileRow:
+def find_profile(db: Database, project: str, name: str) -> ProfileRow | None:
     r = db.one(
         "SELECT profiles.*, projects.name AS project FROM profiles JOIN projects "
         "ON projects.id = profiles.project_id WHERE projects.name = ? AND profiles.name = ?",
         (project, name),
     )
-    if r is None:
+    return None if r is None else _profile(r)
+
+
+def get_profile(db: Database, project: str, name: str) -> ProfileRow:
+    row = find_profile(db, project, name)
+    if row is None:
         raise NotFound(f"Profile {name!r} not found")
-    return _profile(r)
+    return row
 
 
 def create_profile(

@@ -95,7 +95,31 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1]
+def _v2(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE instance_snapshots (
+            id INTEGER PRIMARY KEY,
+            instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            architecture TEXT NOT NULL,
+            ephemeral INTEGER NOT NULL DEFAULT 0,
+            stateful INTEGER NOT NULL DEFAULT 0,
+            config TEXT NOT NULL DEFAULT '{}',
+            devices TEXT NOT NULL DEFAULT '{}',
+            profiles TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL DEFAULT '',
+            last_used_at TEXT NOT NULL DEFAULT '',
+            UNIQUE (instance_id, name)
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stapes.api.errors import BadRequest
+from stapes.config.keys import value_of
 from stapes.config.validate import parse_bool, parse_cpu_allowance, parse_cpuset, parse_size
 from stapes.host.idmap import IdMap
 
@@ -105,10 +106,10 @@ def limits(cfg: dict[str, str], host: HostFacts) -> Items:
         else:
             size = str(parse_size(memory))
         unlimited = "max" if v2 else "-1"
-        soft = cfg.get("limits.memory.enforce", "hard") == "soft"
+        soft = value_of(cfg, "limits.memory.enforce") == "soft"
         items.append(_knob(host, "limits.memory", 0, unlimited if soft else size))
         items.append(_knob(host, "limits.memory", 1, size if soft else unlimited))
-    if cfg.get("limits.memory.swap", "true") == "false":
+    if not parse_bool(value_of(cfg, "limits.memory.swap")):
         items.append(_knob(host, "limits.memory.swap", 0, "0"))
     cpu = cfg.get("limits.cpu", "")
     if cpu:
@@ -173,7 +174,7 @@ def extras(cfg: dict[str, str], nesting_conf: Path) -> Items:
             items.append(("lxc.prlimit." + key.removeprefix("limits.kernel."), value))
         elif key.startswith("linux.sysctl."):
             items.append(("lxc.sysctl." + key.removeprefix("linux.sysctl."), value))
-    if parse_bool(cfg.get("security.nesting", "false")):
+    if parse_bool(value_of(cfg, "security.nesting")):
         items.append(("lxc.include", str(nesting_conf)))
     return items
 
@@ -196,4 +197,4 @@ def render(items: Items) -> str:
 
 
 def privileged(cfg: dict[str, str]) -> bool:
-    return parse_bool(cfg.get("security.privileged", "false"))
+    return parse_bool(value_of(cfg, "security.privileged"))

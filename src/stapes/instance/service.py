@@ -10,7 +10,7 @@ import os
 import platform
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from stapes.api.base import StatusCode, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.instance import InstancePut, InstancesPost
 from stapes.api.lifecycle import InstanceAction
-from stapes.config.keys import VOLATILE_PREFIX, lookup, validate_instance_config
+from stapes.config.keys import effective_config, lookup, validate_instance_config, value_of
 from stapes.config.validate import parse_bool
 from stapes.db import instances as q
 from stapes.db.connection import Database
@@ -28,7 +28,7 @@ from stapes.host.idmap import IdMap, shift_tree
 from stapes.host.paths import Paths
 from stapes.images.formats import load_yaml, render_template, template_variables
 from stapes.images.store import ImageStore
-from stapes.instance import names
+from stapes.instance import copy, names
 from stapes.instance.driver import InstanceSpec, RuntimeState
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.watch import InitWatcher
@@ -82,15 +82,25 @@ class InstanceService:
         return q.list_instances(self.db, project)
 
     def expand(self, row: q.InstanceRow) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        return self.expand_parts(row.project, row.profiles, row.config, row.devices)
+
+    def expand_parts(
+        self,
+        project: str,
+        profiles: list[str],
+        local_config: dict[str, str],
+        local_devices: dict[str, dict[str, str]],
+    ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Profiles in order, then the instance's own config and devices on top."""
         config: dict[str, str] = {}
         devices: dict[str, dict[str, str]] = {}
-        for profile in row.profiles:
+        for profile in profiles:
             with contextlib.suppress(NotFound):
-                p = get_profile(self.db, row.project, profile)
+                p = get_profile(self.db, project, profile)
                 config.update(p.config)
                 devices.update(p.devices)
-        config.update(row.config)
-        devices.update(row.devices)
+        config.update(local_config)
+        devices.update(local_devices)
         return config, devices
 
     def spec(self, row: q.InstanceRow) -> InstanceSpec:
@@ -130,7 +140,6 @@ class InstanceService:
         full = self.render(row, state)
         full["backups"] = None
         full["state"] = render_state(state)
-        full["snapshots"] = None
         return full
 
     async def state(self, row: q.InstanceRow) -> dict[str, Any]:
@@ -184,6 +193,13 @@ class InstanceService:
         )
 
     async def create(self, req: InstancesPost, project: str) -> Operation:
+        source: copy.CopySource | None = None
+        if req.source.type == "copy":
+            get_project(self.db, project)
+            source = copy.resolve(self.db, req, project)
+            target = q.find_instance(self.db, project, req.name) if req.name else None
+            if target is not None and req.source.refresh:
+                return await self._refresh(source, target)
         # validate (pure)
         instance_type = req.type or "container"
         driver = self.drivers.get(instance_type)
@@ -191,11 +207,13 @@ class InstanceService:
         names.validate(name)
         profiles = ["default"] if req.profiles is None else req.profiles
         req.config = without_empty(req.config)
-        validate_instance_config(req.config, instance_type)
+        kept = {k: v for k, v in req.config.items() if k in copy.KEPT_VOLATILE and source}
+        validate_instance_config(req.config, instance_type, current=kept)
         self.check_devices(req.devices)
-        if req.source.type not in ("image", "none"):
+        if req.source.type not in ("image", "none", "copy"):
             raise BadRequest(
-                f"Instance source type {req.source.type!r} is not supported yet (use image or none)"
+                f"Instance source type {req.source.type!r} is not supported yet "
+                "(use image, copy or none)"
             )
         # prerequisites (read-only)
         get_project(self.db, project)
@@ -233,7 +251,7 @@ class InstanceService:
 
         async def act(op: Operation) -> None:
             async with self.locks(project, name):
-                await self._create(op, row, image, idmap, start=req.start)
+                await self._create(op, row, image, idmap, start=req.start, source=source)
 
         return self.operations.start(
             act,
@@ -250,6 +268,7 @@ class InstanceService:
         idmap: IdMap | None,
         *,
         start: bool,
+        source: copy.CopySource | None = None,
     ) -> None:
         undo: list[Undo] = []
         try:
@@ -280,6 +299,10 @@ class InstanceService:
                 await self.pools.instance_from_image(row.pool, volume, row.name)
                 op.progress("create_instance_from_image_unpack", 100, 0, "Unpacking image: 100%")
                 self.images.mark_used(image)
+            elif source is not None:
+                op.progress("create_instance_from_copy", 0, 0, f"Copying {source.label}")
+                await copy.copy_volume(self, source, row, idmap)
+                await copy.copy_snapshots(self, source, row)
             else:
                 path = await drv.create_volume("containers", row.name)
                 (path / "rootfs").mkdir(mode=0o755)
@@ -287,7 +310,12 @@ class InstanceService:
                     shift_tree(path / "rootfs", idmap.base)
             spec = self.spec(row)
             await asyncio.to_thread(
-                apply_templates, spec.volume, row.name, row.type, spec.config, "create"
+                apply_templates,
+                spec.volume,
+                row.name,
+                row.type,
+                spec.config,
+                "copy" if source is not None else "create",
             )
             driver = self.drivers.get(row.type)
             await driver.adopt(spec)
@@ -311,7 +339,7 @@ class InstanceService:
 
             undo.append(announce_removal)
             if start:
-                await self._start(row)
+                await self.start_unlocked(row)
         except BaseException:
             for step in reversed(undo):
                 try:
@@ -319,6 +347,25 @@ class InstanceService:
                 except Exception:
                     log.exception("undo of a failed create of %s failed", row.name)
             raise
+
+    async def _refresh(self, source: copy.CopySource, target: q.InstanceRow) -> Operation:
+        if (await self.status(target)).status != StatusCode.STOPPED:
+            raise BadRequest(f"Instance {target.name!r} is running: stop it to refresh it")
+
+        async def act(op: Operation) -> None:
+            async with self.locks(target.project, target.name):
+                current = self.get(target.project, target.name)
+                await copy.refresh(self, source, current)
+                self.events.lifecycle(
+                    InstanceAction.UPDATED, url(target.name, target.project), project=target.project
+                )
+
+        return self.operations.start(
+            act,
+            description="Refreshing instance",
+            project=target.project,
+            resources={"instances": [url(target.name, target.project)]},
+        )
 
     def _add_volatile(
         self, row: q.InstanceRow, image: ImageRow | None, idmap: IdMap | None
@@ -349,7 +396,8 @@ class InstanceService:
         with self.db.transaction():
             q.set_config_keys(self.db, row.id, values)
 
-    async def _start(self, row: q.InstanceRow) -> None:
+    async def start_unlocked(self, row: q.InstanceRow) -> None:
+        """Start an instance; the caller holds its lock."""
         driver = self.drivers.get(row.type)
         pid = await driver.start(self.spec(row))
         self.watcher.watch(row.project, row.name, pid)
@@ -361,12 +409,35 @@ class InstanceService:
             InstanceAction.STARTED, url(row.name, row.project), project=row.project
         )
 
-    async def _stop(self, row: q.InstanceRow, force: bool, timeout: int) -> None:
+    async def stop_unlocked(self, row: q.InstanceRow, force: bool, timeout: int) -> None:
+        """Stop an instance; the caller holds its lock."""
         self.watcher.unwatch(row.project, row.name)
         await self.drivers.get(row.type).stop(self.spec(row), force=force, timeout=timeout)
         await self._set_power(row, "STOPPED")
         action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
         self.events.lifecycle(action, url(row.name, row.project), project=row.project)
+
+    @contextlib.asynccontextmanager
+    async def frozen(self, row: q.InstanceRow) -> AsyncIterator[None]:
+        """Hold a running instance frozen (a consistent copy of its volume); thaw it after,
+        unless it was frozen already. A stopped instance is left alone."""
+        driver = self.drivers.get(row.type)
+        spec = self.spec(row)
+        status = (await driver.status(spec)).status
+        if status != StatusCode.RUNNING:
+            yield
+            return
+        await driver.freeze(spec)
+        self.events.lifecycle(
+            InstanceAction.PAUSED, url(row.name, row.project), project=row.project
+        )
+        try:
+            yield
+        finally:
+            await driver.unfreeze(spec)
+            self.events.lifecycle(
+                InstanceAction.RESUMED, url(row.name, row.project), project=row.project
+            )
 
     def change_state(self, row: q.InstanceRow, action: str, force: bool, timeout: int) -> Operation:
         descriptions = {
@@ -389,12 +460,12 @@ class InstanceService:
                 if action == "start":
                     if (await driver.status(spec)).status != StatusCode.STOPPED:
                         raise BadRequest("The instance is already running")
-                    await self._start(current)
+                    await self.start_unlocked(current)
                 elif action == "stop":
-                    await self._stop(current, force, timeout)
+                    await self.stop_unlocked(current, force, timeout)
                 elif action == "restart":
-                    await self._stop(current, force, timeout)
-                    await self._start(current)
+                    await self.stop_unlocked(current, force, timeout)
+                    await self.start_unlocked(current)
                     self.events.lifecycle(
                         InstanceAction.RESTARTED, url(row.name, row.project), project=row.project
                     )
@@ -424,9 +495,7 @@ class InstanceService:
         self.check_devices(put.devices)
         profiles = row.profiles if put.profiles is None else put.profiles
         self._check_profiles(row.project, profiles)
-        merged = {k: v for k, v in put.config.items() if not k.startswith(VOLATILE_PREFIX)}
-        merged.update({k: v for k, v in row.config.items() if k.startswith(VOLATILE_PREFIX)})
-        return merged
+        return effective_config(put.config, row.config)
 
     async def apply_update(self, row: q.InstanceRow, put: InstancePut) -> None:
         """Validate and store a new writable state; raise before changing anything."""
@@ -509,7 +578,7 @@ class InstanceService:
     async def delete(self, row: q.InstanceRow) -> Operation:
         if (await self.status(row)).status != StatusCode.STOPPED:
             raise BadRequest("Instance is running")
-        if parse_bool(self.expand(row)[0].get("security.protection.delete", "false")):
+        if parse_bool(value_of(self.expand(row)[0], "security.protection.delete")):
             raise BadRequest(
                 "Instance is protected from deletion: unset security.protection.delete first"
             )
@@ -558,7 +627,7 @@ class InstanceService:
                 else row.config.get("volatile.last_state.power") == "RUNNING"
             )
             if state.status == StatusCode.STOPPED and wanted:
-                to_start.append((int(spec.config.get("boot.autostart.priority", "0")), row))
+                to_start.append((int(value_of(spec.config, "boot.autostart.priority")), row))
             elif state.status != StatusCode.STOPPED:
                 log.info("re-adopted running instance %s", row.name)
                 self.watcher.watch(row.project, row.name, state.pid)
@@ -572,11 +641,11 @@ class InstanceService:
             try:
                 async with self.locks(row.project, row.name):
                     current = self.get(row.project, row.name)
-                    await self._start(current)
+                    await self.start_unlocked(current)
             except Exception:
                 log.exception("could not start instance %s at daemon start", row.name)
                 continue
-            delay = int(self.expand(row)[0].get("boot.autostart.delay", "0"))
+            delay = int(value_of(self.expand(row)[0], "boot.autostart.delay"))
             if delay:
                 await asyncio.sleep(delay)
 
@@ -588,11 +657,11 @@ class InstanceService:
         for row in q.list_instances(self.db, None):
             if (await self.status(row)).status != StatusCode.STOPPED:
                 config = self.expand(row)[0]
-                running.append((int(config.get("boot.stop.priority", "0")), row))
+                running.append((int(value_of(config, "boot.stop.priority")), row))
         for _, row in sorted(running, key=lambda item: -item[0]):
             spec = self.spec(row)
             driver = self.drivers.get(row.type)
-            timeout = int(spec.config.get("boot.host_shutdown_timeout", "30"))
+            timeout = int(value_of(spec.config, "boot.host_shutdown_timeout"))
             self.watcher.unwatch(row.project, row.name)
             async with self.locks(row.project, row.name):
                 try:

@@ -22,6 +22,7 @@ from stapes.instance.lxc import LxcDriver
 from stapes.instance.profiles import ProfileService
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.service import InstanceService
+from stapes.instance.snapshots import SnapshotService
 from stapes.server.events import EventBus, EventLogHandler
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operations
@@ -73,6 +74,7 @@ def build_state(paths: Paths) -> State:
         pools=pools,
         instances=instances,
         profiles=profiles,
+        snapshots=SnapshotService(instances),
         files=InstanceFiles(instances),
     )
 
@@ -113,6 +115,7 @@ async def serve(paths: Paths) -> None:
 
     loop = asyncio.get_running_loop()
     autostart = loop.create_task(st.instances.autostart(to_start))
+    schedule = loop.create_task(st.snapshots.run_schedule())
     stop = asyncio.Event()
     host_shutdown = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -124,6 +127,7 @@ async def serve(paths: Paths) -> None:
             {loop.create_task(stop.wait()), host_down}, return_when=asyncio.FIRST_COMPLETED
         )
         autostart.cancel()
+        schedule.cancel()
         if host_down.done():
             log.info("host shutdown (SIGPWR): stopping instances")
             await st.instances.shutdown_host()

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from stapes.instance.files import InstanceFiles
     from stapes.instance.profiles import ProfileService
     from stapes.instance.service import InstanceService
+    from stapes.instance.snapshots import SnapshotService
     from stapes.storage.pool import Pools
 
 
@@ -34,6 +35,7 @@ class State:
     pools: Pools
     instances: InstanceService
     profiles: ProfileService
+    snapshots: SnapshotService
     files: InstanceFiles
 
 

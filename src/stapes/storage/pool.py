@@ -119,20 +119,13 @@ class Pools:
     async def _make_spare(self, pool: str, image_volume: str) -> None:
         drv = self.driver(pool)
         spare = f"{image_volume}.spare"
-        partial = f"{spare}.partial"
         try:
             async with self._image_locks[(pool, image_volume)]:
                 if drv.volume_path("images", spare).exists():
                     return
                 if not drv.volume_path("images", image_volume).exists():
                     return
-                await drv.delete_volume("images", partial)
-                try:
-                    await drv.copy_volume("images", image_volume, "images", partial)
-                    await drv.move_volume("images", partial, "images", spare)
-                except BaseException:
-                    await drv.delete_volume("images", partial)
-                    raise
+                await drv.copy_volume("images", image_volume, "images", spare)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from stapes.api.errors import RemoteError
+from stapes.cli.commands import snapshot
 from stapes.cli.main import parse_key_values, run
-from stapes.cli.output import human_size
+from stapes.cli.output import human_size, print_rows
 from stapes.client.instance_server import InstanceServer
 
 
@@ -172,6 +173,10 @@ def _info(server: InstanceServer, name: str) -> None:
                         f"      IP address: {addr['address']}/{addr['netmask']} ({addr['scope']})"
                     )
     click.echo("\n".join(lines))
+    snaps = inst.get("snapshots") or []
+    if snaps:
+        click.echo("\nSnapshots:")
+        print_rows(snapshot.COLUMNS, snapshot.rows(snaps), snaps, "table")
 
 
 @click.command()

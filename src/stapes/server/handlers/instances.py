@@ -9,6 +9,7 @@ from aiohttp import web
 
 from stapes.api.errors import BadRequest
 from stapes.api.instance import InstancePost, InstancePut, InstancesPost
+from stapes.db.instances import InstanceRow
 from stapes.server import filter as api_filter
 from stapes.server.endpoint import (
     Action,
@@ -22,6 +23,7 @@ from stapes.server.endpoint import (
     state,
 )
 from stapes.server.response import Async, Result, Sync
+from stapes.server.state import State
 
 
 async def list_instances(request: web.Request) -> Result:
@@ -33,7 +35,7 @@ async def list_instances(request: web.Request) -> Result:
     if depth == 0 and flt is None:
         return Sync([_url(r.name, r.project) for r in rows])
     if depth >= 2:
-        rendered = await asyncio.gather(*(st.instances.render_full(r) for r in rows))
+        rendered = await asyncio.gather(*(_full(st, r) for r in rows))
     else:
         statuses = await asyncio.gather(*(st.instances.status(r) for r in rows))
         rendered = [st.instances.render(r, s) for r, s in zip(rows, statuses, strict=True)]
@@ -42,6 +44,14 @@ async def list_instances(request: web.Request) -> Result:
     if depth == 0:
         return Sync([_url(item["name"], item["project"]) for item in rendered])
     return Sync(rendered)
+
+
+async def _full(st: State, row: InstanceRow) -> dict[str, Any]:
+    """An instance with its state and snapshots (recursion 2 lists, recursion 1 gets)."""
+    full = await st.instances.render_full(row)
+    snaps = st.snapshots.list_snapshots(row)
+    full["snapshots"] = [st.snapshots.render(row, s) for s in snaps] or None
+    return full
 
 
 def _url(name: str, project: str) -> str:
@@ -58,7 +68,7 @@ async def get_instance(request: web.Request) -> Result:
     st = state(request)
     row = st.instances.get(project_of(request), request.match_info["name"])
     if recursion(request) >= 1:
-        body: dict[str, Any] = await st.instances.render_full(row)
+        body: dict[str, Any] = await _full(st, row)
     else:
         body = st.instances.render(row, await st.instances.status(row))
     return Sync(body, etag=st.instances.writable(row))
@@ -69,6 +79,8 @@ async def put_instance(request: web.Request) -> Result:
     row = st.instances.get(project_of(request), request.match_info["name"])
     check_etag(request, st.instances.writable(row))
     put = await body_as(request, InstancePut)
+    if put.restore:
+        return Async(st.snapshots.restore(row, put.restore, put.stateful))
     return Async(st.instances.update(row, put))
 
 

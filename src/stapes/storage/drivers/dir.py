@@ -1,4 +1,5 @@
-"""The ``dir`` driver: volumes are plain directories below the pool's path."""
+"""The ``dir`` driver: volumes are plain directories below the pool's path; copies and snapshots
+are full copies (reflinked where the filesystem can)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from stapes.api.errors import Conflict
+from stapes.api.errors import Conflict, NotFound
 from stapes.host.run import run
 from stapes.storage.drivers.driver import DriverInfo, StorageDriver
 
@@ -28,7 +29,7 @@ class DirDriver(StorageDriver):
         await self.mount_pool()
 
     async def mount_pool(self) -> None:
-        for vol_type in ("containers", "images", "custom"):
+        for vol_type in ("containers", "containers-snapshots", "images", "custom"):
             path = self.pool_path / vol_type
             path.mkdir(exist_ok=True)
             path.chmod(0o711)
@@ -47,6 +48,20 @@ class DirDriver(StorageDriver):
             source.unlink(missing_ok=True)
             target.unlink(missing_ok=True)
 
+    async def _copy_tree(self, source: Path, target: Path) -> None:
+        """Copy a tree to a path that must not exist; a failed copy leaves nothing behind."""
+        if target.exists():
+            raise Conflict(f"{target.name!r} already exists on pool {self.pool_name!r}")
+        partial = target.with_name(target.name + ".partial")
+        await asyncio.to_thread(shutil.rmtree, partial, True)
+        reflink = ["--reflink=auto"] if self._reflink else []
+        try:
+            await run(["cp", "-a", *reflink, str(source), str(partial)])
+            partial.rename(target)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, partial, True)
+            raise
+
     async def create_volume(self, vol_type: str, name: str) -> Path:
         path = self.volume_path(vol_type, name)
         try:
@@ -58,14 +73,8 @@ class DirDriver(StorageDriver):
         return path
 
     async def copy_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
-        source = self.volume_path(src_type, src)
         target = self.volume_path(dst_type, dst)
-        if target.exists():
-            raise Conflict(
-                f"Storage volume {dst_type}/{dst} already exists on pool {self.pool_name!r}"
-            )
-        reflink = ["--reflink=auto"] if self._reflink else []
-        await run(["cp", "-a", *reflink, str(source), str(target)])
+        await self._copy_tree(self.volume_path(src_type, src), target)
         return target
 
     async def move_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
@@ -77,12 +86,76 @@ class DirDriver(StorageDriver):
         self.volume_path(src_type, src).rename(target)
         return target
 
+    async def refresh_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> None:
+        source = self.volume_path(src_type, src)
+        target = self.volume_path(dst_type, dst)
+        await run(["rsync", "-aHAX", "--delete", "--numeric-ids", f"{source}/", f"{target}/"])
+
     async def delete_volume(self, vol_type: str, name: str) -> None:
-        path = self.volume_path(vol_type, name)
-        if path.exists():
-            await asyncio.to_thread(shutil.rmtree, path)
+        for path in (self.volume_path(vol_type, name), self._snapshots_dir(vol_type, name)):
+            if path.exists():
+                await asyncio.to_thread(shutil.rmtree, path)
 
     async def rename_volume(self, vol_type: str, name: str, new_name: str) -> Path:
         target = self.volume_path(vol_type, new_name)
         self.volume_path(vol_type, name).rename(target)
+        snapshots = self._snapshots_dir(vol_type, name)
+        if snapshots.exists():
+            snapshots.rename(self._snapshots_dir(vol_type, new_name))
         return target
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def _snapshots_dir(self, vol_type: str, name: str) -> Path:
+        return self.snapshot_path(vol_type, name, "x").parent
+
+    def _existing_snapshot(self, vol_type: str, name: str, snap: str) -> Path:
+        path = self.snapshot_path(vol_type, name, snap)
+        if not path.is_dir():
+            raise NotFound(f"Snapshot {name}/{snap} has no volume on pool {self.pool_name!r}")
+        return path
+
+    async def create_snapshot(self, vol_type: str, name: str, snap: str) -> Path:
+        target = self.snapshot_path(vol_type, name, snap)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await self._copy_tree(self.volume_path(vol_type, name), target)
+        return target
+
+    async def delete_snapshot(self, vol_type: str, name: str, snap: str) -> None:
+        path = self.snapshot_path(vol_type, name, snap)
+        if path.exists():
+            await asyncio.to_thread(shutil.rmtree, path)
+        parent = path.parent
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+    async def rename_snapshot(self, vol_type: str, name: str, snap: str, new_snap: str) -> None:
+        target = self.snapshot_path(vol_type, name, new_snap)
+        if target.exists():
+            raise Conflict(f"Snapshot {name}/{new_snap} already exists on pool {self.pool_name!r}")
+        self._existing_snapshot(vol_type, name, snap).rename(target)
+
+    async def restore_snapshot(self, vol_type: str, name: str, snap: str) -> None:
+        """Copy the snapshot beside the volume, then swap the two: a failed copy leaves the
+        volume as it was."""
+        volume = self.volume_path(vol_type, name)
+        restored = volume.with_name(name + ".restoring")
+        old = volume.with_name(name + ".replaced")
+        await asyncio.to_thread(shutil.rmtree, restored, True)
+        await self._copy_tree(self._existing_snapshot(vol_type, name, snap), restored)
+        await asyncio.to_thread(shutil.rmtree, old, True)
+        volume.rename(old)
+        restored.rename(volume)
+        await asyncio.to_thread(shutil.rmtree, old, True)
+
+    async def volume_from_snapshot(
+        self, vol_type: str, name: str, snap: str, dst_type: str, dst: str
+    ) -> Path:
+        target = self.volume_path(dst_type, dst)
+        await self._copy_tree(self._existing_snapshot(vol_type, name, snap), target)
+        return target
+
+    async def copy_snapshot(self, vol_type: str, name: str, snap: str, dst: str) -> None:
+        target = self.snapshot_path(vol_type, dst, snap)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await self._copy_tree(self._existing_snapshot(vol_type, name, snap), target)

@@ -58,7 +58,42 @@ class StorageDriver(abc.ABC):
         """Give a volume another type and name (an atomic rename on the pool)."""
 
     @abc.abstractmethod
-    async def delete_volume(self, vol_type: str, name: str) -> None: ...
+    async def refresh_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> None:
+        """Make an existing volume (not in use) a copy of another, moving only what differs."""
 
     @abc.abstractmethod
-    async def rename_volume(self, vol_type: str, name: str, new_name: str) -> Path: ...
+    async def delete_volume(self, vol_type: str, name: str) -> None:
+        """Delete a volume and its snapshots; a missing volume is not an error."""
+
+    @abc.abstractmethod
+    async def rename_volume(self, vol_type: str, name: str, new_name: str) -> Path:
+        """Rename a volume and its snapshots along with it."""
+
+    # -- snapshots: read-only point-in-time copies of a volume, named ``<name>/<snap>`` --------
+
+    def snapshot_path(self, vol_type: str, name: str, snap: str) -> Path:
+        return self.pool_path / f"{vol_type}-snapshots" / name / snap
+
+    @abc.abstractmethod
+    async def create_snapshot(self, vol_type: str, name: str, snap: str) -> Path: ...
+
+    @abc.abstractmethod
+    async def delete_snapshot(self, vol_type: str, name: str, snap: str) -> None:
+        """A missing snapshot is not an error."""
+
+    @abc.abstractmethod
+    async def rename_snapshot(self, vol_type: str, name: str, snap: str, new_snap: str) -> None: ...
+
+    @abc.abstractmethod
+    async def restore_snapshot(self, vol_type: str, name: str, snap: str) -> None:
+        """Make the volume's content that of the snapshot (the volume is not in use)."""
+
+    @abc.abstractmethod
+    async def volume_from_snapshot(
+        self, vol_type: str, name: str, snap: str, dst_type: str, dst: str
+    ) -> Path:
+        """A new volume holding a copy of a snapshot."""
+
+    @abc.abstractmethod
+    async def copy_snapshot(self, vol_type: str, name: str, snap: str, dst: str) -> None:
+        """Copy one snapshot of a volume to a snapshot of the same name of volume ``dst``."""

@@ -1,0 +1,356 @@
+"""Instance snapshots: take, list, rename, expire, restore, delete; and the once-a-minute round
+that takes scheduled snapshots (snapshots.schedule) and prunes expired ones.
+
+A snapshot is a row (the instance's writable fields at that moment) plus a snapshot of the
+instance's volume on its pool. A running container is frozen while its volume is copied, so the
+snapshot is consistent, as Incus does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from stapes.api.base import ZERO_TIME, StatusCode, now, parse_timestamp, timestamp
+from stapes.api.errors import BadRequest, Conflict, NotFound
+from stapes.api.instance import InstanceSnapshotPut, InstanceSnapshotsPost
+from stapes.api.lifecycle import InstanceAction
+from stapes.config import snapshots as policy
+from stapes.config.keys import VOLATILE_PREFIX, value_of
+from stapes.config.validate import parse_bool
+from stapes.db import instances as iq
+from stapes.db import snapshots as q
+from stapes.db.projects import find_profile
+from stapes.instance.service import InstanceService, url
+from stapes.server.operations import Operation
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[^/\s]+$")
+
+STATEFUL_REFUSAL = (
+    "Stateful snapshots need CRIU to checkpoint the running processes, and this stapesd has no "
+    "CRIU support: take a stateless snapshot (without stateful)"
+)
+
+
+def snapshot_url(instance: str, snap: str, project: str = "default") -> str:
+    suffix = "" if project == "default" else f"?project={project}"
+    return f"/1.0/instances/{instance}/snapshots/{snap}{suffix}"
+
+
+def validate_name(name: str) -> None:
+    if not name or not _NAME.match(name) or name in (".", ".."):
+        raise BadRequest(
+            f"Invalid snapshot name {name!r}: it cannot be empty or contain spaces or slashes"
+        )
+
+
+def parse_expiry_time(text: str) -> str:
+    """A client's expires_at as the stored text ('' for never)."""
+    try:
+        when = parse_timestamp(text)
+    except ValueError:
+        raise BadRequest(
+            f"Invalid expires_at {text!r}: use an RFC 3339 time such as 2030-01-31T12:00:00Z"
+        ) from None
+    return "" if when is None else timestamp(when)
+
+
+class SnapshotService:
+    def __init__(self, instances: InstanceService) -> None:
+        self.instances = instances
+        self.db = instances.db
+        self.events = instances.events
+        self.operations = instances.operations
+        self.locks = instances.locks
+        self.pools = instances.pools
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def list_snapshots(self, row: iq.InstanceRow) -> list[q.SnapshotRow]:
+        return q.list_snapshots(self.db, row.id)
+
+    def get(self, row: iq.InstanceRow, name: str) -> q.SnapshotRow:
+        return q.get_snapshot(self.db, row.id, row.name, name)
+
+    def render(self, row: iq.InstanceRow, snap: q.SnapshotRow) -> dict[str, Any]:
+        config, devices = self.instances.expand_parts(
+            row.project, snap.profiles, snap.config, snap.devices
+        )
+        return {
+            "architecture": snap.architecture,
+            "config": snap.config,
+            "created_at": snap.created_at,
+            "devices": snap.devices,
+            "ephemeral": snap.ephemeral,
+            "expanded_config": config,
+            "expanded_devices": devices,
+            "expires_at": snap.expires_at or ZERO_TIME,
+            "last_used_at": snap.last_used_at or ZERO_TIME,
+            "name": snap.name,
+            "profiles": snap.profiles,
+            "size": -1,  # the dir driver has no per-volume usage (as Incus's dir without quotas)
+            "stateful": snap.stateful,
+        }
+
+    @staticmethod
+    def writable(snap: q.SnapshotRow) -> dict[str, Any]:
+        return {"expires_at": snap.expires_at or ZERO_TIME}
+
+    # -- create -----------------------------------------------------------------------------
+
+    def _resources(self, row: iq.InstanceRow, snap: str) -> dict[str, list[str]]:
+        return {
+            "instances": [url(row.name, row.project)],
+            "instances_snapshots": [snapshot_url(row.name, snap, row.project)],
+        }
+
+    def create(self, row: iq.InstanceRow, req: InstanceSnapshotsPost) -> Operation:
+        if req.stateful:
+            raise BadRequest(STATEFUL_REFUSAL)
+        config = self.instances.expand(row)[0]
+        name = req.name or policy.next_name(
+            value_of(config, "snapshots.pattern"),
+            (s.name for s in self.list_snapshots(row)),
+            now(),
+        )
+        validate_name(name)
+        if q.find_snapshot(self.db, row.id, name) is not None:
+            raise Conflict(f"Snapshot {name!r} of instance {row.name!r} already exists")
+        expires_at = None if req.expires_at is None else parse_expiry_time(req.expires_at)
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                await self.take(self.instances.get(row.project, row.name), name, expires_at)
+
+        return self.operations.start(
+            act,
+            description="Snapshotting instance",
+            project=row.project,
+            resources=self._resources(row, name),
+        )
+
+    async def take(
+        self, row: iq.InstanceRow, name: str, expires_at: str | None = None
+    ) -> q.SnapshotRow:
+        """Snapshot an instance now (the caller holds its lock). ``expires_at`` None applies
+        snapshots.expiry."""
+        if q.find_snapshot(self.db, row.id, name) is not None:
+            raise Conflict(f"Snapshot {name!r} of instance {row.name!r} already exists")
+        taken = now()
+        if expires_at is None:
+            expiry = value_of(self.instances.expand(row)[0], "snapshots.expiry")
+            expires_at = timestamp(taken + policy.expiry(expiry)) if expiry else ""
+        snap = q.SnapshotRow(
+            id=0,
+            instance_id=row.id,
+            name=name,
+            architecture=row.architecture,
+            created_at=timestamp(taken),
+            expires_at=expires_at,
+            description=row.description,
+            ephemeral=row.ephemeral,
+            config=dict(row.config),
+            devices=row.devices,
+            profiles=row.profiles,
+        )
+        drv = self.pools.driver(row.pool)
+        async with self.instances.frozen(row):
+            await drv.create_snapshot("containers", row.name, name)
+        try:
+            with self.db.transaction():
+                q.insert_snapshot(self.db, snap)
+        except BaseException:
+            await drv.delete_snapshot("containers", row.name, name)
+            raise
+        self.events.lifecycle(
+            InstanceAction.SNAPSHOT_CREATED,
+            snapshot_url(row.name, name, row.project),
+            project=row.project,
+        )
+        return snap
+
+    # -- update, rename, delete -------------------------------------------------------------
+
+    def update(
+        self, row: iq.InstanceRow, snap: q.SnapshotRow, put: InstanceSnapshotPut
+    ) -> Operation:
+        expires_at = parse_expiry_time(put.expires_at)
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                current = self.get(row, snap.name)
+                current.expires_at = expires_at
+                with self.db.transaction():
+                    q.update_snapshot(self.db, current)
+                self.events.lifecycle(
+                    InstanceAction.SNAPSHOT_UPDATED,
+                    snapshot_url(row.name, snap.name, row.project),
+                    project=row.project,
+                )
+
+        return self.operations.start(
+            act,
+            description="Updating snapshot",
+            project=row.project,
+            resources=self._resources(row, snap.name),
+        )
+
+    def rename(self, row: iq.InstanceRow, snap: q.SnapshotRow, new_name: str) -> Operation:
+        validate_name(new_name)
+        if q.find_snapshot(self.db, row.id, new_name) is not None:
+            raise Conflict(f"Name '{row.name}/{new_name}' already in use")
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                current = self.get(row, snap.name)
+                drv = self.pools.driver(row.pool)
+                await drv.rename_snapshot("containers", row.name, snap.name, new_name)
+                current.name = new_name
+                try:
+                    with self.db.transaction():
+                        q.update_snapshot(self.db, current)
+                except BaseException:
+                    await drv.rename_snapshot("containers", row.name, new_name, snap.name)
+                    raise
+                self.events.lifecycle(
+                    InstanceAction.SNAPSHOT_RENAMED,
+                    snapshot_url(row.name, new_name, row.project),
+                    project=row.project,
+                    context={"old_name": f"{row.name}/{snap.name}"},
+                )
+
+        return self.operations.start(
+            act,
+            description="Renaming snapshot",
+            project=row.project,
+            resources=self._resources(row, snap.name),
+        )
+
+    def delete(self, row: iq.InstanceRow, snap: q.SnapshotRow) -> Operation:
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                await self.remove(row, self.get(row, snap.name))
+
+        return self.operations.start(
+            act,
+            description="Deleting snapshot",
+            project=row.project,
+            resources=self._resources(row, snap.name),
+        )
+
+    async def remove(self, row: iq.InstanceRow, snap: q.SnapshotRow) -> None:
+        """Delete a snapshot now (the caller holds the instance's lock)."""
+        with self.db.transaction():
+            q.delete_snapshot(self.db, snap.id)
+        await self.pools.driver(row.pool).delete_snapshot("containers", row.name, snap.name)
+        self.events.lifecycle(
+            InstanceAction.SNAPSHOT_DELETED,
+            snapshot_url(row.name, snap.name, row.project),
+            project=row.project,
+        )
+
+    # -- restore ----------------------------------------------------------------------------
+
+    def restore(self, row: iq.InstanceRow, name: str, stateful: bool) -> Operation:
+        """Put the instance back as it was: its volume, config, devices and profiles. A running
+        instance is stopped (forced) for it and started again after, as in Incus."""
+        if stateful:
+            raise BadRequest(STATEFUL_REFUSAL)
+        owner, _, snap_name = name.rpartition("/")
+        if owner and owner != row.name:
+            raise BadRequest(f"Snapshot {name!r} belongs to another instance than {row.name!r}")
+        name = snap_name
+        self.get(row, name)
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                current = self.instances.get(row.project, row.name)
+                snap = self.get(current, name)
+                was_running = (await self.instances.status(current)).status != StatusCode.STOPPED
+                if was_running:
+                    await self.instances.stop_unlocked(current, force=True, timeout=-1)
+                drv = self.pools.driver(current.pool)
+                await drv.restore_snapshot("containers", current.name, snap.name)
+                current.config = {
+                    **{k: v for k, v in snap.config.items() if not k.startswith(VOLATILE_PREFIX)},
+                    **{k: v for k, v in current.config.items() if k.startswith(VOLATILE_PREFIX)},
+                }
+                current.devices = snap.devices
+                current.profiles = [
+                    p for p in snap.profiles if find_profile(self.db, current.project, p)
+                ]
+                current.architecture = snap.architecture
+                current.ephemeral = snap.ephemeral
+                current.description = snap.description
+                with self.db.transaction():
+                    iq.update_instance(self.db, current)
+                self.events.lifecycle(
+                    InstanceAction.RESTORED,
+                    url(current.name, current.project),
+                    project=current.project,
+                    context={"snapshot": f"{current.name}/{snap.name}"},
+                )
+                if was_running:
+                    await self.instances.start_unlocked(current)
+
+        return self.operations.start(
+            act,
+            description="Restoring snapshot",
+            project=row.project,
+            resources={"instances": [url(row.name, row.project)]},
+        )
+
+    # -- the scheduled round ----------------------------------------------------------------
+
+    async def run_schedule(self) -> None:
+        """Every minute, on the minute: scheduled snapshots, then expired ones pruned."""
+        while True:
+            moment = datetime.now(UTC)
+            await asyncio.sleep(60 - moment.second - moment.microsecond / 1e6 + 0.01)
+            try:
+                await self.tick(datetime.now(UTC))
+            except Exception:
+                log.exception("the scheduled snapshot round failed")
+
+    async def tick(self, minute: datetime) -> None:
+        for row in iq.list_instances(self.db, None):
+            config = self.instances.expand(row)[0]
+            schedule = config.get("snapshots.schedule", "")
+            try:
+                if not schedule or not policy.due(schedule, minute):
+                    continue
+            except ValueError:
+                continue
+            await self._scheduled(row, config)
+        for instance_id, name in q.expired(self.db, timestamp(minute)):
+            owner = iq.find_instance_by_id(self.db, instance_id)
+            if owner is None:
+                continue
+            async with self.locks(owner.project, owner.name):
+                snap = q.find_snapshot(self.db, instance_id, name)
+                if snap is not None:
+                    log.info("snapshot %s/%s expired: deleting it", owner.name, name)
+                    await self.remove(owner, snap)
+
+    async def _scheduled(self, row: iq.InstanceRow, config: dict[str, str]) -> None:
+        running = (await self.instances.status(row)).status != StatusCode.STOPPED
+        if not running and not parse_bool(value_of(config, "snapshots.schedule.stopped")):
+            return
+        try:
+            async with self.locks(row.project, row.name):
+                current = self.instances.get(row.project, row.name)
+                name = policy.next_name(
+                    value_of(config, "snapshots.pattern"),
+                    (s.name for s in self.list_snapshots(current)),
+                    now(),
+                )
+                validate_name(name)
+                await self.take(current, name)
+        except (NotFound, BadRequest, Conflict) as exc:
+            log.warning("scheduled snapshot of %s skipped: %s", row.name, exc)
+        except Exception:
+            log.exception("scheduled snapshot of %s failed", row.name)
