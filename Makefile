@@ -36,6 +36,7 @@ test: lint typecheck
 
 bench: setup-test
 	$(VENV)/bin/python bench/launch.py
+	$(VENV)/bin/python bench/instances.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

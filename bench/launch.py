@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lxc
+from common import BIN, line, real_incus, stapes_daemon, timed
 
 from stapes.client.instance_server import InstanceServer
 from stapes.host.capabilities import probe
@@ -29,29 +28,6 @@ from stapes.host.idmap import IdMap
 from stapes.instance import lxc_config
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
-INCUS_SOCKET = Path("/var/lib/incus/unix.socket")
-BIN = Path(sys.executable).parent
-
-
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return statistics.median(ordered) * 1000, p90 * 1000
-
-
-def line(label: str, samples: list[float]) -> float:
-    median, p90 = summary(samples)
-    print(f"  {label:<44} median {median:8.1f} ms   p90 {p90:8.1f} ms")
-    return median
-
-
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def launch_series(server: InstanceServer, alias: str, prefix: str) -> list[float]:
@@ -186,63 +162,35 @@ def measure(
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir="/var/tmp"))
     work = Path(tempfile.mkdtemp(prefix="stapes-bench-work-", dir="/var/tmp"))
     work.chmod(0o711)  # container root (an unprivileged uid) must reach the rootfs
-    env = {**os.environ, "STAPES_DIR": str(root)}
-    daemon = subprocess.Popen(
-        [str(BIN / "stapesd")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     try:
-        for _ in range(200):
-            if (root / "unix.socket").exists():
-                break
-            time.sleep(0.05)
-        subprocess.run(
-            [str(BIN / "stapes"), "image", "build", "busybox", "--alias", "bb"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        floor: list[float] = []
+        with stapes_daemon() as daemon:
+            root = daemon.root
+            floor: list[float] = []
 
-        def bare_floor(probe: str) -> None:
-            rootfs = root / "storage-pools/default/containers" / probe / "rootfs"
-            floor.append(
-                line("bare liblxc start of the same rootfs", bare_liblxc_series(rootfs, work))
-            )
+            def bare_floor(probe: str) -> None:
+                rootfs = root / "storage-pools/default/containers" / probe / "rootfs"
+                floor.append(
+                    line("bare liblxc start of the same rootfs", bare_liblxc_series(rootfs, work))
+                )
 
-        with InstanceServer.unix(root / "unix.socket") as server:
-            launch_series(server, "bb", "warm")  # warms the image volume and its spare
-            print(f"Stapes {RUNS} runs each, busybox image, dir pool, no NIC")
-            stapes = measure(server, "bench", [str(BIN / "stapes")], env, bare_floor)
-            print(f"  launch / bare liblxc floor: {stapes.launch / floor[0]:.2f}x")
-            unpack_vs_copy(server, root, "bb", work)
+            with InstanceServer.unix(root / "unix.socket") as server:
+                launch_series(server, "bb", "warm")  # warms the image volume and its spare
+                print(f"Stapes {RUNS} runs each, busybox image, dir pool, no NIC")
+                stapes = measure(server, "bench", [str(BIN / "stapes")], daemon.env, bare_floor)
+                print(f"  launch / bare liblxc floor: {stapes.launch / floor[0]:.2f}x")
+                unpack_vs_copy(server, root, "bb", work)
         compare_incus(stapes)
     finally:
-        daemon.terminate()
-        daemon.wait(30)
-        shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
 def compare_incus(stapes: Figures) -> None:
-    if not INCUS_SOCKET.exists() or shutil.which("incus") is None:
-        print(
-            "Real Incus is not running here: start it with ../shared/tools/incus-anchor start "
-            "for the Stapes/Incus ratios"
-        )
+    incus = real_incus()
+    if incus is None:
         return
-    with InstanceServer.unix(INCUS_SOCKET) as incus:
-        try:
-            incus.alias("bb")
-        except Exception:
-            print("Real Incus has no image alias bb: run ../shared/tools/incus-anchor start")
-            return
+    with incus:
         print(f"Real Incus {RUNS} runs each, same busybox image (alias bb), its default pool")
         real = measure(incus, "stapesbench", ["incus"], dict(os.environ))
     print("Stapes / Incus:")

@@ -1,0 +1,110 @@
+"""What every benchmark shares: timing summaries, a throwaway stapesd with the busybox image,
+and the real Incus daemon when it runs here (../shared/tools/incus-anchor start)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from stapes.client.instance_server import InstanceServer
+
+INCUS_SOCKET = Path("/var/lib/incus/unix.socket")
+BIN = Path(sys.executable).parent
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p90 * 1000
+
+
+def line(label: str, samples: list[float]) -> float:
+    """Print the median and p90 of samples in seconds, as milliseconds; return the median."""
+    median, p90 = summary(samples)
+    print(f"  {label:<44} median {median:8.1f} ms   p90 {p90:8.1f} ms")
+    return median
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+@dataclass
+class Stapes:
+    root: Path
+    env: dict[str, str]
+    pid: int
+
+
+@contextmanager
+def stapes_daemon() -> Iterator[Stapes]:
+    """A stapesd on a temporary STAPES_DIR with the busybox image under alias bb."""
+    root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir="/var/tmp"))
+    env = {**os.environ, "STAPES_DIR": str(root)}
+    daemon = subprocess.Popen(
+        [str(BIN / "stapesd")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(200):
+            if (root / "unix.socket").exists():
+                break
+            time.sleep(0.05)
+        subprocess.run(
+            [str(BIN / "stapes"), "image", "build", "busybox", "--alias", "bb"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        yield Stapes(root, env, daemon.pid)
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def real_incus() -> InstanceServer | None:
+    """A client of the real Incus daemon with the bb alias, or None (and why, printed)."""
+    if not INCUS_SOCKET.exists() or shutil.which("incus") is None:
+        print(
+            "Real Incus is not running here: start it with ../shared/tools/incus-anchor start "
+            "for the Stapes/Incus ratios"
+        )
+        return None
+    server = InstanceServer.unix(INCUS_SOCKET)
+    try:
+        server.alias("bb")
+    except Exception:
+        server.close()
+        print("Real Incus has no image alias bb: run ../shared/tools/incus-anchor start")
+        return None
+    return server
+
+
+def rss_kib(pid: int) -> int:
+    for entry in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if entry.startswith("VmRSS:"):
+            return int(entry.split()[1])
+    return 0
+
+
+def incusd_pid() -> int | None:
+    found = subprocess.run(["pidof", "incusd"], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
