@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,13 @@ def test_incus_snapshots_copy_and_refresh(incus, daemon: Daemon, container: str)
         assert incus("snapshot", "list", container, "--format", "csv").stdout == ""
     finally:
         incus("delete", copy, "--force", check=False)
+
+
+def test_incus_console_log(incus, container: str) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(50):
+        shown = incus("console", container, "--show-log").stdout
+        if "Please press Enter" in shown:
+            break
+        time.sleep(0.1)
+    assert "Please press Enter" in shown
+    assert "Log:" in incus("info", container, "--show-log").stdout

@@ -77,6 +77,13 @@ class InstanceSnapshotPut(WireModel):
     expires_at: str = ""
 
 
+class InstanceConsolePost(WireModel):
+    width: int = 0
+    height: int = 0
+    type: str = "console"
+    force: bool = False
+
+
 class InstanceStatePut(WireModel):
     action: str
     timeout: int = -1

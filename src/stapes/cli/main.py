@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "config": "config",
     "file": "file",
     "snapshot": "snapshot",
+    "console": "console",
     "copy": "copy",
     "move": "copy",
     "rename": "copy",

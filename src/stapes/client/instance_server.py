@@ -163,6 +163,17 @@ class InstanceServer:
     def restore_snapshot(self, name: str, snap: str) -> RemoteOperation:
         return self._op("PUT", f"/1.0/instances/{_q(name)}", json_body={"restore": snap})
 
+    # console
+    def console(self, name: str, width: int, height: int) -> RemoteOperation:
+        body = {"width": width, "height": height, "type": "console"}
+        return self._op("POST", f"/1.0/instances/{_q(name)}/console", json_body=body)
+
+    def console_log(self, name: str) -> bytes:
+        return self.conn.get_bytes(f"/1.0/instances/{_q(name)}/console")[0]
+
+    def clear_console_log(self, name: str) -> None:
+        self.conn.request("DELETE", f"/1.0/instances/{_q(name)}/console")
+
     def exec(self, name: str, body: dict[str, Any]) -> RemoteOperation:
         return self._op("POST", f"/1.0/instances/{_q(name)}/exec", json_body=body)
 

@@ -121,6 +121,7 @@ async def build_busybox(work: Path, out: Path, say: Say = lambda _: None) -> Pat
     (rootfs / "etc" / "inittab").write_text(
         "::sysinit:/bin/hostname -F /etc/hostname\n"
         "::respawn:/bin/sleep 2147483647\n"
+        "::askfirst:-/bin/sh\n"
         "::shutdown:/bin/true\n"
     )
     (rootfs / "etc" / "hostname").write_text("busybox\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,15 @@ class ExecRequest:
     gid: int
 
 
+@dataclass
+class Console:
+    """An attachment to an instance's console: a terminal master, and how to let go of it."""
+
+    master: int
+    release: Callable[[], Awaitable[None]]
+    """Detach (closes nothing of ``master``, which its user closes)."""
+
+
 class InstanceDriver(abc.ABC):
     @abc.abstractmethod
     def info(self) -> DriverInfo: ...
@@ -88,6 +98,18 @@ class InstanceDriver(abc.ABC):
     @abc.abstractmethod
     async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
         """Run a command on a new terminal inside; return (pid, terminal master fd)."""
+
+    @abc.abstractmethod
+    async def console(self, spec: InstanceSpec) -> Console:
+        """Attach to the running instance's console."""
+
+    @abc.abstractmethod
+    def console_log(self, spec: InstanceSpec) -> Path:
+        """The file the console's output is kept in."""
+
+    @abc.abstractmethod
+    def log_files(self, spec: InstanceSpec) -> dict[str, Path]:
+        """The instance's log files under their API names (lxc.log, lxc.conf...)."""
 
     def idmap_for(self, config: dict[str, str]) -> IdMap | None:
         """The id map the instance's files are shifted to (None: unshifted)."""

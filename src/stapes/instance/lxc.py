@@ -8,6 +8,7 @@ import fcntl  # imported here: the attached child (in the container's mount name
 import json
 import os
 import socket
+import sys
 import termios
 import time
 from collections.abc import Callable
@@ -16,13 +17,14 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from stapes.api.base import StatusCode
-from stapes.api.errors import BadRequest, InternalError, MissingHostFeature
+from stapes.api.errors import BadRequest, Conflict, InternalError, MissingHostFeature
 from stapes.host.capabilities import HostCaps
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.host.run import RunError, run
 from stapes.instance import lxc_config
 from stapes.instance.driver import (
+    Console,
     DriverInfo,
     ExecRequest,
     InstanceDriver,
@@ -302,6 +304,50 @@ class LxcDriver(InstanceDriver):
                     )
 
         await self._call(apply)
+
+    async def console(self, spec: InstanceSpec) -> Console:
+        """The console's terminal master, held by a helper process (host/console_holder.py)
+        until the Console is closed."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "stapes.host.console_holder",
+                str(self.paths.containers),
+                lxc_name(spec.project, spec.name),
+                stdin=theirs.fileno(),
+                stderr=asyncio.subprocess.PIPE,
+            )
+        finally:
+            theirs.close()
+
+        async def release() -> None:
+            ours.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+        try:
+            ours.settimeout(10)
+            _, fds, _, _ = await self._call(socket.recv_fds, ours, 16, 1)
+            if not fds:
+                problem = (await proc.stderr.read()).decode().strip() if proc.stderr else ""
+                if "already in use" in problem:
+                    raise Conflict(problem)
+                raise BadRequest(problem or "Could not attach to the console")
+        except BaseException:
+            await release()
+            raise
+        return Console(fds[0], release)
+
+    def console_log(self, spec: InstanceSpec) -> Path:
+        return spec.log_dir / "console.log"
+
+    def log_files(self, spec: InstanceSpec) -> dict[str, Path]:
+        return {"lxc.log": spec.log_dir / "lxc.log", "lxc.conf": self._link(spec) / "config"}
 
     async def freeze(self, spec: InstanceSpec) -> None:
         def freeze() -> None:

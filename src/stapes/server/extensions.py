@@ -14,6 +14,7 @@ API_EXTENSIONS: list[str] = [
     "container_only_migration",
     "entity_description",
     "file_symlinks",
+    "console",
     "file_get_symlink",
     "operation_description",
     "event_lifecycle",

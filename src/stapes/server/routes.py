@@ -8,6 +8,7 @@ from stapes.server.endpoint import Endpoint, wrap
 from stapes.server.handlers import (
     events,
     images,
+    instance_console,
     instance_exec,
     instance_files,
     instance_snapshots,
@@ -25,6 +26,7 @@ API: list[Endpoint] = [
     *instances.ENDPOINTS,
     *instance_state.ENDPOINTS,
     *instance_exec.ENDPOINTS,
+    *instance_console.ENDPOINTS,  # after exec: logs/{file} would catch logs/exec-output
     *instance_files.ENDPOINTS,
     *instance_snapshots.ENDPOINTS,
     *images.ENDPOINTS,

@@ -8,9 +8,6 @@ import os
 import shutil
 import signal
 import sys
-import termios
-import threading
-import tty
 from types import FrameType
 from typing import Any
 
@@ -18,6 +15,7 @@ import click
 import websocket
 
 from stapes.cli.main import parse_key_values, run
+from stapes.cli.terminal import join, pump_output, pump_stdin, raw_terminal, start_thread
 from stapes.client.instance_server import InstanceServer
 
 FORWARDED_SIGNALS = (
@@ -28,42 +26,6 @@ FORWARDED_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
-
-
-def _pump_stdin(ws: websocket.WebSocket, close_on_eof: bool) -> None:
-    """stdin -> websocket, in a daemon thread (ttys, pipes, files and /dev/null alike)."""
-    while True:
-        try:
-            data = os.read(0, 65536)
-        except OSError:
-            data = b""
-        try:
-            if not data:
-                if close_on_eof:
-                    ws.close()
-                return
-            ws.send_binary(data)
-        except (websocket.WebSocketException, OSError):
-            return
-
-
-def _pump_output(ws: websocket.WebSocket, fd: int) -> None:
-    """websocket -> fd until the daemon closes the stream."""
-    while True:
-        try:
-            opcode, data = ws.recv_data()
-        except (websocket.WebSocketException, OSError):
-            return
-        if opcode in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT):
-            os.write(fd, data)
-        elif opcode == websocket.ABNF.OPCODE_CLOSE:
-            return
-
-
-def _thread(target: Any, *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
 
 
 def _exec(
@@ -111,29 +73,22 @@ def _exec(
 
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
-    saved = None
-    if interactive:
-        terminal = op.websocket("0")
-        signal.signal(signal.SIGWINCH, resize)
-        if os.isatty(0):
-            saved = termios.tcgetattr(0)
-            tty.setraw(0)
-        outputs = [_thread(_pump_output, terminal, 1)]
-        _thread(_pump_stdin, terminal, False)
-    else:
-        stdin, stdout, stderr = (op.websocket(n) for n in ("0", "1", "2"))
-        outputs = [_thread(_pump_output, stdout, 1), _thread(_pump_output, stderr, 2)]
-        _thread(_pump_stdin, stdin, True)
-    try:
-        for thread in outputs:
-            while thread.is_alive():
-                thread.join(0.2)  # short joins keep the main thread able to take signals
-        result = op.wait()
-    finally:
-        if saved is not None:
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        with contextlib.suppress(websocket.WebSocketException, OSError):
-            control.close()
+    with raw_terminal(interactive):
+        if interactive:
+            terminal = op.websocket("0")
+            signal.signal(signal.SIGWINCH, resize)
+            outputs = [start_thread(pump_output, terminal, 1)]
+            start_thread(pump_stdin, terminal, False)
+        else:
+            stdin, stdout, stderr = (op.websocket(n) for n in ("0", "1", "2"))
+            outputs = [start_thread(pump_output, stdout, 1), start_thread(pump_output, stderr, 2)]
+            start_thread(pump_stdin, stdin, True)
+        try:
+            join(outputs)
+            result = op.wait()
+        finally:
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                control.close()
     return int((result.get("metadata") or {}).get("return", 0))
 
 

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
 import os
-import struct
-import termios
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, InternalError, NotFound
@@ -24,12 +20,19 @@ from stapes.instance.service import url
 from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
 from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
+from stapes.server.ws_pipes import (
+    TerminalBridge,
+    control_messages,
+    pump_input,
+    pump_output,
+    resize_terminal,
+    window_size,
+)
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 30.0
 DRAIN_AFTER_EXIT = 2.0
-CHUNK = 64 * 1024
 
 
 class ExecSession:
@@ -85,28 +88,15 @@ class ExecSession:
         return ws
 
     async def _control(self, ws: web.WebSocketResponse) -> None:
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            try:
-                command = json.loads(msg.data)
-            except json.JSONDecodeError:
-                continue
+        async for command in control_messages(ws):
             if command.get("command") == "window-resize":
-                args = command.get("args") or {}
-                with contextlib.suppress(ValueError, TypeError):
-                    self._resize(int(args.get("width", 0)), int(args.get("height", 0)))
+                size = window_size(command)
+                if size is not None:
+                    resize_terminal(self.master, *size)
             elif command.get("command") == "signal":
                 signum = valid_signal(command.get("signal"))
                 if signum is not None and self.pid > 0:
                     send_signal(self.pid, signum)
-
-    def _resize(self, width: int, height: int) -> None:
-        if self.master >= 0 and width > 0 and height > 0:
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(
-                    self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0)
-                )
 
     # -- running ----------------------------------------------------------------------------
 
@@ -145,36 +135,12 @@ class ExecSession:
 
     async def _run_pty(self) -> int:
         self.pid, self.master = await self.driver.spawn_pty(self.spec, self._exec_request())
-        self._resize(self.req.width, self.req.height)
-        ws = self.sockets["0"]
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def readable() -> None:
-            try:
-                data = os.read(self.master, CHUNK)
-            except OSError:
-                data = b""
-            if not data:
-                loop.remove_reader(self.master)
-            chunks.put_nowait(data)
-
-        async def send_output() -> None:
-            while data := await chunks.get():
-                await ws.send_bytes(data)
-
-        os.set_blocking(self.master, False)
-        loop.add_reader(self.master, readable)
-        sender = loop.create_task(send_output())
-        pump = loop.create_task(self._pump_input(ws, self.master, close_on_eof=False))
+        resize_terminal(self.master, self.req.width, self.req.height)
         try:
-            code = await wait_pid(self.pid)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(sender), DRAIN_AFTER_EXIT)
+            async with TerminalBridge(self.master, self.sockets["0"]) as bridge:
+                code = await wait_pid(self.pid)
+                await bridge.drain(DRAIN_AFTER_EXIT)
         finally:
-            loop.remove_reader(self.master)
-            sender.cancel()
-            pump.cancel()
             os.close(self.master)
             self.master = -1
         return code
@@ -216,12 +182,10 @@ class ExecSession:
                 opened.remove(fd)
             loop = asyncio.get_running_loop()
             readers = [
-                loop.create_task(self._pump_output(self.sockets["1"], out_r)),
-                loop.create_task(self._pump_output(self.sockets["2"], err_r)),
+                loop.create_task(pump_output(self.sockets["1"], out_r)),
+                loop.create_task(pump_output(self.sockets["2"], err_r)),
             ]
-            writer = loop.create_task(
-                self._pump_input(self.sockets["0"], stdin_w, close_on_eof=True)
-            )
+            writer = loop.create_task(pump_input(self.sockets["0"], stdin_w, close_on_eof=True))
             code = await wait_pid(self.pid)
             _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT)
             for task in pending:
@@ -235,48 +199,6 @@ class ExecSession:
             for fd in opened:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-
-    async def _pump_output(self, ws: web.WebSocketResponse, fd: int) -> None:
-        """fd -> websocket; owns ``fd`` (closed through the pipe transport)."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        pipe = os.fdopen(fd, "rb", 0)
-        try:
-            transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), pipe
-            )
-        except BaseException:
-            pipe.close()
-            raise
-        try:
-            while data := await reader.read(CHUNK):
-                await ws.send_bytes(data)
-        finally:
-            transport.close()
-
-    async def _pump_input(self, ws: web.WebSocketResponse, fd: int, *, close_on_eof: bool) -> None:
-        """Websocket -> fd. An empty message or a close means end of input."""
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.BINARY:
-                    data = msg.data
-                elif msg.type == WSMsgType.TEXT:
-                    data = msg.data.encode()
-                else:
-                    break
-                if not data:
-                    break
-                await asyncio.to_thread(_write_all, fd, data)
-        finally:
-            if close_on_eof:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    with contextlib.suppress(OSError):
-        while data:
-            data = data[os.write(fd, data) :]
 
 
 async def post_exec(request: web.Request) -> Result:

@@ -1,0 +1,184 @@
+"""/1.0/instances/{name}/console (attach over websockets, the console log, clearing it) and
+/1.0/instances/{name}/logs (the instance's log files)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+from aiohttp import web
+
+from stapes.api.base import StatusCode
+from stapes.api.errors import BadRequest, NotFound
+from stapes.api.instance import InstanceConsolePost
+from stapes.instance.driver import InstanceDriver, InstanceSpec
+from stapes.instance.service import url
+from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
+from stapes.server.operations import Operation
+from stapes.server.response import Async, Result, Sync
+from stapes.server.ws_pipes import TerminalBridge, control_messages, resize_terminal, window_size
+
+CONNECT_TIMEOUT = 30.0
+
+
+class ConsoleSession:
+    """One client attached to an instance's console: data on websocket 0, resizes on control.
+    It ends when either websocket closes or the console hangs up (the instance stopped)."""
+
+    def __init__(self, driver: InstanceDriver, spec: InstanceSpec, req: InstanceConsolePost):
+        self.driver = driver
+        self.spec = spec
+        self.req = req
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.names: dict[str, str] = {}
+        self.connected = asyncio.Event()
+        self.control_closed = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.master = -1
+
+    def prepare(self, op: Operation) -> None:
+        fds = {}
+        for name in ("0", "control"):
+            fds[name] = op.new_secret(name)
+            self.names[fds[name]] = name
+        op.websocket_connector = self.connect
+        op.metadata = {"fds": fds}
+
+    async def connect(self, secret: str, request: web.Request) -> web.StreamResponse:
+        name = self.names[secret]
+        if name in self.sockets:
+            raise BadRequest(f"Websocket {name} is already connected")
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        self.sockets[name] = ws
+        if len(self.sockets) == len(self.names):
+            self.connected.set()
+        if name == "control":
+            async for command in control_messages(ws):
+                size = window_size(command) if command.get("command") == "window-resize" else None
+                if size is not None:
+                    resize_terminal(self.master, *size)
+            self.control_closed.set()
+        await self.finished.wait()
+        return ws
+
+    async def run(self, op: Operation) -> None:
+        try:
+            try:
+                await asyncio.wait_for(self.connected.wait(), CONNECT_TIMEOUT)
+            except TimeoutError:
+                raise BadRequest(
+                    "Timed out waiting for the console websockets to connect"
+                ) from None
+            console = await self.driver.console(self.spec)
+            self.master = console.master
+            resize_terminal(self.master, self.req.width, self.req.height)
+            try:
+                async with TerminalBridge(self.master, self.sockets["0"]) as bridge:
+                    control = asyncio.ensure_future(self.control_closed.wait())
+                    ended = asyncio.ensure_future(bridge.either_side_ends())
+                    await asyncio.wait({control, ended}, return_when=asyncio.FIRST_COMPLETED)
+                    control.cancel()
+                    ended.cancel()
+            finally:
+                os.close(self.master)
+                self.master = -1
+                await console.release()
+        finally:
+            self.finished.set()
+            for ws in self.sockets.values():
+                with contextlib.suppress(Exception):
+                    await ws.close()
+
+
+async def post_console(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    req = await body_as(request, InstanceConsolePost)
+    if req.type not in ("", "console"):
+        raise BadRequest(
+            f"Console type {req.type!r} is not available for a container: use type console"
+        )
+    if (await st.instances.status(row)).status != StatusCode.RUNNING:
+        raise BadRequest("Instance is not running")
+    session = ConsoleSession(st.instances.drivers.get(row.type), st.instances.spec(row), req)
+    op = st.operations.start(
+        session.run,
+        description="Showing console",
+        project=row.project,
+        cls="websocket",
+        resources={"instances": [url(row.name, row.project)]},
+        prepare=session.prepare,
+    )
+    return Async(op)
+
+
+def _console_log(request: web.Request) -> str:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    if request.query.get("type", "console") != "console":
+        raise BadRequest("Only the text console log (type=console) exists for a container")
+    return str(st.instances.drivers.get(row.type).console_log(st.instances.spec(row)))
+
+
+async def get_console_log(request: web.Request) -> Result:
+    path = _console_log(request)
+    try:
+        with open(path, "rb") as log:
+            body = await asyncio.to_thread(log.read)
+    except FileNotFoundError:
+        body = b""
+    return web.Response(body=body, content_type="application/octet-stream")
+
+
+async def delete_console_log(request: web.Request) -> Result:
+    path = _console_log(request)
+    with contextlib.suppress(FileNotFoundError):
+        os.truncate(path, 0)
+    return Sync()
+
+
+def _log_files(request: web.Request) -> tuple[str, dict[str, str]]:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    files = st.instances.drivers.get(row.type).log_files(st.instances.spec(row))
+    return url(row.name, row.project), {k: str(v) for k, v in files.items() if v.is_file()}
+
+
+async def list_logs(request: web.Request) -> Result:
+    base, files = _log_files(request)
+    path, _, query = base.partition("?")
+    return Sync([f"{path}/logs/{name}" + (f"?{query}" if query else "") for name in files])
+
+
+def _log_file(request: web.Request) -> str:
+    name = request.match_info["file"]
+    _, files = _log_files(request)
+    if name not in files:
+        raise NotFound(f"Log file {name!r} not found")
+    return files[name]
+
+
+async def get_log(request: web.Request) -> Result:
+    return web.FileResponse(_log_file(request))
+
+
+async def delete_log(request: web.Request) -> Result:
+    _log_file(request)
+    raise BadRequest(
+        f"{request.match_info['file']} is kept while the instance exists: "
+        "only exec output logs (logs/exec-output) can be deleted"
+    )
+
+
+ENDPOINTS = [
+    Endpoint(
+        "/instances/{name}/console",
+        get=Action(get_console_log),
+        post=Action(post_console),
+        delete=Action(delete_console_log),
+    ),
+    Endpoint("/instances/{name}/logs", get=Action(list_logs)),
+    Endpoint("/instances/{name}/logs/{file}", get=Action(get_log), delete=Action(delete_log)),
+]

@@ -1,0 +1,141 @@
+"""Moving bytes between websockets and file descriptors (pipes, terminal masters), for exec and
+the console."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import struct
+import termios
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+CHUNK = 64 * 1024
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(fd, data) :]
+
+
+async def pump_input(ws: web.WebSocketResponse, fd: int, *, close_on_eof: bool) -> None:
+    """Websocket -> fd. An empty message or a close means end of input."""
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                data = msg.data
+            elif msg.type == WSMsgType.TEXT:
+                data = msg.data.encode()
+            else:
+                break
+            if not data:
+                break
+            await asyncio.to_thread(_write_all, fd, data)
+    finally:
+        if close_on_eof:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+async def pump_output(ws: web.WebSocketResponse, fd: int) -> None:
+    """fd -> websocket until end of file; owns ``fd`` (closed through the pipe transport)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(fd, "rb", 0)
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+    except BaseException:
+        pipe.close()
+        raise
+    try:
+        while data := await reader.read(CHUNK):
+            await ws.send_bytes(data)
+    finally:
+        transport.close()
+
+
+class TerminalBridge:
+    """Both directions between a terminal master and one websocket, while in the ``async with``.
+    The master stays open (its owner closes it); ``output`` ends when the terminal hangs up,
+    ``input`` when the websocket closes."""
+
+    def __init__(self, master: int, ws: web.WebSocketResponse) -> None:
+        self.master = master
+        self.ws = ws
+        self._chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, CHUNK)
+        except OSError:  # EIO: the other side of the terminal is gone
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.master)
+        self._chunks.put_nowait(data)
+
+    async def _send(self) -> None:
+        while data := await self._chunks.get():
+            await self.ws.send_bytes(data)
+
+    async def __aenter__(self) -> TerminalBridge:
+        loop = asyncio.get_running_loop()
+        os.set_blocking(self.master, False)
+        loop.add_reader(self.master, self._readable)
+        self.output = loop.create_task(self._send())
+        self.input = loop.create_task(pump_input(self.ws, self.master, close_on_eof=False))
+        return self
+
+    async def drain(self, timeout: float) -> None:
+        """Let the output already written reach the websocket (up to ``timeout`` seconds)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.output), timeout)
+
+    async def either_side_ends(self) -> None:
+        await asyncio.wait({self.output, self.input}, return_when=asyncio.FIRST_COMPLETED)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        asyncio.get_running_loop().remove_reader(self.master)
+        self.output.cancel()
+        self.input.cancel()
+
+
+def resize_terminal(master: int, width: int, height: int) -> None:
+    if master >= 0 and width > 0 and height > 0:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+async def control_messages(ws: web.WebSocketResponse) -> AsyncIterator[dict[str, Any]]:
+    """The JSON commands of a control websocket (window-resize, signal...), until it closes."""
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT:
+            continue
+        try:
+            command = json.loads(msg.data)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(command, dict):
+            yield command
+
+
+def window_size(command: dict[str, Any]) -> tuple[int, int] | None:
+    """(width, height) of a window-resize command."""
+    args = command.get("args") or {}
+    try:
+        return int(args.get("width", 0)), int(args.get("height", 0))
+    except (TypeError, ValueError, AttributeError):
+        return None
