@@ -10,7 +10,7 @@ import json
 import os
 import struct
 import termios
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -139,3 +139,9 @@ def window_size(command: dict[str, Any]) -> tuple[int, int] | None:
         return int(args.get("width", 0)), int(args.get("height", 0))
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def all_required_connected(connected: Iterable[str], wanted: Iterable[str]) -> bool:
+    """Whether a session can begin: every websocket but control (optional, as in Incus: pylxd
+    never opens it) is connected."""
+    return set(wanted) - {"control"} <= set(connected)

@@ -17,7 +17,13 @@ from stapes.instance.service import url
 from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
 from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
-from stapes.server.ws_pipes import TerminalBridge, control_messages, resize_terminal, window_size
+from stapes.server.ws_pipes import (
+    TerminalBridge,
+    all_required_connected,
+    control_messages,
+    resize_terminal,
+    window_size,
+)
 
 CONNECT_TIMEOUT = 30.0
 
@@ -52,7 +58,7 @@ class ConsoleSession:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         self.sockets[name] = ws
-        if len(self.sockets) == len(self.names):
+        if all_required_connected(self.sockets, self.names.values()):
             self.connected.set()
         if name == "control":
             async for command in control_messages(ws):

@@ -22,6 +22,7 @@ from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 from stapes.server.ws_pipes import (
     TerminalBridge,
+    all_required_connected,
     control_messages,
     pump_input,
     pump_output,
@@ -80,7 +81,7 @@ class ExecSession:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         self.sockets[name] = ws
-        if len(self.sockets) == len(self.names):
+        if all_required_connected(self.sockets, self.names.values()):
             self.connected.set()
         if name == "control":
             await self._control(ws)
