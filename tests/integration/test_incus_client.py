@@ -120,3 +120,16 @@ def test_incus_console_log(incus, container: str) -> None:  # type: ignore[no-un
         time.sleep(0.1)
     assert "Please press Enter" in shown
     assert "Log:" in incus("info", container, "--show-log").stdout
+
+
+def test_incus_device_add_and_remove(incus, daemon: Daemon, container: str) -> None:  # type: ignore[no-untyped-def]
+    share = daemon.root / unique("share")
+    share.mkdir(mode=0o755)
+    (share / "f").write_text("hi\n")
+    incus("config", "device", "add", container, "s", "disk", f"source={share}", "path=/mnt/s")
+    assert incus("exec", container, "--", "cat", "/mnt/s/f").stdout == "hi\n"
+    assert "/mnt/s" in incus("config", "device", "show", container).stdout
+    incus("config", "device", "remove", container, "s")
+    assert incus("exec", container, "--", "ls", "/mnt/s").stdout == ""
+    bad = incus("config", "device", "add", container, "b", "disk", "path=/x", check=False)
+    assert bad.returncode != 0 and "source" in bad.stderr

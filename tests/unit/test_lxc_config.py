@@ -6,6 +6,8 @@ import pytest
 
 from stapes.api.errors import BadRequest
 from stapes.host.idmap import IdMap
+from stapes.instance import lxc_config
+from stapes.instance.devices.device import Mount, Nic, Node, RunConfig
 from stapes.instance.lxc_config import HostFacts, LxcInputs, build, limit_resets, parse_raw_lxc
 
 V1 = HostFacts(cgroup="v1", cpus=4, memory_bytes=8 * 1024**3)
@@ -135,3 +137,19 @@ def test_prlimits_sysctls_nesting() -> None:
     assert ("lxc.prlimit.nofile", "1024:2048") in items
     assert ("lxc.sysctl.net.ipv4.ip_forward", "1") in items
     assert ("lxc.include", "/usr/share/lxc/config/nesting.conf") in items
+
+
+def test_devices_become_mounts_rules_and_veths() -> None:
+    run = RunConfig(
+        mounts=[Mount("/srv/my dir", "/mnt/data", "none", ("bind", "create=dir", "ro"))],
+        nodes=[Node("c", 1, 5, "/d/zero", "/dev/zero2")],
+        nics=[Nic("eth0", "vethabc", "00:16:3e:00:00:01", 1400)],
+    )
+    v1 = lxc_config.devices(run, HostFacts("v1", 2, 0))
+    assert ("lxc.mount.entry", "/srv/my\\040dir mnt/data none bind,create=dir,ro 0 0") in v1
+    assert ("lxc.cgroup.devices.allow", "c 1:5 rwm") in v1
+    assert ("lxc.net.0.veth.pair", "vethabc") in v1 and ("lxc.net.0.mtu", "1400") in v1
+    assert ("lxc.net.0.type", "empty") not in v1
+    v2 = lxc_config.devices(RunConfig(nodes=run.nodes), HostFacts("v2", 2, 0))
+    assert ("lxc.cgroup2.devices.allow", "c 1:5 rwm") in v2
+    assert ("lxc.net.0.type", "empty") in v2

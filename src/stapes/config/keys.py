@@ -5,6 +5,7 @@ no free-form prefix) is refused with its name."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from stapes.api.errors import BadRequest
@@ -134,6 +135,24 @@ VOLATILE_KEYS: dict[str, Key] = {
 ``copy --refresh`` send them back); the first three are stored, the others record host state
 that only stapesd changes, so a value sent for them is accepted and not applied."""
 
+_DEVICE_VOLATILE = re.compile(r"^volatile\.[^.]+\.(hwaddr|host_name|name|mtu|last_state\..+)$")
+
+
+def volatile_key(key: str) -> Key | None:
+    """The table entry of a volatile key, device ones (volatile.eth0.hwaddr...) included."""
+    if key in VOLATILE_KEYS:
+        return VOLATILE_KEYS[key]
+    if _DEVICE_VOLATILE.match(key):
+        return Key(help="Device state recorded by stapesd")
+    return None
+
+
+def user_writable_volatile(key: str) -> bool:
+    return key in USER_WRITABLE_VOLATILE or (
+        key.startswith(VOLATILE_PREFIX) and key.endswith(".hwaddr")
+    )
+
+
 USER_WRITABLE_VOLATILE = frozenset(
     {"volatile.uuid", "volatile.uuid.generation", "volatile.base_image"}
 )
@@ -144,13 +163,13 @@ def effective_config(requested: dict[str, str], current: dict[str, str]) -> dict
     merged = {
         k: val
         for k, val in requested.items()
-        if not k.startswith(VOLATILE_PREFIX) or k in USER_WRITABLE_VOLATILE
+        if not k.startswith(VOLATILE_PREFIX) or user_writable_volatile(k)
     }
     merged.update(
         {
             k: val
             for k, val in current.items()
-            if k.startswith(VOLATILE_PREFIX) and k not in USER_WRITABLE_VOLATILE
+            if k.startswith(VOLATILE_PREFIX) and not user_writable_volatile(k)
         }
     )
     return merged
@@ -193,7 +212,7 @@ def validate_instance_config(
                 raise BadRequest(f"Config key {key!r}: volatile keys cannot be set in a profile")
             if current.get(key) == value:
                 continue
-            volatile = VOLATILE_KEYS.get(key)
+            volatile = volatile_key(key)
             if volatile is None:
                 raise BadRequest(f"Unknown configuration key: {key}")
             try:

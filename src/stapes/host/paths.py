@@ -46,6 +46,14 @@ class Paths:
     def instance_logs(self, name: str) -> Path:
         return self.logs / name
 
+    @property
+    def devices(self) -> Path:
+        """What devices make on the host for an instance (device nodes, TPM state)."""
+        return self.root / "devices"
+
+    def instance_devices(self, name: str) -> Path:
+        return self.devices / name
+
     def ensure(self) -> None:
         for path in (
             self.root,
@@ -54,6 +62,7 @@ class Paths:
             self.containers,
             self.storage_pools,
             self.logs,
+            self.devices,
         ):
             path.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)

@@ -11,6 +11,7 @@ from typing import Any
 
 from stapes.api.base import StatusCode
 from stapes.host.idmap import IdMap
+from stapes.instance.devices.device import RunConfig
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class InstanceSpec:
     volume: Path
     """The instance's volume on its pool (the rootfs is ``volume / "rootfs"``)."""
     log_dir: Path
+    run: RunConfig = field(default_factory=RunConfig)
+    """What the devices need at start (filled in by the service just before a start)."""
 
 
 @dataclass
@@ -98,6 +101,14 @@ class InstanceDriver(abc.ABC):
     @abc.abstractmethod
     async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
         """Run a command on a new terminal inside; return (pid, terminal master fd)."""
+
+    @abc.abstractmethod
+    async def hotplug(self, spec: InstanceSpec, run: RunConfig) -> None:
+        """Attach devices' mounts, nodes, NICs and helpers to the running instance."""
+
+    @abc.abstractmethod
+    async def unplug(self, spec: InstanceSpec, run: RunConfig) -> None:
+        """Detach what ``hotplug`` (or the start) attached; tolerant of what is already gone."""
 
     @abc.abstractmethod
     async def console(self, spec: InstanceSpec) -> Console:

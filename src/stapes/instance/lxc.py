@@ -23,6 +23,8 @@ from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.host.run import RunError, run
 from stapes.instance import lxc_config
+from stapes.instance.devices import helpers
+from stapes.instance.devices.device import Nic, RunConfig
 from stapes.instance.driver import (
     Console,
     DriverInfo,
@@ -163,6 +165,7 @@ class LxcDriver(InstanceDriver):
                 idmap=self.idmap_for(spec.config),
                 systemd=_is_systemd(rootfs),
                 host=self.host,
+                run=spec.run,
             )
         )
 
@@ -251,7 +254,18 @@ class LxcDriver(InstanceDriver):
             pid: int = c.init_pid
             return pid
 
-        return await self._call(start)
+        pid = await self._call(start)
+        if spec.run.helpers:
+            try:
+                await asyncio.to_thread(helpers.start, spec.run.helpers, pid, spec.log_dir)
+            except BaseException:
+                await run([*self._tool("lxc-stop", spec), "-k"], timeout=120, check=False)
+                raise
+        return pid
+
+    def _tool(self, tool: str, spec: InstanceSpec) -> list[str]:
+        """argv of an lxc-* tool for this container."""
+        return [tool, "-P", str(self.paths.containers), "-n", lxc_name(spec.project, spec.name)]
 
     async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None:
         """Stop through the lxc-stop tool, not the bindings: python-lxc keeps the GIL while
@@ -266,13 +280,7 @@ class LxcDriver(InstanceDriver):
                 c.unfreeze()
 
         await self._call(prepare)
-        base = [
-            "lxc-stop",
-            "-P",
-            str(self.paths.containers),
-            "-n",
-            lxc_name(spec.project, spec.name),
-        ]
+        base = self._tool("lxc-stop", spec)
         if force:
             await run([*base, "-k"], timeout=120)
         elif not await _shutdown(base, timeout):
@@ -281,6 +289,7 @@ class LxcDriver(InstanceDriver):
             )
         if (await self.status(spec)).status != StatusCode.STOPPED:
             raise InternalError("Failed to stop the container")
+        await asyncio.to_thread(helpers.stop_all, spec.log_dir)
 
     def check_config(self, spec: InstanceSpec) -> None:
         self.config_items(spec)
@@ -304,6 +313,68 @@ class LxcDriver(InstanceDriver):
                     )
 
         await self._call(apply)
+
+    async def hotplug(self, spec: InstanceSpec, attach: RunConfig) -> None:
+        pid = (await self.status(spec)).pid
+        if pid <= 0:
+            return
+        for node in attach.nodes:
+            await self._cgroup_device(spec, "devices.allow", node.rule)
+        for mount in attach.mounts:
+            argv = [sys.executable, "-m", "stapes.host.mount_inject", str(pid)]
+            argv += [mount.source, mount.target]
+            argv += ["--readonly"] if "ro" in mount.options else []
+            argv += ["--recursive"] if "rbind" in mount.options else []
+            argv += ["--idmap"] if "idmap=container" in mount.options else []
+            idmap = self.idmap_for(spec.config)
+            argv += ["--root-id", str(idmap.base if idmap else 0)]
+            rc, _, err = await run(argv, check=False)
+            if rc != 0 and "optional" not in mount.options:
+                raise BadRequest(err.strip() or "mount failed")
+        for nic in attach.nics:
+            await self._attach_nic(spec, nic)
+        if attach.helpers:
+            await asyncio.to_thread(helpers.start, attach.helpers, pid, spec.log_dir)
+
+    async def unplug(self, spec: InstanceSpec, detach: RunConfig) -> None:
+        for helper in detach.helpers:
+            await asyncio.to_thread(helpers.stop, spec.log_dir, helper.device)
+        pid = (await self.status(spec)).pid
+        if pid <= 0:
+            return
+        for mount in detach.mounts:
+            await run(["nsenter", "-t", str(pid), "-m", "umount", "-l", mount.target], check=False)
+        for node in detach.nodes:
+            await self._cgroup_device(spec, "devices.deny", node.rule)
+        for nic in detach.nics:
+            await run(["ip", "link", "del", nic.host_name], check=False)
+
+    async def _cgroup_device(self, spec: InstanceSpec, key: str, rule: str) -> None:
+        def apply() -> None:
+            if not self._container(spec).set_cgroup_item(key, rule):
+                raise InternalError(f"Failed to set {key} {rule!r} on the container's cgroup")
+
+        await self._call(apply)
+
+    async def _attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
+        """A veth pair made on the host; its peer moves into the container as ``nic.name``."""
+        peer = "stp" + nic.host_name[-8:]
+        await run(["ip", "link", "add", nic.host_name, "type", "veth", "peer", "name", peer])
+        try:
+            await run(["ip", "link", "set", peer, "address", nic.hwaddr])
+            if nic.mtu:
+                for side in (nic.host_name, peer):
+                    await run(["ip", "link", "set", side, "mtu", str(nic.mtu)])
+            await run(["ip", "link", "set", nic.host_name, "up"])
+
+            def move() -> None:
+                if not self._container(spec).attach_interface(peer, nic.name):
+                    raise InternalError(f"Failed to move {peer} into the container")
+
+            await self._call(move)
+        except BaseException:
+            await run(["ip", "link", "del", nic.host_name], check=False)
+            raise
 
     async def console(self, spec: InstanceSpec) -> Console:
         """The console's terminal master, held by a helper process (host/console_holder.py)

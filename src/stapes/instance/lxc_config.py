@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stapes.api.errors import BadRequest
 from stapes.config.keys import value_of
 from stapes.config.validate import parse_bool, parse_cpu_allowance, parse_cpuset, parse_size
 from stapes.host.idmap import IdMap
+from stapes.instance.devices.device import Mount, Nic, RunConfig
 
 LXC_CONFIG_DIR = Path("/usr/share/lxc/config")
 
@@ -43,6 +44,7 @@ class LxcInputs:
     idmap: IdMap | None
     systemd: bool
     host: HostFacts
+    run: RunConfig = field(default_factory=RunConfig)
 
 
 def build(inputs: LxcInputs) -> Items:
@@ -58,8 +60,8 @@ def build(inputs: LxcInputs) -> Items:
         ("lxc.log.file", str(inputs.log_dir / "lxc.log")),
         ("lxc.log.level", "warn"),
         ("lxc.console.logfile", str(inputs.log_dir / "console.log")),
-        ("lxc.net.0.type", "empty"),
     ]
+    items += devices(inputs.run, inputs.host)
     if inputs.systemd:
         items.append(("lxc.signal.halt", "SIGRTMIN+3"))
     for key, value in sorted(cfg.items()):
@@ -68,6 +70,41 @@ def build(inputs: LxcInputs) -> Items:
     items += limits(cfg, inputs.host)
     items += extras(cfg, LXC_CONFIG_DIR / "nesting.conf")
     items += parse_raw_lxc(cfg.get("raw.lxc", ""))
+    return items
+
+
+def mount_entry(mount: Mount) -> str:
+    """An lxc.mount.entry line: targets are relative to the container's root."""
+    source = mount.source.replace(" ", "\\040")
+    target = mount.target.lstrip("/").replace(" ", "\\040")
+    return f"{source} {target} {mount.fstype} {','.join(mount.options)} 0 0"
+
+
+def nic_items(index: int, nic: Nic) -> Items:
+    prefix = f"lxc.net.{index}"
+    items = [
+        (f"{prefix}.type", "veth"),
+        (f"{prefix}.name", nic.name),
+        (f"{prefix}.veth.pair", nic.host_name),
+        (f"{prefix}.hwaddr", nic.hwaddr),
+        (f"{prefix}.flags", "up"),
+    ]
+    if nic.mtu:
+        items.append((f"{prefix}.mtu", str(nic.mtu)))
+    return items
+
+
+def devices(run: RunConfig, host: HostFacts) -> Items:
+    """The devices' part of the config: NICs (or none: an empty network namespace), device
+    cgroup rules, then mounts (device nodes' binds included)."""
+    items: Items = []
+    for index, nic in enumerate(run.nics):
+        items += nic_items(index, nic)
+    if not run.nics:
+        items.append(("lxc.net.0.type", "empty"))
+    rule_key = "lxc.cgroup2.devices.allow" if host.cgroup == "v2" else "lxc.cgroup.devices.allow"
+    items += [(rule_key, node.rule) for node in run.nodes]
+    items += [("lxc.mount.entry", mount_entry(m)) for m in run.mounts]
     return items
 
 

@@ -5,18 +5,21 @@ the running ones get the changed live keys at once and the rest at their next st
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from stapes.api.errors import BadRequest, Conflict, Forbidden, NotFound
 from stapes.api.lifecycle import ProfileAction
 from stapes.api.profile import ProfilePut
-from stapes.config.keys import lookup, validate_instance_config
+from stapes.config.keys import validate_instance_config
 from stapes.db import instances as iq
 from stapes.db import projects as q
 from stapes.db.connection import Database
 from stapes.instance.service import InstanceService, without_empty
 from stapes.server.events import EventBus
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[^/\s]+$")
 
@@ -61,7 +64,7 @@ class ProfileService:
     def _check(self, put: ProfilePut) -> ProfilePut:
         put.config = without_empty(put.config)
         validate_instance_config(put.config, None)
-        self.instances.check_devices(put.devices)
+        self.instances.check_devices(put.devices, "container")
         return put
 
     def create(self, project: str, name: str, put: ProfilePut) -> None:
@@ -83,11 +86,13 @@ class ProfileService:
         self._check(put)
         users = self.users(row)
         before = {i.name: self.instances.spec(i) for i in users}
+        running = {i.name: await self.instances.is_running(i) for i in users}
         candidate = q.ProfileRow(
             row.id, row.project, row.name, put.description, put.config, put.devices
         )
         with self.db.transaction():
             q.update_profile(self.db, candidate)
+            changes = {}
             try:
                 # every instance must still render with the new profile (raises: rollback)
                 for instance in users:
@@ -97,16 +102,21 @@ class ProfileService:
                             f"Instance {instance.name!r} would lose or move its root disk"
                         )
                     self.instances.drivers.get(instance.type).check_config(spec)
+                    changes[instance.name] = self.instances.plan_devices(
+                        instance, before[instance.name], spec, running[instance.name]
+                    )
             except BadRequest as exc:
                 raise BadRequest(f"Profile change refused: {exc.message}") from None
         for instance in users:
-            old, new = before[instance.name].config, self.instances.spec(instance).config
-            changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
-            live = {k for k in changed if (key := lookup(k)) is not None and key.live}
-            if live:
-                await self.instances.drivers.get(instance.type).update_live(
-                    self.instances.spec(instance), live
+            try:
+                await self.instances.apply_live(
+                    instance,
+                    before[instance.name],
+                    self.instances.spec(instance),
+                    changes[instance.name],
                 )
+            except Exception:
+                log.exception("could not apply profile %s to %s live", row.name, instance.name)
         self.events.lifecycle(
             ProfileAction.UPDATED, profile_url(row.name, row.project), project=row.project
         )

@@ -29,6 +29,8 @@ from stapes.host.paths import Paths
 from stapes.images.formats import load_yaml, render_template, template_variables
 from stapes.images.store import ImageStore
 from stapes.instance import copy, names
+from stapes.instance.devices import plan as device_plan
+from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.watch import InitWatcher
@@ -169,17 +171,19 @@ class InstanceService:
         if len(set(profiles)) != len(profiles):
             raise BadRequest("A profile is listed more than once")
 
-    def check_devices(self, devices: dict[str, dict[str, str]]) -> None:
-        for name, device in devices.items():
-            kind = device.get("type", "")
-            if kind == "disk" and device.get("path") == "/":
-                continue
-            if kind == "none":
-                continue
-            raise BadRequest(
-                f"Device {name!r}: type {kind!r} is not supported by this stapesd "
-                "yet (only the root disk)"
-            )
+    def device_context(self, row: q.InstanceRow, config: dict[str, str]) -> DeviceContext:
+        return DeviceContext(
+            instance=row.name,
+            instance_type=row.type,
+            config=config,
+            idmap=self.drivers.get(row.type).idmap_for(config),
+            devices_dir=self.paths.instance_devices(row.name),
+        )
+
+    def check_devices(self, devices: dict[str, dict[str, str]], instance_type: str) -> None:
+        """Every device well formed (type, keys, values), naming the one that is not."""
+        ctx = DeviceContext("", instance_type, {}, None, self.paths.devices)
+        device_plan.validate(devices, ctx)
 
     def root_pool(self, devices: dict[str, dict[str, str]]) -> str:
         for device in devices.values():
@@ -209,7 +213,7 @@ class InstanceService:
         req.config = without_empty(req.config)
         kept = {k: v for k, v in req.config.items() if k in copy.KEPT_VOLATILE and source}
         validate_instance_config(req.config, instance_type, current=kept)
-        self.check_devices(req.devices)
+        self.check_devices(req.devices, instance_type)
         if req.source.type not in ("image", "none", "copy"):
             raise BadRequest(
                 f"Instance source type {req.source.type!r} is not supported yet "
@@ -399,7 +403,17 @@ class InstanceService:
     async def start_unlocked(self, row: q.InstanceRow) -> None:
         """Start an instance; the caller holds its lock."""
         driver = self.drivers.get(row.type)
-        pid = await driver.start(self.spec(row))
+        spec = self.spec(row)
+        ctx = self.device_context(row, spec.config)
+        spec.run = await device_plan.prepare_start(spec.devices, ctx)
+        try:
+            if spec.run.volatile:
+                row.config.update(spec.run.volatile)
+                spec.config.update(spec.run.volatile)
+            pid = await driver.start(spec)
+        except BaseException:
+            await device_plan.clean_up(spec.devices, ctx)
+            raise
         self.watcher.watch(row.project, row.name, pid)
         row.last_used_at = timestamp(now())
         row.config["volatile.last_state.power"] = "RUNNING"
@@ -412,7 +426,9 @@ class InstanceService:
     async def stop_unlocked(self, row: q.InstanceRow, force: bool, timeout: int) -> None:
         """Stop an instance; the caller holds its lock."""
         self.watcher.unwatch(row.project, row.name)
-        await self.drivers.get(row.type).stop(self.spec(row), force=force, timeout=timeout)
+        spec = self.spec(row)
+        await self.drivers.get(row.type).stop(spec, force=force, timeout=timeout)
+        await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
         await self._set_power(row, "STOPPED")
         action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
         self.events.lifecycle(action, url(row.name, row.project), project=row.project)
@@ -492,15 +508,15 @@ class InstanceService:
     def _check_put(self, row: q.InstanceRow, put: InstancePut) -> dict[str, str]:
         put.config = without_empty(put.config)
         validate_instance_config(put.config, row.type, current=row.config)
-        self.check_devices(put.devices)
+        self.check_devices(put.devices, row.type)
         profiles = row.profiles if put.profiles is None else put.profiles
         self._check_profiles(row.project, profiles)
         return effective_config(put.config, row.config)
 
     async def apply_update(self, row: q.InstanceRow, put: InstancePut) -> None:
-        """Validate and store a new writable state; raise before changing anything."""
+        """Validate and store a new writable state; raise before changing anything. A running
+        instance gets the change live; if that fails, the previous state is put back."""
         config = self._check_put(row, put)
-        old_config = self.expand(row)[0]
         candidate = q.InstanceRow(**{**row.__dict__})
         candidate.config = config
         candidate.devices = put.devices
@@ -508,6 +524,7 @@ class InstanceService:
         candidate.description = put.description
         candidate.ephemeral = put.ephemeral
         candidate.architecture = put.architecture or row.architecture
+        before = self.spec(row)
         spec = self.spec(candidate)
         if self.root_pool(spec.devices) != row.pool:
             raise BadRequest(
@@ -515,17 +532,84 @@ class InstanceService:
             )
         driver = self.drivers.get(row.type)
         driver.check_config(spec)
+        change = self.plan_devices(row, before, spec, await self.is_running(row))
         with self.db.transaction():
             q.update_instance(self.db, candidate)
-        changed = {
-            k for k in set(old_config) | set(spec.config) if old_config.get(k) != spec.config.get(k)
-        }
-        live = {k for k in changed if (key := lookup(k)) is not None and key.live}
-        if live:
-            await driver.update_live(spec, live)
+        try:
+            await self.apply_live(candidate, before, spec, change)
+        except BaseException:
+            with self.db.transaction():
+                q.update_instance(self.db, row)
+            if change is not None:
+                await self._reattach(row, before, change)
+            raise
         self.events.lifecycle(
             InstanceAction.UPDATED, url(row.name, row.project), project=row.project
         )
+
+    def plan_devices(
+        self, row: q.InstanceRow, before: InstanceSpec, after: InstanceSpec, running: bool
+    ) -> device_plan.Change | None:
+        """For a running instance, the devices to hot plug and unplug (None when stopped or
+        unchanged); raises when a change needs a stop."""
+        if before.devices == after.devices or not running:
+            return None
+        return device_plan.plan_change(
+            before.devices,
+            after.devices,
+            self.device_context(row, before.config),
+            self.device_context(row, after.config),
+        )
+
+    async def is_running(self, row: q.InstanceRow) -> bool:
+        return (await self.status(row)).status != StatusCode.STOPPED
+
+    async def apply_live(
+        self,
+        row: q.InstanceRow,
+        before: InstanceSpec,
+        after: InstanceSpec,
+        change: device_plan.Change | None,
+    ) -> None:
+        """What a running instance takes at once: live config keys, then devices."""
+        driver = self.drivers.get(row.type)
+        old, new = before.config, after.config
+        changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+        live = {k for k in changed if (key := lookup(k)) is not None and key.live}
+        if live:
+            await driver.update_live(after, live)
+        if change is None:
+            return
+        for device in change.detach:
+            await driver.unplug(before, device.attached())
+            await asyncio.to_thread(device.stop)
+        attached: list[tuple[Any, Any]] = []
+        try:
+            for device in change.attach:
+                run = await asyncio.to_thread(device.start)
+                attached.append((device, run))
+                await driver.hotplug(after, run)
+                if run.volatile:
+                    row.config.update(run.volatile)
+                    with self.db.transaction():
+                        q.set_config_keys(self.db, row.id, dict(run.volatile))
+        except BaseException:
+            for device, run in reversed(attached):
+                with contextlib.suppress(Exception):
+                    await driver.unplug(after, run)
+                    await asyncio.to_thread(device.stop)
+            raise
+
+    async def _reattach(
+        self, row: q.InstanceRow, before: InstanceSpec, change: device_plan.Change
+    ) -> None:
+        """After a failed live change: give the instance back the devices it had."""
+        driver = self.drivers.get(row.type)
+        for device in change.detach:
+            try:
+                await driver.hotplug(before, await asyncio.to_thread(device.start))
+            except Exception:
+                log.exception("could not re-attach device %s of %s", device.name, row.name)
 
     def update(self, row: q.InstanceRow, put: InstancePut) -> Operation:
         self._check_put(row, put)
@@ -591,6 +675,7 @@ class InstanceService:
                 await self.drivers.get(row.type).forget(spec)
                 await self.pools.driver(row.pool).delete_volume("containers", row.name)
                 await asyncio.to_thread(shutil.rmtree, spec.log_dir, True)
+                await asyncio.to_thread(shutil.rmtree, self.paths.instance_devices(row.name), True)
                 with self.db.transaction():
                     q.delete_instance(self.db, row.id)
                 self.events.lifecycle(
@@ -672,6 +757,7 @@ class InstanceService:
                     )
                     with contextlib.suppress(Exception):
                         await driver.stop(spec, force=True, timeout=0)
+                await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
             self.events.lifecycle(
                 InstanceAction.SHUTDOWN, url(row.name, row.project), project=row.project
             )
@@ -692,6 +778,7 @@ class InstanceService:
                     self.watcher.watch(project, name, status.pid)  # restarted from inside
                     return
                 await asyncio.sleep(0.1)
+            await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
             await self._set_power(row, "STOPPED")
             self.events.lifecycle(InstanceAction.SHUTDOWN, url(name, project), project=project)
 

@@ -1,0 +1,214 @@
+"""The forwarder behind proxy devices, one helper process per device:
+
+    python -m stapes.host.proxy --pid PID --listen ADDR --connect ADDR --bind host|instance
+        [--uid N --gid N --mode 0644 --id-base N]
+
+ADDR is ``tcp:HOST:PORT``, ``udp:HOST:PORT`` (IPv6 hosts in brackets) or ``unix:PATH``
+(``unix:@NAME`` for an abstract socket). The listening socket is made in the network (and, for
+unix paths, mount) namespace of the listening side, then the helper moves to the other side's
+namespaces, so every connection it opens to ADDR is made there. It exits when the instance's init
+(PID) does, or on SIGTERM. Only the standard library: it starts fast and runs anywhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+CHUNK = 64 * 1024
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class Address:
+    kind: str  # tcp, udp or unix
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @property
+    def family(self) -> int:
+        if self.kind == "unix":
+            return socket.AF_UNIX
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    @property
+    def sock_type(self) -> int:
+        return socket.SOCK_DGRAM if self.kind == "udp" else socket.SOCK_STREAM
+
+    @property
+    def sockaddr(self) -> str | tuple[str, int]:
+        if self.kind == "unix":
+            return "\0" + self.path[1:] if self.path.startswith("@") else self.path
+        return (self.host, self.port)
+
+
+def parse_address(text: str) -> Address:
+    """Raises ValueError with a message a user can act on."""
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in ("tcp", "udp", "unix"):
+        raise ValueError(f"{text!r}: use tcp:HOST:PORT, udp:HOST:PORT or unix:PATH")
+    if kind == "unix":
+        if not rest or not (rest.startswith("/") or rest.startswith("@")):
+            raise ValueError(f"{text!r}: a unix address is an absolute path or @abstract name")
+        return Address(kind, path=rest)
+    if rest.startswith("["):
+        host, _, port = rest[1:].partition("]:")
+    else:
+        host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: expected {kind}:HOST:PORT with a port from 1 to 65535")
+    return Address(kind, host=host, port=int(port))
+
+
+def _setns(fd: int, nstype: int) -> None:
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class Namespaces:
+    def __init__(self, pid: str) -> None:
+        self.net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+
+    def enter(self, with_mounts: bool) -> None:
+        _setns(self.net, CLONE_NEWNET)
+        if with_mounts:
+            _setns(self.mnt, CLONE_NEWNS)
+
+
+def make_listener(addr: Address, uid: int, gid: int, mode: int) -> socket.socket:
+    sock = socket.socket(addr.family, addr.sock_type)
+    if addr.kind != "unix":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    elif not addr.path.startswith("@"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(addr.path)
+    sock.bind(addr.sockaddr)
+    if addr.kind == "unix" and not addr.path.startswith("@"):
+        os.chown(addr.path, uid, gid)
+        os.chmod(addr.path, mode)
+    if addr.sock_type == socket.SOCK_STREAM:
+        sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        pass
+
+
+async def serve_stream(listener: socket.socket, target: Address) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if target.kind == "unix":
+                up_reader, up_writer = await asyncio.open_unix_connection(str(target.sockaddr))
+            else:
+                up_reader, up_writer = await asyncio.open_connection(target.host, target.port)
+        except OSError:
+            writer.close()
+            return
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            for w in (writer, up_writer):
+                with contextlib.suppress(Exception):
+                    w.close()
+
+    if listener.family == socket.AF_UNIX:
+        server = await asyncio.start_unix_server(handle, sock=listener)
+    else:
+        server = await asyncio.start_server(handle, sock=listener)
+    async with server:
+        await server.serve_forever()
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, listener: socket.socket, client: tuple[str, int]) -> None:
+        self.listener = listener
+        self.client = client
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.sendto(data, self.client)
+
+
+async def serve_datagrams(listener: socket.socket, target: Address) -> None:
+    """Each client address gets its own socket to the target, so replies find their way back."""
+    loop = asyncio.get_running_loop()
+    upstreams: dict[object, asyncio.DatagramTransport] = {}
+    while True:
+        data, client = await loop.sock_recvfrom(listener, CHUNK)
+        transport = upstreams.get(client)
+        if transport is None or transport.is_closing():
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda c=client: _Upstream(listener, c),  # type: ignore[misc]
+                remote_addr=(target.host, target.port),
+                family=target.family,
+            )
+            upstreams[client] = transport
+        transport.sendto(data)
+
+
+async def run(listener: socket.socket, target: Address, pidfd: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_reader(pidfd, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    serve = serve_datagrams if target.kind == "udp" else serve_stream
+    task = loop.create_task(serve(listener, target))
+    await stop.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stapes.host.proxy")
+    parser.add_argument("--pid", required=True)
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--connect", required=True)
+    parser.add_argument("--bind", choices=("host", "instance"), default="host")
+    parser.add_argument("--uid", type=int, default=0)
+    parser.add_argument("--gid", type=int, default=0)
+    parser.add_argument("--mode", default="0644")
+    parser.add_argument("--id-base", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        listen, connect = parse_address(args.listen), parse_address(args.connect)
+        host = Namespaces("self")
+        instance = Namespaces(args.pid)
+        pidfd = os.pidfd_open(int(args.pid))
+        listen_side, connect_side = (
+            (instance, host) if args.bind == "instance" else (host, instance)
+        )
+        listen_side.enter(with_mounts=listen.kind == "unix")
+        base = args.id_base if args.bind == "instance" else 0
+        listener = make_listener(listen, args.uid + base, args.gid + base, int(args.mode, 8))
+        connect_side.enter(with_mounts=connect.kind == "unix" or listen.kind == "unix")
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"proxy: {exc}\n")
+        return 2
+    asyncio.run(run(listener, connect, pidfd))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

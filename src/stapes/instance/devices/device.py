@@ -1,0 +1,158 @@
+"""The device interface: each device kind validates its config and, to start, returns a RunConfig
+(data the instance driver applies: mounts, device nodes, NICs, helper processes). Devices never
+know which driver applies them; hot plug goes through the same data."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from stapes.api.errors import BadRequest
+from stapes.config import validate as v
+from stapes.host.idmap import IdMap
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind or filesystem mount; ``target`` is the absolute path inside the instance."""
+
+    source: str
+    target: str
+    fstype: str = "none"
+    options: tuple[str, ...] = ("bind",)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A device node the instance may use (cgroup device rule), bind-mounted from the host."""
+
+    kind: str  # "c" or "b"
+    major: int
+    minor: int
+    source: str
+    target: str
+    mode: int = 0o660
+    uid: int = 0
+    gid: int = 0
+
+    @property
+    def rule(self) -> str:
+        return f"{self.kind} {self.major}:{self.minor} rwm"
+
+
+@dataclass(frozen=True)
+class Nic:
+    """A veth pair: ``name`` inside the instance, ``host_name`` outside."""
+
+    name: str
+    host_name: str
+    hwaddr: str
+    mtu: int = 0
+
+
+@dataclass(frozen=True)
+class Helper:
+    """A host process that lives as long as the device is attached (proxy forwarders)."""
+
+    device: str
+    argv: tuple[str, ...]
+
+
+@dataclass
+class RunConfig:
+    mounts: list[Mount] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    nics: list[Nic] = field(default_factory=list)
+    helpers: list[Helper] = field(default_factory=list)
+    volatile: dict[str, str] = field(default_factory=dict)
+    """Daemon-owned keys to record (volatile.<device>.hwaddr...)."""
+
+    def extend(self, other: RunConfig) -> None:
+        self.mounts += other.mounts
+        self.nodes += other.nodes
+        self.nics += other.nics
+        self.helpers += other.helpers
+        self.volatile.update(other.volatile)
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """What a device may know about its instance."""
+
+    instance: str
+    instance_type: str
+    config: dict[str, str]
+    """The instance's expanded config (volatile keys included)."""
+    idmap: IdMap | None
+    devices_dir: Path
+    """Where a device may keep files on the host (device nodes, TPM state)."""
+
+
+class Device(abc.ABC):
+    """One device of an instance. Subclasses declare their keys (validators) and the instance
+    types they serve; ``start`` turns the config into a RunConfig."""
+
+    KEYS: ClassVar[dict[str, Callable[[str], None]]] = {}
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    TYPES: ClassVar[frozenset[str]] = frozenset({"container"})
+    HOTPLUG: ClassVar[bool] = True
+    """Whether it can be added to or removed from a running instance."""
+
+    def __init__(self, name: str, config: dict[str, str], ctx: DeviceContext) -> None:
+        self.name = name
+        self.config = config
+        self.ctx = ctx
+
+    def fail(self, message: str) -> BadRequest:
+        return BadRequest(f"Device {self.name!r} ({self.config.get('type', '')}): {message}")
+
+    def validate(self) -> None:
+        """Refuse unknown keys, bad values and missing required keys, naming them."""
+        if self.ctx.instance_type not in self.TYPES:
+            raise self.fail(f"not supported on a {self.ctx.instance_type}")
+        for key, value in self.config.items():
+            if key == "type":
+                continue
+            check = self.KEYS.get(key)
+            if check is None:
+                raise self.fail(f"unknown key {key!r}")
+            try:
+                check(value)
+            except ValueError as exc:
+                raise self.fail(f"invalid value for {key!r}: {exc}") from None
+        for key in self.REQUIRED:
+            if not self.config.get(key):
+                raise self.fail(f"{key!r} is required")
+
+    def check_host(self) -> None:
+        """Raise (naming what is missing) when the host cannot provide the device now."""
+        return None
+
+    @abc.abstractmethod
+    def start(self) -> RunConfig:
+        """What the instance needs for this device when it starts (or when hot plugged)."""
+
+    def attached(self) -> RunConfig:
+        """What ``start`` attached, described again without side effects, for unplugging."""
+        return RunConfig()
+
+    def stop(self) -> None:
+        """Clean up what ``start`` made on the host, once the instance stopped (or the device
+        was unplugged). Must tolerate running more than once."""
+        return None
+
+
+def is_abs_path(value: str) -> None:
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path")
+
+
+def any_value(value: str) -> None:
+    return None
+
+
+is_bool = v.is_bool
+is_uint = v.is_uint

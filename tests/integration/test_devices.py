@@ -1,0 +1,239 @@
+"""Devices: host paths, device nodes, veth NICs and proxies, at start and hot plugged, and the
+400s that bad devices get."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon, Response, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sh(daemon: Daemon, name: str, script: str, check: bool = True) -> str:
+    return daemon.cli("exec", name, "--", "sh", "-c", script, check=check).stdout
+
+
+def devices_patch(daemon: Daemon, name: str, devices: dict[str, object]) -> tuple[int, str]:
+    resp = daemon.request("PATCH", f"/1.0/instances/{name}", {"devices": devices})
+    return resp.status, resp.json()["error"] if resp.status != 200 else ""
+
+
+def put_devices(daemon: Daemon, name: str, devices: dict[str, object]) -> tuple[int, str]:
+    current = daemon.request("GET", f"/1.0/instances/{name}").metadata
+    body = {k: current[k] for k in ("config", "profiles", "description", "architecture")}
+    body["devices"] = devices
+    resp = daemon.request("PUT", f"/1.0/instances/{name}", body)
+    if resp.status != 202:
+        return resp.status, resp.json()["error"]
+    done = daemon.wait(resp)  # a failed operation's /wait is an error envelope, as in Incus
+    return (200, "") if done.status == 200 else (done.status, done.json()["error"])
+
+
+def start_error(daemon: Daemon, resp: Response) -> str:
+    """The error of an operation that must fail with a 400 (a failed /wait is an envelope)."""
+    done = daemon.wait(resp)
+    assert done.status == 400, done.body
+    error: str = done.json()["error"]
+    return error
+
+
+@pytest.fixture
+def share(daemon: Daemon) -> Iterator[Path]:
+    """A host directory the containers' root can reach (pytest's tmp_path is closed: 0700)."""
+    directory = daemon.root / unique("share")
+    directory.mkdir(mode=0o755)
+    (directory / "hello").write_text("from the host\n")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def stopped(daemon: Daemon, busybox: str) -> Iterator[str]:
+    name = unique("dev")
+    daemon.ok(
+        daemon.request(
+            "POST", "/1.0/instances", {"name": name, "source": {"type": "image", "alias": busybox}}
+        )
+    )
+    try:
+        yield name
+    finally:
+        daemon.force_delete(name)
+
+
+def start(daemon: Daemon, name: str) -> None:
+    daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"}))
+
+
+def test_devices_at_start(daemon: Daemon, stopped: str, share: Path) -> None:
+    devices = {
+        "share": {"type": "disk", "source": str(share), "path": "/mnt/share", "readonly": "true"},
+        "shifted": {"type": "disk", "source": str(share), "path": "/mnt/shifted", "shift": "true"},
+        "zero": {"type": "unix-char", "source": "/dev/zero", "path": "/dev/z", "mode": "0600"},
+        "eth0": {"type": "nic", "nictype": "p2p", "mtu": "1400"},
+    }
+    assert devices_patch(daemon, stopped, devices) == (200, "")
+    start(daemon, stopped)
+    assert sh(daemon, stopped, "cat /mnt/share/hello") == "from the host\n"
+    assert "Read-only" in sh(daemon, stopped, "touch /mnt/share/x 2>&1", check=False)
+    # host root's files show as nobody without shift, as root with it (an idmapped mount)
+    assert sh(daemon, stopped, "stat -c %u /mnt/share/hello").strip() == "65534"
+    assert sh(daemon, stopped, "stat -c %u /mnt/shifted/hello").strip() == "0"
+    assert sh(daemon, stopped, "stat -c '%A %t,%T' /dev/z").strip() == "crw------- 1,5"
+    assert sh(daemon, stopped, "head -c 3 /dev/z | od -An -tx1").split() == ["00"] * 3
+    config = daemon.request("GET", f"/1.0/instances/{stopped}").metadata["config"]
+    hwaddr, host_name = config["volatile.eth0.hwaddr"], config["volatile.eth0.host_name"]
+    link = sh(daemon, stopped, "ip link show eth0")
+    assert hwaddr in link and "mtu 1400" in link
+    assert Path(f"/sys/class/net/{host_name}").exists()
+
+    daemon.ok(
+        daemon.request("PUT", f"/1.0/instances/{stopped}/state", {"action": "stop", "force": True})
+    )
+    assert not Path(f"/sys/class/net/{host_name}").exists()
+    assert not list((daemon.root / "devices" / stopped).glob("zero.*"))
+    start(daemon, stopped)  # the MAC address is kept across starts
+    assert hwaddr in sh(daemon, stopped, "ip link show eth0")
+
+
+def test_hot_plug_and_unplug(daemon: Daemon, container: str, share: Path) -> None:
+    disk = {"type": "disk", "source": str(share), "path": "/opt/hot", "readonly": "true"}
+    assert devices_patch(daemon, container, {"hot": disk}) == (200, "")
+    assert sh(daemon, container, "cat /opt/hot/hello") == "from the host\n"
+    node = {"type": "unix-char", "source": "/dev/zero", "path": "/dev/hotzero"}
+    nic = {"type": "nic", "nictype": "p2p", "name": "eth7"}
+    assert devices_patch(daemon, container, {"z": node, "n": nic}) == (200, "")
+    assert sh(daemon, container, "head -c 2 /dev/hotzero | od -An -tx1").split() == ["00"] * 2
+    assert "eth7" in sh(daemon, container, "ip link")
+
+    assert put_devices(daemon, container, {}) == (200, "")
+    assert sh(daemon, container, "ls /opt/hot") == ""
+    assert "eth7" not in sh(daemon, container, "ip link")
+    assert sh(daemon, container, "head -c 1 /dev/hotzero 2>&1", check=False) != "\0"
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"host says hi"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_proxy_both_ways(daemon: Daemon, container: str) -> None:
+    # host -> instance: busybox httpd inside, on the container's loopback (down at start, as
+    # in Incus: an init system brings it up, busybox init does not)
+    sh(daemon, container, "ip link set lo up && mkdir -p /srv && echo inside > /srv/f")
+    sh(daemon, container, "httpd -p 127.0.0.1:8000 -h /srv")
+    port = free_port()
+    proxy = {"type": "proxy", "listen": f"tcp:127.0.0.1:{port}", "connect": "tcp:127.0.0.1:8000"}
+    assert devices_patch(daemon, container, {"web": proxy}) == (200, "")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/f", timeout=10) as resp:
+        assert resp.read() == b"inside\n"
+
+    # instance -> host: a listener in the container that reaches a server on the host
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        back = {
+            "type": "proxy",
+            "bind": "instance",
+            "listen": "tcp:127.0.0.1:9000",
+            "connect": f"tcp:127.0.0.1:{server.server_address[1]}",
+        }
+        assert devices_patch(daemon, container, {"back": back}) == (200, "")
+        got = sh(daemon, container, "wget -qO- http://127.0.0.1:9000/")
+        assert got == "host says hi"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert put_devices(daemon, container, {}) == (200, "")
+    with pytest.raises(OSError, match=r"refused|reset|closed|timed out"):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/f", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("device", "named"),
+    [
+        ({"type": "floppy"}, "floppy"),
+        ({"type": "disk", "source": "/tmp", "path": "/x", "bogus": "1"}, "bogus"),
+        ({"type": "disk", "path": "/x"}, "source"),
+        ({"type": "disk", "source": "/tmp", "path": "/x", "readonly": "maybe"}, "readonly"),
+        ({"type": "nic", "nictype": "bridged", "parent": "br0"}, "bridged"),
+        ({"type": "nic", "nictype": "p2p", "hwaddr": "zz"}, "hwaddr"),
+        ({"type": "proxy", "listen": "tcp:1.2.3.4", "connect": "tcp:1.1.1.1:1"}, "listen"),
+        ({"type": "proxy", "listen": "udp:127.0.0.1:5", "connect": "tcp:127.0.0.1:5"}, "udp"),
+        ({"type": "unix-char", "path": "/dev/x"}, "major"),
+        ({"type": "unix-hotplug", "vendorid": "1234"}, "unix-hotplug"),
+    ],
+)
+def test_bad_devices_are_named(
+    daemon: Daemon, stopped: str, device: dict[str, str], named: str
+) -> None:
+    status, error = devices_patch(daemon, stopped, {"bad": device})
+    assert status == 400, error
+    assert "bad" in error and named in error
+    assert "bad" not in daemon.request("GET", f"/1.0/instances/{stopped}").metadata["devices"]
+
+
+@pytest.mark.parametrize(
+    ("device", "named"),
+    [
+        ({"type": "disk", "source": "/no/such/dir", "path": "/x"}, "/no/such/dir"),
+        ({"type": "gpu"}, "GPU"),
+        ({"type": "usb", "vendorid": "ffff", "productid": "0001"}, "ffff:0001"),
+        ({"type": "tpm", "path": "/dev/tpm0"}, "vtpmx"),
+    ],
+)
+def test_absent_host_devices_fail_start_cleanly(
+    daemon: Daemon, stopped: str, device: dict[str, str], named: str
+) -> None:
+    assert devices_patch(daemon, stopped, {"missing": device}) == (200, "")
+    resp = daemon.request("PUT", f"/1.0/instances/{stopped}/state", {"action": "start"})
+    error = start_error(daemon, resp)
+    assert "missing" in error and named in error
+    assert daemon.request("GET", f"/1.0/instances/{stopped}").metadata["status"] == "Stopped"
+
+
+def test_failed_hot_plug_keeps_the_previous_devices(
+    daemon: Daemon, container: str, share: Path
+) -> None:
+    good = {"type": "disk", "source": str(share), "path": "/opt/good"}
+    assert devices_patch(daemon, container, {"good": good}) == (200, "")
+    absent = {"type": "disk", "source": "/no/such/dir", "path": "/opt/absent"}
+    status, error = devices_patch(daemon, container, {"absent": absent})
+    assert status == 400 and "/no/such/dir" in error
+    devices = daemon.request("GET", f"/1.0/instances/{container}").metadata["devices"]
+    assert "absent" not in devices and "good" in devices
+    root = {"root": {"type": "disk", "path": "/", "pool": "default", "size": "1GiB"}}
+    status, error = devices_patch(daemon, container, root)
+    assert status == 400 and "root" in error
+
+
+def test_unreachable_host_paths_are_explained(daemon: Daemon, stopped: str, tmp_path: Path) -> None:
+    closed = tmp_path / "closed"  # below pytest's 0700 directories
+    closed.mkdir()
+    disk = {"type": "disk", "source": str(closed), "path": "/mnt/closed"}
+    assert devices_patch(daemon, stopped, {"closed": disk}) == (200, "")
+    resp = daemon.request("PUT", f"/1.0/instances/{stopped}/state", {"action": "start"})
+    assert "chmod o+x" in start_error(daemon, resp)
