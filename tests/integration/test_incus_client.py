@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stapes.host.idmap import IdMap
 from tests.helpers import Daemon, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc, pytest.mark.incus_cli]
@@ -133,3 +134,44 @@ def test_incus_device_add_and_remove(incus, daemon: Daemon, container: str) -> N
     assert incus("exec", container, "--", "ls", "/mnt/s").stdout == ""
     bad = incus("config", "device", "add", container, "b", "disk", "path=/x", check=False)
     assert bad.returncode != 0 and "source" in bad.stderr
+
+
+def test_incus_file_verbs_over_sftp(incus, daemon: Daemon, busybox: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """incus file push/pull/delete speak SFTP over an upgraded connection."""
+    name = unique("sftp")
+    incus("launch", busybox, name)
+    try:
+        source = tmp_path / "hello.txt"
+        source.write_text("over sftp\n")
+        incus("file", "push", str(source), f"{name}/root/hello.txt", "--mode", "0640")
+        listing = incus("exec", name, "--", "stat", "-c", "%u %a", "/root/hello.txt").stdout
+        assert listing == "0 640\n"
+        assert incus("file", "pull", f"{name}/root/hello.txt", "-").stdout == "over sftp\n"
+        tree = tmp_path / "tree" / "sub"
+        tree.mkdir(parents=True)
+        (tree / "a").write_text("a\n")
+        (tree / "link").symlink_to("a")
+        incus("file", "push", "-r", str(tmp_path / "tree"), f"{name}/root/")
+        assert incus("exec", name, "--", "readlink", "/root/tree/sub/link").stdout == "a\n"
+        back = tmp_path / "back"
+        incus("file", "pull", "-r", f"{name}/root/tree", str(back))
+        assert (back / "tree" / "sub" / "a").read_text() == "a\n"
+        incus("file", "delete", f"{name}/root/hello.txt")
+        assert incus("exec", name, "--", "ls", "/root/hello.txt", check=False).returncode != 0
+
+        # a link pointing out of the instance stays inside it, running or stopped
+        incus("exec", name, "--", "ln", "-s", "/../../../../../../tmp", "/root/escape")
+        marker = f"stapes-sftp-{name}"
+        incus("file", "push", str(source), f"{name}/root/escape/{marker}")
+        assert not Path("/tmp", marker).exists()
+        incus("stop", name, "--force")
+        incus("file", "push", str(source), f"{name}/root/escape/{marker}-stopped", "--uid", "7")
+        assert not Path("/tmp", f"{marker}-stopped").exists()
+        rootfs = daemon.root / "storage-pools/default/containers" / name / "rootfs"
+        pushed = rootfs / "tmp" / f"{marker}-stopped"
+        idmap = IdMap.from_host()
+        assert idmap is not None
+        assert pushed.stat().st_uid == idmap.base + 7  # container uid 7 through the idmap
+        assert incus("file", "pull", f"{name}/root/escape/{marker}", "-").stdout == "over sftp\n"
+    finally:
+        incus("delete", name, "--force", check=False)

@@ -11,6 +11,7 @@ from stapes.server.handlers import (
     instance_console,
     instance_exec,
     instance_files,
+    instance_sftp,
     instance_snapshots,
     instance_state,
     instances,
@@ -29,6 +30,7 @@ API: list[Endpoint] = [
     *instance_console.ENDPOINTS,  # after exec: logs/{file} would catch logs/exec-output
     *instance_files.ENDPOINTS,
     *instance_snapshots.ENDPOINTS,
+    *instance_sftp.ENDPOINTS,
     *images.ENDPOINTS,
     *profiles.ENDPOINTS,
     *projects.ENDPOINTS,

@@ -1,0 +1,91 @@
+"""GET /1.0/instances/{name}/sftp: the connection upgrades to raw SFTP (``Upgrade: sftp``), served
+by a helper process in the instance's filesystem (host/sftp_server.py). `incus file` uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+
+from aiohttp import web
+
+from stapes.api.base import StatusCode
+from stapes.api.errors import BadRequest
+from stapes.server.endpoint import Action, Endpoint, project_of, state
+from stapes.server.response import Result
+
+CHUNK = 64 * 1024
+
+
+class _RawStream:
+    """Takes the place of aiohttp's payload parser once the connection is upgraded: every byte
+    the client sends goes to the helper's stdin."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.queue.put_nowait(bytes(data))
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.queue.put_nowait(b"")
+
+
+async def sftp(request: web.Request) -> Result:
+    st = state(request)
+    row = st.instances.get(project_of(request), request.match_info["name"])
+    if request.headers.get("Upgrade", "").lower() != "sftp":
+        raise BadRequest("Missing or invalid upgrade header: send Upgrade: sftp")
+    spec = st.instances.spec(row)
+    driver = st.instances.drivers.get(row.type)
+    status = await driver.status(spec)
+    idmap = driver.idmap_for(spec.config)
+    argv = [sys.executable, "-m", "stapes.host.sftp_server"]
+    if status.status != StatusCode.STOPPED and status.pid > 0:
+        argv += ["--pid", str(status.pid)] + (["--userns"] if idmap else [])
+    else:
+        argv += [
+            "--root",
+            str(spec.volume / "rootfs"),
+            "--id-base",
+            str(idmap.base if idmap else 0),
+        ]
+    helper = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    response = web.StreamResponse(status=101, headers={"Connection": "Upgrade", "Upgrade": "sftp"})
+    await response.prepare(request)
+    transport = request.transport
+    stream = _RawStream()
+    request.protocol.set_parser(stream)  # type: ignore[arg-type]
+    stdin, stdout = helper.stdin, helper.stdout
+    assert stdin is not None and stdout is not None and transport is not None
+
+    async def to_helper() -> None:
+        while data := await stream.queue.get():
+            stdin.write(data)
+            await stdin.drain()
+        stdin.close()
+
+    async def to_client() -> None:
+        while data := await stdout.read(CHUNK):
+            transport.write(data)
+
+    pumps = [asyncio.ensure_future(to_helper()), asyncio.ensure_future(to_client())]
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            helper.kill()
+        await helper.wait()
+        transport.close()
+    return response
+
+
+ENDPOINTS = [Endpoint("/instances/{name}/sftp", get=Action(sftp))]
