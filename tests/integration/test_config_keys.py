@@ -114,6 +114,26 @@ def test_missing_kernel_module_is_named(daemon: Daemon, busybox: str) -> None:
         daemon.force_delete(name)
 
 
+def test_syscall_deny_list(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch(busybox, config={"security.syscalls.deny": "mkdir"})
+    try:
+        denied = daemon.cli("exec", name, "--", "mkdir", "/denied", check=False)
+        assert denied.returncode != 0 and "not permitted" in denied.stderr
+        assert daemon.cli("exec", name, "--", "touch", "/allowed").returncode == 0
+        both = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"security.syscalls.allow": "read"}}
+        )
+        assert both.status == 400 and "security.syscalls.allow" in both.json()["error"]
+        intercept = daemon.request(
+            "PATCH",
+            f"/1.0/instances/{name}",
+            {"config": {"security.syscalls.intercept.mknod": "true"}},
+        )
+        assert intercept.status == 400 and "intercept.mknod" in intercept.json()["error"]
+    finally:
+        daemon.force_delete(name)
+
+
 def test_host_shutdown_and_autostart_order(daemon: Daemon, busybox: str) -> None:
     first = daemon.launch(
         busybox, config={"boot.autostart.priority": "10", "boot.stop.priority": "1"}

@@ -86,6 +86,31 @@ INSTANCE_KEYS: dict[str, Key] = {
     "security.protection.delete": Key(
         v.is_bool, "false", live=True, help="Refuse to delete the instance"
     ),
+    "security.syscalls.deny_default": Key(
+        v.is_bool, "true", types=CONTAINER, help="Deny module and kexec syscalls (the default)"
+    ),
+    "security.syscalls.deny": Key(
+        types=CONTAINER, help="Syscalls to deny (one per line or comma; EPERM unless an action)"
+    ),
+    "security.syscalls.allow": Key(
+        types=CONTAINER, help="Syscalls to allow, all others denied (excludes the deny keys)"
+    ),
+    "security.syscalls.deny_compat": Key(
+        v.only_false("blocking the 32-bit compat syscalls is not implemented by this stapesd"),
+        "false",
+        types=CONTAINER,
+        help="Deny 32-bit compat syscalls (not available here)",
+    ),
+    **{
+        f"security.syscalls.intercept.{call}": Key(
+            v.only_false("syscall interception (seccomp notify) is not implemented by stapesd"),
+            "false",
+            types=CONTAINER,
+            help=f"Emulate {call} for the container (not available here)",
+        )
+        for call in ("mknod", "setxattr", "mount", "bpf", "sched_setscheduler", "sysinfo")
+    },
+    "raw.seccomp": Key(types=CONTAINER, help="A raw liblxc seccomp policy (excludes the others)"),
     "snapshots.schedule": Key(
         snapshots.is_schedule,
         live=True,

@@ -147,3 +147,14 @@ def is_uuid(value: str) -> None:
         uuid.UUID(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a UUID") from None
+
+
+def only_false(why: str) -> Validator:
+    """A boolean key whose true side this stapesd cannot provide (``why`` says what lacks)."""
+
+    def check(value: str) -> None:
+        is_bool(value)
+        if parse_bool(value):
+            raise ValueError(f"true is not supported: {why}")
+
+    return check

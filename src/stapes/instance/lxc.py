@@ -22,7 +22,7 @@ from stapes.host.capabilities import HostCaps
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.host.run import RunError, run
-from stapes.instance import lxc_config
+from stapes.instance import lxc_config, seccomp
 from stapes.instance.devices import helpers
 from stapes.instance.devices.device import Nic, RunConfig
 from stapes.instance.driver import (
@@ -237,8 +237,10 @@ class LxcDriver(InstanceDriver):
         await self._load_modules(spec)
         items = self.config_items(spec)
         config_path = self._link(spec) / "config"
-        config_path.write_text(lxc_config.render(items))
         spec.log_dir.mkdir(parents=True, exist_ok=True)
+        if seccomp.wanted(spec.config):
+            lxc_config.seccomp_path(spec.log_dir).write_text(seccomp.policy(spec.config))
+        config_path.write_text(lxc_config.render(items))
         log_file = spec.log_dir / "lxc.log"
 
         def start() -> int:

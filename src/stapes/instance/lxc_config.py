@@ -9,6 +9,7 @@ from stapes.api.errors import BadRequest
 from stapes.config.keys import value_of
 from stapes.config.validate import parse_bool, parse_cpu_allowance, parse_cpuset, parse_size
 from stapes.host.idmap import IdMap
+from stapes.instance import seccomp
 from stapes.instance.devices.device import Mount, Nic, RunConfig
 
 LXC_CONFIG_DIR = Path("/usr/share/lxc/config")
@@ -62,6 +63,11 @@ def build(inputs: LxcInputs) -> Items:
         ("lxc.console.logfile", str(inputs.log_dir / "console.log")),
     ]
     items += devices(inputs.run, inputs.host)
+    problem = seccomp.check(cfg)
+    if problem is not None:
+        raise BadRequest(problem)
+    if seccomp.wanted(cfg):
+        items.append(("lxc.seccomp.profile", str(seccomp_path(inputs.log_dir))))
     if inputs.systemd:
         items.append(("lxc.signal.halt", "SIGRTMIN+3"))
     for key, value in sorted(cfg.items()):
@@ -71,6 +77,10 @@ def build(inputs: LxcInputs) -> Items:
     items += extras(cfg, LXC_CONFIG_DIR / "nesting.conf")
     items += parse_raw_lxc(cfg.get("raw.lxc", ""))
     return items
+
+
+def seccomp_path(log_dir: Path) -> Path:
+    return log_dir / "seccomp.profile"
 
 
 def mount_entry(mount: Mount) -> str:
