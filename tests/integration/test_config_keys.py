@@ -134,6 +134,46 @@ def test_syscall_deny_list(daemon: Daemon, busybox: str) -> None:
         daemon.force_delete(name)
 
 
+def _uid_map(daemon: Daemon, name: str) -> list[int]:
+    pid = daemon.request("GET", f"/1.0/instances/{name}/state").metadata["pid"]
+    return [int(x) for x in Path(f"/proc/{pid}/uid_map").read_text().split()]
+
+
+def test_isolated_idmaps(daemon: Daemon, busybox: str) -> None:
+    first = daemon.launch(busybox, config={"security.idmap.isolated": "true"})
+    second = daemon.launch(busybox, config={"security.idmap.isolated": "true"})
+    try:
+        (_, base1, size1), (_, base2, size2) = _uid_map(daemon, first), _uid_map(daemon, second)
+        assert size1 == size2 == 65536
+        assert base1 + size1 <= base2 or base2 + size2 <= base1  # no overlap
+        owner = daemon.cli("exec", second, "--", "stat", "-c", "%u", "/bin/busybox").stdout
+        assert owner == "0\n"  # the rootfs was shifted to the isolated range
+
+        # back to the shared map at the next start, files shifted back
+        resp = daemon.request(
+            "PATCH", f"/1.0/instances/{second}", {"config": {"security.idmap.isolated": "false"}}
+        )
+        assert resp.status == 200
+        daemon.ok(
+            daemon.request(
+                "PUT", f"/1.0/instances/{second}/state", {"action": "restart", "force": True}
+            )
+        )
+        assert _uid_map(daemon, second)[2] > 65536
+        owner = daemon.cli("exec", second, "--", "stat", "-c", "%u", "/bin/busybox").stdout
+        assert owner == "0\n"
+
+        bad = daemon.request(
+            "PATCH",
+            f"/1.0/instances/{second}",
+            {"config": {"security.idmap.isolated": "true", "security.idmap.base": "5"}},
+        )
+        assert bad.status == 400 and "security.idmap.base" in bad.json()["error"]
+    finally:
+        daemon.force_delete(first)
+        daemon.force_delete(second)
+
+
 def test_host_shutdown_and_autostart_order(daemon: Daemon, busybox: str) -> None:
     first = daemon.launch(
         busybox, config={"boot.autostart.priority": "10", "boot.stop.priority": "1"}

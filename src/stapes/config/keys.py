@@ -83,6 +83,18 @@ INSTANCE_KEYS: dict[str, Key] = {
     "security.nesting": Key(
         v.is_bool, "false", types=CONTAINER, help="Allow running containers inside"
     ),
+    "security.idmap.isolated": Key(
+        v.is_bool,
+        "false",
+        types=CONTAINER,
+        help="Give the container host ids no other isolated container has (next start)",
+    ),
+    "security.idmap.base": Key(
+        v.is_uint, types=CONTAINER, help="First host id of an isolated container's map"
+    ),
+    "security.idmap.size": Key(
+        v.is_uint, "65536", types=CONTAINER, help="Number of ids in an isolated container's map"
+    ),
     "security.protection.delete": Key(
         v.is_bool, "false", live=True, help="Refuse to delete the instance"
     ),

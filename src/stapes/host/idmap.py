@@ -40,6 +40,21 @@ class IdMap:
             ("lxc.idmap", f"g 0 {self.base} {self.size}"),
         ]
 
+    @classmethod
+    def from_volatile(cls, text: str) -> IdMap | None:
+        """Read back what ``volatile()`` wrote (None for ``[]``: an unshifted instance)."""
+        try:
+            entries = json.loads(text or "[]")
+        except json.JSONDecodeError:
+            return None
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and entry.get("Isuid"):
+                return cls(int(entry["Hostid"]), int(entry["Maprange"]))
+        return None
+
+    def overlaps(self, other: IdMap) -> bool:
+        return self.base < other.base + other.size and other.base < self.base + self.size
+
     def volatile(self) -> str:
         """The JSON Incus stores in volatile.idmap.current / .next."""
         return json.dumps(

@@ -34,6 +34,8 @@ class InstanceSpec:
     volume: Path
     """The instance's volume on its pool (the rootfs is ``volume / "rootfs"``)."""
     log_dir: Path
+    idmap: IdMap | None = None
+    """The map the instance's files are shifted to (volatile.idmap.current); None: unshifted."""
     run: RunConfig = field(default_factory=RunConfig)
     """What the devices need at start (filled in by the service just before a start)."""
 
@@ -123,7 +125,8 @@ class InstanceDriver(abc.ABC):
         """The instance's log files under their API names (lxc.log, lxc.conf...)."""
 
     def idmap_for(self, config: dict[str, str]) -> IdMap | None:
-        """The id map the instance's files are shifted to (None: unshifted)."""
+        """The id map every instance of this config shares (None: unshifted); isolated maps
+        are chosen by the service from it."""
         return None
 
     @abc.abstractmethod

@@ -73,7 +73,7 @@ class InstanceFiles:
         rootfs = spec.volume / "rootfs"
         if not rootfs.is_dir():
             raise NotFound(f"Instance {row.name!r} has no root filesystem")
-        return rootfs, self.instances.drivers.get(row.type).idmap_for(spec.config)
+        return rootfs, spec.idmap
 
     @staticmethod
     def _to_container(host_id: int, idmap: IdMap | None) -> int:

@@ -162,7 +162,7 @@ class LxcDriver(InstanceDriver):
                 config=spec.config,
                 rootfs=rootfs,
                 log_dir=spec.log_dir,
-                idmap=self.idmap_for(spec.config),
+                idmap=spec.idmap,
                 systemd=_is_systemd(rootfs),
                 host=self.host,
                 run=spec.run,
@@ -328,8 +328,7 @@ class LxcDriver(InstanceDriver):
             argv += ["--readonly"] if "ro" in mount.options else []
             argv += ["--recursive"] if "rbind" in mount.options else []
             argv += ["--idmap"] if "idmap=container" in mount.options else []
-            idmap = self.idmap_for(spec.config)
-            argv += ["--root-id", str(idmap.base if idmap else 0)]
+            argv += ["--root-id", str(spec.idmap.base if spec.idmap else 0)]
             rc, _, err = await run(argv, check=False)
             if rc != 0 and "optional" not in mount.options:
                 raise BadRequest(err.strip() or "mount failed")

@@ -28,7 +28,7 @@ from stapes.host.idmap import IdMap, shift_tree
 from stapes.host.paths import Paths
 from stapes.images.formats import load_yaml, render_template, template_variables
 from stapes.images.store import ImageStore
-from stapes.instance import copy, names
+from stapes.instance import copy, idmaps, names
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState
@@ -116,7 +116,21 @@ class InstanceService:
             devices=devices,
             volume=self.pools.driver(row.pool).volume_path("containers", row.name),
             log_dir=self.paths.instance_logs(row.name),
+            idmap=IdMap.from_volatile(row.config.get("volatile.idmap.current", "[]")),
         )
+
+    def choose_idmap(self, row: q.InstanceRow, config: dict[str, str]) -> IdMap | None:
+        """The map the instance should run with: the driver's shared one, or an isolated range
+        no other instance holds (security.idmap.isolated)."""
+        shared = self.drivers.get(row.type).idmap_for(config)
+        others = []
+        for other in q.list_instances(self.db, None):
+            if other.id == row.id and row.id:
+                continue
+            held = IdMap.from_volatile(other.config.get("volatile.idmap.next", "[]"))
+            if held is not None and held != shared:
+                others.append(held)
+        return idmaps.choose(config, shared, shared, others)
 
     async def status(self, row: q.InstanceRow) -> RuntimeState:
         return await self.drivers.get(row.type).status(self.spec(row))
@@ -176,7 +190,7 @@ class InstanceService:
             instance=row.name,
             instance_type=row.type,
             config=config,
-            idmap=self.drivers.get(row.type).idmap_for(config),
+            idmap=IdMap.from_volatile(config.get("volatile.idmap.current", "[]")),
             devices_dir=self.paths.instance_devices(row.name),
         )
 
@@ -251,11 +265,14 @@ class InstanceService:
         config, devices = self.expand(row)
         row.pool = self.root_pool(devices)
         self.pools.driver(row.pool)  # the pool must exist
-        idmap = driver.idmap_for(config)
+        shared_idmap = driver.idmap_for(config)
+        idmap = self.choose_idmap(row, config)
 
         async def act(op: Operation) -> None:
             async with self.locks(project, name):
-                await self._create(op, row, image, idmap, start=req.start, source=source)
+                await self._create(
+                    op, row, image, idmap, shared_idmap, start=req.start, source=source
+                )
 
         return self.operations.start(
             act,
@@ -270,10 +287,12 @@ class InstanceService:
         row: q.InstanceRow,
         image: ImageRow | None,
         idmap: IdMap | None,
+        shared_idmap: IdMap | None,
         *,
         start: bool,
         source: copy.CopySource | None = None,
     ) -> None:
+        """``idmap`` is the instance's; image volumes are kept shifted to the ``shared`` one."""
         undo: list[Undo] = []
         try:
             self._add_volatile(row, image, idmap)
@@ -297,10 +316,11 @@ class InstanceService:
                 volume = await self.pools.image_volume(
                     row.pool,
                     image.fingerprint,
-                    idmap,
+                    shared_idmap,
                     lambda target: self.images.unpack(image, target),
                 )
                 await self.pools.instance_from_image(row.pool, volume, row.name)
+                await reshift(drv.volume_path("containers", row.name), shared_idmap, idmap)
                 op.progress("create_instance_from_image_unpack", 100, 0, "Unpacking image: 100%")
                 self.images.mark_used(image)
             elif source is not None:
@@ -403,6 +423,7 @@ class InstanceService:
     async def start_unlocked(self, row: q.InstanceRow) -> None:
         """Start an instance; the caller holds its lock."""
         driver = self.drivers.get(row.type)
+        await self._apply_idmap(row)
         spec = self.spec(row)
         ctx = self.device_context(row, spec.config)
         spec.run = await device_plan.prepare_start(spec.devices, ctx)
@@ -422,6 +443,28 @@ class InstanceService:
         self.events.lifecycle(
             InstanceAction.STARTED, url(row.name, row.project), project=row.project
         )
+
+    async def _apply_idmap(self, row: q.InstanceRow) -> None:
+        """Before a start: if the instance's map changed (security.idmap.*, privileged), shift
+        its files to the new one and record it."""
+        wanted = self.choose_idmap(row, self.expand(row)[0])
+        current = IdMap.from_volatile(row.config.get("volatile.idmap.current", "[]"))
+        if wanted == current:
+            return
+        spec = self.spec(row)
+        await reshift(spec.volume, current, wanted)
+        values: dict[str, str | None] = {
+            "volatile.idmap.current": wanted.volatile() if wanted else "[]",
+            "volatile.idmap.next": wanted.volatile() if wanted else "[]",
+            "volatile.idmap.base": str(wanted.base) if wanted else None,
+        }
+        for key, value in values.items():
+            if value is None:
+                row.config.pop(key, None)
+            else:
+                row.config[key] = value
+        with self.db.transaction():
+            q.set_config_keys(self.db, row.id, values)
 
     async def stop_unlocked(self, row: q.InstanceRow, force: bool, timeout: int) -> None:
         """Stop an instance; the caller holds its lock."""
@@ -532,6 +575,7 @@ class InstanceService:
             )
         driver = self.drivers.get(row.type)
         driver.check_config(spec)
+        self.choose_idmap(candidate, spec.config)  # a map that cannot be had is a 400 now
         change = self.plan_devices(row, before, spec, await self.is_running(row))
         with self.db.transaction():
             q.update_instance(self.db, candidate)
@@ -781,6 +825,13 @@ class InstanceService:
             await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
             await self._set_power(row, "STOPPED")
             self.events.lifecycle(InstanceAction.SHUTDOWN, url(name, project), project=project)
+
+
+async def reshift(volume: Path, old: IdMap | None, new: IdMap | None) -> None:
+    """Move a volume's rootfs from one map to another (both None: nothing to do)."""
+    delta = (new.base if new else 0) - (old.base if old else 0)
+    if delta:
+        await asyncio.to_thread(shift_tree, volume / "rootfs", delta)
 
 
 def without_empty(config: dict[str, str]) -> dict[str, str]:

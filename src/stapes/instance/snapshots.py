@@ -279,6 +279,10 @@ class SnapshotService:
                     **{k: v for k, v in snap.config.items() if not k.startswith(VOLATILE_PREFIX)},
                     **{k: v for k, v in current.config.items() if k.startswith(VOLATILE_PREFIX)},
                 }
+                # the restored files are shifted as they were when the snapshot was taken
+                for key in ("volatile.idmap.current", "volatile.idmap.base"):
+                    if key in snap.config:
+                        current.config[key] = snap.config[key]
                 current.devices = snap.devices
                 current.profiles = [
                     p for p in snap.profiles if find_profile(self.db, current.project, p)

@@ -40,7 +40,7 @@ async def sftp(request: web.Request) -> Result:
     spec = st.instances.spec(row)
     driver = st.instances.drivers.get(row.type)
     status = await driver.status(spec)
-    idmap = driver.idmap_for(spec.config)
+    idmap = spec.idmap
     argv = [sys.executable, "-m", "stapes.host.sftp_server"]
     if status.status != StatusCode.STOPPED and status.pid > 0:
         argv += ["--pid", str(status.pid)] + (["--userns"] if idmap else [])

@@ -1,0 +1,56 @@
+"""Which host ids an unprivileged container gets: the host's shared range, or with
+security.idmap.isolated a range of its own that no other isolated instance uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from stapes.api.errors import BadRequest
+from stapes.config.validate import parse_bool
+from stapes.host.idmap import IdMap
+
+ISOLATED_START = 65536
+"""Isolated ranges start past the first 65536 ids of the host range, which the shared map's
+containers use in practice."""
+DEFAULT_ISOLATED_SIZE = 65536
+
+
+def choose(
+    config: dict[str, str],
+    shared: IdMap | None,
+    host: IdMap | None,
+    others: Iterable[IdMap],
+) -> IdMap | None:
+    """The map an instance should have. ``shared`` is what the driver gives every instance of
+    this config (None: privileged), ``host`` the whole subordinate range, ``others`` the isolated
+    maps other instances hold."""
+    if shared is None or host is None:
+        return shared
+    if not parse_bool(config.get("security.idmap.isolated", "false")):
+        return shared
+    size = int(config.get("security.idmap.size") or DEFAULT_ISOLATED_SIZE)
+    end = host.base + host.size
+    if config.get("security.idmap.base"):
+        wanted = IdMap(int(config["security.idmap.base"]), size)
+        if wanted.base < host.base or wanted.base + size > end:
+            raise BadRequest(
+                f"security.idmap.base {wanted.base} with security.idmap.size {size} is outside "
+                f"the host's subordinate ids for root ({host.base}-{end - 1})"
+            )
+        return wanted
+    current = config.get("volatile.idmap.next", "")
+    taken = sorted(others, key=lambda m: m.base)
+    kept = IdMap.from_volatile(current)
+    reusable = kept is not None and kept.size == size and kept != shared
+    if kept is not None and reusable and not any(kept.overlaps(o) for o in taken):
+        return kept
+    start = host.base + ISOLATED_START
+    for other in taken:
+        if IdMap(start, size).overlaps(other):
+            start = other.base + other.size
+    if start + size > end:
+        raise BadRequest(
+            f"No free range of {size} ids is left in the host's subordinate ids for "
+            "security.idmap.isolated: lower security.idmap.size or widen root's /etc/subuid"
+        )
+    return IdMap(start, size)
