@@ -174,6 +174,43 @@ def test_isolated_idmaps(daemon: Daemon, busybox: str) -> None:
         daemon.force_delete(second)
 
 
+def test_cloud_init_nocloud_seed(daemon: Daemon, busybox: str) -> None:
+    user_data = "#cloud-config\nruncmd: [[touch, /root/ran]]\n"
+    name = daemon.launch(busybox, config={"cloud-init.user-data": user_data})
+    seed = "/var/lib/cloud/seed/nocloud-net"
+    try:
+        config = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        first_id = config["volatile.cloud-init.instance-id"]
+        meta = daemon.cli("exec", name, "--", "cat", f"{seed}/meta-data").stdout
+        assert meta == f"instance-id: {first_id}\nlocal-hostname: {name}\n"
+        assert daemon.cli("exec", name, "--", "cat", f"{seed}/user-data").stdout == user_data
+        owner = daemon.cli("exec", name, "--", "stat", "-c", "%u %a", f"{seed}/user-data")
+        assert owner.stdout == "0 600\n"
+
+        bad = daemon.request(
+            "PATCH",
+            f"/1.0/instances/{name}",
+            {"config": {"cloud-init.user-data": "#cloud-config\n- x"}},
+        )
+        assert bad.status == 400 and "cloud-init.user-data" in bad.json()["error"]
+        network = "version: 2\nethernets: {eth0: {dhcp4: true}}\n"
+        resp = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"cloud-init.network-config": network}}
+        )
+        assert resp.status == 200
+        config = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        assert config["volatile.cloud-init.instance-id"] != first_id  # cloud-init runs again
+        daemon.ok(
+            daemon.request(
+                "PUT", f"/1.0/instances/{name}/state", {"action": "restart", "force": True}
+            )
+        )
+        got = daemon.cli("exec", name, "--", "cat", f"{seed}/network-config").stdout
+        assert got == network
+    finally:
+        daemon.force_delete(name)
+
+
 def test_host_shutdown_and_autostart_order(daemon: Daemon, busybox: str) -> None:
     first = daemon.launch(
         busybox, config={"boot.autostart.priority": "10", "boot.stop.priority": "1"}

@@ -123,6 +123,15 @@ INSTANCE_KEYS: dict[str, Key] = {
         for call in ("mknod", "setxattr", "mount", "bpf", "sched_setscheduler", "sysinfo")
     },
     "raw.seccomp": Key(types=CONTAINER, help="A raw liblxc seccomp policy (excludes the others)"),
+    "cloud-init.user-data": Key(
+        v.is_cloud_config, help="cloud-init user data, served as a NoCloud seed"
+    ),
+    "cloud-init.vendor-data": Key(
+        v.is_cloud_config, help="cloud-init vendor data, served as a NoCloud seed"
+    ),
+    "cloud-init.network-config": Key(
+        v.is_yaml_mapping, help="cloud-init network config, served as a NoCloud seed"
+    ),
     "snapshots.schedule": Key(
         snapshots.is_schedule,
         live=True,
@@ -161,6 +170,9 @@ VOLATILE_KEYS: dict[str, Key] = {
     "volatile.uuid.generation": Key(
         v.is_uuid, live=True, help="Changes when the instance goes back in time (restore, copy)"
     ),
+    "volatile.cloud-init.instance-id": Key(
+        v.is_uuid, help="cloud-init's instance-id: a new one makes cloud-init run again"
+    ),
     "volatile.base_image": Key(help="Fingerprint of the image the instance was created from"),
     "volatile.last_state.power": Key(help="Power state at the last daemon stop (stapesd's)"),
     "volatile.last_state.idmap": Key(help="The idmap of the last start (stapesd's)"),
@@ -191,7 +203,12 @@ def user_writable_volatile(key: str) -> bool:
 
 
 USER_WRITABLE_VOLATILE = frozenset(
-    {"volatile.uuid", "volatile.uuid.generation", "volatile.base_image"}
+    {
+        "volatile.uuid",
+        "volatile.uuid.generation",
+        "volatile.base_image",
+        "volatile.cloud-init.instance-id",
+    }
 )
 
 

@@ -6,6 +6,8 @@ import re
 import uuid
 from collections.abc import Callable
 
+import yaml
+
 Validator = Callable[[str], None]
 
 _SIZE = re.compile(
@@ -158,3 +160,25 @@ def only_false(why: str) -> Validator:
             raise ValueError(f"true is not supported: {why}")
 
     return check
+
+
+def is_cloud_config(value: str) -> None:
+    """User and vendor data: a #cloud-config document must be a YAML mapping; scripts and
+    other cloud-init formats are passed through."""
+    if not value.startswith("#cloud-config"):
+        return
+    try:
+        data = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"#cloud-config is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ValueError("#cloud-config must be a YAML mapping")
+
+
+def is_yaml_mapping(value: str) -> None:
+    try:
+        data = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("expected a YAML mapping")

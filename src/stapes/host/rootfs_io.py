@@ -25,6 +25,9 @@ import sys
 
 CHUNK = 1024 * 1024
 
+ARGV = [sys.executable, "-m", "stapes.host.rootfs_io"]
+"""How to run this helper (followed by ROOT and a command)."""
+
 
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +12,12 @@ from typing import Any
 
 from stapes.api.errors import BadRequest, InternalError, NotFound
 from stapes.db.instances import InstanceRow
+from stapes.host import rootfs_io
 from stapes.host.idmap import IdMap
 from stapes.host.run import spawn
 from stapes.instance.service import InstanceService
 
-HELPER = [sys.executable, "-m", "stapes.host.rootfs_io"]
+HELPER = rootfs_io.ARGV
 OVERFLOW_ID = 65534
 CHUNK = 1024 * 1024
 

@@ -28,7 +28,7 @@ from stapes.host.idmap import IdMap, shift_tree
 from stapes.host.paths import Paths
 from stapes.images.formats import load_yaml, render_template, template_variables
 from stapes.images.store import ImageStore
-from stapes.instance import copy, idmaps, names
+from stapes.instance import cloudinit, copy, idmaps, names
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState
@@ -401,6 +401,7 @@ class InstanceService:
                 "volatile.uuid.generation": instance_uuid,
                 "volatile.last_state.power": "STOPPED",
                 "volatile.last_state.idmap": "[]",
+                cloudinit.INSTANCE_ID: cloudinit.new_instance_id(),
             }
         )
         if idmap is not None:
@@ -425,6 +426,10 @@ class InstanceService:
         driver = self.drivers.get(row.type)
         await self._apply_idmap(row)
         spec = self.spec(row)
+        rootfs = spec.volume / "rootfs"
+        if cloudinit.wanted(spec.config, (rootfs / "usr/bin/cloud-init").exists()):
+            root_id = spec.idmap.base if spec.idmap else 0
+            await cloudinit.write_seed(rootfs, root_id, cloudinit.seed(row.name, spec.config))
         ctx = self.device_context(row, spec.config)
         spec.run = await device_plan.prepare_start(spec.devices, ctx)
         try:
@@ -569,6 +574,8 @@ class InstanceService:
         candidate.architecture = put.architecture or row.architecture
         before = self.spec(row)
         spec = self.spec(candidate)
+        if cloudinit.changed(before.config, spec.config):
+            candidate.config[cloudinit.INSTANCE_ID] = cloudinit.new_instance_id()
         if self.root_pool(spec.devices) != row.pool:
             raise BadRequest(
                 "Moving an instance to another pool through its root disk is not supported yet"

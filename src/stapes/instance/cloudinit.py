@@ -1,0 +1,64 @@
+"""cloud-init's NoCloud seed of a container: the files cloud-init reads at boot from
+/var/lib/cloud/seed/nocloud-net, made from the cloud-init.* keys."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from stapes.api.errors import BadRequest
+from stapes.host import rootfs_io
+from stapes.host.run import run
+
+SEED_DIR = "/var/lib/cloud/seed/nocloud-net"
+KEYS = ("cloud-init.user-data", "cloud-init.vendor-data", "cloud-init.network-config")
+INSTANCE_ID = "volatile.cloud-init.instance-id"
+EMPTY_CLOUD_CONFIG = "#cloud-config\n{}\n"
+
+
+def new_instance_id() -> str:
+    return str(uuid.uuid4())
+
+
+def wanted(config: dict[str, str], has_cloud_init: bool) -> bool:
+    return has_cloud_init or any(config.get(key) for key in KEYS)
+
+
+def seed(name: str, config: dict[str, str]) -> dict[str, str]:
+    """File name -> content, for SEED_DIR."""
+    files = {
+        "meta-data": f"instance-id: {config.get(INSTANCE_ID) or name}\nlocal-hostname: {name}\n",
+        "user-data": config.get("cloud-init.user-data") or EMPTY_CLOUD_CONFIG,
+        "vendor-data": config.get("cloud-init.vendor-data") or EMPTY_CLOUD_CONFIG,
+    }
+    if config.get("cloud-init.network-config"):
+        files["network-config"] = config["cloud-init.network-config"]
+    return files
+
+
+def changed(old: dict[str, str], new: dict[str, str]) -> bool:
+    """A change of cloud-init data gives the instance a new instance-id, so cloud-init runs it."""
+    return any(old.get(key) != new.get(key) for key in KEYS)
+
+
+async def write_seed(rootfs: Path, root_id: int, files: dict[str, str]) -> None:
+    """Write the seed inside the rootfs through the chrooted helper (host/rootfs_io.py), so
+    that no link in the instance's tree can send the writes to the host; owned by the
+    instance's root."""
+    owner = str(root_id)
+    path = ""
+    for part in SEED_DIR.strip("/").split("/"):
+        path += "/" + part
+        await _helper(rootfs, [path, "directory", owner, owner, str(0o755)], b"", owner)
+    for name, content in files.items():
+        mode = str(0o600 if name == "user-data" else 0o644)
+        await _helper(
+            rootfs, [f"{SEED_DIR}/{name}", "file", owner, owner, mode], content.encode(), owner
+        )
+
+
+async def _helper(rootfs: Path, args: list[str], content: bytes, owner: str) -> None:
+    argv = [*rootfs_io.ARGV, str(rootfs), "put", *args, "overwrite", owner, owner]
+    rc, _, err = await run(argv, input=content, check=False)
+    if rc != 0:
+        raise BadRequest(f"Could not write the cloud-init seed {args[0]}: {err.strip()}")
