@@ -61,3 +61,31 @@ def test_default_profile_project_and_pool_exist(daemon: Daemon) -> None:
     assert [p["name"] for p in pools] == ["default"]
     assert pools[0]["driver"] == "dir"
     assert daemon.request("GET", "/1.0/profiles/nope").status == 404
+
+
+def test_server_config(daemon: Daemon) -> None:
+    resp = daemon.request("GET", "/1.0")
+    etag = resp.headers["ETag"]
+    patched = daemon.request(
+        "PATCH", "/1.0", {"config": {"core.shutdown_timeout": "1", "user.owner": "ops"}}
+    )
+    assert patched.status == 200, patched.body
+    config = daemon.request("GET", "/1.0").metadata["config"]
+    assert config == {"core.shutdown_timeout": "1", "user.owner": "ops"}
+    stale = daemon.request("PUT", "/1.0", {"config": {}}, headers={"If-Match": etag.strip('"')})
+    assert stale.status == 412
+    for bad, named in (
+        ({"core.bogus": "1"}, "core.bogus"),
+        ({"core.shutdown_timeout": "soon"}, "core.shutdown_timeout"),
+        ({"core.https_address": ":8443"}, "HTTPS"),
+    ):
+        resp = daemon.request("PATCH", "/1.0", {"config": bad})
+        assert resp.status == 400 and named in resp.json()["error"]
+    # the CLI: no instance named means the server
+    daemon.cli("config", "set", "user.owner", "team")
+    assert daemon.cli("config", "get", "user.owner").stdout == "team\n"
+    daemon.cli("config", "unset", "user.owner")
+    daemon.cli("config", "set", "core.shutdown_timeout=5")
+    assert "core.shutdown_timeout: '5'" in daemon.cli("config", "show").stdout
+    assert daemon.request("PUT", "/1.0", {"config": {}}).status == 200
+    assert daemon.request("GET", "/1.0").metadata["config"] == {}

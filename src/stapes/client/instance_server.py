@@ -82,6 +82,14 @@ class InstanceServer:
         result: dict[str, Any] = self.conn.request("GET", "/1.0")
         return result
 
+    def server_with_etag(self) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", "/1.0")
+        return unwrap(envelope), etag
+
+    def update_server(self, put: dict[str, Any], etag: str = "") -> None:
+        headers = {"If-Match": etag} if etag else None
+        self.conn.request("PUT", "/1.0", json_body=put, headers=headers)
+
     # instances
     def instances(
         self, recursion: int = 1, filter: str = "", all_projects: bool = False

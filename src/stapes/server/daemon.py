@@ -10,9 +10,11 @@ import signal
 
 from aiohttp import web
 
+from stapes.config.server_keys import server_value
 from stapes.db.connection import Database
 from stapes.db.instances import InstanceRow
 from stapes.db.projects import ensure_profile, ensure_project
+from stapes.db.server_config import get_config
 from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
@@ -133,6 +135,8 @@ async def serve(paths: Paths) -> None:
             await st.instances.shutdown_host()
     finally:
         log.info("stapesd shutting down (instances keep running)")
+        minutes = int(server_value(get_config(st.db), "core.shutdown_timeout"))
+        await st.operations.drain(60 * minutes)
         st.events.close()
         await st.operations.shutdown()
         st.instances.watcher.close()

@@ -188,6 +188,17 @@ class Operations:
     def forget(self, op_id: str) -> None:
         self._ops.pop(op_id, None)
 
+    async def drain(self, timeout: float) -> None:
+        """Let running tasks finish (up to ``timeout`` seconds); websocket sessions (exec,
+        console) are interactive and are not waited for."""
+        tasks = [
+            op.task
+            for op in self._ops.values()
+            if op.task and not op.task.done() and op.cls == "task"
+        ]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
     async def shutdown(self) -> None:
         tasks = [op.task for op in self._ops.values() if op.task and not op.task.done()]
         for task in tasks:

@@ -28,6 +28,10 @@ class Target(abc.ABC):
     def __init__(self, name: str) -> None:
         self.name = name
 
+    @property
+    def label(self) -> str:
+        return self.name
+
     @abc.abstractmethod
     def load(self, server: InstanceServer) -> tuple[dict[str, Any], str]: ...
 
@@ -60,6 +64,24 @@ class InstanceTarget(Target):
 
     def save(self, server: InstanceServer, body: dict[str, Any], etag: str) -> None:
         server.update_instance(self.name, body, etag).wait()
+
+
+class ServerTarget(Target):
+    """The server's own config (GET/PUT /1.0)."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    @property
+    def label(self) -> str:
+        return "the server"
+
+    def load(self, server: InstanceServer) -> tuple[dict[str, Any], str]:
+        info, etag = server.server_with_etag()
+        return {"config": info["config"]}, etag
+
+    def save(self, server: InstanceServer, body: dict[str, Any], etag: str) -> None:
+        server.update_server({"config": body["config"]}, etag)
 
 
 class ProfileTarget(Target):
@@ -106,61 +128,83 @@ def parse_yaml_body(text: str) -> dict[str, Any]:
     return body
 
 
-def add_config_commands(group: click.Group, target: TargetFactory, noun: str) -> None:
+Resolver = Callable[[str, tuple[str, ...]], tuple[Target, tuple[str, ...]]]
+"""(verb, arguments) -> (what to edit, the arguments left for the verb)."""
+
+
+def named(target: TargetFactory, noun: str) -> Resolver:
+    """The first argument names the thing to edit."""
+
+    def resolve(verb: str, args: tuple[str, ...]) -> tuple[Target, tuple[str, ...]]:
+        if not args:
+            raise click.UsageError(f"Missing the {noun} name")
+        return target(args[0]), args[1:]
+
+    return resolve
+
+
+def add_config_commands(group: click.Group, resolve: Resolver) -> None:
     @group.command(name="set")
-    @click.argument("name")
-    @click.argument("pairs", nargs=-1, required=True)
-    def set_(name: str, pairs: tuple[str, ...]) -> None:
-        """Set config keys (KEY=VALUE ... or KEY VALUE)."""
+    @click.argument("args", nargs=-1, required=True)
+    def set_(args: tuple[str, ...]) -> None:
+        """Set config keys ([NAME] KEY=VALUE ... or [NAME] KEY VALUE)."""
+        target, pairs = resolve("set", args)
+        if not pairs:
+            raise click.UsageError("Missing KEY=VALUE")
         values = key_values(pairs)
-        target(name).edit(lambda body: body["config"].update(values))
+        target.edit(lambda body: body["config"].update(values))
 
     @group.command()
-    @click.argument("name")
-    @click.argument("keys", nargs=-1, required=True)
-    def unset(name: str, keys: tuple[str, ...]) -> None:
-        """Remove config keys."""
+    @click.argument("args", nargs=-1, required=True)
+    def unset(args: tuple[str, ...]) -> None:
+        """Remove config keys ([NAME] KEY...)."""
+        target, keys = resolve("unset", args)
+        if not keys:
+            raise click.UsageError("Missing KEY")
 
         def change(body: dict[str, Any]) -> None:
             for key in keys:
                 if key not in body["config"]:
-                    raise RemoteError(f"Config key {key!r} is not set on {noun} {name}", 400)
+                    raise RemoteError(f"Config key {key!r} is not set on {target.label}", 400)
                 del body["config"][key]
 
-        target(name).edit(change)
+        target.edit(change)
 
     @group.command()
-    @click.argument("name")
-    @click.argument("key")
-    def get(name: str, key: str) -> None:
-        """Print one config key."""
+    @click.argument("args", nargs=-1, required=True)
+    def get(args: tuple[str, ...]) -> None:
+        """Print one config key ([NAME] KEY)."""
+        target, rest = resolve("get", args)
+        if len(rest) != 1:
+            raise click.UsageError("Expected one KEY")
 
         def go(server: InstanceServer) -> None:
-            body, _ = target(name).load(server)
-            click.echo(body["config"].get(key, ""))
+            body, _ = target.load(server)
+            click.echo(body["config"].get(rest[0], ""))
 
         run(go)
 
     @group.command()
-    @click.argument("name")
-    def show(name: str) -> None:
-        """Show the configuration as YAML."""
+    @click.argument("args", nargs=-1)
+    def show(args: tuple[str, ...]) -> None:
+        """Show the configuration as YAML ([NAME])."""
+        target, _ = resolve("show", args)
 
         def go(server: InstanceServer) -> None:
-            print_object(target(name).load(server)[0])
+            print_object(target.load(server)[0])
 
         run(go)
 
     @group.command()
-    @click.argument("name")
-    def edit(name: str) -> None:
-        """Edit the configuration as YAML ($EDITOR, or YAML on stdin)."""
+    @click.argument("args", nargs=-1)
+    def edit(args: tuple[str, ...]) -> None:
+        """Edit the configuration as YAML ($EDITOR, or YAML on stdin) ([NAME])."""
+        target, _ = resolve("edit", args)
 
         def go(server: InstanceServer) -> None:
-            t = target(name)
-            body, etag = t.load(server)
+            body, etag = target.load(server)
             new = read_yaml_input(body)
-            t.save(server, {**body, **new}, etag)
+            target.save(server, {**body, **new}, etag)
 
         run(go)
 

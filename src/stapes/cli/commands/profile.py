@@ -13,6 +13,7 @@ from stapes.cli.commands._editing import (
     ProfileTarget,
     add_config_commands,
     device_group,
+    named,
     parse_yaml_body,
 )
 from stapes.cli.main import run
@@ -25,7 +26,7 @@ def profile() -> None:
     """Manage profiles."""
 
 
-add_config_commands(profile, ProfileTarget, "profile")
+add_config_commands(profile, named(ProfileTarget, "profile"))
 profile.add_command(device_group(ProfileTarget))
 
 

@@ -1,4 +1,4 @@
-"""GET /1.0: the server's identity and environment."""
+"""/1.0: the server's identity and environment (GET), and its config (PUT, PATCH)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from typing import Any
 from aiohttp import web
 
 import stapes
-from stapes.server.endpoint import Action, Endpoint, state
+from stapes.api.errors import BadRequest
+from stapes.config.server_keys import validate_server_config
+from stapes.db.server_config import get_config, replace_config
+from stapes.instance.service import without_empty
+from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
 from stapes.server.extensions import API_EXTENSIONS
 from stapes.server.response import Result, Sync
+from stapes.server.state import State
 from stapes.storage.drivers.registry import supported
 
 
@@ -63,9 +68,10 @@ async def get_server(request: web.Request) -> Result:
         "storage_version": " | ".join(str(d["Version"]) for d in drivers),
         "storage_supported_drivers": drivers,
     }
+    config = get_config(state(request).db)
     return Sync(
         {
-            "config": {},
+            "config": config,
             "api_extensions": API_EXTENSIONS,
             "api_status": "stable",
             "api_version": "1.0",
@@ -76,13 +82,49 @@ async def get_server(request: web.Request) -> Result:
             "auth_user_method": "unix",
             "environment": environment,
         },
-        etag={"config": {}},
+        etag={"config": config},
     )
+
+
+async def put_server(request: web.Request) -> Result:
+    st = state(request)
+    current = get_config(st.db)
+    check_etag(request, {"config": current})
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("config", {}), dict):
+        raise BadRequest("Request body must be a JSON object with a config mapping")
+    _store(st, without_empty(body.get("config") or {}))
+    return Sync()
+
+
+async def patch_server(request: web.Request) -> Result:
+    st = state(request)
+    current = get_config(st.db)
+    check_etag(request, {"config": current})
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("config", {}), dict):
+        raise BadRequest("Request body must be a JSON object with a config mapping")
+    _store(st, without_empty({**current, **(body.get("config") or {})}))
+    return Sync()
+
+
+def _store(st: State, config: dict[str, str]) -> None:
+    validate_server_config(config)
+    with st.db.transaction():
+        replace_config(st.db, config)
+    st.events.lifecycle("config-updated", "/1.0")
 
 
 async def get_root(request: web.Request) -> Result:
     return Sync(["/1.0"])
 
 
-ENDPOINTS = [Endpoint("", get=Action(get_server, allow_untrusted=True))]
+ENDPOINTS = [
+    Endpoint(
+        "",
+        get=Action(get_server, allow_untrusted=True),
+        put=Action(put_server),
+        patch=Action(patch_server),
+    )
+]
 ROOT = Endpoint("/", get=Action(get_root, allow_untrusted=True))

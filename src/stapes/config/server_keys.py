@@ -1,0 +1,49 @@
+"""The server's config keys (GET/PUT/PATCH /1.0): the table, as for instances."""
+
+from __future__ import annotations
+
+from stapes.api.errors import BadRequest
+from stapes.config import validate as v
+from stapes.config.keys import Key
+
+SERVER_KEYS: dict[str, Key] = {
+    "core.shutdown_timeout": Key(
+        v.is_uint,
+        "5",
+        live=True,
+        help="Minutes stapesd waits for running operations when it is asked to stop",
+    ),
+}
+
+FREE_PREFIXES = {"user.": Key(live=True, help="Free-form user data")}
+
+LATER: dict[str, str] = {
+    "core.https_address": "the HTTPS API (remote access) is not in this stapesd yet",
+    "core.trust_password": "the HTTPS API (remote access) is not in this stapesd yet",
+    "core.metrics_address": "the metrics API is not in this stapesd yet",
+    "cluster.https_address": "clustering is not in this stapesd yet",
+    "images.auto_update_interval": "image servers (remote images) are not in this stapesd yet",
+    "images.auto_update_cached": "image servers (remote images) are not in this stapesd yet",
+    "images.remote_cache_expiry": "image servers (remote images) are not in this stapesd yet",
+}
+
+
+def validate_server_config(config: dict[str, str]) -> None:
+    for key, value in config.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"Invalid value for config key {key!r}: values must be strings")
+        if key in LATER:
+            raise BadRequest(f"Config key {key!r} cannot be set: {LATER[key]}")
+        spec = SERVER_KEYS.get(key) or next(
+            (k for prefix, k in FREE_PREFIXES.items() if key.startswith(prefix)), None
+        )
+        if spec is None:
+            raise BadRequest(f"Unknown configuration key: {key}")
+        try:
+            spec.validator(value)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None
+
+
+def server_value(config: dict[str, str], key: str) -> str:
+    return config.get(key) or SERVER_KEYS[key].default
