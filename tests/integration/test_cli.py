@@ -114,7 +114,9 @@ def test_snapshot_copy_rename_verbs(daemon: Daemon, container: str) -> None:
     daemon.cli("snapshot", "restore", container, "base")
     gone = daemon.cli("exec", container, "--", "ls", "/root/after", check=False)
     assert gone.returncode != 0
-    assert "base" in daemon.cli("info", container).stdout.split("Snapshots:")[1]
+    info = daemon.cli("info", container).stdout
+    assert "base" in info.split("Snapshots:")[1]
+    assert "root (disk): path=/, pool=default" in info.split("Devices:")[1]
 
     copy, moved = unique("cp"), unique("mv")
     try:
@@ -129,3 +131,15 @@ def test_snapshot_copy_rename_verbs(daemon: Daemon, container: str) -> None:
         daemon.force_delete(moved)
     daemon.cli("snapshot", "delete", container, "base", "snap0")
     assert daemon.cli("snapshot", "list", container, "-f", "csv").stdout == ""
+
+
+def test_launch_with_an_instance_type(daemon: Daemon, busybox: str) -> None:
+    name = unique("typ")
+    try:
+        daemon.cli("launch", busybox, name, "-t", "c1-m1")
+        config = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        assert config["limits.cpu"] == "1" and config["limits.memory"] == "1GiB"
+        bad = daemon.cli("launch", busybox, unique("typ"), "--type", "huge", check=False)
+        assert bad.returncode == 1 and "huge" in bad.stderr
+    finally:
+        daemon.force_delete(name)

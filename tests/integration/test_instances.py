@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import Daemon, monitor_processes, unique
 
@@ -243,3 +244,28 @@ def test_dir_pool_keeps_a_spare_copy_of_the_image_volume(daemon: Daemon, busybox
             daemon.force_delete(second)
     finally:
         daemon.force_delete(first)
+
+
+def test_start_templates_stay_inside_the_instance(daemon: Daemon, busybox: str) -> None:
+    """Templates with ``when: start`` are written at every start; a link in their way is not
+    followed out of the instance."""
+    name = daemon.launch(busybox)
+    marker = f"/tmp/stapes-template-{name}"
+    try:
+        volume = daemon.root / "storage-pools/default/containers" / name
+        meta = yaml.safe_load((volume / "metadata.yaml").read_text())
+        for target in ("/etc/hostname", "/etc/hosts"):
+            meta["templates"][target]["when"] = ["create", "copy", "start"]
+        (volume / "metadata.yaml").write_text(yaml.safe_dump(meta))
+        script = f"echo changed > /etc/hostname && rm /etc/hosts && ln -s {marker} /etc/hosts"
+        daemon.cli("exec", name, "--", "sh", "-c", script)
+        daemon.ok(
+            daemon.request(
+                "PUT", f"/1.0/instances/{name}/state", {"action": "restart", "force": True}
+            )
+        )
+        assert daemon.cli("exec", name, "--", "cat", "/etc/hostname").stdout.strip() == name
+        assert not Path(marker).exists()
+    finally:
+        daemon.force_delete(name)
+        Path(marker).unlink(missing_ok=True)

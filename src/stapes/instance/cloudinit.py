@@ -6,9 +6,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from stapes.api.errors import BadRequest
-from stapes.host import rootfs_io
-from stapes.host.run import run
+from stapes.instance.rootfs_write import make_dirs, write_file
 
 SEED_DIR = "/var/lib/cloud/seed/nocloud-net"
 KEYS = ("cloud-init.user-data", "cloud-init.vendor-data", "cloud-init.network-config")
@@ -42,23 +40,8 @@ def changed(old: dict[str, str], new: dict[str, str]) -> bool:
 
 
 async def write_seed(rootfs: Path, root_id: int, files: dict[str, str]) -> None:
-    """Write the seed inside the rootfs through the chrooted helper (host/rootfs_io.py), so
-    that no link in the instance's tree can send the writes to the host; owned by the
-    instance's root."""
-    owner = str(root_id)
-    path = ""
-    for part in SEED_DIR.strip("/").split("/"):
-        path += "/" + part
-        await _helper(rootfs, [path, "directory", owner, owner, str(0o755)], b"", owner)
+    """Write the seed inside the rootfs (owned by the instance's root, user-data private)."""
+    await make_dirs(rootfs, SEED_DIR, root_id)
     for name, content in files.items():
-        mode = str(0o600 if name == "user-data" else 0o644)
-        await _helper(
-            rootfs, [f"{SEED_DIR}/{name}", "file", owner, owner, mode], content.encode(), owner
-        )
-
-
-async def _helper(rootfs: Path, args: list[str], content: bytes, owner: str) -> None:
-    argv = [*rootfs_io.ARGV, str(rootfs), "put", *args, "overwrite", owner, owner]
-    rc, _, err = await run(argv, input=content, check=False)
-    if rc != 0:
-        raise BadRequest(f"Could not write the cloud-init seed {args[0]}: {err.strip()}")
+        mode = 0o600 if name == "user-data" else 0o644
+        await write_file(rootfs, f"{SEED_DIR}/{name}", content.encode(), root_id, mode=mode)

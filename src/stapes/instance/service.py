@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import platform
 import shutil
 import uuid
@@ -26,9 +25,9 @@ from stapes.db.images import ImageRow
 from stapes.db.projects import get_profile, get_project
 from stapes.host.idmap import IdMap, shift_tree
 from stapes.host.paths import Paths
-from stapes.images.formats import load_yaml, render_template, template_variables
 from stapes.images.store import ImageStore
-from stapes.instance import cloudinit, copy, idmaps, names
+from stapes.instance import cloudinit, copy, idmaps, names, templates
+from stapes.instance import types as instance_types
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState
@@ -225,6 +224,9 @@ class InstanceService:
         names.validate(name)
         profiles = ["default"] if req.profiles is None else req.profiles
         req.config = without_empty(req.config)
+        if req.instance_type:
+            for key, value in instance_types.limits(req.instance_type).items():
+                req.config.setdefault(key, value)
         kept = {k: v for k, v in req.config.items() if k in copy.KEPT_VOLATILE and source}
         validate_instance_config(req.config, instance_type, current=kept)
         self.check_devices(req.devices, instance_type)
@@ -333,13 +335,13 @@ class InstanceService:
                 if idmap is not None:
                     shift_tree(path / "rootfs", idmap.base)
             spec = self.spec(row)
-            await asyncio.to_thread(
-                apply_templates,
+            await templates.apply(
                 spec.volume,
                 row.name,
                 row.type,
                 spec.config,
                 "copy" if source is not None else "create",
+                idmap.base if idmap else 0,
             )
             driver = self.drivers.get(row.type)
             await driver.adopt(spec)
@@ -427,8 +429,9 @@ class InstanceService:
         await self._apply_idmap(row)
         spec = self.spec(row)
         rootfs = spec.volume / "rootfs"
+        root_id = spec.idmap.base if spec.idmap else 0
+        await templates.apply(spec.volume, row.name, row.type, spec.config, "start", root_id)
         if cloudinit.wanted(spec.config, (rootfs / "usr/bin/cloud-init").exists()):
-            root_id = spec.idmap.base if spec.idmap else 0
             await cloudinit.write_seed(rootfs, root_id, cloudinit.seed(row.name, spec.config))
         ctx = self.device_context(row, spec.config)
         spec.run = await device_plan.prepare_start(spec.devices, ctx)
@@ -860,32 +863,6 @@ def render_state(state: RuntimeState) -> dict[str, Any]:
         "started_at": timestamp(state.started_at),
         "os_info": None,
     }
-
-
-def apply_templates(
-    volume: Path, name: str, instance_type: str, config: dict[str, str], trigger: str
-) -> None:
-    """Write the image's templates (metadata.yaml ``templates``) whose ``when`` has ``trigger``."""
-    meta_path = volume / "metadata.yaml"
-    if not meta_path.exists():
-        return
-    meta = load_yaml(meta_path.read_text()) or {}
-    variables = template_variables(name, instance_type, config)
-    variables["trigger"] = trigger
-    rootfs = volume / "rootfs"
-    for target, tpl in (meta.get("templates") or {}).items():
-        if trigger not in (tpl.get("when") or []):
-            continue
-        source = volume / "templates" / str(tpl.get("template", ""))
-        if not source.is_file():
-            continue
-        dest = rootfs / str(target).lstrip("/")
-        if not dest.parent.is_dir() or dest.is_symlink():
-            continue
-        st = rootfs.stat()
-        dest.write_text(render_template(source.read_text(), variables))
-        if dest.stat().st_uid != st.st_uid:
-            os.lchown(dest, st.st_uid, st.st_gid)
 
 
 def _host_arch() -> str:

@@ -25,6 +25,13 @@ def _create_options(f: Any) -> Any:
     f = click.option("--no-profiles", is_flag=True, help="Create without any profile")(f)
     f = click.option("--ephemeral", "-e", is_flag=True, help="Ephemeral instance")(f)
     f = click.option("--description", default="", help="Instance description")(f)
+    f = click.option(
+        "--type",
+        "-t",
+        "instance_type",
+        default="",
+        help="Instance type: cN-mM (c2-m4) or t2.micro...",
+    )(f)
     f = click.argument("name", required=False, default="")(f)
     f = click.argument("image")(f)
     return f
@@ -38,6 +45,7 @@ def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> Non
         "ephemeral": options["ephemeral"],
         "description": options["description"],
         "start": start,
+        "instance_type": options["instance_type"],
     }
     if options["no_profiles"]:
         body["profiles"] = []
@@ -172,6 +180,12 @@ def _info(server: InstanceServer, name: str) -> None:
                     lines.append(
                         f"      IP address: {addr['address']}/{addr['netmask']} ({addr['scope']})"
                     )
+    devices = inst.get("expanded_devices") or {}
+    if devices:
+        lines += ["", "Devices:"]
+        for dev_name, device in sorted(devices.items()):
+            details = ", ".join(f"{k}={v}" for k, v in sorted(device.items()) if k != "type")
+            lines.append(f"  {dev_name} ({device.get('type', '')}): {details}")
     click.echo("\n".join(lines))
     snaps = inst.get("snapshots") or []
     if snaps:
