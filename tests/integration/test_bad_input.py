@@ -175,3 +175,13 @@ def test_failed_start_on_create_leaves_nothing_behind(daemon: Daemon, busybox: s
     assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
     assert not (daemon.root / "storage-pools/default/containers" / name).exists()
     assert not monitor_processes(daemon.root, name)
+
+
+def test_moves_to_missing_pools_and_projects(daemon: Daemon, container: str) -> None:
+    url = f"/1.0/instances/{container}"
+    to_pool = daemon.request("POST", url, {"name": container, "pool": "nope"})
+    assert to_pool.status == 404 and "nope" in to_pool.json()["error"]
+    to_project = daemon.request("POST", url, {"name": container, "project": "nope"})
+    assert to_project.status == 404 and "nope" in to_project.json()["error"]
+    same = daemon.request("POST", url, {"name": container})
+    assert same.status == 400

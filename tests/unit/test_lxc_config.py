@@ -8,7 +8,14 @@ from stapes.api.errors import BadRequest
 from stapes.host.idmap import IdMap
 from stapes.instance import lxc_config
 from stapes.instance.devices.device import Mount, Nic, Node, RunConfig
-from stapes.instance.lxc_config import HostFacts, LxcInputs, build, limit_resets, parse_raw_lxc
+from stapes.instance.lxc_config import (
+    HostFacts,
+    LxcInputs,
+    build,
+    limit_resets,
+    limits,
+    parse_raw_lxc,
+)
 
 V1 = HostFacts(cgroup="v1", cpus=4, memory_bytes=8 * 1024**3)
 V2 = HostFacts(cgroup="v2", cpus=4, memory_bytes=8 * 1024**3)
@@ -153,3 +160,15 @@ def test_devices_become_mounts_rules_and_veths() -> None:
     v2 = lxc_config.devices(RunConfig(nodes=run.nodes), HostFacts("v2", 2, 0))
     assert ("lxc.cgroup2.devices.allow", "c 1:5 rwm") in v2
     assert ("lxc.net.0.type", "empty") in v2
+
+
+def test_disk_priority_needs_io_weights() -> None:
+    with_weights = HostFacts("v1", 2, 0, io_weight="blkio.bfq.weight")
+    assert ("lxc.cgroup.blkio.bfq.weight", "800") in limits(
+        {"limits.disk.priority": "8"}, with_weights
+    )
+    assert ("lxc.cgroup.blkio.bfq.weight", "10") in limits(
+        {"limits.disk.priority": "0"}, with_weights
+    )
+    with pytest.raises(BadRequest, match="block I/O weights"):
+        limits({"limits.disk.priority": "8"}, HostFacts("v1", 2, 0))

@@ -51,11 +51,16 @@ class InstancesPost(InstancePut):
 
 
 class InstancePost(WireModel):
-    """Body of POST /1.0/instances/{name}: rename (migration comes later)."""
+    """Body of POST /1.0/instances/{name}: rename, or move to another pool or project."""
 
     name: str = ""
     migration: bool = False
     live: bool = False
+    pool: str = ""
+    """Move to this storage pool (instance_pool_move)."""
+    project: str = ""
+    """Move to this project (instance_project_move)."""
+    instance_only: bool = False
 
 
 class InstanceSnapshotsPost(WireModel):

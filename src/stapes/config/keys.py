@@ -67,6 +67,9 @@ INSTANCE_KEYS: dict[str, Key] = {
     "limits.cpu.priority": Key(
         v.is_priority, "10", live=True, help="CPU weight against other instances, 0 to 10"
     ),
+    "limits.disk.priority": Key(
+        v.is_priority, "5", live=True, help="Block I/O weight against other instances, 0 to 10"
+    ),
     "limits.memory.enforce": Key(
         v.one_of("hard", "soft"),
         "hard",

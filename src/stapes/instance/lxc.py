@@ -66,7 +66,27 @@ def _host_facts(caps: HostCaps) -> lxc_config.HostFacts:
             if line.startswith("MemTotal:"):
                 memory = int(line.split()[1]) * 1024
                 break
-    return lxc_config.HostFacts(cgroup=caps.cgroup, cpus=os.cpu_count() or 1, memory_bytes=memory)
+    return lxc_config.HostFacts(
+        cgroup=caps.cgroup,
+        cpus=os.cpu_count() or 1,
+        memory_bytes=memory,
+        io_weight=_io_weight_file(caps.cgroup),
+    )
+
+
+def _io_weight_file(cgroup: str) -> str:
+    """Which block I/O weight file the kernel offers (none when it lacks group scheduling)."""
+    try:
+        if cgroup == "v2":
+            base, names = Path("/sys/fs/cgroup"), ("io.weight", "io.bfq.weight")
+            if "io" not in (base / "cgroup.subtree_control").read_text().split():
+                return ""
+            probe = next((p for p in base.iterdir() if p.is_dir()), base)
+        else:
+            probe, names = Path("/sys/fs/cgroup/blkio"), ("blkio.weight", "blkio.bfq.weight")
+        return next((name for name in names if (probe / name).exists()), "")
+    except OSError:
+        return ""
 
 
 def _is_systemd(rootfs: Path) -> bool:

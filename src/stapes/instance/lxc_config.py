@@ -33,6 +33,9 @@ class HostFacts:
     """"v1", "hybrid" or "v2"."""
     cpus: int
     memory_bytes: int
+    io_weight: str = ""
+    """The cgroup file of block I/O weights (blkio.weight, blkio.bfq.weight, io.weight...),
+    empty when the kernel has none."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ _KNOBS: dict[str, list[tuple[str, str, str, str]]] = {
     ],
     "limits.cpu.priority": [("cpu.shares", "1024", "cpu.weight", "100")],
     "limits.processes": [("pids.max", "max", "pids.max", "max")],
+    "limits.disk.priority": [("blkio.weight", "500", "io.weight", "100")],  # named by the host
 }
 LIMIT_KEYS = frozenset(_KNOBS)
 
@@ -193,6 +197,18 @@ def limits(cfg: dict[str, str], host: HostFacts) -> Items:
     processes = cfg.get("limits.processes", "")
     if processes:
         items.append(_knob(host, "limits.processes", 0, processes))
+    disk = cfg.get("limits.disk.priority", "")
+    if disk:
+        if not host.io_weight:
+            raise BadRequest(
+                "limits.disk.priority needs block I/O weights in the kernel (blkio.weight or "
+                "io.weight cgroup files), which this host does not have"
+            )
+        # 0-10 onto the weights: v1 blkio 10-1000 (500 by default), v2 io 1-10000 (100)
+        level = int(disk)
+        weight = max(1, level * 200) if v2 else max(10, level * 100)
+        prefix = "lxc.cgroup2." if v2 else "lxc.cgroup."
+        items.append((prefix + host.io_weight, str(weight)))
     return items
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from stapes.api.errors import BadRequest
 from stapes.api.instance import InstancePost, InstancePut, InstancesPost
 from stapes.db.instances import InstanceRow
+from stapes.db.projects import get_project
 from stapes.server import filter as api_filter
 from stapes.server.endpoint import (
     Action,
@@ -100,8 +101,14 @@ async def post_instance(request: web.Request) -> Result:
     req = await body_as(request, InstancePost)
     if req.migration:
         raise BadRequest("Migration is not supported by this stapesd yet")
-    if not req.name:
-        raise BadRequest("The new instance name can't be empty")
+    if req.pool and req.pool != row.pool:
+        st.pools.driver(req.pool)  # a pool that does not exist is a 404
+        raise BadRequest("Moving an instance to another storage pool is not supported yet")
+    if req.project and req.project != row.project:
+        get_project(st.db, req.project)  # a project that does not exist is a 404
+        raise BadRequest("Moving an instance to another project is not supported yet")
+    if not req.name or req.name == row.name:
+        raise BadRequest("The new instance name can't be empty or the current one")
     return Async(await st.instances.rename(row, req.name))
 
 
