@@ -35,7 +35,10 @@ async def _attach_and_run(daemon: Daemon, name: str, marker: str) -> str:
             json.dumps({"command": "window-resize", "args": {"width": "100", "height": "40"}})
         )
         await term.send_bytes(b"\r")  # busybox asks for Enter before it starts the shell
-        await asyncio.sleep(0.3)
+        while b"# " not in output:
+            msg = await asyncio.wait_for(term.receive(), 20)
+            assert msg.type == aiohttp.WSMsgType.BINARY, msg
+            output += msg.data
         await term.send_bytes(f"echo {marker}-$((6*7))\r".encode())
         while f"{marker}-42".encode() not in output:
             msg = await asyncio.wait_for(term.receive(), 20)
@@ -93,19 +96,22 @@ def test_cli_console_detaches_on_ctrl_a_q(daemon: Daemon, container: str) -> Non
         os.execv(STAPES, [STAPES, "console", container])
     output = b""
 
-    def read_until(marker: bytes) -> None:
+    def read_until(marker: bytes, timeout: float = 20) -> None:
         nonlocal output
-        deadline = time.time() + 20
+        deadline = time.time() + timeout
         while marker not in output and time.time() < deadline:
             ready, _, _ = select.select([fd], [], [], 0.5)
             if ready:
                 output += os.read(fd, 4096)
 
     read_until(b"ctrl>+a q")
-    os.write(fd, b"\r")
-    time.sleep(0.3)
-    os.write(fd, b"echo CLI-$((6*7))\r")
-    read_until(b"CLI-42")
+    os.write(fd, b"\r")  # busybox asks for Enter before it starts the shell
+    read_until(b"# ")
+    for _ in range(3):  # a line typed while the shell starts can be flushed: type it again
+        os.write(fd, b"echo CLI-$((6*7))\r")
+        read_until(b"CLI-42", 5)
+        if b"CLI-42" in output:
+            break
     os.write(fd, b"\x01q")
     _, status = os.waitpid(pid, 0)
     os.close(fd)

@@ -54,7 +54,13 @@ def test_instances_that_were_running_come_back_after_a_host_stop(
         container = lxc.Container(name, str(daemon.root / "containers"))
         assert container.stop()
         daemon.start()
-        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+        # the restart happens once the API is up, in the background
+        deadline = time.time() + 30
+        status = daemon.request("GET", f"/1.0/instances/{name}").metadata["status"]
+        while status != "Running" and time.time() < deadline:
+            time.sleep(0.2)
+            status = daemon.request("GET", f"/1.0/instances/{name}").metadata["status"]
+        assert status == "Running"
     finally:
         daemon.force_delete(name)
 

@@ -88,6 +88,11 @@ class InstanceDriver(abc.ABC):
     @abc.abstractmethod
     async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None: ...
 
+    async def after_stop(self, spec: InstanceSpec) -> None:
+        """Release what the runtime left behind once the instance stopped (however it
+        stopped). Must tolerate running more than once."""
+        return None
+
     @abc.abstractmethod
     async def freeze(self, spec: InstanceSpec) -> None: ...
 

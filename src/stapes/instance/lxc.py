@@ -89,6 +89,14 @@ def _io_weight_file(cgroup: str) -> str:
         return ""
 
 
+def _remove_monitor_cgroups(name: str) -> None:
+    root = Path("/sys/fs/cgroup")
+    for pattern in (f"lxc.monitor.{name}", f"lxc.monitor.{name}-[0-9]*"):
+        for directory in [*root.glob(pattern), *root.glob(f"*/{pattern}")]:
+            with contextlib.suppress(OSError):  # busy: a monitor still runs in it
+                directory.rmdir()
+
+
 def _is_systemd(rootfs: Path) -> bool:
     init = rootfs / "sbin" / "init"
     try:
@@ -172,6 +180,7 @@ class LxcDriver(InstanceDriver):
         link = self._link(spec)
         if link.is_symlink() or link.exists():
             link.unlink()
+        await asyncio.to_thread(_remove_monitor_cgroups, lxc_name(spec.project, spec.name))
 
     def config_items(self, spec: InstanceSpec) -> lxc_config.Items:
         rootfs = spec.volume / "rootfs"
@@ -263,20 +272,36 @@ class LxcDriver(InstanceDriver):
         config_path.write_text(lxc_config.render(items))
         log_file = spec.log_dir / "lxc.log"
 
-        def start() -> int:
-            c = self._container(spec)
-            if c.running:
+        def prepare() -> None:
+            if self._container(spec).running:
                 raise BadRequest("The instance is already running")
+            _remove_monitor_cgroups(lxc_name(spec.project, spec.name))
             with contextlib.suppress(FileNotFoundError):
                 log_file.unlink()
-            if not c.start() or not c.wait("RUNNING", 10):
-                c.stop()
-                _wait_monitor_gone(self.paths.containers, lxc_name(spec.project, spec.name))
-                raise InternalError(f"Failed to start the container: {_log_tail(log_file)}")
+
+        def started() -> int:
+            c = self._container(spec)
+            if not c.wait("RUNNING", 5) or c.init_pid <= 0:
+                return -1
             pid: int = c.init_pid
             return pid
 
-        pid = await self._call(start)
+        await self._call(prepare)
+        # The lxc-start tool, not the bindings: liblxc moves the process that starts a
+        # container into the container's monitor cgroup (stapesd itself, through python-lxc),
+        # and the bindings keep the GIL while liblxc waits for the start.
+        rc, _, err = await run([*self._tool("lxc-start", spec)], timeout=60, check=False)
+        pid = await self._call(started) if rc == 0 else -1
+        if pid <= 0:
+            await run([*self._tool("lxc-stop", spec), "-k"], timeout=60, check=False)
+            await asyncio.to_thread(
+                _wait_monitor_gone, self.paths.containers, lxc_name(spec.project, spec.name)
+            )
+            detail = _log_tail(log_file)
+            if detail == "no liblxc log" and err.strip():
+                detail = err.strip().splitlines()[-1]
+            raise InternalError(f"Failed to start the container: {detail}")
+
         if spec.run.helpers:
             try:
                 await asyncio.to_thread(helpers.start, spec.run.helpers, pid, spec.log_dir)
@@ -311,7 +336,15 @@ class LxcDriver(InstanceDriver):
             )
         if (await self.status(spec)).status != StatusCode.STOPPED:
             raise InternalError("Failed to stop the container")
+        await self.after_stop(spec)
+
+    async def after_stop(self, spec: InstanceSpec) -> None:
+        """Device helpers go, and so do the monitor's cgroups: liblxc 5.0 leaves an empty
+        lxc.monitor.NAME in every controller after each run, and a name taken makes the next
+        run use NAME-1, NAME-2... The monitor may still be exiting now: what is busy goes at
+        the next start or at delete."""
         await asyncio.to_thread(helpers.stop_all, spec.log_dir)
+        await asyncio.to_thread(_remove_monitor_cgroups, lxc_name(spec.project, spec.name))
 
     def check_config(self, spec: InstanceSpec) -> None:
         self.config_items(spec)
@@ -539,7 +572,8 @@ async def _shutdown(lxc_stop: list[str], timeout: int) -> bool:
 
 
 def _wait_monitor_gone(lxcpath: Path, name: str, timeout: float = 10) -> None:
-    """Wait until liblxc's monitor process of a container that failed to start has exited."""
+    """Wait until liblxc's monitor process of a container (that stopped, or failed to start)
+    has exited."""
     title = f"[lxc monitor] {lxcpath} {name}".encode()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -832,6 +832,7 @@ class InstanceService:
                     self.watcher.watch(project, name, status.pid)  # restarted from inside
                     return
                 await asyncio.sleep(0.1)
+            await driver.after_stop(spec)
             await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
             await self._set_power(row, "STOPPED")
             self.events.lifecycle(InstanceAction.SHUTDOWN, url(name, project), project=project)

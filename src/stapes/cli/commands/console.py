@@ -34,8 +34,8 @@ def _attach(server: InstanceServer, name: str) -> None:
                 ws.close()
 
     signal.signal(signal.SIGWINCH, resize)
-    click.echo("To detach from the console, press: <ctrl>+a q")
     with raw_terminal():
+        click.echo("To detach from the console, press: <ctrl>+a q\r")
         start_thread(pump_stdin, terminal, False, detach)
         join([start_thread(pump_output, terminal, 1)])
         detach()
