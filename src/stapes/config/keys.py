@@ -269,20 +269,19 @@ def validate_instance_config(
                 raise BadRequest(f"Config key {key!r}: volatile keys cannot be set in a profile")
             if current.get(key) == value:
                 continue
-            volatile = volatile_key(key)
-            if volatile is None:
-                raise BadRequest(f"Unknown configuration key: {key}")
-            try:
-                volatile.validator(value)
-            except ValueError as exc:
-                raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None
+            check_value(key, volatile_key(key), value)
             continue
         spec = lookup(key)
-        if spec is None:
-            raise BadRequest(f"Unknown configuration key: {key}")
-        if instance_type is not None and instance_type not in spec.types:
+        if spec is not None and instance_type is not None and instance_type not in spec.types:
             raise BadRequest(f"Config key {key!r} does not apply to a {instance_type}")
-        try:
-            spec.validator(value)
-        except ValueError as exc:
-            raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None
+        check_value(key, spec, value)
+
+
+def check_value(key: str, spec: Key | None, value: str) -> None:
+    """The one place a key's value is judged: unknown keys and bad values name the key."""
+    if spec is None:
+        raise BadRequest(f"Unknown configuration key: {key}")
+    try:
+        spec.validator(value)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None

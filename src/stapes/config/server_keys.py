@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stapes.api.errors import BadRequest
 from stapes.config import validate as v
-from stapes.config.keys import Key
+from stapes.config.keys import Key, check_value
 
 SERVER_KEYS: dict[str, Key] = {
     "core.shutdown_timeout": Key(
@@ -37,12 +37,7 @@ def validate_server_config(config: dict[str, str]) -> None:
         spec = SERVER_KEYS.get(key) or next(
             (k for prefix, k in FREE_PREFIXES.items() if key.startswith(prefix)), None
         )
-        if spec is None:
-            raise BadRequest(f"Unknown configuration key: {key}")
-        try:
-            spec.validator(value)
-        except ValueError as exc:
-            raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None
+        check_value(key, spec, value)
 
 
 def server_value(config: dict[str, str], key: str) -> str:

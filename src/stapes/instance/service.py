@@ -173,6 +173,17 @@ class InstanceService:
             "description": row.description,
         }
 
+    def instance_operation(
+        self, act: Callable[[Operation], Awaitable[None]], description: str, project: str, name: str
+    ) -> Operation:
+        """A background operation on one instance (its URL as the resource)."""
+        return self.operations.start(
+            act,
+            description=description,
+            project=project,
+            resources={"instances": [url(name, project)]},
+        )
+
     # -- create -----------------------------------------------------------------------------
 
     def _check_profiles(self, project: str, profiles: list[str]) -> None:
@@ -276,12 +287,7 @@ class InstanceService:
                     op, row, image, idmap, shared_idmap, start=req.start, source=source
                 )
 
-        return self.operations.start(
-            act,
-            description="Creating instance",
-            project=project,
-            resources={"instances": [url(name, project)]},
-        )
+        return self.instance_operation(act, "Creating instance", project, name)
 
     async def _create(
         self,
@@ -386,12 +392,7 @@ class InstanceService:
                     InstanceAction.UPDATED, url(target.name, target.project), project=target.project
                 )
 
-        return self.operations.start(
-            act,
-            description="Refreshing instance",
-            project=target.project,
-            resources={"instances": [url(target.name, target.project)]},
-        )
+        return self.instance_operation(act, "Refreshing instance", target.project, target.name)
 
     def _add_volatile(
         self, row: q.InstanceRow, image: ImageRow | None, idmap: IdMap | None
@@ -547,12 +548,7 @@ class InstanceService:
                         InstanceAction.RESUMED, url(row.name, row.project), project=row.project
                     )
 
-        return self.operations.start(
-            act,
-            description=descriptions[action],
-            project=row.project,
-            resources={"instances": [url(row.name, row.project)]},
-        )
+        return self.instance_operation(act, descriptions[action], row.project, row.name)
 
     # -- update, rename, delete -------------------------------------------------------------
 
@@ -672,12 +668,7 @@ class InstanceService:
             async with self.locks(row.project, row.name):
                 await self.apply_update(self.get(row.project, row.name), put)
 
-        return self.operations.start(
-            act,
-            description="Updating instance",
-            project=row.project,
-            resources={"instances": [url(row.name, row.project)]},
-        )
+        return self.instance_operation(act, "Updating instance", row.project, row.name)
 
     async def rename(self, row: q.InstanceRow, new_name: str) -> Operation:
         names.validate(new_name)
@@ -706,12 +697,7 @@ class InstanceService:
                     context={"old_name": old},
                 )
 
-        return self.operations.start(
-            act,
-            description="Renaming instance",
-            project=row.project,
-            resources={"instances": [url(row.name, row.project)]},
-        )
+        return self.instance_operation(act, "Renaming instance", row.project, row.name)
 
     async def delete(self, row: q.InstanceRow) -> Operation:
         if (await self.status(row)).status != StatusCode.STOPPED:
@@ -736,12 +722,7 @@ class InstanceService:
                     InstanceAction.DELETED, url(row.name, row.project), project=row.project
                 )
 
-        return self.operations.start(
-            act,
-            description="Deleting instance",
-            project=row.project,
-            resources={"instances": [url(row.name, row.project)]},
-        )
+        return self.instance_operation(act, "Deleting instance", row.project, row.name)
 
     # -- daemon start -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,11 +103,23 @@ class SnapshotService:
 
     # -- create -----------------------------------------------------------------------------
 
-    def _resources(self, row: iq.InstanceRow, snap: str) -> dict[str, list[str]]:
-        return {
-            "instances": [url(row.name, row.project)],
-            "instances_snapshots": [snapshot_url(row.name, snap, row.project)],
-        }
+    def _operation(
+        self,
+        act: Callable[[Operation], Awaitable[None]],
+        description: str,
+        row: iq.InstanceRow,
+        snap: str,
+    ) -> Operation:
+        """A background operation on one snapshot (its instance and its URL as resources)."""
+        return self.operations.start(
+            act,
+            description=description,
+            project=row.project,
+            resources={
+                "instances": [url(row.name, row.project)],
+                "instances_snapshots": [snapshot_url(row.name, snap, row.project)],
+            },
+        )
 
     def create(self, row: iq.InstanceRow, req: InstanceSnapshotsPost) -> Operation:
         if req.stateful:
@@ -126,12 +139,7 @@ class SnapshotService:
             async with self.locks(row.project, row.name):
                 await self.take(self.instances.get(row.project, row.name), name, expires_at)
 
-        return self.operations.start(
-            act,
-            description="Snapshotting instance",
-            project=row.project,
-            resources=self._resources(row, name),
-        )
+        return self._operation(act, "Snapshotting instance", row, name)
 
     async def take(
         self, row: iq.InstanceRow, name: str, expires_at: str | None = None
@@ -192,12 +200,7 @@ class SnapshotService:
                     project=row.project,
                 )
 
-        return self.operations.start(
-            act,
-            description="Updating snapshot",
-            project=row.project,
-            resources=self._resources(row, snap.name),
-        )
+        return self._operation(act, "Updating snapshot", row, snap.name)
 
     def rename(self, row: iq.InstanceRow, snap: q.SnapshotRow, new_name: str) -> Operation:
         validate_name(new_name)
@@ -223,24 +226,14 @@ class SnapshotService:
                     context={"old_name": f"{row.name}/{snap.name}"},
                 )
 
-        return self.operations.start(
-            act,
-            description="Renaming snapshot",
-            project=row.project,
-            resources=self._resources(row, snap.name),
-        )
+        return self._operation(act, "Renaming snapshot", row, snap.name)
 
     def delete(self, row: iq.InstanceRow, snap: q.SnapshotRow) -> Operation:
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
                 await self.remove(row, self.get(row, snap.name))
 
-        return self.operations.start(
-            act,
-            description="Deleting snapshot",
-            project=row.project,
-            resources=self._resources(row, snap.name),
-        )
+        return self._operation(act, "Deleting snapshot", row, snap.name)
 
     async def remove(self, row: iq.InstanceRow, snap: q.SnapshotRow) -> None:
         """Delete a snapshot now (the caller holds the instance's lock)."""
@@ -301,12 +294,7 @@ class SnapshotService:
                 if was_running:
                     await self.instances.start_unlocked(current)
 
-        return self.operations.start(
-            act,
-            description="Restoring snapshot",
-            project=row.project,
-            resources={"instances": [url(row.name, row.project)]},
-        )
+        return self.instances.instance_operation(act, "Restoring snapshot", row.project, row.name)
 
     # -- the scheduled round ----------------------------------------------------------------
 

@@ -16,6 +16,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from stapes.api.errors import BadRequest
+from stapes.server.operations import Operation
+
 CHUNK = 64 * 1024
 
 
@@ -145,3 +148,64 @@ def all_required_connected(connected: Iterable[str], wanted: Iterable[str]) -> b
     """Whether a session can begin: every websocket but control (optional, as in Incus: pylxd
     never opens it) is connected."""
     return set(wanted) - {"control"} <= set(connected)
+
+
+class WebsocketSession:
+    """The websockets of one operation, each named (``0``, ``1``, ``2``, ``control``) and
+    reached through its secret. Subclasses handle control messages and run the session."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.names: dict[str, str] = {}
+        self.connected = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.master = -1
+        """The terminal master, while one is attached (for window-resize)."""
+
+    def open_sockets(self, op: Operation, wanted: Iterable[str]) -> dict[str, str]:
+        """Make a secret per websocket and route their connections here; returns the fds."""
+        fds = {}
+        for name in wanted:
+            fds[name] = op.new_secret(name)
+            self.names[fds[name]] = name
+        op.websocket_connector = self.connect
+        return fds
+
+    async def connect(self, secret: str, request: web.Request) -> web.StreamResponse:
+        name = self.names[secret]
+        if name in self.sockets:
+            raise BadRequest(f"Websocket {name} is already connected")
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        self.sockets[name] = ws
+        if all_required_connected(self.sockets, self.names.values()):
+            self.connected.set()
+        if name == "control":
+            async for command in control_messages(ws):
+                self.on_control(command)
+            self.on_control_closed()
+        await self.finished.wait()
+        return ws
+
+    def on_control(self, command: dict[str, Any]) -> None:
+        """A control message; window-resize applies to the terminal, if any."""
+        if command.get("command") == "window-resize":
+            size = window_size(command)
+            if size is not None:
+                resize_terminal(self.master, *size)
+
+    def on_control_closed(self) -> None:
+        return None
+
+    async def wait_connected(self, timeout: float, what: str) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError:
+            raise BadRequest(f"Timed out waiting for the {what} websockets to connect") from None
+
+    async def finish(self) -> None:
+        """The session is over: release the connection handlers and close every websocket."""
+        self.finished.set()
+        for ws in self.sockets.values():
+            with contextlib.suppress(Exception):
+                await ws.close()

@@ -58,12 +58,11 @@ def rename(name: str, new_name: str) -> None:
     run(lambda s: s.rename_instance(name, new_name).wait())
 
 
-@click.command()
-@click.argument("name")
-@click.argument("new_name")
-def move(name: str, new_name: str) -> None:
-    """Move an instance within this server: a rename."""
-    run(lambda s: s.rename_instance(name, new_name).wait())
-
+move = click.Command(
+    "move",
+    callback=rename.callback,
+    params=rename.params,
+    help="Move an instance within this server: a rename.",
+)
 
 COMMANDS = [copy, rename, move]

@@ -19,64 +19,33 @@ from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 from stapes.server.ws_pipes import (
     TerminalBridge,
-    all_required_connected,
-    control_messages,
+    WebsocketSession,
     resize_terminal,
-    window_size,
 )
 
 CONNECT_TIMEOUT = 30.0
 
 
-class ConsoleSession:
+class ConsoleSession(WebsocketSession):
     """One client attached to an instance's console: data on websocket 0, resizes on control.
     It ends when either websocket closes or the console hangs up (the instance stopped)."""
 
     def __init__(self, driver: InstanceDriver, spec: InstanceSpec, req: InstanceConsolePost):
+        super().__init__()
         self.driver = driver
         self.spec = spec
         self.req = req
-        self.sockets: dict[str, web.WebSocketResponse] = {}
-        self.names: dict[str, str] = {}
-        self.connected = asyncio.Event()
         self.control_closed = asyncio.Event()
-        self.finished = asyncio.Event()
-        self.master = -1
 
     def prepare(self, op: Operation) -> None:
-        fds = {}
-        for name in ("0", "control"):
-            fds[name] = op.new_secret(name)
-            self.names[fds[name]] = name
-        op.websocket_connector = self.connect
-        op.metadata = {"fds": fds}
+        op.metadata = {"fds": self.open_sockets(op, ("0", "control"))}
 
-    async def connect(self, secret: str, request: web.Request) -> web.StreamResponse:
-        name = self.names[secret]
-        if name in self.sockets:
-            raise BadRequest(f"Websocket {name} is already connected")
-        ws = web.WebSocketResponse(max_msg_size=0)
-        await ws.prepare(request)
-        self.sockets[name] = ws
-        if all_required_connected(self.sockets, self.names.values()):
-            self.connected.set()
-        if name == "control":
-            async for command in control_messages(ws):
-                size = window_size(command) if command.get("command") == "window-resize" else None
-                if size is not None:
-                    resize_terminal(self.master, *size)
-            self.control_closed.set()
-        await self.finished.wait()
-        return ws
+    def on_control_closed(self) -> None:
+        self.control_closed.set()
 
     async def run(self, op: Operation) -> None:
         try:
-            try:
-                await asyncio.wait_for(self.connected.wait(), CONNECT_TIMEOUT)
-            except TimeoutError:
-                raise BadRequest(
-                    "Timed out waiting for the console websockets to connect"
-                ) from None
+            await self.wait_connected(CONNECT_TIMEOUT, "console")
             console = await self.driver.console(self.spec)
             self.master = console.master
             resize_terminal(self.master, self.req.width, self.req.height)
@@ -92,10 +61,7 @@ class ConsoleSession:
                 self.master = -1
                 await console.release()
         finally:
-            self.finished.set()
-            for ws in self.sockets.values():
-                with contextlib.suppress(Exception):
-                    await ws.close()
+            await self.finish()
 
 
 async def post_console(request: web.Request) -> Result:

@@ -22,12 +22,10 @@ from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 from stapes.server.ws_pipes import (
     TerminalBridge,
-    all_required_connected,
-    control_messages,
+    WebsocketSession,
     pump_input,
     pump_output,
     resize_terminal,
-    window_size,
 )
 
 log = logging.getLogger(__name__)
@@ -36,7 +34,7 @@ CONNECT_TIMEOUT = 30.0
 DRAIN_AFTER_EXIT = 2.0
 
 
-class ExecSession:
+class ExecSession(WebsocketSession):
     def __init__(
         self,
         driver: InstanceDriver,
@@ -45,17 +43,13 @@ class ExecSession:
         env: dict[str, str],
         record_dir: Path,
     ) -> None:
+        super().__init__()
         self.driver = driver
         self.spec = spec
         self.req = req
         self.env = env
         self.record_dir = record_dir
-        self.sockets: dict[str, web.WebSocketResponse] = {}
-        self.names: dict[str, str] = {}
-        self.connected = asyncio.Event()
-        self.finished = asyncio.Event()
         self.pid = 0
-        self.master = -1
 
     # -- websockets -------------------------------------------------------------------------
 
@@ -63,10 +57,7 @@ class ExecSession:
         fds: dict[str, str] = {}
         if self.req.wait_for_websocket:
             wanted = ["0", "control"] if self.req.interactive else ["0", "1", "2", "control"]
-            for name in wanted:
-                fds[name] = op.new_secret(name)
-                self.names[fds[name]] = name
-            op.websocket_connector = self.connect
+            fds = self.open_sockets(op, wanted)
         op.metadata = {
             "command": self.req.command,
             "environment": self.env,
@@ -74,30 +65,12 @@ class ExecSession:
             "interactive": self.req.interactive,
         }
 
-    async def connect(self, secret: str, request: web.Request) -> web.StreamResponse:
-        name = self.names[secret]
-        if name in self.sockets:
-            raise BadRequest(f"Websocket {name} is already connected")
-        ws = web.WebSocketResponse(max_msg_size=0)
-        await ws.prepare(request)
-        self.sockets[name] = ws
-        if all_required_connected(self.sockets, self.names.values()):
-            self.connected.set()
-        if name == "control":
-            await self._control(ws)
-        await self.finished.wait()
-        return ws
-
-    async def _control(self, ws: web.WebSocketResponse) -> None:
-        async for command in control_messages(ws):
-            if command.get("command") == "window-resize":
-                size = window_size(command)
-                if size is not None:
-                    resize_terminal(self.master, *size)
-            elif command.get("command") == "signal":
-                signum = valid_signal(command.get("signal"))
-                if signum is not None and self.pid > 0:
-                    send_signal(self.pid, signum)
+    def on_control(self, command: dict[str, Any]) -> None:
+        super().on_control(command)
+        if command.get("command") == "signal":
+            signum = valid_signal(command.get("signal"))
+            if signum is not None and self.pid > 0:
+                send_signal(self.pid, signum)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -113,12 +86,7 @@ class ExecSession:
     async def run(self, op: Operation) -> None:
         try:
             if self.req.wait_for_websocket:
-                try:
-                    await asyncio.wait_for(self.connected.wait(), CONNECT_TIMEOUT)
-                except TimeoutError:
-                    raise BadRequest(
-                        "Timed out waiting for the exec websockets to connect"
-                    ) from None
+                await self.wait_connected(CONNECT_TIMEOUT, "exec")
             if self.req.interactive and self.req.wait_for_websocket:
                 code = await self._run_pty()
                 op.update_metadata({"return": code})
@@ -129,10 +97,7 @@ class ExecSession:
                     metadata["output"] = output
                 op.update_metadata(metadata)
         finally:
-            self.finished.set()
-            for ws in self.sockets.values():
-                with contextlib.suppress(Exception):
-                    await ws.close()
+            await self.finish()
 
     async def _run_pty(self) -> int:
         self.pid, self.master = await self.driver.spawn_pty(self.spec, self._exec_request())

@@ -86,25 +86,26 @@ async def get_server(request: web.Request) -> Result:
     )
 
 
-async def put_server(request: web.Request) -> Result:
+async def _config_change(request: web.Request) -> tuple[State, dict[str, str], dict[str, str]]:
+    """(state, the stored config, the body's config), after the If-Match check."""
     st = state(request)
     current = get_config(st.db)
     check_etag(request, {"config": current})
     body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("config", {}), dict):
         raise BadRequest("Request body must be a JSON object with a config mapping")
-    _store(st, without_empty(body.get("config") or {}))
+    return st, current, body.get("config") or {}
+
+
+async def put_server(request: web.Request) -> Result:
+    st, _, config = await _config_change(request)
+    _store(st, without_empty(config))
     return Sync()
 
 
 async def patch_server(request: web.Request) -> Result:
-    st = state(request)
-    current = get_config(st.db)
-    check_etag(request, {"config": current})
-    body = await json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("config", {}), dict):
-        raise BadRequest("Request body must be a JSON object with a config mapping")
-    _store(st, without_empty({**current, **(body.get("config") or {})}))
+    st, current, config = await _config_change(request)
+    _store(st, without_empty({**current, **config}))
     return Sync()
 
 
