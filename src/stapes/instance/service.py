@@ -418,7 +418,7 @@ class InstanceService:
 
     # -- state ------------------------------------------------------------------------------
 
-    async def _set_power(self, row: q.InstanceRow, power: str) -> None:
+    async def set_power(self, row: q.InstanceRow, power: str) -> None:
         row.config["volatile.last_state.power"] = power
         values: dict[str, str | None] = {"volatile.last_state.power": power}
         with self.db.transaction():
@@ -481,7 +481,7 @@ class InstanceService:
         spec = self.spec(row)
         await self.drivers.get(row.type).stop(spec, force=force, timeout=timeout)
         await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
-        await self._set_power(row, "STOPPED")
+        await self.set_power(row, "STOPPED")
         action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
         self.events.lifecycle(action, url(row.name, row.project), project=row.project)
 
@@ -724,78 +724,7 @@ class InstanceService:
 
         return self.instance_operation(act, "Deleting instance", row.project, row.name)
 
-    # -- daemon start -----------------------------------------------------------------------
-
-    async def readopt(self) -> list[q.InstanceRow]:
-        """After a (re)start of stapesd: link every instance and leave running ones running.
-        Returns, in start order, the stopped instances that should start now: those with
-        boot.autostart, or (without the key) those that were running when the host went down."""
-        to_start: list[tuple[int, q.InstanceRow]] = []
-        for row in q.list_instances(self.db, None):
-            spec = self.spec(row)
-            driver = self.drivers.get(row.type)
-            try:
-                await driver.adopt(spec)
-                state = await driver.status(spec)
-            except Exception:
-                log.exception("could not re-adopt instance %s", row.name)
-                continue
-            autostart = spec.config.get("boot.autostart")
-            wanted = (
-                parse_bool(autostart)
-                if autostart is not None
-                else row.config.get("volatile.last_state.power") == "RUNNING"
-            )
-            if state.status == StatusCode.STOPPED and wanted:
-                to_start.append((int(value_of(spec.config, "boot.autostart.priority")), row))
-            elif state.status != StatusCode.STOPPED:
-                log.info("re-adopted running instance %s", row.name)
-                self.watcher.watch(row.project, row.name, state.pid)
-            elif row.config.get("volatile.last_state.power") == "RUNNING":
-                await self._set_power(row, "STOPPED")
-        return [row for _, row in sorted(to_start, key=lambda item: -item[0])]
-
-    async def autostart(self, rows: list[q.InstanceRow]) -> None:
-        """Start instances one after the other, waiting boot.autostart.delay after each."""
-        for row in rows:
-            try:
-                async with self.locks(row.project, row.name):
-                    current = self.get(row.project, row.name)
-                    await self.start_unlocked(current)
-            except Exception:
-                log.exception("could not start instance %s at daemon start", row.name)
-                continue
-            delay = int(value_of(self.expand(row)[0], "boot.autostart.delay"))
-            if delay:
-                await asyncio.sleep(delay)
-
-    async def shutdown_host(self) -> None:
-        """The host is going down: stop running instances cleanly, highest boot.stop.priority
-        first, each within its boot.host_shutdown_timeout (then forced). Their last power state
-        stays RUNNING, so they start again with the host."""
-        running: list[tuple[int, q.InstanceRow]] = []
-        for row in q.list_instances(self.db, None):
-            if (await self.status(row)).status != StatusCode.STOPPED:
-                config = self.expand(row)[0]
-                running.append((int(value_of(config, "boot.stop.priority")), row))
-        for _, row in sorted(running, key=lambda item: -item[0]):
-            spec = self.spec(row)
-            driver = self.drivers.get(row.type)
-            timeout = int(value_of(spec.config, "boot.host_shutdown_timeout"))
-            self.watcher.unwatch(row.project, row.name)
-            async with self.locks(row.project, row.name):
-                try:
-                    await driver.stop(spec, force=False, timeout=timeout)
-                except Exception:
-                    log.warning(
-                        "instance %s did not stop within %ss: forcing it", row.name, timeout
-                    )
-                    with contextlib.suppress(Exception):
-                        await driver.stop(spec, force=True, timeout=0)
-                await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
-            self.events.lifecycle(
-                InstanceAction.SHUTDOWN, url(row.name, row.project), project=row.project
-            )
+    # -- init exits ---------------------------------------------------------------------
 
     async def _init_exited(self, project: str, name: str) -> None:
         """An instance's init exited without the daemon stopping it: record it and tell."""
@@ -815,7 +744,7 @@ class InstanceService:
                 await asyncio.sleep(0.1)
             await driver.after_stop(spec)
             await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
-            await self._set_power(row, "STOPPED")
+            await self.set_power(row, "STOPPED")
             self.events.lifecycle(InstanceAction.SHUTDOWN, url(name, project), project=project)
 
 

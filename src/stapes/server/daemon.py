@@ -20,6 +20,7 @@ from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
 from stapes.instance.files import InstanceFiles
+from stapes.instance.host_power import HostPower
 from stapes.instance.lxc import LxcDriver
 from stapes.instance.profiles import ProfileService
 from stapes.instance.registry import InstanceDrivers
@@ -96,7 +97,7 @@ async def initialise(st: State) -> list[InstanceRow]:
         )
     for leftover in st.paths.images.glob("upload-*"):
         leftover.unlink(missing_ok=True)
-    return await st.instances.readopt()
+    return await HostPower(st.instances).readopt()
 
 
 async def serve(paths: Paths) -> None:
@@ -116,7 +117,8 @@ async def serve(paths: Paths) -> None:
     log.info("stapesd listening on %s", paths.socket)
 
     loop = asyncio.get_running_loop()
-    autostart = loop.create_task(st.instances.autostart(to_start))
+    power = HostPower(st.instances)
+    autostart = loop.create_task(power.autostart(to_start))
     schedule = loop.create_task(st.snapshots.run_schedule())
     stop = asyncio.Event()
     host_shutdown = asyncio.Event()
@@ -132,7 +134,7 @@ async def serve(paths: Paths) -> None:
         schedule.cancel()
         if host_down.done():
             log.info("host shutdown (SIGPWR): stopping instances")
-            await st.instances.shutdown_host()
+            await power.shutdown_host()
     finally:
         log.info("stapesd shutting down (instances keep running)")
         minutes = int(server_value(get_config(st.db), "core.shutdown_timeout"))
