@@ -184,7 +184,7 @@ def test_proxy_both_ways(daemon: Daemon, container: str) -> None:
         ({"type": "proxy", "listen": "tcp:1.2.3.4", "connect": "tcp:1.1.1.1:1"}, "listen"),
         ({"type": "proxy", "listen": "udp:127.0.0.1:5", "connect": "tcp:127.0.0.1:5"}, "udp"),
         ({"type": "unix-char", "path": "/dev/x"}, "major"),
-        ({"type": "unix-hotplug", "vendorid": "1234"}, "unix-hotplug"),
+        ({"type": "unix-hotplug", "productid": "1234"}, "vendorid"),
     ],
 )
 def test_bad_devices_are_named(
@@ -203,6 +203,7 @@ def test_bad_devices_are_named(
         ({"type": "gpu"}, "GPU"),
         ({"type": "usb", "vendorid": "ffff", "productid": "0001"}, "ffff:0001"),
         ({"type": "tpm", "path": "/dev/tpm0"}, "vtpmx"),
+        ({"type": "unix-hotplug", "vendorid": "ffff", "required": "true"}, "ffff"),
     ],
 )
 def test_absent_host_devices_fail_start_cleanly(
@@ -237,3 +238,14 @@ def test_unreachable_host_paths_are_explained(daemon: Daemon, stopped: str, tmp_
     assert devices_patch(daemon, stopped, {"closed": disk}) == (200, "")
     resp = daemon.request("PUT", f"/1.0/instances/{stopped}/state", {"action": "start"})
     assert "chmod o+x" in start_error(daemon, resp)
+
+
+def test_unix_hotplug_waits_for_its_device(daemon: Daemon, stopped: str) -> None:
+    """Not required (the default): the instance starts without the device, and uevents of
+    other devices (here /dev/null's, made on demand) change nothing."""
+    hotplug = {"type": "unix-hotplug", "vendorid": "ffff", "productid": "0001"}
+    assert devices_patch(daemon, stopped, {"usbthing": hotplug}) == (200, "")
+    start(daemon, stopped)
+    Path("/sys/class/mem/null/uevent").write_text("add")
+    assert sh(daemon, stopped, "echo alive") == "alive\n"
+    assert not list((daemon.root / "devices" / stopped).glob("usbthing.*"))

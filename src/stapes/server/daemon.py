@@ -19,6 +19,8 @@ from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
+from stapes.instance import hotplug_events
+from stapes.instance.devices.hotplug import UeventWatcher
 from stapes.instance.files import InstanceFiles
 from stapes.instance.host_power import HostPower
 from stapes.instance.lxc import LxcDriver
@@ -119,6 +121,8 @@ async def serve(paths: Paths) -> None:
     loop = asyncio.get_running_loop()
     power = HostPower(st.instances)
     autostart = loop.create_task(power.autostart(to_start))
+    uevents = UeventWatcher(lambda event: hotplug_events.handle(st.instances, event))
+    uevents.start()
     schedule = loop.create_task(st.snapshots.run_schedule())
     stop = asyncio.Event()
     host_shutdown = asyncio.Event()
@@ -132,6 +136,7 @@ async def serve(paths: Paths) -> None:
         )
         autostart.cancel()
         schedule.cancel()
+        uevents.close()
         if host_down.done():
             log.info("host shutdown (SIGPWR): stopping instances")
             await power.shutdown_host()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from stapes.api.errors import BadRequest
 from stapes.instance.devices.device import Device, DeviceContext, RunConfig
 from stapes.instance.devices.disk import DiskMount, RootDisk
+from stapes.instance.devices.hotplug import UnixHotplug
 from stapes.instance.devices.nic import NicP2P, NoneDevice
 from stapes.instance.devices.proxy import Proxy
 from stapes.instance.devices.unix import Gpu, Tpm, UnixNode, Usb
@@ -18,10 +19,10 @@ KINDS: dict[str, type[Device]] = {
     "gpu": Gpu,
     "usb": Usb,
     "tpm": Tpm,
+    "unix-hotplug": UnixHotplug,
 }
 
 LATER = {
-    "unix-hotplug": "it needs udev hot plug events, which this stapesd does not follow yet",
     "infiniband": "it is not supported by this stapesd",
     "pci": "PCI passthrough is for virtual machines, which come later",
 }
