@@ -33,6 +33,7 @@ def test_create_start_stop_delete(daemon: Daemon, busybox: str) -> None:
     state = daemon.request("GET", f"/1.0/instances/{name}/state").metadata
     assert state["status"] == "Running" and state["pid"] > 0
     assert state["processes"] >= 1
+    assert state["disk"]["root"]["usage"] > 1_000_000  # the busybox binary alone is ~2 MB
     assert state["memory"]["usage"] > 0
     assert "lo" in state["network"]
     assert monitor_processes(daemon.root, name)

@@ -154,11 +154,27 @@ class InstanceService:
         state = await self.drivers.get(row.type).state(self.spec(row))
         full = self.render(row, state)
         full["backups"] = None
-        full["state"] = render_state(state)
+        full["state"] = render_state(state, await self._disk_usage(row))
         return full
 
     async def state(self, row: q.InstanceRow) -> dict[str, Any]:
-        return render_state(await self.drivers.get(row.type).state(self.spec(row)))
+        state = await self.drivers.get(row.type).state(self.spec(row))
+        return render_state(state, await self._disk_usage(row))
+
+    async def _disk_usage(self, row: q.InstanceRow) -> dict[str, dict[str, int]]:
+        """The root disk's usage, as Incus reports it (total 0: no quota on the pool)."""
+        used = await self.pools.driver(row.pool).volume_usage("containers", row.name)
+        if used is None:
+            return {}
+        root = next(
+            (
+                n
+                for n, d in self.expand(row)[1].items()
+                if d.get("type") == "disk" and d.get("path") == "/"
+            ),
+            "root",
+        )
+        return {root: {"usage": used, "total": 0}}
 
     @staticmethod
     def writable(row: q.InstanceRow) -> dict[str, Any]:
@@ -760,11 +776,11 @@ def without_empty(config: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in config.items() if v != ""}
 
 
-def render_state(state: RuntimeState) -> dict[str, Any]:
+def render_state(state: RuntimeState, disk: dict[str, dict[str, int]]) -> dict[str, Any]:
     return {
         "status": state.status.text,
         "status_code": int(state.status),
-        "disk": {},
+        "disk": disk,
         "memory": state.memory
         or {"usage": 0, "usage_peak": 0, "total": 0, "swap_usage": 0, "swap_usage_peak": 0},
         "network": state.network,

@@ -4,16 +4,34 @@ are full copies (reflinked where the filesystem can)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import time
 from pathlib import Path
 
 from stapes.api.errors import Conflict, NotFound
 from stapes.host.run import run
 from stapes.storage.drivers.driver import DriverInfo, StorageDriver
 
+USAGE_CACHE_SECONDS = 60.0
+
+
+def _tree_usage(root: Path) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
 
 class DirDriver(StorageDriver):
     _reflink = False
+
+    def __init__(self, pool_name: str, pool_path: Path, config: dict[str, str]) -> None:
+        super().__init__(pool_name, pool_path, config)
+        self._usage: dict[tuple[str, str], tuple[float, int]] = {}
 
     @classmethod
     def info(cls) -> DriverInfo:
@@ -103,6 +121,21 @@ class DirDriver(StorageDriver):
         if snapshots.exists():
             snapshots.rename(self._snapshots_dir(vol_type, new_name))
         return target
+
+    async def volume_usage(self, vol_type: str, name: str) -> int | None:
+        """The blocks of every file of the volume, counted at most once a minute (a walk of
+        the tree: the dir driver has no quota accounting to ask)."""
+        key = (vol_type, name)
+        cached = self._usage.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < USAGE_CACHE_SECONDS:
+            return cached[1]
+        path = self.volume_path(vol_type, name)
+        if not path.is_dir():
+            return None
+        used = await asyncio.to_thread(_tree_usage, path)
+        self._usage[key] = (now, used)
+        return used
 
     # -- snapshots ------------------------------------------------------------------------------
 

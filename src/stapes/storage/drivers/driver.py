@@ -69,6 +69,10 @@ class StorageDriver(abc.ABC):
     async def rename_volume(self, vol_type: str, name: str, new_name: str) -> Path:
         """Rename a volume and its snapshots along with it."""
 
+    async def volume_usage(self, vol_type: str, name: str) -> int | None:
+        """Bytes a volume uses on the pool (None: this driver cannot tell)."""
+        return None
+
     # -- snapshots: read-only point-in-time copies of a volume, named ``<name>/<snap>`` --------
 
     def snapshot_path(self, vol_type: str, name: str, snap: str) -> Path:
