@@ -182,3 +182,13 @@ def is_yaml_mapping(value: str) -> None:
         raise ValueError(f"not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("expected a YAML mapping")
+
+
+def is_octal_mode(value: str) -> None:
+    """A file mode in octal (0644, 0660...)."""
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an octal mode such as 0644") from None
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"{value!r} is not an octal mode such as 0644")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from stapes.api.errors import BadRequest
-from stapes.config import validate as v
 from stapes.host.idmap import IdMap
 
 
@@ -148,11 +147,3 @@ class Device(abc.ABC):
 def is_abs_path(value: str) -> None:
     if not value.startswith("/"):
         raise ValueError(f"{value!r} is not an absolute path")
-
-
-def any_value(value: str) -> None:
-    return None
-
-
-is_bool = v.is_bool
-is_uint = v.is_uint

@@ -6,7 +6,7 @@ import os
 from typing import ClassVar
 
 from stapes.config import validate as v
-from stapes.instance.devices.device import Device, Mount, RunConfig, any_value, is_abs_path
+from stapes.instance.devices.device import Device, Mount, RunConfig, is_abs_path
 
 PROPAGATION = ("private", "shared", "slave", "unbindable", "rprivate", "rshared", "rslave")
 
@@ -14,7 +14,7 @@ PROPAGATION = ("private", "shared", "slave", "unbindable", "rprivate", "rshared"
 class RootDisk(Device):
     """``path: /`` with a ``pool``: the instance's own volume, which the driver mounts."""
 
-    KEYS: ClassVar = {"path": is_abs_path, "pool": any_value, "size": v.is_size}
+    KEYS: ClassVar = {"path": is_abs_path, "pool": v.any_value, "size": v.is_size}
     REQUIRED = ("pool",)
     TYPES = frozenset({"container", "virtual-machine"})
     HOTPLUG = False
@@ -43,7 +43,7 @@ class DiskMount(Device):
         "recursive": v.is_bool,
         "shift": v.is_bool,
         "propagation": v.one_of(*PROPAGATION),
-        "pool": any_value,
+        "pool": v.any_value,
     }
     REQUIRED = ("source", "path")
 

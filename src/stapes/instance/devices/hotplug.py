@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from stapes.config import validate as v
-from stapes.instance.devices.device import Node, RunConfig, any_value
-from stapes.instance.devices.unix import NodeDevice, _is_mode
+from stapes.instance.devices.device import Node, RunConfig
+from stapes.instance.devices.unix import NodeDevice
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,11 @@ def host_nodes(sysfs: Path = SYSFS) -> list[HostNode]:
 
 class UnixHotplug(NodeDevice):
     KEYS: ClassVar = {
-        "vendorid": any_value,
-        "productid": any_value,
+        "vendorid": v.any_value,
+        "productid": v.any_value,
         "uid": v.is_uint,
         "gid": v.is_uint,
-        "mode": _is_mode,
+        "mode": v.is_octal_mode,
         "required": v.is_bool,
     }
     REQUIRED = ("vendorid",)

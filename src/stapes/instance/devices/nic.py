@@ -7,7 +7,7 @@ import secrets
 from typing import ClassVar
 
 from stapes.config import validate as v
-from stapes.instance.devices.device import Device, Nic, RunConfig, any_value
+from stapes.instance.devices.device import Device, Nic, RunConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
@@ -32,12 +32,12 @@ def random_mac() -> str:
 class NicP2P(Device):
     KEYS: ClassVar = {
         "nictype": v.one_of("p2p", "bridged", "macvlan", "physical", "routed", "ipvlan", "sriov"),
-        "network": any_value,
+        "network": v.any_value,
         "name": is_ifname,
         "host_name": is_ifname,
         "hwaddr": is_mac,
         "mtu": v.is_uint,
-        "parent": any_value,
+        "parent": v.any_value,
     }
 
     def validate(self) -> None:

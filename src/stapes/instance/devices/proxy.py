@@ -23,13 +23,6 @@ def _is_false(value: str) -> None:
         raise ValueError("only false is supported by this stapesd")
 
 
-def _is_mode(value: str) -> None:
-    try:
-        int(value, 8)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an octal mode such as 0644") from None
-
-
 class Proxy(Device):
     KEYS: ClassVar = {
         "listen": _is_address,
@@ -37,7 +30,7 @@ class Proxy(Device):
         "bind": v.one_of("host", "instance"),
         "uid": v.is_uint,
         "gid": v.is_uint,
-        "mode": _is_mode,
+        "mode": v.is_octal_mode,
         "nat": _is_false,
         "proxy_protocol": _is_false,
         "security.uid": v.is_uint,

@@ -22,18 +22,8 @@ from stapes.instance.devices.device import (
     Mount,
     Node,
     RunConfig,
-    any_value,
     is_abs_path,
 )
-
-
-def _is_mode(value: str) -> None:
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an octal mode such as 0660") from None
-    if not 0 <= mode <= 0o7777:
-        raise ValueError(f"{value!r} is not an octal mode such as 0660")
 
 
 class NodeDevice(Device):
@@ -99,7 +89,7 @@ class UnixNode(NodeDevice):
         "minor": v.is_uint,
         "uid": v.is_uint,
         "gid": v.is_uint,
-        "mode": _is_mode,
+        "mode": v.is_octal_mode,
         "required": v.is_bool,
     }
 
@@ -165,13 +155,13 @@ class Gpu(NodeDevice):
 
     KEYS: ClassVar = {
         "gputype": v.one_of("physical"),
-        "id": any_value,
-        "pci": any_value,
-        "vendorid": any_value,
-        "productid": any_value,
+        "id": v.any_value,
+        "pci": v.any_value,
+        "vendorid": v.any_value,
+        "productid": v.any_value,
         "uid": v.is_uint,
         "gid": v.is_uint,
-        "mode": _is_mode,
+        "mode": v.is_octal_mode,
     }
 
     def _cards(self) -> list[str]:
@@ -223,13 +213,13 @@ class Usb(NodeDevice):
     """A USB device by vendorid (and productid): its /dev/bus/usb node."""
 
     KEYS: ClassVar = {
-        "vendorid": any_value,
-        "productid": any_value,
+        "vendorid": v.any_value,
+        "productid": v.any_value,
         "busnum": v.is_uint,
         "devnum": v.is_uint,
         "uid": v.is_uint,
         "gid": v.is_uint,
-        "mode": _is_mode,
+        "mode": v.is_octal_mode,
         "required": v.is_bool,
     }
     REQUIRED = ("vendorid",)
