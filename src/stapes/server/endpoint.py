@@ -11,6 +11,7 @@ import pydantic
 from aiohttp import web
 
 from stapes.api.errors import BadRequest, PreconditionFailed
+from stapes.db.instances import InstanceRow
 from stapes.server.response import Result, etag_of, render
 from stapes.server.state import STATE, State
 
@@ -58,6 +59,11 @@ def state(request: web.Request) -> State:
 
 def project_of(request: web.Request) -> str:
     return request.query.get("project", "") or "default"
+
+
+def instance_row(request: web.Request) -> InstanceRow:
+    """The instance the URL names ({name}, in the request's project); 404 when missing."""
+    return state(request).instances.get(project_of(request), request.match_info["name"])
 
 
 def recursion(request: web.Request) -> int:

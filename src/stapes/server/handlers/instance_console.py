@@ -14,7 +14,7 @@ from stapes.api.errors import BadRequest, NotFound
 from stapes.api.instance import InstanceConsolePost
 from stapes.instance.driver import InstanceDriver, InstanceSpec
 from stapes.instance.service import url
-from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
+from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
 from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 from stapes.server.ws_pipes import (
@@ -66,7 +66,7 @@ class ConsoleSession(WebsocketSession):
 
 async def post_console(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     req = await body_as(request, InstanceConsolePost)
     if req.type not in ("", "console"):
         raise BadRequest(
@@ -88,7 +88,7 @@ async def post_console(request: web.Request) -> Result:
 
 def _console_log(request: web.Request) -> str:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     if request.query.get("type", "console") != "console":
         raise BadRequest("Only the text console log (type=console) exists for a container")
     return str(st.instances.drivers.get(row.type).console_log(st.instances.spec(row)))
@@ -113,7 +113,7 @@ async def delete_console_log(request: web.Request) -> Result:
 
 def _log_files(request: web.Request) -> tuple[str, dict[str, str]]:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     files = st.instances.drivers.get(row.type).log_files(st.instances.spec(row))
     return url(row.name, row.project), {k: str(v) for k, v in files.items() if v.is_file()}
 

@@ -17,7 +17,7 @@ from stapes.api.instance import InstanceExecPost
 from stapes.instance.driver import ExecRequest, InstanceDriver, InstanceSpec
 from stapes.instance.exec import exec_environment, send_signal, valid_signal, wait_pid
 from stapes.instance.service import url
-from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
+from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
 from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 from stapes.server.ws_pipes import (
@@ -169,7 +169,7 @@ class ExecSession(WebsocketSession):
 
 async def post_exec(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     req = await body_as(request, InstanceExecPost)
     if not req.command:
         raise BadRequest("The command to execute can't be empty")
@@ -212,7 +212,7 @@ def exec_output_dir(log_dir: Path) -> Path:
 
 def _output_file(request: web.Request) -> Path:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     name = request.match_info["file"]
     if "/" in name or name.startswith("."):
         raise BadRequest(f"Invalid log file name {name!r}")
@@ -236,7 +236,7 @@ async def delete_exec_output(request: web.Request) -> Result:
 
 async def list_exec_output(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     directory = exec_output_dir(st.paths.instance_logs(row.name))
     files = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     return Sync([f"{url(row.name, row.project)}/logs/exec-output/{f}" for f in files])

@@ -10,7 +10,7 @@ from aiohttp import web
 from stapes.api.envelope import sync_envelope
 from stapes.api.errors import BadRequest, StapesError
 from stapes.instance.files import FileInfo
-from stapes.server.endpoint import Action, Endpoint, project_of, state
+from stapes.server.endpoint import Action, Endpoint, instance_row, state
 from stapes.server.response import Result, Sync
 
 
@@ -34,7 +34,7 @@ def _path(request: web.Request) -> str:
 
 async def get_file(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     info, body = await st.files.get(row, _path(request))
     headers = _headers(info)
     if info.type == "directory":
@@ -83,7 +83,7 @@ async def _content(request: web.Request) -> AsyncIterator[bytes]:
 
 async def post_file(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     await st.files.put(
         row,
         _path(request),
@@ -99,7 +99,7 @@ async def post_file(request: web.Request) -> Result:
 
 async def delete_file(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     await st.files.delete(row, _path(request))
     return Sync()
 

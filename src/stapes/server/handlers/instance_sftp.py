@@ -11,7 +11,7 @@ from aiohttp import web
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest
-from stapes.server.endpoint import Action, Endpoint, project_of, state
+from stapes.server.endpoint import Action, Endpoint, instance_row, state
 from stapes.server.response import Result
 
 CHUNK = 64 * 1024
@@ -34,7 +34,7 @@ class _RawStream:
 
 async def sftp(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     if request.headers.get("Upgrade", "").lower() != "sftp":
         raise BadRequest("Missing or invalid upgrade header: send Upgrade: sftp")
     spec = st.instances.spec(row)

@@ -7,29 +7,23 @@ from aiohttp import web
 
 from stapes.api.errors import BadRequest
 from stapes.api.instance import InstanceSnapshotPost, InstanceSnapshotPut, InstanceSnapshotsPost
-from stapes.db.instances import InstanceRow
 from stapes.instance.snapshots import snapshot_url
 from stapes.server.endpoint import (
     Action,
     Endpoint,
     body_as,
     check_etag,
+    instance_row,
     patched,
-    project_of,
     recursion,
     state,
 )
 from stapes.server.response import Async, Result, Sync
 
 
-def _instance(request: web.Request) -> InstanceRow:
-    st = state(request)
-    return st.instances.get(project_of(request), request.match_info["name"])
-
-
 async def list_snapshots(request: web.Request) -> Result:
     st = state(request)
-    row = _instance(request)
+    row = instance_row(request)
     snaps = st.snapshots.list_snapshots(row)
     if recursion(request) >= 1:
         return Sync([st.snapshots.render(row, s) for s in snaps])
@@ -38,21 +32,21 @@ async def list_snapshots(request: web.Request) -> Result:
 
 async def create_snapshot(request: web.Request) -> Result:
     st = state(request)
-    row = _instance(request)
+    row = instance_row(request)
     req = await body_as(request, InstanceSnapshotsPost)
     return Async(st.snapshots.create(row, req))
 
 
 async def get_snapshot(request: web.Request) -> Result:
     st = state(request)
-    row = _instance(request)
+    row = instance_row(request)
     snap = st.snapshots.get(row, request.match_info["snapshot"])
     return Sync(st.snapshots.render(row, snap), etag=st.snapshots.writable(snap))
 
 
 async def put_snapshot(request: web.Request) -> Result:
     st = state(request)
-    row = _instance(request)
+    row = instance_row(request)
     snap = st.snapshots.get(row, request.match_info["snapshot"])
     check_etag(request, st.snapshots.writable(snap))
     put = await body_as(request, InstanceSnapshotPut)
@@ -61,7 +55,7 @@ async def put_snapshot(request: web.Request) -> Result:
 
 async def patch_snapshot(request: web.Request) -> Result:
     st = state(request)
-    row = _instance(request)
+    row = instance_row(request)
     snap = st.snapshots.get(row, request.match_info["snapshot"])
     check_etag(request, st.snapshots.writable(snap))
     put = await patched(request, st.snapshots.writable(snap), (), InstanceSnapshotPut)
@@ -70,7 +64,7 @@ async def patch_snapshot(request: web.Request) -> Result:
 
 async def post_snapshot(request: web.Request) -> Result:
     st = state(request)
-    row = _instance(request)
+    row = instance_row(request)
     snap = st.snapshots.get(row, request.match_info["snapshot"])
     req = await body_as(request, InstanceSnapshotPost)
     if req.migration:
@@ -80,7 +74,7 @@ async def post_snapshot(request: web.Request) -> Result:
 
 async def delete_snapshot(request: web.Request) -> Result:
     st = state(request)
-    row = _instance(request)
+    row = instance_row(request)
     snap = st.snapshots.get(row, request.match_info["snapshot"])
     return Async(st.snapshots.delete(row, snap))
 

@@ -6,19 +6,19 @@ from aiohttp import web
 
 from stapes.api.errors import BadRequest
 from stapes.api.instance import InstanceStatePut
-from stapes.server.endpoint import Action, Endpoint, body_as, project_of, state
+from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
 from stapes.server.response import Async, Result, Sync
 
 
 async def get_state(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     return Sync(await st.instances.state(row))
 
 
 async def put_state(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     req = await body_as(request, InstanceStatePut)
     if req.stateful:
         raise BadRequest(

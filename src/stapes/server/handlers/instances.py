@@ -18,6 +18,7 @@ from stapes.server.endpoint import (
     body_as,
     check_etag,
     flag,
+    instance_row,
     patched,
     project_of,
     recursion,
@@ -67,7 +68,7 @@ async def create_instance(request: web.Request) -> Result:
 
 async def get_instance(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     if recursion(request) >= 1:
         body: dict[str, Any] = await _full(st, row)
     else:
@@ -77,7 +78,7 @@ async def get_instance(request: web.Request) -> Result:
 
 async def put_instance(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     check_etag(request, st.instances.writable(row))
     put = await body_as(request, InstancePut)
     if put.restore:
@@ -87,7 +88,7 @@ async def put_instance(request: web.Request) -> Result:
 
 async def patch_instance(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     check_etag(request, st.instances.writable(row))
     put = await patched(request, st.instances.writable(row), ("config", "devices"), InstancePut)
     async with st.locks(row.project, row.name):
@@ -97,7 +98,7 @@ async def patch_instance(request: web.Request) -> Result:
 
 async def post_instance(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     req = await body_as(request, InstancePost)
     if req.migration:
         raise BadRequest("Migration is not supported by this stapesd yet")
@@ -114,7 +115,7 @@ async def post_instance(request: web.Request) -> Result:
 
 async def delete_instance(request: web.Request) -> Result:
     st = state(request)
-    row = st.instances.get(project_of(request), request.match_info["name"])
+    row = instance_row(request)
     return Async(await st.instances.delete(row))
 
 
