@@ -87,6 +87,18 @@ def shift_tree(root: Path, delta: int) -> None:
             _shift_one(os.path.join(dirpath, name), delta)
 
 
+def reshift_tree(root: Path, old: IdMap | None, new: IdMap | None) -> None:
+    """Move a tree's owners from one map to another (None: unshifted host ids)."""
+    delta = (new.base if new else 0) - (old.base if old else 0)
+    if delta:
+        shift_tree(root, delta)
+
+
+def current_map(config: dict[str, str]) -> IdMap | None:
+    """The map an instance's (or snapshot's) files are shifted to, from its volatile keys."""
+    return IdMap.from_volatile(config.get("volatile.idmap.current", "[]"))
+
+
 def _shift_one(path: str, delta: int) -> None:
     st = os.lstat(path)
     uid, gid = st.st_uid + delta, st.st_gid + delta

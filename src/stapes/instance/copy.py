@@ -14,7 +14,7 @@ from stapes.config.keys import VOLATILE_PREFIX
 from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.db.connection import Database
-from stapes.host.idmap import IdMap, shift_tree
+from stapes.host.idmap import IdMap, current_map, reshift_tree
 
 if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
@@ -66,10 +66,6 @@ def resolve(db: Database, req: InstancesPost, project: str) -> CopySource:
     return CopySource(instance, snapshot, req.source.instance_only or snapshot is not None)
 
 
-def _idmap_base(config: dict[str, str]) -> int:
-    return int(config.get("volatile.idmap.base", "0"))
-
-
 async def copy_volume(
     service: InstanceService, source: CopySource, row: q.InstanceRow, idmap: IdMap | None
 ) -> None:
@@ -89,11 +85,9 @@ async def copy_volume(
     else:
         async with service.locks(src.project, src.name), service.frozen(src):
             await drv.copy_volume("containers", src.name, "containers", row.name)
-    old_base = _idmap_base((source.snapshot or src).config)
-    delta = (idmap.base if idmap else 0) - old_base
-    if delta:
-        rootfs = drv.volume_path("containers", row.name) / "rootfs"
-        await asyncio.to_thread(shift_tree, rootfs, delta)
+    rootfs = drv.volume_path("containers", row.name) / "rootfs"
+    old = current_map((source.snapshot or src).config)
+    await asyncio.to_thread(reshift_tree, rootfs, old, idmap)
 
 
 async def copy_snapshots(service: InstanceService, source: CopySource, row: q.InstanceRow) -> None:
@@ -150,8 +144,7 @@ async def refresh(service: InstanceService, source: CopySource, target: q.Instan
                 await _copy_snapshot(service, src, snap, target)
     async with service.locks(src.project, src.name), service.frozen(src):
         await drv.refresh_volume("containers", src.name, "containers", target.name)
-    old_base = _idmap_base(src.config)
-    delta = _idmap_base(target.config) - old_base
-    if delta:
-        rootfs = drv.volume_path("containers", target.name) / "rootfs"
-        await asyncio.to_thread(shift_tree, rootfs, delta)
+    rootfs = drv.volume_path("containers", target.name) / "rootfs"
+    await asyncio.to_thread(
+        reshift_tree, rootfs, current_map(src.config), current_map(target.config)
+    )

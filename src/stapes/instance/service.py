@@ -9,7 +9,7 @@ import logging
 import platform
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from stapes.db import instances as q
 from stapes.db.connection import Database
 from stapes.db.images import ImageRow
 from stapes.db.projects import get_profile, get_project
-from stapes.host.idmap import IdMap, shift_tree
+from stapes.host.idmap import IdMap, current_map, reshift_tree
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
 from stapes.instance import cloudinit, copy, idmaps, names, templates
@@ -115,21 +115,25 @@ class InstanceService:
             devices=devices,
             volume=self.pools.driver(row.pool).volume_path("containers", row.name),
             log_dir=self.paths.instance_logs(row.name),
-            idmap=IdMap.from_volatile(row.config.get("volatile.idmap.current", "[]")),
+            idmap=current_map(row.config),
         )
 
     def choose_idmap(self, row: q.InstanceRow, config: dict[str, str]) -> IdMap | None:
         """The map the instance should run with: the driver's shared one, or an isolated range
         no other instance holds (security.idmap.isolated)."""
         shared = self.drivers.get(row.type).idmap_for(config)
-        others = []
-        for other in q.list_instances(self.db, None):
-            if other.id == row.id and row.id:
-                continue
-            held = IdMap.from_volatile(other.config.get("volatile.idmap.next", "[]"))
-            if held is not None and held != shared:
-                others.append(held)
-        return idmaps.choose(config, shared, shared, others)
+
+        def held_by_others() -> Iterator[IdMap]:
+            """Read only if the instance is isolated (choose iterates it then): not on every
+            start of an instance that shares the map."""
+            for other in q.list_instances(self.db, None):
+                if other.id == row.id and row.id:
+                    continue
+                held = IdMap.from_volatile(other.config.get("volatile.idmap.next", "[]"))
+                if held is not None and held != shared:
+                    yield held
+
+        return idmaps.choose(config, shared, shared, held_by_others())
 
     async def status(self, row: q.InstanceRow) -> RuntimeState:
         return await self.drivers.get(row.type).status(self.spec(row))
@@ -216,7 +220,7 @@ class InstanceService:
             instance=row.name,
             instance_type=row.type,
             config=config,
-            idmap=IdMap.from_volatile(config.get("volatile.idmap.current", "[]")),
+            idmap=current_map(config),
             devices_dir=self.paths.instance_devices(row.name),
         )
 
@@ -354,8 +358,7 @@ class InstanceService:
             else:
                 path = await drv.create_volume("containers", row.name)
                 (path / "rootfs").mkdir(mode=0o755)
-                if idmap is not None:
-                    shift_tree(path / "rootfs", idmap.base)
+                await reshift(path, None, idmap)
             spec = self.spec(row)
             await templates.apply(
                 spec.volume,
@@ -473,7 +476,7 @@ class InstanceService:
         """Before a start: if the instance's map changed (security.idmap.*, privileged), shift
         its files to the new one and record it."""
         wanted = self.choose_idmap(row, self.expand(row)[0])
-        current = IdMap.from_volatile(row.config.get("volatile.idmap.current", "[]"))
+        current = current_map(row.config)
         if wanted == current:
             return
         spec = self.spec(row)
@@ -765,10 +768,8 @@ class InstanceService:
 
 
 async def reshift(volume: Path, old: IdMap | None, new: IdMap | None) -> None:
-    """Move a volume's rootfs from one map to another (both None: nothing to do)."""
-    delta = (new.base if new else 0) - (old.base if old else 0)
-    if delta:
-        await asyncio.to_thread(shift_tree, volume / "rootfs", delta)
+    """Move a volume's rootfs from one map to another."""
+    await asyncio.to_thread(reshift_tree, volume / "rootfs", old, new)
 
 
 def without_empty(config: dict[str, str]) -> dict[str, str]:
