@@ -155,10 +155,12 @@ class InstanceService:
         }
 
     async def render_full(self, row: q.InstanceRow) -> dict[str, Any]:
+        """With the runtime state, but without disk usage: the dir pool can only count it by
+        walking the volume, too much for every instance of a list (GET .../state has it)."""
         state = await self.drivers.get(row.type).state(self.spec(row))
         full = self.render(row, state)
         full["backups"] = None
-        full["state"] = render_state(state, await self._disk_usage(row))
+        full["state"] = render_state(state, {})
         return full
 
     async def state(self, row: q.InstanceRow) -> dict[str, Any]:
@@ -230,15 +232,15 @@ class InstanceService:
         device_plan.validate(devices, ctx)
 
     def root_pool(self, devices: dict[str, dict[str, str]]) -> str:
-        for device in devices.values():
-            if device.get("type") == "disk" and device.get("path") == "/":
-                pool = device.get("pool", "")
-                if not pool:
-                    raise BadRequest("The root disk device has no pool")
-                return pool
-        raise BadRequest(
-            "No root disk device: add one (type disk, path /) to the instance or a profile"
-        )
+        found = root_disk(devices)
+        if found is None:
+            raise BadRequest(
+                "No root disk device: add one (type disk, path /) to the instance or a profile"
+            )
+        pool = found[1].get("pool", "")
+        if not pool:
+            raise BadRequest("The root disk device has no pool")
+        return pool
 
     async def create(self, req: InstancesPost, project: str) -> Operation:
         source: copy.CopySource | None = None
@@ -765,6 +767,14 @@ class InstanceService:
             await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
             await self.set_power(row, "STOPPED")
             self.events.lifecycle(InstanceAction.SHUTDOWN, url(name, project), project=project)
+
+
+def root_disk(devices: dict[str, dict[str, str]]) -> tuple[str, dict[str, str]] | None:
+    """The root disk among expanded devices: (its name, its config)."""
+    return next(
+        ((n, d) for n, d in devices.items() if d.get("type") == "disk" and d.get("path") == "/"),
+        None,
+    )
 
 
 async def reshift(volume: Path, old: IdMap | None, new: IdMap | None) -> None:
