@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from stapes.api.errors import MissingHostFeature
 from stapes.host.capabilities import probe
+from stapes.storage.drivers.btrfs import BtrfsDriver
 from tests.helpers import Daemon, new_root, remove_root
 
 
@@ -16,6 +18,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs root (containers, mounts, chown)"))
         if "liblxc" in item.keywords and caps.liblxc is None:
             item.add_marker(pytest.mark.skip(reason=caps.missing_liblxc()))
+        if "btrfs" in item.keywords and (missing := _missing(BtrfsDriver.probe)):
+            item.add_marker(pytest.mark.skip(reason=missing))
+
+
+def _missing(probe: Callable[[], None]) -> str:
+    """The reason a driver's own host probe gives, or "" when the host has what it needs."""
+    try:
+        probe()
+    except MissingHostFeature as exc:
+        return exc.message
+    return ""
 
 
 @pytest.fixture(scope="session")

@@ -174,6 +174,12 @@ def new_root() -> Path:
 
 
 def remove_root(root: Path) -> None:
+    """Unmount what the daemon mounted below its root (btrfs pools), then delete the root."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        targets = [line.split()[4] for line in f]
+    for target in sorted(targets, key=len, reverse=True):
+        if target.startswith(f"{root}/"):
+            subprocess.run(["umount", "-l", target], check=False)
     shutil.rmtree(root, ignore_errors=True)
 
 

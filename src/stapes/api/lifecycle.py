@@ -42,3 +42,23 @@ class ProfileAction(StrEnum):
     DELETED = "profile-deleted"
     UPDATED = "profile-updated"
     RENAMED = "profile-renamed"
+
+
+class StoragePoolAction(StrEnum):
+    CREATED = "storage-pool-created"
+    DELETED = "storage-pool-deleted"
+    UPDATED = "storage-pool-updated"
+
+
+class StorageVolumeAction(StrEnum):
+    CREATED = "storage-volume-created"
+    DELETED = "storage-volume-deleted"
+    UPDATED = "storage-volume-updated"
+    RENAMED = "storage-volume-renamed"
+    RESTORED = "storage-volume-restored"
+    SNAPSHOT_CREATED = "storage-volume-snapshot-created"
+    SNAPSHOT_DELETED = "storage-volume-snapshot-deleted"
+    SNAPSHOT_RENAMED = "storage-volume-snapshot-renamed"
+    SNAPSHOT_UPDATED = "storage-volume-snapshot-updated"
+    BACKUP_CREATED = "storage-volume-backup-created"
+    BACKUP_DELETED = "storage-volume-backup-deleted"

@@ -9,6 +9,7 @@ from datetime import datetime
 from croniter import croniter
 from dateutil.relativedelta import relativedelta
 
+from stapes.api.base import parse_timestamp, timestamp
 from stapes.api.errors import BadRequest
 
 _ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@annually", "@yearly")
@@ -135,3 +136,25 @@ def next_name(pattern: str, existing: Iterable[str], when: datetime) -> str:
     index = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
     used = [int(m[1]) for n in taken if (m := index.match(n))]
     return f"{head}{max(used) + 1 if used else 0}{tail}"
+
+
+_NAME = re.compile(r"^[^/\s]+$")
+
+
+def validate_name(name: str) -> None:
+    """A snapshot name (of an instance or a volume)."""
+    if not name or not _NAME.match(name) or name in (".", ".."):
+        raise BadRequest(
+            f"Invalid snapshot name {name!r}: it cannot be empty or contain spaces or slashes"
+        )
+
+
+def parse_expiry_time(text: str) -> str:
+    """A client's expires_at as the stored text ('' for never)."""
+    try:
+        when = parse_timestamp(text)
+    except ValueError:
+        raise BadRequest(
+            f"Invalid expires_at {text!r}: use an RFC 3339 time such as 2030-01-31T12:00:00Z"
+        ) from None
+    return "" if when is None else timestamp(when)

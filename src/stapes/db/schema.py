@@ -119,7 +119,39 @@ def _v2(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2]
+def _v3(conn: sqlite3.Connection) -> None:
+    """Custom storage volumes and their snapshots (instance and image volumes are described by
+    their instance and image rows)."""
+    _script(
+        conn,
+        """
+        CREATE TABLE storage_volumes (
+            id INTEGER PRIMARY KEY,
+            pool_id INTEGER NOT NULL REFERENCES storage_pools(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            UNIQUE (pool_id, project_id, type, name)
+        );
+        CREATE TABLE storage_volume_snapshots (
+            id INTEGER PRIMARY KEY,
+            volume_id INTEGER NOT NULL REFERENCES storage_volumes(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL DEFAULT '',
+            UNIQUE (volume_id, name)
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

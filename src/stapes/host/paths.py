@@ -40,6 +40,16 @@ class Paths:
         return self.root / "storage-pools"
 
     @property
+    def disks(self) -> Path:
+        """Loop files of pools that make their own (btrfs, lvm, zfs without a source)."""
+        return self.root / "disks"
+
+    @property
+    def backups(self) -> Path:
+        """Backup tarballs of instances and custom volumes, until deleted."""
+        return self.root / "backups"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

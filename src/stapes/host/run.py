@@ -85,3 +85,17 @@ async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.PIPE,
         env=_env(),
     )
+
+
+def run_sync(argv: list[str], *, timeout: float = 30) -> tuple[int, str]:
+    """Run a quick ``argv`` from synchronous code (a version probe); returns (rc, stdout).
+    A missing binary is rc 127, as from a shell."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, env=_env(), timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        return 127, ""
+    return done.returncode, done.stdout

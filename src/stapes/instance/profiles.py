@@ -12,6 +12,7 @@ from typing import Any
 from stapes.api.errors import BadRequest, Conflict, Forbidden, NotFound
 from stapes.api.lifecycle import ProfileAction
 from stapes.api.profile import ProfilePut
+from stapes.api.urls import profile_url
 from stapes.config.keys import validate_instance_config
 from stapes.db import instances as iq
 from stapes.db import projects as q
@@ -22,11 +23,6 @@ from stapes.server.events import EventBus
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[^/\s]+$")
-
-
-def profile_url(name: str, project: str = "default") -> str:
-    suffix = "" if project == "default" else f"?project={project}"
-    return f"/1.0/profiles/{name}{suffix}"
 
 
 def validate_name(name: str) -> None:

@@ -17,8 +17,9 @@ from stapes.api.base import StatusCode, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.instance import InstancePut, InstancesPost
 from stapes.api.lifecycle import InstanceAction
+from stapes.api.urls import instance_url
 from stapes.config.keys import effective_config, lookup, validate_instance_config, value_of
-from stapes.config.validate import parse_bool
+from stapes.config.validate import parse_bool, parse_size
 from stapes.db import instances as q
 from stapes.db.connection import Database
 from stapes.db.images import ImageRow
@@ -37,15 +38,14 @@ from stapes.server.events import EventBus
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operation, Operations
 from stapes.storage.pool import Pools
+from stapes.storage.volumes import AttachedVolume, Volumes
 
 log = logging.getLogger(__name__)
 
 Undo = Callable[[], Awaitable[None]]
 
 
-def url(name: str, project: str = "default") -> str:
-    suffix = "" if project == "default" else f"?project={project}"
-    return f"/1.0/instances/{name}{suffix}"
+url = instance_url
 
 
 class InstanceService:
@@ -68,6 +68,8 @@ class InstanceService:
         self.locks = locks
         self.images = images
         self.pools = pools
+        self.volumes: Volumes | None = None
+        """Custom volumes, for disk devices (set once both services exist)."""
         self.drivers = drivers
         self.watcher = InitWatcher(self._init_exited)
 
@@ -224,11 +226,22 @@ class InstanceService:
             config=config,
             idmap=current_map(config),
             devices_dir=self.paths.instance_devices(row.name),
+            volume=self._volume_lookup(row.project),
         )
 
-    def check_devices(self, devices: dict[str, dict[str, str]], instance_type: str) -> None:
+    def _volume_lookup(self, project: str) -> Callable[[str, str], AttachedVolume] | None:
+        volumes = self.volumes
+        if volumes is None:
+            return None
+        return lambda pool, name: volumes.attached(pool, project, name)
+
+    def check_devices(
+        self, devices: dict[str, dict[str, str]], instance_type: str, project: str = "default"
+    ) -> None:
         """Every device well formed (type, keys, values), naming the one that is not."""
-        ctx = DeviceContext("", instance_type, {}, None, self.paths.devices)
+        ctx = DeviceContext(
+            "", instance_type, {}, None, self.paths.devices, self._volume_lookup(project)
+        )
         device_plan.validate(devices, ctx)
 
     def root_pool(self, devices: dict[str, dict[str, str]]) -> str:
@@ -262,7 +275,7 @@ class InstanceService:
                 req.config.setdefault(key, value)
         kept = {k: v for k, v in req.config.items() if k in copy.KEPT_VOLATILE and source}
         validate_instance_config(req.config, instance_type, current=kept)
-        self.check_devices(req.devices, instance_type)
+        self.check_devices(req.devices, instance_type, project)
         if req.source.type not in ("image", "none", "copy"):
             raise BadRequest(
                 f"Instance source type {req.source.type!r} is not supported yet "
@@ -361,6 +374,7 @@ class InstanceService:
                 path = await drv.create_volume("containers", row.name)
                 (path / "rootfs").mkdir(mode=0o755)
                 await reshift(path, None, idmap)
+            await self._apply_root_size(row, None, self.expand(row)[1])
             spec = self.spec(row)
             await templates.apply(
                 spec.volume,
@@ -576,7 +590,7 @@ class InstanceService:
     def _check_put(self, row: q.InstanceRow, put: InstancePut) -> dict[str, str]:
         put.config = without_empty(put.config)
         validate_instance_config(put.config, row.type, current=row.config)
-        self.check_devices(put.devices, row.type)
+        self.check_devices(put.devices, row.type, row.project)
         profiles = row.profiles if put.profiles is None else put.profiles
         self._check_profiles(row.project, profiles)
         return effective_config(put.config, row.config)
@@ -604,6 +618,7 @@ class InstanceService:
         driver.check_config(spec)
         self.choose_idmap(candidate, spec.config)  # a map that cannot be had is a 400 now
         change = self.plan_devices(row, before, spec, await self.is_running(row))
+        await self._apply_root_size(row, before.devices, spec.devices)
         with self.db.transaction():
             q.update_instance(self.db, candidate)
         try:
@@ -617,6 +632,26 @@ class InstanceService:
         self.events.lifecycle(
             InstanceAction.UPDATED, url(row.name, row.project), project=row.project
         )
+
+    async def _apply_root_size(
+        self,
+        row: q.InstanceRow,
+        before: dict[str, dict[str, str]] | None,
+        after: dict[str, dict[str, str]],
+    ) -> None:
+        """The root disk's ``size`` is the instance volume's quota (set when it changes)."""
+        old = (root_disk(before or {}) or ("", {}))[1].get("size", "")
+        new = (root_disk(after) or ("", {}))[1].get("size", "")
+        if old == new and before is not None:
+            return
+        if before is None and not new:
+            return
+        try:
+            await self.pools.driver(row.pool).set_quota(
+                "containers", row.name, parse_size(new) if new else None
+            )
+        except BadRequest as exc:
+            raise BadRequest(f"Root disk size: {exc.message}") from None
 
     def plan_devices(
         self, row: q.InstanceRow, before: InstanceSpec, after: InstanceSpec, running: bool

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from stapes.api.base import ZERO_TIME, StatusCode, now, parse_timestamp, timestamp
+from stapes.api.base import ZERO_TIME, StatusCode, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.instance import InstanceSnapshotPut, InstanceSnapshotsPost
 from stapes.api.lifecycle import InstanceAction
 from stapes.config import snapshots as policy
 from stapes.config.keys import VOLATILE_PREFIX, value_of
+from stapes.config.snapshots import parse_expiry_time, validate_name
 from stapes.config.validate import parse_bool
 from stapes.db import instances as iq
 from stapes.db import snapshots as q
@@ -28,8 +28,6 @@ from stapes.instance.service import InstanceService, url
 from stapes.server.operations import Operation
 
 log = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^[^/\s]+$")
 
 STATEFUL_REFUSAL = (
     "Stateful snapshots need CRIU to checkpoint the running processes, and this stapesd has no "
@@ -42,24 +40,6 @@ def snapshot_url(instance: str, snap: str, project: str = "default") -> str:
     return f"/1.0/instances/{instance}/snapshots/{snap}{suffix}"
 
 
-def validate_name(name: str) -> None:
-    if not name or not _NAME.match(name) or name in (".", ".."):
-        raise BadRequest(
-            f"Invalid snapshot name {name!r}: it cannot be empty or contain spaces or slashes"
-        )
-
-
-def parse_expiry_time(text: str) -> str:
-    """A client's expires_at as the stored text ('' for never)."""
-    try:
-        when = parse_timestamp(text)
-    except ValueError:
-        raise BadRequest(
-            f"Invalid expires_at {text!r}: use an RFC 3339 time such as 2030-01-31T12:00:00Z"
-        ) from None
-    return "" if when is None else timestamp(when)
-
-
 class SnapshotService:
     def __init__(self, instances: InstanceService) -> None:
         self.instances = instances
@@ -68,6 +48,8 @@ class SnapshotService:
         self.operations = instances.operations
         self.locks = instances.locks
         self.pools = instances.pools
+        self.minute_hooks: list[Callable[[datetime], Awaitable[None]]] = []
+        """More work for the minute round (volume snapshots)."""
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -303,10 +285,12 @@ class SnapshotService:
         while True:
             moment = datetime.now(UTC)
             await asyncio.sleep(60 - moment.second - moment.microsecond / 1e6 + 0.01)
-            try:
-                await self.tick(datetime.now(UTC))
-            except Exception:
-                log.exception("the scheduled snapshot round failed")
+            minute = datetime.now(UTC)
+            for tick in (self.tick, *self.minute_hooks):
+                try:
+                    await tick(minute)
+                except Exception:
+                    log.exception("the scheduled snapshot round failed")
 
     async def tick(self, minute: datetime) -> None:
         for row in iq.list_instances(self.db, None):

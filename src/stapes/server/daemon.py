@@ -12,7 +12,7 @@ from aiohttp import web
 
 from stapes.config.server_keys import server_value
 from stapes.db.connection import Database
-from stapes.db.instances import InstanceRow
+from stapes.db.instances import InstanceRow, find_instance
 from stapes.db.projects import ensure_profile, ensure_project
 from stapes.db.server_config import get_config
 from stapes.host.capabilities import probe
@@ -35,6 +35,8 @@ from stapes.server.response import error_middleware
 from stapes.server.routes import register
 from stapes.server.state import STATE, State
 from stapes.storage.pool import Pools
+from stapes.storage.volume_snapshots import VolumeSnapshots
+from stapes.storage.volumes import Volumes
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def build_state(paths: Paths) -> State:
     operations = Operations(events)
     locks = InstanceLocks()
     images = ImageStore(db, paths, events)
-    pools = Pools(db, paths)
+    pools = Pools(db, paths, events)
     idmap = IdMap.from_host() if caps.unprivileged else None
     drivers = InstanceDrivers({"container": LxcDriver(paths, caps, idmap)})
     instances = InstanceService(
@@ -68,6 +70,16 @@ def build_state(paths: Paths) -> State:
         drivers=drivers,
     )
     profiles = ProfileService(db, events, instances)
+
+    async def instance_running(project: str, name: str) -> bool:
+        row = find_instance(db, project, name)
+        return row is not None and await instances.is_running(row)
+
+    volumes = Volumes(db, pools, events, operations, instance_running)
+    instances.volumes = volumes
+    snapshots = SnapshotService(instances)
+    volume_snapshots = VolumeSnapshots(volumes)
+    snapshots.minute_hooks.append(volume_snapshots.scheduled)
     return State(
         paths=paths,
         db=db,
@@ -79,8 +91,10 @@ def build_state(paths: Paths) -> State:
         pools=pools,
         instances=instances,
         profiles=profiles,
-        snapshots=SnapshotService(instances),
+        snapshots=snapshots,
         files=InstanceFiles(instances),
+        volumes=volumes,
+        volume_snapshots=volume_snapshots,
     )
 
 

@@ -20,6 +20,7 @@ from stapes.server.handlers import (
     projects,
     server,
     storage_pools,
+    storage_volumes,
 )
 
 API: list[Endpoint] = [
@@ -35,6 +36,7 @@ API: list[Endpoint] = [
     *profiles.ENDPOINTS,
     *projects.ENDPOINTS,
     *storage_pools.ENDPOINTS,
+    *storage_volumes.ENDPOINTS,
     *operations.ENDPOINTS,
     *events.ENDPOINTS,
 ]

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
     from stapes.instance.snapshots import SnapshotService
     from stapes.storage.pool import Pools
+    from stapes.storage.volume_snapshots import VolumeSnapshots
+    from stapes.storage.volumes import Volumes
 
 
 @dataclass
@@ -37,6 +39,8 @@ class State:
     profiles: ProfileService
     snapshots: SnapshotService
     files: InstanceFiles
+    volumes: Volumes
+    volume_snapshots: VolumeSnapshots
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

@@ -11,10 +11,26 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from stapes.api.errors import BadRequest, Conflict
+from stapes.api.lifecycle import StoragePoolAction
+from stapes.api.urls import instance_url, pool_url, profile_url, volume_url
 from stapes.db.connection import Database
-from stapes.db.storage import PoolRow, create_pool, get_pool, list_pools
+from stapes.db.instances import list_instances
+from stapes.db.projects import list_profiles, list_projects
+from stapes.db.storage import (
+    PoolRow,
+    create_pool,
+    delete_pool,
+    find_pool,
+    get_pool,
+    list_pools,
+    list_volumes,
+    update_pool,
+)
 from stapes.host.idmap import IdMap, shift_tree
 from stapes.host.paths import Paths
+from stapes.server.events import EventBus
+from stapes.storage.config import check_volume_name, validate_pool_config
 from stapes.storage.drivers.driver import StorageDriver
 from stapes.storage.drivers.registry import driver_class
 
@@ -24,45 +40,149 @@ Unpacker = Callable[[Path], Awaitable[None]]
 
 
 class Pools:
-    def __init__(self, db: Database, paths: Paths) -> None:
+    def __init__(self, db: Database, paths: Paths, events: EventBus) -> None:
         self.db = db
         self.paths = paths
+        self.events = events
         self._drivers: dict[str, StorageDriver] = {}
+        self._unavailable: dict[str, str] = {}
         self._image_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._refills: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def pool_path(self, name: str) -> Path:
         return self.paths.storage_pools / name
 
+    def _make_driver(self, name: str, driver: str, config: dict[str, str]) -> StorageDriver:
+        return driver_class(driver)(name, self.pool_path(name), dict(config), self.paths.disks)
+
     async def ensure_default(self) -> None:
-        """Create the ``default`` dir pool on first start; mount every pool."""
+        """Create the ``default`` dir pool on first start; mount every pool (a pool whose
+        source is gone is marked Unavailable, the others still come up)."""
         if not list_pools(self.db):
-            driver = driver_class("dir")("default", self.pool_path("default"), {})
-            await driver.create_pool()
-            with self.db.transaction():
-                create_pool(
-                    self.db, "default", "dir", "", {"source": str(self.pool_path("default"))}
-                )
+            await self.create("default", "dir", "", {})
         for row in list_pools(self.db):
-            await self.driver(row.name).mount_pool()
+            try:
+                await self.driver(row.name).mount_pool()
+            except Exception as exc:
+                log.error("storage pool %s is unavailable: %s", row.name, exc)
+                self._unavailable[row.name] = str(exc)
 
     def driver(self, pool: str) -> StorageDriver:
         drv = self._drivers.get(pool)
         if drv is None:
             row = get_pool(self.db, pool)
-            drv = driver_class(row.driver)(row.name, self.pool_path(row.name), row.config)
+            drv = self._make_driver(row.name, row.driver, row.config)
             self._drivers[pool] = drv
         return drv
 
-    def render(self, row: PoolRow, used_by: list[str]) -> dict[str, Any]:
+    def usable_driver(self, pool: str) -> StorageDriver:
+        """The driver of a pool that must be mounted to be used."""
+        drv = self.driver(pool)
+        if pool in self._unavailable:
+            raise BadRequest(f"Storage pool {pool!r} is unavailable: {self._unavailable[pool]}")
+        return drv
+
+    # -- pool CRUD --------------------------------------------------------------------------------
+
+    async def create(
+        self, name: str, driver: str, description: str, config: dict[str, str]
+    ) -> None:
+        check_volume_name(name)
+        cls = driver_class(driver)
+        cls.probe()
+        validate_pool_config(cls, config)
+        if find_pool(self.db, name) is not None:
+            raise Conflict(f"Storage pool {name!r} already exists")
+        if self.pool_path(name).exists() or self.pool_path(name).is_symlink():
+            raise Conflict(f"{self.pool_path(name)} already exists: a pool left behind?")
+        drv = self._make_driver(name, driver, config)
+        made = await drv.create_pool()
+        try:
+            with self.db.transaction():
+                create_pool(self.db, name, driver, description, {**config, **made})
+        except BaseException:
+            await drv.delete_pool()
+            raise
+        self._drivers.pop(name, None)
+        self.events.lifecycle(StoragePoolAction.CREATED, pool_url(name))
+
+    async def update(self, row: PoolRow, description: str, config: dict[str, str]) -> None:
+        cls = driver_class(row.driver)
+        config = {k: val for k, val in config.items() if val != ""}  # "" unsets
+        # keys the pool settled on at creation stay when a client leaves them out
+        for key in ("source", "size"):
+            if key in row.config and key not in config and key not in cls.LIVE_POOL_KEYS:
+                config[key] = row.config[key]
+        validate_pool_config(cls, config)
+        changed: dict[str, str | None] = {
+            k: config.get(k)
+            for k in set(row.config) | set(config)
+            if row.config.get(k) != config.get(k)
+        }
+        driver_changes = {
+            k: value for k, value in changed.items() if not k.startswith(("user.", "volume."))
+        }
+        if driver_changes:
+            await self.usable_driver(row.name).update_pool(driver_changes)
+        row.config, row.description = config, description
+        with self.db.transaction():
+            update_pool(self.db, row)
+        self._drivers.pop(row.name, None)
+        self.events.lifecycle(StoragePoolAction.UPDATED, pool_url(row.name))
+
+    async def delete(self, name: str) -> None:
+        row = get_pool(self.db, name)
+        users = [u for u in self.used_by(name) if not u.startswith("/1.0/images/")]
+        if users:
+            raise BadRequest(
+                f"The storage pool is currently in use (by {', '.join(users[:3])}"
+                f"{'...' if len(users) > 3 else ''}): delete or move those first"
+            )
+        await self._cancel_refills(lambda pool, _vol: pool == name)
+        await self.driver(name).delete_pool()
+        with self.db.transaction():
+            delete_pool(self.db, row.id)
+        self._drivers.pop(name, None)
+        self._unavailable.pop(name, None)
+        self.events.lifecycle(StoragePoolAction.DELETED, pool_url(name))
+
+    def used_by(self, name: str) -> list[str]:
+        """What uses a pool, as Incus lists it: instances, profiles, custom volumes, images."""
+        used = [
+            instance_url(i.name, i.project) for i in list_instances(self.db, None) if i.pool == name
+        ]
+        for project in list_projects(self.db):
+            used += [
+                profile_url(profile.name, profile.project)
+                for profile in list_profiles(self.db, project.name)
+                if any(d.get("pool") == name for d in profile.devices.values())
+            ]
+        used += [
+            volume_url(name, "custom", vol.name, vol.project)
+            for vol in list_volumes(self.db, name, None)
+        ]
+        images = self.pool_path(name) / "images"
+        if name not in self._unavailable and images.is_dir():
+            fingerprints = {p.name.split(".", 1)[0] for p in images.iterdir()}
+            used += [f"/1.0/images/{fp}" for fp in sorted(fingerprints) if len(fp) == 64]
+        return used
+
+    def render(self, row: PoolRow) -> dict[str, Any]:
         return {
             "name": row.name,
             "driver": row.driver,
             "description": row.description,
             "config": row.config,
-            "status": row.status,
+            "status": "Unavailable" if row.name in self._unavailable else row.status,
             "locations": ["none"],
-            "used_by": used_by,
+            "used_by": self.used_by(row.name),
+        }
+
+    def resources(self, name: str) -> dict[str, Any]:
+        res = self.usable_driver(name).resources()
+        return {
+            "space": {"used": res.space_used, "total": res.space_total},
+            "inodes": {"used": res.inodes_used, "total": res.inodes_total},
         }
 
     async def image_volume(
@@ -138,11 +258,14 @@ class Pools:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def delete_image_volumes(self, fingerprint: str) -> None:
-        pending = [t for (_, vol), t in self._refills.items() if vol.startswith(fingerprint)]
+    async def _cancel_refills(self, which: Callable[[str, str], bool]) -> None:
+        pending = [t for (pool, vol), t in self._refills.items() if which(pool, vol)]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def delete_image_volumes(self, fingerprint: str) -> None:
+        await self._cancel_refills(lambda _pool, vol: vol.startswith(fingerprint))
         for row in list_pools(self.db):
             images = self.pool_path(row.name) / "images"
             for path in images.glob(f"{fingerprint}*"):

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from stapes.api.errors import BadRequest
 from stapes.host.idmap import IdMap
+from stapes.storage.volumes import AttachedVolume
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class DeviceContext:
     idmap: IdMap | None
     devices_dir: Path
     """Where a device may keep files on the host (device nodes, TPM state)."""
+    volume: Callable[[str, str], AttachedVolume] | None = None
+    """Finds a custom volume of the instance's project by pool and name."""
 
 
 class Device(abc.ABC):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
+from stapes.api.errors import StapesError
 from stapes.config import validate as v
 from stapes.instance.devices.device import Device, Mount, RunConfig, is_abs_path
 
@@ -19,14 +20,6 @@ class RootDisk(Device):
     TYPES = frozenset({"container", "virtual-machine"})
     HOTPLUG = False
 
-    def validate(self) -> None:
-        super().validate()
-        if self.config.get("size"):
-            raise self.fail(
-                "size needs a storage driver with quotas: the dir pool has none "
-                "(btrfs pools come with storage pools)"
-            )
-
     def start(self) -> RunConfig:
         return RunConfig()
 
@@ -35,7 +28,7 @@ class DiskMount(Device):
     """A host path (file or directory) mounted at ``path`` in the instance."""
 
     KEYS: ClassVar = {
-        "source": is_abs_path,
+        "source": v.any_value,
         "path": is_abs_path,
         "readonly": v.is_bool,
         "optional": v.is_bool,
@@ -49,13 +42,31 @@ class DiskMount(Device):
 
     def validate(self) -> None:
         super().validate()
-        if self.config.get("pool"):
-            raise self.fail(
-                "custom volumes of a storage pool are not supported by this stapesd yet: "
-                "use a host path as source"
-            )
         if self.config["path"] == "/":
             raise self.fail("a host path cannot be mounted as the root")
+        if not self.config.get("pool"):
+            try:
+                is_abs_path(self.config["source"])
+            except ValueError as exc:
+                raise self.fail(f"source: {exc}") from None
+        elif self.ctx.volume is not None:
+            self._volume_source()
+
+    def _volume_source(self) -> str:
+        """The mount path of the custom volume ``source`` on ``pool``."""
+        lookup = self.ctx.volume
+        if lookup is None:
+            raise self.fail("custom volumes cannot be looked up here")
+        try:
+            found = lookup(self.config["pool"], self.config["source"])
+        except StapesError as exc:
+            raise self.fail(exc.message) from None
+        if found.content_type != "filesystem":
+            raise self.fail("Custom block volumes cannot be used on containers")
+        return str(found.path)
+
+    def _source(self) -> str:
+        return self._volume_source() if self.config.get("pool") else self.config["source"]
 
     def _optional(self) -> bool:
         if "optional" in self.config:
@@ -63,7 +74,7 @@ class DiskMount(Device):
         return not v.parse_bool(self.config.get("required", "true"))
 
     def check_host(self) -> None:
-        source = self.config["source"]
+        source = self._source()
         if not os.path.exists(source):
             if self._optional():
                 return
@@ -77,10 +88,10 @@ class DiskMount(Device):
                 )
 
     def attached(self) -> RunConfig:
-        return RunConfig(mounts=[Mount(self.config["source"], self.config["path"])])
+        return RunConfig(mounts=[Mount(self._source(), self.config["path"])])
 
     def start(self) -> RunConfig:
-        source = self.config["source"]
+        source = self._source()
         if not os.path.exists(source):
             if self._optional():
                 return RunConfig()
@@ -92,7 +103,10 @@ class DiskMount(Device):
             options.append("ro")
         if self.config.get("propagation"):
             options.append(self.config["propagation"])
-        if v.parse_bool(self.config.get("shift", "false")) and self.ctx.idmap is not None:
+        # A custom volume is always mapped into the container (files keep host ids on the
+        # volume, so it can move between instances with different maps).
+        shift = v.parse_bool(self.config.get("shift", "false")) or bool(self.config.get("pool"))
+        if shift and self.ctx.idmap is not None:
             options.append("idmap=container")
         if self._optional():
             options.append("optional")

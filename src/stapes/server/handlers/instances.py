@@ -9,6 +9,7 @@ from aiohttp import web
 
 from stapes.api.errors import BadRequest
 from stapes.api.instance import InstancePost, InstancePut, InstancesPost
+from stapes.api.urls import instance_url
 from stapes.db.instances import InstanceRow
 from stapes.db.projects import get_project
 from stapes.server import filter as api_filter
@@ -56,8 +57,7 @@ async def _full(st: State, row: InstanceRow) -> dict[str, Any]:
     return full
 
 
-def _url(name: str, project: str) -> str:
-    return f"/1.0/instances/{name}" + ("" if project == "default" else f"?project={project}")
+_url = instance_url
 
 
 async def create_instance(request: web.Request) -> Result:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from stapes.api.profile import ProfilePost, ProfilePut, ProfilesPost
-from stapes.instance.profiles import profile_url
+from stapes.api.urls import profile_url
 from stapes.server.endpoint import (
     Action,
     Endpoint,

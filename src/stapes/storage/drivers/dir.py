@@ -9,10 +9,13 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import ClassVar
 
-from stapes.api.errors import Conflict, NotFound
+from stapes.api.errors import BadRequest, Conflict, NotFound
+from stapes.config import validate as v
 from stapes.host.run import run
-from stapes.storage.drivers.driver import DriverInfo, StorageDriver
+from stapes.storage.drivers.block_file import make_block_file, resize_block_file
+from stapes.storage.drivers.driver import BLOCK, FILESYSTEM, DriverInfo, StorageDriver
 
 USAGE_CACHE_SECONDS = 60.0
 
@@ -26,32 +29,97 @@ def _tree_usage(root: Path) -> int:
     return total
 
 
+VOLUME_DIRS = (
+    "containers",
+    "containers-snapshots",
+    "virtual-machines",
+    "virtual-machines-snapshots",
+    "images",
+    "custom",
+    "custom-snapshots",
+)
+
+
+def is_abs_dir(value: str) -> None:
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError(f"{value!r} is not an absolute path")
+
+
 class DirDriver(StorageDriver):
+    """Volumes are directories below the pool's path: ``$STAPES_DIR/storage-pools/NAME`` or, with
+    ``source``, a host directory that path links to."""
+
+    POOL_KEYS: ClassVar[dict[str, v.Validator]] = {
+        "source": is_abs_dir,
+        "rsync.bwlimit": v.any_value,
+        "rsync.compression": v.is_bool,
+    }
+    LIVE_POOL_KEYS = ("rsync.bwlimit", "rsync.compression")
     _reflink = False
 
-    def __init__(self, pool_name: str, pool_path: Path, config: dict[str, str]) -> None:
-        super().__init__(pool_name, pool_path, config)
+    def __init__(
+        self, pool_name: str, pool_path: Path, config: dict[str, str], disks: Path
+    ) -> None:
+        super().__init__(pool_name, pool_path, config, disks)
         self._usage: dict[tuple[str, str], tuple[float, int]] = {}
 
     @classmethod
     def info(cls) -> DriverInfo:
-        return DriverInfo(name="dir", version="1")
+        return DriverInfo(name="dir", version="1", block_volumes=True)
 
     @classmethod
     def probe(cls) -> None:
         return None
 
-    async def create_pool(self) -> None:
-        self.pool_path.mkdir(parents=True, exist_ok=True)
-        self.pool_path.chmod(0o711)
-        await self.mount_pool()
+    def _source(self) -> Path:
+        return Path(self.config.get("source") or self.pool_path)
+
+    async def create_pool(self) -> dict[str, str]:
+        source = self._source()
+        if source == self.pool_path:
+            self.pool_path.mkdir(mode=0o711, parents=True, exist_ok=True)
+        else:
+            if source.is_symlink() or (source.exists() and not source.is_dir()):
+                raise BadRequest(f"Source path {str(source)!r} is not a directory")
+            if source.exists() and any(source.iterdir()):
+                raise BadRequest(
+                    f"Source path {str(source)!r} isn't empty: give an empty or new directory"
+                )
+            source.mkdir(mode=0o711, parents=True, exist_ok=True)
+            self.pool_path.parent.mkdir(parents=True, exist_ok=True)
+            self.pool_path.symlink_to(source)
+        try:
+            await self.mount_pool()
+        except BaseException:
+            await self.delete_pool()
+            raise
+        return {"source": str(source)}
 
     async def mount_pool(self) -> None:
-        for vol_type in ("containers", "containers-snapshots", "images", "custom"):
+        source = self._source()
+        if not source.is_dir():
+            raise BadRequest(
+                f"The source {str(source)!r} of storage pool {self.pool_name!r} is missing"
+            )
+        if source != self.pool_path and not self.pool_path.is_symlink():
+            self.pool_path.parent.mkdir(parents=True, exist_ok=True)
+            self.pool_path.symlink_to(source)
+        for vol_type in VOLUME_DIRS:
             path = self.pool_path / vol_type
             path.mkdir(exist_ok=True)
             path.chmod(0o711)
         self._reflink = await self._probe_reflink()
+
+    async def delete_pool(self) -> None:
+        for vol_type in VOLUME_DIRS:
+            await asyncio.to_thread(shutil.rmtree, self.pool_path / vol_type, True)
+        for probe in self.pool_path.glob(".reflink-probe*"):
+            probe.unlink(missing_ok=True)
+        if self.pool_path.is_symlink():
+            self.pool_path.unlink()
+        elif self.pool_path.is_dir():
+            with contextlib.suppress(OSError):
+                self.pool_path.rmdir()
 
     async def _probe_reflink(self) -> bool:
         """Whether the pool's filesystem clones files (btrfs, xfs). Asking cp for reflinks where
@@ -80,7 +148,9 @@ class DirDriver(StorageDriver):
             await asyncio.to_thread(shutil.rmtree, partial, True)
             raise
 
-    async def create_volume(self, vol_type: str, name: str) -> Path:
+    async def create_volume(
+        self, vol_type: str, name: str, content_type: str = FILESYSTEM, size: int | None = None
+    ) -> Path:
         path = self.volume_path(vol_type, name)
         try:
             path.mkdir(mode=0o711)
@@ -88,7 +158,26 @@ class DirDriver(StorageDriver):
             raise Conflict(
                 f"Storage volume {vol_type}/{name} already exists on pool {self.pool_name!r}"
             ) from None
+        if content_type == BLOCK:
+            try:
+                make_block_file(self.block_path(vol_type, name), size)
+            except BaseException:
+                await self.delete_volume(vol_type, name)
+                raise
         return path
+
+    async def set_quota(
+        self, vol_type: str, name: str, size: int | None, content_type: str = FILESYSTEM
+    ) -> None:
+        if content_type == BLOCK:
+            resize_block_file(self.block_path(vol_type, name), size)
+            return
+        if size is not None:
+            raise BadRequest(
+                f"Storage pool {self.pool_name!r} is a dir pool, which cannot enforce a size on "
+                "a filesystem volume (no project quotas in stapes' dir driver): use a btrfs pool "
+                "for volumes with a size"
+            )
 
     async def copy_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
         target = self.volume_path(dst_type, dst)

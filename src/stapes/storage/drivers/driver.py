@@ -1,10 +1,26 @@
-"""The storage driver interface: the lifecycle core, with optional abilities as DriverInfo flags."""
+"""The storage driver interface: the lifecycle core, with optional abilities as DriverInfo flags.
+
+A driver works on one pool's backend and never sees the database. Volumes are addressed by a
+type directory (``containers``, ``virtual-machines``, ``images``, ``custom``) and a name, and
+hold either a filesystem (a directory the driver mounts at ``volume_path``) or a block device
+(``block_path``)."""
 
 from __future__ import annotations
 
 import abc
+import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
+
+from stapes.api.errors import BadRequest
+from stapes.config import validate as v
+from stapes.config.snapshots import is_expiry, is_schedule
+
+FILESYSTEM = "filesystem"
+BLOCK = "block"
+BLOCK_FILE = "root.img"
 
 
 @dataclass(frozen=True)
@@ -15,17 +31,43 @@ class DriverInfo:
     optimized_images: bool = False
     optimized_snapshots: bool = False
     optimized_copy: bool = False
+    optimized_backups: bool = False
     quotas: bool = False
     block_volumes: bool = False
 
 
-class StorageDriver(abc.ABC):
-    """Works on one pool's backend. Volumes are addressed as ``<type>/<name>`` below the pool."""
+@dataclass(frozen=True)
+class PoolResources:
+    space_total: int
+    space_used: int
+    inodes_total: int
+    inodes_used: int
 
-    def __init__(self, pool_name: str, pool_path: Path, config: dict[str, str]) -> None:
+
+# Keys every driver accepts on a volume (and, as ``volume.KEY``, on the pool as a default).
+COMMON_VOLUME_KEYS: dict[str, v.Validator] = {
+    "size": v.is_size,
+    "security.shifted": v.is_bool,
+    "security.unmapped": v.is_bool,
+    "snapshots.schedule": is_schedule,
+    "snapshots.expiry": is_expiry,
+    "snapshots.pattern": v.any_value,
+}
+
+
+class StorageDriver(abc.ABC):
+    """One pool's backend. Subclasses list the pool and volume keys they understand."""
+
+    POOL_KEYS: ClassVar[dict[str, v.Validator]] = {}
+    VOLUME_KEYS: ClassVar[dict[str, v.Validator]] = {}
+
+    def __init__(
+        self, pool_name: str, pool_path: Path, config: dict[str, str], disks: Path
+    ) -> None:
         self.pool_name = pool_name
         self.pool_path = pool_path
         self.config = config
+        self.disks = disks
 
     @classmethod
     @abc.abstractmethod
@@ -36,18 +78,63 @@ class StorageDriver(abc.ABC):
     def probe(cls) -> None:
         """Raise MissingHostFeature when the host cannot run this driver."""
 
-    @abc.abstractmethod
-    async def create_pool(self) -> None: ...
+    @classmethod
+    def volume_keys(cls) -> dict[str, v.Validator]:
+        return {**COMMON_VOLUME_KEYS, **cls.VOLUME_KEYS}
+
+    # -- the pool ---------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def mount_pool(self) -> None: ...
+    async def create_pool(self) -> dict[str, str]:
+        """Make the pool's backend from ``config``; return the keys to store with the pool
+        (the ``source`` it settled on, a ``size`` it chose). A failure leaves nothing behind."""
+
+    @abc.abstractmethod
+    async def mount_pool(self) -> None:
+        """Make the pool usable at ``pool_path`` (at creation and at each daemon start)."""
+
+    @abc.abstractmethod
+    async def delete_pool(self) -> None:
+        """Remove what the pool made; never data it does not own (a source directory it was
+        given keeps its other contents)."""
+
+    async def update_pool(self, changed: dict[str, str | None]) -> None:
+        """Apply changed pool keys (already validated). Keys fixed at creation are refused."""
+        fixed = sorted(set(changed) & {"source", *self.POOL_KEYS} - set(self.LIVE_POOL_KEYS))
+        if fixed:
+            raise BadRequest(
+                f"Pool key {fixed[0]!r} cannot be changed once the {self.info().name} pool "
+                "exists (delete and re-create the pool)"
+            )
+
+    LIVE_POOL_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def resources(self) -> PoolResources:
+        st = os.statvfs(self.pool_path)
+        return PoolResources(
+            space_total=st.f_blocks * st.f_frsize,
+            space_used=(st.f_blocks - st.f_bfree) * st.f_frsize,
+            inodes_total=st.f_files,
+            inodes_used=st.f_files - st.f_ffree,
+        )
+
+    # -- volumes ----------------------------------------------------------------------------------
 
     def volume_path(self, vol_type: str, name: str) -> Path:
         return self.pool_path / vol_type / name
 
+    def block_path(self, vol_type: str, name: str) -> Path:
+        """Where a block volume's device (or image file) is."""
+        return self.volume_path(vol_type, name) / BLOCK_FILE
+
+    def volume_exists(self, vol_type: str, name: str) -> bool:
+        return self.volume_path(vol_type, name).exists()
+
     @abc.abstractmethod
-    async def create_volume(self, vol_type: str, name: str) -> Path:
-        """An empty filesystem volume; returns its mount path."""
+    async def create_volume(
+        self, vol_type: str, name: str, content_type: str = FILESYSTEM, size: int | None = None
+    ) -> Path:
+        """An empty volume (a block volume needs a size); returns its mount path."""
 
     @abc.abstractmethod
     async def copy_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
@@ -72,6 +159,16 @@ class StorageDriver(abc.ABC):
     async def volume_usage(self, vol_type: str, name: str) -> int | None:
         """Bytes a volume uses on the pool (None: this driver cannot tell)."""
         return None
+
+    async def set_quota(
+        self, vol_type: str, name: str, size: int | None, content_type: str = FILESYSTEM
+    ) -> None:
+        """Limit a volume to ``size`` bytes (None: no limit). Refuse a size below what the
+        volume already uses."""
+        if size is not None:
+            raise BadRequest(
+                f"The {self.info().name} pool {self.pool_name!r} cannot limit a volume's size"
+            )
 
     # -- snapshots: read-only point-in-time copies of a volume, named ``<name>/<snap>`` --------
 
@@ -101,3 +198,18 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     async def copy_snapshot(self, vol_type: str, name: str, snap: str, dst: str) -> None:
         """Copy one snapshot of a volume to a snapshot of the same name of volume ``dst``."""
+
+    # -- optimized backups: the driver's own stream format (btrfs send, zfs send) -----------------
+
+    def optimized_stream(
+        self, vol_type: str, name: str, snap: str | None, parent: str | None
+    ) -> AsyncIterator[bytes]:
+        """The volume (or one of its snapshots) as the driver's send stream, incremental from
+        snapshot ``parent`` when given."""
+        raise BadRequest(f"The {self.info().name} driver has no optimized backup format")
+
+    async def receive_stream(
+        self, vol_type: str, name: str, snap: str | None, stream: Path
+    ) -> None:
+        """Make a volume (or its snapshot) from a file made by ``optimized_stream``."""
+        raise BadRequest(f"The {self.info().name} driver has no optimized backup format")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from stapes.api.errors import BadRequest
+from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.drivers.dir import DirDriver
 from stapes.storage.drivers.driver import StorageDriver
 
-DRIVERS: dict[str, type[StorageDriver]] = {"dir": DirDriver}
+DRIVERS: dict[str, type[StorageDriver]] = {"dir": DirDriver, "btrfs": BtrfsDriver}
 
 
 def driver_class(name: str) -> type[StorageDriver]:

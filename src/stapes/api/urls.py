@@ -1,0 +1,29 @@
+"""The API paths of entities, as used_by lists and Location headers give them."""
+
+from __future__ import annotations
+
+
+def _in(project: str) -> str:
+    return "" if project == "default" else f"?project={project}"
+
+
+def instance_url(name: str, project: str = "default") -> str:
+    return f"/1.0/instances/{name}{_in(project)}"
+
+
+def profile_url(name: str, project: str = "default") -> str:
+    return f"/1.0/profiles/{name}{_in(project)}"
+
+
+def pool_url(name: str) -> str:
+    return f"/1.0/storage-pools/{name}"
+
+
+def volume_url(pool: str, vol_type: str, name: str, project: str = "default") -> str:
+    return f"/1.0/storage-pools/{pool}/volumes/{vol_type}/{name}{_in(project)}"
+
+
+def volume_snapshot_url(
+    pool: str, vol_type: str, name: str, snap: str, project: str = "default"
+) -> str:
+    return f"/1.0/storage-pools/{pool}/volumes/{vol_type}/{name}/snapshots/{snap}{_in(project)}"

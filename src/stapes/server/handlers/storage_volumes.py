@@ -1,0 +1,243 @@
+"""/1.0/storage-pools/{pool}/volumes[/{type}[/{vol}]]: list, create (empty or a copy), show,
+update (PUT/PATCH with ETag, restore), rename/move, delete, state; and volume snapshots."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stapes.api.storage import (
+    StorageVolumePost,
+    StorageVolumePut,
+    StorageVolumeSnapshotPost,
+    StorageVolumeSnapshotPut,
+    StorageVolumeSnapshotsPost,
+    StorageVolumesPost,
+)
+from stapes.api.urls import volume_snapshot_url, volume_url
+from stapes.db.storage import VolumeRow, VolumeSnapshotRow
+from stapes.server.endpoint import (
+    Action,
+    Endpoint,
+    body_as,
+    check_etag,
+    patched,
+    project_of,
+    recursion,
+    state,
+)
+from stapes.server.response import Async, Result, Sync
+
+
+def _volume(request: web.Request) -> VolumeRow:
+    m = request.match_info
+    return state(request).volumes.get(m["pool"], project_of(request), m["type"], m["vol"])
+
+
+def _snapshot(request: web.Request) -> tuple[VolumeRow, VolumeSnapshotRow]:
+    vol = _volume(request)
+    return vol, state(request).volume_snapshots.get(vol, request.match_info["snap"])
+
+
+async def list_volumes(request: web.Request) -> Result:
+    volumes = state(request).volumes
+    pool = request.match_info["pool"]
+    project = None if request.query.get("all-projects") == "true" else project_of(request)
+    wanted = request.match_info.get("type")
+    if recursion(request) >= 1:
+        rows = volumes.list_volumes(pool, project)
+        snaps = state(request).volume_snapshots
+        result = []
+        for vol in rows:
+            if wanted and vol.type != wanted:
+                continue
+            result.append(volumes.render(vol))
+            for snap in snaps.list(vol):
+                shown = volumes.render(vol) | snaps.render(vol, snap)
+                shown["name"] = f"{vol.name}/{snap.name}"
+                shown["used_by"] = []
+                shown.pop("expires_at", None)
+                result.append(shown)
+        return Sync(result)
+    urls = volumes.urls(pool, project)
+    if wanted:
+        urls = [u for u in urls if u.split("/volumes/", 1)[1].startswith(f"{wanted}/")]
+    return Sync(urls)
+
+
+async def create_volume(request: web.Request) -> Result:
+    req = await body_as(request, StorageVolumesPost)
+    if "type" in request.match_info:
+        req.type = request.match_info["type"]
+    pool = request.match_info["pool"]
+    project = project_of(request)
+    op = await state(request).volumes.create(pool, project, req)
+    if op is not None:
+        return Async(op)
+    return Sync(location=volume_url(pool, req.type, req.name, project))
+
+
+async def get_volume(request: web.Request) -> Result:
+    volumes = state(request).volumes
+    vol = _volume(request)
+    return Sync(volumes.render(vol), etag=volumes.writable(vol))
+
+
+async def put_volume(request: web.Request) -> Result:
+    volumes = state(request).volumes
+    vol = _volume(request)
+    check_etag(request, volumes.writable(vol))
+    await volumes.update(vol, await body_as(request, StorageVolumePut))
+    return Sync()
+
+
+async def patch_volume(request: web.Request) -> Result:
+    volumes = state(request).volumes
+    vol = _volume(request)
+    current = volumes.writable(vol)
+    check_etag(request, current)
+    await volumes.update(vol, await patched(request, current, ("config",), StorageVolumePut))
+    return Sync()
+
+
+async def post_volume(request: web.Request) -> Result:
+    vol = _volume(request)
+    req = await body_as(request, StorageVolumePost)
+    return Async(state(request).volumes.rename_or_move(vol, req))
+
+
+async def delete_volume(request: web.Request) -> Result:
+    await state(request).volumes.delete(_volume(request))
+    return Sync()
+
+
+async def volume_state(request: web.Request) -> Result:
+    return Sync(await state(request).volumes.state(_volume(request)))
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+async def list_snapshots(request: web.Request) -> Result:
+    vol = _volume(request)
+    snaps = state(request).volume_snapshots
+    rows = snaps.list(vol)
+    if recursion(request) >= 1:
+        return Sync(
+            [snaps.render(vol, s, listed=True) | {"name": f"{vol.name}/{s.name}"} for s in rows]
+        )
+    return Sync(
+        [volume_snapshot_url(vol.pool, vol.type, vol.name, s.name, vol.project) for s in rows]
+    )
+
+
+async def create_snapshot(request: web.Request) -> Result:
+    vol = _volume(request)
+    req = await body_as(request, StorageVolumeSnapshotsPost)
+    st = state(request)
+    st.volume_snapshots.check_custom(vol)
+
+    async def act(op: object) -> None:
+        await st.volume_snapshots.create(vol, req.name, req.expires_at)
+
+    return Async(
+        st.operations.start(
+            act,
+            description="Snapshotting storage volume",
+            project=vol.project,
+            resources={"storage_volumes": [volume_url(vol.pool, vol.type, vol.name, vol.project)]},
+        )
+    )
+
+
+async def get_snapshot(request: web.Request) -> Result:
+    vol, snap = _snapshot(request)
+    snaps = state(request).volume_snapshots
+    return Sync(snaps.render(vol, snap), etag=snaps.writable(snap))
+
+
+async def put_snapshot(request: web.Request) -> Result:
+    vol, snap = _snapshot(request)
+    snaps = state(request).volume_snapshots
+    check_etag(request, snaps.writable(snap))
+    req = await body_as(request, StorageVolumeSnapshotPut)
+    snaps.update(vol, snap, req.description, req.expires_at)
+    return Sync()
+
+
+async def patch_snapshot(request: web.Request) -> Result:
+    vol, snap = _snapshot(request)
+    snaps = state(request).volume_snapshots
+    current = snaps.writable(snap)
+    check_etag(request, current)
+    req = await patched(request, current, (), StorageVolumeSnapshotPut)
+    snaps.update(vol, snap, req.description, req.expires_at)
+    return Sync()
+
+
+async def rename_snapshot(request: web.Request) -> Result:
+    vol, snap = _snapshot(request)
+    req = await body_as(request, StorageVolumeSnapshotPost)
+    st = state(request)
+
+    async def act(op: object) -> None:
+        await st.volume_snapshots.rename(vol, snap, req.name)
+
+    return Async(
+        st.operations.start(
+            act,
+            description="Renaming storage volume snapshot",
+            project=vol.project,
+            resources={"storage_volumes": [volume_url(vol.pool, vol.type, vol.name, vol.project)]},
+        )
+    )
+
+
+async def delete_snapshot(request: web.Request) -> Result:
+    vol, snap = _snapshot(request)
+    st = state(request)
+
+    async def act(op: object) -> None:
+        await st.volume_snapshots.delete(vol, snap)
+
+    return Async(
+        st.operations.start(
+            act,
+            description="Deleting storage volume snapshot",
+            project=vol.project,
+            resources={"storage_volumes": [volume_url(vol.pool, vol.type, vol.name, vol.project)]},
+        )
+    )
+
+
+_VOL = "/storage-pools/{pool}/volumes/{type}/{vol}"
+
+ENDPOINTS = [
+    Endpoint(
+        "/storage-pools/{pool}/volumes",
+        get=Action(list_volumes),
+        post=Action(create_volume),
+    ),
+    Endpoint(
+        "/storage-pools/{pool}/volumes/{type}",
+        get=Action(list_volumes),
+        post=Action(create_volume),
+    ),
+    Endpoint(
+        _VOL,
+        get=Action(get_volume),
+        put=Action(put_volume),
+        patch=Action(patch_volume),
+        post=Action(post_volume),
+        delete=Action(delete_volume),
+    ),
+    Endpoint(_VOL + "/state", get=Action(volume_state)),
+    Endpoint(_VOL + "/snapshots", get=Action(list_snapshots), post=Action(create_snapshot)),
+    Endpoint(
+        _VOL + "/snapshots/{snap}",
+        get=Action(get_snapshot),
+        put=Action(put_snapshot),
+        patch=Action(patch_snapshot),
+        post=Action(rename_snapshot),
+        delete=Action(delete_snapshot),
+    ),
+]
