@@ -38,6 +38,7 @@ COMMAND_MODULES = {
     "copy": "copy",
     "move": "copy",
     "rename": "copy",
+    "storage": "storage",
 }
 
 

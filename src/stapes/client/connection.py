@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import websocket
 
@@ -135,6 +135,11 @@ class Connection:
             sock.close()
             raise RemoteError(f"Websocket {path} failed: {exc}", 400) from None
         return ws
+
+
+def segment(name: str) -> str:
+    """A name as one URL path segment."""
+    return quote(name, safe="")
 
 
 def unwrap(envelope: dict[str, Any]) -> Any:

@@ -12,14 +12,14 @@ from typing import Any
 
 import websocket
 
-from stapes.client.connection import Connection, unwrap
+from stapes.client.connection import Connection, segment, unwrap
 from stapes.client.operation import RemoteOperation
+from stapes.client.storage import StorageClient
 
 CHUNK = 1024 * 1024
 
 
-def _q(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
+_q = segment
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -57,7 +57,7 @@ class _Multipart:
         yield self.tail
 
 
-class InstanceServer:
+class InstanceServer(StorageClient):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 

@@ -1,0 +1,123 @@
+"""Storage pools and volumes: the client side of /1.0/storage-pools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stapes.client.connection import Connection, unwrap
+from stapes.client.connection import segment as _q
+from stapes.client.operation import RemoteOperation
+
+
+def split_volume(name: str) -> tuple[str, str]:
+    """``[TYPE/]NAME`` as incus takes it: custom unless a type is given."""
+    kind, sep, rest = name.partition("/")
+    if sep and kind in ("custom", "container", "virtual-machine", "image"):
+        return kind, rest
+    return "custom", name
+
+
+class StorageClient:
+    conn: Connection
+
+    def _op(self, method: str, path: str, **kwargs: Any) -> RemoteOperation:
+        return RemoteOperation(self.conn, self.conn.request(method, path, **kwargs))
+
+    # pools
+    def pools(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.conn.request(
+            "GET", "/1.0/storage-pools", params={"recursion": "1"}
+        )
+        return result
+
+    def pool(self, name: str) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", f"/1.0/storage-pools/{_q(name)}")
+        return unwrap(envelope), etag
+
+    def pool_resources(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.conn.request(
+            "GET", f"/1.0/storage-pools/{_q(name)}/resources"
+        )
+        return result
+
+    def create_pool(self, body: dict[str, Any]) -> None:
+        self.conn.request("POST", "/1.0/storage-pools", json_body=body)
+
+    def update_pool(self, name: str, put: dict[str, Any], etag: str = "") -> None:
+        headers = {"If-Match": etag} if etag else None
+        self.conn.request("PUT", f"/1.0/storage-pools/{_q(name)}", json_body=put, headers=headers)
+
+    def delete_pool(self, name: str) -> None:
+        self.conn.request("DELETE", f"/1.0/storage-pools/{_q(name)}")
+
+    # volumes
+    def _vol(self, pool: str, volume: str) -> str:
+        kind, name = split_volume(volume)
+        return f"/1.0/storage-pools/{_q(pool)}/volumes/{kind}/{_q(name)}"
+
+    def volumes(self, pool: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.conn.request(
+            "GET", f"/1.0/storage-pools/{_q(pool)}/volumes", params={"recursion": "1"}
+        )
+        return result
+
+    def volume(self, pool: str, volume: str) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", self._vol(pool, volume))
+        return unwrap(envelope), etag
+
+    def volume_state(self, pool: str, volume: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.conn.request("GET", self._vol(pool, volume) + "/state")
+        return result
+
+    def create_volume(self, pool: str, body: dict[str, Any]) -> RemoteOperation | None:
+        """Sync for an empty volume; an operation for a copy."""
+        _, envelope, _ = self.conn.raw(
+            "POST", f"/1.0/storage-pools/{_q(pool)}/volumes/custom", json_body=body
+        )
+        metadata = unwrap(envelope)
+        return RemoteOperation(self.conn, metadata) if envelope.get("type") == "async" else None
+
+    def update_volume(self, pool: str, volume: str, put: dict[str, Any], etag: str = "") -> None:
+        headers = {"If-Match": etag} if etag else None
+        self.conn.request("PUT", self._vol(pool, volume), json_body=put, headers=headers)
+
+    def move_volume(self, pool: str, volume: str, body: dict[str, Any]) -> RemoteOperation:
+        return self._op("POST", self._vol(pool, volume), json_body=body)
+
+    def delete_volume(self, pool: str, volume: str) -> None:
+        self.conn.request("DELETE", self._vol(pool, volume))
+
+    # volume snapshots
+    def volume_snapshots(self, pool: str, volume: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.conn.request(
+            "GET", self._vol(pool, volume) + "/snapshots", params={"recursion": "1"}
+        )
+        return result
+
+    def create_volume_snapshot(
+        self, pool: str, volume: str, snap: str = "", expires_at: str | None = None
+    ) -> RemoteOperation:
+        body: dict[str, Any] = {"name": snap}
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        return self._op("POST", self._vol(pool, volume) + "/snapshots", json_body=body)
+
+    def rename_volume_snapshot(
+        self, pool: str, volume: str, snap: str, new_name: str
+    ) -> RemoteOperation:
+        return self._op(
+            "POST",
+            self._vol(pool, volume) + f"/snapshots/{_q(snap)}",
+            json_body={"name": new_name},
+        )
+
+    def delete_volume_snapshot(self, pool: str, volume: str, snap: str) -> RemoteOperation:
+        return self._op("DELETE", self._vol(pool, volume) + f"/snapshots/{_q(snap)}")
+
+    def restore_volume(self, pool: str, volume: str, snap: str) -> None:
+        current, _ = self.volume(pool, volume)
+        self.update_volume(
+            pool,
+            volume,
+            {"config": current["config"], "description": current["description"], "restore": snap},
+        )
