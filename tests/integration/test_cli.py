@@ -143,3 +143,32 @@ def test_launch_with_an_instance_type(daemon: Daemon, busybox: str) -> None:
         assert bad.returncode == 1 and "huge" in bad.stderr
     finally:
         daemon.force_delete(name)
+
+
+@pytest.mark.btrfs
+def test_cli_storage_pools_and_volumes(daemon: Daemon) -> None:
+    pool = unique("cbt")
+    daemon.cli("storage", "create", pool, "btrfs", "size=256MiB")
+    try:
+        assert f"{pool},btrfs" in daemon.cli("storage", "list", "--format", "csv").stdout
+        info = daemon.cli("storage", "info", pool).stdout
+        assert "total space" in info
+        daemon.cli("storage", "set", pool, "volume.size=8MiB")
+        daemon.cli("storage", "volume", "create", pool, "v")
+        assert "size: 8MiB" in daemon.cli("storage", "volume", "show", pool, "v").stdout
+        daemon.cli("storage", "volume", "snapshot", "create", pool, "v", "first")
+        snaps = daemon.cli("storage", "volume", "snapshot", "list", pool, "v", "-f", "csv")
+        assert snaps.stdout.startswith("first,")
+        # a dir pool cannot honour the size: refused, with the reason
+        proc = daemon.cli("storage", "volume", "copy", f"{pool}/v", "default/vcopy", check=False)
+        assert proc.returncode != 0 and "btrfs pool" in proc.stderr
+        daemon.cli("storage", "volume", "unset", pool, "v", "size")
+        daemon.cli("storage", "volume", "move", f"{pool}/v", "default/moved")
+        listing = daemon.cli("storage", "volume", "list", "default", "-f", "csv").stdout
+        assert "custom,moved," in listing and "moved/first" in listing
+        daemon.cli("storage", "volume", "delete", "default", "moved")
+        proc = daemon.cli("storage", "volume", "create", pool, "a/b", check=False)
+        assert proc.returncode != 0 and "slashes" in proc.stderr
+    finally:
+        daemon.cli("storage", "delete", pool, check=False)
+    assert pool not in daemon.cli("storage", "list", "-f", "csv").stdout

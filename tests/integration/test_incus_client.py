@@ -175,3 +175,33 @@ def test_incus_file_verbs_over_sftp(incus, daemon: Daemon, busybox: str, tmp_pat
         assert incus("file", "pull", f"{name}/root/escape/{marker}", "-").stdout == "over sftp\n"
     finally:
         incus("delete", name, "--force", check=False)
+
+
+@pytest.mark.btrfs
+def test_incus_storage_pools_and_volumes(incus, daemon: Daemon, container: str) -> None:  # type: ignore[no-untyped-def]
+    pool = unique("ibt")
+    incus("storage", "create", pool, "btrfs", "size=256MiB")
+    try:
+        assert f"{pool},btrfs" in incus("storage", "list", "--format", "csv").stdout
+        incus("storage", "volume", "create", pool, "v", "size=16MiB")
+        incus("storage", "volume", "snapshot", "create", pool, "v", "s0")
+        incus("storage", "volume", "copy", f"{pool}/v", f"{pool}/w")
+        listing = incus("storage", "volume", "list", pool, "--format", "csv").stdout
+        assert "custom,v," in listing and "custom,w," in listing and "v/s0" in listing
+        incus("storage", "volume", "set", pool, "v", "user.owner=ops")
+        assert incus("storage", "volume", "get", pool, "v", "user.owner").stdout == "ops\n"
+        incus("storage", "volume", "unset", pool, "v", "size")
+        assert "size" not in incus("storage", "volume", "show", pool, "v").stdout
+        incus("storage", "volume", "attach", pool, "v", container, "/srv")
+        incus("exec", container, "--", "touch", "/srv/mark")
+        proc = incus("storage", "volume", "delete", pool, "v", check=False)
+        assert proc.returncode == 1 and "in use" in proc.stderr
+        incus("storage", "volume", "detach", pool, "v", container)
+        incus("storage", "volume", "snapshot", "restore", pool, "v", "s0")
+        assert not (daemon.root / f"storage-pools/{pool}/custom/default_v/mark").exists()
+        incus("storage", "volume", "rename", pool, "w", "w2")
+        for name in ("v", "w2"):
+            incus("storage", "volume", "delete", pool, name)
+    finally:
+        incus("storage", "delete", pool, check=False)
+    assert pool not in incus("storage", "list", "--format", "csv").stdout
