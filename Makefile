@@ -37,6 +37,7 @@ test: lint typecheck
 bench: setup-test
 	$(VENV)/bin/python bench/launch.py
 	$(VENV)/bin/python bench/instances.py
+	$(VENV)/bin/python bench/storage.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -77,7 +77,17 @@ def stapes_daemon() -> Iterator[Stapes]:
     finally:
         daemon.terminate()
         daemon.wait(30)
+        unmount_below(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def unmount_below(root: Path) -> None:
+    """Pools the daemon mounted below its root (btrfs loop files) go with it."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        targets = [entry.split()[4] for entry in f]
+    for target in sorted(targets, key=len, reverse=True):
+        if target.startswith(f"{root}/"):
+            subprocess.run(["umount", "-l", target], check=False)
 
 
 def real_incus() -> InstanceServer | None:
