@@ -6,7 +6,6 @@ The pool is a btrfs filesystem on a loop file it creates (no ``source``), on a b
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import os
@@ -245,11 +244,12 @@ class BtrfsDriver(DirDriver):
                 found.append(candidate)
         return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
-    async def _delete_subvolume(self, path: Path) -> None:
+    async def _remove(self, path: Path) -> None:
+        """Delete a subvolume (and the subvolumes below it), or a plain directory."""
         if not path.exists():
             return
         if path.stat().st_ino != 256:  # not a subvolume: a plain directory
-            await asyncio.to_thread(shutil.rmtree, path)
+            await super()._remove(path)
             return
         for nested in await self._nested(path):
             await run(["btrfs", "property", "set", str(nested), "ro", "false"], check=False)
@@ -262,7 +262,7 @@ class BtrfsDriver(DirDriver):
         if not root.exists():
             return
         if root.stat().st_ino == 256:
-            await self._delete_subvolume(root)
+            await self._remove(root)
             return
         for entry in root.iterdir():
             if entry.is_dir() and not entry.is_symlink():
@@ -271,7 +271,8 @@ class BtrfsDriver(DirDriver):
                 entry.unlink()
         root.rmdir()
 
-    async def _snapshot(self, source: Path, target: Path, readonly: bool = False) -> None:
+    async def _clone(self, source: Path, target: Path, readonly: bool = False) -> None:
+        """A subvolume snapshot: instant, copy-on-write."""
         if target.exists():
             raise Conflict(f"{target.name!r} already exists on pool {self.pool_name!r}")
         await run(subvolume_argv("snapshot", source, target, readonly=readonly))
@@ -291,18 +292,13 @@ class BtrfsDriver(DirDriver):
                 await run(["chattr", "+C", str(path)], check=False)  # no CoW for disk images
                 make_block_file(self.block_path(vol_type, name), size)
         except BaseException:
-            await self._delete_subvolume(path)
+            await self._remove(path)
             raise
         return path
 
-    async def copy_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
-        target = self.volume_path(dst_type, dst)
-        await self._snapshot(self.volume_path(src_type, src), target)
-        return target
-
     async def delete_volume(self, vol_type: str, name: str) -> None:
         await self._delete_tree(self._snapshots_dir(vol_type, name))
-        await self._delete_subvolume(self.volume_path(vol_type, name))
+        await self._remove(self.volume_path(vol_type, name))
 
     # -- quotas -----------------------------------------------------------------------------------
 
@@ -360,44 +356,6 @@ class BtrfsDriver(DirDriver):
             return None
         return used
 
-    # -- snapshots --------------------------------------------------------------------------------
-
-    async def create_snapshot(self, vol_type: str, name: str, snap: str) -> Path:
-        target = self.snapshot_path(vol_type, name, snap)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        await self._snapshot(self.volume_path(vol_type, name), target, readonly=True)
-        return target
-
-    async def delete_snapshot(self, vol_type: str, name: str, snap: str) -> None:
-        path = self.snapshot_path(vol_type, name, snap)
-        await self._delete_subvolume(path)
-        parent = path.parent
-        if parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-
-    async def restore_snapshot(self, vol_type: str, name: str, snap: str) -> None:
-        volume = self.volume_path(vol_type, name)
-        restored = volume.with_name(name + ".restoring")
-        old = volume.with_name(name + ".replaced")
-        await self._delete_subvolume(restored)
-        await self._snapshot(self._existing_snapshot(vol_type, name, snap), restored)
-        await self._delete_subvolume(old)
-        volume.rename(old)
-        restored.rename(volume)
-        await self._delete_subvolume(old)
-
-    async def volume_from_snapshot(
-        self, vol_type: str, name: str, snap: str, dst_type: str, dst: str
-    ) -> Path:
-        target = self.volume_path(dst_type, dst)
-        await self._snapshot(self._existing_snapshot(vol_type, name, snap), target)
-        return target
-
-    async def copy_snapshot(self, vol_type: str, name: str, snap: str, dst: str) -> None:
-        target = self.snapshot_path(vol_type, dst, snap)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        await self._snapshot(self._existing_snapshot(vol_type, name, snap), target, readonly=True)
-
     # -- send streams -----------------------------------------------------------------------------
 
     async def optimized_stream(
@@ -407,8 +365,8 @@ class BtrfsDriver(DirDriver):
         temporary = None
         if snap is None:
             temporary = self.volume_path(vol_type, name).with_name(name + ".send")
-            await self._delete_subvolume(temporary)
-            await self._snapshot(self.volume_path(vol_type, name), temporary, readonly=True)
+            await self._remove(temporary)
+            await self._clone(self.volume_path(vol_type, name), temporary, readonly=True)
             source = temporary
         else:
             source = self._existing_snapshot(vol_type, name, snap)
@@ -430,7 +388,7 @@ class BtrfsDriver(DirDriver):
                 proc.kill()
                 await proc.wait()
             if temporary is not None:
-                await self._delete_subvolume(temporary)
+                await self._remove(temporary)
 
     async def receive_stream(
         self, vol_type: str, name: str, snap: str | None, stream: Path
@@ -452,7 +410,7 @@ class BtrfsDriver(DirDriver):
             (received,) = list(scratch.iterdir())
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if snap is None:
-                await self._snapshot(received, target)
+                await self._clone(received, target)
             else:
                 received.rename(target)
         finally:

@@ -40,6 +40,11 @@ VOLUME_DIRS = (
 )
 
 
+async def sync_tree(source: Path, target: Path) -> None:
+    """Make the tree at ``target`` (which exists) a copy of ``source``, moving what differs."""
+    await run(["rsync", "-aHAX", "--delete", "--numeric-ids", f"{source}/", f"{target}/"])
+
+
 def is_abs_dir(value: str) -> None:
     if not value.startswith("/") or "\0" in value:
         raise ValueError(f"{value!r} is not an absolute path")
@@ -148,6 +153,16 @@ class DirDriver(StorageDriver):
             await asyncio.to_thread(shutil.rmtree, partial, True)
             raise
 
+    async def _clone(self, source: Path, target: Path, readonly: bool = False) -> None:
+        """A copy of a volume or snapshot at a new path: copy, snapshot and restore are built
+        on it (the dir driver copies the tree; btrfs snapshots the subvolume)."""
+        await self._copy_tree(source, target)
+
+    async def _remove(self, path: Path) -> None:
+        """Remove a volume or snapshot made by ``_clone`` or ``create_volume``, if there."""
+        if path.exists():
+            await asyncio.to_thread(shutil.rmtree, path)
+
     async def create_volume(
         self, vol_type: str, name: str, content_type: str = FILESYSTEM, size: int | None = None
     ) -> Path:
@@ -181,7 +196,7 @@ class DirDriver(StorageDriver):
 
     async def copy_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
         target = self.volume_path(dst_type, dst)
-        await self._copy_tree(self.volume_path(src_type, src), target)
+        await self._clone(self.volume_path(src_type, src), target)
         return target
 
     async def move_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
@@ -194,9 +209,7 @@ class DirDriver(StorageDriver):
         return target
 
     async def refresh_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> None:
-        source = self.volume_path(src_type, src)
-        target = self.volume_path(dst_type, dst)
-        await run(["rsync", "-aHAX", "--delete", "--numeric-ids", f"{source}/", f"{target}/"])
+        await sync_tree(self.volume_path(src_type, src), self.volume_path(dst_type, dst))
 
     async def delete_volume(self, vol_type: str, name: str) -> None:
         for path in (self.volume_path(vol_type, name), self._snapshots_dir(vol_type, name)):
@@ -240,13 +253,12 @@ class DirDriver(StorageDriver):
     async def create_snapshot(self, vol_type: str, name: str, snap: str) -> Path:
         target = self.snapshot_path(vol_type, name, snap)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        await self._copy_tree(self.volume_path(vol_type, name), target)
+        await self._clone(self.volume_path(vol_type, name), target, readonly=True)
         return target
 
     async def delete_snapshot(self, vol_type: str, name: str, snap: str) -> None:
         path = self.snapshot_path(vol_type, name, snap)
-        if path.exists():
-            await asyncio.to_thread(shutil.rmtree, path)
+        await self._remove(path)
         parent = path.parent
         if parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
@@ -263,21 +275,22 @@ class DirDriver(StorageDriver):
         volume = self.volume_path(vol_type, name)
         restored = volume.with_name(name + ".restoring")
         old = volume.with_name(name + ".replaced")
-        await asyncio.to_thread(shutil.rmtree, restored, True)
-        await self._copy_tree(self._existing_snapshot(vol_type, name, snap), restored)
-        await asyncio.to_thread(shutil.rmtree, old, True)
+        await self._remove(restored)
+        await self._clone(self._existing_snapshot(vol_type, name, snap), restored)
+        await self._remove(old)
         volume.rename(old)
         restored.rename(volume)
-        await asyncio.to_thread(shutil.rmtree, old, True)
+        await self._remove(old)
 
     async def volume_from_snapshot(
         self, vol_type: str, name: str, snap: str, dst_type: str, dst: str
     ) -> Path:
         target = self.volume_path(dst_type, dst)
-        await self._copy_tree(self._existing_snapshot(vol_type, name, snap), target)
+        await self._clone(self._existing_snapshot(vol_type, name, snap), target)
         return target
 
     async def copy_snapshot(self, vol_type: str, name: str, snap: str, dst: str) -> None:
         target = self.snapshot_path(vol_type, dst, snap)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        await self._copy_tree(self._existing_snapshot(vol_type, name, snap), target)
+        source = self._existing_snapshot(vol_type, name, snap)
+        await self._clone(source, target, readonly=True)
