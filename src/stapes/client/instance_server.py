@@ -74,9 +74,6 @@ class InstanceServer(StorageClient):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _op(self, method: str, path: str, **kwargs: Any) -> RemoteOperation:
-        return RemoteOperation(self.conn, self.conn.request(method, path, **kwargs))
-
     # server
     def server(self) -> dict[str, Any]:
         result: dict[str, Any] = self.conn.request("GET", "/1.0")

@@ -21,6 +21,7 @@ class StorageClient:
     conn: Connection
 
     def _op(self, method: str, path: str, **kwargs: Any) -> RemoteOperation:
+        """A request answered with an operation (InstanceServer uses it too)."""
         return RemoteOperation(self.conn, self.conn.request(method, path, **kwargs))
 
     # pools

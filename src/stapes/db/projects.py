@@ -124,3 +124,24 @@ def update_profile(db: Database, row: ProfileRow) -> None:
 
 def delete_profile(db: Database, profile_id: int) -> None:
     db.execute("DELETE FROM profiles WHERE id = ?", (profile_id,))
+
+
+def expand_profiles(
+    db: Database,
+    project: str,
+    profiles: list[str],
+    local_config: dict[str, str],
+    local_devices: dict[str, dict[str, str]],
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """An instance's expanded config and devices: its profiles in order (a missing one is
+    skipped), then its own config and devices on top."""
+    config: dict[str, str] = {}
+    devices: dict[str, dict[str, str]] = {}
+    for name in profiles:
+        profile = find_profile(db, project, name)
+        if profile is not None:
+            config.update(profile.config)
+            devices.update(profile.devices)
+    config.update(local_config)
+    devices.update(local_devices)
+    return config, devices

@@ -23,7 +23,7 @@ from stapes.config.validate import parse_bool, parse_size
 from stapes.db import instances as q
 from stapes.db.connection import Database
 from stapes.db.images import ImageRow
-from stapes.db.projects import get_profile, get_project
+from stapes.db.projects import expand_profiles, get_profile, get_project
 from stapes.host.idmap import IdMap, current_map, reshift_tree
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
@@ -95,16 +95,7 @@ class InstanceService:
         local_devices: dict[str, dict[str, str]],
     ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         """Profiles in order, then the instance's own config and devices on top."""
-        config: dict[str, str] = {}
-        devices: dict[str, dict[str, str]] = {}
-        for profile in profiles:
-            with contextlib.suppress(NotFound):
-                p = get_profile(self.db, project, profile)
-                config.update(p.config)
-                devices.update(p.devices)
-        config.update(local_config)
-        devices.update(local_devices)
-        return config, devices
+        return expand_profiles(self.db, project, profiles, local_config, local_devices)
 
     def spec(self, row: q.InstanceRow) -> InstanceSpec:
         config, devices = self.expand(row)

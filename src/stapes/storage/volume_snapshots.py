@@ -146,7 +146,8 @@ class VolumeSnapshots:
 
     async def scheduled(self, minute: datetime) -> None:
         """Take the snapshots due this minute, then delete the expired ones."""
-        for vol in q.list_volumes(self.db, None, None):
+        volumes = q.list_volumes(self.db, None, None)
+        for vol in volumes:
             schedule = vol.config.get("snapshots.schedule", "")
             if not schedule or not policy.due(schedule, minute):
                 continue
@@ -155,9 +156,7 @@ class VolumeSnapshots:
             except Exception:
                 log.exception("scheduled snapshot of volume %s failed", vol.name)
         for volume_id, name in q.expired_volume_snapshots(self.db, timestamp(now())):
-            owner = next(
-                (v for v in q.list_volumes(self.db, None, None) if v.id == volume_id), None
-            )
+            owner = next((v for v in volumes if v.id == volume_id), None)
             snap = q.find_volume_snapshot(self.db, volume_id, name)
             if owner is None or snap is None:
                 continue

@@ -21,12 +21,13 @@ from stapes.db import storage as q
 from stapes.db.connection import Database
 from stapes.db.images import list_images
 from stapes.db.instances import list_instances
-from stapes.db.projects import find_profile, list_profiles, list_projects
+from stapes.db.projects import expand_profiles, list_profiles
 from stapes.host.run import run
 from stapes.server.events import EventBus
-from stapes.server.operations import Operation, Operations
+from stapes.server.operations import Operation, Operations, Runner
 from stapes.storage.config import check_volume_name, validate_volume_config, volume_defaults
-from stapes.storage.drivers.driver import BLOCK, FILESYSTEM, StorageDriver
+from stapes.storage.drivers.dir import sync_tree
+from stapes.storage.drivers.driver import BLOCK, BLOCK_FILE, FILESYSTEM, StorageDriver
 from stapes.storage.pool import Pools
 
 log = logging.getLogger(__name__)
@@ -170,21 +171,14 @@ class Volumes:
             return [f"/1.0/images/{vol.name}"]
         used = []
         for inst in list_instances(self.db, vol.project):
-            devices = dict(inst.devices)
-            for profile_name in inst.profiles:
-                profile = find_profile(self.db, inst.project, profile_name)
-                if profile is not None:
-                    devices = {**profile.devices, **devices}
+            _, devices = expand_profiles(self.db, inst.project, inst.profiles, {}, inst.devices)
             if any(_uses(d, vol) for d in devices.values()):
                 used.append(instance_url(inst.name, inst.project))
-        for project in list_projects(self.db):
-            if project.name != vol.project:
-                continue
-            used += [
-                profile_url(p.name, p.project)
-                for p in list_profiles(self.db, project.name)
-                if any(_uses(d, vol) for d in p.devices.values())
-            ]
+        used += [
+            profile_url(p.name, p.project)
+            for p in list_profiles(self.db, vol.project)
+            if any(_uses(d, vol) for d in p.devices.values())
+        ]
         return used
 
     def attached(self, pool: str, project: str, name: str) -> AttachedVolume:
@@ -209,9 +203,10 @@ class Volumes:
 
     # -- create -------------------------------------------------------------------------------
 
-    def _operation(
-        self, act: Any, description: str, pool: str, project: str, name: str
+    def operation(
+        self, act: Runner, description: str, pool: str, project: str, name: str
     ) -> Operation:
+        """Background work on one custom volume (its URL as the operation's resource)."""
         return self.operations.start(
             act,
             description=description,
@@ -269,11 +264,31 @@ class Volumes:
         drv = self.driver(row.pool)
         on_pool = disk_name(row.project, row.name)
         await drv.create_volume("custom", on_pool, row.content_type, _size(row.config))
+        await self._record(row, [])
+
+    async def _record(self, row: q.VolumeRow, snaps: list[q.VolumeSnapshotRow]) -> None:
+        """A new volume made on its pool gets its size, its rows and its event; if that
+        fails, the volume goes (nothing half-made)."""
+        drv = self.driver(row.pool)
+        on_pool = disk_name(row.project, row.name)
         try:
             if row.content_type == FILESYSTEM and _size(row.config) is not None:
                 await drv.set_quota("custom", on_pool, _size(row.config))
             with self.db.transaction():
                 q.insert_volume(self.db, row)
+                for snap in snaps:
+                    q.insert_volume_snapshot(
+                        self.db,
+                        q.VolumeSnapshotRow(
+                            id=0,
+                            volume_id=row.id,
+                            name=snap.name,
+                            created_at=snap.created_at,
+                            expires_at=snap.expires_at,
+                            description=snap.description,
+                            config=snap.config,
+                        ),
+                    )
         except BaseException:
             await drv.delete_volume("custom", on_pool)
             raise
@@ -283,6 +298,14 @@ class Volumes:
             project=row.project,
             context={"type": "custom"},
         )
+
+    def _origin(self, vol: q.VolumeRow, snap: str) -> Path:
+        """Where a custom volume's content (or one snapshot's) is on its pool."""
+        drv = self.driver(vol.pool)
+        on_pool = disk_name(vol.project, vol.name)
+        if snap:
+            return drv.snapshot_path("custom", on_pool, snap)
+        return drv.volume_path("custom", on_pool)
 
     def _copy(self, pool: str, project: str, req: StorageVolumesPost) -> Operation:
         src_pool = req.source.pool or pool
@@ -315,7 +338,7 @@ class Volumes:
             async with self.lock(pool, project, req.name):
                 await self._copy_into(row, source, src_snap, snaps)
 
-        return self._operation(act, "Copying storage volume", pool, project, req.name)
+        return self.operation(act, "Copying storage volume", pool, project, req.name)
 
     async def _copy_into(
         self,
@@ -338,69 +361,30 @@ class Volumes:
                     await drv.copy_snapshot("custom", src_disk, snap.name, dst_disk)
             else:
                 await drv.create_volume("custom", dst_disk, row.content_type, _size(row.config))
+                target = drv.volume_path("custom", dst_disk)
                 for snap in snaps:
-                    await transfer(
-                        src_drv.snapshot_path("custom", src_disk, snap.name),
-                        drv.volume_path("custom", dst_disk),
-                        row.content_type,
-                    )
+                    await transfer(self._origin(source, snap.name), target, row.content_type)
                     await drv.create_snapshot("custom", dst_disk, snap.name)
-                origin = (
-                    src_drv.snapshot_path("custom", src_disk, src_snap)
-                    if src_snap
-                    else src_drv.volume_path("custom", src_disk)
-                )
-                await transfer(origin, drv.volume_path("custom", dst_disk), row.content_type)
-            if row.content_type == FILESYSTEM and _size(row.config) is not None:
-                await drv.set_quota("custom", dst_disk, _size(row.config))
-            with self.db.transaction():
-                q.insert_volume(self.db, row)
-                for snap in snaps:
-                    q.insert_volume_snapshot(
-                        self.db,
-                        q.VolumeSnapshotRow(
-                            id=0,
-                            volume_id=row.id,
-                            name=snap.name,
-                            created_at=snap.created_at,
-                            expires_at=snap.expires_at,
-                            description=snap.description,
-                            config=snap.config,
-                        ),
-                    )
+                await transfer(self._origin(source, src_snap), target, row.content_type)
         except BaseException:
             await drv.delete_volume("custom", dst_disk)
             raise
-        self.events.lifecycle(
-            StorageVolumeAction.CREATED,
-            volume_url(row.pool, "custom", row.name, row.project),
-            project=row.project,
-            context={"type": "custom"},
-        )
+        await self._record(row, snaps)
 
     def _refresh(self, target: q.VolumeRow, source: q.VolumeRow, src_snap: str) -> Operation:
         self._check_unused(target, "refresh")
 
         async def act(op: Operation) -> None:
             async with self.lock(target.pool, target.project, target.name):
-                src_drv = self.driver(source.pool)
-                origin = (
-                    src_drv.snapshot_path(
-                        "custom", disk_name(source.project, source.name), src_snap
-                    )
-                    if src_snap
-                    else src_drv.volume_path("custom", disk_name(source.project, source.name))
-                )
-                drv = self.driver(target.pool)
-                dest = drv.volume_path("custom", disk_name(target.project, target.name))
-                await transfer(origin, dest, target.content_type)
+                dest = self._origin(target, "")
+                await transfer(self._origin(source, src_snap), dest, target.content_type)
             self.events.lifecycle(
                 StorageVolumeAction.UPDATED,
                 volume_url(target.pool, "custom", target.name, target.project),
                 project=target.project,
             )
 
-        return self._operation(
+        return self.operation(
             act, "Refreshing storage volume", target.pool, target.project, target.name
         )
 
@@ -451,10 +435,11 @@ class Volumes:
 
     async def _check_running_users(self, vol: q.VolumeRow, doing: str) -> None:
         """A volume an instance has mounted cannot be swapped under it."""
+        users = set(self.used_by(vol))
         running = [
             instance_url(inst.name, inst.project)
             for inst in list_instances(self.db, vol.project)
-            if instance_url(inst.name, inst.project) in self.used_by(vol)
+            if instance_url(inst.name, inst.project) in users
             and await self.instance_running(inst.project, inst.name)
         ]
         if running:
@@ -489,13 +474,12 @@ class Volumes:
                 else:
                     await self._move(vol, pool, new_name, req.volume_only)
 
-        return self._operation(act, "Moving storage volume", vol.pool, vol.project, vol.name)
+        return self.operation(act, "Moving storage volume", vol.pool, vol.project, vol.name)
 
     async def _rename(self, vol: q.VolumeRow, new_name: str) -> None:
-        drv = self.driver(vol.pool)
-        old_url = volume_url(vol.pool, "custom", vol.name, vol.project)
-        await drv.rename_volume(
-            "custom", disk_name(vol.project, vol.name), disk_name(vol.project, new_name)
+        old_name = vol.name
+        await self.driver(vol.pool).rename_volume(
+            "custom", disk_name(vol.project, old_name), disk_name(vol.project, new_name)
         )
         vol.name = new_name
         with self.db.transaction():
@@ -504,7 +488,7 @@ class Volumes:
             StorageVolumeAction.RENAMED,
             volume_url(vol.pool, "custom", new_name, vol.project),
             project=vol.project,
-            context={"old_name": old_url.rsplit("/", 1)[-1]},
+            context={"old_name": old_name},
         )
 
     async def _move(self, vol: q.VolumeRow, pool: str, new_name: str, volume_only: bool) -> None:
@@ -571,8 +555,8 @@ def _uses(device: dict[str, str], vol: q.VolumeRow) -> bool:
 async def transfer(source: Path, target: Path, content_type: str) -> None:
     """Make ``target`` (an existing volume) hold what ``source`` holds, across pools."""
     if content_type == BLOCK:
-        await run(["cp", "--sparse=always", str(source / "root.img"), str(target / "root.img")])
+        await run(["cp", "--sparse=always", str(source / BLOCK_FILE), str(target / BLOCK_FILE)])
         return
     if not source.is_dir():
         raise NotFound(f"{source} is missing")
-    await run(["rsync", "-aHAX", "--delete", "--numeric-ids", f"{source}/", f"{target}/"])
+    await sync_tree(source, target)

@@ -3,6 +3,8 @@ update (PUT/PATCH with ETag, restore), rename/move, delete, state; and volume sn
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from stapes.api.storage import (
@@ -25,6 +27,7 @@ from stapes.server.endpoint import (
     recursion,
     state,
 )
+from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 
 
@@ -135,17 +138,27 @@ async def create_snapshot(request: web.Request) -> Result:
     req = await body_as(request, StorageVolumeSnapshotsPost)
     st = state(request)
     st.volume_snapshots.check_custom(vol)
+    return _snapshot_work(
+        request,
+        vol,
+        "Snapshotting storage volume",
+        lambda op: st.volume_snapshots.create(vol, req.name, req.expires_at),
+    )
 
-    async def act(op: object) -> None:
-        await st.volume_snapshots.create(vol, req.name, req.expires_at)
+
+def _snapshot_work(
+    request: web.Request,
+    vol: VolumeRow,
+    description: str,
+    work: Callable[[Operation], Awaitable[object]],
+) -> Result:
+    """Snapshot changes run as operations on their volume, as in Incus."""
+
+    async def act(op: Operation) -> None:
+        await work(op)
 
     return Async(
-        st.operations.start(
-            act,
-            description="Snapshotting storage volume",
-            project=vol.project,
-            resources={"storage_volumes": [volume_url(vol.pool, vol.type, vol.name, vol.project)]},
-        )
+        state(request).volumes.operation(act, description, vol.pool, vol.project, vol.name)
     )
 
 
@@ -177,35 +190,20 @@ async def patch_snapshot(request: web.Request) -> Result:
 async def rename_snapshot(request: web.Request) -> Result:
     vol, snap = _snapshot(request)
     req = await body_as(request, StorageVolumeSnapshotPost)
-    st = state(request)
-
-    async def act(op: object) -> None:
-        await st.volume_snapshots.rename(vol, snap, req.name)
-
-    return Async(
-        st.operations.start(
-            act,
-            description="Renaming storage volume snapshot",
-            project=vol.project,
-            resources={"storage_volumes": [volume_url(vol.pool, vol.type, vol.name, vol.project)]},
-        )
+    snaps = state(request).volume_snapshots
+    return _snapshot_work(
+        request,
+        vol,
+        "Renaming storage volume snapshot",
+        lambda op: snaps.rename(vol, snap, req.name),
     )
 
 
 async def delete_snapshot(request: web.Request) -> Result:
     vol, snap = _snapshot(request)
-    st = state(request)
-
-    async def act(op: object) -> None:
-        await st.volume_snapshots.delete(vol, snap)
-
-    return Async(
-        st.operations.start(
-            act,
-            description="Deleting storage volume snapshot",
-            project=vol.project,
-            resources={"storage_volumes": [volume_url(vol.pool, vol.type, vol.name, vol.project)]},
-        )
+    snaps = state(request).volume_snapshots
+    return _snapshot_work(
+        request, vol, "Deleting storage volume snapshot", lambda op: snaps.delete(vol, snap)
     )
 
 
