@@ -103,7 +103,8 @@ class Pools:
         except BaseException:
             await drv.delete_pool()
             raise
-        self._drivers.pop(name, None)
+        drv.config.update(made)
+        self._drivers[name] = drv  # mounted, with what it probed (reflinks)
         self.events.lifecycle(StoragePoolAction.CREATED, pool_url(name))
 
     async def update(self, row: PoolRow, description: str, config: dict[str, str]) -> None:
@@ -127,7 +128,7 @@ class Pools:
         row.config, row.description = config, description
         with self.db.transaction():
             update_pool(self.db, row)
-        self._drivers.pop(row.name, None)
+        self.driver(row.name).config = dict(config)
         self.events.lifecycle(StoragePoolAction.UPDATED, pool_url(row.name))
 
     async def delete(self, name: str) -> None:
