@@ -46,6 +46,11 @@ def volume(daemon: Daemon, pool: str, name: str, **body: object) -> None:
     assert resp.status == 200, resp.body
 
 
+def shell(daemon: Daemon, name: str, script: str) -> str:
+    """What ``sh -c script`` prints in an instance (scripts end with echo, so exit 0)."""
+    return daemon.cli("exec", name, "--", "sh", "-c", script).stdout
+
+
 def vol_url(pool: str, name: str) -> str:
     return f"{POOLS}/{pool}/volumes/custom/{name}"
 
@@ -258,25 +263,9 @@ def test_quota_enforced_inside_a_container(daemon: Daemon, busybox: str, btrfs_p
             f"/1.0/instances/{name}"
         ]
 
-        out = daemon.cli(
-            "exec",
-            name,
-            "--",
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/q/big bs=1M count=20 2>&1; echo rc=$?",
-            check=False,
-        ).stdout
+        out = shell(daemon, name, "dd if=/dev/zero of=/q/big bs=1M count=20 2>&1; echo rc=$?")
         assert "rc=1" in out and "quota" in out.lower(), out
-        out = daemon.cli(
-            "exec",
-            name,
-            "--",
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/big bs=1M count=100 2>&1; echo rc=$?",
-            check=False,
-        ).stdout
+        out = shell(daemon, name, "dd if=/dev/zero of=/big bs=1M count=100 2>&1; echo rc=$?")
         assert "rc=1" in out and "quota" in out.lower(), out
 
         code, message = error(
@@ -285,14 +274,9 @@ def test_quota_enforced_inside_a_container(daemon: Daemon, busybox: str, btrfs_p
         assert code == 400 and "below what volume" in message
         resp = daemon.request("PATCH", vol_url(btrfs_pool, "q"), {"config": {"size": "64MiB"}})
         assert resp.status == 200, resp.body
-        out = daemon.cli(
-            "exec",
-            name,
-            "--",
-            "sh",
-            "-c",
-            "rm /q/big; dd if=/dev/zero of=/q/big bs=1M count=20 2>&1; echo rc=$?",
-        ).stdout
+        out = shell(
+            daemon, name, "rm /q/big; dd if=/dev/zero of=/q/big bs=1M count=20 2>&1; echo rc=$?"
+        )
         assert "rc=0" in out, out
         state = daemon.request("GET", vol_url(btrfs_pool, "q") + "/state").metadata
         assert state["usage"]["used"] >= 20 << 20 and state["usage"]["total"] == 64 << 20
