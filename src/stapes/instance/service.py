@@ -8,9 +8,7 @@ import contextlib
 import logging
 import platform
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from stapes.api.base import StatusCode, now, timestamp
@@ -22,13 +20,13 @@ from stapes.config.keys import effective_config, lookup, validate_instance_confi
 from stapes.config.validate import parse_bool, parse_size
 from stapes.db import instances as q
 from stapes.db.connection import Database
-from stapes.db.images import ImageRow
 from stapes.db.projects import expand_profiles, get_profile, get_project
-from stapes.host.idmap import IdMap, current_map, reshift_tree
+from stapes.host.idmap import IdMap, current_map
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
-from stapes.instance import cloudinit, copy, idmaps, names, templates
+from stapes.instance import cloudinit, copy, create, idmaps, names, templates
 from stapes.instance import types as instance_types
+from stapes.instance.create import reshift
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState
@@ -307,104 +305,20 @@ class InstanceService:
         shared_idmap = driver.idmap_for(config)
         idmap = self.choose_idmap(row, config)
 
+        if image is not None:
+            fill = create.from_image(self, image, idmap, shared_idmap)
+        elif source is not None:
+            fill = create.from_copy(self, source, idmap)
+        else:
+            fill = create.empty(self, idmap)
+        create.add_volatile(row, image, idmap)
+        trigger = "copy" if source is not None else "create"
+
         async def act(op: Operation) -> None:
             async with self.locks(project, name):
-                await self._create(
-                    op, row, image, idmap, shared_idmap, start=req.start, source=source
-                )
+                await create.create_instance(self, op, row, fill, trigger=trigger, start=req.start)
 
         return self.instance_operation(act, "Creating instance", project, name)
-
-    async def _create(
-        self,
-        op: Operation,
-        row: q.InstanceRow,
-        image: ImageRow | None,
-        idmap: IdMap | None,
-        shared_idmap: IdMap | None,
-        *,
-        start: bool,
-        source: copy.CopySource | None = None,
-    ) -> None:
-        """``idmap`` is the instance's; image volumes are kept shifted to the ``shared`` one."""
-        undo: list[Undo] = []
-        try:
-            self._add_volatile(row, image, idmap)
-            with self.db.transaction():
-                q.insert_instance(self.db, row)
-
-            async def drop_row() -> None:
-                with self.db.transaction():
-                    q.delete_instance(self.db, row.id)
-
-            undo.append(drop_row)
-
-            drv = self.pools.driver(row.pool)
-
-            async def drop_volume() -> None:
-                await drv.delete_volume("containers", row.name)
-
-            undo.append(drop_volume)
-            if image is not None:
-                op.progress("create_instance_from_image_unpack", 0, 0, "Unpacking image: 0%")
-                volume = await self.pools.image_volume(
-                    row.pool,
-                    image.fingerprint,
-                    shared_idmap,
-                    lambda target: self.images.unpack(image, target),
-                )
-                await self.pools.instance_from_image(row.pool, volume, row.name)
-                await reshift(drv.volume_path("containers", row.name), shared_idmap, idmap)
-                op.progress("create_instance_from_image_unpack", 100, 0, "Unpacking image: 100%")
-                self.images.mark_used(image)
-            elif source is not None:
-                op.progress("create_instance_from_copy", 0, 0, f"Copying {source.label}")
-                await copy.copy_volume(self, source, row, idmap)
-                await copy.copy_snapshots(self, source, row)
-            else:
-                path = await drv.create_volume("containers", row.name)
-                (path / "rootfs").mkdir(mode=0o755)
-                await reshift(path, None, idmap)
-            await self._apply_root_size(row, None, self.expand(row)[1])
-            spec = self.spec(row)
-            await templates.apply(
-                spec.volume,
-                row.name,
-                row.type,
-                spec.config,
-                "copy" if source is not None else "create",
-                idmap.base if idmap else 0,
-            )
-            driver = self.drivers.get(row.type)
-            await driver.adopt(spec)
-
-            async def forget() -> None:
-                await driver.forget(spec)
-                shutil.rmtree(spec.log_dir, ignore_errors=True)
-
-            undo.append(forget)
-            self.events.lifecycle(
-                InstanceAction.CREATED,
-                url(row.name, row.project),
-                project=row.project,
-                context={"location": "none", "storage-pool": row.pool, "type": row.type},
-            )
-
-            async def announce_removal() -> None:
-                self.events.lifecycle(
-                    InstanceAction.DELETED, url(row.name, row.project), project=row.project
-                )
-
-            undo.append(announce_removal)
-            if start:
-                await self.start_unlocked(row)
-        except BaseException:
-            for step in reversed(undo):
-                try:
-                    await step()
-                except Exception:
-                    log.exception("undo of a failed create of %s failed", row.name)
-            raise
 
     async def _refresh(self, source: copy.CopySource, target: q.InstanceRow) -> Operation:
         if (await self.status(target)).status != StatusCode.STOPPED:
@@ -419,28 +333,6 @@ class InstanceService:
                 )
 
         return self.instance_operation(act, "Refreshing instance", target.project, target.name)
-
-    def _add_volatile(
-        self, row: q.InstanceRow, image: ImageRow | None, idmap: IdMap | None
-    ) -> None:
-        instance_uuid = str(uuid.uuid4())
-        row.config.update(
-            {
-                "volatile.uuid": instance_uuid,
-                "volatile.uuid.generation": instance_uuid,
-                "volatile.last_state.power": "STOPPED",
-                "volatile.last_state.idmap": "[]",
-                cloudinit.INSTANCE_ID: cloudinit.new_instance_id(),
-            }
-        )
-        if idmap is not None:
-            row.config["volatile.idmap.base"] = str(idmap.base)
-            row.config["volatile.idmap.current"] = idmap.volatile()
-            row.config["volatile.idmap.next"] = idmap.volatile()
-        if image is not None:
-            row.config["volatile.base_image"] = image.fingerprint
-            for key, value in image.properties.items():
-                row.config.setdefault(f"image.{key}", value)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -609,7 +501,7 @@ class InstanceService:
         driver.check_config(spec)
         self.choose_idmap(candidate, spec.config)  # a map that cannot be had is a 400 now
         change = self.plan_devices(row, before, spec, await self.is_running(row))
-        await self._apply_root_size(row, before.devices, spec.devices)
+        await self.apply_root_size(row, before.devices, spec.devices)
         with self.db.transaction():
             q.update_instance(self.db, candidate)
         try:
@@ -624,7 +516,7 @@ class InstanceService:
             InstanceAction.UPDATED, url(row.name, row.project), project=row.project
         )
 
-    async def _apply_root_size(
+    async def apply_root_size(
         self,
         row: q.InstanceRow,
         before: dict[str, dict[str, str]] | None,
@@ -801,11 +693,6 @@ def root_disk(devices: dict[str, dict[str, str]]) -> tuple[str, dict[str, str]] 
         ((n, d) for n, d in devices.items() if d.get("type") == "disk" and d.get("path") == "/"),
         None,
     )
-
-
-async def reshift(volume: Path, old: IdMap | None, new: IdMap | None) -> None:
-    """Move a volume's rootfs from one map to another."""
-    await asyncio.to_thread(reshift_tree, volume / "rootfs", old, new)
 
 
 def without_empty(config: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,164 @@
+"""Making a new instance, all or nothing: its row, its volume (filled from an image, a copy, a
+backup or nothing), its templates and its driver state, each with an undo run if a later step
+fails. ``Fill`` is the one seam between the kinds of source."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stapes.api.lifecycle import InstanceAction
+from stapes.api.urls import instance_url
+from stapes.db import instances as q
+from stapes.db.images import ImageRow
+from stapes.host.idmap import IdMap, reshift_tree
+from stapes.instance import cloudinit, copy, templates
+from stapes.server.operations import Operation
+
+if TYPE_CHECKING:
+    from stapes.instance.service import InstanceService
+
+log = logging.getLogger(__name__)
+
+Undo = Callable[[], Awaitable[None]]
+Fill = Callable[[Operation, q.InstanceRow], Awaitable[None]]
+"""Makes the new instance's volume (``containers/<name>`` on its pool), and its snapshots if the
+source has some; the row is already stored."""
+
+
+async def create_instance(
+    svc: InstanceService,
+    op: Operation,
+    row: q.InstanceRow,
+    fill: Fill,
+    *,
+    trigger: str,
+    start: bool,
+) -> None:
+    """Store ``row``, fill its volume, apply the ``trigger`` templates ("create", "copy"),
+    register it with its driver and start it if asked; on failure undo every step taken."""
+    undo: list[Undo] = []
+    try:
+        with svc.db.transaction():
+            q.insert_instance(svc.db, row)
+
+        async def drop_row() -> None:
+            with svc.db.transaction():
+                q.delete_instance(svc.db, row.id)
+
+        undo.append(drop_row)
+        drv = svc.pools.driver(row.pool)
+
+        async def drop_volume() -> None:
+            await drv.delete_volume("containers", row.name)
+
+        undo.append(drop_volume)
+        await fill(op, row)
+        await svc.apply_root_size(row, None, svc.expand(row)[1])
+        spec = svc.spec(row)
+        root_id = spec.idmap.base if spec.idmap else 0
+        await templates.apply(spec.volume, row.name, row.type, spec.config, trigger, root_id)
+        driver = svc.drivers.get(row.type)
+        await driver.adopt(spec)
+
+        async def forget() -> None:
+            await driver.forget(spec)
+            shutil.rmtree(spec.log_dir, ignore_errors=True)
+
+        undo.append(forget)
+        svc.events.lifecycle(
+            InstanceAction.CREATED,
+            instance_url(row.name, row.project),
+            project=row.project,
+            context={"location": "none", "storage-pool": row.pool, "type": row.type},
+        )
+
+        async def announce_removal() -> None:
+            svc.events.lifecycle(
+                InstanceAction.DELETED, instance_url(row.name, row.project), project=row.project
+            )
+
+        undo.append(announce_removal)
+        if start:
+            await svc.start_unlocked(row)
+    except BaseException:
+        for step in reversed(undo):
+            try:
+                await step()
+            except Exception:
+                log.exception("undo of a failed create of %s failed", row.name)
+        raise
+
+
+def from_image(
+    svc: InstanceService, image: ImageRow, idmap: IdMap | None, shared: IdMap | None
+) -> Fill:
+    """CoW-clone the pool's image volume (unpacked once, kept shifted to the ``shared`` map)."""
+
+    async def fill(op: Operation, row: q.InstanceRow) -> None:
+        op.progress("create_instance_from_image_unpack", 0, 0, "Unpacking image: 0%")
+        volume = await svc.pools.image_volume(
+            row.pool, image.fingerprint, shared, lambda target: svc.images.unpack(image, target)
+        )
+        await svc.pools.instance_from_image(row.pool, volume, row.name)
+        await reshift(svc.pools.driver(row.pool).volume_path("containers", row.name), shared, idmap)
+        op.progress("create_instance_from_image_unpack", 100, 0, "Unpacking image: 100%")
+        svc.images.mark_used(image)
+
+    return fill
+
+
+def from_copy(svc: InstanceService, source: copy.CopySource, idmap: IdMap | None) -> Fill:
+    async def fill(op: Operation, row: q.InstanceRow) -> None:
+        op.progress("create_instance_from_copy", 0, 0, f"Copying {source.label}")
+        await copy.copy_volume(svc, source, row, idmap)
+        await copy.copy_snapshots(svc, source, row)
+
+    return fill
+
+
+def empty(svc: InstanceService, idmap: IdMap | None) -> Fill:
+    """An empty rootfs (source type none)."""
+
+    async def fill(op: Operation, row: q.InstanceRow) -> None:
+        path = await svc.pools.driver(row.pool).create_volume("containers", row.name)
+        (path / "rootfs").mkdir(mode=0o755)
+        await reshift(path, None, idmap)
+
+    return fill
+
+
+async def reshift(volume: Path, old: IdMap | None, new: IdMap | None) -> None:
+    """Move a volume's rootfs from one map to another."""
+    await asyncio.to_thread(reshift_tree, volume / "rootfs", old, new)
+
+
+def add_volatile(row: q.InstanceRow, image: ImageRow | None, idmap: IdMap | None) -> None:
+    """The daemon-owned keys of a new instance: its UUID, power state, idmap, base image."""
+    instance_uuid = str(uuid.uuid4())
+    row.config.update(
+        {
+            "volatile.uuid": instance_uuid,
+            "volatile.uuid.generation": instance_uuid,
+            "volatile.last_state.power": "STOPPED",
+            "volatile.last_state.idmap": "[]",
+            cloudinit.INSTANCE_ID: cloudinit.new_instance_id(),
+        }
+    )
+    set_idmap(row, idmap)
+    if image is not None:
+        row.config["volatile.base_image"] = image.fingerprint
+        for key, value in image.properties.items():
+            row.config.setdefault(f"image.{key}", value)
+
+
+def set_idmap(row: q.InstanceRow, idmap: IdMap | None) -> None:
+    if idmap is not None:
+        row.config["volatile.idmap.base"] = str(idmap.base)
+        row.config["volatile.idmap.current"] = idmap.volatile()
+        row.config["volatile.idmap.next"] = idmap.volatile()
