@@ -8,7 +8,7 @@ import pytest
 from stapes.api.errors import MissingHostFeature
 from stapes.host.capabilities import probe
 from stapes.storage.drivers.btrfs import BtrfsDriver
-from tests.helpers import Daemon, new_root, remove_root
+from tests.helpers import Daemon, new_root, remove_root, unique
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,3 +62,19 @@ def container(daemon: Daemon, busybox: str) -> Iterator[str]:
         yield name
     finally:
         daemon.force_delete(name)
+
+
+@pytest.fixture
+def btrfs_pool(daemon: Daemon) -> Iterator[str]:
+    """A btrfs pool on a 512 MiB loop file of its own."""
+    name = unique("bt")
+    resp = daemon.request(
+        "POST",
+        "/1.0/storage-pools",
+        {"name": name, "driver": "btrfs", "config": {"size": "512MiB"}},
+    )
+    assert resp.status == 200, resp.body
+    try:
+        yield name
+    finally:
+        daemon.request("DELETE", f"/1.0/storage-pools/{name}")

@@ -157,12 +157,13 @@ class Daemon:
         if resp.status == 404:
             return
         if resp.metadata["status"] != "Stopped":
-            self.wait(
-                self.request(
-                    "PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True}
-                )
-            )
+            self.force_stop(name)
         self.wait(self.request("DELETE", f"/1.0/instances/{name}"))
+
+    def force_stop(self, name: str) -> None:
+        self.wait(
+            self.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+        )
 
 
 def unique(prefix: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,19 +25,6 @@ def error(resp: object) -> tuple[int, str]:
 def mounted(path: Path) -> bool:
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         return any(line.split()[4] == str(path) for line in f)
-
-
-@pytest.fixture
-def btrfs_pool(daemon: Daemon) -> Iterator[str]:
-    name = unique("bt")
-    resp = daemon.request(
-        "POST", POOLS, {"name": name, "driver": "btrfs", "config": {"size": "512MiB"}}
-    )
-    assert resp.status == 200, resp.body
-    try:
-        yield name
-    finally:
-        daemon.request("DELETE", f"{POOLS}/{name}")
 
 
 def volume(daemon: Daemon, pool: str, name: str, **body: object) -> None:

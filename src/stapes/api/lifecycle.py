@@ -22,6 +22,10 @@ class InstanceAction(StrEnum):
     SNAPSHOT_DELETED = "instance-snapshot-deleted"
     SNAPSHOT_RENAMED = "instance-snapshot-renamed"
     SNAPSHOT_UPDATED = "instance-snapshot-updated"
+    BACKUP_CREATED = "instance-backup-created"
+    BACKUP_DELETED = "instance-backup-deleted"
+    BACKUP_RENAMED = "instance-backup-renamed"
+    BACKUP_RETRIEVED = "instance-backup-retrieved"
 
 
 class ImageAction(StrEnum):
@@ -62,3 +66,5 @@ class StorageVolumeAction(StrEnum):
     SNAPSHOT_UPDATED = "storage-volume-snapshot-updated"
     BACKUP_CREATED = "storage-volume-backup-created"
     BACKUP_DELETED = "storage-volume-backup-deleted"
+    BACKUP_RENAMED = "storage-volume-backup-renamed"
+    BACKUP_RETRIEVED = "storage-volume-backup-retrieved"

@@ -151,7 +151,32 @@ def _v3(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
+def _v4(conn: sqlite3.Connection) -> None:
+    """Backups of instances and of custom volumes (the tarballs live under backups/)."""
+    _script(
+        conn,
+        """
+        CREATE TABLE backups (
+            id INTEGER PRIMARY KEY,
+            instance_id INTEGER REFERENCES instances(id) ON DELETE CASCADE,
+            volume_id INTEGER REFERENCES storage_volumes(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL DEFAULT '',
+            without_snapshots INTEGER NOT NULL DEFAULT 0,
+            optimized INTEGER NOT NULL DEFAULT 0,
+            compression TEXT NOT NULL DEFAULT 'gzip',
+            CHECK ((instance_id IS NULL) != (volume_id IS NULL))
+        );
+        CREATE UNIQUE INDEX backups_of_instance ON backups (instance_id, name)
+            WHERE instance_id IS NOT NULL;
+        CREATE UNIQUE INDEX backups_of_volume ON backups (volume_id, name)
+            WHERE volume_id IS NOT NULL;
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

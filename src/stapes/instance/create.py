@@ -37,11 +37,12 @@ async def create_instance(
     row: q.InstanceRow,
     fill: Fill,
     *,
-    trigger: str,
+    trigger: str | None,
     start: bool,
 ) -> None:
-    """Store ``row``, fill its volume, apply the ``trigger`` templates ("create", "copy"),
-    register it with its driver and start it if asked; on failure undo every step taken."""
+    """Store ``row``, fill its volume, apply the ``trigger`` templates ("create", "copy"; None
+    for an import: the instance is not new), register it with its driver and start it if
+    asked; on failure undo every step taken."""
     undo: list[Undo] = []
     try:
         with svc.db.transaction():
@@ -62,7 +63,8 @@ async def create_instance(
         await svc.apply_root_size(row, None, svc.expand(row)[1])
         spec = svc.spec(row)
         root_id = spec.idmap.base if spec.idmap else 0
-        await templates.apply(spec.volume, row.name, row.type, spec.config, trigger, root_id)
+        if trigger is not None:
+            await templates.apply(spec.volume, row.name, row.type, spec.config, trigger, root_id)
         driver = svc.drivers.get(row.type)
         await driver.adopt(spec)
 

@@ -35,6 +35,7 @@ from stapes.instance.watch import InitWatcher
 from stapes.server.events import EventBus
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operation, Operations
+from stapes.storage.backups.records import BackupRecords
 from stapes.storage.pool import Pools
 from stapes.storage.volumes import AttachedVolume, Volumes
 
@@ -655,6 +656,7 @@ class InstanceService:
                 await self.pools.driver(row.pool).delete_volume("containers", row.name)
                 await asyncio.to_thread(shutil.rmtree, spec.log_dir, True)
                 await asyncio.to_thread(shutil.rmtree, self.paths.instance_devices(row.name), True)
+                await BackupRecords(self.db, self.paths, "instance").forget_owner(row.id)
                 with self.db.transaction():
                     q.delete_instance(self.db, row.id)
                 self.events.lifecycle(

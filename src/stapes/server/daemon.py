@@ -20,6 +20,7 @@ from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
 from stapes.instance import hotplug_events
+from stapes.instance.backups import InstanceBackups
 from stapes.instance.devices.hotplug import UeventWatcher
 from stapes.instance.files import InstanceFiles
 from stapes.instance.host_power import HostPower
@@ -80,6 +81,8 @@ def build_state(paths: Paths) -> State:
     snapshots = SnapshotService(instances)
     volume_snapshots = VolumeSnapshots(volumes)
     snapshots.minute_hooks.append(volume_snapshots.scheduled)
+    backups = InstanceBackups(instances, snapshots, profiles, volumes)
+    snapshots.minute_hooks.append(backups.expire)
     return State(
         paths=paths,
         db=db,
@@ -92,6 +95,7 @@ def build_state(paths: Paths) -> State:
         instances=instances,
         profiles=profiles,
         snapshots=snapshots,
+        backups=backups,
         files=InstanceFiles(instances),
         volumes=volumes,
         volume_snapshots=volume_snapshots,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
@@ -64,6 +66,30 @@ def project_of(request: web.Request) -> str:
 def instance_row(request: web.Request) -> InstanceRow:
     """The instance the URL names ({name}, in the request's project); 404 when missing."""
     return state(request).instances.get(project_of(request), request.match_info["name"])
+
+
+def incus_header(request: web.Request, name: str) -> str:
+    """An ``X-Incus-NAME`` request header (or the ``X-LXD-`` one older clients send)."""
+    return request.headers.get(f"X-Incus-{name}", request.headers.get(f"X-LXD-{name}", ""))
+
+
+async def save_body(request: web.Request, directory: Path) -> Path:
+    """Store an uploaded body (a backup tarball) in a new file below ``directory``; 400 when it
+    is empty."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"upload-{uuid.uuid4().hex}"
+    size = 0
+    try:
+        with path.open("wb") as f:
+            while chunk := await request.content.read(1 << 20):
+                f.write(chunk)
+                size += len(chunk)
+        if size == 0:
+            raise BadRequest("The upload is empty: send the backup tarball as the request body")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def recursion(request: web.Request) -> int:

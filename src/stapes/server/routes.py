@@ -8,6 +8,7 @@ from stapes.server.endpoint import Endpoint, wrap
 from stapes.server.handlers import (
     events,
     images,
+    instance_backups,
     instance_console,
     instance_exec,
     instance_files,
@@ -31,6 +32,7 @@ API: list[Endpoint] = [
     *instance_console.ENDPOINTS,  # after exec: logs/{file} would catch logs/exec-output
     *instance_files.ENDPOINTS,
     *instance_snapshots.ENDPOINTS,
+    *instance_backups.ENDPOINTS,
     *instance_sftp.ENDPOINTS,
     *images.ENDPOINTS,
     *profiles.ENDPOINTS,

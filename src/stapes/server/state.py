@@ -16,6 +16,7 @@ from stapes.server.operations import Operations
 
 if TYPE_CHECKING:
     from stapes.images.store import ImageStore
+    from stapes.instance.backups import InstanceBackups
     from stapes.instance.files import InstanceFiles
     from stapes.instance.profiles import ProfileService
     from stapes.instance.service import InstanceService
@@ -38,6 +39,7 @@ class State:
     instances: InstanceService
     profiles: ProfileService
     snapshots: SnapshotService
+    backups: InstanceBackups
     files: InstanceFiles
     volumes: Volumes
     volume_snapshots: VolumeSnapshots

@@ -18,6 +18,7 @@ from stapes.server.endpoint import (
     body_as,
     check_etag,
     flag,
+    incus_header,
     json_body,
     patched,
     project_of,
@@ -27,10 +28,6 @@ from stapes.server.endpoint import (
 from stapes.server.response import Async, Result, Sync
 
 CHUNK = 1024 * 1024
-
-
-def _header(request: web.Request, name: str) -> str:
-    return request.headers.get(f"X-Incus-{name}", request.headers.get(f"X-LXD-{name}", ""))
 
 
 async def list_images(request: web.Request) -> Result:
@@ -97,15 +94,16 @@ async def create_image(request: web.Request) -> Result:
             await _receive(request.content, upload.meta, upload)
             if upload.meta.stat().st_size == 0:
                 raise BadRequest("Empty image upload")
-        properties = dict(urllib.parse.parse_qsl(_header(request, "properties")))
-        aliases = [a for a in urllib.parse.unquote(_header(request, "aliases")).split(",") if a]
+        properties = dict(urllib.parse.parse_qsl(incus_header(request, "properties")))
+        alias_list = urllib.parse.unquote(incus_header(request, "aliases"))
+        aliases = [a for a in alias_list.split(",") if a]
         row = await st.images.register(
             upload,
             project=project,
-            filename=_header(request, "filename"),
-            public=_header(request, "public").lower() in ("1", "true"),
+            filename=incus_header(request, "filename"),
+            public=incus_header(request, "public").lower() in ("1", "true"),
             properties=properties,
-            expected=_header(request, "fingerprint"),
+            expected=incus_header(request, "fingerprint"),
             aliases=aliases,
         )
     finally:

@@ -19,10 +19,12 @@ from stapes.server.endpoint import (
     body_as,
     check_etag,
     flag,
+    incus_header,
     instance_row,
     patched,
     project_of,
     recursion,
+    save_body,
     state,
 )
 from stapes.server.response import Async, Result, Sync
@@ -62,6 +64,16 @@ _url = instance_url
 
 async def create_instance(request: web.Request) -> Result:
     st = state(request)
+    if request.headers.get("Content-Type") == "application/octet-stream":  # a backup to import
+        archive = await save_body(request, st.paths.backups / "uploads")
+        return Async(
+            await st.backups.import_archive(
+                archive,
+                project_of(request),
+                incus_header(request, "name"),
+                incus_header(request, "pool"),
+            )
+        )
     req = await body_as(request, InstancesPost)
     return Async(await st.instances.create(req, project_of(request)))
 

@@ -20,7 +20,7 @@ from stapes.config import validate as v
 from stapes.host import mounts
 from stapes.host.run import RunError, run, run_sync, spawn
 from stapes.storage.drivers.block_file import make_block_file, resize_block_file
-from stapes.storage.drivers.dir import VOLUME_DIRS, DirDriver, is_abs_dir
+from stapes.storage.drivers.dir import VOLUME_DIRS, DirDriver, is_abs_dir, sync_tree
 from stapes.storage.drivers.driver import BLOCK, FILESYSTEM, DriverInfo
 
 MIN_LOOP_SIZE = 5 * 1024**3
@@ -296,6 +296,23 @@ class BtrfsDriver(DirDriver):
             raise
         return path
 
+    async def fill_volume(self, vol_type: str, name: str, tree: Path) -> None:
+        path = self.volume_path(vol_type, name)
+        if self.volume_exists(vol_type, name):
+            await sync_tree(tree, path)
+            return
+        await self.create_volume(vol_type, name)
+        # a subvolume is another directory tree: reflink the files in rather than copy them
+        await run(["cp", "-a", "--reflink=auto", f"{tree}/.", str(path)], timeout=24 * 3600)
+
+    async def subvolume_uuid(self, path: Path) -> str:
+        _, out, _ = await run(["btrfs", "subvolume", "show", str(path)])
+        for line in out.decode().splitlines():
+            key, _, value = line.strip().partition(":")
+            if key == "UUID":
+                return value.strip()
+        return ""
+
     async def delete_volume(self, vol_type: str, name: str) -> None:
         await self._delete_tree(self._snapshots_dir(vol_type, name))
         await self._remove(self.volume_path(vol_type, name))
@@ -364,10 +381,12 @@ class BtrfsDriver(DirDriver):
         """``btrfs send`` of a snapshot, or of a read-only snapshot taken of the volume."""
         temporary = None
         if snap is None:
-            temporary = self.volume_path(vol_type, name).with_name(name + ".send")
-            await self._remove(temporary)
-            await self._clone(self.volume_path(vol_type, name), temporary, readonly=True)
-            source = temporary
+            # named .backup in the stream, as Incus names it (its import looks for that name)
+            temporary = self.pool_path / f".send-{vol_type}-{name}"
+            await self._delete_tree(temporary)
+            temporary.mkdir(mode=0o700)
+            source = temporary / ".backup"
+            await self._clone(self.volume_path(vol_type, name), source, readonly=True)
         else:
             source = self._existing_snapshot(vol_type, name, snap)
         argv = ["btrfs", "send", "-q"]
@@ -388,31 +407,36 @@ class BtrfsDriver(DirDriver):
                 proc.kill()
                 await proc.wait()
             if temporary is not None:
-                await self._remove(temporary)
+                await self._delete_tree(temporary)
 
-    async def receive_stream(
-        self, vol_type: str, name: str, snap: str | None, stream: Path
+    async def receive_streams(
+        self, vol_type: str, name: str, streams: list[tuple[str | None, Path]]
     ) -> None:
-        """``btrfs receive`` into a scratch directory, then move the received subvolume in
-        place (writable for a volume, read-only for a snapshot)."""
-        target = (
-            self.volume_path(vol_type, name)
-            if snap is None
-            else self.snapshot_path(vol_type, name, snap)
-        )
-        if target.exists():
-            raise Conflict(f"{target.name!r} already exists on pool {self.pool_name!r}")
-        scratch = self.pool_path / f".receive-{vol_type}-{name}-{snap or ''}"
+        """``btrfs receive`` every stream into one scratch directory (so each incremental
+        stream finds its parent there), then snapshot each received subvolume into place:
+        read-only for a snapshot, writable for the volume (snapshot None)."""
+        scratch = self.pool_path / f".receive-{vol_type}-{name}"
         await self._delete_tree(scratch)
         scratch.mkdir(mode=0o700)
         try:
-            await run(["btrfs", "receive", "-q", "-f", str(stream), str(scratch)])
-            (received,) = list(scratch.iterdir())
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if snap is None:
-                await self._clone(received, target)
-            else:
-                received.rename(target)
+            received: list[tuple[str | None, Path]] = []
+            for snap, stream in streams:
+                before = set(scratch.iterdir())
+                await run(["btrfs", "receive", "-q", "-f", str(stream), str(scratch)])
+                new = set(scratch.iterdir()) - before
+                if len(new) != 1:
+                    raise BadRequest(f"The stream {stream.name!r} holds no single subvolume")
+                received.append((snap, new.pop()))
+            for snap, path in received:
+                target = (
+                    self.volume_path(vol_type, name)
+                    if snap is None
+                    else self.snapshot_path(vol_type, name, snap)
+                )
+                if target.exists():
+                    raise Conflict(f"{target.name!r} already exists on pool {self.pool_name!r}")
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                await self._clone(path, target, readonly=snap is not None)
         finally:
             await self._delete_tree(scratch)
 

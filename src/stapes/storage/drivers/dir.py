@@ -211,6 +211,14 @@ class DirDriver(StorageDriver):
     async def refresh_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> None:
         await sync_tree(self.volume_path(src_type, src), self.volume_path(dst_type, dst))
 
+    async def fill_volume(self, vol_type: str, name: str, tree: Path) -> None:
+        path = self.volume_path(vol_type, name)
+        if self.volume_exists(vol_type, name):
+            await sync_tree(tree, path)
+            return
+        path.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        tree.rename(path)  # the tree is on the pool: a move, not a copy
+
     async def delete_volume(self, vol_type: str, name: str) -> None:
         for path in (self.volume_path(vol_type, name), self._snapshots_dir(vol_type, name)):
             if path.exists():

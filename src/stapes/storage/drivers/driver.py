@@ -149,6 +149,11 @@ class StorageDriver(abc.ABC):
         """Make an existing volume (not in use) a copy of another, moving only what differs."""
 
     @abc.abstractmethod
+    async def fill_volume(self, vol_type: str, name: str, tree: Path) -> None:
+        """Make the volume (created when missing) hold exactly the files of ``tree``, a directory
+        on the pool's filesystem that may be consumed."""
+
+    @abc.abstractmethod
     async def delete_volume(self, vol_type: str, name: str) -> None:
         """Delete a volume and its snapshots; a missing volume is not an error."""
 
@@ -208,8 +213,13 @@ class StorageDriver(abc.ABC):
         snapshot ``parent`` when given."""
         raise BadRequest(f"The {self.info().name} driver has no optimized backup format")
 
-    async def receive_stream(
-        self, vol_type: str, name: str, snap: str | None, stream: Path
+    async def subvolume_uuid(self, path: Path) -> str:
+        """The id the driver's send streams know a volume by ("" when it has none)."""
+        return ""
+
+    async def receive_streams(
+        self, vol_type: str, name: str, streams: list[tuple[str | None, Path]]
     ) -> None:
-        """Make a volume (or its snapshot) from a file made by ``optimized_stream``."""
+        """Make a volume and its snapshots from files made by ``optimized_stream``: (snapshot
+        name, file) oldest first, then (None, the volume's file)."""
         raise BadRequest(f"The {self.info().name} driver has no optimized backup format")
