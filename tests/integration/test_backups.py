@@ -127,6 +127,27 @@ def test_backup_export_and_import_with_snapshots(daemon: Daemon, container: str)
     assert len(list((daemon.root / "backups" / "instances").rglob("*.tar"))) == 1
 
 
+def test_cli_export_and_import(daemon: Daemon, container: str, tmp_path: Path) -> None:
+    daemon.cli("exec", container, "--", "sh", "-c", "echo cli > /root/f")
+    daemon.ok(daemon.request("POST", f"/1.0/instances/{container}/snapshots", {"name": "s0"}))
+    target = tmp_path / "c.tar.xz"
+    out = daemon.cli("export", container, str(target), "--instance-only", "--compression", "xz")
+    assert "exported" in out.stdout
+    assert target.read_bytes()[:6] == b"\xfd7zXZ\x00"
+    assert daemon.request("GET", backups_url(container)).metadata == []  # the export's own, gone
+    copy = unique("cli")
+    daemon.cli("import", str(target), copy, "--storage", "default")
+    try:
+        assert cat(daemon, copy, "/root/f") == "cli\n"
+        assert daemon.request("GET", f"/1.0/instances/{copy}/snapshots").metadata == []
+    finally:
+        daemon.force_delete(copy)
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"garbage")
+    proc = daemon.cli("import", str(bad), unique("bad"), check=False)
+    assert proc.returncode == 1 and "Not a backup tarball" in proc.stderr
+
+
 def test_deleting_an_instance_removes_its_backups(daemon: Daemon, busybox: str) -> None:
     name = daemon.launch(busybox, start=False)
     daemon.ok(daemon.request("POST", backups_url(name), {}))

@@ -39,6 +39,8 @@ COMMAND_MODULES = {
     "move": "copy",
     "rename": "copy",
     "storage": "storage",
+    "export": "backup",
+    "import": "backup",
 }
 
 

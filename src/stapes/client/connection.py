@@ -125,6 +125,32 @@ class Connection:
             raise RemoteError(f"GET {path} answered {status}", status)
         return data, headers
 
+    def download(self, path: str, target: Path) -> int:
+        """Stream a raw GET (a backup tarball) into ``target``; returns its size. An error
+        envelope raises and leaves no file."""
+        http_conn = _UnixHTTPConnection(self.socket_path)
+        try:
+            http_conn.request("GET", path)
+            resp = http_conn.getresponse()
+            if resp.status != 200:
+                data = resp.read()
+                try:
+                    unwrap(json.loads(data))
+                except (json.JSONDecodeError, AttributeError):
+                    pass
+                raise RemoteError(f"GET {path} answered {resp.status}", resp.status)
+            size = 0
+            with target.open("wb") as out:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+            return size
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            target.unlink(missing_ok=True)
+            raise self._unreachable(exc) from None
+        finally:
+            http_conn.close()
+
     def websocket(self, path: str) -> websocket.WebSocket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

@@ -257,6 +257,33 @@ class InstanceServer(StorageClient):
     def delete_profile(self, name: str) -> None:
         self.conn.request("DELETE", f"/1.0/profiles/{_q(name)}")
 
+    # backups
+    def backups(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.conn.request(
+            "GET", f"/1.0/instances/{_q(name)}/backups", params={"recursion": "1"}
+        )
+        return result
+
+    def create_backup(self, name: str, body: dict[str, Any]) -> RemoteOperation:
+        return self._op("POST", f"/1.0/instances/{_q(name)}/backups", json_body=body)
+
+    def download_backup(self, name: str, backup: str, target: Path) -> int:
+        return self.conn.download(f"/1.0/instances/{_q(name)}/backups/{_q(backup)}/export", target)
+
+    def delete_backup(self, name: str, backup: str) -> RemoteOperation:
+        return self._op("DELETE", f"/1.0/instances/{_q(name)}/backups/{_q(backup)}")
+
+    def import_backup(self, tarball: Path, name: str = "", pool: str = "") -> RemoteOperation:
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(os.path.getsize(tarball)),
+        }
+        if name:
+            headers["X-Incus-name"] = name
+        if pool:
+            headers["X-Incus-pool"] = pool
+        return self._op("POST", "/1.0/instances", body=_file_chunks(tarball), headers=headers)
+
     # images
     def images(self, recursion: int = 1) -> list[Any]:
         result: list[Any] = self.conn.request(

@@ -130,7 +130,8 @@ async def read_index(archive: Path) -> dict[str, Any]:
     try:
         _, out, _ = await run(["tar", "-xOf", str(archive), "--occurrence=1", INDEX], timeout=3600)
     except RunError as exc:
-        raise BadRequest(f"Not a backup tarball (no {INDEX}): {exc.stderr.strip()}") from None
+        first = (exc.stderr.strip().splitlines() or [""])[0]
+        raise BadRequest(f"Not a backup tarball (no {INDEX}): {first}") from None
     try:
         index = yaml.load(out, Loader=_TextTimes)
     except yaml.YAMLError as exc:
