@@ -14,18 +14,12 @@ import websocket
 
 from stapes.client.connection import Connection, segment, unwrap
 from stapes.client.operation import RemoteOperation
-from stapes.client.storage import StorageClient
+from stapes.client.storage import StorageClient, file_chunks
 
 CHUNK = 1024 * 1024
 
 
 _q = segment
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
 
 
 class _Multipart:
@@ -52,7 +46,7 @@ class _Multipart:
     def __iter__(self) -> Iterator[bytes]:
         for name, path in self.parts:
             yield self._head(name, path)
-            yield from _file_chunks(path)
+            yield from file_chunks(path)
             yield b"\r\n"
         yield self.tail
 
@@ -219,7 +213,7 @@ class InstanceServer(StorageClient):
         body: bytes | Iterator[bytes] = content if isinstance(content, bytes) else b""
         if isinstance(content, Path):
             headers["Content-Length"] = str(content.stat().st_size)
-            body = _file_chunks(content)
+            body = file_chunks(content)
         self.conn.request(
             "POST",
             f"/1.0/instances/{_q(name)}/files",
@@ -264,25 +258,12 @@ class InstanceServer(StorageClient):
         )
         return result
 
-    def create_backup(self, name: str, body: dict[str, Any]) -> RemoteOperation:
-        return self._op("POST", f"/1.0/instances/{_q(name)}/backups", json_body=body)
-
-    def download_backup(self, name: str, backup: str, target: Path) -> int:
-        return self.conn.download(f"/1.0/instances/{_q(name)}/backups/{_q(backup)}/export", target)
-
-    def delete_backup(self, name: str, backup: str) -> RemoteOperation:
-        return self._op("DELETE", f"/1.0/instances/{_q(name)}/backups/{_q(backup)}")
+    def export_instance(self, name: str, target: Path, body: dict[str, Any]) -> int:
+        return self.export_backup(f"/1.0/instances/{_q(name)}", target, body)
 
     def import_backup(self, tarball: Path, name: str = "", pool: str = "") -> RemoteOperation:
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(os.path.getsize(tarball)),
-        }
-        if name:
-            headers["X-Incus-name"] = name
-        if pool:
-            headers["X-Incus-pool"] = pool
-        return self._op("POST", "/1.0/instances", body=_file_chunks(tarball), headers=headers)
+        headers = {"X-Incus-pool": pool} if pool else {}
+        return self.upload_backup("/1.0/instances", tarball, name, headers)
 
     # images
     def images(self, recursion: int = 1) -> list[Any]:
@@ -305,7 +286,7 @@ class InstanceServer(StorageClient):
         if rootfs is None:
             headers["Content-Type"] = "application/octet-stream"
             headers["Content-Length"] = str(os.path.getsize(meta))
-            return self._op("POST", "/1.0/images", body=_file_chunks(meta), headers=headers)
+            return self._op("POST", "/1.0/images", body=file_chunks(meta), headers=headers)
         form = _Multipart([("metadata", meta), ("rootfs", rootfs)])
         headers["Content-Type"] = f"multipart/form-data; boundary={form.boundary}"
         headers["Content-Length"] = str(len(form))

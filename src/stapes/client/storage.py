@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from stapes.client.connection import Connection, unwrap
 from stapes.client.connection import segment as _q
 from stapes.client.operation import RemoteOperation
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
 
 
 def split_volume(name: str) -> tuple[str, str]:
@@ -55,6 +65,38 @@ class StorageClient:
     def _vol(self, pool: str, volume: str) -> str:
         kind, name = split_volume(volume)
         return f"/1.0/storage-pools/{_q(pool)}/volumes/{kind}/{_q(name)}"
+
+    # backups (of instances and of custom volumes)
+    def export_backup(self, base: str, target: Path, body: dict[str, Any]) -> int:
+        """Make a backup of the instance or volume at ``base``, stream it into ``target`` and
+        delete it from the server (what ``export`` does); returns the size."""
+        name = f"export-{uuid.uuid4().hex[:12]}"
+        self._op("POST", f"{base}/backups", json_body={**body, "name": name}).wait()
+        try:
+            return self.conn.download(f"{base}/backups/{name}/export", target)
+        finally:
+            self._op("DELETE", f"{base}/backups/{name}").wait()
+
+    def upload_backup(
+        self, path: str, tarball: Path, name: str, headers: dict[str, str]
+    ) -> RemoteOperation:
+        """POST a backup tarball to ``path`` (the instances or custom volumes collection)."""
+        headers = {
+            **headers,
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(os.path.getsize(tarball)),
+        }
+        if name:
+            headers["X-Incus-name"] = name
+        return self._op("POST", path, body=file_chunks(tarball), headers=headers)
+
+    def export_volume(self, pool: str, volume: str, target: Path, body: dict[str, Any]) -> int:
+        return self.export_backup(self._vol(pool, volume), target, body)
+
+    def import_volume(self, pool: str, tarball: Path, name: str = "") -> RemoteOperation:
+        return self.upload_backup(
+            f"/1.0/storage-pools/{_q(pool)}/volumes/custom", tarball, name, {}
+        )
 
     def volumes(self, pool: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.conn.request(

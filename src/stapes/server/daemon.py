@@ -36,6 +36,7 @@ from stapes.server.response import error_middleware
 from stapes.server.routes import register
 from stapes.server.state import STATE, State
 from stapes.storage.pool import Pools
+from stapes.storage.volume_backups import VolumeBackups
 from stapes.storage.volume_snapshots import VolumeSnapshots
 from stapes.storage.volumes import Volumes
 
@@ -83,6 +84,9 @@ def build_state(paths: Paths) -> State:
     snapshots.minute_hooks.append(volume_snapshots.scheduled)
     backups = InstanceBackups(instances, snapshots, profiles, volumes)
     snapshots.minute_hooks.append(backups.expire)
+    volume_backups = VolumeBackups(volumes, volume_snapshots, paths)
+    snapshots.minute_hooks.append(volume_backups.expire)
+    volumes.deleted_hooks.append(volume_backups.forget)
     return State(
         paths=paths,
         db=db,
@@ -99,6 +103,7 @@ def build_state(paths: Paths) -> State:
         files=InstanceFiles(instances),
         volumes=volumes,
         volume_snapshots=volume_snapshots,
+        volume_backups=volume_backups,
     )
 
 

@@ -49,6 +49,7 @@ API_EXTENSIONS: list[str] = [
     "snapshot_disk_usage",
     "api_os",
     "custom_block_volumes",
+    "custom_volume_backup",
     "backup_override_name",
     "storage_rsync_compression",
     "storage_volume_state",

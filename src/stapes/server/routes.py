@@ -21,6 +21,7 @@ from stapes.server.handlers import (
     projects,
     server,
     storage_pools,
+    storage_volume_backups,
     storage_volumes,
 )
 
@@ -39,6 +40,7 @@ API: list[Endpoint] = [
     *projects.ENDPOINTS,
     *storage_pools.ENDPOINTS,
     *storage_volumes.ENDPOINTS,
+    *storage_volume_backups.ENDPOINTS,
     *operations.ENDPOINTS,
     *events.ENDPOINTS,
 ]

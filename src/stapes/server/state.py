@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
     from stapes.instance.snapshots import SnapshotService
     from stapes.storage.pool import Pools
+    from stapes.storage.volume_backups import VolumeBackups
     from stapes.storage.volume_snapshots import VolumeSnapshots
     from stapes.storage.volumes import Volumes
 
@@ -43,6 +44,7 @@ class State:
     files: InstanceFiles
     volumes: Volumes
     volume_snapshots: VolumeSnapshots
+    volume_backups: VolumeBackups
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

@@ -75,6 +75,8 @@ class Volumes:
         self.events = events
         self.operations = operations
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self.deleted_hooks: list[Callable[[int], Awaitable[None]]] = []
+        """Called with the id of each deleted custom volume (its backups go with it)."""
 
     def lock(self, pool: str, project: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((pool, project, name), asyncio.Lock())
@@ -264,9 +266,9 @@ class Volumes:
         drv = self.driver(row.pool)
         on_pool = disk_name(row.project, row.name)
         await drv.create_volume("custom", on_pool, row.content_type, _size(row.config))
-        await self._record(row, [])
+        await self.record(row, [])
 
-    async def _record(self, row: q.VolumeRow, snaps: list[q.VolumeSnapshotRow]) -> None:
+    async def record(self, row: q.VolumeRow, snaps: list[q.VolumeSnapshotRow]) -> None:
         """A new volume made on its pool gets its size, its rows and its event; if that
         fails, the volume goes (nothing half-made)."""
         drv = self.driver(row.pool)
@@ -369,7 +371,7 @@ class Volumes:
         except BaseException:
             await drv.delete_volume("custom", dst_disk)
             raise
-        await self._record(row, snaps)
+        await self.record(row, snaps)
 
     def _refresh(self, target: q.VolumeRow, source: q.VolumeRow, src_snap: str) -> Operation:
         self._check_unused(target, "refresh")
@@ -520,6 +522,8 @@ class Volumes:
     async def _delete(self, vol: q.VolumeRow) -> None:
         with self.db.transaction():
             q.delete_volume(self.db, vol.id)
+        for hook in self.deleted_hooks:
+            await hook(vol.id)
         await self.driver(vol.pool).delete_volume("custom", disk_name(vol.project, vol.name))
         self.events.lifecycle(
             StorageVolumeAction.DELETED,

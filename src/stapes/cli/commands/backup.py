@@ -3,57 +3,69 @@ so `incus import` reads what `stapes export` writes and the reverse)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from stapes.api.base import now, timestamp
 from stapes.cli.main import run
-from stapes.client.instance_server import InstanceServer
 
 COMPRESSIONS = ["none", "gzip", "bzip2", "xz", "lzma", "zstd", "lz4"]
 
 
-def _export(server: InstanceServer, name: str, target: Path, body: dict[str, object]) -> None:
-    backup = f"stapes-export-{timestamp(now()).replace(':', '-')}"
-    server.create_backup(name, {**body, "name": backup}).wait()
-    try:
-        server.download_backup(name, backup, target)
-    finally:
-        server.delete_backup(name, backup).wait()
-    click.echo("Backup exported successfully!")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def export_options(what: str) -> Callable[[F], F]:
+    """--*-only, --optimized-storage, --compression, for instances and volumes alike."""
+
+    def add(command: F) -> F:
+        command = click.option(
+            "--compression",
+            type=click.Choice(COMPRESSIONS),
+            default=None,
+            help="Compression algorithm (default: gzip)",
+        )(command)
+        command = click.option(
+            "--optimized-storage",
+            is_flag=True,
+            help="Store the pool driver's own stream (btrfs send): restores only onto the "
+            "same driver",
+        )(command)
+        return click.option(
+            f"--{what}-only", "without_snapshots", is_flag=True, help="Leave the snapshots out"
+        )(command)
+
+    return add
+
+
+def export_body(
+    without_snapshots: bool, optimized: bool, compression: str | None, what: str
+) -> dict[str, object]:
+    return {
+        f"{what}_only": without_snapshots,
+        "optimized_storage": optimized,
+        "compression_algorithm": compression or "",
+    }
 
 
 @click.command("export")
 @click.argument("instance")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--instance-only", is_flag=True, help="Leave the snapshots out")
-@click.option(
-    "--optimized-storage",
-    is_flag=True,
-    help="Store the pool driver's own stream (btrfs send): restores only onto the same driver",
-)
-@click.option(
-    "--compression",
-    type=click.Choice(COMPRESSIONS),
-    default=None,
-    help="Compression algorithm (default: the server's, gzip)",
-)
+@export_options("instance")
 def export(
     instance: str,
     file: Path | None,
-    instance_only: bool,
+    without_snapshots: bool,
     optimized_storage: bool,
     compression: str | None,
 ) -> None:
     """Export an instance (and its snapshots) as a backup tarball, FILE or INSTANCE.tar.gz."""
     target = file or Path(f"{instance}.tar.gz")
-    body: dict[str, object] = {
-        "instance_only": instance_only,
-        "optimized_storage": optimized_storage,
-        "compression_algorithm": compression or "",
-    }
-    run(lambda s: _export(s, instance, target, body))
+    body = export_body(without_snapshots, optimized_storage, compression, "instance")
+    run(lambda s: s.export_instance(instance, target, body))
+    click.echo("Backup exported successfully!")
 
 
 @click.command("import")

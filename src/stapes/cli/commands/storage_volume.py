@@ -1,14 +1,16 @@
 """storage volume list|create|show|edit|set|unset|get|delete|rename|copy|move|attach|detach|
-snapshot|restore|info."""
+snapshot|restore|info|export|import."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from stapes.api.errors import RemoteError
 from stapes.cli.commands._editing import InstanceTarget, Target, add_config_commands
+from stapes.cli.commands.backup import export_body, export_options
 from stapes.cli.main import parse_key_values, run
 from stapes.cli.output import format_option, human_size, print_object, print_rows
 from stapes.client.instance_server import InstanceServer
@@ -305,3 +307,32 @@ def snapshot_rename(pool: str, name: str, snap: str, new_name: str) -> None:
 
 
 snapshot.add_command(restore)
+
+
+@volume.command("export")
+@click.argument("pool")
+@click.argument("name")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@export_options("volume")
+def export_volume(
+    pool: str,
+    name: str,
+    file: Path | None,
+    without_snapshots: bool,
+    optimized_storage: bool,
+    compression: str | None,
+) -> None:
+    """Export a custom volume (and its snapshots) as a backup tarball, FILE or NAME.tar.gz."""
+    target = file or Path(f"{name}.tar.gz")
+    body = export_body(without_snapshots, optimized_storage, compression, "volume")
+    run(lambda s: s.export_volume(pool, name, target, body))
+    click.echo("Backup exported successfully!")
+
+
+@volume.command("import")
+@click.argument("pool")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("name", required=False, default="")
+def import_volume(pool: str, file: Path, name: str) -> None:
+    """Make a custom volume from a backup tarball (named as in the backup unless NAME is given)."""
+    run(lambda s: s.import_volume(pool, file, name).wait())

@@ -22,22 +22,24 @@ from stapes.server.endpoint import (
     Endpoint,
     body_as,
     check_etag,
+    incus_header,
     patched,
     project_of,
     recursion,
+    save_body,
     state,
 )
 from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 
 
-def _volume(request: web.Request) -> VolumeRow:
+def volume_row(request: web.Request) -> VolumeRow:
     m = request.match_info
     return state(request).volumes.get(m["pool"], project_of(request), m["type"], m["vol"])
 
 
 def _snapshot(request: web.Request) -> tuple[VolumeRow, VolumeSnapshotRow]:
-    vol = _volume(request)
+    vol = volume_row(request)
     return vol, state(request).volume_snapshots.get(vol, request.match_info["snap"])
 
 
@@ -68,6 +70,17 @@ async def list_volumes(request: web.Request) -> Result:
 
 
 async def create_volume(request: web.Request) -> Result:
+    if request.headers.get("Content-Type") == "application/octet-stream":  # a backup to import
+        st = state(request)
+        archive = await save_body(request, st.paths.backups / "uploads")
+        return Async(
+            await st.volume_backups.import_archive(
+                archive,
+                request.match_info["pool"],
+                project_of(request),
+                incus_header(request, "name"),
+            )
+        )
     req = await body_as(request, StorageVolumesPost)
     if "type" in request.match_info:
         req.type = request.match_info["type"]
@@ -81,13 +94,13 @@ async def create_volume(request: web.Request) -> Result:
 
 async def get_volume(request: web.Request) -> Result:
     volumes = state(request).volumes
-    vol = _volume(request)
+    vol = volume_row(request)
     return Sync(volumes.render(vol), etag=volumes.writable(vol))
 
 
 async def put_volume(request: web.Request) -> Result:
     volumes = state(request).volumes
-    vol = _volume(request)
+    vol = volume_row(request)
     check_etag(request, volumes.writable(vol))
     await volumes.update(vol, await body_as(request, StorageVolumePut))
     return Sync()
@@ -95,7 +108,7 @@ async def put_volume(request: web.Request) -> Result:
 
 async def patch_volume(request: web.Request) -> Result:
     volumes = state(request).volumes
-    vol = _volume(request)
+    vol = volume_row(request)
     current = volumes.writable(vol)
     check_etag(request, current)
     await volumes.update(vol, await patched(request, current, ("config",), StorageVolumePut))
@@ -103,25 +116,25 @@ async def patch_volume(request: web.Request) -> Result:
 
 
 async def post_volume(request: web.Request) -> Result:
-    vol = _volume(request)
+    vol = volume_row(request)
     req = await body_as(request, StorageVolumePost)
     return Async(state(request).volumes.rename_or_move(vol, req))
 
 
 async def delete_volume(request: web.Request) -> Result:
-    await state(request).volumes.delete(_volume(request))
+    await state(request).volumes.delete(volume_row(request))
     return Sync()
 
 
 async def volume_state(request: web.Request) -> Result:
-    return Sync(await state(request).volumes.state(_volume(request)))
+    return Sync(await state(request).volumes.state(volume_row(request)))
 
 
 # -- snapshots ----------------------------------------------------------------------------------
 
 
 async def list_snapshots(request: web.Request) -> Result:
-    vol = _volume(request)
+    vol = volume_row(request)
     snaps = state(request).volume_snapshots
     rows = snaps.list(vol)
     if recursion(request) >= 1:
@@ -134,7 +147,7 @@ async def list_snapshots(request: web.Request) -> Result:
 
 
 async def create_snapshot(request: web.Request) -> Result:
-    vol = _volume(request)
+    vol = volume_row(request)
     req = await body_as(request, StorageVolumeSnapshotsPost)
     st = state(request)
     st.volume_snapshots.check_custom(vol)

@@ -41,8 +41,10 @@ VOLUME_DIRS = (
 
 
 async def sync_tree(source: Path, target: Path) -> None:
-    """Make the tree at ``target`` (which exists) a copy of ``source``, moving what differs."""
-    await run(["rsync", "-aHAX", "--delete", "--numeric-ids", f"{source}/", f"{target}/"])
+    """Make the tree at ``target`` (which exists) a copy of ``source``, moving what differs
+    (times compared to the nanosecond: two writes of the same size in one second differ)."""
+    argv = ["rsync", "-aHAX", "--delete", "--numeric-ids", "--modify-window=-1"]
+    await run([*argv, f"{source}/", f"{target}/"])
 
 
 def is_abs_dir(value: str) -> None:
