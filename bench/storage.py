@@ -5,7 +5,9 @@ the first time):
   - copy of a stopped container (with no snapshots);
   - snapshot create and restore of a stopped container;
 as medians and p90s (milliseconds), as ratios against the dir pool, and launch against the floor:
-a bare liblxc start of the same rootfs with the same generated config.
+a bare liblxc start of the same rootfs with the same generated config. Then `export` (backup
+made, downloaded, deleted; gzip) and `import` of a busybox container with one snapshot on the
+default pool, against real Incus when it runs here.
 Run as root: `make bench`."""
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BIN, line, stapes_daemon
+from common import BIN, line, real_incus, stapes_daemon
 from launch import bare_liblxc_series
 
 from stapes.client.instance_server import InstanceServer
@@ -74,6 +76,28 @@ def series(server: InstanceServer, pool: str, alias: str) -> dict[str, float]:
     }
 
 
+def backup_series(server: InstanceServer, label: str) -> tuple[float, float]:
+    """Median export and import of a busybox container with one snapshot (default pool)."""
+    name = "bench-backup"
+    server.create_instance({"name": name, "source": {"type": "image", "alias": "bb"}}).wait()
+    server.create_snapshot(name, "s").wait()
+    exports, imports = [], []
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as work:
+        tarball = Path(work) / "b.tar.gz"
+        try:
+            for i in range(RUNS):
+                start = time.perf_counter()
+                server.export_instance(name, tarball, {"compression_algorithm": "gzip"})
+                exports.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                server.import_backup(tarball, f"{name}-{i}").wait()
+                imports.append(time.perf_counter() - start)
+                server.delete_instance(f"{name}-{i}").wait()
+        finally:
+            server.delete_instance(name).wait()
+    return line(f"{label}: export", exports), line(f"{label}: import", imports)
+
+
 def main() -> None:
     aliases = ["bb"] + (["debian/12"] if os.environ.get("BENCH_DEBIAN") == "1" else [])
     with stapes_daemon() as st:
@@ -123,7 +147,15 @@ def main() -> None:
                 print(f"  {pool} {alias} {what:<9} {value:8.1f} ms  " + ", ".join(parts))
         for pool in pools:
             server.delete_pool(pool)
+        print("\nBackups of bb with one snapshot (gzip)")
+        ours = backup_series(server, "stapes")
         server.close()
+    incus = real_incus()
+    if incus is not None:
+        theirs = backup_series(incus, "incus")
+        incus.close()
+        for what, a, b in zip(("export", "import"), ours, theirs, strict=True):
+            print(f"  {what}: stapes {a:.1f} ms, incus {b:.1f} ms ({a / b:.2f}x Incus)")
 
 
 if __name__ == "__main__":
