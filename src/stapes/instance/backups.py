@@ -3,7 +3,6 @@ until deleted or expired, and make a new instance from such a tarball (``stapes 
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -209,10 +208,6 @@ class InstanceBackups:
 
         return self._operation(act, "Deleting instance backup", row, backup.name)
 
-    async def expire(self, minute: datetime) -> None:
-        for backup in self.records.expired():
-            await self.records.delete(backup)
-
     # -- import -------------------------------------------------------------------------------
 
     async def import_archive(self, archive: Path, project: str, name: str, pool: str) -> Operation:
@@ -355,14 +350,13 @@ class InstanceBackups:
                 config["volatile.idmap.current"] = idmap.volatile()
                 config["volatile.idmap.next"] = idmap.volatile()
         devices = entry.get("devices") or {}
-        expires = str(entry.get("expires_at") or "")
         return sq.SnapshotRow(
             id=0,
             instance_id=0,
             name=snap,
             architecture=str(entry.get("architecture") or row.architecture),
             created_at=str(entry.get("created_at") or timestamp(now())),
-            expires_at="" if expires.startswith("0001-") else expires,
+            expires_at=BackupRecords.stored_time(entry.get("expires_at")),
             description=str(entry.get("description") or ""),
             stateful=False,
             config=config,

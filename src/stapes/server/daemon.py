@@ -83,9 +83,9 @@ def build_state(paths: Paths) -> State:
     volume_snapshots = VolumeSnapshots(volumes)
     snapshots.minute_hooks.append(volume_snapshots.scheduled)
     backups = InstanceBackups(instances, snapshots, profiles, volumes)
-    snapshots.minute_hooks.append(backups.expire)
+    snapshots.minute_hooks.append(backups.records.expire)
     volume_backups = VolumeBackups(volumes, volume_snapshots, paths)
-    snapshots.minute_hooks.append(volume_backups.expire)
+    snapshots.minute_hooks.append(volume_backups.records.expire)
     volumes.deleted_hooks.append(volume_backups.forget)
     return State(
         paths=paths,

@@ -4,7 +4,6 @@ until deleted or expired, and make a new volume from such a tarball
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +145,6 @@ class VolumeBackups:
     async def forget(self, volume_id: int) -> None:
         await self.records.forget_owner(volume_id)
 
-    async def expire(self, minute: datetime) -> None:
-        for backup in self.records.expired():
-            await self.records.delete(backup)
-
     # -- import -------------------------------------------------------------------------------
 
     async def import_archive(self, archive: Path, pool: str, project: str, name: str) -> Operation:
@@ -219,13 +214,12 @@ class VolumeBackups:
     @staticmethod
     def _snapshot_row(index: backup_index.BackupIndex, snap: str) -> q.VolumeSnapshotRow:
         entry = index.snapshot_config("volume_snapshots", snap)
-        expires = str(entry.get("expires_at") or "")
         return q.VolumeSnapshotRow(
             id=0,
             volume_id=0,
             name=snap,
             created_at=str(entry.get("created_at") or timestamp(now())),
-            expires_at="" if expires.startswith("0001-") else expires,
+            expires_at=BackupRecords.stored_time(entry.get("expires_at")),
             description=str(entry.get("description") or ""),
             config={str(k): str(v) for k, v in (entry.get("config") or {}).items()},
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,17 @@ class BackupRecords:
         """The tarballs of a deleted instance or volume (its rows go with it)."""
         await asyncio.to_thread(shutil.rmtree, self.directory(owner_id), True)
 
-    def expired(self) -> list[q.BackupRow]:
-        return [b for b in q.expired_backups(self.db, timestamp(now())) if b.owner == self.owner]
+    async def expire(self, minute: datetime) -> None:
+        """Delete the backups whose expires_at has passed (the minute round calls this)."""
+        for backup in q.expired_backups(self.db, timestamp(minute)):
+            if backup.owner == self.owner:
+                await self.delete(backup)
+
+    @staticmethod
+    def stored_time(value: object) -> str:
+        """A time from a backup's index.yaml as stored ("" for Go's zero time: never)."""
+        text = str(value or "")
+        return "" if text.startswith("0001-") else text
 
     def render(self, row: q.BackupRow) -> dict[str, Any]:
         only = "volume_only" if self.owner == "volume" else "instance_only"
