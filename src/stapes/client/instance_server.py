@@ -16,9 +16,6 @@ from stapes.client.connection import Connection, segment, unwrap
 from stapes.client.operation import RemoteOperation
 from stapes.client.storage import StorageClient, file_chunks
 
-CHUNK = 1024 * 1024
-
-
 _q = segment
 
 
