@@ -184,9 +184,7 @@ class InstanceBackups:
         return config
 
     def export_file(self, row: q.InstanceRow, backup: bq.BackupRow) -> Path:
-        path = self.records.file(backup)
-        if not path.exists():
-            raise NotFound(f"The tarball of backup {backup.name!r} is missing")
+        path = self.records.existing_file(backup)
         self._event(InstanceAction.BACKUP_RETRIEVED, row, backup.name)
         return path
 

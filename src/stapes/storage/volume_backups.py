@@ -120,9 +120,7 @@ class VolumeBackups:
         await volume_io.export(source, index, self.records.file(backup), backup.compression)
 
     def export_file(self, vol: q.VolumeRow, backup: bq.BackupRow) -> Path:
-        path = self.records.file(backup)
-        if not path.exists():
-            raise BadRequest(f"The tarball of backup {backup.name!r} is missing")
+        path = self.records.existing_file(backup)
         self._event(StorageVolumeAction.BACKUP_RETRIEVED, vol, backup.name)
         return path
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from stapes.api.backup import BackupsPost
 from stapes.api.base import ZERO_TIME, now, timestamp
-from stapes.api.errors import BadRequest, Conflict
+from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.config.snapshots import parse_expiry_time
 from stapes.db import backups as q
 from stapes.db.connection import Database
@@ -31,6 +31,13 @@ class BackupRecords:
 
     def file(self, row: q.BackupRow) -> Path:
         return self.directory(row.owner_id) / f"{row.id}.tar"
+
+    def existing_file(self, row: q.BackupRow) -> Path:
+        """The tarball to download; 404 when it has gone from the disk."""
+        path = self.file(row)
+        if not path.exists():
+            raise NotFound(f"The tarball of backup {row.name!r} is missing")
+        return path
 
     def list_backups(self, owner_id: int) -> list[q.BackupRow]:
         return q.list_backups(self.db, self.owner, owner_id)
