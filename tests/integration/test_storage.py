@@ -318,3 +318,22 @@ def test_custom_volume_attached_to_unprivileged_container(daemon: Daemon, contai
         daemon.force_delete(container)
         for name in ("shared", block):
             daemon.request("DELETE", vol_url("default", name))
+
+
+@pytest.mark.parametrize(
+    ("driver", "feature", "present"),
+    [("lvm", "device-mapper", "/dev/mapper/control"), ("zfs", "ZFS kernel module", "/dev/zfs")],
+)
+def test_drivers_this_host_cannot_run_are_refused_at_creation(
+    daemon: Daemon, driver: str, feature: str, present: str
+) -> None:
+    if Path(present).exists():
+        pytest.skip(f"this host has {present}: the {driver} driver could run")
+    name = unique(driver)
+    resp = daemon.request("POST", POOLS, {"name": name, "driver": driver})
+    assert resp.status == 400 and feature in error(resp)[1]
+    assert daemon.request("GET", f"{POOLS}/{name}").status == 404
+    assert not (daemon.root / "disks" / f"{name}.img").exists()
+    assert not (daemon.root / "storage-pools" / name).exists()
+    drivers = daemon.request("GET", "/1.0").metadata["environment"]["storage_supported_drivers"]
+    assert driver not in {d["Name"] for d in drivers}

@@ -19,21 +19,17 @@ from stapes.api.errors import BadRequest, Conflict, MissingHostFeature
 from stapes.config import validate as v
 from stapes.host import mounts
 from stapes.host.run import RunError, run, run_sync, spawn
-from stapes.storage.drivers.block_file import make_block_file, resize_block_file
+from stapes.storage.drivers.block_file import (
+    check_wipe,
+    make_block_file,
+    new_loop_file,
+    resize_block_file,
+)
 from stapes.storage.drivers.dir import VOLUME_DIRS, DirDriver, is_abs_dir, sync_tree
 from stapes.storage.drivers.driver import BLOCK, FILESYSTEM, DriverInfo
 
-MIN_LOOP_SIZE = 5 * 1024**3
-MAX_LOOP_SIZE = 30 * 1024**3
 MIN_BTRFS_SIZE = 128 * 1024**2  # below this mkfs.btrfs refuses
 DEFAULT_MOUNT_OPTIONS = "user_subvol_rm_allowed"
-
-
-def default_loop_size(disks: Path) -> int:
-    """Incus's default for a loop-backed pool: a fifth of the free space, 5 to 30 GiB."""
-    st = os.statvfs(disks)
-    fifth = st.f_bavail * st.f_frsize // 5
-    return max(MIN_LOOP_SIZE, min(MAX_LOOP_SIZE, fifth // 1024**3 * 1024**3))
 
 
 def _is_btrfs_size(value: str) -> None:
@@ -138,27 +134,16 @@ class BtrfsDriver(DirDriver):
         return made or {"source": source}
 
     async def _create_loop(self) -> dict[str, str]:
-        size = v.parse_size(self.config["size"]) if "size" in self.config else None
-        size = size or default_loop_size(self.disks)
-        image = self.disks / f"{self.pool_name}.img"
-        if image.exists():
-            raise BadRequest(f"{image} already exists: remove it or choose another pool name")
-        self.disks.mkdir(mode=0o700, parents=True, exist_ok=True)
-        make_block_file(image, size)
+        image, shown = new_loop_file(self.disks, self.pool_name, self.config.get("size"))
         try:
             await run(["mkfs.btrfs", "-q", str(image)])
         except BaseException:
             image.unlink(missing_ok=True)
             raise
-        shown = self.config.get("size") or f"{size // 1024**3}GiB"
         return {"source": str(image), "size": shown}
 
     async def _format(self, device: str) -> None:
-        found = await mounts.filesystem_signature(device)
-        if found and not v.parse_bool(self.config.get("source.wipe", "false")):
-            raise BadRequest(
-                f"{device} holds data (a {found} signature): set source.wipe=true to erase it"
-            )
+        await check_wipe(device, self.config)
         await run(["mkfs.btrfs", "-q", "-f", device])
 
     async def _prepare_dir(self, source: Path) -> None:

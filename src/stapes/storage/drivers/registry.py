@@ -6,8 +6,15 @@ from stapes.api.errors import BadRequest
 from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.drivers.dir import DirDriver
 from stapes.storage.drivers.driver import StorageDriver
+from stapes.storage.drivers.lvm import LvmDriver
+from stapes.storage.drivers.zfs import ZfsDriver
 
-DRIVERS: dict[str, type[StorageDriver]] = {"dir": DirDriver, "btrfs": BtrfsDriver}
+DRIVERS: dict[str, type[StorageDriver]] = {
+    "dir": DirDriver,
+    "btrfs": BtrfsDriver,
+    "lvm": LvmDriver,
+    "zfs": ZfsDriver,
+}
 
 
 def driver_class(name: str) -> type[StorageDriver]:
