@@ -63,3 +63,10 @@ class StorageVolumeSnapshotPut(WireModel):
 
 class StorageVolumeSnapshotPost(WireModel):
     name: str
+
+
+class RecoverPost(WireModel):
+    """POST /internal/recover/validate and /import: pools the database lost, to mount and
+    scan as well as the known ones."""
+
+    pools: list[StoragePoolsPost] = Field(default_factory=list)

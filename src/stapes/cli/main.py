@@ -41,6 +41,7 @@ COMMAND_MODULES = {
     "storage": "storage",
     "export": "backup",
     "import": "backup",
+    "admin": "admin",
 }
 
 

@@ -98,6 +98,18 @@ class StorageClient:
             f"/1.0/storage-pools/{_q(pool)}/volumes/custom", tarball, name, {}
         )
 
+    # recovery after a database loss
+    def recover_scan(self, pools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Volumes on the pools (and on ``pools`` the database lost) that it does not know."""
+        body = {"pools": pools or []}
+        result: dict[str, Any] = self.conn.request(
+            "POST", "/internal/recover/validate", json_body=body
+        )
+        return result
+
+    def recover_import(self, pools: list[dict[str, Any]] | None = None) -> None:
+        self.conn.request("POST", "/internal/recover/import", json_body={"pools": pools or []})
+
     def volumes(self, pool: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.conn.request(
             "GET", f"/1.0/storage-pools/{_q(pool)}/volumes", params={"recursion": "1"}

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 DAEMON_FILES = ("config",)
 """What stapesd keeps in an instance volume besides the instance's own files: liblxc's config
 (another daemon's liblxc would read it as the container's)."""
+BACKUP_FILE = "backup.yaml"
 IDMAP_KEYS = ("volatile.idmap.base", "volatile.idmap.current", "volatile.idmap.next")
 
 
@@ -133,7 +134,7 @@ class InstanceBackups:
     @staticmethod
     def _backup_files(config: dict[str, Any], snaps: list[sq.SnapshotRow]) -> dict[str, str]:
         """backup.yaml in the instance's tree and in each snapshot's, as Incus writes them."""
-        files = {"backup/container/backup.yaml": dump_yaml(config)}
+        files = {f"backup/container/{BACKUP_FILE}": dump_yaml(config)}
         for snap, rendered in zip(snaps, config.get("snapshots") or [], strict=False):
             container = config["container"]
             own = {
@@ -142,7 +143,7 @@ class InstanceBackups:
                 "profiles": config["profiles"],
                 "volume": config["volume"],
             }
-            member = f"backup/snapshots/{snap.name}/backup.yaml"
+            member = f"backup/snapshots/{snap.name}/{BACKUP_FILE}"
             files[member] = dump_yaml(own)
         return files
 
@@ -183,6 +184,18 @@ class InstanceBackups:
             ]
         return config
 
+    async def write_backup_file(self, row: q.InstanceRow) -> None:
+        """backup.yaml in the instance's volume, as Incus keeps it: what ``recover`` reads
+        back after a database loss. Replaced whole (a reader never sees half a file)."""
+        volume = self.instances.pools.driver(row.pool).volume_path("containers", row.name)
+        if not volume.is_dir():
+            return
+        text = dump_yaml(await self.index_config(row, self.snapshots.list_snapshots(row)))
+        partial = volume / f".{BACKUP_FILE}.partial"
+        partial.write_text(text)
+        partial.chmod(0o600)
+        partial.rename(volume / BACKUP_FILE)
+
     def export_file(self, row: q.InstanceRow, backup: bq.BackupRow) -> Path:
         path = self.records.existing_file(backup)
         self._event(InstanceAction.BACKUP_RETRIEVED, row, backup.name)
@@ -213,7 +226,7 @@ class InstanceBackups:
         instance in the background; the archive is removed when done either way."""
         try:
             index = backup_index.parse(await tarball.read_index(archive))
-            row = self._import_row(index, project, name, pool)
+            row = self.import_row(index, project, name, pool, keep_ids=index.optimized)
             volume_io.check_restorable(self.instances.pools.usable_driver(row.pool), index)
         except BaseException:
             archive.unlink(missing_ok=True)
@@ -226,7 +239,10 @@ class InstanceBackups:
         else:
             idmap = svc.choose_idmap(row, config)
             create.set_idmap(row, idmap)
-        snapshot_rows = {s: self._snapshot_row(index, s, row, idmap) for s in index.snapshots}
+        snapshot_rows = {
+            s: self.snapshot_row(index, s, row, idmap, keep_ids=index.optimized)
+            for s in index.snapshots
+        }
 
         async def add_snapshot(target: q.InstanceRow, snap: str) -> None:
             snap_row = snapshot_rows[snap]
@@ -256,9 +272,20 @@ class InstanceBackups:
 
         return svc.instance_operation(act, "Restoring backup", project, row.name)
 
-    def _import_row(
-        self, index: backup_index.BackupIndex, project: str, name: str, pool: str
+    def import_row(
+        self,
+        index: backup_index.BackupIndex,
+        project: str,
+        name: str,
+        pool: str,
+        *,
+        keep_ids: bool,
+        pool_recorded: bool = True,
     ) -> q.InstanceRow:
+        """The instance a backup (or a volume's backup.yaml) describes, checked against this
+        server (name free, pool, profiles, config). ``keep_ids``: its files still have the ids
+        its volatile.idmap keys say (optimized streams, recovered volumes); otherwise they are
+        dropped, for a new map. ``pool_recorded`` False: the pool is being recovered too."""
         if index.type != "container":
             raise BadRequest(
                 f"This is a backup of a {index.type}: stapesd imports container backups "
@@ -272,7 +299,7 @@ class InstanceBackups:
         if q.find_instance(self.db, project, name) is not None:
             raise Conflict(f"Instance {name!r} already exists")
         pool = pool or index.pool
-        if find_pool(self.db, pool) is None:
+        if pool_recorded and find_pool(self.db, pool) is None:
             raise BadRequest(
                 f"Storage pool {pool!r} (where the backup came from) does not exist here: "
                 "choose one with --storage"
@@ -309,7 +336,7 @@ class InstanceBackups:
         svc.check_devices(row.devices, "container", project)
         if not row.architecture:
             raise BadRequest("Invalid backup: the instance has no architecture")
-        if not index.optimized:
+        if not keep_ids:
             for key in IDMAP_KEYS:
                 row.config.pop(key, None)
         return row
@@ -331,22 +358,21 @@ class InstanceBackups:
             local[name] = {"type": "disk", "path": "/", "pool": pool}
         return local
 
-    def _snapshot_row(
+    def snapshot_row(
         self,
         index: backup_index.BackupIndex,
         snap: str,
         row: q.InstanceRow,
         idmap: IdMap | None,
+        *,
+        keep_ids: bool,
     ) -> sq.SnapshotRow:
         entry = index.snapshot_config("snapshots", snap)
         config = {str(k): str(v) for k, v in (entry.get("config") or row.config).items()}
-        if not index.optimized:
+        if not keep_ids:
             for key in IDMAP_KEYS:
                 config.pop(key, None)
-            if idmap is not None:
-                config["volatile.idmap.base"] = str(idmap.base)
-                config["volatile.idmap.current"] = idmap.volatile()
-                config["volatile.idmap.next"] = idmap.volatile()
+            config |= create.idmap_keys(idmap)
         devices = entry.get("devices") or {}
         return sq.SnapshotRow(
             id=0,

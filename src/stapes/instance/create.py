@@ -160,7 +160,15 @@ def add_volatile(row: q.InstanceRow, image: ImageRow | None, idmap: IdMap | None
 
 
 def set_idmap(row: q.InstanceRow, idmap: IdMap | None) -> None:
-    if idmap is not None:
-        row.config["volatile.idmap.base"] = str(idmap.base)
-        row.config["volatile.idmap.current"] = idmap.volatile()
-        row.config["volatile.idmap.next"] = idmap.volatile()
+    row.config |= idmap_keys(idmap)
+
+
+def idmap_keys(idmap: IdMap | None) -> dict[str, str]:
+    """The volatile keys that record an instance's (or snapshot's) map (none: unshifted)."""
+    if idmap is None:
+        return {}
+    return {
+        "volatile.idmap.base": str(idmap.base),
+        "volatile.idmap.current": idmap.volatile(),
+        "volatile.idmap.next": idmap.volatile(),
+    }

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from stapes.config.server_keys import server_value
 from stapes.db.connection import Database
-from stapes.db.instances import InstanceRow, find_instance
+from stapes.db.instances import InstanceRow, find_instance, list_instances
 from stapes.db.projects import ensure_profile, ensure_project
 from stapes.db.server_config import get_config
 from stapes.host.capabilities import probe
@@ -20,12 +20,14 @@ from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.images.store import ImageStore
 from stapes.instance import hotplug_events
-from stapes.instance.backups import InstanceBackups
+from stapes.instance.backup_file import BackupFileKeeper
+from stapes.instance.backups import BACKUP_FILE, InstanceBackups
 from stapes.instance.devices.hotplug import UeventWatcher
 from stapes.instance.files import InstanceFiles
 from stapes.instance.host_power import HostPower
 from stapes.instance.lxc import LxcDriver
 from stapes.instance.profiles import ProfileService
+from stapes.instance.recover import Recovery
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.service import InstanceService
 from stapes.instance.snapshots import SnapshotService
@@ -104,6 +106,7 @@ def build_state(paths: Paths) -> State:
         volumes=volumes,
         volume_snapshots=volume_snapshots,
         volume_backups=volume_backups,
+        recovery=Recovery(backups, volumes),
     )
 
 
@@ -120,9 +123,17 @@ async def initialise(st: State) -> list[InstanceRow]:
             "Default Stapes profile",
             {"root": {"path": "/", "pool": "default", "type": "disk"}},
         )
-    for leftover in st.paths.images.glob("upload-*"):
+    for leftover in [
+        *st.paths.images.glob("upload-*"),
+        *(st.paths.backups / "uploads").glob("upload-*"),
+    ]:
         leftover.unlink(missing_ok=True)
-    return await HostPower(st.instances).readopt()
+    to_start = await HostPower(st.instances).readopt()
+    for row in list_instances(st.db, None):  # volumes made before stapesd kept backup.yaml
+        volume = st.pools.driver(row.pool).volume_path("containers", row.name)
+        if volume.is_dir() and not (volume / BACKUP_FILE).exists():
+            await st.backups.write_backup_file(row)
+    return to_start
 
 
 async def serve(paths: Paths) -> None:
@@ -147,6 +158,7 @@ async def serve(paths: Paths) -> None:
     uevents = UeventWatcher(lambda event: hotplug_events.handle(st.instances, event))
     uevents.start()
     schedule = loop.create_task(st.snapshots.run_schedule())
+    backup_files = loop.create_task(BackupFileKeeper(st.backups, st.events).run())
     stop = asyncio.Event()
     host_shutdown = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -159,6 +171,7 @@ async def serve(paths: Paths) -> None:
         )
         autostart.cancel()
         schedule.cancel()
+        backup_files.cancel()
         uevents.close()
         if host_down.done():
             log.info("host shutdown (SIGPWR): stopping instances")

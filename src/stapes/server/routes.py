@@ -19,6 +19,7 @@ from stapes.server.handlers import (
     operations,
     profiles,
     projects,
+    recover,
     server,
     storage_pools,
     storage_volume_backups,
@@ -46,8 +47,12 @@ API: list[Endpoint] = [
 ]
 
 
+UNVERSIONED: list[Endpoint] = [server.ROOT, *recover.ENDPOINTS]
+"""Outside /1.0: the root, and Incus's /internal endpoints that its own CLI calls."""
+
+
 def register(app: web.Application) -> None:
-    for endpoint in [server.ROOT]:
+    for endpoint in UNVERSIONED:
         for method, action in endpoint.actions().items():
             app.router.add_route(method, endpoint.path, wrap(action))
     for endpoint in API:

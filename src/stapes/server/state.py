@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from stapes.instance.backups import InstanceBackups
     from stapes.instance.files import InstanceFiles
     from stapes.instance.profiles import ProfileService
+    from stapes.instance.recover import Recovery
     from stapes.instance.service import InstanceService
     from stapes.instance.snapshots import SnapshotService
     from stapes.storage.pool import Pools
@@ -45,6 +46,7 @@ class State:
     volumes: Volumes
     volume_snapshots: VolumeSnapshots
     volume_backups: VolumeBackups
+    recovery: Recovery
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

@@ -59,7 +59,11 @@ class Pools:
         """Create the ``default`` dir pool on first start; mount every pool (a pool whose
         source is gone is marked Unavailable, the others still come up)."""
         if not list_pools(self.db):
-            await self.create("default", "dir", "", {})
+            if self.pool_path("default").is_dir():  # the database was lost: keep the pool's data
+                log.warning("recording the existing default pool again (stapes admin recover)")
+                self.record_existing(await self.mount_existing("default", "dir", {}))
+            else:
+                await self.create("default", "dir", "", {})
         for row in list_pools(self.db):
             try:
                 await self.driver(row.name).mount_pool()
@@ -106,6 +110,25 @@ class Pools:
         drv.config.update(made)
         self._drivers[name] = drv  # mounted, with what it probed (reflinks)
         self.events.lifecycle(StoragePoolAction.CREATED, pool_url(name))
+
+    async def mount_existing(self, name: str, driver: str, config: dict[str, str]) -> StorageDriver:
+        """A pool the database lost (recovery): mount what its config names, make nothing."""
+        check_volume_name(name)
+        cls = driver_class(driver)
+        cls.probe()
+        validate_pool_config(cls, config)
+        if find_pool(self.db, name) is not None:
+            raise Conflict(f"Storage pool {name!r} already exists")
+        drv = self._make_driver(name, driver, config)
+        await drv.mount_pool()
+        return drv
+
+    def record_existing(self, drv: StorageDriver, description: str = "") -> None:
+        """Record a pool mounted by ``mount_existing``."""
+        with self.db.transaction():
+            create_pool(self.db, drv.pool_name, drv.info().name, description, drv.config)
+        self._drivers[drv.pool_name] = drv
+        self.events.lifecycle(StoragePoolAction.CREATED, pool_url(drv.pool_name))
 
     async def update(self, row: PoolRow, description: str, config: dict[str, str]) -> None:
         cls = driver_class(row.driver)
