@@ -337,3 +337,47 @@ def test_drivers_this_host_cannot_run_are_refused_at_creation(
     assert not (daemon.root / "storage-pools" / name).exists()
     drivers = daemon.request("GET", "/1.0").metadata["environment"]["storage_supported_drivers"]
     assert driver not in {d["Name"] for d in drivers}
+
+
+@pytest.mark.btrfs
+def test_copy_and_move_instances_between_pools(
+    daemon: Daemon, busybox: str, btrfs_pool: str
+) -> None:
+    name = daemon.launch(busybox)
+    copy, other = unique("cp"), unique("mv")
+    try:
+        shell(daemon, name, "echo one > /root/f; echo")
+        daemon.ok(daemon.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s0"}))
+        shell(daemon, name, "echo two > /root/f; echo")
+        root = {"root": {"type": "disk", "path": "/", "pool": btrfs_pool}}
+        body = {"name": copy, "source": {"type": "copy", "source": name}, "devices": root}
+        daemon.ok(daemon.request("POST", "/1.0/instances", body))
+        on_btrfs = daemon.root / "storage-pools" / btrfs_pool / "containers" / copy
+        assert on_btrfs.stat().st_ino == 256  # a btrfs subvolume
+        snaps = daemon.request("GET", f"/1.0/instances/{copy}/snapshots").metadata
+        assert [s.rsplit("/", 1)[-1] for s in snaps] == ["s0"]
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{copy}", {"restore": "s0"}))
+        rootfs = on_btrfs / "rootfs" / "root" / "f"
+        assert rootfs.read_text() == "one\n"
+
+        # a running instance does not move; a missing pool is a 404
+        resp = daemon.request("POST", f"/1.0/instances/{name}", {"name": name, "pool": btrfs_pool})
+        assert resp.status == 400 and "stop it" in error(resp)[1]
+        resp = daemon.request("POST", f"/1.0/instances/{name}", {"name": name, "pool": "nope"})
+        assert resp.status == 404
+        daemon.force_stop(name)
+        daemon.cli("rename", name, other)
+        daemon.cli("move", other, "--storage", btrfs_pool)
+        inst = daemon.request("GET", f"/1.0/instances/{other}").metadata
+        assert inst["expanded_devices"]["root"]["pool"] == btrfs_pool
+        old = daemon.root / "storage-pools" / "default" / "containers" / other
+        assert not old.exists()
+        moved = daemon.root / "storage-pools" / btrfs_pool / "containers" / other
+        assert (moved / "rootfs" / "root" / "f").read_text() == "two\n"
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{other}/state", {"action": "start"}))
+        assert shell(daemon, other, "cat /root/f") == "two\n"
+        snaps = daemon.request("GET", f"/1.0/instances/{other}/snapshots").metadata
+        assert [s.rsplit("/", 1)[-1] for s in snaps] == ["s0"]
+    finally:
+        for victim in (name, copy, other):
+            daemon.force_delete(victim)

@@ -119,6 +119,10 @@ class InstanceServer(StorageClient):
     def rename_instance(self, name: str, new_name: str) -> RemoteOperation:
         return self._op("POST", f"/1.0/instances/{_q(name)}", json_body={"name": new_name})
 
+    def move_to_pool(self, name: str, pool: str) -> RemoteOperation:
+        body = {"name": name, "pool": pool, "migration": True}
+        return self._op("POST", f"/1.0/instances/{_q(name)}", json_body=body)
+
     def delete_instance(self, name: str) -> RemoteOperation:
         return self._op("DELETE", f"/1.0/instances/{_q(name)}")
 

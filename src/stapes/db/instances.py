@@ -111,7 +111,8 @@ def insert_instance(db: Database, row: InstanceRow) -> int:
 def update_instance(db: Database, row: InstanceRow) -> None:
     db.execute(
         "UPDATE instances SET name = ?, architecture = ?, description = ?, ephemeral = ?, "
-        "stateful = ?, config = ?, devices = ?, profiles = ?, last_used_at = ? WHERE id = ?",
+        "stateful = ?, config = ?, devices = ?, profiles = ?, pool = ?, last_used_at = ? "
+        "WHERE id = ?",
         (
             row.name,
             row.architecture,
@@ -121,6 +122,7 @@ def update_instance(db: Database, row: InstanceRow) -> None:
             json.dumps(row.config),
             json.dumps(row.devices),
             json.dumps(row.profiles),
+            row.pool,
             row.last_used_at,
             row.id,
         ),

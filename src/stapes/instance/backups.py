@@ -19,7 +19,6 @@ from stapes.db.projects import get_profile, get_project
 from stapes.db.storage import find_pool, get_pool
 from stapes.host.idmap import IdMap, current_map
 from stapes.instance import create, names
-from stapes.instance.service import root_disk
 from stapes.server.operations import Operation
 from stapes.storage.backups import index as backup_index
 from stapes.storage.backups import tarball, volume_io
@@ -330,7 +329,9 @@ class InstanceBackups:
             ephemeral=bool(source.get("ephemeral")),
             stateful=False,
             config={**local, **volatile},
-            devices=self._devices(source.get("devices") or {}, profiles, project, pool),
+            devices=self.instances.devices_on_pool(
+                source.get("devices") or {}, profiles, project, pool
+            ),
             profiles=profiles,
         )
         svc.check_devices(row.devices, "container", project)
@@ -340,23 +341,6 @@ class InstanceBackups:
             for key in IDMAP_KEYS:
                 row.config.pop(key, None)
         return row
-
-    def _devices(
-        self, devices: dict[str, Any], profiles: list[str], project: str, pool: str
-    ) -> dict[str, dict[str, str]]:
-        """The backup's own devices, with the root disk on the target pool (added to the
-        instance when its root disk came from a profile that names another pool)."""
-        local = {str(n): {str(k): str(v) for k, v in d.items()} for n, d in devices.items()}
-        found = root_disk(local)
-        if found is not None:
-            found[1]["pool"] = pool
-            return local
-        expanded = self.instances.expand_parts(project, profiles, {}, local)[1]
-        inherited = root_disk(expanded)
-        if inherited is None or inherited[1].get("pool") != pool:
-            name = inherited[0] if inherited else "root"
-            local[name] = {"type": "disk", "path": "/", "pool": pool}
-        return local
 
     def snapshot_row(
         self,
@@ -384,6 +368,6 @@ class InstanceBackups:
             description=str(entry.get("description") or ""),
             stateful=False,
             config=config,
-            devices=self._devices(devices, row.profiles, row.project, row.pool),
+            devices=self.instances.devices_on_pool(devices, row.profiles, row.project, row.pool),
             profiles=[str(p) for p in entry.get("profiles") or row.profiles],
         )

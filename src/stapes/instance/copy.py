@@ -15,6 +15,7 @@ from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.db.connection import Database
 from stapes.host.idmap import IdMap, current_map, reshift_tree
+from stapes.storage.drivers.dir import sync_tree
 
 if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
@@ -74,11 +75,8 @@ async def copy_volume(
     src = source.instance
     drv = service.pools.driver(row.pool)
     if src.pool != row.pool:
-        raise BadRequest(
-            f"Copying from pool {src.pool!r} to pool {row.pool!r} is not supported yet: "
-            "copy within one pool"
-        )
-    if source.snapshot is not None:
+        await _copy_across_pools(service, source, row)
+    elif source.snapshot is not None:
         await drv.volume_from_snapshot(
             "containers", src.name, source.snapshot.name, "containers", row.name
         )
@@ -90,9 +88,31 @@ async def copy_volume(
     await asyncio.to_thread(reshift_tree, rootfs, old, idmap)
 
 
+async def _copy_across_pools(
+    service: InstanceService, source: CopySource, row: q.InstanceRow
+) -> None:
+    """The new volume on another pool, its snapshots first (oldest first, each taken after
+    its files were synced in, so CoW pools share what did not change), then the volume."""
+    src = source.instance
+    src_drv = service.pools.usable_driver(src.pool)
+    drv = service.pools.usable_driver(row.pool)
+    target = await drv.create_volume("containers", row.name)
+    if not source.instance_only and source.snapshot is None:
+        for snap in sq.list_snapshots(service.db, src.id):
+            await sync_tree(src_drv.snapshot_path("containers", src.name, snap.name), target)
+            await drv.create_snapshot("containers", row.name, snap.name)
+            _record_snapshot(service, snap, row)
+    if source.snapshot is not None:
+        await sync_tree(src_drv.snapshot_path("containers", src.name, source.snapshot.name), target)
+    else:
+        async with service.locks(src.project, src.name), service.frozen(src):
+            await sync_tree(src_drv.volume_path("containers", src.name), target)
+
+
 async def copy_snapshots(service: InstanceService, source: CopySource, row: q.InstanceRow) -> None:
-    """Give the new instance the source's snapshots (unless instance-only)."""
-    if source.instance_only:
+    """Give the new instance the source's snapshots (unless instance-only; a copy to another
+    pool took them with its volume)."""
+    if source.instance_only or source.instance.pool != row.pool:
         return
     src = source.instance
     for snap in sq.list_snapshots(service.db, src.id):
@@ -104,17 +124,22 @@ async def _copy_snapshot(
 ) -> None:
     drv = service.pools.driver(row.pool)
     await drv.copy_snapshot("containers", src.name, snap.name, row.name)
+    try:
+        _record_snapshot(service, snap, row)
+    except BaseException:
+        await drv.delete_snapshot("containers", row.name, snap.name)
+        raise
+
+
+def _record_snapshot(service: InstanceService, snap: sq.SnapshotRow, row: q.InstanceRow) -> None:
+    """The row of a snapshot copied to ``row`` (with the new instance's volatile keys)."""
     copied = sq.SnapshotRow(**{**snap.__dict__, "id": 0, "instance_id": row.id})
     copied.config = {
         **local_config(snap.config),
         **{k: v for k, v in row.config.items() if k.startswith(VOLATILE_PREFIX)},
     }
-    try:
-        with service.db.transaction():
-            sq.insert_snapshot(service.db, copied)
-    except BaseException:
-        await drv.delete_snapshot("containers", row.name, snap.name)
-        raise
+    with service.db.transaction():
+        sq.insert_snapshot(service.db, copied)
     service.events.lifecycle(
         InstanceAction.SNAPSHOT_CREATED,
         f"/1.0/instances/{row.name}/snapshots/{snap.name}",
@@ -148,3 +173,30 @@ async def refresh(service: InstanceService, source: CopySource, target: q.Instan
     await asyncio.to_thread(
         reshift_tree, rootfs, current_map(src.config), current_map(target.config)
     )
+
+
+async def move_to_pool(service: InstanceService, row: q.InstanceRow, pool: str) -> None:
+    """Move a stopped instance and its snapshots to another pool (the caller holds its lock):
+    copy them over, switch the instance's row and root disk, then delete the old volume. Until
+    the switch, a failure removes the copy and leaves the instance as it was."""
+    old_drv = service.pools.usable_driver(row.pool)
+    drv = service.pools.usable_driver(pool)
+    target = await drv.create_volume("containers", row.name)
+    try:
+        for snap in sq.list_snapshots(service.db, row.id):
+            await sync_tree(old_drv.snapshot_path("containers", row.name, snap.name), target)
+            await drv.create_snapshot("containers", row.name, snap.name)
+        await sync_tree(old_drv.volume_path("containers", row.name), target)
+        moved = q.InstanceRow(**{**row.__dict__})
+        moved.pool = pool
+        moved.devices = service.devices_on_pool(row.devices, row.profiles, row.project, pool)
+        await service.apply_root_size(moved, None, service.expand(moved)[1])
+    except BaseException:
+        await drv.delete_volume("containers", row.name)
+        raise
+    driver = service.drivers.get(row.type)
+    await driver.forget(service.spec(row))
+    with service.db.transaction():
+        q.update_instance(service.db, moved)
+    await driver.adopt(service.spec(moved))
+    await old_drv.delete_volume("containers", row.name)

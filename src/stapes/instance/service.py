@@ -245,6 +245,22 @@ class InstanceService:
             raise BadRequest("The root disk device has no pool")
         return pool
 
+    def devices_on_pool(
+        self, devices: dict[str, Any], profiles: list[str], project: str, pool: str
+    ) -> dict[str, dict[str, str]]:
+        """An instance's own devices with its root disk on ``pool``: the local root disk
+        changed, or one added when the root disk comes from a profile naming another pool."""
+        local = {str(n): {str(k): str(v) for k, v in d.items()} for n, d in devices.items()}
+        found = root_disk(local)
+        if found is not None:
+            found[1]["pool"] = pool
+            return local
+        inherited = root_disk(self.expand_parts(project, profiles, {}, local)[1])
+        if inherited is None or inherited[1].get("pool") != pool:
+            name = inherited[0] if inherited else "root"
+            local[name] = {"type": "disk", "path": "/", "pool": pool}
+        return local
+
     async def create(self, req: InstancesPost, project: str) -> Operation:
         source: copy.CopySource | None = None
         if req.source.type == "copy":
@@ -638,6 +654,23 @@ class InstanceService:
                 )
 
         return self.instance_operation(act, "Renaming instance", row.project, row.name)
+
+    async def move_to_pool(self, row: q.InstanceRow, pool: str) -> Operation:
+        self.pools.usable_driver(pool)  # a pool that does not exist is a 404
+        if await self.is_running(row):
+            raise BadRequest("Moving a running instance to another pool is not possible: stop it")
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                current = self.get(row.project, row.name)
+                if await self.is_running(current):
+                    raise BadRequest("The instance started: stop it to move it")
+                await copy.move_to_pool(self, current, pool)
+            self.events.lifecycle(
+                InstanceAction.UPDATED, url(row.name, row.project), project=row.project
+            )
+
+        return self.instance_operation(act, "Moving instance", row.project, row.name)
 
     async def delete(self, row: q.InstanceRow) -> Operation:
         if (await self.status(row)).status != StatusCode.STOPPED:

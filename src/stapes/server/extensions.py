@@ -52,6 +52,7 @@ API_EXTENSIONS: list[str] = [
     "custom_volume_backup",
     "backup_override_name",
     "storage_rsync_compression",
+    "instance_pool_move",
     "storage_volume_state",
     "server_supported_storage_drivers",
     "event_lifecycle_requestor_address",

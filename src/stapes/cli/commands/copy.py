@@ -23,6 +23,8 @@ def _copy(server: InstanceServer, options: dict[str, Any]) -> None:
         "config": parse_key_values(options["config"], "--config"),
         "ephemeral": options["ephemeral"],
     }
+    if options["storage"]:
+        body["devices"] = {"root": {"type": "disk", "path": "/", "pool": options["storage"]}}
     if options["no_profiles"]:
         body["profiles"] = []
     elif options["profiles"]:
@@ -44,6 +46,7 @@ def _copy(server: InstanceServer, options: dict[str, Any]) -> None:
 @click.option("--no-profiles", is_flag=True, help="Copy without any profile")
 @click.option("--ephemeral", "-e", is_flag=True, help="Make the copy ephemeral")
 @click.option("--start", is_flag=True, help="Start the copy")
+@click.option("--storage", "-s", default="", help="Storage pool of the copy")
 @click.option("--stateless", is_flag=True, help="Copy without running state (the only way here)")
 def copy(**options: Any) -> None:
     """Copy an instance or a snapshot (SOURCE is NAME or NAME/SNAPSHOT)."""
@@ -58,11 +61,18 @@ def rename(name: str, new_name: str) -> None:
     run(lambda s: s.rename_instance(name, new_name).wait())
 
 
-move = click.Command(
-    "move",
-    callback=rename.callback,
-    params=rename.params,
-    help="Move an instance within this server: a rename.",
-)
+@click.command()
+@click.argument("name")
+@click.argument("new_name", required=False, default="")
+@click.option("--storage", "-s", default="", help="Move the (stopped) instance to this pool")
+def move(name: str, new_name: str, storage: str) -> None:
+    """Move an instance within this server: rename it, or move it to another storage pool."""
+    if bool(new_name) == bool(storage):
+        raise click.UsageError("Give either NEW_NAME or --storage")
+    if storage:
+        run(lambda s: s.move_to_pool(name, storage).wait())
+    else:
+        run(lambda s: s.rename_instance(name, new_name).wait())
+
 
 COMMANDS = [copy, rename, move]

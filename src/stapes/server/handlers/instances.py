@@ -112,11 +112,12 @@ async def post_instance(request: web.Request) -> Result:
     st = state(request)
     row = instance_row(request)
     req = await body_as(request, InstancePost)
+    if req.pool and req.pool != row.pool:  # incus move --storage: a local move (no migration)
+        if req.name and req.name != row.name:
+            raise BadRequest("Move to another pool or rename, not both at once")
+        return Async(await st.instances.move_to_pool(row, req.pool))
     if req.migration:
         raise BadRequest("Migration is not supported by this stapesd yet")
-    if req.pool and req.pool != row.pool:
-        st.pools.driver(req.pool)  # a pool that does not exist is a 404
-        raise BadRequest("Moving an instance to another storage pool is not supported yet")
     if req.project and req.project != row.project:
         get_project(st.db, req.project)  # a project that does not exist is a 404
         raise BadRequest("Moving an instance to another project is not supported yet")
