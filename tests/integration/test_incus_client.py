@@ -205,3 +205,10 @@ def test_incus_storage_pools_and_volumes(incus, daemon: Daemon, container: str) 
     finally:
         incus("storage", "delete", pool, check=False)
     assert pool not in incus("storage", "list", "--format", "csv").stdout
+
+
+def test_incus_storage_info_and_host_resources(incus) -> None:  # type: ignore[no-untyped-def]
+    info = incus("storage", "info", "default").stdout
+    assert "driver: dir" in info and "total space:" in info
+    resources = incus("info", "--resources").stdout
+    assert "CPU:" in resources and "Memory:" in resources

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.helpers import Daemon
@@ -89,3 +91,19 @@ def test_server_config(daemon: Daemon) -> None:
     assert "core.shutdown_timeout: '5'" in daemon.cli("config", "show").stdout
     assert daemon.request("PUT", "/1.0", {"config": {}}).status == 200
     assert daemon.request("GET", "/1.0").metadata["config"] == {}
+
+
+def test_resources_describe_this_host(daemon: Daemon) -> None:
+    res = daemon.request("GET", "/1.0/resources").metadata
+    assert res["cpu"]["total"] == os.cpu_count()
+    threads = [t for s in res["cpu"]["sockets"] for c in s["cores"] for t in c["threads"]]
+    assert sorted(t["id"] for t in threads) == list(range(os.cpu_count() or 0))
+    with open("/proc/meminfo", encoding="ascii") as f:
+        total_kib = int(f.readline().split()[1])
+    assert res["memory"]["total"] == total_kib * 1024
+    assert 0 < res["memory"]["used"] < res["memory"]["total"]
+    assert res["load"]["Processes"] > 0
+    names = {p["id"] for card in res["network"]["cards"] for p in card["ports"]}
+    assert "lo" not in names
+    assert res["storage"]["total"] == len(res["storage"]["disks"])
+    assert "resources_v2" in daemon.request("GET", "/1.0").metadata["api_extensions"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import socket
@@ -14,6 +15,7 @@ import stapes
 from stapes.api.errors import BadRequest
 from stapes.config.server_keys import validate_server_config
 from stapes.db.server_config import get_config, replace_config
+from stapes.host.resources import resources as host_resources
 from stapes.instance.service import without_empty
 from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
 from stapes.server.extensions import API_EXTENSIONS
@@ -120,12 +122,18 @@ async def get_root(request: web.Request) -> Result:
     return Sync(["/1.0"])
 
 
+async def get_resources(request: web.Request) -> Result:
+    """The host's hardware (CPU, memory, disks, network cards...), as Incus reports it."""
+    return Sync(await asyncio.to_thread(host_resources))
+
+
 ENDPOINTS = [
+    Endpoint("/resources", get=Action(get_resources)),
     Endpoint(
         "",
         get=Action(get_server, allow_untrusted=True),
         put=Action(put_server),
         patch=Action(patch_server),
-    )
+    ),
 ]
 ROOT = Endpoint("/", get=Action(get_root, allow_untrusted=True))
