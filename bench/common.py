@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stapes.client.instance_server import InstanceServer
+from stapes.host.mounts import unmount_below
 
 INCUS_SOCKET = Path("/var/lib/incus/unix.socket")
 BIN = Path(sys.executable).parent
@@ -79,15 +80,6 @@ def stapes_daemon() -> Iterator[Stapes]:
         daemon.wait(30)
         unmount_below(root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def unmount_below(root: Path) -> None:
-    """Pools the daemon mounted below its root (btrfs loop files) go with it."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        targets = [entry.split()[4] for entry in f]
-    for target in sorted(targets, key=len, reverse=True):
-        if target.startswith(f"{root}/"):
-            subprocess.run(["umount", "-l", target], check=False)
 
 
 def real_incus() -> InstanceServer | None:

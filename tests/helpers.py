@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from stapes.host.mounts import unmount_below
+
 VENV_BIN = Path(sys.executable).parent
 STAPES = str(VENV_BIN / "stapes")
 
@@ -176,11 +178,7 @@ def new_root() -> Path:
 
 def remove_root(root: Path) -> None:
     """Unmount what the daemon mounted below its root (btrfs pools), then delete the root."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        targets = [line.split()[4] for line in f]
-    for target in sorted(targets, key=len, reverse=True):
-        if target.startswith(f"{root}/"):
-            subprocess.run(["umount", "-l", target], check=False)
+    unmount_below(root)
     shutil.rmtree(root, ignore_errors=True)
 
 

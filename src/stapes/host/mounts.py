@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +81,12 @@ async def filesystem_signature(device: str) -> str | None:
     rc, out, _ = await run(["blkid", "-o", "value", "-s", "TYPE", device], check=False)
     kind = out.decode().strip()
     return kind if rc == 0 and kind else None
+
+
+def unmount_below(root: Path) -> None:
+    """Lazily unmount everything mounted below ``root``, deepest first (before deleting a
+    tree a tool mounted /proc or a loop file into)."""
+    prefix = f"{os.path.realpath(root)}/"
+    for entry in sorted(mounts(), key=lambda e: len(str(e.target)), reverse=True):
+        if str(entry.target).startswith(prefix):
+            subprocess.run(["umount", "-l", str(entry.target)], check=False)

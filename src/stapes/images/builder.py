@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from stapes.api.errors import BadRequest, MissingHostFeature
+from stapes.host import mounts
 from stapes.host.run import run
 
 Say = Callable[[str], None]
@@ -179,17 +180,20 @@ async def build_debian(version: str, work: Path, out: Path, say: Say = lambda _:
     rootfs = work / "rootfs"
     mirror = debian_mirror()
     say(f"Bootstrapping Debian {suite} from {mirror} (about a minute)")
-    await run(
-        [
-            "debootstrap",
-            "--variant=minbase",
-            f"--include={','.join(DEBIAN_PACKAGES)}",
-            suite,
-            str(rootfs),
-            mirror,
-        ],
-        timeout=3600,
-    )
+    try:
+        await run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(DEBIAN_PACKAGES)}",
+                suite,
+                str(rootfs),
+                mirror,
+            ],
+            timeout=3600,
+        )
+    finally:  # debootstrap mounts /proc and /sys in the rootfs; an interrupted one leaves them
+        mounts.unmount_below(rootfs)
     _finish_debian(rootfs, suite)
     number = next(k for k, v in DEBIAN_RELEASES.items() if v == suite and k.isdigit())
     _write_meta(work, _metadata("Debian", number, f"Debian {suite}", "default"))
