@@ -104,7 +104,7 @@ def main() -> None:
         server = InstanceServer.unix(st.root / "unix.socket")
         if "debian/12" in aliases:
             subprocess.run(
-                [str(BIN / "stapes"), "image", "build", "debian", "--alias", "debian/12"],
+                [str(BIN / "stapes"), "image", "build", "debian/12", "--alias", "debian/12"],
                 env=st.env,
                 check=True,
                 capture_output=True,
