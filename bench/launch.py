@@ -71,7 +71,8 @@ def bare_liblxc_series(rootfs: Path, work: Path) -> list[float]:
     caps = probe()
     name = "stapes-bench-floor"
     (work / name).mkdir(parents=True)
-    shutil.copytree(rootfs, work / name / "rootfs", symlinks=True)
+    # cp -a, not shutil.copytree: copytree reads device nodes (a Debian rootfs has /dev/zero)
+    subprocess.run(["cp", "-a", str(rootfs), str(work / name / "rootfs")], check=True)
     host = lxc_config.HostFacts(cgroup=caps.cgroup, cpus=os.cpu_count() or 1, memory_bytes=0)
     items = lxc_config.build(
         lxc_config.LxcInputs(
