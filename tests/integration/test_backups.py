@@ -255,6 +255,14 @@ def test_optimized_btrfs_backups(daemon: Daemon, busybox: str, btrfs_pool: str) 
             "backup/optimized_header.yaml",
         } <= set(found)
         assert not any(n.startswith("backup/container/") for n in found)
+        with tarfile.open(fileobj=plain(tarball)) as tar:
+            stream = tar.extractfile("backup/container.bin")
+            assert stream is not None
+            dump = subprocess.run(
+                ["btrfs", "receive", "--dump"], input=stream.read(), capture_output=True
+            ).stdout.decode()
+        assert "./.backup/rootfs/root/f" in dump  # Incus's name for the volume's stream
+        assert "./.backup/config" not in dump  # liblxc's config stays home
 
         resp = daemon.request(
             "POST",

@@ -61,36 +61,22 @@ async def export(
 
 
 async def _streams(source: VolumeSource, scratch: Path, main: str, snap_dir: str) -> list[str]:
-    """The send streams: each snapshot incremental from the one before, the volume from the
-    last snapshot; and optimized_header.yaml listing the subvolumes sent."""
-    drv = source.driver
-    members: list[str] = []
-    subvolumes = []
-    parent: str | None = None
-    for snap, _ in [*source.snapshots, (None, None)]:
-        member = f"backup/{snap_dir}/{snap}.bin" if snap else f"backup/{main}.bin"
-        path = scratch / member
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as out:
-            async for chunk in drv.optimized_stream(source.vol_type, source.name, snap, parent):
-                out.write(chunk)
-        members.append(member)
-        origin = (
-            drv.snapshot_path(source.vol_type, source.name, snap)
-            if snap
-            else drv.volume_path(source.vol_type, source.name)
-        )
-        subvolumes.append(
-            {
-                "path": "/",
-                "snapshot": snap or "",
-                "readonly": bool(snap),
-                "uuid": await drv.subvolume_uuid(origin),
-            }
-        )
-        parent = snap
+    """The send streams (each snapshot incremental from the one before, the volume from the
+    last snapshot) and optimized_header.yaml listing the subvolumes sent."""
+    snaps = [s for s, _ in source.snapshots]
+    members: dict[str | None, str] = {s: f"backup/{snap_dir}/{s}.bin" for s in snaps}
+    members[None] = f"backup/{main}.bin"
+    (scratch / "backup" / snap_dir).mkdir(parents=True, exist_ok=True)
+    files = {key: scratch / member for key, member in members.items()}
+    ids = await source.driver.send_streams(
+        source.vol_type, source.name, snaps, source.exclude, files
+    )
+    subvolumes = [
+        {"path": "/", "snapshot": key or "", "readonly": key is not None, "uuid": ids[key]}
+        for key in members
+    ]
     header = dump_yaml({"subvolumes": subvolumes})
-    return [tarball.put(scratch, "backup/optimized_header.yaml", header), *members]
+    return [tarball.put(scratch, "backup/optimized_header.yaml", header), *members.values()]
 
 
 SnapshotMade = Callable[[str], Awaitable[None]]

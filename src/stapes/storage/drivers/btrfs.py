@@ -11,14 +11,13 @@ import functools
 import os
 import shutil
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
 
 from stapes.api.errors import BadRequest, Conflict, MissingHostFeature
 from stapes.config import validate as v
 from stapes.host import mounts
-from stapes.host.run import RunError, run, run_sync, spawn
+from stapes.host.run import RunError, run, run_sync
 from stapes.storage.drivers.block_file import (
     check_wipe,
     make_block_file,
@@ -360,39 +359,39 @@ class BtrfsDriver(DirDriver):
 
     # -- send streams -----------------------------------------------------------------------------
 
-    async def optimized_stream(
-        self, vol_type: str, name: str, snap: str | None, parent: str | None
-    ) -> AsyncIterator[bytes]:
-        """``btrfs send`` of a snapshot, or of a read-only snapshot taken of the volume."""
-        temporary = None
-        if snap is None:
-            # named .backup in the stream, as Incus names it (its import looks for that name)
-            temporary = self.pool_path / f".send-{vol_type}-{name}"
-            await self._delete_tree(temporary)
-            temporary.mkdir(mode=0o700)
-            source = temporary / ".backup"
-            await self._clone(self.volume_path(vol_type, name), source, readonly=True)
-        else:
-            source = self._existing_snapshot(vol_type, name, snap)
-        argv = ["btrfs", "send", "-q"]
-        if parent is not None:
-            argv += ["-p", str(self._existing_snapshot(vol_type, name, parent))]
-        proc = await spawn([*argv, str(source)])
-        assert proc.stdout is not None and proc.stdin is not None
-        proc.stdin.close()
+    async def send_streams(
+        self,
+        vol_type: str,
+        name: str,
+        snapshots: list[str],
+        exclude: tuple[str, ...],
+        files: dict[str | None, Path],
+    ) -> dict[str | None, str]:
+        """Read-only copies of the snapshots and of the volume (named as Incus names them in
+        its streams: the snapshot's name, ``.backup`` for the volume) without the ``exclude``
+        files, then ``btrfs send`` of each, incremental from the one before."""
+        session = self.pool_path / f".send-{vol_type}-{name}"
+        await self._delete_tree(session)
+        session.mkdir(mode=0o700)
         try:
-            while chunk := await proc.stdout.read(1 << 20):
-                yield chunk
-            rc = await proc.wait()
-            if rc != 0:
-                err = await proc.stderr.read() if proc.stderr else b""
-                raise RunError(argv, rc, err.decode(errors="replace"))
+            origins: dict[str | None, Path] = {
+                s: self._existing_snapshot(vol_type, name, s) for s in snapshots
+            }
+            origins[None] = self.volume_path(vol_type, name)
+            parent: Path | None = None
+            for key, origin in origins.items():
+                copy = session / (key or ".backup")
+                await self._clone(origin, copy, readonly=not exclude)
+                if exclude:
+                    for excluded in exclude:
+                        (copy / excluded).unlink(missing_ok=True)
+                    await run(["btrfs", "property", "set", str(copy), "ro", "true"])
+                argv = ["btrfs", "send", "-q", "-f", str(files[key])]
+                await run([*argv, *(["-p", str(parent)] if parent else []), str(copy)])
+                parent = copy
+            return {key: await self.subvolume_uuid(origin) for key, origin in origins.items()}
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            if temporary is not None:
-                await self._delete_tree(temporary)
+            await self._delete_tree(session)
 
     async def receive_streams(
         self, vol_type: str, name: str, streams: list[tuple[str | None, Path]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -206,20 +205,22 @@ class StorageDriver(abc.ABC):
 
     # -- optimized backups: the driver's own stream format (btrfs send, zfs send) -----------------
 
-    def optimized_stream(
-        self, vol_type: str, name: str, snap: str | None, parent: str | None
-    ) -> AsyncIterator[bytes]:
-        """The volume (or one of its snapshots) as the driver's send stream, incremental from
-        snapshot ``parent`` when given."""
+    async def send_streams(
+        self,
+        vol_type: str,
+        name: str,
+        snapshots: list[str],
+        exclude: tuple[str, ...],
+        files: dict[str | None, Path],
+    ) -> dict[str | None, str]:
+        """Write the driver's send stream of each snapshot (oldest first, incremental from the
+        one before) and of the volume (key None) into ``files``, leaving out the ``exclude``
+        files where the driver can; return the id each stream's volume is known by."""
         raise BadRequest(f"The {self.info().name} driver has no optimized backup format")
-
-    async def subvolume_uuid(self, path: Path) -> str:
-        """The id the driver's send streams know a volume by ("" when it has none)."""
-        return ""
 
     async def receive_streams(
         self, vol_type: str, name: str, streams: list[tuple[str | None, Path]]
     ) -> None:
-        """Make a volume and its snapshots from files made by ``optimized_stream``: (snapshot
+        """Make a volume and its snapshots from files made by ``send_streams``: (snapshot
         name, file) oldest first, then (None, the volume's file)."""
         raise BadRequest(f"The {self.info().name} driver has no optimized backup format")

@@ -15,7 +15,6 @@ import contextlib
 import shutil
 import stat
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -420,31 +419,33 @@ class ZfsDriver(StorageDriver):
 
     # -- optimized backups ------------------------------------------------------------------------
 
-    async def optimized_stream(
-        self, vol_type: str, name: str, snap: str | None, parent: str | None
-    ) -> AsyncIterator[bytes]:
+    async def send_streams(
+        self,
+        vol_type: str,
+        name: str,
+        snapshots: list[str],
+        exclude: tuple[str, ...],
+        files: dict[str | None, Path],
+    ) -> dict[str | None, str]:
+        """``zfs send`` of each snapshot and of a temporary snapshot of the volume, each
+        incremental from the one before. (A send stream is the dataset as it is: ``exclude``
+        cannot apply.)"""
         ds = self.dataset(vol_type, name)
-        temporary = None
-        if snap is None:
-            temporary = f"{ds}@backup-{uuid.uuid4().hex[:8]}"
-            await run(["zfs", "snapshot", temporary])
-        source = temporary or snapshot_name(ds, snap or "")
-        argv = send_argv(source, snapshot_name(ds, parent) if parent else None)
-        proc = await spawn(argv)
-        assert proc.stdout is not None and proc.stdin is not None
-        proc.stdin.close()
+        temporary = f"{ds}@backup-{uuid.uuid4().hex[:8]}"
+        await run(["zfs", "snapshot", temporary])
         try:
-            while chunk := await proc.stdout.read(1 << 20):
-                yield chunk
-            if await proc.wait() != 0:
-                err = await proc.stderr.read() if proc.stderr else b""
-                raise RunError(argv, proc.returncode or 1, err.decode(errors="replace"))
+            parent: str | None = None
+            for key in [*snapshots, None]:
+                snap = snapshot_name(ds, key) if key is not None else temporary
+                argv = send_argv(snap, parent)
+                with files[key].open("wb") as out:
+                    proc = await asyncio.create_subprocess_exec(*argv, stdout=out)
+                    if await proc.wait() != 0:
+                        raise RunError(argv, proc.returncode or 1, f"zfs send of {snap} failed")
+                parent = snap
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            if temporary is not None:
-                await run(["zfs", "destroy", temporary], check=False)
+            await run(["zfs", "destroy", temporary], check=False)
+        return dict.fromkeys([*snapshots, None], "")
 
     async def receive_streams(
         self, vol_type: str, name: str, streams: list[tuple[str | None, Path]]
