@@ -360,6 +360,17 @@ def test_copy_and_move_instances_between_pools(
         rootfs = on_btrfs / "rootfs" / "root" / "f"
         assert rootfs.read_text() == "one\n"
 
+        # refresh the copy across pools: the new snapshot, then the current files
+        shell(daemon, name, "echo three > /root/f; echo")
+        daemon.ok(daemon.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s1"}))
+        refresh = {"type": "copy", "source": name, "refresh": True}
+        daemon.ok(daemon.request("POST", "/1.0/instances", {**body, "source": refresh}))
+        snaps = daemon.request("GET", f"/1.0/instances/{copy}/snapshots").metadata
+        assert [s.rsplit("/", 1)[-1] for s in snaps] == ["s0", "s1"]
+        assert rootfs.read_text() == "three\n"
+        s1 = daemon.root / "storage-pools" / btrfs_pool / "containers-snapshots" / copy / "s1"
+        assert (s1 / "rootfs" / "root" / "f").read_text() == "three\n"
+
         # a running instance does not move; a missing pool is a 404
         resp = daemon.request("POST", f"/1.0/instances/{name}", {"name": name, "pool": btrfs_pool})
         assert resp.status == 400 and "stop it" in error(resp)[1]
@@ -373,11 +384,11 @@ def test_copy_and_move_instances_between_pools(
         old = daemon.root / "storage-pools" / "default" / "containers" / other
         assert not old.exists()
         moved = daemon.root / "storage-pools" / btrfs_pool / "containers" / other
-        assert (moved / "rootfs" / "root" / "f").read_text() == "two\n"
+        assert (moved / "rootfs" / "root" / "f").read_text() == "three\n"
         daemon.ok(daemon.request("PUT", f"/1.0/instances/{other}/state", {"action": "start"}))
-        assert shell(daemon, other, "cat /root/f") == "two\n"
+        assert shell(daemon, other, "cat /root/f") == "three\n"
         snaps = daemon.request("GET", f"/1.0/instances/{other}/snapshots").metadata
-        assert [s.rsplit("/", 1)[-1] for s in snaps] == ["s0"]
+        assert [s.rsplit("/", 1)[-1] for s in snaps] == ["s0", "s1"]
     finally:
         for victim in (name, copy, other):
             daemon.force_delete(victim)

@@ -153,9 +153,9 @@ async def refresh(service: InstanceService, source: CopySource, target: q.Instan
     src = source.instance
     if source.snapshot is not None:
         raise BadRequest("Refresh copies from an instance, not from one of its snapshots")
-    if target.pool != src.pool:
-        raise BadRequest("Refreshing a copy on another pool is not supported yet")
-    drv = service.pools.driver(target.pool)
+    drv = service.pools.usable_driver(target.pool)
+    src_drv = service.pools.usable_driver(src.pool)
+    volume = drv.volume_path("containers", target.name)
     if not source.instance_only:
         wanted = {s.name: s for s in sq.list_snapshots(service.db, src.id)}
         have = {s.name: s for s in sq.list_snapshots(service.db, target.id)}
@@ -165,10 +165,19 @@ async def refresh(service: InstanceService, source: CopySource, target: q.Instan
                     sq.delete_snapshot(service.db, snap.id)
                 await drv.delete_snapshot("containers", target.name, name)
         for name, snap in wanted.items():
-            if name not in have:
+            if name in have:
+                continue
+            if src_drv is drv:
                 await _copy_snapshot(service, src, snap, target)
+            else:  # the snapshot's files into the volume, snapshot it (the volume is synced last)
+                await sync_tree(src_drv.snapshot_path("containers", src.name, name), volume)
+                await drv.create_snapshot("containers", target.name, name)
+                _record_snapshot(service, snap, target)
     async with service.locks(src.project, src.name), service.frozen(src):
-        await drv.refresh_volume("containers", src.name, "containers", target.name)
+        if src_drv is drv:
+            await drv.refresh_volume("containers", src.name, "containers", target.name)
+        else:
+            await sync_tree(src_drv.volume_path("containers", src.name), volume)
     rootfs = drv.volume_path("containers", target.name) / "rootfs"
     await asyncio.to_thread(
         reshift_tree, rootfs, current_map(src.config), current_map(target.config)

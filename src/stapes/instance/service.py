@@ -512,7 +512,8 @@ class InstanceService:
             candidate.config[cloudinit.INSTANCE_ID] = cloudinit.new_instance_id()
         if self.root_pool(spec.devices) != row.pool:
             raise BadRequest(
-                "Moving an instance to another pool through its root disk is not supported yet"
+                "The root disk's pool cannot change by editing the instance: move it with "
+                "stapes move NAME --storage POOL (incus move --storage)"
             )
         driver = self.drivers.get(row.type)
         driver.check_config(spec)
