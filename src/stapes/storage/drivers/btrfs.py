@@ -100,11 +100,6 @@ class BtrfsDriver(DirDriver):
             return "device"
         return "loop"
 
-    def _owned_image(self) -> Path | None:
-        """The loop file this pool made (and so may delete)."""
-        source = Path(self.config.get("source") or "")
-        return source if source.parent == self.disks and source.suffix == ".img" else None
-
     async def create_pool(self) -> dict[str, str]:
         self.probe()
         source = self.config.get("source", "")
@@ -189,7 +184,7 @@ class BtrfsDriver(DirDriver):
         await mounts.umount(self.pool_path)
         with contextlib.suppress(OSError):
             self.pool_path.rmdir()
-        image = self._owned_image()
+        image = self.owned_loop_file()
         if image is not None:
             image.unlink(missing_ok=True)
 
@@ -202,7 +197,7 @@ class BtrfsDriver(DirDriver):
             await run(["mount", "-o", f"remount,{options}", str(self.pool_path)])
 
     async def _grow(self, value: str | None) -> None:
-        image = self._owned_image()
+        image = self.owned_loop_file()
         if image is None or value is None:
             raise BadRequest("size can only be set (grown) on a pool with its own loop file")
         size = v.parse_size(value)

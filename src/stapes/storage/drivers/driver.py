@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import abc
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from stapes.api.errors import BadRequest
+from stapes.api.errors import BadRequest, MissingHostFeature
 from stapes.config import validate as v
 from stapes.config.snapshots import is_expiry, is_schedule
 
@@ -76,6 +77,21 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def probe(cls) -> None:
         """Raise MissingHostFeature when the host cannot run this driver."""
+
+    @staticmethod
+    def require(device: str, missing_device: str, binaries: tuple[str, ...], package: str) -> None:
+        """The probe of a driver that needs a kernel device and some tools: MissingHostFeature
+        naming the first thing absent."""
+        if not Path(device).exists():
+            raise MissingHostFeature(missing_device)
+        absent = [b for b in binaries if shutil.which(b) is None]
+        if absent:
+            raise MissingHostFeature(f"{', '.join(absent)} not found: apt-get install {package}")
+
+    def owned_loop_file(self) -> Path | None:
+        """The loop file this pool made in ``disks`` (and so may grow and delete)."""
+        source = Path(self.config.get("source") or "")
+        return source if source.parent == self.disks and source.suffix == ".img" else None
 
     @classmethod
     def volume_keys(cls) -> dict[str, v.Validator]:

@@ -185,16 +185,13 @@ class LvmDriver(StorageDriver):
 
     @classmethod
     def probe(cls) -> None:
-        if not Path("/dev/mapper/control").exists():
-            raise MissingHostFeature(
-                "lvm pools need the kernel's device-mapper: there is no /dev/mapper/control "
-                "(load the dm_mod module; this kernel may not have it)"
-            )
-        missing = [b for b in BINARIES if shutil.which(b) is None]
-        if missing:
-            raise MissingHostFeature(
-                f"lvm pools need lvm2 ({', '.join(missing)} not found): apt-get install lvm2"
-            )
+        cls.require(
+            "/dev/mapper/control",
+            "lvm pools need the kernel's device-mapper: there is no /dev/mapper/control "
+            "(load the dm_mod module; this kernel may not have it)",
+            BINARIES,
+            "lvm2",
+        )
 
     @property
     def vg(self) -> str:
@@ -205,10 +202,6 @@ class LvmDriver(StorageDriver):
         if not v.parse_bool(self.config.get("lvm.use_thinpool", "true")):
             return None
         return self.config.get("lvm.thinpool_name") or DEFAULT_THINPOOL
-
-    def _owned_image(self) -> Path | None:
-        source = Path(self.config.get("source") or "")
-        return source if source.parent == self.disks and source.suffix == ".img" else None
 
     # -- the pool ---------------------------------------------------------------------------------
 
@@ -290,7 +283,7 @@ class LvmDriver(StorageDriver):
         return parse_lvs(out.decode())
 
     async def mount_pool(self) -> None:
-        image = self._owned_image()
+        image = self.owned_loop_file()
         if image is not None:
             if not image.exists():
                 raise BadRequest(
@@ -318,7 +311,7 @@ class LvmDriver(StorageDriver):
         source = self.config.get("source", "")
         if source.startswith("/"):  # the pool made this VG
             await run(["vgremove", "--force", self.vg], check=False)
-            image = self._owned_image()
+            image = self.owned_loop_file()
             dev = await self._attach(image) if image is not None and image.exists() else source
             await run(["pvremove", "--force", "--yes", dev], check=False)
             if image is not None:
@@ -331,7 +324,7 @@ class LvmDriver(StorageDriver):
     async def update_pool(self, changed: dict[str, str | None]) -> None:
         await super().update_pool(changed)
         if "size" in changed:
-            image = self._owned_image()
+            image = self.owned_loop_file()
             value = changed["size"]
             if image is None or value is None:
                 raise BadRequest("size can only be set (grown) on a pool with its own loop file")

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import ClassVar
 
-from stapes.api.errors import BadRequest, Conflict, MissingHostFeature
+from stapes.api.errors import BadRequest, Conflict
 from stapes.config import validate as v
 from stapes.host.run import RunError, run, run_sync, spawn
 from stapes.storage.drivers.block_file import DEFAULT_BLOCK_SIZE, check_wipe, new_loop_file
@@ -131,17 +131,13 @@ class ZfsDriver(StorageDriver):
 
     @classmethod
     def probe(cls) -> None:
-        if not Path("/dev/zfs").exists():
-            raise MissingHostFeature(
-                "zfs pools need the ZFS kernel module: there is no /dev/zfs (modprobe zfs; "
-                "this kernel may not have it)"
-            )
-        missing = [b for b in ("zfs", "zpool") if shutil.which(b) is None]
-        if missing:
-            raise MissingHostFeature(
-                f"zfs pools need zfsutils ({', '.join(missing)} not found): "
-                "apt-get install zfsutils-linux"
-            )
+        cls.require(
+            "/dev/zfs",
+            "zfs pools need the ZFS kernel module: there is no /dev/zfs (modprobe zfs; "
+            "this kernel may not have it)",
+            ("zfs", "zpool"),
+            "zfsutils-linux",
+        )
 
     @property
     def root(self) -> str:
@@ -154,10 +150,6 @@ class ZfsDriver(StorageDriver):
 
     def dataset(self, vol_type: str, name: str) -> str:
         return f"{self.root}/{vol_type}/{name}"
-
-    def _owned_image(self) -> Path | None:
-        source = Path(self.config.get("source") or "")
-        return source if source.parent == self.disks and source.suffix == ".img" else None
 
     def _made_zpool(self) -> bool:
         """Whether the pool made its zpool (on a loop file or a device) and may destroy it."""
@@ -207,7 +199,7 @@ class ZfsDriver(StorageDriver):
     async def mount_pool(self) -> None:
         rc, _, _ = await run(["zpool", "list", self.zpool], check=False)
         if rc != 0:
-            image = self._owned_image()
+            image = self.owned_loop_file()
             where = ["-d", str(image.parent)] if image is not None else []
             await run(["zpool", "import", *where, self.zpool])
         self.pool_path.mkdir(mode=0o711, parents=True, exist_ok=True)
@@ -218,7 +210,7 @@ class ZfsDriver(StorageDriver):
     async def delete_pool(self) -> None:
         if self._made_zpool():
             await run(["zpool", "destroy", "-f", self.zpool], check=False)
-            image = self._owned_image()
+            image = self.owned_loop_file()
             if image is not None:
                 image.unlink(missing_ok=True)
         else:
