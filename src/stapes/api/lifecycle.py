@@ -48,6 +48,13 @@ class ProfileAction(StrEnum):
     RENAMED = "profile-renamed"
 
 
+class NetworkAction(StrEnum):
+    CREATED = "network-created"
+    DELETED = "network-deleted"
+    UPDATED = "network-updated"
+    RENAMED = "network-renamed"
+
+
 class StoragePoolAction(StrEnum):
     CREATED = "storage-pool-created"
     DELETED = "storage-pool-deleted"

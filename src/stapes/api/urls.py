@@ -15,6 +15,10 @@ def profile_url(name: str, project: str = "default") -> str:
     return f"/1.0/profiles/{name}{_in(project)}"
 
 
+def network_url(name: str) -> str:
+    return f"/1.0/networks/{name}"
+
+
 def pool_url(name: str) -> str:
     return f"/1.0/storage-pools/{name}"
 

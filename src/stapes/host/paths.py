@@ -45,6 +45,11 @@ class Paths:
         return self.root / "disks"
 
     @property
+    def networks(self) -> Path:
+        """One directory per managed network (dnsmasq's config, pid and leases)."""
+        return self.root / "networks"
+
+    @property
     def backups(self) -> Path:
         """Backup tarballs of instances and custom volumes, until deleted."""
         return self.root / "backups"

@@ -419,6 +419,8 @@ class LxcDriver(InstanceDriver):
             if nic.mtu:
                 for side in (nic.host_name, peer):
                     await run(["ip", "link", "set", side, "mtu", str(nic.mtu)])
+            if nic.link:
+                await run(["ip", "link", "set", nic.host_name, "master", nic.link])
             await run(["ip", "link", "set", nic.host_name, "up"])
 
             def move() -> None:

@@ -104,6 +104,8 @@ def nic_items(index: int, nic: Nic) -> Items:
     ]
     if nic.mtu:
         items.append((f"{prefix}.mtu", str(nic.mtu)))
+    if nic.link:
+        items.append((f"{prefix}.link", nic.link))
     return items
 
 

@@ -32,6 +32,7 @@ from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.watch import InitWatcher
+from stapes.network.service import Networks
 from stapes.server.events import EventBus
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operation, Operations
@@ -69,6 +70,8 @@ class InstanceService:
         self.pools = pools
         self.volumes: Volumes | None = None
         """Custom volumes, for disk devices (set once both services exist)."""
+        self.networks: Networks | None = None
+        """Managed networks, for nic devices with network= (set once both exist)."""
         self.drivers = drivers
         self.watcher = InitWatcher(self._init_exited)
 
@@ -217,6 +220,7 @@ class InstanceService:
             idmap=current_map(config),
             devices_dir=self.paths.instance_devices(row.name),
             volume=self._volume_lookup(row.project),
+            network=self._network_lookup(),
         )
 
     def _volume_lookup(self, project: str) -> Callable[[str, str], AttachedVolume] | None:
@@ -225,12 +229,21 @@ class InstanceService:
             return None
         return lambda pool, name: volumes.attached(pool, project, name)
 
+    def _network_lookup(self) -> Callable[[str], str] | None:
+        return self.networks.host_interface if self.networks is not None else None
+
     def check_devices(
         self, devices: dict[str, dict[str, str]], instance_type: str, project: str = "default"
     ) -> None:
         """Every device well formed (type, keys, values), naming the one that is not."""
         ctx = DeviceContext(
-            "", instance_type, {}, None, self.paths.devices, self._volume_lookup(project)
+            "",
+            instance_type,
+            {},
+            None,
+            self.paths.devices,
+            self._volume_lookup(project),
+            self._network_lookup(),
         )
         device_plan.validate(devices, ctx)
 

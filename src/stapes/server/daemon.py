@@ -31,6 +31,7 @@ from stapes.instance.recover import Recovery
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.service import InstanceService
 from stapes.instance.snapshots import SnapshotService
+from stapes.network.service import Networks
 from stapes.server.events import EventBus, EventLogHandler
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operations
@@ -80,6 +81,8 @@ def build_state(paths: Paths) -> State:
         return row is not None and await instances.is_running(row)
 
     volumes = Volumes(db, pools, events, operations, instance_running)
+    networks = Networks(db, paths, events)
+    instances.networks = networks
     instances.volumes = volumes
     snapshots = SnapshotService(instances)
     volume_snapshots = VolumeSnapshots(volumes)
@@ -107,6 +110,7 @@ def build_state(paths: Paths) -> State:
         volume_snapshots=volume_snapshots,
         volume_backups=volume_backups,
         recovery=Recovery(backups, volumes),
+        networks=networks,
     )
 
 
@@ -115,6 +119,7 @@ async def initialise(st: State) -> list[InstanceRow]:
     with st.db.transaction():
         ensure_project(st.db, "default", "Default Stapes project", DEFAULT_PROJECT_CONFIG)
     await st.pools.ensure_default()
+    await st.networks.start_all()  # before instances: their NICs attach to the bridges
     with st.db.transaction():
         ensure_profile(
             st.db,

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         handlers=handlers,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # a line per netlink message
     asyncio.run(serve(Paths(stapes_dir())))
     return 0
 

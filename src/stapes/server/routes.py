@@ -16,6 +16,7 @@ from stapes.server.handlers import (
     instance_snapshots,
     instance_state,
     instances,
+    networks,
     operations,
     profiles,
     projects,
@@ -42,6 +43,7 @@ API: list[Endpoint] = [
     *storage_pools.ENDPOINTS,
     *storage_volumes.ENDPOINTS,
     *storage_volume_backups.ENDPOINTS,
+    *networks.ENDPOINTS,
     *operations.ENDPOINTS,
     *events.ENDPOINTS,
 ]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stapes.instance.recover import Recovery
     from stapes.instance.service import InstanceService
     from stapes.instance.snapshots import SnapshotService
+    from stapes.network.service import Networks
     from stapes.storage.pool import Pools
     from stapes.storage.volume_backups import VolumeBackups
     from stapes.storage.volume_snapshots import VolumeSnapshots
@@ -47,6 +48,7 @@ class State:
     volume_snapshots: VolumeSnapshots
     volume_backups: VolumeBackups
     recovery: Recovery
+    networks: Networks
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

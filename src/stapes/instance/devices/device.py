@@ -51,6 +51,8 @@ class Nic:
     host_name: str
     hwaddr: str
     mtu: int = 0
+    link: str = ""
+    """The bridge the host side joins (bridged NICs); empty for a plain veth pair."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class DeviceContext:
     """Where a device may keep files on the host (device nodes, TPM state)."""
     volume: Callable[[str, str], AttachedVolume] | None = None
     """Finds a custom volume of the instance's project by pool and name."""
+    network: Callable[[str], str] | None = None
+    """The host interface (bridge) NICs of a managed network attach to; 400 if missing."""
 
 
 class Device(abc.ABC):

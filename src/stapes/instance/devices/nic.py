@@ -1,11 +1,14 @@
-"""nic: a veth pair (nictype p2p); bridged, macvlan and managed networks come with networking."""
+"""nic: a veth pair, plain (nictype p2p) or with its host side on a bridge: a managed
+network's (``network=NAME``) or any host bridge (nictype bridged, ``parent=BRIDGE``)."""
 
 from __future__ import annotations
 
 import re
 import secrets
+from pathlib import Path
 from typing import ClassVar
 
+from stapes.api.errors import BadRequest
 from stapes.config import validate as v
 from stapes.instance.devices.device import Device, Nic, RunConfig
 
@@ -42,18 +45,38 @@ class NicP2P(Device):
 
     def validate(self) -> None:
         super().validate()
-        if self.config.get("network"):
-            raise self.fail(
-                "managed networks are not supported by this stapesd yet: use nictype p2p"
-            )
         nictype = self.config.get("nictype", "")
+        if self.config.get("network"):
+            if nictype not in ("", "bridged"):
+                raise self.fail(f"nictype {nictype!r} cannot be combined with network")
+            if self.ctx.network is None:
+                raise self.fail("managed networks are not available here")
+            try:
+                self.ctx.network(self.config["network"])
+            except BadRequest as exc:
+                raise self.fail(exc.message) from None
+            return
+        if nictype == "bridged":
+            parent = self.config.get("parent", "")
+            if not parent:
+                raise self.fail("nictype bridged needs parent (the host bridge) or network")
+            if not Path(f"/sys/class/net/{parent}/bridge").is_dir():
+                raise self.fail(f"nictype bridged: parent {parent!r} is not a bridge on this host")
+            return
         if nictype != "p2p":
             raise self.fail(
-                f"nictype {nictype!r} is not supported by this stapesd yet: use nictype p2p "
-                "(a veth pair)"
+                f"nictype {nictype!r} is not supported by this stapesd yet: use p2p, bridged "
+                "or network="
                 if nictype
-                else "nictype is required (p2p: a veth pair)"
+                else "nictype or network is required (p2p: a veth pair; network: a managed network)"
             )
+
+    def _link(self) -> str:
+        """The bridge the host side joins ("" for p2p)."""
+        network = self.config.get("network")
+        if network and self.ctx.network is not None:
+            return self.ctx.network(network)
+        return self.config.get("parent", "") if self.config.get("nictype") == "bridged" else ""
 
     def attached(self) -> RunConfig:
         host_name = self.ctx.config.get(f"volatile.{self.name}.host_name", "")
@@ -70,6 +93,7 @@ class NicP2P(Device):
             host_name=host_name,
             hwaddr=hwaddr,
             mtu=int(self.config.get("mtu", "0") or 0),
+            link=self._link(),
         )
         volatile = {prefix + "hwaddr": hwaddr, prefix + "host_name": host_name}
         return RunConfig(nics=[nic], volatile=volatile)

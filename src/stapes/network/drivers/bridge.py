@@ -1,0 +1,238 @@
+"""bridge: a Linux bridge made with netlink (pyroute2), its addresses, a dnsmasq for DHCP and
+DNS under ``dns.domain``, and an nftables table for NAT when ``ipv4.nat``/``ipv6.nat``."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pyroute2 import IPRoute
+
+from stapes.api.errors import BadRequest, MissingHostFeature
+from stapes.config import validate as v
+from stapes.instance.devices.nic import is_ifname, is_mac
+from stapes.network import addresses, dnsmasq, firewall
+from stapes.network.drivers.driver import NetworkDriver
+
+
+def _is_ranges(value: str) -> None:
+    for part in value.split(","):
+        first, sep, last = part.partition("-")
+        try:
+            ipaddress.IPv4Address(first.strip())
+            ipaddress.IPv4Address(last.strip())
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a list of ranges such as 10.0.3.10-10.0.3.99"
+            ) from None
+        if not sep:
+            raise ValueError(f"{part!r} is not a range FIRST-LAST")
+
+
+def _is_routes(value: str) -> None:
+    for part in value.split(","):
+        try:
+            ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{part!r} is not a subnet") from None
+
+
+class BridgeDriver(NetworkDriver):
+    TYPE = "bridge"
+    KEYS: ClassVar[dict[str, v.Validator]] = {
+        "ipv4.address": addresses.is_address(4),
+        "ipv6.address": addresses.is_address(6),
+        "ipv4.nat": v.is_bool,
+        "ipv6.nat": v.is_bool,
+        "ipv4.dhcp": v.is_bool,
+        "ipv4.dhcp.ranges": _is_ranges,
+        "ipv4.routes": _is_routes,
+        "ipv6.routes": _is_routes,
+        "dns.domain": v.any_value,
+        "dns.mode": v.one_of("managed", "dynamic", "none"),
+        "bridge.mtu": v.is_uint,
+        "bridge.hwaddr": is_mac,
+    }
+
+    @classmethod
+    def probe(cls) -> None:
+        for tool, package in (("dnsmasq", "dnsmasq-base"), ("nft", "nftables")):
+            if shutil.which(tool) is None:
+                raise MissingHostFeature(f"bridge networks need {tool}: apt-get install {package}")
+
+    @classmethod
+    def validate_name(cls, name: str) -> None:
+        try:
+            is_ifname(name)
+        except ValueError as exc:
+            raise BadRequest(
+                f"Invalid network name: {exc} (it names the bridge interface)"
+            ) from None
+
+    def defaults(self, config: dict[str, str]) -> dict[str, str]:
+        """(Blocking: netlink reads. Called in a thread.)"""
+        made = {}
+        if config.get("ipv4.address", "auto") == "auto":
+            made["ipv4.address"] = str(addresses.choose_ipv4(_host_networks4()))
+            made.setdefault("ipv4.nat", config.get("ipv4.nat", "true"))
+        if config.get("ipv6.address", "auto") == "auto":
+            made["ipv6.address"] = str(addresses.choose_ipv6())
+            made.setdefault("ipv6.nat", config.get("ipv6.nat", "true"))
+        return made
+
+    def _ipv4(self) -> ipaddress.IPv4Interface | None:
+        value = self.config.get("ipv4.address", "none")
+        return None if value in ("none", "") else ipaddress.IPv4Interface(value)
+
+    def _ipv6(self) -> ipaddress.IPv6Interface | None:
+        value = self.config.get("ipv6.address", "none")
+        return None if value in ("none", "") else ipaddress.IPv6Interface(value)
+
+    async def start(self) -> None:
+        ipv4, ipv6 = self._ipv4(), self._ipv6()
+        # pyroute2's IPRoute runs an event loop of its own: netlink work happens in a thread
+        await asyncio.to_thread(self._set_up_link, ipv4, ipv6)
+        await self._dnsmasq(ipv4, ipv6)
+        await self._firewall(ipv4, ipv6)
+
+    def _set_up_link(
+        self, ipv4: ipaddress.IPv4Interface | None, ipv6: ipaddress.IPv6Interface | None
+    ) -> None:
+        """The bridge, its MTU and MAC, exactly its configured addresses, up; then routes."""
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=self.name):
+                ipr.link("add", ifname=self.name, kind="bridge")
+            (index,) = ipr.link_lookup(ifname=self.name)
+            if self.config.get("bridge.mtu"):
+                ipr.link("set", index=index, mtu=int(self.config["bridge.mtu"]))
+            if self.config.get("bridge.hwaddr"):
+                ipr.link("set", index=index, address=self.config["bridge.hwaddr"])
+            wanted = {str(i) for i in (ipv4, ipv6) if i is not None}
+            for addr in ipr.get_addr(index=index):
+                ip, prefix = addr.get_attr("IFA_ADDRESS"), addr["prefixlen"]
+                if f"{ip}/{prefix}" not in wanted and not ip.startswith("fe80:"):
+                    ipr.addr("del", index=index, address=ip, prefixlen=prefix)
+            present = {
+                f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)
+            }
+            for iface in (ipv4, ipv6):
+                if iface is not None and str(iface) not in present:
+                    prefix = iface.network.prefixlen
+                    ipr.addr("add", index=index, address=str(iface.ip), prefixlen=prefix)
+            ipr.link("set", index=index, state="up")
+            for key, iface in (("ipv4.routes", ipv4), ("ipv6.routes", ipv6)):
+                for route in filter(None, self.config.get(key, "").split(",")):
+                    if iface is not None:
+                        ipr.route("replace", dst=route.strip(), oif=index)
+
+    async def _dnsmasq(
+        self, ipv4: ipaddress.IPv4Interface | None, ipv6: ipaddress.IPv6Interface | None
+    ) -> None:
+        dhcp = v.parse_bool(self.config.get("ipv4.dhcp", "true"))
+        if (ipv4 is None and ipv6 is None) or (self.config.get("dns.mode") == "none" and not dhcp):
+            await dnsmasq.stop(self.directory)
+            return
+        ranges: list[tuple[str, str]] = []
+        if ipv4 is not None and dhcp:
+            given = self.config.get("ipv4.dhcp.ranges", "")
+            ranges = (
+                [tuple(p.strip() for p in r.split("-", 1)) for r in given.split(",")]  # type: ignore[misc]
+                if given
+                else [addresses.dhcp_range(ipv4)]
+            )
+        await dnsmasq.start(
+            dnsmasq.DnsmasqConfig(
+                network=self.name,
+                bridge=self.name,
+                ipv4=ipv4,
+                ipv6=ipv6,
+                dhcp_ranges=ranges,
+                domain=self.config.get("dns.domain") or "incus",
+                directory=self.directory,
+            )
+        )
+
+    async def _firewall(
+        self, ipv4: ipaddress.IPv4Interface | None, ipv6: ipaddress.IPv6Interface | None
+    ) -> None:
+        nat4 = ipv4.network if ipv4 and v.parse_bool(self.config.get("ipv4.nat", "false")) else None
+        nat6 = ipv6.network if ipv6 and v.parse_bool(self.config.get("ipv6.nat", "false")) else None
+        if nat4 is None and nat6 is None:
+            await firewall.remove(self.name)
+            return
+        if nat4 is not None:
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+        if nat6 is not None:
+            Path("/proc/sys/net/ipv6/conf/all/forwarding").write_text("1")
+        await firewall.apply(firewall.render(self.name, self.name, nat4, nat6))
+
+    async def delete(self) -> None:
+        await dnsmasq.stop(self.directory)
+        await firewall.remove(self.name)
+        await asyncio.to_thread(self._delete_link)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _delete_link(self) -> None:
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=self.name)
+            if found:
+                ipr.link("del", index=found[0])
+
+    def state(self) -> dict[str, Any]:
+        """(Blocking: netlink reads. Called in a thread.)"""
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=self.name)
+            if not found:
+                return {"state": "down", "addresses": [], "counters": {}, "type": "broadcast"}
+            (link,) = ipr.get_links(found[0])
+            stats = link.get_attr("IFLA_STATS64") or {}
+            rendered_addresses = [
+                {
+                    "family": "inet" if a["family"] == 2 else "inet6",
+                    "address": a.get_attr("IFA_ADDRESS"),
+                    "netmask": str(a["prefixlen"]),
+                    "scope": {0: "global", 253: "link", 254: "local"}.get(a["scope"], "global"),
+                }
+                for a in ipr.get_addr(index=found[0])
+            ]
+        return {
+            "addresses": rendered_addresses,
+            "counters": {
+                "bytes_received": stats.get("rx_bytes", 0),
+                "bytes_sent": stats.get("tx_bytes", 0),
+                "packets_received": stats.get("rx_packets", 0),
+                "packets_sent": stats.get("tx_packets", 0),
+            },
+            "hwaddr": link.get_attr("IFLA_ADDRESS"),
+            "mtu": link.get_attr("IFLA_MTU"),
+            "state": "up"
+            if link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN") or link["flags"] & 1
+            else "down",
+            "type": "broadcast",
+            "bridge": {
+                "id": "",
+                "stp": False,
+                "forward_delay": 0,
+                "vlan_default": 0,
+                "vlan_filtering": False,
+                "upper_devices": [],
+            },
+        }
+
+    def leases(self) -> list[dict[str, str]]:
+        return dnsmasq.leases(self.directory)
+
+
+def _host_networks4() -> list[ipaddress.IPv4Network]:
+    """Subnets the host already uses (its addresses and routes), for ipv4.address=auto."""
+    with IPRoute() as ipr:
+        found = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(family=2)]
+        found += [
+            f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
+            for r in ipr.get_routes(family=2)
+            if r.get_attr("RTA_DST")
+        ]
+    return [ipaddress.IPv4Network(n, strict=False) for n in found]

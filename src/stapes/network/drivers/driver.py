@@ -1,0 +1,61 @@
+"""The network driver interface: a driver brings one network's host side up and down
+(interfaces, addresses, DHCP/DNS, firewall) and reports its state. It never sees the database."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar
+
+from stapes.config import validate as v
+
+
+class NetworkDriver(abc.ABC):
+    TYPE: ClassVar[str]
+    MANAGED: ClassVar[bool] = True
+    KEYS: ClassVar[dict[str, v.Validator]] = {}
+
+    def __init__(self, name: str, config: dict[str, str], directory: Path) -> None:
+        self.name = name
+        self.config = config
+        self.directory = directory
+        """Where the network keeps its files (dnsmasq's config and leases)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def probe(cls) -> None:
+        """Raise MissingHostFeature when the host cannot run this type."""
+
+    @classmethod
+    @abc.abstractmethod
+    def validate_name(cls, name: str) -> None:
+        """A name the type can use (a bridge's is its interface name); 400 otherwise."""
+
+    def defaults(self, config: dict[str, str]) -> dict[str, str]:
+        """Keys a new network gets (``auto`` values resolved), on top of the user's. May
+        block (it runs in a thread)."""
+        return {}
+
+    @property
+    def host_interface(self) -> str:
+        """What a NIC on this network is attached to on the host."""
+        return self.name
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Bring the network up (idempotent: also at each daemon start)."""
+
+    @abc.abstractmethod
+    async def delete(self) -> None:
+        """Take down and remove everything the network made."""
+
+    async def update(self, old: dict[str, str]) -> None:
+        """Apply a new ``config`` (the previous one given): by default, start again."""
+        await self.start()
+
+    @abc.abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Addresses, counters, MTU... May block (it runs in a thread)."""
+
+    def leases(self) -> list[dict[str, str]]:
+        return []

@@ -1,0 +1,204 @@
+"""Managed networks: the rows, their drivers, and who uses them. A network that fails to come
+up at daemon start stays recorded with its error (status Errored) and the daemon serves on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from stapes.api.errors import BadRequest, Conflict, StapesError
+from stapes.api.lifecycle import NetworkAction
+from stapes.api.network import NetworkPut, NetworksPost
+from stapes.api.urls import instance_url, network_url, profile_url
+from stapes.db import networks as q
+from stapes.db.connection import Database
+from stapes.db.instances import list_instances
+from stapes.db.projects import expand_profiles, list_profiles, list_projects
+from stapes.host.paths import Paths
+from stapes.network.drivers.driver import NetworkDriver
+from stapes.network.registry import network_type
+from stapes.server.events import EventBus
+
+log = logging.getLogger(__name__)
+
+
+def validate_config(cls: type[NetworkDriver], config: dict[str, str]) -> None:
+    for key, value in config.items():
+        if key.startswith("user."):
+            continue
+        check = cls.KEYS.get(key)
+        if check is None:
+            raise BadRequest(f"Invalid network configuration key: {key!r}")
+        try:
+            check(value)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid value for network key {key!r}: {exc}") from None
+
+
+class Networks:
+    def __init__(self, db: Database, paths: Paths, events: EventBus) -> None:
+        self.db = db
+        self.paths = paths
+        self.events = events
+        self._errors: dict[str, str] = {}
+
+    def driver(self, row: q.NetworkRow) -> NetworkDriver:
+        return network_type(row.type)(row.name, dict(row.config), self._directory(row.name))
+
+    def _directory(self, name: str) -> Path:
+        return self.paths.networks / name
+
+    def host_interface(self, name: str) -> str:
+        """What a NIC with ``network=NAME`` attaches to (a 400 for a missing network)."""
+        row = q.find_network(self.db, name)
+        if row is None:
+            raise BadRequest(f"Network {name!r} does not exist")
+        return self.driver(row).host_interface
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list_networks(self) -> list[q.NetworkRow]:
+        return q.list_networks(self.db)
+
+    def get(self, name: str) -> q.NetworkRow:
+        return q.get_network(self.db, name)
+
+    def render(self, row: q.NetworkRow) -> dict[str, Any]:
+        return {
+            "name": row.name,
+            "description": row.description,
+            "type": row.type,
+            "managed": True,
+            "status": "Errored" if row.name in self._errors else "Created",
+            "config": row.config,
+            "used_by": self.used_by(row.name),
+            "locations": ["none"],
+            "project": "default",
+        }
+
+    @staticmethod
+    def writable(row: q.NetworkRow) -> dict[str, Any]:
+        return {"config": row.config, "description": row.description}
+
+    def used_by(self, name: str) -> list[str]:
+        """Instances and profiles with a NIC on the network."""
+
+        def uses(devices: dict[str, dict[str, str]]) -> bool:
+            return any(
+                d.get("type") == "nic" and d.get("network") == name for d in devices.values()
+            )
+
+        found = []
+        for inst in list_instances(self.db, None):
+            devices = expand_profiles(
+                self.db, inst.project, inst.profiles, inst.config, inst.devices
+            )[1]
+            if uses(devices):
+                found.append(instance_url(inst.name, inst.project))
+        for project in list_projects(self.db):
+            found += [
+                profile_url(p.name, project.name)
+                for p in list_profiles(self.db, project.name)
+                if uses(p.devices)
+            ]
+        return found
+
+    async def state(self, row: q.NetworkRow) -> dict[str, Any]:
+        return await asyncio.to_thread(self.driver(row).state)
+
+    def leases(self, row: q.NetworkRow) -> list[dict[str, Any]]:
+        return [
+            {**lease, "type": "dynamic", "location": "none", "project": "default"}
+            for lease in self.driver(row).leases()
+        ]
+
+    def error(self, name: str) -> str:
+        return self._errors.get(name, "")
+
+    # -- changes ------------------------------------------------------------------------------
+
+    async def create(self, req: NetworksPost) -> None:
+        req.type = req.type or "bridge"  # incus sends "" for the default type
+        cls = network_type(req.type)
+        cls.validate_name(req.name)
+        cls.probe()
+        config = {k: v for k, v in req.config.items() if v != ""}
+        validate_config(cls, config)
+        if q.find_network(self.db, req.name) is not None:
+            raise Conflict(f"Network {req.name!r} already exists")
+        row = q.NetworkRow(0, req.name, req.type, req.description, config)
+        drv = self.driver(row)
+        row.config = {**config, **await asyncio.to_thread(drv.defaults, config)}
+        drv.config = dict(row.config)
+        try:
+            await drv.start()
+        except BaseException as exc:
+            await drv.delete()
+            if isinstance(exc, StapesError):
+                raise
+            raise BadRequest(f"Network {req.name!r} could not come up: {exc}") from exc
+        with self.db.transaction():
+            q.insert_network(self.db, row)
+        self.events.lifecycle(NetworkAction.CREATED, network_url(row.name))
+
+    async def start_all(self) -> None:
+        """At daemon start: bring every network up; one that fails is marked Errored."""
+        for row in self.list_networks():
+            try:
+                await self.driver(row).start()
+                self._errors.pop(row.name, None)
+            except Exception as exc:
+                log.error("network %s could not come up: %s", row.name, exc)
+                self._errors[row.name] = str(exc)
+
+    async def update(self, row: q.NetworkRow, put: NetworkPut) -> None:
+        cls = network_type(row.type)
+        config = {k: v for k, v in put.config.items() if v != ""}
+        validate_config(cls, config)
+        old = dict(row.config)
+        changed = q.NetworkRow(row.id, row.name, row.type, put.description, config)
+        drv = self.driver(changed)
+        try:
+            await drv.update(old)
+        except BaseException as exc:
+            await self.driver(row).start()
+            if isinstance(exc, StapesError):
+                raise
+            raise BadRequest(f"Network {row.name!r} could not apply the change: {exc}") from exc
+        with self.db.transaction():
+            q.update_network(self.db, changed)
+        self._errors.pop(row.name, None)
+        self.events.lifecycle(NetworkAction.UPDATED, network_url(row.name))
+
+    def _check_unused(self, row: q.NetworkRow, doing: str) -> None:
+        users = self.used_by(row.name)
+        if users:
+            raise BadRequest(
+                f"Cannot {doing} network {row.name!r}: it is in use by {', '.join(users)}"
+            )
+
+    async def rename(self, row: q.NetworkRow, new_name: str) -> None:
+        cls = network_type(row.type)
+        cls.validate_name(new_name)
+        if q.find_network(self.db, new_name) is not None:
+            raise Conflict(f"Network {new_name!r} already exists")
+        self._check_unused(row, "rename")
+        await self.driver(row).delete()
+        old = row.name
+        row.name = new_name
+        await self.driver(row).start()
+        with self.db.transaction():
+            q.update_network(self.db, row)
+        self.events.lifecycle(
+            NetworkAction.RENAMED, network_url(new_name), context={"old_name": old}
+        )
+
+    async def delete(self, row: q.NetworkRow) -> None:
+        self._check_unused(row, "delete")
+        await self.driver(row).delete()
+        with self.db.transaction():
+            q.delete_network(self.db, row.id)
+        self._errors.pop(row.name, None)
+        self.events.lifecycle(NetworkAction.DELETED, network_url(row.name))

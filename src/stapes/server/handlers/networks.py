@@ -1,0 +1,96 @@
+"""/1.0/networks[/{name}[/state|/leases]]: managed networks (create, show, update, rename,
+delete), their live state and DHCP leases."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stapes.api.network import NetworkPost, NetworkPut, NetworksPost
+from stapes.api.urls import network_url
+from stapes.db.networks import NetworkRow
+from stapes.server.endpoint import (
+    Action,
+    Endpoint,
+    body_as,
+    check_etag,
+    patched,
+    recursion,
+    state,
+)
+from stapes.server.response import Result, Sync
+
+
+def _network(request: web.Request) -> NetworkRow:
+    return state(request).networks.get(request.match_info["name"])
+
+
+async def list_networks(request: web.Request) -> Result:
+    networks = state(request).networks
+    rows = networks.list_networks()
+    if recursion(request) >= 1:
+        return Sync([networks.render(r) for r in rows])
+    return Sync([network_url(r.name) for r in rows])
+
+
+async def create_network(request: web.Request) -> Result:
+    req = await body_as(request, NetworksPost)
+    await state(request).networks.create(req)
+    return Sync(location=network_url(req.name))
+
+
+async def get_network(request: web.Request) -> Result:
+    networks = state(request).networks
+    row = _network(request)
+    return Sync(networks.render(row), etag=networks.writable(row))
+
+
+async def put_network(request: web.Request) -> Result:
+    networks = state(request).networks
+    row = _network(request)
+    check_etag(request, networks.writable(row))
+    await networks.update(row, await body_as(request, NetworkPut))
+    return Sync()
+
+
+async def patch_network(request: web.Request) -> Result:
+    networks = state(request).networks
+    row = _network(request)
+    current = networks.writable(row)
+    check_etag(request, current)
+    await networks.update(row, await patched(request, current, ("config",), NetworkPut))
+    return Sync()
+
+
+async def rename_network(request: web.Request) -> Result:
+    row = _network(request)
+    req = await body_as(request, NetworkPost)
+    await state(request).networks.rename(row, req.name)
+    return Sync(location=network_url(req.name))
+
+
+async def delete_network(request: web.Request) -> Result:
+    await state(request).networks.delete(_network(request))
+    return Sync()
+
+
+async def network_state(request: web.Request) -> Result:
+    return Sync(await state(request).networks.state(_network(request)))
+
+
+async def network_leases(request: web.Request) -> Result:
+    return Sync(state(request).networks.leases(_network(request)))
+
+
+ENDPOINTS = [
+    Endpoint("/networks", get=Action(list_networks), post=Action(create_network)),
+    Endpoint(
+        "/networks/{name}",
+        get=Action(get_network),
+        put=Action(put_network),
+        patch=Action(patch_network),
+        post=Action(rename_network),
+        delete=Action(delete_network),
+    ),
+    Endpoint("/networks/{name}/state", get=Action(network_state)),
+    Endpoint("/networks/{name}/leases", get=Action(network_leases)),
+]

@@ -1,0 +1,125 @@
+"""Managed bridge networks: the bridge, its address and dnsmasq come up; a container's NIC on the
+network gets a DHCP lease that /leases reports; a network in use is not deleted; deleting one
+removes the bridge, dnsmasq and its files; bad input leaves nothing. Every bridge here has a
+unique name, a private subnet and NAT off, and is removed at the end."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon, unique
+
+pytestmark = [pytest.mark.root]
+
+NETS = "/1.0/networks"
+
+
+def addresses_of(ifname: str) -> list[str]:
+    out = subprocess.run(
+        ["ip", "-j", "addr", "show", "dev", ifname], capture_output=True, text=True
+    ).stdout
+    return [
+        f"{a['local']}/{a['prefixlen']}"
+        for link in json.loads(out or "[]")
+        for a in link["addr_info"]
+    ]
+
+
+def dnsmasq_of(root: Path, name: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "dnsmasq"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(root / "networks" / name) in line]
+
+
+@pytest.fixture
+def network(daemon: Daemon) -> Iterator[tuple[str, str]]:
+    name = "stpt" + secrets.token_hex(4)
+    address = f"10.214.{secrets.randbelow(250) + 1}.1/24"
+    config = {"ipv4.address": address, "ipv4.nat": "false", "ipv6.address": "none"}
+    resp = daemon.request("POST", NETS, {"name": name, "config": config})
+    assert resp.status == 200, resp.body
+    try:
+        yield name, address
+    finally:
+        daemon.request("DELETE", f"{NETS}/{name}")
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def test_bridge_with_dhcp_for_a_container(
+    daemon: Daemon, busybox: str, network: tuple[str, str]
+) -> None:
+    name, address = network
+    assert address in addresses_of(name)
+    assert dnsmasq_of(daemon.root, name)
+    net = daemon.request("GET", f"{NETS}/{name}").metadata
+    assert net["type"] == "bridge" and net["managed"] and net["status"] == "Created"
+    assert net["config"]["ipv4.address"] == address
+    state = daemon.request("GET", f"{NETS}/{name}/state").metadata
+    assert state["state"] == "up"
+    assert any(f"{a['address']}/{a['netmask']}" == address for a in state["addresses"])
+
+    inst = daemon.launch(
+        busybox, devices={"eth0": {"type": "nic", "network": name, "name": "eth0"}}
+    )
+    try:
+        dhcp = ["udhcpc", "-i", "eth0", "-n", "-q", "-s", "/bin/true", "-x", f"hostname:{inst}"]
+        daemon.cli("exec", inst, "--", *dhcp)
+        leases = daemon.request("GET", f"{NETS}/{name}/leases").metadata
+        assert [(lease["hostname"], lease["type"]) for lease in leases] == [(inst, "dynamic")]
+        prefix = address.rsplit(".", 1)[0] + "."
+        assert leases[0]["address"].startswith(prefix)
+        assert daemon.request("GET", f"{NETS}/{name}").metadata["used_by"] == [
+            f"/1.0/instances/{inst}"
+        ]
+        resp = daemon.request("DELETE", f"{NETS}/{name}")
+        assert resp.status == 400 and "in use" in resp.json()["error"]
+    finally:
+        daemon.force_delete(inst)
+
+    assert daemon.request("DELETE", f"{NETS}/{name}").status == 200
+    assert not Path(f"/sys/class/net/{name}").exists()
+    assert not dnsmasq_of(daemon.root, name)
+    assert not (daemon.root / "networks" / name).exists()
+    assert daemon.request("GET", f"{NETS}/{name}").status == 404
+
+
+def test_network_bad_input(daemon: Daemon, network: tuple[str, str]) -> None:
+    name, _ = network
+    fresh = "stpt" + secrets.token_hex(4)
+    cases = [
+        ({"name": fresh, "config": {"ipv4.nat": "maybe"}}, "ipv4.nat"),
+        ({"name": fresh, "config": {"ipv4.address": "10.1.2.3"}}, "ipv4.address"),
+        ({"name": fresh, "config": {"bogus.key": "1"}}, "bogus.key"),
+        ({"name": "x" * 16, "config": {}}, "Invalid network name"),
+        ({"name": fresh, "type": "macvlan"}, "macvlan"),
+        ({"name": fresh, "type": "nosuch"}, "nosuch"),
+    ]
+    for body, expected in cases:
+        resp = daemon.request("POST", NETS, body)
+        assert resp.status == 400 and expected in resp.json()["error"], (body, resp.body)
+        assert not Path(f"/sys/class/net/{body['name']}").exists()
+    resp = daemon.request("POST", NETS, {"name": name, "config": {"ipv6.address": "none"}})
+    assert resp.status == 409
+    assert daemon.request("GET", f"{NETS}/{fresh}").status == 404
+    bad_nic = {"eth0": {"type": "nic", "network": fresh}}
+    resp = daemon.request(
+        "POST",
+        "/1.0/instances",
+        {"name": unique("c"), "source": {"type": "none"}, "devices": bad_nic},
+    )
+    assert resp.status == 400 and fresh in resp.json()["error"]
+
+
+def test_network_update_moves_the_bridge_address(daemon: Daemon, network: tuple[str, str]) -> None:
+    name, address = network
+    moved = address.replace(".1/24", ".254/24")
+    resp = daemon.request("PATCH", f"{NETS}/{name}", {"config": {"ipv4.address": moved}})
+    assert resp.status == 200, resp.body
+    assert moved in addresses_of(name) and address not in addresses_of(name)
+    conf = (daemon.root / "networks" / name / "dnsmasq.conf").read_text()
+    assert f"listen-address={moved.split('/')[0]}" in conf
