@@ -123,3 +123,37 @@ def test_network_update_moves_the_bridge_address(daemon: Daemon, network: tuple[
     assert moved in addresses_of(name) and address not in addresses_of(name)
     conf = (daemon.root / "networks" / name / "dnsmasq.conf").read_text()
     assert f"listen-address={moved.split('/')[0]}" in conf
+
+
+def test_network_cli(daemon: Daemon, busybox: str) -> None:
+    name, renamed = "stpt" + secrets.token_hex(4), "stpt" + secrets.token_hex(4)
+    address = f"10.215.{secrets.randbelow(250) + 1}.1/24"
+    inst = daemon.launch(busybox, start=False)
+    try:
+        daemon.cli(
+            "network", "create", name, f"ipv4.address={address}", "ipv4.nat=false",
+            "ipv6.address=none",
+        )  # fmt: skip
+        listing = daemon.cli("network", "list", "--format", "csv").stdout
+        assert f"{name},bridge,YES,{address},none" in listing
+        daemon.cli("network", "set", name, "dns.domain=lab")
+        assert daemon.cli("network", "get", name, "dns.domain").stdout.strip() == "lab"
+        assert address.split("/")[0] in daemon.cli("network", "info", name).stdout
+        daemon.cli("network", "attach", name, inst, "eth0")
+        devices = daemon.request("GET", f"/1.0/instances/{inst}").metadata["devices"]
+        assert devices["eth0"] == {"type": "nic", "network": name, "name": "eth0"}
+        proc = daemon.cli("network", "rename", name, renamed, check=False)
+        assert proc.returncode == 1 and "in use" in proc.stderr
+        daemon.cli("network", "detach", name, inst)
+        assert daemon.request("GET", f"/1.0/instances/{inst}").metadata["devices"] == {}
+        daemon.cli("network", "rename", name, renamed)
+        assert Path(f"/sys/class/net/{renamed}").exists()
+        assert not Path(f"/sys/class/net/{name}").exists()
+        assert daemon.cli("network", "list-leases", renamed, "--format", "csv").stdout == ""
+        daemon.cli("network", "delete", renamed)
+        assert not Path(f"/sys/class/net/{renamed}").exists()
+    finally:
+        daemon.force_delete(inst)
+        for net in (name, renamed):
+            daemon.request("DELETE", f"{NETS}/{net}")
+            subprocess.run(["ip", "link", "del", net], capture_output=True)

@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     "export": "backup",
     "import": "backup",
     "admin": "admin",
+    "network": "network",
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import websocket
 
 from stapes.client.connection import Connection, segment, unwrap
+from stapes.client.network import NetworkClient
 from stapes.client.operation import RemoteOperation
 from stapes.client.storage import StorageClient, file_chunks
 
@@ -48,7 +49,7 @@ class _Multipart:
         yield self.tail
 
 
-class InstanceServer(StorageClient):
+class InstanceServer(StorageClient, NetworkClient):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
