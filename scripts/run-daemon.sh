@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: start stapesd in the background (if it is not running), put `stapes` and `stapesd`
-# on PATH, and launch a demo Debian 12 container (building the image the first time).
+# on PATH, give the default profile a NIC on the managed bridge stapesbr0, and launch a demo
+# Debian 12 container (building the image the first time).
 # `scripts/run-daemon.sh stop` stops the daemon; containers keep running, as with Incus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,14 @@ if ! { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then
 fi
 stapes list --format csv >/dev/null || { echo "stapesd did not start: see $STAPES_DIR/logs/stapesd.log" >&2; exit 1; }
 echo "stapesd is running (pid $(cat "$pidfile"), socket $STAPES_DIR/unix.socket)"
+
+# A managed bridge for the default profile: DHCP and DNS for the demo, no NAT to the outside.
+if ! stapes network list --format csv | grep -q '^stapesbr0,'; then
+  stapes network create stapesbr0 ipv4.address=auto ipv4.nat=false ipv6.address=auto ipv6.nat=false
+fi
+if ! stapes profile show default | grep -q 'network: stapesbr0'; then
+  stapes profile device add default eth0 nic network=stapesbr0 name=eth0
+fi
 
 if ! stapes image alias list --format csv | grep -q '^debian/12,'; then
   stapes image build debian/12 --alias debian/12

@@ -139,6 +139,14 @@ def test_network_cli(daemon: Daemon, busybox: str) -> None:
         daemon.cli("network", "set", name, "dns.domain=lab")
         assert daemon.cli("network", "get", name, "dns.domain").stdout.strip() == "lab"
         assert address.split("/")[0] in daemon.cli("network", "info", name).stdout
+        other = unique("n")
+        daemon.cli("init", busybox, other, "--network", name, "--storage", "default")
+        devices = daemon.request("GET", f"/1.0/instances/{other}").metadata["devices"]
+        assert devices == {
+            "eth0": {"type": "nic", "network": name, "name": "eth0"},
+            "root": {"type": "disk", "path": "/", "pool": "default"},
+        }
+        daemon.force_delete(other)
         daemon.cli("network", "attach", name, inst, "eth0")
         devices = daemon.request("GET", f"/1.0/instances/{inst}").metadata["devices"]
         assert devices["eth0"] == {"type": "nic", "network": name, "name": "eth0"}

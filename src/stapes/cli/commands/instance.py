@@ -32,6 +32,8 @@ def _create_options(f: Any) -> Any:
         default="",
         help="Instance type: cN-mM (c2-m4) or t2.micro...",
     )(f)
+    f = click.option("--network", "-n", default="", help="Network of the instance's eth0")(f)
+    f = click.option("--storage", "-s", default="", help="Storage pool of the root disk")(f)
     f = click.argument("name", required=False, default="")(f)
     f = click.argument("image")(f)
     return f
@@ -51,6 +53,13 @@ def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> Non
         body["profiles"] = []
     elif options["profiles"]:
         body["profiles"] = list(options["profiles"])
+    devices: dict[str, dict[str, str]] = {}
+    if options["network"]:  # as incus: eth0 on that network, over the profiles' eth0
+        devices["eth0"] = {"type": "nic", "network": options["network"], "name": "eth0"}
+    if options["storage"]:
+        devices["root"] = {"type": "disk", "path": "/", "pool": options["storage"]}
+    if devices:
+        body["devices"] = devices
     image = options["image"]
     source: dict[str, Any] = {"type": "image"}
     try:
