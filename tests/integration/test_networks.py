@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
+import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,26 @@ def addresses_of(ifname: str) -> list[str]:
         for link in json.loads(out or "[]")
         for a in link["addr_info"]
     ]
+
+
+def resolve(server: str, name: str) -> list[str]:
+    """The A records ``server`` answers for ``name`` (a bare DNS query over UDP)."""
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(query, (server, 53))
+        answer = sock.recv(1024)
+    count, offset = struct.unpack(">H", answer[6:8])[0], 12 + len(labels) + 5
+    found = []
+    for _ in range(count):
+        offset += 2  # a compressed pointer to the question's name
+        kind, _, _, length = struct.unpack(">HHIH", answer[offset : offset + 10])
+        offset += 10
+        if kind == 1:
+            found.append(socket.inet_ntoa(answer[offset : offset + length]))
+        offset += length
+    return found
 
 
 def dnsmasq_of(root: Path, name: str) -> list[str]:
@@ -73,6 +95,8 @@ def test_bridge_with_dhcp_for_a_container(
         assert [(lease["hostname"], lease["type"]) for lease in leases] == [(inst, "dynamic")]
         prefix = address.rsplit(".", 1)[0] + "."
         assert leases[0]["address"].startswith(prefix)
+        # the instance's name resolves under the network's domain, from the host too
+        assert resolve(address.split("/")[0], f"{inst}.incus") == [leases[0]["address"]]
         assert daemon.request("GET", f"{NETS}/{name}").metadata["used_by"] == [
             f"/1.0/instances/{inst}"
         ]
