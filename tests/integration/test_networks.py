@@ -189,3 +189,16 @@ def test_network_cli(daemon: Daemon, busybox: str) -> None:
         for net in (name, renamed):
             daemon.request("DELETE", f"{NETS}/{net}")
             subprocess.run(["ip", "link", "del", net], capture_output=True)
+
+
+def test_networks_come_back_after_a_host_restart(daemon: Daemon, network: tuple[str, str]) -> None:
+    name, address = network
+    daemon.stop()
+    # what a reboot does behind the daemon's back: no bridge, no dnsmasq
+    for line in dnsmasq_of(daemon.root, name):
+        subprocess.run(["kill", line.split()[0]], check=True)
+    subprocess.run(["ip", "link", "del", name], check=True)
+    daemon.start()
+    assert address in addresses_of(name)
+    assert dnsmasq_of(daemon.root, name)
+    assert daemon.request("GET", f"{NETS}/{name}").metadata["status"] == "Created"
