@@ -38,6 +38,7 @@ bench: setup-test
 	$(VENV)/bin/python bench/launch.py
 	$(VENV)/bin/python bench/instances.py
 	$(VENV)/bin/python bench/storage.py
+	$(VENV)/bin/python bench/network.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
