@@ -1,7 +1,9 @@
-"""`stapes image build debian/12` makes a real Debian 12 system image whose systemd boots."""
+"""`stapes image build debian/12` makes a real Debian 12 system image whose systemd boots and
+whose eth0 gets an address by DHCP on a managed bridge (the test's own, NAT off)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import pytest
@@ -16,7 +18,14 @@ def test_debian_image_boots_systemd(daemon: Daemon) -> None:
     image = daemon.request("GET", "/1.0/images/aliases/test-debian%2F12").metadata
     props = daemon.request("GET", f"/1.0/images/{image['target']}").metadata["properties"]
     assert props["os"] == "Debian" and props["release"] == "12"
-    name = daemon.launch("test-debian/12")
+    network = "stpd" + secrets.token_hex(4)
+    subnet = f"10.216.{secrets.randbelow(250) + 1}"
+    config = {"ipv4.address": f"{subnet}.1/24", "ipv4.nat": "false", "ipv6.address": "none"}
+    assert (
+        daemon.request("POST", "/1.0/networks", {"name": network, "config": config}).status == 200
+    )
+    nic = {"eth0": {"type": "nic", "network": network, "name": "eth0"}}
+    name = daemon.launch("test-debian/12", devices=nic)
     try:
         deadline = time.time() + 60
         status = ""
@@ -32,9 +41,17 @@ def test_debian_image_boots_systemd(daemon: Daemon) -> None:
         assert status == "running", f"systemd is {status!r}; failed units: {failed}"
         assert daemon.cli("exec", name, "--", "hostname").stdout.strip() == name
         assert "bookworm" in daemon.cli("exec", name, "--", "cat", "/etc/os-release").stdout
+        leases = daemon.request("GET", f"/1.0/networks/{network}/leases").metadata
+        assert [x["hostname"] for x in leases] == [name]
+        state = daemon.request("GET", f"/1.0/instances/{name}/state").metadata
+        inet = [
+            a["address"] for a in state["network"]["eth0"]["addresses"] if a["family"] == "inet"
+        ]
+        assert inet == [leases[0]["address"]] and inet[0].startswith(subnet + ".")
         daemon.ok(
             daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop", "timeout": 30})
         )
     finally:
         daemon.force_delete(name)
+        daemon.request("DELETE", f"/1.0/networks/{network}")
         daemon.ok(daemon.request("DELETE", f"/1.0/images/{image['target']}"))

@@ -215,9 +215,8 @@ def _finish_debian(rootfs: Path, suite: str) -> None:
         dbus_id.unlink()
     (rootfs / "etc/hostname").write_text("debian\n")
     (rootfs / "etc/network/interfaces.d").mkdir(parents=True, exist_ok=True)
-    (rootfs / "etc/network/interfaces.d/eth0").write_text(
-        "allow-hotplug eth0\niface eth0 inet dhcp\n"
-    )
+    # auto, not allow-hotplug: no udev in a container raises hotplug interfaces
+    (rootfs / "etc/network/interfaces.d/eth0").write_text("auto eth0\niface eth0 inet dhcp\n")
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for entry in (rootfs / cache).glob("*"):
             if entry.is_file() and entry.name not in ("lock",):
