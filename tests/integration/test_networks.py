@@ -10,6 +10,7 @@ import secrets
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +203,48 @@ def test_networks_come_back_after_a_host_restart(daemon: Daemon, network: tuple[
     assert address in addresses_of(name)
     assert dnsmasq_of(daemon.root, name)
     assert daemon.request("GET", f"{NETS}/{name}").metadata["status"] == "Created"
+
+
+def test_nic_limits_cap_throughput(daemon: Daemon, busybox: str, network: tuple[str, str]) -> None:
+    """limits.egress shapes what leaves the container (through an ifb device), limits.ingress
+    what enters it: 4 MiB through a 16 Mbit/s limit take about 2 s either way."""
+    name, address = network
+    subnet = address.rsplit(".", 1)[0]
+    nic = {"type": "nic", "network": name, "name": "eth0"}
+    nic |= {"limits.egress": "16Mbit", "limits.ingress": "16Mbit"}
+    inst = daemon.launch(busybox, devices={"eth0": nic})
+    host_name = daemon.request("GET", f"/1.0/instances/{inst}").metadata["config"][
+        "volatile.eth0.host_name"
+    ]
+    served = Path(f"/var/tmp/{inst}-srv")
+    served.mkdir()
+    server = None
+    try:
+        setup = f"ip addr add {subnet}.50/24 dev eth0; mkdir -p /srv; "
+        setup += "dd if=/dev/zero of=/srv/big bs=1M count=4 2>/dev/null; httpd -p 8080 -h /srv"
+        daemon.cli("exec", inst, "--", "sh", "-c", setup)
+        start = time.perf_counter()
+        url = f"http://{subnet}.50:8080/big"
+        subprocess.run(["busybox", "wget", "-q", "-O", "/dev/null", url], check=True, timeout=60)
+        out_rate = 4 * 8 / (time.perf_counter() - start)  # Mbit/s out of the container
+        assert out_rate < 16 * 1.3, f"egress not capped: {out_rate:.1f} Mbit/s"
+
+        (served / "big").write_bytes(bytes(4 << 20))
+        host = address.split("/")[0]
+        server = subprocess.Popen(
+            ["busybox", "httpd", "-f", "-p", f"{host}:8081", "-h", str(served)]
+        )
+        time.sleep(0.3)
+        fetch = f"wget -q -O /dev/null http://{host}:8081/big"
+        start = time.perf_counter()
+        daemon.cli("exec", inst, "--", "sh", "-c", fetch)
+        in_rate = 4 * 8 / (time.perf_counter() - start)
+        assert in_rate < 16 * 1.3, f"ingress not capped: {in_rate:.1f} Mbit/s"
+        assert Path(f"/sys/class/net/ifb{host_name[-12:]}").exists()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        subprocess.run(["rm", "-rf", str(served)], check=False)
+        daemon.force_delete(inst)
+    assert not Path(f"/sys/class/net/ifb{host_name[-12:]}").exists()

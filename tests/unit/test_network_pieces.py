@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from stapes.host import traffic
 from stapes.network import addresses, dnsmasq, firewall
 
 
@@ -58,3 +59,19 @@ def test_firewall_table_is_replaced_whole() -> None:
     ]
     assert 'ip saddr 10.9.8.0/24 ip daddr != 10.9.8.0/24 oifname != "br-1" masquerade' in rules
     assert "ip6" not in rules
+
+
+def test_rates_and_tc_commands() -> None:
+    assert traffic.parse_rate("100Mbit") == 100_000_000
+    assert traffic.parse_rate("1.5Gbit") == 1_500_000_000
+    assert traffic.parse_rate("64000") == 64000
+    for bad in ("fast", "10MB", "-1Mbit", "0"):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))):
+            traffic.parse_rate(bad)
+    assert traffic.ifb_name("veth1234abcd") == "ifbveth1234abcd"
+    assert traffic.tbf_argv("v", 8_000_000)[-6:] == [
+        "rate", "8000000bit", "burst", "32768", "latency", "50ms",
+    ]  # fmt: skip
+    qdisc, redirect = traffic.redirect_argv("v", "ifbv")
+    assert qdisc[-3:] == ["handle", "ffff:", "ingress"]
+    assert redirect[-6:] == ["action", "mirred", "egress", "redirect", "dev", "ifbv"]

@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, InternalError, MissingHostFeature
+from stapes.host import traffic
 from stapes.host.capabilities import HostCaps
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
@@ -302,12 +303,15 @@ class LxcDriver(InstanceDriver):
                 detail = err.strip().splitlines()[-1]
             raise InternalError(f"Failed to start the container: {detail}")
 
-        if spec.run.helpers:
-            try:
+        try:
+            for nic in spec.run.nics:
+                if nic.ingress or nic.egress:
+                    await traffic.apply(nic.host_name, nic.ingress, nic.egress)
+            if spec.run.helpers:
                 await asyncio.to_thread(helpers.start, spec.run.helpers, pid, spec.log_dir)
-            except BaseException:
-                await run([*self._tool("lxc-stop", spec), "-k"], timeout=120, check=False)
-                raise
+        except BaseException:
+            await run([*self._tool("lxc-stop", spec), "-k"], timeout=120, check=False)
+            raise
         return pid
 
     def _tool(self, tool: str, spec: InstanceSpec) -> list[str]:
@@ -422,6 +426,8 @@ class LxcDriver(InstanceDriver):
             if nic.link:
                 await run(["ip", "link", "set", nic.host_name, "master", nic.link])
             await run(["ip", "link", "set", nic.host_name, "up"])
+            if nic.ingress or nic.egress:
+                await traffic.apply(nic.host_name, nic.ingress, nic.egress)
 
             def move() -> None:
                 if not self._container(spec).attach_interface(peer, nic.name):

@@ -53,6 +53,9 @@ class Nic:
     mtu: int = 0
     link: str = ""
     """The bridge the host side joins (bridged NICs); empty for a plain veth pair."""
+    ingress: int = 0
+    egress: int = 0
+    """Bandwidth limits in bit/s into and out of the instance (0: none)."""
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 from pathlib import Path
 from typing import ClassVar
 
 from stapes.api.errors import BadRequest
 from stapes.config import validate as v
+from stapes.host import traffic
 from stapes.instance.devices.device import Device, Nic, RunConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
@@ -41,6 +43,9 @@ class NicP2P(Device):
         "hwaddr": is_mac,
         "mtu": v.is_uint,
         "parent": v.any_value,
+        "limits.ingress": traffic.is_rate,
+        "limits.egress": traffic.is_rate,
+        "limits.max": traffic.is_rate,
     }
 
     def validate(self) -> None:
@@ -71,6 +76,16 @@ class NicP2P(Device):
                 else "nictype or network is required (p2p: a veth pair; network: a managed network)"
             )
 
+    def _rate(self, key: str) -> int:
+        value = self.config.get(key) or self.config.get("limits.max", "")
+        return traffic.parse_rate(value) if value else 0
+
+    def stop(self) -> None:
+        """The ifb device of an egress limit outlives the veth: remove it."""
+        host_name = self.ctx.config.get(f"volatile.{self.name}.host_name", "")
+        if host_name and self._rate("limits.egress"):
+            subprocess.run(traffic.clear_argv(host_name), capture_output=True, check=False)
+
     def _link(self) -> str:
         """The bridge the host side joins ("" for p2p)."""
         network = self.config.get("network")
@@ -94,6 +109,8 @@ class NicP2P(Device):
             hwaddr=hwaddr,
             mtu=int(self.config.get("mtu", "0") or 0),
             link=self._link(),
+            ingress=self._rate("limits.ingress"),
+            egress=self._rate("limits.egress"),
         )
         volatile = {prefix + "hwaddr": hwaddr, prefix + "host_name": host_name}
         return RunConfig(nics=[nic], volatile=volatile)
