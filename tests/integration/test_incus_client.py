@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,20 @@ def test_incus_storage_info_and_host_resources(incus) -> None:  # type: ignore[n
     assert "driver: dir" in info and "total space:" in info
     resources = incus("info", "--resources").stdout
     assert "CPU:" in resources and "Memory:" in resources
+
+
+def test_incus_networks(incus) -> None:  # type: ignore[no-untyped-def]
+    name = "stpi" + uuid.uuid4().hex[:8]
+    subnet = f"10.217.{uuid.uuid4().int % 250 + 1}"
+    try:
+        incus(
+            "network", "create", name, f"ipv4.address={subnet}.1/24", "ipv4.nat=false",
+            "ipv6.address=none",
+        )  # fmt: skip
+        assert f"{name},bridge,YES,{subnet}.1/24" in incus("network", "list", "-f", "csv").stdout
+        assert "State: up" in incus("network", "info", name).stdout
+        incus("network", "set", name, "dns.domain=lab")
+        assert incus("network", "get", name, "dns.domain").stdout.strip() == "lab"
+        assert incus("network", "list-leases", name, "-f", "csv").stdout == ""
+    finally:
+        incus("network", "delete", name, check=False)
