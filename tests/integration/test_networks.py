@@ -248,3 +248,24 @@ def test_nic_limits_cap_throughput(daemon: Daemon, busybox: str, network: tuple[
         subprocess.run(["rm", "-rf", str(served)], check=False)
         daemon.force_delete(inst)
     assert not Path(f"/sys/class/net/ifb{host_name[-12:]}").exists()
+
+
+def test_static_ipv4_address_on_a_nic(
+    daemon: Daemon, busybox: str, network: tuple[str, str]
+) -> None:
+    name, address = network
+    subnet = address.rsplit(".", 1)[0]
+    nic = {"type": "nic", "network": name, "name": "eth0", "ipv4.address": f"{subnet}.77"}
+    inst = daemon.launch(busybox, devices={"eth0": nic})
+    try:
+        dhcp = ["udhcpc", "-i", "eth0", "-n", "-q", "-s", "/bin/true", "-x", f"hostname:{inst}"]
+        daemon.cli("exec", inst, "--", *dhcp)
+        leases = daemon.request("GET", f"{NETS}/{name}/leases").metadata
+        assert [x["address"] for x in leases if x["hostname"] == inst] == [f"{subnet}.77"]
+    finally:
+        daemon.force_delete(inst)
+    for bad, expected in ((f"{subnet}.1", "free host address"), ("10.1.2.3", "free host address")):
+        nic["ipv4.address"] = bad
+        body = {"name": unique("c"), "source": {"type": "none"}, "devices": {"eth0": nic}}
+        resp = daemon.request("POST", "/1.0/instances", body)
+        assert resp.status == 400 and expected in resp.json()["error"], resp.body

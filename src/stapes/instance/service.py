@@ -229,8 +229,8 @@ class InstanceService:
             return None
         return lambda pool, name: volumes.attached(pool, project, name)
 
-    def _network_lookup(self) -> Callable[[str], str] | None:
-        return self.networks.host_interface if self.networks is not None else None
+    def _network_lookup(self) -> Networks | None:
+        return self.networks
 
     def check_devices(
         self, devices: dict[str, dict[str, str]], instance_type: str, project: str = "default"

@@ -86,6 +86,20 @@ async def stop(directory: Path) -> None:
         await asyncio.sleep(0.02)
 
 
+def write_hosts(directory: Path, hosts: list[tuple[str, str, str]]) -> None:
+    """The static leases ((MAC, address, name)...), then a SIGHUP so dnsmasq reads them."""
+    if not directory.is_dir():
+        return
+    text = "".join(f"{mac},{address},{name}\n" for mac, address, name in hosts)
+    path = directory / "dnsmasq.hosts"
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.rename(path)
+    pid = pid_of(directory)
+    if pid is not None:
+        os.kill(pid, signal.SIGHUP)
+
+
 def leases(directory: Path) -> list[dict[str, str]]:
     """dnsmasq's lease file: expiry, MAC, address, hostname, client id per line."""
     found = []

@@ -4,6 +4,7 @@ up at daemon start stays recorded with its error (status Errored) and the daemon
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from stapes.db.connection import Database
 from stapes.db.instances import list_instances
 from stapes.db.projects import expand_profiles, list_profiles, list_projects
 from stapes.host.paths import Paths
+from stapes.network import dnsmasq
 from stapes.network.drivers.driver import NetworkDriver
 from stapes.network.registry import network_type
 from stapes.server.events import EventBus
@@ -49,6 +51,45 @@ class Networks:
 
     def _directory(self, name: str) -> Path:
         return self.paths.networks / name
+
+    def check_address(self, name: str, address: str) -> None:
+        """A NIC's static ``ipv4.address`` must lie in its network's subnet (and not be the
+        bridge's own address)."""
+        row = q.find_network(self.db, name)
+        if row is None:
+            raise BadRequest(f"Network {name!r} does not exist")
+        bridge = row.config.get("ipv4.address", "none")
+        if bridge in ("none", ""):
+            raise BadRequest(f"Network {name!r} has no IPv4 subnet for ipv4.address {address}")
+        iface = ipaddress.IPv4Interface(bridge)
+        wanted = ipaddress.IPv4Address(address)
+        if wanted not in iface.network or wanted in (iface.ip, iface.network.broadcast_address):
+            raise BadRequest(
+                f"ipv4.address {address} is not a free host address of {iface.network}"
+            )
+
+    def reservations(self, name: str) -> list[tuple[str, str, str]]:
+        """(MAC, address, instance) of every NIC on the network with a static ipv4.address."""
+        found = []
+        for inst in list_instances(self.db, None):
+            devices = expand_profiles(
+                self.db, inst.project, inst.profiles, inst.config, inst.devices
+            )[1]
+            for dev, conf in devices.items():
+                if conf.get("type") != "nic" or conf.get("network") != name:
+                    continue
+                hwaddr = conf.get("hwaddr") or inst.config.get(f"volatile.{dev}.hwaddr", "")
+                if conf.get("ipv4.address") and hwaddr:
+                    found.append((hwaddr, conf["ipv4.address"], inst.name))
+        return found
+
+    def refresh_reservations(self, name: str, starting: tuple[str, str, str]) -> None:
+        """Rewrite dnsmasq's hosts file of the network from the instances (and the NIC being
+        started, whose MAC is not recorded yet) and reload it."""
+        if q.find_network(self.db, name) is None:
+            return
+        hosts = [h for h in self.reservations(name) if h[0] != starting[0]]
+        dnsmasq.write_hosts(self._directory(name), [*hosts, starting])
 
     def host_interface(self, name: str) -> str:
         """What a NIC with ``network=NAME`` attaches to (a 400 for a missing network)."""

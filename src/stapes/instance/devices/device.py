@@ -8,7 +8,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from stapes.api.errors import BadRequest
 from stapes.host.idmap import IdMap
@@ -83,6 +83,20 @@ class RunConfig:
         self.volatile.update(other.volatile)
 
 
+class NetworkAccess(Protocol):
+    """What a NIC may ask of the managed networks (a 400 for a network that does not exist)."""
+
+    def host_interface(self, name: str) -> str:
+        """The bridge a NIC on network ``name`` joins."""
+
+    def check_address(self, name: str, address: str) -> None:
+        """A static ipv4.address must be a free host address of the network's subnet."""
+
+    def refresh_reservations(self, name: str, starting: tuple[str, str, str]) -> None:
+        """Make the network's DHCP server hand out the static addresses configured, and the
+        ``starting`` NIC's (MAC, address, instance) before its MAC is recorded."""
+
+
 @dataclass(frozen=True)
 class DeviceContext:
     """What a device may know about its instance."""
@@ -96,8 +110,8 @@ class DeviceContext:
     """Where a device may keep files on the host (device nodes, TPM state)."""
     volume: Callable[[str, str], AttachedVolume] | None = None
     """Finds a custom volume of the instance's project by pool and name."""
-    network: Callable[[str], str] | None = None
-    """The host interface (bridge) NICs of a managed network attach to; 400 if missing."""
+    network: NetworkAccess | None = None
+    """Managed networks, as NICs need them."""
 
 
 class Device(abc.ABC):

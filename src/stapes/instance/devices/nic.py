@@ -3,6 +3,7 @@ network's (``network=NAME``) or any host bridge (nictype bridged, ``parent=BRIDG
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import subprocess
@@ -28,6 +29,13 @@ def is_mac(value: str) -> None:
         raise ValueError(f"{value!r} is not a MAC address such as 00:16:3e:12:34:56")
 
 
+def is_ipv4(value: str) -> None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
+
+
 def random_mac() -> str:
     """In the 00:16:3e range, as Incus does (Xensource's OUI)."""
     tail = secrets.token_bytes(3)
@@ -43,6 +51,7 @@ class NicP2P(Device):
         "hwaddr": is_mac,
         "mtu": v.is_uint,
         "parent": v.any_value,
+        "ipv4.address": is_ipv4,
         "limits.ingress": traffic.is_rate,
         "limits.egress": traffic.is_rate,
         "limits.max": traffic.is_rate,
@@ -57,10 +66,16 @@ class NicP2P(Device):
             if self.ctx.network is None:
                 raise self.fail("managed networks are not available here")
             try:
-                self.ctx.network(self.config["network"])
+                self.ctx.network.host_interface(self.config["network"])
+                if self.config.get("ipv4.address"):
+                    self.ctx.network.check_address(
+                        self.config["network"], self.config["ipv4.address"]
+                    )
             except BadRequest as exc:
                 raise self.fail(exc.message) from None
             return
+        if self.config.get("ipv4.address"):
+            raise self.fail("ipv4.address needs network= (a managed network hands it out)")
         if nictype == "bridged":
             parent = self.config.get("parent", "")
             if not parent:
@@ -90,7 +105,7 @@ class NicP2P(Device):
         """The bridge the host side joins ("" for p2p)."""
         network = self.config.get("network")
         if network and self.ctx.network is not None:
-            return self.ctx.network(network)
+            return self.ctx.network.host_interface(network)
         return self.config.get("parent", "") if self.config.get("nictype") == "bridged" else ""
 
     def attached(self) -> RunConfig:
@@ -112,6 +127,9 @@ class NicP2P(Device):
             ingress=self._rate("limits.ingress"),
             egress=self._rate("limits.egress"),
         )
+        network, address = self.config.get("network"), self.config.get("ipv4.address")
+        if network and address and self.ctx.network is not None:
+            self.ctx.network.refresh_reservations(network, (hwaddr, address, self.ctx.instance))
         volatile = {prefix + "hwaddr": hwaddr, prefix + "host_name": host_name}
         return RunConfig(nics=[nic], volatile=volatile)
 
