@@ -11,7 +11,6 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,20 +56,6 @@ def resolve(server: str, name: str) -> list[str]:
 def dnsmasq_of(root: Path, name: str) -> list[str]:
     out = subprocess.run(["pgrep", "-af", "dnsmasq"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if str(root / "networks" / name) in line]
-
-
-@pytest.fixture
-def network(daemon: Daemon) -> Iterator[tuple[str, str]]:
-    name = "stpt" + secrets.token_hex(4)
-    address = f"10.214.{secrets.randbelow(250) + 1}.1/24"
-    config = {"ipv4.address": address, "ipv4.nat": "false", "ipv6.address": "none"}
-    resp = daemon.request("POST", NETS, {"name": name, "config": config})
-    assert resp.status == 200, resp.body
-    try:
-        yield name, address
-    finally:
-        daemon.request("DELETE", f"{NETS}/{name}")
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
 def test_bridge_with_dhcp_for_a_container(

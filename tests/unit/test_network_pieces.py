@@ -1,16 +1,20 @@
-"""The pure parts of bridge networks: address checks and choice, dnsmasq's config, the nftables
-table (rendered only: tests never enable NAT on this host)."""
+"""The pure parts of bridge networks: address checks and choice, dnsmasq's config, forwards and
+ACL rules, the nftables table (rendered, and checked by ``nft -c``, never applied: tests never
+enable NAT on this host)."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from stapes.api.errors import BadRequest
+from stapes.api.network import AclRule, ForwardPort
 from stapes.host import traffic
-from stapes.network import addresses, dnsmasq, firewall
+from stapes.network import acls, addresses, dnsmasq, firewall, forwards
 
 
 def test_address_values() -> None:
@@ -50,7 +54,8 @@ def test_dnsmasq_config() -> None:
 
 
 def test_firewall_table_is_replaced_whole() -> None:
-    rules = firewall.render("br-1", "br-1", ipaddress.IPv4Network("10.9.8.0/24"), None)
+    plan = firewall.FirewallPlan("br-1", "br-1", ipaddress.IPv4Network("10.9.8.0/24"))
+    rules = firewall.render(plan)
     lines = rules.splitlines()
     assert lines[:3] == [
         "table inet stapes_br_1 {}",
@@ -59,6 +64,73 @@ def test_firewall_table_is_replaced_whole() -> None:
     ]
     assert 'ip saddr 10.9.8.0/24 ip daddr != 10.9.8.0/24 oifname != "br-1" masquerade' in rules
     assert "ip6" not in rules
+
+
+def test_forward_rules() -> None:
+    listen = ipaddress.ip_address("198.51.100.7")
+    subnet = [ipaddress.ip_network("10.9.8.0/24")]
+    ports = [
+        ForwardPort(
+            protocol="tcp", listen_port="80", target_address="10.9.8.5", target_port="8080"
+        ),
+        ForwardPort(protocol="udp", listen_port="53,60-61", target_address="10.9.8.6"),
+        ForwardPort(
+            protocol="tcp", listen_port="9000-9001", target_address="10.9.8.6", target_port="1-2"
+        ),
+    ]
+    built = forwards.build(listen, {"target_address": "10.9.8.9"}, ports, subnet)
+    assert [forwards.dnat_rule(r) for r in built.rules] == [
+        "ip daddr 198.51.100.7 tcp dport 80 dnat ip to 10.9.8.5:8080",
+        "ip daddr 198.51.100.7 udp dport { 53, 60, 61 } dnat ip to 10.9.8.6",
+        "ip daddr 198.51.100.7 tcp dport { 9000, 9001 } dnat ip to 10.9.8.6 : tcp dport map "
+        "{ 9000 : 1, 9001 : 2 }",
+        "ip daddr 198.51.100.7 dnat ip to 10.9.8.9",
+    ]
+    six = forwards.build(
+        ipaddress.ip_address("2001:db8::7"),
+        {"target_address": "fd00::9"},
+        [],
+        [ipaddress.ip_network("fd00::/64")],
+    )
+    assert forwards.dnat_rule(six.rules[0]) == "ip6 daddr 2001:db8::7 dnat ip6 to [fd00::9]"
+    with pytest.raises(BadRequest, match="IPv4"):
+        forwards.build(listen, {"target_address": "fd00::9"}, [], subnet)
+
+
+def test_acl_rules_are_ordered_and_split_by_family() -> None:
+    rules = [
+        ("a", AclRule(action="allow", protocol="tcp", destination_port="80,443")),
+        ("a", AclRule(action="drop", source="10.0.0.0/8,fd00::/8")),
+        ("b", AclRule(action="reject", protocol="icmp4", icmp_type="8", state="logged")),
+        ("b", AclRule(action="allow", protocol="udp", state="disabled")),
+    ]
+    assert acls.render_chain(rules, "drop", False) == [
+        "ct state established,related accept",
+        "ct state invalid drop",
+        "ip saddr 10.0.0.0/8 drop",
+        "ip6 saddr fd00::/8 drop",
+        'meta l4proto icmp icmp type 8 log prefix "stapes-acl b " reject',
+        "meta l4proto tcp tcp dport { 80, 443 } accept",
+        "drop",
+    ]
+
+
+def test_whole_firewall_table_is_valid_nftables() -> None:
+    """nft itself checks the rendered table (-c: nothing is applied)."""
+    listen = ipaddress.ip_address("198.51.100.7")
+    port = ForwardPort(protocol="tcp", listen_port="80", target_address="10.9.8.5", snat=True)
+    built = forwards.build(listen, {}, [port], [ipaddress.ip_network("10.9.8.0/24")])
+    chain = acls.render_chain(
+        [("a", AclRule(action="allow", source="10.1.1.1-10.1.1.9"))], "reject", True
+    )
+    plan = firewall.FirewallPlan(
+        "stpcheck", "stpcheck", ipaddress.IPv4Network("10.9.8.0/24"),
+        ipaddress.IPv6Network("fd00::/64"), built.rules, chain, chain,
+    )  # fmt: skip
+    proc = subprocess.run(
+        ["nft", "-c", "-f", "-"], input=firewall.render(plan), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_rates_and_tc_commands() -> None:

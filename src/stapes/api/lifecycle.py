@@ -55,6 +55,19 @@ class NetworkAction(StrEnum):
     RENAMED = "network-renamed"
 
 
+class NetworkForwardAction(StrEnum):
+    CREATED = "network-forward-created"
+    DELETED = "network-forward-deleted"
+    UPDATED = "network-forward-updated"
+
+
+class NetworkAclAction(StrEnum):
+    CREATED = "network-acl-created"
+    DELETED = "network-acl-deleted"
+    UPDATED = "network-acl-updated"
+    RENAMED = "network-acl-renamed"
+
+
 class StoragePoolAction(StrEnum):
     CREATED = "storage-pool-created"
     DELETED = "storage-pool-deleted"

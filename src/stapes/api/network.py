@@ -21,3 +21,56 @@ class NetworkPost(WireModel):
     """POST /1.0/networks/{name}: rename."""
 
     name: str
+
+
+class ForwardPort(WireModel):
+    """One port specification of a network forward."""
+
+    description: str = ""
+    protocol: str = ""
+    listen_port: str = ""
+    target_address: str = ""
+    target_port: str = ""
+    snat: bool = False
+
+
+class NetworkForwardPut(WireModel):
+    config: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    ports: list[ForwardPort] = Field(default_factory=list)
+
+
+class NetworkForwardsPost(NetworkForwardPut):
+    listen_address: str
+
+
+class AclRule(WireModel):
+    """One ingress or egress rule of a network ACL."""
+
+    action: str = ""
+    state: str = "enabled"
+    description: str = ""
+    source: str = ""
+    destination: str = ""
+    protocol: str = ""
+    source_port: str = ""
+    destination_port: str = ""
+    icmp_type: str = ""
+    icmp_code: str = ""
+
+
+class NetworkAclPut(WireModel):
+    config: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    ingress: list[AclRule] = Field(default_factory=list)
+    egress: list[AclRule] = Field(default_factory=list)
+
+
+class NetworkAclsPost(NetworkAclPut):
+    name: str
+
+
+class NetworkAclPost(WireModel):
+    """POST /1.0/network-acls/{name}: rename."""
+
+    name: str

@@ -19,6 +19,14 @@ def network_url(name: str) -> str:
     return f"/1.0/networks/{name}"
 
 
+def forward_url(network: str, listen_address: str) -> str:
+    return f"/1.0/networks/{network}/forwards/{listen_address}"
+
+
+def acl_url(name: str) -> str:
+    return f"/1.0/network-acls/{name}"
+
+
 def pool_url(name: str) -> str:
     return f"/1.0/storage-pools/{name}"
 

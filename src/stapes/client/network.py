@@ -41,3 +41,56 @@ class NetworkClient:
     def network_leases(self, name: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.conn.request("GET", f"/1.0/networks/{_q(name)}/leases")
         return result
+
+    # -- forwards -------------------------------------------------------------------------------
+
+    def _forwards(self, network: str) -> str:
+        return f"/1.0/networks/{_q(network)}/forwards"
+
+    def network_forwards(self, network: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.conn.request(
+            "GET", self._forwards(network), params={"recursion": "1"}
+        )
+        return result
+
+    def network_forward(self, network: str, address: str) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", f"{self._forwards(network)}/{_q(address)}")
+        return unwrap(envelope), etag
+
+    def create_network_forward(self, network: str, body: dict[str, Any]) -> None:
+        self.conn.request("POST", self._forwards(network), json_body=body)
+
+    def update_network_forward(
+        self, network: str, address: str, put: dict[str, Any], etag: str = ""
+    ) -> None:
+        headers = {"If-Match": etag} if etag else None
+        url = f"{self._forwards(network)}/{_q(address)}"
+        self.conn.request("PUT", url, json_body=put, headers=headers)
+
+    def delete_network_forward(self, network: str, address: str) -> None:
+        self.conn.request("DELETE", f"{self._forwards(network)}/{_q(address)}")
+
+    # -- ACLs -----------------------------------------------------------------------------------
+
+    def network_acls(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.conn.request(
+            "GET", "/1.0/network-acls", params={"recursion": "1"}
+        )
+        return result
+
+    def network_acl(self, name: str) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", f"/1.0/network-acls/{_q(name)}")
+        return unwrap(envelope), etag
+
+    def create_network_acl(self, body: dict[str, Any]) -> None:
+        self.conn.request("POST", "/1.0/network-acls", json_body=body)
+
+    def update_network_acl(self, name: str, put: dict[str, Any], etag: str = "") -> None:
+        headers = {"If-Match": etag} if etag else None
+        self.conn.request("PUT", f"/1.0/network-acls/{_q(name)}", json_body=put, headers=headers)
+
+    def rename_network_acl(self, name: str, new_name: str) -> None:
+        self.conn.request("POST", f"/1.0/network-acls/{_q(name)}", json_body={"name": new_name})
+
+    def delete_network_acl(self, name: str) -> None:
+        self.conn.request("DELETE", f"/1.0/network-acls/{_q(name)}")

@@ -192,7 +192,33 @@ def _v5(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: sqlite3.Connection) -> None:
+    """Network forwards (one per listen address of a network) and network ACLs."""
+    _script(
+        conn,
+        """
+        CREATE TABLE network_forwards (
+            id INTEGER PRIMARY KEY,
+            network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+            listen_address TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            ports TEXT NOT NULL DEFAULT '[]',
+            UNIQUE (network_id, listen_address)
+        );
+        CREATE TABLE network_acls (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            ingress TEXT NOT NULL DEFAULT '[]',
+            egress TEXT NOT NULL DEFAULT '[]'
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

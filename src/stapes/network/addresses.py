@@ -55,3 +55,13 @@ def dhcp_range(iface: ipaddress.IPv4Interface) -> tuple[str, str]:
     """Incus's default range: the second address to the one before the broadcast."""
     net = iface.network
     return str(net.network_address + 2), str(net.broadcast_address - 1)
+
+
+def subnets(config: dict[str, str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The subnets a network's ``ipv4.address``/``ipv6.address`` give it."""
+    found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for key in ("ipv4.address", "ipv6.address"):
+        value = config.get(key, "none")
+        if value not in ("", "none", "auto"):
+            found.append(ipaddress.ip_interface(value).network)
+    return found

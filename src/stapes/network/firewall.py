@@ -1,41 +1,101 @@
 """The nftables table of one managed network (``inet stapes_<network>``): NAT of the bridge's
-subnets when ipv4.nat / ipv6.nat are on. Replaced whole, in one ``nft -f`` transaction, and
-deleted with the network; no other table is ever touched."""
+subnets (ipv4.nat / ipv6.nat), the network's forwards (DNAT) and its ACLs (filter chains where
+the bridge meets the host). Replaced whole, in one ``nft -f`` transaction, and deleted with the
+network; no other table is ever touched."""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
 
 from stapes.host.run import run
+from stapes.network.forwards import Dnat, dnat_rule, snat_rule
+
+# What instances may always ask of the host on their bridge, ACLs or not (as Incus's baseline
+# rules): DHCPv4/v6, DNS and IPv6 neighbour discovery.
+_FROM_BRIDGE = [
+    "udp dport { 67, 547 } accept",
+    "meta l4proto { tcp, udp } th dport 53 accept",
+    "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept",
+]
+_TO_BRIDGE = [
+    "udp sport { 67, 547 } accept",
+    "meta l4proto { tcp, udp } th sport 53 accept",
+    "icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
+]
+
+
+@dataclass
+class FirewallPlan:
+    network: str
+    bridge: str
+    nat4: ipaddress.IPv4Network | None = None
+    nat6: ipaddress.IPv6Network | None = None
+    forwards: list[Dnat] = field(default_factory=list)
+    acl_ingress: list[str] | None = None
+    """The ingress chain's rules (traffic into the bridge), None when no ACL applies."""
+    acl_egress: list[str] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.nat4 or self.nat6 or self.forwards or self.acl_ingress is not None)
 
 
 def table_name(network: str) -> str:
     return "stapes_" + "".join(c if c.isalnum() else "_" for c in network)
 
 
-def render(
-    network: str,
-    bridge: str,
-    nat4: ipaddress.IPv4Network | None,
-    nat6: ipaddress.IPv6Network | None,
-) -> str:
+def _chain(name: str, hook: str, rules: list[str]) -> list[str]:
+    lines = [f"  chain {name} {{"]
+    if hook:
+        lines.append(f"    {hook}; policy accept;")
+    lines += [f"    {rule}" for rule in rules]
+    return [*lines, "  }"]
+
+
+def render(plan: FirewallPlan) -> str:
     """The whole table (the first two lines make the replacement atomic: a table that did
     not exist is created, then emptied)."""
-    table = table_name(network)
+    table, bridge = table_name(plan.network), plan.bridge
     lines = [f"table inet {table} {{}}", f"delete table inet {table}", f"table inet {table} {{"]
-    lines.append("  chain postrouting {")
-    lines.append("    type nat hook postrouting priority srcnat; policy accept;")
-    if nat4 is not None:
-        lines.append(f'    ip saddr {nat4} ip daddr != {nat4} oifname != "{bridge}" masquerade')
-    if nat6 is not None:
-        lines.append(f'    ip6 saddr {nat6} ip6 daddr != {nat6} oifname != "{bridge}" masquerade')
-    lines.append("  }")
+    post = []
+    if plan.nat4 is not None:
+        post.append(
+            f'ip saddr {plan.nat4} ip daddr != {plan.nat4} oifname != "{bridge}" masquerade'
+        )
+    if plan.nat6 is not None:
+        post.append(
+            f'ip6 saddr {plan.nat6} ip6 daddr != {plan.nat6} oifname != "{bridge}" masquerade'
+        )
+    if plan.forwards:
+        dnat = [dnat_rule(rule) for rule in plan.forwards]
+        lines += _chain("prerouting", "type nat hook prerouting priority dstnat", dnat)
+        lines += _chain("nat_output", "type nat hook output priority -100", dnat)
+        # the host's own connections and instances reaching a forward of their own bridge
+        # come back from the bridge's address, so the target needs no route to answer
+        post.append(f'ct status dnat oifname "{bridge}" fib saddr type local masquerade')
+        post.append(f'ct status dnat iifname "{bridge}" oifname "{bridge}" masquerade')
+        post += [snat_rule(rule, bridge) for rule in plan.forwards if rule.snat]
+    lines += _chain("postrouting", "type nat hook postrouting priority srcnat", post)
+    if plan.acl_ingress is not None and plan.acl_egress is not None:
+        lines += _chain("acl_ingress", "", plan.acl_ingress)
+        lines += _chain("acl_egress", "", plan.acl_egress)
+        from_bridge = [f'iifname "{bridge}" {rule}' for rule in _FROM_BRIDGE]
+        to_bridge = [f'oifname "{bridge}" {rule}' for rule in _TO_BRIDGE]
+        enter, leave = f'oifname "{bridge}" jump acl_ingress', f'iifname "{bridge}" jump acl_egress'
+        hook = "type filter hook {} priority filter"
+        lines += _chain("acl_input", hook.format("input"), [*from_bridge, leave])
+        lines += _chain("acl_forward", hook.format("forward"), [leave, enter])
+        lines += _chain("acl_output", hook.format("output"), [*to_bridge, enter])
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-async def apply(rules: str) -> None:
-    await run(["nft", "-f", "-"], input=rules.encode())
+async def apply(plan: FirewallPlan) -> None:
+    if plan.empty:
+        await remove(plan.network)
+        return
+    await run(["nft", "-f", "-"], input=render(plan).encode())
 
 
 async def remove(network: str) -> None:

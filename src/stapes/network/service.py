@@ -18,7 +18,7 @@ from stapes.db.connection import Database
 from stapes.db.instances import list_instances
 from stapes.db.projects import expand_profiles, list_profiles, list_projects
 from stapes.host.paths import Paths
-from stapes.network import dnsmasq
+from stapes.network import dnsmasq, policy
 from stapes.network.drivers.driver import NetworkDriver
 from stapes.network.registry import network_type
 from stapes.server.events import EventBus
@@ -47,7 +47,13 @@ class Networks:
         self._errors: dict[str, str] = {}
 
     def driver(self, row: q.NetworkRow) -> NetworkDriver:
-        return network_type(row.type)(row.name, dict(row.config), self._directory(row.name))
+        return network_type(row.type)(
+            row.name, dict(row.config), self._directory(row.name), policy.build(self.db, row)
+        )
+
+    async def apply_policy(self, row: q.NetworkRow) -> None:
+        """Forwards or ACLs of the network changed: rebuild its firewall."""
+        await self.driver(row).apply_policy()
 
     def _directory(self, name: str) -> Path:
         return self.paths.networks / name
@@ -167,6 +173,7 @@ class Networks:
         cls.probe()
         config = {k: v for k, v in req.config.items() if v != ""}
         validate_config(cls, config)
+        policy.check_acls_exist(self.db, config)
         if q.find_network(self.db, req.name) is not None:
             raise Conflict(f"Network {req.name!r} already exists")
         row = q.NetworkRow(0, req.name, req.type, req.description, config)
@@ -198,6 +205,7 @@ class Networks:
         cls = network_type(row.type)
         config = {k: v for k, v in put.config.items() if v != ""}
         validate_config(cls, config)
+        policy.check_acls_exist(self.db, config)
         old = dict(row.config)
         changed = q.NetworkRow(row.id, row.name, row.type, put.description, config)
         drv = self.driver(changed)

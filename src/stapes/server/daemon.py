@@ -31,6 +31,8 @@ from stapes.instance.recover import Recovery
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.service import InstanceService
 from stapes.instance.snapshots import SnapshotService
+from stapes.network.acl_service import NetworkAcls
+from stapes.network.forward_service import NetworkForwards
 from stapes.network.service import Networks
 from stapes.server.events import EventBus, EventLogHandler
 from stapes.server.locks import InstanceLocks
@@ -111,6 +113,8 @@ def build_state(paths: Paths) -> State:
         volume_backups=volume_backups,
         recovery=Recovery(backups, volumes),
         networks=networks,
+        forwards=NetworkForwards(db, networks, events),
+        acls=NetworkAcls(db, networks, events),
     )
 
 

@@ -16,6 +16,8 @@ from stapes.server.handlers import (
     instance_snapshots,
     instance_state,
     instances,
+    network_acls,
+    network_forwards,
     networks,
     operations,
     profiles,
@@ -44,6 +46,8 @@ API: list[Endpoint] = [
     *storage_volumes.ENDPOINTS,
     *storage_volume_backups.ENDPOINTS,
     *networks.ENDPOINTS,
+    *network_forwards.ENDPOINTS,
+    *network_acls.ENDPOINTS,
     *operations.ENDPOINTS,
     *events.ENDPOINTS,
 ]

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from stapes.instance.recover import Recovery
     from stapes.instance.service import InstanceService
     from stapes.instance.snapshots import SnapshotService
+    from stapes.network.acl_service import NetworkAcls
+    from stapes.network.forward_service import NetworkForwards
     from stapes.network.service import Networks
     from stapes.storage.pool import Pools
     from stapes.storage.volume_backups import VolumeBackups
@@ -49,6 +51,8 @@ class State:
     volume_backups: VolumeBackups
     recovery: Recovery
     networks: Networks
+    forwards: NetworkForwards
+    acls: NetworkAcls
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

@@ -1,4 +1,5 @@
-"""network list|show|create|set|unset|get|edit|delete|rename|info|list-leases|attach|detach."""
+"""network list|show|create|set|unset|get|edit|delete|rename|info|list-leases|attach|detach,
+and the forward and acl groups."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 import click
 
 from stapes.cli.commands._editing import InstanceTarget, Target, add_config_commands, named
+from stapes.cli.commands.network_acl import acl
+from stapes.cli.commands.network_forward import forward
 from stapes.cli.main import parse_key_values, run
 from stapes.cli.output import format_option, print_object, print_rows
 from stapes.client.instance_server import InstanceServer
@@ -27,6 +30,8 @@ def network() -> None:
 
 
 add_config_commands(network, named(NetworkTarget, "network"))
+network.add_command(forward)
+network.add_command(acl)
 
 
 @network.command(name="list")

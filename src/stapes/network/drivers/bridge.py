@@ -14,7 +14,7 @@ from pyroute2 import IPRoute
 from stapes.api.errors import BadRequest, MissingHostFeature
 from stapes.config import validate as v
 from stapes.instance.devices.nic import is_ifname, is_mac
-from stapes.network import addresses, dnsmasq, firewall
+from stapes.network import acls, addresses, dnsmasq, firewall
 from stapes.network.drivers.driver import NetworkDriver
 
 
@@ -55,7 +55,13 @@ class BridgeDriver(NetworkDriver):
         "dns.mode": v.one_of("managed", "dynamic", "none"),
         "bridge.mtu": v.is_uint,
         "bridge.hwaddr": is_mac,
+        "security.acls": v.any_value,
+        "security.acls.default.ingress.action": v.one_of(*acls.DEFAULT_ACTIONS),
+        "security.acls.default.egress.action": v.one_of(*acls.DEFAULT_ACTIONS),
+        "security.acls.default.ingress.logged": v.is_bool,
+        "security.acls.default.egress.logged": v.is_bool,
     }
+    FORWARDS = True
 
     @classmethod
     def probe(cls) -> None:
@@ -96,7 +102,7 @@ class BridgeDriver(NetworkDriver):
         # pyroute2's IPRoute runs an event loop of its own: netlink work happens in a thread
         await asyncio.to_thread(self._set_up_link, ipv4, ipv6)
         await self._dnsmasq(ipv4, ipv6)
-        await self._firewall(ipv4, ipv6)
+        await self.apply_policy()
 
     def _set_up_link(
         self, ipv4: ipaddress.IPv4Interface | None, ipv6: ipaddress.IPv6Interface | None
@@ -155,19 +161,24 @@ class BridgeDriver(NetworkDriver):
             )
         )
 
-    async def _firewall(
-        self, ipv4: ipaddress.IPv4Interface | None, ipv6: ipaddress.IPv6Interface | None
-    ) -> None:
+    async def apply_policy(self) -> None:
+        ipv4, ipv6 = self._ipv4(), self._ipv6()
         nat4 = ipv4.network if ipv4 and v.parse_bool(self.config.get("ipv4.nat", "false")) else None
         nat6 = ipv6.network if ipv6 and v.parse_bool(self.config.get("ipv6.nat", "false")) else None
-        if nat4 is None and nat6 is None:
-            await firewall.remove(self.name)
-            return
         if nat4 is not None:
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
         if nat6 is not None:
             Path("/proc/sys/net/ipv6/conf/all/forwarding").write_text("1")
-        await firewall.apply(firewall.render(self.name, self.name, nat4, nat6))
+        plan = firewall.FirewallPlan(
+            self.name,
+            self.name,
+            nat4,
+            nat6,
+            self.policy.forwards,
+            self.policy.acl_ingress,
+            self.policy.acl_egress,
+        )
+        await firewall.apply(plan)
 
     async def delete(self) -> None:
         await dnsmasq.stop(self.directory)

@@ -4,10 +4,22 @@
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from stapes.config import validate as v
+from stapes.network.forwards import Dnat
+
+
+@dataclass
+class Policy:
+    """What the database adds to a network's config: its forwards' rewrites and its ACLs'
+    chains (None: no ACL applies)."""
+
+    forwards: list[Dnat] = field(default_factory=list)
+    acl_ingress: list[str] | None = None
+    acl_egress: list[str] | None = None
 
 
 class NetworkDriver(abc.ABC):
@@ -15,11 +27,17 @@ class NetworkDriver(abc.ABC):
     MANAGED: ClassVar[bool] = True
     KEYS: ClassVar[dict[str, v.Validator]] = {}
 
-    def __init__(self, name: str, config: dict[str, str], directory: Path) -> None:
+    FORWARDS: ClassVar[bool] = False
+    """Whether the type takes network forwards and ACLs (``apply_policy``)."""
+
+    def __init__(
+        self, name: str, config: dict[str, str], directory: Path, policy: Policy | None = None
+    ) -> None:
         self.name = name
         self.config = config
         self.directory = directory
         """Where the network keeps its files (dnsmasq's config and leases)."""
+        self.policy = policy or Policy()
 
     @classmethod
     @abc.abstractmethod
@@ -52,6 +70,11 @@ class NetworkDriver(abc.ABC):
     async def update(self, old: dict[str, str]) -> None:
         """Apply a new ``config`` (the previous one given): by default, start again."""
         await self.start()
+
+    async def apply_policy(self) -> None:
+        """Bring the firewall in line with ``policy`` (forwards or ACLs changed); types
+        without forwards and ACLs (``FORWARDS`` false) have nothing to do."""
+        return None
 
     @abc.abstractmethod
     def state(self) -> dict[str, Any]:
