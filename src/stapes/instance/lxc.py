@@ -18,14 +18,13 @@ from typing import Any, NoReturn, TypeVar
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, InternalError, MissingHostFeature
-from stapes.host import traffic
 from stapes.host.capabilities import HostCaps
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
 from stapes.host.run import RunError, run
-from stapes.instance import lxc_config, seccomp
+from stapes.instance import lxc_config, nic_plumbing, seccomp
 from stapes.instance.devices import helpers
-from stapes.instance.devices.device import Nic, RunConfig
+from stapes.instance.devices.device import RunConfig
 from stapes.instance.driver import (
     Console,
     DriverInfo,
@@ -305,8 +304,7 @@ class LxcDriver(InstanceDriver):
 
         try:
             for nic in spec.run.nics:
-                if nic.ingress or nic.egress:
-                    await traffic.apply(nic.host_name, nic.ingress, nic.egress)
+                await nic_plumbing.set_up(nic)
             if spec.run.helpers:
                 await asyncio.to_thread(helpers.start, spec.run.helpers, pid, spec.log_dir)
         except BaseException:
@@ -390,7 +388,7 @@ class LxcDriver(InstanceDriver):
             if rc != 0 and "optional" not in mount.options:
                 raise BadRequest(err.strip() or "mount failed")
         for nic in attach.nics:
-            await self._attach_nic(spec, nic)
+            await nic_plumbing.plug(nic, pid, self._mover(spec))
         if attach.helpers:
             await asyncio.to_thread(helpers.start, attach.helpers, pid, spec.log_dir)
 
@@ -405,7 +403,7 @@ class LxcDriver(InstanceDriver):
         for node in detach.nodes:
             await self._cgroup_device(spec, "devices.deny", node.rule)
         for nic in detach.nics:
-            await run(["ip", "link", "del", nic.host_name], check=False)
+            await nic_plumbing.unplug(nic, pid)
 
     async def _cgroup_device(self, spec: InstanceSpec, key: str, rule: str) -> None:
         def apply() -> None:
@@ -414,29 +412,17 @@ class LxcDriver(InstanceDriver):
 
         await self._call(apply)
 
-    async def _attach_nic(self, spec: InstanceSpec, nic: Nic) -> None:
-        """A veth pair made on the host; its peer moves into the container as ``nic.name``."""
-        peer = "stp" + nic.host_name[-8:]
-        await run(["ip", "link", "add", nic.host_name, "type", "veth", "peer", "name", peer])
-        try:
-            await run(["ip", "link", "set", peer, "address", nic.hwaddr])
-            if nic.mtu:
-                for side in (nic.host_name, peer):
-                    await run(["ip", "link", "set", side, "mtu", str(nic.mtu)])
-            if nic.link:
-                await run(["ip", "link", "set", nic.host_name, "master", nic.link])
-            await run(["ip", "link", "set", nic.host_name, "up"])
-            if nic.ingress or nic.egress:
-                await traffic.apply(nic.host_name, nic.ingress, nic.egress)
+    def _mover(self, spec: InstanceSpec) -> nic_plumbing.MoveIn:
+        """Moves a host interface into the container, renamed."""
 
-            def move() -> None:
-                if not self._container(spec).attach_interface(peer, nic.name):
-                    raise InternalError(f"Failed to move {peer} into the container")
+        async def move(source: str, target: str) -> None:
+            def go() -> None:
+                if not self._container(spec).attach_interface(source, target):
+                    raise InternalError(f"Failed to move {source} into the container as {target}")
 
-            await self._call(move)
-        except BaseException:
-            await run(["ip", "link", "del", nic.host_name], check=False)
-            raise
+            await self._call(go)
+
+        return move
 
     async def console(self, spec: InstanceSpec) -> Console:
         """The console's terminal master, held by a helper process (host/console_holder.py)

@@ -95,17 +95,24 @@ def mount_entry(mount: Mount) -> str:
 
 def nic_items(index: int, nic: Nic) -> Items:
     prefix = f"lxc.net.{index}"
-    items = [
-        (f"{prefix}.type", "veth"),
-        (f"{prefix}.name", nic.name),
-        (f"{prefix}.veth.pair", nic.host_name),
-        (f"{prefix}.hwaddr", nic.hwaddr),
-        (f"{prefix}.flags", "up"),
-    ]
+    items = [(f"{prefix}.type", nic.kind), (f"{prefix}.name", nic.name)]
+    if nic.kind == "veth":
+        items.append((f"{prefix}.veth.pair", nic.host_name))
+    if nic.kind == "macvlan":
+        items.append((f"{prefix}.macvlan.mode", nic.macvlan_mode))
+    if nic.hwaddr:
+        items.append((f"{prefix}.hwaddr", nic.hwaddr))
+    items.append((f"{prefix}.flags", "up"))
     if nic.mtu:
         items.append((f"{prefix}.mtu", str(nic.mtu)))
     if nic.link:
         items.append((f"{prefix}.link", nic.link))
+    for address in nic.addresses:
+        family = "ipv6" if ":" in address else "ipv4"
+        items.append((f"{prefix}.{family}.address", address))
+    for gateway in nic.gateways:
+        family = "ipv6" if ":" in gateway else "ipv4"
+        items.append((f"{prefix}.{family}.gateway", gateway))
     return items
 
 

@@ -104,6 +104,12 @@ class Networks:
             raise BadRequest(f"Network {name!r} does not exist")
         return self.driver(row).host_interface
 
+    def network_type(self, name: str) -> str:
+        row = q.find_network(self.db, name)
+        if row is None:
+            raise BadRequest(f"Network {name!r} does not exist")
+        return row.type
+
     # -- reading ------------------------------------------------------------------------------
 
     def list_networks(self) -> list[q.NetworkRow]:

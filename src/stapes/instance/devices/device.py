@@ -45,7 +45,9 @@ class Node:
 
 @dataclass(frozen=True)
 class Nic:
-    """A veth pair: ``name`` inside the instance, ``host_name`` outside."""
+    """A network interface: ``name`` inside the instance. ``kind`` veth: a pair whose host side
+    is ``host_name`` (joined to the bridge ``link``, if any); macvlan: a macvlan of the host
+    interface ``link``; phys: the host interface ``link`` itself, moved in."""
 
     name: str
     host_name: str
@@ -56,6 +58,28 @@ class Nic:
     ingress: int = 0
     egress: int = 0
     """Bandwidth limits in bit/s into and out of the instance (0: none)."""
+    kind: str = "veth"
+    macvlan_mode: str = "bridge"
+    addresses: tuple[str, ...] = ()
+    """Addresses (with prefix) set inside the instance (routed NICs)."""
+    gateways: tuple[str, ...] = ()
+    """Default gateways set inside the instance (routed NICs)."""
+    host_addresses: tuple[str, ...] = ()
+    """Addresses (with prefix) of the host side (routed NICs: the instance's gateway)."""
+    host_routes: tuple[str, ...] = ()
+    """Routes to the instance through the host side (routed NICs)."""
+    proxy_parent: str = ""
+    """Where the host answers ARP/NDP for ``host_routes`` (routed NICs with a parent)."""
+    filters: NicFilters | None = None
+
+
+@dataclass(frozen=True)
+class NicFilters:
+    """What a bridged NIC may send (security.*_filtering): its own MAC, its own addresses."""
+
+    hwaddr: str
+    ipv4: tuple[str, ...] = ()
+    """Empty: no IPv4 filtering."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +111,10 @@ class NetworkAccess(Protocol):
     """What a NIC may ask of the managed networks (a 400 for a network that does not exist)."""
 
     def host_interface(self, name: str) -> str:
-        """The bridge a NIC on network ``name`` joins."""
+        """The bridge a NIC on network ``name`` joins (the parent, for macvlan/physical)."""
+
+    def network_type(self, name: str) -> str:
+        """bridge, macvlan or physical."""
 
     def check_address(self, name: str, address: str) -> None:
         """A static ipv4.address must be a free host address of the network's subnet."""

@@ -1,5 +1,7 @@
-"""nic: a veth pair, plain (nictype p2p) or with its host side on a bridge: a managed
-network's (``network=NAME``) or any host bridge (nictype bridged, ``parent=BRIDGE``)."""
+"""nic with a veth pair: plain (nictype p2p) or with its host side on a bridge: a managed
+network's (``network=NAME``) or any host bridge (nictype bridged, ``parent=BRIDGE``); the
+other nictypes live in nic_host.py (macvlan, physical) and nic_routed.py. ``nic_class`` picks
+the class from nictype or the managed network's type."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from typing import ClassVar
 
 from stapes.api.errors import BadRequest
 from stapes.config import validate as v
-from stapes.host import traffic
-from stapes.instance.devices.device import Device, Nic, RunConfig
+from stapes.host import nic_filter, traffic
+from stapes.instance.devices.device import Device, DeviceContext, Nic, NicFilters, RunConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
@@ -36,29 +38,70 @@ def is_ipv4(value: str) -> None:
         raise ValueError(f"{value!r} is not an IPv4 address") from None
 
 
+def is_ipv4_list(value: str) -> None:
+    for part in value.split(","):
+        is_ipv4(part.strip())
+
+
 def random_mac() -> str:
     """In the 00:16:3e range, as Incus does (Xensource's OUI)."""
     tail = secrets.token_bytes(3)
     return "00:16:3e:" + ":".join(f"{b:02x}" for b in tail)
 
 
-class NicP2P(Device):
+NICTYPES = ("p2p", "bridged", "macvlan", "physical", "routed", "ipvlan", "sriov")
+COMMON_KEYS: dict[str, v.Validator] = {
+    "nictype": v.one_of(*NICTYPES),
+    "network": v.any_value,
+    "name": is_ifname,
+    "hwaddr": is_mac,
+    "mtu": v.is_uint,
+    "parent": v.any_value,
+    "boot.priority": v.is_uint,
+}
+LIMIT_KEYS: dict[str, v.Validator] = {
+    "limits.ingress": traffic.is_rate,
+    "limits.egress": traffic.is_rate,
+    "limits.max": traffic.is_rate,
+}
+
+
+def nic_class(config: dict[str, str], ctx: DeviceContext) -> type[Device]:
+    """The class of a nic: its nictype's, or the one its managed network's type gives."""
+    from stapes.instance.devices.nic_host import NicMacvlan, NicPhysical
+    from stapes.instance.devices.nic_routed import NicRouted
+
+    nictype = config.get("nictype", "")
+    network = config.get("network", "")
+    if network and ctx.network is not None:
+        try:
+            kind = ctx.network.network_type(network)
+        except BadRequest:
+            kind = "bridge"  # validate() names the missing network
+        nictype = {"macvlan": "macvlan", "physical": "physical"}.get(kind, "bridged")
+    classes: dict[str, type[Device]] = {
+        "macvlan": NicMacvlan,
+        "physical": NicPhysical,
+        "routed": NicRouted,
+    }
+    return classes.get(nictype, NicVeth)
+
+
+class NicVeth(Device):
     KEYS: ClassVar = {
-        "nictype": v.one_of("p2p", "bridged", "macvlan", "physical", "routed", "ipvlan", "sriov"),
-        "network": v.any_value,
-        "name": is_ifname,
+        **COMMON_KEYS,
+        **LIMIT_KEYS,
         "host_name": is_ifname,
-        "hwaddr": is_mac,
-        "mtu": v.is_uint,
-        "parent": v.any_value,
         "ipv4.address": is_ipv4,
-        "limits.ingress": traffic.is_rate,
-        "limits.egress": traffic.is_rate,
-        "limits.max": traffic.is_rate,
+        "security.mac_filtering": v.is_bool,
+        "security.ipv4_filtering": v.is_bool,
+        "security.ipv6_filtering": v.is_bool,
+        "security.acls": v.any_value,
     }
 
     def validate(self) -> None:
         super().validate()
+        self._validate_security()
         nictype = self.config.get("nictype", "")
         if self.config.get("network"):
             if nictype not in ("", "bridged"):
@@ -83,23 +126,59 @@ class NicP2P(Device):
             if not Path(f"/sys/class/net/{parent}/bridge").is_dir():
                 raise self.fail(f"nictype bridged: parent {parent!r} is not a bridge on this host")
             return
+        if nictype == "ipvlan":
+            raise self.fail(
+                "nictype ipvlan is not supported by this stapesd: use macvlan or routed"
+            )
+        if nictype == "sriov":
+            raise self.fail("nictype sriov is not supported by this stapesd: use physical")
         if nictype != "p2p":
             raise self.fail(
-                f"nictype {nictype!r} is not supported by this stapesd yet: use p2p, bridged "
-                "or network="
-                if nictype
-                else "nictype or network is required (p2p: a veth pair; network: a managed network)"
+                "nictype or network is required (p2p: a veth pair; bridged, macvlan, physical, "
+                "routed; network: a managed network)"
             )
+
+    def _validate_security(self) -> None:
+        if self.config.get("security.acls"):
+            raise self.fail(
+                "security.acls on a NIC needs connection tracking on bridges "
+                "(nf_conntrack_bridge, CONFIG_NF_CONNTRACK_BRIDGE), which this kernel lacks: "
+                "set security.acls on the network instead"
+            )
+        if v.parse_bool(self.config.get("security.ipv6_filtering", "false")):
+            raise self.fail(
+                "security.ipv6_filtering is not supported by this stapesd yet (NICs have no "
+                "static ipv6.address here): use security.mac_filtering and ipv4_filtering"
+            )
+        ipv4 = v.parse_bool(self.config.get("security.ipv4_filtering", "false"))
+        if ipv4 and not self.config.get("ipv4.address"):
+            raise self.fail("security.ipv4_filtering needs ipv4.address (the one it may use)")
+        if self._filtering() and self.config.get("nictype") == "p2p":
+            raise self.fail("security.*_filtering needs a bridged NIC (network= or parent=)")
+
+    def _filtering(self) -> bool:
+        return any(
+            v.parse_bool(self.config.get(f"security.{k}_filtering", "false"))
+            for k in ("mac", "ipv4")
+        )
+
+    def _filters(self, hwaddr: str) -> NicFilters | None:
+        if not self._filtering():
+            return None
+        ipv4 = v.parse_bool(self.config.get("security.ipv4_filtering", "false"))
+        return NicFilters(hwaddr, (self.config["ipv4.address"],) if ipv4 else ())
 
     def _rate(self, key: str) -> int:
         value = self.config.get(key) or self.config.get("limits.max", "")
         return traffic.parse_rate(value) if value else 0
 
     def stop(self) -> None:
-        """The ifb device of an egress limit outlives the veth: remove it."""
+        """What outlives the veth: the ifb device of an egress limit, the filter table."""
         host_name = self.ctx.config.get(f"volatile.{self.name}.host_name", "")
         if host_name and self._rate("limits.egress"):
             subprocess.run(traffic.clear_argv(host_name), capture_output=True, check=False)
+        if host_name and self._filtering():
+            subprocess.run(nic_filter.remove_argv(host_name), capture_output=True, check=False)
 
     def _link(self) -> str:
         """The bridge the host side joins ("" for p2p)."""
@@ -126,6 +205,7 @@ class NicP2P(Device):
             link=self._link(),
             ingress=self._rate("limits.ingress"),
             egress=self._rate("limits.egress"),
+            filters=self._filters(hwaddr),
         )
         network, address = self.config.get("network"), self.config.get("ipv4.address")
         if network and address and self.ctx.network is not None:

@@ -6,13 +6,13 @@ from stapes.api.errors import BadRequest
 from stapes.instance.devices.device import Device, DeviceContext, RunConfig
 from stapes.instance.devices.disk import DiskMount, RootDisk
 from stapes.instance.devices.hotplug import UnixHotplug
-from stapes.instance.devices.nic import NicP2P, NoneDevice
+from stapes.instance.devices.nic import NicVeth, NoneDevice, nic_class
 from stapes.instance.devices.proxy import Proxy
 from stapes.instance.devices.unix import Gpu, Tpm, UnixNode, Usb
 
 KINDS: dict[str, type[Device]] = {
     "none": NoneDevice,
-    "nic": NicP2P,
+    "nic": NicVeth,
     "unix-char": UnixNode,
     "unix-block": UnixNode,
     "proxy": Proxy,
@@ -32,6 +32,8 @@ def load(name: str, config: dict[str, str], ctx: DeviceContext) -> Device:
     kind = config.get("type", "")
     if kind == "disk":
         cls: type[Device] = RootDisk if config.get("path") == "/" else DiskMount
+    elif kind == "nic":
+        cls = nic_class(config, ctx)
     elif kind in KINDS:
         cls = KINDS[kind]
     elif kind in LATER:

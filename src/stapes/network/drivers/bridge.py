@@ -15,7 +15,7 @@ from stapes.api.errors import BadRequest, MissingHostFeature
 from stapes.config import validate as v
 from stapes.instance.devices.nic import is_ifname, is_mac
 from stapes.network import acls, addresses, dnsmasq, firewall
-from stapes.network.drivers.driver import NetworkDriver
+from stapes.network.drivers.driver import NetworkDriver, link_counters
 
 
 def _is_ranges(value: str) -> None:
@@ -211,12 +211,7 @@ class BridgeDriver(NetworkDriver):
             ]
         return {
             "addresses": rendered_addresses,
-            "counters": {
-                "bytes_received": stats.get("rx_bytes", 0),
-                "bytes_sent": stats.get("tx_bytes", 0),
-                "packets_received": stats.get("rx_packets", 0),
-                "packets_sent": stats.get("tx_packets", 0),
-            },
+            "counters": link_counters(stats),
             "hwaddr": link.get_attr("IFLA_ADDRESS"),
             "mtu": link.get_attr("IFLA_MTU"),
             "state": "up"

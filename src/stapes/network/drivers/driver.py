@@ -82,3 +82,13 @@ class NetworkDriver(abc.ABC):
 
     def leases(self) -> list[dict[str, str]]:
         return []
+
+
+def link_counters(stats: dict[str, int]) -> dict[str, int]:
+    """Incus's counters from a link's IFLA_STATS64."""
+    return {
+        "bytes_received": stats.get("rx_bytes", 0),
+        "bytes_sent": stats.get("tx_bytes", 0),
+        "packets_received": stats.get("rx_packets", 0),
+        "packets_sent": stats.get("tx_packets", 0),
+    }
