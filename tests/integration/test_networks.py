@@ -98,6 +98,36 @@ def test_bridge_with_dhcp_for_a_container(
     assert daemon.request("GET", f"{NETS}/{name}").status == 404
 
 
+def test_two_containers_ping_each_other_by_name(
+    daemon: Daemon, busybox: str, network: tuple[str, str]
+) -> None:
+    """Both get a DHCP lease under their own names; each resolves and pings the other through
+    the bridge's dnsmasq."""
+    name, address = network
+    gateway = address.split("/")[0]
+    nic = {"eth0": {"type": "nic", "network": name, "name": "eth0"}}
+    pair = [daemon.launch(busybox, devices=nic), daemon.launch(busybox, devices=nic)]
+    try:
+        for inst in pair:
+            dhcp = ["udhcpc", "-i", "eth0", "-n", "-q", "-s", "/bin/true", "-x", f"hostname:{inst}"]
+            daemon.cli("exec", inst, "--", *dhcp)
+        leases = {
+            x["hostname"]: x["address"]
+            for x in daemon.request("GET", f"{NETS}/{name}/leases").metadata
+        }
+        assert sorted(leases) == sorted(pair)
+        for inst in pair:
+            setup = f"ip addr add {leases[inst]}/24 dev eth0"
+            setup += f" && echo nameserver {gateway} > /etc/resolv.conf"
+            daemon.cli("exec", inst, "--", "sh", "-c", setup)
+        for me, other in (pair, pair[::-1]):
+            out = daemon.cli("exec", me, "--", "ping", "-c", "1", "-W", "2", f"{other}.incus")
+            assert f"({leases[other]})" in out.stdout
+    finally:
+        for inst in pair:
+            daemon.force_delete(inst)
+
+
 def test_network_bad_input(daemon: Daemon, network: tuple[str, str]) -> None:
     name, _ = network
     fresh = "stpt" + secrets.token_hex(4)
