@@ -220,6 +220,47 @@ def test_networks_come_back_after_a_host_restart(daemon: Daemon, network: tuple[
     assert daemon.request("GET", f"{NETS}/{name}").metadata["status"] == "Created"
 
 
+def test_a_network_that_cannot_come_up_is_left_down_with_a_warning(
+    daemon: Daemon, network: tuple[str, str]
+) -> None:
+    """Its name taken by an interface that is not a bridge: the daemon serves on, the network
+    is Errored, `network info` and a warning say why; once fixed, an update brings it up and
+    resolves the warning."""
+    name, address = network
+    daemon.stop()
+    for line in dnsmasq_of(daemon.root, name):
+        subprocess.run(["kill", line.split()[0]], check=True)
+    subprocess.run(["ip", "link", "del", name], check=True)
+    subprocess.run(
+        ["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True
+    )
+    try:
+        daemon.start()
+        assert daemon.request("GET", "/1.0").status == 200
+        assert daemon.request("GET", f"{NETS}/{name}").metadata["status"] == "Errored"
+        assert address not in addresses_of(name)  # the veth was not touched
+        warnings = daemon.request("GET", "/1.0/warnings?recursion=1").metadata
+        (warning,) = [w for w in warnings if w["entity_url"] == f"{NETS}/{name}"]
+        assert warning["status"] == "new" and "is not a bridge" in warning["last_message"]
+        info = daemon.cli("network", "info", name).stdout
+        assert "Errored" in info and "is not a bridge" in info
+        assert warning["uuid"][:8] in daemon.cli("warning", "list").stdout
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    resp = daemon.request("PATCH", f"{NETS}/{name}", {"description": "back"})
+    assert resp.status == 200, resp.body
+    assert address in addresses_of(name)
+    assert daemon.request("GET", f"{NETS}/{name}").metadata["status"] == "Created"
+    uuid = warning["uuid"]
+    assert daemon.request("GET", f"/1.0/warnings/{uuid}").metadata["status"] == "resolved"
+    daemon.cli("warning", "ack", uuid[:8])
+    assert daemon.request("GET", f"/1.0/warnings/{uuid}").metadata["status"] == "acknowledged"
+    resp = daemon.request("PUT", f"/1.0/warnings/{uuid}", {"status": "gone"})
+    assert resp.status == 400 and "acknowledged" in resp.json()["error"]
+    daemon.cli("warning", "delete", uuid[:8])
+    assert daemon.request("GET", f"/1.0/warnings/{uuid}").status == 404
+
+
 def test_nic_limits_cap_throughput(daemon: Daemon, busybox: str, network: tuple[str, str]) -> None:
     """limits.egress shapes what leaves the container (through an ifb device), limits.ingress
     what enters it: 4 MiB through a 16 Mbit/s limit take about 2 s either way."""

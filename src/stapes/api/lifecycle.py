@@ -68,6 +68,12 @@ class NetworkAclAction(StrEnum):
     RENAMED = "network-acl-renamed"
 
 
+class WarningAction(StrEnum):
+    ACKNOWLEDGED = "warning-acknowledged"
+    DELETED = "warning-deleted"
+    RESET = "warning-reset"
+
+
 class StoragePoolAction(StrEnum):
     CREATED = "storage-pool-created"
     DELETED = "storage-pool-deleted"

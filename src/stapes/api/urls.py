@@ -23,6 +23,10 @@ def forward_url(network: str, listen_address: str) -> str:
     return f"/1.0/networks/{network}/forwards/{listen_address}"
 
 
+def warning_url(uuid: str) -> str:
+    return f"/1.0/warnings/{uuid}"
+
+
 def acl_url(name: str) -> str:
     return f"/1.0/network-acls/{name}"
 

@@ -43,6 +43,7 @@ COMMAND_MODULES = {
     "import": "backup",
     "admin": "admin",
     "network": "network",
+    "warning": "warning",
 }
 
 

@@ -16,6 +16,7 @@ from stapes.client.connection import Connection, segment, unwrap
 from stapes.client.network import NetworkClient
 from stapes.client.operation import RemoteOperation
 from stapes.client.storage import StorageClient, file_chunks
+from stapes.client.warnings import WarningClient
 
 _q = segment
 
@@ -49,7 +50,7 @@ class _Multipart:
         yield self.tail
 
 
-class InstanceServer(StorageClient, NetworkClient):
+class InstanceServer(StorageClient, NetworkClient, WarningClient):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 

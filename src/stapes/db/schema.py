@@ -218,7 +218,30 @@ def _v6(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(conn: sqlite3.Connection) -> None:
+    """Warnings: one row per (type, entity), counted each time the problem is seen again."""
+    _script(
+        conn,
+        """
+        CREATE TABLE warnings (
+            id INTEGER PRIMARY KEY,
+            uuid TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            entity_url TEXT NOT NULL DEFAULT '',
+            project TEXT NOT NULL DEFAULT '',
+            severity TEXT NOT NULL DEFAULT 'low',
+            status TEXT NOT NULL DEFAULT 'new',
+            count INTEGER NOT NULL DEFAULT 1,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            last_message TEXT NOT NULL DEFAULT '',
+            UNIQUE (type, entity_url, project)
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

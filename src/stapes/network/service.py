@@ -22,6 +22,9 @@ from stapes.network import dnsmasq, policy
 from stapes.network.drivers.driver import NetworkDriver
 from stapes.network.registry import network_type
 from stapes.server.events import EventBus
+from stapes.server.host_warnings import Warnings
+
+UNAVAILABLE = "Network unavailable"
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +43,11 @@ def validate_config(cls: type[NetworkDriver], config: dict[str, str]) -> None:
 
 
 class Networks:
-    def __init__(self, db: Database, paths: Paths, events: EventBus) -> None:
+    def __init__(self, db: Database, paths: Paths, events: EventBus, warnings: Warnings) -> None:
         self.db = db
         self.paths = paths
         self.events = events
+        self.warnings = warnings
         self._errors: dict[str, str] = {}
 
     def driver(self, row: q.NetworkRow) -> NetworkDriver:
@@ -167,9 +171,6 @@ class Networks:
             for lease in self.driver(row).leases()
         ]
 
-    def error(self, name: str) -> str:
-        return self._errors.get(name, "")
-
     # -- changes ------------------------------------------------------------------------------
 
     async def create(self, req: NetworksPost) -> None:
@@ -202,10 +203,21 @@ class Networks:
         for row in self.list_networks():
             try:
                 await self.driver(row).start()
-                self._errors.pop(row.name, None)
             except Exception as exc:
-                log.error("network %s could not come up: %s", row.name, exc)
-                self._errors[row.name] = str(exc)
+                self._failed(row.name, str(exc))
+            else:
+                self._recovered(row.name)
+
+    def _failed(self, name: str, error: str) -> None:
+        """The network is left down, its error in its status and in a warning."""
+        self._errors[name] = error
+        self.warnings.raise_(
+            UNAVAILABLE, f"Network {name!r} could not come up: {error}", network_url(name)
+        )
+
+    def _recovered(self, name: str) -> None:
+        self._errors.pop(name, None)
+        self.warnings.resolve(UNAVAILABLE, network_url(name))
 
     async def update(self, row: q.NetworkRow, put: NetworkPut) -> None:
         cls = network_type(row.type)
@@ -224,7 +236,7 @@ class Networks:
             raise BadRequest(f"Network {row.name!r} could not apply the change: {exc}") from exc
         with self.db.transaction():
             q.update_network(self.db, changed)
-        self._errors.pop(row.name, None)
+        self._recovered(row.name)
         self.events.lifecycle(NetworkAction.UPDATED, network_url(row.name))
 
     def _check_unused(self, row: q.NetworkRow, doing: str) -> None:
@@ -255,5 +267,5 @@ class Networks:
         await self.driver(row).delete()
         with self.db.transaction():
             q.delete_network(self.db, row.id)
-        self._errors.pop(row.name, None)
+        self._recovered(row.name)
         self.events.lifecycle(NetworkAction.DELETED, network_url(row.name))

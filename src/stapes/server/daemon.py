@@ -35,6 +35,7 @@ from stapes.network.acl_service import NetworkAcls
 from stapes.network.forward_service import NetworkForwards
 from stapes.network.service import Networks
 from stapes.server.events import EventBus, EventLogHandler
+from stapes.server.host_warnings import Warnings
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operations
 from stapes.server.response import error_middleware
@@ -83,7 +84,8 @@ def build_state(paths: Paths) -> State:
         return row is not None and await instances.is_running(row)
 
     volumes = Volumes(db, pools, events, operations, instance_running)
-    networks = Networks(db, paths, events)
+    warnings = Warnings(db, events)
+    networks = Networks(db, paths, events, warnings)
     instances.networks = networks
     instances.volumes = volumes
     snapshots = SnapshotService(instances)
@@ -100,6 +102,7 @@ def build_state(paths: Paths) -> State:
         events=events,
         operations=operations,
         caps=caps,
+        warnings=warnings,
         locks=locks,
         images=images,
         pools=pools,

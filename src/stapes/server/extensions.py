@@ -68,6 +68,7 @@ API_EXTENSIONS: list[str] = [
     "storage_volume_state",
     "network_acl",
     "network_bridge_acl",
+    "warnings",
     "server_supported_storage_drivers",
     "event_lifecycle_requestor_address",
     "network_forward",

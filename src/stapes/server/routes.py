@@ -27,6 +27,7 @@ from stapes.server.handlers import (
     storage_pools,
     storage_volume_backups,
     storage_volumes,
+    warnings,
 )
 
 API: list[Endpoint] = [
@@ -48,6 +49,7 @@ API: list[Endpoint] = [
     *networks.ENDPOINTS,
     *network_forwards.ENDPOINTS,
     *network_acls.ENDPOINTS,
+    *warnings.ENDPOINTS,
     *operations.ENDPOINTS,
     *events.ENDPOINTS,
 ]

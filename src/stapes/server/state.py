@@ -11,6 +11,7 @@ from stapes.db.connection import Database
 from stapes.host.capabilities import HostCaps
 from stapes.host.paths import Paths
 from stapes.server.events import EventBus
+from stapes.server.host_warnings import Warnings
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operations
 
@@ -38,6 +39,7 @@ class State:
     events: EventBus
     operations: Operations
     caps: HostCaps
+    warnings: Warnings
     locks: InstanceLocks
     images: ImageStore
     pools: Pools

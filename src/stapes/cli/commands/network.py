@@ -96,10 +96,19 @@ def info(name: str) -> None:
     """Show a network's interface state: addresses, MTU, counters."""
 
     def go(server: InstanceServer) -> None:
+        net, _ = server.network(name)
         state = server.network_state(name)
+        url = f"/1.0/networks/{name}"
+        problems = [
+            w["last_message"]
+            for w in server.warnings()
+            if w["entity_url"] == url and w["status"] != "resolved"
+        ]
         print_object(
             {
                 "name": name,
+                "status": net["status"],
+                **({"errors": problems} if problems else {}),
                 "state": state.get("state", ""),
                 "mtu": state.get("mtu", 0),
                 "hwaddr": state.get("hwaddr", ""),

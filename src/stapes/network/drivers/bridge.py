@@ -111,6 +111,11 @@ class BridgeDriver(NetworkDriver):
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=self.name):
                 ipr.link("add", ifname=self.name, kind="bridge")
+            elif not Path(f"/sys/class/net/{self.name}/bridge").is_dir():
+                raise BadRequest(
+                    f"An interface named {self.name!r} exists and is not a bridge: rename or "
+                    "remove it, or give the network another name"
+                )
             (index,) = ipr.link_lookup(ifname=self.name)
             if self.config.get("bridge.mtu"):
                 ipr.link("set", index=index, mtu=int(self.config["bridge.mtu"]))
