@@ -20,11 +20,25 @@ def test_debian_image_boots_systemd(daemon: Daemon) -> None:
     assert props["os"] == "Debian" and props["release"] == "12"
     network = "stpd" + secrets.token_hex(4)
     subnet = f"10.216.{secrets.randbelow(250) + 1}"
-    config = {"ipv4.address": f"{subnet}.1/24", "ipv4.nat": "false", "ipv6.address": "none"}
+    prefix6 = f"fd42:{secrets.token_hex(2)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    config = {
+        "ipv4.address": f"{subnet}.1/24",
+        "ipv4.nat": "false",
+        "ipv6.address": f"{prefix6}::1/64",
+        "ipv6.nat": "false",
+        "ipv6.dhcp.stateful": "true",
+    }
     assert (
         daemon.request("POST", "/1.0/networks", {"name": network, "config": config}).status == 200
     )
-    nic = {"eth0": {"type": "nic", "network": network, "name": "eth0"}}
+    nic = {
+        "eth0": {
+            "type": "nic",
+            "network": network,
+            "name": "eth0",
+            "ipv6.address": f"{prefix6}::50",
+        }
+    }
     name = daemon.launch("test-debian/12", devices=nic)
     try:
         deadline = time.time() + 60
@@ -43,6 +57,17 @@ def test_debian_image_boots_systemd(daemon: Daemon) -> None:
         assert "bookworm" in daemon.cli("exec", name, "--", "cat", "/etc/os-release").stdout
         leases = daemon.request("GET", f"/1.0/networks/{network}/leases").metadata
         assert [x["hostname"] for x in leases] == [name]
+        # the NIC's ipv6.address, a static lease of the network's stateful DHCPv6
+        daemon.cli("exec", name, "--", "dhclient", "-6", "-1", "eth0", timeout=60)
+        addr6 = daemon.cli("exec", name, "--", "ip", "-6", "addr", "show", "dev", "eth0").stdout
+        assert f"{prefix6}::50/" in addr6
+        six = [
+            x
+            for x in daemon.request("GET", f"/1.0/networks/{network}/leases").metadata
+            if ":" in x["address"]
+        ]
+        assert [(x["address"], x["hostname"]) for x in six] == [(f"{prefix6}::50", name)]
+        assert six[0]["hwaddr"] == leases[0]["hwaddr"]
         state = daemon.request("GET", f"/1.0/instances/{name}/state").metadata
         inet = [
             a["address"] for a in state["network"]["eth0"]["addresses"] if a["family"] == "inet"

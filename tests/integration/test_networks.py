@@ -129,7 +129,7 @@ def test_two_containers_ping_each_other_by_name(
 
 
 def test_network_bad_input(daemon: Daemon, network: tuple[str, str]) -> None:
-    name, _ = network
+    name, address = network
     fresh = "stpt" + secrets.token_hex(4)
     cases = [
         ({"name": fresh, "config": {"ipv4.nat": "maybe"}}, "ipv4.nat"),
@@ -153,6 +153,17 @@ def test_network_bad_input(daemon: Daemon, network: tuple[str, str]) -> None:
         {"name": unique("c"), "source": {"type": "none"}, "devices": bad_nic},
     )
     assert resp.status == 400 and fresh in resp.json()["error"]
+    prefix = address.rsplit(".", 1)[0]
+    for nic, expected in [
+        ({"ipv4.address": f"{prefix}.1"}, "not a free host address"),
+        ({"ipv4.address": "10.1.2.3"}, "not a free host address"),
+        ({"ipv6.address": "fd00::5"}, "no IPv6 subnet"),
+        ({"ipv6.address": "10.1.2.3"}, "not an IPv6 address"),
+    ]:
+        devices = {"eth0": {"type": "nic", "network": name, **nic}}
+        body = {"name": unique("c"), "source": {"type": "none"}, "devices": devices}
+        resp = daemon.request("POST", "/1.0/instances", body)
+        assert resp.status == 400 and expected in resp.json()["error"], (nic, resp.body)
 
 
 def test_network_update_moves_the_bridge_address(daemon: Daemon, network: tuple[str, str]) -> None:

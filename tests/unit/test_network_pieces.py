@@ -53,6 +53,37 @@ def test_dnsmasq_config() -> None:
     assert "enable-ra" not in conf
 
 
+def test_dnsmasq_stateful_dhcpv6_and_static_leases(tmp_path: Path) -> None:
+    conf = dnsmasq.render(
+        dnsmasq.DnsmasqConfig(
+            network="n",
+            bridge="n",
+            ipv4=None,
+            ipv6=ipaddress.IPv6Interface("fd42::1/64"),
+            dhcp_ranges=[],
+            domain="lab",
+            directory=Path("/x/n"),
+            ipv6_mode="stateful",
+            dhcp6_ranges=(("fd42::2", "fd42::ff"),),
+        )
+    )
+    assert "enable-ra\n" in conf and "dhcp-range=fd42::2,fd42::ff,64,1h\n" in conf
+    assert "constructor" not in conf
+    lease = dnsmasq.StaticLease("00:16:3e:00:00:01", "", "fd42::50", "c1")
+    assert dnsmasq.hosts_line(lease) == "00:16:3e:00:00:01,[fd42::50],c1\n"
+    both = dnsmasq.StaticLease("00:16:3e:00:00:01", "10.0.0.5", "fd42::50", "c1")
+    assert dnsmasq.hosts_line(both) == "00:16:3e:00:00:01,10.0.0.5,[fd42::50],c1\n"
+    (tmp_path / "dnsmasq.leases").write_text(
+        "1700000000 00:16:3e:00:00:01 10.0.0.5 c1 01:00:16:3e:00:00:01\n"
+        "duid 00:01:00:01:2c:00:00:00:aa:bb:cc:dd:ee:ff\n"
+        "1700000000 1234 fd42::50 c1 00:04:aa\n"
+    )
+    assert dnsmasq.leases(tmp_path) == [
+        {"hwaddr": "00:16:3e:00:00:01", "address": "10.0.0.5", "hostname": "c1"},
+        {"hwaddr": "00:16:3e:00:00:01", "address": "fd42::50", "hostname": "c1"},
+    ]
+
+
 def test_firewall_table_is_replaced_whole() -> None:
     plan = firewall.FirewallPlan("br-1", "br-1", ipaddress.IPv4Network("10.9.8.0/24"))
     rules = firewall.render(plan)

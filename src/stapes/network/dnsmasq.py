@@ -10,8 +10,18 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from stapes.host.run import run
+
+
+class StaticLease(NamedTuple):
+    """A NIC's fixed addresses ("" for none), handed out to its MAC under its instance's name."""
+
+    hwaddr: str
+    ipv4: str
+    ipv6: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,10 @@ class DnsmasqConfig:
     dhcp_ranges: list[tuple[str, str]]
     domain: str
     directory: Path
+    ipv6_mode: str = "stateless"
+    """stateless (SLAAC, DHCPv6 for other information), stateful (DHCPv6 addresses from
+    ``dhcp6_ranges``) or ra-only."""
+    dhcp6_ranges: tuple[tuple[str, str], ...] = ()
 
 
 def render(c: DnsmasqConfig) -> str:
@@ -52,7 +66,12 @@ def render(c: DnsmasqConfig) -> str:
     if c.ipv6 is not None:
         lines.append(f"listen-address={c.ipv6.ip}")
         lines.append("enable-ra")
-        lines.append(f"dhcp-range=::,constructor:{c.bridge},ra-stateless,ra-names")
+        if c.ipv6_mode == "stateful":
+            prefix = c.ipv6.network.prefixlen
+            lines += [f"dhcp-range={a},{b},{prefix},1h" for a, b in c.dhcp6_ranges]
+        else:
+            mode = "ra-only" if c.ipv6_mode == "ra-only" else "ra-stateless,ra-names"
+            lines.append(f"dhcp-range=::,constructor:{c.bridge},{mode}")
     return "\n".join(lines) + "\n"
 
 
@@ -86,11 +105,16 @@ async def stop(directory: Path) -> None:
         await asyncio.sleep(0.02)
 
 
-def write_hosts(directory: Path, hosts: list[tuple[str, str, str]]) -> None:
-    """The static leases ((MAC, address, name)...), then a SIGHUP so dnsmasq reads them."""
+def hosts_line(lease: StaticLease) -> str:
+    fields = [lease.hwaddr, lease.ipv4, f"[{lease.ipv6}]" if lease.ipv6 else "", lease.name]
+    return ",".join(f for f in fields if f) + "\n"
+
+
+def write_hosts(directory: Path, hosts: list[StaticLease]) -> None:
+    """The static leases, then a SIGHUP so dnsmasq reads them."""
     if not directory.is_dir():
         return
-    text = "".join(f"{mac},{address},{name}\n" for mac, address, name in hosts)
+    text = "".join(hosts_line(lease) for lease in hosts)
     path = directory / "dnsmasq.hosts"
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text)
@@ -101,14 +125,23 @@ def write_hosts(directory: Path, hosts: list[tuple[str, str, str]]) -> None:
 
 
 def leases(directory: Path) -> list[dict[str, str]]:
-    """dnsmasq's lease file: expiry, MAC, address, hostname, client id per line."""
+    """dnsmasq's lease file: IPv4 lines (expiry, MAC, address, hostname, client id), then after
+    a ``duid`` line IPv6 ones (expiry, IAID, address, hostname, client DUID); an IPv6 lease
+    gets the MAC of its host's IPv4 lease when there is one."""
     found = []
     try:
         text = (directory / "dnsmasq.leases").read_text()
     except OSError:
         return []
+    ipv6 = False
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) >= 4:
-            found.append({"hwaddr": fields[1], "address": fields[2], "hostname": fields[3]})
+        if fields and fields[0] == "duid":
+            ipv6 = True
+        elif len(fields) >= 4:
+            hwaddr = "" if ipv6 else fields[1]
+            found.append({"hwaddr": hwaddr, "address": fields[2], "hostname": fields[3]})
+    macs = {x["hostname"]: x["hwaddr"] for x in found if x["hwaddr"] and x["hostname"] != "*"}
+    for lease in found:
+        lease["hwaddr"] = lease["hwaddr"] or macs.get(lease["hostname"], "")
     return found

@@ -13,12 +13,14 @@ from stapes.api.errors import BadRequest, Conflict, StapesError
 from stapes.api.lifecycle import NetworkAction
 from stapes.api.network import NetworkPut, NetworksPost
 from stapes.api.urls import instance_url, network_url, profile_url
+from stapes.config import validate as v
 from stapes.db import networks as q
 from stapes.db.connection import Database
 from stapes.db.instances import list_instances
 from stapes.db.projects import expand_profiles, list_profiles, list_projects
 from stapes.host.paths import Paths
 from stapes.network import dnsmasq, policy
+from stapes.network.dnsmasq import StaticLease
 from stapes.network.drivers.driver import NetworkDriver
 from stapes.network.registry import network_type
 from stapes.server.events import EventBus
@@ -63,23 +65,29 @@ class Networks:
         return self.paths.networks / name
 
     def check_address(self, name: str, address: str) -> None:
-        """A NIC's static ``ipv4.address`` must lie in its network's subnet (and not be the
-        bridge's own address)."""
+        """A NIC's static ``ipv4.address``/``ipv6.address`` must be a host address of its
+        network's subnet (not the bridge's own); IPv6 ones need stateful DHCPv6."""
         row = q.find_network(self.db, name)
         if row is None:
             raise BadRequest(f"Network {name!r} does not exist")
-        bridge = row.config.get("ipv4.address", "none")
+        wanted = ipaddress.ip_address(address)
+        key = f"ipv{wanted.version}.address"
+        bridge = row.config.get(key, "none")
         if bridge in ("none", ""):
-            raise BadRequest(f"Network {name!r} has no IPv4 subnet for ipv4.address {address}")
-        iface = ipaddress.IPv4Interface(bridge)
-        wanted = ipaddress.IPv4Address(address)
-        if wanted not in iface.network or wanted in (iface.ip, iface.network.broadcast_address):
             raise BadRequest(
-                f"ipv4.address {address} is not a free host address of {iface.network}"
+                f"Network {name!r} has no IPv{wanted.version} subnet for {key} {address}"
             )
+        if wanted.version == 6 and not v.parse_bool(row.config.get("ipv6.dhcp.stateful", "false")):
+            raise BadRequest(
+                f"ipv6.address needs stateful DHCPv6 on network {name!r} (ipv6.dhcp.stateful=true)"
+            )
+        iface = ipaddress.ip_interface(bridge)
+        net = iface.network
+        if wanted not in net or wanted in (iface.ip, net.network_address, net.broadcast_address):
+            raise BadRequest(f"{key} {address} is not a free host address of {net}")
 
-    def reservations(self, name: str) -> list[tuple[str, str, str]]:
-        """(MAC, address, instance) of every NIC on the network with a static ipv4.address."""
+    def reservations(self, name: str) -> list[StaticLease]:
+        """The static leases of every NIC on the network with an ipv4/ipv6.address."""
         found = []
         for inst in list_instances(self.db, None):
             devices = expand_profiles(
@@ -89,16 +97,17 @@ class Networks:
                 if conf.get("type") != "nic" or conf.get("network") != name:
                     continue
                 hwaddr = conf.get("hwaddr") or inst.config.get(f"volatile.{dev}.hwaddr", "")
-                if conf.get("ipv4.address") and hwaddr:
-                    found.append((hwaddr, conf["ipv4.address"], inst.name))
+                ipv4, ipv6 = conf.get("ipv4.address", ""), conf.get("ipv6.address", "")
+                if (ipv4 or ipv6) and hwaddr:
+                    found.append(StaticLease(hwaddr, ipv4, ipv6, inst.name))
         return found
 
-    def refresh_reservations(self, name: str, starting: tuple[str, str, str]) -> None:
+    def refresh_reservations(self, name: str, starting: StaticLease) -> None:
         """Rewrite dnsmasq's hosts file of the network from the instances (and the NIC being
         started, whose MAC is not recorded yet) and reload it."""
         if q.find_network(self.db, name) is None:
             return
-        hosts = [h for h in self.reservations(name) if h[0] != starting[0]]
+        hosts = [h for h in self.reservations(name) if h.hwaddr != starting.hwaddr]
         dnsmasq.write_hosts(self._directory(name), [*hosts, starting])
 
     def host_interface(self, name: str) -> str:

@@ -12,6 +12,7 @@ from typing import ClassVar, Protocol
 
 from stapes.api.errors import BadRequest
 from stapes.host.idmap import IdMap
+from stapes.network.dnsmasq import StaticLease
 from stapes.storage.volumes import AttachedVolume
 
 
@@ -117,11 +118,11 @@ class NetworkAccess(Protocol):
         """bridge, macvlan or physical."""
 
     def check_address(self, name: str, address: str) -> None:
-        """A static ipv4.address must be a free host address of the network's subnet."""
+        """A static ipv4/ipv6.address must be a free host address of the network's subnet."""
 
-    def refresh_reservations(self, name: str, starting: tuple[str, str, str]) -> None:
+    def refresh_reservations(self, name: str, starting: StaticLease) -> None:
         """Make the network's DHCP server hand out the static addresses configured, and the
-        ``starting`` NIC's (MAC, address, instance) before its MAC is recorded."""
+        ``starting`` NIC's before its MAC is recorded."""
 
 
 @dataclass(frozen=True)

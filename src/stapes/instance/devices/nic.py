@@ -16,6 +16,7 @@ from stapes.api.errors import BadRequest
 from stapes.config import validate as v
 from stapes.host import nic_filter, traffic
 from stapes.instance.devices.device import Device, DeviceContext, Nic, NicFilters, RunConfig
+from stapes.network.dnsmasq import StaticLease
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
@@ -38,9 +39,11 @@ def is_ipv4(value: str) -> None:
         raise ValueError(f"{value!r} is not an IPv4 address") from None
 
 
-def is_ipv4_list(value: str) -> None:
-    for part in value.split(","):
-        is_ipv4(part.strip())
+def is_ipv6(value: str) -> None:
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv6 address") from None
 
 
 def random_mac() -> str:
@@ -93,6 +96,7 @@ class NicVeth(Device):
         **LIMIT_KEYS,
         "host_name": is_ifname,
         "ipv4.address": is_ipv4,
+        "ipv6.address": is_ipv6,
         "security.mac_filtering": v.is_bool,
         "security.ipv4_filtering": v.is_bool,
         "security.ipv6_filtering": v.is_bool,
@@ -110,15 +114,15 @@ class NicVeth(Device):
                 raise self.fail("managed networks are not available here")
             try:
                 self.ctx.network.host_interface(self.config["network"])
-                if self.config.get("ipv4.address"):
-                    self.ctx.network.check_address(
-                        self.config["network"], self.config["ipv4.address"]
-                    )
+                for key in ("ipv4.address", "ipv6.address"):
+                    if self.config.get(key):
+                        self.ctx.network.check_address(self.config["network"], self.config[key])
             except BadRequest as exc:
                 raise self.fail(exc.message) from None
             return
-        if self.config.get("ipv4.address"):
-            raise self.fail("ipv4.address needs network= (a managed network hands it out)")
+        for key in ("ipv4.address", "ipv6.address"):
+            if self.config.get(key):
+                raise self.fail(f"{key} needs network= (a managed network hands it out)")
         if nictype == "bridged":
             parent = self.config.get("parent", "")
             if not parent:
@@ -207,9 +211,11 @@ class NicVeth(Device):
             egress=self._rate("limits.egress"),
             filters=self._filters(hwaddr),
         )
-        network, address = self.config.get("network"), self.config.get("ipv4.address")
-        if network and address and self.ctx.network is not None:
-            self.ctx.network.refresh_reservations(network, (hwaddr, address, self.ctx.instance))
+        network = self.config.get("network")
+        ipv4, ipv6 = self.config.get("ipv4.address", ""), self.config.get("ipv6.address", "")
+        if network and (ipv4 or ipv6) and self.ctx.network is not None:
+            lease = StaticLease(hwaddr, ipv4, ipv6, self.ctx.instance)
+            self.ctx.network.refresh_reservations(network, lease)
         volatile = {prefix + "hwaddr": hwaddr, prefix + "host_name": host_name}
         return RunConfig(nics=[nic], volatile=volatile)
 

@@ -18,18 +18,26 @@ from stapes.network import acls, addresses, dnsmasq, firewall
 from stapes.network.drivers.driver import NetworkDriver, link_counters
 
 
-def _is_ranges(value: str) -> None:
-    for part in value.split(","):
-        first, sep, last = part.partition("-")
-        try:
-            ipaddress.IPv4Address(first.strip())
-            ipaddress.IPv4Address(last.strip())
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not a list of ranges such as 10.0.3.10-10.0.3.99"
-            ) from None
-        if not sep:
-            raise ValueError(f"{part!r} is not a range FIRST-LAST")
+def _is_ranges(version: int) -> v.Validator:
+    kind = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    example = "10.0.3.10-10.0.3.99" if version == 4 else "fd42::10-fd42::99"
+
+    def check(value: str) -> None:
+        for part in value.split(","):
+            first, sep, last = part.partition("-")
+            try:
+                kind(first.strip())
+                kind(last.strip())
+            except ValueError:
+                raise ValueError(f"{value!r} is not a list of ranges such as {example}") from None
+            if not sep:
+                raise ValueError(f"{part!r} is not a range FIRST-LAST")
+
+    return check
+
+
+def _ranges(value: str) -> list[tuple[str, str]]:
+    return [(a.strip(), b.strip()) for a, _, b in (r.partition("-") for r in value.split(","))]
 
 
 def _is_routes(value: str) -> None:
@@ -48,7 +56,10 @@ class BridgeDriver(NetworkDriver):
         "ipv4.nat": v.is_bool,
         "ipv6.nat": v.is_bool,
         "ipv4.dhcp": v.is_bool,
-        "ipv4.dhcp.ranges": _is_ranges,
+        "ipv4.dhcp.ranges": _is_ranges(4),
+        "ipv6.dhcp": v.is_bool,
+        "ipv6.dhcp.stateful": v.is_bool,
+        "ipv6.dhcp.ranges": _is_ranges(6),
         "ipv4.routes": _is_routes,
         "ipv6.routes": _is_routes,
         "dns.domain": v.any_value,
@@ -149,10 +160,18 @@ class BridgeDriver(NetworkDriver):
         ranges: list[tuple[str, str]] = []
         if ipv4 is not None and dhcp:
             given = self.config.get("ipv4.dhcp.ranges", "")
-            ranges = (
-                [tuple(p.strip() for p in r.split("-", 1)) for r in given.split(",")]  # type: ignore[misc]
+            ranges = _ranges(given) if given else [addresses.dhcp_range(ipv4)]
+        mode, ranges6 = "stateless", []
+        if not v.parse_bool(self.config.get("ipv6.dhcp", "true")):
+            mode = "ra-only"
+        elif v.parse_bool(self.config.get("ipv6.dhcp.stateful", "false")) and ipv6 is not None:
+            mode = "stateful"
+            given = self.config.get("ipv6.dhcp.ranges", "")
+            net = ipv6.network
+            ranges6 = (
+                _ranges(given)
                 if given
-                else [addresses.dhcp_range(ipv4)]
+                else [(str(net.network_address + 2), str(net.broadcast_address))]
             )
         await dnsmasq.start(
             dnsmasq.DnsmasqConfig(
@@ -163,6 +182,8 @@ class BridgeDriver(NetworkDriver):
                 dhcp_ranges=ranges,
                 domain=self.config.get("dns.domain") or "incus",
                 directory=self.directory,
+                ipv6_mode=mode,
+                dhcp6_ranges=tuple(ranges6),
             )
         )
 
