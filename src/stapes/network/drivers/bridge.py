@@ -15,7 +15,7 @@ from stapes.api.errors import BadRequest, MissingHostFeature
 from stapes.config import validate as v
 from stapes.instance.devices.nic import is_ifname, is_mac
 from stapes.network import acls, addresses, dnsmasq, firewall
-from stapes.network.drivers.driver import NetworkDriver, link_counters
+from stapes.network.drivers.driver import NetworkDriver, link_state
 
 
 def _is_ranges(version: int) -> v.Validator:
@@ -220,30 +220,11 @@ class BridgeDriver(NetworkDriver):
 
     def state(self) -> dict[str, Any]:
         """(Blocking: netlink reads. Called in a thread.)"""
-        with IPRoute() as ipr:
-            found = ipr.link_lookup(ifname=self.name)
-            if not found:
-                return {"state": "down", "addresses": [], "counters": {}, "type": "broadcast"}
-            (link,) = ipr.get_links(found[0])
-            stats = link.get_attr("IFLA_STATS64") or {}
-            rendered_addresses = [
-                {
-                    "family": "inet" if a["family"] == 2 else "inet6",
-                    "address": a.get_attr("IFA_ADDRESS"),
-                    "netmask": str(a["prefixlen"]),
-                    "scope": {0: "global", 253: "link", 254: "local"}.get(a["scope"], "global"),
-                }
-                for a in ipr.get_addr(index=found[0])
-            ]
+        found = link_state(self.name)
+        if "hwaddr" not in found:
+            return found
         return {
-            "addresses": rendered_addresses,
-            "counters": link_counters(stats),
-            "hwaddr": link.get_attr("IFLA_ADDRESS"),
-            "mtu": link.get_attr("IFLA_MTU"),
-            "state": "up"
-            if link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN") or link["flags"] & 1
-            else "down",
-            "type": "broadcast",
+            **found,
             "bridge": {
                 "id": "",
                 "stp": False,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pyroute2 import IPRoute
+
 from stapes.config import validate as v
 from stapes.network.forwards import Dnat
 
@@ -84,11 +86,35 @@ class NetworkDriver(abc.ABC):
         return []
 
 
-def link_counters(stats: dict[str, int]) -> dict[str, int]:
-    """Incus's counters from a link's IFLA_STATS64."""
+def link_state(ifname: str) -> dict[str, Any]:
+    """Incus's network state of one host interface: addresses, counters, MAC, MTU, up or down.
+    (Blocking: netlink reads.)"""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return {"state": "down", "addresses": [], "counters": {}, "type": "broadcast"}
+        (link,) = ipr.get_links(found[0])
+        stats = link.get_attr("IFLA_STATS64") or {}
+        addresses = [
+            {
+                "family": "inet" if a["family"] == 2 else "inet6",
+                "address": a.get_attr("IFA_ADDRESS"),
+                "netmask": str(a["prefixlen"]),
+                "scope": {0: "global", 253: "link", 254: "local"}.get(a["scope"], "global"),
+            }
+            for a in ipr.get_addr(index=found[0])
+        ]
+    up = link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN") or link["flags"] & 1
     return {
-        "bytes_received": stats.get("rx_bytes", 0),
-        "bytes_sent": stats.get("tx_bytes", 0),
-        "packets_received": stats.get("rx_packets", 0),
-        "packets_sent": stats.get("tx_packets", 0),
+        "addresses": addresses,
+        "counters": {
+            "bytes_received": stats.get("rx_bytes", 0),
+            "bytes_sent": stats.get("tx_bytes", 0),
+            "packets_received": stats.get("rx_packets", 0),
+            "packets_sent": stats.get("tx_packets", 0),
+        },
+        "hwaddr": link.get_attr("IFLA_ADDRESS"),
+        "mtu": link.get_attr("IFLA_MTU"),
+        "state": "up" if up else "down",
+        "type": "broadcast",
     }

@@ -7,12 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pyroute2 import IPRoute
-
 from stapes.api.errors import BadRequest
 from stapes.config import validate as v
 from stapes.instance.devices.nic import is_ifname
-from stapes.network.drivers.driver import NetworkDriver, link_counters
+from stapes.network.drivers.driver import NetworkDriver, link_state
 
 
 def _no_vlan(value: str) -> None:
@@ -59,17 +57,4 @@ class ParentDriver(NetworkDriver):
 
     def state(self) -> dict[str, Any]:
         """(Blocking: netlink reads. Called in a thread.)"""
-        with IPRoute() as ipr:
-            found = ipr.link_lookup(ifname=self.host_interface)
-            if not found:
-                return {"state": "down", "addresses": [], "counters": {}, "type": "broadcast"}
-            (link,) = ipr.get_links(found[0])
-            stats = link.get_attr("IFLA_STATS64") or {}
-        return {
-            "addresses": [],
-            "counters": link_counters(stats),
-            "hwaddr": link.get_attr("IFLA_ADDRESS"),
-            "mtu": link.get_attr("IFLA_MTU"),
-            "state": "up" if link["flags"] & 1 else "down",
-            "type": "broadcast",
-        }
+        return link_state(self.host_interface)
