@@ -187,3 +187,53 @@ def monitor_processes(root: Path, name: str) -> list[str]:
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     needle = f"[lxc monitor] {root / 'containers'} {name}"
     return [line for line in out.splitlines() if line.strip() == needle]
+
+
+class ClientCert:
+    """A client certificate on disk (for HTTPS requests and the incus CLI)."""
+
+    def __init__(self, directory: Path, name: str = "client") -> None:
+        from stapes import certs
+
+        cert, key = certs.generate(name)
+        self.cert, self.key = directory / f"{name}.crt", directory / f"{name}.key"
+        self.cert.write_bytes(cert)
+        self.key.write_bytes(key)
+        self.fingerprint = certs.fingerprint(certs.parse(cert))
+
+
+def https_request(
+    address: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    client: ClientCert | None = None,
+    timeout: float = 60,
+) -> tuple[Response, str]:
+    """One request over HTTPS (the server's certificate is not checked here, it is returned:
+    (response, the server certificate's fingerprint))."""
+    import hashlib
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if client is not None:
+        context.load_cert_chain(client.cert, client.key)
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        der = conn.sock.getpeercert(binary_form=True) if conn.sock else b""
+        result = Response(resp.status, dict(resp.getheaders()), resp.read())
+        return result, hashlib.sha256(der or b"").hexdigest()
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -68,6 +68,12 @@ class NetworkAclAction(StrEnum):
     RENAMED = "network-acl-renamed"
 
 
+class CertificateAction(StrEnum):
+    CREATED = "certificate-created"
+    DELETED = "certificate-deleted"
+    UPDATED = "certificate-updated"
+
+
 class WarningAction(StrEnum):
     ACKNOWLEDGED = "warning-acknowledged"
     DELETED = "warning-deleted"

@@ -23,6 +23,10 @@ def forward_url(network: str, listen_address: str) -> str:
     return f"/1.0/networks/{network}/forwards/{listen_address}"
 
 
+def certificate_url(fingerprint: str) -> str:
+    return f"/1.0/certificates/{fingerprint}"
+
+
 def warning_url(uuid: str) -> str:
     return f"/1.0/warnings/{uuid}"
 

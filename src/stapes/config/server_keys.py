@@ -7,6 +7,12 @@ from stapes.config import validate as v
 from stapes.config.keys import Key, check_value
 
 SERVER_KEYS: dict[str, Key] = {
+    "core.https_address": Key(
+        v.is_listen_address,
+        "",
+        live=True,
+        help="Address of the HTTPS API (HOST:PORT, [V6]:PORT or :PORT); empty: unix socket only",
+    ),
     "core.shutdown_timeout": Key(
         v.is_uint,
         "5",
@@ -18,8 +24,8 @@ SERVER_KEYS: dict[str, Key] = {
 FREE_PREFIXES = {"user.": Key(live=True, help="Free-form user data")}
 
 LATER: dict[str, str] = {
-    "core.https_address": "the HTTPS API (remote access) is not in this stapesd yet",
-    "core.trust_password": "the HTTPS API (remote access) is not in this stapesd yet",
+    "core.trust_password": "trust passwords are gone from Incus 6 too: use trust tokens "
+    "(stapes config trust add NAME)",
     "core.metrics_address": "the metrics API is not in this stapesd yet",
     "cluster.https_address": "clustering is not in this stapesd yet",
     "images.auto_update_interval": "image servers (remote images) are not in this stapesd yet",

@@ -192,3 +192,25 @@ def is_octal_mode(value: str) -> None:
         raise ValueError(f"{value!r} is not an octal mode such as 0644") from None
     if not 0 <= mode <= 0o7777:
         raise ValueError(f"{value!r} is not an octal mode such as 0644")
+
+
+DEFAULT_HTTPS_PORT = 8443
+
+
+def split_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``:PORT`` (every address) or a bare host (port 8443)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, ""  # a bare IPv4/IPv6 address or name
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError(f"{value!r}: the port must be a number 1-65535")
+    return host, int(port) if port else DEFAULT_HTTPS_PORT
+
+
+def is_listen_address(value: str) -> None:
+    split_address(value)

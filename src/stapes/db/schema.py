@@ -241,7 +241,33 @@ def _v7(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(conn: sqlite3.Connection) -> None:
+    """Trusted certificates and pending trust tokens."""
+    _script(
+        conn,
+        """
+        CREATE TABLE certificates (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            certificate TEXT NOT NULL,
+            restricted INTEGER NOT NULL DEFAULT 0,
+            projects TEXT NOT NULL DEFAULT '[]',
+            description TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE trust_tokens (
+            id INTEGER PRIMARY KEY,
+            secret TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            request TEXT NOT NULL DEFAULT '{}',
+            expires_at TEXT NOT NULL DEFAULT ''
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

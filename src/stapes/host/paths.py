@@ -22,6 +22,15 @@ class Paths:
         return self.root / "unix.socket"
 
     @property
+    def server_cert(self) -> Path:
+        """The HTTPS listener's certificate (its key is server.key beside it)."""
+        return self.root / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.root / "server.key"
+
+    @property
     def database(self) -> Path:
         return self.root / "database" / "stapes.db"
 

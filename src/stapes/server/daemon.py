@@ -10,6 +10,7 @@ import signal
 
 from aiohttp import web
 
+from stapes.api.errors import StapesError
 from stapes.config.server_keys import server_value
 from stapes.db.connection import Database
 from stapes.db.instances import InstanceRow, find_instance, list_instances
@@ -36,11 +37,13 @@ from stapes.network.forward_service import NetworkForwards
 from stapes.network.service import Networks
 from stapes.server.events import EventBus, EventLogHandler
 from stapes.server.host_warnings import Warnings
+from stapes.server.listeners import Https
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operations
 from stapes.server.response import error_middleware
 from stapes.server.routes import register
 from stapes.server.state import STATE, State
+from stapes.server.trust import Trust
 from stapes.storage.pool import Pools
 from stapes.storage.volume_backups import VolumeBackups
 from stapes.storage.volume_snapshots import VolumeSnapshots
@@ -85,6 +88,7 @@ def build_state(paths: Paths) -> State:
 
     volumes = Volumes(db, pools, events, operations, instance_running)
     warnings = Warnings(db, events)
+    https = Https(paths.server_cert, paths.server_key)
     networks = Networks(db, paths, events, warnings)
     instances.networks = networks
     instances.volumes = volumes
@@ -103,6 +107,8 @@ def build_state(paths: Paths) -> State:
         operations=operations,
         caps=caps,
         warnings=warnings,
+        https=https,
+        trust=Trust(db, operations, events, https),
         locks=locks,
         images=images,
         pools=pools,
@@ -163,6 +169,14 @@ async def serve(paths: Paths) -> None:
     await site.start()
     os.chmod(paths.socket, 0o660)
     log.info("stapesd listening on %s", paths.socket)
+    st.https.app_server = runner.server
+    st.https.certificate()
+    address = server_value(get_config(st.db), "core.https_address")
+    try:
+        await st.https.apply(address)
+    except StapesError as exc:
+        st.warnings.raise_("HTTPS listener unavailable", exc.message, "/1.0")
+    st.trust.restore_tokens()
 
     loop = asyncio.get_running_loop()
     power = HostPower(st.instances)
@@ -194,6 +208,7 @@ async def serve(paths: Paths) -> None:
         await st.operations.drain(60 * minutes)
         st.events.close()
         await st.operations.shutdown()
+        await st.https.stop()
         st.instances.watcher.close()
         await st.pools.close()
         await runner.cleanup()

@@ -14,6 +14,8 @@ from aiohttp import web
 
 from stapes.api.errors import BadRequest, PreconditionFailed
 from stapes.db.instances import InstanceRow
+from stapes.server import events
+from stapes.server.auth import identify, require_trusted
 from stapes.server.response import Result, etag_of, render
 from stapes.server.state import STATE, State
 
@@ -50,6 +52,17 @@ class Endpoint:
 
 def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
+        identity = identify(request)
+        if not action.allow_untrusted:
+            require_trusted(request)
+        if identity.method == "tls":
+            events.requestor.set(
+                {
+                    "username": identity.name,
+                    "protocol": "tls",
+                    "address": identity.peer.address if identity.peer else "",
+                }
+            )
         return render(await action.handler(request))
 
     return handle

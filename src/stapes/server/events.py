@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,13 @@ from stapes.api.base import now, timestamp
 from stapes.api.envelope import event_envelope
 
 EVENT_TYPES = ("lifecycle", "operation", "logging")
+
+LOCAL_REQUESTOR = {"username": "root", "protocol": "unix", "address": "@"}
+requestor: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "requestor", default=LOCAL_REQUESTOR
+)
+"""Who the request being served comes from (set per request; operations started by it inherit
+it), for the ``requestor`` of lifecycle events."""
 
 
 @dataclass(eq=False)
@@ -72,7 +80,7 @@ class EventBus:
                 "action": action,
                 "source": source,
                 "context": context or {},
-                "requestor": {"username": "root", "protocol": "unix", "address": "@"},
+                "requestor": requestor.get(),
                 "name": name or source.rsplit("/", 1)[-1],
                 "project": project,
             },

@@ -145,6 +145,8 @@ class Operations:
     def __init__(self, events: EventBus) -> None:
         self.events = events
         self._ops: dict[str, Operation] = {}
+        self.stopping = False
+        """Set at daemon shutdown, when every task is cancelled."""
 
     def start(
         self,
@@ -200,6 +202,7 @@ class Operations:
             await asyncio.wait(tasks, timeout=timeout)
 
     async def shutdown(self) -> None:
+        self.stopping = True
         tasks = [op.task for op in self._ops.values() if op.task and not op.task.done()]
         for task in tasks:
             task.cancel()

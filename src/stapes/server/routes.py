@@ -6,6 +6,7 @@ from aiohttp import web
 
 from stapes.server.endpoint import Endpoint, wrap
 from stapes.server.handlers import (
+    certificates,
     events,
     images,
     instance_backups,
@@ -50,6 +51,7 @@ API: list[Endpoint] = [
     *network_forwards.ENDPOINTS,
     *network_acls.ENDPOINTS,
     *warnings.ENDPOINTS,
+    *certificates.ENDPOINTS,
     *operations.ENDPOINTS,
     *events.ENDPOINTS,
 ]

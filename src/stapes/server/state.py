@@ -12,6 +12,7 @@ from stapes.host.capabilities import HostCaps
 from stapes.host.paths import Paths
 from stapes.server.events import EventBus
 from stapes.server.host_warnings import Warnings
+from stapes.server.listeners import Https
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operations
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from stapes.network.acl_service import NetworkAcls
     from stapes.network.forward_service import NetworkForwards
     from stapes.network.service import Networks
+    from stapes.server.trust import Trust
     from stapes.storage.pool import Pools
     from stapes.storage.volume_backups import VolumeBackups
     from stapes.storage.volume_snapshots import VolumeSnapshots
@@ -40,6 +42,8 @@ class State:
     operations: Operations
     caps: HostCaps
     warnings: Warnings
+    https: Https
+    trust: Trust
     locks: InstanceLocks
     images: ImageStore
     pools: Pools

@@ -6,8 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
-from stapes.api.errors import BadRequest, StapesError
+from stapes.api.errors import BadRequest, NotFound, StapesError
+from stapes.server.auth import identify, may_see_operation
 from stapes.server.endpoint import Action, Endpoint, flag, project_of, recursion, state
+from stapes.server.operations import Operation
 from stapes.server.response import Result, Sync
 
 
@@ -16,8 +18,11 @@ async def list_operations(request: web.Request) -> Result:
     project = None if flag(request, "all-projects") else project_of(request)
     grouped: dict[str, list[Any]] = {}
     depth = recursion(request)
+    identity = identify(request)
     for op in st.operations.all():
         if project is not None and op.project != project:
+            continue
+        if not may_see_operation(identity, op.project, op.cls):
             continue
         key = op.status.text.lower()
         grouped.setdefault(key, []).append(
@@ -26,12 +31,20 @@ async def list_operations(request: web.Request) -> Result:
     return Sync(grouped)
 
 
+def _operation(request: web.Request) -> Operation:
+    """The operation the URL names, if the client may see it (404 otherwise)."""
+    op = state(request).operations.get(request.match_info["id"])
+    if not may_see_operation(identify(request), op.project, op.cls):
+        raise NotFound(f"Operation {op.id!r} not found")
+    return op
+
+
 async def get_operation(request: web.Request) -> Result:
-    return Sync(state(request).operations.get(request.match_info["id"]).render())
+    return Sync(_operation(request).render())
 
 
 async def delete_operation(request: web.Request) -> Result:
-    state(request).operations.get(request.match_info["id"]).cancel()
+    _operation(request).cancel()
     return Sync()
 
 
@@ -42,7 +55,7 @@ class OperationFailed(StapesError):
 
 
 async def wait_operation(request: web.Request) -> Result:
-    op = state(request).operations.get(request.match_info["id"])
+    op = _operation(request)
     try:
         timeout = float(request.query.get("timeout", "-1"))
     except ValueError:

@@ -12,11 +12,13 @@ from typing import Any
 from aiohttp import web
 
 import stapes
+from stapes import certs
 from stapes.api.errors import BadRequest
 from stapes.config.server_keys import validate_server_config
 from stapes.db.server_config import get_config, replace_config
 from stapes.host.resources import resources as host_resources
 from stapes.instance.service import without_empty
+from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
 from stapes.server.extensions import API_EXTENSIONS
 from stapes.server.response import Result, Sync
@@ -42,13 +44,27 @@ def _architectures() -> list[str]:
 
 async def get_server(request: web.Request) -> Result:
     st = state(request)
+    identity = identify(request)
+    if not identity.trusted:
+        return Sync(
+            {
+                "config": {},
+                "api_extensions": API_EXTENSIONS,
+                "api_status": "stable",
+                "api_version": "1.0",
+                "auth": "untrusted",
+                "public": False,
+                "auth_methods": ["tls"],
+            }
+        )
+    server_cert = certs.parse(st.https.certificate())
     drivers = supported()
     release = _os_release()
     environment: dict[str, Any] = {
-        "addresses": [],
+        "addresses": st.trust.addresses() if st.https.address else [],
         "architectures": _architectures(),
-        "certificate": "",
-        "certificate_fingerprint": "",
+        "certificate": certs.pem(server_cert),
+        "certificate_fingerprint": certs.fingerprint(server_cert),
         "driver": "lxc",
         "driver_version": st.caps.liblxc or "",
         "firewall": "nftables",
@@ -80,8 +96,8 @@ async def get_server(request: web.Request) -> Result:
             "auth": "trusted",
             "public": False,
             "auth_methods": ["tls"],
-            "auth_user_name": "root",
-            "auth_user_method": "unix",
+            "auth_user_name": identity.name,
+            "auth_user_method": identity.method,
             "environment": environment,
         },
         etag={"config": config},
@@ -101,18 +117,19 @@ async def _config_change(request: web.Request) -> tuple[State, dict[str, str], d
 
 async def put_server(request: web.Request) -> Result:
     st, _, config = await _config_change(request)
-    _store(st, without_empty(config))
+    await _store(st, without_empty(config))
     return Sync()
 
 
 async def patch_server(request: web.Request) -> Result:
     st, current, config = await _config_change(request)
-    _store(st, without_empty({**current, **config}))
+    await _store(st, without_empty({**current, **config}))
     return Sync()
 
 
-def _store(st: State, config: dict[str, str]) -> None:
+async def _store(st: State, config: dict[str, str]) -> None:
     validate_server_config(config)
+    await st.https.apply(config.get("core.https_address", ""))
     with st.db.transaction():
         replace_config(st.db, config)
     st.events.lifecycle("config-updated", "/1.0")

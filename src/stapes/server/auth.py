@@ -1,0 +1,95 @@
+"""Who sent a request, and what they may do: root over the unix socket; over HTTPS, a client
+whose certificate is in the trust store (restricted ones to their projects only), or an
+untrusted client, who sees only what Incus leaves public."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from stapes.api.errors import Forbidden
+from stapes.db.certificates import find_certificate
+from stapes.server.listeners import Peer
+from stapes.server.state import STATE
+
+NOT_AUTHORIZED = "not authorized"
+
+
+@dataclass(frozen=True)
+class Identity:
+    method: str
+    """unix or tls."""
+    trusted: bool
+    name: str = ""
+    """What GET /1.0 calls auth_user_name: root, or the certificate's fingerprint."""
+    restricted: bool = False
+    projects: tuple[str, ...] = ()
+    peer: Peer | None = None
+
+    def may_use_project(self, project: str) -> bool:
+        return self.trusted and (not self.restricted or project in self.projects)
+
+
+LOCAL = Identity("unix", True, "root")
+_KEY = "stapes.identity"
+
+
+def identify(request: web.Request) -> Identity:
+    """Decided once per request, when it starts (the connection is alive then)."""
+    found = request.get(_KEY)
+    if isinstance(found, Identity):
+        return found
+    st = request.app[STATE]
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if sockname == str(st.paths.socket):
+        identity = LOCAL
+    else:
+        peer = st.https.peer(request)
+        row = find_certificate(st.db, peer.fingerprint) if peer and peer.fingerprint else None
+        if row is None or row.type != "client":
+            identity = Identity("tls", False, peer=peer)
+        else:
+            identity = Identity(
+                "tls", True, row.fingerprint, row.restricted, tuple(row.projects), peer
+            )
+    request[_KEY] = identity
+    return identity
+
+
+# What a restricted certificate may reach: the API of the projects it is restricted to.
+_PROJECT_SCOPED = re.compile(
+    r"^/1\.0/(instances|images|profiles|operations|events)(/|$)"
+    r"|^/1\.0/storage-pools/[^/]+/volumes(/|$)"
+)
+
+
+def require_trusted(request: web.Request) -> Identity:
+    identity = identify(request)
+    if not identity.trusted:
+        raise Forbidden(NOT_AUTHORIZED)
+    if identity.restricted:
+        _check_restricted(request, identity)
+    return identity
+
+
+def _check_restricted(request: web.Request, identity: Identity) -> None:
+    """A restricted client stays in its projects: project-scoped endpoints only, one of its
+    projects named (or the default one it then must have), never all projects at once."""
+    path = request.path
+    project = request.query.get("project", "") or "default"
+    if path.startswith("/1.0/projects/"):
+        scoped = path.split("/")[3] in identity.projects and request.method == "GET"
+    else:
+        scoped = bool(_PROJECT_SCOPED.match(path))
+    if not scoped or request.query.get("all-projects") in ("1", "true"):
+        raise Forbidden(f"Certificate is restricted to projects: {', '.join(identity.projects)}")
+    if project not in identity.projects:
+        raise Forbidden(f"Certificate is restricted: no access to project {project!r}")
+
+
+def may_see_operation(identity: Identity, project: str, cls: str) -> bool:
+    """Restricted clients see their projects' operations, and never trust tokens."""
+    return not identity.restricted or (project in identity.projects and cls != "token")

@@ -1,0 +1,293 @@
+"""The HTTPS listener (``core.https_address``). TLS runs in pyOpenSSL, not in Python's ssl
+module: Incus clients present self-signed certificates that no CA vouches for, and the daemon
+must accept the handshake and then decide by fingerprint (Python's ssl can only verify against
+a CA store, with no callback). Each connection's plaintext goes to the same aiohttp server as
+the unix socket through a socket pair; the peer's certificate is looked up by the pair's socket
+when a request starts (see auth.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from cryptography import x509
+from OpenSSL import SSL
+
+from stapes.api.errors import BadRequest
+from stapes.certs import fingerprint, load_or_create
+from stapes.config.validate import split_address
+
+log = logging.getLogger(__name__)
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+_CHUNK = 256 * 1024
+_HIGH_WATER = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is at the other end of one HTTPS connection."""
+
+    address: str
+    certificate: x509.Certificate | None
+    fingerprint: str
+
+
+def _accept_any(conn: SSL.Connection, cert: object, errno: int, depth: int, ok: int) -> bool:
+    """Ask for a client certificate and take whatever comes: trust is decided afterwards, by
+    the certificate's fingerprint, as Incus does."""
+    return True
+
+
+class HttpsListener:
+    def __init__(self, app_server: ProtocolFactory, cert: Path, key: Path) -> None:
+        self.app_server = app_server
+        self.context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        self.context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        self.context.use_certificate_file(str(cert))
+        self.context.use_privatekey_file(str(key))
+        self.context.set_verify(SSL.VERIFY_PEER, _accept_any)
+        self.peers: dict[int, Peer] = {}
+        """Socket-pair end (its fd, as aiohttp sees it) -> the HTTPS peer behind it."""
+        self._server: asyncio.Server | None = None
+        self._connections: set[_TlsConnection] = set()
+        self.address = ""
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _TlsConnection(self), host or None, port, reuse_address=True
+        )
+        self.address = f"{host}:{port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.abort()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        self._server = None
+
+    def peer(self, request: web.Request) -> Peer | None:
+        """The HTTPS peer of a request (None: it did not come through this listener)."""
+        transport = request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        return self.peers.get(sock.fileno()) if sock is not None else None
+
+
+class _TlsConnection(asyncio.Protocol):
+    """One HTTPS connection: TLS in memory with pyOpenSSL over the TCP transport; plaintext to
+    and from the app through a socket pair."""
+
+    def __init__(self, listener: HttpsListener) -> None:
+        self.listener = listener
+        self.tls = SSL.Connection(listener.context, None)
+        self.tls.set_accept_state()
+        self.transport: asyncio.Transport | None = None
+        self.handshaken = False
+        self.pending: list[bytes] = []
+        self.plain: asyncio.StreamWriter | None = None
+        self.pair_fd = -1
+        self.peer: Peer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.can_send = asyncio.Event()
+        self.can_send.set()
+        self.closed = False
+
+    # -- the TCP side --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.listener._connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.tls.bio_write(data)
+            self._advance()
+        except SSL.Error as exc:
+            log.debug("TLS error from %s: %s", self._remote(), exc)
+            self.abort()
+
+    def pause_writing(self) -> None:
+        self.can_send.clear()
+
+    def resume_writing(self) -> None:
+        self.can_send.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.abort()
+
+    def _remote(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return f"{peer[0]}:{peer[1]}" if peer else ""
+
+    def _flush(self) -> None:
+        """Send what TLS wrote for the peer."""
+        while self.transport is not None and not self.transport.is_closing():
+            try:
+                out = self.tls.bio_read(_CHUNK)
+            except SSL.WantReadError:
+                return
+            if not out:
+                return
+            self.transport.write(out)
+
+    def _advance(self) -> None:
+        if not self.handshaken:
+            try:
+                self.tls.do_handshake()
+            except SSL.WantReadError:
+                self._flush()
+                return
+            self.handshaken = True
+            self._flush()
+            self._open_plain()
+        while True:
+            try:
+                chunk = self.tls.recv(_CHUNK)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                self._plain_eof()
+                break
+            self._to_plain(chunk)
+        self._flush()
+
+    # -- the plaintext side --------------------------------------------------------------------
+
+    def _open_plain(self) -> None:
+        cert = self.tls.get_peer_certificate()
+        crypto = cert.to_cryptography() if cert is not None else None
+        peer = Peer(self._remote(), crypto, fingerprint(crypto) if crypto is not None else "")
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        self.pair_fd = theirs.fileno()
+        self.peer = peer
+        self.listener.peers[self.pair_fd] = peer
+        self.task = asyncio.get_running_loop().create_task(self._pump_plain(ours, theirs))
+
+    async def _pump_plain(self, ours: socket.socket, theirs: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(self.listener.app_server, sock=theirs)
+            reader, writer = await asyncio.open_connection(sock=ours)
+        except OSError:
+            self.abort()
+            return
+        self.plain = writer
+        for chunk in self.pending:
+            writer.write(chunk)
+        self.pending.clear()
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                if not data:
+                    break
+                await self.can_send.wait()
+                if self.transport is None or self.transport.is_closing():
+                    break
+                self.tls.sendall(data)
+                self._flush()
+            with contextlib.suppress(SSL.Error):
+                self.tls.shutdown()
+            self._flush()
+        except (OSError, SSL.Error):
+            pass
+        finally:
+            self.abort()
+
+    def _to_plain(self, chunk: bytes) -> None:
+        if self.plain is None:
+            self.pending.append(chunk)
+            return
+        self.plain.write(chunk)
+        if self.plain.transport.get_write_buffer_size() > _HIGH_WATER and self.transport:
+            self.transport.pause_reading()
+            asyncio.get_running_loop().create_task(self._resume_when_drained())
+
+    async def _resume_when_drained(self) -> None:
+        if self.plain is not None:
+            with contextlib.suppress(OSError):
+                await self.plain.drain()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _plain_eof(self) -> None:
+        if self.plain is not None and self.plain.can_write_eof():
+            with contextlib.suppress(OSError):
+                self.plain.write_eof()
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.listener._connections.discard(self)
+        if self.plain is not None:
+            self.plain.close()
+        if self.transport is not None:
+            self.transport.close()
+        # the mapping goes last (a request that started on the pair has its identity already),
+        # and only if it is still ours (the fd may serve a newer connection by now)
+        if self.peer is not None and self.listener.peers.get(self.pair_fd) is self.peer:
+            del self.listener.peers[self.pair_fd]
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+
+
+class Https:
+    """``core.https_address``: its listener started, moved and stopped as the key changes. The
+    server certificate is made at the first start of the daemon."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.cert = cert
+        self.key = key
+        self.app_server: ProtocolFactory | None = None
+        self.listener: HttpsListener | None = None
+        self.address = ""
+
+    def certificate(self) -> bytes:
+        return load_or_create(self.cert, self.key, f"root@{socket.gethostname()}")
+
+    def peer(self, request: web.Request) -> Peer | None:
+        return self.listener.peer(request) if self.listener is not None else None
+
+    async def apply(self, address: str) -> None:
+        """Listen on ``address`` ("" stops listening); on failure the old listener is back and
+        the error says why."""
+        if address == self.address:
+            return
+        old = self.address
+        await self.stop()
+        if not address:
+            return
+        try:
+            await self._listen(address)
+        except (OSError, ValueError) as exc:
+            if old:
+                with contextlib.suppress(OSError, ValueError):
+                    await self._listen(old)
+            raise BadRequest(f"Cannot listen on {address!r}: {exc}") from None
+
+    async def _listen(self, address: str) -> None:
+        assert self.app_server is not None, "the app server is set before listening"
+        self.certificate()
+        listener = HttpsListener(self.app_server, self.cert, self.key)
+        host, port = split_address(address)
+        await listener.start(host, port)
+        self.listener, self.address = listener, address
+        log.info("stapesd listening on https://%s", address)
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+        self.listener, self.address = None, ""
