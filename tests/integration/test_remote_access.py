@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 
 from stapes.api.certificate import TrustToken
-from tests.helpers import ClientCert, Daemon, free_port, https_request, unique
+from tests.helpers import (
+    STAPES,
+    ClientCert,
+    Daemon,
+    free_port,
+    https_request,
+    new_root,
+    remove_root,
+    unique,
+)
 
 pytestmark = [pytest.mark.root]
 
@@ -296,3 +305,83 @@ def test_a_restricted_certificate_stays_in_its_projects(
         assert daemon.request("GET", f"/1.0/operations/{token_op['id']}").status == 200
     finally:
         daemon.force_delete(mine)
+
+
+@pytest.fixture
+def second_host() -> Iterator[tuple[Daemon, str]]:
+    """Another stapesd (its own state directory), listening on another loopback port."""
+    other = Daemon(new_root())
+    other.start()
+    address = f"127.0.0.1:{free_port()}"
+    try:
+        resp = other.request("PATCH", "/1.0", {"config": {"core.https_address": address}})
+        assert resp.status == 200, resp.body
+        yield other, address
+    finally:
+        try:
+            for url in other.request("GET", "/1.0/instances").metadata:
+                other.force_delete(url.rsplit("/", 1)[-1])
+        finally:
+            other.stop()
+            remove_root(other.root)
+
+
+@pytest.mark.liblxc
+def test_stapes_cli_manages_a_second_host_over_https(
+    daemon: Daemon, second_host: tuple[Daemon, str], tmp_path: Path
+) -> None:
+    """From this host's CLI (its local remote is the session daemon) to the second host, over
+    HTTPS: remote add with a token, then list, launch, exec, file push/pull and events."""
+    far, address = second_host
+    far.cli("image", "build", "busybox", "--alias", "bb")
+    token = far.cli("config", "trust", "add", "host-a").stdout.strip().splitlines()[-1]
+    env = {**daemon.env, "STAPES_CONF": str(tmp_path / "conf")}
+
+    def stapes(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [STAPES, *args], env=env, capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert not check or proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    out = stapes("remote", "add", "far", token).stdout
+    assert "Remote far added" in out
+    assert f"far,https://{address},incus,tls" in stapes("remote", "list", "--format", "csv").stdout
+    assert (tmp_path / "conf" / "client.key").stat().st_mode & 0o077 == 0
+    listed = far.request("GET", "/1.0/certificates?recursion=1").metadata
+    assert [c["name"] for c in listed] == ["host-a"]
+    name = unique("far")
+    stapes("launch", "far:bb", f"far:{name}")
+    assert far.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+    assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+    assert f"{name},RUNNING" in stapes("list", "far:", "--format", "csv").stdout
+    proc = stapes("exec", f"far:{name}", "--", "sh", "-c", "echo over tls; exit 5", check=False)
+    assert proc.stdout == "over tls\n" and proc.returncode == 5
+    (tmp_path / "up.txt").write_text("between hosts\n")
+    stapes("file", "push", str(tmp_path / "up.txt"), f"far:{name}/root/up.txt")
+    stapes("file", "pull", f"far:{name}/root/up.txt", str(tmp_path / "down.txt"))
+    assert (tmp_path / "down.txt").read_text() == "between hosts\n"
+    monitor = subprocess.Popen(
+        [STAPES, "monitor", "far:", "--type", "lifecycle", "--format", "json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        stapes("exec", f"far:{name}", "--", "true")  # the monitor is connected by now
+        stapes("stop", "--force", f"far:{name}")
+        assert monitor.stdout is not None
+        line = next(x for x in monitor.stdout if "instance-stopped" in x)
+        assert json.loads(line)["metadata"]["requestor"]["protocol"] == "tls"
+    finally:
+        monitor.kill()
+        monitor.communicate()
+
+    # the default remote; a remote whose certificate changed is refused
+    stapes("remote", "switch", "far")
+    assert f"{name},STOPPED" in stapes("list", "--format", "csv").stdout
+    pinned = tmp_path / "conf" / "servercerts" / "far.crt"
+    pinned.write_text(daemon.request("GET", "/1.0").metadata["environment"]["certificate"])
+    proc = stapes("list", "far:", check=False)
+    assert proc.returncode == 1 and "certificate" in proc.stderr and "changed" in proc.stderr
+    proc = stapes("list", "far:", "local:", check=False)
+    assert proc.returncode != 0 and "two remotes" in proc.stderr

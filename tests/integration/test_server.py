@@ -79,7 +79,8 @@ def test_server_config(daemon: Daemon) -> None:
     for bad, named in (
         ({"core.bogus": "1"}, "core.bogus"),
         ({"core.shutdown_timeout": "soon"}, "core.shutdown_timeout"),
-        ({"core.https_address": ":8443"}, "HTTPS"),
+        ({"core.https_address": "127.0.0.1:port"}, "core.https_address"),
+        ({"core.trust_password": "secret"}, "trust tokens"),
     ):
         resp = daemon.request("PATCH", "/1.0", {"config": bad})
         assert resp.status == 400 and named in resp.json()["error"]

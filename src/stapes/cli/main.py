@@ -4,6 +4,8 @@ pay for the imports of `stapes image build`."""
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from stapes.api.errors import RemoteError, StapesError
+from stapes.client.connection import Connection
 from stapes.client.instance_server import InstanceServer
 
 T = TypeVar("T")
@@ -44,13 +47,60 @@ COMMAND_MODULES = {
     "admin": "admin",
     "network": "network",
     "warning": "warning",
+    "remote": "remote",
 }
+
+_REMOTE_ARG = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*):(.*)$", re.DOTALL)
+_remote: str | None = None
+"""The remote this command talks to: named by its arguments (``far:c1``), or the default."""
+
+
+def pick_remote(args: list[str]) -> tuple[str | None, list[str]]:
+    """Strip ``REMOTE:`` from the arguments that name a known remote (``REMOTE:`` alone is
+    dropped); (the remote, the arguments left). All of them must name the same remote."""
+    if not args or args[0] == "remote" or not any(":" in a for a in args):
+        return None, args
+    from stapes.client.remotes import Remotes
+
+    names = set(Remotes().names())
+    chosen: str | None = None
+    left = []
+    for arg in args:
+        match = _REMOTE_ARG.match(arg) if not arg.startswith("-") else None
+        if match is None or match.group(1) not in names:
+            left.append(arg)
+            continue
+        if chosen is not None and chosen != match.group(1):
+            raise click.UsageError(
+                f"The arguments name two remotes ({chosen}, {match.group(1)}): one command "
+                "works on one remote"
+            )
+        chosen = match.group(1)
+        if match.group(2):
+            left.append(match.group(2))
+    return chosen, left
+
+
+def connect() -> InstanceServer:
+    """The daemon of the remote the arguments named (else the default remote)."""
+    if _remote is None and "STAPES_CONF" not in os.environ and not _default_conf_exists():
+        return InstanceServer.unix()
+    from stapes.client.remotes import Remotes
+
+    remotes = Remotes()
+    return InstanceServer(Connection(remotes.target(_remote or remotes.default)))
+
+
+def _default_conf_exists() -> bool:
+    from pathlib import Path
+
+    return (Path.home() / ".config" / "stapes" / "config.yml").exists()
 
 
 def run(fn: Callable[[InstanceServer], T]) -> T:
-    """Run one command against the local daemon; print errors the way incus does."""
+    """Run one command against the daemon; print errors the way incus does."""
     try:
-        with InstanceServer.unix() as server:
+        with connect() as server:
             return fn(server)
     except (RemoteError, StapesError) as exc:
         click.echo(f"Error: {exc.message}", err=True)
@@ -90,4 +140,10 @@ def cli() -> None:
 
 
 def main() -> Any:
-    return cli()
+    global _remote
+    try:
+        _remote, args = pick_remote(sys.argv[1:])
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    return cli(args=args)

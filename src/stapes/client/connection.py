@@ -1,17 +1,21 @@
-"""Connections to a Stapes (or Incus) daemon: HTTP over the unix socket, envelopes, errors.
+"""Connections to a Stapes (or Incus) daemon: HTTP over the unix socket or HTTPS with a client
+certificate (the server's pinned by fingerprint), envelopes, errors.
 
 Synchronous and built on the standard library's http.client plus websocket-client, so that a
 CLI command starts in a few tens of milliseconds."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
 import socket
+import ssl
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import websocket
@@ -42,12 +46,125 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class Target(Protocol):
+    """Where a daemon is: how to open an HTTP connection and a websocket to it."""
+
+    def http(self) -> http.client.HTTPConnection: ...
+
+    def websocket(self, path: str) -> websocket.WebSocket: ...
+
+    def unreachable(self, exc: Exception) -> RemoteError: ...
+
+
+@dataclass(frozen=True)
+class UnixTarget:
+    path: str
+
+    def http(self) -> http.client.HTTPConnection:
+        return _UnixHTTPConnection(self.path)
+
+    def websocket(self, path: str) -> websocket.WebSocket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.path)
+            ws = websocket.WebSocket(skip_utf8_validation=True)
+            ws.connect("ws://stapes" + path, socket=sock, suppress_origin=True)  # type: ignore[no-untyped-call]
+        except (OSError, websocket.WebSocketException) as exc:
+            sock.close()
+            raise RemoteError(f"Websocket {path} failed: {exc}", 400) from None
+        return ws
+
+    def unreachable(self, exc: Exception) -> RemoteError:
+        if not os.path.exists(self.path):
+            return RemoteError(f"stapesd is not running: no socket at {self.path}", 503)
+        return RemoteError(f"Cannot reach stapesd at {self.path}: {exc}", 503)
+
+
+class CertificateMismatch(RemoteError):
+    def __init__(self, address: str, got: str, wanted: str) -> None:
+        super().__init__(
+            f"The certificate of {address} has changed (fingerprint {got[:12]}, expected "
+            f"{wanted[:12]}): it may not be the server you added",
+            403,
+        )
+
+
+def peer_fingerprint(sock: ssl.SSLSocket) -> str:
+    return hashlib.sha256(sock.getpeercert(binary_form=True) or b"").hexdigest()
+
+
+@dataclass(frozen=True)
+class HttpsTarget:
+    """A daemon over HTTPS. Its certificate is pinned by fingerprint (it is self-signed, no CA
+    vouches for it); ``fingerprint`` empty: any certificate (only to fetch it, when adding a
+    remote). The client shows its own certificate, when it has one."""
+
+    host: str
+    port: int
+    fingerprint: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    timeout: float = 60
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # pinned by fingerprint instead, after the handshake
+        if self.client_cert:
+            context.load_cert_chain(self.client_cert, self.client_key)
+        return context
+
+    def check(self, sock: ssl.SSLSocket) -> None:
+        got = peer_fingerprint(sock)
+        if self.fingerprint and got != self.fingerprint:
+            raise CertificateMismatch(self.address, got, self.fingerprint)
+
+    def http(self) -> http.client.HTTPConnection:
+        target = self
+
+        class Pinned(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                assert isinstance(self.sock, ssl.SSLSocket)
+                try:
+                    target.check(self.sock)
+                except CertificateMismatch:
+                    self.close()
+                    raise
+
+        return Pinned(self.host, self.port, timeout=self.timeout, context=self.context())
+
+    def websocket(self, path: str) -> websocket.WebSocket:
+        raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        try:
+            sock = self.context().wrap_socket(raw)
+            self.check(sock)
+            ws = websocket.WebSocket(skip_utf8_validation=True)
+            ws.connect(f"wss://{self.address}{path}", socket=sock, suppress_origin=True)  # type: ignore[no-untyped-call]
+        except CertificateMismatch:
+            raw.close()
+            raise
+        except (OSError, websocket.WebSocketException) as exc:
+            raw.close()
+            raise RemoteError(f"Websocket {path} failed: {exc}", 400) from None
+        return ws
+
+    def unreachable(self, exc: Exception) -> RemoteError:
+        return RemoteError(f"Cannot reach {self.address}: {exc}", 503)
+
+
 class Connection:
     """One keep-alive HTTP connection to a daemon; ``request`` unwraps the Incus envelope."""
 
-    def __init__(self, socket_path: Path | str | None = None) -> None:
-        self.socket_path = str(socket_path or default_socket())
-        self._http: _UnixHTTPConnection | None = None
+    def __init__(self, target: Target | Path | str | None = None) -> None:
+        if target is None or isinstance(target, (Path, str)):
+            target = UnixTarget(str(target or default_socket()))
+        self.target: Target = target
+        self._http: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
         if self._http is not None:
@@ -61,9 +178,7 @@ class Connection:
         self.close()
 
     def _unreachable(self, exc: Exception) -> RemoteError:
-        if not os.path.exists(self.socket_path):
-            return RemoteError(f"stapesd is not running: no socket at {self.socket_path}", 503)
-        return RemoteError(f"Cannot reach stapesd at {self.socket_path}: {exc}", 503)
+        return exc if isinstance(exc, RemoteError) else self.target.unreachable(exc)
 
     def _exchange(
         self, method: str, path: str, body: Body, headers: dict[str, str]
@@ -72,11 +187,14 @@ class Connection:
         closed is retried once on a fresh one, unless the body was a stream now consumed."""
         for attempt in (1, 2):
             if self._http is None:
-                self._http = _UnixHTTPConnection(self.socket_path)
+                self._http = self.target.http()
             try:
                 self._http.request(method, path, body=body, headers=headers)
                 resp = self._http.getresponse()
                 return resp.status, resp.read(), dict(resp.getheaders())
+            except CertificateMismatch:
+                self.close()
+                raise
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 self.close()
                 if attempt == 2 or not (body is None or isinstance(body, bytes)):
@@ -128,7 +246,7 @@ class Connection:
     def download(self, path: str, target: Path) -> int:
         """Stream a raw GET (a backup tarball) into ``target``; returns its size. An error
         envelope raises and leaves no file."""
-        http_conn = _UnixHTTPConnection(self.socket_path)
+        http_conn = self.target.http()
         try:
             http_conn.request("GET", path)
             resp = http_conn.getresponse()
@@ -152,15 +270,7 @@ class Connection:
             http_conn.close()
 
     def websocket(self, path: str) -> websocket.WebSocket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(self.socket_path)
-            ws = websocket.WebSocket(skip_utf8_validation=True)
-            ws.connect("ws://stapes" + path, socket=sock, suppress_origin=True)  # type: ignore[no-untyped-call]
-        except (OSError, websocket.WebSocketException) as exc:
-            sock.close()
-            raise RemoteError(f"Websocket {path} failed: {exc}", 400) from None
-        return ws
+        return self.target.websocket(path)
 
 
 def segment(name: str) -> str:

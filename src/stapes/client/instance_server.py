@@ -16,6 +16,7 @@ from stapes.client.connection import Connection, segment, unwrap
 from stapes.client.network import NetworkClient
 from stapes.client.operation import RemoteOperation
 from stapes.client.storage import StorageClient, file_chunks
+from stapes.client.trust import TrustClient
 from stapes.client.warnings import WarningClient
 
 _q = segment
@@ -50,7 +51,7 @@ class _Multipart:
         yield self.tail
 
 
-class InstanceServer(StorageClient, NetworkClient, WarningClient):
+class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 

@@ -13,6 +13,7 @@ from stapes.cli.commands._editing import (
     add_config_commands,
     device_group,
 )
+from stapes.cli.commands.trust import trust
 
 
 def _server_or_instance(verb: str, args: tuple[str, ...]) -> tuple[Target, tuple[str, ...]]:
@@ -39,5 +40,6 @@ def config() -> None:
 
 add_config_commands(config, _server_or_instance)
 config.add_command(device_group(InstanceTarget))
+config.add_command(trust)
 
 COMMANDS = [config]
