@@ -41,6 +41,13 @@ class ImageAliasAction(StrEnum):
     RENAMED = "image-alias-renamed"
 
 
+class ProjectAction(StrEnum):
+    CREATED = "project-created"
+    DELETED = "project-deleted"
+    UPDATED = "project-updated"
+    RENAMED = "project-renamed"
+
+
 class ProfileAction(StrEnum):
     CREATED = "profile-created"
     DELETED = "profile-deleted"

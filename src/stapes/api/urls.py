@@ -11,6 +11,10 @@ def instance_url(name: str, project: str = "default") -> str:
     return f"/1.0/instances/{name}{_in(project)}"
 
 
+def project_url(name: str) -> str:
+    return f"/1.0/projects/{name}"
+
+
 def profile_url(name: str, project: str = "default") -> str:
     return f"/1.0/profiles/{name}{_in(project)}"
 

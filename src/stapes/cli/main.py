@@ -48,11 +48,34 @@ COMMAND_MODULES = {
     "network": "network",
     "warning": "warning",
     "remote": "remote",
+    "project": "project",
 }
 
 _REMOTE_ARG = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*):(.*)$", re.DOTALL)
 _remote: str | None = None
 """The remote this command talks to: named by its arguments (``far:c1``), or the default."""
+_project: str | None = None
+"""``--project NAME``, wherever it stands on the command line."""
+
+
+def pick_project(args: list[str]) -> tuple[str | None, list[str]]:
+    """Take ``--project NAME`` / ``--project=NAME`` out of the arguments (every command has it,
+    as in incus)."""
+    project, left, i = None, [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            left += args[i:]
+            break
+        if arg == "--project" and i + 1 < len(args):
+            project, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--project="):
+            project = arg.split("=", 1)[1]
+        else:
+            left.append(arg)
+        i += 1
+    return project, left
 
 
 def pick_remote(args: list[str]) -> tuple[str | None, list[str]]:
@@ -82,13 +105,17 @@ def pick_remote(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def connect() -> InstanceServer:
-    """The daemon of the remote the arguments named (else the default remote)."""
+    """The daemon of the remote the arguments named (else the default remote), in the project
+    ``--project`` names (else the remote's current one)."""
     if _remote is None and "STAPES_CONF" not in os.environ and not _default_conf_exists():
-        return InstanceServer.unix()
+        # no remotes configured: the local daemon, without reading any config file
+        return InstanceServer(Connection(None, _project or ""))
     from stapes.client.remotes import Remotes
 
     remotes = Remotes()
-    return InstanceServer(Connection(remotes.target(_remote or remotes.default)))
+    remote = _remote or remotes.default
+    project = _project or remotes.project(remote)
+    return InstanceServer(Connection(remotes.target(remote), project))
 
 
 def _default_conf_exists() -> bool:
@@ -140,9 +167,10 @@ def cli() -> None:
 
 
 def main() -> Any:
-    global _remote
+    global _remote, _project
     try:
-        _remote, args = pick_remote(sys.argv[1:])
+        _project, args = pick_project(sys.argv[1:])
+        _remote, args = pick_remote(args)
     except click.UsageError as exc:
         exc.show()
         sys.exit(exc.exit_code)

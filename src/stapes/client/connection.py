@@ -160,10 +160,12 @@ class HttpsTarget:
 class Connection:
     """One keep-alive HTTP connection to a daemon; ``request`` unwraps the Incus envelope."""
 
-    def __init__(self, target: Target | Path | str | None = None) -> None:
+    def __init__(self, target: Target | Path | str | None = None, project: str = "") -> None:
         if target is None or isinstance(target, (Path, str)):
             target = UnixTarget(str(target or default_socket()))
         self.target: Target = target
+        self.project = project
+        """Added as ``project=`` to every request that does not name one."""
         self._http: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
@@ -218,7 +220,7 @@ class Connection:
             headers["Content-Type"] = "application/json"
         if params:
             path = f"{path}?{urlencode(params)}"
-        status, data, answer_headers = self._exchange(method, path, body, headers)
+        status, data, answer_headers = self._exchange(method, self.in_project(path), body, headers)
         text = data.decode(errors="replace")
         try:
             envelope = json.loads(text)
@@ -234,7 +236,7 @@ class Connection:
 
     def get_bytes(self, path: str) -> tuple[bytes, dict[str, str]]:
         """A raw (non-envelope) GET: the body and the headers. An error envelope raises."""
-        status, data, headers = self._exchange("GET", path, None, {})
+        status, data, headers = self._exchange("GET", self.in_project(path), None, {})
         if status != 200:
             try:
                 unwrap(json.loads(data))
@@ -248,7 +250,7 @@ class Connection:
         envelope raises and leaves no file."""
         http_conn = self.target.http()
         try:
-            http_conn.request("GET", path)
+            http_conn.request("GET", self.in_project(path))
             resp = http_conn.getresponse()
             if resp.status != 200:
                 data = resp.read()
@@ -270,7 +272,13 @@ class Connection:
             http_conn.close()
 
     def websocket(self, path: str) -> websocket.WebSocket:
-        return self.target.websocket(path)
+        return self.target.websocket(self.in_project(path))
+
+    def in_project(self, path: str) -> str:
+        """``path`` with this connection's project, unless it names one (or none is set)."""
+        if not self.project or "project=" in path or "all-projects=" in path:
+            return path
+        return f"{path}{'&' if '?' in path else '?'}project={quote(self.project, safe='')}"
 
 
 def segment(name: str) -> str:

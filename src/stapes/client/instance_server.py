@@ -15,6 +15,7 @@ import websocket
 from stapes.client.connection import Connection, segment, unwrap
 from stapes.client.network import NetworkClient
 from stapes.client.operation import RemoteOperation
+from stapes.client.projects import ProjectClient
 from stapes.client.storage import StorageClient, file_chunks
 from stapes.client.trust import TrustClient
 from stapes.client.warnings import WarningClient
@@ -51,7 +52,7 @@ class _Multipart:
         yield self.tail
 
 
-class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient):
+class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient, ProjectClient):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 

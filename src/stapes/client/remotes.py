@@ -81,6 +81,10 @@ class Remotes:
         if self.file.exists():
             data = yaml.safe_load(self.file.read_text()) or {}
         self.default = str(data.get("default-remote") or LOCAL)
+        self.projects: dict[str, str] = {
+            str(k): str(val) for k, val in (data.get("projects") or {}).items()
+        }
+        """The project each remote's commands use (``stapes project switch``)."""
         self.remotes: dict[str, Remote] = {
             name: Remote(
                 name,
@@ -106,6 +110,7 @@ class Remotes:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = {
             "default-remote": self.default,
+            "projects": self.projects,
             "remotes": {
                 r.name: {"addr": r.addr, "protocol": r.protocol, "public": r.public}
                 for r in self.remotes.values()
@@ -214,6 +219,7 @@ class Remotes:
         if name == LOCAL:
             raise RemoteError("The local remote cannot be removed", 400)
         del self.remotes[name]
+        self.projects.pop(name, None)
         if self.default == name:
             self.default = LOCAL
         self.server_certificate(name).unlink(missing_ok=True)
@@ -233,6 +239,14 @@ class Remotes:
             old_cert.rename(self.server_certificate(new_name))
         if self.default == name:
             self.default = new_name
+        self.save()
+
+    def project(self, name: str) -> str:
+        return self.projects.get(name, "")
+
+    def set_project(self, name: str, project: str) -> None:
+        self.get(name)
+        self.projects[name] = project
         self.save()
 
     def switch(self, name: str) -> None:

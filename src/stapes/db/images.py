@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
 from stapes.db.connection import Database
-from stapes.db.projects import get_project
+from stapes.db.projects import feature_project, get_project
 
 
 @dataclass
@@ -69,6 +69,8 @@ def _image(r: sqlite3.Row) -> ImageRow:
 
 
 def list_images(db: Database, project: str | None) -> list[ImageRow]:
+    if project is not None:
+        project = feature_project(db, project, "images")
     if project is None:
         return [_image(r) for r in db.all(_SELECT + " ORDER BY images.fingerprint")]
     return [
@@ -80,6 +82,7 @@ def list_images(db: Database, project: str | None) -> list[ImageRow]:
 
 
 def find_images_by_prefix(db: Database, project: str, prefix: str) -> list[ImageRow]:
+    project = feature_project(db, project, "images")
     return [
         _image(r)
         for r in db.all(
@@ -90,7 +93,7 @@ def find_images_by_prefix(db: Database, project: str, prefix: str) -> list[Image
 
 
 def insert_image(db: Database, row: ImageRow) -> int:
-    pid = get_project(db, row.project).id
+    pid = get_project(db, feature_project(db, row.project, "images")).id
     cur = db.execute(
         "INSERT INTO images (project_id, fingerprint, filename, size, type, architecture, public, "
         "auto_update, cached, split, properties, profiles, created_at, uploaded_at, last_used_at, "
@@ -146,6 +149,7 @@ _ALIAS_SELECT = (
 
 
 def list_aliases(db: Database, project: str) -> list[AliasRow]:
+    project = feature_project(db, project, "images")
     return [
         AliasRow(r["name"], r["fingerprint"], r["description"], r["type"])
         for r in db.all(_ALIAS_SELECT + " ORDER BY image_aliases.name", (project,))
@@ -163,6 +167,7 @@ def aliases_of(db: Database, image_id: int) -> list[AliasRow]:
 
 
 def find_alias(db: Database, project: str, name: str) -> AliasRow | None:
+    project = feature_project(db, project, "images")
     r = db.one(_ALIAS_SELECT + " AND image_aliases.name = ?", (project, name))
     return AliasRow(r["name"], r["fingerprint"], r["description"], r["type"]) if r else None
 
@@ -175,7 +180,7 @@ def get_alias(db: Database, project: str, name: str) -> AliasRow:
 
 
 def insert_alias(db: Database, project: str, name: str, image_id: int, description: str) -> None:
-    pid = get_project(db, project).id
+    pid = get_project(db, feature_project(db, project, "images")).id
     db.execute(
         "INSERT INTO image_aliases (project_id, name, image_id, description) VALUES (?, ?, ?, ?)",
         (pid, name, image_id, description),
@@ -190,7 +195,7 @@ def update_alias(
     description: str,
     new_name: str | None = None,
 ) -> None:
-    pid = get_project(db, project).id
+    pid = get_project(db, feature_project(db, project, "images")).id
     db.execute(
         "UPDATE image_aliases SET name = ?, image_id = ?, description = ? "
         "WHERE project_id = ? AND name = ?",
@@ -199,5 +204,5 @@ def update_alias(
 
 
 def delete_alias(db: Database, project: str, name: str) -> None:
-    pid = get_project(db, project).id
+    pid = get_project(db, feature_project(db, project, "images")).id
     db.execute("DELETE FROM image_aliases WHERE project_id = ? AND name = ?", (pid, name))

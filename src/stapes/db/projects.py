@@ -35,6 +35,48 @@ def ensure_project(db: Database, name: str, description: str, config: dict[str, 
     )
 
 
+FEATURES = ("images", "profiles", "storage.volumes", "networks")
+
+
+def feature_project(db: Database, project: str, feature: str) -> str:
+    """Where a project keeps what ``features.<feature>`` covers: itself when the feature is on,
+    else the default project (whose images, profiles... it then shares)."""
+    if project == "default":
+        return project
+    r = db.one("SELECT config FROM projects WHERE name = ?", (project,))
+    if r is None:
+        return project  # the caller's lookup says it does not exist
+    return project if json.loads(r["config"]).get(f"features.{feature}") == "true" else "default"
+
+
+def find_project(db: Database, name: str) -> ProjectRow | None:
+    r = db.one("SELECT * FROM projects WHERE name = ?", (name,))
+    return (
+        None
+        if r is None
+        else ProjectRow(r["id"], r["name"], r["description"], json.loads(r["config"]))
+    )
+
+
+def insert_project(db: Database, row: ProjectRow) -> None:
+    cur = db.execute(
+        "INSERT INTO projects (name, description, config) VALUES (?, ?, ?)",
+        (row.name, row.description, json.dumps(row.config)),
+    )
+    row.id = int(cur.lastrowid or 0)
+
+
+def update_project(db: Database, row: ProjectRow) -> None:
+    db.execute(
+        "UPDATE projects SET name = ?, description = ?, config = ? WHERE id = ?",
+        (row.name, row.description, json.dumps(row.config), row.id),
+    )
+
+
+def delete_project(db: Database, project_id: int) -> None:
+    db.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+
+
 def list_projects(db: Database) -> list[ProjectRow]:
     return [
         ProjectRow(r["id"], r["name"], r["description"], json.loads(r["config"]))
@@ -43,10 +85,10 @@ def list_projects(db: Database) -> list[ProjectRow]:
 
 
 def get_project(db: Database, name: str) -> ProjectRow:
-    r = db.one("SELECT * FROM projects WHERE name = ?", (name,))
-    if r is None:
+    row = find_project(db, name)
+    if row is None:
         raise NotFound(f"Project {name!r} not found")
-    return ProjectRow(r["id"], r["name"], r["description"], json.loads(r["config"]))
+    return row
 
 
 def ensure_profile(
@@ -73,6 +115,7 @@ def _profile(r: sqlite3.Row) -> ProfileRow:
 
 
 def list_profiles(db: Database, project: str) -> list[ProfileRow]:
+    project = feature_project(db, project, "profiles")
     return [
         _profile(r)
         for r in db.all(
@@ -84,6 +127,7 @@ def list_profiles(db: Database, project: str) -> list[ProfileRow]:
 
 
 def find_profile(db: Database, project: str, name: str) -> ProfileRow | None:
+    project = feature_project(db, project, "profiles")
     r = db.one(
         "SELECT profiles.*, projects.name AS project FROM profiles JOIN projects "
         "ON projects.id = profiles.project_id WHERE projects.name = ? AND profiles.name = ?",
@@ -107,7 +151,7 @@ def create_profile(
     config: dict[str, str],
     devices: dict[str, dict[str, str]],
 ) -> None:
-    pid = get_project(db, project).id
+    pid = get_project(db, feature_project(db, project, "profiles")).id
     db.execute(
         "INSERT INTO profiles (project_id, name, description, config, devices) "
         "VALUES (?, ?, ?, ?, ?)",
@@ -145,3 +189,36 @@ def expand_profiles(
     config.update(local_config)
     devices.update(local_devices)
     return config, devices
+
+
+def project_usage(db: Database, project_id: int) -> dict[str, list[str]]:
+    """What a project holds itself (not what it shares with the default project): instance
+    names, image fingerprints, profile names, custom volumes (pool/name)."""
+    return {
+        "instances": [
+            r["name"]
+            for r in db.all("SELECT name FROM instances WHERE project_id = ?", (project_id,))
+        ],
+        "images": [
+            r["fingerprint"]
+            for r in db.all("SELECT fingerprint FROM images WHERE project_id = ?", (project_id,))
+        ],
+        "profiles": [
+            r["name"]
+            for r in db.all("SELECT name FROM profiles WHERE project_id = ?", (project_id,))
+        ],
+        "volumes": [
+            f"{r['pool']}/{r['name']}"
+            for r in db.all(
+                "SELECT storage_pools.name AS pool, storage_volumes.name AS name"
+                " FROM storage_volumes JOIN storage_pools"
+                " ON storage_pools.id = storage_volumes.pool_id"
+                " WHERE storage_volumes.project_id = ? AND storage_volumes.type = 'custom'",
+                (project_id,),
+            )
+        ],
+    }
+
+
+def delete_profiles_of(db: Database, project_id: int) -> None:
+    db.execute("DELETE FROM profiles WHERE project_id = ?", (project_id,))

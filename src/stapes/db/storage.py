@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
 from stapes.db.connection import Database
-from stapes.db.projects import get_project
+from stapes.db.projects import feature_project, get_project
 
 
 @dataclass
@@ -114,7 +114,7 @@ def list_volumes(db: Database, pool: str | None, project: str | None) -> list[Vo
         params.append(pool)
     if project is not None:
         where.append("projects.name = ?")
-        params.append(project)
+        params.append(feature_project(db, project, "storage.volumes"))
     sql = _VOLUMES + (" WHERE " + " AND ".join(where) if where else "")
     return [_volume(r) for r in db.all(sql + " ORDER BY storage_volumes.name", tuple(params))]
 
@@ -122,6 +122,8 @@ def list_volumes(db: Database, pool: str | None, project: str | None) -> list[Vo
 def find_volume(
     db: Database, pool: str, project: str, vol_type: str, name: str
 ) -> VolumeRow | None:
+    if vol_type == "custom":
+        project = feature_project(db, project, "storage.volumes")
     r = db.one(
         _VOLUMES + " WHERE storage_pools.name = ? AND projects.name = ? "
         "AND storage_volumes.type = ? AND storage_volumes.name = ?",
@@ -144,7 +146,12 @@ def insert_volume(db: Database, row: VolumeRow) -> int:
         "description, config, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             pool.id,
-            get_project(db, row.project).id,
+            get_project(
+                db,
+                feature_project(db, row.project, "storage.volumes")
+                if row.type == "custom"
+                else row.project,
+            ).id,
             row.name,
             row.type,
             row.content_type,

@@ -19,6 +19,7 @@ from stapes.db.projects import get_profile, get_project
 from stapes.db.storage import find_pool, get_pool
 from stapes.host.idmap import IdMap, current_map
 from stapes.instance import create, names
+from stapes.project import restrictions
 from stapes.server.operations import Operation
 from stapes.storage.backups import index as backup_index
 from stapes.storage.backups import tarball, volume_io
@@ -88,6 +89,7 @@ class InstanceBackups:
     # -- export -------------------------------------------------------------------------------
 
     def create(self, row: q.InstanceRow, req: BackupsPost) -> Operation:
+        restrictions.check_backup(self.instances.db, row.project)
         drv = self.instances.pools.usable_driver(row.pool)
         optimized = req.optimized_storage and drv.info().optimized_backups
         backup = self.records.new_row(row.id, req, optimized)

@@ -18,6 +18,7 @@ from stapes.db import instances as iq
 from stapes.db import projects as q
 from stapes.db.connection import Database
 from stapes.instance.service import InstanceService, without_empty
+from stapes.project import restrictions
 from stapes.server.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ProfileService:
         validate_name(name)
         self._check(put)
         q.get_project(self.db, project)
+        restrictions.check_instance(self.db, project, "container", put.config, put.devices)
         try:
             q.get_profile(self.db, project, name)
         except NotFound:
@@ -80,6 +82,7 @@ class ProfileService:
     async def update(self, row: q.ProfileRow, put: ProfilePut) -> None:
         """Store a new profile body and reconfigure its instances, or change nothing."""
         self._check(put)
+        restrictions.check_instance(self.db, row.project, "container", put.config, put.devices)
         users = self.users(row)
         before = {i.name: self.instances.spec(i) for i in users}
         running = {i.name: await self.instances.is_running(i) for i in users}

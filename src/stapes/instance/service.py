@@ -33,6 +33,8 @@ from stapes.instance.driver import InstanceSpec, RuntimeState
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.watch import InitWatcher
 from stapes.network.service import Networks
+from stapes.project import limits as project_limits
+from stapes.project import restrictions as project_rules
 from stapes.server.events import EventBus
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operation, Operations
@@ -203,6 +205,22 @@ class InstanceService:
 
     # -- create -----------------------------------------------------------------------------
 
+    def check_project(
+        self,
+        project: str,
+        name: str,
+        instance_type: str,
+        profiles: list[str],
+        config: dict[str, str],
+        devices: dict[str, dict[str, str]],
+    ) -> None:
+        """A new instance within its project's restrictions and limits."""
+        expanded, all_devices = self.expand_parts(project, profiles, config, devices)
+        project_rules.check_instance(self.db, project, instance_type, expanded, all_devices)
+        project_limits.check_instance(
+            self.db, project, name, instance_type, expanded, all_devices, new=True
+        )
+
     def _check_profiles(self, project: str, profiles: list[str]) -> None:
         for profile in profiles:
             try:
@@ -305,6 +323,7 @@ class InstanceService:
         self._check_profiles(project, profiles)
         if q.find_instance(self.db, project, name) is not None:
             raise Conflict(f"Instance {name!r} already exists")
+        self.check_project(project, name, instance_type, profiles, req.config, req.devices)
         image = (
             self.images.resolve(project, req.source.alias, req.source.fingerprint)
             if req.source.type == "image"
@@ -521,6 +540,10 @@ class InstanceService:
         candidate.architecture = put.architecture or row.architecture
         before = self.spec(row)
         spec = self.spec(candidate)
+        project_rules.check_instance(self.db, row.project, row.type, spec.config, spec.devices)
+        project_limits.check_instance(
+            self.db, row.project, row.name, row.type, spec.config, spec.devices, new=False
+        )
         if cloudinit.changed(before.config, spec.config):
             candidate.config[cloudinit.INSTANCE_ID] = cloudinit.new_instance_id()
         if self.root_pool(spec.devices) != row.pool:

@@ -25,6 +25,7 @@ from stapes.db import instances as iq
 from stapes.db import snapshots as q
 from stapes.db.projects import find_profile
 from stapes.instance.service import InstanceService, url
+from stapes.project import restrictions
 from stapes.server.operations import Operation
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class SnapshotService:
     def create(self, row: iq.InstanceRow, req: InstanceSnapshotsPost) -> Operation:
         if req.stateful:
             raise BadRequest(STATEFUL_REFUSAL)
+        restrictions.check_snapshot(self.instances.db, row.project)
         config = self.instances.expand(row)[0]
         name = req.name or policy.next_name(
             value_of(config, "snapshots.pattern"),

@@ -80,8 +80,11 @@ def _check_restricted(request: web.Request, identity: Identity) -> None:
     projects named (or the default one it then must have), never all projects at once."""
     path = request.path
     project = request.query.get("project", "") or "default"
+    if path == "/1.0/projects" and request.method == "GET":
+        return  # listed: only its own projects
     if path.startswith("/1.0/projects/"):
         scoped = path.split("/")[3] in identity.projects and request.method == "GET"
+        project = path.split("/")[3]
     else:
         scoped = bool(_PROJECT_SCOPED.match(path))
     if not scoped or request.query.get("all-projects") in ("1", "true"):

@@ -35,6 +35,7 @@ from stapes.instance.snapshots import SnapshotService
 from stapes.network.acl_service import NetworkAcls
 from stapes.network.forward_service import NetworkForwards
 from stapes.network.service import Networks
+from stapes.project.service import Projects
 from stapes.server.events import EventBus, EventLogHandler
 from stapes.server.host_warnings import Warnings
 from stapes.server.listeners import Https
@@ -109,6 +110,7 @@ def build_state(paths: Paths) -> State:
         warnings=warnings,
         https=https,
         trust=Trust(db, operations, events, https),
+        projects=Projects(db, events),
         locks=locks,
         images=images,
         pools=pools,

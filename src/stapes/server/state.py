@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from stapes.network.acl_service import NetworkAcls
     from stapes.network.forward_service import NetworkForwards
     from stapes.network.service import Networks
+    from stapes.project.service import Projects
     from stapes.server.trust import Trust
     from stapes.storage.pool import Pools
     from stapes.storage.volume_backups import VolumeBackups
@@ -44,6 +45,7 @@ class State:
     warnings: Warnings
     https: Https
     trust: Trust
+    projects: Projects
     locks: InstanceLocks
     images: ImageStore
     pools: Pools

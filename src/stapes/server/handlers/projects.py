@@ -1,45 +1,85 @@
-"""/1.0/projects, read-only in this release (only the default project exists)."""
+"""/1.0/projects[/{name}[/state]]: projects (create, show, update, rename, delete) and what
+they use against their limits."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from stapes.db.images import list_images
-from stapes.db.instances import list_instances
-from stapes.db.projects import get_project, list_profiles, list_projects
-from stapes.server.endpoint import Action, Endpoint, recursion, state
+from stapes.api.project import ProjectPost, ProjectPut, ProjectsPost
+from stapes.api.urls import project_url
+from stapes.db.projects import ProjectRow
+from stapes.server.auth import identify
+from stapes.server.endpoint import Action, Endpoint, body_as, check_etag, patched, recursion, state
 from stapes.server.response import Result, Sync
 
 
-def _project(request: web.Request, name: str) -> dict[str, Any]:
-    st = state(request)
-    row = get_project(st.db, name)
-    used_by = [f"/1.0/images/{i.fingerprint}" for i in list_images(st.db, name)]
-    used_by += [f"/1.0/instances/{i.name}" for i in list_instances(st.db, name)]
-    used_by += [f"/1.0/profiles/{p.name}" for p in list_profiles(st.db, name)]
-    return {
-        "config": row.config,
-        "description": row.description,
-        "name": row.name,
-        "used_by": used_by,
-    }
+def _project(request: web.Request) -> ProjectRow:
+    return state(request).projects.get(request.match_info["name"])
 
 
-async def list_projects_handler(request: web.Request) -> Result:
-    rows = list_projects(state(request).db)
+async def list_projects(request: web.Request) -> Result:
+    projects = state(request).projects
+    identity = identify(request)
+    rows = [r for r in projects.list_projects() if identity.may_use_project(r.name)]
     if recursion(request) >= 1:
-        return Sync([_project(request, r.name) for r in rows])
-    return Sync([f"/1.0/projects/{r.name}" for r in rows])
+        return Sync([projects.render(r) for r in rows])
+    return Sync([project_url(r.name) for r in rows])
 
 
-async def get_project_handler(request: web.Request) -> Result:
-    body = _project(request, request.match_info["name"])
-    return Sync(body, etag={"config": body["config"], "description": body["description"]})
+async def create_project(request: web.Request) -> Result:
+    req = await body_as(request, ProjectsPost)
+    state(request).projects.create(req)
+    return Sync(location=project_url(req.name))
+
+
+async def get_project(request: web.Request) -> Result:
+    projects = state(request).projects
+    row = _project(request)
+    return Sync(projects.render(row), etag=projects.writable(row))
+
+
+async def put_project(request: web.Request) -> Result:
+    projects = state(request).projects
+    row = _project(request)
+    check_etag(request, projects.writable(row))
+    projects.update(row, await body_as(request, ProjectPut))
+    return Sync()
+
+
+async def patch_project(request: web.Request) -> Result:
+    projects = state(request).projects
+    row = _project(request)
+    current = projects.writable(row)
+    check_etag(request, current)
+    projects.update(row, await patched(request, current, ("config",), ProjectPut))
+    return Sync()
+
+
+async def rename_project(request: web.Request) -> Result:
+    row = _project(request)
+    req = await body_as(request, ProjectPost)
+    state(request).projects.rename(row, req.name)
+    return Sync(location=project_url(req.name))
+
+
+async def delete_project(request: web.Request) -> Result:
+    state(request).projects.delete(_project(request))
+    return Sync()
+
+
+async def project_state(request: web.Request) -> Result:
+    return Sync(state(request).projects.state(_project(request)))
 
 
 ENDPOINTS = [
-    Endpoint("/projects", get=Action(list_projects_handler)),
-    Endpoint("/projects/{name}", get=Action(get_project_handler)),
+    Endpoint("/projects", get=Action(list_projects), post=Action(create_project)),
+    Endpoint(
+        "/projects/{name}",
+        get=Action(get_project),
+        put=Action(put_project),
+        patch=Action(patch_project),
+        post=Action(rename_project),
+        delete=Action(delete_project),
+    ),
+    Endpoint("/projects/{name}/state", get=Action(project_state)),
 ]

@@ -1,0 +1,72 @@
+"""A project's config keys (features, restrictions, limits), checked one by one."""
+
+from __future__ import annotations
+
+from stapes.api.errors import BadRequest
+from stapes.config import validate as v
+
+FEATURE_KEYS = (
+    "features.images",
+    "features.profiles",
+    "features.storage.volumes",
+    "features.storage.buckets",
+    "features.networks",
+    "features.networks.zones",
+)
+NEW_PROJECT_FEATURES = {
+    "features.images": "true",
+    "features.profiles": "true",
+    "features.storage.volumes": "true",
+    "features.storage.buckets": "true",
+}
+"""What a project created without feature keys gets (as Incus: everything but networks)."""
+
+_BLOCK_ALLOW = v.one_of("block", "allow")
+_DEVICE = v.one_of("block", "allow", "managed")
+
+KEYS: dict[str, v.Validator] = {
+    **dict.fromkeys(FEATURE_KEYS, v.is_bool),
+    "restricted": v.is_bool,
+    "restricted.backups": _BLOCK_ALLOW,
+    "restricted.snapshots": _BLOCK_ALLOW,
+    "restricted.containers.nesting": _BLOCK_ALLOW,
+    "restricted.containers.lowlevel": _BLOCK_ALLOW,
+    "restricted.containers.privilege": v.one_of("unprivileged", "isolated", "allow"),
+    "restricted.containers.interception": v.one_of("block", "allow", "full"),
+    "restricted.virtual-machines.lowlevel": _BLOCK_ALLOW,
+    "restricted.devices.disk": _DEVICE,
+    "restricted.devices.disk.paths": v.any_value,
+    "restricted.devices.nic": _DEVICE,
+    "restricted.devices.unix-char": _BLOCK_ALLOW,
+    "restricted.devices.unix-block": _BLOCK_ALLOW,
+    "restricted.devices.unix-hotplug": _BLOCK_ALLOW,
+    "restricted.devices.usb": _BLOCK_ALLOW,
+    "restricted.devices.gpu": _BLOCK_ALLOW,
+    "restricted.devices.pci": _BLOCK_ALLOW,
+    "restricted.devices.infiniband": _BLOCK_ALLOW,
+    "restricted.devices.proxy": _BLOCK_ALLOW,
+    "restricted.idmap.uid": v.any_value,
+    "restricted.idmap.gid": v.any_value,
+    "restricted.networks.access": v.any_value,
+    "limits.instances": v.is_uint,
+    "limits.containers": v.is_uint,
+    "limits.virtual-machines": v.is_uint,
+    "limits.cpu": v.is_uint,
+    "limits.memory": v.is_size,
+    "limits.processes": v.is_uint,
+    "limits.disk": v.is_size,
+    "limits.networks": v.is_uint,
+}
+
+
+def validate(config: dict[str, str]) -> None:
+    for key, value in config.items():
+        if key.startswith("user."):
+            continue
+        check = KEYS.get(key)
+        if check is None:
+            raise BadRequest(f"Invalid project configuration key: {key!r}")
+        try:
+            check(value)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid value for project key {key!r}: {exc}") from None

@@ -1,0 +1,148 @@
+"""A project's ``limits.*``: how much its instances use, and the checks that keep them within.
+As in Incus, once a project limits CPU, memory, processes or disk, every instance in it must
+set the matching instance limit, and the sum of those must fit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from stapes.api.errors import BadRequest
+from stapes.config import validate as v
+from stapes.db.connection import Database
+from stapes.db.instances import list_instances
+from stapes.db.projects import expand_profiles, get_project
+
+Devices = dict[str, dict[str, str]]
+
+
+def _cpus(value: str) -> int:
+    """limits.cpu: a count (``2``) or a set of CPUs (``0-3,6``)."""
+    if value.isdigit():
+        return int(value)
+    total = 0
+    for part in value.split(","):
+        first, _, last = part.partition("-")
+        total += int(last or first) - int(first) + 1
+    return total
+
+
+def _root_size(devices: Devices) -> int:
+    for device in devices.values():
+        if device.get("type") == "disk" and device.get("path") == "/" and device.get("size"):
+            return v.parse_size(device["size"])
+    return -1
+
+
+# project key -> (instance key, what it adds up, how to read an instance's value)
+_SUMMED: dict[str, tuple[str, Callable[[dict[str, str], Devices], int]]] = {
+    "limits.cpu": (
+        "limits.cpu",
+        lambda c, d: _cpus(c["limits.cpu"]) if c.get("limits.cpu") else -1,
+    ),
+    "limits.memory": (
+        "limits.memory",
+        lambda c, d: (
+            v.parse_size(c["limits.memory"])
+            if c.get("limits.memory") and not c["limits.memory"].endswith("%")
+            else -1
+        ),
+    ),
+    "limits.processes": (
+        "limits.processes",
+        lambda c, d: int(c["limits.processes"]) if c.get("limits.processes") else -1,
+    ),
+    "limits.disk": ("size of the root disk", lambda c, d: _root_size(d)),
+}
+
+
+def _parse_limit(key: str, value: str) -> int:
+    return v.parse_size(value) if key in ("limits.memory", "limits.disk") else int(value)
+
+
+def _instances(
+    db: Database, project: str, skip: str = ""
+) -> list[tuple[str, dict[str, str], Devices]]:
+    found = []
+    for row in list_instances(db, project):
+        if row.name == skip:
+            continue
+        config, devices = expand_profiles(db, project, row.profiles, row.config, row.devices)
+        found.append((row.type, config, devices))
+    return found
+
+
+def check_instance(
+    db: Database, project: str, name: str, instance_type: str, config: dict[str, str],
+    devices: Devices, *, new: bool,
+) -> None:  # fmt: skip
+    """Whether ``name`` (a new instance when ``new``) fits the project's limits."""
+    limits = get_project(db, project).config
+    others = _instances(db, project, skip=name)
+    counts = {
+        "limits.instances": len(others),
+        "limits.containers": sum(1 for t, _, _ in others if t == "container"),
+        "limits.virtual-machines": sum(1 for t, _, _ in others if t == "virtual-machine"),
+    }
+    counted = {"limits.instances": True, "limits.containers": instance_type == "container"}
+    counted["limits.virtual-machines"] = instance_type == "virtual-machine"
+    for key, used in counts.items():
+        if new and counted[key] and key in limits and used + 1 > int(limits[key]):
+            raise BadRequest(
+                f"Project {project!r} is at its {key} ({limits[key]}): no room for another instance"
+            )
+    for key, (instance_key, read) in _SUMMED.items():
+        if key not in limits:
+            continue
+        mine = read(config, devices)
+        if mine < 0:
+            raise BadRequest(
+                f"Project {project!r} sets {key}: the instance must set {instance_key}"
+                + (" (an absolute size)" if key == "limits.memory" else "")
+            )
+        total = mine + sum(max(read(c, d), 0) for _, c, d in others)
+        if total > _parse_limit(key, limits[key]):
+            raise BadRequest(
+                f"Project {project!r} {key} is {limits[key]}: the instances would use more "
+                f"({total}{'' if key in ('limits.cpu', 'limits.processes') else ' bytes'})"
+            )
+
+
+def usage(db: Database, project: str) -> dict[str, dict[str, int]]:
+    """Incus's project state: each limit (-1: none) and what is used."""
+    limits = get_project(db, project).config
+    instances = _instances(db, project)
+    used: dict[str, int] = {
+        "instances": len(instances),
+        "containers": sum(1 for t, _, _ in instances if t == "container"),
+        "virtual-machines": sum(1 for t, _, _ in instances if t == "virtual-machine"),
+        "networks": 0,
+    }
+    for key, (_, read) in _SUMMED.items():
+        used[key.removeprefix("limits.")] = sum(max(read(c, d), 0) for _, c, d in instances)
+    return {
+        name: {
+            "Limit": _parse_limit(f"limits.{name}", limits[f"limits.{name}"])
+            if f"limits.{name}" in limits
+            else -1,
+            "Usage": value,
+        }
+        for name, value in used.items()
+    }
+
+
+def check_project(db: Database, project: str, config: dict[str, str]) -> None:
+    """New limits must hold what the project already uses."""
+    current = usage(db, project)
+    for name, state in current.items():
+        key = f"limits.{name}"
+        if key in config and state["Usage"] > _parse_limit(key, config[key]):
+            raise BadRequest(
+                f"{key}={config[key]} is below what project {project!r} already uses "
+                f"({state['Usage']})"
+            )
+    instances = _instances(db, project)
+    for key, (instance_key, read) in _SUMMED.items():
+        if key in config and any(read(c, d) < 0 for _, c, d in instances):
+            raise BadRequest(
+                f"{key} needs every instance of project {project!r} to set {instance_key}"
+            )

@@ -1,0 +1,109 @@
+"""``restricted=true`` projects: what their instances may not do, with Incus's defaults
+(nesting, privileged containers, low-level keys, host devices and host paths, snapshots and
+backups blocked unless the matching ``restricted.*`` key allows them)."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from stapes.api.errors import Forbidden
+from stapes.config import validate as v
+from stapes.db.connection import Database
+from stapes.db.projects import get_project
+
+Devices = dict[str, dict[str, str]]
+
+_LOWLEVEL_PREFIXES = ("raw.", "linux.kernel_modules", "security.syscalls.intercept.")
+_DEVICE_DEFAULTS = {
+    "disk": "managed",
+    "nic": "managed",
+    "unix-char": "block",
+    "unix-block": "block",
+    "unix-hotplug": "block",
+    "usb": "block",
+    "gpu": "block",
+    "pci": "block",
+    "infiniband": "block",
+    "proxy": "block",
+    "tpm": "block",
+}
+
+
+def _setting(config: dict[str, str], key: str, default: str) -> str:
+    return config.get(key) or default
+
+
+def _refuse(project: str, what: str, key: str) -> Forbidden:
+    return Forbidden(f"Project {project!r} is restricted: {what} (see {key})")
+
+
+def check_instance(
+    db: Database, project: str, instance_type: str, config: dict[str, str], devices: Devices
+) -> None:
+    limits = get_project(db, project).config
+    if not v.parse_bool(limits.get("restricted", "false")):
+        return
+    nesting = _setting(limits, "restricted.containers.nesting", "block")
+    if v.parse_bool(config.get("security.nesting", "false")) and nesting != "allow":
+        raise _refuse(project, "nesting is not allowed", "restricted.containers.nesting")
+    privilege = _setting(limits, "restricted.containers.privilege", "unprivileged")
+    if v.parse_bool(config.get("security.privileged", "false")) and privilege != "allow":
+        raise _refuse(
+            project, "privileged containers are not allowed", "restricted.containers.privilege"
+        )
+    if privilege == "isolated" and not v.parse_bool(config.get("security.idmap.isolated", "false")):
+        raise _refuse(
+            project, "containers must set security.idmap.isolated=true",
+            "restricted.containers.privilege",
+        )  # fmt: skip
+    lowlevel = "restricted.containers.lowlevel"
+    if instance_type == "virtual-machine":
+        lowlevel = "restricted.virtual-machines.lowlevel"
+    if _setting(limits, lowlevel, "block") != "allow":
+        for key in config:
+            if key.startswith(_LOWLEVEL_PREFIXES):
+                raise _refuse(project, f"the low-level key {key!r} is not allowed", lowlevel)
+    for name, device in devices.items():
+        _check_device(project, limits, name, device)
+
+
+def _check_device(project: str, limits: dict[str, str], name: str, device: dict[str, str]) -> None:
+    kind = device.get("type", "")
+    if kind == "none":
+        return
+    key = f"restricted.devices.{kind}"
+    setting = _setting(limits, key, _DEVICE_DEFAULTS.get(kind, "block"))
+    if setting == "allow":
+        return
+    if setting == "block":
+        raise _refuse(project, f"{kind} devices are not allowed ({name!r})", key)
+    if kind == "nic" and not device.get("network"):
+        raise _refuse(project, f"NIC {name!r} must use a managed network (network=)", key)
+    if kind == "disk" and device.get("path") != "/" and not device.get("pool"):
+        source = device.get("source", "")
+        allowed = [p for p in limits.get("restricted.devices.disk.paths", "").split(",") if p]
+        inside = any(
+            PurePosixPath(source).is_relative_to(PurePosixPath(p)) and ".." not in source
+            for p in allowed
+        )
+        if not inside:
+            raise _refuse(
+                project,
+                f"disk {name!r} must be a storage volume (pool=), not a host path",
+                "restricted.devices.disk.paths",
+            )
+
+
+def _check_action(db: Database, project: str, key: str, what: str) -> None:
+    limits = get_project(db, project).config
+    restricted = v.parse_bool(limits.get("restricted", "false"))
+    if restricted and _setting(limits, key, "block") != "allow":
+        raise _refuse(project, f"{what} are not allowed", key)
+
+
+def check_snapshot(db: Database, project: str) -> None:
+    _check_action(db, project, "restricted.snapshots", "snapshots")
+
+
+def check_backup(db: Database, project: str) -> None:
+    _check_action(db, project, "restricted.backups", "backups")

@@ -1,0 +1,263 @@
+"""Projects: CRUD and their rules (only empty projects are renamed, deleted or change
+features), features (a project sees its own images and profiles, or the default project's),
+limits (counts and sums, checked before anything is made), restrictions (what a restricted
+project's instances may not do), and a restricted certificate kept inside its project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ClientCert, Daemon, free_port, https_request, unique
+
+pytestmark = [pytest.mark.root]
+
+PROJECTS = "/1.0/projects"
+
+
+@pytest.fixture
+def project(daemon: Daemon) -> Iterator[str]:
+    """A project sharing the default project's images and profiles."""
+    name = unique("p")
+    config = {"features.images": "false", "features.profiles": "false"}
+    resp = daemon.request("POST", PROJECTS, {"name": name, "config": config})
+    assert resp.status == 200, resp.body
+    try:
+        yield name
+    finally:
+        for url in daemon.request("GET", f"/1.0/instances?project={name}").metadata:
+            inst = url.rsplit("/", 1)[-1].split("?")[0]
+            resp = daemon.request("GET", f"/1.0/instances/{inst}?project={name}")
+            if resp.metadata["status"] != "Stopped":
+                stop = {"action": "stop", "force": True}
+                daemon.wait(
+                    daemon.request("PUT", f"/1.0/instances/{inst}/state?project={name}", stop)
+                )
+            daemon.wait(daemon.request("DELETE", f"/1.0/instances/{inst}?project={name}"))
+        daemon.request("DELETE", f"{PROJECTS}/{name}")
+
+
+def create(daemon: Daemon, project: str, name: str, **extra: object) -> tuple[int, str]:
+    """(status of the create, error text or "")."""
+    body = {"name": name, "source": {"type": "image", "alias": "bb"}, **extra}
+    resp = daemon.request("POST", f"/1.0/instances?project={project}", body)
+    if resp.status != 202:
+        return resp.status, resp.json()["error"]
+    done = daemon.wait(resp)
+    return (200, "") if done.status == 200 else (done.status, done.json()["error"])
+
+
+def test_project_crud_and_rules(daemon: Daemon, busybox: str) -> None:
+    name, renamed = unique("p"), unique("p")
+    assert daemon.request("POST", PROJECTS, {"name": name, "description": "team"}).status == 200
+    got = daemon.request("GET", f"{PROJECTS}/{name}").metadata
+    assert got["config"]["features.images"] == "true"
+    assert got["config"].get("features.networks", "false") == "false"
+    assert got["used_by"] == [f"/1.0/profiles/default?project={name}"]
+    profile = daemon.request("GET", f"/1.0/profiles/default?project={name}").metadata
+    assert profile["devices"] == {}  # a project's own default profile starts empty
+    for body, expected in [
+        ({"name": name}, "already exists"),
+        ({"name": "bad/name"}, "Invalid project name"),
+        ({"name": unique("p"), "config": {"bogus": "1"}}, "bogus"),
+        ({"name": unique("p"), "config": {"limits.memory": "lots"}}, "limits.memory"),
+        ({"name": unique("p"), "config": {"features.networks": "true"}}, "features.networks"),
+    ]:
+        resp = daemon.request("POST", PROJECTS, body)
+        assert resp.status in (400, 409) and expected in resp.json()["error"], (body, resp.body)
+    resp = daemon.request("PATCH", f"{PROJECTS}/{name}", {"config": {"user.team": "ops"}})
+    assert resp.status == 200
+    assert daemon.request("GET", f"{PROJECTS}/{name}").metadata["config"]["user.team"] == "ops"
+
+    # a project that holds something is not renamed, deleted, nor changes features
+    inst = unique("c")
+    root = {"root": {"type": "disk", "path": "/", "pool": "default"}}
+    body = {"name": inst, "source": {"type": "none"}, "devices": root}
+    daemon.ok(daemon.request("POST", f"/1.0/instances?project={name}", body))
+    for method, path, payload, expected in [
+        ("POST", f"{PROJECTS}/{name}", {"name": renamed}, "Only empty projects"),
+        ("DELETE", f"{PROJECTS}/{name}", None, "Only empty projects"),
+        ("PATCH", f"{PROJECTS}/{name}", {"config": {"features.images": "false"}}, "empty"),
+        ("DELETE", f"{PROJECTS}/default", None, "default project"),
+        ("POST", f"{PROJECTS}/default", {"name": renamed}, "default project"),
+    ]:
+        resp = daemon.request(method, path, payload)
+        assert resp.status == 400 and expected in resp.json()["error"], (method, path)
+    daemon.wait(daemon.request("DELETE", f"/1.0/instances/{inst}?project={name}"))
+    assert daemon.request("POST", f"{PROJECTS}/{name}", {"name": renamed}).status == 200
+    assert daemon.request("GET", f"{PROJECTS}/{name}").status == 404
+    listing = daemon.cli("project", "list", "--format", "csv").stdout
+    assert f"{renamed},YES,YES,YES,YES,NO,team,1" in listing
+    daemon.cli("project", "delete", renamed)
+    assert daemon.request("GET", f"{PROJECTS}/{renamed}").status == 404
+
+
+def test_features_decide_what_a_project_sees(daemon: Daemon, busybox: str, project: str) -> None:
+    own = unique("p")
+    assert daemon.request("POST", PROJECTS, {"name": own}).status == 200
+    try:
+        # its own images: the default project's alias is not there
+        status, error = create(daemon, own, unique("c"))
+        assert status in (400, 404) and "bb" in error
+        assert daemon.request("GET", f"/1.0/images/aliases/bb?project={own}").status == 404
+    finally:
+        daemon.request("DELETE", f"{PROJECTS}/{own}")
+    # shared images and profiles: the default profile's root disk, the default project's image
+    inst = unique("c")
+    assert create(daemon, project, inst) == (200, "")
+    assert daemon.request("GET", f"/1.0/images/aliases/bb?project={project}").status == 200
+    assert daemon.request("GET", f"/1.0/instances/{inst}").status == 404  # not in default
+    listed = daemon.request("GET", "/1.0/instances?all-projects=true").metadata
+    assert f"/1.0/instances/{inst}?project={project}" in listed
+    out = daemon.cli("list", "--project", project, "--format", "csv").stdout
+    assert out.startswith(f"{inst},STOPPED"), out
+
+
+def test_limits_are_checked_before_anything_is_made(
+    daemon: Daemon, busybox: str, project: str
+) -> None:
+    resp = daemon.request(
+        "PATCH",
+        f"{PROJECTS}/{project}",
+        {"config": {"limits.instances": "2", "limits.memory": "256MiB"}},
+    )
+    assert resp.status == 200, resp.body
+    first, second, third = unique("c"), unique("c"), unique("c")
+    status, error = create(daemon, project, first)
+    assert status == 400 and "must set limits.memory" in error
+    assert create(daemon, project, first, config={"limits.memory": "128MiB"}) == (200, "")
+    status, error = create(daemon, project, second, config={"limits.memory": "200MiB"})
+    assert status == 400 and "limits.memory" in error
+    assert daemon.request("GET", f"/1.0/instances/{second}?project={project}").status == 404
+    assert create(daemon, project, second, config={"limits.memory": "128MiB"}) == (200, "")
+    status, error = create(daemon, project, third, config={"limits.memory": "1MiB"})
+    assert status == 400 and "limits.instances" in error
+    # an update that would pass the limit is refused too
+    resp = daemon.request(
+        "PATCH", f"/1.0/instances/{first}?project={project}", {"config": {"limits.memory": "1GiB"}}
+    )
+    if resp.status == 202:
+        resp = daemon.wait(resp)
+    assert resp.status == 400 and "limits.memory" in resp.json()["error"]
+    state = daemon.request("GET", f"{PROJECTS}/{project}/state").metadata["resources"]
+    assert state["instances"] == {"Limit": 2, "Usage": 2}
+    assert state["memory"] == {"Limit": 256 * 1024**2, "Usage": 256 * 1024**2}
+    resp = daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": {"limits.instances": "1"}})
+    assert resp.status == 400 and "already uses" in resp.json()["error"]
+
+
+def test_restricted_project_refuses_what_it_blocks(
+    daemon: Daemon, busybox: str, project: str, tmp_path: Path
+) -> None:
+    resp = daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": {"restricted": "true"}})
+    assert resp.status == 200
+    for extra, expected in [
+        ({"config": {"security.privileged": "true"}}, "privileged"),
+        ({"config": {"security.nesting": "true"}}, "nesting"),
+        ({"config": {"raw.lxc": "lxc.apparmor.profile=unconfined"}}, "raw.lxc"),
+        ({"devices": {"d": {"type": "unix-char", "source": "/dev/zero"}}}, "unix-char"),
+        ({"devices": {"h": {"type": "disk", "source": str(tmp_path), "path": "/h"}}}, "host path"),
+        (
+            {
+                "devices": {
+                    "p": {
+                        "type": "proxy",
+                        "listen": "tcp:127.0.0.1:1",
+                        "connect": "tcp:127.0.0.1:2",
+                    }
+                }
+            },
+            "proxy",
+        ),
+    ]:
+        name = unique("c")
+        status, error = create(daemon, project, name, **extra)
+        assert status == 403 and expected in error and "restricted" in error, (extra, error)
+        assert daemon.request("GET", f"/1.0/instances/{name}?project={project}").status == 404
+    inst = unique("c")
+    assert create(daemon, project, inst) == (200, "")
+    resp = daemon.request(
+        "POST", f"/1.0/instances/{inst}/snapshots?project={project}", {"name": "s"}
+    )
+    assert resp.status == 403 and "restricted.snapshots" in resp.json()["error"]
+    resp = daemon.request("POST", f"/1.0/instances/{inst}/backups?project={project}", {})
+    assert resp.status == 403 and "restricted.backups" in resp.json()["error"]
+    resp = daemon.request(
+        "PATCH",
+        f"/1.0/instances/{inst}?project={project}",
+        {"config": {"security.privileged": "true"}},
+    )
+    if resp.status == 202:
+        resp = daemon.wait(resp)
+    assert resp.status == 403
+    daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": {"restricted.snapshots": "allow"}})
+    resp = daemon.request(
+        "POST", f"/1.0/instances/{inst}/snapshots?project={project}", {"name": "s"}
+    )
+    assert resp.status == 202 and daemon.wait(resp).status == 200
+
+
+def test_a_restricted_certificate_cannot_reach_another_project(
+    daemon: Daemon, busybox: str, project: str, tmp_path: Path
+) -> None:
+    other = unique("p")
+    config = {"features.images": "false", "features.profiles": "false"}
+    assert daemon.request("POST", PROJECTS, {"name": other, "config": config}).status == 200
+    theirs = unique("c")
+    address = f"127.0.0.1:{free_port()}"
+    client = ClientCert(tmp_path, "team")
+    try:
+        assert create(daemon, other, theirs) == (200, "")
+        running = daemon.request("PUT", f"/1.0/instances/{theirs}/state?project={other}",
+                                 {"action": "stop", "force": True})  # fmt: skip
+        their_op = running.json()["metadata"]["id"]
+        daemon.wait(running)
+        assert (
+            daemon.request("PATCH", "/1.0", {"config": {"core.https_address": address}}).status
+            == 200
+        )
+        cert = {"type": "client", "certificate": client.cert.read_text(), "restricted": True,
+                "projects": [project]}  # fmt: skip
+        assert daemon.request("POST", "/1.0/certificates", cert).status == 200
+
+        def call(method: str, path: str, body: object = None) -> int:
+            return https_request(address, method, path, body, client=client)[0].status
+
+        mine = unique("c")
+        body = {"name": mine, "source": {"type": "image", "alias": "bb"}}
+        created = https_request(address, "POST", f"/1.0/instances?project={project}", body, client)[
+            0
+        ]
+        assert created.status == 202, created.body
+        assert (
+            call(
+                "GET", f"/1.0/operations/{created.json()['metadata']['id']}/wait?project={project}"
+            )
+            == 200
+        )
+        assert call("GET", f"/1.0/instances/{mine}?project={project}") == 200
+        for method, path in [
+            ("GET", f"/1.0/instances/{theirs}?project={other}"),
+            ("PUT", f"/1.0/instances/{theirs}/state?project={other}"),
+            ("DELETE", f"/1.0/instances/{theirs}?project={other}"),
+            ("GET", f"/1.0/instances?project={other}"),
+            ("GET", "/1.0/instances?all-projects=true"),
+            ("GET", f"/1.0/projects/{other}"),
+            ("GET", f"/1.0/events?project={other}"),
+        ]:
+            assert call(method, path, {"action": "start"}) == 403, (method, path)
+        # its project's name on another project's operation id does not help
+        assert call("GET", f"/1.0/operations/{their_op}?project={project}") == 404
+        listed = https_request(address, "GET", "/1.0/projects", client=client)[0].metadata
+        assert listed == [f"/1.0/projects/{project}"]
+        assert (
+            daemon.request("GET", f"/1.0/instances/{theirs}?project={other}").metadata["status"]
+            == "Stopped"
+        )
+    finally:
+        daemon.request("PATCH", "/1.0", {"config": {"core.https_address": ""}})
+        daemon.request("DELETE", f"/1.0/certificates/{client.fingerprint}")
+        daemon.wait(daemon.request("DELETE", f"/1.0/instances/{theirs}?project={other}"))
+        daemon.request("DELETE", f"{PROJECTS}/{other}")
