@@ -37,6 +37,10 @@ class MissingHostFeature(BadRequest):
     """The host lacks a kernel feature, module or binary; the message names it."""
 
 
+class PayloadTooLarge(StapesError):
+    status = 413
+
+
 class InternalError(StapesError):
     status = 500
 

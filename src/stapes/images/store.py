@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -16,8 +17,9 @@ from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.lifecycle import ImageAction, ImageAliasAction
 from stapes.db import images as q
 from stapes.db.connection import Database
+from stapes.host.device_nodes import remove_device_nodes
 from stapes.host.paths import Paths
-from stapes.host.run import run
+from stapes.host.run import RunError, run
 from stapes.images.formats import QCOW2_MAGIC, SQUASHFS_MAGIC, file_magic, read_metadata
 from stapes.server.events import EventBus
 
@@ -263,13 +265,24 @@ class ImageStore:
     # -- unpacking --------------------------------------------------------------------------
 
     async def unpack(self, row: q.ImageRow, target: Path) -> None:
-        """Unpack an image into ``target`` (rootfs/, metadata.yaml, templates/), unshifted."""
+        """Unpack an image into ``target`` (rootfs/, metadata.yaml, templates/), unshifted; an
+        archive tar will not unpack whole (members with ``..``, files below its own symlinks)
+        is a 400."""
+        try:
+            await self._unpack(row, target)
+        except RunError as exc:
+            raise BadRequest(
+                f"Image {row.fingerprint[:12]} could not be unpacked: {exc.stderr.strip()[-500:]}"
+            ) from None
+
+    async def _unpack(self, row: q.ImageRow, target: Path) -> None:
         meta, rootfs = self.files(row)
         tar = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xf"]
         if rootfs is None:
             await run([*tar, str(meta), "-C", str(target)], timeout=3600)
             if not (target / "rootfs").is_dir():
                 raise BadRequest(f"Image {row.fingerprint} has no rootfs/ directory")
+            await asyncio.to_thread(remove_device_nodes, target / "rootfs")
             return
         await run([*tar, str(meta), "-C", str(target)], timeout=600)
         if file_magic(str(rootfs)) == SQUASHFS_MAGIC:
@@ -279,6 +292,7 @@ class ImageStore:
         else:
             (target / "rootfs").mkdir(exist_ok=True)
             await run([*tar, str(rootfs), "-C", str(target / "rootfs")], timeout=3600)
+        await asyncio.to_thread(remove_device_nodes, target / "rootfs")
 
 
 def _from_epoch(seconds: int) -> datetime:

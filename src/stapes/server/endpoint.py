@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from stapes.api.errors import BadRequest, PreconditionFailed
+from stapes.api.errors import BadRequest, PayloadTooLarge, PreconditionFailed
 from stapes.db.instances import InstanceRow
 from stapes.server import events
 from stapes.server.auth import identify, require_trusted
@@ -116,8 +116,20 @@ def flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true", "yes")
 
 
+MAX_JSON_BODY = 16 * 1024 * 1024
+"""The largest JSON request body read into memory (uploads are streamed, never buffered)."""
+
+
 async def json_body(request: web.Request) -> object:
-    raw = await request.read()
+    if (request.content_length or 0) > MAX_JSON_BODY:
+        raise PayloadTooLarge(
+            f"Request body too large: JSON bodies are at most {MAX_JSON_BODY} bytes"
+        )
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise PayloadTooLarge(
+            f"Request body too large: JSON bodies are at most {MAX_JSON_BODY} bytes"
+        )
     try:
         return json.loads(raw) if raw else None
     except json.JSONDecodeError as exc:

@@ -66,6 +66,10 @@ async def pump_output(ws: web.WebSocketResponse, fd: int) -> None:
         transport.close()
 
 
+MAX_MESSAGE = 16 * 1024 * 1024
+"""The largest websocket message a client may send (clients send stdin in small chunks)."""
+
+
 class TerminalBridge:
     """Both directions between a terminal master and one websocket, while in the ``async with``.
     The master stays open (its owner closes it); ``output`` ends when the terminal hangs up,
@@ -175,7 +179,7 @@ class WebsocketSession:
         name = self.names[secret]
         if name in self.sockets:
             raise BadRequest(f"Websocket {name} is already connected")
-        ws = web.WebSocketResponse(max_msg_size=0)
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         self.sockets[name] = ws
         if all_required_connected(self.sockets, self.names.values()):

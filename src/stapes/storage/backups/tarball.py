@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from stapes.api.errors import BadRequest
+from stapes.host.device_nodes import remove_device_nodes
 from stapes.host.idmap import IdMap
 from stapes.host.run import RunError, run
 from stapes.storage.backups import compression
@@ -147,6 +148,7 @@ async def extract(archive: Path, target: Path) -> None:
         await run(["tar", "-xf", str(archive), "-C", str(target), *TAR_FIDELITY], timeout=24 * 3600)
     except RunError as exc:
         raise BadRequest(f"Could not unpack the backup: {exc.stderr.strip()}") from None
+    await asyncio.to_thread(remove_device_nodes, target)
 
 
 def scratch_dir(parent: Path, prefix: str) -> Path:
