@@ -39,6 +39,7 @@ bench: setup-test
 	$(VENV)/bin/python bench/instances.py
 	$(VENV)/bin/python bench/storage.py
 	$(VENV)/bin/python bench/network.py
+	$(VENV)/bin/python bench/api.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

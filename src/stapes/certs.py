@@ -84,6 +84,11 @@ def parse(pem_or_der: bytes | str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(data)
 
 
+def bare(pem_text: str) -> str:
+    """The base64 body of a PEM certificate, the form Incus's API takes."""
+    return "".join(line for line in pem_text.strip().splitlines() if not line.startswith("-----"))
+
+
 def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 

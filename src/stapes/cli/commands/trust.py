@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from stapes import certs
 from stapes.api.errors import RemoteError
 from stapes.cli.commands._editing import read_yaml_input
 from stapes.cli.main import run
@@ -78,7 +79,7 @@ def add_certificate(path: Path, name: str, projects: str, restricted: bool, kind
     body = {
         "name": name,
         "type": kind,
-        "certificate": path.read_text(),
+        "certificate": certs.bare(path.read_text()),
         "restricted": restricted or bool(projects),
         "projects": _projects(projects),
     }
