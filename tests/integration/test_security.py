@@ -130,6 +130,21 @@ def test_image_import_cannot_write_outside(daemon: Daemon, marker: str, tmp_path
             daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
 
 
+def test_json_bodies_read_whole_and_checked(daemon: Daemon) -> None:
+    """A body of several megabytes arrives in many reads and is read whole; bytes that are
+    not UTF-8 JSON are a 400, not a server error."""
+    name = unique("big")
+    big = {"name": name, "config": {"user.blob": "x" * (3 * 1024 * 1024)}}
+    assert daemon.request("POST", "/1.0/profiles", big).status in (200, 201)
+    got = daemon.request("GET", f"/1.0/profiles/{name}").metadata
+    assert len(got["config"]["user.blob"]) == 3 * 1024 * 1024
+    assert daemon.request("DELETE", f"/1.0/profiles/{name}").status == 200
+    for raw in (b"\x9c\xa5\xd7", b'{"name": "\xc3"}'):
+        resp = daemon.request("POST", "/1.0/profiles", raw=raw,
+                              headers={"Content-Type": "application/json"})  # fmt: skip
+        assert resp.status == 400 and "Invalid JSON" in resp.json()["error"], raw
+
+
 def test_oversized_json_body_is_refused(daemon: Daemon) -> None:
     huge = b'{"name": "' + b"x" * (17 * 1024 * 1024) + b'"}'
     resp = daemon.request("POST", "/1.0/profiles", raw=huge,

@@ -121,19 +121,25 @@ MAX_JSON_BODY = 16 * 1024 * 1024
 
 
 async def json_body(request: web.Request) -> object:
+    """The request's JSON body (None when empty), read whole but never past MAX_JSON_BODY."""
+    too_large = PayloadTooLarge(
+        f"Request body too large: JSON bodies are at most {MAX_JSON_BODY} bytes"
+    )
     if (request.content_length or 0) > MAX_JSON_BODY:
-        raise PayloadTooLarge(
-            f"Request body too large: JSON bodies are at most {MAX_JSON_BODY} bytes"
-        )
-    raw = await request.content.read(MAX_JSON_BODY + 1)
-    if len(raw) > MAX_JSON_BODY:
-        raise PayloadTooLarge(
-            f"Request body too large: JSON bodies are at most {MAX_JSON_BODY} bytes"
-        )
+        raise too_large
+    chunks, size = [], 0
+    while chunk := await request.content.read(1 << 20):
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         return json.loads(raw) if raw else None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"Invalid JSON in request body: {exc}") from None
+    except UnicodeDecodeError:
+        raise BadRequest("Invalid JSON in request body: it is not UTF-8") from None
 
 
 async def body_as(request: web.Request, model: type[M]) -> M:

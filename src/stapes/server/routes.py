@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from stapes.server.endpoint import Endpoint, wrap
+import stapes
+from stapes.server import openapi
+from stapes.server.endpoint import Action, Endpoint, wrap
 from stapes.server.handlers import (
     certificates,
     events,
@@ -56,6 +58,13 @@ API: list[Endpoint] = [
     *events.ENDPOINTS,
 ]
 
+
+async def openapi_json(request: web.Request) -> web.StreamResponse:
+    """The API's own description (not in an envelope: OpenAPI tools read it as it is)."""
+    return web.json_response(openapi.describe(API, stapes.__version__))
+
+
+API.append(Endpoint("/openapi.json", get=Action(openapi_json)))
 
 UNVERSIONED: list[Endpoint] = [server.ROOT, *recover.ENDPOINTS]
 """Outside /1.0: the root, and Incus's /internal endpoints that its own CLI calls."""

@@ -1,0 +1,75 @@
+"""A bounded fuzz run of the whole API (schemathesis, from the daemon's own /1.0/openapi.json)
+over HTTPS against a daemon of its own: no request may get a 5xx and the daemon must live on.
+Routes that touch host resources (networks, storage pools, image uploads, the server config)
+are left out: random bodies there would make bridges or loop files on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stapes import certs
+from tests.helpers import ClientCert, Daemon, free_port, new_root, remove_root
+
+pytestmark = [pytest.mark.root]
+
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
+HOST_RESOURCES = r"^/1\.0(/(networks|network-acls|storage-pools|images).*)?$"
+
+
+@pytest.fixture
+def fuzzed() -> Iterator[Daemon]:
+    daemon = Daemon(new_root())
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        try:
+            for url in daemon.request("GET", "/1.0/instances?all-projects=true").metadata:
+                name, _, query = url.rsplit("/", 1)[-1].partition("?")
+                daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}?{query}"))
+        finally:
+            daemon.stop()
+            remove_root(daemon.root)
+
+
+def test_fuzzing_the_api_finds_no_server_error(fuzzed: Daemon, tmp_path: Path) -> None:
+    if not SCHEMATHESIS.exists() and shutil.which("schemathesis") is None:
+        pytest.fail("schemathesis is not installed: make setup-test installs the test extra")
+    address = f"127.0.0.1:{free_port()}"
+    assert (
+        fuzzed.request("PATCH", "/1.0", {"config": {"core.https_address": address}}).status == 200
+    )
+    client = ClientCert(tmp_path, "fuzz")
+    body = {"type": "client", "certificate": certs.bare(client.cert.read_text())}
+    assert fuzzed.request("POST", "/1.0/certificates", body).status == 200
+    schema = tmp_path / "openapi.json"
+    resp = fuzzed.request("GET", "/1.0/openapi.json")
+    assert resp.status == 200 and json.loads(resp.body)["paths"]
+    schema.write_bytes(resp.body)
+    proc = subprocess.run(
+        [
+            str(SCHEMATHESIS), "run", str(schema), "--url", f"https://{address}",
+            "--checks", "not_a_server_error", "--max-examples", str(EXAMPLES),
+            "--phases", "examples,fuzzing", "--workers", "2", "--seed", "1",
+            "--tls-verify", "false", "--request-cert", str(client.cert),
+            "--request-cert-key", str(client.key), "--exclude-path-regex", HOST_RESOURCES,
+        ],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    (Path(os.environ.get("FUZZ_REPORT", str(tmp_path / "report.txt")))).write_text(out)
+    cases = re.search(r"(\d+) generated", out)
+    assert proc.returncode == 0 and cases is not None, out[-4000:]
+    print(f"fuzz: {cases.group(1)} requests, no server error")
+    assert fuzzed.proc is not None and fuzzed.proc.poll() is None  # alive
+    assert fuzzed.request("GET", "/1.0").status == 200
