@@ -209,6 +209,7 @@ def https_request(
     body: Any = None,
     client: ClientCert | None = None,
     timeout: float = 60,
+    headers: dict[str, str] | None = None,
 ) -> tuple[Response, str]:
     """One request over HTTPS (the server's certificate is not checked here, it is returned:
     (response, the server certificate's fingerprint))."""
@@ -224,7 +225,9 @@ def https_request(
     conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
     try:
         data = json.dumps(body).encode() if body is not None else None
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        conn.request(
+            method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
+        )
         resp = conn.getresponse()
         der = conn.sock.getpeercert(binary_form=True) if conn.sock else b""
         result = Response(resp.status, dict(resp.getheaders()), resp.read())

@@ -13,6 +13,14 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Address of the HTTPS API (HOST:PORT, [V6]:PORT or :PORT); empty: unix socket only",
     ),
+    "oidc.issuer": Key(
+        v.any_value, "", live=True, help="OIDC issuer URL whose bearer tokens are trusted"
+    ),
+    "oidc.client.id": Key(v.any_value, "", live=True, help="OIDC client id (audience by default)"),
+    "oidc.audience": Key(v.any_value, "", live=True, help="Expected audience of OIDC tokens"),
+    "oidc.claim": Key(
+        v.any_value, "", live=True, help="Token claim naming the user (default: email, then sub)"
+    ),
     "core.shutdown_timeout": Key(
         v.is_uint,
         "5",

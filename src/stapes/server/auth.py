@@ -66,6 +66,20 @@ _PROJECT_SCOPED = re.compile(
 )
 
 
+async def authenticate(request: web.Request) -> Identity:
+    """identify(), plus OIDC: an HTTPS client without a trusted certificate but with a valid
+    bearer token is trusted as the token's user."""
+    identity = identify(request)
+    header = request.headers.get("Authorization", "")
+    oidc = request.app[STATE].oidc
+    bearer = header.startswith("Bearer ") and oidc.settings.enabled
+    if identity.method == "tls" and not identity.trusted and bearer:
+        user = await oidc.verify(header.removeprefix("Bearer ").strip())
+        identity = Identity("oidc", True, user, peer=identity.peer)
+        request[_KEY] = identity
+    return identity
+
+
 def require_trusted(request: web.Request) -> Identity:
     identity = identify(request)
     if not identity.trusted:

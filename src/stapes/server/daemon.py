@@ -40,6 +40,7 @@ from stapes.server.events import EventBus, EventLogHandler
 from stapes.server.host_warnings import Warnings
 from stapes.server.listeners import Https
 from stapes.server.locks import InstanceLocks
+from stapes.server.oidc import OidcSettings, OidcVerifier
 from stapes.server.operations import Operations
 from stapes.server.response import error_middleware
 from stapes.server.routes import register
@@ -109,6 +110,7 @@ def build_state(paths: Paths) -> State:
         caps=caps,
         warnings=warnings,
         https=https,
+        oidc=OidcVerifier(),
         trust=Trust(db, operations, events, https),
         projects=Projects(db, events),
         locks=locks,
@@ -171,6 +173,7 @@ async def serve(paths: Paths) -> None:
     await site.start()
     os.chmod(paths.socket, 0o660)
     log.info("stapesd listening on %s", paths.socket)
+    st.oidc.configure(OidcSettings.from_config(get_config(st.db)))
     st.https.app_server = runner.server
     st.https.certificate()
     address = server_value(get_config(st.db), "core.https_address")

@@ -15,7 +15,7 @@ from aiohttp import web
 from stapes.api.errors import BadRequest, PayloadTooLarge, PreconditionFailed
 from stapes.db.instances import InstanceRow
 from stapes.server import events
-from stapes.server.auth import identify, require_trusted
+from stapes.server.auth import authenticate, require_trusted
 from stapes.server.response import Result, etag_of, render
 from stapes.server.state import STATE, State
 
@@ -52,10 +52,10 @@ class Endpoint:
 
 def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        identity = identify(request)
+        identity = await authenticate(request)
         if not action.allow_untrusted:
             require_trusted(request)
-        if identity.method == "tls":
+        if identity.method in ("tls", "oidc"):
             events.requestor.set(
                 {
                     "username": identity.name,

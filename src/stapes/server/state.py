@@ -14,6 +14,7 @@ from stapes.server.events import EventBus
 from stapes.server.host_warnings import Warnings
 from stapes.server.listeners import Https
 from stapes.server.locks import InstanceLocks
+from stapes.server.oidc import OidcVerifier
 from stapes.server.operations import Operations
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class State:
     caps: HostCaps
     warnings: Warnings
     https: Https
+    oidc: OidcVerifier
     trust: Trust
     projects: Projects
     locks: InstanceLocks

@@ -21,6 +21,7 @@ from stapes.instance.service import without_empty
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
 from stapes.server.extensions import API_EXTENSIONS
+from stapes.server.oidc import OidcSettings
 from stapes.server.response import Result, Sync
 from stapes.server.state import State
 from stapes.storage.drivers.registry import supported
@@ -45,16 +46,19 @@ def _architectures() -> list[str]:
 async def get_server(request: web.Request) -> Result:
     st = state(request)
     identity = identify(request)
+    methods = ["tls", "oidc"] if st.oidc.settings.enabled else ["tls"]
     if not identity.trusted:
+        oidc = st.oidc.settings
+        public = {"oidc.issuer": oidc.issuer, "oidc.client.id": oidc.client_id}
         return Sync(
             {
-                "config": {},
+                "config": public if oidc.enabled else {},
                 "api_extensions": API_EXTENSIONS,
                 "api_status": "stable",
                 "api_version": "1.0",
                 "auth": "untrusted",
                 "public": False,
-                "auth_methods": ["tls"],
+                "auth_methods": methods,
             }
         )
     server_cert = certs.parse(st.https.certificate())
@@ -95,7 +99,7 @@ async def get_server(request: web.Request) -> Result:
             "api_version": "1.0",
             "auth": "trusted",
             "public": False,
-            "auth_methods": ["tls"],
+            "auth_methods": methods,
             "auth_user_name": identity.name,
             "auth_user_method": identity.method,
             "environment": environment,
@@ -130,6 +134,7 @@ async def patch_server(request: web.Request) -> Result:
 async def _store(st: State, config: dict[str, str]) -> None:
     validate_server_config(config)
     await st.https.apply(config.get("core.https_address", ""))
+    st.oidc.configure(OidcSettings.from_config(config))
     with st.db.transaction():
         replace_config(st.db, config)
     st.events.lifecycle("config-updated", "/1.0")
