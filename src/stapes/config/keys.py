@@ -285,3 +285,18 @@ def check_value(key: str, spec: Key | None, value: str) -> None:
         spec.validator(value)
     except ValueError as exc:
         raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None
+
+
+def check_keys(config: dict[str, str], keys: dict[str, v.Validator], what: str) -> None:
+    """Every key known to ``keys`` (or a free ``user.*`` one) with a valid value; a 400 naming
+    the key otherwise (``what``: "network", "project"...)."""
+    for key, value in config.items():
+        if key.startswith("user."):
+            continue
+        check = keys.get(key)
+        if check is None:
+            raise BadRequest(f"Invalid {what} configuration key: {key!r}")
+        try:
+            check(value)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid value for {what} key {key!r}: {exc}") from None

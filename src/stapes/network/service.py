@@ -14,6 +14,7 @@ from stapes.api.lifecycle import NetworkAction
 from stapes.api.network import NetworkPut, NetworksPost
 from stapes.api.urls import instance_url, network_url, profile_url
 from stapes.config import validate as v
+from stapes.config.keys import check_keys
 from stapes.db import networks as q
 from stapes.db.connection import Database
 from stapes.db.instances import list_instances
@@ -32,16 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def validate_config(cls: type[NetworkDriver], config: dict[str, str]) -> None:
-    for key, value in config.items():
-        if key.startswith("user."):
-            continue
-        check = cls.KEYS.get(key)
-        if check is None:
-            raise BadRequest(f"Invalid network configuration key: {key!r}")
-        try:
-            check(value)
-        except ValueError as exc:
-            raise BadRequest(f"Invalid value for network key {key!r}: {exc}") from None
+    check_keys(config, cls.KEYS, "network")
 
 
 class Networks:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stapes.api.errors import BadRequest
 from stapes.config import validate as v
+from stapes.config.keys import check_keys
 
 FEATURE_KEYS = (
     "features.images",
@@ -60,13 +60,4 @@ KEYS: dict[str, v.Validator] = {
 
 
 def validate(config: dict[str, str]) -> None:
-    for key, value in config.items():
-        if key.startswith("user."):
-            continue
-        check = KEYS.get(key)
-        if check is None:
-            raise BadRequest(f"Invalid project configuration key: {key!r}")
-        try:
-            check(value)
-        except ValueError as exc:
-            raise BadRequest(f"Invalid value for project key {key!r}: {exc}") from None
+    check_keys(config, KEYS, "project")

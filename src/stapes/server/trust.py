@@ -60,16 +60,9 @@ class Trust:
             "fingerprint": row.fingerprint,
         }
 
-    @staticmethod
-    def writable(row: q.CertificateRow) -> dict[str, Any]:
-        return {
-            "name": row.name,
-            "type": row.type,
-            "restricted": row.restricted,
-            "projects": row.projects,
-            "certificate": row.certificate,
-            "description": row.description,
-        }
+    @classmethod
+    def writable(cls, row: q.CertificateRow) -> dict[str, Any]:
+        return {k: val for k, val in cls.render(row).items() if k != "fingerprint"}
 
     def _check(self, put: CertificatePut) -> None:
         if put.type not in CERTIFICATE_TYPES:
