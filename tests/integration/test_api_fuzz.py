@@ -64,7 +64,7 @@ def test_fuzzing_the_api_finds_no_server_error(fuzzed: Daemon, tmp_path: Path) -
             "--tls-verify", "false", "--request-cert", str(client.cert),
             "--request-cert-key", str(client.key), "--exclude-path-regex", HOST_RESOURCES,
         ],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     (Path(os.environ.get("FUZZ_REPORT", str(tmp_path / "report.txt")))).write_text(out)

@@ -190,3 +190,44 @@ def test_device_nodes_of_an_image_never_reach_an_instance(daemon: Daemon, tmp_pa
     finally:
         daemon.force_delete(name)
         daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+
+def test_image_templates_cannot_read_host_files(
+    daemon: Daemon, marker: str, tmp_path: Path
+) -> None:
+    """A template named ``../../..`` or a templates/ symlink to a host file renders nothing."""
+    secret = HOST / f"{marker}-template-secret"
+    secret.write_text("host secret\n")
+    path = tmp_path / "image.tar"
+    metadata = {
+        "architecture": "x86_64",
+        "creation_date": 1,
+        "properties": {},
+        "templates": {
+            "/root/dotdot": {"when": ["create"], "template": f"../../../../../../../{secret}"},
+            "/root/link": {"when": ["create"], "template": "link.tpl"},
+            "/root/fine": {"when": ["create"], "template": "fine.tpl"},
+        },
+    }
+    try:
+        with tarfile.open(path, "w") as tar:
+            _add(tar, "metadata.yaml", data=json.dumps(metadata).encode())
+            _add(tar, "rootfs/etc/hostname", data=b"x\n")
+            _add(tar, "rootfs/root/.keep", data=b"")
+            _add(tar, "templates/link.tpl", tarfile.SYMTYPE, str(secret))
+            _add(tar, "templates/fine.tpl", data=b"name={{ instance.name }}\n")
+        resp = daemon.wait(daemon.request("POST", "/1.0/images", raw=path.read_bytes()))
+        fingerprint = resp.json()["metadata"]["metadata"]["fingerprint"]
+        name = unique("tpl")
+        try:
+            body = {"name": name, "source": {"type": "image", "fingerprint": fingerprint}}
+            daemon.ok(daemon.request("POST", "/1.0/instances", body))
+            rootfs = next(daemon.root.glob(f"storage-pools/*/containers/*{name}/rootfs"))
+            assert (rootfs / "root" / "fine").read_text() == f"name={name}\n"
+            assert not (rootfs / "root" / "dotdot").exists()
+            assert not (rootfs / "root" / "link").exists()
+        finally:
+            daemon.force_delete(name)
+            daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+    finally:
+        secret.unlink()

@@ -25,12 +25,16 @@ def rendered(
     variables = template_variables(name, instance_type, config)
     variables["trigger"] = trigger
     files = {}
+    base = (volume / "templates").resolve()
     for target, tpl in (meta.get("templates") or {}).items():
         if trigger not in (tpl.get("when") or []):
             continue
-        source = volume / "templates" / str(tpl.get("template", ""))
-        if source.is_file():
-            files["/" + str(target).lstrip("/")] = render_template(source.read_text(), variables)
+        # the template must be a file of the image's templates/ (no .., no symlink out)
+        source = (base / str(tpl.get("template", ""))).resolve()
+        if not source.is_relative_to(base) or not source.is_file():
+            log.warning("template %s of %s skipped: not a file of templates/", target, name)
+            continue
+        files["/" + str(target).lstrip("/")] = render_template(source.read_text(), variables)
     return files
 
 

@@ -115,7 +115,6 @@ def usage(db: Database, project: str) -> dict[str, dict[str, int]]:
         "instances": len(instances),
         "containers": sum(1 for t, _, _ in instances if t == "container"),
         "virtual-machines": sum(1 for t, _, _ in instances if t == "virtual-machine"),
-        "networks": 0,
     }
     for key, (_, read) in _SUMMED.items():
         used[key.removeprefix("limits.")] = sum(max(read(c, d), 0) for _, c, d in instances)
