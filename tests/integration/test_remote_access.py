@@ -385,3 +385,20 @@ def test_stapes_cli_manages_a_second_host_over_https(
     assert proc.returncode == 1 and "certificate" in proc.stderr and "changed" in proc.stderr
     proc = stapes("list", "far:", "local:", check=False)
     assert proc.returncode != 0 and "two remotes" in proc.stderr
+
+    # by URL: the certificate must be accepted, and without a token the client is not trusted
+    other = {**env, "STAPES_CONF": str(tmp_path / "conf2")}
+
+    def stapes2(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([STAPES, *args], env=other, capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+
+    proc = stapes2("remote", "add", "far", f"https://{address}")
+    assert proc.returncode == 1 and "--accept-certificate" in proc.stderr
+    proc = stapes2("remote", "add", "far", f"https://{address}", "--accept-certificate")
+    assert proc.returncode == 1 and "not trusted" in proc.stderr
+    assert "far" not in stapes2("remote", "list", "--format", "csv").stdout
+    token2 = far.cli("config", "trust", "add", "host-a2").stdout.strip().splitlines()[-1]
+    proc = stapes2("remote", "add", "far", f"https://{address}", "--token", token2)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{name},STOPPED" in stapes2("list", "far:", "--format", "csv").stdout
