@@ -63,7 +63,7 @@ def test_project_crud_and_rules(daemon: Daemon, busybox: str) -> None:
         ({"name": "bad/name"}, "Invalid project name"),
         ({"name": unique("p"), "config": {"bogus": "1"}}, "bogus"),
         ({"name": unique("p"), "config": {"limits.memory": "lots"}}, "limits.memory"),
-        ({"name": unique("p"), "config": {"features.networks": "true"}}, "features.networks"),
+        ({"name": unique("p"), "config": {"restricted.idmap.uid": "0"}}, "restricted.idmap"),
     ]:
         resp = daemon.request("POST", PROJECTS, body)
         assert resp.status in (400, 409) and expected in resp.json()["error"], (body, resp.body)
@@ -261,3 +261,51 @@ def test_a_restricted_certificate_cannot_reach_another_project(
         daemon.request("DELETE", f"/1.0/certificates/{client.fingerprint}")
         daemon.wait(daemon.request("DELETE", f"/1.0/instances/{theirs}?project={other}"))
         daemon.request("DELETE", f"{PROJECTS}/{other}")
+
+
+def test_a_project_with_its_own_networks(
+    daemon: Daemon, busybox: str, network: tuple[str, str]
+) -> None:
+    """features.networks: the project sees only its own networks (none of the host's bridges),
+    may only make OVN ones (as in Incus; refused here, where OVN cannot run), within
+    limits.networks. Without the feature, a project uses the default project's networks."""
+    bridge, _ = network
+    own = unique("p")
+    config = {"features.networks": "true", "features.images": "false", "limits.networks": "1"}
+    assert daemon.request("POST", PROJECTS, {"name": own, "config": config}).status == 200
+    try:
+        assert daemon.request("GET", f"/1.0/networks?project={own}").metadata == []
+        assert daemon.request("GET", f"/1.0/networks/{bridge}?project={own}").status == 404
+        resp = daemon.request("POST", f"/1.0/networks?project={own}", {"name": unique("n")})
+        assert resp.status == 400 and "only OVN" in resp.json()["error"]
+        resp = daemon.request(
+            "POST", f"/1.0/networks?project={own}", {"name": unique("n"), "type": "ovn"}
+        )
+        assert resp.status == 400 and "OVN networks need" in resp.json()["error"]
+        nic = {"eth0": {"type": "nic", "network": bridge},
+               "root": {"type": "disk", "path": "/", "pool": "default"}}  # fmt: skip
+        status, error = create(daemon, own, unique("c"), devices=nic)
+        assert status == 400 and bridge in error and "does not exist" in error
+        state = daemon.request("GET", f"{PROJECTS}/{own}/state").metadata["resources"]
+        assert state["networks"] == {"Limit": 1, "Usage": 0}
+        resp = daemon.request("PATCH", f"{PROJECTS}/{own}", {"config": {"limits.networks": "0"}})
+        assert resp.status == 200
+        resp = daemon.request(
+            "POST", f"/1.0/networks?project={own}", {"name": unique("n"), "type": "ovn"}
+        )
+        assert resp.status == 400 and "limits.networks" in resp.json()["error"]
+    finally:
+        daemon.request("DELETE", f"{PROJECTS}/{own}")
+    # a project without the feature uses the default project's networks
+    shared = unique("p")
+    config = {"features.images": "false", "features.profiles": "false"}
+    assert daemon.request("POST", PROJECTS, {"name": shared, "config": config}).status == 200
+    try:
+        listed = daemon.request("GET", f"/1.0/networks?project={shared}").metadata
+        assert f"/1.0/networks/{bridge}" in listed
+        nic = {"eth1": {"type": "nic", "network": bridge}}
+        name = unique("c")
+        assert create(daemon, shared, name, devices=nic) == (200, "")
+        daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}?project={shared}"))
+    finally:
+        daemon.request("DELETE", f"{PROJECTS}/{shared}")

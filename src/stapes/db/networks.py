@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
 from stapes.db.connection import Database
+from stapes.db.projects import feature_project
 
 
 @dataclass
@@ -17,23 +18,39 @@ class NetworkRow:
     type: str
     description: str = ""
     config: dict[str, str] = field(default_factory=dict)
+    project: str = "default"
 
 
 def _row(r: sqlite3.Row) -> NetworkRow:
-    return NetworkRow(r["id"], r["name"], r["type"], r["description"], json.loads(r["config"]))
+    return NetworkRow(
+        r["id"], r["name"], r["type"], r["description"], json.loads(r["config"]), r["project"]
+    )
 
 
-def list_networks(db: Database) -> list[NetworkRow]:
-    return [_row(r) for r in db.all("SELECT * FROM networks ORDER BY name")]
+def list_networks(db: Database, project: str | None = None) -> list[NetworkRow]:
+    """The networks a project sees (its own with features.networks, else the default
+    project's), or every network on the host (``project`` None)."""
+    if project is None:
+        return [_row(r) for r in db.all("SELECT * FROM networks ORDER BY name")]
+    project = feature_project(db, project, "networks")
+    rows = db.all("SELECT * FROM networks WHERE project = ? ORDER BY name", (project,))
+    return [_row(r) for r in rows]
 
 
-def find_network(db: Database, name: str) -> NetworkRow | None:
-    r = db.one("SELECT * FROM networks WHERE name = ?", (name,))
+def find_network(db: Database, name: str, project: str = "default") -> NetworkRow | None:
+    """A network by name as ``project`` sees it."""
+    project = feature_project(db, project, "networks")
+    r = db.one("SELECT * FROM networks WHERE name = ? AND project = ?", (name, project))
     return _row(r) if r else None
 
 
-def get_network(db: Database, name: str) -> NetworkRow:
-    row = find_network(db, name)
+def name_taken(db: Database, name: str) -> bool:
+    """Network names are the host's interface names: unique across projects."""
+    return db.one("SELECT 1 FROM networks WHERE name = ?", (name,)) is not None
+
+
+def get_network(db: Database, name: str, project: str = "default") -> NetworkRow:
+    row = find_network(db, name, project)
     if row is None:
         raise NotFound(f"Network {name!r} not found")
     return row
@@ -41,8 +58,8 @@ def get_network(db: Database, name: str) -> NetworkRow:
 
 def insert_network(db: Database, row: NetworkRow) -> None:
     cur = db.execute(
-        "INSERT INTO networks (name, type, description, config) VALUES (?, ?, ?, ?)",
-        (row.name, row.type, row.description, json.dumps(row.config)),
+        "INSERT INTO networks (name, type, description, config, project) VALUES (?, ?, ?, ?, ?)",
+        (row.name, row.type, row.description, json.dumps(row.config), row.project),
     )
     row.id = int(cur.lastrowid or 0)
 

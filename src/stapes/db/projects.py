@@ -207,6 +207,14 @@ def project_usage(db: Database, project_id: int) -> dict[str, list[str]]:
             r["name"]
             for r in db.all("SELECT name FROM profiles WHERE project_id = ?", (project_id,))
         ],
+        "networks": [
+            r["name"]
+            for r in db.all(
+                "SELECT networks.name AS name FROM networks JOIN projects"
+                " ON projects.name = networks.project WHERE projects.id = ?",
+                (project_id,),
+            )
+        ],
         "volumes": [
             f"{r['pool']}/{r['name']}"
             for r in db.all(

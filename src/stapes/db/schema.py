@@ -267,7 +267,12 @@ def _v8(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+def _v9(conn: sqlite3.Connection) -> None:
+    """The project of a network (names stay unique on the host: they name interfaces)."""
+    _script(conn, "ALTER TABLE networks ADD COLUMN project TEXT NOT NULL DEFAULT 'default'")
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -32,7 +32,7 @@ from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.watch import InitWatcher
-from stapes.network.service import Networks
+from stapes.network.service import Networks, ProjectNetworks
 from stapes.project import limits as project_limits
 from stapes.project import restrictions as project_rules
 from stapes.server.events import EventBus
@@ -238,7 +238,7 @@ class InstanceService:
             idmap=current_map(config),
             devices_dir=self.paths.instance_devices(row.name),
             volume=self._volume_lookup(row.project),
-            network=self._network_lookup(),
+            network=self._network_lookup(row.project),
         )
 
     def _volume_lookup(self, project: str) -> Callable[[str, str], AttachedVolume] | None:
@@ -247,8 +247,8 @@ class InstanceService:
             return None
         return lambda pool, name: volumes.attached(pool, project, name)
 
-    def _network_lookup(self) -> Networks | None:
-        return self.networks
+    def _network_lookup(self, project: str) -> ProjectNetworks | None:
+        return self.networks.in_project(project) if self.networks is not None else None
 
     def check_devices(
         self, devices: dict[str, dict[str, str]], instance_type: str, project: str = "default"
@@ -261,7 +261,7 @@ class InstanceService:
             None,
             self.paths.devices,
             self._volume_lookup(project),
-            self._network_lookup(),
+            self._network_lookup(project),
         )
         device_plan.validate(devices, ctx)
 

@@ -18,12 +18,13 @@ from stapes.config.keys import check_keys
 from stapes.db import networks as q
 from stapes.db.connection import Database
 from stapes.db.instances import list_instances
-from stapes.db.projects import expand_profiles, list_profiles, list_projects
+from stapes.db.projects import expand_profiles, feature_project, list_profiles, list_projects
 from stapes.host.paths import Paths
 from stapes.network import dnsmasq, policy
 from stapes.network.dnsmasq import StaticLease
 from stapes.network.drivers.driver import NetworkDriver
 from stapes.network.registry import network_type
+from stapes.project.limits import check_network_limit
 from stapes.server.events import EventBus
 from stapes.server.host_warnings import Warnings
 
@@ -56,10 +57,10 @@ class Networks:
     def _directory(self, name: str) -> Path:
         return self.paths.networks / name
 
-    def check_address(self, name: str, address: str) -> None:
+    def check_address(self, name: str, address: str, project: str = "default") -> None:
         """A NIC's static ``ipv4.address``/``ipv6.address`` must be a host address of its
         network's subnet (not the bridge's own); IPv6 ones need stateful DHCPv6."""
-        row = q.find_network(self.db, name)
+        row = q.find_network(self.db, name, project)
         if row is None:
             raise BadRequest(f"Network {name!r} does not exist")
         wanted = ipaddress.ip_address(address)
@@ -94,34 +95,40 @@ class Networks:
                     found.append(StaticLease(hwaddr, ipv4, ipv6, inst.name))
         return found
 
-    def refresh_reservations(self, name: str, starting: StaticLease) -> None:
+    def refresh_reservations(
+        self, name: str, starting: StaticLease, project: str = "default"
+    ) -> None:
         """Rewrite dnsmasq's hosts file of the network from the instances (and the NIC being
         started, whose MAC is not recorded yet) and reload it."""
-        if q.find_network(self.db, name) is None:
+        if q.find_network(self.db, name, project) is None:
             return
         hosts = [h for h in self.reservations(name) if h.hwaddr != starting.hwaddr]
         dnsmasq.write_hosts(self._directory(name), [*hosts, starting])
 
-    def host_interface(self, name: str) -> str:
+    def host_interface(self, name: str, project: str = "default") -> str:
         """What a NIC with ``network=NAME`` attaches to (a 400 for a missing network)."""
-        row = q.find_network(self.db, name)
+        row = q.find_network(self.db, name, project)
         if row is None:
             raise BadRequest(f"Network {name!r} does not exist")
         return self.driver(row).host_interface
 
-    def network_type(self, name: str) -> str:
-        row = q.find_network(self.db, name)
+    def network_type(self, name: str, project: str = "default") -> str:
+        row = q.find_network(self.db, name, project)
         if row is None:
             raise BadRequest(f"Network {name!r} does not exist")
         return row.type
 
     # -- reading ------------------------------------------------------------------------------
 
-    def list_networks(self) -> list[q.NetworkRow]:
-        return q.list_networks(self.db)
+    def list_networks(self, project: str | None = None) -> list[q.NetworkRow]:
+        return q.list_networks(self.db, project)
 
-    def get(self, name: str) -> q.NetworkRow:
-        return q.get_network(self.db, name)
+    def get(self, name: str, project: str = "default") -> q.NetworkRow:
+        return q.get_network(self.db, name, project)
+
+    def in_project(self, project: str) -> ProjectNetworks:
+        """The networks as an instance of ``project`` sees them (what its NICs may use)."""
+        return ProjectNetworks(self, project)
 
     def render(self, row: q.NetworkRow) -> dict[str, Any]:
         return {
@@ -133,7 +140,7 @@ class Networks:
             "config": row.config,
             "used_by": self.used_by(row.name),
             "locations": ["none"],
-            "project": "default",
+            "project": row.project,
         }
 
     @staticmethod
@@ -174,17 +181,24 @@ class Networks:
 
     # -- changes ------------------------------------------------------------------------------
 
-    async def create(self, req: NetworksPost) -> None:
+    async def create(self, req: NetworksPost, project: str = "default") -> None:
         req.type = req.type or "bridge"  # incus sends "" for the default type
         cls = network_type(req.type)
         cls.validate_name(req.name)
+        owner = feature_project(self.db, project, "networks")
+        if owner != "default" and req.type != "ovn":
+            raise BadRequest(
+                f"Project {owner!r} has its own networks (features.networks): only OVN networks "
+                "can be made there, as in Incus"
+            )
+        check_network_limit(self.db, owner)
         cls.probe()
         config = {k: v for k, v in req.config.items() if v != ""}
         validate_config(cls, config)
         policy.check_acls_exist(self.db, config)
-        if q.find_network(self.db, req.name) is not None:
+        if q.name_taken(self.db, req.name):
             raise Conflict(f"Network {req.name!r} already exists")
-        row = q.NetworkRow(0, req.name, req.type, req.description, config)
+        row = q.NetworkRow(0, req.name, req.type, req.description, config, owner)
         drv = self.driver(row)
         row.config = {**config, **await asyncio.to_thread(drv.defaults, config)}
         drv.config = dict(row.config)
@@ -226,7 +240,7 @@ class Networks:
         validate_config(cls, config)
         policy.check_acls_exist(self.db, config)
         old = dict(row.config)
-        changed = q.NetworkRow(row.id, row.name, row.type, put.description, config)
+        changed = q.NetworkRow(row.id, row.name, row.type, put.description, config, row.project)
         drv = self.driver(changed)
         try:
             await drv.update(old)
@@ -250,7 +264,7 @@ class Networks:
     async def rename(self, row: q.NetworkRow, new_name: str) -> None:
         cls = network_type(row.type)
         cls.validate_name(new_name)
-        if q.find_network(self.db, new_name) is not None:
+        if q.name_taken(self.db, new_name):
             raise Conflict(f"Network {new_name!r} already exists")
         self._check_unused(row, "rename")
         await self.driver(row).delete()
@@ -270,3 +284,23 @@ class Networks:
             q.delete_network(self.db, row.id)
         self._recovered(row.name)
         self.events.lifecycle(NetworkAction.DELETED, network_url(row.name))
+
+
+class ProjectNetworks:
+    """Managed networks as the instances of one project see them (a NetworkAccess)."""
+
+    def __init__(self, networks: Networks, project: str) -> None:
+        self.networks = networks
+        self.project = project
+
+    def host_interface(self, name: str) -> str:
+        return self.networks.host_interface(name, self.project)
+
+    def network_type(self, name: str) -> str:
+        return self.networks.network_type(name, self.project)
+
+    def check_address(self, name: str, address: str) -> None:
+        self.networks.check_address(name, address, self.project)
+
+    def refresh_reservations(self, name: str, starting: StaticLease) -> None:
+        self.networks.refresh_reservations(name, starting, self.project)

@@ -24,9 +24,9 @@ NEW_PROJECT_FEATURES = {
 _BLOCK_ALLOW = v.one_of("block", "allow")
 _DEVICE = v.one_of("block", "allow", "managed")
 
-# Only keys this stapesd enforces: restricted.idmap.*, restricted.networks.*,
-# restricted.containers.interception and limits.networks are refused as unknown (networks are
-# shared by all projects here; raw.idmap is a low-level key, blocked in restricted projects).
+# Only keys this stapesd enforces: restricted.idmap.*, restricted.networks.* and
+# restricted.containers.interception are refused as unknown (raw.idmap is a low-level key,
+# blocked in restricted projects).
 KEYS: dict[str, v.Validator] = {
     **dict.fromkeys(FEATURE_KEYS, v.is_bool),
     "restricted": v.is_bool,
@@ -54,6 +54,7 @@ KEYS: dict[str, v.Validator] = {
     "limits.memory": v.is_size,
     "limits.processes": v.is_uint,
     "limits.disk": v.is_size,
+    "limits.networks": v.is_uint,
 }
 
 

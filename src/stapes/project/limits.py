@@ -115,6 +115,7 @@ def usage(db: Database, project: str) -> dict[str, dict[str, int]]:
         "instances": len(instances),
         "containers": sum(1 for t, _, _ in instances if t == "container"),
         "virtual-machines": sum(1 for t, _, _ in instances if t == "virtual-machine"),
+        "networks": _count_networks(db, project),
     }
     for key, (_, read) in _SUMMED.items():
         used[key.removeprefix("limits.")] = sum(max(read(c, d), 0) for _, c, d in instances)
@@ -127,6 +128,11 @@ def usage(db: Database, project: str) -> dict[str, dict[str, int]]:
         }
         for name, value in used.items()
     }
+
+
+def _count_networks(db: Database, project: str) -> int:
+    found = db.one("SELECT COUNT(*) AS n FROM networks WHERE project = ?", (project,))
+    return int(found["n"]) if found is not None else 0
 
 
 def check_project(db: Database, project: str, config: dict[str, str]) -> None:
@@ -145,3 +151,13 @@ def check_project(db: Database, project: str, config: dict[str, str]) -> None:
             raise BadRequest(
                 f"{key} needs every instance of project {project!r} to set {instance_key}"
             )
+
+
+def check_network_limit(db: Database, project: str) -> None:
+    """``limits.networks``: room for one more network in ``project``."""
+    limit = get_project(db, project).config.get("limits.networks")
+    if limit is None:
+        return
+    used = db.one("SELECT COUNT(*) AS n FROM networks WHERE project = ?", (project,))
+    if used is not None and used["n"] + 1 > int(limit):
+        raise BadRequest(f"Project {project!r} is at its limits.networks ({limit})")

@@ -44,6 +44,7 @@ class Projects:
         used_by = [instance_url(n, row.name) for n in usage["instances"]]
         used_by += [f"/1.0/images/{f}{suffix}" for f in usage["images"]]
         used_by += [profile_url(n, row.name) for n in usage["profiles"]]
+        used_by += [f"/1.0/networks/{n}{suffix}" for n in usage["networks"]]
         used_by += [
             f"/1.0/storage-pools/{pool}/volumes/custom/{name}{suffix}"
             for pool, name in (x.split("/", 1) for x in usage["volumes"])
@@ -61,11 +62,6 @@ class Projects:
 
     def _check_config(self, name: str, config: dict[str, str]) -> None:
         keys.validate(config)
-        if name != "default" and v.parse_bool(config.get("features.networks", "false")):
-            raise BadRequest(
-                "features.networks cannot be on: networks are shared by every project in this "
-                "stapesd (leave it false)"
-            )
 
     def _empty(self, row: q.ProjectRow) -> bool:
         usage = q.project_usage(self.db, row.id)
@@ -73,6 +69,7 @@ class Projects:
             usage["instances"]
             or usage["images"]
             or usage["volumes"]
+            or usage["networks"]
             or [p for p in usage["profiles"] if p != "default"]
         )
 

@@ -8,12 +8,21 @@ from stapes.api.network import NetworkForwardPut, NetworkForwardsPost
 from stapes.api.urls import forward_url
 from stapes.db.network_policies import ForwardRow
 from stapes.db.networks import NetworkRow
-from stapes.server.endpoint import Action, Endpoint, body_as, check_etag, patched, recursion, state
+from stapes.server.endpoint import (
+    Action,
+    Endpoint,
+    body_as,
+    check_etag,
+    patched,
+    project_of,
+    recursion,
+    state,
+)
 from stapes.server.response import Result, Sync
 
 
 def _network(request: web.Request) -> NetworkRow:
-    return state(request).networks.get(request.match_info["name"])
+    return state(request).networks.get(request.match_info["name"], project_of(request))
 
 
 def _forward(request: web.Request, network: NetworkRow) -> ForwardRow:

@@ -13,7 +13,9 @@ from stapes.server.endpoint import (
     Endpoint,
     body_as,
     check_etag,
+    flag,
     patched,
+    project_of,
     recursion,
     state,
 )
@@ -21,12 +23,12 @@ from stapes.server.response import Result, Sync
 
 
 def _network(request: web.Request) -> NetworkRow:
-    return state(request).networks.get(request.match_info["name"])
+    return state(request).networks.get(request.match_info["name"], project_of(request))
 
 
 async def list_networks(request: web.Request) -> Result:
     networks = state(request).networks
-    rows = networks.list_networks()
+    rows = networks.list_networks(None if flag(request, "all-projects") else project_of(request))
     if recursion(request) >= 1:
         return Sync([networks.render(r) for r in rows])
     return Sync([network_url(r.name) for r in rows])
@@ -34,7 +36,7 @@ async def list_networks(request: web.Request) -> Result:
 
 async def create_network(request: web.Request) -> Result:
     req = await body_as(request, NetworksPost)
-    await state(request).networks.create(req)
+    await state(request).networks.create(req, project_of(request))
     return Sync(location=network_url(req.name))
 
 
