@@ -109,6 +109,17 @@ def test_split_image_with_squashfs_rootfs(daemon: Daemon, tmp_path: Path) -> Non
     daemon.cli("image", "import", str(meta), str(rootfs), "--alias", alias)
     expected = hashlib.sha256(meta.read_bytes() + rootfs.read_bytes()).hexdigest()
     assert daemon.request("GET", f"/1.0/images/aliases/{alias}").metadata["target"] == expected
+    # exported as it came: a multipart body with the metadata and rootfs parts
+    exported = daemon.request("GET", f"/1.0/images/{expected}/export")
+    assert exported.status == 200
+    boundary = exported.headers["Content-Type"].split("boundary=")[1].strip('"').encode()
+    parts = [p for p in exported.body.split(b"--" + boundary) if b"Content-Disposition" in p]
+    bodies = {}
+    for part in parts:
+        head, _, data = part.partition(b"\r\n\r\n")
+        field = head.split(b'name="')[1].split(b'"')[0].decode()
+        bodies[field] = data.removesuffix(b"\r\n")
+    assert bodies == {"metadata": meta.read_bytes(), "rootfs": rootfs.read_bytes()}
     name = daemon.launch(alias)
     try:
         out = daemon.cli("exec", name, "--", "cat", "/etc/hostname").stdout

@@ -402,3 +402,35 @@ def test_stapes_cli_manages_a_second_host_over_https(
     proc = stapes2("remote", "add", "far", f"https://{address}", "--token", token2)
     assert proc.returncode == 0, proc.stderr
     assert f"{name},STOPPED" in stapes2("list", "far:", "--format", "csv").stdout
+
+
+def test_public_images_are_open_to_untrusted_clients(
+    daemon: Daemon, busybox: str, https: str, tmp_path: Path
+) -> None:
+    """As in Incus: an untrusted client lists, reads and exports public images (and sees their
+    aliases); private ones do not exist for it."""
+    import hashlib
+
+    stranger = ClientCert(tmp_path, "stranger")
+    fingerprint = daemon.request("GET", f"/1.0/images/aliases/{busybox}").metadata["target"]
+
+    def get(path: str) -> tuple[int, bytes]:
+        resp = https_request(https, "GET", path, client=stranger)[0]
+        return resp.status, resp.body
+
+    assert get("/1.0/images")[1].count(b"/1.0/images/") == 0
+    assert get(f"/1.0/images/{fingerprint}")[0] == 404
+    assert get(f"/1.0/images/{fingerprint}/export")[0] == 404
+    assert get(f"/1.0/images/aliases/{busybox}")[0] == 404
+    assert daemon.request("PATCH", f"/1.0/images/{fingerprint}", {"public": True}).status == 200
+    try:
+        assert json.loads(get("/1.0/images")[1])["metadata"] == [f"/1.0/images/{fingerprint}"]
+        assert json.loads(get(f"/1.0/images/{fingerprint}")[1])["metadata"]["public"] is True
+        assert get(f"/1.0/images/aliases/{busybox}")[0] == 200
+        status, body = get(f"/1.0/images/{fingerprint}/export")
+        assert status == 200 and hashlib.sha256(body).hexdigest() == fingerprint
+        for method, path in [("DELETE", f"/1.0/images/{fingerprint}"),
+                             ("PATCH", f"/1.0/images/{fingerprint}")]:  # fmt: skip
+            assert https_request(https, method, path, {}, client=stranger)[0].status == 403
+    finally:
+        daemon.request("PATCH", f"/1.0/images/{fingerprint}", {"public": False})

@@ -5,13 +5,15 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+import aiohttp
 from aiohttp import BodyPartReader, web
 
-from stapes.api.errors import BadRequest
+from stapes.api.errors import BadRequest, NotFound
 from stapes.api.image import ImageAliasesPost, ImageAliasPost, ImageAliasPut, ImagePut
-from stapes.db.images import get_alias, list_aliases
+from stapes.db.images import ImageRow, get_alias, list_aliases
 from stapes.images.store import Upload
 from stapes.server import filter as api_filter
+from stapes.server.auth import identify
 from stapes.server.endpoint import (
     Action,
     Endpoint,
@@ -30,10 +32,28 @@ from stapes.server.response import Async, Result, Sync
 CHUNK = 1024 * 1024
 
 
+def _public_only(request: web.Request) -> bool:
+    """Untrusted clients see the public images (and their aliases) only, as in Incus."""
+    return not identify(request).trusted
+
+
+def _image(request: web.Request) -> ImageRow:
+    st = state(request)
+    row = st.images.get(project_of(request), request.match_info["fingerprint"])
+    if _public_only(request) and not row.public:
+        raise NotFound(f"Image {request.match_info['fingerprint']!r} not found")
+    return row
+
+
 async def list_images(request: web.Request) -> Result:
     st = state(request)
     project = None if flag(request, "all-projects") else project_of(request)
-    rendered = [st.images.render(r) for r in st.images.list_images(project)]
+    if _public_only(request):
+        project = project_of(request)
+    rows = st.images.list_images(project)
+    if _public_only(request):
+        rows = [r for r in rows if r.public]
+    rendered = [st.images.render(r) for r in rows]
     if request.query.get("filter"):
         flt = api_filter.parse(request.query["filter"])
         rendered = [r for r in rendered if api_filter.matches(flt, r)]
@@ -124,10 +144,29 @@ async def create_image(request: web.Request) -> Result:
 
 
 async def get_image(request: web.Request) -> Result:
-    st = state(request)
-    row = st.images.get(project_of(request), request.match_info["fingerprint"])
-    body = st.images.render(row)
+    body = state(request).images.render(_image(request))
     return Sync(body, etag=_writable(body))
+
+
+async def export_image(request: web.Request) -> web.StreamResponse:
+    """The image's files as uploaded: the unified tarball, or for a split image a multipart
+    body with its metadata and rootfs parts (what incus image export writes to two files)."""
+    row = _image(request)
+    meta, rootfs = state(request).images.files(row)
+    name = row.filename or f"{row.fingerprint}.tar"
+    if rootfs is None:
+        return web.FileResponse(
+            meta,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": f'attachment; filename="{name}"',
+            },
+        )
+    writer = aiohttp.MultipartWriter("form-data")
+    for part_name, path in (("metadata", meta), ("rootfs", rootfs)):
+        part = writer.append(path.open("rb"), {"Content-Type": "application/octet-stream"})
+        part.set_content_disposition("form-data", name=part_name, filename=path.name)
+    return web.Response(body=writer)
 
 
 def _writable(body: dict[str, Any]) -> dict[str, Any]:
@@ -185,6 +224,9 @@ async def list_image_aliases(request: web.Request) -> Result:
     st = state(request)
     project = project_of(request)
     aliases = list_aliases(st.db, project)
+    if _public_only(request):
+        public = {r.fingerprint for r in st.images.list_images(project) if r.public}
+        aliases = [a for a in aliases if a.fingerprint in public]
     if recursion(request) >= 1:
         return Sync(
             [
@@ -210,6 +252,8 @@ async def create_image_alias(request: web.Request) -> Result:
 async def get_image_alias(request: web.Request) -> Result:
     st = state(request)
     body = _alias(project_of(request), st, request.match_info["alias"])
+    if _public_only(request) and not st.images.get(project_of(request), body["target"]).public:
+        raise NotFound(f"Image alias {request.match_info['alias']!r} not found")
     return Sync(body, etag={"description": body["description"], "target": body["target"]})
 
 
@@ -253,19 +297,24 @@ async def delete_image_alias(request: web.Request) -> Result:
 
 
 ENDPOINTS = [
-    Endpoint("/images", get=Action(list_images), post=Action(create_image)),
-    Endpoint("/images/aliases", get=Action(list_image_aliases), post=Action(create_image_alias)),
+    Endpoint("/images", get=Action(list_images, allow_untrusted=True), post=Action(create_image)),
+    Endpoint(
+        "/images/aliases",
+        get=Action(list_image_aliases, allow_untrusted=True),
+        post=Action(create_image_alias),
+    ),
     Endpoint(
         "/images/aliases/{alias:.+}",
-        get=Action(get_image_alias),
+        get=Action(get_image_alias, allow_untrusted=True),
         put=Action(put_image_alias),
         patch=Action(patch_image_alias),
         post=Action(rename_image_alias),
         delete=Action(delete_image_alias),
     ),
+    Endpoint("/images/{fingerprint}/export", get=Action(export_image, allow_untrusted=True)),
     Endpoint(
         "/images/{fingerprint}",
-        get=Action(get_image),
+        get=Action(get_image, allow_untrusted=True),
         put=Action(put_image),
         patch=Action(patch_image),
         delete=Action(delete_image),
