@@ -24,9 +24,9 @@ NEW_PROJECT_FEATURES = {
 _BLOCK_ALLOW = v.one_of("block", "allow")
 _DEVICE = v.one_of("block", "allow", "managed")
 
-# Only keys this stapesd enforces: restricted.idmap.*, restricted.networks.* and
-# restricted.containers.interception are refused as unknown (raw.idmap is a low-level key,
-# blocked in restricted projects).
+# Only keys this stapesd enforces: restricted.idmap.* (there is no raw.idmap instance key here
+# for them to restrict), restricted.networks.* and restricted.containers.interception are
+# refused as unknown keys.
 KEYS: dict[str, v.Validator] = {
     **dict.fromkeys(FEATURE_KEYS, v.is_bool),
     "restricted": v.is_bool,
