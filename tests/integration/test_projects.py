@@ -149,9 +149,11 @@ def test_limits_are_checked_before_anything_is_made(
 
 
 def test_restricted_project_refuses_what_it_blocks(
-    daemon: Daemon, busybox: str, project: str, tmp_path: Path
+    daemon: Daemon, busybox: str, project: str, tmp_path: Path, network: tuple[str, str]
 ) -> None:
-    resp = daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": {"restricted": "true"}})
+    bridge, _ = network
+    config = {"restricted": "true", "restricted.networks.access": "only-this-one"}
+    resp = daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": config})
     assert resp.status == 200
     for extra, expected in [
         ({"config": {"security.privileged": "true"}}, "privileged"),
@@ -171,6 +173,7 @@ def test_restricted_project_refuses_what_it_blocks(
             },
             "proxy",
         ),
+        ({"devices": {"n": {"type": "nic", "network": bridge}}}, "restricted.networks.access"),
     ]:
         name = unique("c")
         status, error = create(daemon, project, name, **extra)

@@ -71,6 +71,13 @@ def _check_device(project: str, limits: dict[str, str], name: str, device: dict[
     kind = device.get("type", "")
     if kind == "none":
         return
+    access = [n.strip() for n in limits.get("restricted.networks.access", "").split(",") if n]
+    if kind == "nic" and access and device.get("network") not in access:
+        raise _refuse(
+            project,
+            f"NIC {name!r} may only use the networks {', '.join(access)}",
+            "restricted.networks.access",
+        )
     key = f"restricted.devices.{kind}"
     setting = _setting(limits, key, _DEVICE_DEFAULTS.get(kind, "block"))
     if setting == "allow":
