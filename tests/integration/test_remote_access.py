@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from stapes import certs
 from stapes.api.certificate import TrustToken
 from tests.helpers import (
     STAPES,
@@ -434,3 +435,29 @@ def test_public_images_are_open_to_untrusted_clients(
             assert https_request(https, method, path, {}, client=stranger)[0].status == 403
     finally:
         daemon.request("PATCH", f"/1.0/images/{fingerprint}", {"public": False})
+
+
+def test_metrics_for_trusted_and_metrics_certificates(
+    daemon: Daemon, container: str, https: str, tmp_path: Path
+) -> None:
+    """Prometheus text with Incus's metric names; a metrics certificate reads /1.0/metrics and
+    nothing else."""
+    text = daemon.request("GET", "/1.0/metrics").body.decode()
+    assert "# TYPE incus_cpu_seconds_total counter" in text
+    labels = f'name="{container}",project="default",type="container"'
+    assert f"incus_procs_total{{{labels}}} " in text
+    rss = next(x for x in text.splitlines() if x.startswith(f"incus_memory_RSS_bytes{{{labels}}}"))
+    assert int(rss.rsplit(" ", 1)[1]) > 0
+    assert 'incus_instances{type="container",state="Running"}' in text
+    scraper = ClientCert(tmp_path, "prometheus")
+    body = {"type": "metrics", "name": "prom", "certificate": certs.bare(scraper.cert.read_text())}
+    assert daemon.request("POST", "/1.0/certificates", body).status == 200
+    resp = https_request(https, "GET", "/1.0/metrics", client=scraper)[0]
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    assert b"incus_procs_total" in resp.body
+    for path in ("/1.0/instances", f"/1.0/instances/{container}", "/1.0/certificates"):
+        assert https_request(https, "GET", path, client=scraper)[0].status == 403, path
+    assert (
+        https_request(https, "GET", "/1.0/metrics", client=ClientCert(tmp_path, "x"))[0].status
+        == 403
+    )

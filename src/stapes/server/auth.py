@@ -27,6 +27,8 @@ class Identity:
     restricted: bool = False
     projects: tuple[str, ...] = ()
     peer: Peer | None = None
+    metrics: bool = False
+    """A certificate of type metrics: /1.0/metrics only."""
 
     def may_use_project(self, project: str) -> bool:
         return self.trusted and (not self.restricted or project in self.projects)
@@ -49,7 +51,11 @@ def identify(request: web.Request) -> Identity:
     else:
         peer = st.https.peer(request)
         row = find_certificate(st.db, peer.fingerprint) if peer and peer.fingerprint else None
-        if row is None or row.type != "client":
+        if row is not None and row.type == "metrics":
+            identity = Identity(
+                "tls", False, row.fingerprint, row.restricted, tuple(row.projects), peer, True
+            )
+        elif row is None or row.type != "client":
             identity = Identity("tls", False, peer=peer)
         else:
             identity = Identity(
@@ -61,7 +67,7 @@ def identify(request: web.Request) -> Identity:
 
 # What a restricted certificate may reach: the API of the projects it is restricted to.
 _PROJECT_SCOPED = re.compile(
-    r"^/1\.0/(instances|images|profiles|operations|events)(/|$)"
+    r"^/1\.0/(instances|images|profiles|operations|events|metrics)(/|$)"
     r"|^/1\.0/storage-pools/[^/]+/volumes(/|$)"
 )
 
@@ -80,9 +86,10 @@ async def authenticate(request: web.Request) -> Identity:
     return identity
 
 
-def require_trusted(request: web.Request) -> Identity:
+def require_trusted(request: web.Request, *, metrics: bool = False) -> Identity:
+    """A trusted client (``metrics``: or a metrics certificate), kept in its projects."""
     identity = identify(request)
-    if not identity.trusted:
+    if not identity.trusted and not (metrics and identity.metrics):
         raise Forbidden(NOT_AUTHORIZED)
     if identity.restricted:
         _check_restricted(request, identity)

@@ -27,6 +27,8 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 class Action:
     handler: Handler
     allow_untrusted: bool = False
+    allow_metrics: bool = False
+    """Open to certificates of type metrics too."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse
     async def handle(request: web.Request) -> web.StreamResponse:
         identity = await authenticate(request)
         if not action.allow_untrusted:
-            require_trusted(request)
+            require_trusted(request, metrics=action.allow_metrics)
         if identity.method in ("tls", "oidc"):
             events.requestor.set(
                 {
