@@ -112,7 +112,10 @@ class Daemon:
                 if raw is not None
                 else (json.dumps(body).encode() if body is not None else None)
             )
-            conn.request(method, path, body=data, headers=headers or {})
+            sent = dict(headers or {})
+            if raw is None and body is not None:
+                sent.setdefault("Content-Type", "application/json")  # as real clients send
+            conn.request(method, path, body=data, headers=sent)
             resp = conn.getresponse()
             return Response(resp.status, dict(resp.getheaders()), resp.read())
         finally:

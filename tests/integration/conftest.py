@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import Daemon
+from tests.helpers import Daemon, free_port, new_root, remove_root
 
 NETS = "/1.0/networks"
 
@@ -26,3 +26,22 @@ def network(daemon: Daemon) -> Iterator[tuple[str, str]]:
     finally:
         daemon.request("DELETE", f"{NETS}/{name}")
         subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def second_host() -> Iterator[tuple[Daemon, str]]:
+    """Another stapesd (its own state directory), listening on another loopback port."""
+    other = Daemon(new_root())
+    other.start()
+    address = f"127.0.0.1:{free_port()}"
+    try:
+        resp = other.request("PATCH", "/1.0", {"config": {"core.https_address": address}})
+        assert resp.status == 200, resp.body
+        yield other, address
+    finally:
+        try:
+            for url in other.request("GET", "/1.0/instances").metadata:
+                other.force_delete(url.rsplit("/", 1)[-1])
+        finally:
+            other.stop()
+            remove_root(other.root)

@@ -23,8 +23,6 @@ from tests.helpers import (
     Daemon,
     free_port,
     https_request,
-    new_root,
-    remove_root,
     unique,
 )
 
@@ -306,25 +304,6 @@ def test_a_restricted_certificate_stays_in_its_projects(
         assert daemon.request("GET", f"/1.0/operations/{token_op['id']}").status == 200
     finally:
         daemon.force_delete(mine)
-
-
-@pytest.fixture
-def second_host() -> Iterator[tuple[Daemon, str]]:
-    """Another stapesd (its own state directory), listening on another loopback port."""
-    other = Daemon(new_root())
-    other.start()
-    address = f"127.0.0.1:{free_port()}"
-    try:
-        resp = other.request("PATCH", "/1.0", {"config": {"core.https_address": address}})
-        assert resp.status == 200, resp.body
-        yield other, address
-    finally:
-        try:
-            for url in other.request("GET", "/1.0/instances").metadata:
-                other.force_delete(url.rsplit("/", 1)[-1])
-        finally:
-            other.stop()
-            remove_root(other.root)
 
 
 @pytest.mark.liblxc

@@ -29,3 +29,27 @@ class ImageAliasPut(WireModel):
 
 class ImageAliasPost(WireModel):
     name: str
+
+
+class ImageSource(WireModel):
+    """POST /1.0/images with a JSON body: an image to pull from a server."""
+
+    type: str = "image"
+    mode: str = "pull"
+    server: str = ""
+    protocol: str = ""
+    alias: str = ""
+    fingerprint: str = ""
+    certificate: str = ""
+
+
+class ImageAliasEntry(WireModel):
+    name: str
+    description: str = ""
+
+
+class ImagesPost(WireModel):
+    source: ImageSource = Field(default_factory=ImageSource)
+    aliases: list[ImageAliasEntry] = Field(default_factory=list)
+    public: bool = False
+    auto_update: bool = False

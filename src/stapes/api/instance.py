@@ -18,6 +18,8 @@ class InstanceSource(WireModel):
     properties: dict[str, str] = Field(default_factory=dict)
     server: str = ""
     protocol: str = ""
+    certificate: str = ""
+    """The image server's certificate (PEM), pinned when given."""
     allow_inconsistent: bool = False
     source: str = ""
     """For type copy: the instance (``c1``) or snapshot (``c1/snap0``) to copy."""

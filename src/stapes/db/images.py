@@ -123,11 +123,12 @@ def insert_image(db: Database, row: ImageRow) -> int:
 
 def update_image(db: Database, row: ImageRow) -> None:
     db.execute(
-        "UPDATE images SET public = ?, auto_update = ?, properties = ?, profiles = ?, "
+        "UPDATE images SET public = ?, auto_update = ?, cached = ?, properties = ?, profiles = ?, "
         "last_used_at = ?, expires_at = ? WHERE id = ?",
         (
             int(row.public),
             int(row.auto_update),
+            int(row.cached),
             json.dumps(row.properties),
             json.dumps(row.profiles),
             row.last_used_at,

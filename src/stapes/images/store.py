@@ -176,6 +176,27 @@ class ImageStore:
         rootfs = meta.with_name(f"{row.fingerprint}.rootfs")
         return meta, (rootfs if row.split else None)
 
+    def check_alias_free(self, project: str, name: str) -> None:
+        self._check_alias_free(project, name)
+
+    def finish_pull(
+        self, row: q.ImageRow, aliases: list[tuple[str, str]], public: bool, auto_update: bool
+    ) -> None:
+        """An image copied from a server on request: the user's own (not cached), with the
+        aliases, public flag and auto-update asked for."""
+        row.cached, row.public, row.auto_update = False, public, auto_update
+        with self.db.transaction():
+            q.update_image(self.db, row)
+            for name, description in aliases:
+                self._check_alias_free(row.project, name)
+                q.insert_alias(self.db, row.project, name, row.id, description)
+
+    def mark_cached(self, row: q.ImageRow) -> None:
+        """An image pulled from a server for an instance: cached, not the user's own."""
+        row.cached = True
+        with self.db.transaction():
+            q.update_image(self.db, row)
+
     def mark_used(self, row: q.ImageRow) -> None:
         row.last_used_at = timestamp(now())
         with self.db.transaction():

@@ -23,6 +23,7 @@ from stapes.db.connection import Database
 from stapes.db.projects import expand_profiles, get_profile, get_project
 from stapes.host.idmap import IdMap, current_map
 from stapes.host.paths import Paths
+from stapes.images import remote_fetch
 from stapes.images.store import ImageStore
 from stapes.instance import cloudinit, copy, create, idmaps, names, templates
 from stapes.instance import types as instance_types
@@ -325,7 +326,9 @@ class InstanceService:
             raise Conflict(f"Instance {name!r} already exists")
         self.check_project(project, name, instance_type, profiles, req.config, req.devices)
         image = (
-            self.images.resolve(project, req.source.alias, req.source.fingerprint)
+            await remote_fetch.source_image(
+                self.images, project, req.source, req.architecture or _host_arch()
+            )
             if req.source.type == "image"
             else None
         )

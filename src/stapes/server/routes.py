@@ -31,6 +31,7 @@ from stapes.server.handlers import (
     storage_pools,
     storage_volume_backups,
     storage_volumes,
+    streams,
     warnings,
 )
 
@@ -68,7 +69,7 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
 
 API.append(Endpoint("/openapi.json", get=Action(openapi_json)))
 
-UNVERSIONED: list[Endpoint] = [server.ROOT, *recover.ENDPOINTS]
+UNVERSIONED: list[Endpoint] = [server.ROOT, *recover.ENDPOINTS, *streams.ENDPOINTS]
 """Outside /1.0: the root, and Incus's /internal endpoints that its own CLI calls."""
 
 

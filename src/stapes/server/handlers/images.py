@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import urllib.parse
 from typing import Any
 
@@ -9,8 +10,16 @@ import aiohttp
 from aiohttp import BodyPartReader, web
 
 from stapes.api.errors import BadRequest, NotFound
-from stapes.api.image import ImageAliasesPost, ImageAliasPost, ImageAliasPut, ImagePut
+from stapes.api.image import (
+    ImageAliasesPost,
+    ImageAliasPost,
+    ImageAliasPut,
+    ImagePut,
+    ImagesPost,
+)
 from stapes.db.images import ImageRow, get_alias, list_aliases
+from stapes.images import remote_fetch
+from stapes.images.remote_fetch import RemoteImage
 from stapes.images.store import Upload
 from stapes.server import filter as api_filter
 from stapes.server.auth import identify
@@ -80,12 +89,7 @@ async def create_image(request: web.Request) -> Result:
     st = state(request)
     project = project_of(request)
     if request.content_type == "application/json":
-        body = await json_body(request)
-        kind = (body or {}).get("source", {}).get("type", "") if isinstance(body, dict) else ""
-        raise BadRequest(
-            f"Creating images from a {kind or 'JSON'} source is not supported yet: "
-            "upload an image file"
-        )
+        return await _pull_image(request, await body_as(request, ImagesPost))
     split = request.content_type.startswith("multipart/")
     upload = st.images.new_upload(split)
     try:
@@ -139,6 +143,49 @@ async def create_image(request: web.Request) -> Result:
             description="Downloading image",
             project=project,
             resources={"images": [f"/1.0/images/{fingerprint}"]},
+        )
+    )
+
+
+async def _pull_image(request: web.Request, req: ImagesPost) -> Result:
+    """Copy an image from a server (simplestreams or Incus) into the store, in an operation
+    whose metadata reports the download's progress."""
+    st = state(request)
+    project = project_of(request)
+    source = req.source
+    if source.type != "image" or not source.server:
+        raise BadRequest(
+            f"Creating images from a {source.type or 'JSON'} source is not supported yet: "
+            "upload an image file, or pull one (source type image with a server)"
+        )
+    remote = RemoteImage(
+        source.server,
+        source.protocol or "simplestreams",
+        source.alias,
+        source.fingerprint,
+        source.certificate,
+    )
+    remote_fetch.check_source(remote)
+    for alias in req.aliases:
+        st.images.check_alias_free(project, alias.name)
+
+    async def act(op: Any) -> None:
+        def progress(percent: int, speed: float, label: str) -> None:
+            op.progress("download", percent, speed, label)
+
+        row = await remote_fetch.fetch(
+            st.images, project, remote, platform.machine(), cached=False, progress=progress
+        )
+        st.images.finish_pull(row, [(a.name, a.description) for a in req.aliases], req.public,
+                              req.auto_update)  # fmt: skip
+        op.update_metadata({"fingerprint": row.fingerprint, "size": row.size})
+
+    return Async(
+        st.operations.start(
+            act,
+            description="Downloading image",
+            project=project,
+            resources={"images": []},
         )
     )
 

@@ -1,0 +1,97 @@
+"""Images between hosts: a second stapesd serves its public images as a simplestreams tree and
+over its Incus API; this host pulls one (image copy, with aliases) and launches from one (a
+cached image), the server's self-signed certificate pinned. Bad sources are clear errors and
+leave no image behind."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon, free_port, https_request, unique
+
+pytestmark = [pytest.mark.root]
+
+
+def serve_busybox(far: Daemon) -> str:
+    """Build the busybox image on the server, public; its fingerprint."""
+    far.cli("image", "build", "busybox", "--alias", "bb")
+    fingerprint: str = far.request("GET", "/1.0/images/aliases/bb").metadata["target"]
+    assert far.request("PATCH", f"/1.0/images/{fingerprint}", {"public": True}).status == 200
+    return fingerprint
+
+
+def local_images(daemon: Daemon) -> set[str]:
+    return {u.rsplit("/", 1)[-1] for u in daemon.request("GET", "/1.0/images").metadata}
+
+
+def test_simplestreams_tree_and_pull(
+    daemon: Daemon, second_host: tuple[Daemon, str], tmp_path: Path
+) -> None:
+    far, address = second_host
+    fingerprint = serve_busybox(far)
+    server_pem = far.request("GET", "/1.0").metadata["environment"]["certificate"]
+
+    # the tree, readable without a client certificate
+    index = https_request(address, "GET", "/streams/v1/index.json")[0].json()
+    assert index["format"] == "index:1.0"
+    tree = https_request(address, "GET", "/streams/v1/images.json")[0].json()
+    (product,) = tree["products"].values()
+    assert "bb" in product["aliases"].split(",") and product["arch"] == "amd64"
+    (version,) = product["versions"].values()
+    item = version["items"]["incus_combined.tar.gz"]
+    assert item["sha256"] == fingerprint
+    body = https_request(address, "GET", "/" + item["path"])[0].body
+    assert hashlib.sha256(body).hexdigest() == fingerprint and len(body) == item["size"]
+
+    # image copy from the simplestreams server, with an alias, into this host
+    alias = unique("copied")
+    if fingerprint in local_images(daemon):
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+    source = {"type": "image", "mode": "pull", "server": f"https://{address}",
+              "protocol": "simplestreams", "alias": "bb", "certificate": server_pem}  # fmt: skip
+    pull = {"source": source, "aliases": [{"name": alias}]}
+    done = daemon.ok(daemon.request("POST", "/1.0/images", pull))
+    assert done["metadata"]["fingerprint"] == fingerprint
+    image = daemon.request("GET", f"/1.0/images/{fingerprint}").metadata
+    assert image["cached"] is False and [a["name"] for a in image["aliases"]] == [alias]
+    daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+    # launch from the server over its Incus API: pulled as a cached image
+    name = unique("far")
+    instance_source = {**source, "protocol": "incus", "alias": "bb"}
+    body2 = {"name": name, "source": instance_source, "start": True}
+    try:
+        daemon.ok(daemon.request("POST", "/1.0/instances", body2))
+        out = daemon.cli("exec", name, "--", "cat", "/etc/hostname").stdout
+        assert out.strip() == name
+        assert daemon.request("GET", f"/1.0/images/{fingerprint}").metadata["cached"] is True
+    finally:
+        daemon.force_delete(name)
+        daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+
+def test_bad_image_sources_leave_nothing(
+    daemon: Daemon, second_host: tuple[Daemon, str], tmp_path: Path
+) -> None:
+    far, address = second_host
+    serve_busybox(far)
+    own_pem = daemon.request("GET", "/1.0").metadata["environment"]["certificate"]
+    server_pem = far.request("GET", "/1.0").metadata["environment"]["certificate"]
+    before = local_images(daemon)
+    base = {"type": "image", "protocol": "simplestreams", "alias": "bb", "certificate": server_pem}
+    for source, status, expected in [
+        ({**base, "server": address}, 400, "scheme"),
+        ({**base, "server": f"https://{address}", "protocol": "ftp"}, 400, "protocol"),
+        ({**base, "server": f"https://{address}", "alias": "nosuch"}, 404, "nosuch"),
+        ({**base, "server": f"https://{address}", "certificate": own_pem}, 400, "not the one"),
+        ({**base, "server": f"https://127.0.0.1:{free_port()}"}, 400, "Could not get"),
+    ]:
+        resp = daemon.request("POST", "/1.0/images", {"source": source})
+        if resp.status == 202:
+            resp = daemon.wait(resp)
+        assert resp.status == status and expected in resp.json()["error"], (source, resp.body)
+    assert local_images(daemon) == before
+    assert not list((daemon.root / "images").glob("upload-*"))
