@@ -95,3 +95,55 @@ def test_bad_image_sources_leave_nothing(
         assert resp.status == status and expected in resp.json()["error"], (source, resp.body)
     assert local_images(daemon) == before
     assert not list((daemon.root / "images").glob("upload-*"))
+
+
+@pytest.mark.liblxc
+def test_cli_image_servers_and_launch_from_a_remote(
+    daemon: Daemon, second_host: tuple[Daemon, str], tmp_path: Path
+) -> None:
+    """stapes remote add --protocol simplestreams, image copy from it; and launch REMOTE:IMAGE
+    onto this host from a remote whose image is private (an image secret lets this host's
+    daemon fetch it)."""
+    import subprocess
+
+    from tests.helpers import STAPES
+
+    far, address = second_host
+    far.cli("image", "build", "busybox", "--alias", "bb")
+    fingerprint = far.request("GET", "/1.0/images/aliases/bb").metadata["target"]
+    env = {**daemon.env, "STAPES_CONF": str(tmp_path / "conf")}
+
+    def stapes(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([STAPES, *args], env=env, capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert not check or proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    if fingerprint in local_images(daemon):
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+    # private on the server: launched onto this host through an image secret
+    token = far.cli("config", "trust", "add", "host-a").stdout.strip().splitlines()[-1]
+    stapes("remote", "add", "far", token)
+    name = unique("pulled")
+    try:
+        stapes("launch", "far:bb", name)
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+        assert far.request("GET", f"/1.0/instances/{name}").status == 404
+        assert daemon.request("GET", f"/1.0/images/{fingerprint}").metadata["cached"] is True
+    finally:
+        daemon.force_delete(name)
+        daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+    # a simplestreams image server: pinned certificate, image copy with an alias
+    assert far.request("PATCH", f"/1.0/images/{fingerprint}", {"public": True}).status == 200
+    url = f"https://{address}"
+    proc = stapes("remote", "add", "st", url, "--protocol", "simplestreams", check=False)
+    assert proc.returncode == 1 and "--accept-certificate" in proc.stderr
+    stapes("remote", "add", "st", url, "--protocol", "simplestreams", "--accept-certificate")
+    alias = unique("st")
+    stapes("image", "copy", "st:bb", "local:", "--alias", alias)
+    got = daemon.request("GET", f"/1.0/images/aliases/{alias}").metadata
+    assert got["target"] == fingerprint
+    proc = stapes("list", "st:", check=False)
+    assert proc.returncode == 1 and "image server" in proc.stderr
+    daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))

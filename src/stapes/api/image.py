@@ -41,6 +41,7 @@ class ImageSource(WireModel):
     alias: str = ""
     fingerprint: str = ""
     certificate: str = ""
+    secret: str = ""
 
 
 class ImageAliasEntry(WireModel):

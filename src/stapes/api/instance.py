@@ -20,6 +20,8 @@ class InstanceSource(WireModel):
     protocol: str = ""
     certificate: str = ""
     """The image server's certificate (PEM), pinned when given."""
+    secret: str = ""
+    """An image secret from the server (a private image of an Incus-protocol server)."""
     allow_inconsistent: bool = False
     source: str = ""
     """For type copy: the instance (``c1``) or snapshot (``c1/snap0``) to copy."""

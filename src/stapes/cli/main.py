@@ -83,6 +83,8 @@ def pick_remote(args: list[str]) -> tuple[str | None, list[str]]:
     dropped); (the remote, the arguments left). All of them must name the same remote."""
     if not args or args[0] == "remote" or not any(":" in a for a in args):
         return None, args
+    if args[0] in ("launch", "init") or args[:2] == ["image", "copy"]:
+        return None, args  # an image and a target: the command resolves each (split_remote)
     from stapes.client.remotes import Remotes
 
     names = set(Remotes().names())
@@ -102,6 +104,25 @@ def pick_remote(args: list[str]) -> tuple[str | None, list[str]]:
         if match.group(2):
             left.append(match.group(2))
     return chosen, left
+
+
+def split_remote(arg: str) -> tuple[str | None, str]:
+    """``REMOTE:REST`` -> (REMOTE, REST) when REMOTE is a known remote; else (None, arg)."""
+    match = _REMOTE_ARG.match(arg)
+    if match is None:
+        return None, arg
+    from stapes.client.remotes import Remotes
+
+    if match.group(1) not in Remotes().names():
+        return None, arg
+    return match.group(1), match.group(2)
+
+
+def use_remote(name: str | None) -> None:
+    """Talk to remote ``name`` (None: the default) from now on (commands that resolve their
+    own arguments: launch, init, image copy)."""
+    global _remote
+    _remote = name
 
 
 def connect() -> InstanceServer:

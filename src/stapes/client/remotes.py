@@ -13,7 +13,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 
@@ -132,8 +132,71 @@ class Remotes:
     def server_certificate(self, name: str) -> Path:
         return self.directory / "servercerts" / f"{name}.crt"
 
+    def image_source(self, name: str) -> dict[str, str]:
+        """What a daemon needs to pull images from remote ``name`` (the source of an instance
+        or of an image copy): its URL, protocol and pinned certificate."""
+        remote = self.get(name)
+        if remote.addr.startswith("unix://"):
+            raise RemoteError(f"Remote {name!r} is this host's daemon: no server to pull from", 400)
+        pinned = self.server_certificate(name)
+        return {
+            "server": remote.addr,
+            "protocol": remote.protocol,
+            "certificate": pinned.read_text() if pinned.exists() else "",
+        }
+
+    def private_image(self, name: str, image: str) -> dict[str, str]:
+        """For an image on an Incus-protocol remote this client is trusted by: its fingerprint
+        and a secret the pulling daemon presents (it is not trusted by that remote itself)."""
+        with Connection(self.target(name)) as conn:
+            try:
+                fingerprint = conn.request("GET", f"/1.0/images/aliases/{quote(image, safe='')}")[
+                    "target"
+                ]
+            except RemoteError:
+                fingerprint = conn.request("GET", f"/1.0/images/{quote(image, safe='')}")[
+                    "fingerprint"
+                ]
+            op = conn.request("POST", f"/1.0/images/{fingerprint}/secret", json_body={})
+        return {"fingerprint": fingerprint, "secret": op["metadata"]["secret"]}
+
+    def add_image_server(self, name: str, url: str, protocol: str, *, accept: bool) -> str:
+        """A read-only image server (simplestreams, or a public Incus one): nothing to enrol.
+        Its certificate is pinned when accepted, else it must pass the system's CAs."""
+        if not _NAME.match(name) or name == LOCAL:
+            raise RemoteError(f"Invalid remote name {name!r}", 400)
+        if name in self.remotes:
+            raise RemoteError(f"Remote {name} exists as <{self.remotes[name].addr}>", 409)
+        if "://" not in url:
+            raise RemoteError(f"Invalid remote address {url!r}: give the scheme (https://)", 400)
+        host, port = parse_url(url)
+        pem = fetch_certificate(host, port)
+        fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+        if accept:
+            pinned = self.server_certificate(name)
+            pinned.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            pinned.write_text(pem)
+        else:
+            try:
+                with socket.create_connection((host, port), timeout=15) as raw:
+                    ssl.create_default_context().wrap_socket(raw, server_hostname=host).close()
+            except (OSError, ssl.SSLError) as exc:
+                raise RemoteError(
+                    f"The certificate of {host}:{port} (fingerprint {fingerprint}) is not trusted "
+                    f"by this system ({exc}): add --accept-certificate to pin it",
+                    403,
+                ) from None
+        self.remotes[name] = Remote(name, url.rstrip("/"), protocol, public=True)
+        self.save()
+        return fingerprint
+
     def target(self, name: str) -> Target:
         remote = self.get(name)
+        if remote.public:
+            raise RemoteError(
+                f"Remote {name!r} is an image server ({remote.protocol}): it only serves images",
+                400,
+            )
         if remote.addr.startswith("unix://"):
             path = remote.addr.removeprefix("unix://")
             return UnixTarget(path or str(default_socket()))

@@ -38,6 +38,8 @@ class RemoteImage:
     fingerprint: str = ""
     certificate: str = ""
     """The server's certificate (PEM): pinned by fingerprint when given."""
+    secret: str = ""
+    """An image secret the server gave the client (private images of an Incus server)."""
 
 
 @dataclass
@@ -142,8 +144,9 @@ async def _find_incus(session: aiohttp.ClientSession, source: RemoteImage) -> Fo
         path = f"1.0/images/aliases/{quote(source.alias, safe='')}"
         alias = await _json(session, urljoin(base, path))
         fingerprint = alias["metadata"]["target"]
-    info = (await _json(session, urljoin(base, f"1.0/images/{fingerprint}")))["metadata"]
-    export = urljoin(base, f"1.0/images/{info['fingerprint']}/export")
+    query = f"?secret={quote(source.secret, safe='')}" if source.secret else ""
+    info = (await _json(session, urljoin(base, f"1.0/images/{fingerprint}{query}")))["metadata"]
+    export = urljoin(base, f"1.0/images/{info['fingerprint']}/export{query}")
     return Found(info["fingerprint"], [(export, "")], [a["name"] for a in info.get("aliases", [])])
 
 
@@ -283,5 +286,6 @@ async def source_image(
         source.alias,
         source.fingerprint,
         source.certificate,
+        source.secret,
     )
     return await fetch(store, project, remote, arch, cached=True)

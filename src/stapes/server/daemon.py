@@ -19,6 +19,7 @@ from stapes.db.server_config import get_config
 from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
+from stapes.images.secrets import ImageSecrets
 from stapes.images.store import ImageStore
 from stapes.instance import hotplug_events
 from stapes.instance.backup_file import BackupFileKeeper
@@ -115,6 +116,7 @@ def build_state(paths: Paths) -> State:
         projects=Projects(db, events),
         locks=locks,
         images=images,
+        image_secrets=ImageSecrets(),
         pools=pools,
         instances=instances,
         profiles=profiles,

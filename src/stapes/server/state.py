@@ -18,6 +18,7 @@ from stapes.server.oidc import OidcVerifier
 from stapes.server.operations import Operations
 
 if TYPE_CHECKING:
+    from stapes.images.secrets import ImageSecrets
     from stapes.images.store import ImageStore
     from stapes.instance.backups import InstanceBackups
     from stapes.instance.files import InstanceFiles
@@ -50,6 +51,7 @@ class State:
     projects: Projects
     locks: InstanceLocks
     images: ImageStore
+    image_secrets: ImageSecrets
     pools: Pools
     instances: InstanceService
     profiles: ProfileService

@@ -11,9 +11,10 @@ from typing import Any
 import click
 
 from stapes.api.errors import BadRequest, RemoteError
-from stapes.cli.main import run
+from stapes.cli.main import run, split_remote, use_remote
 from stapes.cli.output import format_option, human_size, print_object, print_rows
 from stapes.client.instance_server import InstanceServer
+from stapes.client.operation import RemoteOperation
 from stapes.images import builder
 
 COLUMNS = [
@@ -180,6 +181,47 @@ def alias_list(fmt: str) -> None:
         aliases = server.aliases()
         rows = [[a["name"], a["target"][:12], a["type"].upper(), a["description"]] for a in aliases]
         print_rows(["ALIAS", "FINGERPRINT", "TYPE", "DESCRIPTION"], rows, aliases, fmt)
+
+    run(go)
+
+
+@image.command(name="copy")
+@click.argument("source")
+@click.argument("target", required=False, default="")
+@click.option("--alias", "aliases", multiple=True, help="Alias of the copy (repeatable)")
+@click.option("--public", is_flag=True, help="Make the copy public")
+@click.option("--auto-update", is_flag=True, help="Keep the copy updated from the source")
+def copy_image(
+    source: str, target: str, aliases: tuple[str, ...], public: bool, auto_update: bool
+) -> None:
+    """Copy REMOTE:IMAGE (alias or fingerprint) into [TARGET:] (default: the default remote);
+    the target daemon downloads it from the source server."""
+    from stapes.client.remotes import Remotes
+
+    remote, name = split_remote(source)
+    if remote is None:
+        raise click.UsageError("Name the source as REMOTE:IMAGE (an image server or a remote)")
+    target_remote = split_remote(target)[0] if target else None
+    use_remote(target_remote)
+
+    def go(server: InstanceServer) -> None:
+        remotes = Remotes()
+        pulled: dict[str, Any] = {"type": "image", "mode": "pull", **remotes.image_source(remote)}
+        if remotes.get(remote).public:
+            pulled["alias"] = name
+        else:
+            pulled.update(remotes.private_image(remote, name))
+        body = {
+            "source": pulled,
+            "aliases": [{"name": a} for a in aliases],
+            "public": public,
+            "auto_update": auto_update,
+        }
+        op = RemoteOperation(
+            server.conn, server.conn.request("POST", "/1.0/images", json_body=body)
+        )
+        done = op.wait()
+        click.echo(f"Image copied with fingerprint {done['metadata']['fingerprint']}")
 
     run(go)
 

@@ -8,7 +8,7 @@ import click
 
 from stapes.api.errors import RemoteError
 from stapes.cli.commands import snapshot
-from stapes.cli.main import parse_key_values, run
+from stapes.cli.main import parse_key_values, run, split_remote, use_remote
 from stapes.cli.output import human_size, print_rows
 from stapes.client.instance_server import InstanceServer
 
@@ -60,24 +60,54 @@ def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> Non
         devices["root"] = {"type": "disk", "path": "/", "pool": options["storage"]}
     if devices:
         body["devices"] = devices
-    image = options["image"]
-    source: dict[str, Any] = {"type": "image"}
-    try:
-        server.alias(image)
-        source["alias"] = image
-    except RemoteError:
-        source["fingerprint"] = image
-    body["source"] = source
+    body["source"] = _image_source(server, options["image"])
     op = server.create_instance(body)
     created = op.metadata["resources"]["instances"][0].rsplit("/", 1)[-1].split("?")[0]
     click.echo(f"{'Launching' if start else 'Creating'} {created}")
     op.wait()
 
 
+def _image_source(server: InstanceServer, image: str) -> dict[str, Any]:
+    """The source of an image argument: ``[REMOTE:]ALIAS-OR-FINGERPRINT``. An image on another
+    remote than the target is pulled by the target daemon from that server."""
+    remote, name = split_remote(image)
+    source: dict[str, Any] = {"type": "image"}
+    if remote is not None and remote != _target_remote():
+        from stapes.client.remotes import Remotes
+
+        remotes = Remotes()
+        source.update(remotes.image_source(remote))
+        if remotes.get(remote).public:
+            source["alias"] = name  # an image server resolves aliases and fingerprints alike
+        else:
+            source.update(remotes.private_image(remote, name))
+        return source
+    try:
+        server.alias(name)
+        source["alias"] = name
+    except RemoteError:
+        source["fingerprint"] = name
+    return source
+
+
+def _target_remote() -> str:
+    from stapes.cli import main as cli_main
+    from stapes.client.remotes import Remotes
+
+    return cli_main._remote or Remotes().default
+
+
+def _pick_target(options: dict[str, Any]) -> None:
+    """The instance name's remote is where the instance is made (else the default one)."""
+    remote, options["name"] = split_remote(options["name"])
+    use_remote(remote)
+
+
 @click.command()
 @_create_options
 def launch(**options: Any) -> None:
-    """Create and start an instance from an image (an alias or a fingerprint)."""
+    """Create and start an instance from an image ([REMOTE:]ALIAS or fingerprint)."""
+    _pick_target(options)
     run(lambda s: _create(s, options, start=True))
 
 
@@ -85,6 +115,7 @@ def launch(**options: Any) -> None:
 @_create_options
 def init(**options: Any) -> None:
     """Create an instance from an image without starting it."""
+    _pick_target(options)
     run(lambda s: _create(s, options, start=False))
 
 

@@ -34,8 +34,24 @@ def remote() -> None:
 @click.argument("address", required=False, default="")
 @click.option("--token", default="", help="A trust token from the server (config trust add)")
 @click.option("--accept-certificate", is_flag=True, help="Accept the server's certificate")
-def add(name: str, address: str, token: str, accept_certificate: bool) -> None:
-    """Add a remote: NAME TOKEN, or NAME https://HOST[:PORT] [--token TOKEN]."""
+@click.option(
+    "--protocol",
+    type=click.Choice(["incus", "simplestreams"]),
+    default="incus",
+    help="incus (a stapesd or Incus server) or simplestreams (an image server)",
+)
+@click.option("--public", is_flag=True, help="A public image server: no authentication")
+def add(
+    name: str, address: str, token: str, accept_certificate: bool, protocol: str, public: bool
+) -> None:
+    """Add a remote: NAME TOKEN, NAME https://HOST[:PORT] [--token TOKEN], or an image server
+    NAME https://... --protocol simplestreams (or --public)."""
+    if protocol == "simplestreams" or public:
+        fingerprint = _do(
+            lambda r: r.add_image_server(name, address, protocol, accept=accept_certificate)
+        )
+        click.echo(f"Image server {name} added (certificate fingerprint {fingerprint})")
+        return
     if address and not token and "://" not in address:
         try:
             TrustToken.decode(address)

@@ -47,11 +47,22 @@ def _public_only(request: web.Request) -> bool:
 
 
 def _image(request: web.Request) -> ImageRow:
+    """The image the URL names: any for trusted clients; for others a public one, or the one
+    an image secret was made for (``?secret=``, as a daemon pulling it presents)."""
     st = state(request)
     row = st.images.get(project_of(request), request.match_info["fingerprint"])
-    if _public_only(request) and not row.public:
+    secret = request.query.get("secret", "")
+    if _public_only(request) and not row.public and not st.image_secrets.allows(row, secret):
         raise NotFound(f"Image {request.match_info['fingerprint']!r} not found")
     return row
+
+
+async def image_secret(request: web.Request) -> Result:
+    """POST /1.0/images/{fingerprint}/secret: a secret another daemon may fetch this (private)
+    image with; an operation that ends when the secret is used or cancelled."""
+    st = state(request)
+    row = st.images.get(project_of(request), request.match_info["fingerprint"])
+    return Async(st.image_secrets.new(row, st.operations))
 
 
 async def list_images(request: web.Request) -> Result:
@@ -164,6 +175,7 @@ async def _pull_image(request: web.Request, req: ImagesPost) -> Result:
         source.alias,
         source.fingerprint,
         source.certificate,
+        source.secret,
     )
     remote_fetch.check_source(remote)
     for alias in req.aliases:
@@ -199,6 +211,7 @@ async def export_image(request: web.Request) -> web.StreamResponse:
     """The image's files as uploaded: the unified tarball, or for a split image a multipart
     body with its metadata and rootfs parts (what incus image export writes to two files)."""
     row = _image(request)
+    state(request).image_secrets.use(request.query.get("secret", ""))
     meta, rootfs = state(request).images.files(row)
     name = row.filename or f"{row.fingerprint}.tar"
     if rootfs is None:
@@ -359,6 +372,7 @@ ENDPOINTS = [
         delete=Action(delete_image_alias),
     ),
     Endpoint("/images/{fingerprint}/export", get=Action(export_image, allow_untrusted=True)),
+    Endpoint("/images/{fingerprint}/secret", post=Action(image_secret)),
     Endpoint(
         "/images/{fingerprint}",
         get=Action(get_image, allow_untrusted=True),
