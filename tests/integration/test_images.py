@@ -137,3 +137,60 @@ def test_upload_without_metadata_is_refused(daemon: Daemon, tmp_path: Path) -> N
     resp = daemon.request("POST", "/1.0/images", raw=junk.read_bytes())
     assert resp.status == 400 and "metadata.yaml" in resp.json()["error"]
     assert not list((daemon.root / "images").glob("upload-*"))
+
+
+def test_publish_an_instance_and_a_snapshot(daemon: Daemon, busybox: str) -> None:
+    """A stopped instance and a snapshot become images that launch with what was in them;
+    owners inside are the container's own ids (not the host's shifted ones); a running
+    instance, a bad name or compression are refused and leave no image."""
+    source = daemon.launch(busybox)
+    published: list[str] = []
+    try:
+        daemon.cli(
+            "exec", source, "--", "sh", "-c", "echo first > /root/mark; chown 1000:1000 /root/mark"
+        )
+        resp = daemon.request(
+            "POST", "/1.0/images", {"source": {"type": "instance", "name": source}}
+        )
+        assert daemon.wait(resp).status == 400  # running
+        daemon.ok(daemon.request("POST", f"/1.0/instances/{source}/snapshots", {"name": "s0"}))
+        daemon.cli("exec", source, "--", "sh", "-c", "echo second > /root/mark")
+        daemon.force_stop(source)
+        alias = unique("pub")
+        out = daemon.cli(
+            "publish", source, "--alias", alias, "--compression", "xz", "os=demo"
+        ).stdout
+        fingerprint = out.strip().rsplit(" ", 1)[-1]
+        published.append(fingerprint)
+        image = daemon.request("GET", f"/1.0/images/{fingerprint}").metadata
+        assert image["properties"]["os"] == "demo" and image["aliases"][0]["name"] == alias
+        body = {"source": {"type": "snapshot", "name": f"{source}/s0"}}
+        snap = daemon.ok(daemon.request("POST", "/1.0/images", body))["metadata"]["fingerprint"]
+        published.append(snap)
+        for image_ref, expected in ((alias, "second"), (snap, "first")):
+            key = "alias" if image_ref == alias else "fingerprint"
+            name = unique("from")
+            body = {"name": name, "source": {"type": "image", key: image_ref}, "start": True}
+            daemon.ok(daemon.request("POST", "/1.0/instances", body))
+            try:
+                got = daemon.cli("exec", name, "--", "cat", "/root/mark").stdout.strip()
+                owner = daemon.cli("exec", name, "--", "stat", "-c", "%u:%g", "/root/mark").stdout
+                assert got == expected and owner.strip() == "1000:1000"
+            finally:
+                daemon.force_delete(name)
+        before = daemon.request("GET", "/1.0/images").metadata
+        for body, error in [
+            ({"source": {"type": "instance", "name": "nosuch"}}, "not found"),
+            ({"source": {"type": "snapshot", "name": source}}, "snapshot"),
+            (
+                {"source": {"type": "instance", "name": source}, "compression_algorithm": "rar"},
+                "compression",
+            ),
+        ]:
+            resp = daemon.request("POST", "/1.0/images", body)
+            assert resp.status in (400, 404) and error in resp.json()["error"], body
+        assert daemon.request("GET", "/1.0/images").metadata == before
+    finally:
+        daemon.force_delete(source)
+        for fingerprint in published:
+            daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))

@@ -32,9 +32,11 @@ class ImageAliasPost(WireModel):
 
 
 class ImageSource(WireModel):
-    """POST /1.0/images with a JSON body: an image to pull from a server."""
+    """POST /1.0/images with a JSON body: an image to pull from a server (type image), or an
+    instance or snapshot to publish (``name``: ``c1`` or ``c1/snap0``)."""
 
     type: str = "image"
+    name: str = ""
     mode: str = "pull"
     server: str = ""
     protocol: str = ""
@@ -54,3 +56,5 @@ class ImagesPost(WireModel):
     aliases: list[ImageAliasEntry] = Field(default_factory=list)
     public: bool = False
     auto_update: bool = False
+    compression_algorithm: str = ""
+    properties: dict[str, str] = Field(default_factory=dict)

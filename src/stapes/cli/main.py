@@ -31,6 +31,7 @@ COMMAND_MODULES = {
     "list": "listing",
     "exec": "exec",
     "image": "image",
+    "publish": "image",
     "operation": "operation",
     "monitor": "monitor",
     "profile": "profile",

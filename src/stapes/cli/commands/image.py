@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from stapes.api.errors import BadRequest, RemoteError
-from stapes.cli.main import run, split_remote, use_remote
+from stapes.cli.main import parse_key_values, run, split_remote, use_remote
 from stapes.cli.output import format_option, human_size, print_object, print_rows
 from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
@@ -226,4 +226,32 @@ def copy_image(
     run(go)
 
 
-COMMANDS = [image]
+@click.command()
+@click.argument("source")
+@click.argument("properties", nargs=-1)
+@click.option("--alias", "aliases", multiple=True, help="Alias of the new image (repeatable)")
+@click.option("--public", is_flag=True, help="Make the image public")
+@click.option("--compression", default="", help="gzip (default), xz, zstd, bzip2, lz4 or none")
+def publish(
+    source: str, properties: tuple[str, ...], aliases: tuple[str, ...], public: bool,
+    compression: str,
+) -> None:  # fmt: skip
+    """Make an image of INSTANCE (stopped) or INSTANCE/SNAPSHOT [KEY=VALUE properties...]."""
+    props = parse_key_values(properties, "KEY=VALUE")
+    body = {
+        "source": {"type": "snapshot" if "/" in source else "instance", "name": source},
+        "aliases": [{"name": a} for a in aliases],
+        "public": public,
+        "compression_algorithm": compression,
+        "properties": props,
+    }
+
+    def go(server: InstanceServer) -> None:
+        started = server.conn.request("POST", "/1.0/images", json_body=body)
+        done = RemoteOperation(server.conn, started).wait()
+        click.echo(f"Instance published with fingerprint: {done['metadata']['fingerprint']}")
+
+    run(go)
+
+
+COMMANDS = [image, publish]

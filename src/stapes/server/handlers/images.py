@@ -18,9 +18,11 @@ from stapes.api.image import (
     ImagesPost,
 )
 from stapes.db.images import ImageRow, get_alias, list_aliases
+from stapes.db.snapshots import get_snapshot
 from stapes.images import remote_fetch
 from stapes.images.remote_fetch import RemoteImage
 from stapes.images.store import Upload
+from stapes.instance.publish import publish
 from stapes.server import filter as api_filter
 from stapes.server.auth import identify
 from stapes.server.endpoint import (
@@ -37,6 +39,7 @@ from stapes.server.endpoint import (
     state,
 )
 from stapes.server.response import Async, Result, Sync
+from stapes.storage.backups import compression
 
 CHUNK = 1024 * 1024
 
@@ -164,6 +167,8 @@ async def _pull_image(request: web.Request, req: ImagesPost) -> Result:
     st = state(request)
     project = project_of(request)
     source = req.source
+    if source.type in ("instance", "snapshot"):
+        return _publish(request, req)
     if source.type != "image" or not source.server:
         raise BadRequest(
             f"Creating images from a {source.type or 'JSON'} source is not supported yet: "
@@ -198,6 +203,46 @@ async def _pull_image(request: web.Request, req: ImagesPost) -> Result:
             description="Downloading image",
             project=project,
             resources={"images": []},
+        )
+    )
+
+
+def _publish(request: web.Request, req: ImagesPost) -> Result:
+    """An instance (stopped) or a snapshot made into an image, in an operation."""
+    st = state(request)
+    project = project_of(request)
+    instance_name, _, snap_name = req.source.name.partition("/")
+    if not instance_name or (req.source.type == "snapshot") != bool(snap_name):
+        raise BadRequest(
+            "Name the instance (source type instance, name c1) or the snapshot (type snapshot, "
+            "name c1/snap0) to publish"
+        )
+    row = st.instances.get(project, instance_name)
+    snapshot = get_snapshot(st.db, row.id, row.name, snap_name) if snap_name else None
+    compression.check(req.compression_algorithm)
+    for alias in req.aliases:
+        st.images.check_alias_free(project, alias.name)
+
+    async def act(op: Any) -> None:
+        async with st.locks(row.project, row.name):
+            image = await publish(
+                st.instances,
+                st.images,
+                row,
+                snapshot,
+                algorithm=req.compression_algorithm,
+                public=req.public,
+                properties=req.properties,
+                aliases=[a.name for a in req.aliases],
+            )
+        op.update_metadata({"fingerprint": image.fingerprint, "size": image.size})
+
+    return Async(
+        st.operations.start(
+            act,
+            description="Publishing instance",
+            project=project,
+            resources={"instances": [f"/1.0/instances/{row.name}"]},
         )
     )
 

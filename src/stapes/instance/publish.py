@@ -1,0 +1,95 @@
+"""Publishing an instance (stopped) or one of its snapshots as an image: a unified tarball of
+metadata.yaml (the instance's, its architecture and creation date renewed, properties
+merged), templates/ and rootfs/ with owners moved back to the image's own ids, written by GNU
+tar and registered in the image store like an upload."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from stapes.api.errors import BadRequest
+from stapes.db import instances as q
+from stapes.db.images import ImageRow
+from stapes.db.snapshots import SnapshotRow
+from stapes.host.idmap import current_map
+from stapes.images.formats import load_yaml
+from stapes.images.store import ImageStore, Upload
+from stapes.instance.service import InstanceService
+from stapes.storage.backups import compression, tarball
+from stapes.storage.backups.index import dump_yaml
+from stapes.storage.backups.tarball import Tree
+
+
+def _metadata(volume: Path, row: q.InstanceRow, properties: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    path = volume / "metadata.yaml"
+    if path.is_file():
+        meta = load_yaml(path.read_text()) or {}
+    meta["architecture"] = row.architecture
+    meta["creation_date"] = int(time.time())
+    meta["properties"] = {
+        **{str(k): str(v) for k, v in (meta.get("properties") or {}).items()},
+        **properties,
+    }
+    return meta
+
+
+def _hash_into(upload: Upload) -> None:
+    with upload.meta.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            upload.hasher.update(chunk)
+
+
+async def publish(
+    instances: InstanceService,
+    images: ImageStore,
+    row: q.InstanceRow,
+    snapshot: SnapshotRow | None,
+    *,
+    algorithm: str,
+    public: bool,
+    properties: dict[str, str],
+    aliases: list[str],
+) -> ImageRow:
+    algorithm = compression.check(algorithm)
+    if snapshot is None and await instances.is_running(row):
+        raise BadRequest(
+            f"Instance {row.name!r} is running: stop it, or publish one of its snapshots"
+        )
+    drv = instances.pools.driver(row.pool)
+    if snapshot is None:
+        volume, idmap = drv.volume_path("containers", row.name), current_map(row.config)
+    else:
+        volume = drv.snapshot_path("containers", row.name, snapshot.name)
+        idmap = current_map(snapshot.config)
+    if not (volume / "rootfs").is_dir():
+        raise BadRequest(f"Instance {row.name!r} has no root filesystem to publish")
+    scratch = tarball.scratch_dir(images.paths.images, ".publish-")
+    try:
+        meta = _metadata(volume, row, properties)
+        first = [tarball.put(scratch, "metadata.yaml", dump_yaml(meta))]
+        late = []
+        if (volume / "templates").is_dir():
+            await asyncio.to_thread(
+                shutil.copytree, volume / "templates", scratch / "templates", symlinks=True
+            )
+            late.append("templates")
+        target = scratch / "image.tar"
+        trees = [Tree(volume / "rootfs", "rootfs", idmap)]
+        await tarball.write(target, scratch, first, trees, late, algorithm)
+        upload = Upload(meta=target)
+        await asyncio.to_thread(_hash_into, upload)
+        return await images.register(
+            upload,
+            project=row.project,
+            filename=f"{row.name}.tar" + ("" if algorithm == "none" else f".{algorithm}"),
+            public=public,
+            properties={},
+            aliases=aliases,
+        )
+    finally:
+        await tarball.remove(scratch)
