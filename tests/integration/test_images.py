@@ -120,6 +120,9 @@ def test_split_image_with_squashfs_rootfs(daemon: Daemon, tmp_path: Path) -> Non
         field = head.split(b'name="')[1].split(b'"')[0].decode()
         bodies[field] = data.removesuffix(b"\r\n")
     assert bodies == {"metadata": meta.read_bytes(), "rootfs": rootfs.read_bytes()}
+    daemon.cli("image", "export", alias, str(tmp_path / "exported"))
+    assert (tmp_path / "exported").read_bytes() == meta.read_bytes()
+    assert (tmp_path / "exported.root").read_bytes() == rootfs.read_bytes()
     name = daemon.launch(alias)
     try:
         out = daemon.cli("exec", name, "--", "cat", "/etc/hostname").stdout
@@ -139,7 +142,7 @@ def test_upload_without_metadata_is_refused(daemon: Daemon, tmp_path: Path) -> N
     assert not list((daemon.root / "images").glob("upload-*"))
 
 
-def test_publish_an_instance_and_a_snapshot(daemon: Daemon, busybox: str) -> None:
+def test_publish_an_instance_and_a_snapshot(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
     """A stopped instance and a snapshot become images that launch with what was in them;
     owners inside are the container's own ids (not the host's shifted ones); a running
     instance, a bad name or compression are refused and leave no image."""
@@ -164,6 +167,9 @@ def test_publish_an_instance_and_a_snapshot(daemon: Daemon, busybox: str) -> Non
         published.append(fingerprint)
         image = daemon.request("GET", f"/1.0/images/{fingerprint}").metadata
         assert image["properties"]["os"] == "demo" and image["aliases"][0]["name"] == alias
+        exported = tmp_path / "published.tar.xz"
+        daemon.cli("image", "export", alias, str(exported))
+        assert hashlib.sha256(exported.read_bytes()).hexdigest() == fingerprint
         body = {"source": {"type": "snapshot", "name": f"{source}/s0"}}
         snap = daemon.ok(daemon.request("POST", "/1.0/images", body))["metadata"]["fingerprint"]
         published.append(snap)

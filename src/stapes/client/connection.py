@@ -248,6 +248,10 @@ class Connection:
     def download(self, path: str, target: Path) -> int:
         """Stream a raw GET (a backup tarball) into ``target``; returns its size. An error
         envelope raises and leaves no file."""
+        return self.download_with_headers(path, target)[0]
+
+    def download_with_headers(self, path: str, target: Path) -> tuple[int, dict[str, str]]:
+        """``download``, and the response's headers."""
         http_conn = self.target.http()
         try:
             http_conn.request("GET", self.in_project(path))
@@ -264,7 +268,7 @@ class Connection:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     size += len(chunk)
-            return size
+            return size, dict(resp.getheaders())
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
             target.unlink(missing_ok=True)
             raise self._unreachable(exc) from None

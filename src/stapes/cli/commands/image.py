@@ -13,6 +13,7 @@ import click
 from stapes.api.errors import BadRequest, RemoteError
 from stapes.cli.main import parse_key_values, run, split_remote, use_remote
 from stapes.cli.output import format_option, human_size, print_object, print_rows
+from stapes.client import multipart
 from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
 from stapes.images import builder
@@ -181,6 +182,42 @@ def alias_list(fmt: str) -> None:
         aliases = server.aliases()
         rows = [[a["name"], a["target"][:12], a["type"].upper(), a["description"]] for a in aliases]
         print_rows(["ALIAS", "FINGERPRINT", "TYPE", "DESCRIPTION"], rows, aliases, fmt)
+
+    run(go)
+
+
+@image.command(name="export")
+@click.argument("name")
+@click.argument("target", required=False, default="")
+def export_image(name: str, target: str) -> None:
+    """Download an image's files: the unified tarball to TARGET (default: its own file name),
+    or a split image's metadata to TARGET and its rootfs to TARGET.root."""
+
+    def go(server: InstanceServer) -> None:
+        fingerprint = _fingerprint(server, name)
+        where = Path(target).parent if target else Path(".")
+        partial = Path(tempfile.mkstemp(dir=where, prefix=".export-")[1])
+        try:
+            _, headers = server.conn.download_with_headers(
+                f"/1.0/images/{fingerprint}/export", partial
+            )
+            kind = headers.get("Content-Type", "")
+            if kind.startswith("multipart/"):
+                meta = Path(target or f"{fingerprint}.tar")
+                rootfs = meta.with_name(meta.name + ".root")
+                boundary = kind.split("boundary=", 1)[1].strip('"')
+                written = multipart.split(partial, boundary, {"metadata": meta, "rootfs": rootfs})
+                if written != ["metadata", "rootfs"]:
+                    raise RemoteError("The export did not hold a metadata and a rootfs part", 500)
+                click.echo(f"Image exported to {meta} and {rootfs}")
+            else:
+                disposition = headers.get("Content-Disposition", "")
+                own = disposition.split("filename=", 1)[-1].strip('"') if disposition else ""
+                path = Path(target or Path(own).name or f"{fingerprint}.tar")
+                partial.rename(path)
+                click.echo(f"Image exported to {path}")
+        finally:
+            partial.unlink(missing_ok=True)
 
     run(go)
 
