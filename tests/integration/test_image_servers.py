@@ -140,6 +140,8 @@ def test_cli_image_servers_and_launch_from_a_remote(
     proc = stapes("remote", "add", "st", url, "--protocol", "simplestreams", check=False)
     assert proc.returncode == 1 and "--accept-certificate" in proc.stderr
     stapes("remote", "add", "st", url, "--protocol", "simplestreams", "--accept-certificate")
+    listed = stapes("image", "list", "st:", "--format", "csv").stdout
+    assert fingerprint[:12] in listed and "bb" in listed
     alias = unique("st")
     stapes("image", "copy", "st:bb", "local:", "--alias", alias)
     got = daemon.request("GET", f"/1.0/images/aliases/{alias}").metadata

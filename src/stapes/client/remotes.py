@@ -6,6 +6,8 @@ fingerprint on every connection. ``local`` is always the unix socket."""
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
 import re
 import socket
@@ -144,6 +146,26 @@ class Remotes:
             "protocol": remote.protocol,
             "certificate": pinned.read_text() if pinned.exists() else "",
         }
+
+    def stream_images(self, name: str) -> list[dict[str, Any]]:
+        """The images of a simplestreams remote, shaped as /1.0/images lists them."""
+        remote = self.get(name)
+        host, port = parse_url(remote.addr)
+        pinned = self.server_certificate(name)
+        fingerprint = certs.fingerprint(certs.parse(pinned.read_bytes())) if pinned.exists() else ""
+        target = HttpsTarget(host, port, fingerprint)
+        conn = target.http() if fingerprint else http.client.HTTPSConnection(host, port, timeout=60)
+        try:
+            conn.request("GET", "/streams/v1/images.json")
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise RemoteError(f"{remote.addr} has no simplestreams tree ({resp.status})", 404)
+            tree = json.loads(resp.read())
+        except OSError as exc:
+            raise RemoteError(f"Cannot reach {remote.addr}: {exc}", 503) from None
+        finally:
+            conn.close()
+        return _stream_images(tree)
 
     def private_image(self, name: str, image: str) -> dict[str, str]:
         """For an image on an Incus-protocol remote this client is trusted by: its fingerprint
@@ -316,3 +338,39 @@ class Remotes:
         self.get(name)
         self.default = name
         self.save()
+
+
+def _stream_images(tree: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for product in (tree.get("products") or {}).values():
+        versions = sorted((product.get("versions") or {}).items())
+        for index, (version, entry) in enumerate(versions):
+            items = entry.get("items") or {}
+            unified = items.get("incus_combined.tar.gz")
+            meta = items.get("incus.tar.xz") or {}
+            fingerprint = (unified or {}).get("sha256") or meta.get(
+                "combined_squashfs_sha256", meta.get("combined_rootxz_sha256", "")
+            )
+            if not fingerprint:
+                continue
+            latest = index == len(versions) - 1
+            aliases = str(product.get("aliases", "")).split(",") if latest else []
+            found.append(
+                {
+                    "aliases": [{"name": a} for a in aliases if a],
+                    "fingerprint": fingerprint,
+                    "public": True,
+                    "properties": {
+                        "os": product.get("os", ""),
+                        "release": product.get("release", ""),
+                        "variant": product.get("variant", ""),
+                        "description": f"{product.get('os', '')} {product.get('release', '')} "
+                        f"{product.get('arch', '')} ({product.get('variant', '')}) ({version})",
+                    },
+                    "architecture": product.get("arch", ""),
+                    "type": "container",
+                    "size": sum(int(i.get("size", 0)) for i in items.values()),
+                    "uploaded_at": version,
+                }
+            )
+    return found

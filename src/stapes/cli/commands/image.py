@@ -53,7 +53,19 @@ def _row(img: dict[str, Any]) -> list[str]:
 @image.command(name="list")
 @format_option
 def list_images(fmt: str) -> None:
-    """List images."""
+    """List images (of an image server too: stapes image list SERVER:)."""
+    from stapes.cli import main as cli_main
+    from stapes.client.remotes import Remotes
+
+    remotes = Remotes()
+    remote = cli_main._remote or remotes.default
+    if remotes.get(remote).protocol == "simplestreams":
+        try:
+            images = remotes.stream_images(remote)
+        except RemoteError as exc:
+            raise click.ClickException(exc.message) from None
+        print_rows(COLUMNS, [_row(i) for i in images], images, fmt)
+        return
 
     def go(server: InstanceServer) -> None:
         images = server.images()
