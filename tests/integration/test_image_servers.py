@@ -149,3 +149,36 @@ def test_cli_image_servers_and_launch_from_a_remote(
     proc = stapes("list", "st:", check=False)
     assert proc.returncode == 1 and "image server" in proc.stderr
     daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+
+def test_static_tree_from_image_build(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
+    """stapes image build --streams DIR writes a simplestreams tree a plain web server can
+    publish; a daemon pulls from it over HTTP."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    tree = tmp_path / "tree"
+    alias = unique("static")
+    out = daemon.cli("image", "build", "busybox", "--alias", unique("b"), "--streams", str(tree))
+    fingerprint = out.stdout.strip().rsplit(" ", 1)[-1]
+    assert (tree / "streams" / "v1" / "index.json").is_file()
+    daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=str(tree)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = {"type": "image", "server": f"http://127.0.0.1:{port}",
+                  "protocol": "simplestreams", "alias": "busybox/1.35.0"}  # fmt: skip
+        pull = {"source": source, "aliases": [{"name": alias}]}
+        done = daemon.ok(daemon.request("POST", "/1.0/images", pull))
+        assert done["metadata"]["fingerprint"] == fingerprint
+    finally:
+        server.shutdown()
+        server.server_close()
+        daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))

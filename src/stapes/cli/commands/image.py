@@ -16,7 +16,7 @@ from stapes.cli.output import format_option, human_size, print_object, print_row
 from stapes.client import multipart
 from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
-from stapes.images import builder
+from stapes.images import builder, streams_tree
 
 COLUMNS = [
     "ALIAS",
@@ -108,7 +108,12 @@ def import_image(
     type=click.Path(path_type=Path),
     help="Also keep the image file here (an Incus unified tarball)",
 )
-def build(kind: str, aliases: tuple[str, ...], output: Path | None) -> None:
+@click.option(
+    "--streams",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also add the image to a static simplestreams tree in this directory",
+)
+def build(kind: str, aliases: tuple[str, ...], output: Path | None, streams: Path | None) -> None:
     """Build an image offline from the host (busybox) or the Debian mirror, and import it."""
 
     def say(text: str) -> None:
@@ -127,6 +132,9 @@ def build(kind: str, aliases: tuple[str, ...], output: Path | None) -> None:
                 raise BadRequest(f"Unknown image kind {kind!r}: use busybox or debian/12")
             if output is not None:
                 shutil.copyfile(out, output)
+            if streams is not None:
+                asyncio.run(streams_tree.add(streams, out, list(aliases)))
+                say(f"Added to the simplestreams tree in {streams}")
             say("Importing the image")
             return _import(server, out, None, aliases, False)
 
