@@ -182,3 +182,38 @@ def test_static_tree_from_image_build(daemon: Daemon, busybox: str, tmp_path: Pa
         server.shutdown()
         server.server_close()
         daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+
+def test_auto_update_from_the_server(
+    daemon: Daemon, second_host: tuple[Daemon, str], tmp_path: Path
+) -> None:
+    """An image copied with auto_update follows its server: a refresh finds the newer image,
+    which takes over the alias; the old one goes."""
+    far, address = second_host
+    old = serve_busybox(far)
+    server_pem = far.request("GET", "/1.0").metadata["environment"]["certificate"]
+    source = {"type": "image", "server": f"https://{address}", "protocol": "simplestreams",
+              "alias": "bb", "certificate": server_pem}  # fmt: skip
+    alias = unique("auto")
+    if old in local_images(daemon):
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{old}"))
+    pull = {"source": source, "aliases": [{"name": alias}], "auto_update": True}
+    daemon.ok(daemon.request("POST", "/1.0/images", pull))
+    new = ""
+    try:
+        done = daemon.ok(daemon.request("POST", f"/1.0/images/{old}/refresh", {}))
+        assert done["metadata"]["refreshed"] is False
+        # the server publishes a newer build of the same product
+        far.cli("image", "build", "busybox", "--alias", "bb-next")
+        new = far.request("GET", "/1.0/images/aliases/bb-next").metadata["target"]
+        assert far.request("PATCH", f"/1.0/images/{new}", {"public": True}).status == 200
+        out = daemon.cli("image", "refresh", alias).stdout
+        assert new in out
+        got = daemon.request("GET", f"/1.0/images/aliases/{alias}").metadata
+        assert got["target"] == new
+        assert daemon.request("GET", f"/1.0/images/{new}").metadata["auto_update"] is True
+        assert daemon.request("GET", f"/1.0/images/{old}").status == 404
+    finally:
+        for fingerprint in (old, new):
+            if fingerprint and fingerprint in local_images(daemon):
+                daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))

@@ -21,6 +21,15 @@ SERVER_KEYS: dict[str, Key] = {
     "oidc.claim": Key(
         v.any_value, "", live=True, help="Token claim naming the user (default: email, then sub)"
     ),
+    "images.auto_update_interval": Key(
+        v.is_uint, "6", live=True, help="Hours between image auto-updates (0: never)"
+    ),
+    "images.auto_update_cached": Key(
+        v.is_bool, "true", live=True, help="Whether cached images are auto-updated too"
+    ),
+    "images.remote_cache_expiry": Key(
+        v.is_uint, "10", live=True, help="Days an unused cached image is kept (0: forever)"
+    ),
     "core.shutdown_timeout": Key(
         v.is_uint,
         "5",
@@ -36,9 +45,6 @@ LATER: dict[str, str] = {
     "(stapes config trust add NAME)",
     "core.metrics_address": "the metrics API is not in this stapesd yet",
     "cluster.https_address": "clustering is not in this stapesd yet",
-    "images.auto_update_interval": "image servers (remote images) are not in this stapesd yet",
-    "images.auto_update_cached": "image servers (remote images) are not in this stapesd yet",
-    "images.remote_cache_expiry": "image servers (remote images) are not in this stapesd yet",
 }
 
 

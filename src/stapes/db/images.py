@@ -207,3 +207,31 @@ def update_alias(
 def delete_alias(db: Database, project: str, name: str) -> None:
     pid = get_project(db, feature_project(db, project, "images")).id
     db.execute("DELETE FROM image_aliases WHERE project_id = ? AND name = ?", (pid, name))
+
+
+@dataclass
+class ImageSourceRow:
+    image_id: int
+    server: str
+    protocol: str
+    alias: str = ""
+    certificate: str = ""
+
+
+def set_source(db: Database, row: ImageSourceRow) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO image_sources (image_id, server, protocol, alias, certificate)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (row.image_id, row.server, row.protocol, row.alias, row.certificate),
+    )
+
+
+def find_source(db: Database, image_id: int) -> ImageSourceRow | None:
+    r = db.one("SELECT * FROM image_sources WHERE image_id = ?", (image_id,))
+    if r is None:
+        return None
+    return ImageSourceRow(r["image_id"], r["server"], r["protocol"], r["alias"], r["certificate"])
+
+
+def move_aliases(db: Database, old_id: int, new_id: int) -> None:
+    db.execute("UPDATE image_aliases SET image_id = ? WHERE image_id = ?", (new_id, old_id))

@@ -272,7 +272,23 @@ def _v9(conn: sqlite3.Connection) -> None:
     _script(conn, "ALTER TABLE networks ADD COLUMN project TEXT NOT NULL DEFAULT 'default'")
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+def _v10(conn: sqlite3.Connection) -> None:
+    """Where an image pulled from a server came from (for auto-update)."""
+    _script(
+        conn,
+        """
+        CREATE TABLE image_sources (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            server TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            alias TEXT NOT NULL DEFAULT '',
+            certificate TEXT NOT NULL DEFAULT ''
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -21,7 +21,7 @@ import aiohttp
 from stapes import certs
 from stapes.api.errors import BadRequest, NotFound, StapesError
 from stapes.api.instance import InstanceSource
-from stapes.db.images import ImageRow, find_images_by_prefix
+from stapes.db.images import ImageRow, ImageSourceRow, find_images_by_prefix, set_source
 from stapes.images.store import ImageStore, Upload
 from stapes.images.streams_server import ARCHITECTURES
 
@@ -231,7 +231,7 @@ async def fetch(
             local = find_images_by_prefix(store.db, project, found.fingerprint)
             if local:
                 return local[0]
-            return await _pull(store, session, project, found, cached, progress)
+            row = await _pull(store, session, project, found, cached, progress)
     except StapesError:
         raise
     except aiohttp.ServerFingerprintMismatch:
@@ -240,6 +240,13 @@ async def fetch(
         ) from None
     except (aiohttp.ClientError, TimeoutError, OSError, KeyError, ValueError) as exc:
         raise BadRequest(f"Could not get the image from {source.server}: {exc}") from None
+    if not source.secret:  # what auto-update asks the server again (a secret is single-use)
+        record = ImageSourceRow(
+            row.id, source.server, source.protocol, source.alias, source.certificate
+        )
+        with store.db.transaction():
+            set_source(store.db, record)
+    return row
 
 
 async def _pull(

@@ -191,6 +191,17 @@ class ImageStore:
                 self._check_alias_free(row.project, name)
                 q.insert_alias(self.db, row.project, name, row.id, description)
 
+    def take_over(self, old: q.ImageRow, new: q.ImageRow) -> None:
+        """A newer image of the same source replaces ``old``: its aliases, flags, source."""
+        new.auto_update, new.public, new.cached = old.auto_update, old.public, old.cached
+        with self.db.transaction():
+            q.update_image(self.db, new)
+            q.move_aliases(self.db, old.id, new.id)
+            source = q.find_source(self.db, old.id)
+            if source is not None:
+                source.image_id = new.id
+                q.set_source(self.db, source)
+
     def mark_cached(self, row: q.ImageRow) -> None:
         """An image pulled from a server for an instance: cached, not the user's own."""
         row.cached = True

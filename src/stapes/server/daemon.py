@@ -19,6 +19,7 @@ from stapes.db.server_config import get_config
 from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
+from stapes.images.refresh import ImageUpkeep
 from stapes.images.secrets import ImageSecrets
 from stapes.images.store import ImageStore
 from stapes.instance import hotplug_events
@@ -98,6 +99,7 @@ def build_state(paths: Paths) -> State:
     snapshots = SnapshotService(instances)
     volume_snapshots = VolumeSnapshots(volumes)
     snapshots.minute_hooks.append(volume_snapshots.scheduled)
+    snapshots.minute_hooks.append(ImageUpkeep(images, pools.delete_image_volumes))
     backups = InstanceBackups(instances, snapshots, profiles, volumes)
     snapshots.minute_hooks.append(backups.records.expire)
     volume_backups = VolumeBackups(volumes, volume_snapshots, paths)

@@ -206,6 +206,23 @@ def alias_list(fmt: str) -> None:
     run(go)
 
 
+@image.command()
+@click.argument("name")
+def refresh(name: str) -> None:
+    """Ask an image's server for a newer version now (images pulled by alias)."""
+
+    def go(server: InstanceServer) -> None:
+        fingerprint = _fingerprint(server, name)
+        started = server.conn.request("POST", f"/1.0/images/{fingerprint}/refresh", json_body={})
+        done = RemoteOperation(server.conn, started).wait()["metadata"]
+        if done["refreshed"]:
+            click.echo(f"Image updated to {done['fingerprint']}")
+        else:
+            click.echo("Image already up to date")
+
+    run(go)
+
+
 @image.command(name="export")
 @click.argument("name")
 @click.argument("target", required=False, default="")

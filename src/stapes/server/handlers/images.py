@@ -20,6 +20,7 @@ from stapes.api.image import (
 from stapes.db.images import ImageRow, get_alias, list_aliases
 from stapes.db.snapshots import get_snapshot
 from stapes.images import remote_fetch
+from stapes.images.refresh import refresh
 from stapes.images.remote_fetch import RemoteImage
 from stapes.images.store import Upload
 from stapes.instance.publish import publish
@@ -58,6 +59,26 @@ def _image(request: web.Request) -> ImageRow:
     if _public_only(request) and not row.public and not st.image_secrets.allows(row, secret):
         raise NotFound(f"Image {request.match_info['fingerprint']!r} not found")
     return row
+
+
+async def refresh_image(request: web.Request) -> Result:
+    """POST /1.0/images/{fingerprint}/refresh: ask the image's server for a newer one now."""
+    st = state(request)
+    row = st.images.get(project_of(request), request.match_info["fingerprint"])
+
+    async def act(op: Any) -> None:
+        new = await refresh(st.images, row, st.pools.delete_image_volumes)
+        op.update_metadata({"refreshed": new.fingerprint != row.fingerprint,
+                            "fingerprint": new.fingerprint})  # fmt: skip
+
+    return Async(
+        st.operations.start(
+            act,
+            description="Refreshing image",
+            project=row.project,
+            resources={"images": [f"/1.0/images/{row.fingerprint}"]},
+        )
+    )
 
 
 async def image_secret(request: web.Request) -> Result:
@@ -418,6 +439,7 @@ ENDPOINTS = [
     ),
     Endpoint("/images/{fingerprint}/export", get=Action(export_image, allow_untrusted=True)),
     Endpoint("/images/{fingerprint}/secret", post=Action(image_secret)),
+    Endpoint("/images/{fingerprint}/refresh", post=Action(refresh_image)),
     Endpoint(
         "/images/{fingerprint}",
         get=Action(get_image, allow_untrusted=True),

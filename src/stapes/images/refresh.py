@@ -1,0 +1,80 @@
+"""Keeping pulled images current and the cache small: an image with ``auto_update`` (or a
+cached one, with ``images.auto_update_cached``) is asked for again from the server it came from
+every ``images.auto_update_interval`` hours; a newer image takes over its aliases and flags and
+the old one goes. Cached images unused for ``images.remote_cache_expiry`` days are deleted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from stapes.config import validate as v
+from stapes.config.server_keys import server_value
+from stapes.db import images as q
+from stapes.db.server_config import get_config
+from stapes.images.remote_fetch import RemoteImage, fetch
+from stapes.images.store import ImageStore
+
+log = logging.getLogger(__name__)
+DropVolumes = Callable[[str], Awaitable[None]]
+"""Deletes the image volumes of a fingerprint on every pool."""
+
+
+async def refresh(store: ImageStore, row: q.ImageRow, drop_volumes: DropVolumes) -> q.ImageRow:
+    """The image as the server has it now (``row`` itself when unchanged or not pulled by
+    alias)."""
+    source = q.find_source(store.db, row.id)
+    if source is None or not source.alias:
+        return row
+    remote = RemoteImage(source.server, source.protocol, source.alias, "", source.certificate)
+    new = await fetch(store, row.project, remote, row.architecture, cached=row.cached)
+    if new.fingerprint == row.fingerprint:
+        return row
+    store.take_over(row, new)
+    store.delete(row)
+    await drop_volumes(row.fingerprint)
+    log.info("image %s updated to %s", row.fingerprint[:12], new.fingerprint[:12])
+    return new
+
+
+def _when(text: str) -> datetime | None:
+    if not text or text.startswith("0001"):
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class ImageUpkeep:
+    """The minute round's image work: auto-update when the interval has passed, cache
+    expiry."""
+
+    def __init__(self, store: ImageStore, drop_volumes: DropVolumes) -> None:
+        self.store = store
+        self.drop_volumes = drop_volumes
+        self.last_update: datetime | None = None
+
+    async def __call__(self, minute: datetime) -> None:
+        config = get_config(self.store.db)
+        hours = int(server_value(config, "images.auto_update_interval"))
+        due = self.last_update is None or minute - self.last_update >= timedelta(hours=hours)
+        if hours > 0 and due:
+            self.last_update = minute
+            cached_too = v.parse_bool(server_value(config, "images.auto_update_cached"))
+            for row in q.list_images(self.store.db, None):
+                if row.auto_update or (row.cached and cached_too):
+                    try:
+                        await refresh(self.store, row, self.drop_volumes)
+                    except Exception as exc:
+                        log.warning("image %s not updated: %s", row.fingerprint[:12], exc)
+        await self.expire(minute, int(server_value(config, "images.remote_cache_expiry")))
+
+    async def expire(self, minute: datetime, days: int) -> None:
+        if days <= 0:
+            return
+        limit = minute.astimezone(UTC) - timedelta(days=days)
+        for row in q.list_images(self.store.db, None):
+            used = _when(row.last_used_at) or _when(row.uploaded_at)
+            if row.cached and used is not None and used < limit:
+                self.store.delete(row)
+                await self.drop_volumes(row.fingerprint)
+                log.info("cached image %s expired", row.fingerprint[:12])
