@@ -200,3 +200,19 @@ def test_publish_an_instance_and_a_snapshot(daemon: Daemon, busybox: str, tmp_pa
         daemon.force_delete(source)
         for fingerprint in published:
             daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+
+def test_image_cli_info_edit_and_alias_rename(daemon: Daemon, busybox: str) -> None:
+    fingerprint = daemon.request("GET", f"/1.0/images/aliases/{busybox}").metadata["target"]
+    info = daemon.cli("image", "info", busybox).stdout
+    assert fingerprint in info and "architecture" in info
+    edited = "properties:\n  os: busybox\n  note: edited\npublic: false\nauto_update: false\n"
+    daemon.cli("image", "edit", busybox, input=edited.encode())
+    props = daemon.request("GET", f"/1.0/images/{fingerprint}").metadata["properties"]
+    assert props["note"] == "edited"
+    first, second = unique("al"), unique("al")
+    daemon.cli("image", "alias", "create", first, fingerprint)
+    daemon.cli("image", "alias", "rename", first, second)
+    assert daemon.request("GET", f"/1.0/images/aliases/{second}").metadata["target"] == fingerprint
+    assert daemon.request("GET", f"/1.0/images/aliases/{first}").status == 404
+    daemon.cli("image", "alias", "delete", second)

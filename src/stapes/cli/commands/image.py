@@ -7,10 +7,12 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 
 from stapes.api.errors import BadRequest, RemoteError
+from stapes.cli.commands._editing import read_yaml_input
 from stapes.cli.main import parse_key_values, run, split_remote, use_remote
 from stapes.cli.output import format_option, human_size, print_object, print_rows
 from stapes.client import multipart
@@ -193,6 +195,18 @@ def alias_delete(name: str) -> None:
     run(lambda s: s.delete_alias(name))
 
 
+@alias.command(name="rename")
+@click.argument("name")
+@click.argument("new_name")
+def alias_rename(name: str, new_name: str) -> None:
+    """Rename an image alias."""
+    run(
+        lambda s: s.conn.request(
+            "POST", f"/1.0/images/aliases/{quote(name, safe='')}", json_body={"name": new_name}
+        )
+    )
+
+
 @alias.command(name="list")
 @format_option
 def alias_list(fmt: str) -> None:
@@ -202,6 +216,54 @@ def alias_list(fmt: str) -> None:
         aliases = server.aliases()
         rows = [[a["name"], a["target"][:12], a["type"].upper(), a["description"]] for a in aliases]
         print_rows(["ALIAS", "FINGERPRINT", "TYPE", "DESCRIPTION"], rows, aliases, fmt)
+
+    run(go)
+
+
+IMAGE_WRITABLE = ("auto_update", "properties", "public", "expires_at", "profiles")
+
+
+@image.command()
+@click.argument("name")
+def edit(name: str) -> None:
+    """Edit an image's properties, public and auto_update flags, expiry and profiles as YAML
+    ($EDITOR, or YAML on stdin)."""
+
+    def go(server: InstanceServer) -> None:
+        fingerprint = _fingerprint(server, name)
+        _, envelope, etag = server.conn.raw("GET", f"/1.0/images/{fingerprint}")
+        current = {k: envelope["metadata"][k] for k in IMAGE_WRITABLE}
+        body = {**current, **read_yaml_input(current)}
+        headers = {"If-Match": etag} if etag else None
+        server.conn.request("PUT", f"/1.0/images/{fingerprint}", json_body=body, headers=headers)
+
+    run(go)
+
+
+@image.command()
+@click.argument("name")
+def info(name: str) -> None:
+    """Show an image's details: fingerprint, size, architecture, aliases, properties."""
+
+    def go(server: InstanceServer) -> None:
+        img = server.image(_fingerprint(server, name))
+        print_object(
+            {
+                "fingerprint": img["fingerprint"],
+                "size": human_size(img["size"]),
+                "architecture": img["architecture"],
+                "type": img["type"],
+                "public": img["public"],
+                "cached": img["cached"],
+                "auto_update": img["auto_update"],
+                "created": img["created_at"],
+                "uploaded": img["uploaded_at"],
+                "last_used": img["last_used_at"],
+                "aliases": [a["name"] for a in img["aliases"]],
+                "properties": img["properties"],
+                "profiles": img["profiles"],
+            }
+        )
 
     run(go)
 
