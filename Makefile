@@ -40,6 +40,7 @@ bench: setup-test
 	$(VENV)/bin/python bench/storage.py
 	$(VENV)/bin/python bench/network.py
 	$(VENV)/bin/python bench/api.py
+	$(VENV)/bin/python bench/images.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
