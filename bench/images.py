@@ -58,6 +58,11 @@ def drop_image(server: InstanceServer, fingerprint: str) -> None:
     op(server, "DELETE", f"/1.0/images/{fingerprint}", None)
 
 
+def drop_images(server: InstanceServer, fingerprints: list[str]) -> None:
+    for fingerprint in fingerprints:
+        drop_image(server, fingerprint)
+
+
 def drop_instance(server: InstanceServer, name: str) -> None:
     try:
         server.conn.request("GET", f"/1.0/instances/{name}")
@@ -113,7 +118,7 @@ def main() -> None:
 
             publish_runs = timed(
                 publish,
-                lambda: [drop_image(client, f) for f in publish_ids],
+                lambda: drop_images(client, publish_ids),
             )
             for f in publish_ids:
                 drop_image(client, f)
@@ -157,7 +162,7 @@ def main() -> None:
                 )
                 ids.append(done["metadata"]["fingerprint"])
 
-            theirs_publish_runs = timed(incus_publish, lambda: [drop_image(incus, f) for f in ids])
+            theirs_publish_runs = timed(incus_publish, lambda: drop_images(incus, ids))
             for f in ids:
                 drop_image(incus, f)
             drop_instance(incus, name)
