@@ -13,7 +13,8 @@ fi
 packages=(lxc lxc-dev gcc pkg-config python3-venv busybox-static debootstrap squashfs-tools
           uidmap xz-utils iproute2 util-linux tar rsync btrfs-progs e2fsprogs
           gzip bzip2 zstd lz4  # the compression algorithms of backups
-          dnsmasq-base nftables)  # managed networks: DHCP and DNS, NAT
+          dnsmasq-base nftables  # managed networks: DHCP and DNS, NAT
+          skopeo umoci)  # OCI images: copy between transports, unpack
 test_packages=()
 if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
   # The real incus client (bookworm-backports) is the wire-compatibility oracle of the tests.

@@ -156,6 +156,16 @@ INSTANCE_KEYS: dict[str, Key] = {
     ),
 }
 
+OCI_KEYS: dict[str, Key] = {
+    "oci.entrypoint": Key(
+        types=CONTAINER, help="The application (command line) of an OCI container, its PID 1"
+    ),
+    "oci.cwd": Key(types=CONTAINER, help="Working directory of the OCI container's application"),
+    "oci.uid": Key(v.is_uint, types=CONTAINER, help="User id the application runs as"),
+    "oci.gid": Key(v.is_uint, types=CONTAINER, help="Group id the application runs as"),
+}
+INSTANCE_KEYS.update(OCI_KEYS)
+
 FREE_PREFIXES: dict[str, Key] = {
     "user.": Key(live=True, help="Free-form user data"),
     "environment.": Key(help="Environment variables of the instance's init and of exec"),
@@ -182,6 +192,7 @@ VOLATILE_KEYS: dict[str, Key] = {
     "volatile.idmap.base": Key(help="First host id of the idmap (stapesd's)"),
     "volatile.idmap.current": Key(help="The idmap the rootfs is shifted to (stapesd's)"),
     "volatile.idmap.next": Key(help="The idmap of the next start (stapesd's)"),
+    "volatile.container.oci": Key(help="An application container from an OCI image (stapesd's)"),
 }
 """The volatile keys Incus knows. As in Incus a client may send them (``config edit`` and
 ``copy --refresh`` send them back); the first three are stored, the others record host state

@@ -17,6 +17,7 @@ from stapes.api.urls import instance_url
 from stapes.db import instances as q
 from stapes.db.images import ImageRow
 from stapes.host.idmap import IdMap, reshift_tree
+from stapes.images import oci
 from stapes.instance import cloudinit, copy, templates
 from stapes.server.operations import Operation
 
@@ -157,6 +158,7 @@ def add_volatile(row: q.InstanceRow, image: ImageRow | None, idmap: IdMap | None
         row.config["volatile.base_image"] = image.fingerprint
         for key, value in image.properties.items():
             row.config.setdefault(f"image.{key}", value)
+        row.config.update(oci.instance_keys(image.properties, row.config))
 
 
 def set_idmap(row: q.InstanceRow, idmap: IdMap | None) -> None:

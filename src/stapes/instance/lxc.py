@@ -330,12 +330,19 @@ class LxcDriver(InstanceDriver):
 
         await self._call(prepare)
         base = self._tool("lxc-stop", spec)
+        oci = spec.config.get("volatile.container.oci") == "true"
+        if oci and timeout < 0:
+            timeout = OCI_STOP_GRACE
         if force:
             await run([*base, "-k"], timeout=120)
         elif not await _shutdown(base, timeout):
-            raise InternalError(
-                f"The instance did not shut down within {timeout}s; use force to stop it"
-            )
+            if not oci:
+                raise InternalError(
+                    f"The instance did not shut down within {timeout}s; use force to stop it"
+                )
+            # an application as PID 1 without a SIGTERM handler never sees the signal: as
+            # docker stop does, it is killed after the grace period
+            await run([*base, "-k"], timeout=120)
         if (await self.status(spec)).status != StatusCode.STOPPED:
             raise InternalError("Failed to stop the container")
         await self.after_stop(spec)
@@ -547,6 +554,10 @@ class LxcDriver(InstanceDriver):
 
 
 SHUTDOWN_RESEND = 5
+
+
+OCI_STOP_GRACE = 10
+"""Seconds an application container gets to stop on SIGTERM before it is killed."""
 
 
 async def _shutdown(lxc_stop: list[str], timeout: int) -> bool:

@@ -73,12 +73,25 @@ def build(inputs: LxcInputs) -> Items:
         items.append(("lxc.seccomp.profile", str(seccomp_path(inputs.log_dir))))
     if inputs.systemd:
         items.append(("lxc.signal.halt", "SIGRTMIN+3"))
+    items += oci_items(cfg)
     for key, value in sorted(cfg.items()):
         if key.startswith("environment."):
             items.append(("lxc.environment", f"{key.removeprefix('environment.')}={value}"))
     items += limits(cfg, inputs.host)
     items += extras(cfg, LXC_CONFIG_DIR / "nesting.conf")
     items += parse_raw_lxc(cfg.get("raw.lxc", ""))
+    return items
+
+
+def oci_items(cfg: dict[str, str]) -> Items:
+    """An application container runs its OCI entrypoint as PID 1 (not /sbin/init), as the
+    image's user in its working directory, and is asked to stop with SIGTERM."""
+    if cfg.get("volatile.container.oci") != "true" or not cfg.get("oci.entrypoint"):
+        return []
+    items = [("lxc.init.cmd", cfg["oci.entrypoint"]), ("lxc.signal.halt", "SIGTERM")]
+    if cfg.get("oci.cwd"):
+        items.append(("lxc.init.cwd", cfg["oci.cwd"]))
+    items += [(f"lxc.init.{k}", cfg[f"oci.{k}"]) for k in ("uid", "gid") if cfg.get(f"oci.{k}")]
     return items
 
 

@@ -19,6 +19,7 @@ from stapes.client import multipart
 from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
 from stapes.images import builder, streams_tree
+from stapes.images import oci as oci_images
 
 COLUMNS = [
     "ALIAS",
@@ -88,17 +89,36 @@ def _import(
 
 
 @image.command(name="import")
-@click.argument("metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("metadata")
 @click.argument(
     "rootfs", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--alias", "aliases", multiple=True, help="Alias for the new image (repeatable)")
 @click.option("--public", is_flag=True, help="Make the image public")
+@click.option(
+    "--oci",
+    is_flag=True,
+    help="METADATA is an OCI image (layout directory, oci/docker archive, oci: or docker://)",
+)
 def import_image(
-    metadata: Path, rootfs: Path | None, aliases: tuple[str, ...], public: bool
+    metadata: str, rootfs: Path | None, aliases: tuple[str, ...], public: bool, oci: bool
 ) -> None:
-    """Import an image file (unified tarball, or metadata tarball plus rootfs)."""
-    fingerprint = run(lambda s: _import(s, metadata, rootfs, aliases, public))
+    """Import an image file (unified tarball, or metadata tarball plus rootfs), or with --oci
+    an OCI image as an application container image."""
+    if oci:
+
+        def go_oci(server: InstanceServer) -> str:
+            with tempfile.TemporaryDirectory(prefix="stapes-oci-", dir="/var/tmp") as tmp:
+                out = Path(tmp) / "image.tar.gz"
+                asyncio.run(oci_images.to_image(metadata, Path(tmp), out))
+                return _import(server, out, None, aliases, public)
+
+        click.echo(f"Image imported with fingerprint: {run(go_oci)}")
+        return
+    path = Path(metadata)
+    if not path.is_file():
+        raise click.BadParameter(f"{metadata} is not a file", param_hint="METADATA")
+    fingerprint = run(lambda s: _import(s, path, rootfs, aliases, public))
     click.echo(f"Image imported with fingerprint: {fingerprint}")
 
 
