@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 
+import stapes as stapes_src
+from stapes.images import builder
 from tests.helpers import Daemon
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc, pytest.mark.debootstrap, pytest.mark.slow]
@@ -80,3 +83,48 @@ def test_debian_image_boots_systemd(daemon: Daemon) -> None:
         daemon.force_delete(name)
         daemon.request("DELETE", f"/1.0/networks/{network}")
         daemon.ok(daemon.request("DELETE", f"/1.0/images/{image['target']}"))
+
+
+def test_recipes_variants_and_the_bootstrap_cache(daemon: Daemon, tmp_path: Path) -> None:
+    """A recipe of one's own (the built-in one plus a file and a command) reuses the cached
+    bootstrap of the same packages; the cloud variant adds cloud-init."""
+    recipe = tmp_path / "mine.yaml"
+    builtin = Path(stapes_src.__file__).parent / "images" / "recipes" / "debian.yaml"
+    text = builtin.read_text().replace(
+        "commands: []", "commands:\n  - echo built-by-recipe > /etc/recipe-mark"
+    )
+    recipe.write_text(text)
+    if not list(builder.cache_dir().glob("debian-bookworm-*.tar")):  # run alone: warm it
+        daemon.cli("image", "build", "debian/12", "--alias", "test-warm", timeout=1500)
+        warm = daemon.request("GET", "/1.0/images/aliases/test-warm").metadata["target"]
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{warm}"))
+    proc = daemon.cli("image", "build", str(recipe), "--alias", "test-mine", timeout=1500)
+    assert "Using the cached bootstrap" in proc.stderr
+    image = daemon.request("GET", "/1.0/images/aliases/test-mine").metadata["target"]
+    name = daemon.launch("test-mine", start=True)
+    try:
+        out = daemon.cli("exec", name, "--", "cat", "/etc/recipe-mark").stdout
+        assert out == "built-by-recipe\n"
+    finally:
+        daemon.force_delete(name)
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{image}"))
+
+    daemon.cli("image", "build", "debian/12", "--variant", "cloud", "--alias", "test-cloud",
+               timeout=1500)  # fmt: skip
+    cloud = daemon.request("GET", "/1.0/images/aliases/test-cloud").metadata["target"]
+    props = daemon.request("GET", f"/1.0/images/{cloud}").metadata["properties"]
+    assert props["variant"] == "cloud"
+    name = daemon.launch("test-cloud", start=False)
+    try:
+        rootfs = next(daemon.root.glob(f"storage-pools/*/containers/*{name}/rootfs"))
+        assert (rootfs / "usr/bin/cloud-init").exists()
+        assert (rootfs / "etc/cloud/cloud.cfg.d/90-stapes.cfg").exists()
+    finally:
+        daemon.force_delete(name)
+        daemon.ok(daemon.request("DELETE", f"/1.0/images/{cloud}"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distribution: arch\n")
+    proc = daemon.cli("image", "build", str(bad), check=False)
+    assert proc.returncode == 1 and "distribution must be debian" in proc.stderr
+    proc = daemon.cli("image", "build", "debian/12", "--variant", "nosuch", check=False)
+    assert proc.returncode == 1 and "no variant 'nosuch'" in proc.stderr

@@ -16,19 +16,12 @@ import yaml
 
 from stapes.api.errors import BadRequest, MissingHostFeature
 from stapes.host import mounts
-from stapes.host.run import run
+from stapes.host.run import RunError, run
+from stapes.images.recipe import Recipe, builtin
 
 Say = Callable[[str], None]
 
 DEBIAN_RELEASES = {"12": "bookworm", "bookworm": "bookworm", "13": "trixie", "trixie": "trixie"}
-DEBIAN_PACKAGES = [
-    "systemd-sysv",
-    "iproute2",
-    "ifupdown",
-    "isc-dhcp-client",
-    "netbase",
-    "ca-certificates",
-]
 
 HOSTNAME_TEMPLATE = "{{ instance.name }}\n"
 HOSTS_TEMPLATE = (
@@ -169,34 +162,82 @@ def _security_mirror() -> str | None:
     return next((uri for uri in _apt_uris() if "security" in uri), None)
 
 
-async def build_debian(version: str, work: Path, out: Path, say: Say = lambda _: None) -> Path:
-    suite = DEBIAN_RELEASES.get(version)
-    if suite is None:
-        raise BadRequest(
-            f"Unknown Debian release {version!r}: use one of {', '.join(sorted(DEBIAN_RELEASES))}"
-        )
+CACHE = Path("/var/cache/stapes/bootstrap")
+"""Bootstrapped trees by recipe (distribution, release, architecture, packages): a rebuild
+unpacks one instead of running debootstrap again."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STAPES_BUILD_CACHE", str(CACHE)))
+
+
+async def _bootstrap(recipe: Recipe, suite: str, rootfs: Path, say: Say) -> None:
+    """debootstrap the recipe's packages into ``rootfs``, or unpack the cached tree of an
+    earlier build of the same packages."""
+    cached = cache_dir() / f"debian-{suite}-{recipe.bootstrap_key(platform.machine())}.tar"
+    if cached.is_file():
+        say(f"Using the cached bootstrap {cached}")
+        rootfs.mkdir(parents=True, exist_ok=True)
+        await run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xf",
+                   str(cached), "-C", str(rootfs)], timeout=1800)  # fmt: skip
+        return
     if shutil.which("debootstrap") is None:
         raise MissingHostFeature("debootstrap is not installed: apt-get install debootstrap")
-    rootfs = work / "rootfs"
     mirror = debian_mirror()
     say(f"Bootstrapping Debian {suite} from {mirror} (about a minute)")
     try:
         await run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(DEBIAN_PACKAGES)}",
-                suite,
-                str(rootfs),
-                mirror,
-            ],
+            ["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}",
+             suite, str(rootfs), mirror],
             timeout=3600,
-        )
+        )  # fmt: skip
+    except RunError as exc:
+        log = rootfs / "debootstrap" / "debootstrap.log"
+        detail = log.read_text(errors="replace")[-1500:] if log.is_file() else exc.stderr
+        raise BadRequest(f"debootstrap failed (exit {exc.returncode}): {detail.strip()}") from None
     finally:  # debootstrap mounts /proc and /sys in the rootfs; an interrupted one leaves them
         mounts.unmount_below(rootfs)
+    cached.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = cached.with_name(cached.name + ".partial")
+    await run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-cf", str(partial),
+               "-C", str(rootfs), "."], timeout=1800)  # fmt: skip
+    partial.rename(cached)
+
+
+async def _apply(recipe: Recipe, rootfs: Path, say: Say) -> None:
+    """The recipe's files, then its commands, in the tree (chroot)."""
+    for item in recipe.files:
+        target = rootfs / item.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(item.content)
+        target.chmod(item.mode)
+    for command in recipe.commands:
+        say(f"Running: {command}")
+        try:
+            await run(["chroot", str(rootfs), "/bin/sh", "-c", command], timeout=3600)
+        except RunError as exc:
+            raise BadRequest(f"Recipe command {command!r} failed: {exc.stderr.strip()}") from None
+
+
+async def build_debian(
+    version: str, work: Path, out: Path, say: Say = lambda _: None, recipe: Recipe | None = None
+) -> Path:
+    """A Debian image from a recipe (the built-in one by default) for ``version``."""
+    recipe = recipe or builtin("debian", release=version)
+    if version:
+        recipe.release = version
+    suite = DEBIAN_RELEASES.get(recipe.release)
+    if suite is None:
+        raise BadRequest(
+            f"Unknown Debian release {recipe.release!r}: use one of "
+            + ", ".join(sorted(DEBIAN_RELEASES))
+        )
+    rootfs = work / "rootfs"
+    await _bootstrap(recipe, suite, rootfs, say)
     _finish_debian(rootfs, suite)
+    await _apply(recipe, rootfs, say)
     number = next(k for k, v in DEBIAN_RELEASES.items() if v == suite and k.isdigit())
-    _write_meta(work, _metadata("Debian", number, f"Debian {suite}", "default"))
+    _write_meta(work, _metadata("Debian", number, recipe.description, recipe.variant))
     say("Packing the image")
     return await _pack(work, out)
 
@@ -214,9 +255,6 @@ def _finish_debian(rootfs: Path, suite: str) -> None:
     if dbus_id.exists() and not dbus_id.is_symlink():
         dbus_id.unlink()
     (rootfs / "etc/hostname").write_text("debian\n")
-    (rootfs / "etc/network/interfaces.d").mkdir(parents=True, exist_ok=True)
-    # auto, not allow-hotplug: no udev in a container raises hotplug interfaces
-    (rootfs / "etc/network/interfaces.d/eth0").write_text("auto eth0\niface eth0 inet dhcp\n")
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for entry in (rootfs / cache).glob("*"):
             if entry.is_file() and entry.name not in ("lock",):

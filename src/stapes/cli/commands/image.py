@@ -20,6 +20,7 @@ from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
 from stapes.images import builder, streams_tree
 from stapes.images import oci as oci_images
+from stapes.images import recipe as image_recipe
 
 COLUMNS = [
     "ALIAS",
@@ -123,7 +124,8 @@ def import_image(
 
 
 @image.command()
-@click.argument("kind", metavar="busybox|debian/VERSION")
+@click.argument("kind", metavar="busybox|debian/VERSION|RECIPE.yaml")
+@click.option("--variant", default="", help="Recipe variant (debian: default or cloud)")
 @click.option("--alias", "aliases", multiple=True, help="Alias for the new image (repeatable)")
 @click.option(
     "--output",
@@ -135,8 +137,11 @@ def import_image(
     type=click.Path(file_okay=False, path_type=Path),
     help="Also add the image to a static simplestreams tree in this directory",
 )
-def build(kind: str, aliases: tuple[str, ...], output: Path | None, streams: Path | None) -> None:
-    """Build an image offline from the host (busybox) or the Debian mirror, and import it."""
+def build(
+    kind: str, variant: str, aliases: tuple[str, ...], output: Path | None, streams: Path | None
+) -> None:
+    """Build an image offline from the host (busybox) or the Debian mirror (a built-in recipe
+    or your own YAML one, a copy of src/stapes/images/recipes/debian.yaml), and import it."""
 
     def say(text: str) -> None:
         click.echo(text, err=True)
@@ -149,9 +154,16 @@ def build(kind: str, aliases: tuple[str, ...], output: Path | None, streams: Pat
             if kind == "busybox":
                 asyncio.run(builder.build_busybox(work, out, say))
             elif kind.startswith("debian/"):
-                asyncio.run(builder.build_debian(kind.split("/", 1)[1], work, out, say))
+                version = kind.split("/", 1)[1]
+                recipe = image_recipe.builtin("debian", variant, version)
+                asyncio.run(builder.build_debian(version, work, out, say, recipe))
+            elif kind.endswith((".yaml", ".yml")):
+                recipe = image_recipe.load(Path(kind), variant)
+                asyncio.run(builder.build_debian("", work, out, say, recipe))
             else:
-                raise BadRequest(f"Unknown image kind {kind!r}: use busybox or debian/12")
+                raise BadRequest(
+                    f"Unknown image kind {kind!r}: use busybox, debian/12 or a recipe file"
+                )
             if output is not None:
                 shutil.copyfile(out, output)
             if streams is not None:
