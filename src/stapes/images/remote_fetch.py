@@ -20,6 +20,7 @@ import aiohttp
 
 from stapes import certs
 from stapes.api.errors import BadRequest, NotFound, StapesError
+from stapes.api.image import ImageSource
 from stapes.api.instance import InstanceSource
 from stapes.db.images import ImageRow, ImageSourceRow, find_images_by_prefix, set_source
 from stapes.images.store import ImageStore, Upload
@@ -40,6 +41,18 @@ class RemoteImage:
     """The server's certificate (PEM): pinned by fingerprint when given."""
     secret: str = ""
     """An image secret the server gave the client (private images of an Incus server)."""
+
+    @classmethod
+    def of(cls, source: InstanceSource | ImageSource) -> RemoteImage:
+        """From an instance's or an image copy's source (simplestreams when not said)."""
+        return cls(
+            source.server,
+            source.protocol or "simplestreams",
+            source.alias,
+            source.fingerprint,
+            source.certificate,
+            source.secret,
+        )
 
 
 @dataclass
@@ -287,12 +300,4 @@ async def source_image(
     source names (kept in the local store as a cached image)."""
     if not source.server:
         return store.resolve(project, source.alias, source.fingerprint)
-    remote = RemoteImage(
-        source.server,
-        source.protocol or "simplestreams",
-        source.alias,
-        source.fingerprint,
-        source.certificate,
-        source.secret,
-    )
-    return await fetch(store, project, remote, arch, cached=True)
+    return await fetch(store, project, RemoteImage.of(source), arch, cached=True)

@@ -195,14 +195,7 @@ async def _pull_image(request: web.Request, req: ImagesPost) -> Result:
             f"Creating images from a {source.type or 'JSON'} source is not supported yet: "
             "upload an image file, or pull one (source type image with a server)"
         )
-    remote = RemoteImage(
-        source.server,
-        source.protocol or "simplestreams",
-        source.alias,
-        source.fingerprint,
-        source.certificate,
-        source.secret,
-    )
+    remote = RemoteImage.of(source)
     remote_fetch.check_source(remote)
     for alias in req.aliases:
         st.images.check_alias_free(project, alias.name)
