@@ -249,6 +249,8 @@ def test_a_restricted_certificate_cannot_reach_another_project(
             ("GET", "/1.0/instances?all-projects=true"),
             ("GET", f"/1.0/projects/{other}"),
             ("GET", f"/1.0/events?project={other}"),
+            ("GET", f"/1.0/images?project={other}"),
+            ("GET", "/1.0/images?all-projects=true"),
         ]:
             assert call(method, path, {"action": "start"}) == 403, (method, path)
         # its project's name on another project's operation id does not help

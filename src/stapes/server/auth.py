@@ -114,6 +114,13 @@ def _check_restricted(request: web.Request, identity: Identity) -> None:
         raise Forbidden(f"Certificate is restricted: no access to project {project!r}")
 
 
+def check_public(request: web.Request, identity: Identity) -> None:
+    """On endpoints open to everyone (GET /1.0, public images...): a restricted client that
+    names a project still only names its own."""
+    if identity.restricted and _PROJECT_SCOPED.match(request.path):
+        _check_restricted(request, identity)
+
+
 def may_see_operation(identity: Identity, project: str, cls: str) -> bool:
     """Restricted clients see their projects' operations, and never trust tokens."""
     return not identity.restricted or (project in identity.projects and cls != "token")

@@ -15,7 +15,7 @@ from aiohttp import web
 from stapes.api.errors import BadRequest, PayloadTooLarge, PreconditionFailed
 from stapes.db.instances import InstanceRow
 from stapes.server import events
-from stapes.server.auth import authenticate, require_trusted
+from stapes.server.auth import authenticate, check_public, require_trusted
 from stapes.server.response import Result, etag_of, render
 from stapes.server.state import STATE, State
 
@@ -57,6 +57,8 @@ def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse
         identity = await authenticate(request)
         if not action.allow_untrusted:
             require_trusted(request, metrics=action.allow_metrics)
+        else:
+            check_public(request, identity)
         if identity.method in ("tls", "oidc"):
             events.requestor.set(
                 {
