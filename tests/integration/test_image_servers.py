@@ -142,6 +142,11 @@ def test_cli_image_servers_and_launch_from_a_remote(
     stapes("remote", "add", "st", url, "--protocol", "simplestreams", "--accept-certificate")
     listed = stapes("image", "list", "st:", "--format", "csv").stdout
     assert fingerprint[:12] in listed and "bb" in listed
+    stapes("remote", "set-url", "st", f"https://{address}/")
+    assert (
+        f"st,https://{address},simplestreams" in stapes("remote", "list", "--format", "csv").stdout
+    )
+    assert stapes("remote", "set-url", "st", "nope", check=False).returncode == 1
     alias = unique("st")
     stapes("image", "copy", "st:bb", "local:", "--alias", alias)
     got = daemon.request("GET", f"/1.0/images/aliases/{alias}").metadata

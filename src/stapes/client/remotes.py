@@ -334,6 +334,18 @@ class Remotes:
         self.projects[name] = project
         self.save()
 
+    def set_url(self, name: str, url: str) -> None:
+        """Move a remote to another address (its pinned certificate is kept: the server there
+        must be the same one)."""
+        remote = self.get(name)
+        if name == LOCAL:
+            raise RemoteError("The local remote has no URL to change", 400)
+        parse_url(url)
+        if "://" not in url:
+            raise RemoteError(f"Invalid remote address {url!r}: give the scheme (https://)", 400)
+        remote.addr = url.rstrip("/")
+        self.save()
+
     def switch(self, name: str) -> None:
         self.get(name)
         self.default = name

@@ -1,4 +1,5 @@
-"""remote add|list|remove|rename|switch|get-default: the servers this client talks to."""
+"""remote add|list|remove|rename|set-url|switch|get-default: the servers this client talks
+to."""
 
 from __future__ import annotations
 
@@ -96,6 +97,14 @@ def remove(name: str) -> None:
 def rename(name: str, new_name: str) -> None:
     """Rename a remote."""
     _do(lambda r: r.rename(name, new_name))
+
+
+@remote.command(name="set-url")
+@click.argument("name")
+@click.argument("url")
+def set_url(name: str, url: str) -> None:
+    """Change a remote's address (the same server, moved)."""
+    _do(lambda r: r.set_url(name, url))
 
 
 @remote.command()
