@@ -216,3 +216,21 @@ def test_image_cli_info_edit_and_alias_rename(daemon: Daemon, busybox: str) -> N
     assert daemon.request("GET", f"/1.0/images/aliases/{second}").metadata["target"] == fingerprint
     assert daemon.request("GET", f"/1.0/images/aliases/{first}").status == 404
     daemon.cli("image", "alias", "delete", second)
+
+
+def test_an_images_profiles_apply_when_none_are_asked_for(daemon: Daemon, busybox: str) -> None:
+    fingerprint = daemon.request("GET", f"/1.0/images/aliases/{busybox}").metadata["target"]
+    profile = unique("imgp")
+    assert daemon.request("POST", "/1.0/profiles", {"name": profile}).status in (200, 201)
+    resp = daemon.request("PATCH", f"/1.0/images/{fingerprint}", {"profiles": ["default", profile]})
+    assert resp.status == 200
+    name = unique("c")
+    try:
+        body = {"name": name, "source": {"type": "image", "alias": busybox}}
+        daemon.ok(daemon.request("POST", "/1.0/instances", body))
+        got = daemon.request("GET", f"/1.0/instances/{name}").metadata["profiles"]
+        assert got == ["default", profile]
+    finally:
+        daemon.force_delete(name)
+        daemon.request("PATCH", f"/1.0/images/{fingerprint}", {"profiles": ["default"]})
+        daemon.request("DELETE", f"/1.0/profiles/{profile}")

@@ -17,11 +17,14 @@ from stapes.images.store import ImageStore
 from stapes.server.events import EventBus
 
 
-def _image(db: Database, paths: Paths, fingerprint: str, cached: bool, used: str) -> None:
+def _image(
+    db: Database, paths: Paths, fingerprint: str, cached: bool, used: str, expires: str = ""
+) -> None:
     row = q.ImageRow(
         id=0, project="default", fingerprint=fingerprint, filename="x.tar", size=1,
         type="container", architecture="x86_64", created_at=used, uploaded_at=used,
         public=False, split=False, properties={}, cached=cached, last_used_at=used,
+        expires_at=expires,
     )  # fmt: skip
     q.insert_image(db, row)
     (paths.images / fingerprint).write_bytes(b"x")
@@ -47,3 +50,22 @@ def test_cached_images_expire(tmp_path: Path) -> None:
     assert left == ["b" * 64, "c" * 64]
     assert dropped == ["a" * 64]
     assert not (paths.images / ("a" * 64)).exists()
+
+
+def test_images_past_their_expiry_date_go(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    paths.images.mkdir(parents=True)
+    db = Database(tmp_path / "stapes.db")
+    with db.transaction():
+        ensure_project(db, "default", "", {})
+        _image(db, paths, "d" * 64, False, "2026-11-01T00:00:00Z", "2026-11-28T00:00:00Z")
+        _image(db, paths, "e" * 64, False, "2026-11-01T00:00:00Z", "2026-12-31T00:00:00Z")
+    dropped: list[str] = []
+
+    async def drop(fingerprint: str) -> None:
+        dropped.append(fingerprint)
+
+    upkeep = ImageUpkeep(ImageStore(db, paths, EventBus()), drop)
+    asyncio.run(upkeep.expire_dated(datetime(2026, 11, 29, tzinfo=UTC)))
+    assert [r.fingerprint for r in q.list_images(db, None)] == ["e" * 64]
+    assert dropped == ["d" * 64]

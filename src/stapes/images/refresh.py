@@ -1,7 +1,8 @@
 """Keeping pulled images current and the cache small: an image with ``auto_update`` (or a
 cached one, with ``images.auto_update_cached``) is asked for again from the server it came from
 every ``images.auto_update_interval`` hours; a newer image takes over its aliases and flags and
-the old one goes. Cached images unused for ``images.remote_cache_expiry`` days are deleted."""
+the old one goes. Cached images unused for ``images.remote_cache_expiry`` days are deleted, and
+any image past its own ``expires_at``."""
 
 from __future__ import annotations
 
@@ -67,6 +68,16 @@ class ImageUpkeep:
                     except Exception as exc:
                         log.warning("image %s not updated: %s", row.fingerprint[:12], exc)
         await self.expire(minute, int(server_value(config, "images.remote_cache_expiry")))
+        await self.expire_dated(minute)
+
+    async def expire_dated(self, minute: datetime) -> None:
+        """Images whose own ``expires_at`` has passed."""
+        for row in q.list_images(self.store.db, None):
+            when = _when(row.expires_at)
+            if when is not None and when <= minute.astimezone(UTC):
+                self.store.delete(row)
+                await self.drop_volumes(row.fingerprint)
+                log.info("image %s expired (expires_at)", row.fingerprint[:12])
 
     async def expire(self, minute: datetime, days: int) -> None:
         if days <= 0:

@@ -336,6 +336,10 @@ class InstanceService:
             raise BadRequest(
                 f"Image {image.fingerprint[:12]} is a {image.type} image, not a {instance_type} one"
             )
+        if image is not None and req.profiles is None and image.profiles:
+            profiles = list(image.profiles)  # the image's profiles, when none are asked for
+            self._check_profiles(project, profiles)
+            self.check_project(project, name, instance_type, profiles, req.config, req.devices)
         row = q.InstanceRow(
             id=0,
             project=project,
