@@ -183,10 +183,20 @@ def test_static_tree_from_image_build(daemon: Daemon, busybox: str, tmp_path: Pa
         pull = {"source": source, "aliases": [{"name": alias}]}
         done = daemon.ok(daemon.request("POST", "/1.0/images", pull))
         assert done["metadata"]["fingerprint"] == fingerprint
+        daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+        # a server whose file does not match its index (truncated here): refused, nothing kept
+        served = tree / "streams" / "images" / fingerprint / "incus_combined.tar.gz"
+        served.write_bytes(served.read_bytes()[:-1000])
+        before = local_images(daemon)
+        resp = daemon.wait(daemon.request("POST", "/1.0/images", {"source": source}))
+        assert resp.status == 400 and "sha256 mismatch" in resp.json()["error"]
+        assert local_images(daemon) == before
+        assert not list((daemon.root / "images").glob("upload-*"))
     finally:
         server.shutdown()
         server.server_close()
-        daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+        if fingerprint in local_images(daemon):
+            daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
 
 
 def test_auto_update_from_the_server(
