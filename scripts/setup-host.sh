@@ -26,6 +26,8 @@ if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
     echo "deb $mirror bookworm-backports main" > /etc/apt/sources.list.d/stapes-backports.list
   fi
   command -v incus >/dev/null || test_packages+=(incus-client)
+  # A local OCI registry (on loopback, started by the test itself) for the registry remote test
+  command -v docker-registry >/dev/null || test_packages+=(docker-registry)
 fi
 
 missing=()

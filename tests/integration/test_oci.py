@@ -82,3 +82,61 @@ def test_oci_application_container(daemon: Daemon, tmp_path: Path) -> None:
         daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
     bad = daemon.cli("image", "import", "--oci", str(tmp_path / "nosuch"), check=False)
     assert bad.returncode == 1 and "No OCI image" in bad.stderr
+
+
+def test_oci_registry_remote(daemon: Daemon, tmp_path: Path) -> None:
+    """A registry on loopback (Debian's docker-registry) holding the layout made here:
+    `stapes remote add reg http://... --protocol oci` and `stapes launch reg:app NAME` pull it
+    through the daemon; a second launch reuses the image of the same manifest digest."""
+    missing = [t for t in ("umoci", "skopeo", "docker-registry") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (make test installs them)")
+    from tests.helpers import STAPES, free_port
+
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'blobs'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n"
+    )
+    registry = subprocess.Popen(["docker-registry", "serve", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    names: list[str] = []
+    try:
+        layout = make_layout(tmp_path)
+        for _ in range(50):
+            if subprocess.run(["skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
+                               f"oci:{layout}:latest", f"docker://127.0.0.1:{port}/app:latest"],
+                              capture_output=True).returncode == 0:  # fmt: skip
+                break
+            time.sleep(0.1)
+        env = {**daemon.env, "STAPES_CONF": str(tmp_path / "conf")}
+
+        def stapes(*args: str) -> subprocess.CompletedProcess[str]:
+            proc = subprocess.run([STAPES, *args], env=env, capture_output=True, text=True,
+                                  timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+            return proc
+
+        stapes("remote", "add", "reg", f"http://127.0.0.1:{port}", "--protocol", "oci")
+        for _ in range(2):
+            names.append(unique("reg"))
+            stapes("launch", "reg:app:latest", names[-1])
+        images = {
+            daemon.request("GET", f"/1.0/instances/{n}").metadata["config"]["volatile.base_image"]
+            for n in names
+        }
+        assert len(images) == 1  # the second launch reused the first pull
+        (image,) = images
+        props = daemon.request("GET", f"/1.0/images/{image}").metadata["properties"]
+        assert props["oci.digest"].startswith("sha256:") and props["type"] == "oci"
+        comm = daemon.cli("exec", names[0], "--", "cat", "/proc/1/cmdline").stdout
+        assert comm.split("\0")[0] == "/bin/httpd"
+    finally:
+        for name in names:
+            daemon.force_delete(name)
+        registry.terminate()
+        registry.wait(10)
+    for url in daemon.request("GET", "/1.0/images?recursion=1").metadata:
+        if url["properties"].get("oci.reference", "").endswith("/app:latest"):
+            daemon.wait(daemon.request("DELETE", f"/1.0/images/{url['fingerprint']}"))

@@ -191,6 +191,10 @@ class Remotes:
             raise RemoteError(f"Remote {name} exists as <{self.remotes[name].addr}>", 409)
         if "://" not in url:
             raise RemoteError(f"Invalid remote address {url!r}: give the scheme (https://)", 400)
+        if url.startswith("http://"):  # a plain HTTP image server or registry: nothing to pin
+            self.remotes[name] = Remote(name, url.rstrip("/"), protocol, public=True)
+            self.save()
+            return ""
         host, port = parse_url(url)
         pem = fetch_certificate(host, port)
         fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()

@@ -38,9 +38,26 @@ def _reference(source: str) -> str:
     )
 
 
-async def _copy(reference: str, layout: Path) -> None:
+async def digest(reference: str, tls_verify: bool = True) -> str:
+    """The manifest digest of a registry image (what says two pulls are the same image)."""
     try:
-        await run(["skopeo", "copy", "--insecure-policy", reference, f"oci:{layout}:stapes"],
+        _, out, _ = await run(
+            ["skopeo", "inspect", f"--tls-verify={str(tls_verify).lower()}", reference],
+            timeout=300,
+        )
+    except RunError as exc:
+        raise BadRequest(
+            f"Could not read the OCI image {reference}: {exc.stderr.strip()}"
+        ) from None
+    return str(json.loads(out).get("Digest", ""))
+
+
+async def _copy(reference: str, layout: Path, tls_verify: bool = True) -> None:
+    tls = (
+        [f"--src-tls-verify={str(tls_verify).lower()}"] if reference.startswith("docker://") else []
+    )
+    try:
+        await run(["skopeo", "copy", "--insecure-policy", *tls, reference, f"oci:{layout}:stapes"],
                   timeout=3600)  # fmt: skip
     except RunError as exc:
         if reference.startswith("oci-archive:"):  # perhaps a docker-archive
@@ -73,14 +90,23 @@ def process_properties(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-async def to_image(source: str, work: Path, out: Path, description: str = "") -> None:
-    """Write an Incus unified image tarball at ``out`` from an OCI image."""
+async def to_image(
+    source: str,
+    work: Path,
+    out: Path,
+    description: str = "",
+    *,
+    tls_verify: bool = True,
+    extra: dict[str, str] | None = None,
+) -> None:
+    """Write an Incus unified image tarball at ``out`` from an OCI image (``extra``: more
+    properties, such as the registry digest)."""
     for tool, package in (("skopeo", "skopeo"), ("umoci", "umoci")):
         if shutil.which(tool) is None:
             raise MissingHostFeature(f"OCI images need {tool}: apt-get install {package}")
     reference = _reference(source)
     layout, bundle = work / "layout", work / "bundle"
-    await _copy(reference, layout)
+    await _copy(reference, layout, tls_verify)
     try:
         await run(["umoci", "unpack", "--image", f"{layout}:stapes", str(bundle)], timeout=3600)
     except RunError as exc:
@@ -89,6 +115,7 @@ async def to_image(source: str, work: Path, out: Path, description: str = "") ->
     properties = process_properties(config)
     properties["description"] = description or f"OCI image {source}"
     properties["os"] = "oci"
+    properties.update(extra or {})
     meta = {
         "architecture": platform.machine(),
         "creation_date": int(time.time()),

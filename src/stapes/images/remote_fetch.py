@@ -8,7 +8,9 @@ servers), else checked against the system's CAs."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,13 +24,20 @@ from stapes import certs
 from stapes.api.errors import BadRequest, NotFound, StapesError
 from stapes.api.image import ImageSource
 from stapes.api.instance import InstanceSource
-from stapes.db.images import ImageRow, ImageSourceRow, find_images_by_prefix, set_source
+from stapes.db.images import (
+    ImageRow,
+    ImageSourceRow,
+    find_images_by_prefix,
+    list_images,
+    set_source,
+)
+from stapes.images import oci
 from stapes.images.store import ImageStore, Upload
 from stapes.images.streams_server import ARCHITECTURES
 
 Progress = Callable[[int, float, str], None]
 """(percent, bytes per second, label)."""
-PROTOCOLS = ("simplestreams", "incus", "lxd")
+PROTOCOLS = ("simplestreams", "incus", "lxd", "oci")
 
 
 @dataclass
@@ -70,7 +79,7 @@ def check_source(source: RemoteImage) -> None:
         )
     if source.protocol not in PROTOCOLS:
         raise BadRequest(
-            f"Invalid image server protocol {source.protocol!r}: use simplestreams or incus"
+            f"Invalid image server protocol {source.protocol!r}: use simplestreams, incus or oci"
         )
     if not (source.alias or source.fingerprint):
         raise BadRequest("Give the image's alias or fingerprint on the server")
@@ -233,6 +242,8 @@ async def fetch(
 ) -> ImageRow:
     """The image, from the local store when it is there already, else downloaded."""
     check_source(source)
+    if source.protocol == "oci":
+        return await _fetch_oci(store, project, source, cached)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
     connector = aiohttp.TCPConnector(ssl=_ssl(source))
     try:
@@ -259,6 +270,38 @@ async def fetch(
         )
         with store.db.transaction():
             set_source(store.db, record)
+    return row
+
+
+async def _fetch_oci(
+    store: ImageStore, project: str, source: RemoteImage, cached: bool
+) -> ImageRow:
+    """An image of an OCI registry: skopeo and umoci make it an Incus image; a second pull of
+    the same manifest digest is the image pulled before."""
+    host = source.server.split("://", 1)[1].rstrip("/")
+    name = source.alias or source.fingerprint
+    reference = f"docker://{host}/{name}"
+    verify = source.server.startswith("https://")
+    wanted = await oci.digest(reference, verify)
+    for row in list_images(store.db, project):
+        if wanted and row.properties.get("oci.digest") == wanted:
+            return row
+    scratch = Path(tempfile.mkdtemp(dir=store.paths.images, prefix=".oci-"))
+    try:
+        out = scratch / "image.tar.gz"
+        await oci.to_image(reference, scratch, out, tls_verify=verify,
+                           extra={"oci.digest": wanted, "oci.reference": reference})  # fmt: skip
+        upload = Upload(meta=out)
+        with out.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                upload.hasher.update(chunk)
+        row = await store.register(
+            upload, project=project, filename="", public=False, properties={}
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if cached:
+        store.mark_cached(row)
     return row
 
 

@@ -37,9 +37,9 @@ def remote() -> None:
 @click.option("--accept-certificate", is_flag=True, help="Accept the server's certificate")
 @click.option(
     "--protocol",
-    type=click.Choice(["incus", "simplestreams"]),
+    type=click.Choice(["incus", "simplestreams", "oci"]),
     default="incus",
-    help="incus (a stapesd or Incus server) or simplestreams (an image server)",
+    help="incus (a stapesd or Incus server), simplestreams (an image server) or oci (a registry)",
 )
 @click.option("--public", is_flag=True, help="A public image server: no authentication")
 def add(
@@ -47,11 +47,12 @@ def add(
 ) -> None:
     """Add a remote: NAME TOKEN, NAME https://HOST[:PORT] [--token TOKEN], or an image server
     NAME https://... --protocol simplestreams (or --public)."""
-    if protocol == "simplestreams" or public:
+    if protocol in ("simplestreams", "oci") or public:
         fingerprint = _do(
             lambda r: r.add_image_server(name, address, protocol, accept=accept_certificate)
         )
-        click.echo(f"Image server {name} added (certificate fingerprint {fingerprint})")
+        pinned = f" (certificate fingerprint {fingerprint})" if fingerprint else ""
+        click.echo(f"Image server {name} added{pinned}")
         return
     if address and not token and "://" not in address:
         try:
