@@ -23,7 +23,8 @@ def test_debian_image_boots_systemd(daemon: Daemon) -> None:
     assert props["os"] == "Debian" and props["release"] == "12"
     network = "stpd" + secrets.token_hex(4)
     subnet = f"10.216.{secrets.randbelow(250) + 1}"
-    prefix6 = f"fd42:{secrets.token_hex(2)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    # written as ip and the API show it (no leading zeros in a group)
+    prefix6 = f"fd42:{secrets.randbits(16):x}:{secrets.randbits(16):x}:{secrets.randbits(16):x}"
     config = {
         "ipv4.address": f"{subnet}.1/24",
         "ipv4.nat": "false",
