@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,22 @@ def second_host() -> Iterator[tuple[Daemon, str]]:
         finally:
             other.stop()
             remove_root(other.root)
+
+
+@pytest.fixture
+def subids_for_1000() -> Iterator[Callable[[], None]]:
+    """A callable that delegates host id 1000 to root in /etc/subuid and /etc/subgid (as
+    Incus's docs ask for raw.idmap); the files are put back afterwards."""
+    files = [Path("/etc/subuid"), Path("/etc/subgid")]
+    saved = {f: f.read_text() if f.exists() else None for f in files}
+
+    def delegate() -> None:
+        for f in files:
+            f.write_text((saved[f] or "") + "root:1000:1\n")
+
+    yield delegate
+    for f, text in saved.items():
+        if text is None:
+            f.unlink(missing_ok=True)
+        else:
+            f.write_text(text)

@@ -3,8 +3,11 @@ kernel modules, autostart order and host shutdown."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -185,6 +188,70 @@ def test_isolated_idmaps(daemon: Daemon, busybox: str) -> None:
     finally:
         daemon.force_delete(first)
         daemon.force_delete(second)
+
+
+def test_raw_idmap_maps_a_host_id_through(
+    daemon: Daemon, busybox: str, subids_for_1000: Callable[[], None]
+) -> None:
+    """raw.idmap "both 1000 1000": host uid 1000 is uid 1000 inside, both ways."""
+    share = daemon.root / unique("share")  # reachable by the container's root (0755 path)
+    share.mkdir()
+    share.chmod(0o777)
+    (share / "mine").write_text("x")
+    os.chown(share / "mine", 1000, 1000)
+    if "root:1000:1" not in Path("/etc/subuid").read_text():
+        refused = daemon.request(
+            "POST",
+            "/1.0/instances",
+            {
+                "name": unique("raw"),
+                "source": {"type": "image", "alias": busybox},
+                "config": {"raw.idmap": "both 1000 1000"},
+            },
+        )
+        assert refused.status == 400 and "root:1000:1" in refused.json()["error"]
+    subids_for_1000()
+    name = daemon.launch(busybox, config={"raw.idmap": "both 1000 1000"})
+    try:
+        share_device = {"type": "disk", "source": str(share), "path": "/mnt/s"}
+        added = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"devices": {"share": share_device}}
+        )
+        assert added.status == 200, added.body
+        lines = Path(f"/proc/{_pid(daemon, name)}/uid_map").read_text().split("\n")
+        assert ["1000", "1000", "1"] in [line.split() for line in lines]
+        stat = daemon.cli("exec", name, "--", "stat", "-c", "%u:%g", "/mnt/s/mine").stdout
+        assert stat == "1000:1000\n"
+        daemon.cli("exec", name, "--", "touch", "/mnt/s/theirs")
+        daemon.cli("exec", name, "--", "chown", "1000:1000", "/mnt/s/theirs")
+        assert (share / "theirs").stat().st_uid == 1000
+        # the file API speaks container ids through the same map
+        daemon.cli("exec", name, "--", "chown", "1000:1000", "/root")
+        got = daemon.request("GET", f"/1.0/instances/{name}/files?path=/root")
+        assert {k.lower(): val for k, val in got.headers.items()}["x-incus-uid"] == "1000"
+
+        bad = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"raw.idmap": "both 1000-1001 5"}}
+        )
+        assert bad.status == 400 and "differ in size" in bad.json()["error"]
+        # back to the plain map: /root's owner follows at the next start
+        cleared = daemon.request("PATCH", f"/1.0/instances/{name}", {"config": {"raw.idmap": ""}})
+        assert cleared.status == 200, cleared.body
+        daemon.ok(
+            daemon.request(
+                "PUT", f"/1.0/instances/{name}/state", {"action": "restart", "force": True}
+            )
+        )
+        owner = daemon.cli("exec", name, "--", "stat", "-c", "%u", "/root").stdout
+        assert owner == "1000\n"
+        assert len(Path(f"/proc/{_pid(daemon, name)}/uid_map").read_text().splitlines()) == 1
+    finally:
+        daemon.force_delete(name)
+        shutil.rmtree(share, ignore_errors=True)
+
+
+def _pid(daemon: Daemon, name: str) -> int:
+    return int(daemon.request("GET", f"/1.0/instances/{name}/state").metadata["pid"])
 
 
 def test_cloud_init_nocloud_seed(daemon: Daemon, busybox: str) -> None:

@@ -5,7 +5,7 @@ project's instances may not do), and a restricted certificate kept inside its pr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,7 +63,8 @@ def test_project_crud_and_rules(daemon: Daemon, busybox: str) -> None:
         ({"name": "bad/name"}, "Invalid project name"),
         ({"name": unique("p"), "config": {"bogus": "1"}}, "bogus"),
         ({"name": unique("p"), "config": {"limits.memory": "lots"}}, "limits.memory"),
-        ({"name": unique("p"), "config": {"restricted.idmap.uid": "0"}}, "restricted.idmap"),
+        ({"name": unique("p"), "config": {"restricted.idmap.uid": "x"}}, "restricted.idmap.uid"),
+        ({"name": unique("p"), "config": {"restricted.networks.uplinks": "a"}}, "uplinks"),
     ]:
         resp = daemon.request("POST", PROJECTS, body)
         assert resp.status in (400, 409) and expected in resp.json()["error"], (body, resp.body)
@@ -314,3 +315,40 @@ def test_a_project_with_its_own_networks(
         daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}?project={shared}"))
     finally:
         daemon.request("DELETE", f"{PROJECTS}/{shared}")
+
+
+def test_restricted_idmap_ranges(
+    daemon: Daemon, busybox: str, project: str, subids_for_1000: Callable[[], None]
+) -> None:
+    """raw.idmap in a restricted project maps only the host ids restricted.idmap.* allow, and
+    those keys cannot be taken away while an instance uses them (as Incus's tests check)."""
+    subids_for_1000()
+    restricted = {"restricted": "true"}
+    assert daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": restricted}).status == 200
+    inst = unique("c")
+    assert create(daemon, project, inst) == (200, "")
+    url = f"/1.0/instances/{inst}?project={project}"
+
+    def set_raw(value: str) -> tuple[int, str]:
+        resp = daemon.request("PATCH", url, {"config": {"raw.idmap": value}})
+        return resp.status, resp.json()["error"]
+
+    status, error = set_raw("both 1000 1000")
+    assert status == 403 and "restricted.idmap.uid" in error
+    daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": {"restricted.idmap.uid": "1000"}})
+    assert set_raw("both 1000 1000")[0] == 403  # the gid is not allowed yet
+    status, error = set_raw("gid 1000 1000")
+    assert status == 403 and "restricted.idmap.gid" in error
+    assert set_raw("uid 1000 1000") == (200, "")
+    daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": {"restricted.idmap.gid": "1000"}})
+    assert set_raw("both 1000 1000") == (200, "")
+    assert set_raw("both 1001 1001")[0] == 403  # outside the allowed range
+    # taking the allowance away while c uses it is refused, naming the instance
+    resp = daemon.request(
+        "PUT", f"{PROJECTS}/{project}", {"config": {**restricted, "restricted.idmap.gid": "1000"}}
+    )
+    assert resp.status == 400 and inst in resp.json()["error"]
+    resp = daemon.request(
+        "PATCH", f"{PROJECTS}/{project}", {"config": {"restricted.idmap.uid": "1000-x"}}
+    )
+    assert resp.status == 400 and "1000-x" in resp.json()["error"]

@@ -10,12 +10,14 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stapes import certs
+from stapes.api.base import now, parse_timestamp
 from stapes.api.certificate import TrustToken
 from tests.helpers import (
     STAPES,
@@ -159,6 +161,29 @@ def test_tokens_and_trust_outlive_a_restart_and_tokens_can_be_revoked(
     daemon.start()
     resp, _ = https_request(https, "GET", "/1.0/instances", client=first)
     assert resp.status == 200
+
+
+def test_core_remote_token_expiry(daemon: Daemon, https: str, tmp_path: Path) -> None:
+    """A token made while core.remote_token_expiry is set carries expiresAt and stops working
+    (its operation ends) when that time passes."""
+    bad = daemon.request("PATCH", "/1.0", {"config": {"core.remote_token_expiry": "1h"}})
+    assert bad.status == 400 and "expiry" in bad.json()["error"]
+    resp = daemon.request("PATCH", "/1.0", {"config": {"core.remote_token_expiry": "2S"}})
+    assert resp.status == 200, resp.body
+    try:
+        late = ClientCert(tmp_path, "late")
+        token, op = new_token(daemon, "late")
+        expires = parse_timestamp(op["metadata"]["expiresAt"])
+        assert expires is not None and 0 < (expires - now()).total_seconds() <= 2
+        time.sleep(3)
+        body = {"type": "client", "trust_token": token}
+        assert https_request(https, "POST", CERTS, body, late)[0].status == 403
+        done = daemon.request("GET", f"/1.0/operations/{op['id']}").metadata
+        assert done["status"] == "Cancelled"
+    finally:
+        daemon.request("PATCH", "/1.0", {"config": {"core.remote_token_expiry": ""}})
+    token, op = new_token(daemon, "late")  # unset: no expiry
+    assert "expiresAt" not in op["metadata"]
 
 
 def test_certificate_api_and_listener_config(daemon: Daemon, https: str, tmp_path: Path) -> None:
@@ -440,3 +465,28 @@ def test_metrics_for_trusted_and_metrics_certificates(
         https_request(https, "GET", "/1.0/metrics", client=ClientCert(tmp_path, "x"))[0].status
         == 403
     )
+    # core.metrics_address: a listener of its own that serves /1.0/metrics and nothing else
+    metrics = f"127.0.0.1:{free_port()}"
+    resp = daemon.request("PATCH", "/1.0", {"config": {"core.metrics_address": metrics}})
+    assert resp.status == 200, resp.body
+    try:
+        resp = https_request(metrics, "GET", "/1.0/metrics", client=scraper)[0]
+        assert resp.status == 200 and b"incus_procs_total" in resp.body
+        anyone = ClientCert(tmp_path, "anyone")
+        assert https_request(metrics, "GET", "/1.0/metrics", client=anyone)[0].status == 403
+        for path in ("/1.0", "/1.0/instances"):
+            resp = https_request(metrics, "GET", path, client=scraper)[0]
+            assert resp.status == 404 and "core.metrics_address" in resp.json()["error"], path
+        # core.metrics_authentication=false: metrics open to any client, the API still closed
+        off = {"core.metrics_authentication": "false"}
+        assert daemon.request("PATCH", "/1.0", {"config": off}).status == 200
+        assert https_request(metrics, "GET", "/1.0/metrics", client=anyone)[0].status == 200
+        assert https_request(https, "GET", "/1.0/instances", client=anyone)[0].status == 403
+        taken = daemon.request("PATCH", "/1.0", {"config": {"core.metrics_address": https}})
+        assert taken.status == 400 and "Cannot listen" in taken.json()["error"]
+        assert https_request(https, "GET", "/1.0", client=anyone)[0].status == 200  # kept
+    finally:
+        unset = {"core.metrics_address": "", "core.metrics_authentication": ""}
+        daemon.request("PATCH", "/1.0", {"config": unset})
+    with pytest.raises(ConnectionRefusedError):
+        https_request(metrics, "GET", "/1.0/metrics", client=scraper)

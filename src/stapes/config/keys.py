@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from stapes.api.errors import BadRequest
 from stapes.config import snapshots
 from stapes.config import validate as v
+from stapes.host.idmap import is_raw_idmap
 
 CONTAINER = frozenset({"container"})
 ALL_TYPES = frozenset({"container", "virtual-machine"})
@@ -94,6 +95,11 @@ INSTANCE_KEYS: dict[str, Key] = {
     ),
     "security.idmap.base": Key(
         v.is_uint, types=CONTAINER, help="First host id of an isolated container's map"
+    ),
+    "raw.idmap": Key(
+        is_raw_idmap,
+        types=CONTAINER,
+        help="Host ids mapped into the container as they are: lines of 'uid|gid|both HOST CT'",
     ),
     "security.idmap.size": Key(
         v.is_uint, "65536", types=CONTAINER, help="Number of ids in an isolated container's map"

@@ -13,6 +13,24 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Address of the HTTPS API (HOST:PORT, [V6]:PORT or :PORT); empty: unix socket only",
     ),
+    "core.metrics_address": Key(
+        v.is_listen_address,
+        "",
+        live=True,
+        help="Address of an HTTPS listener serving /1.0/metrics only; empty: none",
+    ),
+    "core.metrics_authentication": Key(
+        v.is_bool,
+        "true",
+        live=True,
+        help="Whether /1.0/metrics needs a trusted (client or metrics) certificate",
+    ),
+    "core.remote_token_expiry": Key(
+        v.is_expiry,
+        "",
+        live=True,
+        help="How long a trust token lasts (15M, 3H, 1d...); empty: until it is used",
+    ),
     "oidc.issuer": Key(
         v.any_value, "", live=True, help="OIDC issuer URL whose bearer tokens are trusted"
     ),
@@ -40,10 +58,11 @@ SERVER_KEYS: dict[str, Key] = {
 
 FREE_PREFIXES = {"user.": Key(live=True, help="Free-form user data")}
 
+METRICS_KEY = "core.metrics_address"
+
 LATER: dict[str, str] = {
     "core.trust_password": "trust passwords are gone from Incus 6 too: use trust tokens "
     "(stapes config trust add NAME)",
-    "core.metrics_address": "the metrics API is not in this stapesd yet",
     "cluster.https_address": "clustering is not in this stapesd yet",
 }
 

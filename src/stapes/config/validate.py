@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import yaml
 
@@ -109,6 +111,56 @@ def is_int(value: str) -> None:
         int(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an integer") from None
+
+
+def parse_id_ranges(value: str) -> list[tuple[int, int]]:
+    """Comma-separated ids or inclusive ranges (``1000,2000-2999``) as (first, last) pairs."""
+    ranges = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()) or int(last or first) < int(first):
+            raise ValueError(f"{part!r} is not an id or a range of ids (1000 or 1000-1999)")
+        ranges.append((int(first), int(last or first)))
+    return ranges
+
+
+def is_id_ranges(value: str) -> None:
+    parse_id_ranges(value)
+
+
+_EXPIRY = re.compile(r"^(\d+)(S|M|H|d|w|m|y)$")
+
+
+def add_expiry(start: datetime, value: str) -> datetime:
+    """``start`` plus an Incus expiry expression: ``<n><unit>`` words, the unit one of S
+    (seconds), M (minutes), H (hours), d, w, m (months), y (years)."""
+    when = start
+    words = value.split()
+    if not words:
+        raise ValueError("Invalid expiry expression: empty (use for example 15M, 3H or 1d)")
+    for word in words:
+        match = _EXPIRY.match(word)
+        if not match:
+            raise ValueError(
+                f"Invalid expiry expression {word!r}: use <number><unit>, the unit one of "
+                "S M H d w m y (seconds, minutes, hours, days, weeks, months, years)"
+            )
+        count, unit = int(match[1]), match[2]
+        if unit in "SMHdw":
+            seconds = {"S": 1, "M": 60, "H": 3600, "d": 86400, "w": 604800}[unit]
+            when += timedelta(seconds=count * seconds)
+        else:
+            months = when.month - 1 + count * (12 if unit == "y" else 1)
+            year, month = when.year + months // 12, months % 12 + 1
+            day = min(when.day, calendar.monthrange(year, month)[1])
+            when = when.replace(year=year, month=month, day=day)
+    return when
+
+
+def is_expiry(value: str) -> None:
+    add_expiry(datetime(2000, 1, 1, tzinfo=UTC), value)
 
 
 def one_of(*choices: str) -> Validator:

@@ -37,15 +37,27 @@ def _liblxc_version() -> str | None:
 
 def subid_range(path: Path, user: str = "root") -> tuple[int, int] | None:
     """The first (start, count) range for ``user`` in a subuid/subgid file."""
+    ranges = subid_ranges(path, user)
+    return ranges[0] if ranges else None
+
+
+def subid_ranges(path: Path, user: str = "root") -> list[tuple[int, int]]:
+    """Every (start, count) range for ``user`` in a subuid/subgid file."""
     try:
         lines = path.read_text().splitlines()
     except OSError:
-        return None
+        return []
+    found = []
     for line in lines:
         parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (user, "0"):
-            return int(parts[1]), int(parts[2])
-    return None
+        if (
+            len(parts) == 3
+            and parts[0] in (user, "0")
+            and parts[1].isdigit()
+            and parts[2].isdigit()
+        ):
+            found.append((int(parts[1]), int(parts[2])))
+    return found
 
 
 def _cgroup_layout() -> str:

@@ -63,7 +63,7 @@ async def create_instance(
         await fill(op, row)
         await svc.apply_root_size(row, None, svc.expand(row)[1])
         spec = svc.spec(row)
-        root_id = spec.idmap.base if spec.idmap else 0
+        root_id = spec.idmap.root_uid if spec.idmap else 0
         if trigger is not None:
             await templates.apply(spec.volume, row.name, row.type, spec.config, trigger, root_id)
         driver = svc.drivers.get(row.type)

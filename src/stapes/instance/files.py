@@ -76,19 +76,20 @@ class InstanceFiles:
         return rootfs, spec.idmap
 
     @staticmethod
-    def _to_container(host_id: int, idmap: IdMap | None) -> int:
+    def _to_container(host_id: int, idmap: IdMap | None, uid: bool) -> int:
         if idmap is None:
             return host_id
-        inside = host_id - idmap.base
-        return inside if 0 <= inside < idmap.size else OVERFLOW_ID
+        inside = idmap.to_ns(host_id, uid)
+        return OVERFLOW_ID if inside is None else inside
 
     @staticmethod
-    def _to_host(container_id: int, idmap: IdMap | None) -> int:
+    def _to_host(container_id: int, idmap: IdMap | None, uid: bool) -> int:
         if container_id < 0 or idmap is None:
             return container_id
-        if container_id >= idmap.size:
+        host = idmap.to_host(container_id, uid)
+        if host is None:
             raise BadRequest(f"Id {container_id} is outside the instance's id map")
-        return container_id + idmap.base
+        return host
 
     async def get(self, row: InstanceRow, path: str) -> tuple[FileInfo, AsyncIterator[bytes]]:
         """Stat ``path``; a file's bytes follow in the iterator (empty for others)."""
@@ -103,8 +104,8 @@ class InstanceFiles:
             raise _error(path, stderr)
         raw: dict[str, Any] = json.loads(line)
         info = FileInfo(**raw)
-        info.uid = self._to_container(info.uid, idmap)
-        info.gid = self._to_container(info.gid, idmap)
+        info.uid = self._to_container(info.uid, idmap, True)
+        info.gid = self._to_container(info.gid, idmap, False)
 
         async def body() -> AsyncIterator[bytes]:
             """The bytes; raises at the end when the helper failed part-way."""
@@ -140,19 +141,20 @@ class InstanceFiles:
         if kind not in ("file", "directory", "symlink"):
             raise BadRequest(f"Unknown file type {kind!r} (use file, directory or symlink)")
         rootfs, idmap = self._root(row)
-        root_id = str(self._to_host(0, idmap))  # new files belong to the instance's root
+        # new directories on the way belong to the instance's root
+        root_uid, root_gid = str(self._to_host(0, idmap, True)), str(self._to_host(0, idmap, False))
         argv = [
             *HELPER,
             str(rootfs),
             "put",
             check_path(path),
             kind,
-            str(self._to_host(uid, idmap)),
-            str(self._to_host(gid, idmap)),
+            str(self._to_host(uid, idmap, True)),
+            str(self._to_host(gid, idmap, False)),
             str(mode),
             write,
-            root_id,
-            root_id,
+            root_uid,
+            root_gid,
         ]
         proc = await spawn(argv)
         assert proc.stdin is not None and proc.stderr is not None

@@ -128,10 +128,13 @@ class InstanceService:
                 if other.id == row.id and row.id:
                     continue
                 held = IdMap.from_volatile(other.config.get("volatile.idmap.next", "[]"))
+                held = held.with_raw(()) if held is not None else None
                 if held is not None and held != shared:
                     yield held
 
-        return idmaps.choose(config, shared, shared, held_by_others())
+        chosen = idmaps.choose(config, shared, shared, held_by_others())
+        idmaps.check_delegated(chosen)
+        return chosen
 
     async def status(self, row: q.InstanceRow) -> RuntimeState:
         return await self.drivers.get(row.type).status(self.spec(row))
@@ -404,7 +407,7 @@ class InstanceService:
         await self._apply_idmap(row)
         spec = self.spec(row)
         rootfs = spec.volume / "rootfs"
-        root_id = spec.idmap.base if spec.idmap else 0
+        root_id = spec.idmap.root_uid if spec.idmap else 0
         await templates.apply(spec.volume, row.name, row.type, spec.config, "start", root_id)
         if cloudinit.wanted(spec.config, (rootfs / "usr/bin/cloud-init").exists()):
             await cloudinit.write_seed(rootfs, root_id, cloudinit.seed(row.name, spec.config))

@@ -24,8 +24,7 @@ NEW_PROJECT_FEATURES = {
 _BLOCK_ALLOW = v.one_of("block", "allow")
 _DEVICE = v.one_of("block", "allow", "managed")
 
-# Only keys this stapesd enforces: restricted.idmap.* (there is no raw.idmap instance key here
-# for them to restrict) and restricted.networks.uplinks/subnets/zones (they restrict OVN
+# Only keys this stapesd enforces: restricted.networks.uplinks/subnets/zones (they restrict OVN
 # networks, which cannot run here) are refused as unknown keys.
 # restricted.containers.interception holds whatever it is set to: syscall interception cannot
 # be switched on in this stapesd at all.
@@ -39,6 +38,8 @@ KEYS: dict[str, v.Validator] = {
     "restricted.containers.privilege": v.one_of("unprivileged", "isolated", "allow"),
     "restricted.containers.interception": v.one_of("block", "allow", "full"),
     "restricted.networks.access": v.any_value,
+    "restricted.idmap.uid": v.is_id_ranges,
+    "restricted.idmap.gid": v.is_id_ranges,
     "restricted.virtual-machines.lowlevel": _BLOCK_ALLOW,
     "restricted.devices.disk": _DEVICE,
     "restricted.devices.disk.paths": v.any_value,

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stapes.api.errors import BadRequest
+from stapes.api.errors import BadRequest, Forbidden
 from stapes.config import validate as v
 from stapes.db.connection import Database
 from stapes.db.instances import list_instances
 from stapes.db.projects import expand_profiles, get_project
+from stapes.project import restrictions
 
 Devices = dict[str, dict[str, str]]
 
@@ -145,6 +146,12 @@ def check_project(db: Database, project: str, config: dict[str, str]) -> None:
                 f"{key}={config[key]} is below what project {project!r} already uses "
                 f"({state['Usage']})"
             )
+    for row in list_instances(db, project):
+        expanded, devices = expand_profiles(db, project, row.profiles, row.config, row.devices)
+        try:
+            restrictions.check_against(project, config, row.type, expanded, devices)
+        except Forbidden as exc:
+            raise BadRequest(f"Instance {row.name!r} would break the new config: {exc}") from exc
     instances = _instances(db, project)
     for key, (instance_key, read) in _SUMMED.items():
         if key in config and any(read(c, d) < 0 for _, c, d in instances):

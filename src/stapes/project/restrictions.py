@@ -10,6 +10,7 @@ from stapes.api.errors import Forbidden
 from stapes.config import validate as v
 from stapes.db.connection import Database
 from stapes.db.projects import get_project
+from stapes.host.idmap import parse_raw
 
 Devices = dict[str, dict[str, str]]
 
@@ -40,7 +41,14 @@ def _refuse(project: str, what: str, key: str) -> Forbidden:
 def check_instance(
     db: Database, project: str, instance_type: str, config: dict[str, str], devices: Devices
 ) -> None:
-    limits = get_project(db, project).config
+    check_against(project, get_project(db, project).config, instance_type, config, devices)
+
+
+def check_against(
+    project: str, limits: dict[str, str], instance_type: str, config: dict[str, str],
+    devices: Devices,
+) -> None:  # fmt: skip
+    """Whether an instance's expanded config and devices obey the project config ``limits``."""
     if not v.parse_bool(limits.get("restricted", "false")):
         return
     nesting = _setting(limits, "restricted.containers.nesting", "block")
@@ -61,10 +69,32 @@ def check_instance(
         lowlevel = "restricted.virtual-machines.lowlevel"
     if _setting(limits, lowlevel, "block") != "allow":
         for key in config:
-            if key.startswith(_LOWLEVEL_PREFIXES):
+            if key.startswith(_LOWLEVEL_PREFIXES) and key != "raw.idmap":
                 raise _refuse(project, f"the low-level key {key!r} is not allowed", lowlevel)
+    _check_raw_idmap(project, limits, config.get("raw.idmap", ""))
     for name, device in devices.items():
         _check_device(project, limits, name, device)
+
+
+def _check_raw_idmap(project: str, limits: dict[str, str], raw_text: str) -> None:
+    """A restricted project's raw.idmap may only map the host ids restricted.idmap.* allow."""
+    if not raw_text:
+        return
+    try:
+        entries = parse_raw(raw_text)
+    except ValueError:
+        return  # the key's own validator reports it
+    for kind in ("uid", "gid"):
+        key = f"restricted.idmap.{kind}"
+        allowed = v.parse_id_ranges(limits.get(key, ""))
+        for entry in entries:
+            if not entry.applies(kind == "uid"):
+                continue
+            last = entry.host + entry.count - 1
+            if not any(lo <= entry.host and last <= hi for lo, hi in allowed):
+                raise _refuse(
+                    project, f"raw.idmap maps host {kind}s {entry.host}-{last}, not allowed", key
+                )
 
 
 def _check_device(project: str, limits: dict[str, str], name: str, device: dict[str, str]) -> None:

@@ -49,7 +49,7 @@ def identify(request: web.Request) -> Identity:
     if sockname == str(st.paths.socket):
         identity = LOCAL
     else:
-        peer = st.https.peer(request)
+        peer = st.https.peer(request) or st.metrics_https.peer(request)
         row = find_certificate(st.db, peer.fingerprint) if peer and peer.fingerprint else None
         if row is not None and row.type == "metrics":
             identity = Identity(

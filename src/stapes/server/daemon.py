@@ -11,7 +11,7 @@ import signal
 from aiohttp import web
 
 from stapes.api.errors import StapesError
-from stapes.config.server_keys import server_value
+from stapes.config.server_keys import METRICS_KEY, server_value
 from stapes.db.connection import Database
 from stapes.db.instances import InstanceRow, find_instance, list_instances
 from stapes.db.projects import ensure_profile, ensure_project
@@ -113,6 +113,7 @@ def build_state(paths: Paths) -> State:
         caps=caps,
         warnings=warnings,
         https=https,
+        metrics_https=Https(paths.server_cert, paths.server_key, metrics_only=True),
         oidc=OidcVerifier(),
         trust=Trust(db, operations, events, https),
         projects=Projects(db, events),
@@ -178,13 +179,13 @@ async def serve(paths: Paths) -> None:
     os.chmod(paths.socket, 0o660)
     log.info("stapesd listening on %s", paths.socket)
     st.oidc.configure(OidcSettings.from_config(get_config(st.db)))
-    st.https.app_server = runner.server
+    st.https.app_server = st.metrics_https.app_server = runner.server
     st.https.certificate()
-    address = server_value(get_config(st.db), "core.https_address")
-    try:
-        await st.https.apply(address)
-    except StapesError as exc:
-        st.warnings.raise_("HTTPS listener unavailable", exc.message, "/1.0")
+    for listener, key in ((st.https, "core.https_address"), (st.metrics_https, METRICS_KEY)):
+        try:
+            await listener.apply(server_value(get_config(st.db), key))
+        except StapesError as exc:
+            st.warnings.raise_("HTTPS listener unavailable", f"{key}: {exc.message}", "/1.0")
     st.trust.restore_tokens()
 
     loop = asyncio.get_running_loop()
@@ -218,6 +219,7 @@ async def serve(paths: Paths) -> None:
         st.events.close()
         await st.operations.shutdown()
         await st.https.stop()
+        await st.metrics_https.stop()
         st.instances.watcher.close()
         await st.pools.close()
         await runner.cleanup()

@@ -12,8 +12,11 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from stapes.api.errors import BadRequest, PayloadTooLarge, PreconditionFailed
+from stapes.api.errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed
+from stapes.config.server_keys import server_value
+from stapes.config.validate import parse_bool
 from stapes.db.instances import InstanceRow
+from stapes.db.server_config import get_config
 from stapes.server import events
 from stapes.server.auth import authenticate, check_public, require_trusted
 from stapes.server.response import Result, etag_of, render
@@ -55,7 +58,11 @@ class Endpoint:
 def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         identity = await authenticate(request)
-        if not action.allow_untrusted:
+        if identity.peer is not None and identity.peer.metrics_only and not action.allow_metrics:
+            raise NotFound("Only /1.0/metrics is served on core.metrics_address")
+        if action.allow_metrics and not metrics_authenticated(state(request)):
+            pass  # core.metrics_authentication=false: metrics are open to every client
+        elif not action.allow_untrusted:
             require_trusted(request, metrics=action.allow_metrics)
         else:
             check_public(request, identity)
@@ -70,6 +77,10 @@ def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse
         return render(await action.handler(request))
 
     return handle
+
+
+def metrics_authenticated(st: State) -> bool:
+    return parse_bool(server_value(get_config(st.db), "core.metrics_authentication"))
 
 
 def state(request: web.Request) -> State:

@@ -37,6 +37,8 @@ class Peer:
     address: str
     certificate: x509.Certificate | None
     fingerprint: str
+    metrics_only: bool = False
+    """Came through core.metrics_address, which serves /1.0/metrics and nothing else."""
 
 
 def _accept_any(conn: SSL.Connection, cert: object, errno: int, depth: int, ok: int) -> bool:
@@ -46,8 +48,11 @@ def _accept_any(conn: SSL.Connection, cert: object, errno: int, depth: int, ok: 
 
 
 class HttpsListener:
-    def __init__(self, app_server: ProtocolFactory, cert: Path, key: Path) -> None:
+    def __init__(
+        self, app_server: ProtocolFactory, cert: Path, key: Path, metrics_only: bool = False
+    ) -> None:
         self.app_server = app_server
+        self.metrics_only = metrics_only
         self.context = SSL.Context(SSL.TLS_SERVER_METHOD)
         self.context.set_min_proto_version(SSL.TLS1_2_VERSION)
         self.context.use_certificate_file(str(cert))
@@ -167,7 +172,12 @@ class _TlsConnection(asyncio.Protocol):
     def _open_plain(self) -> None:
         cert = self.tls.get_peer_certificate()
         crypto = cert.to_cryptography() if cert is not None else None
-        peer = Peer(self._remote(), crypto, fingerprint(crypto) if crypto is not None else "")
+        peer = Peer(
+            self._remote(),
+            crypto,
+            fingerprint(crypto) if crypto is not None else "",
+            self.listener.metrics_only,
+        )
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
         theirs.setblocking(False)
@@ -245,12 +255,14 @@ class _TlsConnection(asyncio.Protocol):
 
 
 class Https:
-    """``core.https_address``: its listener started, moved and stopped as the key changes. The
-    server certificate is made at the first start of the daemon."""
+    """``core.https_address`` (or ``core.metrics_address`` with ``metrics_only``): its listener
+    started, moved and stopped as the key changes. The server certificate is made at the first
+    start of the daemon."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path, key: Path, *, metrics_only: bool = False) -> None:
         self.cert = cert
         self.key = key
+        self.metrics_only = metrics_only
         self.app_server: ProtocolFactory | None = None
         self.listener: HttpsListener | None = None
         self.address = ""
@@ -281,11 +293,12 @@ class Https:
     async def _listen(self, address: str) -> None:
         assert self.app_server is not None, "the app server is set before listening"
         self.certificate()
-        listener = HttpsListener(self.app_server, self.cert, self.key)
+        listener = HttpsListener(self.app_server, self.cert, self.key, self.metrics_only)
         host, port = split_address(address)
         await listener.start(host, port)
         self.listener, self.address = listener, address
-        log.info("stapesd listening on https://%s", address)
+        what = "metrics" if self.metrics_only else "the API"
+        log.info("stapesd serving %s on https://%s", what, address)
 
     async def stop(self) -> None:
         if self.listener is not None:

@@ -46,6 +46,8 @@ class State:
     caps: HostCaps
     warnings: Warnings
     https: Https
+    metrics_https: Https
+    """core.metrics_address: /1.0/metrics only."""
     oidc: OidcVerifier
     trust: Trust
     projects: Projects

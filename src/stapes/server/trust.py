@@ -15,14 +15,17 @@ from cryptography import x509
 from pyroute2 import IPRoute
 
 from stapes import certs
+from stapes.api.base import now, parse_timestamp, timestamp
 from stapes.api.certificate import CERTIFICATE_TYPES, CertificatePut, CertificatesPost, TrustToken
 from stapes.api.errors import BadRequest, Conflict, Forbidden
 from stapes.api.lifecycle import CertificateAction
 from stapes.api.urls import certificate_url
-from stapes.config.validate import split_address
+from stapes.config.server_keys import server_value
+from stapes.config.validate import add_expiry, split_address
 from stapes.db import certificates as q
 from stapes.db.connection import Database
 from stapes.db.projects import list_projects
+from stapes.db.server_config import get_config
 from stapes.server.auth import NOT_AUTHORIZED, Identity
 from stapes.server.events import EventBus
 from stapes.server.listeners import Https
@@ -132,6 +135,10 @@ class Trust:
         row = q.find_token(self.db, secret)
         if row is None or not secrets.compare_digest(row.secret, secret):
             raise Forbidden(NOT_AUTHORIZED)
+        expires = parse_timestamp(row.expires_at)
+        if expires is not None and expires <= now():
+            self._use_token(row.secret)
+            raise Forbidden(NOT_AUTHORIZED)
         asked = CertificatePut.model_validate({**row.request, "certificate": ""})
         fingerprint = self._insert(peer_cert, asked)
         self._use_token(row.secret)
@@ -163,7 +170,9 @@ class Trust:
                 "The server does not listen on the network: set core.https_address first"
             )
         request = req.model_dump(exclude={"password"})
-        row = q.TokenRow(0, secrets.token_hex(32), req.name, request)
+        expiry = server_value(get_config(self.db), "core.remote_token_expiry")
+        expires_at = timestamp(add_expiry(now(), expiry)) if expiry else ""
+        row = q.TokenRow(0, secrets.token_hex(32), req.name, request, expires_at)
         with self.db.transaction():
             q.insert_token(self.db, row)
         return self._token_operation(row)
@@ -175,10 +184,17 @@ class Trust:
             "request": row.request,
             "secret": row.secret,
         }
+        expires = parse_timestamp(row.expires_at)
+        if expires is not None:
+            metadata["expiresAt"] = row.expires_at
 
         async def pending(op: Operation) -> None:
             try:
-                await asyncio.Event().wait()
+                if expires is None:
+                    await asyncio.Event().wait()
+                else:  # an expired token's operation ends as cancelled, as in Incus
+                    await asyncio.sleep(max(0.0, (expires - now()).total_seconds()))
+                    raise asyncio.CancelledError
             finally:  # used, or revoked (not a daemon shutdown): the token goes
                 if not self.operations.stopping:
                     self._forget_token(row.secret)
@@ -208,7 +224,11 @@ class Trust:
     def restore_tokens(self) -> None:
         """At daemon start: the tokens not used yet are operations again."""
         for row in q.list_tokens(self.db):
-            self._token_operation(row)
+            expires = parse_timestamp(row.expires_at)
+            if expires is not None and expires <= now():
+                self._forget_token(row.secret)
+            else:
+                self._token_operation(row)
 
     def addresses(self) -> list[str]:
         """Where clients reach the listener: its address, or every address of the host when it

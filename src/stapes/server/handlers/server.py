@@ -13,8 +13,8 @@ from aiohttp import web
 
 import stapes
 from stapes import certs
-from stapes.api.errors import BadRequest
-from stapes.config.server_keys import validate_server_config
+from stapes.api.errors import BadRequest, StapesError
+from stapes.config.server_keys import METRICS_KEY, server_value, validate_server_config
 from stapes.db.server_config import get_config, replace_config
 from stapes.host.resources import resources as host_resources
 from stapes.instance.service import without_empty
@@ -134,6 +134,11 @@ async def patch_server(request: web.Request) -> Result:
 async def _store(st: State, config: dict[str, str]) -> None:
     validate_server_config(config)
     await st.https.apply(config.get("core.https_address", ""))
+    try:
+        await st.metrics_https.apply(config.get(METRICS_KEY, ""))
+    except StapesError:
+        await st.https.apply(server_value(get_config(st.db), "core.https_address"))
+        raise
     st.oidc.configure(OidcSettings.from_config(config))
     with st.db.transaction():
         replace_config(st.db, config)
