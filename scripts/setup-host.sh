@@ -14,7 +14,8 @@ packages=(lxc lxc-dev gcc pkg-config python3-venv busybox-static debootstrap squ
           uidmap xz-utils iproute2 util-linux tar rsync btrfs-progs e2fsprogs
           gzip bzip2 zstd lz4  # the compression algorithms of backups
           dnsmasq-base nftables  # managed networks: DHCP and DNS, NAT
-          skopeo umoci)  # OCI images: copy between transports, unpack
+          skopeo umoci  # OCI images: copy between transports, unpack
+          qemu-system-x86 qemu-utils ovmf)  # virtual machines: QEMU, disk images, UEFI
 test_packages=()
 if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
   # The real incus client (bookworm-backports) is the wire-compatibility oracle of the tests.

@@ -31,6 +31,13 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="How long a trust token lasts (15M, 3H, 1d...); empty: until it is used",
     ),
+    "instances.vm.accelerator": Key(
+        v.one_of("auto", "kvm", "tcg"),
+        "auto",
+        live=True,
+        help="What VMs run on: auto (KVM when usable, else TCG emulation), kvm (never "
+        "emulate) or tcg",
+    ),
     "oidc.issuer": Key(
         v.any_value, "", live=True, help="OIDC issuer URL whose bearer tokens are trusted"
     ),

@@ -30,7 +30,7 @@ HOSTS_TEMPLATE = (
 )
 
 
-def _metadata(os_name: str, release: str, description: str, variant: str) -> dict[str, object]:
+def metadata(os_name: str, release: str, description: str, variant: str) -> dict[str, object]:
     return {
         "architecture": platform.machine(),
         "creation_date": int(time.time()),
@@ -48,7 +48,7 @@ def _metadata(os_name: str, release: str, description: str, variant: str) -> dic
     }
 
 
-def _write_meta(work: Path, meta: dict[str, object]) -> None:
+def write_meta(work: Path, meta: dict[str, object]) -> None:
     (work / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     templates = work / "templates"
     templates.mkdir(exist_ok=True)
@@ -84,9 +84,16 @@ def find_busybox() -> Path:
 
 
 async def build_busybox(work: Path, out: Path, say: Say = lambda _: None) -> Path:
+    release = await build_busybox_tree(work / "rootfs")
+    write_meta(work, metadata("busybox", release, f"busybox {release}", "default"))
+    say(f"Packing busybox {release} image")
+    return await _pack(work, out)
+
+
+async def build_busybox_tree(rootfs: Path) -> str:
+    """A busybox system in ``rootfs``; returns busybox's version."""
     busybox = find_busybox()
     _, listing, _ = await run([str(busybox), "--list-full"])
-    rootfs = work / "rootfs"
     for d in (
         "bin",
         "sbin",
@@ -122,10 +129,7 @@ async def build_busybox(work: Path, out: Path, say: Say = lambda _: None) -> Pat
     (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (rootfs / "etc" / "group").write_text("root:x:0:\n")
     _, version, _ = await run([str(busybox), "--help"], check=False)
-    release = version.decode(errors="replace").split()[1].lstrip("v") if version else "1"
-    _write_meta(work, _metadata("busybox", release, f"busybox {release}", "default"))
-    say(f"Packing busybox {release} image")
-    return await _pack(work, out)
+    return version.decode(errors="replace").split()[1].lstrip("v") if version else "1"
 
 
 def _apt_uris() -> list[str]:
@@ -237,7 +241,7 @@ async def build_debian(
     _finish_debian(rootfs, suite)
     await _apply(recipe, rootfs, say)
     number = next(k for k, v in DEBIAN_RELEASES.items() if v == suite and k.isdigit())
-    _write_meta(work, _metadata("Debian", number, recipe.description, recipe.variant))
+    write_meta(work, metadata("Debian", number, recipe.description, recipe.variant))
     say("Packing the image")
     return await _pack(work, out)
 

@@ -39,6 +39,15 @@ def load_yaml(text: str | bytes) -> Any:
     return yaml.load(text, Loader=loader)
 
 
+def qcow2_virtual_size(path: str) -> int:
+    """The size of the disk a qcow2 file holds (its header's size field), 0 if not qcow2."""
+    with open(path, "rb") as f:
+        header = f.read(32)
+    if header[:4] != QCOW2_MAGIC or len(header) < 32:
+        return 0
+    return int.from_bytes(header[24:32], "big")
+
+
 def file_magic(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read(4)

@@ -7,13 +7,14 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stapes.api.base import now, timestamp
-from stapes.api.errors import BadRequest, Conflict, NotFound
+from stapes.api.errors import BadRequest, Conflict, MissingHostFeature, NotFound
 from stapes.api.lifecycle import ImageAction, ImageAliasAction
 from stapes.db import images as q
 from stapes.db.connection import Database
@@ -310,6 +311,9 @@ class ImageStore:
     async def _unpack(self, row: q.ImageRow, target: Path) -> None:
         meta, rootfs = self.files(row)
         tar = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xf"]
+        if row.type == "virtual-machine":
+            await self._unpack_vm(meta, rootfs, target)
+            return
         if rootfs is None:
             await run([*tar, str(meta), "-C", str(target)], timeout=3600)
             if not (target / "rootfs").is_dir():
@@ -325,6 +329,24 @@ class ImageStore:
             (target / "rootfs").mkdir(exist_ok=True)
             await run([*tar, str(rootfs), "-C", str(target / "rootfs")], timeout=3600)
         await asyncio.to_thread(remove_device_nodes, target / "rootfs")
+
+    @staticmethod
+    async def _unpack_vm(meta: Path, rootfs: Path | None, target: Path) -> None:
+        """A VM image: its metadata (metadata.yaml, templates/, boot/ for images that carry a
+        kernel) and its qcow2 disk turned into the raw ``root.img`` VMs boot from."""
+        await run(["tar", "--no-same-owner", "-xf", str(meta), "-C", str(target)], timeout=600)
+        disk = rootfs
+        if disk is None:  # a unified VM image holds its disk as rootfs.img
+            disk = target / "rootfs.img"
+            if not disk.is_file():
+                raise BadRequest("This VM image has no disk (rootfs.img)")
+        if shutil.which("qemu-img") is None:
+            raise MissingHostFeature("qemu-img is missing: install Debian's qemu-utils package")
+        await run(
+            ["qemu-img", "convert", "-O", "raw", str(disk), str(target / "root.img")],
+            timeout=3600,
+        )
+        (target / "rootfs.img").unlink(missing_ok=True)
 
 
 def _from_epoch(seconds: int) -> datetime:

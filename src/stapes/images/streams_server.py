@@ -100,7 +100,9 @@ def images_json(
         known = [a for a in product["aliases"].split(",") if a]
         product["aliases"] = ",".join(dict.fromkeys(known + names))
         version = datetime.fromisoformat(row.created_at.replace("Z", "+00:00"))
-        key = version.strftime("%Y%m%d_%H%M%S") + f"_{row.fingerprint[:8]}"
+        uploaded = datetime.fromisoformat(row.uploaded_at.replace("Z", "+00:00"))
+        # builds made within the same second (creation dates are whole seconds) sort by upload
+        key = version.strftime("%Y%m%d_%H%M%S") + uploaded.strftime("_%Y%m%d%H%M%S%f")
         product["versions"][key] = {"items": _items(row, files, cache)}
     return {
         "content_id": "images",

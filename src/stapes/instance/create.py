@@ -20,6 +20,7 @@ from stapes.host.idmap import IdMap, reshift_tree
 from stapes.images import oci
 from stapes.instance import cloudinit, copy, templates
 from stapes.server.operations import Operation
+from stapes.storage.volumes import vol_dir
 
 if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
@@ -57,14 +58,14 @@ async def create_instance(
         drv = svc.pools.driver(row.pool)
 
         async def drop_volume() -> None:
-            await drv.delete_volume("containers", row.name)
+            await drv.delete_volume(vol_dir(row.type), row.name)
 
         undo.append(drop_volume)
         await fill(op, row)
         await svc.apply_root_size(row, None, svc.expand(row)[1])
         spec = svc.spec(row)
         root_id = spec.idmap.root_uid if spec.idmap else 0
-        if trigger is not None:
+        if trigger is not None and row.type == "container":
             await templates.apply(spec.volume, row.name, row.type, spec.config, trigger, root_id)
         driver = svc.drivers.get(row.type)
         await driver.adopt(spec)
@@ -108,8 +109,10 @@ def from_image(
         volume = await svc.pools.image_volume(
             row.pool, image.fingerprint, shared, lambda target: svc.images.unpack(image, target)
         )
-        await svc.pools.instance_from_image(row.pool, volume, row.name)
-        await reshift(svc.pools.driver(row.pool).volume_path("containers", row.name), shared, idmap)
+        await svc.pools.instance_from_image(row.pool, volume, vol_dir(row.type), row.name)
+        if row.type == "container":
+            path = svc.pools.driver(row.pool).volume_path(vol_dir(row.type), row.name)
+            await reshift(path, shared, idmap)
         op.progress("create_instance_from_image_unpack", 100, 0, "Unpacking image: 100%")
         svc.images.mark_used(image)
 
@@ -129,7 +132,7 @@ def empty(svc: InstanceService, idmap: IdMap | None) -> Fill:
     """An empty rootfs (source type none)."""
 
     async def fill(op: Operation, row: q.InstanceRow) -> None:
-        path = await svc.pools.driver(row.pool).create_volume("containers", row.name)
+        path = await svc.pools.driver(row.pool).create_volume(vol_dir(row.type), row.name)
         (path / "rootfs").mkdir(mode=0o755)
         await reshift(path, None, idmap)
 

@@ -93,6 +93,10 @@ class InstanceDriver(abc.ABC):
         stopped). Must tolerate running more than once."""
         return None
 
+    def exit_reason(self, spec: InstanceSpec) -> str:
+        """Why the instance stopped on its own, if the driver knows (a crash...)."""
+        return ""
+
     @abc.abstractmethod
     async def freeze(self, spec: InstanceSpec) -> None: ...
 

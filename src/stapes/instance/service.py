@@ -20,10 +20,12 @@ from stapes.config.keys import effective_config, lookup, validate_instance_confi
 from stapes.config.validate import parse_bool, parse_size
 from stapes.db import instances as q
 from stapes.db.connection import Database
+from stapes.db.images import ImageRow
 from stapes.db.projects import expand_profiles, get_profile, get_project
 from stapes.host.idmap import IdMap, current_map
 from stapes.host.paths import Paths
 from stapes.images import remote_fetch
+from stapes.images.formats import qcow2_virtual_size
 from stapes.images.store import ImageStore
 from stapes.instance import cloudinit, copy, create, idmaps, names, templates
 from stapes.instance import types as instance_types
@@ -32,6 +34,7 @@ from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState
 from stapes.instance.registry import InstanceDrivers
+from stapes.instance.vm import disk as vm_disk
 from stapes.instance.watch import InitWatcher
 from stapes.network.service import Networks, ProjectNetworks
 from stapes.project import limits as project_limits
@@ -41,7 +44,7 @@ from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operation, Operations
 from stapes.storage.backups.records import BackupRecords
 from stapes.storage.pool import Pools
-from stapes.storage.volumes import AttachedVolume, Volumes
+from stapes.storage.volumes import AttachedVolume, Volumes, vol_dir
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ class InstanceService:
             architecture=row.architecture,
             config=config,
             devices=devices,
-            volume=self.pools.driver(row.pool).volume_path("containers", row.name),
+            volume=self.pools.driver(row.pool).volume_path(vol_dir(row.type), row.name),
             log_dir=self.paths.instance_logs(row.name),
             idmap=current_map(row.config),
         )
@@ -170,7 +173,7 @@ class InstanceService:
 
     async def _disk_usage(self, row: q.InstanceRow) -> dict[str, dict[str, int]]:
         """The root disk's usage, as Incus reports it (total 0: no quota on the pool)."""
-        used = await self.pools.driver(row.pool).volume_usage("containers", row.name)
+        used = await self.pools.driver(row.pool).volume_usage(vol_dir(row.type), row.name)
         if used is None:
             return {}
         root = next(
@@ -339,6 +342,8 @@ class InstanceService:
             raise BadRequest(
                 f"Image {image.fingerprint[:12]} is a {image.type} image, not a {instance_type} one"
             )
+        if image is not None and image.type == "virtual-machine":
+            self._check_vm_root_size(project, image, profiles, req.config, req.devices)
         if image is not None and req.profiles is None and image.profiles:
             profiles = list(image.profiles)  # the image's profiles, when none are asked for
             self._check_profiles(project, profiles)
@@ -379,6 +384,23 @@ class InstanceService:
 
         return self.instance_operation(act, "Creating instance", project, name)
 
+    def _check_vm_root_size(
+        self,
+        project: str,
+        image: ImageRow,
+        profiles: list[str],
+        config: dict[str, str],
+        devices: dict[str, dict[str, str]],
+    ) -> None:
+        """A root disk smaller than a VM image's disk is a 400 before anything is made."""
+        _, rootfs = self.images.files(image)
+        if rootfs is None:
+            return  # a unified image: its disk size is known once unpacked
+        devices = self.expand_parts(project, profiles, config, devices)[1]
+        size = (root_disk(devices) or ("", {}))[1].get("size", "")
+        if size:
+            vm_disk.check_root_size(parse_size(size), qcow2_virtual_size(str(rootfs)))
+
     async def _refresh(self, source: copy.CopySource, target: q.InstanceRow) -> Operation:
         if (await self.status(target)).status != StatusCode.STOPPED:
             raise BadRequest(f"Instance {target.name!r} is running: stop it to refresh it")
@@ -408,9 +430,11 @@ class InstanceService:
         spec = self.spec(row)
         rootfs = spec.volume / "rootfs"
         root_id = spec.idmap.root_uid if spec.idmap else 0
-        await templates.apply(spec.volume, row.name, row.type, spec.config, "start", root_id)
-        if cloudinit.wanted(spec.config, (rootfs / "usr/bin/cloud-init").exists()):
-            await cloudinit.write_seed(rootfs, root_id, cloudinit.seed(row.name, spec.config))
+        if rootfs.is_dir():  # a container (a VM's files are inside its disk)
+            await templates.apply(spec.volume, row.name, row.type, spec.config, "start", root_id)
+            if cloudinit.wanted(spec.config, (rootfs / "usr/bin/cloud-init").exists()):
+                seed = cloudinit.seed(row.name, spec.config)
+                await cloudinit.write_seed(rootfs, root_id, seed)
         ctx = self.device_context(row, spec.config)
         spec.run = await device_plan.prepare_start(spec.devices, ctx)
         try:
@@ -591,11 +615,15 @@ class InstanceService:
         new = (root_disk(after) or ("", {}))[1].get("size", "")
         if old == new and before is not None:
             return
+        if row.type == "virtual-machine":
+            volume = self.pools.driver(row.pool).volume_path(vol_dir(row.type), row.name)
+            await asyncio.to_thread(vm_disk.grow_root, volume, parse_size(new) if new else None)
+            return
         if before is None and not new:
             return
         try:
             await self.pools.driver(row.pool).set_quota(
-                "containers", row.name, parse_size(new) if new else None
+                vol_dir(row.type), row.name, parse_size(new) if new else None
             )
         except BadRequest as exc:
             raise BadRequest(f"Root disk size: {exc.message}") from None
@@ -685,7 +713,9 @@ class InstanceService:
                 old_spec = self.spec(row)
                 driver = self.drivers.get(row.type)
                 await driver.forget(old_spec)
-                await self.pools.driver(row.pool).rename_volume("containers", row.name, new_name)
+                await self.pools.driver(row.pool).rename_volume(
+                    vol_dir(row.type), row.name, new_name
+                )
                 if old_spec.log_dir.exists():
                     old_spec.log_dir.rename(self.paths.instance_logs(new_name))
                 old = row.name
@@ -733,7 +763,7 @@ class InstanceService:
                 if (await self.drivers.get(row.type).status(spec)).status != StatusCode.STOPPED:
                     raise BadRequest("Instance is running")
                 await self.drivers.get(row.type).forget(spec)
-                await self.pools.driver(row.pool).delete_volume("containers", row.name)
+                await self.pools.driver(row.pool).delete_volume(vol_dir(row.type), row.name)
                 await asyncio.to_thread(shutil.rmtree, spec.log_dir, True)
                 await asyncio.to_thread(shutil.rmtree, self.paths.instance_devices(row.name), True)
                 await BackupRecords(self.db, self.paths, "instance").forget_owner(row.id)
@@ -766,7 +796,13 @@ class InstanceService:
             await driver.after_stop(spec)
             await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
             await self.set_power(row, "STOPPED")
-            self.events.lifecycle(InstanceAction.SHUTDOWN, url(name, project), project=project)
+            reason = driver.exit_reason(spec)
+            self.events.lifecycle(
+                InstanceAction.SHUTDOWN,
+                url(name, project),
+                project=project,
+                context={"reason": reason} if reason else None,
+            )
 
 
 def root_disk(devices: dict[str, dict[str, str]]) -> tuple[str, dict[str, str]] | None:

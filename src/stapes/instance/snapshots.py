@@ -27,6 +27,7 @@ from stapes.db.projects import find_profile
 from stapes.instance.service import InstanceService, url
 from stapes.project import restrictions
 from stapes.server.operations import Operation
+from stapes.storage.volumes import vol_dir
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +152,12 @@ class SnapshotService:
         )
         drv = self.pools.driver(row.pool)
         async with self.instances.frozen(row):
-            await drv.create_snapshot("containers", row.name, name)
+            await drv.create_snapshot(vol_dir(row.type), row.name, name)
         try:
             with self.db.transaction():
                 q.insert_snapshot(self.db, snap)
         except BaseException:
-            await drv.delete_snapshot("containers", row.name, name)
+            await drv.delete_snapshot(vol_dir(row.type), row.name, name)
             raise
         self.events.lifecycle(
             InstanceAction.SNAPSHOT_CREATED,
@@ -195,13 +196,13 @@ class SnapshotService:
             async with self.locks(row.project, row.name):
                 current = self.get(row, snap.name)
                 drv = self.pools.driver(row.pool)
-                await drv.rename_snapshot("containers", row.name, snap.name, new_name)
+                await drv.rename_snapshot(vol_dir(row.type), row.name, snap.name, new_name)
                 current.name = new_name
                 try:
                     with self.db.transaction():
                         q.update_snapshot(self.db, current)
                 except BaseException:
-                    await drv.rename_snapshot("containers", row.name, new_name, snap.name)
+                    await drv.rename_snapshot(vol_dir(row.type), row.name, new_name, snap.name)
                     raise
                 self.events.lifecycle(
                     InstanceAction.SNAPSHOT_RENAMED,
@@ -223,7 +224,7 @@ class SnapshotService:
         """Delete a snapshot now (the caller holds the instance's lock)."""
         with self.db.transaction():
             q.delete_snapshot(self.db, snap.id)
-        await self.pools.driver(row.pool).delete_snapshot("containers", row.name, snap.name)
+        await self.pools.driver(row.pool).delete_snapshot(vol_dir(row.type), row.name, snap.name)
         self.events.lifecycle(
             InstanceAction.SNAPSHOT_DELETED,
             snapshot_url(row.name, snap.name, row.project),
@@ -251,7 +252,7 @@ class SnapshotService:
                 if was_running:
                     await self.instances.stop_unlocked(current, force=True, timeout=-1)
                 drv = self.pools.driver(current.pool)
-                await drv.restore_snapshot("containers", current.name, snap.name)
+                await drv.restore_snapshot(vol_dir(current.type), current.name, snap.name)
                 current.config = {
                     **{k: v for k, v in snap.config.items() if not k.startswith(VOLATILE_PREFIX)},
                     **{k: v for k, v in current.config.items() if k.startswith(VOLATILE_PREFIX)},

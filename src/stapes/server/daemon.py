@@ -34,6 +34,7 @@ from stapes.instance.recover import Recovery
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.service import InstanceService
 from stapes.instance.snapshots import SnapshotService
+from stapes.instance.vm.qemu import QemuDriver
 from stapes.network.acl_service import NetworkAcls
 from stapes.network.forward_service import NetworkForwards
 from stapes.network.service import Networks
@@ -51,7 +52,7 @@ from stapes.server.trust import Trust
 from stapes.storage.pool import Pools
 from stapes.storage.volume_backups import VolumeBackups
 from stapes.storage.volume_snapshots import VolumeSnapshots
-from stapes.storage.volumes import Volumes
+from stapes.storage.volumes import Volumes, vol_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,12 @@ def build_state(paths: Paths) -> State:
     images = ImageStore(db, paths, events)
     pools = Pools(db, paths, events)
     idmap = IdMap.from_host() if caps.unprivileged else None
-    drivers = InstanceDrivers({"container": LxcDriver(paths, caps, idmap)})
+    drivers = InstanceDrivers(
+        {
+            "container": LxcDriver(paths, caps, idmap),
+            "virtual-machine": QemuDriver(paths, lambda: get_config(db)),
+        }
+    )
     instances = InstanceService(
         db=db,
         paths=paths,
@@ -157,7 +163,7 @@ async def initialise(st: State) -> list[InstanceRow]:
         leftover.unlink(missing_ok=True)
     to_start = await HostPower(st.instances).readopt()
     for row in list_instances(st.db, None):  # volumes made before stapesd kept backup.yaml
-        volume = st.pools.driver(row.pool).volume_path("containers", row.name)
+        volume = st.pools.driver(row.pool).volume_path(vol_dir(row.type), row.name)
         if volume.is_dir() and not (volume / BACKUP_FILE).exists():
             await st.backups.write_backup_file(row)
     return to_start

@@ -231,22 +231,24 @@ class Pools:
                 raise
         return name
 
-    async def instance_from_image(self, pool: str, image_volume: str, name: str) -> None:
+    async def instance_from_image(
+        self, pool: str, image_volume: str, vol_type: str, name: str
+    ) -> None:
         """A new instance volume holding a copy of an image volume.
 
         Drivers without cheap clones keep one spare copy of each image volume ready, made in
         the background after a launch, so that the next launch only renames it."""
         drv = self.driver(pool)
         if drv.info().optimized_images:
-            await drv.copy_volume("images", image_volume, "containers", name)
+            await drv.copy_volume("images", image_volume, vol_type, name)
             return
         spare = f"{image_volume}.spare"
         async with self._image_locks[(pool, image_volume)]:
             taken = drv.volume_path("images", spare).exists()
             if taken:
-                await drv.move_volume("images", spare, "containers", name)
+                await drv.move_volume("images", spare, vol_type, name)
         if not taken:
-            await drv.copy_volume("images", image_volume, "containers", name)
+            await drv.copy_volume("images", image_volume, vol_type, name)
         self._refill_spare(pool, image_volume)
 
     def _refill_spare(self, pool: str, image_volume: str) -> None:

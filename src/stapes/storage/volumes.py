@@ -42,6 +42,11 @@ TYPE_DIRS = {
 CONTENT_TYPES = (FILESYSTEM, BLOCK)
 
 
+def vol_dir(instance_type: str) -> str:
+    """Where an instance's volume lives on its pool: containers/ or virtual-machines/."""
+    return TYPE_DIRS[instance_type]
+
+
 def disk_name(project: str, name: str) -> str:
     """A custom volume's name on its pool: Incus's ``<project>_<name>``."""
     return f"{project}_{name}"

@@ -18,7 +18,7 @@ from stapes.cli.output import format_option, human_size, print_object, print_row
 from stapes.client import multipart
 from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
-from stapes.images import builder, streams_tree
+from stapes.images import builder, streams_tree, vm_builder
 from stapes.images import oci as oci_images
 from stapes.images import recipe as image_recipe
 
@@ -137,8 +137,14 @@ def import_image(
     type=click.Path(file_okay=False, path_type=Path),
     help="Also add the image to a static simplestreams tree in this directory",
 )
+@click.option("--vm", is_flag=True, help="Build a virtual-machine image (busybox only so far)")
 def build(
-    kind: str, variant: str, aliases: tuple[str, ...], output: Path | None, streams: Path | None
+    kind: str,
+    variant: str,
+    aliases: tuple[str, ...],
+    output: Path | None,
+    streams: Path | None,
+    vm: bool,
 ) -> None:
     """Build an image offline from the host (busybox) or the Debian mirror (a built-in recipe
     or your own YAML one, a copy of src/stapes/images/recipes/debian.yaml), and import it."""
@@ -151,6 +157,14 @@ def build(
             work = Path(tmp) / "image"
             work.mkdir()
             out = Path(tmp) / "image.tar.gz"
+            if vm:
+                if kind != "busybox" or output is not None or streams is not None:
+                    raise BadRequest(
+                        "--vm builds busybox VM images so far (without --output or --streams)"
+                    )
+                meta, disk = asyncio.run(vm_builder.build_busybox_vm(work, say))
+                say("Importing the image")
+                return _import(server, meta, disk, aliases, False)
             if kind == "busybox":
                 asyncio.run(builder.build_busybox(work, out, say))
             elif kind.startswith("debian/"):

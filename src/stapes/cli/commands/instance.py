@@ -25,6 +25,7 @@ def _create_options(f: Any) -> Any:
     f = click.option("--no-profiles", is_flag=True, help="Create without any profile")(f)
     f = click.option("--ephemeral", "-e", is_flag=True, help="Ephemeral instance")(f)
     f = click.option("--description", default="", help="Instance description")(f)
+    f = click.option("--vm", is_flag=True, help="Create a virtual machine (QEMU)")(f)
     f = click.option(
         "--type",
         "-t",
@@ -42,7 +43,7 @@ def _create_options(f: Any) -> Any:
 def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> None:
     body: dict[str, Any] = {
         "name": options["name"],
-        "type": "container",
+        "type": "virtual-machine" if options["vm"] else "container",
         "config": parse_key_values(options["config"], "--config"),
         "ephemeral": options["ephemeral"],
         "description": options["description"],

@@ -18,6 +18,7 @@ from stapes.config.server_keys import METRICS_KEY, server_value, validate_server
 from stapes.db.server_config import get_config, replace_config
 from stapes.host.resources import resources as host_resources
 from stapes.instance.service import without_empty
+from stapes.instance.vm.qemu import QemuDriver
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
 from stapes.server.extensions import API_EXTENSIONS
@@ -63,14 +64,17 @@ async def get_server(request: web.Request) -> Result:
         )
     server_cert = certs.parse(st.https.certificate())
     drivers = supported()
+    infos = [st.instances.drivers.get(t).info() for t in st.instances.drivers.types()]
     release = _os_release()
     environment: dict[str, Any] = {
         "addresses": st.trust.addresses() if st.https.address else [],
         "architectures": _architectures(),
         "certificate": certs.pem(server_cert),
         "certificate_fingerprint": certs.fingerprint(server_cert),
-        "driver": "lxc",
-        "driver_version": st.caps.liblxc or "",
+        "driver": " | ".join(d.name for d in infos),
+        "driver_version": " | ".join(d.version for d in infos),
+        "instance_types": [d.instance_type for d in infos],
+        "vm_accelerator": vm_accelerator(st),
         "firewall": "nftables",
         "kernel": platform.system(),
         "kernel_architecture": platform.machine(),
@@ -164,3 +168,15 @@ ENDPOINTS = [
     ),
 ]
 ROOT = Endpoint("/", get=Action(get_root, allow_untrusted=True))
+
+
+def vm_accelerator(st: State) -> str:
+    """What VMs run on here: kvm, or tcg and why (``instances.vm.accelerator`` applied)."""
+    driver = st.instances.drivers.get("virtual-machine")
+    if not isinstance(driver, QemuDriver):
+        return ""
+    try:
+        chosen = driver.accelerator()
+    except StapesError as exc:
+        return f"none ({exc.message})"
+    return f"{chosen.name} ({chosen.why})" if chosen.why else chosen.name

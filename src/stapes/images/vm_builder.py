@@ -1,0 +1,230 @@
+"""Minimal VM images, offline: the Debian cloud kernel (from the host's apt mirror), a busybox
+initramfs that loads the virtio modules and switches to the disk, and an ext4 disk holding a
+busybox system. Written as a split Incus VM image: a metadata tarball (metadata.yaml,
+templates/, boot/vmlinuz, boot/initrd.img, boot/cmdline) and a qcow2 disk.
+
+Images that carry ``boot/`` are booted by direct kernel boot (no firmware, a few seconds under
+TCG); Stapes' extension to the format, ignored by Incus, which boots the disk through UEFI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from stapes.api.errors import MissingHostFeature
+from stapes.host.run import RunError, run
+from stapes.images import builder
+
+KERNEL_PACKAGE = "linux-image-cloud-amd64"
+KERNEL_CACHE = Path("/var/cache/stapes/kernels")
+
+MODULES = (
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_console",
+    "virtio_rng",
+    "virtio_net",
+    "button",
+    "evdev",
+    "isofs",
+)
+"""Loaded by the initramfs, after what each depends on (those built in are skipped)."""
+
+INITRAMFS_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /modules.order); do insmod /modules/$m 2>/dev/null; done
+root=/dev/vda
+for arg in $(cat /proc/cmdline); do case $arg in root=*) root=${arg#root=};; esac; done
+i=0
+while [ ! -b $root ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+mkdir -p /newroot
+mount -o rw $root /newroot || { echo "stapes initramfs: cannot mount $root"; exec sh; }
+mount --move /dev /newroot/dev
+umount /proc /sys
+exec switch_root /newroot /sbin/init
+"""
+
+RC_S = """#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /run /tmp
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+hostname -F /etc/hostname
+ip link set lo up
+for e in /sys/class/input/event*; do
+  if grep -q "Power Button" "$e/device/name" 2>/dev/null; then
+    # the ACPI power button (QEMU's system_powerdown): power off cleanly
+    (head -c 1 "/dev/input/${e##*/}" >/dev/null && poweroff) &
+  fi
+done
+for n in /sys/class/net/eth*; do
+  [ -e "$n" ] && udhcpc -b -q -i "${n##*/}" -s /etc/udhcpc.script >/dev/null 2>&1
+done
+[ -x /etc/rc.agent ] && /etc/rc.agent &
+echo "stapes-vm: ready"
+"""
+
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    ;;
+esac
+"""
+
+
+async def debian_kernel(say: builder.Say) -> Path:
+    """The unpacked Debian cloud kernel package (boot/vmlinuz-*, lib/modules/*), downloaded
+    once from the host's apt mirror into /var/cache/stapes/kernels."""
+    try:
+        _, out, _ = await run(["apt-cache", "depends", KERNEL_PACKAGE])
+    except (RunError, FileNotFoundError) as exc:
+        raise MissingHostFeature(
+            f"apt cannot find {KERNEL_PACKAGE} (run apt-get update): {exc}"
+        ) from None
+    package = next(
+        (
+            line.split()[1]
+            for line in out.decode().splitlines()
+            if line.strip().startswith("Depends: linux-image-")
+        ),
+        "",
+    )
+    if not package:
+        raise MissingHostFeature(f"apt knows no kernel package behind {KERNEL_PACKAGE}")
+    tree = KERNEL_CACHE / package
+    if (tree / "boot").is_dir():
+        return tree
+    say(f"Downloading {package} from the Debian mirror")
+    download = KERNEL_CACHE / "download"
+    shutil.rmtree(download, ignore_errors=True)
+    download.mkdir(parents=True)
+    try:
+        await run(["apt-get", "download", "-q", package], cwd=str(download), timeout=600)
+        (deb,) = download.glob("*.deb")
+        partial = KERNEL_CACHE / f"{package}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        await run(["dpkg-deb", "-x", str(deb), str(partial)], timeout=600)
+        partial.rename(tree)
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+    return tree
+
+
+async def make_initramfs(kernel_tree: Path, out: Path) -> None:
+    """A gzipped newc cpio: static busybox, the virtio modules, an init that mounts root=."""
+    work = out.with_suffix(".d")
+    shutil.rmtree(work, ignore_errors=True)
+    for d in ("bin", "dev", "proc", "sys", "modules"):
+        (work / d).mkdir(parents=True)
+    shutil.copy2(builder.find_busybox(), work / "bin" / "busybox")
+    (work / "init").write_text(INITRAMFS_INIT)
+    (work / "init").chmod(0o755)
+    (modules_root,) = (kernel_tree / "lib" / "modules").iterdir()
+    order = module_order(modules_root, MODULES)
+    for source in order:
+        shutil.copy2(source, work / "modules" / source.name)
+    order_names = [p.name for p in order]
+    (work / "modules.order").write_text("\n".join(order_names) + "\n")
+    names = sorted(str(p.relative_to(work)) for p in work.rglob("*"))
+    listing = ("\n".join(names) + "\n").encode()
+    _, archive, _ = await run(["busybox", "cpio", "-o", "-H", "newc"], input=listing, cwd=str(work))
+    _, packed, _ = await run(["gzip", "-1", "-c"], input=archive)
+    out.write_bytes(packed)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _module_name(path: Path) -> str:
+    return path.name.removesuffix(".ko").replace("-", "_")
+
+
+def _depends(path: Path) -> list[str]:
+    """The ``depends=`` of a module's .modinfo section (no modinfo binary needed)."""
+    data = path.read_bytes()
+    at = data.find(b"\0depends=")
+    if at < 0:
+        return []
+    value = data[at + 9 : data.index(b"\0", at + 9)].decode()
+    return [d.replace("-", "_") for d in value.split(",") if d]
+
+
+def module_order(modules_root: Path, wanted: tuple[str, ...]) -> list[Path]:
+    """The module files for ``wanted`` and everything they need, dependencies first."""
+    index = {_module_name(p): p for p in modules_root.rglob("*.ko")}
+    order: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in index:
+            return  # built into the kernel, or already placed
+        seen.add(name)
+        for dep in _depends(index[name]):
+            visit(dep)
+        order.append(index[name])
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+async def make_disk(rootfs: Path, qcow2: Path, size_mib: int) -> None:
+    raw = qcow2.with_suffix(".raw")
+    await run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(raw), f"{size_mib}M"])
+    await run(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(qcow2)], timeout=600)
+    raw.unlink()
+
+
+def _tree_mib(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                total += os.path.getsize(full)
+    return total // 1024**2
+
+
+async def build_busybox_vm(work: Path, say: builder.Say) -> tuple[Path, Path]:
+    """(metadata tarball, qcow2 disk) of a busybox VM that boots in seconds under TCG."""
+    for tool in ("qemu-img", "mkfs.ext4"):
+        if shutil.which(tool) is None:
+            raise MissingHostFeature(f"{tool} is missing: install qemu-utils and e2fsprogs")
+    kernel_tree = await debian_kernel(say)
+    (vmlinuz,) = (kernel_tree / "boot").glob("vmlinuz-*")
+    rootfs_work = work / "disk"
+    rootfs_work.mkdir()
+    await builder.build_busybox_tree(rootfs_work / "rootfs")
+    rootfs = rootfs_work / "rootfs"
+    (rootfs / "etc" / "inittab").write_text(
+        "::sysinit:/etc/init.d/rcS\nttyS0::respawn:/bin/sh -l\n::shutdown:/bin/umount -a -r\n"
+    )
+    (rootfs / "etc" / "init.d").mkdir(exist_ok=True)
+    for path, text in (("etc/init.d/rcS", RC_S), ("etc/udhcpc.script", UDHCPC_SCRIPT)):
+        (rootfs / path).write_text(text)
+        (rootfs / path).chmod(0o755)
+    meta_dir = work / "meta"
+    (meta_dir / "boot").mkdir(parents=True)
+    shutil.copy2(vmlinuz, meta_dir / "boot" / "vmlinuz")
+    say("Making the initramfs")
+    await make_initramfs(kernel_tree, meta_dir / "boot" / "initrd.img")
+    (meta_dir / "boot" / "cmdline").write_text("root=/dev/vda rw quiet\n")
+    release = kernel_tree.name.removeprefix("linux-image-")
+    meta = builder.metadata("busybox", release, f"busybox VM (kernel {release})", "vm")
+    builder.write_meta(meta_dir, meta)
+    say("Making the disk")
+    disk = work / "rootfs.img"
+    await make_disk(rootfs, disk, max(64, _tree_mib(rootfs) * 2 + 32))
+    tarball = work / "metadata.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ("metadata.yaml", "templates", "boot"):
+            tar.add(meta_dir / name, arcname=name)
+    return tarball, disk

@@ -1,0 +1,462 @@
+"""The virtual-machine driver: one QEMU process per running VM, started as a child of stapesd
+in its own session (it outlives a daemon restart and is found again by its pid file),
+controlled over QMP. Its root disk is ``root.img`` on the instance's volume; images that carry
+a kernel boot it directly, the others boot through UEFI (OVMF)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from stapes.api.base import StatusCode
+from stapes.api.errors import BadRequest, InternalError, MissingHostFeature
+from stapes.host import accel
+from stapes.host.paths import Paths
+from stapes.host.run import run
+from stapes.instance.devices.device import Nic, RunConfig
+from stapes.instance.driver import (
+    Console,
+    DriverInfo,
+    ExecRequest,
+    InstanceDriver,
+    InstanceSpec,
+    RuntimeState,
+)
+from stapes.instance.vm import qemu_args, qmp
+from stapes.instance.vm.qemu_args import Firmware, KernelBoot, Tap, VmInputs
+
+log = logging.getLogger(__name__)
+
+RUN_ROOT = Path("/run/stapes-vm")
+ROOT_DISK = "root.img"
+NVRAM = "qemu.nvram"
+BOOT_DIR = "boot"
+"""Images that carry a kernel: boot/vmlinuz, boot/initrd.img and boot/cmdline (optional)."""
+START_TIMEOUT = 30.0
+
+Settings = Callable[[], dict[str, str]]
+
+
+def run_dir(paths: Paths, project: str, name: str) -> Path:
+    """Short (unix socket paths are limited to 107 bytes) and stable across daemon restarts."""
+    digest = hashlib.sha256(f"{paths.root}\0{project}\0{name}".encode()).hexdigest()[:16]
+    return RUN_ROOT / digest
+
+
+def firmware(secure: bool) -> Firmware:
+    kind = ".ms" if secure else ""
+    code = accel.OVMF_DIR / f"OVMF_CODE_4M{kind}.fd"
+    template = accel.OVMF_DIR / f"OVMF_VARS_4M{kind}.fd"
+    if not code.exists() or not template.exists():
+        raise MissingHostFeature(
+            f"UEFI firmware {code} is missing: install Debian's ovmf package, or use an image "
+            "that carries its kernel (direct kernel boot needs no firmware)"
+        )
+    return Firmware(code, template)
+
+
+def kernel_boot(volume: Path) -> KernelBoot | None:
+    boot = volume / BOOT_DIR
+    kernel = boot / "vmlinuz"
+    if not kernel.is_file():
+        return None
+    initrd = boot / "initrd.img"
+    cmdline = (boot / "cmdline").read_text().strip() if (boot / "cmdline").exists() else ""
+    return KernelBoot(
+        kernel,
+        initrd if initrd.is_file() else None,
+        qemu_args.kernel_cmdline(cmdline or "root=/dev/vda rw"),
+    )
+
+
+class QemuDriver(InstanceDriver):
+    def __init__(self, paths: Paths, settings: Settings) -> None:
+        self.paths = paths
+        self.settings = settings
+        self._children: dict[Path, asyncio.subprocess.Process] = {}
+        """QEMUs started by this daemon (their exit status is known): run dir -> process."""
+
+    def info(self) -> DriverInfo:
+        return DriverInfo(name="qemu", version=_qemu_version(), instance_type="virtual-machine")
+
+    # -- where things are -------------------------------------------------------------------------
+
+    def _run(self, spec: InstanceSpec) -> Path:
+        return run_dir(self.paths, spec.project, spec.name)
+
+    def _qmp(self, spec: InstanceSpec) -> Path:
+        return self._run(spec) / "qmp.sock"
+
+    def agent_socket(self, spec: InstanceSpec) -> Path:
+        return self._run(spec) / "agent.sock"
+
+    def accelerator(self) -> accel.Accelerator:
+        """kvm or tcg as the host and ``instances.vm.accelerator`` (auto|kvm|tcg) allow."""
+        wanted = self.settings().get("instances.vm.accelerator", "auto") or "auto"
+        found = accel.probe()
+        if wanted == "tcg":
+            return accel.Accelerator("tcg", "instances.vm.accelerator=tcg")
+        if wanted == "kvm" and found.name != "kvm":
+            raise MissingHostFeature(
+                f"KVM is not usable here ({found.why}) and instances.vm.accelerator=kvm "
+                "forbids emulation: set it to auto to run VMs under TCG (slowly)"
+            )
+        return found
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _pid(self, spec: InstanceSpec) -> int:
+        """The QEMU of this instance, if it is alive (checked by its command line, so a reused
+        pid is not taken for it)."""
+        run = self._run(spec)
+        try:
+            pid = int((run / "qemu.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, ValueError):
+            return -1
+        if str(run / "qmp.sock").encode() not in cmdline:
+            return -1
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return -1
+        return pid
+
+    async def status(self, spec: InstanceSpec) -> RuntimeState:
+        pid = self._pid(spec)
+        if pid <= 0:
+            return RuntimeState(StatusCode.STOPPED)
+        try:
+            result = await qmp.execute(self._qmp(spec), "query-status")
+        except InternalError:
+            return RuntimeState(StatusCode.RUNNING, pid)  # starting, or busy with another client
+        paused = (
+            result.get("status") in ("paused", "suspended") if isinstance(result, dict) else False
+        )
+        return RuntimeState(StatusCode.FROZEN if paused else StatusCode.RUNNING, pid)
+
+    async def state(self, spec: InstanceSpec) -> RuntimeState:
+        current = await self.status(spec)
+        if current.pid <= 0:
+            return current
+        current.memory = {
+            "usage": _rss(current.pid),
+            "total": qemu_args.memory_bytes(spec.config),
+        }
+        current.cpu = {"usage": _cpu_ns(current.pid)}
+        current.started_at = _started_at(current.pid)
+        return current
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def inputs(self, spec: InstanceSpec, accelerator: str) -> VmInputs:
+        volume = spec.volume
+        kernel = kernel_boot(volume)
+        fw = None if kernel is not None else firmware(qemu_args.secureboot(spec.config))
+        return VmInputs(
+            name=spec.name,
+            uuid=spec.config.get("volatile.uuid", "") or "00000000-0000-0000-0000-000000000000",
+            config=spec.config,
+            accelerator=accelerator,
+            root_disk=volume / ROOT_DISK,
+            run_dir=self._run(spec),
+            log_dir=spec.log_dir,
+            nvram=None if fw is None else volume / NVRAM,
+            firmware=fw,
+            kernel=kernel,
+            taps=[_tap(nic) for nic in spec.run.nics],
+        )
+
+    async def start(self, spec: InstanceSpec) -> int:
+        binary = accel.qemu_binary()
+        if binary is None:
+            raise MissingHostFeature(
+                f"{accel.QEMU_BINARY} is missing: install Debian's qemu-system-x86 package"
+            )
+        if self._pid(spec) > 0:
+            raise BadRequest("The instance is already running")
+        chosen = self.accelerator()
+        inputs = self.inputs(spec, chosen.name)
+        if not inputs.root_disk.exists():
+            raise InternalError(f"The VM's root disk {inputs.root_disk} is missing")
+        argv = [binary, *qemu_args.build(inputs)]
+        run = self._run(spec)
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True, mode=0o700)
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        if inputs.firmware is not None and inputs.nvram is not None and not inputs.nvram.exists():
+            shutil.copyfile(inputs.firmware.vars_template, inputs.nvram)
+        (spec.log_dir / "qemu.conf").write_text(" \\\n  ".join(argv) + "\n")
+        qemu_log = spec.log_dir / "qemu.log"
+        created = []
+        try:
+            for nic in spec.run.nics:
+                await _make_tap(nic)
+                created.append(nic)
+            with open(qemu_log, "w") as out:
+                out.write(f"accelerator: {chosen.name}{f' ({chosen.why})' if chosen.why else ''}\n")
+                out.flush()
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                )
+            self._children[run] = proc
+            pid = await self._wait_started(spec, proc, qemu_log)
+        except BaseException:
+            for nic in created:
+                await _remove_tap(nic)
+            shutil.rmtree(run, ignore_errors=True)
+            raise
+        return pid
+
+    async def _wait_started(
+        self, spec: InstanceSpec, proc: asyncio.subprocess.Process, qemu_log: Path
+    ) -> int:
+        """Until QMP answers; a QEMU that exits first is a failed start, with its words."""
+        deadline = time.monotonic() + START_TIMEOUT
+        sock = self._qmp(spec)
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise InternalError(f"QEMU failed to start the VM: {_tail(qemu_log)}")
+            if sock.exists() and (run_pid := self._pid(spec)) > 0:
+                with contextlib.suppress(InternalError):
+                    await qmp.execute(sock, "query-status")
+                    return run_pid
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise InternalError(f"QEMU did not come up within {START_TIMEOUT:.0f}s: {_tail(qemu_log)}")
+
+    async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None:
+        pid = self._pid(spec)
+        if pid <= 0:
+            raise BadRequest("The instance is already stopped")
+        sock = self._qmp(spec)
+        if force:
+            with contextlib.suppress(InternalError):
+                await qmp.execute(sock, "quit")
+            if not await _gone(pid, 10):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                await _gone(pid, 10)
+        else:
+            status = await self.status(spec)
+            if status.status == StatusCode.FROZEN:
+                await qmp.execute(sock, "cont")
+            await qmp.execute(sock, "system_powerdown")
+            wait = timeout if timeout >= 0 else 24 * 3600
+            if not await _gone(pid, wait):
+                raise InternalError(
+                    f"The VM did not shut down within {timeout}s (its guest may ignore the ACPI "
+                    "power button); use force to stop it"
+                )
+        if self._pid(spec) > 0:
+            raise InternalError("Failed to stop the VM")
+        await self.after_stop(spec)
+
+    async def after_stop(self, spec: InstanceSpec) -> None:
+        run = self._run(spec)
+        proc = self._children.pop(run, None)
+        how = "its exit status is unknown (started before stapesd last restarted)"
+        if proc is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 5)
+            if proc.returncode is not None:
+                how = _exit_text(proc.returncode)
+        if run.exists():  # once per run, however many times this is called
+            with contextlib.suppress(OSError), open(spec.log_dir / "qemu.log", "a") as f:
+                f.write(f"QEMU exited: {how}\n")
+        for nic in spec.run.nics:
+            await _remove_tap(nic)
+        shutil.rmtree(run, ignore_errors=True)
+
+    def exit_reason(self, spec: InstanceSpec) -> str:
+        """What QEMU said last, then how it exited (from qemu.log)."""
+        try:
+            lines = (spec.log_dir / "qemu.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        said = [line for line in lines[1:] if line.strip() and not line.startswith("QEMU exited")]
+        exited = [line for line in lines if line.startswith("QEMU exited")]
+        return "; ".join(([said[-1]] if said else []) + exited[-1:])
+
+    async def freeze(self, spec: InstanceSpec) -> None:
+        await qmp.execute(self._qmp(spec), "stop")
+
+    async def unfreeze(self, spec: InstanceSpec) -> None:
+        await qmp.execute(self._qmp(spec), "cont")
+
+    # -- inside the guest -------------------------------------------------------------------------
+
+    async def spawn(
+        self, spec: InstanceSpec, req: ExecRequest, stdin: int, stdout: int, stderr: int
+    ) -> int:
+        raise BadRequest("VM exec needs the guest agent, which this stapesd does not have yet")
+
+    async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
+        raise BadRequest("VM exec needs the guest agent, which this stapesd does not have yet")
+
+    async def hotplug(self, spec: InstanceSpec, run: RunConfig) -> None:
+        if run.mounts or run.nodes or run.nics or run.helpers:
+            raise BadRequest(
+                "Devices cannot be added to a running VM here yet: stop it, change it, start it"
+            )
+
+    async def unplug(self, spec: InstanceSpec, run: RunConfig) -> None:
+        if run.mounts or run.nodes or run.nics or run.helpers:
+            raise BadRequest("Devices cannot be removed from a running VM here yet: stop it first")
+
+    async def console(self, spec: InstanceSpec) -> Console:
+        """The serial console: QEMU's console socket (one client at a time)."""
+        path = self._run(spec) / "console.sock"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            sock.close()
+            raise BadRequest(f"Cannot attach to the VM's console: {exc.strerror}") from None
+        fd = sock.detach()
+
+        async def release() -> None:
+            return None
+
+        return Console(fd, release)
+
+    def console_log(self, spec: InstanceSpec) -> Path:
+        return spec.log_dir / "console.log"
+
+    def log_files(self, spec: InstanceSpec) -> dict[str, Path]:
+        return {
+            "qemu.log": spec.log_dir / "qemu.log",
+            "qemu.conf": spec.log_dir / "qemu.conf",
+            "console.log": spec.log_dir / "console.log",
+        }
+
+    def check_config(self, spec: InstanceSpec) -> None:
+        unsupported = [n for n in spec.run.nics if n.kind != "veth"]
+        if unsupported:
+            raise BadRequest(f"NIC {unsupported[0].name!r}: VMs here take bridged NICs only")
+        qemu_args.build(
+            VmInputs(
+                name=spec.name,
+                uuid="0",
+                config=spec.config,
+                accelerator="tcg",
+                root_disk=Path("/"),
+                run_dir=Path("/"),
+                log_dir=Path("/"),
+            )
+        )
+
+    async def update_live(self, spec: InstanceSpec, keys: set[str]) -> None:
+        return None  # CPU and memory of a running VM change at its next start
+
+    async def adopt(self, spec: InstanceSpec) -> None:
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+
+    async def forget(self, spec: InstanceSpec) -> None:
+        shutil.rmtree(self._run(spec), ignore_errors=True)
+
+
+def _tap(nic: Nic) -> Tap:
+    return Tap(nic.host_name, nic.hwaddr, nic.name)
+
+
+async def _make_tap(nic: Nic) -> None:
+    if nic.kind != "veth":
+        raise BadRequest(f"NIC {nic.name!r}: VMs here take bridged NICs only")
+    await run(["ip", "tuntap", "add", "dev", nic.host_name, "mode", "tap"])
+    try:
+        if nic.mtu:
+            await run(["ip", "link", "set", nic.host_name, "mtu", str(nic.mtu)])
+        if nic.link:
+            await run(["ip", "link", "set", nic.host_name, "master", nic.link])
+        await run(["ip", "link", "set", nic.host_name, "up"])
+    except BaseException:
+        await _remove_tap(nic)
+        raise
+
+
+async def _remove_tap(nic: Nic) -> None:
+    await run(["ip", "link", "del", nic.host_name], check=False)
+
+
+async def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no QEMU log"
+    return lines[-1] if lines else "no QEMU log"
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return "powered off" if code == 0 else f"exited with code {code}"
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_ns(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _started_at(pid: int) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(Path(f"/proc/{pid}").stat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
+@functools.cache
+def _qemu_version() -> str:
+    binary = accel.qemu_binary()
+    if binary is None:
+        return ""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    words = out.stdout.split()
+    return words[3] if len(words) > 3 else ""

@@ -1,0 +1,174 @@
+"""The QEMU command line of one VM, built from its expanded config (limits.cpu, limits.memory,
+security.secureboot, boot.*, raw.qemu) and what its devices need. Pure: no host changes."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stapes.api.errors import BadRequest
+from stapes.config import validate as v
+from stapes.config.validate import parse_bool
+
+DEFAULT_MEMORY = 1024**3
+DEFAULT_CPUS = 1
+AGENT_PORT = "org.stapes.agent.0"
+"""The virtio-serial port the guest agent opens (/dev/virtio-ports/org.stapes.agent.0)."""
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """UEFI code and the template of its variable store (copied per VM)."""
+
+    code: Path
+    vars_template: Path
+
+
+@dataclass(frozen=True)
+class KernelBoot:
+    """Direct kernel boot, for images that carry their kernel."""
+
+    kernel: Path
+    initrd: Path | None
+    cmdline: str
+
+
+@dataclass(frozen=True)
+class Tap:
+    name: str
+    hwaddr: str
+    device: str
+    """The NIC device's name in the instance (its QEMU id)."""
+
+
+@dataclass
+class VmInputs:
+    name: str
+    uuid: str
+    config: dict[str, str]
+    accelerator: str
+    root_disk: Path
+    run_dir: Path
+    """Short path: QMP, console and agent sockets, the pid file."""
+    log_dir: Path
+    nvram: Path | None = None
+    firmware: Firmware | None = None
+    kernel: KernelBoot | None = None
+    config_drive: Path | None = None
+    taps: list[Tap] = field(default_factory=list)
+    disks: list[tuple[str, Path, bool]] = field(default_factory=list)
+    """Extra disks: (device name, image file or block device, read-only)."""
+
+
+def host_memory() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory_bytes(config: dict[str, str]) -> int:
+    value = config.get("limits.memory", "")
+    total = host_memory()
+    if not value:
+        return DEFAULT_MEMORY
+    if value.endswith("%"):
+        return total * int(value[:-1]) // 100
+    wanted = v.parse_size(value)
+    if total and wanted > total:
+        raise BadRequest(
+            f"limits.memory={value} is more than the host has ({total // 1024**2} MiB)"
+        )
+    if wanted < 32 * 1024**2:
+        raise BadRequest(f"limits.memory={value} is too little for a VM (32MiB at least)")
+    return wanted
+
+
+def cpu_count(config: dict[str, str]) -> int:
+    value = config.get("limits.cpu", "")
+    if not value:
+        return DEFAULT_CPUS
+    count = int(value) if value.isdigit() else len(v.parse_cpuset(value))
+    host = os.cpu_count() or 1
+    if count > host:
+        raise BadRequest(f"limits.cpu={value} asks for {count} CPUs; the host has {host}")
+    if count < 1:
+        raise BadRequest("limits.cpu must give a VM at least one CPU")
+    return count
+
+
+def secureboot(config: dict[str, str]) -> bool:
+    return parse_bool(config.get("security.secureboot", "true"))
+
+
+def build(inputs: VmInputs) -> list[str]:
+    config = inputs.config
+    memory_mib = memory_bytes(config) // 1024**2
+    cpus = cpu_count(config)
+    run = inputs.run_dir
+    argv = [
+        "-name", inputs.name,
+        "-uuid", inputs.uuid,
+        "-machine", "q35",
+        "-accel", inputs.accelerator,
+        "-cpu", "host" if inputs.accelerator == "kvm" else "max",
+        "-smp", str(cpus),
+        "-m", f"{memory_mib}M",
+        "-nodefaults",
+        "-no-user-config",
+        "-display", "none",
+        "-pidfile", str(run / "qemu.pid"),
+        "-qmp", f"unix:{run / 'qmp.sock'},server=on,wait=off",
+        "-chardev",
+        f"socket,id=console,path={run / 'console.sock'},server=on,wait=off,"
+        f"logfile={inputs.log_dir / 'console.log'},logappend=on",
+        "-serial", "chardev:console",
+        "-device", "virtio-serial-pci,id=virtio-serial0",
+        "-chardev", f"socket,id=agent,path={run / 'agent.sock'},server=on,wait=off",
+        "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
+        "-device", "virtio-rng-pci",
+        "-drive",
+        f"if=none,id=root,file={inputs.root_disk},format=raw,cache=writeback,discard=unmap",
+        "-device",
+        "virtio-blk-pci,drive=root" + ("" if inputs.kernel is not None else ",bootindex=0"),
+    ]  # fmt: skip
+    if inputs.kernel is not None:
+        argv += ["-kernel", str(inputs.kernel.kernel), "-append", inputs.kernel.cmdline]
+        if inputs.kernel.initrd is not None:
+            argv += ["-initrd", str(inputs.kernel.initrd)]
+    elif inputs.firmware is not None and inputs.nvram is not None:
+        argv += [
+            "-drive", f"if=pflash,format=raw,unit=0,file={inputs.firmware.code},readonly=on",
+            "-drive", f"if=pflash,format=raw,unit=1,file={inputs.nvram}",
+        ]  # fmt: skip
+    if inputs.config_drive is not None:
+        argv += [
+            "-drive", f"if=none,id=config,file={inputs.config_drive},format=raw,readonly=on",
+            "-device", "virtio-blk-pci,drive=config",
+        ]  # fmt: skip
+    for name, path, readonly in inputs.disks:
+        ro = ",readonly=on" if readonly else ""
+        argv += [
+            "-drive", f"if=none,id=disk-{name},file={path},format=raw{ro}",
+            "-device", f"virtio-blk-pci,drive=disk-{name},serial={name[:20]}",
+        ]  # fmt: skip
+    for tap in inputs.taps:
+        argv += [
+            "-netdev", f"tap,id=net-{tap.device},ifname={tap.name},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=net-{tap.device},mac={tap.hwaddr}",
+        ]  # fmt: skip
+    raw = config.get("raw.qemu", "")
+    if raw:
+        try:
+            argv += shlex.split(raw)
+        except ValueError as exc:
+            raise BadRequest(f"raw.qemu cannot be split into arguments: {exc}") from None
+    return argv
+
+
+def kernel_cmdline(image_cmdline: str) -> str:
+    """The kernel's command line: the console on the first serial port, then the image's."""
+    return f"console=ttyS0 {image_cmdline}".strip()
