@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,3 +67,31 @@ def subids_for_1000() -> Iterator[Callable[[], None]]:
             f.unlink(missing_ok=True)
         else:
             f.write_text(text)
+
+
+INCUS = shutil.which("incus")
+
+
+@pytest.fixture
+def incus(daemon: Daemon, tmp_path: Path):  # type: ignore[no-untyped-def]
+    if INCUS is None:
+        pytest.skip(
+            "the incus client is not installed (make test installs incus-client from "
+            "bookworm-backports)"
+        )
+    env = {**os.environ, "INCUS_SOCKET": daemon.socket, "INCUS_CONF": str(tmp_path / "conf")}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [INCUS, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    return run

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -17,31 +15,6 @@ from tests.helpers import Daemon, unique
 pytestmark = [pytest.mark.root, pytest.mark.liblxc, pytest.mark.incus_cli]
 
 INCUS = shutil.which("incus")
-
-
-@pytest.fixture
-def incus(daemon: Daemon, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if INCUS is None:
-        pytest.skip(
-            "the incus client is not installed (make test installs incus-client from "
-            "bookworm-backports)"
-        )
-    env = {**os.environ, "INCUS_SOCKET": daemon.socket, "INCUS_CONF": str(tmp_path / "conf")}
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [INCUS, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-        if check:
-            assert proc.returncode == 0, proc.stderr
-        return proc
-
-    return run
 
 
 def test_incus_info_list_launch_exec_stop_delete(incus, busybox: str) -> None:  # type: ignore[no-untyped-def]

@@ -65,10 +65,33 @@ for e in /sys/class/input/event*; do
   fi
 done
 for n in /sys/class/net/eth*; do
-  [ -e "$n" ] && udhcpc -b -q -i "${n##*/}" -s /etc/udhcpc.script >/dev/null 2>&1
+  [ -e "$n" ] || continue
+  ip link set "${n##*/}" up
+  # in the background: boot goes on while DHCP answers (or never does)
+  udhcpc -f -S -i "${n##*/}" -s /etc/udhcpc.script -t 0 -T 2 >/dev/null 2>&1 &
 done
-[ -x /etc/rc.agent ] && /etc/rc.agent &
+/etc/rc.agent &
 echo "stapes-vm: ready"
+"""
+
+RC_AGENT = """#!/bin/sh
+# The Stapes agent, from the config drive stapesd attaches (an ISO 9660 volume labelled cidata)
+mkdir -p /run/config
+while true; do
+  for dev in /dev/vd*; do
+    mount -t iso9660 -o ro "$dev" /run/config 2>/dev/null || continue
+    [ -f /run/config/stapes-agent/guest.py ] && break
+    umount /run/config
+  done
+  [ -f /run/config/stapes-agent/guest.py ] && break
+  sleep 1
+done
+name=$(sed -n 's/^local-hostname: //p' /run/config/meta-data)
+[ -n "$name" ] && hostname "$name"
+while true; do
+  python3 -I -S -B /run/config/stapes-agent/guest.py
+  sleep 1
+done
 """
 
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -183,6 +206,48 @@ async def make_disk(rootfs: Path, qcow2: Path, size_mib: int) -> None:
     raw.unlink()
 
 
+STDLIB_LEFT_OUT = (
+    "config-*", "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip",
+    "pydoc_data", "distutils", "site-packages", "dist-packages",
+)  # fmt: skip
+"""Parts of Debian's standard library the guest agent and small scripts never need."""
+
+
+async def copy_python(rootfs: Path) -> None:
+    """Debian's python3 for the agent: the interpreter, its standard library (compiled, less
+    STDLIB_LEFT_OUT) and the shared libraries they load, at the host's paths."""
+    python = Path("/usr/bin/python3")
+    if not python.exists():
+        raise MissingHostFeature("/usr/bin/python3 is missing: install Debian's python3")
+    interpreter = python.resolve()
+    _, out, _ = await run([str(python), "-I", "-S", "-c", "import os; print(os.__file__)"])
+    stdlib = Path(out.decode().strip()).parent
+    await run([str(python), "-I", "-S", "-m", "compileall", "-q", "-x", "/test/", str(stdlib)],
+              check=False, timeout=600)  # fmt: skip
+    shutil.copytree(
+        stdlib,
+        rootfs / str(stdlib).lstrip("/"),
+        symlinks=True,
+        ignore=shutil.ignore_patterns(*STDLIB_LEFT_OUT),
+    )
+    files: set[Path] = {interpreter}
+    for binary in [interpreter, *stdlib.glob("lib-dynload/*.so")]:
+        _, deps, _ = await run(["ldd", str(binary)], check=False)
+        for line in deps.decode().splitlines():
+            path = next((w for w in line.split() if w.startswith("/")), "")
+            if path:
+                files.add(Path(path).resolve())
+                files.add(Path(path))
+    for source in sorted(files):
+        target = rootfs / str(source).lstrip("/")
+        if source.exists() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source.resolve(), target)
+    link = rootfs / "usr" / "bin" / "python3"
+    link.unlink(missing_ok=True)
+    link.symlink_to(interpreter.name)
+
+
 def _tree_mib(path: Path) -> int:
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -208,7 +273,14 @@ async def build_busybox_vm(work: Path, say: builder.Say) -> tuple[Path, Path]:
         "::sysinit:/etc/init.d/rcS\nttyS0::respawn:/bin/sh -l\n::shutdown:/bin/umount -a -r\n"
     )
     (rootfs / "etc" / "init.d").mkdir(exist_ok=True)
-    for path, text in (("etc/init.d/rcS", RC_S), ("etc/udhcpc.script", UDHCPC_SCRIPT)):
+    say("Adding python3 for the agent")
+    await copy_python(rootfs)
+    scripts = (
+        ("etc/init.d/rcS", RC_S),
+        ("etc/rc.agent", RC_AGENT),
+        ("etc/udhcpc.script", UDHCPC_SCRIPT),
+    )
+    for path, text in scripts:
         (rootfs / path).write_text(text)
         (rootfs / path).chmod(0o755)
     meta_dir = work / "meta"

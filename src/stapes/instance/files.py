@@ -16,6 +16,9 @@ from stapes.host import rootfs_io
 from stapes.host.idmap import IdMap
 from stapes.host.run import spawn
 from stapes.instance.service import InstanceService
+from stapes.instance.vm import files as vm_files
+from stapes.instance.vm.agent_hub import AgentHub
+from stapes.instance.vm.qemu import QemuDriver
 
 HELPER = rootfs_io.ARGV
 OVERFLOW_ID = 65534
@@ -91,8 +94,18 @@ class InstanceFiles:
             raise BadRequest(f"Id {container_id} is outside the instance's id map")
         return host
 
+    async def _agent(self, row: InstanceRow) -> AgentHub:
+        """A VM's files are inside its disk: reached through its agent while it runs."""
+        driver = self.instances.drivers.get(row.type)
+        assert isinstance(driver, QemuDriver)
+        return await driver.agent(self.instances.spec(row))
+
     async def get(self, row: InstanceRow, path: str) -> tuple[FileInfo, AsyncIterator[bytes]]:
         """Stat ``path``; a file's bytes follow in the iterator (empty for others)."""
+        if row.type == "virtual-machine":
+            raw_info, vm_body = await vm_files.get(await self._agent(row), check_path(path))
+            fields = {"size": 0, "mtime": 0.0, "target": "", "entries": [], **raw_info}
+            return FileInfo(**fields), vm_body
         rootfs, idmap = self._root(row)
         proc = await spawn([*HELPER, str(rootfs), "get", check_path(path)])
         assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
@@ -140,6 +153,12 @@ class InstanceFiles:
             raise BadRequest(f"Unknown write mode {write!r} (use overwrite or append)")
         if kind not in ("file", "directory", "symlink"):
             raise BadRequest(f"Unknown file type {kind!r} (use file, directory or symlink)")
+        if row.type == "virtual-machine":
+            await vm_files.put(
+                await self._agent(row), check_path(path), kind=kind, uid=uid, gid=gid,
+                mode=mode, append=write == "append", content=content,
+            )  # fmt: skip
+            return
         rootfs, idmap = self._root(row)
         # new directories on the way belong to the instance's root
         root_uid, root_gid = str(self._to_host(0, idmap, True)), str(self._to_host(0, idmap, False))
@@ -171,6 +190,9 @@ class InstanceFiles:
             raise _error(path, stderr)
 
     async def delete(self, row: InstanceRow, path: str) -> None:
+        if row.type == "virtual-machine":
+            await vm_files.delete(await self._agent(row), check_path(path))
+            return
         rootfs, _ = self._root(row)
         proc = await spawn([*HELPER, str(rootfs), "delete", check_path(path)])
         assert proc.stdin is not None and proc.stderr is not None

@@ -91,6 +91,8 @@ def nic_class(config: dict[str, str], ctx: DeviceContext) -> type[Device]:
 
 
 class NicVeth(Device):
+    TYPES = frozenset({"container", "virtual-machine"})
+    """For a VM, the host side is a tap QEMU opens instead of a veth pair (vm/qemu.py)."""
     KEYS: ClassVar = {
         **COMMON_KEYS,
         **LIMIT_KEYS,

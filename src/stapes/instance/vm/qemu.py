@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ from stapes.api.errors import BadRequest, InternalError, MissingHostFeature
 from stapes.host import accel
 from stapes.host.paths import Paths
 from stapes.host.run import run
+from stapes.instance import nic_plumbing
 from stapes.instance.devices.device import Nic, RunConfig
 from stapes.instance.driver import (
     Console,
@@ -34,7 +37,8 @@ from stapes.instance.driver import (
     InstanceSpec,
     RuntimeState,
 )
-from stapes.instance.vm import qemu_args, qmp
+from stapes.instance.vm import config_drive, qemu_args, qmp
+from stapes.instance.vm.agent_hub import AgentHub
 from stapes.instance.vm.qemu_args import Firmware, KernelBoot, Tap, VmInputs
 
 log = logging.getLogger(__name__)
@@ -87,6 +91,7 @@ class QemuDriver(InstanceDriver):
         self.settings = settings
         self._children: dict[Path, asyncio.subprocess.Process] = {}
         """QEMUs started by this daemon (their exit status is known): run dir -> process."""
+        self._hubs: dict[Path, AgentHub] = {}
 
     def info(self) -> DriverInfo:
         return DriverInfo(name="qemu", version=_qemu_version(), instance_type="virtual-machine")
@@ -156,6 +161,14 @@ class QemuDriver(InstanceDriver):
         }
         current.cpu = {"usage": _cpu_ns(current.pid)}
         current.started_at = _started_at(current.pid)
+        if current.status == StatusCode.RUNNING:
+            with contextlib.suppress(BadRequest, TimeoutError):
+                guest = await (await self.agent(spec)).call({"type": "state"}, timeout=3)
+                current.network = guest.get("network")
+                current.processes = int(guest.get("processes", -1))
+                memory = guest.get("memory") or {}
+                if memory.get("total"):
+                    current.memory = {"usage": int(memory["usage"]), "total": int(memory["total"])}
         return current
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -190,10 +203,17 @@ class QemuDriver(InstanceDriver):
         inputs = self.inputs(spec, chosen.name)
         if not inputs.root_disk.exists():
             raise InternalError(f"The VM's root disk {inputs.root_disk} is missing")
-        argv = [binary, *qemu_args.build(inputs)]
         run = self._run(spec)
         shutil.rmtree(run, ignore_errors=True)
         run.mkdir(parents=True, mode=0o700)
+        try:
+            inputs.config_drive = await config_drive.build(
+                run / "config.iso", spec.name, spec.config
+            )
+        except BaseException:
+            shutil.rmtree(run, ignore_errors=True)
+            raise
+        argv = [binary, *qemu_args.build(inputs)]
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         if inputs.firmware is not None and inputs.nvram is not None and not inputs.nvram.exists():
             shutil.copyfile(inputs.firmware.vars_template, inputs.nvram)
@@ -204,6 +224,8 @@ class QemuDriver(InstanceDriver):
             for nic in spec.run.nics:
                 await _make_tap(nic)
                 created.append(nic)
+            # after_stop removes them by these names (its spec has no start-time devices)
+            (run / "taps").write_text("".join(f"{nic.host_name}\n" for nic in created))
             with open(qemu_log, "w") as out:
                 out.write(f"accelerator: {chosen.name}{f' ({chosen.why})' if chosen.why else ''}\n")
                 out.flush()
@@ -270,20 +292,24 @@ class QemuDriver(InstanceDriver):
         await self.after_stop(spec)
 
     async def after_stop(self, spec: InstanceSpec) -> None:
-        run = self._run(spec)
-        proc = self._children.pop(run, None)
+        rundir = self._run(spec)
+        hub = self._hubs.pop(rundir, None)
+        if hub is not None:
+            await hub.close()
+        proc = self._children.pop(rundir, None)
         how = "its exit status is unknown (started before stapesd last restarted)"
         if proc is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 5)
             if proc.returncode is not None:
                 how = _exit_text(proc.returncode)
-        if run.exists():  # once per run, however many times this is called
+        if rundir.exists():  # once per run, however many times this is called
             with contextlib.suppress(OSError), open(spec.log_dir / "qemu.log", "a") as f:
                 f.write(f"QEMU exited: {how}\n")
-        for nic in spec.run.nics:
-            await _remove_tap(nic)
-        shutil.rmtree(run, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            for tap in (rundir / "taps").read_text().split():
+                await run(["ip", "link", "del", tap], check=False)
+        shutil.rmtree(rundir, ignore_errors=True)
 
     def exit_reason(self, spec: InstanceSpec) -> str:
         """What QEMU said last, then how it exited (from qemu.log)."""
@@ -296,6 +322,10 @@ class QemuDriver(InstanceDriver):
         return "; ".join(([said[-1]] if said else []) + exited[-1:])
 
     async def freeze(self, spec: InstanceSpec) -> None:
+        """Pause the VM; its agent, if it answers, first writes the guest's caches to disk
+        (so a snapshot or copy taken while paused has what the guest wrote)."""
+        with contextlib.suppress(BadRequest, TimeoutError):
+            await (await self.agent(spec)).call({"type": "sync"}, timeout=30)
         await qmp.execute(self._qmp(spec), "stop")
 
     async def unfreeze(self, spec: InstanceSpec) -> None:
@@ -303,13 +333,55 @@ class QemuDriver(InstanceDriver):
 
     # -- inside the guest -------------------------------------------------------------------------
 
+    async def agent(self, spec: InstanceSpec) -> AgentHub:
+        """The running VM's agent hub (a 400 when the VM is stopped)."""
+        if self._pid(spec) <= 0:
+            raise BadRequest("The instance isn't running")
+        run = self._run(spec)
+        hub = self._hubs.get(run)
+        if hub is None:
+            hub = self._hubs[run] = AgentHub(run / "agent.sock", run / "agent-mux.sock")
+        await hub.start()
+        return hub
+
+    async def _relay(
+        self, spec: InstanceSpec, req: ExecRequest, fds: tuple[int, int, int], interactive: bool
+    ) -> int:
+        hub = await self.agent(spec)
+        await hub.ensure_agent()  # a 400 now, rather than a command that fails at once
+        request = {
+            "type": "exec",
+            "command": req.command,
+            "environment": req.environment,
+            "cwd": req.cwd or "/",
+            "uid": req.uid,
+            "gid": req.gid,
+            "interactive": interactive,
+        }
+        argv = [sys.executable, "-m", "stapes.instance.vm.exec_relay"]
+        argv += [str(hub.mux_socket), json.dumps(request)]
+        # posix_spawn, not subprocess: no Popen object that could reap the pid the exec
+        # code waits for
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
+        return os.posix_spawn(  # noqa: ASYNC221 (returns at once: nothing is waited on)
+            sys.executable, argv, dict(os.environ), file_actions=actions, setsid=True
+        )
+
     async def spawn(
         self, spec: InstanceSpec, req: ExecRequest, stdin: int, stdout: int, stderr: int
     ) -> int:
-        raise BadRequest("VM exec needs the guest agent, which this stapesd does not have yet")
+        return await self._relay(spec, req, (stdin, stdout, stderr), False)
 
     async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
-        raise BadRequest("VM exec needs the guest agent, which this stapesd does not have yet")
+        master, slave = os.openpty()
+        try:
+            pid = await self._relay(spec, req, (slave, slave, slave), True)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        return pid, master
 
     async def hotplug(self, spec: InstanceSpec, run: RunConfig) -> None:
         if run.mounts or run.nodes or run.nics or run.helpers:
@@ -387,6 +459,7 @@ async def _make_tap(nic: Nic) -> None:
         if nic.link:
             await run(["ip", "link", "set", nic.host_name, "master", nic.link])
         await run(["ip", "link", "set", nic.host_name, "up"])
+        await nic_plumbing.set_up(nic)  # limits, MAC/IP filtering, as for a container's veth
     except BaseException:
         await _remove_tap(nic)
         raise

@@ -158,7 +158,7 @@ def build(inputs: VmInputs) -> list[str]:
     for tap in inputs.taps:
         argv += [
             "-netdev", f"tap,id=net-{tap.device},ifname={tap.name},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=net-{tap.device},mac={tap.hwaddr}",
+            "-device", f"virtio-net-pci,netdev=net-{tap.device},mac={tap.hwaddr},romfile=",
         ]  # fmt: skip
     raw = config.get("raw.qemu", "")
     if raw:

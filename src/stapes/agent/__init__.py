@@ -1,0 +1,1 @@
+"""The guest agent of Stapes VMs and the protocol it speaks with stapesd."""
