@@ -82,6 +82,13 @@ def test_vm_boots_pauses_and_powers_off(daemon: Daemon, vm: str) -> None:
     logs = daemon.request("GET", f"/1.0/instances/{vm}/logs/qemu.log").body.decode()
     assert "QEMU exited: powered off" in logs
     assert not _qemu_processes(vm)
+    assert "VM accelerator: " + env["vm_accelerator"] in daemon.cli("info").stdout
+    # not there yet for VMs: refused, saying so
+    backup = daemon.request("POST", f"/1.0/instances/{vm}/backups", {})
+    assert backup.status == 400 and "VMs" in backup.json()["error"]
+    source = {"type": "instance", "name": vm}
+    published = daemon.wait(daemon.request("POST", "/1.0/images", {"source": source}))
+    assert published.status == 400 and "VM" in published.json()["error"]
 
 
 def test_a_crashed_qemu_is_noticed(daemon: Daemon, vm: str) -> None:

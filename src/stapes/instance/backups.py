@@ -90,6 +90,8 @@ class InstanceBackups:
 
     def create(self, row: q.InstanceRow, req: BackupsPost) -> Operation:
         restrictions.check_backup(self.instances.db, row.project)
+        if row.type != "container":
+            raise BadRequest("Backups of VMs are not supported by this stapesd yet")
         drv = self.instances.pools.usable_driver(row.pool)
         optimized = req.optimized_storage and drv.info().optimized_backups
         backup = self.records.new_row(row.id, req, optimized)

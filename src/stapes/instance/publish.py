@@ -56,6 +56,8 @@ async def publish(
     aliases: list[str],
 ) -> ImageRow:
     algorithm = compression.check(algorithm)
+    if row.type != "container":
+        raise BadRequest("Publishing a VM as an image is not supported by this stapesd yet")
     if snapshot is None and await instances.is_running(row):
         raise BadRequest(
             f"Instance {row.name!r} is running: stop it, or publish one of its snapshots"

@@ -234,10 +234,27 @@ def _info(server: InstanceServer, name: str) -> None:
         print_rows(snapshot.COLUMNS, snapshot.rows(snaps), snaps, "table")
 
 
+def _server_info(server: InstanceServer) -> None:
+    env = server.server()["environment"]
+    lines = [
+        f"Server: {env.get('server', '')} {env.get('server_version', '')}",
+        f"Instance types: {', '.join(env.get('instance_types') or [])}",
+        f"Drivers: {env.get('driver', '')} ({env.get('driver_version', '')})",
+        f"VM accelerator: {env.get('vm_accelerator') or 'none'}",
+        f"Storage drivers: {env.get('storage', '')}",
+        f"Kernel: {env.get('kernel', '')} {env.get('kernel_version', '')}",
+        f"OS: {env.get('os_name', '')} {env.get('os_version', '')}",
+    ]
+    click.echo("\n".join(lines))
+
+
 @click.command()
-@click.argument("name")
-def info(name: str) -> None:
-    """Show an instance's details and resource usage."""
+@click.argument("name", required=False)
+def info(name: str | None) -> None:
+    """Show an instance's details and resource usage (without NAME: the server's)."""
+    if name is None:
+        run(_server_info)
+        return
     run(lambda s: _info(s, name))
 
 
