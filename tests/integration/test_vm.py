@@ -86,9 +86,20 @@ def test_vm_boots_pauses_and_powers_off(daemon: Daemon, vm: str) -> None:
     # not there yet for VMs: refused, saying so
     backup = daemon.request("POST", f"/1.0/instances/{vm}/backups", {})
     assert backup.status == 400 and "VMs" in backup.json()["error"]
+    # publish the stopped VM: a VM image (metadata + qcow2 disk) that boots
     source = {"type": "instance", "name": vm}
-    published = daemon.wait(daemon.request("POST", "/1.0/images", {"source": source}))
-    assert published.status == 400 and "VM" in published.json()["error"]
+    alias = unique("pub")
+    body = {"source": source, "aliases": [{"name": alias}]}
+    published = daemon.ok(daemon.request("POST", "/1.0/images", body))
+    image = daemon.request("GET", f"/1.0/images/{published['metadata']['fingerprint']}").metadata
+    assert image["type"] == "virtual-machine"
+    child = daemon.launch(alias, unique("vm"), type="virtual-machine")
+    try:
+        wait_agent(daemon, child)
+        assert daemon.cli("exec", child, "--", "hostname").stdout == f"{child}\n"
+    finally:
+        daemon.force_delete(child)
+        daemon.wait(daemon.request("DELETE", f"/1.0/images/{image['fingerprint']}"))
 
 
 def test_a_crashed_qemu_is_noticed(daemon: Daemon, vm: str) -> None:

@@ -16,6 +16,7 @@ from stapes.db import instances as q
 from stapes.db.images import ImageRow
 from stapes.db.snapshots import SnapshotRow
 from stapes.host.idmap import current_map
+from stapes.host.run import run
 from stapes.images.formats import load_yaml
 from stapes.images.store import ImageStore, Upload
 from stapes.instance.service import InstanceService
@@ -39,9 +40,53 @@ def _metadata(volume: Path, row: q.InstanceRow, properties: dict[str, str]) -> d
 
 
 def _hash_into(upload: Upload) -> None:
-    with upload.meta.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            upload.hasher.update(chunk)
+    for path in (upload.meta, upload.rootfs):
+        if path is None:
+            continue
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                upload.hasher.update(chunk)
+
+
+async def _publish_vm(
+    images: ImageStore,
+    row: q.InstanceRow,
+    volume: Path,
+    public: bool,
+    properties: dict[str, str],
+    aliases: list[str],
+) -> ImageRow:
+    """A split VM image: a metadata tarball (metadata.yaml, templates/, boot/) and the disk,
+    compressed qcow2 (the format Incus's VM images use)."""
+    disk = volume / "root.img"
+    if not disk.is_file():
+        raise BadRequest(f"VM {row.name!r} has no disk to publish")
+    scratch = tarball.scratch_dir(images.paths.images, ".publish-")
+    try:
+        tarball.put(scratch, "metadata.yaml", dump_yaml(_metadata(volume, row, properties)))
+        members = ["metadata.yaml"]
+        for extra in ("templates", "boot"):
+            if (volume / extra).is_dir():
+                await asyncio.to_thread(
+                    shutil.copytree, volume / extra, scratch / extra, symlinks=True
+                )
+                members.append(extra)
+        meta = scratch / "metadata.tar.gz"
+        await run(["tar", "-C", str(scratch), "-czf", str(meta), *members], timeout=600)
+        qcow2 = scratch / "rootfs.img"
+        await run(["qemu-img", "convert", "-c", "-O", "qcow2", str(disk), str(qcow2)], timeout=7200)
+        upload = Upload(meta=meta, rootfs=qcow2, vm=True)
+        await asyncio.to_thread(_hash_into, upload)
+        return await images.register(
+            upload,
+            project=row.project,
+            filename=f"{row.name}.tar.gz",
+            public=public,
+            properties={},
+            aliases=aliases,
+        )
+    finally:
+        await tarball.remove(scratch)
 
 
 async def publish(
@@ -56,13 +101,16 @@ async def publish(
     aliases: list[str],
 ) -> ImageRow:
     algorithm = compression.check(algorithm)
-    if row.type != "container":
-        raise BadRequest("Publishing a VM as an image is not supported by this stapesd yet")
     if snapshot is None and await instances.is_running(row):
         raise BadRequest(
             f"Instance {row.name!r} is running: stop it, or publish one of its snapshots"
         )
     drv = instances.pools.driver(row.pool)
+    if row.type == "virtual-machine":
+        volume = drv.volume_path("virtual-machines", row.name)
+        if snapshot is not None:
+            volume = drv.snapshot_path("virtual-machines", row.name, snapshot.name)
+        return await _publish_vm(images, row, volume, public, properties, aliases)
     if snapshot is None:
         volume, idmap = drv.volume_path("containers", row.name), current_map(row.config)
     else:
