@@ -259,3 +259,30 @@ def test_vm_nic_on_a_managed_bridge_and_a_copy(
     finally:
         daemon.force_delete(copy)
         daemon.force_delete(name)
+
+
+@pytest.mark.timeout(1200)
+def test_debian_vm_image_boots_systemd(daemon: Daemon) -> None:
+    """`stapes image build debian/12 --vm` (debootstrap from the mirror, cached after the
+    first build), then a full systemd boot: the agent answers, the power button stops it."""
+    daemon.cli("image", "build", "debian/12", "--vm", "--alias", "deb12vm", timeout=1200)
+    name = daemon.launch("deb12vm", unique("deb"), type="virtual-machine")
+    try:
+        wait_agent(daemon, name, timeout=300)
+        release = daemon.cli("exec", name, "--", "cat", "/etc/os-release").stdout
+        assert 'VERSION_ID="12"' in release
+        running = daemon.cli(
+            "exec", name, "--", "systemctl", "is-system-running", "--wait", check=False
+        )
+        assert running.stdout.strip() == "running", daemon.cli(
+            "exec", name, "--", "systemctl", "--failed", check=False
+        ).stdout
+        assert daemon.cli("exec", name, "--", "hostname").stdout == f"{name}\n"
+        assert put_state(daemon, name, "stop", timeout=120) == 200  # logind: a clean poweroff
+        logs = daemon.request("GET", f"/1.0/instances/{name}/logs/qemu.log").body.decode()
+        assert "QEMU exited: powered off" in logs
+    finally:
+        daemon.force_delete(name)
+        alias = daemon.request("GET", "/1.0/images/aliases/deb12vm")
+        if alias.status == 200:
+            daemon.wait(daemon.request("DELETE", f"/1.0/images/{alias.metadata['target']}"))

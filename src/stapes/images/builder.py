@@ -175,7 +175,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STAPES_BUILD_CACHE", str(CACHE)))
 
 
-async def _bootstrap(recipe: Recipe, suite: str, rootfs: Path, say: Say) -> None:
+async def bootstrap(recipe: Recipe, suite: str, rootfs: Path, say: Say) -> None:
     """debootstrap the recipe's packages into ``rootfs``, or unpack the cached tree of an
     earlier build of the same packages."""
     cached = cache_dir() / f"debian-{suite}-{recipe.bootstrap_key(platform.machine())}.tar"
@@ -208,7 +208,7 @@ async def _bootstrap(recipe: Recipe, suite: str, rootfs: Path, say: Say) -> None
     partial.rename(cached)
 
 
-async def _apply(recipe: Recipe, rootfs: Path, say: Say) -> None:
+async def apply_recipe(recipe: Recipe, rootfs: Path, say: Say) -> None:
     """The recipe's files, then its commands, in the tree (chroot)."""
     for item in recipe.files:
         target = rootfs / item.path.lstrip("/")
@@ -237,16 +237,16 @@ async def build_debian(
             + ", ".join(sorted(DEBIAN_RELEASES))
         )
     rootfs = work / "rootfs"
-    await _bootstrap(recipe, suite, rootfs, say)
-    _finish_debian(rootfs, suite)
-    await _apply(recipe, rootfs, say)
+    await bootstrap(recipe, suite, rootfs, say)
+    finish_debian(rootfs, suite)
+    await apply_recipe(recipe, rootfs, say)
     number = next(k for k, v in DEBIAN_RELEASES.items() if v == suite and k.isdigit())
     write_meta(work, metadata("Debian", number, recipe.description, recipe.variant))
     say("Packing the image")
     return await _pack(work, out)
 
 
-def _finish_debian(rootfs: Path, suite: str) -> None:
+def finish_debian(rootfs: Path, suite: str) -> None:
     """Make a debootstrapped tree a container image: no stale ids, caches or host names."""
     units = rootfs / "etc/systemd/system"
     units.mkdir(parents=True, exist_ok=True)

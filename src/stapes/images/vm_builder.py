@@ -13,9 +13,11 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from stapes.api.errors import MissingHostFeature
+from stapes.api.errors import BadRequest, MissingHostFeature
+from stapes.host import mounts
 from stapes.host.run import RunError, run
 from stapes.images import builder
+from stapes.images.recipe import Recipe, builtin
 
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 KERNEL_CACHE = Path("/var/cache/stapes/kernels")
@@ -256,6 +258,51 @@ def _tree_mib(path: Path) -> int:
             if not os.path.islink(full):
                 total += os.path.getsize(full)
     return total // 1024**2
+
+
+async def build_debian_vm(
+    version: str, work: Path, say: builder.Say, recipe: Recipe | None = None
+) -> tuple[Path, Path]:
+    """(metadata tarball, qcow2 disk) of a Debian VM: the recipe's ``vm`` variant (udev, dbus,
+    python3 and the agent's unit), the mirror's cloud kernel with its modules, booted
+    directly through the busybox initramfs."""
+    for tool in ("qemu-img", "mkfs.ext4"):
+        if shutil.which(tool) is None:
+            raise MissingHostFeature(f"{tool} is missing: install qemu-utils and e2fsprogs")
+    recipe = recipe or builtin("debian", "vm", version)
+    if version:
+        recipe.release = version
+    suite = builder.DEBIAN_RELEASES.get(recipe.release)
+    if suite is None:
+        raise BadRequest(f"Unknown Debian release {recipe.release!r}")
+    kernel_tree = await debian_kernel(say)
+    (vmlinuz,) = (kernel_tree / "boot").glob("vmlinuz-*")
+    rootfs = work / "disk" / "rootfs"
+    try:
+        await builder.bootstrap(recipe, suite, rootfs, say)
+        builder.finish_debian(rootfs, suite)
+        await builder.apply_recipe(recipe, rootfs, say)
+    finally:
+        mounts.unmount_below(rootfs)
+    say("Adding the kernel's modules")
+    await run(["cp", "-a", str(kernel_tree / "lib" / "modules"), str(rootfs / "lib")])
+    meta_dir = work / "meta"
+    (meta_dir / "boot").mkdir(parents=True)
+    shutil.copy2(vmlinuz, meta_dir / "boot" / "vmlinuz")
+    say("Making the initramfs")
+    await make_initramfs(kernel_tree, meta_dir / "boot" / "initrd.img")
+    (meta_dir / "boot" / "cmdline").write_text("root=/dev/vda rw net.ifnames=0 quiet\n")
+    number = next(k for k, v in builder.DEBIAN_RELEASES.items() if v == suite and k.isdigit())
+    meta = builder.metadata("Debian", number, recipe.description, "vm")
+    builder.write_meta(meta_dir, meta)
+    say("Making the disk")
+    disk = work / "rootfs.img"
+    await make_disk(rootfs, disk, _tree_mib(rootfs) * 3 // 2 + 512)
+    tarball = work / "metadata.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ("metadata.yaml", "templates", "boot"):
+            tar.add(meta_dir / name, arcname=name)
+    return tarball, disk
 
 
 async def build_busybox_vm(work: Path, say: builder.Say) -> tuple[Path, Path]:

@@ -137,7 +137,9 @@ def import_image(
     type=click.Path(file_okay=False, path_type=Path),
     help="Also add the image to a static simplestreams tree in this directory",
 )
-@click.option("--vm", is_flag=True, help="Build a virtual-machine image (busybox only so far)")
+@click.option(
+    "--vm", is_flag=True, help="Build a virtual-machine image (debian: the recipe's vm variant)"
+)
 def build(
     kind: str,
     variant: str,
@@ -158,11 +160,20 @@ def build(
             work.mkdir()
             out = Path(tmp) / "image.tar.gz"
             if vm:
-                if kind != "busybox" or output is not None or streams is not None:
-                    raise BadRequest(
-                        "--vm builds busybox VM images so far (without --output or --streams)"
-                    )
-                meta, disk = asyncio.run(vm_builder.build_busybox_vm(work, say))
+                if output is not None or streams is not None:
+                    raise BadRequest("--vm images are imported only (no --output or --streams)")
+                if kind == "busybox":
+                    meta, disk = asyncio.run(vm_builder.build_busybox_vm(work, say))
+                elif kind.startswith("debian/"):
+                    version = kind.split("/", 1)[1]
+                    recipe = image_recipe.builtin("debian", variant or "vm", version)
+                    build = vm_builder.build_debian_vm(version, work, say, recipe)
+                    meta, disk = asyncio.run(build)
+                elif kind.endswith((".yaml", ".yml")):
+                    recipe = image_recipe.load(Path(kind), variant or "vm")
+                    meta, disk = asyncio.run(vm_builder.build_debian_vm("", work, say, recipe))
+                else:
+                    raise BadRequest(f"Unknown image kind {kind!r}: use busybox or debian/12")
                 say("Importing the image")
                 return _import(server, meta, disk, aliases, False)
             if kind == "busybox":
