@@ -404,6 +404,7 @@ def state() -> dict:  # type: ignore[type-arg]
         key, _, value = line.partition("=")
         release[key] = value.strip().strip('"')
     return {
+        "mounts": MOUNTS,
         "network": network,
         "processes": sum(1 for d in os.listdir("/proc") if d.isdigit()),
         "memory": {
@@ -456,6 +457,34 @@ def _ipv6(name: str) -> list[tuple[str, str, str]]:
     return found
 
 
+MOUNTS: list[dict[str, object]] = []
+"""The 9p shares of the config drive's mounts.json and how mounting each went (for state)."""
+
+
+def mount_shares() -> None:
+    """Mount the VM's shared directories (9p, the tag is the disk device's name)."""
+    listing = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mounts.json")
+    try:
+        with open(listing) as f:
+            wanted = json.load(f)
+    except (OSError, ValueError):
+        return
+    for share in wanted:
+        tag, path = str(share["tag"]), str(share["path"])
+        options = "trans=virtio,version=9p2000.L" + (",ro" if share.get("readonly") else "")
+        os.makedirs(path, exist_ok=True)
+        if os.path.ismount(path):  # the agent restarted: mounted by its predecessor
+            MOUNTS.append({"tag": tag, "path": path, "error": ""})
+            continue
+        done = subprocess.run(
+            ["mount", "-t", "9p", "-o", options, tag, path], capture_output=True, text=True
+        )
+        error = done.stderr.strip() if done.returncode else ""
+        if error:
+            print(f"stapes-agent: cannot mount {tag} at {path}: {error}", file=sys.stderr)
+        MOUNTS.append({"tag": tag, "path": path, "error": error})
+
+
 def find_port() -> str:
     """udev's /dev/virtio-ports/NAME link, or the /dev/vportNpM behind that name."""
     if os.path.exists(PORT):
@@ -474,6 +503,7 @@ def main() -> None:
         time.sleep(0.5)
         path = find_port()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    mount_shares()
     Agent(Port(path)).serve()
 
 

@@ -58,6 +58,8 @@ class AttachedVolume:
 
     path: Path
     content_type: str
+    block: Path | None = None
+    """A block volume's device or image file."""
 
 
 def _size(config: dict[str, str]) -> int | None:
@@ -198,7 +200,9 @@ class Volumes:
         if vol is None:
             raise NotFound(f"Storage volume {name!r} not found on pool {pool!r}")
         drv = self.driver(pool)
-        return AttachedVolume(drv.volume_path("custom", disk_name(project, name)), vol.content_type)
+        on_disk = disk_name(project, name)
+        block = drv.block_path("custom", on_disk) if vol.content_type == BLOCK else None
+        return AttachedVolume(drv.volume_path("custom", on_disk), vol.content_type, block)
 
     def _check_unused(self, vol: q.VolumeRow, doing: str) -> None:
         users = self.used_by(vol)

@@ -91,12 +91,25 @@ class Helper:
     argv: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class VmDisk:
+    """A VM's extra disk: a block device or image file (``share`` False), or a host directory
+    shared over 9p (``share`` True) that the guest agent mounts at ``path``."""
+
+    name: str
+    source: str
+    path: str
+    readonly: bool
+    share: bool
+
+
 @dataclass
 class RunConfig:
     mounts: list[Mount] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
     nics: list[Nic] = field(default_factory=list)
     helpers: list[Helper] = field(default_factory=list)
+    vm_disks: list[VmDisk] = field(default_factory=list)
     volatile: dict[str, str] = field(default_factory=dict)
     """Daemon-owned keys to record (volatile.<device>.hwaddr...)."""
 
@@ -105,6 +118,7 @@ class RunConfig:
         self.nodes += other.nodes
         self.nics += other.nics
         self.helpers += other.helpers
+        self.vm_disks += other.vm_disks
         self.volatile.update(other.volatile)
 
 

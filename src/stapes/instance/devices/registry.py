@@ -5,6 +5,7 @@ from __future__ import annotations
 from stapes.api.errors import BadRequest
 from stapes.instance.devices.device import Device, DeviceContext, RunConfig
 from stapes.instance.devices.disk import DiskMount, RootDisk
+from stapes.instance.devices.disk_vm import VmDiskDevice
 from stapes.instance.devices.hotplug import UnixHotplug
 from stapes.instance.devices.nic import NicVeth, NoneDevice, nic_class
 from stapes.instance.devices.proxy import Proxy
@@ -32,6 +33,8 @@ def load(name: str, config: dict[str, str], ctx: DeviceContext) -> Device:
     kind = config.get("type", "")
     if kind == "disk":
         cls: type[Device] = RootDisk if config.get("path") == "/" else DiskMount
+        if cls is DiskMount and ctx.instance_type == "virtual-machine":
+            cls = VmDiskDevice
     elif kind == "nic":
         cls = nic_class(config, ctx)
     elif kind in KINDS:

@@ -5,6 +5,7 @@ boot scripts run from it. The agent is always the daemon's own version."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,11 +14,14 @@ from stapes import agent
 from stapes.api.errors import MissingHostFeature
 from stapes.host.run import run
 from stapes.instance import cloudinit
+from stapes.instance.devices.device import VmDisk
 
 AGENT_FILES = ("guest.py", "protocol.py")
 
 
-async def build(target: Path, name: str, config: dict[str, str]) -> Path:
+async def build(
+    target: Path, name: str, config: dict[str, str], shares: list[VmDisk] | None = None
+) -> Path:
     if shutil.which("genisoimage") is None:
         raise MissingHostFeature(
             "genisoimage is missing (VM config drives are ISO images): install Debian's "
@@ -31,6 +35,10 @@ async def build(target: Path, name: str, config: dict[str, str]) -> Path:
             shutil.copyfile(source / file, tree / "stapes-agent" / file)
         for file, content in cloudinit.seed(name, config).items():
             (tree / file).write_text(content)
+        mounts = [
+            {"tag": d.name[:31], "path": d.path, "readonly": d.readonly} for d in shares or []
+        ]
+        (tree / "stapes-agent" / "mounts.json").write_text(json.dumps(mounts))
         await run(
             ["genisoimage", "-quiet", "-o", str(target), "-V", "cidata", "-R", "-J", str(tree)],
             timeout=120,

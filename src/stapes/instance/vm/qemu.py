@@ -189,6 +189,7 @@ class QemuDriver(InstanceDriver):
             firmware=fw,
             kernel=kernel,
             taps=[_tap(nic) for nic in spec.run.nics],
+            disks=list(spec.run.vm_disks),
         )
 
     async def start(self, spec: InstanceSpec) -> int:
@@ -207,9 +208,9 @@ class QemuDriver(InstanceDriver):
         shutil.rmtree(run, ignore_errors=True)
         run.mkdir(parents=True, mode=0o700)
         try:
-            inputs.config_drive = await config_drive.build(
-                run / "config.iso", spec.name, spec.config
-            )
+            shares = [d for d in spec.run.vm_disks if d.share]
+            drive = run / "config.iso"
+            inputs.config_drive = await config_drive.build(drive, spec.name, spec.config, shares)
         except BaseException:
             shutil.rmtree(run, ignore_errors=True)
             raise
@@ -384,13 +385,13 @@ class QemuDriver(InstanceDriver):
         return pid, master
 
     async def hotplug(self, spec: InstanceSpec, run: RunConfig) -> None:
-        if run.mounts or run.nodes or run.nics or run.helpers:
+        if run.mounts or run.nodes or run.nics or run.helpers or run.vm_disks:
             raise BadRequest(
                 "Devices cannot be added to a running VM here yet: stop it, change it, start it"
             )
 
     async def unplug(self, spec: InstanceSpec, run: RunConfig) -> None:
-        if run.mounts or run.nodes or run.nics or run.helpers:
+        if run.mounts or run.nodes or run.nics or run.helpers or run.vm_disks:
             raise BadRequest("Devices cannot be removed from a running VM here yet: stop it first")
 
     async def console(self, spec: InstanceSpec) -> Console:

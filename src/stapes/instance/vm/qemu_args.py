@@ -11,6 +11,7 @@ from pathlib import Path
 from stapes.api.errors import BadRequest
 from stapes.config import validate as v
 from stapes.config.validate import parse_bool
+from stapes.instance.devices.device import VmDisk
 
 DEFAULT_MEMORY = 1024**3
 DEFAULT_CPUS = 1
@@ -58,8 +59,8 @@ class VmInputs:
     kernel: KernelBoot | None = None
     config_drive: Path | None = None
     taps: list[Tap] = field(default_factory=list)
-    disks: list[tuple[str, Path, bool]] = field(default_factory=list)
-    """Extra disks: (device name, image file or block device, read-only)."""
+    disks: list[VmDisk] = field(default_factory=list)
+    """Extra disks: block devices / image files, and directories shared over 9p."""
 
 
 def host_memory() -> int:
@@ -149,12 +150,21 @@ def build(inputs: VmInputs) -> list[str]:
             "-drive", f"if=none,id=config,file={inputs.config_drive},format=raw,readonly=on",
             "-device", "virtio-blk-pci,drive=config",
         ]  # fmt: skip
-    for name, path, readonly in inputs.disks:
-        ro = ",readonly=on" if readonly else ""
-        argv += [
-            "-drive", f"if=none,id=disk-{name},file={path},format=raw{ro}",
-            "-device", f"virtio-blk-pci,drive=disk-{name},serial={name[:20]}",
-        ]  # fmt: skip
+    for disk in inputs.disks:
+        ro = ",readonly=on" if disk.readonly else ""
+        if disk.share:
+            argv += [
+                "-fsdev",
+                f"local,id=fs-{disk.name},path={_escape(disk.source)},"
+                f"security_model=passthrough{ro}",
+                "-device", f"virtio-9p-pci,fsdev=fs-{disk.name},mount_tag={disk.name[:31]}",
+            ]  # fmt: skip
+        else:
+            argv += [
+                "-drive",
+                f"if=none,id=disk-{disk.name},file={_escape(disk.source)},format=raw{ro}",
+                "-device", f"virtio-blk-pci,drive=disk-{disk.name},serial={disk.name[:20]}",
+            ]  # fmt: skip
     for tap in inputs.taps:
         argv += [
             "-netdev", f"tap,id=net-{tap.device},ifname={tap.name},script=no,downscript=no",
@@ -167,6 +177,11 @@ def build(inputs: VmInputs) -> list[str]:
         except ValueError as exc:
             raise BadRequest(f"raw.qemu cannot be split into arguments: {exc}") from None
     return argv
+
+
+def _escape(value: str) -> str:
+    """A path inside a QEMU option list (commas are doubled)."""
+    return value.replace(",", ",,")
 
 
 def kernel_cmdline(image_cmdline: str) -> str:
