@@ -3,6 +3,7 @@ image with the Debian cloud kernel, booted directly; lifecycle over QMP, crashes
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
@@ -74,6 +76,10 @@ def test_vm_boots_pauses_and_powers_off(daemon: Daemon, vm: str) -> None:
     root = daemon.root / "storage-pools" / "default" / "virtual-machines" / vm / "root.img"
     assert root.stat().st_size == 10 * 1024**3  # Incus's default root size, sparse
 
+    # the VGA console: QEMU's VNC server through the console websocket (RFB greeting first)
+    assert asyncio.run(_console_bytes(daemon, vm, "vga", b"", b"\n")).startswith(b"RFB 003.")
+    # the serial console: a shell on ttyS0
+    assert asyncio.run(_console_bytes(daemon, vm, "console", b"\r", b"# "))
     assert put_state(daemon, vm, "freeze") == 200
     assert state(daemon, vm)["status"] == "Frozen"
     # a clean stop: ACPI power button (the guest powers off), even from frozen
@@ -156,6 +162,32 @@ def test_vm_bad_input(daemon: Daemon, vm_image: str, busybox: str) -> None:
     assert status == 400 and "below the image" in error
     status, error = create(vm_image, config={"raw.qemu": "-device 'unclosed"}, start=True)
     assert status == 400 and "raw.qemu" in error
+
+
+async def _console_bytes(daemon: Daemon, name: str, kind: str, send: bytes, until: bytes) -> bytes:
+    """Attach to a console of ``kind``, send ``send``, return what comes back, up to
+    ``until``."""
+    body = {"type": kind, "width": 80, "height": 24}
+    resp = daemon.request("POST", f"/1.0/instances/{name}/console", body)
+    assert resp.status == 202, resp.body
+    op = resp.json()["metadata"]
+    base = f"http://stapes/1.0/operations/{op['id']}/websocket?secret="
+    connector = aiohttp.UnixConnector(daemon.socket)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        control = await session.ws_connect(base + op["metadata"]["fds"]["control"])
+        data = await session.ws_connect(base + op["metadata"]["fds"]["0"])
+        if send:
+            await data.send_bytes(send)
+        received = b""
+        try:
+            while until not in received:
+                msg = await asyncio.wait_for(data.receive(), 20)
+                assert msg.type == aiohttp.WSMsgType.BINARY, msg
+                received += msg.data
+        finally:
+            await data.close()
+            await control.close()
+    return received
 
 
 def _qemu_processes(name: str) -> list[str]:

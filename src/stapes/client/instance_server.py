@@ -168,8 +168,8 @@ class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient, P
         return self._op("PUT", f"/1.0/instances/{_q(name)}", json_body={"restore": snap})
 
     # console
-    def console(self, name: str, width: int, height: int) -> RemoteOperation:
-        body = {"width": width, "height": height, "type": "console"}
+    def console(self, name: str, width: int, height: int, kind: str = "console") -> RemoteOperation:
+        body = {"width": width, "height": height, "type": kind}
         return self._op("POST", f"/1.0/instances/{_q(name)}/console", json_body=body)
 
     def console_log(self, name: str) -> bytes:

@@ -396,13 +396,19 @@ class QemuDriver(InstanceDriver):
 
     async def console(self, spec: InstanceSpec) -> Console:
         """The serial console: QEMU's console socket (one client at a time)."""
-        path = self._run(spec) / "console.sock"
+        return self._attach(self._run(spec) / "console.sock", "console")
+
+    async def vga(self, spec: InstanceSpec) -> Console:
+        """The graphical console: QEMU's VNC server on a unix socket (RFB, raw bytes)."""
+        return self._attach(self._run(spec) / "vnc.sock", "VGA console")
+
+    def _attach(self, path: Path, what: str) -> Console:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(str(path))
         except OSError as exc:
             sock.close()
-            raise BadRequest(f"Cannot attach to the VM's console: {exc.strerror}") from None
+            raise BadRequest(f"Cannot attach to the VM's {what}: {exc.strerror}") from None
         fd = sock.detach()
 
         async def release() -> None:

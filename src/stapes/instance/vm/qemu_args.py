@@ -121,6 +121,8 @@ def build(inputs: VmInputs) -> list[str]:
         "-nodefaults",
         "-no-user-config",
         "-display", "none",
+        "-device", "virtio-vga",
+        "-vnc", f"unix:{run / 'vnc.sock'}",
         "-pidfile", str(run / "qemu.pid"),
         "-qmp", f"unix:{run / 'qmp.sock'},server=on,wait=off",
         "-chardev",

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, NotFound
 from stapes.api.instance import InstanceConsolePost
-from stapes.instance.driver import InstanceDriver, InstanceSpec
+from stapes.instance.driver import Console, InstanceDriver, InstanceSpec
 from stapes.instance.service import url
+from stapes.instance.vm.qemu import QemuDriver
 from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
 from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
@@ -30,11 +33,18 @@ class ConsoleSession(WebsocketSession):
     """One client attached to an instance's console: data on websocket 0, resizes on control.
     It ends when either websocket closes or the console hangs up (the instance stopped)."""
 
-    def __init__(self, driver: InstanceDriver, spec: InstanceSpec, req: InstanceConsolePost):
+    def __init__(
+        self,
+        driver: InstanceDriver,
+        spec: InstanceSpec,
+        req: InstanceConsolePost,
+        attach: Callable[[], Awaitable[Console]],
+    ):
         super().__init__()
         self.driver = driver
         self.spec = spec
         self.req = req
+        self.attach = attach
         self.control_closed = asyncio.Event()
 
     def prepare(self, op: Operation) -> None:
@@ -46,7 +56,7 @@ class ConsoleSession(WebsocketSession):
     async def run(self, op: Operation) -> None:
         try:
             await self.wait_connected(CONNECT_TIMEOUT, "console")
-            console = await self.driver.console(self.spec)
+            console = await self.attach()
             self.master = console.master
             resize_terminal(self.master, self.req.width, self.req.height)
             try:
@@ -68,13 +78,17 @@ async def post_console(request: web.Request) -> Result:
     st = state(request)
     row = instance_row(request)
     req = await body_as(request, InstanceConsolePost)
-    if req.type not in ("", "console"):
+    driver, spec = st.instances.drivers.get(row.type), st.instances.spec(row)
+    attach = functools.partial(driver.console, spec)
+    if req.type == "vga" and isinstance(driver, QemuDriver):
+        attach = functools.partial(driver.vga, spec)  # the VNC display, as raw bytes
+    elif req.type not in ("", "console"):
         raise BadRequest(
-            f"Console type {req.type!r} is not available for a container: use type console"
+            f"Console type {req.type!r} is not available for a {row.type}: use type console"
         )
     if (await st.instances.status(row)).status != StatusCode.RUNNING:
         raise BadRequest("Instance is not running")
-    session = ConsoleSession(st.instances.drivers.get(row.type), st.instances.spec(row), req)
+    session = ConsoleSession(driver, spec, req, attach)
     op = st.operations.start(
         session.run,
         description="Showing console",
