@@ -162,6 +162,27 @@ def test_vm_bad_input(daemon: Daemon, vm_image: str, busybox: str) -> None:
     assert status == 400 and "below the image" in error
     status, error = create(vm_image, config={"raw.qemu": "-device 'unclosed"}, start=True)
     assert status == 400 and "raw.qemu" in error
+    # host hardware: checked before QEMU starts, the missing piece named
+    for device, expected in [
+        ({"type": "pci", "address": "0000:7f:1f.7"}, "no PCI device 0000:7f:1f.7"),
+        ({"type": "usb", "vendorid": "dead", "productid": "beef"}, "no USB device dead:beef"),
+        ({"type": "gpu", "vendorid": "dead"}, "no GPU"),
+    ]:
+        status, error = create(vm_image, devices={"hw": device}, start=True)
+        assert status == 400 and expected in error, error
+    iommu = Path("/sys/kernel/iommu_groups")
+    if not iommu.is_dir() or not any(iommu.iterdir()):  # never unbind a real device
+        existing = sorted(Path("/sys/bus/pci/devices").iterdir())[0].name
+        device = {"hw": {"type": "pci", "address": existing}}
+        status, error = create(vm_image, devices=device, start=True)
+        assert status == 400 and "IOMMU" in error, error
+    pci_on_container = daemon.request(
+        "POST",
+        "/1.0/instances",
+        {"name": unique("c"), "source": {"type": "image", "alias": busybox},
+         "devices": {"hw": {"type": "pci", "address": "0000:00:00.0"}}},
+    )  # fmt: skip
+    assert pci_on_container.status == 400
 
 
 async def _console_bytes(daemon: Daemon, name: str, kind: str, send: bytes, until: bytes) -> bytes:

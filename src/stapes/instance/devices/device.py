@@ -110,6 +110,8 @@ class RunConfig:
     nics: list[Nic] = field(default_factory=list)
     helpers: list[Helper] = field(default_factory=list)
     vm_disks: list[VmDisk] = field(default_factory=list)
+    vm_devices: list[str] = field(default_factory=list)
+    """QEMU -device values of host hardware handed to a VM (vfio-pci, usb-host)."""
     volatile: dict[str, str] = field(default_factory=dict)
     """Daemon-owned keys to record (volatile.<device>.hwaddr...)."""
 
@@ -119,6 +121,7 @@ class RunConfig:
         self.nics += other.nics
         self.helpers += other.helpers
         self.vm_disks += other.vm_disks
+        self.vm_devices += other.vm_devices
         self.volatile.update(other.volatile)
 
 

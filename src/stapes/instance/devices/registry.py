@@ -8,6 +8,7 @@ from stapes.instance.devices.disk import DiskMount, RootDisk
 from stapes.instance.devices.disk_vm import VmDiskDevice
 from stapes.instance.devices.hotplug import UnixHotplug
 from stapes.instance.devices.nic import NicVeth, NoneDevice, nic_class
+from stapes.instance.devices.passthrough_vm import GpuPassthrough, PciPassthrough, UsbPassthrough
 from stapes.instance.devices.proxy import Proxy
 from stapes.instance.devices.unix import Gpu, Tpm, UnixNode, Usb
 
@@ -25,8 +26,13 @@ KINDS: dict[str, type[Device]] = {
 
 LATER = {
     "infiniband": "it is not supported by this stapesd",
-    "pci": "PCI passthrough is for virtual machines, which come later",
 }
+VM_KINDS: dict[str, type[Device]] = {
+    "pci": PciPassthrough,
+    "gpu": GpuPassthrough,
+    "usb": UsbPassthrough,
+}
+"""Kinds that a VM takes differently: host hardware through VFIO or usb-host."""
 
 
 def load(name: str, config: dict[str, str], ctx: DeviceContext) -> Device:
@@ -37,6 +43,10 @@ def load(name: str, config: dict[str, str], ctx: DeviceContext) -> Device:
             cls = VmDiskDevice
     elif kind == "nic":
         cls = nic_class(config, ctx)
+    elif kind in VM_KINDS and ctx.instance_type == "virtual-machine":
+        cls = VM_KINDS[kind]
+    elif kind == "pci":
+        raise BadRequest(f"Device {name!r}: type pci is for virtual machines only")
     elif kind in KINDS:
         cls = KINDS[kind]
     elif kind in LATER:

@@ -190,6 +190,7 @@ class QemuDriver(InstanceDriver):
             kernel=kernel,
             taps=[_tap(nic) for nic in spec.run.nics],
             disks=list(spec.run.vm_disks),
+            devices=list(spec.run.vm_devices),
         )
 
     async def start(self, spec: InstanceSpec) -> int:
@@ -385,13 +386,13 @@ class QemuDriver(InstanceDriver):
         return pid, master
 
     async def hotplug(self, spec: InstanceSpec, run: RunConfig) -> None:
-        if run.mounts or run.nodes or run.nics or run.helpers or run.vm_disks:
+        if run.mounts or run.nodes or run.nics or run.helpers or run.vm_disks or run.vm_devices:
             raise BadRequest(
                 "Devices cannot be added to a running VM here yet: stop it, change it, start it"
             )
 
     async def unplug(self, spec: InstanceSpec, run: RunConfig) -> None:
-        if run.mounts or run.nodes or run.nics or run.helpers or run.vm_disks:
+        if run.mounts or run.nodes or run.nics or run.helpers or run.vm_disks or run.vm_devices:
             raise BadRequest("Devices cannot be removed from a running VM here yet: stop it first")
 
     async def console(self, spec: InstanceSpec) -> Console:

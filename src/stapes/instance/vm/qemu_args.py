@@ -59,6 +59,8 @@ class VmInputs:
     kernel: KernelBoot | None = None
     config_drive: Path | None = None
     taps: list[Tap] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    """Host hardware: -device values (vfio-pci, usb-host)."""
     disks: list[VmDisk] = field(default_factory=list)
     """Extra disks: block devices / image files, and directories shared over 9p."""
 
@@ -172,6 +174,10 @@ def build(inputs: VmInputs) -> list[str]:
             "-netdev", f"tap,id=net-{tap.device},ifname={tap.name},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=net-{tap.device},mac={tap.hwaddr},romfile=",
         ]  # fmt: skip
+    if any(d.startswith("usb-host") for d in inputs.devices):
+        argv += ["-device", "qemu-xhci,id=usb"]
+    for device in inputs.devices:
+        argv += ["-device", device]
     raw = config.get("raw.qemu", "")
     if raw:
         try:
