@@ -257,6 +257,19 @@ def test_agent_exec_files_state_snapshots(daemon: Daemon, vm: str, tmp_path: Pat
     wait_agent(daemon, vm)
     gone = daemon.cli("exec", vm, "--", "test", "-e", "/root/marker", check=False)
     assert gone.returncode == 1
+
+    # a stateful snapshot: QEMU's state (memory included) comes back with a stateful restore
+    daemon.cli("exec", vm, "--", "sh", "-c", "echo in-memory > /run/marker")  # tmpfs
+    snap = {"name": "s1", "stateful": True}
+    daemon.ok(daemon.request("POST", f"/1.0/instances/{vm}/snapshots", snap))
+    info = daemon.request("GET", f"/1.0/instances/{vm}/snapshots/s1").metadata
+    assert info["stateful"] is True
+    daemon.cli("exec", vm, "--", "rm", "/run/marker")
+    daemon.ok(daemon.request("PUT", f"/1.0/instances/{vm}", {"restore": "s1", "stateful": True}))
+    wait_agent(daemon, vm, timeout=60)
+    assert daemon.cli("exec", vm, "--", "cat", "/run/marker").stdout == "in-memory\n"
+    stateless = daemon.request("PUT", f"/1.0/instances/{vm}", {"restore": "s0", "stateful": True})
+    assert stateless.status == 400 and "not stateful" in stateless.json()["error"]
     assert daemon.cli("exec", vm, "--", "test", "-s", "/root/payload", check=False).returncode == 0
 
 

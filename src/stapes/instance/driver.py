@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from stapes.api.base import StatusCode
 from stapes.host.idmap import IdMap
@@ -67,6 +67,14 @@ class Console:
     master: int
     release: Callable[[], Awaitable[None]]
     """Detach (closes nothing of ``master``, which its user closes)."""
+
+
+@runtime_checkable
+class StateSaver(Protocol):
+    """A driver that can save a running instance's state (VMs: QEMU's migration stream); the
+    instance resumes from it when its volume holds it at the next start."""
+
+    async def save_state(self, spec: InstanceSpec, target: Path) -> None: ...
 
 
 class InstanceDriver(abc.ABC):

@@ -9,6 +9,7 @@ import logging
 import platform
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from stapes.api.base import StatusCode, now, timestamp
@@ -32,7 +33,7 @@ from stapes.instance import types as instance_types
 from stapes.instance.create import reshift
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
-from stapes.instance.driver import InstanceSpec, RuntimeState
+from stapes.instance.driver import InstanceSpec, RuntimeState, StateSaver
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.vm import disk as vm_disk
 from stapes.instance.watch import InitWatcher
@@ -485,6 +486,13 @@ class InstanceService:
         await self.set_power(row, "STOPPED")
         action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
         self.events.lifecycle(action, url(row.name, row.project), project=row.project)
+
+    async def save_state(self, row: q.InstanceRow, target: Path) -> None:
+        """A paused VM's device and memory state into ``target`` (stateful snapshots)."""
+        driver = self.drivers.get(row.type)
+        if not isinstance(driver, StateSaver):
+            raise BadRequest(f"A {row.type} cannot save its running state here")
+        await driver.save_state(self.spec(row), target)
 
     @contextlib.asynccontextmanager
     async def frozen(self, row: q.InstanceRow) -> AsyncIterator[None]:

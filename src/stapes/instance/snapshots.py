@@ -25,6 +25,7 @@ from stapes.db import instances as iq
 from stapes.db import snapshots as q
 from stapes.db.projects import find_profile
 from stapes.instance.service import InstanceService, url
+from stapes.instance.vm.qemu import STATE_FILE
 from stapes.project import restrictions
 from stapes.server.operations import Operation
 from stapes.storage.volumes import vol_dir
@@ -32,8 +33,8 @@ from stapes.storage.volumes import vol_dir
 log = logging.getLogger(__name__)
 
 STATEFUL_REFUSAL = (
-    "Stateful snapshots need CRIU to checkpoint the running processes, and this stapesd has no "
-    "CRIU support: take a stateless snapshot (without stateful)"
+    "Stateful snapshots of containers need CRIU to checkpoint the running processes, and this "
+    "stapesd has no CRIU support: take a stateless snapshot (without stateful)"
 )
 
 
@@ -106,7 +107,7 @@ class SnapshotService:
         )
 
     def create(self, row: iq.InstanceRow, req: InstanceSnapshotsPost) -> Operation:
-        if req.stateful:
+        if req.stateful and row.type != "virtual-machine":
             raise BadRequest(STATEFUL_REFUSAL)
         restrictions.check_snapshot(self.instances.db, row.project)
         config = self.instances.expand(row)[0]
@@ -122,15 +123,25 @@ class SnapshotService:
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
-                await self.take(self.instances.get(row.project, row.name), name, expires_at)
+                current = self.instances.get(row.project, row.name)
+                if req.stateful and not await self.instances.is_running(current):
+                    raise BadRequest(
+                        "A stateful snapshot needs the instance running: start it first"
+                    )
+                await self.take(current, name, expires_at, stateful=req.stateful)
 
         return self._operation(act, "Snapshotting instance", row, name)
 
     async def take(
-        self, row: iq.InstanceRow, name: str, expires_at: str | None = None
+        self,
+        row: iq.InstanceRow,
+        name: str,
+        expires_at: str | None = None,
+        *,
+        stateful: bool = False,
     ) -> q.SnapshotRow:
         """Snapshot an instance now (the caller holds its lock). ``expires_at`` None applies
-        snapshots.expiry."""
+        snapshots.expiry. ``stateful`` (VMs): QEMU's state goes into the snapshot too."""
         if q.find_snapshot(self.db, row.id, name) is not None:
             raise Conflict(f"Snapshot {name!r} of instance {row.name!r} already exists")
         taken = now()
@@ -149,10 +160,17 @@ class SnapshotService:
             config=dict(row.config),
             devices=row.devices,
             profiles=row.profiles,
+            stateful=stateful,
         )
         drv = self.pools.driver(row.pool)
+        volume = drv.volume_path(vol_dir(row.type), row.name)
         async with self.instances.frozen(row):
-            await drv.create_snapshot(vol_dir(row.type), row.name, name)
+            if stateful:
+                await self.instances.save_state(row, volume / STATE_FILE)
+            try:
+                await drv.create_snapshot(vol_dir(row.type), row.name, name)
+            finally:
+                (volume / STATE_FILE).unlink(missing_ok=True)
         try:
             with self.db.transaction():
                 q.insert_snapshot(self.db, snap)
@@ -235,14 +253,16 @@ class SnapshotService:
 
     def restore(self, row: iq.InstanceRow, name: str, stateful: bool) -> Operation:
         """Put the instance back as it was: its volume, config, devices and profiles. A running
-        instance is stopped (forced) for it and started again after, as in Incus."""
-        if stateful:
+        instance is stopped (forced) for it and started again after, as in Incus. ``stateful``
+        (a VM's stateful snapshot): it resumes where the snapshot was taken."""
+        if stateful and row.type != "virtual-machine":
             raise BadRequest(STATEFUL_REFUSAL)
         owner, _, snap_name = name.rpartition("/")
         if owner and owner != row.name:
             raise BadRequest(f"Snapshot {name!r} belongs to another instance than {row.name!r}")
         name = snap_name
-        self.get(row, name)
+        if stateful and not self.get(row, name).stateful:
+            raise BadRequest(f"Snapshot {name!r} is not stateful: restore it without stateful")
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
@@ -253,6 +273,9 @@ class SnapshotService:
                     await self.instances.stop_unlocked(current, force=True, timeout=-1)
                 drv = self.pools.driver(current.pool)
                 await drv.restore_snapshot(vol_dir(current.type), current.name, snap.name)
+                state = drv.volume_path(vol_dir(current.type), current.name) / STATE_FILE
+                if not stateful:  # a stateless restore of a stateful snapshot boots afresh
+                    state.unlink(missing_ok=True)
                 current.config = {
                     **{k: v for k, v in snap.config.items() if not k.startswith(VOLATILE_PREFIX)},
                     **{k: v for k, v in current.config.items() if k.startswith(VOLATILE_PREFIX)},
@@ -276,7 +299,7 @@ class SnapshotService:
                     project=current.project,
                     context={"snapshot": f"{current.name}/{snap.name}"},
                 )
-                if was_running:
+                if was_running or stateful:
                     await self.instances.start_unlocked(current)
 
         return self.instances.instance_operation(act, "Restoring snapshot", row.project, row.name)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -49,6 +50,9 @@ NVRAM = "qemu.nvram"
 BOOT_DIR = "boot"
 """Images that carry a kernel: boot/vmlinuz, boot/initrd.img and boot/cmdline (optional)."""
 START_TIMEOUT = 30.0
+STATE_TIMEOUT = 600.0
+STATE_FILE = "state"
+"""Saved QEMU state in the volume, and so in stateful snapshots (instance/snapshots.py)."""
 
 Settings = Callable[[], dict[str, str]]
 
@@ -216,6 +220,9 @@ class QemuDriver(InstanceDriver):
             shutil.rmtree(run, ignore_errors=True)
             raise
         argv = [binary, *qemu_args.build(inputs)]
+        state = spec.volume / STATE_FILE
+        if state.exists():  # a stateful restore: resume where the snapshot was taken
+            argv += ["-incoming", f"exec:cat {shlex.quote(str(state))}"]
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         if inputs.firmware is not None and inputs.nvram is not None and not inputs.nvram.exists():
             shutil.copyfile(inputs.firmware.vars_template, inputs.nvram)
@@ -240,7 +247,13 @@ class QemuDriver(InstanceDriver):
                 )
             self._children[run] = proc
             pid = await self._wait_started(spec, proc, qemu_log)
+            if state.exists():
+                await self._resume_state(spec, state)
         except BaseException:
+            proc_started = self._children.pop(run, None)
+            if proc_started is not None and proc_started.returncode is None:
+                proc_started.kill()
+                await proc_started.wait()
             for nic in created:
                 await _remove_tap(nic)
             shutil.rmtree(run, ignore_errors=True)
@@ -292,6 +305,41 @@ class QemuDriver(InstanceDriver):
         if self._pid(spec) > 0:
             raise InternalError("Failed to stop the VM")
         await self.after_stop(spec)
+
+    async def save_state(self, spec: InstanceSpec, target: Path) -> None:
+        """QEMU's migration stream of the (paused) VM into ``target``; it stays paused, and
+        resumes (cont) when unfrozen."""
+        sock = self._qmp(spec)
+        uri = f"exec:cat > {shlex.quote(str(target))}"
+        await qmp.execute(sock, "migrate", {"uri": uri})
+        deadline = time.monotonic() + STATE_TIMEOUT
+        while time.monotonic() < deadline:
+            status = (await qmp.execute(sock, "query-migrate")).get("status", "")
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise InternalError(f"QEMU could not save the VM's state (migration {status})")
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(InternalError):
+            await qmp.execute(sock, "migrate_cancel")
+        raise InternalError(f"Saving the VM's state took over {STATE_TIMEOUT:.0f}s")
+
+    async def _resume_state(self, spec: InstanceSpec, state: Path) -> None:
+        """After a start with -incoming: wait for the state to load, run, drop the file."""
+        sock = self._qmp(spec)
+        deadline = time.monotonic() + STATE_TIMEOUT
+        while time.monotonic() < deadline:
+            status = (await qmp.execute(sock, "query-status")).get("status", "")
+            if status not in ("inmigrate", "prelaunch"):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise InternalError(f"Loading the VM's state took over {STATE_TIMEOUT:.0f}s")
+        if status in ("paused", "postmigrate"):
+            await qmp.execute(sock, "cont")
+        elif status != "running":
+            raise InternalError(f"The VM's saved state did not load (QEMU is {status})")
+        state.unlink(missing_ok=True)
 
     async def after_stop(self, spec: InstanceSpec) -> None:
         rundir = self._run(spec)
