@@ -276,7 +276,6 @@ async def build_debian_vm(
     if suite is None:
         raise BadRequest(f"Unknown Debian release {recipe.release!r}")
     kernel_tree = await debian_kernel(say)
-    (vmlinuz,) = (kernel_tree / "boot").glob("vmlinuz-*")
     rootfs = work / "disk" / "rootfs"
     try:
         await builder.bootstrap(recipe, suite, rootfs, say)
@@ -286,23 +285,12 @@ async def build_debian_vm(
         mounts.unmount_below(rootfs)
     say("Adding the kernel's modules")
     await run(["cp", "-a", str(kernel_tree / "lib" / "modules"), str(rootfs / "lib")])
-    meta_dir = work / "meta"
-    (meta_dir / "boot").mkdir(parents=True)
-    shutil.copy2(vmlinuz, meta_dir / "boot" / "vmlinuz")
-    say("Making the initramfs")
-    await make_initramfs(kernel_tree, meta_dir / "boot" / "initrd.img")
-    (meta_dir / "boot" / "cmdline").write_text("root=/dev/vda rw net.ifnames=0 quiet\n")
     number = next(k for k, v in builder.DEBIAN_RELEASES.items() if v == suite and k.isdigit())
     meta = builder.metadata("Debian", number, recipe.description, "vm")
-    builder.write_meta(meta_dir, meta)
-    say("Making the disk")
-    disk = work / "rootfs.img"
-    await make_disk(rootfs, disk, _tree_mib(rootfs) * 3 // 2 + 512)
-    tarball = work / "metadata.tar.gz"
-    with tarfile.open(tarball, "w:gz") as tar:
-        for name in ("metadata.yaml", "templates", "boot"):
-            tar.add(meta_dir / name, arcname=name)
-    return tarball, disk
+    cmdline = "root=/dev/vda rw net.ifnames=0 quiet"
+    return await _pack_vm(
+        work, kernel_tree, rootfs, meta, cmdline, _tree_mib(rootfs) * 3 // 2 + 512, say
+    )
 
 
 async def build_busybox_vm(work: Path, say: builder.Say) -> tuple[Path, Path]:
@@ -311,7 +299,6 @@ async def build_busybox_vm(work: Path, say: builder.Say) -> tuple[Path, Path]:
         if shutil.which(tool) is None:
             raise MissingHostFeature(f"{tool} is missing: install qemu-utils and e2fsprogs")
     kernel_tree = await debian_kernel(say)
-    (vmlinuz,) = (kernel_tree / "boot").glob("vmlinuz-*")
     rootfs_work = work / "disk"
     rootfs_work.mkdir()
     await builder.build_busybox_tree(rootfs_work / "rootfs")
@@ -330,18 +317,34 @@ async def build_busybox_vm(work: Path, say: builder.Say) -> tuple[Path, Path]:
     for path, text in scripts:
         (rootfs / path).write_text(text)
         (rootfs / path).chmod(0o755)
+    release = kernel_tree.name.removeprefix("linux-image-")
+    meta = builder.metadata("busybox", release, f"busybox VM (kernel {release})", "vm")
+    size = max(64, _tree_mib(rootfs) * 2 + 32)
+    return await _pack_vm(work, kernel_tree, rootfs, meta, "root=/dev/vda rw quiet", size, say)
+
+
+async def _pack_vm(
+    work: Path,
+    kernel_tree: Path,
+    rootfs: Path,
+    meta: dict[str, object],
+    cmdline: str,
+    disk_mib: int,
+    say: builder.Say,
+) -> tuple[Path, Path]:
+    """The metadata tarball (metadata.yaml, templates/, boot/ with the kernel, an initramfs
+    and the command line) and the qcow2 disk of ``rootfs``."""
+    (vmlinuz,) = (kernel_tree / "boot").glob("vmlinuz-*")
     meta_dir = work / "meta"
     (meta_dir / "boot").mkdir(parents=True)
     shutil.copy2(vmlinuz, meta_dir / "boot" / "vmlinuz")
     say("Making the initramfs")
     await make_initramfs(kernel_tree, meta_dir / "boot" / "initrd.img")
-    (meta_dir / "boot" / "cmdline").write_text("root=/dev/vda rw quiet\n")
-    release = kernel_tree.name.removeprefix("linux-image-")
-    meta = builder.metadata("busybox", release, f"busybox VM (kernel {release})", "vm")
+    (meta_dir / "boot" / "cmdline").write_text(cmdline + "\n")
     builder.write_meta(meta_dir, meta)
     say("Making the disk")
     disk = work / "rootfs.img"
-    await make_disk(rootfs, disk, max(64, _tree_mib(rootfs) * 2 + 32))
+    await make_disk(rootfs, disk, disk_mib)
     tarball = work / "metadata.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         for name in ("metadata.yaml", "templates", "boot"):

@@ -8,6 +8,7 @@ from typing import ClassVar
 from stapes.api.errors import StapesError
 from stapes.config import validate as v
 from stapes.instance.devices.device import Device, Mount, RunConfig, is_abs_path
+from stapes.storage.volumes import AttachedVolume
 
 PROPAGATION = ("private", "shared", "slave", "unbindable", "rprivate", "rshared", "rslave")
 
@@ -38,11 +39,11 @@ class DiskMount(Device):
         "propagation": v.one_of(*PROPAGATION),
         "pool": v.any_value,
     }
-    REQUIRED = ("source", "path")
+    REQUIRED: ClassVar[tuple[str, ...]] = ("source", "path")
 
     def validate(self) -> None:
         super().validate()
-        if self.config["path"] == "/":
+        if self.config.get("path") == "/":
             raise self.fail("a host path cannot be mounted as the root")
         if not self.config.get("pool"):
             try:
@@ -50,17 +51,25 @@ class DiskMount(Device):
             except ValueError as exc:
                 raise self.fail(f"source: {exc}") from None
         elif self.ctx.volume is not None:
-            self._volume_source()
+            self._check_volume()
 
-    def _volume_source(self) -> str:
-        """The mount path of the custom volume ``source`` on ``pool``."""
+    def _check_volume(self) -> None:
+        """The custom volume ``source`` exists and suits this instance (validation)."""
+        self._volume_source()
+
+    def _lookup_volume(self) -> AttachedVolume:
+        """The custom volume ``source`` on ``pool`` (a device error when there is none)."""
         lookup = self.ctx.volume
         if lookup is None:
             raise self.fail("custom volumes cannot be looked up here")
         try:
-            found = lookup(self.config["pool"], self.config["source"])
+            return lookup(self.config["pool"], self.config["source"])
         except StapesError as exc:
             raise self.fail(exc.message) from None
+
+    def _volume_source(self) -> str:
+        """The mount path of the custom volume ``source`` on ``pool``."""
+        found = self._lookup_volume()
         if found.content_type != "filesystem":
             raise self.fail("Custom block volumes cannot be used on containers")
         return str(found.path)

@@ -8,12 +8,14 @@ import os
 import stat
 from typing import ClassVar
 
-from stapes.api.errors import StapesError
 from stapes.config import validate as v
-from stapes.instance.devices.device import Device, RunConfig, VmDisk, is_abs_path
+from stapes.instance.devices.device import RunConfig, VmDisk, is_abs_path
+from stapes.instance.devices.disk import DiskMount
 
 
-class VmDiskDevice(Device):
+class VmDiskDevice(DiskMount):
+    """DiskMount's keys and checks, made into QEMU disks and 9p shares instead of mounts."""
+
     KEYS: ClassVar = {
         "source": v.any_value,
         "path": is_abs_path,
@@ -27,26 +29,13 @@ class VmDiskDevice(Device):
     REQUIRED = ("source",)
     TYPES = frozenset({"virtual-machine"})
 
-    def validate(self) -> None:
-        super().validate()
-        if not self.config.get("pool"):
-            try:
-                is_abs_path(self.config["source"])
-            except ValueError as exc:
-                raise self.fail(f"source: {exc}") from None
-        elif self.ctx.volume is not None:
-            self._resolve()
+    def _check_volume(self) -> None:
+        self._resolve()
 
     def _resolve(self) -> tuple[str, bool]:
         """(what QEMU opens, whether it is a directory share)."""
         if self.config.get("pool"):
-            lookup = self.ctx.volume
-            if lookup is None:
-                raise self.fail("custom volumes cannot be looked up here")
-            try:
-                found = lookup(self.config["pool"], self.config["source"])
-            except StapesError as exc:
-                raise self.fail(exc.message) from None
+            found = self._lookup_volume()
             if found.block is not None:
                 return str(found.block), False
             return str(found.path), True
@@ -56,11 +45,6 @@ class VmDiskDevice(Device):
         except OSError:
             return source, False
         return source, stat.S_ISDIR(mode)
-
-    def _optional(self) -> bool:
-        if "optional" in self.config:
-            return v.parse_bool(self.config["optional"])
-        return not v.parse_bool(self.config.get("required", "true"))
 
     def check_host(self) -> None:
         source, _ = self._resolve()
