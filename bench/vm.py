@@ -9,7 +9,7 @@ One run, side by side:
     difference, QEMU's overhead.
 The accelerator (KVM or TCG) is printed first. Real Incus is not compared: its VM images come
 from images.linuxcontainers.org, which this machine cannot reach (no VM image is built in).
-The Debian VM image (`image build debian/12 --vm`) is not built by this stapesd yet.
+The same figures for the Debian 12 VM image (`image build debian/12 --vm`, systemd).
 Run as root: `make bench` (or .venv/bin/python bench/vm.py)."""
 
 from __future__ import annotations
@@ -85,48 +85,55 @@ def raw_floor(qemu_conf: Path, name: str) -> float:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def series(server: InstanceServer, env: dict[str, str], alias: str, label: str) -> None:
+    """RUNS launches of ``alias`` to the agent answering, then the bare-QEMU floor."""
+    samples, overheads = [], []
+    name = ""
+    for i in range(RUNS):
+        name = f"bench{alias}{i}"
+        start = time.perf_counter()
+        server.create_instance(
+            {"name": name, "type": "virtual-machine", "start": True,
+             "source": {"type": "image", "alias": alias}}
+        ).wait()  # fmt: skip
+        until_agent(env, name)
+        samples.append(time.perf_counter() - start)
+        state = server.instance_state(name)
+        overheads.append((rss_kib(int(state["pid"])) * 1024, int(state["memory"]["usage"])))
+        server.update_state(name, "stop", force=True).wait()
+        if i < RUNS - 1:
+            server.delete_instance(name).wait()
+    qemu_conf = Path(env["STAPES_DIR"]) / "logs" / name / "qemu.conf"
+    floor = [raw_floor(qemu_conf, name) for _ in range(RUNS)]
+    server.delete_instance(name).wait()
+    print(f"{label}, {RUNS} runs (agent polled every {POLL}s by the CLI):")
+    ours = line("stapes launch --vm -> agent answers", samples)
+    bare = line("bare QEMU (same argv) -> agent answers", floor)
+    print(f"  ratio Stapes / bare QEMU: {ours / bare:.2f}x")
+    rss, used = overheads[-1]
+    print(
+        f"  memory: QEMU RSS {rss / 2**20:.0f} MiB, guest uses {used / 2**20:.0f} MiB "
+        f"-> QEMU overhead {(rss - used) / 2**20:.0f} MiB per VM (limits.memory 1GiB)"
+    )
+    print(json.dumps({"image": alias, "launch_to_agent_s": samples, "bare_qemu_s": floor}))
+
+
 def main() -> None:
     with stapes_daemon() as stapes:
         env = stapes.env
-        subprocess.run(
-            [str(BIN / "stapes"), "image", "build", "busybox", "--vm", "--alias", "bbvm"],
-            env=env, check=True, capture_output=True,
-        )  # fmt: skip
         server = InstanceServer.unix(stapes.root / "unix.socket")
         accel = server.server()["environment"].get("vm_accelerator", "?")
         print(f"VM accelerator: {accel}")
-        samples, overheads = [], []
-        name = ""
-        for i in range(RUNS):
-            name = f"benchvm{i}"
-            start = time.perf_counter()
-            server.create_instance(
-                {"name": name, "type": "virtual-machine", "start": True,
-                 "source": {"type": "image", "alias": "bbvm"}}
-            ).wait()  # fmt: skip
-            until_agent(env, name)
-            samples.append(time.perf_counter() - start)
-            state = server.instance_state(name)
-            qemu_rss = rss_kib(int(state["pid"])) * 1024
-            used = int(state["memory"]["usage"])
-            overheads.append((qemu_rss, used))
-            if i < RUNS - 1:
-                server.update_state(name, "stop", force=True).wait()
-                server.delete_instance(name).wait()
-        qemu_conf = stapes.root / "logs" / name / "qemu.conf"
-        server.update_state(name, "stop", force=True).wait()
-        floor = [raw_floor(qemu_conf, name) for _ in range(RUNS)]
-        print(f"busybox VM image, {RUNS} runs (agent polled every {POLL}s by the CLI):")
-        ours = line("stapes launch --vm -> agent answers", samples)
-        bare = line("bare QEMU (same argv) -> agent answers", floor)
-        print(f"  ratio Stapes / bare QEMU: {ours / bare:.2f}x")
-        rss, used = overheads[-1]
-        print(
-            f"  memory: QEMU RSS {rss / 2**20:.0f} MiB, guest uses {used / 2**20:.0f} MiB "
-            f"-> QEMU overhead {(rss - used) / 2**20:.0f} MiB per VM (limits.memory 1GiB)"
-        )
+        for kind, alias, label in (
+            ("busybox", "bbvm", "busybox VM image"),
+            ("debian/12", "debvm", "Debian 12 VM image (systemd)"),
+        ):
+            subprocess.run(
+                [str(BIN / "stapes"), "image", "build", kind, "--vm", "--alias", alias],
+                env=env, check=True, capture_output=True,
+            )  # fmt: skip
+            series(server, env, alias, label)
         print("Real Incus: not compared (its VM images come from the network, unreachable here)")
-        print(json.dumps({"launch_to_agent_s": samples, "bare_qemu_s": floor}))
 
 
 if __name__ == "__main__":

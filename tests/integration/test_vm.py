@@ -344,6 +344,9 @@ def test_debian_vm_image_boots_systemd(daemon: Daemon) -> None:
             "exec", name, "--", "systemctl", "--failed", check=False
         ).stdout
         assert daemon.cli("exec", name, "--", "hostname").stdout == f"{name}\n"
+        # the agent grew the root filesystem to the root disk (10GiB by default)
+        df = daemon.cli("exec", name, "--", "df", "-k", "/").stdout.splitlines()[-1].split()
+        assert int(df[1]) > 9 * 1024**2, df
         assert put_state(daemon, name, "stop", timeout=120) == 200  # logind: a clean poweroff
         logs = daemon.request("GET", f"/1.0/instances/{name}/logs/qemu.log").body.decode()
         assert "QEMU exited: powered off" in logs

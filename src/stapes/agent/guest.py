@@ -35,10 +35,11 @@ CHUNK = 64 * 1024
 
 
 class Port:
-    """The serial port: whole frames written under a lock; read by one thread."""
+    """The serial port (or a vsock connection): whole frames written under a lock; read by
+    one thread."""
 
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    def __init__(self, path: str = "", fd: int = -1) -> None:
+        self.fd = fd if fd >= 0 else os.open(path, os.O_RDWR | os.O_CLOEXEC)
         self.lock = threading.Lock()
 
     def send(self, data: bytes) -> None:
@@ -83,13 +84,17 @@ class Agent:
         self.port = port
         self.channels: dict[int, Channel] = {}
 
-    def serve(self) -> None:
+    def serve(self, once: bool = False) -> None:
+        """Frames until the end of time (the serial port, where the host comes and goes), or
+        until the connection ends (``once``: a vsock connection)."""
         reader = p.Reader()
         while True:
             try:
                 data = self.port.read()
             except OSError:
                 data = b""
+            if not data and once:
+                return
             if not data:  # no host on the other end: wait for one, start afresh
                 reader = p.Reader()
                 time.sleep(0.2)
@@ -485,6 +490,26 @@ def mount_shares() -> None:
         MOUNTS.append({"tag": tag, "path": path, "error": error})
 
 
+def grow_root() -> None:
+    """The root disk may have grown (its size key): grow an ext4 root filesystem to fill it
+    (online; a no-op when it already does). Images without resize2fs keep their size."""
+    root = ""
+    for line in _read("/proc/mounts").splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == "/" and fields[2] == "ext4":
+            root = fields[0]
+    if root == "/dev/root":
+        for arg in _read("/proc/cmdline").split():
+            if arg.startswith("root=/dev/"):
+                root = arg[5:]
+    if not root.startswith("/dev/"):
+        return
+    for tool in ("/sbin/resize2fs", "/usr/sbin/resize2fs"):
+        if os.path.exists(tool):
+            subprocess.run([tool, root], capture_output=True)
+            return
+
+
 def find_port() -> str:
     """udev's /dev/virtio-ports/NAME link, or the /dev/vportNpM behind that name."""
     if os.path.exists(PORT):
@@ -497,13 +522,38 @@ def find_port() -> str:
     return ""
 
 
+def serve_vsock() -> None:
+    """Where the host has vhost-vsock, stapesd reaches the agent on vsock port VSOCK_PORT
+    too, one connection at a time (each with the frame protocol of the serial port)."""
+    family = getattr(socket, "AF_VSOCK", None)
+    if family is None or not os.path.exists("/dev/vsock"):
+        return
+    try:
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.bind((socket.VMADDR_CID_ANY, p.VSOCK_PORT))
+        listener.listen(4)
+    except OSError as exc:
+        print(f"stapes-agent: no vsock listener: {exc}", file=sys.stderr)
+        return
+
+    def accept() -> None:
+        while True:
+            conn, _ = listener.accept()
+            agent = Agent(Port(fd=conn.detach()))
+            threading.Thread(target=agent.serve, args=(True,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 def main() -> None:
+    serve_vsock()
     path = sys.argv[1] if len(sys.argv) > 1 else find_port()
     while not path:
         time.sleep(0.5)
         path = find_port()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     mount_shares()
+    grow_root()
     Agent(Port(path)).serve()
 
 

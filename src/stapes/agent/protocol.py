@@ -11,6 +11,8 @@ import json
 import struct
 
 HEADER = struct.Struct(">IBI")
+VSOCK_PORT = 8443
+"""The agent's vsock port, where the host has vhost-vsock (the serial port otherwise)."""
 MAX_PAYLOAD = 1 << 20
 
 OPEN = 1

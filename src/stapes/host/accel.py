@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,11 @@ def probe() -> Accelerator:
             "tcg", "/dev/kvm exists but the kernel has neither kvm_intel nor kvm_amd"
         )
     return Accelerator("kvm", "")
+
+
+def vsock() -> bool:
+    """Whether VMs can have a vsock device (vhost-vsock)."""
+    return os.path.exists("/dev/vhost-vsock") and hasattr(socket, "AF_VSOCK")
 
 
 def qemu_binary() -> str | None:

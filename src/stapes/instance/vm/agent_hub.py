@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,10 @@ class AgentChannel:
 
 
 class AgentHub:
-    def __init__(self, agent_socket: Path, mux_socket: Path) -> None:
+    def __init__(self, agent_socket: Path, mux_socket: Path, vsock_cid: int = 0) -> None:
         self.agent_socket = agent_socket
+        self.vsock_cid = vsock_cid
+        """The guest's vsock CID when the VM has a vsock device (tried before the port)."""
         self.mux_socket = mux_socket
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -96,6 +99,22 @@ class AgentHub:
         async with self._connect_lock:
             if self._writer is not None:
                 return
+            if self.vsock_cid:
+                with contextlib.suppress(OSError):
+                    sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+                    sock.setblocking(False)
+                    try:
+                        target = (self.vsock_cid, p.VSOCK_PORT)
+                        await asyncio.wait_for(
+                            asyncio.get_running_loop().sock_connect(sock, target), 2
+                        )
+                    except (OSError, TimeoutError):
+                        sock.close()
+                        raise OSError("no vsock agent") from None
+                    reader, writer = await asyncio.open_connection(sock=sock)
+                    self._writer = writer
+                    self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+                    return
             try:
                 reader, writer = await asyncio.open_unix_connection(str(self.agent_socket))
             except OSError as exc:

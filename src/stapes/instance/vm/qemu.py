@@ -111,6 +111,10 @@ class QemuDriver(InstanceDriver):
     def agent_socket(self, spec: InstanceSpec) -> Path:
         return self._run(spec) / "agent.sock"
 
+    def _vsock_cid(self, spec: InstanceSpec) -> int:
+        """A stable guest CID per instance (3 and up; QEMU refuses one in use, saying so)."""
+        return 3 + int(self._run(spec).name[:7], 16)
+
     def accelerator(self) -> accel.Accelerator:
         """kvm or tcg as the host and ``instances.vm.accelerator`` (auto|kvm|tcg) allow."""
         wanted = self.settings().get("instances.vm.accelerator", "auto") or "auto"
@@ -195,6 +199,7 @@ class QemuDriver(InstanceDriver):
             taps=[_tap(nic) for nic in spec.run.nics],
             disks=list(spec.run.vm_disks),
             devices=list(spec.run.vm_devices),
+            vsock_cid=self._vsock_cid(spec) if accel.vsock() else 0,
         )
 
     async def start(self, spec: InstanceSpec) -> int:
@@ -390,7 +395,8 @@ class QemuDriver(InstanceDriver):
         run = self._run(spec)
         hub = self._hubs.get(run)
         if hub is None:
-            hub = self._hubs[run] = AgentHub(run / "agent.sock", run / "agent-mux.sock")
+            cid = self._vsock_cid(spec) if accel.vsock() else 0
+            hub = self._hubs[run] = AgentHub(run / "agent.sock", run / "agent-mux.sock", cid)
         await hub.start()
         return hub
 

@@ -61,6 +61,8 @@ class VmInputs:
     taps: list[Tap] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
     """Host hardware: -device values (vfio-pci, usb-host)."""
+    vsock_cid: int = 0
+    """A vhost-vsock device with this guest CID (0: none, the host has no vhost-vsock)."""
     disks: list[VmDisk] = field(default_factory=list)
     """Extra disks: block devices / image files, and directories shared over 9p."""
 
@@ -174,6 +176,8 @@ def build(inputs: VmInputs) -> list[str]:
             "-netdev", f"tap,id=net-{tap.device},ifname={tap.name},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=net-{tap.device},mac={tap.hwaddr},romfile=",
         ]  # fmt: skip
+    if inputs.vsock_cid:
+        argv += ["-device", f"vhost-vsock-pci,guest-cid={inputs.vsock_cid}"]
     if any(d.startswith("usb-host") for d in inputs.devices):
         argv += ["-device", "qemu-xhci,id=usb"]
     for device in inputs.devices:

@@ -1,0 +1,61 @@
+"""The QEMU command line built from a VM's config (no QEMU run: see integration/test_vm.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stapes.api.errors import BadRequest
+from stapes.instance.devices.device import VmDisk
+from stapes.instance.vm.qemu_args import KernelBoot, Tap, VmInputs, build
+
+
+def inputs(**extra: object) -> VmInputs:
+    base: dict[str, object] = {
+        "name": "v1",
+        "uuid": "u",
+        "config": {"limits.cpu": "1", "limits.memory": "256MiB"},
+        "accelerator": "tcg",
+        "root_disk": Path("/vol/root.img"),
+        "run_dir": Path("/run/x"),
+        "log_dir": Path("/log"),
+    }
+    return VmInputs(**{**base, **extra})  # type: ignore[arg-type]
+
+
+def test_devices_disks_and_vsock() -> None:
+    argv = build(
+        inputs(
+            kernel=KernelBoot(Path("/k"), None, "console=ttyS0 root=/dev/vda"),
+            taps=[Tap("tap0", "00:16:3e:00:00:01", "eth0")],
+            disks=[
+                VmDisk("data", "/pool/custom/d/root.img", "", False, False),
+                VmDisk("share", "/srv/a,b", "/mnt", True, True),
+            ],
+            devices=["vfio-pci,host=0000:01:00.0", "usb-host,hostbus=1,hostaddr=2"],
+            vsock_cid=42,
+        )
+    )
+    joined = " ".join(argv)
+    assert "-m 256M" in joined and "-smp 1" in joined and "-accel tcg" in joined
+    assert "-kernel /k" in joined and "bootindex" not in joined
+    assert "virtio-net-pci,netdev=net-eth0,mac=00:16:3e:00:00:01,romfile=" in joined
+    assert "virtio-blk-pci,drive=disk-data,serial=data" in joined
+    assert "path=/srv/a,,b,security_model=passthrough,readonly=on" in joined  # commas doubled
+    assert "qemu-xhci,id=usb" in joined and "vfio-pci,host=0000:01:00.0" in joined
+    assert "vhost-vsock-pci,guest-cid=42" in joined
+    assert "vhost-vsock" not in " ".join(build(inputs()))
+
+
+def test_config_refused() -> None:
+    with pytest.raises(BadRequest, match=r"limits\.memory"):
+        build(inputs(config={"limits.memory": "1000TiB"}))
+    with pytest.raises(BadRequest, match=r"limits\.cpu"):
+        build(inputs(config={"limits.cpu": "4096"}))
+    with pytest.raises(BadRequest, match=r"raw\.qemu"):
+        build(inputs(config={"raw.qemu": "-device 'x"}))
+    assert build(inputs(config={"raw.qemu": "-smbios type=1,serial=x"}))[-2:] == [
+        "-smbios",
+        "type=1,serial=x",
+    ]
