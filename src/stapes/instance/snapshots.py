@@ -261,7 +261,8 @@ class SnapshotService:
         if owner and owner != row.name:
             raise BadRequest(f"Snapshot {name!r} belongs to another instance than {row.name!r}")
         name = snap_name
-        if stateful and not self.get(row, name).stateful:
+        found = self.get(row, name)  # a missing snapshot is a 404 before any operation
+        if stateful and not found.stateful:
             raise BadRequest(f"Snapshot {name!r} is not stateful: restore it without stateful")
 
         async def act(op: Operation) -> None:
