@@ -15,7 +15,8 @@ packages=(lxc lxc-dev gcc pkg-config python3-venv busybox-static debootstrap squ
           gzip bzip2 zstd lz4  # the compression algorithms of backups
           dnsmasq-base nftables  # managed networks: DHCP and DNS, NAT
           skopeo umoci  # OCI images: copy between transports, unpack
-          qemu-system-x86 qemu-utils ovmf genisoimage)  # VMs: QEMU, disks, UEFI, config drives
+          qemu-system-x86 qemu-utils ovmf genisoimage  # VMs: QEMU, disks, UEFI, config drives
+          fdisk dosfstools mtools)  # VM images: GPT disks with an EFI system partition
 test_packages=()
 if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
   # The real incus client (bookworm-backports) is the wire-compatibility oracle of the tests.

@@ -160,8 +160,20 @@ def test_vm_bad_input(daemon: Daemon, vm_image: str, busybox: str) -> None:
     root = {"root": {"type": "disk", "path": "/", "pool": "default", "size": "1MiB"}}
     status, error = create(vm_image, devices=root)
     assert status == 400 and "below the image" in error
-    status, error = create(vm_image, config={"raw.qemu": "-device 'unclosed"}, start=True)
-    assert status == 400 and "raw.qemu" in error
+    status, error = create(vm_image, config={"raw.qemu": "-device 'unclosed"})
+    assert status == 400 and "raw.qemu" in error and "cannot be split" in error
+    status, error = create(vm_image, config={"security.csm": "true"}, start=True)
+    assert status == 400 and "security.secureboot=false" in error
+    container = daemon.request(
+        "POST",
+        "/1.0/instances",
+        {
+            "name": unique("ct"),
+            "source": {"type": "image", "alias": busybox},
+            "config": {"security.secureboot": "false"},
+        },
+    )
+    assert container.status == 400 and "does not apply to a container" in container.json()["error"]
     # host hardware: checked before QEMU starts, the missing piece named
     for device, expected in [
         ({"type": "pci", "address": "0000:7f:1f.7"}, "no PCI device 0000:7f:1f.7"),
@@ -330,7 +342,8 @@ def test_vm_nic_on_a_managed_bridge_and_a_copy(
 @pytest.mark.timeout(1200)
 def test_debian_vm_image_boots_systemd(daemon: Daemon) -> None:
     """`stapes image build debian/12 --vm` (debootstrap from the mirror, cached after the
-    first build), then a full systemd boot: the agent answers, the power button stops it."""
+    first build), then a UEFI secure boot and a full systemd boot: the agent answers, the
+    power button stops it."""
     daemon.cli("image", "build", "debian/12", "--vm", "--alias", "deb12vm", timeout=1200)
     name = daemon.launch("deb12vm", unique("deb"), type="virtual-machine")
     try:
@@ -344,7 +357,11 @@ def test_debian_vm_image_boots_systemd(daemon: Daemon) -> None:
             "exec", name, "--", "systemctl", "--failed", check=False
         ).stdout
         assert daemon.cli("exec", name, "--", "hostname").stdout == f"{name}\n"
-        # the agent grew the root filesystem to the root disk (10GiB by default)
+        # booted through OVMF, shim and GRUB with secure boot on (security.secureboot default)
+        kernel_log = daemon.cli("exec", name, "--", "dmesg").stdout
+        assert "secureboot: Secure boot enabled" in kernel_log
+        assert "Debian Secure Boot CA" in kernel_log
+        # the agent grew the root partition and filesystem to the root disk (10GiB by default)
         df = daemon.cli("exec", name, "--", "df", "-k", "/").stdout.splitlines()[-1].split()
         assert int(df[1]) > 9 * 1024**2, df
         assert put_state(daemon, name, "stop", timeout=120) == 200  # logind: a clean poweroff

@@ -8,7 +8,7 @@ import pytest
 
 from stapes.api.errors import BadRequest
 from stapes.instance.devices.device import VmDisk
-from stapes.instance.vm.qemu_args import KernelBoot, Tap, VmInputs, build
+from stapes.instance.vm.qemu_args import Firmware, KernelBoot, Tap, VmInputs, build
 
 
 def inputs(**extra: object) -> VmInputs:
@@ -59,3 +59,42 @@ def test_config_refused() -> None:
         "-smbios",
         "type=1,serial=x",
     ]
+
+
+def test_uefi_boot_and_secure_boot() -> None:
+    """A disk booted through OVMF: bootindex on the root disk; a secure boot build gets SMM
+    and its variable store locked to it."""
+    secure = Firmware(Path("/fw/CODE.ms.fd"), Path("/fw/VARS.ms.fd"), secure=True)
+    argv = build(inputs(firmware=secure, nvram=Path("/vol/qemu.nvram")))
+    joined = " ".join(argv)
+    assert "-machine q35,smm=on" in joined
+    assert "driver=cfi.pflash01,property=secure,value=on" in joined
+    assert "if=pflash,format=raw,unit=0,file=/fw/CODE.ms.fd,readonly=on" in joined
+    assert "if=pflash,format=raw,unit=1,file=/vol/qemu.nvram" in joined
+    assert "virtio-blk-pci,drive=root,bootindex=0" in joined
+    plain = Firmware(Path("/fw/CODE.fd"), Path("/fw/VARS.fd"))
+    joined = " ".join(build(inputs(firmware=plain, nvram=Path("/vol/n"))))
+    assert "-machine q35 " in joined and "smm" not in joined and "property=secure" not in joined
+
+
+def test_shares_over_virtiofs_and_9p() -> None:
+    """Shares a virtiofsd serves are vhost-user-fs devices on guest memory shared with it;
+    the others are 9p, served by QEMU."""
+    shares = [
+        VmDisk("fast", "/srv/a", "/a", False, True),
+        VmDisk("slow", "/srv/b", "/b", True, True),
+    ]
+    argv = build(inputs(disks=shares, virtiofs={"fast": Path("/run/x/virtiofs0.sock")}))
+    joined = " ".join(argv)
+    assert "-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem" in joined
+    assert "socket,id=vfs-fast,path=/run/x/virtiofs0.sock" in joined
+    assert "vhost-user-fs-pci,chardev=vfs-fast,tag=fast" in joined
+    assert "virtio-9p-pci,fsdev=fs-slow,mount_tag=slow" in joined and "id=fs-fast" not in joined
+    assert "memory-backend" not in " ".join(build(inputs(disks=shares)))
+
+
+def test_legacy_bios_boots_the_disk() -> None:
+    """security.csm: no pflash at all, so QEMU's SeaBIOS boots the root disk."""
+    joined = " ".join(build(inputs(config={"security.csm": "true"})))
+    assert "pflash" not in joined and "-kernel" not in joined
+    assert "virtio-blk-pci,drive=root,bootindex=0" in joined

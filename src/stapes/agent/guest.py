@@ -467,7 +467,7 @@ MOUNTS: list[dict[str, object]] = []
 
 
 def mount_shares() -> None:
-    """Mount the VM's shared directories (9p, the tag is the disk device's name)."""
+    """Mount the VM's shared directories (virtiofs or 9p; the tag is the disk's name)."""
     listing = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mounts.json")
     try:
         with open(listing) as f:
@@ -476,13 +476,15 @@ def mount_shares() -> None:
         return
     for share in wanted:
         tag, path = str(share["tag"]), str(share["path"])
-        options = "trans=virtio,version=9p2000.L" + (",ro" if share.get("readonly") else "")
+        fstype = str(share.get("type", "9p"))
+        options = "trans=virtio,version=9p2000.L" if fstype == "9p" else "defaults"
+        options += ",ro" if share.get("readonly") else ""
         os.makedirs(path, exist_ok=True)
         if os.path.ismount(path):  # the agent restarted: mounted by its predecessor
             MOUNTS.append({"tag": tag, "path": path, "error": ""})
             continue
         done = subprocess.run(
-            ["mount", "-t", "9p", "-o", options, tag, path], capture_output=True, text=True
+            ["mount", "-t", fstype, "-o", options, tag, path], capture_output=True, text=True
         )
         error = done.stderr.strip() if done.returncode else ""
         if error:
@@ -491,8 +493,9 @@ def mount_shares() -> None:
 
 
 def grow_root() -> None:
-    """The root disk may have grown (its size key): grow an ext4 root filesystem to fill it
-    (online; a no-op when it already does). Images without resize2fs keep their size."""
+    """The root disk may have grown (its size key): grow the root partition, when root is one,
+    with sfdisk, then an ext4 root filesystem to fill it (online; a no-op when it already
+    does). Images without sfdisk or resize2fs keep their size."""
     root = ""
     for line in _read("/proc/mounts").splitlines():
         fields = line.split()
@@ -504,10 +507,47 @@ def grow_root() -> None:
                 root = arg[5:]
     if not root.startswith("/dev/"):
         return
-    for tool in ("/sbin/resize2fs", "/usr/sbin/resize2fs"):
-        if os.path.exists(tool):
-            subprocess.run([tool, root], capture_output=True)
+    grow_partition(os.path.basename(os.path.realpath(root)))
+    resize2fs = _tool("resize2fs")
+    if resize2fs:
+        subprocess.run([resize2fs, root], capture_output=True)
+
+
+def grow_partition(name: str) -> None:
+    """Grow partition ``name`` (vda2) to the end of its disk when it is the disk's last one
+    and more than a MiB is left after it: the GPT's backup moved to the new end first, the
+    kernel told of the new size with partx (the partition stays mounted)."""
+    sysfs = os.path.realpath(f"/sys/class/block/{name}")
+    number = _read(f"{sysfs}/partition").strip()
+    sfdisk, partx = _tool("sfdisk"), _tool("partx")
+    if not number or not sfdisk or not partx:
+        return
+    disk_sysfs = os.path.dirname(sysfs)
+    disk = "/dev/" + os.path.basename(disk_sysfs)
+    try:
+        disk_sectors = int(_read(f"{disk_sysfs}/size"))
+        end = int(_read(f"{sysfs}/start")) + int(_read(f"{sysfs}/size"))
+    except ValueError:
+        return
+    if disk_sectors - end <= 2048 + 34:
+        return
+    steps = (
+        [sfdisk, "-q", "--no-reread", "--no-tell-kernel", "--relocate", "gpt-bak-std", disk],
+        [sfdisk, "-q", "--no-reread", "--no-tell-kernel", "-N", number, disk],
+        [partx, "-u", "-n", number, disk],
+    )
+    for argv in steps:
+        done = subprocess.run(argv, input=", +\n", capture_output=True, text=True)
+        if done.returncode:
+            print(f"stapes-agent: {' '.join(argv)}: {done.stderr.strip()}", file=sys.stderr)
             return
+
+
+def _tool(name: str) -> str:
+    for folder in ("/sbin", "/usr/sbin", "/bin", "/usr/bin"):
+        if os.path.exists(f"{folder}/{name}"):
+            return f"{folder}/{name}"
+    return ""
 
 
 def find_port() -> str:

@@ -14,6 +14,7 @@ from stapes.config import validate as v
 from stapes.host.idmap import is_raw_idmap
 
 CONTAINER = frozenset({"container"})
+VM = frozenset({"virtual-machine"})
 ALL_TYPES = frozenset({"container", "virtual-machine"})
 
 
@@ -161,6 +162,25 @@ INSTANCE_KEYS: dict[str, Key] = {
         help="Lifetime of new snapshots, e.g. 1w 2d (M, H, d, w, m, y)",
     ),
 }
+
+VM_KEYS: dict[str, Key] = {
+    "security.secureboot": Key(
+        v.is_bool,
+        "true",
+        types=VM,
+        help="UEFI secure boot with Microsoft's keys (false: plain UEFI; next start)",
+    ),
+    "security.csm": Key(
+        v.is_bool,
+        "false",
+        types=VM,
+        help="Boot through a legacy BIOS (SeaBIOS) instead of UEFI; needs secureboot off",
+    ),
+    "raw.qemu": Key(
+        v.is_shell_words, types=VM, help="Raw QEMU arguments appended to the generated ones"
+    ),
+}
+INSTANCE_KEYS.update(VM_KEYS)
 
 OCI_KEYS: dict[str, Key] = {
     "oci.entrypoint": Key(

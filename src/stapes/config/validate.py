@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import shlex
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -212,6 +213,14 @@ def only_false(why: str) -> Validator:
             raise ValueError(f"true is not supported: {why}")
 
     return check
+
+
+def is_shell_words(value: str) -> None:
+    """Arguments split as a POSIX shell would (quotes must close)."""
+    try:
+        shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"cannot be split into arguments ({exc})") from None
 
 
 def is_cloud_config(value: str) -> None:

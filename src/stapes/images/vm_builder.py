@@ -1,10 +1,11 @@
-"""Minimal VM images, offline: the Debian cloud kernel (from the host's apt mirror), a busybox
-initramfs that loads the virtio modules and switches to the disk, and an ext4 disk holding a
-busybox system. Written as a split Incus VM image: a metadata tarball (metadata.yaml,
-templates/, boot/vmlinuz, boot/initrd.img, boot/cmdline) and a qcow2 disk.
+"""VM images, offline: the Debian cloud kernel (from the host's apt mirror), a busybox
+initramfs that loads the virtio modules and switches to the disk, and the disk. Written as a
+split Incus VM image: a metadata tarball (metadata.yaml, templates/) and a qcow2 disk.
 
-Images that carry ``boot/`` are booted by direct kernel boot (no firmware, a few seconds under
-TCG); Stapes' extension to the format, ignored by Incus, which boots the disk through UEFI."""
+The busybox image carries boot/ (vmlinuz, initrd.img, cmdline) in its metadata and is booted by
+direct kernel boot (no firmware, a few seconds under TCG): Stapes' extension to the format,
+ignored by Incus. The Debian image is a GPT disk with an EFI system partition, booted through
+UEFI as Incus boots its images (and bootable by Incus itself)."""
 
 from __future__ import annotations
 
@@ -126,15 +127,26 @@ async def debian_kernel(say: builder.Say) -> Path:
     )
     if not package:
         raise MissingHostFeature(f"apt knows no kernel package behind {KERNEL_PACKAGE}")
+    return await debian_package(package, say)
+
+
+async def debian_package(package: str, say: builder.Say) -> Path:
+    """A Debian package from the host's apt mirror, unpacked (not installed) once into
+    /var/cache/stapes/kernels/PACKAGE."""
     tree = KERNEL_CACHE / package
-    if (tree / "boot").is_dir():
+    if tree.is_dir():
         return tree
     say(f"Downloading {package} from the Debian mirror")
     download = KERNEL_CACHE / "download"
     shutil.rmtree(download, ignore_errors=True)
     download.mkdir(parents=True)
     try:
-        await run(["apt-get", "download", "-q", package], cwd=str(download), timeout=600)
+        try:
+            await run(["apt-get", "download", "-q", package], cwd=str(download), timeout=600)
+        except RunError as exc:
+            raise MissingHostFeature(
+                f"apt cannot download {package} (run apt-get update): {exc}"
+            ) from None
         (deb,) = download.glob("*.deb")
         partial = KERNEL_CACHE / f"{package}.partial"
         shutil.rmtree(partial, ignore_errors=True)
@@ -202,8 +214,78 @@ def module_order(modules_root: Path, wanted: tuple[str, ...]) -> list[Path]:
 
 
 async def make_disk(rootfs: Path, qcow2: Path, size_mib: int) -> None:
+    """A qcow2 disk that is one ext4 filesystem (labelled root) holding ``rootfs``."""
     raw = qcow2.with_suffix(".raw")
-    await run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(raw), f"{size_mib}M"])
+    await _ext4(rootfs, raw, size_mib)
+    await _to_qcow2(raw, qcow2)
+
+
+ESP_MIB = 64
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+"""GPT partition types: the EFI system partition, a Linux x86-64 root."""
+EFI_ROOT = "/dev/vda2"
+"""Where the root filesystem is in a VM booted from a disk of make_efi_disk."""
+
+GRUB_CFG = """set timeout=0
+linux /vmlinuz {cmdline}
+initrd /initrd.img
+boot
+"""
+
+
+async def efi_loaders(say: builder.Say) -> tuple[Path, Path]:
+    """Debian's signed shim and GRUB (from shim-signed and grub-efi-amd64-signed): a disk that
+    boots through them passes UEFI secure boot with Microsoft's keys, as Debian's own do."""
+    shim = await debian_package("shim-signed", say)
+    grub = await debian_package("grub-efi-amd64-signed", say)
+    return (
+        shim / "usr/lib/shim/shimx64.efi.signed",
+        grub / "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+    )
+
+
+async def make_efi_disk(rootfs: Path, qcow2: Path, root_mib: int, esp: dict[str, Path]) -> None:
+    """A qcow2 disk with a GPT: an EFI system partition (FAT) holding ``esp`` (path on the
+    partition -> file), then the root partition, ext4 labelled root, holding ``rootfs``."""
+    for tool, package in (("sfdisk", "fdisk"), ("mkfs.vfat", "dosfstools"), ("mcopy", "mtools")):
+        if shutil.which(tool) is None:
+            raise MissingHostFeature(f"{tool} is missing: install Debian's {package}")
+    esp_img = qcow2.with_name("esp.img")
+    root_img = qcow2.with_name("root.img")
+    raw = qcow2.with_suffix(".raw")
+    try:
+        await run(["mkfs.vfat", "-C", "-n", "ESP", str(esp_img), str(ESP_MIB * 1024)])
+        folders = {p for target in esp for p in Path(target).parents if str(p) != "."}
+        for folder in sorted(folders, key=lambda p: len(p.parts)):
+            await run(["mmd", "-i", str(esp_img), f"::/{folder}"])
+        for target, source in esp.items():
+            await run(["mcopy", "-i", str(esp_img), str(source), f"::/{target}"])
+        await _ext4(rootfs, root_img, root_mib)
+        with open(raw, "wb") as f:
+            f.truncate((1 + ESP_MIB + root_mib + 1) * 1024**2)
+        table = (
+            "label: gpt\nfirst-lba: 2048\n"
+            f"start=2048, size={ESP_MIB * 2048}, type={ESP_TYPE}, name=ESP\n"
+            f"start={(1 + ESP_MIB) * 2048}, size={root_mib * 2048}, type={ROOT_TYPE}, name=root\n"
+        )
+        await run(
+            ["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(raw)], input=table.encode()
+        )
+        for image, at_mib in ((esp_img, 1), (root_img, 1 + ESP_MIB)):
+            await run(["dd", f"if={image}", f"of={raw}", "bs=1M", f"seek={at_mib}",
+                       "conv=notrunc,sparse", "status=none"], timeout=600)  # fmt: skip
+        await _to_qcow2(raw, qcow2)
+    finally:
+        for leftover in (esp_img, root_img, raw):
+            leftover.unlink(missing_ok=True)
+
+
+async def _ext4(rootfs: Path, out: Path, size_mib: int) -> None:
+    await run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(out), f"{size_mib}M"])
+
+
+async def _to_qcow2(raw: Path, qcow2: Path) -> None:
     await run(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(qcow2)], timeout=600)
     raw.unlink()
 
@@ -264,8 +346,8 @@ async def build_debian_vm(
     version: str, work: Path, say: builder.Say, recipe: Recipe | None = None
 ) -> tuple[Path, Path]:
     """(metadata tarball, qcow2 disk) of a Debian VM: the recipe's ``vm`` variant (udev, dbus,
-    python3 and the agent's unit), the mirror's cloud kernel with its modules, booted
-    directly through the busybox initramfs."""
+    python3 and the agent's unit), the mirror's cloud kernel with its modules and the busybox
+    initramfs, booted through UEFI (secure boot included) as Incus boots its images."""
     for tool in ("qemu-img", "mkfs.ext4"):
         if shutil.which(tool) is None:
             raise MissingHostFeature(f"{tool} is missing: install qemu-utils and e2fsprogs")
@@ -287,10 +369,9 @@ async def build_debian_vm(
     await run(["cp", "-a", str(kernel_tree / "lib" / "modules"), str(rootfs / "lib")])
     number = next(k for k, v in builder.DEBIAN_RELEASES.items() if v == suite and k.isdigit())
     meta = builder.metadata("Debian", number, recipe.description, "vm")
-    cmdline = "root=/dev/vda rw net.ifnames=0 quiet"
-    return await _pack_vm(
-        work, kernel_tree, rootfs, meta, cmdline, _tree_mib(rootfs) * 3 // 2 + 512, say
-    )
+    cmdline = f"console=ttyS0 root={EFI_ROOT} rw net.ifnames=0 quiet"
+    size = _tree_mib(rootfs) * 3 // 2 + 512
+    return await _pack_vm(work, kernel_tree, rootfs, meta, cmdline, size, say, efi=True)
 
 
 async def build_busybox_vm(work: Path, say: builder.Say) -> tuple[Path, Path]:
@@ -331,22 +412,41 @@ async def _pack_vm(
     cmdline: str,
     disk_mib: int,
     say: builder.Say,
+    *,
+    efi: bool = False,
 ) -> tuple[Path, Path]:
-    """The metadata tarball (metadata.yaml, templates/, boot/ with the kernel, an initramfs
-    and the command line) and the qcow2 disk of ``rootfs``."""
+    """The metadata tarball (metadata.yaml, templates/) and the qcow2 disk of ``rootfs``, with
+    the kernel, an initramfs and the command line either in the tarball's boot/ (direct kernel
+    boot) or, ``efi``, on the disk's EFI system partition behind Debian's shim and GRUB."""
     (vmlinuz,) = (kernel_tree / "boot").glob("vmlinuz-*")
     meta_dir = work / "meta"
-    (meta_dir / "boot").mkdir(parents=True)
-    shutil.copy2(vmlinuz, meta_dir / "boot" / "vmlinuz")
+    boot = meta_dir / "boot"
+    boot.mkdir(parents=True)
     say("Making the initramfs")
-    await make_initramfs(kernel_tree, meta_dir / "boot" / "initrd.img")
-    (meta_dir / "boot" / "cmdline").write_text(cmdline + "\n")
+    await make_initramfs(kernel_tree, boot / "initrd.img")
     builder.write_meta(meta_dir, meta)
     say("Making the disk")
     disk = work / "rootfs.img"
-    await make_disk(rootfs, disk, disk_mib)
+    if efi:
+        shim, grub = await efi_loaders(say)
+        grub_cfg = boot / "grub.cfg"
+        grub_cfg.write_text(GRUB_CFG.format(cmdline=cmdline))
+        esp = {
+            "EFI/BOOT/BOOTX64.EFI": shim,
+            "EFI/BOOT/grubx64.efi": grub,
+            "EFI/debian/grub.cfg": grub_cfg,
+            "vmlinuz": vmlinuz,
+            "initrd.img": boot / "initrd.img",
+        }
+        await make_efi_disk(rootfs, disk, disk_mib, esp)
+        shutil.rmtree(boot)
+    else:
+        shutil.copy2(vmlinuz, boot / "vmlinuz")
+        (boot / "cmdline").write_text(cmdline + "\n")
+        await make_disk(rootfs, disk, disk_mib)
     tarball = work / "metadata.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         for name in ("metadata.yaml", "templates", "boot"):
-            tar.add(meta_dir / name, arcname=name)
+            if (meta_dir / name).exists():
+                tar.add(meta_dir / name, arcname=name)
     return tarball, disk

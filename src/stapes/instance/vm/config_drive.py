@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from stapes import agent
@@ -15,13 +16,20 @@ from stapes.api.errors import MissingHostFeature
 from stapes.host.run import run
 from stapes.instance import cloudinit
 from stapes.instance.devices.device import VmDisk
+from stapes.instance.vm.qemu_args import share_tag
 
 AGENT_FILES = ("guest.py", "protocol.py")
 
 
 async def build(
-    target: Path, name: str, config: dict[str, str], shares: list[VmDisk] | None = None
+    target: Path,
+    name: str,
+    config: dict[str, str],
+    shares: list[VmDisk] | None = None,
+    virtiofs: Collection[str] = (),
 ) -> Path:
+    """``shares``: the directories the agent mounts, over virtiofs for the names in
+    ``virtiofs``, else over 9p."""
     if shutil.which("genisoimage") is None:
         raise MissingHostFeature(
             "genisoimage is missing (VM config drives are ISO images): install Debian's "
@@ -36,7 +44,13 @@ async def build(
         for file, content in cloudinit.seed(name, config).items():
             (tree / file).write_text(content)
         mounts = [
-            {"tag": d.name[:31], "path": d.path, "readonly": d.readonly} for d in shares or []
+            {
+                "tag": share_tag(d),
+                "path": d.path,
+                "readonly": d.readonly,
+                "type": "virtiofs" if d.name in virtiofs else "9p",
+            }
+            for d in shares or []
         ]
         (tree / "stapes-agent" / "mounts.json").write_text(json.dumps(mounts))
         await run(

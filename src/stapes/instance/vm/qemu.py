@@ -38,7 +38,7 @@ from stapes.instance.driver import (
     InstanceSpec,
     RuntimeState,
 )
-from stapes.instance.vm import config_drive, qemu_args, qmp
+from stapes.instance.vm import config_drive, qemu_args, qmp, virtiofs
 from stapes.instance.vm.agent_hub import AgentHub
 from stapes.instance.vm.qemu_args import Firmware, KernelBoot, Tap, VmInputs
 
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 RUN_ROOT = Path("/run/stapes-vm")
 ROOT_DISK = "root.img"
 NVRAM = "qemu.nvram"
+NVRAM_NO_SECUREBOOT = "qemu.nosecureboot.nvram"
+"""The UEFI variable stores (one per firmware build: turning security.secureboot off or on
+switches to the other, as Incus resets the store then)."""
 BOOT_DIR = "boot"
 """Images that carry a kernel: boot/vmlinuz, boot/initrd.img and boot/cmdline (optional)."""
 START_TIMEOUT = 30.0
@@ -72,7 +75,7 @@ def firmware(secure: bool) -> Firmware:
             f"UEFI firmware {code} is missing: install Debian's ovmf package, or use an image "
             "that carries its kernel (direct kernel boot needs no firmware)"
         )
-    return Firmware(code, template)
+    return Firmware(code, template, secure)
 
 
 def kernel_boot(volume: Path) -> KernelBoot | None:
@@ -94,6 +97,7 @@ class QemuDriver(InstanceDriver):
         self.paths = paths
         self.settings = settings
         self._children: dict[Path, asyncio.subprocess.Process] = {}
+        self._virtiofsd: dict[Path, list[asyncio.subprocess.Process]] = {}
         """QEMUs started by this daemon (their exit status is known): run dir -> process."""
         self._hubs: dict[Path, AgentHub] = {}
 
@@ -184,7 +188,15 @@ class QemuDriver(InstanceDriver):
     def inputs(self, spec: InstanceSpec, accelerator: str) -> VmInputs:
         volume = spec.volume
         kernel = kernel_boot(volume)
-        fw = None if kernel is not None else firmware(qemu_args.secureboot(spec.config))
+        secure = qemu_args.secureboot(spec.config)
+        if qemu_args.legacy_bios(spec.config) and secure:
+            raise BadRequest(
+                "security.csm (a legacy BIOS) cannot boot with secure boot: set "
+                "security.secureboot=false too"
+            )
+        fw = None  # direct kernel boot, or QEMU's own SeaBIOS (security.csm)
+        if kernel is None and not qemu_args.legacy_bios(spec.config):
+            fw = firmware(secure)
         return VmInputs(
             name=spec.name,
             uuid=spec.config.get("volatile.uuid", "") or "00000000-0000-0000-0000-000000000000",
@@ -193,11 +205,12 @@ class QemuDriver(InstanceDriver):
             root_disk=volume / ROOT_DISK,
             run_dir=self._run(spec),
             log_dir=spec.log_dir,
-            nvram=None if fw is None else volume / NVRAM,
+            nvram=None if fw is None else volume / (NVRAM if fw.secure else NVRAM_NO_SECUREBOOT),
             firmware=fw,
             kernel=kernel,
             taps=[_tap(nic) for nic in spec.run.nics],
             disks=list(spec.run.vm_disks),
+            virtiofs=virtiofs.sockets(self._run(spec), spec.run.vm_disks),
             devices=list(spec.run.vm_devices),
             vsock_cid=self._vsock_cid(spec) if accel.vsock() else 0,
         )
@@ -220,7 +233,9 @@ class QemuDriver(InstanceDriver):
         try:
             shares = [d for d in spec.run.vm_disks if d.share]
             drive = run / "config.iso"
-            inputs.config_drive = await config_drive.build(drive, spec.name, spec.config, shares)
+            inputs.config_drive = await config_drive.build(
+                drive, spec.name, spec.config, shares, inputs.virtiofs
+            )
         except BaseException:
             shutil.rmtree(run, ignore_errors=True)
             raise
@@ -240,6 +255,9 @@ class QemuDriver(InstanceDriver):
                 created.append(nic)
             # after_stop removes them by these names (its spec has no start-time devices)
             (run / "taps").write_text("".join(f"{nic.host_name}\n" for nic in created))
+            self._virtiofsd[run] = await virtiofs.start(
+                run, list(spec.run.vm_disks), inputs.virtiofs, spec.log_dir / "virtiofsd.log"
+            )
             with open(qemu_log, "w") as out:
                 out.write(f"accelerator: {chosen.name}{f' ({chosen.why})' if chosen.why else ''}\n")
                 out.flush()
@@ -261,6 +279,7 @@ class QemuDriver(InstanceDriver):
                 await proc_started.wait()
             for nic in created:
                 await _remove_tap(nic)
+            await virtiofs.stop(run, self._virtiofsd.pop(run, []))
             shutil.rmtree(run, ignore_errors=True)
             raise
         return pid
@@ -364,6 +383,7 @@ class QemuDriver(InstanceDriver):
         with contextlib.suppress(OSError):
             for tap in (rundir / "taps").read_text().split():
                 await run(["ip", "link", "del", tap], check=False)
+        await virtiofs.stop(rundir, self._virtiofsd.pop(rundir, []))
         shutil.rmtree(rundir, ignore_errors=True)
 
     def exit_reason(self, spec: InstanceSpec) -> str:

@@ -25,6 +25,8 @@ class Firmware:
 
     code: Path
     vars_template: Path
+    secure: bool = False
+    """A secure boot build: it needs SMM and its variable store flash locked to SMM."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,10 @@ class VmInputs:
     vsock_cid: int = 0
     """A vhost-vsock device with this guest CID (0: none, the host has no vhost-vsock)."""
     disks: list[VmDisk] = field(default_factory=list)
-    """Extra disks: block devices / image files, and directories shared over 9p."""
+    """Extra disks: block devices / image files, and shared directories."""
+    virtiofs: dict[str, Path] = field(default_factory=dict)
+    """The shared directories served by a virtiofsd: disk name -> its vhost-user socket (the
+    other shares go over 9p)."""
 
 
 def host_memory() -> int:
@@ -109,6 +114,11 @@ def secureboot(config: dict[str, str]) -> bool:
     return parse_bool(config.get("security.secureboot", "true"))
 
 
+def legacy_bios(config: dict[str, str]) -> bool:
+    """security.csm: no UEFI pflash, so QEMU boots its SeaBIOS."""
+    return parse_bool(config.get("security.csm", "false"))
+
+
 def build(inputs: VmInputs) -> list[str]:
     config = inputs.config
     memory_mib = memory_bytes(config) // 1024**2
@@ -117,7 +127,7 @@ def build(inputs: VmInputs) -> list[str]:
     argv = [
         "-name", inputs.name,
         "-uuid", inputs.uuid,
-        "-machine", "q35",
+        "-machine", "q35" + (",smm=on" if _secure(inputs) else ""),
         "-accel", inputs.accelerator,
         "-cpu", "host" if inputs.accelerator == "kvm" else "max",
         "-smp", str(cpus),
@@ -142,6 +152,11 @@ def build(inputs: VmInputs) -> list[str]:
         "-device",
         "virtio-blk-pci,drive=root" + ("" if inputs.kernel is not None else ",bootindex=0"),
     ]  # fmt: skip
+    if inputs.virtiofs:  # vhost-user devices need the guest's memory shared with virtiofsd
+        argv += [
+            "-object", f"memory-backend-memfd,id=mem,size={memory_mib}M,share=on",
+            "-numa", "node,memdev=mem",
+        ]  # fmt: skip
     if inputs.kernel is not None:
         argv += ["-kernel", str(inputs.kernel.kernel), "-append", inputs.kernel.cmdline]
         if inputs.kernel.initrd is not None:
@@ -151,6 +166,8 @@ def build(inputs: VmInputs) -> list[str]:
             "-drive", f"if=pflash,format=raw,unit=0,file={inputs.firmware.code},readonly=on",
             "-drive", f"if=pflash,format=raw,unit=1,file={inputs.nvram}",
         ]  # fmt: skip
+        if inputs.firmware.secure:
+            argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
     if inputs.config_drive is not None:
         argv += [
             "-drive", f"if=none,id=config,file={inputs.config_drive},format=raw,readonly=on",
@@ -158,12 +175,17 @@ def build(inputs: VmInputs) -> list[str]:
         ]  # fmt: skip
     for disk in inputs.disks:
         ro = ",readonly=on" if disk.readonly else ""
-        if disk.share:
+        if disk.share and disk.name in inputs.virtiofs:
+            argv += [
+                "-chardev", f"socket,id=vfs-{disk.name},path={inputs.virtiofs[disk.name]}",
+                "-device", f"vhost-user-fs-pci,chardev=vfs-{disk.name},tag={share_tag(disk)}",
+            ]  # fmt: skip
+        elif disk.share:
             argv += [
                 "-fsdev",
                 f"local,id=fs-{disk.name},path={_escape(disk.source)},"
                 f"security_model=passthrough{ro}",
-                "-device", f"virtio-9p-pci,fsdev=fs-{disk.name},mount_tag={disk.name[:31]}",
+                "-device", f"virtio-9p-pci,fsdev=fs-{disk.name},mount_tag={share_tag(disk)}",
             ]  # fmt: skip
         else:
             argv += [
@@ -189,6 +211,15 @@ def build(inputs: VmInputs) -> list[str]:
         except ValueError as exc:
             raise BadRequest(f"raw.qemu cannot be split into arguments: {exc}") from None
     return argv
+
+
+def share_tag(disk: VmDisk) -> str:
+    """The tag the guest mounts a shared directory by (9p allows 31 bytes)."""
+    return disk.name[:31]
+
+
+def _secure(inputs: VmInputs) -> bool:
+    return inputs.kernel is None and inputs.firmware is not None and inputs.firmware.secure
 
 
 def _escape(value: str) -> str:
