@@ -160,6 +160,13 @@ def test_vm_bad_input(daemon: Daemon, vm_image: str, busybox: str) -> None:
     root = {"root": {"type": "disk", "path": "/", "pool": "default", "size": "1MiB"}}
     status, error = create(vm_image, devices=root)
     assert status == 400 and "below the image" in error
+    # the same through the CLI's -d, which overrides the default profile's root disk
+    name = unique("vm")
+    small = daemon.cli("launch", vm_image, name, "--vm", "-d", "root,size=1MiB", check=False)
+    assert small.returncode != 0 and "below the image" in small.stderr
+    assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+    unknown = daemon.cli("create", vm_image, name, "--vm", "-d", "nope,size=1GiB", check=False)
+    assert unknown.returncode != 0 and "'nope'" in unknown.stderr
     status, error = create(vm_image, config={"raw.qemu": "-device 'unclosed"})
     assert status == 400 and "raw.qemu" in error and "cannot be split" in error
     status, error = create(vm_image, config={"security.csm": "true"}, start=True)
@@ -272,12 +279,11 @@ def test_agent_exec_files_state_snapshots(daemon: Daemon, vm: str, tmp_path: Pat
 
     # a stateful snapshot: QEMU's state (memory included) comes back with a stateful restore
     daemon.cli("exec", vm, "--", "sh", "-c", "echo in-memory > /run/marker")  # tmpfs
-    snap = {"name": "s1", "stateful": True}
-    daemon.ok(daemon.request("POST", f"/1.0/instances/{vm}/snapshots", snap))
+    daemon.cli("snapshot", "create", vm, "s1", "--stateful")
     info = daemon.request("GET", f"/1.0/instances/{vm}/snapshots/s1").metadata
     assert info["stateful"] is True
     daemon.cli("exec", vm, "--", "rm", "/run/marker")
-    daemon.ok(daemon.request("PUT", f"/1.0/instances/{vm}", {"restore": "s1", "stateful": True}))
+    daemon.cli("snapshot", "restore", vm, "s1", "--stateful")
     wait_agent(daemon, vm, timeout=60)
     assert daemon.cli("exec", vm, "--", "cat", "/run/marker").stdout == "in-memory\n"
     stateless = daemon.request("PUT", f"/1.0/instances/{vm}", {"restore": "s0", "stateful": True})

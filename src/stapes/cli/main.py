@@ -52,6 +52,9 @@ COMMAND_MODULES = {
     "project": "project",
 }
 
+ALIASES = {"create": "init"}
+"""Other names of commands, as incus has them."""
+
 _REMOTE_ARG = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*):(.*)$", re.DOTALL)
 _remote: str | None = None
 """The remote this command talks to: named by its arguments (``far:c1``), or the default."""
@@ -174,6 +177,7 @@ class LazyGroup(click.Group):
         return sorted(COMMAND_MODULES)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd_name = ALIASES.get(cmd_name, cmd_name)
         module_name = COMMAND_MODULES.get(cmd_name)
         if module_name is None:
             return None
@@ -185,7 +189,8 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stapes", prog_name="stapes")
 def cli() -> None:
-    """Stapes: system containers (and soon VMs) with an Incus-compatible API."""
+    """Stapes: system containers, application containers and VMs, with an Incus-compatible
+    API."""
 
 
 def main() -> Any:

@@ -144,11 +144,13 @@ class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient, P
         return result
 
     def create_snapshot(
-        self, name: str, snap: str = "", *, expires_at: str | None = None
+        self, name: str, snap: str = "", *, expires_at: str | None = None, stateful: bool = False
     ) -> RemoteOperation:
         body: dict[str, Any] = {"name": snap}
         if expires_at is not None:
             body["expires_at"] = expires_at
+        if stateful:
+            body["stateful"] = True
         return self._op("POST", f"/1.0/instances/{_q(name)}/snapshots", json_body=body)
 
     def rename_snapshot(self, name: str, snap: str, new_name: str) -> RemoteOperation:
@@ -164,8 +166,11 @@ class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient, P
     def delete_snapshot(self, name: str, snap: str) -> RemoteOperation:
         return self._op("DELETE", f"/1.0/instances/{_q(name)}/snapshots/{_q(snap)}")
 
-    def restore_snapshot(self, name: str, snap: str) -> RemoteOperation:
-        return self._op("PUT", f"/1.0/instances/{_q(name)}", json_body={"restore": snap})
+    def restore_snapshot(self, name: str, snap: str, *, stateful: bool = False) -> RemoteOperation:
+        body: dict[str, Any] = {"restore": snap}
+        if stateful:
+            body["stateful"] = True
+        return self._op("PUT", f"/1.0/instances/{_q(name)}", json_body=body)
 
     # console
     def console(self, name: str, width: int, height: int, kind: str = "console") -> RemoteOperation:

@@ -5,7 +5,7 @@ split Incus VM image: a metadata tarball (metadata.yaml, templates/) and a qcow2
 The busybox image carries boot/ (vmlinuz, initrd.img, cmdline) in its metadata and is booted by
 direct kernel boot (no firmware, a few seconds under TCG): Stapes' extension to the format,
 ignored by Incus. The Debian image is a GPT disk with an EFI system partition, booted through
-UEFI as Incus boots its images (and bootable by Incus itself)."""
+UEFI as Incus boots its images (Incus itself is not tried here: it needs KVM)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,13 @@ def _create_options(f: Any) -> Any:
         help="Profile to apply (repeatable; default: default)",
     )(f)
     f = click.option("--config", "-c", "config", multiple=True, help="Config key=value")(f)
+    f = click.option(
+        "--device",
+        "-d",
+        "device_overrides",
+        multiple=True,
+        help="A profile device's key=value for this instance: NAME,KEY=VALUE[,KEY=VALUE]",
+    )(f)
     f = click.option("--no-profiles", is_flag=True, help="Create without any profile")(f)
     f = click.option("--ephemeral", "-e", is_flag=True, help="Ephemeral instance")(f)
     f = click.option("--description", default="", help="Instance description")(f)
@@ -59,6 +66,9 @@ def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> Non
         devices["eth0"] = {"type": "nic", "network": options["network"], "name": "eth0"}
     if options["storage"]:
         devices["root"] = {"type": "disk", "path": "/", "pool": options["storage"]}
+    if options["device_overrides"]:
+        profiles = [] if options["no_profiles"] else list(options["profiles"]) or ["default"]
+        _override_devices(server, devices, profiles, options["device_overrides"])
     if devices:
         body["devices"] = devices
     body["source"] = _image_source(server, options["image"])
@@ -66,6 +76,27 @@ def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> Non
     created = op.metadata["resources"]["instances"][0].rsplit("/", 1)[-1].split("?")[0]
     click.echo(f"{'Launching' if start else 'Creating'} {created}")
     op.wait()
+
+
+def _override_devices(
+    server: InstanceServer,
+    devices: dict[str, dict[str, str]],
+    profiles: list[str],
+    overrides: tuple[str, ...],
+) -> None:
+    """``-d root,size=20GiB`` as incus does: the instance gets its own copy of the profiles'
+    device (the last profile that has it), with those keys changed."""
+    from_profiles: dict[str, dict[str, str]] = {}
+    for profile in profiles:
+        from_profiles.update(server.profile(profile)[0].get("devices") or {})
+    for override in overrides:
+        name, _, pairs = override.partition(",")
+        base = devices.get(name) or from_profiles.get(name)
+        if base is None:
+            raise click.BadParameter(
+                f"no profile of the instance has a device named {name!r}", param_hint="--device"
+            )
+        devices[name] = {**base, **parse_key_values(tuple(pairs.split(",")), "--device")}
 
 
 def _image_source(server: InstanceServer, image: str) -> dict[str, Any]:

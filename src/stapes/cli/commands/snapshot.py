@@ -18,7 +18,9 @@ def snapshot() -> None:
     """Manage instance snapshots."""
 
 
-def _create(server: InstanceServer, name: str, snap: str, no_expiry: bool, reuse: bool) -> None:
+def _create(
+    server: InstanceServer, name: str, snap: str, no_expiry: bool, reuse: bool, stateful: bool
+) -> None:
     if reuse and snap:
         try:
             server.snapshot(name, snap)
@@ -27,7 +29,8 @@ def _create(server: InstanceServer, name: str, snap: str, no_expiry: bool, reuse
                 raise
         else:
             server.delete_snapshot(name, snap).wait()
-    server.create_snapshot(name, snap, expires_at=ZERO_TIME if no_expiry else None).wait()
+    expires_at = ZERO_TIME if no_expiry else None
+    server.create_snapshot(name, snap, expires_at=expires_at, stateful=stateful).wait()
 
 
 @snapshot.command()
@@ -35,9 +38,10 @@ def _create(server: InstanceServer, name: str, snap: str, no_expiry: bool, reuse
 @click.argument("name", required=False, default="")
 @click.option("--no-expiry", is_flag=True, help="Ignore the instance's snapshots.expiry")
 @click.option("--reuse", is_flag=True, help="Replace a snapshot of the same name")
-def create(instance: str, name: str, no_expiry: bool, reuse: bool) -> None:
+@click.option("--stateful", is_flag=True, help="Save the running VM's memory and CPU state too")
+def create(instance: str, name: str, no_expiry: bool, reuse: bool, stateful: bool) -> None:
     """Snapshot an instance (named after snapshots.pattern unless NAME is given)."""
-    run(lambda s: _create(s, instance, name, no_expiry, reuse))
+    run(lambda s: _create(s, instance, name, no_expiry, reuse, stateful))
 
 
 def _when(stamp: str) -> str:
@@ -85,9 +89,10 @@ def show(instance: str, name: str) -> None:
 @snapshot.command()
 @click.argument("instance")
 @click.argument("name")
-def restore(instance: str, name: str) -> None:
+@click.option("--stateful", is_flag=True, help="Resume a VM where its stateful snapshot was")
+def restore(instance: str, name: str, stateful: bool) -> None:
     """Put an instance back as it was in a snapshot (a running one is restarted)."""
-    run(lambda s: s.restore_snapshot(instance, name).wait())
+    run(lambda s: s.restore_snapshot(instance, name, stateful=stateful).wait())
 
 
 @snapshot.command()
