@@ -514,9 +514,9 @@ def grow_root() -> None:
 
 
 def grow_partition(name: str) -> None:
-    """Grow partition ``name`` (vda2) to the end of its disk when it is the disk's last one
-    and more than a MiB is left after it: the GPT's backup moved to the new end first, the
-    kernel told of the new size with partx (the partition stays mounted)."""
+    """Grow partition ``name`` (vda2) into the free space after it when it ends more than a
+    MiB before its disk does: the GPT's backup moved to the disk's new end first, the kernel
+    told of the new size with partx (the partition stays mounted)."""
     sysfs = os.path.realpath(f"/sys/class/block/{name}")
     number = _read(f"{sysfs}/partition").strip()
     sfdisk, partx = _tool("sfdisk"), _tool("partx")

@@ -131,9 +131,19 @@ async def debian_kernel(say: builder.Say) -> Path:
 
 
 async def debian_package(package: str, say: builder.Say) -> Path:
-    """A Debian package from the host's apt mirror, unpacked (not installed) once into
-    /var/cache/stapes/kernels/PACKAGE."""
-    tree = KERNEL_CACHE / package
+    """A Debian package from the host's apt mirror, unpacked (not installed) once per version
+    into /var/cache/stapes/kernels/PACKAGE_VERSION."""
+    try:
+        _, out, _ = await run(["apt-cache", "policy", package])
+    except (RunError, FileNotFoundError) as exc:
+        raise MissingHostFeature(f"apt cannot find {package}: {exc}") from None
+    version = next(
+        (ln.split()[1] for ln in out.decode().splitlines() if ln.strip().startswith("Candidate:")),
+        "(none)",
+    )
+    if version == "(none)":
+        raise MissingHostFeature(f"apt has no {package} to download (run apt-get update)")
+    tree = KERNEL_CACHE / f"{package}_{version.replace(':', '%3a')}"
     if tree.is_dir():
         return tree
     say(f"Downloading {package} from the Debian mirror")
@@ -148,7 +158,7 @@ async def debian_package(package: str, say: builder.Say) -> Path:
                 f"apt cannot download {package} (run apt-get update): {exc}"
             ) from None
         (deb,) = download.glob("*.deb")
-        partial = KERNEL_CACHE / f"{package}.partial"
+        partial = tree.with_name(f"{tree.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         await run(["dpkg-deb", "-x", str(deb), str(partial)], timeout=600)
         partial.rename(tree)
@@ -398,7 +408,7 @@ async def build_busybox_vm(work: Path, say: builder.Say) -> tuple[Path, Path]:
     for path, text in scripts:
         (rootfs / path).write_text(text)
         (rootfs / path).chmod(0o755)
-    release = kernel_tree.name.removeprefix("linux-image-")
+    release = kernel_tree.name.removeprefix("linux-image-").split("_")[0]
     meta = builder.metadata("busybox", release, f"busybox VM (kernel {release})", "vm")
     size = max(64, _tree_mib(rootfs) * 2 + 32)
     return await _pack_vm(work, kernel_tree, rootfs, meta, "root=/dev/vda rw quiet", size, say)

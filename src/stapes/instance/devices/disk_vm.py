@@ -9,21 +9,18 @@ import stat
 from typing import ClassVar
 
 from stapes.config import validate as v
-from stapes.instance.devices.device import RunConfig, VmDisk, is_abs_path
+from stapes.instance.devices.device import RunConfig, VmDisk
 from stapes.instance.devices.disk import DiskMount
+
+MOUNT_ONLY = ("recursive", "propagation")
+"""DiskMount's keys that only mean something for a bind mount."""
 
 
 class VmDiskDevice(DiskMount):
     """DiskMount's keys and checks, made into QEMU disks and 9p shares instead of mounts."""
 
     KEYS: ClassVar = {
-        "source": v.any_value,
-        "path": is_abs_path,
-        "readonly": v.is_bool,
-        "optional": v.is_bool,
-        "required": v.is_bool,
-        "pool": v.any_value,
-        "shift": v.is_bool,
+        **{k: check for k, check in DiskMount.KEYS.items() if k not in MOUNT_ONLY},
         "boot.priority": v.is_uint,
     }
     REQUIRED = ("source",)

@@ -97,8 +97,9 @@ class QemuDriver(InstanceDriver):
         self.paths = paths
         self.settings = settings
         self._children: dict[Path, asyncio.subprocess.Process] = {}
-        self._virtiofsd: dict[Path, list[asyncio.subprocess.Process]] = {}
         """QEMUs started by this daemon (their exit status is known): run dir -> process."""
+        self._virtiofsd: dict[Path, list[asyncio.subprocess.Process]] = {}
+        """The virtiofsd processes serving each VM's shares (reaped at its stop)."""
         self._hubs: dict[Path, AgentHub] = {}
 
     def info(self) -> DriverInfo:
