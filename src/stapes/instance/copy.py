@@ -15,6 +15,7 @@ from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.db.connection import Database
 from stapes.host.idmap import IdMap, current_map, reshift_tree
+from stapes.instance import root_disk
 from stapes.storage.drivers.dir import sync_tree
 from stapes.storage.volumes import vol_dir
 
@@ -205,7 +206,7 @@ async def move_to_pool(service: InstanceService, row: q.InstanceRow, pool: str) 
         moved = q.InstanceRow(**{**row.__dict__})
         moved.pool = pool
         moved.devices = service.devices_on_pool(row.devices, row.profiles, row.project, pool)
-        await service.apply_root_size(moved, None, service.expand(moved)[1])
+        await root_disk.apply_size(drv, moved, None, service.expand(moved)[1])
     except BaseException:
         await drv.delete_volume(vol_dir(row.type), row.name)
         raise

@@ -18,7 +18,7 @@ from stapes.db import instances as q
 from stapes.db.images import ImageRow
 from stapes.host.idmap import IdMap, reshift_tree
 from stapes.images import oci
-from stapes.instance import cloudinit, copy, templates
+from stapes.instance import cloudinit, copy, root_disk, templates
 from stapes.server.operations import Operation
 from stapes.storage.volumes import vol_dir
 
@@ -62,7 +62,7 @@ async def create_instance(
 
         undo.append(drop_volume)
         await fill(op, row)
-        await svc.apply_root_size(row, None, svc.expand(row)[1])
+        await root_disk.apply_size(svc.pools.driver(row.pool), row, None, svc.expand(row)[1])
         spec = svc.spec(row)
         root_id = spec.idmap.root_uid if spec.idmap else 0
         if trigger is not None and row.type == "container":

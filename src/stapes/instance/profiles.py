@@ -17,6 +17,7 @@ from stapes.config.keys import validate_instance_config
 from stapes.db import instances as iq
 from stapes.db import projects as q
 from stapes.db.connection import Database
+from stapes.instance import root_disk
 from stapes.instance.service import InstanceService, without_empty
 from stapes.project import restrictions
 from stapes.server.events import EventBus
@@ -96,7 +97,7 @@ class ProfileService:
                 # every instance must still render with the new profile (raises: rollback)
                 for instance in users:
                     spec = self.instances.spec(instance)
-                    if self.instances.root_pool(spec.devices) != instance.pool:
+                    if root_disk.pool(spec.devices) != instance.pool:
                         raise BadRequest(
                             f"Instance {instance.name!r} would lose or move its root disk"
                         )

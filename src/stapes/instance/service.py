@@ -28,7 +28,7 @@ from stapes.host.paths import Paths
 from stapes.images import remote_fetch
 from stapes.images.formats import qcow2_virtual_size
 from stapes.images.store import ImageStore
-from stapes.instance import cloudinit, copy, create, idmaps, names, templates
+from stapes.instance import cloudinit, copy, create, idmaps, names, root_disk, templates
 from stapes.instance import types as instance_types
 from stapes.instance.create import reshift
 from stapes.instance.devices import plan as device_plan
@@ -177,14 +177,7 @@ class InstanceService:
         used = await self.pools.driver(row.pool).volume_usage(vol_dir(row.type), row.name)
         if used is None:
             return {}
-        root = next(
-            (
-                n
-                for n, d in self.expand(row)[1].items()
-                if d.get("type") == "disk" and d.get("path") == "/"
-            ),
-            "root",
-        )
+        root = (root_disk.find(self.expand(row)[1]) or ("root", {}))[0]
         return {root: {"usage": used, "total": 0}}
 
     @staticmethod
@@ -273,32 +266,13 @@ class InstanceService:
         )
         device_plan.validate(devices, ctx)
 
-    def root_pool(self, devices: dict[str, dict[str, str]]) -> str:
-        found = root_disk(devices)
-        if found is None:
-            raise BadRequest(
-                "No root disk device: add one (type disk, path /) to the instance or a profile"
-            )
-        pool = found[1].get("pool", "")
-        if not pool:
-            raise BadRequest("The root disk device has no pool")
-        return pool
-
     def devices_on_pool(
         self, devices: dict[str, Any], profiles: list[str], project: str, pool: str
     ) -> dict[str, dict[str, str]]:
-        """An instance's own devices with its root disk on ``pool``: the local root disk
-        changed, or one added when the root disk comes from a profile naming another pool."""
+        """An instance's own devices with its root disk on ``pool`` (root_disk.moved_to)."""
         local = {str(n): {str(k): str(v) for k, v in d.items()} for n, d in devices.items()}
-        found = root_disk(local)
-        if found is not None:
-            found[1]["pool"] = pool
-            return local
-        inherited = root_disk(self.expand_parts(project, profiles, {}, local)[1])
-        if inherited is None or inherited[1].get("pool") != pool:
-            name = inherited[0] if inherited else "root"
-            local[name] = {"type": "disk", "path": "/", "pool": pool}
-        return local
+        inherited = self.expand_parts(project, profiles, {}, local)[1]
+        return root_disk.moved_to(local, inherited, pool)
 
     async def create(self, req: InstancesPost, project: str) -> Operation:
         source: copy.CopySource | None = None
@@ -365,7 +339,7 @@ class InstanceService:
             profiles=profiles,
         )
         config, devices = self.expand(row)
-        row.pool = self.root_pool(devices)
+        row.pool = root_disk.pool(devices)
         self.pools.driver(row.pool)  # the pool must exist
         shared_idmap = driver.idmap_for(config)
         idmap = self.choose_idmap(row, config)
@@ -398,7 +372,7 @@ class InstanceService:
         if rootfs is None:
             return  # a unified image: its disk size is known once unpacked
         devices = self.expand_parts(project, profiles, config, devices)[1]
-        size = (root_disk(devices) or ("", {}))[1].get("size", "")
+        size = root_disk.size(devices)
         if size:
             vm_disk.check_root_size(parse_size(size), qcow2_virtual_size(str(rootfs)))
 
@@ -588,7 +562,7 @@ class InstanceService:
         )
         if cloudinit.changed(before.config, spec.config):
             candidate.config[cloudinit.INSTANCE_ID] = cloudinit.new_instance_id()
-        if self.root_pool(spec.devices) != row.pool:
+        if root_disk.pool(spec.devices) != row.pool:
             raise BadRequest(
                 "The root disk's pool cannot change by editing the instance: move it with "
                 "stapes move NAME --storage POOL (incus move --storage)"
@@ -597,7 +571,7 @@ class InstanceService:
         driver.check_config(spec)
         self.choose_idmap(candidate, spec.config)  # a map that cannot be had is a 400 now
         change = self.plan_devices(row, before, spec, await self.is_running(row))
-        await self.apply_root_size(row, before.devices, spec.devices)
+        await root_disk.apply_size(self.pools.driver(row.pool), row, before.devices, spec.devices)
         with self.db.transaction():
             q.update_instance(self.db, candidate)
         try:
@@ -611,30 +585,6 @@ class InstanceService:
         self.events.lifecycle(
             InstanceAction.UPDATED, url(row.name, row.project), project=row.project
         )
-
-    async def apply_root_size(
-        self,
-        row: q.InstanceRow,
-        before: dict[str, dict[str, str]] | None,
-        after: dict[str, dict[str, str]],
-    ) -> None:
-        """The root disk's ``size`` is the instance volume's quota (set when it changes)."""
-        old = (root_disk(before or {}) or ("", {}))[1].get("size", "")
-        new = (root_disk(after) or ("", {}))[1].get("size", "")
-        if old == new and before is not None:
-            return
-        if row.type == "virtual-machine":
-            volume = self.pools.driver(row.pool).volume_path(vol_dir(row.type), row.name)
-            await asyncio.to_thread(vm_disk.grow_root, volume, parse_size(new) if new else None)
-            return
-        if before is None and not new:
-            return
-        try:
-            await self.pools.driver(row.pool).set_quota(
-                vol_dir(row.type), row.name, parse_size(new) if new else None
-            )
-        except BadRequest as exc:
-            raise BadRequest(f"Root disk size: {exc.message}") from None
 
     def plan_devices(
         self, row: q.InstanceRow, before: InstanceSpec, after: InstanceSpec, running: bool
@@ -811,14 +761,6 @@ class InstanceService:
                 project=project,
                 context={"reason": reason} if reason else None,
             )
-
-
-def root_disk(devices: dict[str, dict[str, str]]) -> tuple[str, dict[str, str]] | None:
-    """The root disk among expanded devices: (its name, its config)."""
-    return next(
-        ((n, d) for n, d in devices.items() if d.get("type") == "disk" and d.get("path") == "/"),
-        None,
-    )
 
 
 def without_empty(config: dict[str, str]) -> dict[str, str]:

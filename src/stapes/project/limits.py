@@ -11,6 +11,7 @@ from stapes.config import validate as v
 from stapes.db.connection import Database
 from stapes.db.instances import list_instances
 from stapes.db.projects import expand_profiles, get_project
+from stapes.instance import root_disk
 from stapes.project import restrictions
 
 Devices = dict[str, dict[str, str]]
@@ -28,10 +29,8 @@ def _cpus(value: str) -> int:
 
 
 def _root_size(devices: Devices) -> int:
-    for device in devices.values():
-        if device.get("type") == "disk" and device.get("path") == "/" and device.get("size"):
-            return v.parse_size(device["size"])
-    return -1
+    size = root_disk.size(devices)
+    return v.parse_size(size) if size else -1
 
 
 # project key -> (instance key, what it adds up, how to read an instance's value)

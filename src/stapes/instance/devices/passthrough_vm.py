@@ -28,11 +28,18 @@ def _hex_id(value: str) -> str:
     return value.lower().removeprefix("0x")
 
 
+def _full_address(address: str) -> str:
+    """A PCI address with its domain (01:00.0 -> 0000:01:00.0)."""
+    return address if address.count(":") == 2 else f"0000:{address}"
+
+
 class _Vfio(Device):
+    """A host PCI device handed to a VM through VFIO; the ``address`` key names it."""
+
     TYPES = frozenset({"virtual-machine"})
 
     def _address(self) -> str:
-        raise NotImplementedError
+        return _full_address(self.config["address"])
 
     def check_host(self) -> None:
         self._check(self._address())
@@ -72,10 +79,6 @@ class PciPassthrough(_Vfio):
     KEYS: ClassVar = {"address": v.any_value}
     REQUIRED = ("address",)
 
-    def _address(self) -> str:
-        address = self.config["address"]
-        return address if address.count(":") == 2 else f"0000:{address}"
-
 
 class GpuPassthrough(_Vfio):
     """gputype physical on a VM: the whole GPU through VFIO."""
@@ -90,8 +93,7 @@ class GpuPassthrough(_Vfio):
 
     def _address(self) -> str:
         if self.config.get("pci"):
-            address = self.config["pci"]
-            return address if address.count(":") == 2 else f"0000:{address}"
+            return _full_address(self.config["pci"])
         for device in sorted(PCI.glob("*")):
             if not _read(device / "class").startswith("0x03"):
                 continue  # display controllers only
