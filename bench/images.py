@@ -75,6 +75,35 @@ def drop_instance(server: InstanceServer, name: str) -> None:
     op(server, "DELETE", f"/1.0/instances/{name}", None)
 
 
+def pull_create_publish(
+    server: InstanceServer, pull_source: dict[str, str], fingerprint: str
+) -> tuple[list[float], list[float], list[float]]:
+    """RUNS timings each of: pulling the image from ``pull_source``, creating an instance
+    from it, publishing that (stopped) instance. The pulled image stays; the instance and the
+    published images go."""
+    drop_image(server, fingerprint)
+    pull = timed(
+        lambda: op(server, "POST", "/1.0/images", {"source": pull_source}),
+        lambda: drop_image(server, fingerprint),
+    )
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "source": {"type": "image", "fingerprint": fingerprint}}
+    create = timed(
+        lambda: op(server, "POST", "/1.0/instances", body),
+        lambda: drop_instance(server, name),
+    )
+    published: list[str] = []
+
+    def publish() -> None:
+        done = op(server, "POST", "/1.0/images", {"source": {"type": "instance", "name": name}})
+        published.append(done["metadata"]["fingerprint"])
+
+    publish_runs = timed(publish, lambda: drop_images(server, published))
+    drop_images(server, published)
+    drop_instance(server, name)
+    return pull, create, publish_runs
+
+
 def main() -> None:
     print(f"Image: {IMAGE}, {RUNS} runs each")
     with stapes_daemon() as far, stapes_daemon() as near:
@@ -97,32 +126,7 @@ def main() -> None:
         source = {"type": "image", "server": f"https://{address}", "certificate": pem}
         ss = {**source, "protocol": "simplestreams", "alias": alias}
         with InstanceServer.unix(near.root / "unix.socket") as client:
-            drop_image(client, fingerprint)
-            pull = timed(
-                lambda: op(client, "POST", "/1.0/images", {"source": ss}),
-                lambda: drop_image(client, fingerprint),
-            )
-            name = f"bench-{uuid.uuid4().hex[:6]}"
-            body = {"name": name, "source": {"type": "image", "fingerprint": fingerprint}}
-            launch = timed(
-                lambda: op(client, "POST", "/1.0/instances", body),
-                lambda: drop_instance(client, name),
-            )
-            publish_ids: list[str] = []
-
-            def publish() -> None:
-                done = op(
-                    client, "POST", "/1.0/images", {"source": {"type": "instance", "name": name}}
-                )
-                publish_ids.append(done["metadata"]["fingerprint"])
-
-            publish_runs = timed(
-                publish,
-                lambda: drop_images(client, publish_ids),
-            )
-            for f in publish_ids:
-                drop_image(client, f)
-            drop_instance(client, name)
+            pull, launch, publish_runs = pull_create_publish(client, ss, fingerprint)
         with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
 
             def untar() -> None:
@@ -143,29 +147,9 @@ def main() -> None:
             return
         with incus:
             incus_source = {**source, "protocol": "incus", "fingerprint": fingerprint}
-            drop_image(incus, fingerprint)
-            theirs_pull_runs = timed(
-                lambda: op(incus, "POST", "/1.0/images", {"source": incus_source}),
-                lambda: drop_image(incus, fingerprint),
+            theirs_pull_runs, theirs_launch_runs, theirs_publish_runs = pull_create_publish(
+                incus, incus_source, fingerprint
             )
-            name = f"bench-{uuid.uuid4().hex[:6]}"
-            body = {"name": name, "source": {"type": "image", "fingerprint": fingerprint}}
-            theirs_launch_runs = timed(
-                lambda: op(incus, "POST", "/1.0/instances", body),
-                lambda: drop_instance(incus, name),
-            )
-            ids: list[str] = []
-
-            def incus_publish() -> None:
-                done = op(
-                    incus, "POST", "/1.0/images", {"source": {"type": "instance", "name": name}}
-                )
-                ids.append(done["metadata"]["fingerprint"])
-
-            theirs_publish_runs = timed(incus_publish, lambda: drop_images(incus, ids))
-            for f in ids:
-                drop_image(incus, f)
-            drop_instance(incus, name)
             drop_image(incus, fingerprint)
         print("\nIncus")
         theirs_pull = line("pull from the stapesd (Incus protocol)", theirs_pull_runs)
