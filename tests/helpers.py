@@ -213,6 +213,7 @@ def https_request(
     client: ClientCert | None = None,
     timeout: float = 60,
     headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
 ) -> tuple[Response, str]:
     """One request over HTTPS (the server's certificate is not checked here, it is returned:
     (response, the server certificate's fingerprint))."""
@@ -227,7 +228,7 @@ def https_request(
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
     try:
-        data = json.dumps(body).encode() if body is not None else None
+        data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
         conn.request(
             method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
         )
@@ -237,6 +238,31 @@ def https_request(
         return result, hashlib.sha256(der or b"").hexdigest()
     finally:
         conn.close()
+
+
+def backup_with_index(tarball: bytes, change: Any) -> bytes:
+    """A backup tarball with its index.yaml changed by ``change`` (uncompressed)."""
+    import io
+    import tarfile
+
+    import yaml
+
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(tarball)) as src,
+        tarfile.open(fileobj=out, mode="w") as dst,
+    ):
+        for member in src.getmembers():
+            data = src.extractfile(member) if member.isfile() else None
+            if member.name == "backup/index.yaml" and data is not None:
+                index = yaml.safe_load(data.read())
+                change(index)
+                raw = yaml.safe_dump(index).encode()
+                member.size = len(raw)
+                dst.addfile(member, io.BytesIO(raw))
+            else:
+                dst.addfile(member, data)
+    return out.getvalue()
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import Daemon, unique
+from tests.helpers import Daemon, backup_with_index, unique
 
 pytestmark = [pytest.mark.root]
 
@@ -190,33 +190,13 @@ def test_backup_bad_input(daemon: Daemon, container: str) -> None:
         headers={**headers, "X-Incus-pool": "nosuchpool"},
     )
     assert resp.status == 400 and "nosuchpool" in resp.json()["error"]
-    vm = _with_index(tarball, lambda index: index.update(type="virtual-machine"))
+    vm = backup_with_index(tarball, lambda index: index.update(type="virtual-machine"))
     resp = daemon.request("POST", "/1.0/instances", raw=vm, headers=headers)
     assert resp.status == 400 and "virtual-machine" in resp.json()["error"]
     assert daemon.request("GET", "/1.0/instances").metadata == before
     assert not list((daemon.root / "backups" / "uploads").iterdir())
     pool = daemon.root / "storage-pools" / "default"
     assert not [p for p in pool.iterdir() if p.name.startswith(".import-")]
-
-
-def _with_index(tarball: bytes, change: object) -> bytes:
-    """The tarball with its index.yaml changed (uncompressed)."""
-    out = io.BytesIO()
-    with (
-        tarfile.open(fileobj=io.BytesIO(tarball)) as src,
-        tarfile.open(fileobj=out, mode="w") as dst,
-    ):
-        for member in src.getmembers():
-            data = src.extractfile(member) if member.isfile() else None
-            if member.name == "backup/index.yaml" and data is not None:
-                index = yaml.safe_load(data.read())
-                change(index)  # type: ignore[operator]
-                raw = yaml.safe_dump(index).encode()
-                member.size = len(raw)
-                dst.addfile(member, io.BytesIO(raw))
-            else:
-                dst.addfile(member, data)
-    return out.getvalue()
 
 
 def test_import_of_a_backup_made_by_incus(daemon: Daemon) -> None:

@@ -19,10 +19,14 @@ PROJECTS = "/1.0/projects"
 
 @pytest.fixture
 def project(daemon: Daemon) -> Iterator[str]:
-    """A project sharing the default project's images and profiles."""
+    """A project sharing the default project's images, with profiles of its own (as a project
+    that may be restricted must have): its default profile has the default one's devices."""
     name = unique("p")
-    config = {"features.images": "false", "features.profiles": "false"}
+    config = {"features.images": "false", "features.profiles": "true"}
     resp = daemon.request("POST", PROJECTS, {"name": name, "config": config})
+    assert resp.status == 200, resp.body
+    devices = daemon.request("GET", "/1.0/profiles/default").metadata["devices"]
+    resp = daemon.request("PATCH", f"/1.0/profiles/default?project={name}", {"devices": devices})
     assert resp.status == 200, resp.body
     try:
         yield name
@@ -323,7 +327,7 @@ def test_restricted_idmap_ranges(
     """raw.idmap in a restricted project maps only the host ids restricted.idmap.* allow, and
     those keys cannot be taken away while an instance uses them (as Incus's tests check)."""
     subids_for_1000()
-    restricted = {"restricted": "true"}
+    restricted = {"restricted": "true", "features.profiles": "true", "features.images": "false"}
     assert daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": restricted}).status == 200
     inst = unique("c")
     assert create(daemon, project, inst) == (200, "")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from stapes.api.architecture import architecture_name
 from stapes.api.base import WireModel
 
 Devices = dict[str, dict[str, str]]
@@ -42,6 +43,14 @@ class InstancePut(WireModel):
     description: str = ""
     restore: str = ""
     """PUT only: the name of a snapshot to restore instead of an update."""
+
+    @field_validator("architecture", mode="before")
+    @classmethod
+    def _architecture(cls, value: object) -> str:
+        """A name, an alias or Incus's numeric id (pylxd sends "2"), stored as the name."""
+        if not isinstance(value, str | int):
+            raise ValueError("the architecture must be a name such as x86_64 or Incus's number")
+        return architecture_name(value)
 
 
 class InstancesPost(InstancePut):

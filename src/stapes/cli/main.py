@@ -55,7 +55,7 @@ COMMAND_MODULES = {
 ALIASES = {"create": "init"}
 """Other names of commands, as incus has them."""
 
-_REMOTE_ARG = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*):(.*)$", re.DOTALL)
+_REMOTE_ARG = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]*):(.*)", re.DOTALL)
 _remote: str | None = None
 """The remote this command talks to: named by its arguments (``far:c1``), or the default."""
 _project: str | None = None
@@ -95,7 +95,7 @@ def pick_remote(args: list[str]) -> tuple[str | None, list[str]]:
     chosen: str | None = None
     left = []
     for arg in args:
-        match = _REMOTE_ARG.match(arg) if not arg.startswith("-") else None
+        match = _REMOTE_ARG.fullmatch(arg) if not arg.startswith("-") else None
         if match is None or match.group(1) not in names:
             left.append(arg)
             continue
@@ -112,7 +112,7 @@ def pick_remote(args: list[str]) -> tuple[str | None, list[str]]:
 
 def split_remote(arg: str) -> tuple[str | None, str]:
     """``REMOTE:REST`` -> (REMOTE, REST) when REMOTE is a known remote; else (None, arg)."""
-    match = _REMOTE_ARG.match(arg)
+    match = _REMOTE_ARG.fullmatch(arg)
     if match is None:
         return None, arg
     from stapes.client.remotes import Remotes

@@ -26,7 +26,7 @@ from stapes.client.connection import Connection, HttpsTarget, Target, UnixTarget
 from stapes.config.validate import split_address
 
 LOCAL = "local"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def config_dir() -> Path:
@@ -185,7 +185,7 @@ class Remotes:
     def add_image_server(self, name: str, url: str, protocol: str, *, accept: bool) -> str:
         """A read-only image server (simplestreams, or a public Incus one): nothing to enrol.
         Its certificate is pinned when accepted, else it must pass the system's CAs."""
-        if not _NAME.match(name) or name == LOCAL:
+        if not _NAME.fullmatch(name) or name == LOCAL:
             raise RemoteError(f"Invalid remote name {name!r}", 400)
         if name in self.remotes:
             raise RemoteError(f"Remote {name} exists as <{self.remotes[name].addr}>", 409)
@@ -240,7 +240,7 @@ class Remotes:
         """Add a remote by URL (its certificate accepted when ``accept``) or by trust token (the
         token pins the certificate); with a token, enrol this client. Returns the server's
         fingerprint."""
-        if not _NAME.match(name) or name == LOCAL:
+        if not _NAME.fullmatch(name) or name == LOCAL:
             raise RemoteError(f"Invalid remote name {name!r}", 400)
         if name in self.remotes:
             raise RemoteError(f"Remote {name} exists as <{self.remotes[name].addr}>", 409)
@@ -318,7 +318,7 @@ class Remotes:
         remote = self.get(name)
         if name == LOCAL:
             raise RemoteError("The local remote cannot be renamed", 400)
-        if not _NAME.match(new_name) or new_name in self.names():
+        if not _NAME.fullmatch(new_name) or new_name in self.names():
             raise RemoteError(f"Invalid or taken remote name {new_name!r}", 400)
         del self.remotes[name]
         remote.name = new_name

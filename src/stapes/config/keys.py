@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from stapes.api.errors import BadRequest
 from stapes.config import snapshots
 from stapes.config import validate as v
-from stapes.host.idmap import is_raw_idmap
+from stapes.config.text import control_char
+from stapes.host.idmap import IdMap, is_raw_idmap
 
 CONTAINER = frozenset({"container"})
 VM = frozenset({"virtual-machine"})
@@ -112,10 +113,14 @@ INSTANCE_KEYS: dict[str, Key] = {
         v.is_bool, "true", types=CONTAINER, help="Deny module and kexec syscalls (the default)"
     ),
     "security.syscalls.deny": Key(
-        types=CONTAINER, help="Syscalls to deny (one per line or comma; EPERM unless an action)"
+        v.is_deny_list,
+        types=CONTAINER,
+        help="Syscalls to deny (one per line or comma; EPERM unless an action)",
     ),
     "security.syscalls.allow": Key(
-        types=CONTAINER, help="Syscalls to allow, all others denied (excludes the deny keys)"
+        v.is_syscall_list,
+        types=CONTAINER,
+        help="Syscalls to allow, all others denied (excludes the deny keys)",
     ),
     "security.syscalls.deny_compat": Key(
         v.only_false("blocking the 32-bit compat syscalls is not implemented by this stapesd"),
@@ -184,9 +189,15 @@ INSTANCE_KEYS.update(VM_KEYS)
 
 OCI_KEYS: dict[str, Key] = {
     "oci.entrypoint": Key(
-        types=CONTAINER, help="The application (command line) of an OCI container, its PID 1"
+        v.is_one_line,
+        types=CONTAINER,
+        help="The application (command line) of an OCI container, its PID 1",
     ),
-    "oci.cwd": Key(types=CONTAINER, help="Working directory of the OCI container's application"),
+    "oci.cwd": Key(
+        v.is_clean_abs_path,
+        types=CONTAINER,
+        help="Working directory of the OCI container's application",
+    ),
     "oci.uid": Key(v.is_uint, types=CONTAINER, help="User id the application runs as"),
     "oci.gid": Key(v.is_uint, types=CONTAINER, help="Group id the application runs as"),
 }
@@ -194,13 +205,44 @@ INSTANCE_KEYS.update(OCI_KEYS)
 
 FREE_PREFIXES: dict[str, Key] = {
     "user.": Key(live=True, help="Free-form user data"),
-    "environment.": Key(help="Environment variables of the instance's init and of exec"),
+    "environment.": Key(
+        v.is_one_line, help="Environment variables of the instance's init and of exec"
+    ),
     "image.": Key(live=True, help="Properties copied from the source image"),
     "limits.kernel.": Key(
         v.is_prlimit, types=CONTAINER, help="Resource limit (prlimit), e.g. limits.kernel.nofile"
     ),
-    "linux.sysctl.": Key(types=CONTAINER, help="Namespaced sysctl set at start"),
+    "linux.sysctl.": Key(v.is_one_line, types=CONTAINER, help="Namespaced sysctl set at start"),
 }
+
+PRLIMITS = frozenset(
+    {
+        "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+        "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+    }
+)  # fmt: skip
+"""The resources of limits.kernel.* (setrlimit's, as Incus lists them)."""
+
+_ENV_NAME = re.compile(r"[^=\s\x00-\x1f\x7f]+")
+_SYSCTL_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+_FREE_NAME = re.compile(r"[^\s\x00-\x1f\x7f]+")
+
+
+def _check_free_name(prefix: str, name: str) -> str | None:
+    """Why the part of a free-form key after its prefix is refused, or None. Each family has
+    the grammar of what the name becomes on the host (a variable, a sysctl, a resource)."""
+    if prefix == "environment.":
+        return None if _ENV_NAME.fullmatch(name) else "not an environment variable name"
+    if prefix == "linux.sysctl.":
+        return None if _SYSCTL_NAME.fullmatch(name) else "not a sysctl name (net.ipv4.ip_forward)"
+    if prefix == "limits.kernel.":
+        if name not in PRLIMITS:
+            return "not a kernel resource limit (one of " + ", ".join(sorted(PRLIMITS)) + ")"
+        return None
+    return (
+        None if _FREE_NAME.fullmatch(name) else "key names cannot hold blanks or control characters"
+    )
+
 
 VOLATILE_PREFIX = "volatile."
 
@@ -212,34 +254,47 @@ VOLATILE_KEYS: dict[str, Key] = {
     "volatile.cloud-init.instance-id": Key(
         v.is_uuid, help="cloud-init's instance-id: a new one makes cloud-init run again"
     ),
-    "volatile.base_image": Key(help="Fingerprint of the image the instance was created from"),
+    "volatile.base_image": Key(
+        v.is_fingerprint, help="Fingerprint of the image the instance was created from"
+    ),
     "volatile.last_state.power": Key(help="Power state at the last daemon stop (stapesd's)"),
-    "volatile.last_state.idmap": Key(help="The idmap of the last start (stapesd's)"),
-    "volatile.idmap.base": Key(help="First host id of the idmap (stapesd's)"),
-    "volatile.idmap.current": Key(help="The idmap the rootfs is shifted to (stapesd's)"),
-    "volatile.idmap.next": Key(help="The idmap of the next start (stapesd's)"),
+    "volatile.last_state.idmap": Key(
+        IdMap.check_volatile, help="The idmap of the last start (stapesd's)"
+    ),
+    "volatile.idmap.base": Key(v.is_uint, help="First host id of the idmap (stapesd's)"),
+    "volatile.idmap.current": Key(
+        IdMap.check_volatile, help="The idmap the rootfs is shifted to (stapesd's)"
+    ),
+    "volatile.idmap.next": Key(
+        IdMap.check_volatile, help="The idmap of the next start (stapesd's)"
+    ),
     "volatile.container.oci": Key(help="An application container from an OCI image (stapesd's)"),
 }
 """The volatile keys Incus knows. As in Incus a client may send them (``config edit`` and
 ``copy --refresh`` send them back); the first three are stored, the others record host state
 that only stapesd changes, so a value sent for them is accepted and not applied."""
 
-_DEVICE_VOLATILE = re.compile(r"^volatile\.[^.]+\.(hwaddr|host_name|name|mtu|last_state\..+)$")
+_DEVICE_VOLATILE = re.compile(r"volatile\.(.+)\.(hwaddr|host_name|name|mtu|last_state\..+)")
 
 
 def volatile_key(key: str) -> Key | None:
-    """The table entry of a volatile key, device ones (volatile.eth0.hwaddr...) included."""
+    """The table entry of a volatile key, device ones (volatile.eth0.hwaddr...) included: the
+    device part must be a device name, a MAC a MAC."""
     if key in VOLATILE_KEYS:
         return VOLATILE_KEYS[key]
-    if _DEVICE_VOLATILE.match(key):
-        return Key(help="Device state recorded by stapesd")
-    return None
+    match = _DEVICE_VOLATILE.fullmatch(key)
+    if match is None or not v.is_device_name_ok(match[1]):
+        return None
+    if match[2] == "hwaddr":
+        return Key(v.is_mac, help="The MAC address of a NIC (a client may choose it)")
+    return Key(help="Device state recorded by stapesd")
 
 
 def user_writable_volatile(key: str) -> bool:
-    return key in USER_WRITABLE_VOLATILE or (
-        key.startswith(VOLATILE_PREFIX) and key.endswith(".hwaddr")
-    )
+    if key in USER_WRITABLE_VOLATILE:
+        return True
+    match = _DEVICE_VOLATILE.fullmatch(key)
+    return match is not None and match[2] == "hwaddr" and v.is_device_name_ok(match[1])
 
 
 USER_WRITABLE_VOLATILE = frozenset(
@@ -253,7 +308,9 @@ USER_WRITABLE_VOLATILE = frozenset(
 
 
 def effective_config(requested: dict[str, str], current: dict[str, str]) -> dict[str, str]:
-    """The config to store for an update: the request, with stapesd's own volatile keys kept."""
+    """The config to store for a create or an update: the request, with stapesd's own
+    volatile keys kept as they are (``current``: the stored config, empty for a new instance),
+    whatever the request said of them."""
     merged = {
         k: val
         for k, val in requested.items()
@@ -281,12 +338,26 @@ def value_of(config: dict[str, str], key: str) -> str:
 
 
 def lookup(key: str) -> Key | None:
+    """The table entry of a key by its full name (None: unknown); a free-form family's key
+    must also fit its family's grammar."""
     if key in INSTANCE_KEYS:
         return INSTANCE_KEYS[key]
     for prefix, spec in FREE_PREFIXES.items():
         if key.startswith(prefix) and len(key) > len(prefix):
-            return spec
+            return spec if _check_free_name(prefix, key[len(prefix) :]) is None else None
     return None
+
+
+def _unknown_key(key: str) -> BadRequest:
+    """The 400 of a key the table does not know, saying why when its family is known."""
+    problem = control_char(key)
+    if problem is not None:
+        return BadRequest(f"Invalid configuration key {key!r}: it contains {problem}")
+    for prefix in FREE_PREFIXES:
+        if key.startswith(prefix) and len(key) > len(prefix):
+            why = _check_free_name(prefix, key[len(prefix) :])
+            return BadRequest(f"Invalid configuration key {key!r}: {why}")
+    return BadRequest(f"Unknown configuration key: {key}")
 
 
 def validate_instance_config(
@@ -314,10 +385,22 @@ def validate_instance_config(
         check_value(key, spec, value)
 
 
+def valid(key: str, value: str) -> bool:
+    """Whether a (volatile) key is known and its value fits (no error raised)."""
+    spec = volatile_key(key) if key.startswith(VOLATILE_PREFIX) else lookup(key)
+    if spec is None:
+        return False
+    try:
+        spec.validator(value)
+    except ValueError:
+        return False
+    return True
+
+
 def check_value(key: str, spec: Key | None, value: str) -> None:
     """The one place a key's value is judged: unknown keys and bad values name the key."""
     if spec is None:
-        raise BadRequest(f"Unknown configuration key: {key}")
+        raise _unknown_key(key)
     try:
         spec.validator(value)
     except ValueError as exc:

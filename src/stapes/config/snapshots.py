@@ -54,7 +54,7 @@ _EXPIRY_UNITS: dict[str, Callable[[int], relativedelta]] = {
     "m": lambda n: relativedelta(months=n),
     "y": lambda n: relativedelta(years=n),
 }
-_EXPIRY_PART = re.compile(r"^(\d+)([MHdwmy])$")
+_EXPIRY_PART = re.compile(r"(\d+)([MHdwmy])")
 
 
 def expiry(value: str) -> relativedelta:
@@ -65,7 +65,7 @@ def expiry(value: str) -> relativedelta:
     if not parts:
         raise ValueError("empty expiry")
     for part in parts:
-        match = _EXPIRY_PART.match(part)
+        match = _EXPIRY_PART.fullmatch(part)
         if match is None:
             raise ValueError(
                 f"invalid expiry {part!r}: use an amount with a unit among M (minutes), "
@@ -138,12 +138,12 @@ def next_name(pattern: str, existing: Iterable[str], when: datetime) -> str:
     return f"{head}{max(used) + 1 if used else 0}{tail}"
 
 
-_NAME = re.compile(r"^[^/\s]+$")
+_NAME = re.compile(r"[^/\s]+")
 
 
 def validate_name(name: str) -> None:
     """A snapshot name (of an instance or a volume)."""
-    if not name or not _NAME.match(name) or name in (".", ".."):
+    if not name or not _NAME.fullmatch(name) or name in (".", ".."):
         raise BadRequest(
             f"Invalid snapshot name {name!r}: it cannot be empty or contain spaces or slashes"
         )

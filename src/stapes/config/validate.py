@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
+from stapes.config.text import control_char, line_break
+
 Validator = Callable[[str], None]
 
 _SIZE = re.compile(
@@ -40,8 +42,72 @@ _UNITS = {
 }
 
 
+def digits(value: str) -> bool:
+    """ASCII digits only (str.isdigit also takes superscripts and other scripts' digits,
+    which int() then refuses)."""
+    return value.isascii() and value.isdigit()
+
+
 def any_value(value: str) -> None:
     return None
+
+
+def is_one_line(value: str) -> None:
+    """A value the host gets on one line (environment values, sysctls, command lines)."""
+    problem = line_break(value)
+    if problem is not None:
+        raise ValueError(f"contains {problem}: the value must be a single line")
+
+
+def is_clean_abs_path(value: str) -> None:
+    """An absolute path without control characters."""
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path")
+    problem = control_char(value)
+    if problem is not None:
+        raise ValueError(f"the path contains {problem}")
+
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+def is_fingerprint(value: str) -> None:
+    if not _FINGERPRINT.fullmatch(value):
+        raise ValueError(f"{value!r} is not an image fingerprint (64 hex digits)")
+
+
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
+def is_mac(value: str) -> None:
+    if not _MAC.fullmatch(value):
+        raise ValueError(f"{value!r} is not a MAC address such as 00:16:3e:12:34:56")
+
+
+_IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+
+
+def is_ifname(value: str) -> None:
+    """A network interface name as the kernel takes it."""
+    if not _IFNAME.fullmatch(value) or value in (".", ".."):
+        raise ValueError(f"{value!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . : -)")
+
+
+_DEVICE_NAME = re.compile(r"[A-Za-z0-9/:_-][A-Za-z0-9/.:_-]{0,62}")
+
+
+def is_device_name_ok(name: str) -> bool:
+    """Incus's rule for device names: 1-63 of letters, digits, / . - : _, not starting
+    with a full stop."""
+    return _DEVICE_NAME.fullmatch(name) is not None
+
+
+def is_device_name(name: str) -> None:
+    if not is_device_name_ok(name):
+        raise ValueError(
+            f"{name!r} is not a device name: 1-63 letters, digits and / . - : _, not starting "
+            "with a full stop"
+        )
 
 
 def is_bool(value: str) -> None:
@@ -54,7 +120,7 @@ def parse_bool(value: str) -> bool:
 
 
 def is_uint(value: str) -> None:
-    if not value.isdigit():
+    if not digits(value):
         raise ValueError(f"{value!r} is not a non-negative integer")
 
 
@@ -72,7 +138,7 @@ def is_size(value: str) -> None:
 def is_size_or_percent(value: str) -> None:
     if value.endswith("%"):
         number = value[:-1]
-        if not number.isdigit() or not 0 < int(number) <= 100:
+        if not digits(number) or not 0 < int(number) <= 100:
             raise ValueError(f"{value!r} is not a percentage between 1% and 100%")
         return
     is_size(value)
@@ -95,7 +161,7 @@ def parse_cpuset(value: str) -> list[int]:
 
 
 def is_cpu_limit(value: str) -> None:
-    if value.isdigit():
+    if digits(value):
         if int(value) < 1:
             raise ValueError("limits.cpu must be at least 1")
         return
@@ -103,7 +169,7 @@ def is_cpu_limit(value: str) -> None:
 
 
 def is_priority(value: str) -> None:
-    if not value.isdigit() or not 0 <= int(value) <= 10:
+    if not digits(value) or not 0 <= int(value) <= 10:
         raise ValueError(f"{value!r} is not a priority between 0 and 10")
 
 
@@ -121,7 +187,7 @@ def parse_id_ranges(value: str) -> list[tuple[int, int]]:
         if not part:
             continue
         first, _, last = part.partition("-")
-        if not first.isdigit() or (last and not last.isdigit()) or int(last or first) < int(first):
+        if not digits(first) or (last and not digits(last)) or int(last or first) < int(first):
             raise ValueError(f"{part!r} is not an id or a range of ids (1000 or 1000-1999)")
         ranges.append((int(first), int(last or first)))
     return ranges
@@ -131,7 +197,7 @@ def is_id_ranges(value: str) -> None:
     parse_id_ranges(value)
 
 
-_EXPIRY = re.compile(r"^(\d+)(S|M|H|d|w|m|y)$")
+_EXPIRY = re.compile(r"(\d+)(S|M|H|d|w|m|y)")
 
 
 def add_expiry(start: datetime, value: str) -> datetime:
@@ -142,7 +208,7 @@ def add_expiry(start: datetime, value: str) -> datetime:
     if not words:
         raise ValueError("Invalid expiry expression: empty (use for example 15M, 3H or 1d)")
     for word in words:
-        match = _EXPIRY.match(word)
+        match = _EXPIRY.fullmatch(word)
         if not match:
             raise ValueError(
                 f"Invalid expiry expression {word!r}: use <number><unit>, the unit one of "
@@ -172,14 +238,14 @@ def one_of(*choices: str) -> Validator:
     return check
 
 
-_QUOTA = re.compile(r"^(\d+)ms/(\d+)ms$")
+_QUOTA = re.compile(r"(\d+)ms/(\d+)ms")
 
 
 def parse_cpu_allowance(value: str) -> tuple[int, int] | int:
     """``50%`` -> a share in percent; ``25ms/100ms`` -> (quota_us, period_us)."""
-    if value.endswith("%") and value[:-1].isdigit() and 0 < int(value[:-1]) <= 100:
+    if value.endswith("%") and digits(value[:-1]) and 0 < int(value[:-1]) <= 100:
         return int(value[:-1])
-    match = _QUOTA.match(value)
+    match = _QUOTA.fullmatch(value)
     if match and int(match.group(1)) > 0 and int(match.group(2)) >= 1:
         return int(match.group(1)) * 1000, int(match.group(2)) * 1000
     raise ValueError(f"{value!r} is neither a percentage (50%) nor a quota (25ms/100ms)")
@@ -189,11 +255,11 @@ def is_cpu_allowance(value: str) -> None:
     parse_cpu_allowance(value)
 
 
-_PRLIMIT = re.compile(r"^(unlimited|\d+)(:(unlimited|\d+))?$")
+_PRLIMIT = re.compile(r"(unlimited|\d+)(:(unlimited|\d+))?")
 
 
 def is_prlimit(value: str) -> None:
-    if not _PRLIMIT.match(value):
+    if not _PRLIMIT.fullmatch(value):
         raise ValueError(f"{value!r} is not a limit (N, unlimited, or SOFT:HARD)")
 
 
@@ -213,6 +279,33 @@ def only_false(why: str) -> Validator:
             raise ValueError(f"true is not supported: {why}")
 
     return check
+
+
+_SYSCALL = re.compile(r"[a-z0-9_]{1,64}")
+_DENY_ENTRY = re.compile(r"[a-z0-9_]{1,64}( (errno [0-9]{1,4}|kill|trap))?")
+
+
+def syscall_entries(value: str) -> list[str]:
+    """security.syscalls.*: one syscall (with an optional action) per line or comma."""
+    return [part.strip() for line in value.splitlines() for part in line.split(",") if part.strip()]
+
+
+def is_syscall_list(value: str) -> None:
+    """security.syscalls.allow: syscall names, one per line or comma."""
+    for entry in syscall_entries(value):
+        if not _SYSCALL.fullmatch(entry):
+            raise ValueError(f"{entry!r} is not a syscall name (lower case letters, digits, _)")
+
+
+def is_deny_list(value: str) -> None:
+    """security.syscalls.deny: syscall names, each optionally with an action (errno N, kill,
+    trap), one per line or comma."""
+    for entry in syscall_entries(value):
+        if not _DENY_ENTRY.fullmatch(entry):
+            raise ValueError(
+                f"{entry!r} is not a syscall name with an optional action "
+                "(for example: mount, or keyctl errno 38)"
+            )
 
 
 def is_shell_words(value: str) -> None:
@@ -268,7 +361,7 @@ def split_address(value: str) -> tuple[str, int]:
         host, port = value.split(":")
     else:
         host, port = value, ""  # a bare IPv4/IPv6 address or name
-    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+    if port and (not digits(port) or not 0 < int(port) < 65536):
         raise ValueError(f"{value!r}: the port must be a number 1-65535")
     return host, int(port) if port else DEFAULT_HTTPS_PORT
 

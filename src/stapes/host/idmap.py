@@ -37,7 +37,8 @@ class RawEntry:
 
 def _id_range(text: str) -> tuple[int, int]:
     first, _, last = text.partition("-")
-    if not first.isdigit() or (last and not last.isdigit()):
+    ascii_digits = (first + last).isascii() and first.isdigit() and (not last or last.isdigit())
+    if not ascii_digits:
         raise ValueError(f"{text!r} is not an id or an id range (1000 or 1000-1999)")
     start, end = int(first), int(last or first)
     if end < start or end >= 2**32:
@@ -160,9 +161,10 @@ class IdMap:
             return None
         spans: dict[bool, list[Span]] = {True: [], False: []}
         for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict):
+            try:
+                span = (int(entry["Hostid"]), int(entry["Nsid"]), int(entry["Maprange"]))
+            except (KeyError, TypeError, ValueError):
                 continue
-            span = (int(entry["Hostid"]), int(entry["Nsid"]), int(entry["Maprange"]))
             for uid, flag in ((True, "Isuid"), (False, "Isgid")):
                 if entry.get(flag):
                     spans[uid].append(span)
@@ -178,6 +180,20 @@ class IdMap:
         raw += [RawEntry("uid", *s) for s in sorted(extra[True] - extra[False])]
         raw += [RawEntry("gid", *s) for s in sorted(extra[False] - extra[True])]
         return cls(base, size, tuple(raw))
+
+    @staticmethod
+    def check_volatile(text: str) -> None:
+        """A validator of volatile.idmap.* values: Incus's JSON list of map entries."""
+        try:
+            entries = json.loads(text or "[]")
+            if not isinstance(entries, list):
+                raise ValueError
+            for entry in entries:
+                for field in ("Hostid", "Nsid", "Maprange"):
+                    if not isinstance(entry[field], int) or entry[field] < 0:
+                        raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("not an idmap (a JSON list of Hostid/Nsid/Maprange entries)") from None
 
     def overlaps(self, other: IdMap) -> bool:
         return self.base < other.base + other.size and other.base < self.base + self.size

@@ -5,6 +5,7 @@ instance sends."""
 
 from __future__ import annotations
 
+from stapes.host.nft import nft_address, nft_ifname, nft_mac
 from stapes.host.run import run
 
 
@@ -15,6 +16,8 @@ def table_name(host_name: str) -> str:
 def render(host_name: str, hwaddr: str, ipv4: tuple[str, ...]) -> str:
     """The table letting ``host_name``'s instance send only from ``hwaddr`` (and from the
     ``ipv4`` addresses, when given)."""
+    host_name, hwaddr = nft_ifname(host_name), nft_mac(hwaddr)
+    ipv4 = tuple(nft_address(address) for address in ipv4)
     table, port = table_name(host_name), f'iifname "{host_name}"'
     rules = [
         f"{port} ether saddr != {hwaddr} drop",

@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DIR = Path("/var/lib/stapes")
 
 
+def instance_entry(project: str, name: str) -> str:
+    """The name an instance's own things carry on the host (its volume on the pool, its
+    logs, devices and liblxc directories), as Incus names them: ``<name>`` in the default
+    project, ``<project>_<name>`` elsewhere (project names hold no ``_``, instance names
+    neither, so two instances never share one). Raises ValueError for a name that is not
+    one path component."""
+    for part in (project, name):
+        if not part or "/" in part or "\0" in part or part in (".", ".."):
+            raise ValueError(f"{part!r} cannot name a file of an instance")
+    return name if project == "default" else project + "_" + name
+
+
 def stapes_dir() -> Path:
     return Path(os.environ.get("STAPES_DIR", str(DEFAULT_DIR)))
+
+
+def move_instance_dir(old: Path, new: Path) -> None:
+    """An instance's directory (logs, devices) to its new name; what a deleted instance of
+    that name left there goes first."""
+    if not old.exists():
+        return
+    shutil.rmtree(new, ignore_errors=True)
+    old.rename(new)
 
 
 @dataclass(frozen=True)
@@ -67,16 +89,16 @@ class Paths:
     def logs(self) -> Path:
         return self.root / "logs"
 
-    def instance_logs(self, name: str) -> Path:
-        return self.logs / name
+    def instance_logs(self, project: str, name: str) -> Path:
+        return self.logs / instance_entry(project, name)
 
     @property
     def devices(self) -> Path:
         """What devices make on the host for an instance (device nodes, TPM state)."""
         return self.root / "devices"
 
-    def instance_devices(self, name: str) -> Path:
-        return self.devices / name
+    def instance_devices(self, project: str, name: str) -> Path:
+        return self.devices / instance_entry(project, name)
 
     def ensure(self) -> None:
         for path in (

@@ -65,7 +65,7 @@ def parse_address(text: str) -> Address:
         host, _, port = rest[1:].partition("]:")
     else:
         host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r}: expected {kind}:HOST:PORT with a port from 1 to 65535")
     return Address(kind, host=host, port=int(port))
 

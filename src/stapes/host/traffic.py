@@ -8,13 +8,13 @@ import re
 
 from stapes.host.run import run
 
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|Mbit|Gbit|Tbit)?$")
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(bit|kbit|Mbit|Gbit|Tbit)?")
 _SCALE = {None: 1, "bit": 1, "kbit": 10**3, "Mbit": 10**6, "Gbit": 10**9, "Tbit": 10**12}
 
 
 def parse_rate(value: str) -> int:
     """bit/s from ``100Mbit``, ``1.5Gbit``, ``64kbit`` or a bare number of bit/s."""
-    match = _RATE.match(value.strip())
+    match = _RATE.fullmatch(value.strip())
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"{value!r} is not a rate such as 100Mbit, 1Gbit or 64kbit")
     return int(float(match.group(1)) * _SCALE[match.group(2)])

@@ -138,7 +138,13 @@ def instance_keys(properties: dict[str, str], config: dict[str, str]) -> dict[st
     for key in ("oci.entrypoint", "oci.cwd", "oci.uid", "oci.gid"):
         if properties.get(key) and not config.get(key):
             keys[key] = properties[key]
-    for entry in json.loads(properties.get("oci.env") or "[]"):
+    try:
+        env = json.loads(properties.get("oci.env") or "[]")
+    except json.JSONDecodeError:
+        env = None
+    if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
+        raise BadRequest("The image's oci.env property is not a JSON list of NAME=VALUE strings")
+    for entry in env:
         name, sep, value = entry.partition("=")
         if sep and f"environment.{name}" not in config:
             keys[f"environment.{name}"] = value

@@ -24,7 +24,7 @@ from stapes.host.run import RunError, run
 from stapes.images.formats import QCOW2_MAGIC, SQUASHFS_MAGIC, file_magic, read_metadata
 from stapes.server.events import EventBus
 
-_FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")
+_FINGERPRINT = re.compile(r"[0-9a-f]{1,64}")
 
 
 @dataclass
@@ -124,7 +124,7 @@ class ImageStore:
     # -- lookups ----------------------------------------------------------------------------
 
     def get(self, project: str, fingerprint: str) -> q.ImageRow:
-        if not _FINGERPRINT.match(fingerprint):
+        if not _FINGERPRINT.fullmatch(fingerprint):
             raise NotFound(f"Image {fingerprint!r} not found")
         found = q.find_images_by_prefix(self.db, project, fingerprint)
         if not found:

@@ -11,7 +11,7 @@ from stapes.api.base import ZERO_TIME, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.lifecycle import InstanceAction
 from stapes.api.urls import instance_url
-from stapes.config.keys import VOLATILE_PREFIX, validate_instance_config
+from stapes.config.keys import VOLATILE_PREFIX, valid, validate_instance_config
 from stapes.db import backups as bq
 from stapes.db import instances as q
 from stapes.db import snapshots as sq
@@ -25,6 +25,7 @@ from stapes.storage.backups import index as backup_index
 from stapes.storage.backups import tarball, volume_io
 from stapes.storage.backups.index import dump_yaml
 from stapes.storage.backups.records import BackupRecords
+from stapes.storage.volumes import instance_volume
 
 if TYPE_CHECKING:
     from stapes.instance.profiles import ProfileService
@@ -123,10 +124,11 @@ class InstanceBackups:
             optimized_header=backup.optimized,
             config=config,
         )
+        vol_type, on_pool = instance_volume(row)
         source = volume_io.VolumeSource(
             driver=drv,
-            vol_type="containers",
-            name=row.name,
+            vol_type=vol_type,
+            name=on_pool,
             idmap=current_map(row.config),
             snapshots=[(s.name, current_map(s.config)) for s in snaps],
             exclude=DAEMON_FILES,
@@ -190,7 +192,7 @@ class InstanceBackups:
     async def write_backup_file(self, row: q.InstanceRow) -> None:
         """backup.yaml in the instance's volume, as Incus keeps it: what ``recover`` reads
         back after a database loss. Replaced whole (a reader never sees half a file)."""
-        volume = self.instances.pools.driver(row.pool).volume_path("containers", row.name)
+        volume = self.instances.pools.driver(row.pool).volume_path(*instance_volume(row))
         if not volume.is_dir():
             return
         text = dump_yaml(await self.index_config(row, self.snapshots.list_snapshots(row)))
@@ -230,6 +232,10 @@ class InstanceBackups:
         try:
             index = backup_index.parse(await tarball.read_index(archive))
             row = self.import_row(index, project, name, pool, keep_ids=index.optimized)
+            # what the backup asks for is admitted as if the client had asked it directly
+            self.instances.check_project(
+                project, row.name, row.type, row.profiles, row.config, row.devices
+            )
             volume_io.check_restorable(self.instances.pools.usable_driver(row.pool), index)
         except BaseException:
             archive.unlink(missing_ok=True)
@@ -258,8 +264,7 @@ class InstanceBackups:
             drv = svc.pools.usable_driver(target.pool)
             await volume_io.restore(
                 drv,
-                "containers",
-                target.name,
+                *instance_volume(target),
                 index,
                 archive,
                 idmap,
@@ -319,7 +324,9 @@ class InstanceBackups:
         config = {str(k): str(v) for k, v in (source.get("config") or {}).items()}
         config["volatile.last_state.power"] = "STOPPED"
         local = {k: v for k, v in config.items() if not k.startswith(VOLATILE_PREFIX)}
-        volatile = {k: v for k, v in config.items() if k.startswith(VOLATILE_PREFIX)}
+        volatile = {
+            k: v for k, v in config.items() if k.startswith(VOLATILE_PREFIX) and valid(k, v)
+        }  # the state Incus records that stapesd does not know (or a forged value) is dropped
         validate_instance_config(local, "container")
         row = q.InstanceRow(
             id=0,

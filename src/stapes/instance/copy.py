@@ -17,7 +17,7 @@ from stapes.db.connection import Database
 from stapes.host.idmap import IdMap, current_map, reshift_tree
 from stapes.instance import root_disk
 from stapes.storage.drivers.dir import sync_tree
-from stapes.storage.volumes import vol_dir
+from stapes.storage.volumes import instance_volume
 
 if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
@@ -80,13 +80,13 @@ async def copy_volume(
         await _copy_across_pools(service, source, row)
     elif source.snapshot is not None:
         await drv.volume_from_snapshot(
-            vol_dir(row.type), src.name, source.snapshot.name, vol_dir(row.type), row.name
+            *instance_volume(src), source.snapshot.name, *instance_volume(row)
         )
     else:
         async with service.locks(src.project, src.name), service.frozen(src):
-            await drv.copy_volume(vol_dir(row.type), src.name, vol_dir(row.type), row.name)
+            await drv.copy_volume(*instance_volume(src), *instance_volume(row))
     if row.type == "container":
-        rootfs = drv.volume_path(vol_dir(row.type), row.name) / "rootfs"
+        rootfs = drv.volume_path(*instance_volume(row)) / "rootfs"
         old = current_map((source.snapshot or src).config)
         await asyncio.to_thread(reshift_tree, rootfs, old, idmap)
 
@@ -99,19 +99,17 @@ async def _copy_across_pools(
     src = source.instance
     src_drv = service.pools.usable_driver(src.pool)
     drv = service.pools.usable_driver(row.pool)
-    target = await drv.create_volume(vol_dir(row.type), row.name)
+    target = await drv.create_volume(*instance_volume(row))
     if not source.instance_only and source.snapshot is None:
         for snap in sq.list_snapshots(service.db, src.id):
-            await sync_tree(src_drv.snapshot_path(vol_dir(row.type), src.name, snap.name), target)
-            await drv.create_snapshot(vol_dir(row.type), row.name, snap.name)
+            await sync_tree(src_drv.snapshot_path(*instance_volume(src), snap.name), target)
+            await drv.create_snapshot(*instance_volume(row), snap.name)
             _record_snapshot(service, snap, row)
     if source.snapshot is not None:
-        await sync_tree(
-            src_drv.snapshot_path(vol_dir(row.type), src.name, source.snapshot.name), target
-        )
+        await sync_tree(src_drv.snapshot_path(*instance_volume(src), source.snapshot.name), target)
     else:
         async with service.locks(src.project, src.name), service.frozen(src):
-            await sync_tree(src_drv.volume_path(vol_dir(row.type), src.name), target)
+            await sync_tree(src_drv.volume_path(*instance_volume(src)), target)
 
 
 async def copy_snapshots(service: InstanceService, source: CopySource, row: q.InstanceRow) -> None:
@@ -128,11 +126,11 @@ async def _copy_snapshot(
     service: InstanceService, src: q.InstanceRow, snap: sq.SnapshotRow, row: q.InstanceRow
 ) -> None:
     drv = service.pools.driver(row.pool)
-    await drv.copy_snapshot(vol_dir(row.type), src.name, snap.name, row.name)
+    await drv.copy_snapshot(*instance_volume(src), snap.name, instance_volume(row)[1])
     try:
         _record_snapshot(service, snap, row)
     except BaseException:
-        await drv.delete_snapshot(vol_dir(row.type), row.name, snap.name)
+        await drv.delete_snapshot(*instance_volume(row), snap.name)
         raise
 
 
@@ -160,7 +158,7 @@ async def refresh(service: InstanceService, source: CopySource, target: q.Instan
         raise BadRequest("Refresh copies from an instance, not from one of its snapshots")
     drv = service.pools.usable_driver(target.pool)
     src_drv = service.pools.usable_driver(src.pool)
-    volume = drv.volume_path(vol_dir(target.type), target.name)
+    volume = drv.volume_path(*instance_volume(target))
     if not source.instance_only:
         wanted = {s.name: s for s in sq.list_snapshots(service.db, src.id)}
         have = {s.name: s for s in sq.list_snapshots(service.db, target.id)}
@@ -168,24 +166,22 @@ async def refresh(service: InstanceService, source: CopySource, target: q.Instan
             if name not in wanted:
                 with service.db.transaction():
                     sq.delete_snapshot(service.db, snap.id)
-                await drv.delete_snapshot(vol_dir(target.type), target.name, name)
+                await drv.delete_snapshot(*instance_volume(target), name)
         for name, snap in wanted.items():
             if name in have:
                 continue
             if src_drv is drv:
                 await _copy_snapshot(service, src, snap, target)
             else:  # the snapshot's files into the volume, snapshot it (the volume is synced last)
-                await sync_tree(src_drv.snapshot_path(vol_dir(target.type), src.name, name), volume)
-                await drv.create_snapshot(vol_dir(target.type), target.name, name)
+                await sync_tree(src_drv.snapshot_path(*instance_volume(src), name), volume)
+                await drv.create_snapshot(*instance_volume(target), name)
                 _record_snapshot(service, snap, target)
     async with service.locks(src.project, src.name), service.frozen(src):
         if src_drv is drv:
-            await drv.refresh_volume(
-                vol_dir(target.type), src.name, vol_dir(target.type), target.name
-            )
+            await drv.refresh_volume(*instance_volume(src), *instance_volume(target))
         else:
-            await sync_tree(src_drv.volume_path(vol_dir(target.type), src.name), volume)
-    rootfs = drv.volume_path(vol_dir(target.type), target.name) / "rootfs"
+            await sync_tree(src_drv.volume_path(*instance_volume(src)), volume)
+    rootfs = drv.volume_path(*instance_volume(target)) / "rootfs"
     await asyncio.to_thread(
         reshift_tree, rootfs, current_map(src.config), current_map(target.config)
     )
@@ -197,22 +193,22 @@ async def move_to_pool(service: InstanceService, row: q.InstanceRow, pool: str) 
     the switch, a failure removes the copy and leaves the instance as it was."""
     old_drv = service.pools.usable_driver(row.pool)
     drv = service.pools.usable_driver(pool)
-    target = await drv.create_volume(vol_dir(row.type), row.name)
+    target = await drv.create_volume(*instance_volume(row))
     try:
         for snap in sq.list_snapshots(service.db, row.id):
-            await sync_tree(old_drv.snapshot_path(vol_dir(row.type), row.name, snap.name), target)
-            await drv.create_snapshot(vol_dir(row.type), row.name, snap.name)
-        await sync_tree(old_drv.volume_path(vol_dir(row.type), row.name), target)
+            await sync_tree(old_drv.snapshot_path(*instance_volume(row), snap.name), target)
+            await drv.create_snapshot(*instance_volume(row), snap.name)
+        await sync_tree(old_drv.volume_path(*instance_volume(row)), target)
         moved = q.InstanceRow(**{**row.__dict__})
         moved.pool = pool
         moved.devices = service.devices_on_pool(row.devices, row.profiles, row.project, pool)
         await root_disk.apply_size(drv, moved, None, service.expand(moved)[1])
     except BaseException:
-        await drv.delete_volume(vol_dir(row.type), row.name)
+        await drv.delete_volume(*instance_volume(row))
         raise
     driver = service.drivers.get(row.type)
     await driver.forget(service.spec(row))
     with service.db.transaction():
         q.update_instance(service.db, moved)
     await driver.adopt(service.spec(moved))
-    await old_drv.delete_volume(vol_dir(row.type), row.name)
+    await old_drv.delete_volume(*instance_volume(row))

@@ -12,15 +12,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stapes.api.errors import BadRequest
 from stapes.api.lifecycle import InstanceAction
 from stapes.api.urls import instance_url
+from stapes.config.keys import VOLATILE_PREFIX, lookup, validate_instance_config
+from stapes.config.validate import parse_size
 from stapes.db import instances as q
 from stapes.db.images import ImageRow
 from stapes.host.idmap import IdMap, reshift_tree
 from stapes.images import oci
+from stapes.images.formats import qcow2_virtual_size
 from stapes.instance import cloudinit, copy, root_disk, templates
+from stapes.instance.vm import disk as vm_disk
 from stapes.server.operations import Operation
-from stapes.storage.volumes import vol_dir
+from stapes.storage.volumes import instance_volume
 
 if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
@@ -58,7 +63,7 @@ async def create_instance(
         drv = svc.pools.driver(row.pool)
 
         async def drop_volume() -> None:
-            await drv.delete_volume(vol_dir(row.type), row.name)
+            await drv.delete_volume(*instance_volume(row))
 
         undo.append(drop_volume)
         await fill(op, row)
@@ -99,6 +104,24 @@ async def create_instance(
         raise
 
 
+def check_vm_root_size(
+    svc: InstanceService,
+    project: str,
+    image: ImageRow,
+    profiles: list[str],
+    config: dict[str, str],
+    devices: dict[str, dict[str, str]],
+) -> None:
+    """A root disk smaller than a VM image's disk is a 400 before anything is made."""
+    _, rootfs = svc.images.files(image)
+    if rootfs is None:
+        return  # a unified image: its disk size is known once unpacked
+    devices = svc.expand_parts(project, profiles, config, devices)[1]
+    size = root_disk.size(devices)
+    if size:
+        vm_disk.check_root_size(parse_size(size), qcow2_virtual_size(str(rootfs)))
+
+
 def from_image(
     svc: InstanceService, image: ImageRow, idmap: IdMap | None, shared: IdMap | None
 ) -> Fill:
@@ -109,9 +132,9 @@ def from_image(
         volume = await svc.pools.image_volume(
             row.pool, image.fingerprint, shared, lambda target: svc.images.unpack(image, target)
         )
-        await svc.pools.instance_from_image(row.pool, volume, vol_dir(row.type), row.name)
+        await svc.pools.instance_from_image(row.pool, volume, *instance_volume(row))
         if row.type == "container":
-            path = svc.pools.driver(row.pool).volume_path(vol_dir(row.type), row.name)
+            path = svc.pools.driver(row.pool).volume_path(*instance_volume(row))
             await reshift(path, shared, idmap)
         op.progress("create_instance_from_image_unpack", 100, 0, "Unpacking image: 100%")
         svc.images.mark_used(image)
@@ -132,7 +155,7 @@ def empty(svc: InstanceService, idmap: IdMap | None) -> Fill:
     """An empty rootfs (source type none)."""
 
     async def fill(op: Operation, row: q.InstanceRow) -> None:
-        path = await svc.pools.driver(row.pool).create_volume(vol_dir(row.type), row.name)
+        path = await svc.pools.driver(row.pool).create_volume(*instance_volume(row))
         (path / "rootfs").mkdir(mode=0o755)
         await reshift(path, None, idmap)
 
@@ -159,9 +182,27 @@ def add_volatile(row: q.InstanceRow, image: ImageRow | None, idmap: IdMap | None
     set_idmap(row, idmap)
     if image is not None:
         row.config["volatile.base_image"] = image.fingerprint
-        for key, value in image.properties.items():
-            row.config.setdefault(f"image.{key}", value)
-        row.config.update(oci.instance_keys(image.properties, row.config))
+        row.config.update(image_keys(image, row.config, row.type))
+
+
+def image_keys(image: ImageRow, config: dict[str, str], instance_type: str) -> dict[str, str]:
+    """What an instance takes from its image's properties: ``image.*`` copies of them (those
+    whose names can be keys), and an OCI image's process. Properties are anyone's who may
+    edit the image, so what they become is checked as if a client had sent it."""
+    keys = {
+        "image." + key: value
+        for key, value in image.properties.items()
+        if lookup("image." + key) is not None and "image." + key not in config
+    }
+    keys.update(oci.instance_keys(image.properties, config))
+    try:
+        validate_instance_config(
+            {k: val for k, val in keys.items() if not k.startswith(VOLATILE_PREFIX)},
+            instance_type,
+        )
+    except BadRequest as exc:
+        raise BadRequest(f"Image {image.fingerprint[:12]} cannot be used: {exc.message}") from None
+    return keys
 
 
 def set_idmap(row: q.InstanceRow, idmap: IdMap | None) -> None:

@@ -20,7 +20,7 @@ from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, InternalError, MissingHostFeature
 from stapes.host.capabilities import HostCaps
 from stapes.host.idmap import IdMap
-from stapes.host.paths import Paths
+from stapes.host.paths import Paths, instance_entry
 from stapes.host.run import RunError, run
 from stapes.instance import lxc_config, nic_plumbing, seccomp
 from stapes.instance.devices import helpers
@@ -56,7 +56,7 @@ _ = (fcntl, termios)  # keep the imports the attached child relies on
 
 
 def lxc_name(project: str, name: str) -> str:
-    return name if project == "default" else f"{project}_{name}"
+    return instance_entry(project, name)
 
 
 def _host_facts(caps: HostCaps) -> lxc_config.HostFacts:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stapes.api.architecture import NAMES as ARCHITECTURES
 from stapes.api.errors import BadRequest
 from stapes.config.keys import value_of
+from stapes.config.text import control_char, line_break
 from stapes.config.validate import parse_bool, parse_cpu_allowance, parse_cpuset, parse_size
 from stapes.host.idmap import IdMap
 from stapes.instance import seccomp
@@ -14,15 +17,6 @@ from stapes.instance.devices.device import Mount, Nic, RunConfig
 
 LXC_CONFIG_DIR = Path("/usr/share/lxc/config")
 
-LXC_ARCH = {
-    "x86_64": "x86_64",
-    "aarch64": "aarch64",
-    "i686": "i686",
-    "armv7l": "armv7l",
-    "riscv64": "riscv64",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-}
 
 Items = list[tuple[str, str]]
 
@@ -58,7 +52,7 @@ def build(inputs: LxcInputs) -> Items:
         items.append(("lxc.include", str(LXC_CONFIG_DIR / "userns.conf")))
         items.extend(inputs.idmap.lxc_items())
     items += [
-        ("lxc.arch", LXC_ARCH.get(inputs.architecture, inputs.architecture)),
+        ("lxc.arch", lxc_arch(inputs.architecture)),
         ("lxc.uts.name", inputs.name),
         ("lxc.rootfs.path", f"dir:{inputs.rootfs}"),
         ("lxc.log.file", str(inputs.log_dir / "lxc.log")),
@@ -83,6 +77,13 @@ def build(inputs: LxcInputs) -> Items:
     return items
 
 
+def lxc_arch(architecture: str) -> str:
+    """liblxc takes Incus's architecture names as they are; anything else is refused."""
+    if architecture not in ARCHITECTURES:
+        raise BadRequest(f"Unknown architecture {architecture!r} for a container")
+    return architecture
+
+
 def oci_items(cfg: dict[str, str]) -> Items:
     """An application container runs its OCI entrypoint as PID 1 (not /sbin/init), as the
     image's user in its working directory, and is asked to stop with SIGTERM."""
@@ -99,11 +100,39 @@ def seccomp_path(log_dir: Path) -> Path:
     return log_dir / "seccomp.profile"
 
 
+# fstab fields are separated by blanks; getmntent(3), which liblxc reads mount entries with,
+# decodes these octal escapes (and nothing else).
+_FSTAB_ESCAPES = str.maketrans({"\\": "\\134", " ": "\\040", "\t": "\\011"})
+_FSTAB_WORD = re.compile(r"[A-Za-z0-9_.=:+/-]+")
+
+
+def fstab_field(value: str, what: str) -> str:
+    """A path as one field of an fstab-style line: blanks and backslashes escaped, line
+    breaks and other control characters refused (the kernel's mount table cannot show them
+    either)."""
+    problem = control_char(value.replace("\t", ""))
+    if problem is not None or not value:
+        raise BadRequest(
+            f"Mount {what} {value!r} cannot be written to liblxc's mount table: "
+            + (f"it contains {problem}" if problem else "it is empty")
+        )
+    return value.translate(_FSTAB_ESCAPES)
+
+
 def mount_entry(mount: Mount) -> str:
     """An lxc.mount.entry line: targets are relative to the container's root."""
-    source = mount.source.replace(" ", "\\040")
-    target = mount.target.lstrip("/").replace(" ", "\\040")
-    return f"{source} {target} {mount.fstype} {','.join(mount.options)} 0 0"
+    for word in (mount.fstype, *mount.options):
+        if not _FSTAB_WORD.fullmatch(word):
+            raise BadRequest(f"Mount option or type {word!r} cannot be written to a mount entry")
+    fields = [
+        fstab_field(mount.source, "source"),
+        fstab_field(mount.target.lstrip("/") or ".", "target"),
+        mount.fstype,
+        ",".join(mount.options),
+        "0",
+        "0",
+    ]
+    return " ".join(fields)
 
 
 def nic_items(index: int, nic: Nic) -> Items:
@@ -277,8 +306,24 @@ def parse_raw_lxc(text: str) -> Items:
     return items
 
 
+_LXC_KEY = re.compile(r"lxc(\.[A-Za-z0-9_-]+)+")
+
+
 def render(items: Items) -> str:
-    return "".join(f"{key} = {value}\n" for key, value in items)
+    """The one writer of liblxc config text: one ``key = value`` line per item. A key that is
+    not a liblxc key, or a value that would end its line (newline, CR, NUL), is refused with
+    the item named: nothing a client sends can add a line of its own."""
+    lines = []
+    for key, value in items:
+        if not _LXC_KEY.fullmatch(key):
+            raise BadRequest(f"Refusing to write {key!r} to liblxc's config: not a liblxc key")
+        problem = line_break(value)
+        if problem is not None:
+            raise BadRequest(
+                f"Refusing to write {key} to liblxc's config: its value contains {problem}"
+            )
+        lines.append(key + " = " + value + "\n")
+    return "".join(lines)
 
 
 def privileged(cfg: dict[str, str]) -> bool:

@@ -17,18 +17,18 @@ from stapes.config.keys import validate_instance_config
 from stapes.db import instances as iq
 from stapes.db import projects as q
 from stapes.db.connection import Database
-from stapes.instance import root_disk
+from stapes.instance import admission, root_disk
 from stapes.instance.service import InstanceService, without_empty
 from stapes.project import restrictions
 from stapes.server.events import EventBus
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[^/\s]+$")
+_NAME = re.compile(r"[^/\s]+")
 
 
 def validate_name(name: str) -> None:
-    if not name or not _NAME.match(name) or name in (".", ".."):
+    if not name or not _NAME.fullmatch(name) or name in (".", ".."):
         raise BadRequest(f"Invalid profile name {name!r}: no spaces or slashes, not . or ..")
 
 
@@ -69,7 +69,7 @@ class ProfileService:
         validate_name(name)
         self._check(put)
         q.get_project(self.db, project)
-        restrictions.check_instance(self.db, project, "container", put.config, put.devices)
+        restrictions.check_instance(self.db, project, None, put.config, put.devices)
         try:
             q.get_profile(self.db, project, name)
         except NotFound:
@@ -83,7 +83,7 @@ class ProfileService:
     async def update(self, row: q.ProfileRow, put: ProfilePut) -> None:
         """Store a new profile body and reconfigure its instances, or change nothing."""
         self._check(put)
-        restrictions.check_instance(self.db, row.project, "container", put.config, put.devices)
+        restrictions.check_instance(self.db, row.project, None, put.config, put.devices)
         users = self.users(row)
         before = {i.name: self.instances.spec(i) for i in users}
         running = {i.name: await self.instances.is_running(i) for i in users}
@@ -97,6 +97,10 @@ class ProfileService:
                 # every instance must still render with the new profile (raises: rollback)
                 for instance in users:
                     spec = self.instances.spec(instance)
+                    admission.admit(
+                        self.instances, instance.project, instance.name, instance.type,
+                        instance.profiles, instance.config, instance.devices, new=False,
+                    )  # fmt: skip
                     if root_disk.pool(spec.devices) != instance.pool:
                         raise BadRequest(
                             f"Instance {instance.name!r} would lose or move its root disk"
@@ -105,8 +109,8 @@ class ProfileService:
                     changes[instance.name] = self.instances.plan_devices(
                         instance, before[instance.name], spec, running[instance.name]
                     )
-            except BadRequest as exc:
-                raise BadRequest(f"Profile change refused: {exc.message}") from None
+            except (BadRequest, Forbidden) as exc:
+                raise type(exc)(f"Profile change refused: {exc.message}") from None
         for instance in users:
             try:
                 await self.instances.apply_live(

@@ -23,6 +23,7 @@ from stapes.instance.service import InstanceService
 from stapes.storage.backups import compression, tarball
 from stapes.storage.backups.index import dump_yaml
 from stapes.storage.backups.tarball import Tree
+from stapes.storage.volumes import instance_volume
 
 
 def _metadata(volume: Path, row: q.InstanceRow, properties: dict[str, str]) -> dict[str, Any]:
@@ -106,16 +107,12 @@ async def publish(
             f"Instance {row.name!r} is running: stop it, or publish one of its snapshots"
         )
     drv = instances.pools.driver(row.pool)
+    volume = drv.volume_path(*instance_volume(row))
+    if snapshot is not None:
+        volume = drv.snapshot_path(*instance_volume(row), snapshot.name)
     if row.type == "virtual-machine":
-        volume = drv.volume_path("virtual-machines", row.name)
-        if snapshot is not None:
-            volume = drv.snapshot_path("virtual-machines", row.name, snapshot.name)
         return await _publish_vm(images, row, volume, public, properties, aliases)
-    if snapshot is None:
-        volume, idmap = drv.volume_path("containers", row.name), current_map(row.config)
-    else:
-        volume = drv.snapshot_path("containers", row.name, snapshot.name)
-        idmap = current_map(snapshot.config)
+    idmap = current_map(row.config if snapshot is None else snapshot.config)
     if not (volume / "rootfs").is_dir():
         raise BadRequest(f"Instance {row.name!r} has no root filesystem to publish")
     scratch = tarball.scratch_dir(images.paths.images, ".publish-")

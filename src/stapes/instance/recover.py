@@ -22,9 +22,11 @@ from stapes.db import snapshots as sq
 from stapes.db import storage as vq
 from stapes.db.projects import get_project
 from stapes.host.idmap import current_map
+from stapes.host.paths import instance_entry
 from stapes.instance.backups import BACKUP_FILE, InstanceBackups
 from stapes.storage.backups import index as backup_index
 from stapes.storage.drivers.driver import StorageDriver
+from stapes.storage.volumes import disk_name
 
 if TYPE_CHECKING:
     from stapes.storage.volumes import Volumes
@@ -97,25 +99,33 @@ class Recovery:
 
     def _scan_instances(self, drv: StorageDriver, scan: Scan, *, recorded: bool) -> None:
         pool = drv.pool_name
-        known = {r.name for r in q.list_instances(self.db, None) if r.pool == pool}
-        for name in _entries(drv.pool_path / "containers"):
-            if name in known:
+        known = {
+            instance_entry(r.project, r.name)
+            for r in q.list_instances(self.db, None)
+            if r.pool == pool
+        }
+        for entry in _entries(drv.pool_path / "containers"):
+            if entry in known:
                 continue
-            path = drv.volume_path("containers", name) / BACKUP_FILE
+            path = drv.volume_path("containers", entry) / BACKUP_FILE
             try:
                 config = yaml.safe_load(path.read_text())
-                index = backup_index.parse({"name": name, "type": "container", "config": config})
-            except (OSError, yaml.YAMLError, BadRequest) as exc:
+                index = backup_index.parse({"name": entry, "type": "container", "config": config})
+                container = index.config["container"]
+                project = str(container.get("project") or "default")
+                name = str(container.get("name") or entry)
+                if instance_entry(project, name) != entry:  # the volume is keyed by both
+                    raise BadRequest(f"it describes {name!r} of project {project!r}")
+            except (OSError, yaml.YAMLError, BadRequest, ValueError) as exc:
                 scan.errors.append(
-                    f"Instance volume {name!r} on pool {pool!r} has no usable {BACKUP_FILE} "
+                    f"Instance volume {entry!r} on pool {pool!r} has no usable {BACKUP_FILE} "
                     f"({exc}): it cannot be recovered"
                 )
                 continue
-            project = str(index.config["container"].get("project") or "default")
             snaps = [
                 str(s.get("name"))
                 for s in index.config.get("snapshots") or []
-                if drv.snapshot_path("containers", name, str(s.get("name"))).exists()
+                if drv.snapshot_path("containers", entry, str(s.get("name"))).exists()
             ]
             index.snapshots = snaps
             found = Found(pool, project, "container", name, snaps, index)
@@ -202,7 +212,7 @@ class Recovery:
 
     async def _recover_volume(self, found: Found) -> None:
         drv = self.instances.pools.driver(found.pool)
-        disk = f"{found.project}_{found.name}"
+        disk = disk_name(found.project, found.name)
         row = vq.VolumeRow(
             id=0,
             pool=found.pool,

@@ -10,7 +10,7 @@ from stapes.config.validate import parse_size
 from stapes.db import instances as q
 from stapes.instance.vm import disk as vm_disk
 from stapes.storage.drivers.driver import StorageDriver
-from stapes.storage.volumes import vol_dir
+from stapes.storage.volumes import instance_volume
 
 Devices = dict[str, dict[str, str]]
 
@@ -64,12 +64,12 @@ async def apply_size(
     if old == new and before is not None:
         return
     if row.type == "virtual-machine":
-        volume = driver.volume_path(vol_dir(row.type), row.name)
+        volume = driver.volume_path(*instance_volume(row))
         await asyncio.to_thread(vm_disk.grow_root, volume, parse_size(new) if new else None)
         return
     if before is None and not new:
         return
     try:
-        await driver.set_quota(vol_dir(row.type), row.name, parse_size(new) if new else None)
+        await driver.set_quota(*instance_volume(row), parse_size(new) if new else None)
     except BadRequest as exc:
         raise BadRequest(f"Root disk size: {exc.message}") from None

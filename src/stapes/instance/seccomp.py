@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stapes.config.validate import parse_bool
+from stapes.api.errors import BadRequest
+from stapes.config.validate import is_deny_list, is_syscall_list, parse_bool, syscall_entries
 
 KEYS = (
     "security.syscalls.allow",
@@ -24,18 +25,23 @@ def wanted(config: dict[str, str]) -> bool:
     return any(key in config for key in KEYS)
 
 
-def _entries(value: str) -> list[str]:
-    """One syscall (with an optional action) per line or comma."""
-    return [part.strip() for line in value.splitlines() for part in line.split(",") if part.strip()]
-
-
 def policy(config: dict[str, str]) -> str:
+    """The one writer of seccomp policies: liblxc's v2 text, one rule a line. Entries are
+    checked again here, so no value can add a line of its own (raw.seccomp is the policy
+    itself, a low-level key; NUL is all it cannot hold)."""
     raw = config.get("raw.seccomp", "")
     if raw:
+        if "\x00" in raw:
+            raise BadRequest("raw.seccomp cannot contain NUL")
         return raw if raw.endswith("\n") else raw + "\n"
-    allow = _entries(config.get("security.syscalls.allow", ""))
+    allow = syscall_entries(config.get("security.syscalls.allow", ""))
+    try:
+        is_syscall_list(config.get("security.syscalls.allow", ""))
+        is_deny_list(config.get("security.syscalls.deny", ""))
+    except ValueError as exc:
+        raise BadRequest(f"Refusing to write the seccomp policy: {exc}") from None
     if allow:
-        return "2\nallowlist\n[all]\n" + "".join(f"{name}\n" for name in allow)
+        return "2\nallowlist\n[all]\n" + "".join(name + "\n" for name in allow)
     lines = ["2", "denylist"]
     if parse_bool(config.get("security.syscalls.deny_default", "true")):
         lines.append("reject_force_umount")
@@ -43,8 +49,8 @@ def policy(config: dict[str, str]) -> str:
         lines += [f"{name} errno {ENOSYS}" for name in DEFAULT_DENIED]
     else:
         lines.append("[all]")
-    for entry in _entries(config.get("security.syscalls.deny", "")):
-        lines.append(entry if " " in entry else f"{entry} errno {EPERM}")
+    for entry in syscall_entries(config.get("security.syscalls.deny", "")):
+        lines.append(entry if " " in entry else entry + " errno " + str(EPERM))
     return "\n".join(lines) + "\n"
 
 

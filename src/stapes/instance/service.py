@@ -18,34 +18,38 @@ from stapes.api.instance import InstancePut, InstancesPost
 from stapes.api.lifecycle import InstanceAction
 from stapes.api.urls import instance_url
 from stapes.config.keys import effective_config, lookup, validate_instance_config, value_of
-from stapes.config.validate import parse_bool, parse_size
+from stapes.config.validate import parse_bool
 from stapes.db import instances as q
 from stapes.db.connection import Database
-from stapes.db.images import ImageRow
 from stapes.db.projects import expand_profiles, get_profile, get_project
 from stapes.host.idmap import IdMap, current_map
-from stapes.host.paths import Paths
+from stapes.host.paths import Paths, instance_entry, move_instance_dir
 from stapes.images import remote_fetch
-from stapes.images.formats import qcow2_virtual_size
 from stapes.images.store import ImageStore
-from stapes.instance import cloudinit, copy, create, idmaps, names, root_disk, templates
+from stapes.instance import (
+    admission,
+    cloudinit,
+    copy,
+    create,
+    idmaps,
+    names,
+    root_disk,
+    templates,
+)
 from stapes.instance import types as instance_types
 from stapes.instance.create import reshift
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
 from stapes.instance.driver import InstanceSpec, RuntimeState, StateSaver
 from stapes.instance.registry import InstanceDrivers
-from stapes.instance.vm import disk as vm_disk
 from stapes.instance.watch import InitWatcher
 from stapes.network.service import Networks, ProjectNetworks
-from stapes.project import limits as project_limits
-from stapes.project import restrictions as project_rules
 from stapes.server.events import EventBus
 from stapes.server.locks import InstanceLocks
 from stapes.server.operations import Operation, Operations
 from stapes.storage.backups.records import BackupRecords
 from stapes.storage.pool import Pools
-from stapes.storage.volumes import AttachedVolume, Volumes, vol_dir
+from stapes.storage.volumes import AttachedVolume, Volumes, instance_volume
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +119,8 @@ class InstanceService:
             architecture=row.architecture,
             config=config,
             devices=devices,
-            volume=self.pools.driver(row.pool).volume_path(vol_dir(row.type), row.name),
-            log_dir=self.paths.instance_logs(row.name),
+            volume=self.pools.driver(row.pool).volume_path(*instance_volume(row)),
+            log_dir=self.paths.instance_logs(row.project, row.name),
             idmap=current_map(row.config),
         )
 
@@ -174,7 +178,7 @@ class InstanceService:
 
     async def _disk_usage(self, row: q.InstanceRow) -> dict[str, dict[str, int]]:
         """The root disk's usage, as Incus reports it (total 0: no quota on the pool)."""
-        used = await self.pools.driver(row.pool).volume_usage(vol_dir(row.type), row.name)
+        used = await self.pools.driver(row.pool).volume_usage(*instance_volume(row))
         if used is None:
             return {}
         root = (root_disk.find(self.expand(row)[1]) or ("root", {}))[0]
@@ -215,12 +219,8 @@ class InstanceService:
         config: dict[str, str],
         devices: dict[str, dict[str, str]],
     ) -> None:
-        """A new instance within its project's restrictions and limits."""
-        expanded, all_devices = self.expand_parts(project, profiles, config, devices)
-        project_rules.check_instance(self.db, project, instance_type, expanded, all_devices)
-        project_limits.check_instance(
-            self.db, project, name, instance_type, expanded, all_devices, new=True
-        )
+        """A new instance admitted (admission.py: keys, devices, restrictions, limits)."""
+        admission.admit(self, project, name, instance_type, profiles, config, devices, new=True)
 
     def _check_profiles(self, project: str, profiles: list[str]) -> None:
         for profile in profiles:
@@ -237,7 +237,7 @@ class InstanceService:
             instance_type=row.type,
             config=config,
             idmap=current_map(config),
-            devices_dir=self.paths.instance_devices(row.name),
+            devices_dir=self.paths.instance_devices(row.project, row.name),
             volume=self._volume_lookup(row.project),
             network=self._network_lookup(row.project),
         )
@@ -318,7 +318,7 @@ class InstanceService:
                 f"Image {image.fingerprint[:12]} is a {image.type} image, not a {instance_type} one"
             )
         if image is not None and image.type == "virtual-machine":
-            self._check_vm_root_size(project, image, profiles, req.config, req.devices)
+            create.check_vm_root_size(self, project, image, profiles, req.config, req.devices)
         if image is not None and req.profiles is None and image.profiles:
             profiles = list(image.profiles)  # the image's profiles, when none are asked for
             self._check_profiles(project, profiles)
@@ -334,7 +334,7 @@ class InstanceService:
             description=req.description,
             ephemeral=req.ephemeral,
             stateful=req.stateful,
-            config=dict(req.config),
+            config=effective_config(req.config, {}),
             devices=req.devices,
             profiles=profiles,
         )
@@ -359,23 +359,6 @@ class InstanceService:
 
         return self.instance_operation(act, "Creating instance", project, name)
 
-    def _check_vm_root_size(
-        self,
-        project: str,
-        image: ImageRow,
-        profiles: list[str],
-        config: dict[str, str],
-        devices: dict[str, dict[str, str]],
-    ) -> None:
-        """A root disk smaller than a VM image's disk is a 400 before anything is made."""
-        _, rootfs = self.images.files(image)
-        if rootfs is None:
-            return  # a unified image: its disk size is known once unpacked
-        devices = self.expand_parts(project, profiles, config, devices)[1]
-        size = root_disk.size(devices)
-        if size:
-            vm_disk.check_root_size(parse_size(size), qcow2_virtual_size(str(rootfs)))
-
     async def _refresh(self, source: copy.CopySource, target: q.InstanceRow) -> Operation:
         if (await self.status(target)).status != StatusCode.STOPPED:
             raise BadRequest(f"Instance {target.name!r} is running: stop it to refresh it")
@@ -399,7 +382,12 @@ class InstanceService:
             q.set_config_keys(self.db, row.id, values)
 
     async def start_unlocked(self, row: q.InstanceRow) -> None:
-        """Start an instance; the caller holds its lock."""
+        """Start an instance (admitted again: its project or profiles may have changed since
+        it was made); the caller holds its lock."""
+        admission.admit(
+            self, row.project, row.name, row.type, row.profiles, row.config, row.devices,
+            new=False,
+        )  # fmt: skip
         driver = self.drivers.get(row.type)
         await self._apply_idmap(row)
         spec = self.spec(row)
@@ -556,10 +544,10 @@ class InstanceService:
         candidate.architecture = put.architecture or row.architecture
         before = self.spec(row)
         spec = self.spec(candidate)
-        project_rules.check_instance(self.db, row.project, row.type, spec.config, spec.devices)
-        project_limits.check_instance(
-            self.db, row.project, row.name, row.type, spec.config, spec.devices, new=False
-        )
+        admission.admit(
+            self, row.project, row.name, row.type, candidate.profiles, config, put.devices,
+            new=False,
+        )  # fmt: skip
         if cloudinit.changed(before.config, spec.config):
             candidate.config[cloudinit.INSTANCE_ID] = cloudinit.new_instance_id()
         if root_disk.pool(spec.devices) != row.pool:
@@ -672,10 +660,14 @@ class InstanceService:
                 driver = self.drivers.get(row.type)
                 await driver.forget(old_spec)
                 await self.pools.driver(row.pool).rename_volume(
-                    vol_dir(row.type), row.name, new_name
+                    *instance_volume(row), instance_entry(row.project, new_name)
                 )
-                if old_spec.log_dir.exists():
-                    old_spec.log_dir.rename(self.paths.instance_logs(new_name))
+                for place in (self.paths.instance_logs, self.paths.instance_devices):
+                    await asyncio.to_thread(
+                        move_instance_dir,
+                        place(row.project, row.name),
+                        place(row.project, new_name),
+                    )
                 old = row.name
                 row.name = new_name
                 with self.db.transaction():
@@ -721,9 +713,11 @@ class InstanceService:
                 if (await self.drivers.get(row.type).status(spec)).status != StatusCode.STOPPED:
                     raise BadRequest("Instance is running")
                 await self.drivers.get(row.type).forget(spec)
-                await self.pools.driver(row.pool).delete_volume(vol_dir(row.type), row.name)
+                await self.pools.driver(row.pool).delete_volume(*instance_volume(row))
                 await asyncio.to_thread(shutil.rmtree, spec.log_dir, True)
-                await asyncio.to_thread(shutil.rmtree, self.paths.instance_devices(row.name), True)
+                await asyncio.to_thread(
+                    shutil.rmtree, self.paths.instance_devices(row.project, row.name), True
+                )
                 await BackupRecords(self.db, self.paths, "instance").forget_owner(row.id)
                 with self.db.transaction():
                     q.delete_instance(self.db, row.id)

@@ -28,7 +28,7 @@ from stapes.instance.service import InstanceService, url
 from stapes.instance.vm.qemu import STATE_FILE
 from stapes.project import restrictions
 from stapes.server.operations import Operation
-from stapes.storage.volumes import vol_dir
+from stapes.storage.volumes import instance_volume
 
 log = logging.getLogger(__name__)
 
@@ -163,19 +163,19 @@ class SnapshotService:
             stateful=stateful,
         )
         drv = self.pools.driver(row.pool)
-        volume = drv.volume_path(vol_dir(row.type), row.name)
+        volume = drv.volume_path(*instance_volume(row))
         async with self.instances.frozen(row):
             if stateful:
                 await self.instances.save_state(row, volume / STATE_FILE)
             try:
-                await drv.create_snapshot(vol_dir(row.type), row.name, name)
+                await drv.create_snapshot(*instance_volume(row), name)
             finally:
                 (volume / STATE_FILE).unlink(missing_ok=True)
         try:
             with self.db.transaction():
                 q.insert_snapshot(self.db, snap)
         except BaseException:
-            await drv.delete_snapshot(vol_dir(row.type), row.name, name)
+            await drv.delete_snapshot(*instance_volume(row), name)
             raise
         self.events.lifecycle(
             InstanceAction.SNAPSHOT_CREATED,
@@ -214,13 +214,13 @@ class SnapshotService:
             async with self.locks(row.project, row.name):
                 current = self.get(row, snap.name)
                 drv = self.pools.driver(row.pool)
-                await drv.rename_snapshot(vol_dir(row.type), row.name, snap.name, new_name)
+                await drv.rename_snapshot(*instance_volume(row), snap.name, new_name)
                 current.name = new_name
                 try:
                     with self.db.transaction():
                         q.update_snapshot(self.db, current)
                 except BaseException:
-                    await drv.rename_snapshot(vol_dir(row.type), row.name, new_name, snap.name)
+                    await drv.rename_snapshot(*instance_volume(row), new_name, snap.name)
                     raise
                 self.events.lifecycle(
                     InstanceAction.SNAPSHOT_RENAMED,
@@ -242,7 +242,7 @@ class SnapshotService:
         """Delete a snapshot now (the caller holds the instance's lock)."""
         with self.db.transaction():
             q.delete_snapshot(self.db, snap.id)
-        await self.pools.driver(row.pool).delete_snapshot(vol_dir(row.type), row.name, snap.name)
+        await self.pools.driver(row.pool).delete_snapshot(*instance_volume(row), snap.name)
         self.events.lifecycle(
             InstanceAction.SNAPSHOT_DELETED,
             snapshot_url(row.name, snap.name, row.project),
@@ -273,8 +273,8 @@ class SnapshotService:
                 if was_running:
                     await self.instances.stop_unlocked(current, force=True, timeout=-1)
                 drv = self.pools.driver(current.pool)
-                await drv.restore_snapshot(vol_dir(current.type), current.name, snap.name)
-                state = drv.volume_path(vol_dir(current.type), current.name) / STATE_FILE
+                await drv.restore_snapshot(*instance_volume(current), snap.name)
+                state = drv.volume_path(*instance_volume(current)) / STATE_FILE
                 if not stateful:  # a stateless restore of a stateful snapshot boots afresh
                     state.unlink(missing_ok=True)
                 current.config = {

@@ -24,12 +24,12 @@ BUILT_IN: dict[str, tuple[int, float]] = {
 }
 """name -> (CPUs, GiB of memory); ``aws:`` or ``gce:`` prefixes are accepted."""
 
-_SHORTHAND = re.compile(r"^c(\d+)-m(\d+(?:\.\d+)?)$")
+_SHORTHAND = re.compile(r"c(\d+)-m(\d+(?:\.\d+)?)")
 
 
 def limits(instance_type: str) -> dict[str, str]:
     name = instance_type.split(":", 1)[-1]
-    match = _SHORTHAND.match(name)
+    match = _SHORTHAND.fullmatch(name)
     if match:
         cpus, gib = int(match[1]), float(match[2])
     elif name in BUILT_IN:

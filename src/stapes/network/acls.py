@@ -13,18 +13,19 @@ from dataclasses import dataclass
 
 from stapes.api.errors import BadRequest
 from stapes.api.network import AclRule
+from stapes.config.validate import digits
 from stapes.network.forwards import parse_ports
 
 ACTIONS = ("allow", "allow-stateless", "reject", "drop")
 STATES = ("enabled", "disabled", "logged")
 PROTOCOLS = ("", "icmp4", "icmp6", "tcp", "udp")
 DEFAULT_ACTIONS = ("allow", "reject", "drop")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,62}")
 _ORDER = {"drop": 0, "reject": 1, "allow": 2, "allow-stateless": 2}
 
 
 def check_name(name: str) -> None:
-    if not _NAME.match(name) or name.endswith("-"):
+    if not _NAME.fullmatch(name) or name.endswith("-"):
         raise BadRequest(
             f"Invalid network ACL name {name!r}: 1-63 letters, digits and dashes, starting with "
             "a letter and not ending with a dash"
@@ -80,7 +81,7 @@ def check_rule(rule: AclRule, direction: str) -> None:
         if value:
             if not rule.protocol.startswith("icmp"):
                 raise BadRequest(f"{where}: {key} needs protocol icmp4 or icmp6")
-            if not value.isdigit() or int(value) > 255:
+            if not digits(value) or int(value) > 255:
                 raise BadRequest(f"Invalid {where} {key} {value!r}: use a number 0-255")
     families = {_version(s) for s in _subjects(rule.source, "") + _subjects(rule.destination, "")}
     icmp = {"icmp4": 4, "icmp6": 6}.get(rule.protocol)

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from stapes.api.errors import BadRequest
+from stapes.config.text import control_char
 from stapes.host.run import run
 
 
@@ -37,6 +40,16 @@ class DnsmasqConfig:
     """stateless (SLAAC, DHCPv6 for other information), stateful (DHCPv6 addresses from
     ``dhcp6_ranges``) or ra-only."""
     dhcp6_ranges: tuple[tuple[str, str], ...] = ()
+
+
+def _checked(lines: list[str]) -> str:
+    """The one writer of dnsmasq's config: a line per option, none carrying a control
+    character (a newline would add an option of its own)."""
+    for line in lines:
+        problem = control_char(line)
+        if problem is not None:
+            raise BadRequest(f"Refusing to write dnsmasq option {line!r}: it contains {problem}")
+    return "\n".join(lines) + "\n"
 
 
 def render(c: DnsmasqConfig) -> str:
@@ -72,7 +85,7 @@ def render(c: DnsmasqConfig) -> str:
         else:
             mode = "ra-only" if c.ipv6_mode == "ra-only" else "ra-stateless,ra-names"
             lines.append(f"dhcp-range=::,constructor:{c.bridge},{mode}")
-    return "\n".join(lines) + "\n"
+    return _checked(lines)
 
 
 def pid_of(directory: Path) -> int | None:
@@ -105,9 +118,21 @@ async def stop(directory: Path) -> None:
         await asyncio.sleep(0.02)
 
 
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
 def hosts_line(lease: StaticLease) -> str:
-    fields = [lease.hwaddr, lease.ipv4, f"[{lease.ipv6}]" if lease.ipv6 else "", lease.name]
-    return ",".join(f for f in fields if f) + "\n"
+    """A line of dnsmasq's hosts file: ``MAC,IPv4,[IPv6],NAME``. Each field is checked for
+    what it is (the file is comma separated, one host a line)."""
+    try:
+        if not _MAC.fullmatch(lease.hwaddr) or not _HOSTNAME.fullmatch(lease.name):
+            raise ValueError
+        ipv4 = str(ipaddress.IPv4Address(lease.ipv4)) if lease.ipv4 else ""
+        ipv6 = "[" + str(ipaddress.IPv6Address(lease.ipv6)) + "]" if lease.ipv6 else ""
+    except ValueError:
+        raise BadRequest(f"Refusing to write a static DHCP lease for {lease!r}") from None
+    return ",".join(f for f in (lease.hwaddr, ipv4, ipv6, lease.name) if f) + "\n"
 
 
 def write_hosts(directory: Path, hosts: list[StaticLease]) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from stapes.api.errors import BadRequest
+from stapes.config.text import control_char
+from stapes.host.nft import nft_ifname
 from stapes.host.run import run
 from stapes.network.forwards import Dnat, dnat_rule, snat_rule
 
@@ -46,6 +49,12 @@ def table_name(network: str) -> str:
 
 
 def _chain(name: str, hook: str, rules: list[str]) -> list[str]:
+    """One chain of the table; a rule that would span lines (a control character in a value
+    it was made from) is refused, so no value can add a rule or a table of its own."""
+    for rule in rules:
+        problem = control_char(rule)
+        if problem is not None:
+            raise BadRequest(f"Refusing to write the nftables rule {rule!r}: it contains {problem}")
     lines = [f"  chain {name} {{"]
     if hook:
         lines.append(f"    {hook}; policy accept;")
@@ -56,7 +65,7 @@ def _chain(name: str, hook: str, rules: list[str]) -> list[str]:
 def render(plan: FirewallPlan) -> str:
     """The whole table (the first two lines make the replacement atomic: a table that did
     not exist is created, then emptied)."""
-    table, bridge = table_name(plan.network), plan.bridge
+    table, bridge = table_name(plan.network), nft_ifname(plan.bridge)
     lines = [f"table inet {table} {{}}", f"delete table inet {table}", f"table inet {table} {{"]
     post = []
     if plan.nat4 is not None:

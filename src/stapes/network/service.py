@@ -91,8 +91,15 @@ class Networks:
                     continue
                 hwaddr = conf.get("hwaddr") or inst.config.get(f"volatile.{dev}.hwaddr", "")
                 ipv4, ipv6 = conf.get("ipv4.address", ""), conf.get("ipv6.address", "")
-                if (ipv4 or ipv6) and hwaddr:
-                    found.append(StaticLease(hwaddr, ipv4, ipv6, inst.name))
+                if not (ipv4 or ipv6) or not hwaddr:
+                    continue
+                lease = StaticLease(hwaddr, ipv4, ipv6, inst.name)
+                try:
+                    dnsmasq.hosts_line(lease)
+                except BadRequest as exc:  # one bad record must not cost the others theirs
+                    log.warning("static lease of %s skipped: %s", inst.name, exc.message)
+                    continue
+                found.append(lease)
         return found
 
     def refresh_reservations(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stapes.api.errors import BadRequest
 from stapes.config import validate as v
 from stapes.config.keys import check_keys
 
@@ -65,3 +66,9 @@ KEYS: dict[str, v.Validator] = {
 
 def validate(config: dict[str, str]) -> None:
     check_keys(config, KEYS, "project")
+    # A restricted project using the default project's profiles could take settings from
+    # them that its own restrictions were never checked against (as Incus refuses it).
+    if v.parse_bool(config.get("restricted", "false")) and not v.parse_bool(
+        config.get("features.profiles", "false")
+    ):
+        raise BadRequest("Projects without their own profiles cannot be restricted")

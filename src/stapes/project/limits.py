@@ -19,7 +19,7 @@ Devices = dict[str, dict[str, str]]
 
 def _cpus(value: str) -> int:
     """limits.cpu: a count (``2``) or a set of CPUs (``0-3,6``)."""
-    if value.isdigit():
+    if v.digits(value):
         return int(value)
     total = 0
     for part in value.split(","):

@@ -39,16 +39,18 @@ def _refuse(project: str, what: str, key: str) -> Forbidden:
 
 
 def check_instance(
-    db: Database, project: str, instance_type: str, config: dict[str, str], devices: Devices
-) -> None:
+    db: Database, project: str, instance_type: str | None, config: dict[str, str],
+    devices: Devices,
+) -> None:  # fmt: skip
     check_against(project, get_project(db, project).config, instance_type, config, devices)
 
 
 def check_against(
-    project: str, limits: dict[str, str], instance_type: str, config: dict[str, str],
+    project: str, limits: dict[str, str], instance_type: str | None, config: dict[str, str],
     devices: Devices,
 ) -> None:  # fmt: skip
-    """Whether an instance's expanded config and devices obey the project config ``limits``."""
+    """Whether an instance's expanded config and devices (or a profile's, ``instance_type``
+    None) obey the project config ``limits``."""
     if not v.parse_bool(limits.get("restricted", "false")):
         return
     nesting = _setting(limits, "restricted.containers.nesting", "block")
@@ -64,16 +66,23 @@ def check_against(
             project, "containers must set security.idmap.isolated=true",
             "restricted.containers.privilege",
         )  # fmt: skip
-    lowlevel = "restricted.containers.lowlevel"
-    if instance_type == "virtual-machine":
-        lowlevel = "restricted.virtual-machines.lowlevel"
-    if _setting(limits, lowlevel, "block") != "allow":
-        for key in config:
-            if key.startswith(_LOWLEVEL_PREFIXES) and key != "raw.idmap":
-                raise _refuse(project, f"the low-level key {key!r} is not allowed", lowlevel)
+    for key in config:
+        if not key.startswith(_LOWLEVEL_PREFIXES) or key == "raw.idmap":
+            continue
+        lowlevel = _lowlevel_setting(key, instance_type)
+        if _setting(limits, lowlevel, "block") != "allow":
+            raise _refuse(project, f"the low-level key {key!r} is not allowed", lowlevel)
     _check_raw_idmap(project, limits, config.get("raw.idmap", ""))
     for name, device in devices.items():
         _check_device(project, limits, name, device)
+
+
+def _lowlevel_setting(key: str, instance_type: str | None) -> str:
+    """Which restricted.*.lowlevel key rules a low-level key: the instance type's; for a
+    profile (no type: it may serve both kinds), the kind the key is for (raw.qemu: VMs)."""
+    for_vm = instance_type == "virtual-machine"
+    vm = key.startswith("raw.qemu") if instance_type is None else for_vm
+    return "restricted.virtual-machines.lowlevel" if vm else "restricted.containers.lowlevel"
 
 
 def _check_raw_idmap(project: str, limits: dict[str, str], raw_text: str) -> None:

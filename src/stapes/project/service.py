@@ -17,13 +17,20 @@ from stapes.db.connection import Database
 from stapes.project import keys, limits
 from stapes.server.events import EventBus
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 
 
 def check_name(name: str) -> None:
-    if not _NAME.match(name) or name in (".", ".."):
+    """Incus's rules, tighter: no underscore (an instance's files are ``<project>_<name>``,
+    so ``a_b``/``c`` and ``a``/``b_c`` must never both exist), slash, blank or quote."""
+    if "_" in name:
         raise BadRequest(
-            f"Invalid project name {name!r}: 1-63 letters, digits, dots, dashes and underscores"
+            f"Invalid project name {name!r}: Project names may not contain underscores"
+        )
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        raise BadRequest(
+            f"Invalid project name {name!r}: 1-63 letters, digits, dots and dashes, starting "
+            "with a letter or digit"
         )
 
 

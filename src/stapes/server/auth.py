@@ -114,6 +114,14 @@ def _check_restricted(request: web.Request, identity: Identity) -> None:
         raise Forbidden(f"Certificate is restricted: no access to project {project!r}")
 
 
+def require_project(request: web.Request, project: str) -> None:
+    """A project named inside a request (a copy's source, a move's target), checked against
+    the caller as the URL's project is: a restricted client reaches only its own projects."""
+    identity = identify(request)
+    if project and not identity.may_use_project(project):
+        raise Forbidden(f"Certificate is restricted: no access to project {project!r}")
+
+
 def check_public(request: web.Request, identity: Identity) -> None:
     """On endpoints open to everyone (GET /1.0, public images...): a restricted client that
     names a project still only names its own."""

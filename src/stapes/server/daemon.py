@@ -22,7 +22,7 @@ from stapes.host.paths import Paths
 from stapes.images.refresh import ImageUpkeep
 from stapes.images.secrets import ImageSecrets
 from stapes.images.store import ImageStore
-from stapes.instance import hotplug_events
+from stapes.instance import hotplug_events, layout_upgrade
 from stapes.instance.backup_file import BackupFileKeeper
 from stapes.instance.backups import BACKUP_FILE, InstanceBackups
 from stapes.instance.devices.hotplug import UeventWatcher
@@ -52,7 +52,7 @@ from stapes.server.trust import Trust
 from stapes.storage.pool import Pools
 from stapes.storage.volume_backups import VolumeBackups
 from stapes.storage.volume_snapshots import VolumeSnapshots
-from stapes.storage.volumes import Volumes, vol_dir
+from stapes.storage.volumes import Volumes, instance_volume
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,10 @@ async def initialise(st: State) -> list[InstanceRow]:
         *(st.paths.backups / "uploads").glob("upload-*"),
     ]:
         leftover.unlink(missing_ok=True)
+    await layout_upgrade.upgrade(st.instances)  # an earlier stapesd's names, before adoption
     to_start = await HostPower(st.instances).readopt()
     for row in list_instances(st.db, None):  # volumes made before stapesd kept backup.yaml
-        volume = st.pools.driver(row.pool).volume_path(vol_dir(row.type), row.name)
+        volume = st.pools.driver(row.pool).volume_path(*instance_volume(row))
         if volume.is_dir() and not (volume / BACKUP_FILE).exists():
             await st.backups.write_backup_file(row)
     return to_start

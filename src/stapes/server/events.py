@@ -26,6 +26,9 @@ it), for the ``requestor`` of lifecycle events."""
 class Listener:
     types: frozenset[str]
     project: str | None
+    confined: bool = False
+    """A restricted client's: only its project's own events, never the daemon-wide ones
+    (logging, and events of no project)."""
     queue: asyncio.Queue[dict[str, Any] | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=10000)
     )
@@ -34,6 +37,8 @@ class Listener:
     def wants(self, event: dict[str, Any]) -> bool:
         if event["type"] not in self.types:
             return False
+        if self.confined:
+            return event["type"] != "logging" and bool(event["project"] == self.project)
         return self.project is None or event["project"] in (self.project, "")
 
 
@@ -41,8 +46,10 @@ class EventBus:
     def __init__(self) -> None:
         self._listeners: set[Listener] = set()
 
-    def subscribe(self, types: frozenset[str], project: str | None) -> Listener:
-        listener = Listener(types, project)
+    def subscribe(
+        self, types: frozenset[str], project: str | None, *, confined: bool = False
+    ) -> Listener:
+        listener = Listener(types, project, confined)
         self._listeners.add(listener)
         return listener
 

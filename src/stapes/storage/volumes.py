@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from stapes.api.base import now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
@@ -22,6 +22,7 @@ from stapes.db.connection import Database
 from stapes.db.images import list_images
 from stapes.db.instances import list_instances
 from stapes.db.projects import expand_profiles, list_profiles
+from stapes.host.paths import instance_entry
 from stapes.host.run import run
 from stapes.server.events import EventBus
 from stapes.server.operations import Operation, Operations, Runner
@@ -45,6 +46,19 @@ CONTENT_TYPES = (FILESYSTEM, BLOCK)
 def vol_dir(instance_type: str) -> str:
     """Where an instance's volume lives on its pool: containers/ or virtual-machines/."""
     return TYPE_DIRS[instance_type]
+
+
+class InstanceLike(Protocol):
+    type: str
+    project: str
+    name: str
+
+
+def instance_volume(row: InstanceLike) -> tuple[str, str]:
+    """(type directory, name on the pool) of an instance's volume: ``<project>_<name>``
+    outside the default project, as Incus keeps them (so two projects' instances of the same
+    name never share a volume)."""
+    return vol_dir(row.type), instance_entry(row.project, row.name)
 
 
 def disk_name(project: str, name: str) -> str:

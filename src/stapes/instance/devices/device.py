@@ -5,12 +5,14 @@ know which driver applies them; hot plug goes through the same data."""
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from stapes.api.errors import BadRequest
+from stapes.config import validate as v
 from stapes.host.idmap import IdMap
 from stapes.network.dnsmasq import StaticLease
 from stapes.storage.volumes import AttachedVolume
@@ -174,11 +176,34 @@ class Device(abc.ABC):
         self.config = config
         self.ctx = ctx
 
+    @property
+    def file_name(self) -> str:
+        """The device's name as one file name component (device names may hold ``/``):
+        Incus's encoding, ``-`` doubled and ``/`` as ``-``."""
+        return file_name(self.name)
+
+    @property
+    def interface_name(self) -> str:
+        """The name of a NIC inside the instance: its ``name`` key, else the device's name
+        when the kernel can take it as an interface name, else one derived from it."""
+        if self.config.get("name"):
+            return self.config["name"]
+        try:
+            v.is_ifname(self.name)
+        except ValueError:
+            return "nic" + hashlib.sha256(self.name.encode()).hexdigest()[:8]
+        return self.name
+
     def fail(self, message: str) -> BadRequest:
         return BadRequest(f"Device {self.name!r} ({self.config.get('type', '')}): {message}")
 
     def validate(self) -> None:
         """Refuse unknown keys, bad values and missing required keys, naming them."""
+        if not v.is_device_name_ok(self.name):
+            raise BadRequest(
+                f"Invalid device name {self.name!r}: 1-63 letters, digits and / . - : _, not "
+                "starting with a full stop"
+            )
         if self.ctx.instance_type not in self.TYPES:
             raise self.fail(f"not supported on a {self.ctx.instance_type}")
         for key, value in self.config.items():
@@ -188,6 +213,7 @@ class Device(abc.ABC):
             if check is None:
                 raise self.fail(f"unknown key {key!r}")
             try:
+                v.is_one_line(value)  # no device value reaches the host on several lines
                 check(value)
             except ValueError as exc:
                 raise self.fail(f"invalid value for {key!r}: {exc}") from None
@@ -213,6 +239,13 @@ class Device(abc.ABC):
         return None
 
 
+def file_name(device: str) -> str:
+    """A device name as one file name component: ``-`` doubled, ``/`` written as ``-``."""
+    return device.replace("-", "--").replace("/", "-")
+
+
 def is_abs_path(value: str) -> None:
+    """An absolute path (tabs and blanks are fine: the mount writer escapes them)."""
     if not value.startswith("/"):
         raise ValueError(f"{value!r} is not an absolute path")
+    v.is_one_line(value)

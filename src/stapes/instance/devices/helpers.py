@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from stapes.api.errors import BadRequest
-from stapes.instance.devices.device import Helper
+from stapes.instance.devices.device import Helper, file_name
 from stapes.instance.devices.proxy import PID
 
 STARTUP_CHECK = 0.3
@@ -21,7 +21,7 @@ STARTUP_CHECK = 0.3
 
 
 def _pidfile(run_dir: Path, device: str) -> Path:
-    return run_dir / f"helper.{device}.pid"
+    return run_dir / f"helper.{file_name(device)}.pid"
 
 
 def start(helpers: list[Helper], init_pid: int, run_dir: Path) -> None:
@@ -33,7 +33,7 @@ def start(helpers: list[Helper], init_pid: int, run_dir: Path) -> None:
         for helper in helpers:
             stop(run_dir, helper.device)
             argv = [str(init_pid) if arg == PID else arg for arg in helper.argv]
-            log = run_dir / f"helper.{helper.device}.log"
+            log = run_dir / f"helper.{file_name(helper.device)}.log"
             with log.open("wb") as out:
                 proc = subprocess.Popen(
                     argv,

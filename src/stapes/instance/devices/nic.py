@@ -6,7 +6,6 @@ the class from nictype or the managed network's type."""
 from __future__ import annotations
 
 import ipaddress
-import re
 import secrets
 import subprocess
 from pathlib import Path
@@ -17,19 +16,6 @@ from stapes.config import validate as v
 from stapes.host import nic_filter, traffic
 from stapes.instance.devices.device import Device, DeviceContext, Nic, NicFilters, RunConfig
 from stapes.network.dnsmasq import StaticLease
-
-_IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
-_MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
-
-
-def is_ifname(value: str) -> None:
-    if not _IFNAME.match(value) or value in (".", ".."):
-        raise ValueError(f"{value!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . : -)")
-
-
-def is_mac(value: str) -> None:
-    if not _MAC.match(value):
-        raise ValueError(f"{value!r} is not a MAC address such as 00:16:3e:12:34:56")
 
 
 def is_ipv4(value: str) -> None:
@@ -56,10 +42,10 @@ NICTYPES = ("p2p", "bridged", "macvlan", "physical", "routed", "ipvlan", "sriov"
 COMMON_KEYS: dict[str, v.Validator] = {
     "nictype": v.one_of(*NICTYPES),
     "network": v.any_value,
-    "name": is_ifname,
-    "hwaddr": is_mac,
+    "name": v.is_ifname,
+    "hwaddr": v.is_mac,
     "mtu": v.is_uint,
-    "parent": v.any_value,
+    "parent": v.is_ifname,
     "boot.priority": v.is_uint,
 }
 LIMIT_KEYS: dict[str, v.Validator] = {
@@ -96,7 +82,7 @@ class NicVeth(Device):
     KEYS: ClassVar = {
         **COMMON_KEYS,
         **LIMIT_KEYS,
-        "host_name": is_ifname,
+        "host_name": v.is_ifname,
         "ipv4.address": is_ipv4,
         "ipv6.address": is_ipv6,
         "security.mac_filtering": v.is_bool,
@@ -197,14 +183,14 @@ class NicVeth(Device):
         host_name = self.ctx.config.get(f"volatile.{self.name}.host_name", "")
         if not host_name:
             return RunConfig()
-        return RunConfig(nics=[Nic(self.config.get("name") or self.name, host_name, "")])
+        return RunConfig(nics=[Nic(self.interface_name, host_name, "")])
 
     def start(self) -> RunConfig:
         prefix = f"volatile.{self.name}."
         hwaddr = self.config.get("hwaddr") or self.ctx.config.get(prefix + "hwaddr") or random_mac()
         host_name = self.config.get("host_name") or "veth" + secrets.token_hex(4)
         nic = Nic(
-            name=self.config.get("name") or self.name,
+            name=self.interface_name,
             host_name=host_name,
             hwaddr=hwaddr,
             mtu=int(self.config.get("mtu", "0") or 0),

@@ -65,7 +65,7 @@ class NicMacvlan(_HostInterfaceNic):
         key = f"volatile.{self.name}.hwaddr"
         hwaddr = self.config.get("hwaddr") or self.ctx.config.get(key) or random_mac()
         nic = Nic(
-            name=self.config.get("name") or self.name,
+            name=self.interface_name,
             host_name="",
             hwaddr=hwaddr,
             mtu=int(self.config.get("mtu", "0") or 0),
@@ -76,7 +76,7 @@ class NicMacvlan(_HostInterfaceNic):
         return RunConfig(nics=[nic], volatile={key: hwaddr})
 
     def attached(self) -> RunConfig:
-        name = self.config.get("name") or self.name
+        name = self.interface_name
         return RunConfig(nics=[Nic(name, "", "", link=self.parent(), kind="macvlan")])
 
 
@@ -90,7 +90,7 @@ class NicPhysical(_HostInterfaceNic):
 
     def start(self) -> RunConfig:
         nic = Nic(
-            name=self.config.get("name") or self.name,
+            name=self.interface_name,
             host_name="",
             hwaddr=self.config.get("hwaddr", ""),
             mtu=int(self.config.get("mtu", "0") or 0),
@@ -100,5 +100,5 @@ class NicPhysical(_HostInterfaceNic):
         return RunConfig(nics=[nic])
 
     def attached(self) -> RunConfig:
-        name = self.config.get("name") or self.name
+        name = self.interface_name
         return RunConfig(nics=[Nic(name, "", "", link=self.parent(), kind="phys")])

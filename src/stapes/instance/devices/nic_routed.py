@@ -16,7 +16,7 @@ from typing import ClassVar
 from stapes.config import validate as v
 from stapes.host import traffic
 from stapes.instance.devices.device import Device, Nic, RunConfig
-from stapes.instance.devices.nic import COMMON_KEYS, LIMIT_KEYS, is_ifname, random_mac
+from stapes.instance.devices.nic import COMMON_KEYS, LIMIT_KEYS, random_mac
 
 HOST_ADDRESS = {4: "169.254.0.1", 6: "fe80::1"}
 
@@ -43,7 +43,7 @@ class NicRouted(Device):
     KEYS: ClassVar = {
         **COMMON_KEYS,
         **LIMIT_KEYS,
-        "host_name": is_ifname,
+        "host_name": v.is_ifname,
         "ipv4.address": _addresses(4),
         "ipv6.address": _addresses(6),
         "ipv4.gateway": _gateway,
@@ -92,7 +92,7 @@ class NicRouted(Device):
             if self.config.get(f"ipv{version}.gateway", "auto") == "auto":
                 gateways.append(host)
         nic = Nic(
-            name=self.config.get("name") or self.name,
+            name=self.interface_name,
             host_name=host_name,
             hwaddr=hwaddr,
             mtu=int(self.config.get("mtu", "0") or 0),
@@ -114,7 +114,7 @@ class NicRouted(Device):
         routes = [f"{a}/32" for a in self._list("ipv4.address")]
         routes += [f"{a}/128" for a in self._list("ipv6.address")]
         nic = Nic(
-            self.config.get("name") or self.name,
+            self.interface_name,
             host_name,
             "",
             host_routes=tuple(routes),

@@ -41,7 +41,7 @@ class NodeDevice(Device):
         base = self.ctx.idmap.base if self.ctx.idmap else 0
         directory = self.node_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        source = directory / f"{self.name}.{quote(target, safe='')}"
+        source = directory / f"{self.file_name}.{quote(target, safe='')}"
         with contextlib.suppress(FileNotFoundError):
             source.unlink()
         os.mknod(
@@ -54,10 +54,12 @@ class NodeDevice(Device):
         return Node(kind, major, minor, str(source), target, mode, uid, gid)
 
     def _made(self) -> list[Path]:
+        prefix = f"{self.file_name}."
         return [
             p
-            for p in self.node_dir().glob(f"{self.name}.*")
-            if p.is_char_device() or p.is_block_device()
+            for p in self.node_dir().glob(prefix + "*")
+            if (p.is_char_device() or p.is_block_device())
+            and unquote(p.name.removeprefix(prefix)).startswith("/")  # not device "<name>.x"'s
         ]
 
     def attached(self) -> RunConfig:
@@ -65,7 +67,7 @@ class NodeDevice(Device):
         for made in self._made():
             st = made.stat()
             kind = "c" if made.is_char_device() else "b"
-            target = unquote(made.name.removeprefix(f"{self.name}."))
+            target = unquote(made.name.removeprefix(f"{self.file_name}."))
             nodes.append(Node(kind, os.major(st.st_rdev), os.minor(st.st_rdev), str(made), target))
         return self.run_config(nodes)
 
@@ -279,7 +281,7 @@ class Tpm(NodeDevice):
 
     def start(self) -> RunConfig:
         self.check_host()
-        state = self.node_dir() / f"{self.name}.tpm-state"
+        state = self.node_dir() / f"{self.file_name}.tpm-state"
         state.mkdir(parents=True, exist_ok=True)
         control = os.open("/dev/vtpmx", os.O_RDWR | os.O_CLOEXEC)
         try:
@@ -307,7 +309,7 @@ class Tpm(NodeDevice):
             )
         finally:
             os.close(server_fd)
-        (self.node_dir() / f"{self.name}.swtpm.pid").write_text(str(proc.pid))
+        (self.node_dir() / f"{self.file_name}.swtpm.pid").write_text(str(proc.pid))
         nodes = [self.make_node("c", major, minor, self.config["path"])]
         log_node = self.config.get("pathrm")
         if log_node:
@@ -318,7 +320,7 @@ class Tpm(NodeDevice):
 
     def stop(self) -> None:
         super().stop()
-        pidfile = self.node_dir() / f"{self.name}.swtpm.pid"
+        pidfile = self.node_dir() / f"{self.file_name}.swtpm.pid"
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
         pidfile.unlink(missing_ok=True)

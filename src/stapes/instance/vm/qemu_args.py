@@ -4,12 +4,14 @@ security.secureboot, boot.*, raw.qemu) and what its devices need. Pure: no host 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stapes.api.errors import BadRequest
 from stapes.config import validate as v
+from stapes.config.text import control_char, line_break
 from stapes.config.validate import parse_bool
 from stapes.instance.devices.device import VmDisk
 
@@ -120,97 +122,150 @@ def legacy_bios(config: dict[str, str]) -> bool:
 
 
 def build(inputs: VmInputs) -> list[str]:
+    """QEMU's argv. Every value that comes from the instance (paths, device names, MACs) goes
+    into an option string through ``opt`` (commas doubled, control characters refused) or
+    ``qemu_id``; raw.qemu is appended as its own arguments."""
     config = inputs.config
     memory_mib = memory_bytes(config) // 1024**2
     cpus = cpu_count(config)
     run = inputs.run_dir
     argv = [
-        "-name", inputs.name,
-        "-uuid", inputs.uuid,
+        "-name", opt(inputs.name),
+        "-uuid", opt(inputs.uuid),
         "-machine", "q35" + (",smm=on" if _secure(inputs) else ""),
         "-accel", inputs.accelerator,
         "-cpu", "host" if inputs.accelerator == "kvm" else "max",
         "-smp", str(cpus),
-        "-m", f"{memory_mib}M",
+        "-m", str(memory_mib) + "M",
         "-nodefaults",
         "-no-user-config",
         "-display", "none",
         "-device", "virtio-vga",
-        "-vnc", f"unix:{run / 'vnc.sock'}",
+        "-vnc", "unix:" + opt(run / "vnc.sock"),
         "-pidfile", str(run / "qemu.pid"),
-        "-qmp", f"unix:{run / 'qmp.sock'},server=on,wait=off",
+        "-qmp", options("unix:" + opt(run / "qmp.sock"), server="on", wait="off"),
         "-chardev",
-        f"socket,id=console,path={run / 'console.sock'},server=on,wait=off,"
-        f"logfile={inputs.log_dir / 'console.log'},logappend=on",
+        options(
+            "socket", id="console", path=run / "console.sock", server="on", wait="off",
+            logfile=inputs.log_dir / "console.log", logappend="on",
+        ),
         "-serial", "chardev:console",
         "-device", "virtio-serial-pci,id=virtio-serial0",
-        "-chardev", f"socket,id=agent,path={run / 'agent.sock'},server=on,wait=off",
-        "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
+        "-chardev", options("socket", id="agent", path=run / "agent.sock", server="on", wait="off"),
+        "-device", options("virtserialport", chardev="agent", name=AGENT_PORT),
         "-device", "virtio-rng-pci",
         "-drive",
-        f"if=none,id=root,file={inputs.root_disk},format=raw,cache=writeback,discard=unmap",
+        options(
+            "if=none", id="root", file=inputs.root_disk, format="raw", cache="writeback",
+            discard="unmap",
+        ),
         "-device",
         "virtio-blk-pci,drive=root" + ("" if inputs.kernel is not None else ",bootindex=0"),
     ]  # fmt: skip
     if inputs.virtiofs:  # vhost-user devices need the guest's memory shared with virtiofsd
         argv += [
-            "-object", f"memory-backend-memfd,id=mem,size={memory_mib}M,share=on",
+            "-object",
+            options("memory-backend-memfd", id="mem", size=str(memory_mib) + "M", share="on"),
             "-numa", "node,memdev=mem",
         ]  # fmt: skip
     if inputs.kernel is not None:
-        argv += ["-kernel", str(inputs.kernel.kernel), "-append", inputs.kernel.cmdline]
+        argv += ["-kernel", str(inputs.kernel.kernel), "-append", arg(inputs.kernel.cmdline)]
         if inputs.kernel.initrd is not None:
             argv += ["-initrd", str(inputs.kernel.initrd)]
     elif inputs.firmware is not None and inputs.nvram is not None:
         argv += [
-            "-drive", f"if=pflash,format=raw,unit=0,file={inputs.firmware.code},readonly=on",
-            "-drive", f"if=pflash,format=raw,unit=1,file={inputs.nvram}",
+            "-drive",
+            options("if=pflash", format="raw", unit="0", file=inputs.firmware.code, readonly="on"),
+            "-drive", options("if=pflash", format="raw", unit="1", file=inputs.nvram),
         ]  # fmt: skip
         if inputs.firmware.secure:
             argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
     if inputs.config_drive is not None:
         argv += [
-            "-drive", f"if=none,id=config,file={inputs.config_drive},format=raw,readonly=on",
+            "-drive",
+            options("if=none", id="config", file=inputs.config_drive, format="raw", readonly="on"),
             "-device", "virtio-blk-pci,drive=config",
         ]  # fmt: skip
     for disk in inputs.disks:
-        ro = ",readonly=on" if disk.readonly else ""
-        if disk.share and disk.name in inputs.virtiofs:
-            argv += [
-                "-chardev", f"socket,id=vfs-{disk.name},path={inputs.virtiofs[disk.name]}",
-                "-device", f"vhost-user-fs-pci,chardev=vfs-{disk.name},tag={share_tag(disk)}",
-            ]  # fmt: skip
-        elif disk.share:
-            argv += [
-                "-fsdev",
-                f"local,id=fs-{disk.name},path={_escape(disk.source)},"
-                f"security_model=passthrough{ro}",
-                "-device", f"virtio-9p-pci,fsdev=fs-{disk.name},mount_tag={share_tag(disk)}",
-            ]  # fmt: skip
-        else:
-            argv += [
-                "-drive",
-                f"if=none,id=disk-{disk.name},file={_escape(disk.source)},format=raw{ro}",
-                "-device", f"virtio-blk-pci,drive=disk-{disk.name},serial={disk.name[:20]}",
-            ]  # fmt: skip
+        argv += _disk_args(disk, inputs.virtiofs)
     for tap in inputs.taps:
+        netdev = qemu_id("net", tap.device)
         argv += [
-            "-netdev", f"tap,id=net-{tap.device},ifname={tap.name},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=net-{tap.device},mac={tap.hwaddr},romfile=",
+            "-netdev",
+            options("tap", id=netdev, ifname=tap.name, script="no", downscript="no"),
+            "-device", options("virtio-net-pci", netdev=netdev, mac=tap.hwaddr, romfile=""),
         ]  # fmt: skip
     if inputs.vsock_cid:
-        argv += ["-device", f"vhost-vsock-pci,guest-cid={inputs.vsock_cid}"]
+        argv += ["-device", options("vhost-vsock-pci", **{"guest-cid": str(inputs.vsock_cid)})]
     if any(d.startswith("usb-host") for d in inputs.devices):
         argv += ["-device", "qemu-xhci,id=usb"]
     for device in inputs.devices:
-        argv += ["-device", device]
+        argv += ["-device", arg(device)]
     raw = config.get("raw.qemu", "")
     if raw:
         try:
-            argv += shlex.split(raw)
+            argv += [arg(word) for word in shlex.split(raw)]
         except ValueError as exc:
             raise BadRequest(f"raw.qemu cannot be split into arguments: {exc}") from None
     return argv
+
+
+def _disk_args(disk: VmDisk, virtiofs: dict[str, Path]) -> list[str]:
+    """An extra disk: a virtiofs or 9p share, or a virtio block device."""
+    readonly = {"readonly": "on"} if disk.readonly else {}
+    if disk.share and disk.name in virtiofs:
+        chardev = qemu_id("vfs", disk.name)
+        return [
+            "-chardev", options("socket", id=chardev, path=virtiofs[disk.name]),
+            "-device", options("vhost-user-fs-pci", chardev=chardev, tag=share_tag(disk)),
+        ]  # fmt: skip
+    if disk.share:
+        fsdev = qemu_id("fs", disk.name)
+        return [
+            "-fsdev",
+            options("local", id=fsdev, path=disk.source, security_model="passthrough", **readonly),
+            "-device", options("virtio-9p-pci", fsdev=fsdev, mount_tag=share_tag(disk)),
+        ]  # fmt: skip
+    drive = qemu_id("disk", disk.name)
+    return [
+        "-drive", options("if=none", id=drive, file=disk.source, format="raw", **readonly),
+        "-device", options("virtio-blk-pci", drive=drive, serial=disk.name[:20]),
+    ]  # fmt: skip
+
+
+def arg(value: str) -> str:
+    """A whole QEMU argument: anything but NUL and line breaks (argv cannot carry NUL; QEMU's
+    own parsers and its logged command line would be split by the others)."""
+    problem = line_break(value)
+    if problem is not None:
+        raise BadRequest(f"Refusing to pass a QEMU argument that contains {problem}: {value!r}")
+    return value
+
+
+def opt(value: str | Path) -> str:
+    """A value inside a QEMU option string (``key=value,key=value``): commas doubled, as QEMU
+    reads them; control characters refused."""
+    text = str(value)
+    problem = control_char(text)
+    if problem is not None:
+        raise BadRequest(f"Refusing to pass a QEMU option value that contains {problem}: {text!r}")
+    return text.replace(",", ",,")
+
+
+def options(head: str, **values: str | Path) -> str:
+    """``head,key=value,...`` with every value through ``opt``."""
+    return ",".join([head, *(key + "=" + opt(value) for key, value in values.items())])
+
+
+_ID_SAFE = re.compile(r"[A-Za-z0-9.-]")
+
+
+def qemu_id(prefix: str, name: str) -> str:
+    """A QEMU object id from a device name: ids take letters, digits, ``-``, ``.`` and ``_``
+    and start with a letter; any other character of the name (``_`` too, so two names never
+    share an id) is written as ``_XX``, its code in hex."""
+    encoded = "".join(c if _ID_SAFE.fullmatch(c) else f"_{ord(c):02x}" for c in name)
+    return prefix + "-" + encoded
 
 
 def share_tag(disk: VmDisk) -> str:
@@ -220,11 +275,6 @@ def share_tag(disk: VmDisk) -> str:
 
 def _secure(inputs: VmInputs) -> bool:
     return inputs.kernel is None and inputs.firmware is not None and inputs.firmware.secure
-
-
-def _escape(value: str) -> str:
-    """A path inside a QEMU option list (commas are doubled)."""
-    return value.replace(",", ",,")
 
 
 def kernel_cmdline(image_cmdline: str) -> str:

@@ -13,7 +13,6 @@ from pyroute2 import IPRoute
 
 from stapes.api.errors import BadRequest, MissingHostFeature
 from stapes.config import validate as v
-from stapes.instance.devices.nic import is_ifname, is_mac
 from stapes.network import acls, addresses, dnsmasq, firewall
 from stapes.network.drivers.driver import NetworkDriver, link_state
 
@@ -65,7 +64,7 @@ class BridgeDriver(NetworkDriver):
         "dns.domain": v.any_value,
         "dns.mode": v.one_of("managed", "dynamic", "none"),
         "bridge.mtu": v.is_uint,
-        "bridge.hwaddr": is_mac,
+        "bridge.hwaddr": v.is_mac,
         "security.acls": v.any_value,
         "security.acls.default.ingress.action": v.one_of(*acls.DEFAULT_ACTIONS),
         "security.acls.default.egress.action": v.one_of(*acls.DEFAULT_ACTIONS),
@@ -83,7 +82,7 @@ class BridgeDriver(NetworkDriver):
     @classmethod
     def validate_name(cls, name: str) -> None:
         try:
-            is_ifname(name)
+            v.is_ifname(name)
         except ValueError as exc:
             raise BadRequest(
                 f"Invalid network name: {exc} (it names the bridge interface)"

@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 from stapes.api.errors import BadRequest
 from stapes.config import validate as v
-from stapes.instance.devices.nic import is_ifname
 from stapes.network.drivers.driver import NetworkDriver, link_state
 
 
@@ -19,7 +18,7 @@ def _no_vlan(value: str) -> None:
 
 class ParentDriver(NetworkDriver):
     KEYS: ClassVar[dict[str, v.Validator]] = {
-        "parent": is_ifname,
+        "parent": v.is_ifname,
         "mtu": v.is_uint,
         "vlan": _no_vlan,
         "gvrp": v.is_bool,
@@ -32,7 +31,7 @@ class ParentDriver(NetworkDriver):
     @classmethod
     def validate_name(cls, name: str) -> None:
         try:
-            is_ifname(name)
+            v.is_ifname(name)
         except ValueError as exc:
             raise BadRequest(f"Invalid network name: {exc}") from None
 

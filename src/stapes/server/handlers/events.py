@@ -8,7 +8,8 @@ import json
 
 from aiohttp import web
 
-from stapes.api.errors import BadRequest
+from stapes.api.errors import BadRequest, Forbidden
+from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, flag, project_of, state
 from stapes.server.events import EVENT_TYPES
 from stapes.server.response import Result
@@ -23,7 +24,10 @@ async def get_events(request: web.Request) -> Result:
             f"Unknown event type {unknown[0]!r}: valid types are {', '.join(EVENT_TYPES)}"
         )
     project = None if flag(request, "all-projects") else project_of(request)
-    listener = st.events.subscribe(frozenset(wanted or EVENT_TYPES), project)
+    confined = identify(request).restricted
+    if confined and wanted == ["logging"]:
+        raise Forbidden("Certificate is restricted: the daemon's log is not for restricted clients")
+    listener = st.events.subscribe(frozenset(wanted or EVENT_TYPES), project, confined=confined)
     ws = web.WebSocketResponse(heartbeat=30)
     try:
         await ws.prepare(request)

@@ -190,7 +190,7 @@ async def post_exec(request: web.Request) -> Result:
         spec,
         req,
         env,
-        exec_output_dir(st.paths.instance_logs(row.name)),
+        exec_output_dir(st.paths.instance_logs(row.project, row.name)),
     )
     op = st.operations.start(
         session.run,
@@ -216,7 +216,7 @@ def _output_file(request: web.Request) -> Path:
     name = request.match_info["file"]
     if "/" in name or name.startswith("."):
         raise BadRequest(f"Invalid log file name {name!r}")
-    path = exec_output_dir(st.paths.instance_logs(row.name)) / name
+    path = exec_output_dir(st.paths.instance_logs(row.project, row.name)) / name
     if not path.is_file():
         raise NotFound(f"Log file {name!r} not found")
     return path
@@ -237,7 +237,7 @@ async def delete_exec_output(request: web.Request) -> Result:
 async def list_exec_output(request: web.Request) -> Result:
     st = state(request)
     row = instance_row(request)
-    directory = exec_output_dir(st.paths.instance_logs(row.name))
+    directory = exec_output_dir(st.paths.instance_logs(row.project, row.name))
     files = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     return Sync([f"{url(row.name, row.project)}/logs/exec-output/{f}" for f in files])
 

@@ -13,6 +13,7 @@ from stapes.api.urls import instance_url
 from stapes.db.instances import InstanceRow
 from stapes.db.projects import get_project
 from stapes.server import filter as api_filter
+from stapes.server.auth import require_project
 from stapes.server.endpoint import (
     Action,
     Endpoint,
@@ -75,6 +76,7 @@ async def create_instance(request: web.Request) -> Result:
             )
         )
     req = await body_as(request, InstancesPost)
+    require_project(request, req.source.project)
     return Async(await st.instances.create(req, project_of(request)))
 
 
@@ -119,6 +121,7 @@ async def post_instance(request: web.Request) -> Result:
     if req.migration:
         raise BadRequest("Migration is not supported by this stapesd yet")
     if req.project and req.project != row.project:
+        require_project(request, req.project)
         get_project(st.db, req.project)  # a project that does not exist is a 404
         raise BadRequest("Moving an instance to another project is not supported yet")
     if not req.name or req.name == row.name:

@@ -17,6 +17,7 @@ from stapes.api.storage import (
 )
 from stapes.api.urls import volume_snapshot_url, volume_url
 from stapes.db.storage import VolumeRow, VolumeSnapshotRow
+from stapes.server.auth import require_project
 from stapes.server.endpoint import (
     Action,
     Endpoint,
@@ -82,6 +83,7 @@ async def create_volume(request: web.Request) -> Result:
             )
         )
     req = await body_as(request, StorageVolumesPost)
+    require_project(request, req.source.project)
     if "type" in request.match_info:
         req.type = request.match_info["type"]
     pool = request.match_info["pool"]
@@ -118,6 +120,7 @@ async def patch_volume(request: web.Request) -> Result:
 async def post_volume(request: web.Request) -> Result:
     vol = volume_row(request)
     req = await body_as(request, StorageVolumePost)
+    require_project(request, req.project)
     return Async(state(request).volumes.rename_or_move(vol, req))
 
 
