@@ -66,6 +66,21 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
   touch "$stamp"
 fi
+# pylxd's own integration suite (in its sdist, not its wheel) is a peer test of the API: the
+# sdist of the installed pylxd, unpacked once into the virtual environment.
+if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
+  pylxd_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("pylxd"))')
+  pylxd_src=".venv/share/pylxd-$pylxd_version"
+  if [ ! -d "$pylxd_src/integration" ]; then
+    scratch=$(mktemp -d)
+    .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+      -d "$scratch" "pylxd==$pylxd_version"
+    mkdir -p .venv/share
+    tar -xzf "$scratch"/pylxd-*.tar.gz -C .venv/share
+    rm -rf "$scratch"
+  fi
+fi
+
 # Byte-compile our sources once: the CLI starts faster when nothing is compiled per run.
 .venv/bin/python -m compileall -q src >/dev/null
 .venv/bin/python -c 'import lxc, aiohttp, pydantic' || {

@@ -42,7 +42,12 @@ def fuzzed() -> Iterator[Daemon]:
             remove_root(daemon.root)
 
 
-def test_fuzzing_the_api_finds_no_server_error(fuzzed: Daemon, tmp_path: Path) -> None:
+@pytest.mark.parametrize("restricted", [False, True], ids=["trusted", "restricted"])
+def test_fuzzing_the_api_finds_no_server_error(
+    fuzzed: Daemon, tmp_path: Path, restricted: bool
+) -> None:
+    """As a trusted client, then as one restricted to a restricted project (the default one
+    made restricted, so the fuzzer's requests land in the project it may use)."""
     if not SCHEMATHESIS.exists() and shutil.which("schemathesis") is None:
         pytest.fail("schemathesis is not installed: make setup-test installs the test extra")
     address = f"127.0.0.1:{free_port()}"
@@ -50,7 +55,11 @@ def test_fuzzing_the_api_finds_no_server_error(fuzzed: Daemon, tmp_path: Path) -
         fuzzed.request("PATCH", "/1.0", {"config": {"core.https_address": address}}).status == 200
     )
     client = ClientCert(tmp_path, "fuzz")
-    body = {"type": "client", "certificate": certs.bare(client.cert.read_text())}
+    body: dict[str, object] = {"type": "client", "certificate": certs.bare(client.cert.read_text())}
+    if restricted:
+        resp = fuzzed.request("PATCH", "/1.0/projects/default", {"config": {"restricted": "true"}})
+        assert resp.status == 200, resp.body
+        body |= {"restricted": True, "projects": ["default"]}
     assert fuzzed.request("POST", "/1.0/certificates", body).status == 200
     schema = tmp_path / "openapi.json"
     resp = fuzzed.request("GET", "/1.0/openapi.json")

@@ -84,7 +84,9 @@ INSTANCE_KEYS: dict[str, Key] = {
         v.is_bool, "true", live=True, types=CONTAINER, help="Whether the instance may swap"
     ),
     "linux.kernel_modules": Key(
-        types=CONTAINER, help="Comma-separated kernel modules to load before starting"
+        v.is_module_list,
+        types=CONTAINER,
+        help="Comma-separated kernel modules to load before starting",
     ),
     "security.nesting": Key(
         v.is_bool, "false", types=CONTAINER, help="Allow running containers inside"
@@ -194,7 +196,7 @@ OCI_KEYS: dict[str, Key] = {
         help="The application (command line) of an OCI container, its PID 1",
     ),
     "oci.cwd": Key(
-        v.is_clean_abs_path,
+        v.is_abs_path,
         types=CONTAINER,
         help="Working directory of the OCI container's application",
     ),

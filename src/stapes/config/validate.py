@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
-from stapes.config.text import control_char, line_break
+from stapes.config.text import line_break
 
 Validator = Callable[[str], None]
 
@@ -59,13 +59,18 @@ def is_one_line(value: str) -> None:
         raise ValueError(f"contains {problem}: the value must be a single line")
 
 
-def is_clean_abs_path(value: str) -> None:
-    """An absolute path without control characters."""
+def is_abs_path(value: str) -> None:
+    """An absolute path a mount or a process can take: on one line, no ``..`` (it would point
+    above where it says), at most PATH_MAX long with NAME_MAX components (tabs and blanks are
+    fine: the mount writer escapes them)."""
     if not value.startswith("/"):
         raise ValueError(f"{value!r} is not an absolute path")
-    problem = control_char(value)
-    if problem is not None:
-        raise ValueError(f"the path contains {problem}")
+    is_one_line(value)
+    parts = value.split("/")
+    if ".." in parts:
+        raise ValueError(f"{value!r} goes up with '..': give the path it means")
+    if len(value) > 4095 or any(len(part) > 255 for part in parts):
+        raise ValueError("the path is too long (4095 bytes, 255 per component at most)")
 
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
@@ -306,6 +311,42 @@ def is_deny_list(value: str) -> None:
                 f"{entry!r} is not a syscall name with an optional action "
                 "(for example: mount, or keyctl errno 38)"
             )
+
+
+_PCI_ADDRESS = re.compile(r"([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+_HEX_ID = re.compile(r"(0x)?[0-9a-fA-F]{4}")
+
+
+def is_pci_address(value: str) -> None:
+    """A PCI address (0000:01:00.0 or 01:00.0): it names a sysfs directory."""
+    if not _PCI_ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not a PCI address such as 0000:01:00.0")
+
+
+def is_hex_id(value: str) -> None:
+    """A USB or PCI vendor or product id: four hex digits."""
+    if not _HEX_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a vendor or product id (four hex digits, 10de)")
+
+
+_DNS_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def is_dns_domain(value: str) -> None:
+    """A DNS domain (labels of letters, digits and inner dashes), as dnsmasq serves it."""
+    labels = value.split(".")
+    if len(value) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{value!r} is not a DNS domain such as incus or lab.example")
+
+
+_MODULE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_module_list(value: str) -> None:
+    """linux.kernel_modules: comma-separated kernel module names (each one modprobe's argument)."""
+    for name in (m.strip() for m in value.split(",")):
+        if name and not _MODULE.fullmatch(name):
+            raise ValueError(f"{name!r} is not a kernel module name")
 
 
 def is_shell_words(value: str) -> None:

@@ -6,7 +6,9 @@ cloud-init seed), where a helper process per file would cost more than the write
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import stat
 from pathlib import Path
 
 SYS_OPENAT2 = 437  # the same number on every architecture (the generic syscall table)
@@ -36,14 +38,17 @@ def open_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
 
 def write_file(root: Path, path: str, content: bytes, owner: int, mode: int | None) -> None:
     """Write a file inside ``root`` (its directory must exist). A new file belongs to
-    ``owner`` (uid and gid) with ``mode`` (0644 if None); an existing one keeps its owner."""
+    ``owner`` (uid and gid) with ``mode`` (0644 if None); an existing one keeps its owner.
+    Only a regular file is ever written: what is there is looked at first (without opening
+    it for I/O, so a FIFO or a device cannot block or react), then that very inode is opened
+    again to write; a symlink or anything else is refused (OSError)."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
             fd = open_in_root(root_fd, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             created = True
         except FileExistsError:
-            fd = open_in_root(root_fd, path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+            fd = _reopen_regular(open_in_root(root_fd, path, os.O_PATH | os.O_NOFOLLOW), path)
             created = False
         try:
             _write_all(fd, content)
@@ -55,6 +60,18 @@ def write_file(root: Path, path: str, content: bytes, owner: int, mode: int | No
             os.close(fd)
     finally:
         os.close(root_fd)
+
+
+def _reopen_regular(path_fd: int, path: str) -> int:
+    """An fd for writing (truncated) to the regular file ``path_fd`` holds (an O_PATH fd),
+    or OSError when it holds anything else. The reopening goes through /proc/self/fd, which
+    names that inode and nothing else."""
+    try:
+        if not stat.S_ISREG(os.fstat(path_fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path}: not a regular file, not written")
+        return os.open(f"/proc/self/fd/{path_fd}", os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    finally:
+        os.close(path_fd)
 
 
 def make_dirs(root: Path, path: str, owner: int, mode: int = 0o755) -> None:

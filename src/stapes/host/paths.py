@@ -111,6 +111,9 @@ class Paths:
             self.devices,
         ):
             path.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o711)
-        self.database.parent.chmod(0o700)
-        self.images.chmod(0o700)
+        # as Incus keeps them: what belongs to instances is traversable (their own root walks
+        # to its rootfs) but not listable; the logs, database and images are root's alone
+        for path in (self.root, self.containers, self.storage_pools, self.devices):
+            path.chmod(0o711)
+        for path in (self.database.parent, self.images, self.logs):
+            path.chmod(0o700)

@@ -91,8 +91,21 @@ def put(
     elif kind == "file":
         if existing is not None and stat.S_ISDIR(existing.st_mode):
             raise OSError(errno.EISDIR, "is a directory")
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if write == "append" else os.O_TRUNC)
-        fd = os.open(path, flags, 0o644 if mode < 0 else mode)
+        kind_there = stat.S_IFMT(existing.st_mode) if existing is not None else stat.S_IFREG
+        if kind_there not in (stat.S_IFREG, stat.S_IFLNK):  # a link is checked once open
+            raise OSError(errno.EINVAL, "not a regular file")
+        # never blocks on a FIFO nor writes to a device: opened without blocking, checked,
+        # and only then truncated
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY
+        fd = os.open(
+            path, flags | (os.O_APPEND if write == "append" else 0), 0o644 if mode < 0 else mode
+        )
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file")
+        if write != "append":
+            os.ftruncate(fd, 0)
+        os.set_blocking(fd, True)
         with os.fdopen(fd, "wb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f, CHUNK)
     else:

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from stapes.api.architecture import architecture_name
 from stapes.api.errors import BadRequest
 from stapes.host.run import RunError, run
 
@@ -29,6 +30,10 @@ async def read_metadata(tarball: str) -> dict[str, Any]:
             raise BadRequest("Invalid metadata.yaml in the image: not a mapping")
         if not meta.get("architecture"):
             raise BadRequest("Invalid metadata.yaml in the image: no architecture")
+        try:  # the name liblxc and QEMU are given, whatever the image called it
+            meta["architecture"] = architecture_name(meta["architecture"])
+        except ValueError as exc:
+            raise BadRequest(f"Invalid metadata.yaml in the image: {exc}") from None
         return meta
     raise BadRequest("Invalid image file: no metadata.yaml in the tarball")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stapes.api.architecture import architecture_name
 from stapes.api.backup import BackupsPost
 from stapes.api.base import ZERO_TIME, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
@@ -328,12 +329,16 @@ class InstanceBackups:
             k: v for k, v in config.items() if k.startswith(VOLATILE_PREFIX) and valid(k, v)
         }  # the state Incus records that stapesd does not know (or a forged value) is dropped
         validate_instance_config(local, "container")
+        try:
+            architecture = architecture_name(str(source.get("architecture") or ""))
+        except ValueError as exc:
+            raise BadRequest(f"Invalid backup: {exc}") from None
         row = q.InstanceRow(
             id=0,
             project=project,
             name=name,
             type="container",
-            architecture=str(source.get("architecture") or ""),
+            architecture=architecture,
             pool=pool,
             created_at=str(source.get("created_at") or timestamp(now())),
             description=str(source.get("description") or ""),
@@ -373,7 +378,7 @@ class InstanceBackups:
             id=0,
             instance_id=0,
             name=snap,
-            architecture=str(entry.get("architecture") or row.architecture),
+            architecture=_architecture(entry.get("architecture"), row.architecture),
             created_at=str(entry.get("created_at") or timestamp(now())),
             expires_at=BackupRecords.stored_time(entry.get("expires_at")),
             description=str(entry.get("description") or ""),
@@ -382,3 +387,12 @@ class InstanceBackups:
             devices=self.instances.devices_on_pool(devices, row.profiles, row.project, row.pool),
             profiles=[str(p) for p in entry.get("profiles") or row.profiles],
         )
+
+
+def _architecture(value: object, fallback: str) -> str:
+    """A snapshot's architecture from a backup, as a name (the instance's when it names none
+    that is known)."""
+    try:
+        return architecture_name(str(value or "")) or fallback
+    except ValueError:
+        return fallback

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl  # imported here: the attached child (in the container's mount namespace) uses them
 import json
+import logging
 import os
 import socket
 import sys
@@ -40,6 +41,7 @@ except ImportError:  # reported by MissingHostFeature when used
     _lxc = None
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _STATUS = {
     "RUNNING": StatusCode.RUNNING,
@@ -95,6 +97,17 @@ def _remove_monitor_cgroups(name: str) -> None:
         for directory in [*root.glob(pattern), *root.glob(f"*/{pattern}")]:
             with contextlib.suppress(OSError):  # busy: a monitor still runs in it
                 directory.rmdir()
+
+
+def _close_volume(spec: InstanceSpec) -> None:
+    """A container's volume directory as Incus keeps it: 0100, owned by root for a
+    privileged container, by the container's root for an unprivileged one, so that no other
+    host user can walk into its rootfs (and reach a setuid file inside, CVE-2016-1582)."""
+    if not spec.volume.is_dir():
+        return
+    owner = spec.idmap.root_uid if spec.idmap is not None else 0
+    os.chown(spec.volume, owner, owner)
+    os.chmod(spec.volume, 0o100)
 
 
 def _is_systemd(rootfs: Path) -> bool:
@@ -175,6 +188,7 @@ class LxcDriver(InstanceDriver):
             link.unlink()
         link.symlink_to(spec.volume)
         spec.log_dir.mkdir(parents=True, exist_ok=True)
+        _close_volume(spec)
 
     async def forget(self, spec: InstanceSpec) -> None:
         link = self._link(spec)
@@ -205,7 +219,11 @@ class LxcDriver(InstanceDriver):
 
         if not (self._link(spec) / "config").exists():
             return RuntimeState(StatusCode.STOPPED)
-        state, pid = await self._call(probe)
+        try:
+            state, pid = await self._call(probe)
+        except RuntimeError as exc:  # liblxc cannot load what is there: say so, list on
+            log.warning("state of %s unreadable: %s", spec.name, exc)
+            return RuntimeState(StatusCode.ERROR)
         return RuntimeState(_STATUS.get(state, StatusCode.ERROR), pid if pid > 0 else -1)
 
     async def state(self, spec: InstanceSpec) -> RuntimeState:
@@ -264,6 +282,7 @@ class LxcDriver(InstanceDriver):
 
     async def start(self, spec: InstanceSpec) -> int:
         await self._load_modules(spec)
+        _close_volume(spec)  # its map may have changed since it was adopted
         items = self.config_items(spec)
         config_path = self._link(spec) / "config"
         spec.log_dir.mkdir(parents=True, exist_ok=True)
@@ -286,7 +305,11 @@ class LxcDriver(InstanceDriver):
             pid: int = c.init_pid
             return pid
 
-        await self._call(prepare)
+        try:
+            await self._call(prepare)
+        except RuntimeError as exc:  # liblxc refused the config just written
+            config_path.unlink(missing_ok=True)
+            raise BadRequest(f"liblxc refused the container's config: {exc}") from None
         # The lxc-start tool, not the bindings: liblxc moves the process that starts a
         # container into the container's monitor cgroup (stapesd itself, through python-lxc),
         # and the bindings keep the GIL while liblxc waits for the start.
@@ -297,6 +320,7 @@ class LxcDriver(InstanceDriver):
             await asyncio.to_thread(
                 _wait_monitor_gone, self.paths.containers, lxc_name(spec.project, spec.name)
             )
+            config_path.unlink(missing_ok=True)  # the next look at the instance sees it stopped
             detail = _log_tail(log_file)
             if detail == "no liblxc log" and err.strip():
                 detail = err.strip().splitlines()[-1]

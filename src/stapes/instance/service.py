@@ -58,6 +58,10 @@ Undo = Callable[[], Awaitable[None]]
 
 url = instance_url
 
+DELETABLE = (StatusCode.STOPPED, StatusCode.ERROR)
+"""Error: the driver cannot read the instance's state (an unloadable liblxc config), so it
+cannot be running under it; it may still go."""
+
 
 class InstanceService:
     def __init__(
@@ -700,7 +704,7 @@ class InstanceService:
         return self.instance_operation(act, "Moving instance", row.project, row.name)
 
     async def delete(self, row: q.InstanceRow) -> Operation:
-        if (await self.status(row)).status != StatusCode.STOPPED:
+        if (await self.status(row)).status not in DELETABLE:
             raise BadRequest("Instance is running")
         if parse_bool(value_of(self.expand(row)[0], "security.protection.delete")):
             raise BadRequest(
@@ -710,7 +714,7 @@ class InstanceService:
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
                 spec = self.spec(row)
-                if (await self.drivers.get(row.type).status(spec)).status != StatusCode.STOPPED:
+                if (await self.drivers.get(row.type).status(spec)).status not in DELETABLE:
                     raise BadRequest("Instance is running")
                 await self.drivers.get(row.type).forget(spec)
                 await self.pools.driver(row.pool).delete_volume(*instance_volume(row))

@@ -242,10 +242,3 @@ class Device(abc.ABC):
 def file_name(device: str) -> str:
     """A device name as one file name component: ``-`` doubled, ``/`` written as ``-``."""
     return device.replace("-", "--").replace("/", "-")
-
-
-def is_abs_path(value: str) -> None:
-    """An absolute path (tabs and blanks are fine: the mount writer escapes them)."""
-    if not value.startswith("/"):
-        raise ValueError(f"{value!r} is not an absolute path")
-    v.is_one_line(value)

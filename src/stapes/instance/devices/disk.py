@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from stapes.api.errors import StapesError
 from stapes.config import validate as v
-from stapes.instance.devices.device import Device, Mount, RunConfig, is_abs_path
+from stapes.instance.devices.device import Device, Mount, RunConfig
 from stapes.storage.volumes import AttachedVolume
 
 PROPAGATION = ("private", "shared", "slave", "unbindable", "rprivate", "rshared", "rslave")
@@ -16,7 +16,7 @@ PROPAGATION = ("private", "shared", "slave", "unbindable", "rprivate", "rshared"
 class RootDisk(Device):
     """``path: /`` with a ``pool``: the instance's own volume, which the driver mounts."""
 
-    KEYS: ClassVar = {"path": is_abs_path, "pool": v.any_value, "size": v.is_size}
+    KEYS: ClassVar = {"path": v.is_abs_path, "pool": v.any_value, "size": v.is_size}
     REQUIRED = ("pool",)
     TYPES = frozenset({"container", "virtual-machine"})
     HOTPLUG = False
@@ -30,7 +30,7 @@ class DiskMount(Device):
 
     KEYS: ClassVar = {
         "source": v.any_value,
-        "path": is_abs_path,
+        "path": v.is_abs_path,
         "readonly": v.is_bool,
         "optional": v.is_bool,
         "required": v.is_bool,
@@ -47,7 +47,7 @@ class DiskMount(Device):
             raise self.fail("a host path cannot be mounted as the root")
         if not self.config.get("pool"):
             try:
-                is_abs_path(self.config["source"])
+                v.is_abs_path(self.config["source"])
             except ValueError as exc:
                 raise self.fail(f"source: {exc}") from None
         elif self.ctx.volume is not None:

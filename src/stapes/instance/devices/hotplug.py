@@ -106,8 +106,8 @@ def host_nodes(sysfs: Path = SYSFS) -> list[HostNode]:
 
 class UnixHotplug(NodeDevice):
     KEYS: ClassVar = {
-        "vendorid": v.any_value,
-        "productid": v.any_value,
+        "vendorid": v.is_hex_id,
+        "productid": v.is_hex_id,
         "uid": v.is_uint,
         "gid": v.is_uint,
         "mode": v.is_octal_mode,

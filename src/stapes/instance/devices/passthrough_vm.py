@@ -76,7 +76,7 @@ def _bind_vfio(address: str) -> None:
 
 
 class PciPassthrough(_Vfio):
-    KEYS: ClassVar = {"address": v.any_value}
+    KEYS: ClassVar = {"address": v.is_pci_address}
     REQUIRED = ("address",)
 
 
@@ -85,10 +85,10 @@ class GpuPassthrough(_Vfio):
 
     KEYS: ClassVar = {
         "gputype": v.one_of("physical"),
-        "pci": v.any_value,
-        "vendorid": v.any_value,
-        "productid": v.any_value,
-        "id": v.any_value,
+        "pci": v.is_pci_address,
+        "vendorid": v.is_hex_id,
+        "productid": v.is_hex_id,
+        "id": v.is_uint,
     }
 
     def _address(self) -> str:
@@ -108,8 +108,8 @@ class GpuPassthrough(_Vfio):
 
 class UsbPassthrough(Device):
     KEYS: ClassVar = {
-        "vendorid": v.any_value,
-        "productid": v.any_value,
+        "vendorid": v.is_hex_id,
+        "productid": v.is_hex_id,
         "busnum": v.is_uint,
         "devnum": v.is_uint,
         "required": v.is_bool,

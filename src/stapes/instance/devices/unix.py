@@ -22,7 +22,6 @@ from stapes.instance.devices.device import (
     Mount,
     Node,
     RunConfig,
-    is_abs_path,
 )
 
 
@@ -85,8 +84,8 @@ class NodeDevice(Device):
 
 class UnixNode(NodeDevice):
     KEYS: ClassVar = {
-        "source": is_abs_path,
-        "path": is_abs_path,
+        "source": v.is_abs_path,
+        "path": v.is_abs_path,
         "major": v.is_uint,
         "minor": v.is_uint,
         "uid": v.is_uint,
@@ -157,10 +156,10 @@ class Gpu(NodeDevice):
 
     KEYS: ClassVar = {
         "gputype": v.one_of("physical"),
-        "id": v.any_value,
-        "pci": v.any_value,
-        "vendorid": v.any_value,
-        "productid": v.any_value,
+        "id": v.is_uint,
+        "pci": v.is_pci_address,
+        "vendorid": v.is_hex_id,
+        "productid": v.is_hex_id,
         "uid": v.is_uint,
         "gid": v.is_uint,
         "mode": v.is_octal_mode,
@@ -215,8 +214,8 @@ class Usb(NodeDevice):
     """A USB device by vendorid (and productid): its /dev/bus/usb node."""
 
     KEYS: ClassVar = {
-        "vendorid": v.any_value,
-        "productid": v.any_value,
+        "vendorid": v.is_hex_id,
+        "productid": v.is_hex_id,
         "busnum": v.is_uint,
         "devnum": v.is_uint,
         "uid": v.is_uint,
@@ -267,7 +266,7 @@ class Tpm(NodeDevice):
     """A software TPM: swtpm serves a vTPM proxy device the kernel creates (/dev/tpmN), whose
     node the container gets at ``path``. swtpm runs as long as the container."""
 
-    KEYS: ClassVar = {"path": is_abs_path, "pathrm": is_abs_path}
+    KEYS: ClassVar = {"path": v.is_abs_path, "pathrm": v.is_abs_path}
     REQUIRED = ("path",)
 
     def check_host(self) -> None:

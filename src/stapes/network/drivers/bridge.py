@@ -61,7 +61,7 @@ class BridgeDriver(NetworkDriver):
         "ipv6.dhcp.ranges": _is_ranges(6),
         "ipv4.routes": _is_routes,
         "ipv6.routes": _is_routes,
-        "dns.domain": v.any_value,
+        "dns.domain": v.is_dns_domain,
         "dns.mode": v.one_of("managed", "dynamic", "none"),
         "bridge.mtu": v.is_uint,
         "bridge.hwaddr": v.is_mac,

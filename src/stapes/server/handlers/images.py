@@ -188,8 +188,8 @@ async def _pull_image(request: web.Request, req: ImagesPost) -> Result:
     st = state(request)
     project = project_of(request)
     source = req.source
-    if source.type in ("instance", "snapshot"):
-        return _publish(request, req)
+    if source.type in ("instance", "snapshot", "container", "virtual-machine"):
+        return _publish(request, req)  # the last two: older clients' names (pylxd's publish)
     if source.type != "image" or not source.server:
         raise BadRequest(
             f"Creating images from a {source.type or 'JSON'} source is not supported yet: "
