@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import websocket
@@ -76,7 +77,12 @@ def attacker(
     daemon: Daemon, busybox: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Attacker]:
     project = unique("p")
-    config = {"features.images": "false", "features.profiles": "true", "restricted": "true"}
+    config = {
+        "features.images": "false",
+        "features.profiles": "true",
+        "features.storage.volumes": "true",
+        "restricted": "true",
+    }
     assert (
         daemon.request("POST", "/1.0/projects", {"name": project, "config": config}).status == 200
     )
@@ -177,6 +183,7 @@ FIELDS: list[tuple[str, dict[str, Any], bool]] = [
     ("nic hwaddr", {"devices": {"n": {"type": "nic", "nictype": "p2p", "hwaddr": P}}}, True),
     ("nic parent", {"devices": {"n": {"type": "nic", "nictype": "macvlan", "parent": P}}}, True),
     ("profile", {"profiles": ["default", P]}, True),
+    ("instance name", {"name": P}, True),
 ]
 
 
@@ -253,6 +260,8 @@ def _cases() -> Iterator[Any]:
         for route in ROUTES:
             if route == "profile" and not in_profile:
                 continue
+            if route == "update" and "name" in template:  # a PATCH renames nothing
+                continue
             for payload in PAYLOADS:
                 yield pytest.param(
                     field, template, sink, payload, route, id=f"{field}-{payload}-{route}"
@@ -283,6 +292,42 @@ def test_no_value_reaches_the_host_unchecked(
     if route == "update":  # the victim as it was
         restored = a.finish(a.call("PUT", f"/1.0/instances/{a.victim}", a.victim_put))
         assert restored.status == 200, restored.body
+
+
+NAMED = [
+    ("snapshot", "/1.0/instances/{victim}/snapshots"),
+    ("backup", "/1.0/instances/{victim}/backups"),
+    ("custom volume", "/1.0/storage-pools/default/volumes/custom"),
+    ("volume snapshot", "/1.0/storage-pools/default/volumes/custom/{volume}/snapshots"),
+    ("profile", "/1.0/profiles"),
+]
+"""What a client names that becomes a file on the host: each POST of a new one by name."""
+
+
+@pytest.mark.parametrize("payload", list(PAYLOADS))
+@pytest.mark.parametrize(("what", "url"), NAMED, ids=[n[0] for n in NAMED])
+def test_names_that_become_files_stay_one_file_name(
+    attacker: Attacker, what: str, url: str, payload: str
+) -> None:
+    a = attacker
+    if what in ("snapshot", "backup"):  # the restricted project allows them for this test
+        a.daemon.request(
+            "PATCH", f"/1.0/projects/{a.project}", {"config": {f"restricted.{what}s": "allow"}}
+        )
+    try:
+        path = url.format(victim=a.victim, volume=a.volume)
+        done = a.finish(a.call("POST", path, {"name": PAYLOADS[payload], "type": "custom"}))
+    finally:
+        a.daemon.request(
+            "PATCH", f"/1.0/projects/{a.project}", {"config": {f"restricted.{what}s": ""}}
+        )
+    if payload in (*CONTROL, "dotdot", "long"):
+        assert done.status == 400 and _error(done), (what, payload, done.body)
+    elif done.status == 200:  # made: it goes again
+        gone = a.finish(a.call("DELETE", f"{path}/{quote(PAYLOADS[payload], safe='')}"))
+        assert gone.status == 200, gone.body
+    assert not CANARY.exists()
+    assert not list(Path("/var/tmp").glob(CANARY.name + "*"))
 
 
 def test_pylxd_numeric_architecture_makes_a_working_instance(attacker: Attacker) -> None:

@@ -356,3 +356,26 @@ def test_restricted_idmap_ranges(
         "PATCH", f"{PROJECTS}/{project}", {"config": {"restricted.idmap.uid": "1000-x"}}
     )
     assert resp.status == 400 and "1000-x" in resp.json()["error"]
+
+
+def test_shared_custom_volumes_live_under_the_holding_projects_name(daemon: Daemon) -> None:
+    """A project without features.storage.volumes uses the default project's volumes: one made
+    through it is the default project's (default_<name> on the pool), and goes whole."""
+    name, volume = unique("p"), unique("v")
+    config = {"features.profiles": "true", "features.storage.volumes": "false"}
+    assert daemon.request("POST", PROJECTS, {"name": name, "config": config}).status == 200
+    url = f"/1.0/storage-pools/default/volumes/custom/{volume}?project={name}"
+    try:
+        body = {"name": volume, "type": "custom"}
+        resp = daemon.request("POST", f"/1.0/storage-pools/default/volumes?project={name}", body)
+        assert resp.status == 200, resp.body
+        custom = daemon.root / "storage-pools" / "default" / "custom"
+        assert (custom / f"default_{volume}").is_dir() and not (
+            custom / f"{name}_{volume}"
+        ).exists()
+        assert daemon.request("GET", url).metadata["project"] == "default"
+        assert daemon.request("DELETE", url).status == 200
+        assert not (custom / f"default_{volume}").exists()
+    finally:
+        daemon.request("DELETE", url)
+        daemon.request("DELETE", f"{PROJECTS}/{name}")

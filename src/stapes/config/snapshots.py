@@ -11,6 +11,7 @@ from dateutil.relativedelta import relativedelta
 
 from stapes.api.base import parse_timestamp, timestamp
 from stapes.api.errors import BadRequest
+from stapes.config.validate import name_problem
 
 _ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@annually", "@yearly")
 _CRON_OF_ALIAS = {"@midnight": "@daily", "@annually": "@yearly"}
@@ -143,10 +144,11 @@ _NAME = re.compile(r"[^/\s]+")
 
 def validate_name(name: str) -> None:
     """A snapshot name (of an instance or a volume)."""
-    if not name or not _NAME.fullmatch(name) or name in (".", ".."):
-        raise BadRequest(
-            f"Invalid snapshot name {name!r}: it cannot be empty or contain spaces or slashes"
-        )
+    problem = name_problem(name)
+    if problem is None and not _NAME.fullmatch(name):
+        problem = "it cannot contain spaces"
+    if problem is not None:
+        raise BadRequest(f"Invalid snapshot name {name!r}: {problem}")
 
 
 def parse_expiry_time(text: str) -> str:

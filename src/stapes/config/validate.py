@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
-from stapes.config.text import line_break
+from stapes.config.text import control_char, line_break
 
 Validator = Callable[[str], None]
 
@@ -113,6 +113,25 @@ def is_device_name(name: str) -> None:
             f"{name!r} is not a device name: 1-63 letters, digits and / . - : _, not starting "
             "with a full stop"
         )
+
+
+NAME_MAX = 200
+"""The longest name of a snapshot, volume, backup or profile: it becomes a file name on the
+host, with room left for a ``<project>_`` in front (a file name takes 255 bytes)."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why a name that becomes one file name on the host cannot, or None."""
+    if not name:
+        return "it cannot be empty"
+    if name in (".", "..") or "/" in name:
+        return "it cannot be . or .. or contain a slash"
+    problem = control_char(name)
+    if problem is not None:
+        return f"it contains {problem}"
+    if len(name.encode()) > NAME_MAX:
+        return f"it is longer than {NAME_MAX} bytes"
+    return None
 
 
 def is_bool(value: str) -> None:

@@ -14,6 +14,7 @@ from stapes.api.lifecycle import ProfileAction
 from stapes.api.profile import ProfilePut
 from stapes.api.urls import profile_url
 from stapes.config.keys import validate_instance_config
+from stapes.config.validate import name_problem
 from stapes.db import instances as iq
 from stapes.db import projects as q
 from stapes.db.connection import Database
@@ -28,8 +29,11 @@ _NAME = re.compile(r"[^/\s]+")
 
 
 def validate_name(name: str) -> None:
-    if not name or not _NAME.fullmatch(name) or name in (".", ".."):
-        raise BadRequest(f"Invalid profile name {name!r}: no spaces or slashes, not . or ..")
+    problem = name_problem(name)
+    if problem is None and not _NAME.fullmatch(name):
+        problem = "it cannot contain spaces"
+    if problem is not None:
+        raise BadRequest(f"Invalid profile name {name!r}: {problem}")
 
 
 class ProfileService:

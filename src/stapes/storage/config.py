@@ -68,5 +68,8 @@ def check_volume_name(name: str) -> None:
         raise BadRequest("No name provided")
     if "/" in name:
         raise BadRequest("Storage volume names may not contain slashes")
-    if name in (".", "..") or "\0" in name or name.startswith("."):
+    if name in (".", "..") or name.startswith("."):
         raise BadRequest(f"Invalid name {name!r}: it must not start with a dot")
+    problem = v.name_problem(name)
+    if problem is not None:
+        raise BadRequest(f"Invalid name {name!r}: {problem}")

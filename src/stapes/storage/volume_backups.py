@@ -14,7 +14,7 @@ from stapes.api.lifecycle import StorageVolumeAction
 from stapes.api.urls import volume_url
 from stapes.db import backups as bq
 from stapes.db import storage as q
-from stapes.db.projects import get_project
+from stapes.db.projects import feature_project, get_project
 from stapes.host.paths import Paths
 from stapes.server.operations import Operation
 from stapes.storage.backups import index as backup_index
@@ -159,7 +159,7 @@ class VolumeBackups:
         snaps = [self._snapshot_row(index, s) for s in index.snapshots]
 
         async def act(op: Operation) -> None:
-            on_pool = disk_name(project, row.name)
+            on_pool = disk_name(row.project, row.name)
             try:
                 async with self.volumes.lock(pool, project, row.name):
                     try:
@@ -200,7 +200,7 @@ class VolumeBackups:
         return q.VolumeRow(
             id=0,
             pool=pool,
-            project=project,
+            project=feature_project(self.db, project, "storage.volumes"),
             name=name,
             type="custom",
             content_type=content_type,

@@ -21,7 +21,7 @@ from stapes.db import storage as q
 from stapes.db.connection import Database
 from stapes.db.images import list_images
 from stapes.db.instances import list_instances
-from stapes.db.projects import expand_profiles, list_profiles
+from stapes.db.projects import expand_profiles, feature_project, list_profiles
 from stapes.host.paths import instance_entry
 from stapes.host.run import run
 from stapes.server.events import EventBus
@@ -214,7 +214,7 @@ class Volumes:
         if vol is None:
             raise NotFound(f"Storage volume {name!r} not found on pool {pool!r}")
         drv = self.driver(pool)
-        on_disk = disk_name(project, name)
+        on_disk = disk_name(vol.project, name)  # the project that holds it
         block = drv.block_path("custom", on_disk) if vol.content_type == BLOCK else None
         return AttachedVolume(drv.volume_path("custom", on_disk), vol.content_type, block)
 
@@ -262,7 +262,9 @@ class Volumes:
         return q.VolumeRow(
             id=0,
             pool=pool,
-            project=project,
+            # the project that holds it: the default one's when this one shares its volumes
+            # (its name on the pool is <that project>_<name>, as the row will say)
+            project=feature_project(self.db, project, "storage.volumes"),
             name=req.name,
             type="custom",
             content_type=req.content_type,

@@ -13,6 +13,7 @@ from stapes.api.backup import BackupsPost
 from stapes.api.base import ZERO_TIME, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.config.snapshots import parse_expiry_time
+from stapes.config.validate import name_problem
 from stapes.db import backups as q
 from stapes.db.connection import Database
 from stapes.host.paths import Paths
@@ -65,10 +66,11 @@ class BackupRecords:
         )
 
     def check_name(self, owner_id: int, name: str) -> None:
-        if not name or name in (".", "..") or "/" in name or any(c.isspace() for c in name):
-            raise BadRequest(
-                f"Invalid backup name {name!r}: it cannot be empty or contain spaces or slashes"
-            )
+        problem = name_problem(name)
+        if problem is None and any(c.isspace() for c in name):
+            problem = "it cannot contain spaces"
+        if problem is not None:
+            raise BadRequest(f"Invalid backup name {name!r}: {problem}")
         if q.find_backup(self.db, self.owner, owner_id, name) is not None:
             raise Conflict(f"Backup {name!r} already exists")
 
