@@ -32,6 +32,29 @@ def network(daemon: Daemon) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
+def lone() -> Iterator[Daemon]:
+    """A daemon of its own (for tests that stop it, throw its database away or change its
+    defaults); whatever it holds goes with it: instances of every project, then pools."""
+    daemon = Daemon(new_root())
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        try:
+            if daemon.proc is not None:
+                for url in daemon.request("GET", "/1.0/instances?all-projects=true").metadata:
+                    name, _, query = url.rsplit("/", 1)[-1].partition("?")
+                    stop = {"action": "stop", "force": True}
+                    daemon.wait(daemon.request("PUT", f"/1.0/instances/{name}/state?{query}", stop))
+                    daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}?{query}"))
+                for url in daemon.request("GET", "/1.0/storage-pools").metadata:
+                    daemon.request("DELETE", url)
+        finally:
+            daemon.stop()
+            remove_root(daemon.root)
+
+
+@pytest.fixture
 def second_host() -> Iterator[tuple[Daemon, str]]:
     """Another stapesd (its own state directory), listening on another loopback port."""
     other = Daemon(new_root())

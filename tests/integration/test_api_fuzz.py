@@ -11,13 +11,12 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stapes import certs
-from tests.helpers import ClientCert, Daemon, free_port, new_root, remove_root
+from tests.helpers import ClientCert, Daemon, free_port
 
 pytestmark = [pytest.mark.root]
 
@@ -26,43 +25,25 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 HOST_RESOURCES = r"^/1\.0(/(networks|network-acls|storage-pools|images).*)?$"
 
 
-@pytest.fixture
-def fuzzed() -> Iterator[Daemon]:
-    daemon = Daemon(new_root())
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        try:
-            for url in daemon.request("GET", "/1.0/instances?all-projects=true").metadata:
-                name, _, query = url.rsplit("/", 1)[-1].partition("?")
-                daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}?{query}"))
-        finally:
-            daemon.stop()
-            remove_root(daemon.root)
-
-
 @pytest.mark.parametrize("restricted", [False, True], ids=["trusted", "restricted"])
 def test_fuzzing_the_api_finds_no_server_error(
-    fuzzed: Daemon, tmp_path: Path, restricted: bool
+    lone: Daemon, tmp_path: Path, restricted: bool
 ) -> None:
     """As a trusted client, then as one restricted to a restricted project (the default one
     made restricted, so the fuzzer's requests land in the project it may use)."""
     if not SCHEMATHESIS.exists() and shutil.which("schemathesis") is None:
         pytest.fail("schemathesis is not installed: make setup-test installs the test extra")
     address = f"127.0.0.1:{free_port()}"
-    assert (
-        fuzzed.request("PATCH", "/1.0", {"config": {"core.https_address": address}}).status == 200
-    )
+    assert lone.request("PATCH", "/1.0", {"config": {"core.https_address": address}}).status == 200
     client = ClientCert(tmp_path, "fuzz")
     body: dict[str, object] = {"type": "client", "certificate": certs.bare(client.cert.read_text())}
     if restricted:
-        resp = fuzzed.request("PATCH", "/1.0/projects/default", {"config": {"restricted": "true"}})
+        resp = lone.request("PATCH", "/1.0/projects/default", {"config": {"restricted": "true"}})
         assert resp.status == 200, resp.body
         body |= {"restricted": True, "projects": ["default"]}
-    assert fuzzed.request("POST", "/1.0/certificates", body).status == 200
+    assert lone.request("POST", "/1.0/certificates", body).status == 200
     schema = tmp_path / "openapi.json"
-    resp = fuzzed.request("GET", "/1.0/openapi.json")
+    resp = lone.request("GET", "/1.0/openapi.json")
     assert resp.status == 200 and json.loads(resp.body)["paths"]
     schema.write_bytes(resp.body)
     proc = subprocess.run(
@@ -80,5 +61,5 @@ def test_fuzzing_the_api_finds_no_server_error(
     cases = re.search(r"(\d+) generated", out)
     assert proc.returncode == 0 and cases is not None, out[-4000:]
     print(f"fuzz: {cases.group(1)} requests, no server error")
-    assert fuzzed.proc is not None and fuzzed.proc.poll() is None  # alive
-    assert fuzzed.request("GET", "/1.0").status == 200
+    assert lone.proc is not None and lone.proc.poll() is None  # alive
+    assert lone.request("GET", "/1.0").status == 200

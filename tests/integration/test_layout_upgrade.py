@@ -5,31 +5,12 @@ volume, snapshots, logs and device files under its bare name: the new daemon mov
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import Daemon, new_root, remove_root, unique
+from tests.helpers import Daemon, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]
-
-
-@pytest.fixture
-def lone() -> Iterator[Daemon]:
-    daemon = Daemon(new_root())
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        try:
-            for url in daemon.request("GET", "/1.0/instances?all-projects=true").metadata:
-                name, _, query = url.rsplit("/", 1)[-1].partition("?")
-                state = {"action": "stop", "force": True}
-                daemon.wait(daemon.request("PUT", f"/1.0/instances/{name}/state?{query}", state))
-                daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}?{query}"))
-        finally:
-            daemon.stop()
-            remove_root(daemon.root)
 
 
 def test_an_earlier_layout_upgrades_and_running_instances_are_readopted(lone: Daemon) -> None:

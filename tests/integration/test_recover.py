@@ -7,33 +7,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Daemon, new_root, remove_root, unique
+from tests.helpers import Daemon, unique
 
 pytestmark = [pytest.mark.root]
-
-
-@pytest.fixture
-def lone() -> Iterator[Daemon]:
-    """A daemon of its own: this test throws its database away."""
-    root = new_root()
-    d = Daemon(root)
-    d.start()
-    try:
-        yield d
-    finally:
-        try:
-            for url in d.request("GET", "/1.0/instances").metadata if d.proc else []:
-                d.force_delete(url.rsplit("/", 1)[-1])
-            for url in d.request("GET", "/1.0/storage-pools").metadata if d.proc else []:
-                d.request("DELETE", url)
-        finally:
-            d.stop()
-            remove_root(root)
 
 
 def wait_for(path: Path, text: str) -> None:
