@@ -374,6 +374,17 @@ def test_shared_custom_volumes_live_under_the_holding_projects_name(daemon: Daem
             custom / f"{name}_{volume}"
         ).exists()
         assert daemon.request("GET", url).metadata["project"] == "default"
+        # its operations are the requesting project's (a client confined to it sees them)
+        snapshots = url.replace("?", "/snapshots?")
+        op = daemon.request("POST", snapshots, {"name": "s0"})
+        assert op.status == 202, op.body
+        assert daemon.wait(op).status == 200
+        listed = daemon.request("GET", f"/1.0/operations?project={name}").metadata
+        ids = [url for urls in listed.values() for url in urls]
+        assert f"/1.0/operations/{op.json()['metadata']['id']}" in ids
+        assert (
+            daemon.wait(daemon.request("DELETE", url.replace("?", "/snapshots/s0?"))).status == 200
+        )
         assert daemon.request("DELETE", url).status == 200
         assert not (custom / f"default_{volume}").exists()
     finally:

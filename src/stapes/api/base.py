@@ -78,13 +78,10 @@ def now() -> datetime:
 
 
 def timestamp(when: datetime | None) -> str:
-    """Incus timestamps, as Go writes them (RFC 3339 with the fraction's trailing zeros cut,
-    no fraction at all on a whole second) and a Z."""
+    """Incus timestamps: RFC 3339 with nanosecond-ish precision and a Z."""
     if when is None:
         return ZERO_TIME
-    utc = when.astimezone(UTC)
-    fraction = f"{utc.microsecond:06d}".rstrip("0")
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + ("." + fraction if fraction else "") + "Z"
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _FRACTION = re.compile(r"\.(\d+)")

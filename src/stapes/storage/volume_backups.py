@@ -54,13 +54,16 @@ class VolumeBackups:
     def render(self, backup: bq.BackupRow) -> dict[str, Any]:
         return self.records.render(backup)
 
-    def _operation(self, act: Any, description: str, vol: q.VolumeRow, backup: str) -> Operation:
+    def _operation(
+        self, act: Any, description: str, vol: q.VolumeRow, backup: str, requested_in: str
+    ) -> Operation:
         """The backup's URL among the resources: ``incus storage volume export`` reads the
-        new backup's name from there."""
+        new backup's name from there. ``requested_in``: the project the request named (the
+        operation's; the volume may be the default project's)."""
         return self.volumes.operations.start(
             act,
             description=description,
-            project=vol.project,
+            project=requested_in,
             resources={
                 "storage_volumes": [volume_url(vol.pool, "custom", vol.name, vol.project)],
                 "backups": [backup_url(vol, backup)],
@@ -72,7 +75,7 @@ class VolumeBackups:
 
     # -- export -------------------------------------------------------------------------------
 
-    def create(self, vol: q.VolumeRow, req: BackupsPost) -> Operation:
+    def create(self, vol: q.VolumeRow, req: BackupsPost, requested_in: str) -> Operation:
         self._check_custom(vol)
         drv = self.volumes.driver(vol.pool)
         optimized = req.optimized_storage and drv.info().optimized_backups
@@ -88,7 +91,7 @@ class VolumeBackups:
                     raise
             self._event(StorageVolumeAction.BACKUP_CREATED, vol, backup.name)
 
-        return self._operation(act, "Backing up storage volume", vol, backup.name)
+        return self._operation(act, "Backing up storage volume", vol, backup.name, requested_in)
 
     async def _write(self, vol: q.VolumeRow, backup: bq.BackupRow) -> None:
         drv = self.volumes.driver(vol.pool)
@@ -124,21 +127,27 @@ class VolumeBackups:
         self._event(StorageVolumeAction.BACKUP_RETRIEVED, vol, backup.name)
         return path
 
-    def rename(self, vol: q.VolumeRow, backup: bq.BackupRow, new_name: str) -> Operation:
+    def rename(
+        self, vol: q.VolumeRow, backup: bq.BackupRow, new_name: str, requested_in: str
+    ) -> Operation:
         self.records.check_name(vol.id, new_name)
 
         async def act(op: Operation) -> None:
             self.records.rename(backup, new_name)
             self._event(StorageVolumeAction.BACKUP_RENAMED, vol, new_name)
 
-        return self._operation(act, "Renaming storage volume backup", vol, backup.name)
+        return self._operation(
+            act, "Renaming storage volume backup", vol, backup.name, requested_in
+        )
 
-    def delete(self, vol: q.VolumeRow, backup: bq.BackupRow) -> Operation:
+    def delete(self, vol: q.VolumeRow, backup: bq.BackupRow, requested_in: str) -> Operation:
         async def act(op: Operation) -> None:
             await self.records.delete(backup)
             self._event(StorageVolumeAction.BACKUP_DELETED, vol, backup.name)
 
-        return self._operation(act, "Deleting storage volume backup", vol, backup.name)
+        return self._operation(
+            act, "Deleting storage volume backup", vol, backup.name, requested_in
+        )
 
     async def forget(self, volume_id: int) -> None:
         await self.records.forget_owner(volume_id)

@@ -475,7 +475,10 @@ class Volumes:
                 "is running with it attached: stop it first"
             )
 
-    def rename_or_move(self, vol: q.VolumeRow, req: StorageVolumePost) -> Operation:
+    def rename_or_move(
+        self, vol: q.VolumeRow, req: StorageVolumePost, requested_in: str
+    ) -> Operation:
+        """``requested_in``: the project the request named (the operation's)."""
         if vol.type != "custom":
             raise BadRequest(f"{vol.type} volumes are renamed through their instance or image")
         new_name = req.name or vol.name
@@ -501,7 +504,7 @@ class Volumes:
                 else:
                     await self._move(vol, pool, new_name, req.volume_only)
 
-        return self.operation(act, "Moving storage volume", vol.pool, vol.project, vol.name)
+        return self.operation(act, "Moving storage volume", vol.pool, requested_in, vol.name)
 
     async def _rename(self, vol: q.VolumeRow, new_name: str) -> None:
         old_name = vol.name

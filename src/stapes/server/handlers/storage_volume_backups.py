@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from stapes.api.backup import BackupPost, BackupsPost
-from stapes.server.endpoint import Action, Endpoint, body_as, recursion, state
+from stapes.server.endpoint import Action, Endpoint, body_as, project_of, recursion, state
 from stapes.server.handlers.storage_volumes import volume_row
 from stapes.server.response import Async, Result, Sync
 from stapes.storage.volume_backups import backup_url
@@ -25,7 +25,7 @@ async def list_backups(request: web.Request) -> Result:
 async def create_backup(request: web.Request) -> Result:
     vol = volume_row(request)
     req = await body_as(request, BackupsPost)
-    return Async(state(request).volume_backups.create(vol, req))
+    return Async(state(request).volume_backups.create(vol, req, project_of(request)))
 
 
 async def get_backup(request: web.Request) -> Result:
@@ -38,13 +38,14 @@ async def rename_backup(request: web.Request) -> Result:
     vol = volume_row(request)
     backup = backups.get(vol, request.match_info["backup"])
     req = await body_as(request, BackupPost)
-    return Async(backups.rename(vol, backup, req.name))
+    return Async(backups.rename(vol, backup, req.name, project_of(request)))
 
 
 async def delete_backup(request: web.Request) -> Result:
     backups = state(request).volume_backups
     vol = volume_row(request)
-    return Async(backups.delete(vol, backups.get(vol, request.match_info["backup"])))
+    backup = backups.get(vol, request.match_info["backup"])
+    return Async(backups.delete(vol, backup, project_of(request)))
 
 
 async def export_backup(request: web.Request) -> web.StreamResponse:

@@ -121,7 +121,7 @@ async def post_volume(request: web.Request) -> Result:
     vol = volume_row(request)
     req = await body_as(request, StorageVolumePost)
     require_project(request, req.project)
-    return Async(state(request).volumes.rename_or_move(vol, req))
+    return Async(state(request).volumes.rename_or_move(vol, req, project_of(request)))
 
 
 async def delete_volume(request: web.Request) -> Result:
@@ -173,8 +173,9 @@ def _snapshot_work(
     async def act(op: Operation) -> None:
         await work(op)
 
+    # the operation is the requester's project's (its volumes may be the default project's)
     return Async(
-        state(request).volumes.operation(act, description, vol.pool, vol.project, vol.name)
+        state(request).volumes.operation(act, description, vol.pool, project_of(request), vol.name)
     )
 
 
