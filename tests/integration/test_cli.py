@@ -97,10 +97,17 @@ def test_operation_list_and_monitor(daemon: Daemon, busybox: str) -> None:
         monitor.kill()
         monitor.wait()
         monitor.stdout.close()  # type: ignore[union-attr]
-    ops = json.loads(daemon.cli("operation", "list", "--format", "json").stdout)
-    assert any(op["description"] == "Creating instance" for op in ops)
-    shown = daemon.cli("operation", "show", ops[0]["id"]).stdout
-    assert ops[0]["id"] in shown
+    # finished operations go after five seconds, as in Incus: a running one is listed
+    name = daemon.launch(busybox)
+    try:
+        body = {"command": ["sleep", "60"], "record-output": True}
+        running = daemon.request("POST", f"/1.0/instances/{name}/exec", body)
+        op_id = running.json()["metadata"]["id"]
+        ops = json.loads(daemon.cli("operation", "list", "--format", "json").stdout)
+        assert any(op["id"] == op_id and op["status"] == "Running" for op in ops), ops
+        assert op_id in daemon.cli("operation", "show", op_id).stdout
+    finally:
+        daemon.force_delete(name)
 
 
 def test_snapshot_copy_rename_verbs(daemon: Daemon, container: str) -> None:

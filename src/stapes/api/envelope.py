@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from stapes.api.base import StatusCode
@@ -53,3 +54,17 @@ def event_envelope(
         "location": "none",
         "project": project,
     }
+
+
+_GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def go_json(value: Any) -> str:
+    """JSON as Go's encoding/json writes it (what Incus answers and its clients may compare):
+    no blanks after separators, UTF-8 kept, HTML characters and line separators escaped, and
+    a newline at the end (json.Encoder.Encode)."""
+    return (
+        json.dumps(value, separators=(",", ":"), ensure_ascii=False).translate(_GO_ESCAPES) + "\n"
+    )

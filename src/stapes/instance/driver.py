@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from stapes.api.base import StatusCode
+from stapes.api.base import StatusCode, timestamp
 from stapes.host.idmap import IdMap
 from stapes.instance.devices.device import RunConfig
 
@@ -49,6 +49,22 @@ class RuntimeState:
     cpu: dict[str, int] = field(default_factory=dict)
     network: dict[str, Any] | None = None
     started_at: datetime | None = None
+
+    def render(self, disk: dict[str, dict[str, int]]) -> dict[str, Any]:
+        """As Incus's InstanceState (``disk``: usage per disk device, when known)."""
+        return {
+            "status": self.status.text,
+            "status_code": int(self.status),
+            "disk": disk,
+            "memory": self.memory
+            or {"usage": 0, "usage_peak": 0, "total": 0, "swap_usage": 0, "swap_usage_peak": 0},
+            "network": self.network,
+            "pid": self.pid if self.pid > 0 else 0,
+            "processes": self.processes,
+            "cpu": self.cpu or {"usage": 0, "allocated_time": 0},
+            "started_at": timestamp(self.started_at),
+            "os_info": None,
+        }
 
 
 @dataclass

@@ -173,12 +173,12 @@ class InstanceService:
         state = await self.drivers.get(row.type).state(self.spec(row))
         full = self.render(row, state)
         full["backups"] = None
-        full["state"] = render_state(state, {})
+        full["state"] = state.render({})
         return full
 
     async def state(self, row: q.InstanceRow) -> dict[str, Any]:
         state = await self.drivers.get(row.type).state(self.spec(row))
-        return render_state(state, await self._disk_usage(row))
+        return state.render(await self._disk_usage(row))
 
     async def _disk_usage(self, row: q.InstanceRow) -> dict[str, dict[str, int]]:
         """The root disk's usage, as Incus reports it (total 0: no quota on the pool)."""
@@ -385,7 +385,7 @@ class InstanceService:
         with self.db.transaction():
             q.set_config_keys(self.db, row.id, values)
 
-    async def start_unlocked(self, row: q.InstanceRow) -> None:
+    async def start_unlocked(self, row: q.InstanceRow, *, announce: bool = True) -> None:
         """Start an instance (admitted again: its project or profiles may have changed since
         it was made); the caller holds its lock."""
         admission.admit(
@@ -417,9 +417,10 @@ class InstanceService:
         row.config["volatile.last_state.power"] = "RUNNING"
         with self.db.transaction():
             q.update_instance(self.db, row)
-        self.events.lifecycle(
-            InstanceAction.STARTED, url(row.name, row.project), project=row.project
-        )
+        if announce:
+            self.events.lifecycle(
+                InstanceAction.STARTED, url(row.name, row.project), project=row.project
+            )
 
     async def _apply_idmap(self, row: q.InstanceRow) -> None:
         """Before a start: if the instance's map changed (security.idmap.*, privileged), shift
@@ -443,15 +444,18 @@ class InstanceService:
         with self.db.transaction():
             q.set_config_keys(self.db, row.id, values)
 
-    async def stop_unlocked(self, row: q.InstanceRow, force: bool, timeout: int) -> None:
+    async def stop_unlocked(
+        self, row: q.InstanceRow, force: bool, timeout: int, *, announce: bool = True
+    ) -> None:
         """Stop an instance; the caller holds its lock."""
         self.watcher.unwatch(row.project, row.name)
         spec = self.spec(row)
         await self.drivers.get(row.type).stop(spec, force=force, timeout=timeout)
         await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
         await self.set_power(row, "STOPPED")
-        action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
-        self.events.lifecycle(action, url(row.name, row.project), project=row.project)
+        if announce:
+            action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
+            self.events.lifecycle(action, url(row.name, row.project), project=row.project)
 
     async def save_state(self, row: q.InstanceRow, target: Path) -> None:
         """A paused VM's device and memory state into ``target`` (stateful snapshots)."""
@@ -506,9 +510,11 @@ class InstanceService:
                     await self.start_unlocked(current)
                 elif action == "stop":
                     await self.stop_unlocked(current, force, timeout)
-                elif action == "restart":
-                    await self.stop_unlocked(current, force, timeout)
-                    await self.start_unlocked(current)
+                    if current.ephemeral:  # an ephemeral instance lives until it stops
+                        await self._remove_unlocked(current)
+                elif action == "restart":  # as Incus: only instance-restarted is announced
+                    await self.stop_unlocked(current, force, timeout, announce=False)
+                    await self.start_unlocked(current, announce=False)
                     self.events.lifecycle(
                         InstanceAction.RESTARTED, url(row.name, row.project), project=row.project
                     )
@@ -713,23 +719,28 @@ class InstanceService:
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
-                spec = self.spec(row)
-                if (await self.drivers.get(row.type).status(spec)).status not in DELETABLE:
-                    raise BadRequest("Instance is running")
-                await self.drivers.get(row.type).forget(spec)
-                await self.pools.driver(row.pool).delete_volume(*instance_volume(row))
-                await asyncio.to_thread(shutil.rmtree, spec.log_dir, True)
-                await asyncio.to_thread(
-                    shutil.rmtree, self.paths.instance_devices(row.project, row.name), True
-                )
-                await BackupRecords(self.db, self.paths, "instance").forget_owner(row.id)
-                with self.db.transaction():
-                    q.delete_instance(self.db, row.id)
-                self.events.lifecycle(
-                    InstanceAction.DELETED, url(row.name, row.project), project=row.project
-                )
+                await self._remove_unlocked(row)
 
         return self.instance_operation(act, "Deleting instance", row.project, row.name)
+
+    async def _remove_unlocked(self, row: q.InstanceRow) -> None:
+        """Everything of a stopped instance goes: driver state, volume, logs, device files,
+        backups, its row; the caller holds its lock."""
+        spec = self.spec(row)
+        if (await self.drivers.get(row.type).status(spec)).status not in DELETABLE:
+            raise BadRequest("Instance is running")
+        await self.drivers.get(row.type).forget(spec)
+        await self.pools.driver(row.pool).delete_volume(*instance_volume(row))
+        await asyncio.to_thread(shutil.rmtree, spec.log_dir, True)
+        await asyncio.to_thread(
+            shutil.rmtree, self.paths.instance_devices(row.project, row.name), True
+        )
+        await BackupRecords(self.db, self.paths, "instance").forget_owner(row.id)
+        with self.db.transaction():
+            q.delete_instance(self.db, row.id)
+        self.events.lifecycle(
+            InstanceAction.DELETED, url(row.name, row.project), project=row.project
+        )
 
     # -- init exits ---------------------------------------------------------------------
 
@@ -759,27 +770,13 @@ class InstanceService:
                 project=project,
                 context={"reason": reason} if reason else None,
             )
+            if row.ephemeral:
+                await self._remove_unlocked(row)
 
 
 def without_empty(config: dict[str, str]) -> dict[str, str]:
     """An empty value unsets a key, as in Incus."""
     return {k: v for k, v in config.items() if v != ""}
-
-
-def render_state(state: RuntimeState, disk: dict[str, dict[str, int]]) -> dict[str, Any]:
-    return {
-        "status": state.status.text,
-        "status_code": int(state.status),
-        "disk": disk,
-        "memory": state.memory
-        or {"usage": 0, "usage_peak": 0, "total": 0, "swap_usage": 0, "swap_usage_peak": 0},
-        "network": state.network,
-        "pid": state.pid if state.pid > 0 else 0,
-        "processes": state.processes,
-        "cpu": state.cpu or {"usage": 0, "allocated_time": 0},
-        "started_at": timestamp(state.started_at),
-        "os_info": None,
-    }
 
 
 def _host_arch() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from stapes.config import validate as v
 from stapes.config.keys import check_keys
 from stapes.db import networks as q
 from stapes.db.connection import Database
-from stapes.db.instances import list_instances
+from stapes.db.instances import InstanceRow, list_instances
 from stapes.db.projects import expand_profiles, feature_project, list_profiles, list_projects
 from stapes.host.paths import Paths
 from stapes.network import dnsmasq, policy
@@ -79,9 +80,8 @@ class Networks:
         if wanted not in net or wanted in (iface.ip, net.network_address, net.broadcast_address):
             raise BadRequest(f"{key} {address} is not a free host address of {net}")
 
-    def reservations(self, name: str) -> list[StaticLease]:
-        """The static leases of every NIC on the network with an ipv4/ipv6.address."""
-        found = []
+    def _nics(self, name: str) -> Iterator[tuple[InstanceRow, str, dict[str, str], str]]:
+        """Every NIC on the network: (its instance, device name, config, MAC or "")."""
         for inst in list_instances(self.db, None):
             devices = expand_profiles(
                 self.db, inst.project, inst.profiles, inst.config, inst.devices
@@ -90,16 +90,30 @@ class Networks:
                 if conf.get("type") != "nic" or conf.get("network") != name:
                     continue
                 hwaddr = conf.get("hwaddr") or inst.config.get(f"volatile.{dev}.hwaddr", "")
-                ipv4, ipv6 = conf.get("ipv4.address", ""), conf.get("ipv6.address", "")
-                if not (ipv4 or ipv6) or not hwaddr:
-                    continue
-                lease = StaticLease(hwaddr, ipv4, ipv6, inst.name)
-                try:
-                    dnsmasq.hosts_line(lease)
-                except BadRequest as exc:  # one bad record must not cost the others theirs
-                    log.warning("static lease of %s skipped: %s", inst.name, exc.message)
-                    continue
-                found.append(lease)
+                yield inst, dev, conf, hwaddr
+
+    def check_mac(self, name: str, hwaddr: str, instance: tuple[str, str], device: str) -> None:
+        """A NIC's MAC must be its own on the network (as Incus checks at start)."""
+        for inst, dev, _, other in self._nics(name):
+            if (inst.project, inst.name, dev) == (*instance, device):
+                continue
+            if other.lower() == hwaddr.lower():
+                raise BadRequest(f"MAC address {hwaddr!r} already defined on another NIC")
+
+    def reservations(self, name: str) -> list[StaticLease]:
+        """The static leases of every NIC on the network with an ipv4/ipv6.address."""
+        found = []
+        for inst, _, conf, hwaddr in self._nics(name):
+            ipv4, ipv6 = conf.get("ipv4.address", ""), conf.get("ipv6.address", "")
+            if not (ipv4 or ipv6) or not hwaddr:
+                continue
+            lease = StaticLease(hwaddr, ipv4, ipv6, inst.name)
+            try:
+                dnsmasq.hosts_line(lease)
+            except BadRequest as exc:  # one bad record must not cost the others theirs
+                log.warning("static lease of %s skipped: %s", inst.name, exc.message)
+                continue
+            found.append(lease)
         return found
 
     def refresh_reservations(
@@ -311,3 +325,6 @@ class ProjectNetworks:
 
     def refresh_reservations(self, name: str, starting: StaticLease) -> None:
         self.networks.refresh_reservations(name, starting, self.project)
+
+    def check_mac(self, name: str, hwaddr: str, instance: str, device: str) -> None:
+        self.networks.check_mac(name, hwaddr, (self.project, instance), device)

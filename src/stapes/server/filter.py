@@ -78,13 +78,13 @@ def _lookup(obj: Any, path: str) -> Any:
 
 
 def _equal(actual: Any, wanted: str) -> bool:
-    if isinstance(actual, bool):
-        return str(actual).lower() == wanted.lower()
+    """As Incus compares: without regard to case (status=running matches Running), the
+    wanted text also tried as a regular expression (case-insensitive too)."""
     text = "" if actual is None else str(actual)
-    if text == wanted:
+    if text.lower() == wanted.lower():
         return True
     try:
-        return re.fullmatch(wanted, text) is not None
+        return re.fullmatch(wanted, text, re.IGNORECASE) is not None
     except re.error:
         return False
 

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 Runner = Callable[["Operation"], Awaitable[None]]
 WebsocketConnector = Callable[[str, web.Request], Awaitable[web.StreamResponse]]
 
-KEEP_FINISHED_SECONDS = 60.0
+KEEP_FINISHED_SECONDS = 5.0
+"""How long a finished operation stays listed (Incus: five seconds)."""
 
 
 class Operation:
@@ -175,6 +176,7 @@ class Operations:
             prepare(op)
         self._ops[op.id] = op
         self.events.send("operation", op.render(), project)
+        op.status = StatusCode.RUNNING  # as Incus: announced pending, answered running
         op.task = asyncio.get_running_loop().create_task(op._run(runner), name=f"op-{op.id}")
         return op
 

@@ -143,6 +143,9 @@ class NetworkAccess(Protocol):
         """Make the network's DHCP server hand out the static addresses configured, and the
         ``starting`` NIC's before its MAC is recorded."""
 
+    def check_mac(self, name: str, hwaddr: str, instance: str, device: str) -> None:
+        """400 when another NIC on network ``name`` has the MAC ``hwaddr``."""
+
 
 @dataclass(frozen=True)
 class DeviceContext:

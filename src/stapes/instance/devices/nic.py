@@ -200,6 +200,8 @@ class NicVeth(Device):
             filters=self._filters(hwaddr),
         )
         network = self.config.get("network")
+        if network and self.ctx.network is not None:
+            self.ctx.network.check_mac(network, hwaddr, self.ctx.instance, self.name)
         ipv4, ipv6 = self.config.get("ipv4.address", ""), self.config.get("ipv6.address", "")
         if network and (ipv4 or ipv6) and self.ctx.network is not None:
             lease = StaticLease(hwaddr, ipv4, ipv6, self.ctx.instance)

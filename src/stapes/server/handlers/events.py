@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 from aiohttp import web
 
+from stapes.api.envelope import go_json
 from stapes.api.errors import BadRequest, Forbidden
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, flag, project_of, state
@@ -47,7 +47,7 @@ async def get_events(request: web.Request) -> Result:
                 event = getter.result()
                 if event is None:
                     break
-                await ws.send_str(json.dumps(event))
+                await ws.send_str(go_json(event))
         finally:
             reader.cancel()
             with contextlib.suppress(Exception):

@@ -1,0 +1,109 @@
+"""Behaviours where tools written for Incus compare what they get: each test states Incus
+6.0.4's outcome (checked against the real daemon from incus-anchor) and asserts stapesd's."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.helpers import Daemon, UnixHTTPConnection, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def _raw(daemon: Daemon, method: str, path: str, body: object = None) -> bytes:
+    conn = UnixHTTPConnection(daemon.socket)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def test_json_is_written_as_gos_encoder_writes_it(daemon: Daemon) -> None:
+    """Incus: no blanks after separators, <>& escaped, a newline at the end."""
+    raw = _raw(daemon, "GET", "/1.0/instances/no-such-instance")
+    assert raw.startswith(b'{"type":"error","status":"","status_code":0,') and raw.endswith(b"}\n")
+    assert b'": ' not in raw and b'", "' not in raw
+    raw = _raw(daemon, "GET", "/1.0/instances?filter=name+eq+%3Cx%3E%26")
+    assert (
+        raw == b'{"type":"sync","status":"Success","status_code":200,"operation":"",'
+        b'"error_code":0,"error":"","metadata":[]}\n'
+    )
+    raw = _raw(daemon, "POST", "/1.0/projects", {"name": "a<&>b"})
+    assert b"a\\u003c\\u0026\\u003eb" in raw and b"<" not in raw, raw
+
+
+def test_operations_answer_running_and_go_five_seconds_after_they_end(
+    daemon: Daemon, busybox: str
+) -> None:
+    name = unique("op")
+    body = {"name": name, "source": {"type": "image", "alias": "bb"}}
+    resp = daemon.request("POST", "/1.0/instances", body)
+    assert resp.status == 202
+    assert resp.metadata["status"] == "Running" and resp.metadata["status_code"] == 103
+    op = resp.json()["operation"]
+    try:
+        assert daemon.wait(resp).status == 200
+        assert daemon.request("GET", op).status == 200  # still there just after
+        time.sleep(6)
+        assert daemon.request("GET", op).status == 404
+    finally:
+        daemon.force_delete(name)
+
+
+def test_ephemeral_instances_go_when_they_stop(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch("bb", ephemeral=True)
+    url = f"/1.0/instances/{name}"
+    try:
+        restarted = daemon.ok(
+            daemon.request("PUT", f"{url}/state", {"action": "restart", "force": True})
+        )
+        assert restarted["status"] == "Success"
+        assert daemon.request("GET", url).metadata["status"] == "Running"  # a restart keeps it
+        daemon.ok(daemon.request("PUT", f"{url}/state", {"action": "stop", "force": True}))
+        assert daemon.request("GET", url).status == 404
+        assert not (daemon.root / "storage-pools" / "default" / "containers" / name).exists()
+        assert not (daemon.root / "logs" / name).exists()
+    finally:
+        daemon.force_delete(name)
+
+
+def test_filters_ignore_case(daemon: Daemon, container: str) -> None:
+    """Incus: status=running, Running and RUNNING all match, names too."""
+    for wanted in ("running", "Running", "RUNNING"):
+        found = daemon.request("GET", f"/1.0/instances?filter=status+eq+{wanted}").metadata
+        assert f"/1.0/instances/{container}" in found, wanted
+    upper = container.upper()
+    assert (
+        f"/1.0/instances/{container}"
+        in daemon.request("GET", f"/1.0/instances?filter=name+eq+{upper}").metadata
+    )
+
+
+def test_a_mac_already_on_the_network_is_refused_at_start(
+    daemon: Daemon, busybox: str, network: tuple[str, str]
+) -> None:
+    """Incus: 'MAC address "..." already defined on another NIC'."""
+    bridge, _ = network
+    nic = {"eth0": {"type": "nic", "network": bridge, "name": "eth0"}}
+    first = daemon.launch("bb", devices=nic)
+    second = unique("mac")
+    try:
+        mac = daemon.request("GET", f"/1.0/instances/{first}").metadata["config"][
+            "volatile.eth0.hwaddr"
+        ]
+        body = {"name": second, "source": {"type": "image", "alias": "bb"}, "devices": nic,
+                "config": {"volatile.eth0.hwaddr": mac}}  # fmt: skip
+        daemon.ok(daemon.request("POST", "/1.0/instances", body))
+        started = daemon.wait(
+            daemon.request("PUT", f"/1.0/instances/{second}/state", {"action": "start"})
+        )
+        assert started.status == 400, started.body
+        assert f"MAC address {mac!r} already defined on another NIC" in started.json()["error"]
+    finally:
+        daemon.force_delete(second)
+        daemon.force_delete(first)
