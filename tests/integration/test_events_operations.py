@@ -34,6 +34,8 @@ async def test_events_announce_every_state_change(daemon: Daemon, busybox: str) 
             daemon.launch(busybox, name)
             daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "freeze"}))
             daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "unfreeze"}))
+            restart = {"action": "restart", "force": True}
+            daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", restart))
             daemon.force_delete(name)
 
         await asyncio.to_thread(lifecycle)
@@ -45,6 +47,7 @@ async def test_events_announce_every_state_change(daemon: Daemon, busybox: str) 
         "instance-started",
         "instance-paused",
         "instance-resumed",
+        "instance-restarted",  # only that, as Incus announces a restart
         "instance-stopped",
         "instance-deleted",
     ]
