@@ -66,10 +66,11 @@ class HostPower:
             if delay:
                 await asyncio.sleep(delay)
 
-    async def shutdown_host(self) -> None:
-        """The host is going down: stop running instances cleanly, highest boot.stop.priority
-        first, each within its boot.host_shutdown_timeout (then forced). Their last power state
-        stays RUNNING, so they start again with the host."""
+    async def shutdown_host(self, *, force: bool = False) -> None:
+        """The host is going down (or the daemon was told to stop them and exit): stop
+        running instances cleanly, highest boot.stop.priority first, each within its
+        boot.host_shutdown_timeout (then forced; at once with ``force``). Their last power
+        state stays RUNNING, so they start again with the host."""
         running: list[tuple[int, q.InstanceRow]] = []
         for row in q.list_instances(self.instances.db, None):
             if (await self.instances.status(row)).status != StatusCode.STOPPED:
@@ -82,7 +83,7 @@ class HostPower:
             self.instances.watcher.unwatch(row.project, row.name)
             async with self.instances.locks(row.project, row.name):
                 try:
-                    await driver.stop(spec, force=False, timeout=timeout)
+                    await driver.stop(spec, force=force, timeout=timeout)
                 except Exception:
                     log.warning(
                         "instance %s did not stop within %ss: forcing it", row.name, timeout

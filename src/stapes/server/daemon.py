@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 
 from aiohttp import web
@@ -170,7 +171,9 @@ async def initialise(st: State) -> list[InstanceRow]:
     return to_start
 
 
-async def serve(paths: Paths) -> None:
+async def serve(paths: Paths, *, group: str | None = None) -> None:
+    """Run the daemon until SIGTERM/SIGINT (instances keep running) or a shutdown request
+    (instances stop first). ``group``: the group that may use the unix socket."""
     st = build_state(paths)
     logging.getLogger("stapes").addHandler(EventLogHandler(st.events))
     to_start = await initialise(st)
@@ -184,6 +187,8 @@ async def serve(paths: Paths) -> None:
     site = web.UnixSite(runner, str(paths.socket))
     await site.start()
     os.chmod(paths.socket, 0o660)
+    if group:
+        shutil.chown(paths.socket, group=group)
     log.info("stapesd listening on %s", paths.socket)
     st.oidc.configure(OidcSettings.from_config(get_config(st.db)))
     st.https.app_server = st.metrics_https.app_server = runner.server
@@ -203,11 +208,10 @@ async def serve(paths: Paths) -> None:
     schedule = loop.create_task(st.snapshots.run_schedule())
     backup_files = loop.create_task(BackupFileKeeper(st.backups, st.events).run())
     stop = asyncio.Event()
-    host_shutdown = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGPWR, host_shutdown.set)
-    host_down = loop.create_task(host_shutdown.wait())
+    loop.add_signal_handler(signal.SIGPWR, st.shutdown.requested.set)
+    host_down = loop.create_task(st.shutdown.requested.wait())
     try:
         await asyncio.wait(
             {loop.create_task(stop.wait()), host_down}, return_when=asyncio.FIRST_COMPLETED
@@ -217,8 +221,8 @@ async def serve(paths: Paths) -> None:
         backup_files.cancel()
         uevents.close()
         if host_down.done():
-            log.info("host shutdown (SIGPWR): stopping instances")
-            await power.shutdown_host()
+            log.info("shutdown requested (SIGPWR or /internal/shutdown): stopping instances")
+            await power.shutdown_host(force=st.shutdown.force)
     finally:
         log.info("stapesd shutting down (instances keep running)")
         minutes = int(server_value(get_config(st.db), "core.shutdown_timeout"))

@@ -9,6 +9,7 @@ from stapes.server import openapi
 from stapes.server.endpoint import Action, Endpoint, wrap
 from stapes.server.handlers import (
     certificates,
+    daemon_control,
     events,
     images,
     instance_backups,
@@ -69,7 +70,12 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
 
 API.append(Endpoint("/openapi.json", get=Action(openapi_json)))
 
-UNVERSIONED: list[Endpoint] = [server.ROOT, *recover.ENDPOINTS, *streams.ENDPOINTS]
+UNVERSIONED: list[Endpoint] = [
+    server.ROOT,
+    *daemon_control.ENDPOINTS,
+    *recover.ENDPOINTS,
+    *streams.ENDPOINTS,
+]
 """Outside /1.0: the root, and Incus's /internal endpoints that its own CLI calls."""
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -38,6 +39,15 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class ShutdownRequest:
+    """A request to stop every instance and exit (SIGPWR, PUT /internal/shutdown)."""
+
+    requested: asyncio.Event = field(default_factory=asyncio.Event)
+    force: bool = False
+    """Kill the instances rather than wait for them to shut down."""
+
+
+@dataclass
 class State:
     paths: Paths
     db: Database
@@ -67,6 +77,7 @@ class State:
     networks: Networks
     forwards: NetworkForwards
     acls: NetworkAcls
+    shutdown: ShutdownRequest = field(default_factory=ShutdownRequest)
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)
