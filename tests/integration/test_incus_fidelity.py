@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,42 @@ def test_a_mac_already_on_the_network_is_refused_at_start(
     finally:
         daemon.force_delete(second)
         daemon.force_delete(first)
+
+
+def test_sizes_on_a_dir_pool_are_recorded(daemon: Daemon, busybox: str) -> None:
+    """Incus's dir driver accepts a root disk or volume size it cannot enforce (no project
+    quotas) and records it; `config device override c root size=...` works."""
+    name = daemon.launch("bb", start=False)
+    volume = unique("v")
+    try:
+        override = {
+            "devices": {"root": {"type": "disk", "path": "/", "pool": "default", "size": "1GiB"}}
+        }
+        assert daemon.request("PATCH", f"/1.0/instances/{name}", override).status == 200
+        devices = daemon.request("GET", f"/1.0/instances/{name}").metadata["devices"]
+        assert devices["root"]["size"] == "1GiB"
+        body = {"name": volume, "type": "custom", "config": {"size": "10MiB"}}
+        assert daemon.request("POST", "/1.0/storage-pools/default/volumes", body).status == 200
+        got = daemon.request("GET", f"/1.0/storage-pools/default/volumes/custom/{volume}").metadata
+        assert got["config"]["size"] == "10MiB"
+    finally:
+        daemon.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{volume}")
+        daemon.force_delete(name)
+
+
+def test_unsetting_a_device_key_removes_it(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
+    """`incus config device unset c d readonly` sends the key empty: Incus drops it."""
+    name = daemon.launch("bb", start=False)
+    try:
+        disk = {"type": "disk", "source": str(tmp_path), "path": "/mnt", "readonly": "true"}
+        assert (
+            daemon.request("PATCH", f"/1.0/instances/{name}", {"devices": {"d": disk}}).status
+            == 200
+        )
+        unset = {"devices": {"d": {**disk, "readonly": ""}}}
+        resp = daemon.request("PATCH", f"/1.0/instances/{name}", unset)
+        assert resp.status == 200, resp.body
+        got = daemon.request("GET", f"/1.0/instances/{name}").metadata["devices"]["d"]
+        assert "readonly" not in got
+    finally:
+        daemon.force_delete(name)

@@ -97,3 +97,14 @@ def parse_timestamp(text: str) -> datetime | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when
+
+
+def without_empty_keys(devices: Any) -> Any:
+    """A device key set to "" is unset (``config device unset`` sends it so), as Incus keeps
+    devices; anything that is not a map of maps is left for validation to refuse."""
+    if not isinstance(devices, dict):
+        return devices
+    return {
+        name: {k: v for k, v in device.items() if v != ""} if isinstance(device, dict) else device
+        for name, device in devices.items()
+    }

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from stapes.api.architecture import architecture_name
-from stapes.api.base import WireModel
+from stapes.api.base import WireModel, without_empty_keys
 
 Devices = dict[str, dict[str, str]]
 
@@ -51,6 +51,11 @@ class InstancePut(WireModel):
         if not isinstance(value, str | int):
             raise ValueError("the architecture must be a name such as x86_64 or Incus's number")
         return architecture_name(value)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _unset_empty(cls, value: object) -> object:
+        return without_empty_keys(value)
 
 
 class InstancesPost(InstancePut):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -18,6 +19,8 @@ from stapes.storage.drivers.block_file import make_block_file, resize_block_file
 from stapes.storage.drivers.driver import BLOCK, FILESYSTEM, DriverInfo, StorageDriver
 
 USAGE_CACHE_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
 
 
 def _tree_usage(root: Path) -> int:
@@ -189,12 +192,12 @@ class DirDriver(StorageDriver):
         if content_type == BLOCK:
             resize_block_file(self.block_path(vol_type, name), size)
             return
-        if size is not None:
-            raise BadRequest(
-                f"Storage pool {self.pool_name!r} is a dir pool, which cannot enforce a size on "
-                "a filesystem volume (no project quotas in stapes' dir driver): use a btrfs pool "
-                "for volumes with a size"
-            )
+        if size is not None:  # as Incus's dir driver where the filesystem has no quotas
+            log.warning(
+                "dir pool %s: size %d of %s/%s recorded, not enforced (no project quotas on "
+                "this filesystem: a btrfs pool enforces sizes)",
+                self.pool_name, size, vol_type, name,
+            )  # fmt: skip
 
     async def copy_volume(self, src_type: str, src: str, dst_type: str, dst: str) -> Path:
         target = self.volume_path(dst_type, dst)
