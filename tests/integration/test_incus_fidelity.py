@@ -147,3 +147,22 @@ def test_unsetting_a_device_key_removes_it(daemon: Daemon, busybox: str, tmp_pat
         assert "readonly" not in got
     finally:
         daemon.force_delete(name)
+
+
+def test_snapshot_schedules_take_startup_never_and_lists(daemon: Daemon, busybox: str) -> None:
+    """Incus: @startup snapshots at each start, @never none, and a comma-separated list of
+    cron expressions and aliases."""
+    name = daemon.launch("bb", start=False)
+    url = f"/1.0/instances/{name}"
+    try:
+        for schedule in ("0 6 * * *, 0 18 * * *", "@never", "@hourly, 30 2 * * *"):
+            resp = daemon.request("PATCH", url, {"config": {"snapshots.schedule": schedule}})
+            assert resp.status == 200, (schedule, resp.body)
+        bad = daemon.request("PATCH", url, {"config": {"snapshots.schedule": "@sometimes"}})
+        assert bad.status == 400 and "@sometimes" in bad.json()["error"]
+        resp = daemon.request("PATCH", url, {"config": {"snapshots.schedule": "@startup"}})
+        assert resp.status == 200
+        daemon.ok(daemon.request("PUT", f"{url}/state", {"action": "start"}))
+        assert daemon.request("GET", f"{url}/snapshots").metadata == [f"{url}/snapshots/snap0"]
+    finally:
+        daemon.force_delete(name)

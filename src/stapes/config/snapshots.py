@@ -17,24 +17,41 @@ _ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@annually"
 _CRON_OF_ALIAS = {"@midnight": "@daily", "@annually": "@yearly"}
 
 
+_EVENTS = ("@startup", "@never")
+"""Aliases that are not times: a snapshot at each start, none at all."""
+
+
+def _parts(value: str) -> list[str]:
+    """The comma-separated entries of a snapshots.schedule value, each checked: a cron
+    expression (5 fields) or an alias (@hourly, @daily..., @startup, @never)."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    for part in parts:
+        if part.startswith("@"):
+            if part not in (*_ALIASES, *_EVENTS):
+                raise ValueError(
+                    f"unknown schedule alias {part!r} (use one of {(*_ALIASES, *_EVENTS)})"
+                )
+        elif len(part.split()) != 5 or not croniter.is_valid(part):
+            raise ValueError(
+                f"{part!r}: expected a cron expression of 5 fields (minute hour day-of-month "
+                "month day-of-week), e.g. '0 3 * * *', or aliases such as @daily or @startup, "
+                "comma-separated"
+            )
+    return parts
+
+
 def schedules(value: str) -> list[str]:
-    """The cron expressions of a snapshots.schedule value: a cron expression (5 fields) or a
-    comma-separated list of aliases (@hourly, @daily...). Raises ValueError when invalid."""
-    value = value.strip()
-    if not value:
-        return []
-    if value.startswith("@"):
-        aliases = [part.strip() for part in value.split(",")]
-        for alias in aliases:
-            if alias not in _ALIASES:
-                raise ValueError(f"unknown schedule alias {alias!r} (use one of {_ALIASES})")
-        return [_CRON_OF_ALIAS.get(alias, alias) for alias in aliases]
-    if len(value.split()) != 5 or not croniter.is_valid(value):
-        raise ValueError(
-            "expected a cron expression of 5 fields (minute hour day-of-month month "
-            "day-of-week), e.g. '0 3 * * *', or aliases such as @daily"
-        )
-    return [value]
+    """The cron expressions of a snapshots.schedule value (as Incus: cron expressions and
+    aliases, comma-separated; @startup and @never name no time). Raises ValueError."""
+    return [_CRON_OF_ALIAS.get(p, p) for p in _parts(value) if p not in _EVENTS]
+
+
+def at_startup(value: str) -> bool:
+    """Whether the schedule asks for a snapshot at each start (@startup)."""
+    try:
+        return "@startup" in _parts(value)
+    except ValueError:
+        return False
 
 
 def is_schedule(value: str) -> None:

@@ -89,6 +89,8 @@ class InstanceService:
         """Managed networks, for nic devices with network= (set once both exist)."""
         self.drivers = drivers
         self.watcher = InitWatcher(self._init_exited)
+        self.started_hooks: list[Callable[[q.InstanceRow], Awaitable[None]]] = []
+        """Run after each start, the instance's lock held (snapshots.schedule @startup)."""
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -421,6 +423,8 @@ class InstanceService:
             self.events.lifecycle(
                 InstanceAction.STARTED, url(row.name, row.project), project=row.project
             )
+        for hook in self.started_hooks:
+            await hook(row)
 
     async def _apply_idmap(self, row: q.InstanceRow) -> None:
         """Before a start: if the instance's map changed (security.idmap.*, privileged), shift

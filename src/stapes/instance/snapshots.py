@@ -53,6 +53,7 @@ class SnapshotService:
         self.pools = instances.pools
         self.minute_hooks: list[Callable[[datetime], Awaitable[None]]] = []
         """More work for the minute round (volume snapshots)."""
+        instances.started_hooks.append(self.at_start)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -343,17 +344,27 @@ class SnapshotService:
         running = (await self.instances.status(row)).status != StatusCode.STOPPED
         if not running and not parse_bool(value_of(config, "snapshots.schedule.stopped")):
             return
+        async with self.locks(row.project, row.name):
+            await self._take_scheduled(self.instances.get(row.project, row.name), config)
+
+    async def at_start(self, row: iq.InstanceRow) -> None:
+        """snapshots.schedule @startup: a snapshot each time the instance starts (its lock is
+        held by the start)."""
+        config = self.instances.expand(row)[0]
+        if policy.at_startup(config.get("snapshots.schedule", "")):
+            await self._take_scheduled(row, config)
+
+    async def _take_scheduled(self, current: iq.InstanceRow, config: dict[str, str]) -> None:
+        """A snapshot named by snapshots.pattern; a failure is logged, never raised."""
         try:
-            async with self.locks(row.project, row.name):
-                current = self.instances.get(row.project, row.name)
-                name = policy.next_name(
-                    value_of(config, "snapshots.pattern"),
-                    (s.name for s in self.list_snapshots(current)),
-                    now(),
-                )
-                validate_name(name)
-                await self.take(current, name)
+            name = policy.next_name(
+                value_of(config, "snapshots.pattern"),
+                (s.name for s in self.list_snapshots(current)),
+                now(),
+            )
+            validate_name(name)
+            await self.take(current, name)
         except (NotFound, BadRequest, Conflict) as exc:
-            log.warning("scheduled snapshot of %s skipped: %s", row.name, exc)
+            log.warning("scheduled snapshot of %s skipped: %s", current.name, exc)
         except Exception:
-            log.exception("scheduled snapshot of %s failed", row.name)
+            log.exception("scheduled snapshot of %s failed", current.name)
