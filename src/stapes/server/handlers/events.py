@@ -47,7 +47,10 @@ async def get_events(request: web.Request) -> Result:
                 event = getter.result()
                 if event is None:
                     break
-                await ws.send_str(go_json(event))
+                try:
+                    await ws.send_str(go_json(event))
+                except ConnectionResetError:  # the client went away: a normal end
+                    break
         finally:
             reader.cancel()
             with contextlib.suppress(Exception):
