@@ -91,7 +91,7 @@ def test_project_crud_and_rules(daemon: Daemon, busybox: str) -> None:
         resp = daemon.request(method, path, payload)
         assert resp.status == 400 and expected in resp.json()["error"], (method, path)
     daemon.wait(daemon.request("DELETE", f"/1.0/instances/{inst}?project={name}"))
-    assert daemon.request("POST", f"{PROJECTS}/{name}", {"name": renamed}).status == 200
+    assert daemon.ok(daemon.request("POST", f"{PROJECTS}/{name}", {"name": renamed}))
     assert daemon.request("GET", f"{PROJECTS}/{name}").status == 404
     listing = daemon.cli("project", "list", "--format", "csv").stdout
     assert f"{renamed},YES,YES,YES,YES,NO,team,1" in listing

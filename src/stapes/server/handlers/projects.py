@@ -10,7 +10,8 @@ from stapes.api.urls import project_url
 from stapes.db.projects import ProjectRow
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, body_as, check_etag, patched, recursion, state
-from stapes.server.response import Result, Sync
+from stapes.server.operations import Operation
+from stapes.server.response import Async, Result, Sync
 
 
 def _project(request: web.Request) -> ProjectRow:
@@ -56,10 +57,23 @@ async def patch_project(request: web.Request) -> Result:
 
 
 async def rename_project(request: web.Request) -> Result:
+    """A rename is an operation, as in Incus (its client waits on one)."""
+    st = state(request)
     row = _project(request)
     req = await body_as(request, ProjectPost)
-    state(request).projects.rename(row, req.name)
-    return Sync(location=project_url(req.name))
+    st.projects.rename(row, req.name)
+
+    async def done(op: Operation) -> None:
+        return None
+
+    return Async(
+        st.operations.start(
+            done,
+            description="Renaming project",
+            project=req.name,
+            resources={"projects": [project_url(req.name)]},
+        )
+    )
 
 
 async def delete_project(request: web.Request) -> Result:
