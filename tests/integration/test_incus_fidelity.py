@@ -166,3 +166,31 @@ def test_snapshot_schedules_take_startup_never_and_lists(daemon: Daemon, busybox
         assert daemon.request("GET", f"{url}/snapshots").metadata == [f"{url}/snapshots/snap0"]
     finally:
         daemon.force_delete(name)
+
+
+def test_storage_buckets_answer_as_incus_without_an_object_store(daemon: Daemon) -> None:
+    base = "/1.0/storage-pools/default/buckets"
+    assert daemon.request("GET", base).metadata == []
+    bad = daemon.request("POST", base, {"name": "b1"})
+    assert bad.status == 400 and "Bucket name must be between 3 and 63" in bad.json()["error"]
+    missing = daemon.request("POST", base, {"name": "bucket1"})
+    assert missing.status == 400 and "MinIO" in missing.json()["error"]
+    assert daemon.request("GET", f"{base}/bucket1").status == 404
+    assert daemon.request("GET", "/1.0/storage-pools/nope/buckets").status == 404
+
+
+def test_default_texts_are_incus_texts(daemon: Daemon) -> None:
+    """Scripts compare these: Incus's words for the default project and profile."""
+    assert daemon.request("GET", "/1.0/projects/default").metadata["description"] == (
+        "Default Incus project"
+    )
+    assert daemon.request("GET", "/1.0/profiles/default").metadata["description"] == (
+        "Default Incus profile"
+    )
+    name = unique("p")
+    assert daemon.request("POST", "/1.0/projects", {"name": name}).status == 200
+    try:
+        profile = daemon.request("GET", f"/1.0/profiles/default?project={name}").metadata
+        assert profile["description"] == f"Default Incus profile for project {name}"
+    finally:
+        daemon.request("DELETE", f"/1.0/projects/{name}")

@@ -93,7 +93,12 @@ class Projects:
             q.insert_project(self.db, row)
             if v.parse_bool(config.get("features.profiles", "false")):
                 q.create_profile(
-                    self.db, row.name, "default", f"Default Stapes profile for {row.name}", {}, {}
+                    self.db,
+                    row.name,
+                    "default",
+                    f"Default Incus profile for project {row.name}",
+                    {},
+                    {},
                 )
         self.events.lifecycle(ProjectAction.CREATED, project_url(row.name))
 
@@ -116,7 +121,14 @@ class Projects:
         with self.db.transaction():
             q.update_project(self.db, row)
             if gains_profiles:
-                q.create_profile(self.db, row.name, "default", "Default Stapes profile", {}, {})
+                q.create_profile(
+                    self.db,
+                    row.name,
+                    "default",
+                    f"Default Incus profile for project {row.name}",
+                    {},
+                    {},
+                )
             elif "features.profiles" in changed:
                 q.delete_profiles_of(self.db, row.id)
         self.events.lifecycle(ProjectAction.UPDATED, project_url(row.name))

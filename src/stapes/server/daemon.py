@@ -146,7 +146,7 @@ def build_state(paths: Paths) -> State:
 async def initialise(st: State) -> list[InstanceRow]:
     """Database defaults, pools, and re-adoption; returns the instances to autostart."""
     with st.db.transaction():
-        ensure_project(st.db, "default", "Default Stapes project", DEFAULT_PROJECT_CONFIG)
+        ensure_project(st.db, "default", "Default Incus project", DEFAULT_PROJECT_CONFIG)
     await st.pools.ensure_default()
     await st.networks.start_all()  # before instances: their NICs attach to the bridges
     with st.db.transaction():
@@ -154,7 +154,7 @@ async def initialise(st: State) -> list[InstanceRow]:
             st.db,
             "default",
             "default",
-            "Default Stapes profile",
+            "Default Incus profile",
             {"root": {"path": "/", "pool": "default", "type": "disk"}},
         )
     for leftover in [

@@ -88,6 +88,7 @@ API_EXTENSIONS: list[str] = [
     "certificate_token",
     "metrics_authentication",
     "storage_volume_state_total",
+    "storage_buckets",
     "storage_volumes_created_at",
     "storage_pool_source_wipe",
     "storage_pool_loop_resize",
