@@ -120,6 +120,9 @@ def test_split_image_with_squashfs_rootfs(daemon: Daemon, tmp_path: Path) -> Non
         field = head.split(b'name="')[1].split(b'"')[0].decode()
         bodies[field] = data.removesuffix(b"\r\n")
     assert bodies == {"metadata": meta.read_bytes(), "rootfs": rootfs.read_bytes()}
+    # the parts named as Incus names them: meta-<fingerprint><ext>, <fingerprint><ext>
+    assert f'filename="{expected}.squashfs"'.encode() in exported.body
+    assert f'filename="meta-{expected}.tar'.encode() in exported.body
     daemon.cli("image", "export", alias, str(tmp_path / "exported"))
     assert (tmp_path / "exported").read_bytes() == meta.read_bytes()
     assert (tmp_path / "exported.root").read_bytes() == rootfs.read_bytes()

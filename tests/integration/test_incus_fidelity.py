@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +195,13 @@ def test_default_texts_are_incus_texts(daemon: Daemon) -> None:
         assert profile["description"] == f"Default Incus profile for project {name}"
     finally:
         daemon.request("DELETE", f"/1.0/projects/{name}")
+
+
+def test_incus_image_export_names_the_file_by_its_compression(
+    daemon: Daemon, busybox: str, incus: Any, tmp_path: Path
+) -> None:
+    fingerprint = daemon.request("GET", "/1.0/images/aliases/bb").metadata["target"]
+    out = tmp_path / "out"
+    out.mkdir()
+    incus("image", "export", "bb", f"{out}/")
+    assert [p.name for p in out.iterdir()] == [f"{fingerprint}.tar.gz"]

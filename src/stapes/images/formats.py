@@ -53,6 +53,28 @@ def qcow2_virtual_size(path: str) -> int:
     return int.from_bytes(header[24:32], "big")
 
 
+_EXTENSIONS = (
+    (b"\x1f\x8b", ".tar.gz"),
+    (b"BZh", ".tar.bz2"),
+    (b"\xfd7zXZ\x00", ".tar.xz"),
+    (b"\x5d\x00\x00", ".tar.lzma"),
+    (b"\x28\xb5\x2f\xfd", ".tar.zst"),
+    (SQUASHFS_MAGIC, ".squashfs"),
+    (QCOW2_MAGIC, ".qcow2"),
+)
+
+
+def file_extension(path: str) -> str:
+    """An image file's extension by what it holds, as Incus names exported files (a plain
+    tarball: .tar; anything else unknown: none)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    for magic, extension in _EXTENSIONS:
+        if head.startswith(magic):
+            return extension
+    return ".tar" if head[257:262] == b"ustar" else ""
+
+
 def file_magic(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read(4)

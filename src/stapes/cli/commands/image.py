@@ -362,8 +362,9 @@ def export_image(name: str, target: str) -> None:
                 meta = Path(target or f"{fingerprint}.tar")
                 rootfs = meta.with_name(meta.name + ".root")
                 boundary = kind.split("boundary=", 1)[1].strip('"')
-                written = multipart.split(partial, boundary, {"metadata": meta, "rootfs": rootfs})
-                if written != ["metadata", "rootfs"]:
+                targets = {"metadata": meta, "rootfs": rootfs, "rootfs.img": rootfs}  # VMs: .img
+                written = multipart.split(partial, boundary, targets)
+                if len(written) != 2 or written[0] != "metadata":
                     raise RemoteError("The export did not hold a metadata and a rootfs part", 500)
                 click.echo(f"Image exported to {meta} and {rootfs}")
             else:

@@ -20,6 +20,7 @@ from stapes.api.image import (
 from stapes.db.images import ImageRow, get_alias, list_aliases
 from stapes.db.snapshots import get_snapshot
 from stapes.images import remote_fetch
+from stapes.images.formats import file_extension
 from stapes.images.refresh import refresh
 from stapes.images.remote_fetch import RemoteImage
 from stapes.images.store import Upload
@@ -272,7 +273,8 @@ async def export_image(request: web.Request) -> web.StreamResponse:
     row = _image(request)
     state(request).image_secrets.use(request.query.get("secret", ""))
     meta, rootfs = state(request).images.files(row)
-    name = row.filename or f"{row.fingerprint}.tar"
+    # named as Incus names them: <fingerprint> and the extension of what the file holds
+    name = row.fingerprint + file_extension(str(meta))
     if rootfs is None:
         return web.FileResponse(
             meta,
@@ -281,10 +283,15 @@ async def export_image(request: web.Request) -> web.StreamResponse:
                 "Content-Disposition": f'attachment; filename="{name}"',
             },
         )
+    rootfs_part = "rootfs.img" if row.type == "virtual-machine" else "rootfs"
+    parts = (
+        ("metadata", meta, "meta-" + name),
+        (rootfs_part, rootfs, row.fingerprint + file_extension(str(rootfs))),
+    )
     writer = aiohttp.MultipartWriter("form-data")
-    for part_name, path in (("metadata", meta), ("rootfs", rootfs)):
+    for part_name, path, filename in parts:
         part = writer.append(path.open("rb"), {"Content-Type": "application/octet-stream"})
-        part.set_content_disposition("form-data", name=part_name, filename=path.name)
+        part.set_content_disposition("form-data", name=part_name, filename=filename)
     return web.Response(body=writer)
 
 
