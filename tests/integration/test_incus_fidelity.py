@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,60 @@ def test_incus_image_export_names_the_file_by_its_compression(
     out.mkdir()
     incus("image", "export", "bb", f"{out}/")
     assert [p.name for p in out.iterdir()] == [f"{fingerprint}.tar.gz"]
+
+
+def test_instance_metadata_and_templates(daemon: Daemon, busybox: str, incus: Any) -> None:
+    """incus config metadata show|edit and config template list|create|show|delete."""
+    name = daemon.launch("bb", start=False)
+    url = f"/1.0/instances/{name}/metadata"
+    try:
+        got = daemon.request("GET", url)
+        meta = got.metadata
+        assert meta["architecture"] == "x86_64" and "/etc/hostname" in meta["templates"]
+        meta["properties"]["note"] = "edited"
+        stale = daemon.request("PUT", url, meta, headers={"If-Match": '"nope"'})
+        assert stale.status == 412
+        etag = {"If-Match": got.headers["ETag"]}
+        assert daemon.request("PUT", url, meta, headers=etag).status == 200
+        assert daemon.request("GET", url).metadata["properties"]["note"] == "edited"
+        incus("config", "template", "create", name, "motd.tpl")
+        templates = f"{url}/templates"
+        put = daemon.request("POST", f"{templates}?path=motd.tpl", raw=b"hi {{ instance.name }}",
+                             headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        assert put.status == 200
+        assert "motd.tpl" in daemon.request("GET", templates).metadata
+        assert (
+            incus("config", "template", "show", name, "motd.tpl").stdout == "hi {{ instance.name }}"
+        )
+        for bad in ("../../etc/passwd", "a/b", ".."):
+            resp = daemon.request("GET", f"{templates}?path={bad}")
+            assert resp.status == 400 and "Invalid template filename" in resp.json()["error"]
+        assert daemon.request("DELETE", f"{templates}?path=motd.tpl").status == 200
+        missing = daemon.request("GET", f"{templates}?path=motd.tpl")
+        assert missing.status == 404 and missing.json()["error"] == 'Template "motd.tpl" not found'
+    finally:
+        daemon.force_delete(name)
+
+
+def test_metadata_symlinks_an_image_shipped_stay_in_the_volume(
+    daemon: Daemon, busybox: str
+) -> None:
+    """A metadata.yaml or templates/ that is a symlink to the host reads and writes inside
+    the volume only."""
+    name = daemon.launch("bb", start=False)
+    volume = daemon.root / "storage-pools" / "default" / "containers" / name
+    try:
+        (volume / "metadata.yaml").unlink()
+        (volume / "metadata.yaml").symlink_to("/etc/hostname")
+        got = daemon.request("GET", f"/1.0/instances/{name}/metadata")
+        host = Path("/etc/hostname").read_text().strip()
+        assert got.status == 400 and "symbolic links" in got.json()["error"], got.body
+        assert host not in got.json()["error"]  # refused, never followed to the host's file
+        shutil.rmtree(volume / "templates")
+        (volume / "templates").symlink_to("/var/tmp")
+        marker = unique("tpl")
+        daemon.request("POST", f"/1.0/instances/{name}/metadata/templates?path={marker}", raw=b"x",
+                       headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        assert not (Path("/var/tmp") / marker).exists()
+    finally:
+        daemon.force_delete(name)

@@ -58,3 +58,22 @@ class ImagesPost(WireModel):
     auto_update: bool = False
     compression_algorithm: str = ""
     properties: dict[str, str] = Field(default_factory=dict)
+
+
+class ImageMetadataTemplate(WireModel):
+    """One entry of metadata.yaml's templates: which file renders to the key's path, when."""
+
+    when: list[str] = Field(default_factory=list)
+    create_only: bool = False
+    template: str = ""
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class ImageMetadata(WireModel):
+    """An image's (or an instance's) metadata.yaml, as GET/PUT .../metadata carry it."""
+
+    architecture: str = ""
+    creation_date: int = 0
+    expiry_date: int = 0
+    properties: dict[str, str] = Field(default_factory=dict)
+    templates: dict[str, ImageMetadataTemplate] | None = None

@@ -98,3 +98,65 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def read_file(root: Path, path: str, limit: int) -> bytes | None:
+    """A regular file inside ``root`` (None when there is none); at most ``limit`` bytes, else
+    OSError. FIFOs, devices and directories are refused without blocking."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = open_in_root(root_fd, path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, f"{path}: not a regular file")
+            if st.st_size > limit:
+                raise OSError(errno.EFBIG, f"{path}: larger than {limit} bytes")
+            os.set_blocking(fd, True)
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def list_dir(root: Path, path: str) -> list[str]:
+    """The entries of a directory inside ``root`` ([] when there is none)."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = open_in_root(root_fd, path, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        try:
+            return sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def remove_file(root: Path, directory: str, name: str) -> bool:
+    """Remove the file ``name`` (one path component) of ``directory`` inside ``root``;
+    False when there was none."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            dir_fd = open_in_root(root_fd, directory, os.O_PATH | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(dir_fd)
+        return True
+    finally:
+        os.close(root_fd)

@@ -20,6 +20,7 @@ API_EXTENSIONS: list[str] = [
     "entity_description",
     "file_symlinks",
     "storage_images_delete",
+    "container_edit_metadata",
     "resources",
     "storage_api_volume_rename",
     "console",

@@ -16,6 +16,7 @@ from stapes.server.handlers import (
     instance_console,
     instance_exec,
     instance_files,
+    instance_metadata,
     instance_sftp,
     instance_snapshots,
     instance_state,
@@ -44,6 +45,7 @@ API: list[Endpoint] = [
     *instance_exec.ENDPOINTS,
     *instance_console.ENDPOINTS,  # after exec: logs/{file} would catch logs/exec-output
     *instance_files.ENDPOINTS,
+    *instance_metadata.ENDPOINTS,
     *instance_snapshots.ENDPOINTS,
     *instance_backups.ENDPOINTS,
     *instance_sftp.ENDPOINTS,
