@@ -263,3 +263,36 @@ def test_metadata_symlinks_an_image_shipped_stay_in_the_volume(
         assert not (Path("/var/tmp") / marker).exists()
     finally:
         daemon.force_delete(name)
+
+
+def test_a_new_project_gets_incus_defaults_for_the_features_it_does_not_set(
+    daemon: Daemon,
+) -> None:
+    name = unique("p")
+    body = {"name": name, "config": {"features.images": "false"}}
+    assert daemon.request("POST", "/1.0/projects", body).status == 200
+    try:
+        config = daemon.request("GET", f"/1.0/projects/{name}").metadata["config"]
+        assert config == {
+            "features.images": "false",
+            "features.profiles": "true",
+            "features.storage.buckets": "true",
+            "features.storage.volumes": "true",
+        }
+    finally:
+        daemon.request("DELETE", f"/1.0/projects/{name}")
+
+
+def test_a_put_cannot_delete_the_volatile_idmap_keys(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch("bb", start=False)
+    try:
+        got = daemon.request("GET", f"/1.0/instances/{name}").metadata
+        put = {k: got[k] for k in ("architecture", "devices", "profiles", "description")}
+        put["config"] = {
+            k: v for k, v in got["config"].items() if not k.startswith("volatile.idmap")
+        }
+        resp = daemon.request("PUT", f"/1.0/instances/{name}", put)
+        assert resp.status == 400
+        assert resp.json()["error"] == "Volatile idmap keys can't be deleted by the user"
+    finally:
+        daemon.force_delete(name)

@@ -58,6 +58,7 @@ Undo = Callable[[], Awaitable[None]]
 
 url = instance_url
 
+IDMAP_PREFIX = "volatile.idmap."
 DELETABLE = (StatusCode.STOPPED, StatusCode.ERROR)
 """Error: the driver cannot read the instance's state (an unloadable liblxc config), so it
 cannot be running under it; it may still go."""
@@ -539,6 +540,8 @@ class InstanceService:
 
     def _check_put(self, row: q.InstanceRow, put: InstancePut) -> dict[str, str]:
         put.config = without_empty(put.config)
+        if any(k.startswith(IDMAP_PREFIX) and k not in put.config for k in row.config):
+            raise BadRequest("Volatile idmap keys can't be deleted by the user")  # as Incus
         validate_instance_config(put.config, row.type, current=row.config)
         self.check_devices(put.devices, row.type, row.project)
         profiles = row.profiles if put.profiles is None else put.profiles

@@ -83,8 +83,10 @@ class Projects:
     def create(self, req: ProjectsPost) -> None:
         check_name(req.name)
         config = {k: val for k, val in req.config.items() if val != ""}
-        if not any(k.startswith("features.") for k in config):
-            config = {**keys.NEW_PROJECT_FEATURES, **config}
+        config = {
+            **keys.NEW_PROJECT_FEATURES,
+            **config,
+        }  # Incus's default for each feature not given
         self._check_config(req.name, config)
         if q.find_project(self.db, req.name) is not None:
             raise Conflict(f"Project {req.name!r} already exists")
