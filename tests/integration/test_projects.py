@@ -327,7 +327,9 @@ def test_restricted_idmap_ranges(
     """raw.idmap in a restricted project maps only the host ids restricted.idmap.* allow, and
     those keys cannot be taken away while an instance uses them (as Incus's tests check)."""
     subids_for_1000()
-    restricted = {"restricted": "true", "features.profiles": "true", "features.images": "false"}
+    # a PUT replaces the whole config: the project's features go along unchanged
+    features = daemon.request("GET", f"{PROJECTS}/{project}").metadata["config"]
+    restricted = {**features, "restricted": "true"}
     assert daemon.request("PATCH", f"{PROJECTS}/{project}", {"config": restricted}).status == 200
     inst = unique("c")
     assert create(daemon, project, inst) == (200, "")
