@@ -68,12 +68,11 @@ def stapes_daemon() -> Iterator[Stapes]:
             if (root / "unix.socket").exists():
                 break
             time.sleep(0.05)
-        subprocess.run(
-            [str(BIN / "stapes"), "image", "build", "busybox", "--alias", "bb"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        for argv in (
+            ["admin", "init", "--minimal"],
+            ["image", "build", "busybox", "--alias", "bb"],
+        ):
+            subprocess.run([str(BIN / "stapes"), *argv], env=env, check=True, capture_output=True)
         yield Stapes(root, env, daemon.pid)
     finally:
         daemon.terminate()

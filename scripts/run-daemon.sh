@@ -32,12 +32,29 @@ fi
 stapes list --format csv >/dev/null || { echo "stapesd did not start: see $STAPES_DIR/logs/stapesd.log" >&2; exit 1; }
 echo "stapesd is running (pid $(cat "$pidfile"), socket $STAPES_DIR/unix.socket)"
 
-# A managed bridge for the default profile: DHCP and DNS for the demo, no NAT to the outside.
-if ! stapes network list --format csv | grep -q '^stapesbr0,'; then
-  stapes network create stapesbr0 ipv4.address=auto ipv4.nat=false ipv6.address=auto ipv6.nat=false
-fi
-if ! stapes profile show default | grep -q 'network: stapesbr0'; then
-  stapes profile device add default eth0 nic network=stapesbr0 name=eth0
+# A fresh stapesd, like a fresh incusd, has no storage pool until it is set up: `admin init`
+# with a preseed makes the dir pool `default`, the managed bridge stapesbr0 (DHCP and DNS for
+# the demo, no NAT to the outside) and the default profile's root disk and eth0.
+if ! stapes storage list --format csv | grep -q '^default,'; then
+  stapes admin init --preseed <<'EOT'
+storage_pools:
+- name: default
+  driver: dir
+networks:
+- name: stapesbr0
+  type: bridge
+  config:
+    ipv4.address: auto
+    ipv4.nat: "false"
+    ipv6.address: auto
+    ipv6.nat: "false"
+profiles:
+- name: default
+  description: Default Incus profile
+  devices:
+    root: {type: disk, path: /, pool: default}
+    eth0: {type: nic, network: stapesbr0, name: eth0}
+EOT
 fi
 
 if ! stapes image alias list --format csv | grep -q '^debian/12,'; then

@@ -31,7 +31,11 @@ class UnixHTTPConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
         self.sock = sock
 
 
@@ -50,12 +54,15 @@ class Response:
 
 
 class Daemon:
-    """One stapesd process with its own STAPES_DIR."""
+    """One stapesd process with its own STAPES_DIR. A fresh one is set up at its first start
+    as `admin init --minimal` would (a ``default`` dir pool, the default profile's root disk),
+    unless ``init`` is False (a test of what a fresh daemon is)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, init: bool = True) -> None:
         self.root = root
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "stapesd.test.log"
+        self.init = init
 
     @property
     def socket(self) -> str:
@@ -82,6 +89,7 @@ class Daemon:
             if os.path.exists(self.socket):
                 try:
                     if self.request("GET", "/1.0").status == 200:
+                        self._set_up()
                         return
                 except OSError:
                     pass
@@ -89,6 +97,15 @@ class Daemon:
                 raise RuntimeError(f"stapesd exited: {self.log.read_text()[-2000:]}")
             time.sleep(0.05)
         raise RuntimeError("stapesd did not start in 30s")
+
+    def _set_up(self) -> None:
+        """What `stapes admin init --minimal` makes, once (a fresh daemon has no pool)."""
+        if not self.init or self.request("GET", "/1.0/storage-pools").metadata:
+            return
+        pool = {"name": "default", "driver": "dir", "config": {}}
+        assert self.request("POST", "/1.0/storage-pools", pool).status == 200
+        root = {"root": {"type": "disk", "path": "/", "pool": "default"}}
+        assert self.request("PATCH", "/1.0/profiles/default", {"devices": root}).status == 200
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -102,6 +102,15 @@ def ensure_profile(
     )
 
 
+def ensure_root_disk(db: Database, project: str, profile: str, pool: str) -> None:
+    """Give a profile a root disk on ``pool`` unless it has one."""
+    row = get_profile(db, project, profile)
+    if any(d.get("type") == "disk" and d.get("path") == "/" for d in row.devices.values()):
+        return
+    devices = {**row.devices, "root": {"type": "disk", "path": "/", "pool": pool}}
+    db.execute("UPDATE profiles SET devices = ? WHERE id = ?", (json.dumps(devices), row.id))
+
+
 def _profile(r: sqlite3.Row) -> ProfileRow:
     row = r
     return ProfileRow(

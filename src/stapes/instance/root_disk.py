@@ -32,7 +32,8 @@ def pool(devices: Devices) -> str:
     found = find(devices)
     if found is None:
         raise BadRequest(
-            "No root disk device: add one (type disk, path /) to the instance or a profile"
+            "No root disk device: add one (type disk, path /) to the instance or a profile "
+            "(a fresh daemon has none until stapes admin init or incus admin init)"
         )
     name = found[1].get("pool", "")
     if not name:

@@ -15,7 +15,7 @@ from stapes.api.errors import StapesError
 from stapes.config.server_keys import METRICS_KEY, server_value
 from stapes.db.connection import Database
 from stapes.db.instances import InstanceRow, find_instance, list_instances
-from stapes.db.projects import ensure_profile, ensure_project
+from stapes.db.projects import ensure_profile, ensure_project, ensure_root_disk
 from stapes.db.server_config import get_config
 from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
@@ -147,16 +147,13 @@ async def initialise(st: State) -> list[InstanceRow]:
     """Database defaults, pools, and re-adoption; returns the instances to autostart."""
     with st.db.transaction():
         ensure_project(st.db, "default", "Default Incus project", DEFAULT_PROJECT_CONFIG)
-    await st.pools.ensure_default()
+    restored = await st.pools.mount_all()
     await st.networks.start_all()  # before instances: their NICs attach to the bridges
     with st.db.transaction():
-        ensure_profile(
-            st.db,
-            "default",
-            "default",
-            "Default Incus profile",
-            {"root": {"path": "/", "pool": "default", "type": "disk"}},
-        )
+        # as a fresh incusd's: no devices until admin init (or a preseed) gives it some
+        ensure_profile(st.db, "default", "default", "Default Incus profile", {})
+        if restored:  # a lost database: the recorded default pool serves as it did
+            ensure_root_disk(st.db, "default", "default", "default")
     for leftover in [
         *st.paths.images.glob("upload-*"),
         *(st.paths.backups / "uploads").glob("upload-*"),
@@ -221,10 +218,13 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         backup_files.cancel()
         uevents.close()
         if host_down.done():
-            log.info("shutdown requested (SIGPWR or /internal/shutdown): stopping instances")
+            log.info("host shutdown requested (SIGPWR or /internal/shutdown): stopping instances")
             await power.shutdown_host(force=st.shutdown.force)
     finally:
-        log.info("stapesd shutting down (instances keep running)")
+        if host_down.done():
+            log.info("stapesd shutting down after stopping its instances")
+        else:
+            log.info("stapesd shutting down (instances keep running)")
         minutes = int(server_value(get_config(st.db), "core.shutdown_timeout"))
         await st.operations.drain(60 * minutes)
         st.events.close()

@@ -55,21 +55,23 @@ class Pools:
     def _make_driver(self, name: str, driver: str, config: dict[str, str]) -> StorageDriver:
         return driver_class(driver)(name, self.pool_path(name), dict(config), self.paths.disks)
 
-    async def ensure_default(self) -> None:
-        """Create the ``default`` dir pool on first start; mount every pool (a pool whose
-        source is gone is marked Unavailable, the others still come up)."""
-        if not list_pools(self.db):
-            if self.pool_path("default").is_dir():  # the database was lost: keep the pool's data
-                log.warning("recording the existing default pool again (stapes admin recover)")
-                self.record_existing(await self.mount_existing("default", "dir", {}))
-            else:
-                await self.create("default", "dir", "", {})
+    async def mount_all(self) -> bool:
+        """Mount every pool (a pool whose source is gone is marked Unavailable, the others
+        still come up). A fresh daemon has none until ``admin init`` makes one, as incusd;
+        but a ``default`` dir pool on disk that the database does not know (the database was
+        lost) is recorded again, keeping its data: True then."""
+        restored = False
+        if not list_pools(self.db) and self.pool_path("default").is_dir():
+            log.warning("recording the existing default pool again (stapes admin recover)")
+            self.record_existing(await self.mount_existing("default", "dir", {}))
+            restored = True
         for row in list_pools(self.db):
             try:
                 await self.driver(row.name).mount_pool()
             except Exception as exc:
                 log.error("storage pool %s is unavailable: %s", row.name, exc)
                 self._unavailable[row.name] = str(exc)
+        return restored
 
     def driver(self, pool: str) -> StorageDriver:
         drv = self._drivers.get(pool)

@@ -1,11 +1,16 @@
-"""stapes admin recover: find the instances and custom volumes a lost database forgot, on the
-pools, and record them again (what `incus admin recover` does, without its questions)."""
+"""stapes admin: init (set a fresh daemon up, from --auto answers or an Incus preseed; or
+--dump what it holds), recover (find the instances and custom volumes a lost database forgot,
+on the pools, and record them again, as `incus admin recover` without its questions)."""
 
 from __future__ import annotations
 
+import sys
+
 import click
+import yaml
 
 from stapes.cli.main import parse_key_values, run
+from stapes.client import preseed as init_data
 from stapes.client.instance_server import InstanceServer
 
 
@@ -58,6 +63,34 @@ def recover(pools: tuple[str, ...], yes: bool) -> None:
         keys = parse_key_values(tuple(c for c in config.split(",") if c), "--pool")
         lost.append({"name": name, "driver": driver, "config": keys})
     run(lambda s: _recover(s, lost, yes))
+
+
+@admin.command()
+@click.option("--auto", "auto", is_flag=True, help="Set up with default answers (as incus)")
+@click.option("--minimal", is_flag=True, help="With --auto: a storage pool only, no network")
+@click.option("--preseed", is_flag=True, help="Apply an Incus preseed (YAML) read from stdin")
+@click.option("--dump", is_flag=True, help="Print the daemon's setup as a preseed")
+@click.option(
+    "--storage-backend", default="dir", show_default=True, help="With --auto: the pool's driver"
+)
+def init(auto: bool, minimal: bool, preseed: bool, dump: bool, storage_backend: str) -> None:
+    """Set the daemon up: a storage pool and the default profile's root disk, and unless
+    --minimal a managed bridge (incusbr0) the default profile's eth0 joins."""
+    if sum((auto or minimal, preseed, dump)) != 1:
+        raise click.UsageError("Give one of --auto (or --minimal), --preseed or --dump")
+
+    def go(server: InstanceServer) -> None:
+        if dump:
+            click.echo(yaml.safe_dump(init_data.dump(server.conn), sort_keys=False), nl=False)
+        elif preseed:
+            data = yaml.safe_load(sys.stdin.read()) or {}
+            if not isinstance(data, dict):
+                raise click.UsageError("The preseed must be a YAML mapping")
+            init_data.apply(server.conn, data)
+        else:
+            init_data.automatic(server.conn, backend=storage_backend, network=not minimal)
+
+    run(go)
 
 
 COMMANDS = [admin]
