@@ -122,3 +122,21 @@ def test_the_real_incus_client_applies_an_incus_preseed(fresh: Daemon, tmp_path:
         fresh.request("DELETE", f"/1.0/projects/{project}")
         fresh.request("DELETE", f"/1.0/networks/{bridge}")
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def test_the_real_incus_admin_init_minimal(fresh: Daemon, tmp_path: Path) -> None:
+    """`incus admin init --minimal` (the --auto answers without a network) sends the pool with
+    an empty source, as Incus accepts: the dir pool's default place."""
+    if shutil.which("incus") is None:
+        pytest.fail("the incus client is missing: make test installs incus-client")
+    env = {**os.environ, "INCUS_SOCKET": fresh.socket, "INCUS_CONF": str(tmp_path / "conf")}
+    done = subprocess.run(
+        ["incus", "admin", "init", "--minimal"], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pool = fresh.request("GET", "/1.0/storage-pools/default").metadata
+    assert pool["driver"] == "dir"
+    assert pool["config"]["source"] == str(fresh.root / "storage-pools" / "default")
+    root = fresh.request("GET", "/1.0/profiles/default").metadata["devices"]["root"]
+    assert root == {"path": "/", "pool": "default", "type": "disk"}

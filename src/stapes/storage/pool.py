@@ -96,6 +96,7 @@ class Pools:
         check_volume_name(name)
         cls = driver_class(driver)
         cls.probe()
+        config = {k: val for k, val in config.items() if val != ""}  # "" is unset, as in Incus
         validate_pool_config(cls, config)
         if find_pool(self.db, name) is not None:
             raise Conflict(f"Storage pool {name!r} already exists")
@@ -118,6 +119,7 @@ class Pools:
         check_volume_name(name)
         cls = driver_class(driver)
         cls.probe()
+        config = {k: val for k, val in config.items() if val != ""}  # "" is unset, as in Incus
         validate_pool_config(cls, config)
         if find_pool(self.db, name) is not None:
             raise Conflict(f"Storage pool {name!r} already exists")
