@@ -296,3 +296,29 @@ def test_a_put_cannot_delete_the_volatile_idmap_keys(daemon: Daemon, busybox: st
         assert resp.json()["error"] == "Volatile idmap keys can't be deleted by the user"
     finally:
         daemon.force_delete(name)
+
+
+def test_raw_idmap_both_0_0_needs_no_subuid_line(daemon: Daemon, busybox: str) -> None:
+    """Incus starts an unprivileged container with raw.idmap "both 0 0" on a host whose
+    /etc/subuid gives root no line for id 0: the caller's own id is always mappable."""
+    name = daemon.launch("bb", config={"raw.idmap": "both 0 0"})
+    try:
+        state = daemon.request("GET", f"/1.0/instances/{name}").metadata
+        assert state["status"] == "Running"
+        uid_map = Path(f"/proc/{_init_pid(daemon, name)}/uid_map").read_text().split()
+        assert uid_map[:3] == ["0", "0", "1"]
+    finally:
+        daemon.force_delete(name)
+
+
+def _init_pid(daemon: Daemon, name: str) -> int:
+    return int(daemon.request("GET", f"/1.0/instances/{name}/state").metadata["pid"])
+
+
+def test_a_missing_backup_answers_incus_text(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch("bb", start=False)
+    try:
+        resp = daemon.request("GET", f"/1.0/instances/{name}/backups/nope")
+        assert resp.status == 404 and resp.json()["error"] == "Instance backup not found"
+    finally:
+        daemon.force_delete(name)

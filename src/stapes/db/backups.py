@@ -61,7 +61,12 @@ def find_backup(db: Database, owner: Owner, owner_id: int, name: str) -> BackupR
 def get_backup(db: Database, owner: Owner, owner_id: int, name: str) -> BackupRow:
     row = find_backup(db, owner, owner_id, name)
     if row is None:
-        raise NotFound(f"Backup {name!r} not found")
+        # Incus's texts; the name is in the URL the client sent
+        raise NotFound(
+            "Instance backup not found"
+            if owner == "instance"
+            else "Storage volume backup not found"
+        )
     return row
 
 

@@ -3,6 +3,7 @@ security.idmap.isolated a range of its own that no other isolated instance uses.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -84,14 +85,18 @@ def _choose_range(
 
 def check_delegated(idmap: IdMap | None) -> None:
     """liblxc maps ids through newuidmap/newgidmap when they are installed, and those refuse
-    host ids that /etc/subuid and /etc/subgid do not give root: say so before a start fails."""
+    host ids that /etc/subuid and /etc/subgid do not give root (except root's own id, which
+    they always let it map, so ``both 0 0`` works as in Incus): say so before a start fails."""
     if idmap is None or not idmap.raw or not shutil.which("newuidmap"):
         return
     for uid, path in ((True, Path("/etc/subuid")), (False, Path("/etc/subgid"))):
         ranges = subid_ranges(path)
+        own = os.getuid() if uid else os.getgid()  # the caller's own id needs no delegation
         for entry in idmap.raw:
             last = entry.host + entry.count - 1
-            inside = any(s <= entry.host and last < s + n for s, n in ranges)
+            inside = (entry.host, entry.count) == (own, 1) or any(
+                s <= entry.host and last < s + n for s, n in ranges
+            )
             if entry.applies(uid) and not inside:
                 span = str(entry.host) if entry.count == 1 else f"{entry.host}-{last}"
                 raise BadRequest(
