@@ -172,6 +172,64 @@ def test_proxy_both_ways(daemon: Daemon, container: str) -> None:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/f", timeout=2)
 
 
+def test_proxy_port_ranges_and_lists(daemon: Daemon, container: str) -> None:
+    """As Incus: a listen range to one connect port, and a list to a list of the same length
+    (each port to the one at its place)."""
+    sh(daemon, container, "ip link set lo up && mkdir -p /a /b && echo a > /a/f && echo b > /b/f")
+    sh(daemon, container, "httpd -p 127.0.0.1:8001 -h /a && httpd -p 127.0.0.1:8002 -h /b")
+    first, second = free_port(), free_port()
+    listed = {"type": "proxy", "listen": f"tcp:127.0.0.1:{first},{second}",
+              "connect": "tcp:127.0.0.1:8001,8002"}  # fmt: skip
+    assert devices_patch(daemon, container, {"listed": listed}) == (200, "")
+    for port, body in ((first, b"a\n"), (second, b"b\n")):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/f", timeout=10) as resp:
+            assert resp.read() == body
+    low = free_port()
+    while True:  # two free ports in a row for a range
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", low + 1))
+                break
+            except OSError:
+                low = free_port()
+    ranged = {"type": "proxy", "listen": f"tcp:127.0.0.1:{low}-{low + 1}",
+              "connect": "tcp:127.0.0.1:8002"}  # fmt: skip
+    assert devices_patch(daemon, container, {"ranged": ranged}) == (200, "")
+    for port in (low, low + 1):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/f", timeout=10) as resp:
+            assert resp.read() == b"b\n"
+    assert put_devices(daemon, container, {}) == (200, "")
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        (
+            {"type": "proxy", "listen": "tcp:127.0.0.1:7001", "connect": "tcp:localhost:80"},
+            "Not an IP address 'localhost'",
+        ),
+        (
+            {"type": "proxy", "listen": "tcp:127.0.0.1:7001", "connect": "tcp:127.0.0.1:80-81"},
+            "Mismatch between listen port(s) and connect port(s) count",
+        ),
+        (
+            {"type": "disk", "source": "/tmp", "path": "/mnt"},
+            "More than one disk device uses the same path '/mnt'",
+        ),
+    ],
+)
+def test_incus_device_checks(
+    daemon: Daemon, stopped: str, device: dict[str, str], message: str
+) -> None:
+    """Checks Incus makes on a device, with its words."""
+    if device["type"] == "disk":
+        first = {"type": "disk", "source": "/tmp", "path": "/mnt"}
+        assert devices_patch(daemon, stopped, {"first": first}) == (200, "")
+    status, error = devices_patch(daemon, stopped, {"bad": device})
+    assert status == 400 and message in error, error
+    put_devices(daemon, stopped, {})
+
+
 @pytest.mark.parametrize(
     ("device", "named"),
     [

@@ -322,3 +322,21 @@ def test_a_missing_backup_answers_incus_text(daemon: Daemon, busybox: str) -> No
         assert resp.status == 404 and resp.json()["error"] == "Instance backup not found"
     finally:
         daemon.force_delete(name)
+
+
+def test_profiles_that_give_two_root_disks_are_refused(daemon: Daemon, busybox: str) -> None:
+    profile = unique("r2")
+    name = daemon.launch("bb", start=False)
+    try:
+        root2 = {"root2": {"type": "disk", "path": "/", "pool": "default"}}
+        made = daemon.request("POST", "/1.0/profiles", {"name": profile, "devices": root2})
+        assert made.status == 201, made.body
+        resp = daemon.request("PATCH", f"/1.0/instances/{name}", {"profiles": ["default", profile]})
+        refused = daemon.wait(resp) if resp.status == 202 else resp
+        assert refused.status == 400
+        assert "More than one root device found" in refused.json()["error"]
+        got = daemon.request("GET", f"/1.0/instances/{name}").metadata
+        assert got["profiles"] == ["default"]
+    finally:
+        daemon.force_delete(name)
+        daemon.request("DELETE", f"/1.0/profiles/{profile}")

@@ -3,11 +3,15 @@
     python -m stapes.host.proxy --pid PID --listen ADDR --connect ADDR --bind host|instance
         [--uid N --gid N --mode 0644 --id-base N]
 
-ADDR is ``tcp:HOST:PORT``, ``udp:HOST:PORT`` (IPv6 hosts in brackets) or ``unix:PATH``
-(``unix:@NAME`` for an abstract socket). The listening socket is made in the network (and, for
-unix paths, mount) namespace of the listening side, then the helper moves to the other side's
-namespaces, so every connection it opens to ADDR is made there. It exits when the instance's init
-(PID) does, or on SIGTERM. Only the standard library: it starts fast and runs anywhere."""
+ADDR is ``tcp:HOST:PORTS``, ``udp:HOST:PORTS`` (HOST an IP address, IPv6 in brackets; PORTS
+one port, a range ``A-B`` or a comma list of both, as Incus takes them) or ``unix:PATH``
+(``unix:@NAME`` for an abstract socket). Each listen port is forwarded to the connect port at
+the same place in the list, or to the one connect port when there is only one.
+
+The listening sockets are made in the network (and, for unix paths, mount) namespace of the
+listening side, then the helper moves to the other side's namespaces, so every connection it
+opens to ADDR is made there. It exits when the instance's init (PID) does, or on SIGTERM.
+Only the standard library: it starts fast and runs anywhere."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import os
 import signal
 import socket
@@ -32,7 +37,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 class Address:
     kind: str  # tcp, udp or unix
     host: str = ""
-    port: int = 0
+    ports: tuple[int, ...] = ()
     path: str = ""
 
     @property
@@ -45,11 +50,43 @@ class Address:
     def sock_type(self) -> int:
         return socket.SOCK_DGRAM if self.kind == "udp" else socket.SOCK_STREAM
 
+    def at(self, index: int) -> Address:
+        """This address with only its ``index``-th port (the only one when it has one)."""
+        if self.kind == "unix":
+            return self
+        return Address(self.kind, self.host, (self.ports[index if len(self.ports) > 1 else 0],))
+
+    def split(self) -> list[Address]:
+        """One address per port (a unix address is one)."""
+        return [self.at(i) for i in range(max(len(self.ports), 1))]
+
     @property
     def sockaddr(self) -> str | tuple[str, int]:
         if self.kind == "unix":
             return "\0" + self.path[1:] if self.path.startswith("@") else self.path
-        return (self.host, self.port)
+        return (self.host, self.ports[0])
+
+
+MAX_PORTS = 1024
+"""The most ports one proxy address may name: a helper listens on each."""
+
+
+def parse_ports(text: str) -> tuple[int, ...]:
+    """``80``, ``80-82`` or ``80,443,8000-8002`` (Incus's port lists)."""
+    ports: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not (first.isascii() and first.isdigit()) or (
+            dash and not (last.isascii() and last.isdigit())
+        ):
+            raise ValueError(f"invalid port {part!r}: use PORT, FIRST-LAST or a comma list")
+        low, high = int(first), int(last) if dash else int(first)
+        if not 0 <= low <= high < 65536:
+            raise ValueError(f"invalid port range {part!r}: ports are 0 to 65535, first <= last")
+        if len(ports) + high - low + 1 > MAX_PORTS:
+            raise ValueError(f"too many ports: at most {MAX_PORTS} per address")
+        ports.extend(range(low, high + 1))
+    return tuple(ports)
 
 
 def parse_address(text: str) -> Address:
@@ -65,9 +102,22 @@ def parse_address(text: str) -> Address:
         host, _, port = rest[1:].partition("]:")
     else:
         host, _, port = rest.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r}: expected {kind}:HOST:PORT with a port from 1 to 65535")
-    return Address(kind, host=host, port=int(port))
+    if not host or not port:
+        raise ValueError(f"{text!r}: expected {kind}:HOST:PORT (an IPv6 HOST in brackets)")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        # as Incus: a name would be resolved where the helper runs, which a client must not
+        # choose
+        raise ValueError(f"Not an IP address {host!r}") from None
+    return Address(kind, host=host, ports=parse_ports(port))
+
+
+def pair(listen: Address, connect: Address) -> list[tuple[Address, Address]]:
+    """Each listen port with the connect port it goes to; refuses what Incus refuses."""
+    if len(connect.ports) > 1 and len(connect.ports) != len(listen.ports):
+        raise ValueError("Mismatch between listen port(s) and connect port(s) count")
+    return [(one, connect.at(i)) for i, one in enumerate(listen.split())]
 
 
 def _setns(fd: int, nstype: int) -> None:
@@ -121,7 +171,7 @@ async def serve_stream(listener: socket.socket, target: Address) -> None:
             if target.kind == "unix":
                 up_reader, up_writer = await asyncio.open_unix_connection(str(target.sockaddr))
             else:
-                up_reader, up_writer = await asyncio.open_connection(target.host, target.port)
+                up_reader, up_writer = await asyncio.open_connection(*target.sockaddr)
         except OSError:
             writer.close()
             return
@@ -160,24 +210,30 @@ async def serve_datagrams(listener: socket.socket, target: Address) -> None:
         if transport is None or transport.is_closing():
             transport, _ = await loop.create_datagram_endpoint(
                 lambda c=client: _Upstream(listener, c),  # type: ignore[misc]
-                remote_addr=(target.host, target.port),
+                remote_addr=target.sockaddr,
                 family=target.family,
             )
             upstreams[client] = transport
         transport.sendto(data)
 
 
-async def run(listener: socket.socket, target: Address, pidfd: int) -> None:
+async def run(pairs: list[tuple[socket.socket, Address]], pidfd: int) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_reader(pidfd, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    serve = serve_datagrams if target.kind == "udp" else serve_stream
-    task = loop.create_task(serve(listener, target))
+    tasks = [
+        loop.create_task(
+            (serve_datagrams if target.kind == "udp" else serve_stream)(listener, target)
+        )
+        for listener, target in pairs
+    ]
     await stop.wait()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def main(argv: list[str]) -> int:
@@ -199,14 +255,19 @@ def main(argv: list[str]) -> int:
         listen_side, connect_side = (
             (instance, host) if args.bind == "instance" else (host, instance)
         )
+        routes = pair(listen, connect)
         listen_side.enter(with_mounts=listen.kind == "unix")
         base = args.id_base if args.bind == "instance" else 0
-        listener = make_listener(listen, args.uid + base, args.gid + base, int(args.mode, 8))
+        mode = int(args.mode, 8)
+        pairs = [
+            (make_listener(one, args.uid + base, args.gid + base, mode), target)
+            for one, target in routes
+        ]
         connect_side.enter(with_mounts=connect.kind == "unix" or listen.kind == "unix")
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"proxy: {exc}\n")
         return 2
-    asyncio.run(run(listener, connect, pidfd))
+    asyncio.run(run(pairs, pidfd))
     return 0
 
 

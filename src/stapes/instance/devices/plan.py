@@ -14,7 +14,32 @@ Devices = dict[str, dict[str, str]]
 
 
 def validate(devices: Devices, ctx: DeviceContext) -> None:
+    """Each device on its own, then what Incus checks across them: one root disk, and no two
+    disks mounted at one path."""
     load_all(devices, ctx)
+    roots = [n for n, d in devices.items() if _is_disk(d) and d.get("path") == "/"]
+    if len(roots) > 1:
+        raise BadRequest(
+            "Failed detecting root disk device: More than one root device found "
+            f"({', '.join(sorted(roots))}): keep one disk with path /"
+        )
+    seen: dict[str, str] = {}
+    for name in sorted(devices):
+        config = devices[name]
+        path = config.get("path", "")
+        if not _is_disk(config) or not path:
+            continue
+        key = path.rstrip("/") or "/"
+        if key in seen:
+            raise BadRequest(
+                f"Device {name!r} (disk): More than one disk device uses the same path "
+                f"{path!r} (device {seen[key]!r} is mounted there)"
+            )
+        seen[key] = name
+
+
+def _is_disk(config: dict[str, str]) -> bool:
+    return config.get("type") == "disk"
 
 
 async def prepare_start(devices: Devices, ctx: DeviceContext) -> RunConfig:

@@ -7,7 +7,7 @@ import sys
 from typing import ClassVar
 
 from stapes.config import validate as v
-from stapes.host.proxy import parse_address
+from stapes.host.proxy import pair, parse_address
 from stapes.instance.devices.device import Device, Helper, RunConfig
 
 PID = "@PID@"
@@ -44,6 +44,10 @@ class Proxy(Device):
         connect = parse_address(self.config["connect"])
         if (listen.kind == "udp") != (connect.kind == "udp"):
             raise self.fail("udp can only be forwarded to udp, and streams only to streams")
+        try:
+            pair(listen, connect)
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
 
     def attached(self) -> RunConfig:
         return RunConfig(helpers=[Helper(self.name, ())])
