@@ -340,3 +340,23 @@ def test_profiles_that_give_two_root_disks_are_refused(daemon: Daemon, busybox: 
     finally:
         daemon.force_delete(name)
         daemon.request("DELETE", f"/1.0/profiles/{profile}")
+
+
+def test_an_instance_volume_takes_user_keys(daemon: Daemon, busybox: str) -> None:
+    """incus storage volume set POOL container/NAME user.foo=bar works (Incus keeps it on the
+    instance's volume); a key that belongs to the root disk is refused."""
+    name = daemon.launch("bb", start=False)
+    url = f"/1.0/storage-pools/default/volumes/container/{name}"
+    try:
+        assert daemon.cli("storage", "volume", "set", "default", f"container/{name}",
+                          "user.foo=bar").returncode == 0  # fmt: skip
+        patched = daemon.request("PATCH", url, {"description": "root of it"})
+        assert patched.status == 200, patched.body
+        got = daemon.request("GET", url).metadata
+        assert got["config"] == {"user.foo": "bar"} and got["description"] == "root of it"
+        resp = daemon.request("PATCH", url, {"config": {"size": "1GiB"}})
+        assert resp.status == 400 and "size" in resp.json()["error"]
+        daemon.request("PUT", url, {"config": {}, "description": ""})
+        assert daemon.request("GET", url).metadata["config"] == {}
+    finally:
+        daemon.force_delete(name)

@@ -27,6 +27,9 @@ class InstanceRow:
     devices: dict[str, dict[str, str]] = field(default_factory=dict)
     profiles: list[str] = field(default_factory=list)
     last_used_at: str = ""
+    volume_description: str = ""
+    volume_config: dict[str, str] = field(default_factory=dict)
+    """What a client set on the instance's storage volume (user.* keys)."""
 
 
 _SELECT = (
@@ -51,6 +54,17 @@ def _row(r: sqlite3.Row) -> InstanceRow:
         devices=json.loads(r["devices"]),
         profiles=json.loads(r["profiles"]),
         last_used_at=r["last_used_at"],
+        volume_description=r["volume_description"],
+        volume_config=json.loads(r["volume_config"]),
+    )
+
+
+def set_volume_settings(
+    db: Database, instance_id: int, description: str, config: dict[str, str]
+) -> None:
+    db.execute(
+        "UPDATE instances SET volume_description = ?, volume_config = ? WHERE id = ?",
+        (description, json.dumps(config), instance_id),
     )
 
 

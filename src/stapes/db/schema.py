@@ -288,7 +288,19 @@ def _v10(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
+def _v11(conn: sqlite3.Connection) -> None:
+    """What a client sets on an instance's volume (user.* keys, a description), as Incus
+    keeps it on the instance's volume record."""
+    _script(
+        conn,
+        """
+        ALTER TABLE instances ADD COLUMN volume_description TEXT NOT NULL DEFAULT '';
+        ALTER TABLE instances ADD COLUMN volume_config TEXT NOT NULL DEFAULT '{}';
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

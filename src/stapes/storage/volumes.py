@@ -20,7 +20,7 @@ from stapes.config.validate import parse_size
 from stapes.db import storage as q
 from stapes.db.connection import Database
 from stapes.db.images import list_images
-from stapes.db.instances import list_instances
+from stapes.db.instances import get_instance, list_instances, set_volume_settings
 from stapes.db.projects import expand_profiles, feature_project, list_profiles
 from stapes.host.paths import instance_entry
 from stapes.host.run import run
@@ -41,6 +41,9 @@ TYPE_DIRS = {
     "image": "images",
 }
 CONTENT_TYPES = (FILESYSTEM, BLOCK)
+
+INSTANCE_TYPES = ("container", "virtual-machine")
+"""Volume types that hold an instance."""
 
 
 def vol_dir(instance_type: str) -> str:
@@ -131,6 +134,8 @@ class Volumes:
                 type=i.type,
                 content_type=FILESYSTEM if i.type == "container" else BLOCK,
                 created_at=i.created_at,
+                description=i.volume_description,
+                config=dict(i.volume_config),
             )
             for i in list_instances(self.db, project)
             if i.pool == pool
@@ -188,7 +193,7 @@ class Volumes:
     # -- users --------------------------------------------------------------------------------
 
     def used_by(self, vol: q.VolumeRow) -> list[str]:
-        if vol.type in ("container", "virtual-machine"):
+        if vol.type in INSTANCE_TYPES:
             return [instance_url(vol.name, vol.project)]
         if vol.type == "image":
             return [f"/1.0/images/{vol.name}"]
@@ -418,6 +423,9 @@ class Volumes:
     # -- update, rename, move, delete -------------------------------------------------------
 
     async def update(self, vol: q.VolumeRow, put: StorageVolumePut) -> None:
+        if vol.type in INSTANCE_TYPES:
+            self._update_instance_volume(vol, put)
+            return
         if vol.type != "custom":
             raise BadRequest(
                 f"{vol.type} volumes are changed through their {vol.type.replace('-', ' ')}"
@@ -442,6 +450,31 @@ class Volumes:
         self.events.lifecycle(
             StorageVolumeAction.UPDATED,
             volume_url(vol.pool, "custom", vol.name, vol.project),
+            project=vol.project,
+        )
+
+    def _update_instance_volume(self, vol: q.VolumeRow, put: StorageVolumePut) -> None:
+        """An instance's volume takes user.* keys and a description, as in Incus; the rest of
+        it follows the instance (its size is the root disk device's)."""
+        if put.restore:
+            raise BadRequest(f"Restore {vol.type} volumes through their instance's snapshots")
+        config = {k: val for k, val in put.config.items() if val != ""}
+        for key in sorted(set(config) | set(vol.config)):
+            if not key.startswith("user.") and config.get(key) != vol.config.get(key):
+                if key not in config:
+                    config[key] = vol.config[key]  # not the client's to drop
+                    continue
+                raise BadRequest(
+                    f"Invalid option for volume {vol.name!r} option {key!r}: an instance's "
+                    "volume takes user.* keys (its size is set on the root disk device)"
+                )
+        with self.db.transaction():
+            row = get_instance(self.db, vol.project, vol.name)
+            set_volume_settings(self.db, row.id, put.description, config)
+        vol.config, vol.description = config, put.description
+        self.events.lifecycle(
+            StorageVolumeAction.UPDATED,
+            volume_url(vol.pool, vol.type, vol.name, vol.project),
             project=vol.project,
         )
 
