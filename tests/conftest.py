@@ -73,7 +73,7 @@ def btrfs_pool(daemon: Daemon) -> Iterator[str]:
         "/1.0/storage-pools",
         {"name": name, "driver": "btrfs", "config": {"size": "512MiB"}},
     )
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     try:
         yield name
     finally:

@@ -103,7 +103,7 @@ class Daemon:
         if not self.init or self.request("GET", "/1.0/storage-pools").metadata:
             return
         pool = {"name": "default", "driver": "dir", "config": {}}
-        assert self.request("POST", "/1.0/storage-pools", pool).status == 200
+        assert self.request("POST", "/1.0/storage-pools", pool).status == 201
         root = {"root": {"type": "disk", "path": "/", "pool": "default"}}
         assert self.request("PATCH", "/1.0/profiles/default", {"devices": root}).status == 200
 

@@ -23,7 +23,7 @@ def network(daemon: Daemon) -> Iterator[tuple[str, str]]:
     address = f"10.214.{secrets.randbelow(250) + 1}.1/24"
     config = {"ipv4.address": address, "ipv4.nat": "false", "ipv6.address": "none"}
     resp = daemon.request("POST", NETS, {"name": name, "config": config})
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     try:
         yield name, address
     finally:

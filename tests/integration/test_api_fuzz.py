@@ -41,7 +41,7 @@ def test_fuzzing_the_api_finds_no_server_error(
         resp = lone.request("PATCH", "/1.0/projects/default", {"config": {"restricted": "true"}})
         assert resp.status == 200, resp.body
         body |= {"restricted": True, "projects": ["default"]}
-    assert lone.request("POST", "/1.0/certificates", body).status == 200
+    assert lone.request("POST", "/1.0/certificates", body).status == 201
     schema = tmp_path / "openapi.json"
     resp = lone.request("GET", "/1.0/openapi.json")
     assert resp.status == 200 and json.loads(resp.body)["paths"]

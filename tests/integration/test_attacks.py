@@ -84,7 +84,7 @@ def attacker(
         "restricted": "true",
     }
     assert (
-        daemon.request("POST", "/1.0/projects", {"name": project, "config": config}).status == 200
+        daemon.request("POST", "/1.0/projects", {"name": project, "config": config}).status == 201
     )
     devices = daemon.request("GET", "/1.0/profiles/default").metadata["devices"]
     devices = {n: d for n, d in devices.items() if d["type"] == "disk"}  # no NIC: no network
@@ -101,7 +101,7 @@ def attacker(
         "restricted": True,
         "projects": [project],
     }
-    assert daemon.request("POST", "/1.0/certificates", cert).status == 200
+    assert daemon.request("POST", "/1.0/certificates", cert).status == 201
     volume = unique("v")
     body = {"name": volume, "type": "custom", "config": {}}
     resp = daemon.request("POST", f"/1.0/storage-pools/default/volumes?project={project}", body)

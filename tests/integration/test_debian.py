@@ -33,7 +33,7 @@ def test_debian_image_boots_systemd(daemon: Daemon) -> None:
         "ipv6.dhcp.stateful": "true",
     }
     assert (
-        daemon.request("POST", "/1.0/networks", {"name": network, "config": config}).status == 200
+        daemon.request("POST", "/1.0/networks", {"name": network, "config": config}).status == 201
     )
     nic = {
         "eth0": {

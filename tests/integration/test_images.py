@@ -45,7 +45,7 @@ def test_unified_upload_fingerprint_and_aliases(daemon: Daemon, tmp_path: Path) 
             daemon.request(
                 "POST", "/1.0/images/aliases", {"name": alias, "target": fingerprint}
             ).status
-            == 200
+            == 201
         )
         assert (
             daemon.request(
@@ -59,7 +59,7 @@ def test_unified_upload_fingerprint_and_aliases(daemon: Daemon, tmp_path: Path) 
         assert got["target"] == fingerprint
         renamed = unique("al")
         assert (
-            daemon.request("POST", f"/1.0/images/aliases/{alias}", {"name": renamed}).status == 200
+            daemon.request("POST", f"/1.0/images/aliases/{alias}", {"name": renamed}).status == 201
         )
         names = [
             a["name"]

@@ -190,7 +190,7 @@ def test_default_texts_are_incus_texts(daemon: Daemon) -> None:
         "Default Incus profile"
     )
     name = unique("p")
-    assert daemon.request("POST", "/1.0/projects", {"name": name}).status == 200
+    assert daemon.request("POST", "/1.0/projects", {"name": name}).status == 201
     try:
         profile = daemon.request("GET", f"/1.0/profiles/default?project={name}").metadata
         assert profile["description"] == f"Default Incus profile for project {name}"
@@ -270,7 +270,7 @@ def test_a_new_project_gets_incus_defaults_for_the_features_it_does_not_set(
 ) -> None:
     name = unique("p")
     body = {"name": name, "config": {"features.images": "false"}}
-    assert daemon.request("POST", "/1.0/projects", body).status == 200
+    assert daemon.request("POST", "/1.0/projects", body).status == 201
     try:
         config = daemon.request("GET", f"/1.0/projects/{name}").metadata["config"]
         assert config == {
@@ -360,3 +360,67 @@ def test_an_instance_volume_takes_user_keys(daemon: Daemon, busybox: str) -> Non
         assert daemon.request("GET", url).metadata["config"] == {}
     finally:
         daemon.force_delete(name)
+
+
+def test_expiry_times_come_back_as_they_were_sent(daemon: Daemon, busybox: str) -> None:
+    """Incus keeps a client's offset and nanoseconds; an instance snapshot PUT without
+    expires_at keeps it, a volume snapshot PUT without it clears it; times it makes are UTC
+    with the fraction's trailing zeros dropped (Go's RFC 3339)."""
+    name = daemon.launch("bb", start=False)
+    volume = unique("v")
+    snaps = f"/1.0/instances/{name}/snapshots"
+    vsnaps = f"/1.0/storage-pools/default/volumes/custom/{volume}/snapshots"
+    sent = "2030-01-02T03:04:05.123456789+02:00"
+    try:
+        daemon.ok(daemon.request("POST", snaps, {"name": "s1", "expires_at": sent}))
+        got = daemon.request("GET", f"{snaps}/s1").metadata
+        assert got["expires_at"] == sent
+        assert got["created_at"].endswith("Z") and not got["created_at"].endswith("0Z")
+        daemon.ok(
+            daemon.request("PUT", f"{snaps}/s1", {"expires_at": "2031-01-02T03:04:05.50-05:00"})
+        )
+        assert (
+            daemon.request("GET", f"{snaps}/s1").metadata["expires_at"]
+            == "2031-01-02T03:04:05.5-05:00"
+        )
+        daemon.ok(daemon.request("PUT", f"{snaps}/s1", {}))
+        assert (
+            daemon.request("GET", f"{snaps}/s1").metadata["expires_at"]
+            == "2031-01-02T03:04:05.5-05:00"
+        )
+
+        made = daemon.request("POST", "/1.0/storage-pools/default/volumes/custom", {"name": volume})
+        assert made.status in (200, 201), made.body
+        daemon.ok(daemon.request("POST", vsnaps, {"name": "s1", "expires_at": sent}))
+        assert daemon.request("GET", f"{vsnaps}/s1").metadata["expires_at"] == sent
+        assert daemon.request("PUT", f"{vsnaps}/s1", {"description": "x"}).status == 200
+        assert (
+            daemon.request("GET", f"{vsnaps}/s1").metadata["expires_at"] == "0001-01-01T00:00:00Z"
+        )
+    finally:
+        daemon.force_delete(name)
+        daemon.request("DELETE", f"{vsnaps}/s1")
+        daemon.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{volume}")
+
+
+def test_image_put_sets_expires_at(daemon: Daemon) -> None:
+    """Incus's image PUT sets expires_at as sent (a zero time leaves it); its PATCH does not."""
+    project = unique("pimg")
+    config = {"features.images": "true"}
+    made = daemon.request("POST", "/1.0/projects", {"name": project, "config": config})
+    assert made.status == 201, made.body
+    try:
+        daemon.cli("image", "build", "busybox", "--alias", "own", "--project", project)
+        target = daemon.request("GET", f"/1.0/images/aliases/own?project={project}").metadata
+        url = f"/1.0/images/{target['target']}?project={project}"
+        current = daemon.request("GET", url).metadata
+        body = {k: current[k] for k in ("auto_update", "properties", "public", "profiles")}
+        resp = daemon.request("PUT", url, {**body, "expires_at": "2035-01-02T03:04:05.5+02:00"})
+        assert resp.status == 200, resp.body
+        assert daemon.request("GET", url).metadata["expires_at"] == "2035-01-02T03:04:05.5+02:00"
+        daemon.request("PATCH", url, {"expires_at": "2036-01-01T00:00:00Z"})
+        daemon.request("PUT", url, {**body, "expires_at": "0001-01-01T00:00:00Z"})
+        assert daemon.request("GET", url).metadata["expires_at"] == "2035-01-02T03:04:05.5+02:00"
+        daemon.request("DELETE", url)
+    finally:
+        daemon.request("DELETE", f"/1.0/projects/{project}")

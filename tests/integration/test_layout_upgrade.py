@@ -18,7 +18,7 @@ def test_an_earlier_layout_upgrades_and_running_instances_are_readopted(lone: Da
     d.cli("image", "build", "busybox", "--alias", "bb")
     project, name = unique("p"), unique("c")
     config = {"features.images": "false", "features.profiles": "true"}
-    assert d.request("POST", "/1.0/projects", {"name": project, "config": config}).status == 200
+    assert d.request("POST", "/1.0/projects", {"name": project, "config": config}).status == 201
     devices = d.request("GET", "/1.0/profiles/default").metadata["devices"]
     d.request("PATCH", f"/1.0/profiles/default?project={project}", {"devices": devices})
     q = f"?project={project}"

@@ -69,7 +69,7 @@ def test_forward_reaches_a_container_port(
     port = {"protocol": "tcp", "listen_port": "80,90", "target_address": ip, "target_port": "8080"}
     body = {"listen_address": listen_address, "ports": [port], "description": "web"}
     resp = daemon.request("POST", forwards, body)
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     assert fetch(f"http://{listen_address}:80/") == "hello\n"
     assert fetch(f"http://{listen_address}:90/") == "hello\n"
     listed = daemon.request("GET", forwards).metadata
@@ -108,7 +108,7 @@ def test_acl_lets_one_port_through_and_blocks_others(
     rule = {"action": "allow", "protocol": "tcp", "destination_port": "8080"}
     acl = "web" + secrets.token_hex(3)
     resp = daemon.request("POST", ACLS, {"name": acl, "ingress": [rule]})
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     resp = daemon.request("PATCH", f"{NETS}/{name}", {"config": {"security.acls": acl}})
     assert resp.status == 200, resp.body
     try:
@@ -171,7 +171,7 @@ def test_forward_and_acl_bad_input(daemon: Daemon, network: tuple[str, str]) -> 
     assert daemon.request("GET", f"{NETS}/nosuch/forwards").status == 404
     assert daemon.request("GET", f"{forwards}/198.51.100.9").status == 404
     ok = {"listen_address": "198.51.100.9", "ports": [port]}
-    assert daemon.request("POST", forwards, ok).status == 200
+    assert daemon.request("POST", forwards, ok).status == 201
     assert daemon.request("POST", forwards, ok).status == 409
 
     rule = {"action": "allow"}

@@ -24,7 +24,7 @@ def project(daemon: Daemon) -> Iterator[str]:
     name = unique("p")
     config = {"features.images": "false", "features.profiles": "true"}
     resp = daemon.request("POST", PROJECTS, {"name": name, "config": config})
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     devices = daemon.request("GET", "/1.0/profiles/default").metadata["devices"]
     resp = daemon.request("PATCH", f"/1.0/profiles/default?project={name}", {"devices": devices})
     assert resp.status == 200, resp.body
@@ -55,7 +55,7 @@ def create(daemon: Daemon, project: str, name: str, **extra: object) -> tuple[in
 
 def test_project_crud_and_rules(daemon: Daemon, busybox: str) -> None:
     name, renamed = unique("p"), unique("p")
-    assert daemon.request("POST", PROJECTS, {"name": name, "description": "team"}).status == 200
+    assert daemon.request("POST", PROJECTS, {"name": name, "description": "team"}).status == 201
     got = daemon.request("GET", f"{PROJECTS}/{name}").metadata
     assert got["config"]["features.images"] == "true"
     assert got["config"].get("features.networks", "false") == "false"
@@ -101,7 +101,7 @@ def test_project_crud_and_rules(daemon: Daemon, busybox: str) -> None:
 
 def test_features_decide_what_a_project_sees(daemon: Daemon, busybox: str, project: str) -> None:
     own = unique("p")
-    assert daemon.request("POST", PROJECTS, {"name": own}).status == 200
+    assert daemon.request("POST", PROJECTS, {"name": own}).status == 201
     try:
         # its own images: the default project's alias is not there
         status, error = create(daemon, own, unique("c"))
@@ -212,7 +212,7 @@ def test_a_restricted_certificate_cannot_reach_another_project(
 ) -> None:
     other = unique("p")
     config = {"features.images": "false", "features.profiles": "false"}
-    assert daemon.request("POST", PROJECTS, {"name": other, "config": config}).status == 200
+    assert daemon.request("POST", PROJECTS, {"name": other, "config": config}).status == 201
     theirs = unique("c")
     address = f"127.0.0.1:{free_port()}"
     client = ClientCert(tmp_path, "team")
@@ -228,7 +228,7 @@ def test_a_restricted_certificate_cannot_reach_another_project(
         )
         cert = {"type": "client", "certificate": client.cert.read_text(), "restricted": True,
                 "projects": [project]}  # fmt: skip
-        assert daemon.request("POST", "/1.0/certificates", cert).status == 200
+        assert daemon.request("POST", "/1.0/certificates", cert).status == 201
 
         def call(method: str, path: str, body: object = None) -> int:
             return https_request(address, method, path, body, client=client)[0].status
@@ -282,7 +282,7 @@ def test_a_project_with_its_own_networks(
     bridge, _ = network
     own = unique("p")
     config = {"features.networks": "true", "features.images": "false", "limits.networks": "1"}
-    assert daemon.request("POST", PROJECTS, {"name": own, "config": config}).status == 200
+    assert daemon.request("POST", PROJECTS, {"name": own, "config": config}).status == 201
     try:
         assert daemon.request("GET", f"/1.0/networks?project={own}").metadata == []
         assert daemon.request("GET", f"/1.0/networks/{bridge}?project={own}").status == 404
@@ -309,7 +309,7 @@ def test_a_project_with_its_own_networks(
     # a project without the feature uses the default project's networks
     shared = unique("p")
     config = {"features.images": "false", "features.profiles": "false"}
-    assert daemon.request("POST", PROJECTS, {"name": shared, "config": config}).status == 200
+    assert daemon.request("POST", PROJECTS, {"name": shared, "config": config}).status == 201
     try:
         listed = daemon.request("GET", f"/1.0/networks?project={shared}").metadata
         assert f"/1.0/networks/{bridge}" in listed
@@ -365,7 +365,7 @@ def test_shared_custom_volumes_live_under_the_holding_projects_name(daemon: Daem
     through it is the default project's (default_<name> on the pool), and goes whole."""
     name, volume = unique("p"), unique("v")
     config = {"features.profiles": "true", "features.storage.volumes": "false"}
-    assert daemon.request("POST", PROJECTS, {"name": name, "config": config}).status == 200
+    assert daemon.request("POST", PROJECTS, {"name": name, "config": config}).status == 201
     url = f"/1.0/storage-pools/default/volumes/custom/{volume}?project={name}"
     try:
         body = {"name": volume, "type": "custom"}

@@ -112,7 +112,7 @@ def test_a_trust_token_enrols_a_client_once(daemon: Daemon, https: str, tmp_path
     assert op["metadata"]["fingerprint"] == server_fp
 
     resp, _ = https_request(https, "POST", CERTS, {"type": "client", "trust_token": token}, laptop)
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     meta = https_request(https, "GET", "/1.0", client=laptop)[0].metadata
     assert meta["auth"] == "trusted" and meta["auth_user_method"] == "tls"
     assert meta["auth_user_name"] == laptop.fingerprint
@@ -156,7 +156,7 @@ def test_tokens_and_trust_outlive_a_restart_and_tokens_can_be_revoked(
     body = {"type": "client", "trust_token": revoked}
     assert https_request(https, "POST", CERTS, body, second)[0].status == 403
     body = {"type": "client", "trust_token": kept}
-    assert https_request(https, "POST", CERTS, body, first)[0].status == 200
+    assert https_request(https, "POST", CERTS, body, first)[0].status == 201
     daemon.stop()
     daemon.start()
     resp, _ = https_request(https, "GET", "/1.0/instances", client=first)
@@ -191,7 +191,7 @@ def test_certificate_api_and_listener_config(daemon: Daemon, https: str, tmp_pat
     pem = client.cert.read_text()
     body = "".join(pem.splitlines()[1:-1])  # the bare base64 incus sends
     resp = daemon.request("POST", CERTS, {"type": "client", "certificate": body, "name": "desk"})
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     assert resp.headers["Location"] == f"{CERTS}/{client.fingerprint}"
     assert daemon.request("GET", CERTS).metadata == [f"{CERTS}/{client.fingerprint}"]
     url = f"{CERTS}/{client.fingerprint[:10]}"
@@ -293,7 +293,7 @@ def test_a_restricted_certificate_stays_in_its_projects(
         "restricted": True,
         "projects": ["default"],
     }
-    assert daemon.request("POST", CERTS, cert).status == 200
+    assert daemon.request("POST", CERTS, cert).status == 201
     _, token_op = new_token(daemon, "someone")  # its secret must stay hidden
     mine = unique("c")
     try:
@@ -455,7 +455,7 @@ def test_metrics_for_trusted_and_metrics_certificates(
     assert 'incus_instances{type="container",state="Running"}' in text
     scraper = ClientCert(tmp_path, "prometheus")
     body = {"type": "metrics", "name": "prom", "certificate": certs.bare(scraper.cert.read_text())}
-    assert daemon.request("POST", "/1.0/certificates", body).status == 200
+    assert daemon.request("POST", "/1.0/certificates", body).status == 201
     resp = https_request(https, "GET", "/1.0/metrics", client=scraper)[0]
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
     assert b"incus_procs_total" in resp.body

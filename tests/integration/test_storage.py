@@ -49,7 +49,7 @@ def test_btrfs_pool_on_its_own_loop_file(daemon: Daemon) -> None:
         POOLS,
         {"name": name, "driver": "btrfs", "description": "d", "config": {"size": "300MiB"}},
     )
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     pool = daemon.request("GET", f"{POOLS}/{name}").metadata
     image = Path(pool["config"]["source"])
     assert pool["driver"] == "btrfs" and pool["status"] == "Created"
@@ -124,7 +124,7 @@ def test_dir_pool_on_a_host_directory_keeps_what_it_does_not_own(
     resp = daemon.request(
         "POST", POOLS, {"name": name, "driver": "dir", "config": {"source": str(source)}}
     )
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     assert daemon.request("GET", f"{POOLS}/{name}").metadata["config"]["source"] == str(source)
     volume(daemon, name, "v")
     assert (source / "custom" / "default_v").is_dir()

@@ -97,7 +97,8 @@ class InstanceSnapshotPost(WireModel):
 
 
 class InstanceSnapshotPut(WireModel):
-    expires_at: str = ""
+    expires_at: str | None = None
+    """None (left out) keeps the snapshot's expiry, as Incus; Go's zero time clears it."""
 
 
 class InstanceConsolePost(WireModel):

@@ -9,7 +9,7 @@ from datetime import datetime
 from croniter import croniter
 from dateutil.relativedelta import relativedelta
 
-from stapes.api.base import parse_timestamp, timestamp
+from stapes.api.base import client_time, parse_timestamp
 from stapes.api.errors import BadRequest
 from stapes.config.validate import name_problem
 
@@ -169,11 +169,13 @@ def validate_name(name: str) -> None:
 
 
 def parse_expiry_time(text: str) -> str:
-    """A client's expires_at as the stored text ('' for never)."""
+    """A client's expires_at as the stored text ('' for never): as the client wrote it, in
+    Go's form (Incus gives back the offset and nanoseconds it was sent)."""
     try:
         when = parse_timestamp(text)
+        kept = client_time(text) if when is not None else ""
     except ValueError:
         raise BadRequest(
             f"Invalid expires_at {text!r}: use an RFC 3339 time such as 2030-01-31T12:00:00Z"
         ) from None
-    return "" if when is None else timestamp(when)
+    return kept

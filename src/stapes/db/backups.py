@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
+from stapes.api.base import is_past
 from stapes.api.errors import NotFound
 from stapes.db.connection import Database
 
@@ -47,9 +49,7 @@ def _row(r: sqlite3.Row) -> BackupRow:
 
 
 def list_backups(db: Database, owner: Owner, owner_id: int) -> list[BackupRow]:
-    rows = db.all(
-        f"SELECT * FROM backups WHERE {_column(owner)} = ? ORDER BY created_at, id", (owner_id,)
-    )
+    rows = db.all(f"SELECT * FROM backups WHERE {_column(owner)} = ? ORDER BY id", (owner_id,))
     return [_row(r) for r in rows]
 
 
@@ -96,9 +96,6 @@ def delete_backup(db: Database, backup_id: int) -> None:
     db.execute("DELETE FROM backups WHERE id = ?", (backup_id,))
 
 
-def expired_backups(db: Database, before: str) -> list[BackupRow]:
-    rows = db.all(
-        "SELECT * FROM backups WHERE expires_at != '' AND expires_at < ? ORDER BY expires_at",
-        (before,),
-    )
-    return [_row(r) for r in rows]
+def expired_backups(db: Database, before: datetime) -> list[BackupRow]:
+    rows = db.all("SELECT * FROM backups WHERE expires_at != ''")
+    return [_row(r) for r in rows if is_past(r["expires_at"], before)]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from stapes.api.base import is_past
 from stapes.api.errors import NotFound
 from stapes.db.connection import Database
 
@@ -49,7 +51,7 @@ def _row(r: sqlite3.Row) -> SnapshotRow:
 def list_snapshots(db: Database, instance_id: int) -> list[SnapshotRow]:
     """Oldest first, as Incus lists them."""
     rows = db.all(
-        "SELECT * FROM instance_snapshots WHERE instance_id = ? ORDER BY created_at, id",
+        "SELECT * FROM instance_snapshots WHERE instance_id = ? ORDER BY id",
         (instance_id,),
     )
     return [_row(r) for r in rows]
@@ -75,15 +77,13 @@ def get_snapshot(db: Database, instance_id: int, instance: str, name: str) -> Sn
     return row
 
 
-def expired(db: Database, before: str) -> list[tuple[int, str]]:
-    """(instance id, snapshot name) of snapshots whose expiry is set and earlier than ``before``
-    (timestamps compare as text: they share one format)."""
+def expired(db: Database, before: datetime) -> list[tuple[int, str]]:
+    """(instance id, snapshot name) of snapshots whose expiry is set and earlier than
+    ``before`` (compared as times: a client's offset is kept in the text)."""
     rows = db.all(
-        "SELECT instance_id, name FROM instance_snapshots "
-        "WHERE expires_at != '' AND expires_at < ? ORDER BY expires_at",
-        (before,),
+        "SELECT instance_id, name, expires_at FROM instance_snapshots WHERE expires_at != ''"
     )
-    return [(r["instance_id"], r["name"]) for r in rows]
+    return [(r["instance_id"], r["name"]) for r in rows if is_past(r["expires_at"], before)]
 
 
 def insert_snapshot(db: Database, row: SnapshotRow) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from stapes.api.base import is_past
 from stapes.api.errors import NotFound
 from stapes.db.connection import Database
 from stapes.db.projects import feature_project, get_project
@@ -205,7 +207,7 @@ def _volume_snapshot(r: sqlite3.Row) -> VolumeSnapshotRow:
 def list_volume_snapshots(db: Database, volume_id: int) -> list[VolumeSnapshotRow]:
     """Oldest first."""
     rows = db.all(
-        "SELECT * FROM storage_volume_snapshots WHERE volume_id = ? ORDER BY created_at, id",
+        "SELECT * FROM storage_volume_snapshots WHERE volume_id = ? ORDER BY id",
         (volume_id,),
     )
     return [_volume_snapshot(r) for r in rows]
@@ -248,11 +250,9 @@ def delete_volume_snapshot(db: Database, snapshot_id: int) -> None:
     db.execute("DELETE FROM storage_volume_snapshots WHERE id = ?", (snapshot_id,))
 
 
-def expired_volume_snapshots(db: Database, before: str) -> list[tuple[int, str]]:
+def expired_volume_snapshots(db: Database, before: datetime) -> list[tuple[int, str]]:
     """(volume id, snapshot name) of volume snapshots whose expiry is set and past."""
     rows = db.all(
-        "SELECT volume_id, name FROM storage_volume_snapshots "
-        "WHERE expires_at != '' AND expires_at < ? ORDER BY expires_at",
-        (before,),
+        "SELECT volume_id, name, expires_at FROM storage_volume_snapshots WHERE expires_at != ''"
     )
-    return [(r["volume_id"], r["name"]) for r in rows]
+    return [(r["volume_id"], r["name"]) for r in rows if is_past(r["expires_at"], before)]

@@ -30,9 +30,9 @@ def _row(r: sqlite3.Row) -> WarningRow:
 
 def list_warnings(db: Database, project: str | None = None) -> list[WarningRow]:
     if project is None:
-        rows = db.all("SELECT * FROM warnings ORDER BY first_seen_at")
+        rows = db.all("SELECT * FROM warnings ORDER BY id")
     else:
-        rows = db.all("SELECT * FROM warnings WHERE project = ? ORDER BY first_seen_at", (project,))
+        rows = db.all("SELECT * FROM warnings WHERE project = ? ORDER BY id", (project,))
     return [_row(r) for r in rows]
 
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from stapes.api.base import parse_timestamp
 from stapes.config import validate as v
 from stapes.config.server_keys import server_value
 from stapes.db import images as q
@@ -40,9 +41,10 @@ async def refresh(store: ImageStore, row: q.ImageRow, drop_volumes: DropVolumes)
 
 
 def _when(text: str) -> datetime | None:
-    if not text or text.startswith("0001"):
+    try:
+        return parse_timestamp(text)
+    except ValueError:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class ImageUpkeep:

@@ -16,6 +16,7 @@ from typing import Any
 from stapes.api.base import now, timestamp
 from stapes.api.errors import BadRequest, Conflict, MissingHostFeature, NotFound
 from stapes.api.lifecycle import ImageAction, ImageAliasAction
+from stapes.config.snapshots import parse_expiry_time
 from stapes.db import images as q
 from stapes.db.connection import Database
 from stapes.host.device_nodes import remove_device_nodes
@@ -223,10 +224,15 @@ class ImageStore:
         auto_update: bool,
         properties: dict[str, str],
         profiles: list[str] | None,
+        expires_at: str | None = None,
     ) -> None:
+        """``expires_at`` None, "" or Go's zero time leaves the expiry as it is (Incus's image
+        PUT sets only a real time)."""
         row.public, row.auto_update, row.properties = public, auto_update, properties
         if profiles is not None:
             row.profiles = profiles
+        if expires_at and (expiry := parse_expiry_time(expires_at)):
+            row.expires_at = expiry
         with self.db.transaction():
             q.update_image(self.db, row)
         self.events.lifecycle(

@@ -190,12 +190,13 @@ class SnapshotService:
     def update(
         self, row: iq.InstanceRow, snap: q.SnapshotRow, put: InstanceSnapshotPut
     ) -> Operation:
-        expires_at = parse_expiry_time(put.expires_at)
+        expires_at = None if put.expires_at is None else parse_expiry_time(put.expires_at)
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
                 current = self.get(row, snap.name)
-                current.expires_at = expires_at
+                if expires_at is not None:
+                    current.expires_at = expires_at
                 with self.db.transaction():
                     q.update_snapshot(self.db, current)
                 self.events.lifecycle(
@@ -330,7 +331,7 @@ class SnapshotService:
             except ValueError:
                 continue
             await self._scheduled(row, config)
-        for instance_id, name in q.expired(self.db, timestamp(minute)):
+        for instance_id, name in q.expired(self.db, minute):
             owner = iq.find_instance_by_id(self.db, instance_id)
             if owner is None:
                 continue

@@ -27,6 +27,11 @@ class Sync:
     location: str = ""
 
 
+def created(location: str) -> Sync:
+    """What Incus answers a create or rename that names its result: 201 and a Location."""
+    return Sync(status=201, location=location)
+
+
 @dataclass
 class Async:
     operation: Operation

@@ -155,7 +155,7 @@ class VolumeSnapshots:
                 await self.create(vol, "", None, minute)
             except Exception:
                 log.exception("scheduled snapshot of volume %s failed", vol.name)
-        for volume_id, name in q.expired_volume_snapshots(self.db, timestamp(now())):
+        for volume_id, name in q.expired_volume_snapshots(self.db, now()):
             owner = next((v for v in volumes if v.id == volume_id), None)
             snap = q.find_volume_snapshot(self.db, volume_id, name)
             if owner is None or snap is None:

@@ -10,7 +10,7 @@ from stapes.api.urls import certificate_url
 from stapes.db.certificates import CertificateRow
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, body_as, check_etag, patched, recursion, state
-from stapes.server.response import Async, Result, Sync
+from stapes.server.response import Async, Result, Sync, created
 
 
 def _certificate(request: web.Request) -> CertificateRow:
@@ -29,7 +29,7 @@ async def add_certificate(request: web.Request) -> Result:
     req = await body_as(request, CertificatesPost)
     added = await state(request).trust.add(req, identify(request))
     if isinstance(added, str):
-        return Sync(location=certificate_url(added))
+        return created(certificate_url(added))
     return Async(added)
 
 

@@ -40,7 +40,7 @@ from stapes.server.endpoint import (
     recursion,
     state,
 )
-from stapes.server.response import Async, Result, Sync
+from stapes.server.response import Async, Result, Sync, created
 from stapes.storage.backups import compression
 
 CHUNK = 1024 * 1024
@@ -304,7 +304,7 @@ async def put_image(request: web.Request) -> Result:
     row = st.images.get(project_of(request), request.match_info["fingerprint"])
     check_etag(request, _writable(st.images.render(row)))
     put = await body_as(request, ImagePut)
-    st.images.update(row, put.public, put.auto_update, put.properties, put.profiles)
+    st.images.update(row, put.public, put.auto_update, put.properties, put.profiles, put.expires_at)
     return Sync()
 
 
@@ -314,6 +314,7 @@ async def patch_image(request: web.Request) -> Result:
     current = _writable(st.images.render(row))
     check_etag(request, current)
     put = await patched(request, current, ("properties",), ImagePut)
+    # as Incus's PATCH: expires_at is changed by a PUT only
     st.images.update(row, put.public, put.auto_update, put.properties, put.profiles)
     return Sync()
 
@@ -372,7 +373,7 @@ async def create_image_alias(request: web.Request) -> Result:
     st = state(request)
     req = await body_as(request, ImageAliasesPost)
     st.images.create_alias(project_of(request), req.name, req.target, req.description)
-    return Sync(location=f"/1.0/images/aliases/{urllib.parse.quote(req.name, safe='')}")
+    return created(f"/1.0/images/aliases/{urllib.parse.quote(req.name, safe='')}")
 
 
 async def get_image_alias(request: web.Request) -> Result:
@@ -413,7 +414,7 @@ async def rename_image_alias(request: web.Request) -> Result:
     st = state(request)
     req = await body_as(request, ImageAliasPost)
     st.images.rename_alias(project_of(request), request.match_info["alias"], req.name)
-    return Sync(location=f"/1.0/images/aliases/{urllib.parse.quote(req.name, safe='')}")
+    return created(f"/1.0/images/aliases/{urllib.parse.quote(req.name, safe='')}")
 
 
 async def delete_image_alias(request: web.Request) -> Result:

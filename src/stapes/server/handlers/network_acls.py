@@ -9,7 +9,7 @@ from stapes.api.network import NetworkAclPost, NetworkAclPut, NetworkAclsPost
 from stapes.api.urls import acl_url
 from stapes.db.network_policies import AclRow
 from stapes.server.endpoint import Action, Endpoint, body_as, check_etag, patched, recursion, state
-from stapes.server.response import Result, Sync
+from stapes.server.response import Result, Sync, created
 
 
 def _acl(request: web.Request) -> AclRow:
@@ -27,7 +27,7 @@ async def list_acls(request: web.Request) -> Result:
 async def create_acl(request: web.Request) -> Result:
     req = await body_as(request, NetworkAclsPost)
     await state(request).acls.create(req)
-    return Sync(location=acl_url(req.name))
+    return created(acl_url(req.name))
 
 
 async def get_acl(request: web.Request) -> Result:
@@ -57,7 +57,7 @@ async def rename_acl(request: web.Request) -> Result:
     row = _acl(request)
     req = await body_as(request, NetworkAclPost)
     await state(request).acls.rename(row, req.name)
-    return Sync(location=acl_url(req.name))
+    return created(acl_url(req.name))
 
 
 async def delete_acl(request: web.Request) -> Result:

@@ -18,7 +18,7 @@ from stapes.server.endpoint import (
     recursion,
     state,
 )
-from stapes.server.response import Result, Sync
+from stapes.server.response import Result, Sync, created
 
 
 def _network(request: web.Request) -> NetworkRow:
@@ -40,7 +40,7 @@ async def list_forwards(request: web.Request) -> Result:
 async def create_forward(request: web.Request) -> Result:
     network = _network(request)
     req = await body_as(request, NetworkForwardsPost)
-    return Sync(location=await state(request).forwards.create(network, req))
+    return created(await state(request).forwards.create(network, req))
 
 
 async def get_forward(request: web.Request) -> Result:

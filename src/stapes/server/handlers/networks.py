@@ -19,7 +19,7 @@ from stapes.server.endpoint import (
     recursion,
     state,
 )
-from stapes.server.response import Result, Sync
+from stapes.server.response import Result, Sync, created
 
 
 def _network(request: web.Request) -> NetworkRow:
@@ -37,7 +37,7 @@ async def list_networks(request: web.Request) -> Result:
 async def create_network(request: web.Request) -> Result:
     req = await body_as(request, NetworksPost)
     await state(request).networks.create(req, project_of(request))
-    return Sync(location=network_url(req.name))
+    return created(network_url(req.name))
 
 
 async def get_network(request: web.Request) -> Result:
@@ -67,7 +67,7 @@ async def rename_network(request: web.Request) -> Result:
     row = _network(request)
     req = await body_as(request, NetworkPost)
     await state(request).networks.rename(row, req.name)
-    return Sync(location=network_url(req.name))
+    return created(network_url(req.name))
 
 
 async def delete_network(request: web.Request) -> Result:

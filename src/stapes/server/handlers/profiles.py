@@ -16,7 +16,7 @@ from stapes.server.endpoint import (
     recursion,
     state,
 )
-from stapes.server.response import Result, Sync
+from stapes.server.response import Result, Sync, created
 
 
 async def list_profiles(request: web.Request) -> Result:
@@ -31,7 +31,7 @@ async def create_profile(request: web.Request) -> Result:
     req = await body_as(request, ProfilesPost)
     project = project_of(request)
     state(request).profiles.create(project, req.name, req)
-    return Sync(status=201, location=profile_url(req.name, project))
+    return created(profile_url(req.name, project))
 
 
 async def get_profile(request: web.Request) -> Result:
@@ -62,7 +62,7 @@ async def rename_profile(request: web.Request) -> Result:
     row = profiles.get(project_of(request), request.match_info["name"])
     req = await body_as(request, ProfilePost)
     profiles.rename(row, req.name)
-    return Sync(status=201, location=profile_url(req.name, row.project))
+    return created(profile_url(req.name, row.project))
 
 
 async def delete_profile(request: web.Request) -> Result:

@@ -11,7 +11,7 @@ from stapes.db.projects import ProjectRow
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, body_as, check_etag, patched, recursion, state
 from stapes.server.operations import Operation
-from stapes.server.response import Async, Result, Sync
+from stapes.server.response import Async, Result, Sync, created
 
 
 def _project(request: web.Request) -> ProjectRow:
@@ -30,7 +30,7 @@ async def list_projects(request: web.Request) -> Result:
 async def create_project(request: web.Request) -> Result:
     req = await body_as(request, ProjectsPost)
     state(request).projects.create(req)
-    return Sync(location=project_url(req.name))
+    return created(project_url(req.name))
 
 
 async def get_project(request: web.Request) -> Result:

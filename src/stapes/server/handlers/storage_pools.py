@@ -18,7 +18,7 @@ from stapes.server.endpoint import (
     recursion,
     state,
 )
-from stapes.server.response import Result, Sync
+from stapes.server.response import Result, Sync, created
 
 
 def _writable(row: PoolRow) -> dict[str, Any]:
@@ -40,7 +40,7 @@ async def list_pools_handler(request: web.Request) -> Result:
 async def create_pool_handler(request: web.Request) -> Result:
     req = await body_as(request, StoragePoolsPost)
     await state(request).pools.create(req.name, req.driver, req.description, dict(req.config))
-    return Sync(location=pool_url(req.name))
+    return created(pool_url(req.name))
 
 
 async def get_pool_handler(request: web.Request) -> Result:

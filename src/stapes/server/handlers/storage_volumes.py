@@ -15,7 +15,7 @@ from stapes.api.storage import (
     StorageVolumeSnapshotsPost,
     StorageVolumesPost,
 )
-from stapes.api.urls import volume_snapshot_url, volume_url
+from stapes.api.urls import volume_snapshot_url
 from stapes.db.storage import VolumeRow, VolumeSnapshotRow
 from stapes.server.auth import require_project
 from stapes.server.endpoint import (
@@ -91,7 +91,7 @@ async def create_volume(request: web.Request) -> Result:
     op = await state(request).volumes.create(pool, project, req)
     if op is not None:
         return Async(op)
-    return Sync(location=volume_url(pool, req.type, req.name, project))
+    return Sync()  # as Incus: 200, no Location
 
 
 async def get_volume(request: web.Request) -> Result:
@@ -190,7 +190,8 @@ async def put_snapshot(request: web.Request) -> Result:
     snaps = state(request).volume_snapshots
     check_etag(request, snaps.writable(snap))
     req = await body_as(request, StorageVolumeSnapshotPut)
-    snaps.update(vol, snap, req.description, req.expires_at)
+    # a PUT states the whole snapshot: no expires_at is no expiry, as in Incus
+    snaps.update(vol, snap, req.description, req.expires_at or "")
     return Sync()
 
 

@@ -94,7 +94,7 @@ class BackupRecords:
 
     async def expire(self, minute: datetime) -> None:
         """Delete the backups whose expires_at has passed (the minute round calls this)."""
-        for backup in q.expired_backups(self.db, timestamp(minute)):
+        for backup in q.expired_backups(self.db, minute):
             if backup.owner == self.owner:
                 await self.delete(backup)
 
