@@ -9,6 +9,7 @@ import pty
 import signal
 import subprocess
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -187,4 +188,36 @@ def test_exec_missing_command_fails_cleanly(daemon: Daemon, container: str) -> N
         capture_output=True,
         timeout=60,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 127 and b"Command not found" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [(["/no/such/binary"], "Command not found"), (["/etc"], "Command not executable")],
+)
+@pytest.mark.parametrize("interactive", [False, True])
+def test_a_command_that_cannot_run_fails_the_operation(
+    daemon: Daemon, container: str, command: list[str], error: str, interactive: bool
+) -> None:
+    """As Incus: the operation fails with "Command not found" (or "Command not executable"),
+    its metadata's return is 127 (126), and a command that exits 127 itself is not that."""
+    body = {"command": command, "interactive": interactive, "wait-for-websocket": False}
+    resp = daemon.request("POST", f"/1.0/instances/{container}/exec", body)
+    assert resp.status == 202, resp.body
+    op_id = resp.json()["metadata"]["id"]
+    waited = daemon.request("GET", f"/1.0/operations/{op_id}/wait?timeout=30")
+    assert waited.status == 400 and waited.json()["error"] == error, waited.body
+    resp = daemon.request("POST", f"/1.0/instances/{container}/exec",
+                          {**body, "command": ["sh", "-c", "exit 127"]})  # fmt: skip
+    op = daemon.request("GET", f"/1.0/operations/{resp.json()['metadata']['id']}/wait?timeout=30")
+    assert op.status == 200 and op.metadata["metadata"]["return"] == 127
+    assert op.metadata["err"] == ""
+
+
+def test_the_incus_client_exits_127_on_a_missing_command(container: str, incus: Any) -> None:
+    proc = incus("exec", container, "--", "/no/such/binary", check=False)
+    assert proc.returncode == 127 and "Error: Command not found" in proc.stderr
+    proc = incus("exec", container, "--", "/etc", check=False)
+    assert proc.returncode == 126 and "Error: Command not executable" in proc.stderr
+    proc = incus("exec", container, "--", "sh", "-c", "exit 127", check=False)
+    assert proc.returncode == 127 and proc.stderr == ""

@@ -33,6 +33,12 @@ class RemoteOperation:
             raise RemoteError(str(result.get("err")), 400)
         return result
 
+    def current(self) -> dict[str, Any]:
+        """The operation as the daemon holds it now (a finished one for a few seconds)."""
+        result: dict[str, Any] = self.conn.request("GET", f"/1.0/operations/{self.id}")
+        self.metadata = result
+        return result
+
     def secret(self, name: str) -> str:
         return str(((self.metadata.get("metadata") or {}).get("fds") or {})[name])
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
+
+from stapes.api.errors import BadRequest
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -20,6 +23,20 @@ def exec_environment(
     env.update(instance_env)
     env.update(requested)
     return env
+
+
+class ExecFailed(BadRequest):
+    """The command could not be executed at all: Incus fails the operation with this message
+    and reports ``code`` as its return (127 when there is no such command, 126 otherwise)."""
+
+    def __init__(self, err: int) -> None:
+        if err == errno.ENOENT:
+            super().__init__("Command not found")
+            self.code = 127
+        else:  # a directory, no exec permission, a bad binary...
+            super().__init__("Command not executable")
+            self.code = 126
+        self.errno = err
 
 
 def exit_code(status: int) -> int:

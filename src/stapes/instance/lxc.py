@@ -8,6 +8,7 @@ import fcntl  # imported here: the attached child (in the container's mount name
 import json
 import logging
 import os
+import select
 import socket
 import sys
 import termios
@@ -34,6 +35,7 @@ from stapes.instance.driver import (
     InstanceSpec,
     RuntimeState,
 )
+from stapes.instance.exec import ExecFailed
 
 try:
     import lxc as _lxc
@@ -122,11 +124,10 @@ def _is_systemd(rootfs: Path) -> bool:
 def _pty_child(req: ExecRequest) -> NoReturn:
     """Runs inside the container (after attach): open a terminal from the container's devpts,
     hand its master to stapesd over fd 0, then exec the command on it."""
-    channel = socket.socket(fileno=os.dup(0))
+    channel = socket.socket(fileno=os.dup(0))  # close-on-exec: EOF tells the exec happened
     master, slave = os.openpty()
     socket.send_fds(channel, [b"m"], [master])
     os.close(master)
-    channel.close()
     os.setsid()
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
@@ -141,11 +142,37 @@ def _pty_child(req: ExecRequest) -> NoReturn:
         os.setgid(req.gid)
     if req.uid:
         os.setuid(req.uid)
+    _exec(req, channel.fileno())
+
+
+def _exec(req: ExecRequest, report: int) -> NoReturn:
+    """Inside the container: exec the command; when the exec itself fails, write its errno to
+    ``report`` (a close-on-exec descriptor stapesd reads: EOF means the command runs)."""
     try:
         os.execvpe(req.command[0], req.command, req.environment)
     except OSError as exc:
-        os.write(2, f"stapes: {req.command[0]}: {exc.strerror}\r\n".encode())
+        with contextlib.suppress(OSError):
+            os.write(report, str(exc.errno or 0).encode())
         os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
+
+
+def _exec_child(args: tuple[ExecRequest, int]) -> NoReturn:
+    """The attached child of a command without a terminal (attach set its fds, ids, cwd)."""
+    _exec(*args)
+
+
+EXEC_REPORT_TIMEOUT = 30.0
+"""Seconds the exec of an attached command may take to happen (or fail) before stapesd stops
+waiting to hear which."""
+
+
+def exec_failure(report: int) -> None:
+    """Read what ``_exec`` reports on the other end of ``report``: nothing (EOF) when the
+    command runs; ExecFailed when it could not be executed."""
+    ready, _, _ = select.select([report], [], [], EXEC_REPORT_TIMEOUT)
+    data = os.read(report, 64) if ready else b""
+    if data:
+        raise ExecFailed(int(data) if data.isdigit() else 0)
 
 
 class LxcDriver(InstanceDriver):
@@ -532,11 +559,13 @@ class LxcDriver(InstanceDriver):
     async def spawn(
         self, spec: InstanceSpec, req: ExecRequest, stdin: int, stdout: int, stderr: int
     ) -> int:
+        report, report_w = os.pipe()  # both close-on-exec
+
         def attach() -> int:
             c = self._container(spec)
             pid: int = c.attach(
-                _lxc.attach_run_command,
-                req.command,
+                _exec_child,
+                (req, report_w),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
@@ -544,9 +573,20 @@ class LxcDriver(InstanceDriver):
             )
             return pid
 
-        pid = await self._call(attach)
-        if pid <= 0:
-            raise InternalError("Failed to attach to the container")
+        try:
+            try:
+                pid = await self._call(attach)
+            finally:
+                os.close(report_w)
+            if pid <= 0:
+                raise InternalError("Failed to attach to the container")
+            try:
+                await self._call(exec_failure, report)
+            except ExecFailed:
+                await asyncio.to_thread(os.waitpid, pid, 0)  # reap it: nothing else will
+                raise
+        finally:
+            os.close(report)
         return pid
 
     async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
@@ -570,10 +610,16 @@ class LxcDriver(InstanceDriver):
                 raise InternalError("Failed to attach to the container")
             ours.settimeout(10)
             _, fds, _, _ = await self._call(socket.recv_fds, ours, 16, 1)
+            if not fds:
+                raise InternalError("The container did not hand back a terminal")
+            try:
+                await self._call(exec_failure, ours.fileno())
+            except ExecFailed:
+                os.close(fds[0])
+                await asyncio.to_thread(os.waitpid, pid, 0)
+                raise
         finally:
             ours.close()
-        if not fds:
-            raise InternalError("The container did not hand back a terminal")
         return pid, fds[0]
 
 

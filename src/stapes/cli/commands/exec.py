@@ -14,9 +14,11 @@ from typing import Any
 import click
 import websocket
 
+from stapes.api.errors import RemoteError
 from stapes.cli.main import parse_key_values, run
 from stapes.cli.terminal import join, pump_output, pump_stdin, raw_terminal, start_thread
 from stapes.client.instance_server import InstanceServer
+from stapes.client.operation import RemoteOperation
 
 FORWARDED_SIGNALS = (
     signal.SIGINT,
@@ -85,11 +87,25 @@ def _exec(
             start_thread(pump_stdin, stdin, True)
         try:
             join(outputs)
-            result = op.wait()
+            try:
+                result = op.wait()
+            except RemoteError as exc:
+                # a command that could not run: the error, and the return Incus gives it (127)
+                code = _failed_return(op)
+                if not code:
+                    raise
+                click.echo(f"Error: {exc.message}", err=True)
+                return code
         finally:
             with contextlib.suppress(websocket.WebSocketException, OSError):
                 control.close()
     return int((result.get("metadata") or {}).get("return", 0))
+
+
+def _failed_return(op: RemoteOperation) -> int:
+    with contextlib.suppress(RemoteError):
+        return int(((op.current().get("metadata") or {}).get("return")) or 0)
+    return 0
 
 
 @click.command(name="exec", context_settings={"ignore_unknown_options": True})

@@ -15,7 +15,13 @@ from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, InternalError, NotFound
 from stapes.api.instance import InstanceExecPost
 from stapes.instance.driver import ExecRequest, InstanceDriver, InstanceSpec
-from stapes.instance.exec import exec_environment, send_signal, valid_signal, wait_pid
+from stapes.instance.exec import (
+    ExecFailed,
+    exec_environment,
+    send_signal,
+    valid_signal,
+    wait_pid,
+)
 from stapes.instance.service import url
 from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
 from stapes.server.operations import Operation
@@ -88,10 +94,18 @@ class ExecSession(WebsocketSession):
             if self.req.wait_for_websocket:
                 await self.wait_connected(CONNECT_TIMEOUT, "exec")
             if self.req.interactive and self.req.wait_for_websocket:
-                code = await self._run_pty()
+                try:
+                    code = await self._run_pty()
+                except ExecFailed as exc:
+                    op.update_metadata({"return": exc.code})  # and the operation fails
+                    raise
                 op.update_metadata({"return": code})
             else:
-                code, output = await self._run_pipes(op.id)
+                try:
+                    code, output = await self._run_pipes(op.id)
+                except ExecFailed as exc:
+                    op.update_metadata({"return": exc.code})
+                    raise
                 metadata: dict[str, Any] = {"return": code}
                 if output:
                     metadata["output"] = output
