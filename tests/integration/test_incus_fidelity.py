@@ -424,3 +424,35 @@ def test_image_put_sets_expires_at(daemon: Daemon) -> None:
         daemon.request("DELETE", url)
     finally:
         daemon.request("DELETE", f"/1.0/projects/{project}")
+
+
+def test_volume_lists_filter_and_show_instance_snapshots(daemon: Daemon, busybox: str) -> None:
+    """incus storage volume list POOL type=custom sends ?filter=type+eq+custom; an instance's
+    snapshots list as ``c1/s1`` volumes of its type; a dir pool holds no image volumes (its
+    used_by names no image), as in Incus."""
+    name = daemon.launch("bb", start=False)
+    volume = unique("v")
+    base = "/1.0/storage-pools/default/volumes"
+    try:
+        daemon.ok(daemon.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s1"}))
+        assert daemon.request("POST", f"{base}/custom", {"name": volume}).status == 200
+        customs = daemon.request("GET", f"{base}?filter=type+eq+custom&recursion=1").metadata
+        assert {v["type"] for v in customs} == {"custom"}
+        assert volume in {v["name"] for v in customs}
+        urls = daemon.request("GET", f"{base}?filter=type+eq+custom").metadata
+        assert f"{base}/custom/{volume}" in urls and all("/custom/" in u for u in urls)
+        listed = daemon.request("GET", f"{base}?filter=type+eq+container&recursion=1").metadata
+        snap = next(v for v in listed if v["name"] == f"{name}/s1")
+        assert snap["type"] == "container" and snap["used_by"] == []
+        assert f"{base}/container/{name}/snapshots/s1" in daemon.request("GET", base).metadata
+        snaps = daemon.request("GET", f"{base}/container/{name}/snapshots?recursion=1").metadata
+        assert [s["name"] for s in snaps] == [f"{name}/s1"]
+        gone = daemon.request("DELETE", f"{base}/container/{name}/snapshots/s1")
+        assert gone.status == 400  # through the instance's snapshots
+        assert not any(v["type"] == "image" for v in daemon.request(
+            "GET", f"{base}?recursion=1").metadata)  # fmt: skip
+        used_by = daemon.request("GET", "/1.0/storage-pools/default").metadata["used_by"]
+        assert not any(u.startswith("/1.0/images/") for u in used_by)
+    finally:
+        daemon.force_delete(name)
+        daemon.request("DELETE", f"{base}/custom/{volume}")

@@ -175,7 +175,8 @@ class Pools:
         self.events.lifecycle(StoragePoolAction.DELETED, pool_url(name))
 
     def used_by(self, name: str) -> list[str]:
-        """What uses a pool, as Incus lists it: instances, profiles, custom volumes, images."""
+        """What uses a pool, as Incus lists it: instances, profiles, custom volumes, and images
+        on a pool that keeps image volumes."""
         used = [
             instance_url(i.name, i.project) for i in list_instances(self.db, None) if i.pool == name
         ]
@@ -189,11 +190,20 @@ class Pools:
             volume_url(name, "custom", vol.name, vol.project)
             for vol in list_volumes(self.db, name, None)
         ]
-        images = self.pool_path(name) / "images"
-        if name not in self._unavailable and images.is_dir():
+        if self.keeps_image_volumes(name):
+            images = self.pool_path(name) / "images"
             fingerprints = {p.name.split(".", 1)[0] for p in images.iterdir()}
             used += [f"/1.0/images/{fp}" for fp in sorted(fingerprints) if len(fp) == 64]
         return used
+
+    def keeps_image_volumes(self, name: str) -> bool:
+        """A pool whose driver keeps unpacked images as volumes (btrfs), as Incus shows them; a
+        dir pool's image cache is stapesd's own and is not listed, as Incus has none."""
+        if name in self._unavailable:
+            return False
+        return self.driver(name).info().optimized_images and (
+            self.pool_path(name) / "images"
+        ).is_dir()
 
     def render(self, row: PoolRow) -> dict[str, Any]:
         return {

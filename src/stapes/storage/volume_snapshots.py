@@ -34,10 +34,13 @@ class VolumeSnapshots:
             raise BadRequest(f"Snapshots of {vol.type} volumes are the snapshots of their instance")
 
     def list(self, vol: q.VolumeRow) -> list[q.VolumeSnapshotRow]:
-        return q.list_volume_snapshots(self.db, vol.id) if vol.id else []
+        return self.volumes.snapshots_of(vol)
 
     def get(self, vol: q.VolumeRow, name: str) -> q.VolumeSnapshotRow:
-        found = q.find_volume_snapshot(self.db, vol.id, name) if vol.id else None
+        if vol.id:
+            found = q.find_volume_snapshot(self.db, vol.id, name)
+        else:
+            found = next((s for s in self.list(vol) if s.name == name), None)
         if found is None:
             raise NotFound(f"Snapshot {name!r} of volume {vol.name!r} not found")
         return found
@@ -103,6 +106,7 @@ class VolumeSnapshots:
     def update(
         self, vol: q.VolumeRow, snap: q.VolumeSnapshotRow, description: str, expires_at: str | None
     ) -> None:
+        self.check_custom(vol)
         snap.description = description
         if expires_at is not None:
             snap.expires_at = parse_expiry_time(expires_at)
@@ -113,6 +117,7 @@ class VolumeSnapshots:
         )
 
     async def rename(self, vol: q.VolumeRow, snap: q.VolumeSnapshotRow, new_name: str) -> None:
+        self.check_custom(vol)
         validate_name(new_name)
         if q.find_volume_snapshot(self.db, vol.id, new_name) is not None:
             raise Conflict(f"Snapshot {new_name!r} of volume {vol.name!r} already exists")
@@ -132,6 +137,7 @@ class VolumeSnapshots:
         )
 
     async def delete(self, vol: q.VolumeRow, snap: q.VolumeSnapshotRow) -> None:
+        self.check_custom(vol)
         async with self.volumes.lock(vol.pool, vol.project, vol.name):
             with self.db.transaction():
                 q.delete_volume_snapshot(self.db, snap.id)

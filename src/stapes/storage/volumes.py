@@ -20,8 +20,9 @@ from stapes.config.validate import parse_size
 from stapes.db import storage as q
 from stapes.db.connection import Database
 from stapes.db.images import list_images
-from stapes.db.instances import get_instance, list_instances, set_volume_settings
+from stapes.db.instances import find_instance, get_instance, list_instances, set_volume_settings
 from stapes.db.projects import expand_profiles, feature_project, list_profiles
+from stapes.db.snapshots import list_snapshots
 from stapes.host.paths import instance_entry
 from stapes.host.run import run
 from stapes.server.events import EventBus
@@ -141,7 +142,7 @@ class Volumes:
             if i.pool == pool
         ]
         images = self.pools.pool_path(pool) / "images"
-        if images.is_dir():
+        if self.pools.keeps_image_volumes(pool):
             on_pool = {p.name.split(".", 1)[0] for p in images.iterdir()}
             rows += [
                 q.VolumeRow(
@@ -167,12 +168,26 @@ class Volumes:
         result = []
         for vol in self.list_volumes(pool, project):
             result.append(volume_url(pool, vol.type, vol.name, vol.project))
-            if vol.id:
-                result += [
-                    volume_snapshot_url(pool, vol.type, vol.name, s.name, vol.project)
-                    for s in q.list_volume_snapshots(self.db, vol.id)
-                ]
+            result += [
+                volume_snapshot_url(pool, vol.type, vol.name, s.name, vol.project)
+                for s in self.snapshots_of(vol)
+            ]
         return sorted(result)
+
+    def snapshots_of(self, vol: q.VolumeRow) -> list[q.VolumeSnapshotRow]:
+        """A volume's snapshots: a custom volume's own, or an instance's snapshots seen as
+        snapshots of its volume (as Incus lists them: name, creation time, nothing else)."""
+        if vol.id:
+            return q.list_volume_snapshots(self.db, vol.id)
+        if vol.type not in INSTANCE_TYPES:
+            return []
+        instance = find_instance(self.db, vol.project, vol.name)
+        if instance is None:
+            return []
+        return [
+            q.VolumeSnapshotRow(id=0, volume_id=0, name=snap.name, created_at=snap.created_at)
+            for snap in list_snapshots(self.db, instance.id)
+        ]
 
     def render(self, vol: q.VolumeRow) -> dict[str, Any]:
         return {

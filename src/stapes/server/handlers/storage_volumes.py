@@ -4,6 +4,7 @@ update (PUT/PATCH with ETag, restore), rename/move, delete, state; and volume sn
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -15,8 +16,9 @@ from stapes.api.storage import (
     StorageVolumeSnapshotsPost,
     StorageVolumesPost,
 )
-from stapes.api.urls import volume_snapshot_url
+from stapes.api.urls import volume_snapshot_url, volume_url
 from stapes.db.storage import VolumeRow, VolumeSnapshotRow
+from stapes.server import filter as api_filter
 from stapes.server.auth import require_project
 from stapes.server.endpoint import (
     Action,
@@ -45,29 +47,36 @@ def _snapshot(request: web.Request) -> tuple[VolumeRow, VolumeSnapshotRow]:
 
 
 async def list_volumes(request: web.Request) -> Result:
+    """Volumes and their snapshots (``c1/s1``), as Incus lists them; ``filter`` applies to
+    the rendered entries (``type eq custom``, ``name eq ...``)."""
     volumes = state(request).volumes
     pool = request.match_info["pool"]
     project = None if request.query.get("all-projects") == "true" else project_of(request)
     wanted = request.match_info.get("type")
+    flt = api_filter.parse(request.query["filter"]) if request.query.get("filter") else None
+    if recursion(request) == 0 and flt is None:
+        urls = volumes.urls(pool, project)
+        if wanted:
+            urls = [u for u in urls if u.split("/volumes/", 1)[1].startswith(f"{wanted}/")]
+        return Sync(urls)
+    snaps = state(request).volume_snapshots
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for vol in volumes.list_volumes(pool, project):
+        if wanted and vol.type != wanted:
+            continue
+        entries.append((volume_url(pool, vol.type, vol.name, vol.project), volumes.render(vol)))
+        for snap in snaps.list(vol):
+            shown = volumes.render(vol) | snaps.render(vol, snap)
+            shown["name"] = f"{vol.name}/{snap.name}"
+            shown["used_by"] = []
+            shown.pop("expires_at", None)
+            url = volume_snapshot_url(pool, vol.type, vol.name, snap.name, vol.project)
+            entries.append((url, shown))
+    if flt is not None:
+        entries = [(url, shown) for url, shown in entries if api_filter.matches(flt, shown)]
     if recursion(request) >= 1:
-        rows = volumes.list_volumes(pool, project)
-        snaps = state(request).volume_snapshots
-        result = []
-        for vol in rows:
-            if wanted and vol.type != wanted:
-                continue
-            result.append(volumes.render(vol))
-            for snap in snaps.list(vol):
-                shown = volumes.render(vol) | snaps.render(vol, snap)
-                shown["name"] = f"{vol.name}/{snap.name}"
-                shown["used_by"] = []
-                shown.pop("expires_at", None)
-                result.append(shown)
-        return Sync(result)
-    urls = volumes.urls(pool, project)
-    if wanted:
-        urls = [u for u in urls if u.split("/volumes/", 1)[1].startswith(f"{wanted}/")]
-    return Sync(urls)
+        return Sync([shown for _, shown in entries])
+    return Sync(sorted(url for url, _ in entries))
 
 
 async def create_volume(request: web.Request) -> Result:
@@ -168,7 +177,9 @@ def _snapshot_work(
     description: str,
     work: Callable[[Operation], Awaitable[object]],
 ) -> Result:
-    """Snapshot changes run as operations on their volume, as in Incus."""
+    """Snapshot changes run as operations on their volume, as in Incus (a custom volume's:
+    an instance's volume snapshots change through the instance)."""
+    state(request).volume_snapshots.check_custom(vol)
 
     async def act(op: Operation) -> None:
         await work(op)
