@@ -29,9 +29,12 @@ def fresh() -> Iterator[Daemon]:
         try:
             for url in daemon.request("GET", "/1.0/instances").metadata:
                 daemon.force_delete(url.rsplit("/", 1)[-1])
-            for url in daemon.request("GET", "/1.0/networks?recursion=1").metadata:
-                if url["managed"]:
-                    daemon.request("DELETE", f"/1.0/networks/{url['name']}")
+            # the networks go once no profile names them
+            daemon.request("PUT", "/1.0/profiles/default", {"devices": {}, "config": {}})
+            for net in daemon.request("GET", "/1.0/networks?recursion=1").metadata:
+                if net["managed"]:
+                    gone = daemon.request("DELETE", f"/1.0/networks/{net['name']}")
+                    assert gone.status == 200, gone.body
         finally:
             daemon.stop()
             remove_root(daemon.root)
@@ -125,10 +128,16 @@ def test_the_real_incus_client_applies_an_incus_preseed(fresh: Daemon, tmp_path:
 
 
 def test_the_real_incus_admin_init_minimal(fresh: Daemon, tmp_path: Path) -> None:
-    """`incus admin init --minimal` (the --auto answers without a network) sends the pool with
-    an empty source, as Incus accepts: the dir pool's default place."""
+    """`incus admin init --minimal` sends the pool with an empty source, as Incus accepts: the
+    dir pool's default place. (The client also makes a NAT bridge unless the daemon has a
+    managed network: one without NAT is made first, so no test bridge routes outside.)"""
     if shutil.which("incus") is None:
         pytest.fail("the incus client is missing: make test installs incus-client")
+    bridge = "stpi" + secrets.token_hex(4)
+    config = {"ipv4.address": "none", "ipv6.address": "none",
+              "ipv4.nat": "false", "ipv6.nat": "false"}  # fmt: skip
+    made = fresh.request("POST", "/1.0/networks", {"name": bridge, "config": config})
+    assert made.status == 201, made.body
     env = {**os.environ, "INCUS_SOCKET": fresh.socket, "INCUS_CONF": str(tmp_path / "conf")}
     done = subprocess.run(
         ["incus", "admin", "init", "--minimal"], env=env, capture_output=True, text=True,
@@ -140,3 +149,6 @@ def test_the_real_incus_admin_init_minimal(fresh: Daemon, tmp_path: Path) -> Non
     assert pool["config"]["source"] == str(fresh.root / "storage-pools" / "default")
     root = fresh.request("GET", "/1.0/profiles/default").metadata["devices"]["root"]
     assert root == {"path": "/", "pool": "default", "type": "disk"}
+    managed = [n["name"] for n in fresh.request("GET", "/1.0/networks?recursion=1").metadata
+               if n["managed"]]  # fmt: skip
+    assert managed == [bridge]
