@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from stapes.api.base import parse_timestamp
 from tests.helpers import Daemon, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]
@@ -326,7 +327,7 @@ def test_host_shutdown_and_autostart_order(daemon: Daemon, busybox: str) -> None
             n: daemon.request("GET", f"/1.0/instances/{n}/state").metadata["started_at"]
             for n in (first, second)
         }
-        assert started[first] <= started[second]
+        assert parse_timestamp(started[first]) <= parse_timestamp(started[second])
     finally:
         for name in (first, second, off):
             daemon.force_delete(name)

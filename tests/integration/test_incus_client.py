@@ -200,6 +200,7 @@ def test_incus_networks(incus) -> None:  # type: ignore[no-untyped-def]
         assert "State: up" in incus("network", "info", name).stdout
         incus("network", "set", name, "dns.domain=lab")
         assert incus("network", "get", name, "dns.domain").stdout.strip() == "lab"
-        assert incus("network", "list-leases", name, "-f", "csv").stdout == ""
+        leases = incus("network", "list-leases", name, "-f", "csv").stdout
+        assert leases == f"{name}.gw,,{subnet}.1,GATEWAY\n"
     finally:
         incus("network", "delete", name, check=False)

@@ -456,3 +456,35 @@ def test_volume_lists_filter_and_show_instance_snapshots(daemon: Daemon, busybox
     finally:
         daemon.force_delete(name)
         daemon.request("DELETE", f"{base}/custom/{volume}")
+
+
+def test_host_interfaces_are_listed_as_unmanaged_networks(
+    daemon: Daemon, network: tuple[str, str]
+) -> None:
+    """Incus lists the host's interfaces (veth pairs aside) beside its managed networks, shows
+    them and their state, and refuses to change them."""
+    name, address = network
+    listed = daemon.request("GET", "/1.0/networks?recursion=1").metadata
+    by_name = {n["name"]: n for n in listed}
+    assert by_name["lo"] == {
+        "config": {}, "description": "", "locations": None, "managed": False, "name": "lo",
+        "project": "default", "status": "", "type": "loopback", "used_by": [],
+    }  # fmt: skip
+    assert by_name[name]["managed"] is True
+    assert not any(n.startswith("veth") for n in by_name)
+    assert "/1.0/networks/lo" in daemon.request("GET", "/1.0/networks").metadata
+    state = daemon.request("GET", "/1.0/networks/lo/state").metadata
+    assert {"address": "127.0.0.1", "family": "inet", "netmask": "8", "scope": "local"} in state[
+        "addresses"
+    ]
+    refused = daemon.request("PATCH", "/1.0/networks/lo", {"config": {"user.a": "b"}})
+    assert (
+        refused.status == 400 and refused.json()["error"] == "Only managed networks can be modified"
+    )
+    assert daemon.request("DELETE", "/1.0/networks/lo").status == 404
+    # a bridge with ipv6.address=none has no IPv6 at all (not even link-local), as in Incus
+    own = daemon.request("GET", f"/1.0/networks/{name}/state").metadata["addresses"]
+    assert [a["family"] for a in own] == ["inet"]
+    leases = daemon.request("GET", f"/1.0/networks/{name}/leases").metadata
+    assert leases == [{"address": address.split("/")[0], "hostname": f"{name}.gw", "hwaddr": "",
+                       "location": "", "type": "gateway"}]  # fmt: skip

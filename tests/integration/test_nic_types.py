@@ -105,7 +105,7 @@ def test_macvlan_nic_and_network(
         resp = daemon.request(
             "POST", NETS, {"name": network, "type": "macvlan", "config": {"parent": parent}}
         )
-        assert resp.status == 200, resp.body
+        assert resp.status == 201, resp.body
         second = daemon.launch(
             busybox, devices={"eth0": {"type": "nic", "network": network, "name": "eth0"}}
         )

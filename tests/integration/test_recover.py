@@ -34,7 +34,7 @@ def test_recover_after_losing_the_database(lone: Daemon) -> None:
         "/1.0/storage-pools",
         {"name": "fast", "driver": "btrfs", "config": {"size": "300MiB"}},
     )
-    assert resp.status == 200, resp.body
+    assert resp.status == 201, resp.body
     source = d.request("GET", "/1.0/storage-pools/fast").metadata["config"]["source"]
     running = d.launch("bb", config={"user.note": "kept"})
     d.ok(d.request("POST", f"/1.0/instances/{running}/snapshots", {"name": "s0"}))

@@ -23,7 +23,8 @@ from stapes.db.projects import expand_profiles, feature_project, list_profiles, 
 from stapes.host.paths import Paths
 from stapes.network import dnsmasq, policy
 from stapes.network.dnsmasq import StaticLease
-from stapes.network.drivers.driver import NetworkDriver
+from stapes.network.drivers.driver import NetworkDriver, bridge_state, link_state
+from stapes.network.host_interfaces import HostInterface, find_host_interface, host_interfaces
 from stapes.network.registry import network_type
 from stapes.project.limits import check_network_limit
 from stapes.server.events import EventBus
@@ -36,6 +37,26 @@ log = logging.getLogger(__name__)
 
 def validate_config(cls: type[NetworkDriver], config: dict[str, str]) -> None:
     check_keys(config, cls.KEYS, "network")
+
+
+def _lease(
+    address: str, hostname: str, hwaddr: str, kind: str, location: str = "none"
+) -> dict[str, Any]:
+    return {
+        "address": address,
+        "hostname": hostname,
+        "hwaddr": hwaddr,
+        "location": location,
+        "type": kind,
+    }
+
+
+def eui64(network: ipaddress.IPv6Network, hwaddr: str) -> str:
+    """The SLAAC address a MAC takes in a /64: its EUI-64 interface id."""
+    octets = bytearray(int(x, 16) for x in hwaddr.split(":"))
+    octets[0] ^= 0x02
+    iid = bytes(octets[:3]) + b"\xff\xfe" + bytes(octets[3:])
+    return str(network.network_address + int.from_bytes(iid, "big"))
 
 
 class Networks:
@@ -147,6 +168,58 @@ class Networks:
     def get(self, name: str, project: str = "default") -> q.NetworkRow:
         return q.get_network(self.db, name, project)
 
+    def find(self, name: str, project: str = "default") -> q.NetworkRow | None:
+        return q.find_network(self.db, name, project)
+
+    # -- the host's own interfaces (managed: false) --------------------------------------------
+
+    def _sees_host(self, project: str | None) -> bool:
+        """Incus lists the host's interfaces to the default project's networks (a project
+        without features.networks uses those)."""
+        return project is None or feature_project(self.db, project, "networks") == "default"
+
+    async def host_interfaces(self, project: str | None) -> list[HostInterface]:
+        """The host's interfaces that are not managed networks, if ``project`` sees them."""
+        if not self._sees_host(project):
+            return []
+        managed = {r.name for r in q.list_networks(self.db, None)}
+        return [i for i in await asyncio.to_thread(host_interfaces) if i.name not in managed]
+
+    async def host_interface_named(self, name: str, project: str) -> HostInterface | None:
+        if not self._sees_host(project) or q.name_taken(self.db, name):
+            return None
+        return await asyncio.to_thread(find_host_interface, name)
+
+    def render_host_interface(self, iface: HostInterface) -> dict[str, Any]:
+        used_by = [
+            instance_url(inst.name, inst.project)
+            for inst in list_instances(self.db, None)
+            if any(
+                d.get("type") == "nic" and iface.name in (d.get("parent"), d.get("network"))
+                for d in expand_profiles(
+                    self.db, inst.project, inst.profiles, inst.config, inst.devices
+                )[1].values()
+            )
+        ]
+        return {
+            "name": iface.name,
+            "description": "",
+            "type": iface.type,
+            "managed": False,
+            "status": "",
+            "config": {},
+            "used_by": used_by,
+            "locations": None,
+            "project": "default",
+        }
+
+    async def host_interface_state(self, iface: HostInterface) -> dict[str, Any]:
+        read = bridge_state if iface.type == "bridge" else link_state
+        found = await asyncio.to_thread(read, iface.name)
+        if iface.type == "loopback":
+            found["type"] = "loopback"
+        return found
+
     def in_project(self, project: str) -> ProjectNetworks:
         """The networks as an instance of ``project`` sees them (what its NICs may use)."""
         return ProjectNetworks(self, project)
@@ -195,10 +268,47 @@ class Networks:
         return await asyncio.to_thread(self.driver(row).state)
 
     def leases(self, row: q.NetworkRow) -> list[dict[str, Any]]:
-        return [
-            {**lease, "type": "dynamic", "location": "none", "project": "default"}
+        """As Incus lists them: the network's gateway addresses, then each NIC's static
+        addresses (and its SLAAC address when IPv6 is not stateful DHCP), then dnsmasq's
+        leases not listed yet."""
+        found: list[dict[str, Any]] = []
+        gateways = [row.config.get(k, "") for k in ("ipv4.address", "ipv6.address")]
+        for value in gateways:
+            if value and value not in ("none", "auto"):
+                address = str(ipaddress.ip_interface(value).ip)
+                found.append(_lease(address, f"{row.name}.gw", "", "gateway", location=""))
+        ipv6 = row.config.get("ipv6.address", "")
+        slaac = (
+            ipaddress.IPv6Interface(ipv6).network
+            if ipv6 not in ("", "none", "auto")
+            and not v.parse_bool(row.config.get("ipv6.dhcp.stateful", "false"))
+            else None
+        )
+        owners: dict[str, str] = {}
+        for inst, _, conf, hwaddr in self._nics(row.name):
+            seen_from = feature_project(self.db, inst.project, "networks")
+            if row.project not in (inst.project, seen_from):
+                continue
+            owners[hwaddr.lower()] = inst.name
+            found += [
+                _lease(conf[key], inst.name, hwaddr, "static")
+                for key in ("ipv4.address", "ipv6.address")
+                if conf.get(key)
+            ]
+            if slaac is not None and hwaddr and not conf.get("ipv6.address"):
+                found.append(_lease(eui64(slaac, hwaddr), inst.name, hwaddr, "dynamic"))
+        listed = {lease["address"] for lease in found}
+        found += [
+            _lease(
+                lease["address"],
+                owners.get(lease["hwaddr"].lower(), lease["hostname"]),  # the instance's name
+                lease["hwaddr"],
+                "dynamic",
+            )
             for lease in self.driver(row).leases()
+            if lease["address"] not in listed
         ]
+        return found
 
     # -- changes ------------------------------------------------------------------------------
 

@@ -201,9 +201,9 @@ class Pools:
         dir pool's image cache is stapesd's own and is not listed, as Incus has none."""
         if name in self._unavailable:
             return False
-        return self.driver(name).info().optimized_images and (
-            self.pool_path(name) / "images"
-        ).is_dir()
+        return (
+            self.driver(name).info().optimized_images and (self.pool_path(name) / "images").is_dir()
+        )
 
     def render(self, row: PoolRow) -> dict[str, Any]:
         return {

@@ -33,9 +33,9 @@ def is_ipv6(value: str) -> None:
 
 
 def random_mac() -> str:
-    """In the 00:16:3e range, as Incus does (Xensource's OUI)."""
+    """In Incus's 10:66:6a range, as Incus 6 gives its NICs."""
     tail = secrets.token_bytes(3)
-    return "00:16:3e:" + ":".join(f"{b:02x}" for b in tail)
+    return "10:66:6a:" + ":".join(f"{b:02x}" for b in tail)
 
 
 NICTYPES = ("p2p", "bridged", "macvlan", "physical", "routed", "ipvlan", "sriov")

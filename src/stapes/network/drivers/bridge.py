@@ -14,7 +14,7 @@ from pyroute2 import IPRoute
 from stapes.api.errors import BadRequest, MissingHostFeature
 from stapes.config import validate as v
 from stapes.network import acls, addresses, dnsmasq, firewall
-from stapes.network.drivers.driver import NetworkDriver, link_state
+from stapes.network.drivers.driver import NetworkDriver, bridge_state
 
 
 def _is_ranges(version: int) -> v.Validator:
@@ -127,6 +127,10 @@ class BridgeDriver(NetworkDriver):
                     "remove it, or give the network another name"
                 )
             (index,) = ipr.link_lookup(ifname=self.name)
+            # no IPv6 at all on a bridge with ipv6.address=none (not even link-local), as Incus
+            sysctl = Path("/proc/sys/net/ipv6/conf", self.name, "disable_ipv6")
+            if sysctl.exists():
+                sysctl.write_text("1" if ipv6 is None else "0")
             if self.config.get("bridge.mtu"):
                 ipr.link("set", index=index, mtu=int(self.config["bridge.mtu"]))
             if self.config.get("bridge.hwaddr"):
@@ -219,20 +223,7 @@ class BridgeDriver(NetworkDriver):
 
     def state(self) -> dict[str, Any]:
         """(Blocking: netlink reads. Called in a thread.)"""
-        found = link_state(self.name)
-        if "hwaddr" not in found:
-            return found
-        return {
-            **found,
-            "bridge": {
-                "id": "",
-                "stp": False,
-                "forward_delay": 0,
-                "vlan_default": 0,
-                "vlan_filtering": False,
-                "upper_devices": [],
-            },
-        }
+        return bridge_state(self.name)
 
     def leases(self) -> list[dict[str, str]]:
         return dnsmasq.leases(self.directory)

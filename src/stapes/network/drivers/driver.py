@@ -118,3 +118,21 @@ def link_state(ifname: str) -> dict[str, Any]:
         "state": "up" if up else "down",
         "type": "broadcast",
     }
+
+
+def bridge_state(ifname: str) -> dict[str, Any]:
+    """``link_state`` of a bridge, with the ``bridge`` section Incus adds."""
+    found = link_state(ifname)
+    if "hwaddr" not in found:
+        return found
+    return {
+        **found,
+        "bridge": {
+            "id": "",
+            "stp": False,
+            "forward_delay": 0,
+            "vlan_default": 0,
+            "vlan_filtering": False,
+            "upper_devices": [],
+        },
+    }

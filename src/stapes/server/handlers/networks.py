@@ -1,13 +1,16 @@
 """/1.0/networks[/{name}[/state|/leases]]: managed networks (create, show, update, rename,
-delete), their live state and DHCP leases."""
+delete), their live state and DHCP leases; the host's own interfaces listed and shown beside
+them (managed: false), as Incus does."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from stapes.api.errors import BadRequest
 from stapes.api.network import NetworkPost, NetworkPut, NetworksPost
 from stapes.api.urls import network_url
 from stapes.db.networks import NetworkRow
+from stapes.network.host_interfaces import HostInterface
 from stapes.server.endpoint import (
     Action,
     Endpoint,
@@ -27,11 +30,16 @@ def _network(request: web.Request) -> NetworkRow:
 
 
 async def list_networks(request: web.Request) -> Result:
+    """Managed networks, then the host's own interfaces (managed: false), as Incus lists them."""
     networks = state(request).networks
-    rows = networks.list_networks(None if flag(request, "all-projects") else project_of(request))
+    project = None if flag(request, "all-projects") else project_of(request)
+    rows = networks.list_networks(project)
+    host = await networks.host_interfaces(project)
     if recursion(request) >= 1:
-        return Sync([networks.render(r) for r in rows])
-    return Sync([network_url(r.name) for r in rows])
+        return Sync(
+            [networks.render(r) for r in rows] + [networks.render_host_interface(i) for i in host]
+        )
+    return Sync([network_url(r.name) for r in rows] + [network_url(i.name) for i in host])
 
 
 async def create_network(request: web.Request) -> Result:
@@ -40,13 +48,31 @@ async def create_network(request: web.Request) -> Result:
     return created(network_url(req.name))
 
 
+async def _host_interface(request: web.Request) -> HostInterface | None:
+    """The host interface a request names when no managed network has that name."""
+    networks = state(request).networks
+    name = request.match_info["name"]
+    if networks.find(name, project_of(request)) is not None:
+        return None
+    return await networks.host_interface_named(name, project_of(request))
+
+
+async def _refuse_host_interface(request: web.Request) -> None:
+    if await _host_interface(request) is not None:
+        raise BadRequest("Only managed networks can be modified")
+
+
 async def get_network(request: web.Request) -> Result:
     networks = state(request).networks
+    iface = await _host_interface(request)
+    if iface is not None:
+        return Sync(networks.render_host_interface(iface), etag={"config": {}, "description": ""})
     row = _network(request)
     return Sync(networks.render(row), etag=networks.writable(row))
 
 
 async def put_network(request: web.Request) -> Result:
+    await _refuse_host_interface(request)
     networks = state(request).networks
     row = _network(request)
     check_etag(request, networks.writable(row))
@@ -55,6 +81,7 @@ async def put_network(request: web.Request) -> Result:
 
 
 async def patch_network(request: web.Request) -> Result:
+    await _refuse_host_interface(request)
     networks = state(request).networks
     row = _network(request)
     current = networks.writable(row)
@@ -76,6 +103,9 @@ async def delete_network(request: web.Request) -> Result:
 
 
 async def network_state(request: web.Request) -> Result:
+    iface = await _host_interface(request)
+    if iface is not None:
+        return Sync(await state(request).networks.host_interface_state(iface))
     return Sync(await state(request).networks.state(_network(request)))
 
 
