@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -488,3 +489,54 @@ def test_host_interfaces_are_listed_as_unmanaged_networks(
     leases = daemon.request("GET", f"/1.0/networks/{name}/leases").metadata
     assert leases == [{"address": address.split("/")[0], "hostname": f"{name}.gw", "hwaddr": "",
                        "location": "", "type": "gateway"}]  # fmt: skip
+
+
+def test_nics_get_their_mac_and_name_when_added(
+    daemon: Daemon, busybox: str, network: tuple[str, str]
+) -> None:
+    """As Incus: volatile.DEV.hwaddr (10:66:6a:...) is filled when a NIC is added, before any
+    start, and a NIC without ``name`` gets the first free ethN (volatile.DEV.name)."""
+    name, _ = network
+    nic = {"type": "nic", "network": name}
+    inst = daemon.launch("bb", start=False, devices={"first": {**nic, "name": "eth0"}})
+    try:
+        config = daemon.request("GET", f"/1.0/instances/{inst}").metadata["config"]
+        assert config["volatile.first.hwaddr"].startswith("10:66:6a:")
+        assert "volatile.first.name" not in config
+        resp = daemon.request("PATCH", f"/1.0/instances/{inst}", {"devices": {"second": nic}})
+        assert daemon.wait(resp).status == 200 if resp.status == 202 else resp.status == 200
+        config = daemon.request("GET", f"/1.0/instances/{inst}").metadata["config"]
+        assert config["volatile.second.name"] == "eth1"
+        assert config["volatile.second.hwaddr"].startswith("10:66:6a:")
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{inst}/state", {"action": "start"}))
+        links = daemon.cli("exec", inst, "--", "ip", "-o", "link").stdout
+        assert "eth1" in links and config["volatile.second.hwaddr"] in links
+    finally:
+        daemon.force_delete(inst)
+
+
+def test_network_allocations(daemon: Daemon, busybox: str, network: tuple[str, str]) -> None:
+    """GET /1.0/network-allocations (incus network list-allocations): each network's subnets,
+    its instances' addresses and its forwards' listen addresses."""
+    name, address = network
+    static = address.rsplit(".", 1)[0] + ".77"
+    nic = {"type": "nic", "network": name, "name": "eth0", "ipv4.address": static}
+    inst = daemon.launch("bb", start=False, devices={"eth0": nic})
+    listen = f"192.0.2.{secrets.randbelow(200) + 20}"
+    forwards = f"/1.0/networks/{name}/forwards"
+    try:
+        assert daemon.request("POST", forwards, {"listen_address": listen}).status == 201
+        found = daemon.request("GET", "/1.0/network-allocations").metadata
+        mac = daemon.request("GET", f"/1.0/instances/{inst}").metadata["config"][
+            "volatile.eth0.hwaddr"
+        ]
+        assert {"addresses": address, "hwaddr": "", "nat": False, "type": "network",
+                "used_by": f"/1.0/networks/{name}"} in found  # fmt: skip
+        assert {"addresses": f"{static}/32", "hwaddr": mac, "nat": False, "type": "instance",
+                "used_by": f"/1.0/instances/{inst}"} in found  # fmt: skip
+        assert {"addresses": f"{listen}/32", "hwaddr": "", "nat": False,
+                "type": "network-forward", "used_by": f"{forwards}/{listen}"} in found  # fmt: skip
+        assert "network_allocations" in daemon.request("GET", "/1.0").metadata["api_extensions"]
+    finally:
+        daemon.request("DELETE", f"{forwards}/{listen}")
+        daemon.force_delete(inst)

@@ -199,13 +199,14 @@ class IdMap:
         return self.base < other.base + other.size and other.base < self.base + self.size
 
     def volatile(self) -> str:
-        """The JSON Incus stores in volatile.idmap.current / .next."""
+        """The JSON Incus stores in volatile.idmap.current / .next (compact, as Go writes it)."""
         return json.dumps(
             [
                 {"Isuid": uid, "Isgid": not uid, "Hostid": host, "Nsid": ns, "Maprange": count}
                 for uid in (True, False)
                 for host, ns, count in sorted(self.spans(uid), key=lambda s: s[1])
-            ]
+            ],
+            separators=(",", ":"),
         )
 
 

@@ -40,6 +40,7 @@ from stapes.instance import types as instance_types
 from stapes.instance.create import reshift
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
+from stapes.instance.devices.nic import fill_volatile
 from stapes.instance.driver import InstanceSpec, RuntimeState, StateSaver
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.watch import InitWatcher
@@ -346,6 +347,7 @@ class InstanceService:
             profiles=profiles,
         )
         config, devices = self.expand(row)
+        row.config |= fill_volatile(row.config, devices)
         row.pool = root_disk.pool(devices)
         self.pools.driver(row.pool)  # the pool must exist
         shared_idmap = driver.idmap_for(config)
@@ -559,6 +561,7 @@ class InstanceService:
         candidate.description = put.description
         candidate.ephemeral = put.ephemeral
         candidate.architecture = put.architecture or row.architecture
+        candidate.config |= fill_volatile(candidate.config, self.expand(candidate)[1])
         before = self.spec(row)
         spec = self.spec(candidate)
         admission.admit(

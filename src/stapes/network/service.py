@@ -267,16 +267,36 @@ class Networks:
     async def state(self, row: q.NetworkRow) -> dict[str, Any]:
         return await asyncio.to_thread(self.driver(row).state)
 
-    def leases(self, row: q.NetworkRow) -> list[dict[str, Any]]:
+    def leases(self, row: q.NetworkRow, project: str | None = None) -> list[dict[str, Any]]:
         """As Incus lists them: the network's gateway addresses, then each NIC's static
         addresses (and its SLAAC address when IPv6 is not stateful DHCP), then dnsmasq's
-        leases not listed yet."""
-        found: list[dict[str, Any]] = []
+        leases not listed yet. Asked from ``project``: only that project's instances."""
+        return [lease for lease, _ in self._lease_rows(row, project)]
+
+    def instance_addresses(
+        self, row: q.NetworkRow, project: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """(address, MAC, instance URL) of every address an instance (of ``project``) holds
+        on the network."""
+        return [
+            (lease["address"], lease["hwaddr"], instance_url(inst.name, inst.project))
+            for lease, inst in self._lease_rows(row, project)
+            if inst is not None
+        ]
+
+    def _lease_rows(
+        self, row: q.NetworkRow, project: str | None
+    ) -> list[tuple[dict[str, Any], InstanceRow | None]]:
+        """The leases, each with the instance it belongs to (None for the gateway's, and for a
+        dnsmasq lease no NIC's MAC claims); another project's instances are left out when
+        ``project`` is given (a client sees its own project's)."""
+        found: list[tuple[dict[str, Any], InstanceRow | None]] = []
+        # the gateway's own addresses, to a client of the network's project (as Incus)
         gateways = [row.config.get(k, "") for k in ("ipv4.address", "ipv6.address")]
-        for value in gateways:
+        for value in gateways if project in (None, row.project) else []:
             if value and value not in ("none", "auto"):
                 address = str(ipaddress.ip_interface(value).ip)
-                found.append(_lease(address, f"{row.name}.gw", "", "gateway", location=""))
+                found.append((_lease(address, f"{row.name}.gw", "", "gateway", location=""), None))
         ipv6 = row.config.get("ipv6.address", "")
         slaac = (
             ipaddress.IPv6Interface(ipv6).network
@@ -284,30 +304,31 @@ class Networks:
             and not v.parse_bool(row.config.get("ipv6.dhcp.stateful", "false"))
             else None
         )
-        owners: dict[str, str] = {}
+        owners: dict[str, InstanceRow] = {}
         for inst, _, conf, hwaddr in self._nics(row.name):
             seen_from = feature_project(self.db, inst.project, "networks")
             if row.project not in (inst.project, seen_from):
                 continue
-            owners[hwaddr.lower()] = inst.name
+            owners[hwaddr.lower()] = inst
+            if project is not None and inst.project != project:
+                continue
             found += [
-                _lease(conf[key], inst.name, hwaddr, "static")
+                (_lease(conf[key], inst.name, hwaddr, "static"), inst)
                 for key in ("ipv4.address", "ipv6.address")
                 if conf.get(key)
             ]
             if slaac is not None and hwaddr and not conf.get("ipv6.address"):
-                found.append(_lease(eui64(slaac, hwaddr), inst.name, hwaddr, "dynamic"))
-        listed = {lease["address"] for lease in found}
-        found += [
-            _lease(
-                lease["address"],
-                owners.get(lease["hwaddr"].lower(), lease["hostname"]),  # the instance's name
-                lease["hwaddr"],
-                "dynamic",
-            )
-            for lease in self.driver(row).leases()
-            if lease["address"] not in listed
-        ]
+                found.append((_lease(eui64(slaac, hwaddr), inst.name, hwaddr, "dynamic"), inst))
+        listed = {lease["address"] for lease, _ in found}
+        for lease in self.driver(row).leases():
+            if lease["address"] in listed:
+                continue
+            owner = owners.get(lease["hwaddr"].lower())
+            theirs = owner.project if owner is not None else row.project
+            if project is not None and theirs != project:
+                continue
+            hostname = owner.name if owner is not None else lease["hostname"]
+            found.append((_lease(lease["address"], hostname, lease["hwaddr"], "dynamic"), owner))
         return found
 
     # -- changes ------------------------------------------------------------------------------

@@ -187,10 +187,13 @@ class Device(abc.ABC):
 
     @property
     def interface_name(self) -> str:
-        """The name of a NIC inside the instance: its ``name`` key, else the device's name
-        when the kernel can take it as an interface name, else one derived from it."""
+        """The name of a NIC inside the instance: its ``name`` key, else the name it was given
+        when it was added (``volatile.DEV.name``, as Incus), else (an instance from before
+        those) the device's name when the kernel can take it, else one derived from it."""
         if self.config.get("name"):
             return self.config["name"]
+        if self.ctx.config.get(f"volatile.{self.name}.name"):
+            return self.ctx.config[f"volatile.{self.name}.name"]
         try:
             v.is_ifname(self.name)
         except ValueError:

@@ -55,6 +55,32 @@ LIMIT_KEYS: dict[str, v.Validator] = {
 }
 
 
+NO_MAC_NICTYPES = ("physical", "ipvlan")
+"""NIC types that keep the host device's MAC (or have none of their own)."""
+
+
+def fill_volatile(config: dict[str, str], devices: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The volatile keys Incus fills when an instance is created or its devices change: a MAC
+    (``volatile.DEV.hwaddr``) for each NIC without ``hwaddr``, and an interface name
+    (``volatile.DEV.name``, the first free ethN) for each NIC without ``name``."""
+    nics = {n: d for n, d in sorted(devices.items()) if d.get("type") == "nic"}
+    taken = {d["name"] for d in nics.values() if d.get("name")}
+    taken |= {config[f"volatile.{n}.name"] for n in nics if config.get(f"volatile.{n}.name")}
+    filled: dict[str, str] = {}
+    for name, nic in nics.items():
+        mac_key, name_key = f"volatile.{name}.hwaddr", f"volatile.{name}.name"
+        own_mac = nic.get("nictype", "") not in NO_MAC_NICTYPES
+        if own_mac and not nic.get("hwaddr") and not config.get(mac_key):
+            filled[mac_key] = random_mac()
+        if not nic.get("name") and not config.get(name_key):
+            index = 0
+            while f"eth{index}" in taken:
+                index += 1
+            filled[name_key] = f"eth{index}"
+            taken.add(filled[name_key])
+    return filled
+
+
 def nic_class(config: dict[str, str], ctx: DeviceContext) -> type[Device]:
     """The class of a nic: its nictype's, or the one its managed network's type gives."""
     from stapes.instance.devices.nic_host import NicMacvlan, NicPhysical

@@ -110,7 +110,7 @@ async def network_state(request: web.Request) -> Result:
 
 
 async def network_leases(request: web.Request) -> Result:
-    return Sync(state(request).networks.leases(_network(request)))
+    return Sync(state(request).networks.leases(_network(request), project_of(request)))
 
 
 ENDPOINTS = [
