@@ -331,3 +331,84 @@ def test_host_shutdown_and_autostart_order(daemon: Daemon, busybox: str) -> None
     finally:
         for name in (first, second, off):
             daemon.force_delete(name)
+
+
+def test_numa_placement_and_swap_priority(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch(
+        busybox, config={"limits.cpu.nodes": "0", "limits.memory.swap.priority": "2"}
+    )
+    try:
+        assert _cg("cpuset", name, "cpuset.mems").read_text().strip() == "0"
+        assert _cg("memory", name, "memory.swappiness").read_text().strip() == "52"
+        resp = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"limits.memory.swap.priority": "10"}}
+        )
+        assert resp.status == 200, resp.body
+        assert _cg("memory", name, "memory.swappiness").read_text().strip() == "60"
+        bad = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"limits.cpu.nodes": "7"}}
+        )
+        assert bad.status == 400 and "NUMA" in bad.json()["error"]
+    finally:
+        daemon.force_delete(name)
+
+
+def test_autorestart_brings_a_crashed_container_back(daemon: Daemon, busybox: str) -> None:
+    """boot.autorestart, as Incus: an instance whose init dies is started again; a stop
+    through the API is left alone."""
+    name = daemon.launch(busybox, config={"boot.autorestart": "true"})
+    try:
+        first = _pid(daemon, name)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            state = daemon.request("GET", f"/1.0/instances/{name}/state").metadata
+            if state["status"] == "Running" and state["pid"] not in (0, first):
+                break
+            time.sleep(0.2)
+        assert state["status"] == "Running" and state["pid"] != first
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop",
+                                                                       "force": True}))  # fmt: skip
+        time.sleep(2)
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Stopped"
+    finally:
+        daemon.force_delete(name)
+
+
+def test_protection_shift_refuses_a_new_map(daemon: Daemon, busybox: str) -> None:
+    name = daemon.launch(busybox, start=False, config={"security.protection.shift": "true"})
+    try:
+        resp = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"security.idmap.isolated": "true"}}
+        )
+        assert resp.status == 200, resp.body
+        start = daemon.wait(daemon.request("PUT", f"/1.0/instances/{name}/state",
+                                           {"action": "start"}))  # fmt: skip
+        assert start.status == 400 and "security.protection.shift" in start.json()["error"]
+    finally:
+        daemon.force_delete(name)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"migration.stateful": "true", "migration.incremental.memory": "true",
+         "migration.incremental.memory.goal": "80", "migration.incremental.memory.iterations": "5"},
+        {"cluster.evacuate": "stop", "boot.host_shutdown_action": "force-stop"},
+        {"security.syscalls.intercept.mount.allowed": "ext4,xfs",
+         "security.syscalls.intercept.mount.fuse": "ext4=fuse2fs"},
+        {"nvidia.driver.capabilities": "compute", "nvidia.require.cuda": "cuda>=12"},
+    ],
+)  # fmt: skip
+def test_incus_instance_keys_are_accepted(
+    daemon: Daemon, busybox: str, config: dict[str, str]
+) -> None:
+    """Keys of Incus 6.0.4's instance table that Incus takes on a container."""
+    name = daemon.launch(busybox, start=False)
+    try:
+        resp = daemon.request("PATCH", f"/1.0/instances/{name}", {"config": config})
+        assert resp.status == 200, resp.body
+        got = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        assert {k: got[k] for k in config} == config
+    finally:
+        daemon.force_delete(name)

@@ -279,6 +279,9 @@ def test_agent_exec_files_state_snapshots(daemon: Daemon, vm: str, tmp_path: Pat
 
     # a stateful snapshot: QEMU's state (memory included) comes back with a stateful restore
     daemon.cli("exec", vm, "--", "sh", "-c", "echo in-memory > /run/marker")  # tmpfs
+    refused = daemon.cli("snapshot", "create", vm, "s1", "--stateful", check=False)
+    assert refused.returncode != 0 and "migration.stateful" in refused.stderr  # as Incus
+    daemon.cli("config", "set", vm, "migration.stateful=true")
     daemon.cli("snapshot", "create", vm, "s1", "--stateful")
     info = daemon.request("GET", f"/1.0/instances/{vm}/snapshots/s1").metadata
     assert info["stateful"] is True
@@ -289,6 +292,17 @@ def test_agent_exec_files_state_snapshots(daemon: Daemon, vm: str, tmp_path: Pat
     stateless = daemon.request("PUT", f"/1.0/instances/{vm}", {"restore": "s0", "stateful": True})
     assert stateless.status == 400 and "not stateful" in stateless.json()["error"]
     assert daemon.cli("exec", vm, "--", "test", "-s", "/root/payload", check=False).returncode == 0
+
+    # a stateful stop keeps the running state in the volume; the next start resumes it
+    daemon.cli("exec", vm, "--", "sh", "-c", "echo kept-in-memory > /run/marker")
+    resp = daemon.request("PUT", f"/1.0/instances/{vm}/state", {"action": "stop", "stateful": True})
+    daemon.ok(resp, timeout=300)
+    shown = daemon.request("GET", f"/1.0/instances/{vm}").metadata
+    assert shown["status"] == "Stopped" and shown["stateful"] is True
+    assert put_state(daemon, vm, "start") == 200
+    wait_agent(daemon, vm, timeout=60)
+    assert daemon.cli("exec", vm, "--", "cat", "/run/marker").stdout == "kept-in-memory\n"
+    assert daemon.request("GET", f"/1.0/instances/{vm}").metadata["stateful"] is False
 
 
 def test_incus_client_drives_a_stapes_vm(incus, vm: str, daemon: Daemon) -> None:  # type: ignore[no-untyped-def]

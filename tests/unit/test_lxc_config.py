@@ -172,3 +172,43 @@ def test_disk_priority_needs_io_weights() -> None:
     )
     with pytest.raises(BadRequest, match="block I/O weights"):
         limits({"limits.disk.priority": "8"}, HostFacts("v1", 2, 0))
+
+
+def test_numa_nodes_hugepages_and_swap_priority() -> None:
+    two_nodes = HostFacts("v1", 4, 8 * 1024**3, numa_nodes=(0, 1), hugetlb=True)
+    items = limits(
+        {"limits.cpu.nodes": "1", "limits.hugepages.2MB": "64MiB",
+         "limits.memory.swap.priority": "3"},
+        two_nodes,
+    )  # fmt: skip
+    assert ("lxc.cgroup.cpuset.mems", "1") in items
+    assert ("lxc.cgroup.hugetlb.2MB.limit_in_bytes", str(64 * 1024**2)) in items
+    assert ("lxc.cgroup.memory.swappiness", "53") in items
+    v2 = HostFacts("v2", 4, 8 * 1024**3, numa_nodes=(0, 1), hugetlb=True)
+    assert ("lxc.cgroup2.hugetlb.2MB.max", str(64 * 1024**2)) in limits(
+        {"limits.hugepages.2MB": "64MiB", "limits.memory.swap.priority": "3"}, v2
+    )
+    assert not [k for k, _ in limits({"limits.memory.swap.priority": "3"}, v2) if "swap" in k]
+    with pytest.raises(BadRequest, match="NUMA nodes"):
+        limits({"limits.cpu.nodes": "2"}, two_nodes)
+    with pytest.raises(BadRequest, match="hugetlb"):
+        limits({"limits.hugepages.1GB": "1GiB"}, V1)
+    resets = limit_resets({}, {"limits.cpu.nodes", "limits.memory.swap.priority"}, two_nodes)
+    assert ("lxc.cgroup.cpuset.mems", "0,1") in resets
+    assert ("lxc.cgroup.memory.swappiness", "60") in resets
+
+
+def test_nvidia_runtime_needs_the_toolkit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(lxc_config, "NVIDIA_HOOK", tmp_path / "nvidia")
+    with pytest.raises(BadRequest, match="nvidia-container-cli"):
+        build(_inputs({"nvidia.runtime": "true"}))
+    (tmp_path / "nvidia").write_text("#!/bin/sh\n")
+    cli = tmp_path / "bin" / "nvidia-container-cli"
+    cli.parent.mkdir()
+    cli.write_text("#!/bin/sh\n")
+    cli.chmod(0o755)
+    monkeypatch.setenv("PATH", str(cli.parent))
+    items = build(_inputs({"nvidia.runtime": "true", "nvidia.require.cuda": "cuda>=12"}))
+    assert ("lxc.environment", "NVIDIA_DRIVER_CAPABILITIES=compute,utility") in items
+    assert ("lxc.environment", "NVIDIA_REQUIRE_CUDA=cuda>=12") in items
+    assert ("lxc.hook.mount", str(tmp_path / "nvidia")) in items

@@ -139,6 +139,92 @@ INSTANCE_KEYS: dict[str, Key] = {
         )
         for call in ("mknod", "setxattr", "mount", "bpf", "sched_setscheduler", "sysinfo")
     },
+    # parameters of interceptions this stapesd does not do (inert while those stay off, as in
+    # Incus when their switch is off)
+    **{
+        f"security.syscalls.intercept.{flag}": Key(
+            v.only_false("syscall interception (seccomp notify) is not implemented by stapesd"),
+            "false",
+            types=CONTAINER,
+            help="A parameter of mount/bpf interception (not available here)",
+        )
+        for flag in ("bpf.devices", "mount.shift")
+    },
+    "security.syscalls.intercept.mount.allowed": Key(
+        v.is_name_list, types=CONTAINER, help="Filesystems an intercepted mount may use (inert)"
+    ),
+    "security.syscalls.intercept.mount.fuse": Key(
+        v.is_fuse_map, types=CONTAINER, help="FS=fuse-helper redirections of intercepted mounts"
+    ),
+    "security.protection.shift": Key(
+        v.is_bool,
+        "false",
+        live=True,
+        types=CONTAINER,
+        help="Refuse to shift the container's files to another idmap",
+    ),
+    "boot.autorestart": Key(
+        v.is_bool,
+        live=True,
+        help="Restart the instance when it stops on its own (up to 10 times a minute)",
+    ),
+    "boot.host_shutdown_action": Key(
+        v.one_of("stop", "force-stop", "stateful-stop"),
+        "stop",
+        live=True,
+        help="How the instance stops when the host shuts down",
+    ),
+    "limits.cpu.nodes": Key(
+        v.is_cpuset, live=True, help="NUMA nodes the instance's memory and CPUs are placed on"
+    ),
+    **{
+        f"limits.hugepages.{size}": Key(
+            v.is_size,
+            live=True,
+            types=CONTAINER,
+            help=f"Most memory in {size} huge pages (hugetlb cgroup)",
+        )
+        for size in ("64KB", "1MB", "2MB", "1GB")
+    },
+    "limits.memory.swap.priority": Key(
+        v.is_priority,
+        "10",
+        live=True,
+        types=CONTAINER,
+        help="How readily the container swaps, 0 (least) to 10 (cgroup v1 swappiness)",
+    ),
+    "migration.stateful": Key(
+        v.is_bool,
+        "false",
+        live=True,
+        help="Allow stateful stop, snapshots and migration (a VM's memory)",
+    ),
+    "migration.incremental.memory": Key(
+        v.is_bool, "false", types=CONTAINER, help="Copy memory in passes during live migration"
+    ),
+    "migration.incremental.memory.goal": Key(
+        v.is_percent_number, "70", types=CONTAINER, help="Percent of memory left to stop passes"
+    ),
+    "migration.incremental.memory.iterations": Key(
+        v.is_uint, "10", types=CONTAINER, help="Most memory copy passes"
+    ),
+    "cluster.evacuate": Key(
+        v.one_of("auto", "migrate", "live-migrate", "stop", "stateful-stop", "force-stop"),
+        "auto",
+        live=True,
+        help="What evacuating the instance's cluster member does to it",
+    ),
+    "nvidia.runtime": Key(
+        v.is_bool,
+        "false",
+        types=CONTAINER,
+        help="Pass the host's NVIDIA userspace into the container (libnvidia-container)",
+    ),
+    "nvidia.driver.capabilities": Key(
+        v.is_one_line, "compute,utility", types=CONTAINER, help="NVIDIA_DRIVER_CAPABILITIES"
+    ),
+    "nvidia.require.cuda": Key(v.is_one_line, types=CONTAINER, help="NVIDIA_REQUIRE_CUDA"),
+    "nvidia.require.driver": Key(v.is_one_line, types=CONTAINER, help="NVIDIA_REQUIRE_DRIVER"),
     "raw.seccomp": Key(types=CONTAINER, help="A raw liblxc seccomp policy (excludes the others)"),
     "cloud-init.user-data": Key(
         v.is_cloud_config, help="cloud-init user data, served as a NoCloud seed"

@@ -192,6 +192,34 @@ def is_cpu_limit(value: str) -> None:
     parse_cpuset(value)
 
 
+def is_cpuset(value: str) -> None:
+    """A set of ids such as 0-1,3 (NUMA nodes, CPUs)."""
+    parse_cpuset(value)
+
+
+def is_percent_number(value: str) -> None:
+    if not digits(value) or not 0 <= int(value) <= 100:
+        raise ValueError(f"{value!r} is not a number from 0 to 100")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def is_name_list(value: str) -> None:
+    """Comma-separated names (filesystem types, modules...)."""
+    for part in value.split(","):
+        if not _NAME.fullmatch(part.strip()):
+            raise ValueError(f"{part.strip()!r} in {value!r} is not a name")
+
+
+def is_fuse_map(value: str) -> None:
+    """Comma-separated FS=HELPER pairs (ext4=fuse2fs)."""
+    for part in value.split(","):
+        fs, sep, helper = part.strip().partition("=")
+        if not sep or not _NAME.fullmatch(fs) or not _NAME.fullmatch(helper):
+            raise ValueError(f"{part.strip()!r} in {value!r} is not FILESYSTEM=FUSE-HELPER")
+
+
 def is_priority(value: str) -> None:
     if not digits(value) or not 0 <= int(value) <= 10:
         raise ValueError(f"{value!r} is not a priority between 0 and 10")

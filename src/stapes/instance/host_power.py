@@ -9,6 +9,7 @@ import contextlib
 import logging
 
 from stapes.api.base import StatusCode
+from stapes.api.errors import BadRequest
 from stapes.api.lifecycle import InstanceAction
 from stapes.config.keys import value_of
 from stapes.config.validate import parse_bool
@@ -80,10 +81,13 @@ class HostPower:
             spec = self.instances.spec(row)
             driver = self.instances.drivers.get(row.type)
             timeout = int(value_of(spec.config, "boot.host_shutdown_timeout"))
+            action = value_of(spec.config, "boot.host_shutdown_action")
+            if action == "stateful-stop" and await self._stop_stateful(row):
+                continue
             self.instances.watcher.unwatch(row.project, row.name)
             async with self.instances.locks(row.project, row.name):
                 try:
-                    await driver.stop(spec, force=force, timeout=timeout)
+                    await driver.stop(spec, force=force or action == "force-stop", timeout=timeout)
                 except Exception:
                     log.warning(
                         "instance %s did not stop within %ss: forcing it", row.name, timeout
@@ -96,3 +100,21 @@ class HostPower:
             self.instances.events.lifecycle(
                 InstanceAction.SHUTDOWN, url(row.name, row.project), project=row.project
             )
+
+    async def _stop_stateful(self, row: q.InstanceRow) -> bool:
+        """boot.host_shutdown_action=stateful-stop: a VM's state is saved (it resumes with
+        the host); False when that cannot be done here, and it stops cleanly instead."""
+        try:
+            if row.type != "virtual-machine":
+                raise BadRequest("stateful stop of a container needs CRIU, which stapesd lacks")
+            self.instances.check_stateful(row)
+            async with self.instances.locks(row.project, row.name):
+                current = self.instances.get(row.project, row.name)
+                await self.instances.stop_stateful(current)
+                await self.instances.set_power(current, "RUNNING")  # to resume with the host
+        except Exception as exc:
+            log.warning(
+                "instance %s: stateful stop failed (%s): stopping it cleanly", row.name, exc
+            )
+            return False
+        return True

@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, InternalError, MissingHostFeature
+from stapes.config.validate import parse_cpuset
 from stapes.host.capabilities import HostCaps
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths, instance_entry
@@ -75,7 +76,25 @@ def _host_facts(caps: HostCaps) -> lxc_config.HostFacts:
         cpus=os.cpu_count() or 1,
         memory_bytes=memory,
         io_weight=_io_weight_file(caps.cgroup),
+        numa_nodes=_numa_nodes(),
+        hugetlb=_has_hugetlb(caps.cgroup),
     )
+
+
+def _numa_nodes() -> tuple[int, ...]:
+    try:
+        return tuple(parse_cpuset(Path("/sys/devices/system/node/online").read_text().strip()))
+    except (OSError, ValueError):
+        return (0,)
+
+
+def _has_hugetlb(cgroup: str) -> bool:
+    if cgroup == "v2":
+        try:
+            return "hugetlb" in Path("/sys/fs/cgroup/cgroup.controllers").read_text().split()
+        except OSError:
+            return False
+    return Path("/sys/fs/cgroup/hugetlb").is_dir()
 
 
 def _io_weight_file(cgroup: str) -> str:

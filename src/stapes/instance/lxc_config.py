@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,10 @@ class HostFacts:
     io_weight: str = ""
     """The cgroup file of block I/O weights (blkio.weight, blkio.bfq.weight, io.weight...),
     empty when the kernel has none."""
+    numa_nodes: tuple[int, ...] = (0,)
+    """The NUMA nodes online."""
+    hugetlb: bool = False
+    """Whether the hugetlb cgroup controller is there (limits.hugepages.*)."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,41 @@ def build(inputs: LxcInputs) -> Items:
     for key, value in sorted(cfg.items()):
         if key.startswith("environment."):
             items.append(("lxc.environment", f"{key.removeprefix('environment.')}={value}"))
+    items += nvidia_items(cfg)
     items += limits(cfg, inputs.host)
     items += extras(cfg, LXC_CONFIG_DIR / "nesting.conf")
     items += parse_raw_lxc(cfg.get("raw.lxc", ""))
+    return items
+
+
+NVIDIA_HOOK = Path("/usr/share/lxc/hooks/nvidia")
+"""liblxc's mount hook that runs libnvidia-container for the container."""
+
+
+def nvidia_items(cfg: dict[str, str]) -> Items:
+    """nvidia.runtime: the host's NVIDIA userspace passed in by liblxc's nvidia hook, which
+    reads the NVIDIA_* environment (as Incus sets it)."""
+    if not parse_bool(value_of(cfg, "nvidia.runtime")):
+        return []
+    if not NVIDIA_HOOK.exists() or shutil.which("nvidia-container-cli") is None:
+        raise BadRequest(
+            "nvidia.runtime needs libnvidia-container (nvidia-container-cli) and liblxc's "
+            f"nvidia hook ({NVIDIA_HOOK}), which this host does not have"
+        )
+    items: Items = [
+        ("lxc.environment", "NVIDIA_VISIBLE_DEVICES=none"),
+        (
+            "lxc.environment",
+            "NVIDIA_DRIVER_CAPABILITIES=" + value_of(cfg, "nvidia.driver.capabilities"),
+        ),
+    ]
+    for key, variable in (
+        ("nvidia.require.cuda", "NVIDIA_REQUIRE_CUDA"),
+        ("nvidia.require.driver", "NVIDIA_REQUIRE_DRIVER"),
+    ):
+        if cfg.get(key):
+            items.append(("lxc.environment", variable + "=" + cfg[key]))
+    items.append(("lxc.hook.mount", str(NVIDIA_HOOK)))
     return items
 
 
@@ -172,6 +209,8 @@ def devices(run: RunConfig, host: HostFacts) -> Items:
     return items
 
 
+HUGEPAGE_SIZES = ("64KB", "1MB", "2MB", "1GB")
+
 # limits.* key -> the cgroup knobs it drives: (v1 name, v1 unlimited, v2 name, v2 unlimited)
 _KNOBS: dict[str, list[tuple[str, str, str, str]]] = {
     "limits.memory": [
@@ -187,6 +226,14 @@ _KNOBS: dict[str, list[tuple[str, str, str, str]]] = {
     ],
     "limits.cpu.priority": [("cpu.shares", "1024", "cpu.weight", "100")],
     "limits.processes": [("pids.max", "max", "pids.max", "max")],
+    "limits.cpu.nodes": [("cpuset.mems", "", "cpuset.mems", "")],
+    "limits.memory.swap.priority": [("memory.swappiness", "60", "", "")],  # no v2 knob
+    **{
+        f"limits.hugepages.{size}": [
+            (f"hugetlb.{size}.limit_in_bytes", "-1", f"hugetlb.{size}.max", "max")
+        ]
+        for size in HUGEPAGE_SIZES
+    },
     "limits.disk.priority": [("blkio.weight", "500", "io.weight", "100")],  # named by the host
 }
 LIMIT_KEYS = frozenset(_KNOBS)
@@ -248,6 +295,7 @@ def limits(cfg: dict[str, str], host: HostFacts) -> Items:
     processes = cfg.get("limits.processes", "")
     if processes:
         items.append(_knob(host, "limits.processes", 0, processes))
+    items += _placement_and_pages(cfg, host)
     disk = cfg.get("limits.disk.priority", "")
     if disk:
         if not host.io_weight:
@@ -263,6 +311,38 @@ def limits(cfg: dict[str, str], host: HostFacts) -> Items:
     return items
 
 
+def _placement_and_pages(cfg: dict[str, str], host: HostFacts) -> Items:
+    """limits.cpu.nodes (cpuset.mems), limits.hugepages.* (hugetlb) and
+    limits.memory.swap.priority (v1 swappiness; cgroup v2 has no such knob, as Incus finds)."""
+    items: Items = []
+    nodes = cfg.get("limits.cpu.nodes", "")
+    if nodes:
+        wanted = parse_cpuset(nodes)
+        missing = [n for n in wanted if n not in host.numa_nodes]
+        if missing:
+            online = ",".join(str(n) for n in host.numa_nodes)
+            raise BadRequest(
+                f"limits.cpu.nodes {nodes!r} names NUMA nodes this host does not have "
+                f"(online: {online})"
+            )
+        items.append(_knob(host, "limits.cpu.nodes", 0, ",".join(str(n) for n in wanted)))
+    for size in HUGEPAGE_SIZES:
+        value = cfg.get(f"limits.hugepages.{size}", "")
+        if not value:
+            continue
+        if not host.hugetlb:
+            raise BadRequest(
+                f"limits.hugepages.{size} needs the hugetlb cgroup controller, which this host "
+                "does not have"
+            )
+        items.append(_knob(host, f"limits.hugepages.{size}", 0, str(parse_size(value))))
+    swap_priority = cfg.get("limits.memory.swap.priority", "")
+    swapping = parse_bool(value_of(cfg, "limits.memory.swap"))
+    if swap_priority and swapping and host.cgroup != "v2":
+        items.append(("lxc.cgroup.memory.swappiness", str(60 - 10 + int(swap_priority))))
+    return items
+
+
 def limit_resets(cfg: dict[str, str], keys: set[str], host: HostFacts) -> Items:
     """cgroup items that lift the limits among ``keys`` that ``cfg`` no longer sets, so that a
     live update which removes a key leaves the instance as if it had never been set."""
@@ -272,8 +352,12 @@ def limit_resets(cfg: dict[str, str], keys: set[str], host: HostFacts) -> Items:
         if cfg.get(key):
             continue
         for v1_name, v1_free, v2_name, v2_free in _KNOBS[key]:
+            if v2 and not v2_name:
+                continue
             if v1_name == "cpuset.cpus":
                 v1_free = v2_free = f"0-{host.cpus - 1}"
+            elif v1_name == "cpuset.mems":
+                v1_free = v2_free = ",".join(str(n) for n in host.numa_nodes)
             resets.append(
                 ("lxc.cgroup2." + v2_name, v2_free) if v2 else ("lxc.cgroup." + v1_name, v1_free)
             )

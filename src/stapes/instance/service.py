@@ -8,6 +8,7 @@ import contextlib
 import logging
 import platform
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from stapes.instance.devices.device import DeviceContext
 from stapes.instance.devices.nic import fill_volatile
 from stapes.instance.driver import InstanceSpec, RuntimeState, StateSaver
 from stapes.instance.registry import InstanceDrivers
+from stapes.instance.vm.qemu import STATE_FILE
 from stapes.instance.watch import InitWatcher
 from stapes.network.service import Networks, ProjectNetworks
 from stapes.server.events import EventBus
@@ -53,6 +55,9 @@ from stapes.storage.pool import Pools
 from stapes.storage.volumes import AttachedVolume, Volumes, instance_volume
 
 log = logging.getLogger(__name__)
+
+AUTORESTART_MAX = 10
+"""Restarts boot.autorestart makes within a minute before it gives up."""
 
 Undo = Callable[[], Awaitable[None]]
 
@@ -93,6 +98,8 @@ class InstanceService:
         self.watcher = InitWatcher(self._init_exited)
         self.started_hooks: list[Callable[[q.InstanceRow], Awaitable[None]]] = []
         """Run after each start, the instance's lock held (snapshots.schedule @startup)."""
+        self._restarts: dict[tuple[str, str], list[float]] = {}
+        """When boot.autorestart last restarted each instance (the last minute's)."""
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -419,6 +426,7 @@ class InstanceService:
             raise
         self.watcher.watch(row.project, row.name, pid)
         row.last_used_at = timestamp(now())
+        row.stateful = False  # a saved state, if there was one, has been resumed
         row.config["volatile.last_state.power"] = "RUNNING"
         with self.db.transaction():
             q.update_instance(self.db, row)
@@ -432,10 +440,17 @@ class InstanceService:
     async def _apply_idmap(self, row: q.InstanceRow) -> None:
         """Before a start: if the instance's map changed (security.idmap.*, privileged), shift
         its files to the new one and record it."""
-        wanted = self.choose_idmap(row, self.expand(row)[0])
+        config = self.expand(row)[0]
+        wanted = self.choose_idmap(row, config)
         current = current_map(row.config)
         if wanted == current:
             return
+        if parse_bool(value_of(config, "security.protection.shift")):
+            raise BadRequest(
+                "The container's files would be shifted to another idmap, and "
+                "security.protection.shift forbids it: unset it, or restore the settings that "
+                "changed the map"
+            )
         spec = self.spec(row)
         await reshift(spec.volume, current, wanted)
         values: dict[str, str | None] = {
@@ -493,7 +508,38 @@ class InstanceService:
                 InstanceAction.RESUMED, url(row.name, row.project), project=row.project
             )
 
-    def change_state(self, row: q.InstanceRow, action: str, force: bool, timeout: int) -> Operation:
+    def check_stateful(self, row: q.InstanceRow) -> None:
+        """A VM's running state may be saved (stateful stop, snapshot) only with
+        migration.stateful, as in Incus."""
+        if not parse_bool(value_of(self.expand(row)[0], "migration.stateful")):
+            raise BadRequest(
+                "Stateful stop and snapshots of a VM need migration.stateful=true: set it on "
+                "the instance"
+            )
+
+    async def stop_stateful(self, row: q.InstanceRow) -> None:
+        """Save a running VM's state into its volume and stop it; its next start resumes it.
+        The caller holds its lock."""
+        spec = self.spec(row)
+        driver = self.drivers.get(row.type)
+        await driver.freeze(spec)
+        try:
+            await self.save_state(row, spec.volume / STATE_FILE)
+        except BaseException:
+            (spec.volume / STATE_FILE).unlink(missing_ok=True)
+            await driver.unfreeze(spec)
+            raise
+        row.stateful = True
+        with self.db.transaction():
+            q.update_instance(self.db, row)
+        await self.stop_unlocked(row, True, -1, announce=False)
+        self.events.lifecycle(
+            InstanceAction.STOPPED, url(row.name, row.project), project=row.project
+        )
+
+    def change_state(
+        self, row: q.InstanceRow, action: str, force: bool, timeout: int, *, stateful: bool = False
+    ) -> Operation:
         descriptions = {
             "start": "Starting instance",
             "stop": "Stopping instance",
@@ -506,12 +552,18 @@ class InstanceService:
                 f"Unknown action: {action!r} (use start, stop, restart, freeze or unfreeze)"
             )
         driver = self.drivers.get(row.type)
+        if stateful and action == "stop":
+            self.check_stateful(row)
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
                 current = self.get(row.project, row.name)
                 spec = self.spec(current)
-                if action == "start":
+                if action == "stop" and stateful:
+                    if (await driver.status(spec)).status == StatusCode.STOPPED:
+                        raise BadRequest("The instance is already stopped")
+                    await self.stop_stateful(current)
+                elif action == "start":
                     if (await driver.status(spec)).status != StatusCode.STOPPED:
                         raise BadRequest("The instance is already running")
                     await self.start_unlocked(current)
@@ -782,6 +834,28 @@ class InstanceService:
             )
             if row.ephemeral:
                 await self._remove_unlocked(row)
+            elif parse_bool(spec.config.get("boot.autorestart", "false")):
+                await self._autorestart(row)
+
+    async def _autorestart(self, row: q.InstanceRow) -> None:
+        """boot.autorestart, as Incus: up to AUTORESTART_MAX restarts within a minute after
+        the instance stops on its own; then it stays stopped (a crash loop)."""
+        key = (row.project, row.name)
+        now_s = time.monotonic()
+        recent = [t for t in self._restarts.get(key, []) if now_s - t < 60]
+        if len(recent) >= AUTORESTART_MAX:
+            log.warning(
+                "instance %s stopped %d times within a minute: boot.autorestart gives up",
+                row.name,
+                len(recent),
+            )
+            self._restarts.pop(key, None)
+            return
+        self._restarts[key] = [*recent, now_s]
+        try:
+            await self.start_unlocked(self.get(row.project, row.name))
+        except Exception as exc:
+            log.warning("boot.autorestart could not start instance %s: %s", row.name, exc)
 
 
 def without_empty(config: dict[str, str]) -> dict[str, str]:

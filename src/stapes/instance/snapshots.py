@@ -110,6 +110,8 @@ class SnapshotService:
     def create(self, row: iq.InstanceRow, req: InstanceSnapshotsPost) -> Operation:
         if req.stateful and row.type != "virtual-machine":
             raise BadRequest(STATEFUL_REFUSAL)
+        if req.stateful:
+            self.instances.check_stateful(row)
         restrictions.check_snapshot(self.instances.db, row.project)
         config = self.instances.expand(row)[0]
         name = req.name or policy.next_name(

@@ -20,12 +20,14 @@ async def put_state(request: web.Request) -> Result:
     st = state(request)
     row = instance_row(request)
     req = await body_as(request, InstanceStatePut)
-    if req.stateful:
+    if req.stateful and row.type != "virtual-machine":
         raise BadRequest(
-            "Stateful stop and start need CRIU checkpointing, which this stapesd "
-            "does not support yet: send stateful=false"
+            "Stateful stop and start of a container need CRIU checkpointing, which this "
+            "stapesd does not support: send stateful=false (a VM can stop statefully)"
         )
-    return Async(st.instances.change_state(row, req.action, req.force, req.timeout))
+    return Async(
+        st.instances.change_state(row, req.action, req.force, req.timeout, stateful=req.stateful)
+    )
 
 
 ENDPOINTS = [Endpoint("/instances/{name}/state", get=Action(get_state), put=Action(put_state))]
