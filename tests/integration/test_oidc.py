@@ -121,7 +121,18 @@ def test_oidc_bearer_tokens(daemon: Daemon, issuer: Issuer) -> None:
             ),
             "not-a-jwt",
         ]:
-            assert call(bad) == 403, bad
+            assert call(bad) == 401, bad  # as Incus: authentication is needed
+
+        # the 401 tells a client how to log in (the incus client's device flow reads these)
+        scopes = {"oidc.scopes": "openid,email,offline_access"}
+        assert daemon.request("PATCH", "/1.0", {"config": scopes}).status == 200
+        refused = https_request(
+            address, "GET", "/1.0/instances", headers={"Authorization": "Bearer not-a-jwt"}
+        )[0]
+        assert refused.status == 401
+        assert refused.headers["X-Incus-OIDC-issuer"] == issuer.url
+        assert refused.headers["X-Incus-OIDC-clientid"] == "stapes"
+        assert refused.headers["X-Incus-OIDC-scopes"] == "openid,email,offline_access"
 
         # a key the issuer adds later is fetched when a token names it
         rotated = issuer.add_key()

@@ -17,6 +17,17 @@ class BadRequest(StapesError):
     status = 400
 
 
+class Unauthorized(StapesError):
+    """Authentication is needed (an OIDC token missing, expired or refused); ``headers`` tell
+    the client how to get one, as Incus's X-Incus-OIDC-* headers do."""
+
+    status = 401
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = dict(headers or {})
+
+
 class Forbidden(StapesError):
     status = 403
 

@@ -61,16 +61,110 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Minutes stapesd waits for running operations when it is asked to stop",
     ),
+    "oidc.scopes": Key(
+        v.is_scope_list,
+        "openid,offline_access",
+        live=True,
+        help="Scopes a client asks the OIDC issuer for (comma-separated)",
+    ),
+    "images.compression_algorithm": Key(
+        v.is_compression,
+        "gzip",
+        live=True,
+        help="Compression of images published from instances (none, gzip, xz, zstd...)",
+    ),
+    "backups.compression_algorithm": Key(
+        v.is_compression, "gzip", live=True, help="Compression of backups (none, gzip, xz...)"
+    ),
+    "images.default_architecture": Key(
+        v.is_architecture,
+        "",
+        live=True,
+        help="Architecture of images pulled for new instances when none is asked for",
+    ),
+    "instances.nic.host_name": Key(
+        v.one_of("random", "mac"),
+        "random",
+        live=True,
+        help="Host-side NIC names: random (vethXXXXXXXX) or from the MAC (incXXXXXXXXXXXX)",
+    ),
+    "instances.lxcfs.per_instance": Key(
+        v.only_false("a lxcfs daemon per instance is not run by this stapesd"),
+        "false",
+        live=True,
+        help="One lxcfs per instance (not available here)",
+    ),
 }
 
 FREE_PREFIXES = {"user.": Key(live=True, help="Free-form user data")}
 
 METRICS_KEY = "core.metrics_address"
 
+_CLUSTER = "clustering is not in this stapesd yet"
+_OVN = (
+    "OVN networks need Open vSwitch and the OVN daemons, and this stapesd has no OVN "
+    "northbound client"
+)
 LATER: dict[str, str] = {
     "core.trust_password": "trust passwords are gone from Incus 6 too: use trust tokens "
     "(stapes config trust add NAME)",
-    "cluster.https_address": "clustering is not in this stapesd yet",
+    **{
+        f"cluster.{key}": _CLUSTER
+        for key in (
+            "https_address",
+            "healing_threshold",
+            "images_minimal_replica",
+            "join_token_expiry",
+            "max_standby",
+            "max_voters",
+            "offline_threshold",
+            "rebalance.batch",
+            "rebalance.cooldown",
+            "rebalance.interval",
+            "rebalance.threshold",
+        )
+    },
+    **{
+        f"acme.{key}": "ACME certificates are not requested by this stapesd: put a certificate "
+        "in server.crt and server.key in its directory"
+        for key in (
+            "agree_tos",
+            "ca_url",
+            "challenge",
+            "domain",
+            "email",
+            "http.port",
+            "provider",
+            "provider.environment",
+            "provider.resolvers",
+        )
+    },
+    **{
+        f"core.bgp_{key}": "stapesd has no BGP speaker: announce the networks' routes with "
+        "the host's own routing daemon"
+        for key in ("address", "asn", "routerid")
+    },
+    "core.debug_address": "the debug listener is Go's pprof, which stapesd (Python) has not",
+    "core.storage_buckets_address": "storage buckets need MinIO (an S3 object store), which "
+    "this host does not have",
+    "authorization.scriptlet": "Starlark scriptlets are not run by this stapesd",
+    "instances.placement.scriptlet": "Starlark scriptlets are not run by this stapesd",
+    **{
+        f"openfga.{key}": "OpenFGA authorization is not implemented by this stapesd: use "
+        "restricted certificates and projects"
+        for key in ("api.token", "api.url", "store.id")
+    },
+    **{
+        f"network.ovn.{key}": _OVN
+        for key in (
+            "ca_cert",
+            "client_cert",
+            "client_key",
+            "integration_bridge",
+            "northbound_connection",
+        )
+    },
+    "network.ovs.connection": _OVN,
 }
 
 

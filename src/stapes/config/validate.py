@@ -11,7 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
+from stapes.api.architecture import NAMES as ARCHITECTURES
+from stapes.api.errors import BadRequest
 from stapes.config.text import control_char, line_break
+from stapes.storage.backups import compression
 
 Validator = Callable[[str], None]
 
@@ -218,6 +221,25 @@ def is_fuse_map(value: str) -> None:
         fs, sep, helper = part.strip().partition("=")
         if not sep or not _NAME.fullmatch(fs) or not _NAME.fullmatch(helper):
             raise ValueError(f"{part.strip()!r} in {value!r} is not FILESYSTEM=FUSE-HELPER")
+
+
+def is_scope_list(value: str) -> None:
+    for part in value.split(","):
+        if not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", part.strip()):
+            raise ValueError(f"{part.strip()!r} in {value!r} is not an OAuth scope")
+
+
+def is_compression(value: str) -> None:
+    """none, or a compression algorithm whose program is installed."""
+    try:
+        compression.check(value)
+    except BadRequest as exc:
+        raise ValueError(exc.message) from None
+
+
+def is_architecture(value: str) -> None:
+    if value not in ARCHITECTURES:
+        raise ValueError(f"{value!r} is not an architecture name (x86_64, aarch64...)")
 
 
 def is_priority(value: str) -> None:

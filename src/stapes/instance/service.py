@@ -19,10 +19,12 @@ from stapes.api.instance import InstancePut, InstancesPost
 from stapes.api.lifecycle import InstanceAction
 from stapes.api.urls import instance_url
 from stapes.config.keys import effective_config, lookup, validate_instance_config, value_of
+from stapes.config.server_keys import server_value
 from stapes.config.validate import parse_bool
 from stapes.db import instances as q
 from stapes.db.connection import Database
 from stapes.db.projects import expand_profiles, get_profile, get_project
+from stapes.db.server_config import get_config
 from stapes.host.idmap import IdMap, current_map
 from stapes.host.paths import Paths, instance_entry, move_instance_dir
 from stapes.images import remote_fetch
@@ -255,6 +257,7 @@ class InstanceService:
             devices_dir=self.paths.instance_devices(row.project, row.name),
             volume=self._volume_lookup(row.project),
             network=self._network_lookup(row.project),
+            nic_host_names=server_value(get_config(self.db), "instances.nic.host_name"),
         )
 
     def _volume_lookup(self, project: str) -> Callable[[str, str], AttachedVolume] | None:
@@ -323,7 +326,12 @@ class InstanceService:
         self.check_project(project, name, instance_type, profiles, req.config, req.devices)
         image = (
             await remote_fetch.source_image(
-                self.images, project, req.source, req.architecture or _host_arch()
+                self.images,
+                project,
+                req.source,
+                req.architecture
+                or server_value(get_config(self.db), "images.default_architecture")
+                or _host_arch(),
             )
             if req.source.type == "image"
             else None

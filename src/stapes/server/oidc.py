@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import jwt
 
-from stapes.api.errors import Forbidden
+from stapes.api.errors import Unauthorized
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 300.0
@@ -30,10 +30,20 @@ class OidcSettings:
     client_id: str = ""
     audience: str = ""
     claim: str = ""
+    scopes: str = "openid,offline_access"
 
     @property
     def enabled(self) -> bool:
         return bool(self.issuer and self.client_id)
+
+    def login_headers(self) -> dict[str, str]:
+        """What a client needs to log in at the issuer (the incus client's device flow)."""
+        return {
+            "X-Incus-OIDC-issuer": self.issuer,
+            "X-Incus-OIDC-clientid": self.client_id,
+            "X-Incus-OIDC-audience": self.audience,
+            "X-Incus-OIDC-scopes": self.scopes,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, str]) -> OidcSettings:
@@ -42,6 +52,7 @@ class OidcSettings:
             config.get("oidc.client.id", ""),
             config.get("oidc.audience", ""),
             config.get("oidc.claim", ""),
+            config.get("oidc.scopes", "") or "openid,offline_access",
         )
 
 
@@ -84,7 +95,8 @@ class OidcVerifier:
         raise jwt.InvalidTokenError(f"no key {kid!r} in the issuer's JWKS")
 
     async def verify(self, token: str) -> str:
-        """The user a valid token names; Forbidden otherwise (the reason is logged, not told)."""
+        """The user a valid token names; Unauthorized otherwise, with the headers a client
+        logs in with (the reason is logged, not told), as Incus answers."""
         settings = self.settings
         try:
             header = jwt.get_unverified_header(token)
@@ -99,8 +111,8 @@ class OidcVerifier:
             )
         except (jwt.PyJWTError, aiohttp.ClientError, KeyError, ValueError, TimeoutError) as exc:
             log.info("OIDC token refused: %s", exc)
-            raise Forbidden(NOT_AUTHORIZED) from None
+            raise Unauthorized(NOT_AUTHORIZED, settings.login_headers()) from None
         user = claims.get(settings.claim or "email") or claims.get("sub")
         if not user:
-            raise Forbidden(NOT_AUTHORIZED)
+            raise Unauthorized(NOT_AUTHORIZED, settings.login_headers())
         return str(user)

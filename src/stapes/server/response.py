@@ -64,8 +64,10 @@ def render(result: Result) -> web.StreamResponse:
     return _json(sync_envelope(result.metadata), result.status, headers)
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return _json(error_envelope(status, message), status)
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return _json(error_envelope(status, message), status, headers)
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:
@@ -82,7 +84,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         response: web.StreamResponse = await handler(request)
         return response
     except StapesError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, getattr(exc, "headers", None))
     except pydantic.ValidationError as exc:
         return error_response(400, describe_validation_error(exc))
     except web.HTTPNotFound:

@@ -162,6 +162,8 @@ class DeviceContext:
     """Finds a custom volume of the instance's project by pool and name."""
     network: NetworkAccess | None = None
     """Managed networks, as NICs need them."""
+    nic_host_names: str = "random"
+    """instances.nic.host_name: host-side NIC names random (vethXXXXXXXX) or from the MAC."""
 
 
 class Device(abc.ABC):

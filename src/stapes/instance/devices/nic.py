@@ -55,6 +55,14 @@ LIMIT_KEYS: dict[str, v.Validator] = {
 }
 
 
+def host_side_name(ctx: DeviceContext, hwaddr: str) -> str:
+    """The host end of a NIC: vethXXXXXXXX, or with instances.nic.host_name=mac the MAC's
+    digits after "inc" (as Incus names them)."""
+    if ctx.nic_host_names == "mac" and hwaddr:
+        return "inc" + hwaddr.replace(":", "").lower()[:12]
+    return "veth" + secrets.token_hex(4)
+
+
 NO_MAC_NICTYPES = ("physical", "ipvlan")
 """NIC types that keep the host device's MAC (or have none of their own)."""
 
@@ -214,7 +222,7 @@ class NicVeth(Device):
     def start(self) -> RunConfig:
         prefix = f"volatile.{self.name}."
         hwaddr = self.config.get("hwaddr") or self.ctx.config.get(prefix + "hwaddr") or random_mac()
-        host_name = self.config.get("host_name") or "veth" + secrets.token_hex(4)
+        host_name = self.config.get("host_name") or host_side_name(self.ctx, hwaddr)
         nic = Nic(
             name=self.interface_name,
             host_name=host_name,

@@ -7,7 +7,6 @@ the parent's network when the host forwards packets (IP forwarding is the admin'
 from __future__ import annotations
 
 import ipaddress
-import secrets
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import ClassVar
 from stapes.config import validate as v
 from stapes.host import traffic
 from stapes.instance.devices.device import Device, Nic, RunConfig
-from stapes.instance.devices.nic import COMMON_KEYS, LIMIT_KEYS, random_mac
+from stapes.instance.devices.nic import COMMON_KEYS, LIMIT_KEYS, host_side_name, random_mac
 
 HOST_ADDRESS = {4: "169.254.0.1", 6: "fe80::1"}
 
@@ -79,7 +78,7 @@ class NicRouted(Device):
     def start(self) -> RunConfig:
         prefix = f"volatile.{self.name}."
         hwaddr = self.config.get("hwaddr") or self.ctx.config.get(prefix + "hwaddr") or random_mac()
-        host_name = self.config.get("host_name") or "veth" + secrets.token_hex(4)
+        host_name = self.config.get("host_name") or host_side_name(self.ctx, hwaddr)
         addresses, gateways, host_addresses, routes = [], [], [], []
         for version, bits in ((4, 32), (6, 128)):
             mine = self._list(f"ipv{version}.address")

@@ -17,7 +17,9 @@ from stapes.api.image import (
     ImagePut,
     ImagesPost,
 )
+from stapes.config.server_keys import server_value
 from stapes.db.images import ImageRow, get_alias, list_aliases
+from stapes.db.server_config import get_config
 from stapes.db.snapshots import get_snapshot
 from stapes.images import remote_fetch
 from stapes.images.formats import file_extension
@@ -245,7 +247,8 @@ def _publish(request: web.Request, req: ImagesPost) -> Result:
                 st.images,
                 row,
                 snapshot,
-                algorithm=req.compression_algorithm,
+                algorithm=req.compression_algorithm
+                or server_value(get_config(st.db), "images.compression_algorithm"),
                 public=req.public,
                 properties=req.properties,
                 aliases=[a.name for a in req.aliases],

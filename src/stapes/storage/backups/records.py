@@ -12,10 +12,12 @@ from typing import Any
 from stapes.api.backup import BackupsPost
 from stapes.api.base import ZERO_TIME, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
+from stapes.config.server_keys import server_value
 from stapes.config.snapshots import parse_expiry_time
 from stapes.config.validate import name_problem
 from stapes.db import backups as q
 from stapes.db.connection import Database
+from stapes.db.server_config import get_config
 from stapes.host.paths import Paths
 from stapes.storage.backups import compression
 
@@ -62,7 +64,10 @@ class BackupRecords:
             expires_at=parse_expiry_time(req.expires_at) if req.expires_at else "",
             without_snapshots=req.without_snapshots,
             optimized=optimized,
-            compression=compression.check(req.compression_algorithm),
+            compression=compression.check(
+                req.compression_algorithm
+                or server_value(get_config(self.db), "backups.compression_algorithm")
+            ),
         )
 
     def check_name(self, owner_id: int, name: str) -> None:

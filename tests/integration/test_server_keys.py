@@ -1,0 +1,77 @@
+"""Server keys of Incus 6.0.4's table: the ones stapesd applies, and the ones it refuses with
+the reason (what this host or this stapesd lacks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+
+def _set(daemon: Daemon, config: dict[str, str]) -> tuple[int, str]:
+    resp = daemon.request("PATCH", "/1.0", {"config": config})
+    return resp.status, resp.json()["error"] if resp.status != 200 else ""
+
+
+def test_defaults_for_backups_images_and_nics(lone: Daemon) -> None:
+    lone.cli("image", "build", "busybox", "--alias", "bb")
+    keys = {
+        "backups.compression_algorithm": "xz",
+        "images.compression_algorithm": "xz",
+        "instances.nic.host_name": "mac",
+        "images.default_architecture": "x86_64",
+    }
+    assert _set(lone, keys) == (200, "")
+    assert {k: lone.request("GET", "/1.0").metadata["config"][k] for k in keys} == keys
+    bridge = "stpk" + lone.root.name[-6:].replace("_", "0")
+    config = {"ipv4.address": "none", "ipv6.address": "none"}
+    assert lone.request("POST", "/1.0/networks", {"name": bridge, "config": config}).status == 201
+    nic = {"eth0": {"type": "nic", "network": bridge, "name": "eth0"}}
+    name = lone.launch("bb", devices=nic)
+    try:
+        config = lone.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        mac = config["volatile.eth0.hwaddr"]
+        assert config["volatile.eth0.host_name"] == "inc" + mac.replace(":", "")
+        assert Path("/sys/class/net", config["volatile.eth0.host_name"]).exists()
+
+        lone.ok(lone.request("POST", f"/1.0/instances/{name}/backups", {"name": "b"}))
+        files = list((lone.root / "backups" / "instances").rglob("*"))
+        archive = next(f for f in files if f.is_file())
+        assert archive.read_bytes()[:6] == b"\xfd7zXZ\x00"  # xz, the server's default
+        lone.ok(lone.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop",
+                                                                   "force": True}))  # fmt: skip
+        op = lone.ok(lone.request("POST", "/1.0/images", {"source": {"type": "instance",
+                                                                    "name": name}}))  # fmt: skip
+        fingerprint = op["metadata"]["fingerprint"]
+        stored = next(p for p in (lone.root / "images").iterdir() if p.name.startswith(fingerprint))
+        assert stored.read_bytes()[:6] == b"\xfd7zXZ\x00"
+    finally:
+        lone.force_delete(name)
+        lone.request("DELETE", f"/1.0/networks/{bridge}")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("acme.domain", "example.org", "ACME"),
+        ("core.bgp_asn", "65000", "BGP"),
+        ("core.debug_address", "127.0.0.1:8444", "pprof"),
+        ("core.storage_buckets_address", "127.0.0.1:8555", "MinIO"),
+        ("cluster.max_voters", "3", "clustering"),
+        ("authorization.scriptlet", "x", "Starlark"),
+        ("openfga.api.url", "http://127.0.0.1:1", "OpenFGA"),
+        ("network.ovn.northbound_connection", "unix:/run/ovn/ovnnb_db.sock", "OVN"),
+        ("instances.lxcfs.per_instance", "true", "lxcfs"),
+        ("backups.compression_algorithm", "rar", "rar"),
+        ("images.default_architecture", "z80", "architecture"),
+        ("instances.nic.host_name", "pretty", "pretty"),
+    ],
+)
+def test_keys_refused_with_the_reason(daemon: Daemon, key: str, value: str, reason: str) -> None:
+    status, error = _set(daemon, {key: value})
+    assert status == 400 and key in error and reason in error, error
+    assert key not in daemon.request("GET", "/1.0").metadata["config"]
