@@ -75,3 +75,39 @@ def test_keys_refused_with_the_reason(daemon: Daemon, key: str, value: str, reas
     status, error = _set(daemon, {key: value})
     assert status == 400 and key in error and reason in error, error
     assert key not in daemon.request("GET", "/1.0").metadata["config"]
+
+
+def test_backups_and_images_on_custom_volumes(lone: Daemon) -> None:
+    """storage.backups_volume / storage.images_volume, as Incus: the daemon's files move onto
+    the volume (and back when unset); the volume cannot go while it serves."""
+    lone.cli("image", "build", "busybox", "--alias", "bb")
+    name = lone.launch("bb", start=False)
+    volumes = "/1.0/storage-pools/default/volumes/custom"
+    for volume in ("bk", "im"):
+        assert lone.request("POST", volumes, {"name": volume}).status == 200
+    lone.ok(lone.request("POST", f"/1.0/instances/{name}/backups", {"name": "before"}))
+    assert _set(lone, {"storage.backups_volume": "default/nosuch"})[0] == 400
+    keys = {"storage.backups_volume": "default/bk", "storage.images_volume": "default/im"}
+    assert _set(lone, keys) == (200, "")
+    backups, images = lone.root / "backups", lone.root / "images"
+    assert backups.is_symlink() and images.is_symlink()
+    assert backups.resolve().name == "default_bk" and images.resolve().name == "default_im"
+    assert any(images.iterdir())  # the busybox image moved there
+    lone.ok(lone.request("POST", f"/1.0/instances/{name}/backups", {"name": "after"}))
+    assert len([p for p in backups.resolve().rglob("*") if p.is_file()]) == 2
+    refused = lone.request("DELETE", f"{volumes}/bk")
+    assert refused.status == 400 and "storage.backups_volume" in refused.json()["error"]
+
+    lone.stop()  # a restart keeps them there
+    lone.start()
+    export = lone.request("GET", f"/1.0/instances/{name}/backups/after/export")
+    assert export.status == 200 and len(export.body) > 0
+    second = lone.launch("bb", start=False)  # the image is read from the volume
+    lone.force_delete(second)
+
+    assert _set(lone, {"storage.backups_volume": "", "storage.images_volume": ""}) == (200, "")
+    assert not backups.is_symlink() and backups.is_dir() and not images.is_symlink()
+    assert len([p for p in backups.rglob("*") if p.is_file()]) == 2
+    assert not any(Path(lone.root, "storage-pools/default/custom/default_bk").iterdir())
+    assert lone.request("DELETE", f"{volumes}/bk").status == 200
+    lone.force_delete(name)

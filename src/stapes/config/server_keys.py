@@ -88,6 +88,18 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Host-side NIC names: random (vethXXXXXXXX) or from the MAC (incXXXXXXXXXXXX)",
     ),
+    "storage.backups_volume": Key(
+        v.is_pool_volume,
+        "",
+        live=True,
+        help="A custom volume (POOL/VOLUME) that holds the daemon's backups",
+    ),
+    "storage.images_volume": Key(
+        v.is_pool_volume,
+        "",
+        live=True,
+        help="A custom volume (POOL/VOLUME) that holds the daemon's image files",
+    ),
     "instances.lxcfs.per_instance": Key(
         v.only_false("a lxcfs daemon per instance is not run by this stapesd"),
         "false",

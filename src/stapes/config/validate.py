@@ -242,6 +242,12 @@ def is_architecture(value: str) -> None:
         raise ValueError(f"{value!r} is not an architecture name (x86_64, aarch64...)")
 
 
+def is_pool_volume(value: str) -> None:
+    pool, sep, volume = value.partition("/")
+    if not sep or not pool or not volume or "/" in volume:
+        raise ValueError(f"{value!r} is not POOL/VOLUME")
+
+
 def is_priority(value: str) -> None:
     if not digits(value) or not 0 <= int(value) <= 10:
         raise ValueError(f"{value!r} is not a priority between 0 and 10")

@@ -110,10 +110,12 @@ class Paths:
             self.logs,
             self.devices,
         ):
-            path.mkdir(parents=True, exist_ok=True)
+            if not path.is_symlink():  # images on a volume (storage.images_volume) stay so
+                path.mkdir(parents=True, exist_ok=True)
         # as Incus keeps them: what belongs to instances is traversable (their own root walks
         # to its rootfs) but not listable; the logs, database and images are root's alone
         for path in (self.root, self.containers, self.storage_pools, self.devices):
             path.chmod(0o711)
         for path in (self.database.parent, self.images, self.logs):
-            path.chmod(0o700)
+            if path.exists():
+                path.chmod(0o700)

@@ -22,6 +22,7 @@ from stapes.db.connection import Database
 from stapes.db.images import list_images
 from stapes.db.instances import find_instance, get_instance, list_instances, set_volume_settings
 from stapes.db.projects import expand_profiles, feature_project, list_profiles
+from stapes.db.server_config import get_config
 from stapes.db.snapshots import list_snapshots
 from stapes.host.paths import instance_entry
 from stapes.host.run import run
@@ -240,6 +241,13 @@ class Volumes:
 
     def _check_unused(self, vol: q.VolumeRow, doing: str) -> None:
         users = self.used_by(vol)
+        if vol.project == "default":  # storage.backups_volume / storage.images_volume
+            config = get_config(self.db)
+            users += [
+                f"the server's {key}"
+                for key in ("storage.backups_volume", "storage.images_volume")
+                if config.get(key) == f"{vol.pool}/{vol.name}"
+            ]
         if users:
             raise BadRequest(
                 f"Cannot {doing} storage volume {vol.name!r}: it is in use by "

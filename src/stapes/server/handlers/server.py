@@ -25,6 +25,7 @@ from stapes.server.extensions import API_EXTENSIONS
 from stapes.server.oidc import OidcSettings
 from stapes.server.response import Result, Sync
 from stapes.server.state import State
+from stapes.storage.daemon_storage import DaemonStorage
 from stapes.storage.drivers.registry import supported
 
 
@@ -137,6 +138,8 @@ async def patch_server(request: web.Request) -> Result:
 
 async def _store(st: State, config: dict[str, str]) -> None:
     validate_server_config(config)
+    storage = DaemonStorage(st.db, st.paths, st.pools)
+    storage.check(config)
     await st.https.apply(config.get("core.https_address", ""))
     try:
         await st.metrics_https.apply(config.get(METRICS_KEY, ""))
@@ -144,6 +147,7 @@ async def _store(st: State, config: dict[str, str]) -> None:
         await st.https.apply(server_value(get_config(st.db), "core.https_address"))
         raise
     st.oidc.configure(OidcSettings.from_config(config))
+    await storage.apply(get_config(st.db), config)
     with st.db.transaction():
         replace_config(st.db, config)
     st.events.lifecycle("config-updated", "/1.0")
