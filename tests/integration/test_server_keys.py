@@ -111,3 +111,28 @@ def test_backups_and_images_on_custom_volumes(lone: Daemon) -> None:
     assert not any(Path(lone.root, "storage-pools/default/custom/default_bk").iterdir())
     assert lone.request("DELETE", f"{volumes}/bk").status == 200
     lone.force_delete(name)
+
+
+def test_cors_headers_and_options(lone: Daemon) -> None:
+    """core.https_allowed_*: a request with an Origin gets Incus's CORS headers; OPTIONS is
+    answered at once."""
+    keys = {
+        "core.https_allowed_origin": "https://ui.example.org",
+        "core.https_allowed_methods": "GET, POST, PUT, DELETE, OPTIONS",
+        "core.https_allowed_headers": "Content-Type",
+        "core.https_allowed_credentials": "true",
+    }
+    assert _set(lone, keys) == (200, "")
+    origin = {"Origin": "https://ui.example.org"}
+    got = lone.request("GET", "/1.0/instances", headers=origin)
+    assert got.status == 200
+    assert got.headers["Access-Control-Allow-Origin"] == "https://ui.example.org"
+    assert got.headers["Access-Control-Allow-Methods"] == keys["core.https_allowed_methods"]
+    assert got.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert got.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "Access-Control-Allow-Origin" not in lone.request("GET", "/1.0/instances").headers
+    preflight = lone.request("OPTIONS", "/1.0/instances/anything", headers=origin)
+    assert preflight.status == 200 and preflight.body == b""
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://ui.example.org"
+    assert _set(lone, {"core.https_trusted_proxy": "127.0.0.1, ::1"}) == (200, "")
+    assert _set(lone, {"core.https_trusted_proxy": "proxy.example.org"})[0] == 400

@@ -88,6 +88,24 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Host-side NIC names: random (vethXXXXXXXX) or from the MAC (incXXXXXXXXXXXX)",
     ),
+    "core.https_allowed_origin": Key(
+        v.is_one_line, "", live=True, help="Access-Control-Allow-Origin sent to browsers"
+    ),
+    "core.https_allowed_methods": Key(
+        v.is_one_line, "", live=True, help="Access-Control-Allow-Methods sent to browsers"
+    ),
+    "core.https_allowed_headers": Key(
+        v.is_one_line, "", live=True, help="Access-Control-Allow-Headers sent to browsers"
+    ),
+    "core.https_allowed_credentials": Key(
+        v.is_bool, "false", live=True, help="Send Access-Control-Allow-Credentials: true"
+    ),
+    "core.https_trusted_proxy": Key(
+        v.is_ip_list,
+        "",
+        live=True,
+        help="Proxies (comma-separated IPs) whose X-Forwarded-For names the client",
+    ),
     "storage.backups_volume": Key(
         v.is_pool_volume,
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import ipaddress
 import re
 import shlex
 import uuid
@@ -246,6 +247,14 @@ def is_pool_volume(value: str) -> None:
     pool, sep, volume = value.partition("/")
     if not sep or not pool or not volume or "/" in volume:
         raise ValueError(f"{value!r} is not POOL/VOLUME")
+
+
+def is_ip_list(value: str) -> None:
+    for part in value.split(","):
+        try:
+            ipaddress.ip_address(part.strip())
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} in {value!r} is not an IP address") from None
 
 
 def is_priority(value: str) -> None:

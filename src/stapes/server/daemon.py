@@ -42,6 +42,7 @@ from stapes.network.service import Networks
 from stapes.project.service import Projects
 from stapes.server.events import EventBus, EventLogHandler
 from stapes.server.host_warnings import Warnings
+from stapes.server.http_policy import HttpPolicy, policy_middleware
 from stapes.server.listeners import Https
 from stapes.server.locks import InstanceLocks
 from stapes.server.oidc import OidcSettings, OidcVerifier
@@ -174,7 +175,9 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     st = build_state(paths)
     logging.getLogger("stapes").addHandler(EventLogHandler(st.events))
     to_start = await initialise(st)
-    app = web.Application(middlewares=[error_middleware], client_max_size=0)
+    st.http_policy = HttpPolicy.from_config(get_config(st.db))
+    middlewares = [policy_middleware(lambda request: request.app[STATE].http_policy)]
+    app = web.Application(middlewares=[*middlewares, error_middleware], client_max_size=0)
     app[STATE] = st
     register(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)

@@ -71,7 +71,11 @@ def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse
                 {
                     "username": identity.name,
                     "protocol": "tls",
-                    "address": identity.peer.address if identity.peer else "",
+                    "address": state(request).http_policy.client_address(
+                        identity.peer.address, request.headers.get("X-Forwarded-For", "")
+                    )
+                    if identity.peer
+                    else "",
                 }
             )
         return render(await action.handler(request))

@@ -13,6 +13,7 @@ from stapes.host.capabilities import HostCaps
 from stapes.host.paths import Paths
 from stapes.server.events import EventBus
 from stapes.server.host_warnings import Warnings
+from stapes.server.http_policy import HttpPolicy
 from stapes.server.listeners import Https
 from stapes.server.locks import InstanceLocks
 from stapes.server.oidc import OidcVerifier
@@ -78,6 +79,8 @@ class State:
     forwards: NetworkForwards
     acls: NetworkAcls
     shutdown: ShutdownRequest = field(default_factory=ShutdownRequest)
+    http_policy: HttpPolicy = field(default_factory=HttpPolicy)
+    """CORS and trusted proxies (core.https_*), kept as the config last set them."""
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

@@ -22,6 +22,7 @@ from stapes.instance.vm.qemu import QemuDriver
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
 from stapes.server.extensions import API_EXTENSIONS
+from stapes.server.http_policy import HttpPolicy
 from stapes.server.oidc import OidcSettings
 from stapes.server.response import Result, Sync
 from stapes.server.state import State
@@ -148,6 +149,7 @@ async def _store(st: State, config: dict[str, str]) -> None:
         raise
     st.oidc.configure(OidcSettings.from_config(config))
     await storage.apply(get_config(st.db), config)
+    st.http_policy = HttpPolicy.from_config(config)
     with st.db.transaction():
         replace_config(st.db, config)
     st.events.lifecycle("config-updated", "/1.0")
