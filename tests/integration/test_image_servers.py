@@ -232,3 +232,88 @@ def test_auto_update_from_the_server(
         for fingerprint in (old, new):
             if fingerprint and fingerprint in local_images(daemon):
                 daemon.wait(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+
+class _ConnectProxy:
+    """A forward proxy for HTTPS (CONNECT), on loopback, recording where it tunnelled to."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.targets: list[str] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            target = head.split(b" ")[1].decode()
+            self.targets.append(target)
+            host, port = target.rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: object, dst: object) -> None:
+        import socket
+
+        assert isinstance(src, socket.socket) and isinstance(dst, socket.socket)
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_image_downloads_go_through_the_configured_proxy(
+    lone: Daemon, second_host: tuple[Daemon, str]
+) -> None:
+    """core.proxy_https carries image downloads; core.proxy_ignore_hosts exempts hosts."""
+    far, address = second_host
+    fingerprint = serve_busybox(far)
+    server_pem = far.request("GET", "/1.0").metadata["environment"]["certificate"]
+    proxy = _ConnectProxy()
+    try:
+        config = {"core.proxy_https": f"http://127.0.0.1:{proxy.port}"}
+        assert lone.request("PATCH", "/1.0", {"config": config}).status == 200
+        source = {
+            "type": "image", "mode": "pull", "server": f"https://{address}",
+            "protocol": "simplestreams", "alias": "bb", "certificate": server_pem,
+        }  # fmt: skip
+        done = lone.ok(lone.request("POST", "/1.0/images", {"source": source}))
+        assert done["metadata"]["fingerprint"] == fingerprint
+        assert address in proxy.targets
+        lone.ok(lone.request("DELETE", f"/1.0/images/{fingerprint}"))
+
+        seen = len(proxy.targets)
+        config["core.proxy_ignore_hosts"] = "127.0.0.0/8"
+        assert lone.request("PATCH", "/1.0", {"config": config}).status == 200
+        lone.ok(lone.request("POST", "/1.0/images", {"source": source}))
+        assert len(proxy.targets) == seen  # straight to the server
+    finally:
+        proxy.close()

@@ -106,6 +106,16 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Proxies (comma-separated IPs) whose X-Forwarded-For names the client",
     ),
+    "core.proxy_http": Key(
+        v.is_http_url, "", live=True, help="Proxy for plain HTTP image downloads"
+    ),
+    "core.proxy_https": Key(v.is_http_url, "", live=True, help="Proxy for HTTPS image downloads"),
+    "core.proxy_ignore_hosts": Key(
+        v.is_one_line,
+        "",
+        live=True,
+        help="Hosts downloaded from without the proxy (comma-separated; * for all)",
+    ),
     "storage.backups_volume": Key(
         v.is_pool_volume,
         "",

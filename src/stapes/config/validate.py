@@ -257,6 +257,11 @@ def is_ip_list(value: str) -> None:
             raise ValueError(f"{part.strip()!r} in {value!r} is not an IP address") from None
 
 
+def is_http_url(value: str) -> None:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+
+
 def is_priority(value: str) -> None:
     if not digits(value) or not 0 <= int(value) <= 10:
         raise ValueError(f"{value!r} is not a priority between 0 and 10")

@@ -39,15 +39,17 @@ async def run(
     check: bool = True,
     input: bytes | None = None,
     cwd: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, bytes, str]:
-    """Run ``argv``; return (returncode, stdout, stderr). Raises RunError when check and rc != 0."""
+    """Run ``argv``; return (returncode, stdout, stderr). Raises RunError when check and rc != 0.
+    ``env``: variables added to the daemon's environment."""
     log.debug("run: %s", argv)
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(),
+        env={**_env(), **(env or {})},
         cwd=cwd,
     )
     try:

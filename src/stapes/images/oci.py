@@ -38,12 +38,14 @@ def _reference(source: str) -> str:
     )
 
 
-async def digest(reference: str, tls_verify: bool = True) -> str:
-    """The manifest digest of a registry image (what says two pulls are the same image)."""
+async def digest(reference: str, tls_verify: bool = True, env: dict[str, str] | None = None) -> str:
+    """The manifest digest of a registry image (what says two pulls are the same image).
+    ``env``: proxy variables for skopeo."""
     try:
         _, out, _ = await run(
             ["skopeo", "inspect", f"--tls-verify={str(tls_verify).lower()}", reference],
             timeout=300,
+            env=env,
         )
     except RunError as exc:
         raise BadRequest(
@@ -52,13 +54,15 @@ async def digest(reference: str, tls_verify: bool = True) -> str:
     return str(json.loads(out).get("Digest", ""))
 
 
-async def _copy(reference: str, layout: Path, tls_verify: bool = True) -> None:
+async def _copy(
+    reference: str, layout: Path, tls_verify: bool = True, env: dict[str, str] | None = None
+) -> None:
     tls = (
         [f"--src-tls-verify={str(tls_verify).lower()}"] if reference.startswith("docker://") else []
     )
     try:
         await run(["skopeo", "copy", "--insecure-policy", *tls, reference, f"oci:{layout}:stapes"],
-                  timeout=3600)  # fmt: skip
+                  timeout=3600, env=env)  # fmt: skip
     except RunError as exc:
         if reference.startswith("oci-archive:"):  # perhaps a docker-archive
             docker = "docker-archive:" + reference.removeprefix("oci-archive:")
@@ -98,6 +102,7 @@ async def to_image(
     *,
     tls_verify: bool = True,
     extra: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> None:
     """Write an Incus unified image tarball at ``out`` from an OCI image (``extra``: more
     properties, such as the registry digest)."""
@@ -106,7 +111,7 @@ async def to_image(
             raise MissingHostFeature(f"OCI images need {tool}: apt-get install {package}")
     reference = _reference(source)
     layout, bundle = work / "layout", work / "bundle"
-    await _copy(reference, layout, tls_verify)
+    await _copy(reference, layout, tls_verify, env)
     try:
         await run(["umoci", "unpack", "--image", f"{layout}:stapes", str(bundle)], timeout=3600)
     except RunError as exc:

@@ -31,7 +31,9 @@ from stapes.db.images import (
     list_images,
     set_source,
 )
+from stapes.db.server_config import get_config
 from stapes.images import oci
+from stapes.images.proxies import Proxies
 from stapes.images.store import ImageStore, Upload
 from stapes.images.streams_server import ARCHITECTURES
 
@@ -242,12 +244,16 @@ async def fetch(
 ) -> ImageRow:
     """The image, from the local store when it is there already, else downloaded."""
     check_source(source)
+    proxies = Proxies.from_config(get_config(store.db))
     if source.protocol == "oci":
-        return await _fetch_oci(store, project, source, cached)
+        return await _fetch_oci(store, project, source, cached, proxies)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
     connector = aiohttp.TCPConnector(ssl=_ssl(source))
+    proxy = proxies.for_url(source.server)
     try:
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, proxy=proxy
+        ) as session:
             if source.protocol == "simplestreams":
                 found = await _find_simplestreams(session, source, arch)
             else:
@@ -274,7 +280,7 @@ async def fetch(
 
 
 async def _fetch_oci(
-    store: ImageStore, project: str, source: RemoteImage, cached: bool
+    store: ImageStore, project: str, source: RemoteImage, cached: bool, proxies: Proxies
 ) -> ImageRow:
     """An image of an OCI registry: skopeo and umoci make it an Incus image; a second pull of
     the same manifest digest is the image pulled before."""
@@ -282,7 +288,8 @@ async def _fetch_oci(
     name = source.alias or source.fingerprint
     reference = f"docker://{host}/{name}"
     verify = source.server.startswith("https://")
-    wanted = await oci.digest(reference, verify)
+    env = proxies.environment()
+    wanted = await oci.digest(reference, verify, env)
     for row in list_images(store.db, project):
         if wanted and row.properties.get("oci.digest") == wanted:
             return row
@@ -290,7 +297,8 @@ async def _fetch_oci(
     try:
         out = scratch / "image.tar.gz"
         await oci.to_image(reference, scratch, out, tls_verify=verify,
-                           extra={"oci.digest": wanted, "oci.reference": reference})  # fmt: skip
+                           extra={"oci.digest": wanted, "oci.reference": reference},
+                           env=env)  # fmt: skip
         upload = Upload(meta=out)
         with out.open("rb") as f:
             while chunk := f.read(1 << 20):
