@@ -3,11 +3,17 @@ the reason (what this host or this stapesd lacks)."""
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from tests.helpers import Daemon
+from tests.helpers import ClientCert, Daemon, free_port, https_request
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]
 
@@ -136,3 +142,67 @@ def test_cors_headers_and_options(lone: Daemon) -> None:
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://ui.example.org"
     assert _set(lone, {"core.https_trusted_proxy": "127.0.0.1, ::1"}) == (200, "")
     assert _set(lone, {"core.https_trusted_proxy": "proxy.example.org"})[0] == 400
+
+
+@dataclass
+class _Pki:
+    ca: x509.Certificate
+    ca_key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+    client: ClientCert
+
+
+def _pki(tmp_path: Path) -> _Pki:
+    """A CA, and a client certificate it signed (on disk, as ClientCert keeps one)."""
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    ca_key = ec.generate_private_key(ec.SECP384R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - day).not_valid_after(now + 30 * day)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA384())
+    )  # fmt: skip
+    client = ClientCert(tmp_path, "laptop")  # its key; the certificate is replaced by one
+    key = serialization.load_pem_private_key(client.key.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "laptop")]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - day).not_valid_after(now + 30 * day)
+        .sign(ca_key, hashes.SHA384())
+    )  # fmt: skip
+    client.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return _Pki(ca, ca_key, cert, client)
+
+
+def test_certificates_signed_by_the_server_ca(lone: Daemon, tmp_path: Path) -> None:
+    """core.trust_ca_certificates: a client certificate server.ca signed is trusted, unless
+    server.crl revokes it."""
+    pki = _pki(tmp_path)
+    (lone.root / "server.ca").write_bytes(pki.ca.public_bytes(serialization.Encoding.PEM))
+    address = f"127.0.0.1:{free_port()}"
+    assert _set(lone, {"core.https_address": address}) == (200, "")
+
+    def auth() -> str:
+        return str(https_request(address, "GET", "/1.0", client=pki.client)[0].metadata["auth"])
+
+    assert auth() == "untrusted"
+    assert _set(lone, {"core.trust_ca_certificates": "true"}) == (200, "")
+    assert auth() == "trusted"
+    now = datetime.datetime.now(datetime.UTC)
+    revoked = (
+        x509.RevokedCertificateBuilder().serial_number(pki.cert.serial_number)
+        .revocation_date(now).build()
+    )  # fmt: skip
+    crl = (
+        x509.CertificateRevocationListBuilder().issuer_name(pki.ca.subject)
+        .last_update(now).next_update(now + datetime.timedelta(days=1))
+        .add_revoked_certificate(revoked).sign(pki.ca_key, hashes.SHA384())
+    )  # fmt: skip
+    (lone.root / "server.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    assert auth() == "untrusted"

@@ -116,6 +116,12 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Hosts downloaded from without the proxy (comma-separated; * for all)",
     ),
+    "core.trust_ca_certificates": Key(
+        v.is_bool,
+        "false",
+        live=True,
+        help="Trust client certificates the CA in server.ca signed (and server.crl keeps)",
+    ),
     "storage.backups_volume": Key(
         v.is_pool_volume,
         "",

@@ -49,6 +49,16 @@ class Paths:
         return self.root / "server.crt"
 
     @property
+    def server_ca(self) -> Path:
+        """A CA whose client certificates core.trust_ca_certificates trusts (Incus's PKI)."""
+        return self.root / "server.ca"
+
+    @property
+    def server_crl(self) -> Path:
+        """Certificates the CA revoked (PEM CRL), refused even when it signed them."""
+        return self.root / "server.crl"
+
+    @property
     def server_key(self) -> Path:
         return self.root / "server.key"
 

@@ -10,9 +10,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from stapes.api.errors import Forbidden
+from stapes.config.server_keys import server_value
+from stapes.config.validate import parse_bool
 from stapes.db.certificates import find_certificate
+from stapes.db.server_config import get_config
+from stapes.server.ca_trust import signed_by_ca
 from stapes.server.listeners import Peer
-from stapes.server.state import STATE
+from stapes.server.state import STATE, State
 
 NOT_AUTHORIZED = "not authorized"
 
@@ -55,6 +59,8 @@ def identify(request: web.Request) -> Identity:
             identity = Identity(
                 "tls", False, row.fingerprint, row.restricted, tuple(row.projects), peer, True
             )
+        elif row is None and peer is not None and _ca_trusted(st, peer):
+            identity = Identity("tls", True, peer.fingerprint, peer=peer)
         elif row is None or row.type != "client":
             identity = Identity("tls", False, peer=peer)
         else:
@@ -63,6 +69,15 @@ def identify(request: web.Request) -> Identity:
             )
     request[_KEY] = identity
     return identity
+
+
+def _ca_trusted(st: State, peer: Peer) -> bool:
+    """core.trust_ca_certificates: a certificate server.ca signed (PKI mode)."""
+    if peer.certificate is None or peer.metrics_only:
+        return False
+    if not parse_bool(server_value(get_config(st.db), "core.trust_ca_certificates")):
+        return False
+    return signed_by_ca(peer.certificate, st.paths.server_ca, st.paths.server_crl)
 
 
 # What a restricted certificate may reach: the API of the projects it is restricted to.
