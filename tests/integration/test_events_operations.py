@@ -62,6 +62,27 @@ async def test_events_announce_every_state_change(daemon: Daemon, busybox: str) 
     assert statuses[0] == "Pending" and statuses[-1] == "Success"
 
 
+async def test_logging_events_carry_debug_records(daemon: Daemon) -> None:
+    """As Incus: a listener of logging events hears its own start and every API request, at
+    debug level, whatever the daemon's log level."""
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(daemon.socket)) as session:
+        ws = await session.ws_connect("http://stapes/1.0/events?type=logging")
+        first = json.loads((await ws.receive(timeout=10)).data)
+        assert first["metadata"]["message"] == "Event listener server handler started"
+        assert first["metadata"]["level"] == "debug" and first["metadata"]["context"]["id"]
+        await asyncio.to_thread(daemon.request, "GET", "/1.0/instances?recursion=1")
+        handled = []
+        while not handled:
+            event = json.loads((await ws.receive(timeout=10)).data)
+            if event["metadata"]["message"] == "Handling API request":
+                handled.append(event)
+        await ws.close()
+    context = handled[0]["metadata"]["context"]
+    assert context == {"ip": "@", "method": "GET", "protocol": "unix",
+                       "url": "/1.0/instances?recursion=1", "username": "root"}  # fmt: skip
+    assert handled[0]["type"] == "logging" and handled[0]["project"] == ""
+
+
 def test_unknown_event_type(daemon: Daemon) -> None:
     resp = daemon.request("GET", "/1.0/events?type=bogus")
     assert resp.status == 400 and "bogus" in resp.json()["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from stapes.server.state import STATE, State
 
 Handler = Callable[[web.Request], Awaitable[Result]]
 M = TypeVar("M", bound=pydantic.BaseModel)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,19 @@ class Endpoint:
 def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         identity = await authenticate(request)
+        if state(request).events.has_listeners:
+            log.debug(
+                "Handling API request",
+                extra={
+                    "context": {
+                        "ip": identity.peer.address if identity.peer else "@",
+                        "method": request.method,
+                        "protocol": "unix" if identity.method == "unix" else identity.method,
+                        "url": request.path_qs,
+                        "username": identity.name,
+                    }
+                },
+            )
         if identity.peer is not None and identity.peer.metrics_only and not action.allow_metrics:
             raise NotFound("Only /1.0/metrics is served on core.metrics_address")
         if action.allow_metrics and not metrics_authenticated(state(request)):

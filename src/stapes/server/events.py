@@ -53,6 +53,10 @@ class EventBus:
         self._listeners.add(listener)
         return listener
 
+    @property
+    def has_listeners(self) -> bool:
+        return bool(self._listeners)
+
     def unsubscribe(self, listener: Listener) -> None:
         self._listeners.discard(listener)
 
@@ -96,7 +100,9 @@ class EventBus:
 
 
 class EventLogHandler(logging.Handler):
-    """Forwards the daemon's log records to listeners of the ``logging`` event type."""
+    """Forwards the daemon's log records, debug ones included (as Incus sends them whatever
+    its own log level), to listeners of the ``logging`` event type; a record's ``context``
+    (``extra={"context": {...}}``) becomes the event's."""
 
     def __init__(self, bus: EventBus) -> None:
         super().__init__(logging.DEBUG)
@@ -112,6 +118,7 @@ class EventLogHandler(logging.Handler):
             message = record.getMessage()
         except Exception:
             message = str(record.msg)
-        self.bus.send(
-            "logging", {"message": message, "level": level, "context": {"logger": record.name}}, ""
-        )
+        context = getattr(record, "context", None)
+        if not isinstance(context, dict):
+            context = {"logger": record.name}
+        self.bus.send("logging", {"message": message, "level": level, "context": context}, "")

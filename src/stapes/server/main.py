@@ -51,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.logfile:
         handlers.append(logging.FileHandler(args.logfile))
+    for handler in handlers:  # the log's level; event listeners get debug records too
+        handler.setLevel(logging.DEBUG if args.debug else logging.INFO)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         handlers=handlers,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("stapes").setLevel(logging.DEBUG)
     logging.getLogger("pyroute2").setLevel(logging.WARNING)  # a line per netlink message
     from stapes.server.daemon import serve  # the daemon's whole import tree, only to serve
 

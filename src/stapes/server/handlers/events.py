@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import uuid
 
 from aiohttp import web
 
@@ -13,6 +15,8 @@ from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, flag, project_of, state
 from stapes.server.events import EVENT_TYPES
 from stapes.server.response import Result
+
+log = logging.getLogger(__name__)
 
 
 async def get_events(request: web.Request) -> Result:
@@ -31,6 +35,17 @@ async def get_events(request: web.Request) -> Result:
     ws = web.WebSocketResponse(heartbeat=30)
     try:
         await ws.prepare(request)
+        peer = identify(request).peer
+        log.debug(
+            "Event listener server handler started",
+            extra={
+                "context": {
+                    "id": str(uuid.uuid4()),
+                    "local": str(st.paths.socket) if peer is None else "",
+                    "remote": "@" if peer is None else peer.address,
+                }
+            },
+        )
 
         async def drain_client() -> None:
             async for _ in ws:
