@@ -4,8 +4,13 @@ the reason (what this host or this stapesd lacks)."""
 from __future__ import annotations
 
 import datetime
+import http.server
+import json
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -206,3 +211,58 @@ def test_certificates_signed_by_the_server_ca(lone: Daemon, tmp_path: Path) -> N
     )  # fmt: skip
     (lone.root / "server.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     assert auth() == "untrusted"
+
+
+class _Loki(http.server.BaseHTTPRequestHandler):
+    pushes: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        _Loki.pushes.append(
+            {"path": self.path, "auth": self.headers.get("Authorization", ""),
+             "body": json.loads(self.rfile.read(length))}
+        )  # fmt: skip
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_events_are_pushed_to_loki(lone: Daemon) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Loki)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        keys = {
+            "loki.api.url": f"http://127.0.0.1:{server.server_address[1]}",
+            "loki.auth.username": "ada",
+            "loki.auth.password": "secret",
+            "loki.instance": "lab",
+            "loki.labels": "project,name",
+            "loki.types": "lifecycle",
+        }
+        assert _set(lone, keys) == (200, "")
+        assert lone.request("POST", "/1.0/profiles", {"name": "pushed"}).status == 201
+        deadline = time.time() + 15
+        found: list[tuple[dict[str, str], list[str]]] = []
+        while time.time() < deadline and not found:
+            time.sleep(0.2)
+            found = [
+                (stream["stream"], value)
+                for push in list(_Loki.pushes)
+                for stream in push["body"]["streams"]
+                for value in stream["values"]
+                if "profile-created" in value[1]
+            ]
+        assert found, _Loki.pushes
+        labels, (stamp, line) = found[0]
+        assert labels == {"app": "incus", "type": "lifecycle", "location": "none",
+                          "instance": "lab", "project": "default", "name": "pushed"}  # fmt: skip
+        assert int(stamp) > 0 and "source='/1.0/profiles/pushed'" in line
+        assert _Loki.pushes[0]["path"] == "/loki/api/v1/push"
+        assert _Loki.pushes[0]["auth"].startswith("Basic ")
+        assert _set(lone, {"loki.types": "metrics"})[0] == 400
+    finally:
+        lone.request("PATCH", "/1.0", {"config": {"loki.api.url": ""}})
+        server.shutdown()
+        server.server_close()

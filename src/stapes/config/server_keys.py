@@ -122,6 +122,30 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Trust client certificates the CA in server.ca signed (and server.crl keeps)",
     ),
+    "loki.api.url": Key(v.is_http_url, "", live=True, help="Loki server events are pushed to"),
+    "loki.api.ca_cert": Key(
+        v.any_value, "", live=True, help="CA certificate (PEM) the Loki server is checked with"
+    ),
+    "loki.auth.username": Key(v.is_one_line, "", live=True, help="Loki basic auth user"),
+    "loki.auth.password": Key(v.is_one_line, "", live=True, help="Loki basic auth password"),
+    "loki.instance": Key(
+        v.is_one_line, "", live=True, help="The instance label (default: the host name)"
+    ),
+    "loki.labels": Key(
+        v.is_name_list, "", live=True, help="Event fields also used as labels (project, name...)"
+    ),
+    "loki.loglevel": Key(
+        v.one_of("debug", "info", "warn", "error", "crit"),
+        "info",
+        live=True,
+        help="Least level of logging events pushed",
+    ),
+    "loki.types": Key(
+        v.is_subset("lifecycle", "logging"),
+        "lifecycle,logging",
+        live=True,
+        help="Event types pushed (lifecycle, logging)",
+    ),
     "storage.backups_volume": Key(
         v.is_pool_volume,
         "",

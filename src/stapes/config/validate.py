@@ -262,6 +262,17 @@ def is_http_url(value: str) -> None:
         raise ValueError(f"{value!r} is not an http:// or https:// URL")
 
 
+def is_subset(*allowed: str) -> Validator:
+    """A comma-separated list of some of ``allowed``."""
+
+    def check(value: str) -> None:
+        for part in value.split(","):
+            if part.strip() not in allowed:
+                raise ValueError(f"{part.strip()!r} is not one of {', '.join(allowed)}")
+
+    return check
+
+
 def is_priority(value: str) -> None:
     if not digits(value) or not 0 <= int(value) <= 10:
         raise ValueError(f"{value!r} is not a priority between 0 and 10")

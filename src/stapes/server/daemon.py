@@ -45,6 +45,7 @@ from stapes.server.host_warnings import Warnings
 from stapes.server.http_policy import HttpPolicy, policy_middleware
 from stapes.server.listeners import Https
 from stapes.server.locks import InstanceLocks
+from stapes.server.loki import LokiPusher, LokiSettings
 from stapes.server.oidc import OidcSettings, OidcVerifier
 from stapes.server.operations import Operations
 from stapes.server.response import error_middleware
@@ -140,6 +141,7 @@ def build_state(paths: Paths) -> State:
         recovery=Recovery(backups, volumes),
         networks=networks,
         forwards=NetworkForwards(db, networks, events),
+        loki=LokiPusher(events),
         acls=NetworkAcls(db, networks, events),
     )
 
@@ -191,6 +193,8 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         shutil.chown(paths.socket, group=group)
     log.info("stapesd listening on %s", paths.socket)
     st.oidc.configure(OidcSettings.from_config(get_config(st.db)))
+    if st.loki is not None:
+        st.loki.configure(LokiSettings.from_config(get_config(st.db)))
     st.https.app_server = st.metrics_https.app_server = runner.server
     st.https.certificate()
     for listener, key in ((st.https, "core.https_address"), (st.metrics_https, METRICS_KEY)):
@@ -230,6 +234,8 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
             log.info("stapesd shutting down (instances keep running)")
         minutes = int(server_value(get_config(st.db), "core.shutdown_timeout"))
         await st.operations.drain(60 * minutes)
+        if st.loki is not None:
+            st.loki.stop()
         st.events.close()
         await st.operations.shutdown()
         await st.https.stop()

@@ -16,6 +16,7 @@ from stapes.server.host_warnings import Warnings
 from stapes.server.http_policy import HttpPolicy
 from stapes.server.listeners import Https
 from stapes.server.locks import InstanceLocks
+from stapes.server.loki import LokiPusher
 from stapes.server.oidc import OidcVerifier
 from stapes.server.operations import Operations
 
@@ -79,6 +80,8 @@ class State:
     forwards: NetworkForwards
     acls: NetworkAcls
     shutdown: ShutdownRequest = field(default_factory=ShutdownRequest)
+    loki: LokiPusher | None = None
+    """Pushes events to Loki while loki.api.url is set (made with the bus)."""
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)
     """CORS and trusted proxies (core.https_*), kept as the config last set them."""
 

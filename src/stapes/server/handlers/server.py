@@ -23,6 +23,7 @@ from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
 from stapes.server.extensions import API_EXTENSIONS
 from stapes.server.http_policy import HttpPolicy
+from stapes.server.loki import LokiSettings
 from stapes.server.oidc import OidcSettings
 from stapes.server.response import Result, Sync
 from stapes.server.state import State
@@ -150,6 +151,8 @@ async def _store(st: State, config: dict[str, str]) -> None:
     st.oidc.configure(OidcSettings.from_config(config))
     await storage.apply(get_config(st.db), config)
     st.http_policy = HttpPolicy.from_config(config)
+    if st.loki is not None:
+        st.loki.configure(LokiSettings.from_config(config))
     with st.db.transaction():
         replace_config(st.db, config)
     st.events.lifecycle("config-updated", "/1.0")
