@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import aiohttp
@@ -122,3 +123,25 @@ async def test_logging_events(daemon: Daemon, busybox: str) -> None:
         finally:
             await ws.close()
             await asyncio.to_thread(daemon.force_delete, name)
+
+
+async def test_syslog_socket_messages_become_logging_events(lone: Daemon) -> None:
+    """core.syslog_socket: what a process sends to syslog.socket is a logging event."""
+    assert lone.request("PATCH", "/1.0", {"config": {"core.syslog_socket": "true"}}).status == 200
+    sock_path = lone.root / "syslog.socket"
+    assert sock_path.is_socket()
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(lone.socket)) as session:
+        ws = await session.ws_connect("http://stapes/1.0/events?type=logging")
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sender.sendto(b"<12>myapp[42]: disk almost full", str(sock_path))
+        sender.close()
+        found = None
+        while found is None:
+            event = json.loads((await ws.receive(timeout=10)).data)
+            if "disk almost full" in event["metadata"]["message"]:
+                found = event
+        await ws.close()
+    assert found["metadata"]["level"] == "warn"  # priority 12: user facility, warning
+    assert found["metadata"]["context"] == {"source": "syslog"}
+    assert lone.request("PATCH", "/1.0", {"config": {"core.syslog_socket": "false"}}).status == 200
+    assert not sock_path.exists()

@@ -146,6 +146,12 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Event types pushed (lifecycle, logging)",
     ),
+    "core.syslog_socket": Key(
+        v.is_bool,
+        "false",
+        live=True,
+        help="Take syslog messages on syslog.socket (unixgram) as logging events",
+    ),
     "storage.backups_volume": Key(
         v.is_pool_volume,
         "",
@@ -169,6 +175,7 @@ SERVER_KEYS: dict[str, Key] = {
 FREE_PREFIXES = {"user.": Key(live=True, help="Free-form user data")}
 
 METRICS_KEY = "core.metrics_address"
+SYSLOG_KEY = "core.syslog_socket"
 
 _CLUSTER = "clustering is not in this stapesd yet"
 _OVN = (

@@ -12,7 +12,8 @@ import signal
 from aiohttp import web
 
 from stapes.api.errors import StapesError
-from stapes.config.server_keys import METRICS_KEY, server_value
+from stapes.config.server_keys import METRICS_KEY, SYSLOG_KEY, server_value
+from stapes.config.validate import parse_bool
 from stapes.db.connection import Database
 from stapes.db.instances import InstanceRow, find_instance, list_instances
 from stapes.db.projects import ensure_profile, ensure_project, ensure_root_disk
@@ -51,6 +52,7 @@ from stapes.server.operations import Operations
 from stapes.server.response import error_middleware
 from stapes.server.routes import register
 from stapes.server.state import STATE, State
+from stapes.server.syslog_socket import SyslogSocket
 from stapes.server.trust import Trust
 from stapes.storage.pool import Pools
 from stapes.storage.volume_backups import VolumeBackups
@@ -142,6 +144,7 @@ def build_state(paths: Paths) -> State:
         networks=networks,
         forwards=NetworkForwards(db, networks, events),
         loki=LokiPusher(events),
+        syslog=SyslogSocket(paths.root / "syslog.socket"),
         acls=NetworkAcls(db, networks, events),
     )
 
@@ -195,6 +198,11 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     st.oidc.configure(OidcSettings.from_config(get_config(st.db)))
     if st.loki is not None:
         st.loki.configure(LokiSettings.from_config(get_config(st.db)))
+    if st.syslog is not None:
+        try:
+            await st.syslog.apply(parse_bool(server_value(get_config(st.db), SYSLOG_KEY)))
+        except OSError as exc:
+            st.warnings.raise_("Syslog socket unavailable", f"{SYSLOG_KEY}: {exc}", "/1.0")
     st.https.app_server = st.metrics_https.app_server = runner.server
     st.https.certificate()
     for listener, key in ((st.https, "core.https_address"), (st.metrics_https, METRICS_KEY)):
@@ -236,6 +244,8 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         await st.operations.drain(60 * minutes)
         if st.loki is not None:
             st.loki.stop()
+        if st.syslog is not None:
+            st.syslog.close()
         st.events.close()
         await st.operations.shutdown()
         await st.https.stop()

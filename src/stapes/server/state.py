@@ -19,6 +19,7 @@ from stapes.server.locks import InstanceLocks
 from stapes.server.loki import LokiPusher
 from stapes.server.oidc import OidcVerifier
 from stapes.server.operations import Operations
+from stapes.server.syslog_socket import SyslogSocket
 
 if TYPE_CHECKING:
     from stapes.images.secrets import ImageSecrets
@@ -80,6 +81,8 @@ class State:
     forwards: NetworkForwards
     acls: NetworkAcls
     shutdown: ShutdownRequest = field(default_factory=ShutdownRequest)
+    syslog: SyslogSocket | None = None
+    """core.syslog_socket's listener (made with the paths)."""
     loki: LokiPusher | None = None
     """Pushes events to Loki while loki.api.url is set (made with the bus)."""
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)

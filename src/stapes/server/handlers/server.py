@@ -14,7 +14,13 @@ from aiohttp import web
 import stapes
 from stapes import certs
 from stapes.api.errors import BadRequest, StapesError
-from stapes.config.server_keys import METRICS_KEY, server_value, validate_server_config
+from stapes.config.server_keys import (
+    METRICS_KEY,
+    SYSLOG_KEY,
+    server_value,
+    validate_server_config,
+)
+from stapes.config.validate import parse_bool
 from stapes.db.server_config import get_config, replace_config
 from stapes.host.resources import resources as host_resources
 from stapes.instance.service import without_empty
@@ -153,6 +159,11 @@ async def _store(st: State, config: dict[str, str]) -> None:
     st.http_policy = HttpPolicy.from_config(config)
     if st.loki is not None:
         st.loki.configure(LokiSettings.from_config(config))
+    if st.syslog is not None:
+        try:
+            await st.syslog.apply(parse_bool(config.get(SYSLOG_KEY) or "false"))
+        except OSError as exc:
+            raise BadRequest(f"{SYSLOG_KEY}: the syslog socket cannot be made: {exc}") from None
     with st.db.transaction():
         replace_config(st.db, config)
     st.events.lifecycle("config-updated", "/1.0")
