@@ -270,3 +270,45 @@ def test_start_templates_stay_inside_the_instance(daemon: Daemon, busybox: str) 
     finally:
         daemon.force_delete(name)
         Path(marker).unlink(missing_ok=True)
+
+
+def test_image_templates_render_as_incus_images_use_them(daemon: Daemon, busybox: str) -> None:
+    """The pongo2 subset of Incus's images (config_get, if/else, properties, filters),
+    applied at the start after volatile.apply_template marks them (create at the first start,
+    as Incus), create_only files left when present."""
+    name = daemon.launch(busybox, config={"user.greeting": "hello"})
+    try:
+        config = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        assert "volatile.apply_template" not in config  # applied at the first start
+        volume = daemon.root / "storage-pools/default/containers" / name
+        templates = volume / "templates"
+        (templates / "greeting.tpl").write_text(
+            '{{ config_get("user.greeting", properties.fallback) }} from {{ instance.name }}\n'
+            '{% if config_get("user.missing", "") == "" %}no missing{% else %}missing{% endif %}\n'
+            '{{ trigger }} {{ path }} {{ container.name|upper }} {{ nothing|default:"none" }}\n'
+        )
+        (templates / "once.tpl").write_text("first\n")
+        meta = yaml.safe_load((volume / "metadata.yaml").read_text())
+        meta["templates"]["/etc/greeting"] = {
+            "when": ["create"], "template": "greeting.tpl", "properties": {"fallback": "hi"},
+        }  # fmt: skip
+        meta["templates"]["/etc/once"] = {
+            "when": ["create"], "template": "once.tpl", "create_only": True,
+        }  # fmt: skip
+        (volume / "metadata.yaml").write_text(yaml.safe_dump(meta))
+        daemon.cli("exec", name, "--", "sh", "-c", "echo mine > /etc/once")
+        resp = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"volatile.apply_template": "create"}}
+        )
+        assert resp.status == 200, resp.body
+        restart = {"action": "restart", "force": True}
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", restart))
+        greeting = daemon.cli("exec", name, "--", "cat", "/etc/greeting").stdout
+        assert greeting == (
+            f"hello from {name}\nno missing\ncreate /etc/greeting {name.upper()} none\n"
+        )
+        assert daemon.cli("exec", name, "--", "cat", "/etc/once").stdout == "mine\n"
+        config = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        assert "volatile.apply_template" not in config
+    finally:
+        daemon.force_delete(name)

@@ -357,6 +357,10 @@ VOLATILE_KEYS: dict[str, Key] = {
         IdMap.check_volatile, help="The idmap of the next start (stapesd's)"
     ),
     "volatile.container.oci": Key(help="An application container from an OCI image (stapesd's)"),
+    "volatile.apply_template": Key(
+        v.one_of("create", "copy", "rename"),
+        help="Image templates to apply at the next start (create, copy), as Incus marks them",
+    ),
 }
 """The volatile keys Incus knows. As in Incus a client may send them (``config edit`` and
 ``copy --refresh`` send them back); the first three are stored, the others record host state
@@ -391,6 +395,7 @@ USER_WRITABLE_VOLATILE = frozenset(
         "volatile.uuid.generation",
         "volatile.base_image",
         "volatile.cloud-init.instance-id",
+        "volatile.apply_template",  # set to run the image's templates again at the next start
     }
 )
 

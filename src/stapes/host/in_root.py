@@ -100,6 +100,19 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def exists_in_root(root: Path, path: str) -> bool:
+    """Whether something (a dangling link included) is at ``path`` inside ``root``."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = open_in_root(root_fd, path, os.O_PATH | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(root_fd)
+    os.close(fd)
+    return True
+
+
 def read_file(root: Path, path: str, limit: int) -> bytes | None:
     """A regular file inside ``root`` (None when there is none); at most ``limit`` bytes, else
     OSError. FIFOs, devices and directories are refused without blocking."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
@@ -78,24 +77,3 @@ def file_extension(path: str) -> str:
 def file_magic(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read(4)
-
-
-_VAR = re.compile(r"{{\s*([a-z_.]+)\s*}}")
-
-
-def render_template(text: str, variables: dict[str, str]) -> str:
-    """Render the subset of Incus's (pongo2) template language that image templates use most:
-    ``{{ instance.name }}``-style variables. Unknown variables render empty, as in pongo2."""
-    return _VAR.sub(lambda m: variables.get(m.group(1), ""), text)
-
-
-def template_variables(name: str, instance_type: str, config: dict[str, str]) -> dict[str, str]:
-    variables = {
-        "instance.name": name,
-        "container.name": name,
-        "instance.type": instance_type,
-        "trigger": "create",
-    }
-    for key, value in config.items():
-        variables[f"config.{key}"] = value
-    return variables

@@ -47,10 +47,12 @@ async def create_instance(
     trigger: str | None,
     start: bool,
 ) -> None:
-    """Store ``row``, fill its volume, apply the ``trigger`` templates ("create", "copy"; None
-    for an import: the instance is not new), register it with its driver and start it if
-    asked; on failure undo every step taken."""
+    """Store ``row`` (marked to apply its image's ``trigger`` templates at its first start:
+    "create", "copy"; None for an import, which keeps its own mark), fill its volume, register
+    it with its driver and start it if asked; on failure undo every step taken."""
     undo: list[Undo] = []
+    if trigger is not None and row.type == "container":
+        row.config[templates.APPLY_KEY] = trigger
     try:
         with svc.db.transaction():
             q.insert_instance(svc.db, row)
@@ -69,9 +71,6 @@ async def create_instance(
         await fill(op, row)
         await root_disk.apply_size(svc.pools.driver(row.pool), row, None, svc.expand(row)[1])
         spec = svc.spec(row)
-        root_id = spec.idmap.root_uid if spec.idmap else 0
-        if trigger is not None and row.type == "container":
-            await templates.apply(spec.volume, row.name, row.type, spec.config, trigger, root_id)
         driver = svc.drivers.get(row.type)
         await driver.adopt(spec)
 

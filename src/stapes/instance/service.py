@@ -418,7 +418,7 @@ class InstanceService:
         rootfs = spec.volume / "rootfs"
         root_id = spec.idmap.root_uid if spec.idmap else 0
         if rootfs.is_dir():  # a container (a VM's files are inside its disk)
-            await templates.apply(spec.volume, row.name, row.type, spec.config, "start", root_id)
+            await self._apply_templates(row, spec, root_id)
             if cloudinit.wanted(spec.config, (rootfs / "usr/bin/cloud-init").exists()):
                 seed = cloudinit.seed(row.name, spec.config)
                 await cloudinit.write_seed(rootfs, root_id, seed)
@@ -444,6 +444,22 @@ class InstanceService:
             )
         for hook in self.started_hooks:
             await hook(row)
+
+    async def _apply_templates(self, row: q.InstanceRow, spec: InstanceSpec, root_id: int) -> None:
+        """The image's templates, as Incus applies them before a start: those of the trigger
+        the instance was marked with (its first start after create or copy), then the
+        ``start`` ones."""
+        marked = row.config.get(templates.APPLY_KEY, "")
+        for trigger in [marked, "start"] if marked else ["start"]:
+            await templates.apply(
+                spec.volume, row.name, row.type, spec.config, spec.devices, trigger, root_id,
+                architecture=row.architecture,
+            )  # fmt: skip
+        if marked:
+            row.config.pop(templates.APPLY_KEY, None)
+            spec.config.pop(templates.APPLY_KEY, None)
+            with self.db.transaction():
+                q.set_config_keys(self.db, row.id, {templates.APPLY_KEY: None})
 
     async def _apply_idmap(self, row: q.InstanceRow) -> None:
         """Before a start: if the instance's map changed (security.idmap.*, privileged), shift
