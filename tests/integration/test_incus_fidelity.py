@@ -540,3 +540,39 @@ def test_network_allocations(daemon: Daemon, busybox: str, network: tuple[str, s
     finally:
         daemon.request("DELETE", f"{forwards}/{listen}")
         daemon.force_delete(inst)
+
+
+def test_rebuild_from_an_image_or_empty(daemon: Daemon, busybox: str, incus: Any) -> None:
+    """incus rebuild (instances_rebuild), as Incus 6.0: stopped and without snapshots only;
+    the config stays, the root volume is the image's again (or empty)."""
+    name = daemon.launch("bb", config={"user.keep": "yes"})
+    rootfs = daemon.root / "storage-pools/default/containers" / name / "rootfs"
+    try:
+        daemon.cli("exec", name, "--", "sh", "-c", "echo scribble > /root/mark")
+        refused = incus("rebuild", "bb", name, check=False)
+        assert (
+            refused.returncode == 1 and "Instance must be stopped to be rebuilt" in refused.stderr
+        )
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop",
+                                                                       "force": True}))  # fmt: skip
+        daemon.ok(daemon.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s"}))
+        refused = incus("rebuild", "bb", name, check=False)
+        assert "Cannot remove an instance volume that has snapshots" in refused.stderr
+        daemon.ok(daemon.request("DELETE", f"/1.0/instances/{name}/snapshots/s"))
+        incus("rebuild", "bb", name)
+        assert not (rootfs / "root" / "mark").exists() and (rootfs / "bin" / "busybox").exists()
+        config = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        assert config["user.keep"] == "yes" and config["volatile.apply_template"] == "create"
+        assert config["volatile.base_image"]
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"}))
+        assert daemon.cli("exec", name, "--", "hostname").stdout.strip() == name
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop",
+                                                                       "force": True}))  # fmt: skip
+        incus("rebuild", "--empty", name)
+        assert list(rootfs.iterdir()) == []
+        config = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        assert "volatile.base_image" not in config and config["user.keep"] == "yes"
+        bad = daemon.request("POST", f"/1.0/instances/{name}/rebuild", {"source": {"type": "copy"}})
+        assert bad.status == 400 and "copy" in bad.json()["error"]
+    finally:
+        daemon.force_delete(name)

@@ -58,6 +58,12 @@ class InstancePut(WireModel):
         return without_empty_keys(value)
 
 
+class InstanceRebuildPost(WireModel):
+    """Body of POST /1.0/instances/NAME/rebuild."""
+
+    source: InstanceSource = Field(default_factory=InstanceSource)
+
+
 class InstancesPost(InstancePut):
     """Body of POST /1.0/instances."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from stapes.api.base import StatusCode, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
-from stapes.api.instance import InstancePut, InstancesPost
+from stapes.api.instance import InstancePut, InstanceSource, InstancesPost
 from stapes.api.lifecycle import InstanceAction
 from stapes.api.urls import instance_url
 from stapes.config.keys import effective_config, lookup, validate_instance_config, value_of
@@ -39,6 +39,7 @@ from stapes.instance import (
     root_disk,
     templates,
 )
+from stapes.instance import rebuild as rebuilding
 from stapes.instance import types as instance_types
 from stapes.instance.create import reshift
 from stapes.instance.devices import plan as device_plan
@@ -613,6 +614,25 @@ class InstanceService:
                     )
 
         return self.instance_operation(act, descriptions[action], row.project, row.name)
+
+    async def rebuild(self, row: q.InstanceRow, source: InstanceSource) -> Operation:
+        """POST /1.0/instances/NAME/rebuild: a fresh root volume from an image (type image)
+        or an empty one (type none)."""
+        if source.type not in ("image", "none"):
+            raise BadRequest(f"Invalid rebuild source type {source.type!r}: use image or none")
+        image = (
+            await remote_fetch.source_image(
+                self.images, row.project, source, row.architecture or _host_arch()
+            )
+            if source.type == "image"
+            else None
+        )
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                await rebuilding.rebuild(self, op, self.get(row.project, row.name), image)
+
+        return self.instance_operation(act, "Rebuilding instance", row.project, row.name)
 
     # -- update, rename, delete -------------------------------------------------------------
 

@@ -95,6 +95,7 @@ API_EXTENSIONS: list[str] = [
     "storage_pool_loop_resize",
     "oidc",
     "auth_user",
+    "instances_rebuild",
     "network_allocations",
     "event_lifecycle_name_and_project",
     "operation_wait",

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from stapes.api.errors import BadRequest
-from stapes.api.instance import InstancePost, InstancePut, InstancesPost
+from stapes.api.instance import InstancePost, InstancePut, InstanceRebuildPost, InstancesPost
 from stapes.api.urls import instance_url
 from stapes.db.instances import InstanceRow
 from stapes.db.projects import get_project
@@ -135,6 +135,14 @@ async def delete_instance(request: web.Request) -> Result:
     return Async(await st.instances.delete(row))
 
 
+async def rebuild_instance(request: web.Request) -> Result:
+    """incus rebuild: the instance's root volume from an image again, or empty."""
+    row = instance_row(request)
+    req = await body_as(request, InstanceRebuildPost)
+    require_project(request, req.source.project)
+    return Async(await state(request).instances.rebuild(row, req.source))
+
+
 ENDPOINTS = [
     Endpoint("/instances", get=Action(list_instances), post=Action(create_instance)),
     Endpoint(
@@ -145,4 +153,5 @@ ENDPOINTS = [
         post=Action(post_instance),
         delete=Action(delete_instance),
     ),
+    Endpoint("/instances/{name}/rebuild", post=Action(rebuild_instance)),
 ]
