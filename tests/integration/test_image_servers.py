@@ -57,6 +57,15 @@ def test_simplestreams_tree_and_pull(
     assert done["metadata"]["fingerprint"] == fingerprint
     image = daemon.request("GET", f"/1.0/images/{fingerprint}").metadata
     assert image["cached"] is False and [a["name"] for a in image["aliases"]] == [alias]
+    # as Incus shows where a pulled image came from (incus image info: Source)
+    assert image["update_source"] == {
+        "alias": "bb", "certificate": server_pem, "image_type": "container",
+        "protocol": "simplestreams", "server": f"https://{address}",
+    }  # fmt: skip
+    extensions = daemon.request("GET", "/1.0").metadata["api_extensions"]
+    assert {"image_create_aliases", "image_force_refresh"} <= set(extensions)
+    refreshed = daemon.ok(daemon.request("POST", f"/1.0/images/{fingerprint}/refresh", {}))
+    assert refreshed["metadata"]["refreshed"] is False  # the server has nothing newer
     daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
 
     # launch from the server over its Incus API: pulled as a cached image

@@ -151,6 +151,19 @@ class ImageStore:
         return q.list_images(self.db, project)
 
     def render(self, row: q.ImageRow) -> dict[str, Any]:
+        rendered = self._render(row)
+        source = q.find_source(self.db, row.id)
+        if source is not None:  # pulled from a server: what auto-update asks (as Incus shows)
+            rendered["update_source"] = {
+                "alias": source.alias,
+                "certificate": source.certificate,
+                "image_type": row.type,
+                "protocol": source.protocol,
+                "server": source.server,
+            }
+        return rendered
+
+    def _render(self, row: q.ImageRow) -> dict[str, Any]:
         return {
             "auto_update": row.auto_update,
             "properties": row.properties,
