@@ -576,3 +576,26 @@ def test_rebuild_from_an_image_or_empty(daemon: Daemon, busybox: str, incus: Any
         assert bad.status == 400 and "copy" in bad.json()["error"]
     finally:
         daemon.force_delete(name)
+
+
+def test_host_warnings_and_their_filters(daemon: Daemon) -> None:
+    """As Incus, the daemon tells at start what the host lacks (here: KVM, whose absence
+    makes VMs run under TCG); /1.0/warnings takes Incus's filters."""
+    listed = daemon.request("GET", "/1.0/warnings?recursion=1").metadata
+    kinds = {w["type"]: w for w in listed}
+    if shutil.which("qemu-system-x86_64") and not Path("/dev/kvm").exists():
+        assert "KVM acceleration unavailable" in kinds
+    if not kinds:
+        pytest.skip("this host lacks nothing stapesd warns about")
+    kind, first = next(iter(kinds.items()))
+    quoted = kind.replace(" ", "+").replace("'", "%27")
+    found = daemon.request("GET", f"/1.0/warnings?recursion=1&filter=type+eq+%22{quoted}%22")
+    assert [w["uuid"] for w in found.metadata] == [first["uuid"]], found.body
+    url = f"/1.0/warnings/{first['uuid']}"
+    try:
+        assert daemon.request("PUT", url, {"status": "acknowledged"}).status == 200
+        acked = daemon.request("GET", "/1.0/warnings?filter=status+eq+acknowledged").metadata
+        assert url in acked
+        assert url not in daemon.request("GET", "/1.0/warnings?filter=status+eq+new").metadata
+    finally:
+        daemon.request("PUT", url, {"status": "new"})

@@ -51,6 +51,7 @@ from stapes.server.oidc import OidcSettings, OidcVerifier
 from stapes.server.operations import Operations
 from stapes.server.response import error_middleware
 from stapes.server.routes import register
+from stapes.server.startup_warnings import host_checks, raise_host_warnings
 from stapes.server.state import STATE, State
 from stapes.server.syslog_socket import SyslogSocket
 from stapes.server.trust import Trust
@@ -165,6 +166,9 @@ async def initialise(st: State) -> list[InstanceRow]:
         *(st.paths.backups / "uploads").glob("upload-*"),
     ]:
         leftover.unlink(missing_ok=True)
+    container = st.instances.drivers.get("container")
+    io_weight = container.host.io_weight if isinstance(container, LxcDriver) else ""
+    raise_host_warnings(st.warnings, host_checks(io_weight))
     await layout_upgrade.upgrade(st.instances)  # an earlier stapesd's names, before adoption
     to_start = await HostPower(st.instances).readopt()
     for row in list_instances(st.db, None):  # volumes made before stapesd kept backup.yaml

@@ -8,6 +8,7 @@ from aiohttp import web
 from stapes.api.base import WireModel
 from stapes.api.urls import warning_url
 from stapes.db.warnings import WarningRow
+from stapes.server import filter as api_filter
 from stapes.server.endpoint import Action, Endpoint, body_as, recursion, state
 from stapes.server.response import Result, Sync
 
@@ -25,10 +26,13 @@ async def list_warnings(request: web.Request) -> Result:
     project = request.query.get("project") or None
     if request.query.get("all-projects") in ("1", "true"):
         project = None
-    rows = warnings.list_warnings(project)
+    rendered = [warnings.render(r) for r in warnings.list_warnings(project)]
+    if request.query.get("filter"):  # as Incus: status eq new, severity eq low...
+        flt = api_filter.parse(request.query["filter"])
+        rendered = [w for w in rendered if api_filter.matches(flt, w)]
     if recursion(request) >= 1:
-        return Sync([warnings.render(r) for r in rows])
-    return Sync([warning_url(r.uuid) for r in rows])
+        return Sync(rendered)
+    return Sync([warning_url(w["uuid"]) for w in rendered])
 
 
 async def get_warning(request: web.Request) -> Result:
