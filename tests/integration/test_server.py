@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,12 @@ def test_resources_describe_this_host(daemon: Daemon) -> None:
     assert "lo" not in names
     assert res["storage"]["total"] == len(res["storage"]["disks"])
     assert "resources_v2" in daemon.request("GET", "/1.0").metadata["api_extensions"]
+    # PCI devices as the kernel lists them (incus info --resources shows them)
+    pci = Path("/sys/bus/pci/devices")
+    addresses = sorted(p.name for p in pci.iterdir()) if pci.is_dir() else []
+    assert [d["pci_address"] for d in res["pci"]["devices"]] == addresses
+    assert res["pci"]["total"] == len(addresses)
+    for device in res["pci"]["devices"]:
+        assert device["vendor_id"] == (pci / device["pci_address"] / "vendor").read_text()[2:-1]
+    assert set(res) == {"cpu", "gpu", "load", "memory", "network", "pci", "storage", "system",
+                        "usb"}  # fmt: skip

@@ -1,6 +1,8 @@
 """GET /1.0/resources: the host's hardware as Incus describes it (CPU sockets, cores and threads,
-memory, disks with partitions, network cards, DMI system data, load), read from /proc and /sys.
-GPUs, PCI, USB and serial devices are listed empty: this daemon does not inventory them yet."""
+memory, disks with partitions, network cards, PCI and USB devices, DMI system data, load), read
+from /proc and /sys. Vendor and product names come from the pci.ids/usb.ids databases when the
+host has them (hwdata), as Incus reads them. GPUs are listed empty: this daemon does not
+inventory them yet."""
 
 from __future__ import annotations
 
@@ -220,17 +222,121 @@ def load() -> dict[str, Any]:
     }
 
 
+IDS_DIRS = (Path("/usr/share/hwdata"), Path("/usr/share/misc"))
+
+
+def _ids(name: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """vendor id -> (vendor name, {product id: product name}) from pci.ids or usb.ids."""
+    for directory in IDS_DIRS:
+        try:
+            text = (directory / name).read_text(errors="replace")
+        except OSError:
+            continue
+        found: dict[str, tuple[str, dict[str, str]]] = {}
+        vendor: dict[str, str] | None = None
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("C "):  # device classes follow the vendors: done
+                break
+            if not line.startswith("\t"):
+                key, _, label = line.partition("  ")
+                vendor = {}
+                found[key.lower()] = (label.strip(), vendor)
+            elif vendor is not None and not line.startswith("\t\t"):
+                key, _, label = line.strip().partition("  ")
+                vendor[key.lower()] = label.strip()
+        return found
+    return {}
+
+
+def _driver(device: Path) -> tuple[str, str]:
+    """A device's driver and its version (a built-in driver's is the kernel's)."""
+    try:
+        driver = os.path.basename(os.readlink(device / "driver"))
+    except OSError:
+        return "", ""
+    version = _read(device / "driver" / "module" / "version")  # a loadable module's
+    return driver, version or platform.release()
+
+
+def pci() -> dict[str, Any]:
+    names = _ids("pci.ids")
+    devices = []
+    base = Path("/sys/bus/pci/devices")
+    for device in sorted(base.iterdir()) if base.is_dir() else []:
+        vendor_id = _read(device / "vendor").removeprefix("0x")
+        product_id = _read(device / "device").removeprefix("0x")
+        vendor, products = names.get(vendor_id, ("", {}))
+        driver, version = _driver(device)
+        try:
+            group = int(os.path.basename(os.readlink(device / "iommu_group")))
+        except (OSError, ValueError):
+            group = 0
+        devices.append(
+            {
+                "driver": driver,
+                "driver_version": version,
+                "iommu_group": group,
+                "numa_node": max(0, _int(device / "numa_node")),
+                "pci_address": device.name,
+                "product": products.get(product_id, ""),
+                "product_id": product_id,
+                "vendor": vendor,
+                "vendor_id": vendor_id,
+                "vpd": {},
+            }
+        )
+    return {"devices": devices, "total": len(devices)}
+
+
+def usb() -> dict[str, Any]:
+    names = _ids("usb.ids")
+    devices = []
+    base = Path("/sys/bus/usb/devices")
+    for device in sorted(base.iterdir()) if base.is_dir() else []:
+        if ":" in device.name or not (device / "idVendor").exists():
+            continue  # interfaces, and root hubs' ports
+        vendor_id, product_id = _read(device / "idVendor"), _read(device / "idProduct")
+        vendor, products = names.get(vendor_id, ("", {}))
+        interfaces = []
+        for interface in sorted(device.glob(f"{device.name}:*")):
+            driver, version = _driver(interface)
+            interfaces.append(
+                {
+                    "class": "",
+                    "class_id": int(_read(interface / "bInterfaceClass", "0"), 16),
+                    "driver": driver,
+                    "driver_version": version,
+                    "number": int(_read(interface / "bInterfaceNumber", "0"), 16),
+                    "subclass": "",
+                    "subclass_id": int(_read(interface / "bInterfaceSubClass", "0"), 16),
+                }
+            )
+        devices.append(
+            {
+                "bus_address": _int(device / "busnum"),
+                "device_address": _int(device / "devnum"),
+                "interfaces": interfaces,
+                "product": products.get(product_id, _read(device / "product")),
+                "product_id": product_id,
+                "speed": float(_read(device / "speed", "0") or 0),
+                "vendor": vendor or _read(device / "manufacturer"),
+                "vendor_id": vendor_id,
+            }
+        )
+    return {"devices": devices, "total": len(devices)}
+
+
 def resources() -> dict[str, Any]:
-    empty = {"devices": [], "total": 0}
     return {
         "cpu": cpu(),
         "memory": memory(),
         "gpu": {"cards": [], "total": 0},
         "network": network(),
         "storage": storage(),
-        "usb": empty,
-        "pci": dict(empty),
-        "serial": dict(empty),
+        "usb": usb(),
+        "pci": pci(),
         "system": system(),
         "load": load(),
     }
