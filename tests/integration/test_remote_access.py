@@ -453,6 +453,16 @@ def test_metrics_for_trusted_and_metrics_certificates(
     rss = next(x for x in text.splitlines() if x.startswith(f"incus_memory_RSS_bytes{{{labels}}}"))
     assert int(rss.rsplit(" ", 1)[1]) > 0
     assert 'incus_instances{type="container",state="Running"}' in text
+    # the root filesystem's real size and room (a dir pool has no quota: the host's)
+    fs_labels = f'{labels},device="root",mountpoint="/"'
+    sizes = {
+        line.split("{", 1)[0]: int(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.endswith(tuple("0123456789")) and f"{{{fs_labels}}}" in line
+    }
+    found = os.statvfs(daemon.root / "storage-pools")
+    assert sizes["incus_filesystem_size_bytes"] == found.f_blocks * found.f_frsize
+    assert 0 < sizes["incus_filesystem_avail_bytes"] <= sizes["incus_filesystem_size_bytes"]
     scraper = ClientCert(tmp_path, "prometheus")
     body = {"type": "metrics", "name": "prom", "certificate": certs.bare(scraper.cert.read_text())}
     assert daemon.request("POST", "/1.0/certificates", body).status == 201

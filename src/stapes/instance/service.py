@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import platform
 import shutil
 import time
@@ -201,6 +202,22 @@ class InstanceService:
             return {}
         root = (root_disk.find(self.expand(row)[1]) or ("root", {}))[0]
         return {root: {"usage": used, "total": 0}}
+
+    async def filesystems(self, row: q.InstanceRow) -> dict[str, tuple[int, int]]:
+        """A container's root filesystem as its metrics give it: (size, available), its
+        quota's when the pool applies one, else the filesystem's that holds it."""
+        if row.type != "container":
+            return {}
+        spec = self.spec(row)
+        root = (root_disk.find(spec.devices) or ("root", {}))[0]
+        quota = (await self._disk_usage(row)).get(root, {})
+        if quota.get("total"):
+            return {root: (quota["total"], max(quota["total"] - quota.get("usage", 0), 0))}
+        try:
+            found = await asyncio.to_thread(os.statvfs, spec.volume / "rootfs")
+        except OSError:
+            return {}
+        return {root: (found.f_blocks * found.f_frsize, found.f_bavail * found.f_frsize)}
 
     @staticmethod
     def writable(row: q.InstanceRow) -> dict[str, Any]:

@@ -30,7 +30,7 @@ _HELP = {
     "incus_network_receive_drop_total": ("counter", "The amount of received dropped bytes."),
     "incus_network_transmit_drop_total": ("counter", "The amount of transmitted dropped bytes."),
     "incus_procs_total": ("gauge", "The number of running processes."),
-    "incus_filesystem_size_bytes": ("gauge", "The size of the root filesystem (0: no quota)."),
+    "incus_filesystem_size_bytes": ("gauge", "The size of the root filesystem."),
     "incus_filesystem_avail_bytes": ("gauge", "What the root filesystem has left."),
     "incus_instances": ("gauge", "The number of instances, by type and state."),
     "incus_uptime_seconds": ("gauge", "The daemon's uptime in seconds."),
@@ -78,7 +78,10 @@ def render(samples: Iterable[Sample]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def instance_samples(row: InstanceRow, state: dict[str, Any]) -> list[Sample]:
+def instance_samples(
+    row: InstanceRow, state: dict[str, Any], filesystems: dict[str, tuple[int, int]] | None = None
+) -> list[Sample]:
+    """``filesystems``: device -> (size, available) of the instance's filesystems."""
     base = {"name": row.name, "project": row.project, "type": row.type}
     samples: list[Sample] = [
         (
@@ -100,10 +103,9 @@ def instance_samples(row: InstanceRow, state: dict[str, Any]) -> list[Sample]:
         counters = interface.get("counters", {})
         for key, metric in _NET.items():
             samples.append((metric, {**base, "device": device}, counters.get(key, 0)))
-    for device, disk in (state.get("disk") or {}).items():
+    for device, (size, available) in (filesystems or {}).items():
         labels = {**base, "device": device, "mountpoint": "/"}
-        samples.append(("incus_filesystem_size_bytes", labels, disk.get("total", 0)))
-        available = max(disk.get("total", 0) - disk.get("usage", 0), 0)
+        samples.append(("incus_filesystem_size_bytes", labels, size))
         samples.append(("incus_filesystem_avail_bytes", labels, available))
     return samples
 
@@ -128,7 +130,9 @@ async def collect(instances: InstanceService, projects: list[str] | None) -> str
         key = (row.type, "Running" if running else "Stopped")
         counts[key] = counts.get(key, 0) + 1
         if running:
-            samples += instance_samples(row, await instances.state(row))
+            samples += instance_samples(
+                row, await instances.state(row), await instances.filesystems(row)
+            )
     samples += [
         ("incus_instances", {"type": kind, "state": status}, count)
         for (kind, status), count in sorted(counts.items())
