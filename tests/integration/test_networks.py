@@ -342,3 +342,57 @@ def test_static_ipv4_address_on_a_nic(
         body = {"name": unique("c"), "source": {"type": "none"}, "devices": {"eth0": nic}}
         resp = daemon.request("POST", "/1.0/instances", body)
         assert resp.status == 400 and expected in resp.json()["error"], resp.body
+
+
+def test_incus_bridge_keys(daemon: Daemon, network: tuple[str, str]) -> None:
+    """dnsmasq options (lease times, gateway, classless routes, search domains, raw lines),
+    an external interface as a port, a VXLAN tunnel; and what this host cannot do refused."""
+    name, address = network
+    dummy, peer = "stpx" + secrets.token_hex(4), "stpy" + secrets.token_hex(4)
+    # (a veth end: this kernel has no dummy interfaces)
+    subprocess.run(["ip", "link", "add", dummy, "type", "veth", "peer", "name", peer], check=True)
+    tunnel = f"{name}-t1"
+    try:
+        keys = {
+            "ipv4.dhcp.expiry": "30m",
+            "ipv4.dhcp.gateway": address.split("/")[0],
+            "ipv4.dhcp.routes": "10.99.0.0/16," + address.split("/")[0],
+            "dns.search": "lab.example,example",
+            "raw.dnsmasq": "log-dhcp\nlog-queries",
+            "bridge.external_interfaces": dummy,
+            "tunnel.t1.protocol": "vxlan",
+            "tunnel.t1.remote": "127.0.0.1",
+            "tunnel.t1.id": "42",
+            "ipv4.routing": "true",
+        }
+        resp = daemon.request("PATCH", f"{NETS}/{name}", {"config": keys})
+        assert resp.status == 200, resp.body
+        conf = (daemon.root / "networks" / name / "dnsmasq.conf").read_text().splitlines()
+        first = address.split("/")[0].rsplit(".", 1)[0]
+        assert f"dhcp-range={first}.2,{first}.254,30m" in conf
+        assert f"dhcp-option-force=option:classless-static-route,10.99.0.0/16,{first}.1" in conf
+        assert "dhcp-option-force=option:domain-search,lab.example,example" in conf
+        assert conf[-2:] == ["log-dhcp", "log-queries"]
+        assert Path(f"/sys/class/net/{dummy}/master").resolve().name == name
+        assert Path(f"/sys/class/net/{tunnel}/master").resolve().name == name
+        kind = subprocess.run(["ip", "-d", "link", "show", tunnel], capture_output=True, text=True)
+        assert "vxlan id 42" in kind.stdout
+
+        # dropped keys: the interface is let go, the tunnel removed
+        resp = daemon.request("PUT", f"{NETS}/{name}", {"config": {
+            "ipv4.address": address, "ipv4.nat": "false", "ipv6.address": "none"}})  # fmt: skip
+        assert resp.status == 200, resp.body
+        assert not Path(f"/sys/class/net/{dummy}/master").exists()
+        assert not Path(f"/sys/class/net/{tunnel}").exists()
+        for key, value, reason in [
+            ("bridge.driver", "openvswitch", "Open vSwitch"),
+            ("bridge.mode", "fan", "FAN"),
+            ("maas.subnet.ipv4", "x", "MAAS"),
+            ("tunnel.t1.protocol", "ipip", "gre"),
+            ("ipv4.dhcp.routes", "10.0.0.0/8", "pairs"),
+        ]:
+            bad = daemon.request("PATCH", f"{NETS}/{name}", {"config": {key: value}})
+            assert bad.status == 400 and reason in bad.json()["error"], (key, bad.body)
+    finally:
+        subprocess.run(["ip", "link", "del", dummy], capture_output=True)
+        subprocess.run(["ip", "link", "del", tunnel], capture_output=True)

@@ -164,6 +164,24 @@ def test_whole_firewall_table_is_valid_nftables() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_nat_to_an_address_in_the_order_asked() -> None:
+    plan = firewall.FirewallPlan(
+        "stpcheck", "stpcheck", ipaddress.IPv4Network("10.9.8.0/24"),
+        ipaddress.IPv6Network("fd00::/64"), nat4_address="192.0.2.9", nat6_address="2001:db8::9",
+        nat_order="before",
+    )  # fmt: skip
+    text = firewall.render(plan)
+    assert "snat ip to 192.0.2.9" in text and "snat ip6 to 2001:db8::9" in text
+    assert "priority srcnat - 1" in text and "masquerade" not in text.split("postrouting")[1]
+    proc = subprocess.run(["nft", "-c", "-f", "-"], input=text, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    bad = firewall.FirewallPlan(
+        "stpcheck", "stpcheck", ipaddress.IPv4Network("10.9.8.0/24"), nat4_address="1.2.3.4 drop"
+    )
+    with pytest.raises(BadRequest):
+        firewall.render(bad)
+
+
 def test_rates_and_tc_commands() -> None:
     assert traffic.parse_rate("100Mbit") == 100_000_000
     assert traffic.parse_rate("1.5Gbit") == 1_500_000_000

@@ -500,13 +500,24 @@ def check_value(key: str, spec: Key | None, value: str) -> None:
         raise BadRequest(f"Invalid value for config key {key!r}: {exc}") from None
 
 
+def _by_pattern(keys: dict[str, v.Validator], key: str) -> v.Validator | None:
+    """The validator of a key a ``*`` pattern covers (``tunnel.*.protocol``: one segment of
+    letters, digits, - and _ for the star)."""
+    for pattern, check in keys.items():
+        if "*" in pattern:
+            regex = re.escape(pattern).replace(r"\*", r"[A-Za-z0-9_-]+")
+            if re.fullmatch(regex, key):
+                return check
+    return None
+
+
 def check_keys(config: dict[str, str], keys: dict[str, v.Validator], what: str) -> None:
     """Every key known to ``keys`` (or a free ``user.*`` one) with a valid value; a 400 naming
     the key otherwise (``what``: "network", "project"...)."""
     for key, value in config.items():
         if key.startswith("user."):
             continue
-        check = keys.get(key)
+        check = keys.get(key) or _by_pattern(keys, key)
         if check is None:
             raise BadRequest(f"Invalid {what} configuration key: {key!r}")
         try:

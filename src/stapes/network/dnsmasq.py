@@ -40,6 +40,17 @@ class DnsmasqConfig:
     """stateless (SLAAC, DHCPv6 for other information), stateful (DHCPv6 addresses from
     ``dhcp6_ranges``) or ra-only."""
     dhcp6_ranges: tuple[tuple[str, str], ...] = ()
+    expiry4: str = "1h"
+    expiry6: str = ""
+    """Lease times (ipv4.dhcp.expiry, ipv6.dhcp.expiry; 1h), as dnsmasq writes them."""
+    gateway4: str = ""
+    """The router DHCPv4 announces (ipv4.dhcp.gateway; the bridge's address when empty)."""
+    routes4: tuple[tuple[str, str], ...] = ()
+    """Classless static routes DHCPv4 hands out (ipv4.dhcp.routes): (subnet, gateway)."""
+    search: tuple[str, ...] = ()
+    """DNS search domains (dns.search)."""
+    raw: tuple[str, ...] = ()
+    """raw.dnsmasq: options appended as they are (each still one line)."""
 
 
 def _checked(lines: list[str]) -> str:
@@ -73,18 +84,26 @@ def render(c: DnsmasqConfig) -> str:
     if c.ipv4 is not None:
         lines.append(f"listen-address={c.ipv4.ip}")
         for first, last in c.dhcp_ranges:
-            lines.append(f"dhcp-range={first},{last},1h")
-        lines.append(f"dhcp-option-force=option:router,{c.ipv4.ip}")
+            lines.append(f"dhcp-range={first},{last},{c.expiry4}")
+        lines.append(f"dhcp-option-force=option:router,{c.gateway4 or c.ipv4.ip}")
         lines.append(f"dhcp-option-force=option:dns-server,{c.ipv4.ip}")
+        if c.routes4:
+            pairs = ",".join(f"{net},{gw}" for net, gw in c.routes4)
+            lines.append(f"dhcp-option-force=option:classless-static-route,{pairs}")
     if c.ipv6 is not None:
         lines.append(f"listen-address={c.ipv6.ip}")
         lines.append("enable-ra")
         if c.ipv6_mode == "stateful":
             prefix = c.ipv6.network.prefixlen
-            lines += [f"dhcp-range={a},{b},{prefix},1h" for a, b in c.dhcp6_ranges]
+            expiry = c.expiry6 or "1h"
+            lines += [f"dhcp-range={a},{b},{prefix},{expiry}" for a, b in c.dhcp6_ranges]
         else:
             mode = "ra-only" if c.ipv6_mode == "ra-only" else "ra-stateless,ra-names"
-            lines.append(f"dhcp-range=::,constructor:{c.bridge},{mode}")
+            expiry = f",{c.expiry6}" if c.expiry6 else ""
+            lines.append(f"dhcp-range=::,constructor:{c.bridge},{mode}{expiry}")
+    if c.search:
+        lines.append("dhcp-option-force=option:domain-search," + ",".join(c.search))
+    lines += list(c.raw)
     return _checked(lines)
 
 

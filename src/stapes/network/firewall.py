@@ -38,10 +38,26 @@ class FirewallPlan:
     acl_ingress: list[str] | None = None
     """The ingress chain's rules (traffic into the bridge), None when no ACL applies."""
     acl_egress: list[str] | None = None
+    nat4_address: str = ""
+    """ipv4.nat.address: SNAT to this address instead of masquerading."""
+    nat6_address: str = ""
+    nat_order: str = ""
+    """ipv4.nat.order: before (runs ahead of other source NAT) or after; "" the default."""
 
     @property
     def empty(self) -> bool:
         return not (self.nat4 or self.nat6 or self.forwards or self.acl_ingress is not None)
+
+
+def _address(value: str, version: int) -> str:
+    """An address as nft takes it; anything else is refused (it would be nft syntax)."""
+    try:
+        found = ipaddress.ip_address(value)
+    except ValueError:
+        raise BadRequest(f"Refusing to write the NAT address {value!r}") from None
+    if found.version != version:
+        raise BadRequest(f"The NAT address {value!r} is not an IPv{version} address")
+    return str(found)
 
 
 def table_name(network: str) -> str:
@@ -69,12 +85,16 @@ def render(plan: FirewallPlan) -> str:
     lines = [f"table inet {table} {{}}", f"delete table inet {table}", f"table inet {table} {{"]
     post = []
     if plan.nat4 is not None:
-        post.append(
-            f'ip saddr {plan.nat4} ip daddr != {plan.nat4} oifname != "{bridge}" masquerade'
+        action = (
+            f"snat ip to {_address(plan.nat4_address, 4)}" if plan.nat4_address else ("masquerade")
         )
+        post.append(f'ip saddr {plan.nat4} ip daddr != {plan.nat4} oifname != "{bridge}" {action}')
     if plan.nat6 is not None:
+        action = (
+            f"snat ip6 to {_address(plan.nat6_address, 6)}" if plan.nat6_address else ("masquerade")
+        )
         post.append(
-            f'ip6 saddr {plan.nat6} ip6 daddr != {plan.nat6} oifname != "{bridge}" masquerade'
+            f'ip6 saddr {plan.nat6} ip6 daddr != {plan.nat6} oifname != "{bridge}" {action}'
         )
     if plan.forwards:
         dnat = [dnat_rule(rule) for rule in plan.forwards]
@@ -85,7 +105,8 @@ def render(plan: FirewallPlan) -> str:
         post.append(f'ct status dnat oifname "{bridge}" fib saddr type local masquerade')
         post.append(f'ct status dnat iifname "{bridge}" oifname "{bridge}" masquerade')
         post += [snat_rule(rule, bridge) for rule in plan.forwards if rule.snat]
-    lines += _chain("postrouting", "type nat hook postrouting priority srcnat", post)
+    priority = {"before": "srcnat - 1", "after": "srcnat + 1"}.get(plan.nat_order, "srcnat")
+    lines += _chain("postrouting", f"type nat hook postrouting priority {priority}", post)
     if plan.acl_ingress is not None and plan.acl_egress is not None:
         lines += _chain("acl_ingress", "", plan.acl_ingress)
         lines += _chain("acl_egress", "", plan.acl_egress)
