@@ -294,6 +294,7 @@ class _ConnectProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            src.close()  # each socket is read by one thread: that one closes it
 
     def close(self) -> None:
         self.server.close()

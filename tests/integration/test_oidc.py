@@ -138,8 +138,5 @@ def test_oidc_bearer_tokens(daemon: Daemon, issuer: Issuer) -> None:
         rotated = issuer.add_key()
         assert call(issuer.token(rotated, email="bob@example.org")) == 200
     finally:
-        daemon.request(
-            "PATCH",
-            "/1.0",
-            {"config": {"core.https_address": "", "oidc.issuer": "", "oidc.client.id": ""}},
-        )
+        unset = ("core.https_address", "oidc.issuer", "oidc.client.id", "oidc.scopes")
+        daemon.request("PATCH", "/1.0", {"config": dict.fromkeys(unset, "")})
