@@ -226,3 +226,32 @@ def test_nic_types_bad_input(
         resp = daemon.request("POST", NETS, body)
         assert resp.status == 400 and expected in resp.json()["error"], (body, resp.body)
         assert daemon.request("GET", f"{NETS}/{body['name']}").status == 404
+
+
+def test_nic_routes_on_p2p_and_bridged_nics(
+    daemon: Daemon, busybox: str, network: tuple[str, str]
+) -> None:
+    """ipv4.routes of a NIC: routed to it through its veth (p2p), or through its bridge to its
+    ipv4.address (bridged); the routes go when the instance stops."""
+    name, address = network
+    static = address.rsplit(".", 1)[0] + ".66"
+    p2p_route = f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(250)}.0/24"
+    bridged_route = f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(250)}.128/25"
+    devices = {
+        "eth0": {"type": "nic", "nictype": "p2p", "name": "eth0", "ipv4.routes": p2p_route},
+        "eth1": {"type": "nic", "network": name, "name": "eth1", "ipv4.address": static,
+                 "ipv4.routes": bridged_route},
+    }  # fmt: skip
+    inst = daemon.launch(busybox, devices=devices)
+    try:
+        config = daemon.request("GET", f"/1.0/instances/{inst}").metadata["config"]
+        host_side = config["volatile.eth0.host_name"]
+        routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+        assert f"{p2p_route} dev {host_side}" in routes
+        assert f"{bridged_route} via {static} dev {name}" in routes
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{inst}/state", {"action": "stop",
+                                                                       "force": True}))  # fmt: skip
+        routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+        assert p2p_route not in routes and bridged_route not in routes
+    finally:
+        daemon.force_delete(inst)

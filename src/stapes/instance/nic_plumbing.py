@@ -29,8 +29,14 @@ async def set_up(nic: Nic) -> None:
         await run(["ip", "addr", "replace", address, "dev", nic.host_name, *extra])
     for route in nic.host_routes:
         await run(["ip", "route", "replace", route, "dev", nic.host_name])
+    for route, via in nic.link_routes:
+        await run(["ip", "route", "replace", route, *link_route_via(via), "dev", nic.link])
     for argv in proxy_neighbour_argv("add", nic):
         await run(argv, check=False)  # already there from an earlier run: fine
+
+
+def link_route_via(via: str) -> list[str]:
+    return ["via", via] if via else []
 
 
 async def plug(nic: Nic, pid: int, move_in: MoveIn) -> None:
@@ -88,4 +94,6 @@ async def unplug(nic: Nic, pid: int) -> None:
     else:
         for argv in proxy_neighbour_argv("del", nic):
             await run(argv, check=False)
+        for route, _ in nic.link_routes:
+            await run(["ip", "route", "del", route, "dev", nic.link], check=False)
         await run(["ip", "link", "del", nic.host_name], check=False)

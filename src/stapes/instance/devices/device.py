@@ -73,6 +73,9 @@ class Nic:
     """Routes to the instance through the host side (routed NICs)."""
     proxy_parent: str = ""
     """Where the host answers ARP/NDP for ``host_routes`` (routed NICs with a parent)."""
+    link_routes: tuple[tuple[str, str], ...] = ()
+    """(subnet, next hop or "") routed to the instance through its bridge ``link`` (a bridged
+    NIC's ipv4.routes / ipv6.routes, through its ipv4/ipv6.address when it has one)."""
     filters: NicFilters | None = None
 
 

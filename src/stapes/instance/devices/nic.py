@@ -32,6 +32,19 @@ def is_ipv6(value: str) -> None:
         raise ValueError(f"{value!r} is not an IPv6 address") from None
 
 
+def is_subnets(version: int) -> v.Validator:
+    def check(value: str) -> None:
+        for part in value.split(","):
+            try:
+                net = ipaddress.ip_network(part.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not a subnet") from None
+            if net.version != version:
+                raise ValueError(f"{part.strip()!r} is not an IPv{version} subnet")
+
+    return check
+
+
 def random_mac() -> str:
     """In Incus's 10:66:6a range, as Incus 6 gives its NICs."""
     tail = secrets.token_bytes(3)
@@ -123,6 +136,8 @@ class NicVeth(Device):
         "security.ipv4_filtering": v.is_bool,
         "security.ipv6_filtering": v.is_bool,
         "security.acls": v.any_value,
+        "ipv4.routes": is_subnets(4),
+        "ipv6.routes": is_subnets(6),
     }
 
     def validate(self) -> None:
@@ -198,8 +213,30 @@ class NicVeth(Device):
         value = self.config.get(key) or self.config.get("limits.max", "")
         return traffic.parse_rate(value) if value else 0
 
+    def _routes(self) -> tuple[str, ...]:
+        """ipv4.routes and ipv6.routes: subnets routed to the instance."""
+        return tuple(
+            part.strip()
+            for key in ("ipv4.routes", "ipv6.routes")
+            for part in self.config.get(key, "").split(",")
+            if part.strip()
+        )
+
+    def _link_routes(self) -> tuple[tuple[str, str], ...]:
+        """A bridged NIC's routes go through the bridge, to its own address when it has one."""
+        return tuple(
+            (part.strip(), self.config.get(f"ipv{version}.address", ""))
+            for version in (4, 6)
+            for part in self.config.get(f"ipv{version}.routes", "").split(",")
+            if part.strip()
+        )
+
     def stop(self) -> None:
-        """What outlives the veth: the ifb device of an egress limit, the filter table."""
+        """What outlives the veth: the ifb device of an egress limit, the filter table, the
+        routes through the bridge."""
+        link = self._link() if self.config.get("network") or self.config.get("parent") else ""
+        for route, _ in self._link_routes() if link else ():
+            subprocess.run(["ip", "route", "del", route, "dev", link], capture_output=True)
         host_name = self.ctx.config.get(f"volatile.{self.name}.host_name", "")
         if host_name and self._rate("limits.egress"):
             subprocess.run(traffic.clear_argv(host_name), capture_output=True, check=False)
@@ -223,15 +260,18 @@ class NicVeth(Device):
         prefix = f"volatile.{self.name}."
         hwaddr = self.config.get("hwaddr") or self.ctx.config.get(prefix + "hwaddr") or random_mac()
         host_name = self.config.get("host_name") or host_side_name(self.ctx, hwaddr)
+        link = self._link()
         nic = Nic(
             name=self.interface_name,
             host_name=host_name,
             hwaddr=hwaddr,
             mtu=int(self.config.get("mtu", "0") or 0),
-            link=self._link(),
+            link=link,
             ingress=self._rate("limits.ingress"),
             egress=self._rate("limits.egress"),
             filters=self._filters(hwaddr),
+            host_routes=() if link else self._routes(),
+            link_routes=self._link_routes() if link else (),
         )
         network = self.config.get("network")
         if network and self.ctx.network is not None:
