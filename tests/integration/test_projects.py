@@ -392,3 +392,34 @@ def test_shared_custom_volumes_live_under_the_holding_projects_name(daemon: Daem
     finally:
         daemon.request("DELETE", url)
         daemon.request("DELETE", f"{PROJECTS}/{name}")
+
+
+def test_disk_limits_per_pool(daemon: Daemon, busybox: str) -> None:
+    """limits.disk.pool.NAME, as Incus: 0 keeps the project off the pool, a size caps the
+    root disks on it (each must then set its size)."""
+    project = unique("pl")
+    config = {"features.images": "false", "features.profiles": "false",
+              "limits.disk.pool.default": "0"}  # fmt: skip
+    assert daemon.request("POST", PROJECTS, {"name": project, "config": config}).status == 201
+    try:
+        body = {"name": unique("c"), "source": {"type": "image", "alias": busybox}}
+        resp = daemon.request("POST", f"/1.0/instances?project={project}", body)
+        refused = daemon.wait(resp) if resp.status == 202 else resp
+        assert (
+            refused.status == 400
+            and "may not use storage pool 'default'" in refused.json()["error"]
+        )
+        patch = {"config": {"limits.disk.pool.default": "100MiB"}}
+        assert daemon.request("PATCH", f"{PROJECTS}/{project}", patch).status == 200
+        root = {"root": {"type": "disk", "path": "/", "pool": "default", "size": "60MiB"}}
+        first = {**body, "devices": root}
+        daemon.ok(daemon.request("POST", f"/1.0/instances?project={project}", first))
+        resp = daemon.request("POST", f"/1.0/instances?project={project}",
+                              {**body, "name": unique("c"), "devices": root})  # fmt: skip
+        over = daemon.wait(resp) if resp.status == 202 else resp
+        assert over.status == 400 and "limits.disk.pool.default" in over.json()["error"]
+        low = {"config": {"limits.disk.pool.default": "10MiB"}}
+        assert daemon.request("PATCH", f"{PROJECTS}/{project}", low).status == 400
+    finally:
+        daemon.wait(daemon.request("DELETE", f"/1.0/instances/{body['name']}?project={project}"))
+        daemon.request("DELETE", f"{PROJECTS}/{project}")

@@ -60,6 +60,7 @@ KEYS: dict[str, v.Validator] = {
     "limits.memory": v.is_size,
     "limits.processes": v.is_uint,
     "limits.disk": v.is_size,
+    "limits.disk.pool.*": v.is_size,
     "limits.networks": v.is_uint,
 }
 

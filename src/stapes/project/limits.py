@@ -55,8 +55,36 @@ _SUMMED: dict[str, tuple[str, Callable[[dict[str, str], Devices], int]]] = {
 }
 
 
+POOL_PREFIX = "limits.disk.pool."
+
+
 def _parse_limit(key: str, value: str) -> int:
-    return v.parse_size(value) if key in ("limits.memory", "limits.disk") else int(value)
+    sized = key in ("limits.memory", "limits.disk") or key.startswith(POOL_PREFIX)
+    return v.parse_size(value) if sized else int(value)
+
+
+def _pool_size(pool: str) -> Callable[[dict[str, str], Devices], int]:
+    """The root disk's size when it is on ``pool`` (0 elsewhere), -1 when it sets none."""
+
+    def read(config: dict[str, str], devices: Devices) -> int:
+        found = root_disk.find(devices)
+        if found is None or found[1].get("pool") != pool:
+            return 0
+        return _root_size(devices)
+
+    return read
+
+
+def _summed(
+    limits: dict[str, str],
+) -> dict[str, tuple[str, Callable[[dict[str, str], Devices], int]]]:
+    """The limits to add up: the fixed ones, and limits.disk.pool.NAME for each pool named."""
+    found = dict(_SUMMED)
+    for key in limits:
+        if key.startswith(POOL_PREFIX):
+            pool = key.removeprefix(POOL_PREFIX)
+            found[key] = (f"size of the root disk on pool {pool!r}", _pool_size(pool))
+    return found
 
 
 def _instances(
@@ -92,8 +120,13 @@ def check_instance(
             raise BadRequest(
                 f"Project {project!r} is at its {key} ({limits[key]}): no room for another instance"
             )
-    for key, (instance_key, read) in _SUMMED.items():
+    for key, (instance_key, read) in _summed(limits).items():
         if key not in limits:
+            continue
+        if key.startswith(POOL_PREFIX) and _parse_limit(key, limits[key]) == 0:
+            if read(config, devices) != 0:  # as Incus: 0 keeps the project off the pool
+                pool = key.removeprefix(POOL_PREFIX)
+                raise BadRequest(f"Project {project!r} may not use storage pool {pool!r} ({key}=0)")
             continue
         mine = read(config, devices)
         if mine < 0:
@@ -119,7 +152,7 @@ def usage(db: Database, project: str) -> dict[str, dict[str, int]]:
         "virtual-machines": sum(1 for t, _, _ in instances if t == "virtual-machine"),
         "networks": _count_networks(db, project),
     }
-    for key, (_, read) in _SUMMED.items():
+    for key, (_, read) in _summed(limits).items():
         used[key.removeprefix("limits.")] = sum(max(read(c, d), 0) for _, c, d in instances)
     return {
         name: {
@@ -154,7 +187,16 @@ def check_project(db: Database, project: str, config: dict[str, str]) -> None:
         except Forbidden as exc:
             raise BadRequest(f"Instance {row.name!r} would break the new config: {exc}") from exc
     instances = _instances(db, project)
-    for key, (instance_key, read) in _SUMMED.items():
+    for key in config:
+        if key.startswith(POOL_PREFIX):
+            on_pool = sum(max(_pool_size(key.removeprefix(POOL_PREFIX))(c, d), 0)
+                          for _, c, d in instances)  # fmt: skip
+            if on_pool > _parse_limit(key, config[key]):
+                raise BadRequest(
+                    f"{key}={config[key]} is below what project {project!r} already uses "
+                    f"on that pool ({on_pool})"
+                )
+    for key, (instance_key, read) in _summed(config).items():
         if key in config and any(read(c, d) < 0 for _, c, d in instances):
             raise BadRequest(
                 f"{key} needs every instance of project {project!r} to set {instance_key}"
