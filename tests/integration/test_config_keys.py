@@ -412,3 +412,19 @@ def test_incus_instance_keys_are_accepted(
         assert {k: got[k] for k in config} == config
     finally:
         daemon.force_delete(name)
+
+
+def test_raw_lxc_lines_liblxc_does_not_take_are_refused(daemon: Daemon, busybox: str) -> None:
+    """As Incus checks raw.lxc when it is set: an unknown liblxc key is a 400 at once."""
+    name = daemon.launch(busybox, start=False)
+    try:
+        bad = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"raw.lxc": "lxc.notaconfigkey = x"}}
+        )
+        assert bad.status == 400 and "lxc.notaconfigkey" in bad.json()["error"]
+        good = daemon.request(
+            "PATCH", f"/1.0/instances/{name}", {"config": {"raw.lxc": "lxc.environment = A=b"}}
+        )
+        assert good.status == 200, good.body
+    finally:
+        daemon.force_delete(name)

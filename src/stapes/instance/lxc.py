@@ -11,6 +11,7 @@ import os
 import select
 import socket
 import sys
+import tempfile
 import termios
 import time
 from collections.abc import Callable
@@ -39,9 +40,11 @@ from stapes.instance.driver import (
 from stapes.instance.exec import ExecFailed
 
 try:
+    import _lxc as _raw_lxc_module  # the C binding: set_config_item says yes or no
     import lxc as _lxc
 except ImportError:  # reported by MissingHostFeature when used
     _lxc = None
+    _raw_lxc_module = None
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -192,6 +195,21 @@ def exec_failure(report: int) -> None:
     data = os.read(report, 64) if ready else b""
     if data:
         raise ExecFailed(int(data) if data.isdigit() else 0)
+
+
+def _check_raw_lxc(text: str) -> None:
+    """raw.lxc lines liblxc itself takes, as Incus checks them when they are set: each is set
+    on a throwaway container object, which refuses keys it does not know and some values."""
+    items = lxc_config.parse_raw_lxc(text)
+    if not items or _lxc is None or _raw_lxc_module is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="stapes-raw-lxc-") as scratch:
+        probe = _lxc.Container("probe", scratch)
+        for key, value in items:
+            if not _raw_lxc_module.Container.set_config_item(probe, key, value):
+                raise BadRequest(
+                    f"Invalid value for config key 'raw.lxc': liblxc does not take {key} = {value}"
+                )
 
 
 class LxcDriver(InstanceDriver):
@@ -427,6 +445,7 @@ class LxcDriver(InstanceDriver):
 
     def check_config(self, spec: InstanceSpec) -> None:
         self.config_items(spec)
+        _check_raw_lxc(spec.config.get("raw.lxc", ""))
 
     async def update_live(self, spec: InstanceSpec, keys: set[str]) -> None:
         """limits.* go to the running container's cgroups; other live keys are data only."""
