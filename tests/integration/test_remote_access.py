@@ -226,6 +226,16 @@ def test_certificate_api_and_listener_config(daemon: Daemon, https: str, tmp_pat
     for bad in ("127.0.0.1:http", "127.0.0.1:70000"):
         resp = daemon.request("PATCH", "/1.0", {"config": {"core.https_address": bad}})
         assert resp.status == 400, bad
+
+    # an administrator replaces the certificate (renewed): the entry takes its fingerprint
+    renewed = ClientCert(tmp_path, "desk-renewed")
+    resp = daemon.request("PATCH", url, {"certificate": renewed.cert.read_text()})
+    assert resp.status == 200, resp.body
+    assert daemon.request("GET", CERTS).metadata == [f"{CERTS}/{renewed.fingerprint}"]
+    assert https_request(https, "GET", "/1.0", client=renewed)[0].metadata["auth"] == "trusted"
+    assert https_request(https, "GET", "/1.0", client=client)[0].metadata["auth"] == "untrusted"
+    url = f"{CERTS}/{renewed.fingerprint}"
+    assert daemon.request("PATCH", url, {"certificate": "nonsense"}).status == 400
     assert daemon.request("DELETE", url).status == 200
 
 

@@ -72,9 +72,11 @@ def insert_certificate(db: Database, row: CertificateRow) -> None:
 
 def update_certificate(db: Database, row: CertificateRow) -> None:
     db.execute(
-        "UPDATE certificates SET type = ?, name = ?, restricted = ?, projects = ?,"
-        " description = ? WHERE id = ?",
+        "UPDATE certificates SET fingerprint = ?, certificate = ?, type = ?, name = ?,"
+        " restricted = ?, projects = ?, description = ? WHERE id = ?",
         (
+            row.fingerprint,
+            row.certificate,
             row.type,
             row.name,
             int(row.restricted),

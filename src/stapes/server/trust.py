@@ -145,9 +145,20 @@ class Trust:
         return fingerprint
 
     def update(self, row: q.CertificateRow, put: CertificatePut) -> None:
+        """Name, type, restrictions, description; and, as Incus lets an administrator do, the
+        certificate itself (a renewed one: the entry takes its fingerprint)."""
         self._check(put)
         if put.certificate and put.certificate.strip() != row.certificate.strip():
-            raise BadRequest("The certificate itself cannot be changed: add a new one")
+            try:
+                new = certs.parse(put.certificate)
+            except ValueError:
+                raise BadRequest("Invalid PEM encoded certificate") from None
+            fingerprint = certs.fingerprint(new)
+            if fingerprint == certs.fingerprint(certs.parse(self.https.certificate())):
+                raise BadRequest("This is the server's own certificate")
+            if fingerprint != row.fingerprint and q.find_certificate(self.db, fingerprint):
+                raise Conflict("Certificate already in trust store")
+            row.fingerprint, row.certificate = fingerprint, certs.pem(new)
         row.name = put.name or row.name
         row.type, row.restricted = put.type, put.restricted
         row.projects, row.description = list(put.projects), put.description
