@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -599,3 +600,30 @@ def test_host_warnings_and_their_filters(daemon: Daemon) -> None:
         assert url not in daemon.request("GET", "/1.0/warnings?filter=status+eq+new").metadata
     finally:
         daemon.request("PUT", url, {"status": "new"})
+
+
+def test_iso_volumes(daemon: Daemon, busybox: str, incus: Any, tmp_path: Path) -> None:
+    """custom_volume_iso: incus storage volume import POOL FILE NAME --type=iso makes an iso
+    volume (its size recorded); containers cannot use it; it cannot be made empty."""
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "a.txt").write_text("a\n")
+    iso = tmp_path / "image.iso"
+    subprocess.run(["genisoimage", "-quiet", "-o", str(iso), str(content)], check=True)
+    volume = unique("iso")
+    base = "/1.0/storage-pools/default/volumes/custom"
+    name = daemon.launch("bb", start=False)
+    try:
+        incus("storage", "volume", "import", "default", str(iso), volume, "--type=iso")
+        got = daemon.request("GET", f"{base}/{volume}").metadata
+        assert got["content_type"] == "iso" and got["config"] == {"size": str(iso.stat().st_size)}
+        cd = {"cd": {"type": "disk", "pool": "default", "source": volume}}
+        resp = daemon.request("PATCH", f"/1.0/instances/{name}", {"devices": cd})
+        assert resp.status == 400
+        assert "Custom ISO volumes cannot be used on containers" in resp.json()["error"]
+        empty = daemon.request("POST", base, {"name": unique("e"), "content_type": "iso"})
+        assert empty.status == 400
+        assert "custom_volume_iso" in daemon.request("GET", "/1.0").metadata["api_extensions"]
+    finally:
+        daemon.force_delete(name)
+        daemon.request("DELETE", f"{base}/{volume}")

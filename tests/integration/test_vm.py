@@ -404,9 +404,12 @@ def test_vm_extra_disks(daemon: Daemon, vm_image: str) -> None:
     daemon.wait(resp) if resp.status == 202 else None
     share = daemon.root / unique("share")
     share.mkdir()
+    iso_volume = unique("iso")
+    iso = import_iso(daemon, share.parent / f"{iso_volume}.iso", iso_volume)
     devices = {
         "data": {"type": "disk", "pool": "default", "source": volume},
         "shared": {"type": "disk", "source": str(share), "path": "/mnt/shared"},
+        "cd": {"type": "disk", "pool": "default", "source": iso_volume},
     }
     name = daemon.launch(vm_image, unique("vm"), type="virtual-machine", devices=devices)
     try:
@@ -421,6 +424,13 @@ def test_vm_extra_disks(daemon: Daemon, vm_image: str) -> None:
                              check=False)  # fmt: skip
         console = console_log(daemon, name)
         assert mounted.stdout.strip() == "1" or "cannot mount shared at /mnt/shared" in console
+        # the ISO volume is a CD-ROM: its ISO 9660 signature reads back from the guest
+        read = (
+            "i=0; while [ ! -b /dev/sr0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+            "dd if=/dev/sr0 bs=1 skip=32769 count=5 2>/dev/null"
+        )
+        assert daemon.cli("exec", name, "--", "sh", "-c", read).stdout == "CD001"
+        assert iso.exists()
         assert put_state(daemon, name, "stop", force=True) == 200
         pool = daemon.root / "storage-pools" / "default" / "custom"
         image = next(pool.glob(f"*{volume}/root.img"))
@@ -435,4 +445,23 @@ def test_vm_extra_disks(daemon: Daemon, vm_image: str) -> None:
     finally:
         daemon.force_delete(name)
         daemon.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{volume}")
+        daemon.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{iso_volume}")
         share.rmdir()
+        iso.unlink(missing_ok=True)
+
+
+def import_iso(daemon: Daemon, path: Path, volume: str) -> Path:
+    """An ISO image made with genisoimage, imported as an iso custom volume."""
+    content = path.with_suffix(".d")
+    content.mkdir()
+    (content / "hello.txt").write_text("from the iso\n")
+    subprocess.run(["genisoimage", "-quiet", "-o", str(path), "-V", "STAPESCD", str(content)],
+                   check=True)  # fmt: skip
+    (content / "hello.txt").unlink()
+    content.rmdir()
+    headers = {"Content-Type": "application/octet-stream", "X-Incus-name": volume,
+               "X-Incus-type": "iso"}  # fmt: skip
+    resp = daemon.request("POST", "/1.0/storage-pools/default/volumes/custom",
+                          raw=path.read_bytes(), headers=headers)  # fmt: skip
+    daemon.ok(resp)
+    return path

@@ -32,6 +32,8 @@ MODULES = (
     "button",
     "evdev",
     "isofs",
+    "virtio_scsi",
+    "sr_mod",
 )
 """Loaded by the initramfs, after what each depends on (those built in are skipped)."""
 

@@ -98,6 +98,7 @@ API_EXTENSIONS: list[str] = [
     "oidc",
     "auth_user",
     "instances_rebuild",
+    "custom_volume_iso",
     "network_allocations",
     "event_lifecycle_name_and_project",
     "operation_wait",

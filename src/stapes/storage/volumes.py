@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,14 @@ from stapes.server.events import EventBus
 from stapes.server.operations import Operation, Operations, Runner
 from stapes.storage.config import check_volume_name, validate_volume_config, volume_defaults
 from stapes.storage.drivers.dir import sync_tree
-from stapes.storage.drivers.driver import BLOCK, BLOCK_FILE, FILESYSTEM, StorageDriver
+from stapes.storage.drivers.driver import (
+    BLOCK,
+    BLOCK_FILE,
+    FILESYSTEM,
+    ISO,
+    ISO_FILE,
+    StorageDriver,
+)
 from stapes.storage.pool import Pools
 
 log = logging.getLogger(__name__)
@@ -236,8 +244,11 @@ class Volumes:
             raise NotFound(f"Storage volume {name!r} not found on pool {pool!r}")
         drv = self.driver(pool)
         on_disk = disk_name(vol.project, name)  # the project that holds it
+        path = drv.volume_path("custom", on_disk)
         block = drv.block_path("custom", on_disk) if vol.content_type == BLOCK else None
-        return AttachedVolume(drv.volume_path("custom", on_disk), vol.content_type, block)
+        if vol.content_type == ISO:
+            block = path / ISO_FILE
+        return AttachedVolume(path, vol.content_type, block)
 
     def _check_unused(self, vol: q.VolumeRow, doing: str) -> None:
         users = self.used_by(vol)
@@ -274,6 +285,8 @@ class Volumes:
                 "image volumes come with their instances and images"
             )
         check_volume_name(req.name)
+        if req.content_type == ISO:
+            raise BadRequest("Size cannot be zero")  # Incus's words: an ISO volume is imported
         if req.content_type not in CONTENT_TYPES:
             raise BadRequest(f"Invalid content type {req.content_type!r}: use filesystem or block")
         row = q.get_pool(self.db, pool)
@@ -314,6 +327,36 @@ class Volumes:
         async with self.lock(pool, project, req.name):
             await self._make_empty(row)
         return None
+
+    async def import_iso(self, pool: str, project: str, name: str, upload: Path) -> Operation:
+        """``storage volume import POOL FILE NAME --type=iso``: a custom volume of content type
+        iso holding the uploaded image (its size recorded), for VMs to use as a CD-ROM."""
+        req = StorageVolumesPost(name=name, content_type=FILESYSTEM)
+        try:
+            row = self._new_row(pool, project, req)
+        except BaseException:
+            upload.unlink(missing_ok=True)
+            raise
+        row.content_type = ISO
+        row.config = {"size": str(upload.stat().st_size)}
+
+        async def act(op: Operation) -> None:
+            try:
+                async with self.lock(pool, row.project, name):
+                    drv = self.driver(pool)
+                    on_pool = disk_name(row.project, name)
+                    path = await drv.create_volume("custom", on_pool, FILESYSTEM)
+                    try:
+                        await asyncio.to_thread(shutil.move, upload, path / ISO_FILE)
+                        (path / ISO_FILE).chmod(0o400)
+                        await self.record(row, [])
+                    except BaseException:
+                        await drv.delete_volume("custom", on_pool)
+                        raise
+            finally:
+                upload.unlink(missing_ok=True)
+
+        return self.operation(act, "Importing ISO storage volume", pool, project, name)
 
     async def _make_empty(self, row: q.VolumeRow) -> None:
         drv = self.driver(row.pool)

@@ -106,6 +106,8 @@ class VmDisk:
     path: str
     readonly: bool
     share: bool
+    cdrom: bool = False
+    """An ISO image, the VM's CD-ROM (read-only)."""
 
 
 @dataclass

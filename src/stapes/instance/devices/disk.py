@@ -42,6 +42,8 @@ class DiskMount(Device):
     REQUIRED: ClassVar[tuple[str, ...]] = ("source", "path")
 
     def validate(self) -> None:
+        if self.config.get("pool") and self.config.get("source") and self.ctx.volume is not None:
+            self._check_volume()  # first, as Incus: an ISO volume is named before a missing path
         super().validate()
         if self.config.get("path") == "/":
             raise self.fail("a host path cannot be mounted as the root")
@@ -70,6 +72,8 @@ class DiskMount(Device):
     def _volume_source(self) -> str:
         """The mount path of the custom volume ``source`` on ``pool``."""
         found = self._lookup_volume()
+        if found.content_type == "iso":
+            raise self.fail("Custom ISO volumes cannot be used on containers")
         if found.content_type != "filesystem":
             raise self.fail("Custom block volumes cannot be used on containers")
         return str(found.path)

@@ -36,6 +36,12 @@ class VmDiskDevice(DiskMount):
             if found.block is not None:
                 return str(found.block), False
             return str(found.path), True
+        return self._host_source()
+
+    def _is_iso(self) -> bool:
+        return bool(self.config.get("pool")) and self._lookup_volume().content_type == "iso"
+
+    def _host_source(self) -> tuple[str, bool]:
         source = self.config["source"]
         try:
             mode = os.stat(source).st_mode
@@ -58,6 +64,8 @@ class VmDiskDevice(DiskMount):
         if share and not path:
             raise self.fail("a shared directory needs path (where the guest mounts it)")
         readonly = v.parse_bool(self.config.get("readonly", "false"))
+        if self._is_iso():  # a CD-ROM, read-only whatever readonly says
+            return RunConfig(vm_disks=[VmDisk(self.name, source, "", True, False, cdrom=True)])
         return RunConfig(vm_disks=[VmDisk(self.name, source, path, readonly, share)])
 
     def attached(self) -> RunConfig:

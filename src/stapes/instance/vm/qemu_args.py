@@ -227,6 +227,14 @@ def _disk_args(disk: VmDisk, virtiofs: dict[str, Path]) -> list[str]:
             "-device", options("virtio-9p-pci", fsdev=fsdev, mount_tag=share_tag(disk)),
         ]  # fmt: skip
     drive = qemu_id("disk", disk.name)
+    if disk.cdrom:  # an ISO volume: a SCSI CD-ROM on a controller of its own, as Incus has it
+        scsi = qemu_id("scsi", disk.name)
+        return [
+            "-drive", options("if=none", id=drive, file=disk.source, format="raw",
+                              media="cdrom", readonly="on"),
+            "-device", options("virtio-scsi-pci", id=scsi),
+            "-device", options("scsi-cd", drive=drive, bus=scsi + ".0", serial=disk.name[:20]),
+        ]  # fmt: skip
     return [
         "-drive", options("if=none", id=drive, file=disk.source, format="raw", **readonly),
         "-device", options("virtio-blk-pci", drive=drive, serial=disk.name[:20]),

@@ -82,6 +82,16 @@ async def list_volumes(request: web.Request) -> Result:
 async def create_volume(request: web.Request) -> Result:
     if request.headers.get("Content-Type") == "application/octet-stream":  # a backup to import
         st = state(request)
+        if incus_header(request, "type") == "iso":  # or an ISO image (custom_volume_iso)
+            upload = await save_body(request, st.paths.backups / "uploads")
+            return Async(
+                await st.volumes.import_iso(
+                    request.match_info["pool"],
+                    project_of(request),
+                    incus_header(request, "name"),
+                    upload,
+                )
+            )
         archive = await save_body(request, st.paths.backups / "uploads")
         return Async(
             await st.volume_backups.import_archive(

@@ -20,7 +20,10 @@ from stapes.config.snapshots import is_expiry, is_schedule
 
 FILESYSTEM = "filesystem"
 BLOCK = "block"
+ISO = "iso"
+"""An imported ISO image, read-only: a VM's CD-ROM (kept as a file in a filesystem volume)."""
 BLOCK_FILE = "root.img"
+ISO_FILE = "root.iso"
 
 
 @dataclass(frozen=True)
