@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,26 @@ def test_activateifneeded_starts_the_daemon_only_when_needed(lone: Daemon) -> No
         assert lone.request("GET", "/internal/ready").status == 200
     finally:
         assert _stapesd(lone, "shutdown", "--timeout", "60").returncode == 0
+
+
+def test_incus_admin_sql(daemon: Daemon, incus: Any) -> None:
+    """incus admin sql global|local QUERY answers on the daemon's database, for root only."""
+    out = incus("admin", "sql", "global", "SELECT name FROM projects WHERE name = 'default'")
+    assert "| default |" in out.stdout
+    resp = daemon.request(
+        "POST", "/internal/sql",
+        {"database": "local", "query": "SELECT 1 AS one; SELECT 'a;b' AS two"},
+    )  # fmt: skip
+    assert resp.status == 200, resp.body
+    assert resp.metadata == {"Results": [
+        {"columns": ["one"], "rows": [[1]], "rows_affected": 0, "type": "select"},
+        {"columns": ["two"], "rows": [["a;b"]], "rows_affected": 0, "type": "select"},
+    ]}  # fmt: skip
+    changed = daemon.request(
+        "POST",
+        "/internal/sql",
+        {"database": "global", "query": "UPDATE projects SET description = description"},
+    )
+    assert changed.metadata["Results"][0]["type"] == "exec"
+    bad = daemon.request("POST", "/internal/sql", {"database": "global", "query": "bogus"})
+    assert bad.status == 400 and "Failed to exec query" in bad.json()["error"]

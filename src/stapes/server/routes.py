@@ -21,6 +21,7 @@ from stapes.server.handlers import (
     instance_snapshots,
     instance_state,
     instances,
+    internal_sql,
     metrics,
     network_acls,
     network_allocations,
@@ -79,6 +80,7 @@ API.append(Endpoint("/openapi.json", get=Action(openapi_json)))
 UNVERSIONED: list[Endpoint] = [
     server.ROOT,
     *daemon_control.ENDPOINTS,
+    *internal_sql.ENDPOINTS,
     *recover.ENDPOINTS,
     *streams.ENDPOINTS,
 ]
