@@ -59,8 +59,8 @@ python=${STAPES_PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-extras=""
-[ "${STAPES_SETUP_TEST:-0}" = 1 ] && extras="[test]"
+extras="[daemon]"
+[ "${STAPES_SETUP_TEST:-0}" = 1 ] && extras="[daemon,test]"
 stamp=".venv/.stapes-installed$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"

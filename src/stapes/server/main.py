@@ -60,7 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("stapes").setLevel(logging.DEBUG)
     logging.getLogger("pyroute2").setLevel(logging.WARNING)  # a line per netlink message
-    from stapes.server.daemon import serve  # the daemon's whole import tree, only to serve
+    try:
+        from stapes.server.daemon import serve  # the daemon's whole import tree, only to serve
+    except ImportError as exc:  # a client-only install (pip install stapes)
+        sys.stderr.write(
+            f"stapesd needs the daemon's dependencies (missing: {exc.name or exc}): "
+            "pip install 'stapes[daemon]'\n"
+        )
+        return 1
 
     asyncio.run(serve(paths, group=args.group))
     return 0
