@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -422,4 +423,42 @@ def test_disk_limits_per_pool(daemon: Daemon, busybox: str) -> None:
         assert daemon.request("PATCH", f"{PROJECTS}/{project}", low).status == 400
     finally:
         daemon.wait(daemon.request("DELETE", f"/1.0/instances/{body['name']}?project={project}"))
+        daemon.request("DELETE", f"{PROJECTS}/{project}")
+
+
+def test_move_an_instance_to_another_project(daemon: Daemon, busybox: str, incus: Any) -> None:
+    """incus move NAME --target-project P (instance_project_move): a stopped instance goes
+    with its snapshots; the root disk its old profiles gave becomes its own device."""
+    project = unique("mv")
+    config = {"features.images": "false", "features.profiles": "true"}
+    assert daemon.request("POST", PROJECTS, {"name": project, "config": config}).status == 201
+    name = daemon.launch(busybox)
+    try:
+        refused = incus("move", name, "--target-project", project, check=False)
+        assert "Instance must be stopped to be moved across projects" in refused.stderr
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "stop",
+                                                                       "force": True}))  # fmt: skip
+        daemon.ok(daemon.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "s1"}))
+        uuid = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]["volatile.uuid"]
+        incus("move", name, "--target-project", project)
+        assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+        moved = daemon.request("GET", f"/1.0/instances/{name}?project={project}").metadata
+        assert moved["devices"]["root"] == {"path": "/", "pool": "default", "type": "disk"}
+        assert moved["config"]["volatile.uuid"] == uuid
+        snaps = daemon.request("GET", f"/1.0/instances/{name}/snapshots?project={project}")
+        assert [s.rsplit("/", 1)[-1].split("?")[0] for s in snaps.metadata] == ["s1"]
+        start = {"action": "start"}
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state?project={project}", start))
+        assert (
+            daemon.cli("exec", name, "--project", project, "--", "hostname").stdout.strip() == name
+        )
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state?project={project}",
+                                 {"action": "stop", "force": True}))  # fmt: skip
+        incus("move", name, "--project", project, "--target-project", "default")
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Stopped"
+    finally:
+        daemon.force_delete(name)
+        gone = daemon.request("DELETE", f"/1.0/instances/{name}?project={project}")
+        if gone.status == 202:
+            daemon.wait(gone)
         daemon.request("DELETE", f"{PROJECTS}/{project}")

@@ -143,6 +143,14 @@ def update_instance(db: Database, row: InstanceRow) -> None:
     )
 
 
+def set_project(db: Database, instance_id: int, project: str) -> None:
+    """Move an instance row (its snapshots and backups follow its id) to another project."""
+    db.execute(
+        "UPDATE instances SET project_id = (SELECT id FROM projects WHERE name = ?) WHERE id = ?",
+        (project, instance_id),
+    )
+
+
 def set_config_keys(db: Database, instance_id: int, values: dict[str, str | None]) -> None:
     """Set (or with None, remove) config keys of one instance, in one statement."""
     r = db.one("SELECT config FROM instances WHERE id = ?", (instance_id,))

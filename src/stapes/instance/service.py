@@ -815,6 +815,53 @@ class InstanceService:
 
         return self.instance_operation(act, "Renaming instance", row.project, row.name)
 
+    async def move_to_project(self, row: q.InstanceRow, project: str, new_name: str) -> Operation:
+        """incus move NAME --target-project PROJECT (instance_project_move): a stopped instance,
+        its volume, snapshots and backups, into another project; its root disk becomes a
+        device of its own when the target's profiles do not give it one, as Incus keeps it."""
+        name = new_name or row.name
+        names.validate(name)
+        get_project(self.db, project)
+        if (await self.status(row)).status != StatusCode.STOPPED:
+            raise BadRequest("Instance must be stopped to be moved across projects")
+        if q.find_instance(self.db, project, name) is not None:
+            raise Conflict(f"Instance {name!r} already exists in project {project!r}")
+        self._check_profiles(project, row.profiles)
+        devices = self.devices_on_pool(row.devices, row.profiles, row.project, row.pool)
+        inherited = self.expand_parts(project, row.profiles, {}, {})[1]
+        if root_disk.find(devices) is None and root_disk.find(inherited) is None:
+            found = root_disk.find(self.expand(row)[1])
+            if found is not None:
+                devices[found[0]] = dict(found[1])
+        admission.admit(self, project, name, row.type, row.profiles, row.config, devices,
+                        new=True)  # fmt: skip
+
+        async def act(op: Operation) -> None:
+            async with self.locks(row.project, row.name):
+                old_spec = self.spec(row)
+                driver = self.drivers.get(row.type)
+                await driver.forget(old_spec)
+                await self.pools.driver(row.pool).rename_volume(
+                    *instance_volume(row), instance_entry(project, name)
+                )
+                for place in (self.paths.instance_logs, self.paths.instance_devices):
+                    await asyncio.to_thread(
+                        move_instance_dir, place(row.project, row.name), place(project, name)
+                    )
+                old_project, old_name = row.project, row.name
+                row.name, row.devices = name, devices
+                with self.db.transaction():
+                    q.update_instance(self.db, row)
+                    q.set_project(self.db, row.id, project)
+                row.project = project
+                await driver.adopt(self.spec(row))
+                self.events.lifecycle(InstanceAction.CREATED, url(name, project), project=project)
+                self.events.lifecycle(
+                    InstanceAction.DELETED, url(old_name, old_project), project=old_project
+                )
+
+        return self.instance_operation(act, "Moving instance", row.project, row.name)
+
     async def move_to_pool(self, row: q.InstanceRow, pool: str) -> Operation:
         self.pools.usable_driver(pool)  # a pool that does not exist is a 404
         if await self.is_running(row):

@@ -143,6 +143,7 @@ API_EXTENSIONS: list[str] = [
     "custom_volume_refresh",
     "metrics",
     "linux_sysctl",
+    "instance_project_move",
     "cloud_init",
     "instance_all_projects",
     "instance_get_full",

@@ -118,12 +118,12 @@ async def post_instance(request: web.Request) -> Result:
         if req.name and req.name != row.name:
             raise BadRequest("Move to another pool or rename, not both at once")
         return Async(await st.instances.move_to_pool(row, req.pool))
-    if req.migration:
-        raise BadRequest("Migration is not supported by this stapesd yet")
-    if req.project and req.project != row.project:
+    if req.project and req.project != row.project:  # the client sends it as a migration
         require_project(request, req.project)
         get_project(st.db, req.project)  # a project that does not exist is a 404
-        raise BadRequest("Moving an instance to another project is not supported yet")
+        return Async(await st.instances.move_to_project(row, req.project, req.name))
+    if req.migration:
+        raise BadRequest("Migration is not supported by this stapesd yet")
     if not req.name or req.name == row.name:
         raise BadRequest("The new instance name can't be empty or the current one")
     return Async(await st.instances.rename(row, req.name))
