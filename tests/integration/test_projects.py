@@ -462,3 +462,34 @@ def test_move_an_instance_to_another_project(daemon: Daemon, busybox: str, incus
         if gone.status == 202:
             daemon.wait(gone)
         daemon.request("DELETE", f"{PROJECTS}/{project}")
+
+
+def test_move_a_custom_volume_to_another_project(daemon: Daemon, incus: Any) -> None:
+    """storage_volume_project_move: a custom volume (and its snapshots) into a project with
+    volumes of its own, named <project>_<name> on the pool there, as Incus keeps it."""
+    project = unique("vp")
+    config = {"features.images": "false", "features.profiles": "false",
+              "features.storage.volumes": "true"}  # fmt: skip
+    assert daemon.request("POST", PROJECTS, {"name": project, "config": config}).status == 201
+    volume = unique("v")
+    base = "/1.0/storage-pools/default/volumes/custom"
+    try:
+        assert daemon.request("POST", base, {"name": volume}).status == 200
+        daemon.ok(daemon.request("POST", f"{base}/{volume}/snapshots", {"name": "s1"}))
+        incus("storage", "volume", "move", f"default/{volume}", f"default/{volume}",
+              "--target-project", project)  # fmt: skip
+        assert daemon.request("GET", f"{base}/{volume}").status == 404
+        moved = daemon.request("GET", f"{base}/{volume}?project={project}")
+        assert moved.status == 200 and moved.metadata["project"] == project
+        snaps = daemon.request("GET", f"{base}/{volume}/snapshots?project={project}").metadata
+        assert len(snaps) == 1
+        pool = daemon.root / "storage-pools" / "default" / "custom"
+        assert (pool / f"{project}_{volume}").is_dir() and not (pool / f"default_{volume}").exists()
+        incus("storage", "volume", "move", f"default/{volume}", f"default/{volume}",
+              "--project", project, "--target-project", "default")  # fmt: skip
+        assert daemon.request("GET", f"{base}/{volume}").status == 200
+    finally:
+        for where in ("", f"?project={project}"):
+            daemon.request("DELETE", f"{base}/{volume}/snapshots/s1{where}")
+            daemon.request("DELETE", f"{base}/{volume}{where}")
+        daemon.request("DELETE", f"{PROJECTS}/{project}")

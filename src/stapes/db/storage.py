@@ -174,6 +174,14 @@ def update_volume(db: Database, row: VolumeRow) -> None:
     )
 
 
+def set_volume_project(db: Database, volume_id: int, project: str) -> None:
+    db.execute(
+        "UPDATE storage_volumes SET project_id = (SELECT id FROM projects WHERE name = ?) "
+        "WHERE id = ?",
+        (project, volume_id),
+    )
+
+
 def delete_volume(db: Database, volume_id: int) -> None:
     db.execute("DELETE FROM storage_volumes WHERE id = ?", (volume_id,))
 

@@ -144,6 +144,7 @@ API_EXTENSIONS: list[str] = [
     "metrics",
     "linux_sysctl",
     "instance_project_move",
+    "storage_volume_project_move",
     "cloud_init",
     "instance_all_projects",
     "instance_get_full",

@@ -590,20 +590,49 @@ class Volumes:
         if q.find_volume(self.db, pool, project, "custom", new_name) is not None:
             raise Conflict(f"Storage volume {new_name!r} already exists on pool {pool!r}")
         self._check_unused(vol, "rename or move")
-        if project != vol.project:
-            raise BadRequest(
-                "Moving volumes between projects needs projects to be creatable, which this "
-                "stapesd does not support yet"
-            )
+        holder = feature_project(self.db, project, "storage.volumes")
+        if holder != vol.project and pool != vol.pool:
+            raise BadRequest("Move a volume to another pool or to another project, not both")
 
         async def act(op: Operation) -> None:
             async with self.lock(vol.pool, vol.project, vol.name):
-                if pool == vol.pool:
+                if holder != vol.project:
+                    await self._to_project(vol, holder, new_name)
+                elif pool == vol.pool:
                     await self._rename(vol, new_name)
                 else:
                     await self._move(vol, pool, new_name, req.volume_only)
 
         return self.operation(act, "Moving storage volume", vol.pool, requested_in, vol.name)
+
+    async def _to_project(self, vol: q.VolumeRow, project: str, new_name: str) -> None:
+        """storage_volume_project_move: the volume (and its snapshots) renamed on its pool to
+        the other project's <project>_<name>, and its row given to that project."""
+        old_project, old_name = vol.project, vol.name
+        await self.driver(vol.pool).rename_volume(
+            "custom", disk_name(old_project, old_name), disk_name(project, new_name)
+        )
+        vol.name = new_name
+        try:
+            with self.db.transaction():
+                q.update_volume(self.db, vol)
+                q.set_volume_project(self.db, vol.id, project)
+        except BaseException:
+            await self.driver(vol.pool).rename_volume(
+                "custom", disk_name(project, new_name), disk_name(old_project, old_name)
+            )
+            raise
+        vol.project = project
+        self.events.lifecycle(
+            StorageVolumeAction.CREATED,
+            volume_url(vol.pool, "custom", new_name, project),
+            project=project,
+        )
+        self.events.lifecycle(
+            StorageVolumeAction.DELETED,
+            volume_url(vol.pool, "custom", old_name, old_project),
+            project=old_project,
+        )
 
     async def _rename(self, vol: q.VolumeRow, new_name: str) -> None:
         old_name = vol.name
