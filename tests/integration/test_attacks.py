@@ -461,11 +461,8 @@ def test_fifos_in_a_rootfs_do_not_hang_the_daemon(attacker: Attacker) -> None:
 def test_a_start_liblxc_refuses_leaves_an_instance_that_lists_and_deletes(
     daemon: Daemon, busybox: str
 ) -> None:
-    name = daemon.launch("bb", start=False)
-    resp = daemon.request(
-        "PATCH", f"/1.0/instances/{name}", {"config": {"raw.lxc": "lxc.no.such.key = 1"}}
-    )
-    assert resp.status == 200, resp.body
+    # (a PATCH is checked by liblxc at once; a create, as in Incus, only at the start)
+    name = daemon.launch("bb", start=False, config={"raw.lxc": "lxc.no.such.key = 1"})
     started = daemon.wait(
         daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
     )
