@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import Daemon
+from tests.helpers import Daemon, unique
 
 pytestmark = [pytest.mark.root]
 
@@ -196,3 +196,32 @@ def test_forward_and_acl_bad_input(daemon: Daemon, network: tuple[str, str]) -> 
     )
     assert resp.status == 400
     assert "security.acls" not in daemon.request("GET", f"{NETS}/{name}").metadata["config"]
+
+
+def test_acls_belong_to_their_project(daemon: Daemon) -> None:
+    """As Incus: a project with features.networks has ACLs of its own, the same names free in
+    each; a project without sees the default project's."""
+    own, shared = unique("na"), unique("ns")
+    for name, networks in ((own, "true"), (shared, "false")):
+        config = {"features.networks": networks}
+        assert (
+            daemon.request("POST", "/1.0/projects", {"name": name, "config": config}).status == 201
+        )
+    acl = unique("acl")
+    try:
+        for where in ("", f"?project={own}"):
+            assert daemon.request("POST", f"{ACLS}{where}", {"name": acl}).status == 201
+        mine = daemon.request("GET", f"{ACLS}?recursion=1&project={own}").metadata
+        assert [(a["name"], a["project"]) for a in mine] == [(acl, own)]
+        seen = {a["name"]: a["project"] for a in daemon.request(
+            "GET", f"{ACLS}?recursion=1&project={shared}").metadata}  # fmt: skip
+        assert seen.get(acl) == "default"
+        both = daemon.request("GET", f"{ACLS}?recursion=1&all-projects=true").metadata
+        assert {(a["name"], a["project"]) for a in both} >= {(acl, own), (acl, "default")}
+        assert daemon.request("DELETE", f"{ACLS}/{acl}?project={own}").status == 200
+        assert daemon.request("GET", f"{ACLS}/{acl}").status == 200  # the default one stays
+    finally:
+        daemon.request("DELETE", f"{ACLS}/{acl}")
+        daemon.request("DELETE", f"{ACLS}/{acl}?project={own}")
+        for name in (own, shared):
+            daemon.request("DELETE", f"/1.0/projects/{name}")

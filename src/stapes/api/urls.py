@@ -19,8 +19,8 @@ def profile_url(name: str, project: str = "default") -> str:
     return f"/1.0/profiles/{name}{_in(project)}"
 
 
-def network_url(name: str) -> str:
-    return f"/1.0/networks/{name}"
+def network_url(name: str, project: str = "default") -> str:
+    return f"/1.0/networks/{name}{_in(project)}"
 
 
 def forward_url(network: str, listen_address: str) -> str:
@@ -35,8 +35,8 @@ def warning_url(uuid: str) -> str:
     return f"/1.0/warnings/{uuid}"
 
 
-def acl_url(name: str) -> str:
-    return f"/1.0/network-acls/{name}"
+def acl_url(name: str, project: str = "default") -> str:
+    return f"/1.0/network-acls/{name}{_in(project)}"
 
 
 def pool_url(name: str) -> str:

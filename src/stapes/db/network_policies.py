@@ -94,6 +94,8 @@ class AclRow:
     config: dict[str, str] = field(default_factory=dict)
     ingress: list[dict[str, str]] = field(default_factory=list)
     egress: list[dict[str, str]] = field(default_factory=list)
+    project: str = "default"
+    """The project that holds it (the one holding its networks: features.networks)."""
 
 
 def _acl(r: sqlite3.Row) -> AclRow:
@@ -104,20 +106,25 @@ def _acl(r: sqlite3.Row) -> AclRow:
         json.loads(r["config"]),
         json.loads(r["ingress"]),
         json.loads(r["egress"]),
+        r["project"],
     )
 
 
-def list_acls(db: Database) -> list[AclRow]:
-    return [_acl(r) for r in db.all("SELECT * FROM network_acls ORDER BY name")]
+def list_acls(db: Database, project: str | None) -> list[AclRow]:
+    """The ACLs of ``project`` (None: of every project)."""
+    if project is None:
+        return [_acl(r) for r in db.all("SELECT * FROM network_acls ORDER BY project, name")]
+    rows = db.all("SELECT * FROM network_acls WHERE project = ? ORDER BY name", (project,))
+    return [_acl(r) for r in rows]
 
 
-def find_acl(db: Database, name: str) -> AclRow | None:
-    r = db.one("SELECT * FROM network_acls WHERE name = ?", (name,))
+def find_acl(db: Database, project: str, name: str) -> AclRow | None:
+    r = db.one("SELECT * FROM network_acls WHERE project = ? AND name = ?", (project, name))
     return _acl(r) if r else None
 
 
-def get_acl(db: Database, name: str) -> AclRow:
-    row = find_acl(db, name)
+def get_acl(db: Database, project: str, name: str) -> AclRow:
+    row = find_acl(db, project, name)
     if row is None:
         raise NotFound(f"Network ACL {name!r} not found")
     return row
@@ -125,9 +132,10 @@ def get_acl(db: Database, name: str) -> AclRow:
 
 def insert_acl(db: Database, row: AclRow) -> None:
     cur = db.execute(
-        "INSERT INTO network_acls (name, description, config, ingress, egress)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO network_acls (project, name, description, config, ingress, egress)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         (
+            row.project,
             row.name,
             row.description,
             json.dumps(row.config),

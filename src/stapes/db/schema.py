@@ -300,7 +300,31 @@ def _v11(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
+def _v12(conn: sqlite3.Connection) -> None:
+    """Network ACLs belong to a project (the one that holds the project's networks), their
+    names unique within it, as Incus keeps them."""
+    _script(
+        conn,
+        """
+        CREATE TABLE network_acls_v12 (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL DEFAULT 'default',
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            ingress TEXT NOT NULL DEFAULT '[]',
+            egress TEXT NOT NULL DEFAULT '[]',
+            UNIQUE (project, name)
+        );
+        INSERT INTO network_acls_v12 (id, project, name, description, config, ingress, egress)
+            SELECT id, 'default', name, description, config, ingress, egress FROM network_acls;
+        DROP TABLE network_acls;
+        ALTER TABLE network_acls_v12 RENAME TO network_acls;
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -1,6 +1,7 @@
-"""Network ACLs: rows checked in full before they are written; every network whose
-``security.acls`` names an ACL gets its firewall rebuilt when the ACL changes (and the old
-rules back when that fails). An ACL in use cannot be deleted or renamed."""
+"""Network ACLs: rows of a project (the one that holds the project's networks, as Incus keeps
+them), checked in full before they are written; every network whose ``security.acls`` names
+an ACL gets its firewall rebuilt when the ACL changes (and the old rules back when that
+fails). An ACL in use cannot be deleted or renamed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from stapes.api.urls import acl_url, network_url
 from stapes.db import network_policies as pq
 from stapes.db import networks as q
 from stapes.db.connection import Database
+from stapes.db.projects import feature_project
 from stapes.network import acls
 from stapes.network.policy import acl_names
 from stapes.network.service import Networks
@@ -25,14 +27,22 @@ class NetworkAcls:
         self.networks = networks
         self.events = events
 
-    def list_acls(self) -> list[pq.AclRow]:
-        return pq.list_acls(self.db)
+    def holder(self, project: str) -> str:
+        """The project whose ACLs ``project`` sees (its own with features.networks)."""
+        return feature_project(self.db, project, "networks")
 
-    def get(self, name: str) -> pq.AclRow:
-        return pq.get_acl(self.db, name)
+    def list_acls(self, project: str | None) -> list[pq.AclRow]:
+        return pq.list_acls(self.db, None if project is None else self.holder(project))
 
-    def _users(self, name: str) -> list[q.NetworkRow]:
-        return [n for n in q.list_networks(self.db) if name in acl_names(n.config)]
+    def get(self, project: str, name: str) -> pq.AclRow:
+        return pq.get_acl(self.db, self.holder(project), name)
+
+    def _users(self, row: pq.AclRow) -> list[q.NetworkRow]:
+        return [
+            n
+            for n in q.list_networks(self.db, row.project)
+            if n.project == row.project and row.name in acl_names(n.config)
+        ]
 
     def render(self, row: pq.AclRow) -> dict[str, Any]:
         return {
@@ -41,8 +51,8 @@ class NetworkAcls:
             "config": row.config,
             "ingress": row.ingress,
             "egress": row.egress,
-            "used_by": [network_url(n.name) for n in self._users(row.name)],
-            "project": "default",
+            "used_by": [network_url(n.name, n.project) for n in self._users(row)],
+            "project": row.project,
         }
 
     @staticmethod
@@ -65,22 +75,25 @@ class NetworkAcls:
         row.ingress = [r.model_dump() for r in put.ingress]
         row.egress = [r.model_dump() for r in put.egress]
 
-    async def create(self, req: NetworkAclsPost) -> None:
+    async def create(self, req: NetworkAclsPost, project: str) -> None:
         acls.check_name(req.name)
-        if pq.find_acl(self.db, req.name) is not None:
+        holder = self.holder(project)
+        if pq.find_acl(self.db, holder, req.name) is not None:
             raise Conflict(f"Network ACL {req.name!r} already exists")
-        row = pq.AclRow(0, req.name)
+        row = pq.AclRow(0, req.name, project=holder)
         self._fill(row, req)
         with self.db.transaction():
             pq.insert_acl(self.db, row)
-        self.events.lifecycle(NetworkAclAction.CREATED, acl_url(row.name))
+        self.events.lifecycle(
+            NetworkAclAction.CREATED, acl_url(row.name, row.project), project=holder
+        )
 
     async def update(self, row: pq.AclRow, put: NetworkAclPut) -> None:
         old = pq.AclRow(**vars(row))
         self._fill(row, put)
         with self.db.transaction():
             pq.update_acl(self.db, row)
-        users = self._users(row.name)
+        users = self._users(row)
         try:
             for network in users:
                 await self.networks.apply_policy(network)
@@ -92,10 +105,12 @@ class NetworkAcls:
             if isinstance(exc, BadRequest):
                 raise
             raise BadRequest(f"The ACL's rules could not be applied: {exc}") from exc
-        self.events.lifecycle(NetworkAclAction.UPDATED, acl_url(row.name))
+        self.events.lifecycle(
+            NetworkAclAction.UPDATED, acl_url(row.name, row.project), project=row.project
+        )
 
     def _check_unused(self, row: pq.AclRow, doing: str) -> None:
-        users = [network_url(n.name) for n in self._users(row.name)]
+        users = [network_url(n.name, n.project) for n in self._users(row)]
         if users:
             raise BadRequest(
                 f"Cannot {doing} network ACL {row.name!r}: it is in use by {', '.join(users)}"
@@ -103,7 +118,7 @@ class NetworkAcls:
 
     async def rename(self, row: pq.AclRow, new_name: str) -> None:
         acls.check_name(new_name)
-        if pq.find_acl(self.db, new_name) is not None:
+        if pq.find_acl(self.db, row.project, new_name) is not None:
             raise Conflict(f"Network ACL {new_name!r} already exists")
         self._check_unused(row, "rename")
         old = row.name
@@ -111,11 +126,16 @@ class NetworkAcls:
         with self.db.transaction():
             pq.update_acl(self.db, row)
         self.events.lifecycle(
-            NetworkAclAction.RENAMED, acl_url(new_name), context={"old_name": old}
+            NetworkAclAction.RENAMED,
+            acl_url(new_name, row.project),
+            project=row.project,
+            context={"old_name": old},
         )
 
     async def delete(self, row: pq.AclRow) -> None:
         self._check_unused(row, "delete")
         with self.db.transaction():
             pq.delete_acl(self.db, row.id)
-        self.events.lifecycle(NetworkAclAction.DELETED, acl_url(row.name))
+        self.events.lifecycle(
+            NetworkAclAction.DELETED, acl_url(row.name, row.project), project=row.project
+        )

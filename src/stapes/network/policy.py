@@ -19,9 +19,10 @@ def acl_names(config: dict[str, str]) -> list[str]:
     return [n.strip() for n in config.get("security.acls", "").split(",") if n.strip()]
 
 
-def check_acls_exist(db: Database, config: dict[str, str]) -> None:
+def check_acls_exist(db: Database, config: dict[str, str], project: str = "default") -> None:
+    """The ACLs a network's config names, in the network's project."""
     for name in acl_names(config):
-        if pq.find_acl(db, name) is None:
+        if pq.find_acl(db, project, name) is None:
             raise BadRequest(f"security.acls: network ACL {name!r} does not exist")
 
 
@@ -43,7 +44,7 @@ def build(db: Database, network: NetworkRow) -> Policy:
         ingress: list[tuple[str, AclRule]] = []
         egress: list[tuple[str, AclRule]] = []
         for name in names:
-            acl = pq.find_acl(db, name)
+            acl = pq.find_acl(db, network.project, name)
             if acl is None:  # refused on write; a stale name applies nothing
                 continue
             ingress += [(name, AclRule.model_validate(r)) for r in acl.ingress]

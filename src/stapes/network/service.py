@@ -347,7 +347,7 @@ class Networks:
         cls.probe()
         config = {k: v for k, v in req.config.items() if v != ""}
         validate_config(cls, config)
-        policy.check_acls_exist(self.db, config)
+        policy.check_acls_exist(self.db, config, owner)
         if q.name_taken(self.db, req.name):
             raise Conflict(f"Network {req.name!r} already exists")
         row = q.NetworkRow(0, req.name, req.type, req.description, config, owner)
@@ -390,7 +390,7 @@ class Networks:
         cls = network_type(row.type)
         config = {k: v for k, v in put.config.items() if v != ""}
         validate_config(cls, config)
-        policy.check_acls_exist(self.db, config)
+        policy.check_acls_exist(self.db, config, row.project)
         old = dict(row.config)
         changed = q.NetworkRow(row.id, row.name, row.type, put.description, config, row.project)
         drv = self.driver(changed)

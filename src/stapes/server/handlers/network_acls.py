@@ -8,26 +8,37 @@ from stapes.api.errors import BadRequest
 from stapes.api.network import NetworkAclPost, NetworkAclPut, NetworkAclsPost
 from stapes.api.urls import acl_url
 from stapes.db.network_policies import AclRow
-from stapes.server.endpoint import Action, Endpoint, body_as, check_etag, patched, recursion, state
+from stapes.server.endpoint import (
+    Action,
+    Endpoint,
+    body_as,
+    check_etag,
+    flag,
+    patched,
+    project_of,
+    recursion,
+    state,
+)
 from stapes.server.response import Result, Sync, created
 
 
 def _acl(request: web.Request) -> AclRow:
-    return state(request).acls.get(request.match_info["name"])
+    return state(request).acls.get(project_of(request), request.match_info["name"])
 
 
 async def list_acls(request: web.Request) -> Result:
     acls = state(request).acls
-    rows = acls.list_acls()
+    rows = acls.list_acls(None if flag(request, "all-projects") else project_of(request))
     if recursion(request) >= 1:
         return Sync([acls.render(r) for r in rows])
-    return Sync([acl_url(r.name) for r in rows])
+    return Sync([acl_url(r.name, r.project) for r in rows])
 
 
 async def create_acl(request: web.Request) -> Result:
     req = await body_as(request, NetworkAclsPost)
-    await state(request).acls.create(req)
-    return created(acl_url(req.name))
+    acls = state(request).acls
+    await acls.create(req, project_of(request))
+    return created(acl_url(req.name, acls.holder(project_of(request))))
 
 
 async def get_acl(request: web.Request) -> Result:
@@ -57,7 +68,7 @@ async def rename_acl(request: web.Request) -> Result:
     row = _acl(request)
     req = await body_as(request, NetworkAclPost)
     await state(request).acls.rename(row, req.name)
-    return created(acl_url(req.name))
+    return created(acl_url(req.name, row.project))
 
 
 async def delete_acl(request: web.Request) -> Result:
