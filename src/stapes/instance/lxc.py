@@ -495,7 +495,10 @@ class LxcDriver(InstanceDriver):
         if pid <= 0:
             return
         for mount in detach.mounts:
-            await run(["nsenter", "-t", str(pid), "-m", "umount", "-l", mount.target], check=False)
+            argv = [sys.executable, "-m", "stapes.host.mount_remove", str(pid), mount.target]
+            rc, _, err = await run(argv, check=False)
+            if rc != 0:
+                log.warning("%s", err.strip())
         for node in detach.nodes:
             await self._cgroup_device(spec, "devices.deny", node.rule)
         for nic in detach.nics:
