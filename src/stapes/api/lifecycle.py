@@ -12,6 +12,7 @@ class InstanceAction(StrEnum):
     STOPPED = "instance-stopped"
     SHUTDOWN = "instance-shutdown"
     RESTARTED = "instance-restarted"
+    READY = "instance-ready"
     PAUSED = "instance-paused"
     RESUMED = "instance-resumed"
     RENAMED = "instance-renamed"

@@ -156,6 +156,19 @@ INSTANCE_KEYS: dict[str, Key] = {
     "security.syscalls.intercept.mount.fuse": Key(
         v.is_fuse_map, types=CONTAINER, help="FS=fuse-helper redirections of intercepted mounts"
     ),
+    "security.guestapi": Key(
+        v.is_bool,
+        "true",
+        live=True,
+        help="Serve the guest API at /dev/incus/sock in the container",
+    ),
+    "security.guestapi.images": Key(
+        v.is_bool,
+        "false",
+        live=True,
+        types=CONTAINER,
+        help="Let the guest API export the host's public and cached images",
+    ),
     "security.protection.shift": Key(
         v.is_bool,
         "false",

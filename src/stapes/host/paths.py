@@ -110,6 +110,11 @@ class Paths:
     def instance_devices(self, project: str, name: str) -> Path:
         return self.devices / instance_entry(project, name)
 
+    @property
+    def guestapi(self) -> Path:
+        """The guest API's sockets, a directory per running container (/dev/incus in it)."""
+        return self.root / "guestapi"
+
     def ensure(self) -> None:
         for path in (
             self.root,
@@ -119,12 +124,13 @@ class Paths:
             self.storage_pools,
             self.logs,
             self.devices,
+            self.guestapi,
         ):
             if not path.is_symlink():  # images on a volume (storage.images_volume) stay so
                 path.mkdir(parents=True, exist_ok=True)
         # as Incus keeps them: what belongs to instances is traversable (their own root walks
         # to its rootfs) but not listable; the logs, database and images are root's alone
-        for path in (self.root, self.containers, self.storage_pools, self.devices):
+        for path in (self.root, self.containers, self.storage_pools, self.devices, self.guestapi):
             path.chmod(0o711)
         for path in (self.database.parent, self.images, self.logs):
             if path.exists():

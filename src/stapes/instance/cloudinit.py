@@ -22,10 +22,21 @@ def wanted(config: dict[str, str], has_cloud_init: bool) -> bool:
     return has_cloud_init or any(config.get(key) for key in KEYS)
 
 
+def meta_data(name: str, config: dict[str, str]) -> str:
+    """cloud-init's meta-data: the instance's id and host name, then user.meta-data."""
+    head = f"instance-id: {config.get(INSTANCE_ID) or name}\nlocal-hostname: {name}\n"
+    return head + config.get("user.meta-data", "")
+
+
+def guest_meta_data(name: str, config: dict[str, str]) -> str:
+    """meta-data as the guest API's /1.0/meta-data serves it."""
+    return "#cloud-config\n" + meta_data(name, config)
+
+
 def seed(name: str, config: dict[str, str]) -> dict[str, str]:
     """File name -> content, for SEED_DIR."""
     files = {
-        "meta-data": f"instance-id: {config.get(INSTANCE_ID) or name}\nlocal-hostname: {name}\n",
+        "meta-data": meta_data(name, config),
         "user-data": config.get("cloud-init.user-data") or EMPTY_CLOUD_CONFIG,
         "vendor-data": config.get("cloud-init.vendor-data") or EMPTY_CLOUD_CONFIG,
     }

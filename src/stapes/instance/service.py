@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import platform
@@ -69,6 +70,8 @@ Undo = Callable[[], Awaitable[None]]
 url = instance_url
 
 IDMAP_PREFIX = "volatile.idmap."
+READY_KEY = "volatile.last_state.ready"
+"""Whether the guest said it is ready (guest API PATCH /1.0): the instance shows Ready."""
 DELETABLE = (StatusCode.STOPPED, StatusCode.ERROR)
 """Error: the driver cannot read the instance's state (an unloadable liblxc config), so it
 cannot be running under it; it may still go."""
@@ -102,6 +105,15 @@ class InstanceService:
         self.watcher = InitWatcher(self._init_exited)
         self.started_hooks: list[Callable[[q.InstanceRow], Awaitable[None]]] = []
         """Run after each start, the instance's lock held (snapshots.schedule @startup)."""
+        self.starting_hooks: list[Callable[[q.InstanceRow, InstanceSpec], Awaitable[None]]] = []
+        """Run just before the driver starts an instance, its lock held; they may add to what
+        the start needs (``spec.run``: the guest API's mount)."""
+        self.stopped_hooks: list[Callable[[q.InstanceRow], Awaitable[None]]] = []
+        """Run once an instance has stopped, asked to or on its own (or failed to start)."""
+        self.changed_hooks: list[
+            Callable[[q.InstanceRow, InstanceSpec, InstanceSpec], Awaitable[None]]
+        ] = []
+        """Run after a config or device change has reached an instance (before, after)."""
         self._restarts: dict[tuple[str, str], list[float]] = {}
         """When boot.autorestart last restarted each instance (the last minute's)."""
 
@@ -166,8 +178,16 @@ class InstanceService:
     async def status(self, row: q.InstanceRow) -> RuntimeState:
         return await self.drivers.get(row.type).status(self.spec(row))
 
+    @staticmethod
+    def shown(row: q.InstanceRow, status: RuntimeState) -> RuntimeState:
+        """The state as clients see it: a running instance whose guest said so is Ready."""
+        if status.status == StatusCode.RUNNING and row.config.get(READY_KEY) == "true":
+            return dataclasses.replace(status, status=StatusCode.READY)
+        return status
+
     def render(self, row: q.InstanceRow, status: RuntimeState) -> dict[str, Any]:
         config, devices = self.expand(row)
+        status = self.shown(row, status)
         return {
             **self.writable(row),
             "created_at": row.created_at,
@@ -185,14 +205,14 @@ class InstanceService:
     async def render_full(self, row: q.InstanceRow) -> dict[str, Any]:
         """With the runtime state, but without disk usage: the dir pool can only count it by
         walking the volume, too much for every instance of a list (GET .../state has it)."""
-        state = await self.drivers.get(row.type).state(self.spec(row))
+        state = self.shown(row, await self.drivers.get(row.type).state(self.spec(row)))
         full = self.render(row, state)
         full["backups"] = None
         full["state"] = state.render({})
         return full
 
     async def state(self, row: q.InstanceRow) -> dict[str, Any]:
-        state = await self.drivers.get(row.type).state(self.spec(row))
+        state = self.shown(row, await self.drivers.get(row.type).state(self.spec(row)))
         return state.render(await self._disk_usage(row))
 
     async def _disk_usage(self, row: q.InstanceRow) -> dict[str, dict[str, int]]:
@@ -446,14 +466,18 @@ class InstanceService:
             if spec.run.volatile:
                 row.config.update(spec.run.volatile)
                 spec.config.update(spec.run.volatile)
+            for starting in self.starting_hooks:
+                await starting(row, spec)
             pid = await driver.start(spec)
         except BaseException:
             await device_plan.clean_up(spec.devices, ctx)
+            await self._run_stopped_hooks(row)
             raise
         self.watcher.watch(row.project, row.name, pid)
         row.last_used_at = timestamp(now())
         row.stateful = False  # a saved state, if there was one, has been resumed
         row.config["volatile.last_state.power"] = "RUNNING"
+        row.config[READY_KEY] = "false"  # until the guest says it is (guest API)
         with self.db.transaction():
             q.update_instance(self.db, row)
         if announce:
@@ -516,10 +540,18 @@ class InstanceService:
         spec = self.spec(row)
         await self.drivers.get(row.type).stop(spec, force=force, timeout=timeout)
         await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
+        await self._run_stopped_hooks(row)
         await self.set_power(row, "STOPPED")
         if announce:
             action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
             self.events.lifecycle(action, url(row.name, row.project), project=row.project)
+
+    async def _run_stopped_hooks(self, row: q.InstanceRow) -> None:
+        for stopped in self.stopped_hooks:
+            try:
+                await stopped(row)
+            except Exception:
+                log.exception("after the stop of %s", row.name)
 
     async def save_state(self, row: q.InstanceRow, target: Path) -> None:
         """A paused VM's device and memory state into ``target`` (stateful snapshots)."""
@@ -738,8 +770,20 @@ class InstanceService:
         live = {k for k in changed if (key := lookup(k)) is not None and key.live}
         if live:
             await driver.update_live(after, live)
-        if change is None:
-            return
+        if change is not None:
+            await self._replug(row, before, after, change)
+        for hook in self.changed_hooks:
+            await hook(row, before, after)
+
+    async def _replug(
+        self,
+        row: q.InstanceRow,
+        before: InstanceSpec,
+        after: InstanceSpec,
+        change: device_plan.Change,
+    ) -> None:
+        """Unplug the devices that go, plug the ones that come (or put the old ones back)."""
+        driver = self.drivers.get(row.type)
         for device in change.detach:
             await driver.unplug(before, device.attached())
             await asyncio.to_thread(device.stop)
@@ -932,6 +976,7 @@ class InstanceService:
                 await asyncio.sleep(0.1)
             await driver.after_stop(spec)
             await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
+            await self._run_stopped_hooks(row)
             await self.set_power(row, "STOPPED")
             reason = driver.exit_reason(spec)
             self.events.lifecycle(

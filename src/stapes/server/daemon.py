@@ -18,6 +18,7 @@ from stapes.db.connection import Database
 from stapes.db.instances import InstanceRow, find_instance, list_instances
 from stapes.db.projects import ensure_profile, ensure_project, ensure_root_disk
 from stapes.db.server_config import get_config
+from stapes.guestapi.service import GuestApi
 from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths
@@ -117,8 +118,13 @@ def build_state(paths: Paths) -> State:
     volume_backups = VolumeBackups(volumes, volume_snapshots, paths)
     snapshots.minute_hooks.append(volume_backups.records.expire)
     volumes.deleted_hooks.append(volume_backups.forget)
+    guest_api = GuestApi(paths, instances, images, events)
+    instances.starting_hooks.append(guest_api.starting)
+    instances.stopped_hooks.append(guest_api.stopped)
+    instances.changed_hooks.append(guest_api.changed)
     return State(
         paths=paths,
+        guest_api=guest_api,
         db=db,
         events=events,
         operations=operations,
@@ -171,6 +177,7 @@ async def initialise(st: State) -> list[InstanceRow]:
     raise_host_warnings(st.warnings, host_checks(io_weight))
     await layout_upgrade.upgrade(st.instances)  # an earlier stapesd's names, before adoption
     to_start = await HostPower(st.instances).readopt()
+    await st.guest_api.reopen()
     for row in list_instances(st.db, None):  # volumes made before stapesd kept backup.yaml
         volume = st.pools.driver(row.pool).volume_path(*instance_volume(row))
         if volume.is_dir() and not (volume / BACKUP_FILE).exists():
@@ -255,6 +262,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         await st.https.stop()
         await st.metrics_https.stop()
         st.instances.watcher.close()
+        await st.guest_api.close_all()
         await st.pools.close()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):

@@ -91,7 +91,7 @@ class EventBus:
                 "action": action,
                 "source": source,
                 "context": context or {},
-                "requestor": requestor.get(),
+                **({"requestor": who} if (who := requestor.get()) else {}),
                 "name": name or source.rsplit("/", 1)[-1],
                 "project": project,
             },

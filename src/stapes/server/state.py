@@ -22,6 +22,7 @@ from stapes.server.operations import Operations
 from stapes.server.syslog_socket import SyslogSocket
 
 if TYPE_CHECKING:
+    from stapes.guestapi.service import GuestApi
     from stapes.images.secrets import ImageSecrets
     from stapes.images.store import ImageStore
     from stapes.instance.backups import InstanceBackups
@@ -80,6 +81,7 @@ class State:
     networks: Networks
     forwards: NetworkForwards
     acls: NetworkAcls
+    guest_api: GuestApi
     shutdown: ShutdownRequest = field(default_factory=ShutdownRequest)
     syslog: SyslogSocket | None = None
     """core.syslog_socket's listener (made with the paths)."""

@@ -6,7 +6,6 @@ import platform
 import urllib.parse
 from typing import Any
 
-import aiohttp
 from aiohttp import BodyPartReader, web
 
 from stapes.api.errors import BadRequest, NotFound
@@ -22,7 +21,6 @@ from stapes.db.images import ImageRow, get_alias, list_aliases
 from stapes.db.server_config import get_config
 from stapes.db.snapshots import get_snapshot
 from stapes.images import remote_fetch
-from stapes.images.formats import file_extension
 from stapes.images.refresh import refresh
 from stapes.images.remote_fetch import RemoteImage
 from stapes.images.store import Upload
@@ -42,6 +40,7 @@ from stapes.server.endpoint import (
     recursion,
     state,
 )
+from stapes.server.image_download import export_response
 from stapes.server.response import Async, Result, Sync, created
 from stapes.storage.backups import compression
 
@@ -271,31 +270,9 @@ async def get_image(request: web.Request) -> Result:
 
 
 async def export_image(request: web.Request) -> web.StreamResponse:
-    """The image's files as uploaded: the unified tarball, or for a split image a multipart
-    body with its metadata and rootfs parts (what incus image export writes to two files)."""
     row = _image(request)
     state(request).image_secrets.use(request.query.get("secret", ""))
-    meta, rootfs = state(request).images.files(row)
-    # named as Incus names them: <fingerprint> and the extension of what the file holds
-    name = row.fingerprint + file_extension(str(meta))
-    if rootfs is None:
-        return web.FileResponse(
-            meta,
-            headers={
-                "Content-Type": "application/octet-stream",
-                "Content-Disposition": f'attachment; filename="{name}"',
-            },
-        )
-    rootfs_part = "rootfs.img" if row.type == "virtual-machine" else "rootfs"
-    parts = (
-        ("metadata", meta, "meta-" + name),
-        (rootfs_part, rootfs, row.fingerprint + file_extension(str(rootfs))),
-    )
-    writer = aiohttp.MultipartWriter("form-data")
-    for part_name, path, filename in parts:
-        part = writer.append(path.open("rb"), {"Content-Type": "application/octet-stream"})
-        part.set_content_disposition("form-data", name=part_name, filename=filename)
-    return web.Response(body=writer)
+    return export_response(state(request).images, row)
 
 
 def _writable(body: dict[str, Any]) -> dict[str, Any]:
