@@ -359,6 +359,9 @@ VOLATILE_KEYS: dict[str, Key] = {
         v.is_fingerprint, help="Fingerprint of the image the instance was created from"
     ),
     "volatile.last_state.power": Key(help="Power state at the last daemon stop (stapesd's)"),
+    "volatile.last_state.ready": Key(
+        v.is_bool, help="Whether the guest said it is ready (/dev/incus PATCH state Ready)"
+    ),
     "volatile.last_state.idmap": Key(
         IdMap.check_volatile, help="The idmap of the last start (stapesd's)"
     ),
