@@ -86,11 +86,25 @@ def test_project_crud_and_rules(daemon: Daemon, busybox: str) -> None:
         ("POST", f"{PROJECTS}/{name}", {"name": renamed}, "Only empty projects"),
         ("DELETE", f"{PROJECTS}/{name}", None, "Only empty projects"),
         ("PATCH", f"{PROJECTS}/{name}", {"config": {"features.images": "false"}}, "empty"),
+        (
+            "PATCH",
+            f"{PROJECTS}/{name}",
+            {"config": {"features.storage.buckets": "false"}},
+            'Project feature "features.storage.buckets" cannot be disabled on non-empty projects',
+        ),
         ("DELETE", f"{PROJECTS}/default", None, "default project"),
         ("POST", f"{PROJECTS}/default", {"name": renamed}, "default project"),
     ]:
         resp = daemon.request(method, path, payload)
         assert resp.status == 400 and expected in resp.json()["error"], (method, path)
+    # as in Incus, a project in use may gain its own networks and zones, not lose them
+    zones_on = {"config": {"features.networks.zones": "true"}}
+    assert daemon.request("PATCH", f"{PROJECTS}/{name}", zones_on).status == 200
+    zones_off = {"config": {"features.networks.zones": "false"}}
+    assert (
+        "cannot be disabled"
+        in daemon.request("PATCH", f"{PROJECTS}/{name}", zones_off).json()["error"]
+    )
     daemon.wait(daemon.request("DELETE", f"/1.0/instances/{inst}?project={name}"))
     assert daemon.ok(daemon.request("POST", f"{PROJECTS}/{name}", {"name": renamed}))
     assert daemon.request("GET", f"{PROJECTS}/{name}").status == 404

@@ -14,6 +14,8 @@ FEATURE_KEYS = (
     "features.networks",
     "features.networks.zones",
 )
+CHANGEABLE_WHEN_USED = ("features.networks", "features.networks.zones")
+"""Features a project in use may gain (as in Incus; none may be lost)."""
 NEW_PROJECT_FEATURES = {
     "features.images": "true",
     "features.profiles": "true",
@@ -25,7 +27,7 @@ NEW_PROJECT_FEATURES = {
 _BLOCK_ALLOW = v.one_of("block", "allow")
 _DEVICE = v.one_of("block", "allow", "managed")
 
-# Only keys this stapesd enforces: restricted.networks.uplinks/subnets/zones (they restrict OVN
+# Only keys this stapesd enforces: restricted.networks.uplinks/subnets (they restrict OVN
 # networks, which cannot run here) are refused as unknown keys.
 # restricted.containers.interception holds whatever it is set to: syscall interception cannot
 # be switched on in this stapesd at all.
@@ -39,6 +41,7 @@ KEYS: dict[str, v.Validator] = {
     "restricted.containers.privilege": v.one_of("unprivileged", "isolated", "allow"),
     "restricted.containers.interception": v.one_of("block", "allow", "full"),
     "restricted.networks.access": v.any_value,
+    "restricted.networks.zones": v.any_value,
     "restricted.idmap.uid": v.is_id_ranges,
     "restricted.idmap.gid": v.is_id_ranges,
     "restricted.virtual-machines.lowlevel": _BLOCK_ALLOW,

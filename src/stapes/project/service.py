@@ -110,11 +110,16 @@ class Projects:
         changed = {
             k for k in keys.FEATURE_KEYS if config.get(k, "false") != row.config.get(k, "false")
         }
-        if changed and (row.name == "default" or not self._empty(row)):
-            raise BadRequest(
-                f"Features ({', '.join(sorted(changed))}) can only be changed on empty projects"
-                + (" other than default" if row.name == "default" else "")
-            )
+        if changed and row.name == "default":
+            raise BadRequest("You can't change the features of the default project")
+        if changed and not self._empty(row):
+            for key in sorted(changed):
+                enabled = v.parse_bool(config.get(key, "false"))
+                if not (enabled and key in keys.CHANGEABLE_WHEN_USED):
+                    how = "enabled" if enabled else "disabled"
+                    raise BadRequest(
+                        f'Project feature "{key}" cannot be {how} on non-empty projects'
+                    )
         limits.check_project(self.db, row.name, config)
         gains_profiles = "features.profiles" in changed and v.parse_bool(
             config.get("features.profiles", "false")
