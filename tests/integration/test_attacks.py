@@ -405,6 +405,38 @@ def test_copies_and_moves_never_reach_another_project(attacker: Attacker) -> Non
         d.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{volume}")
 
 
+def test_network_zones_stay_in_the_clients_project(attacker: Attacker) -> None:
+    """The attacker's project shares the default project's zones (features.networks.zones is
+    off): a restricted client reaches none of them; once its project holds its own zones, it
+    makes only those restricted.networks.zones gives it."""
+    a, d = attacker, attacker.daemon
+    shared = unique("z") + ".example"
+    assert d.request("POST", "/1.0/network-zones", {"name": shared}).status == 201
+    project = f"/1.0/projects/{a.project}"
+    try:
+        for method, path, body in [
+            ("GET", "/1.0/network-zones", None),
+            ("POST", "/1.0/network-zones", {"name": unique("z") + ".example"}),
+            ("PATCH", f"/1.0/network-zones/{shared}", {"config": {"peers.x.address": "::1"}}),
+            ("DELETE", f"/1.0/network-zones/{shared}", None),
+        ]:
+            resp = a.call(method, path, body)
+            assert resp.status == 403, (method, path, resp.body)
+        assert a.call("GET", "/1.0/network-zones?all-projects=true").status == 403
+        limits = {"features.networks.zones": "true", "restricted.networks.zones": "lab.example"}
+        assert d.request("PATCH", project, {"config": limits}).status == 200
+        assert a.call("GET", "/1.0/network-zones").metadata == []
+        resp = a.call("POST", "/1.0/network-zones", {"name": "example"})
+        assert resp.status == 403, resp.body
+        assert a.call("POST", "/1.0/network-zones", {"name": "x.lab.example"}).status == 201
+        assert a.call("DELETE", "/1.0/network-zones/x.lab.example").status == 200
+        assert d.request("GET", f"/1.0/network-zones/{shared}").metadata["config"] == {}
+    finally:
+        d.request("DELETE", f"/1.0/network-zones/{shared}")
+        unset = {"features.networks.zones": "", "restricted.networks.zones": ""}
+        d.request("PATCH", project, {"config": unset})
+
+
 def test_same_names_in_two_projects_share_nothing(attacker: Attacker) -> None:
     a, d = attacker, attacker.daemon
     name = unique("twin")

@@ -76,6 +76,15 @@ class NetworkAclAction(StrEnum):
     RENAMED = "network-acl-renamed"
 
 
+class NetworkZoneAction(StrEnum):
+    CREATED = "network-zone-created"
+    DELETED = "network-zone-deleted"
+    UPDATED = "network-zone-updated"
+    RECORD_CREATED = "network-zone-record-created"
+    RECORD_DELETED = "network-zone-record-deleted"
+    RECORD_UPDATED = "network-zone-record-updated"
+
+
 class CertificateAction(StrEnum):
     CREATED = "certificate-created"
     DELETED = "certificate-deleted"

@@ -74,3 +74,30 @@ class NetworkAclPost(WireModel):
     """POST /1.0/network-acls/{name}: rename."""
 
     name: str
+
+
+class NetworkZonePut(WireModel):
+    config: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+
+
+class NetworkZonesPost(NetworkZonePut):
+    name: str = ""
+
+
+class ZoneEntry(WireModel):
+    """One DNS entry of a zone record (ttl 0: the default, 300 s)."""
+
+    type: str = ""
+    value: str = ""
+    ttl: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class NetworkZoneRecordPut(WireModel):
+    config: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    entries: list[ZoneEntry] = Field(default_factory=list)
+
+
+class NetworkZoneRecordsPost(NetworkZoneRecordPut):
+    name: str = ""

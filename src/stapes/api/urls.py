@@ -51,3 +51,11 @@ def volume_snapshot_url(
     pool: str, vol_type: str, name: str, snap: str, project: str = "default"
 ) -> str:
     return f"/1.0/storage-pools/{pool}/volumes/{vol_type}/{name}/snapshots/{snap}{_in(project)}"
+
+
+def zone_url(name: str, project: str = "default") -> str:
+    return f"/1.0/network-zones/{name}{_in(project)}"
+
+
+def zone_record_url(zone: str, name: str, project: str = "default") -> str:
+    return f"/1.0/network-zones/{zone}/records/{name}{_in(project)}"

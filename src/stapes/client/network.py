@@ -94,3 +94,50 @@ class NetworkClient:
 
     def delete_network_acl(self, name: str) -> None:
         self.conn.request("DELETE", f"/1.0/network-acls/{_q(name)}")
+
+    # -- zones ----------------------------------------------------------------------------------
+
+    def network_zones(self, all_projects: bool = False) -> list[dict[str, Any]]:
+        params = {"recursion": "1", **({"all-projects": "true"} if all_projects else {})}
+        result: list[dict[str, Any]] = self.conn.request("GET", "/1.0/network-zones", params=params)
+        return result
+
+    def network_zone(self, name: str) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", f"/1.0/network-zones/{_q(name)}")
+        return unwrap(envelope), etag
+
+    def create_network_zone(self, body: dict[str, Any]) -> None:
+        self.conn.request("POST", "/1.0/network-zones", json_body=body)
+
+    def update_network_zone(self, name: str, put: dict[str, Any], etag: str = "") -> None:
+        headers = {"If-Match": etag} if etag else None
+        self.conn.request("PUT", f"/1.0/network-zones/{_q(name)}", json_body=put, headers=headers)
+
+    def delete_network_zone(self, name: str) -> None:
+        self.conn.request("DELETE", f"/1.0/network-zones/{_q(name)}")
+
+    def _records(self, zone: str) -> str:
+        return f"/1.0/network-zones/{_q(zone)}/records"
+
+    def network_zone_records(self, zone: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.conn.request(
+            "GET", self._records(zone), params={"recursion": "1"}
+        )
+        return result
+
+    def network_zone_record(self, zone: str, name: str) -> tuple[dict[str, Any], str]:
+        _, envelope, etag = self.conn.raw("GET", f"{self._records(zone)}/{_q(name)}")
+        return unwrap(envelope), etag
+
+    def create_network_zone_record(self, zone: str, body: dict[str, Any]) -> None:
+        self.conn.request("POST", self._records(zone), json_body=body)
+
+    def update_network_zone_record(
+        self, zone: str, name: str, put: dict[str, Any], etag: str = ""
+    ) -> None:
+        headers = {"If-Match": etag} if etag else None
+        path = f"{self._records(zone)}/{_q(name)}"
+        self.conn.request("PUT", path, json_body=put, headers=headers)
+
+    def delete_network_zone_record(self, zone: str, name: str) -> None:
+        self.conn.request("DELETE", f"{self._records(zone)}/{_q(name)}")

@@ -19,6 +19,13 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Address of an HTTPS listener serving /1.0/metrics only; empty: none",
     ),
+    "core.dns_address": Key(
+        v.is_listen_address,
+        "",
+        live=True,
+        help="Address of the DNS server that serves the network zones to their peers "
+        "(HOST[:PORT], port 53 by default); empty: none",
+    ),
     "core.metrics_authentication": Key(
         v.is_bool,
         "true",
@@ -175,6 +182,7 @@ SERVER_KEYS: dict[str, Key] = {
 FREE_PREFIXES = {"user.": Key(live=True, help="Free-form user data")}
 
 METRICS_KEY = "core.metrics_address"
+DNS_KEY = "core.dns_address"
 SYSLOG_KEY = "core.syslog_socket"
 
 _CLUSTER = "clustering is not in this stapesd yet"

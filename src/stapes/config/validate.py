@@ -249,6 +249,13 @@ def is_pool_volume(value: str) -> None:
         raise ValueError(f"{value!r} is not POOL/VOLUME")
 
 
+def is_ip(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f'Not an IP address "{value}"') from None
+
+
 def is_ip_list(value: str) -> None:
     for part in value.split(","):
         try:
@@ -492,8 +499,9 @@ def is_octal_mode(value: str) -> None:
 DEFAULT_HTTPS_PORT = 8443
 
 
-def split_address(value: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT``, ``:PORT`` (every address) or a bare host (port 8443)."""
+def split_address(value: str, default_port: int = DEFAULT_HTTPS_PORT) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``:PORT`` (every address) or a bare host (port
+    ``default_port``: 8443)."""
     value = value.strip()
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
@@ -504,7 +512,7 @@ def split_address(value: str) -> tuple[str, int]:
         host, port = value, ""  # a bare IPv4/IPv6 address or name
     if port and (not digits(port) or not 0 < int(port) < 65536):
         raise ValueError(f"{value!r}: the port must be a number 1-65535")
-    return host, int(port) if port else DEFAULT_HTTPS_PORT
+    return host, int(port) if port else default_port
 
 
 def is_listen_address(value: str) -> None:

@@ -324,7 +324,35 @@ def _v12(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12]
+def _v13(conn: sqlite3.Connection) -> None:
+    """Network zones (names unique across projects, as Incus) and their records."""
+    _script(
+        conn,
+        """
+        CREATE TABLE network_zones (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL DEFAULT 'default',
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE network_zone_records (
+            id INTEGER PRIMARY KEY,
+            zone_id INTEGER NOT NULL REFERENCES network_zones (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            entries TEXT NOT NULL DEFAULT '[]',
+            config TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (zone_id, name)
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    *(_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12),
+    _v13,
+]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -26,6 +26,7 @@ from stapes.network.dnsmasq import StaticLease
 from stapes.network.drivers.driver import NetworkDriver, bridge_state, link_state
 from stapes.network.host_interfaces import HostInterface, find_host_interface, host_interfaces
 from stapes.network.registry import network_type
+from stapes.network.zone_links import check_network_zones
 from stapes.project.limits import check_network_limit
 from stapes.server.events import EventBus
 from stapes.server.host_warnings import Warnings
@@ -348,6 +349,7 @@ class Networks:
         config = {k: v for k, v in req.config.items() if v != ""}
         validate_config(cls, config)
         policy.check_acls_exist(self.db, config, owner)
+        check_network_zones(self.db, config)
         if q.name_taken(self.db, req.name):
             raise Conflict(f"Network {req.name!r} already exists")
         row = q.NetworkRow(0, req.name, req.type, req.description, config, owner)
@@ -391,6 +393,7 @@ class Networks:
         config = {k: v for k, v in put.config.items() if v != ""}
         validate_config(cls, config)
         policy.check_acls_exist(self.db, config, row.project)
+        check_network_zones(self.db, config)
         old = dict(row.config)
         changed = q.NetworkRow(row.id, row.name, row.type, put.description, config, row.project)
         drv = self.driver(changed)

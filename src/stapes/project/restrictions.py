@@ -153,3 +153,15 @@ def check_snapshot(db: Database, project: str) -> None:
 
 def check_backup(db: Database, project: str) -> None:
     _check_action(db, project, "restricted.backups", "backups")
+
+
+def check_zone(db: Database, project: str, zone: str) -> None:
+    """A restricted project may use the zones ``restricted.networks.zones`` lists and the
+    zones under them (none when it is unset)."""
+    limits = get_project(db, project).config
+    if not v.parse_bool(limits.get("restricted", "false")):
+        return
+    key = "restricted.networks.zones"
+    allowed = [z.strip() for z in limits.get(key, "").split(",") if z.strip()]
+    if not any(zone == z or zone.endswith("." + z) for z in allowed):
+        raise _refuse(project, f"it isn't allowed to use the DNS zone {zone!r}", key)

@@ -82,7 +82,7 @@ def _ca_trusted(st: State, peer: Peer) -> bool:
 
 # What a restricted certificate may reach: the API of the projects it is restricted to.
 _PROJECT_SCOPED = re.compile(
-    r"^/1\.0/(instances|images|profiles|operations|events|metrics)(/|$)"
+    r"^/1\.0/(instances|images|profiles|operations|events|metrics|network-zones)(/|$)"
     r"|^/1\.0/storage-pools/[^/]+/volumes(/|$)"
 )
 

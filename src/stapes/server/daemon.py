@@ -12,7 +12,7 @@ import signal
 from aiohttp import web
 
 from stapes.api.errors import StapesError
-from stapes.config.server_keys import METRICS_KEY, SYSLOG_KEY, server_value
+from stapes.config.server_keys import DNS_KEY, METRICS_KEY, SYSLOG_KEY, server_value
 from stapes.config.validate import parse_bool
 from stapes.db.connection import Database
 from stapes.db.instances import InstanceRow, find_instance, list_instances
@@ -39,8 +39,10 @@ from stapes.instance.service import InstanceService
 from stapes.instance.snapshots import SnapshotService
 from stapes.instance.vm.qemu import QemuDriver
 from stapes.network.acl_service import NetworkAcls
+from stapes.network.dns_server import DnsServer
 from stapes.network.forward_service import NetworkForwards
 from stapes.network.service import Networks
+from stapes.network.zone_service import NetworkZones
 from stapes.project.service import Projects
 from stapes.server.events import EventBus, EventLogHandler
 from stapes.server.host_warnings import Warnings
@@ -118,6 +120,9 @@ def build_state(paths: Paths) -> State:
     volume_backups = VolumeBackups(volumes, volume_snapshots, paths)
     snapshots.minute_hooks.append(volume_backups.records.expire)
     volumes.deleted_hooks.append(volume_backups.forget)
+    zones = NetworkZones(db, networks, events)
+    dns_server = DnsServer(zones)
+    zones.on_change = dns_server.reload_keys
     guest_api = GuestApi(paths, instances, images, events)
     instances.starting_hooks.append(guest_api.starting)
     instances.stopped_hooks.append(guest_api.stopped)
@@ -153,6 +158,8 @@ def build_state(paths: Paths) -> State:
         loki=LokiPusher(events),
         syslog=SyslogSocket(paths.root / "syslog.socket"),
         acls=NetworkAcls(db, networks, events),
+        zones=zones,
+        dns=dns_server,
     )
 
 
@@ -221,6 +228,10 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
             await listener.apply(server_value(get_config(st.db), key))
         except StapesError as exc:
             st.warnings.raise_("HTTPS listener unavailable", f"{key}: {exc.message}", "/1.0")
+    try:
+        await st.dns.apply(server_value(get_config(st.db), DNS_KEY))
+    except StapesError as exc:
+        st.warnings.raise_("DNS server unavailable", exc.message, "/1.0")
     st.trust.restore_tokens()
 
     loop = asyncio.get_running_loop()
@@ -263,6 +274,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         await st.metrics_https.stop()
         st.instances.watcher.close()
         await st.guest_api.close_all()
+        await st.dns.close()
         await st.pools.close()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):

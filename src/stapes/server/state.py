@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
     from stapes.instance.snapshots import SnapshotService
     from stapes.network.acl_service import NetworkAcls
+    from stapes.network.dns_server import DnsServer
     from stapes.network.forward_service import NetworkForwards
     from stapes.network.service import Networks
+    from stapes.network.zone_service import NetworkZones
     from stapes.project.service import Projects
     from stapes.server.trust import Trust
     from stapes.storage.pool import Pools
@@ -81,6 +83,9 @@ class State:
     networks: Networks
     forwards: NetworkForwards
     acls: NetworkAcls
+    zones: NetworkZones
+    dns: DnsServer
+    """core.dns_address: serves the network zones to their peers."""
     guest_api: GuestApi
     shutdown: ShutdownRequest = field(default_factory=ShutdownRequest)
     syslog: SyslogSocket | None = None

@@ -1,5 +1,5 @@
 """network list|show|create|set|unset|get|edit|delete|rename|info|list-leases|attach|detach,
-and the forward and acl groups."""
+and the forward, acl and zone groups."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 from stapes.cli.commands._editing import InstanceTarget, Target, add_config_commands, named
 from stapes.cli.commands.network_acl import acl
 from stapes.cli.commands.network_forward import forward
+from stapes.cli.commands.network_zone import zone
 from stapes.cli.main import parse_key_values, run
 from stapes.cli.output import format_option, print_object, print_rows
 from stapes.client.instance_server import InstanceServer
@@ -32,6 +33,7 @@ def network() -> None:
 add_config_commands(network, named(NetworkTarget, "network"))
 network.add_command(forward)
 network.add_command(acl)
+network.add_command(zone)
 
 
 @network.command(name="list")

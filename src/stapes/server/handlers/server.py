@@ -15,6 +15,7 @@ import stapes
 from stapes import certs
 from stapes.api.errors import BadRequest, StapesError
 from stapes.config.server_keys import (
+    DNS_KEY,
     METRICS_KEY,
     SYSLOG_KEY,
     server_value,
@@ -153,6 +154,12 @@ async def _store(st: State, config: dict[str, str]) -> None:
         await st.metrics_https.apply(config.get(METRICS_KEY, ""))
     except StapesError:
         await st.https.apply(server_value(get_config(st.db), "core.https_address"))
+        raise
+    try:
+        await st.dns.apply(config.get(DNS_KEY, ""))
+    except StapesError:
+        await st.https.apply(server_value(get_config(st.db), "core.https_address"))
+        await st.metrics_https.apply(server_value(get_config(st.db), METRICS_KEY))
         raise
     st.oidc.configure(OidcSettings.from_config(config))
     await storage.apply(get_config(st.db), config)
