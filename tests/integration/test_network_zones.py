@@ -110,6 +110,11 @@ def test_a_zone_is_served_to_its_peers_with_the_networks_addresses(
         ]
         # name servers: NS records, and the first one is the SOA's contact
         set_zone(daemon, forward, {"dns.nameservers": "ns1.example.org,ns2.example.org"})
+        # a secondary loads the transfer as a whole zone (SOA and NS at its apex)
+        xfr = dns.query.xfr("127.0.0.1", forward, port=dns_port, lifetime=10)
+        secondary = dns.zone.from_xfr(xfr, check_origin=True)
+        found = secondary.find_rdataset(name, "A")
+        assert [r.to_text() for r in found] == [f"{prefix}.50"]
         answer = ask(dns_port, forward, "SOA").answer
         assert [rr.rdtype for rr in answer] == [dns.rdatatype.SOA, dns.rdatatype.NS]
         assert str(answer[0][0].rname) == "ns1.example.org."
