@@ -465,3 +465,20 @@ def import_iso(daemon: Daemon, path: Path, volume: str) -> Path:
                           raw=path.read_bytes(), headers=headers)  # fmt: skip
     daemon.ok(resp)
     return path
+
+
+def test_an_empty_vm_gets_an_empty_disk(daemon: Daemon) -> None:
+    """incus init --empty --vm: no image, a sparse disk of the default 10 GiB (or the root
+    device's size), as Incus makes it."""
+    name = unique("e")
+    body = {"name": name, "type": "virtual-machine", "source": {"type": "none"}}
+    daemon.ok(daemon.request("POST", "/1.0/instances", body))
+    try:
+        disk = daemon.root / "storage-pools/default/virtual-machines" / name / "root.img"
+        assert disk.stat().st_size == 10 * 1024**3 and disk.stat().st_blocks == 0
+        root = {"root": {"type": "disk", "path": "/", "pool": "default", "size": "12GiB"}}
+        resp = daemon.request("PATCH", f"/1.0/instances/{name}", {"devices": root})
+        assert resp.status == 200, resp.body
+        assert disk.stat().st_size == 12 * 1024**3
+    finally:
+        daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}"))

@@ -21,8 +21,11 @@ def check_root_size(size: int | None, image_size: int) -> None:
 
 
 def grow_root(volume: Path, size: int | None) -> None:
-    """``size`` (None: the default, or the image's disk if larger); never shrinks."""
+    """``size`` (None: the default, or the image's disk if larger); never shrinks. A VM made
+    without an image (``--empty``) gets an empty disk of that size, as in Incus."""
     path = volume / ROOT_DISK
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
     current = path.stat().st_size
     check_root_size(size, current)
     wanted = -(-(size or max(DEFAULT_ROOT_SIZE, current)) // 512) * 512
