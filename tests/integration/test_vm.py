@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import time
@@ -482,3 +483,50 @@ def test_an_empty_vm_gets_an_empty_disk(daemon: Daemon) -> None:
         assert disk.stat().st_size == 12 * 1024**3
     finally:
         daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}"))
+
+
+def test_vm_keys_of_incus_6(daemon: Daemon, vm_image: str, network: tuple[str, str]) -> None:
+    """security.iommu (an intel-iommu), raw.qemu.conf (a section added with -readconfig),
+    raw.qemu.qmp.* (run around a paused start), agent.nic_config (the agent renames the
+    guest's NIC and sets its MTU), security.agent.metrics=false (state without the agent);
+    what the host lacks (huge pages, SEV) fails the start with the reason, nothing left."""
+    nic = {"lan": {"type": "nic", "network": network[0], "name": "lan0", "mtu": "1400"}}
+    config = {
+        "security.iommu": "true",
+        "raw.qemu.conf": '[device "extra-rng"]\ndriver = "virtio-rng-pci"',
+        "raw.qemu.qmp.pre-start": '[{"execute": "query-status"}]',
+        "raw.qemu.qmp.post-start": '[{"execute": "qom-get", "arguments": '
+        '{"path": "/machine", "property": "type"}}]',
+        "agent.nic_config": "true",
+    }
+    name = daemon.launch(vm_image, unique("vm"), type="virtual-machine", devices=nic, config=config)
+    try:
+        args = (daemon.root / "logs" / name / "qemu.conf").read_text()
+        assert "intel-iommu,intremap=on,caching-mode=on" in args and "-readconfig" in args
+        wait_agent(daemon, name)
+        links = daemon.cli("exec", name, "--", "ip", "-o", "link").stdout
+        assert re.search(r"\d+: lan0: .* mtu 1400 ", links), links
+        devices = daemon.cli("exec", name, "--", "cat", "/proc/bus/pci/devices").stdout
+        assert devices.count("1af41005") == 2  # the image's virtio-rng and the added one
+        assert state(daemon, name)["processes"] > 0
+        off = {"config": {"security.agent.metrics": "false"}}
+        assert daemon.request("PATCH", f"/1.0/instances/{name}", off).status == 200
+        assert state(daemon, name)["processes"] == -1  # the agent is not asked
+        assert put_state(daemon, name, "stop", force=True) == 200
+        runs = set(os.listdir("/run/stapes-vm"))
+        for key, value, reason in [
+            ("limits.memory.hugepages", "true", "huge pages"),
+            ("security.sev", "true", "security.sev needs KVM"),
+            ("raw.qemu.qmp.early", '[{"execute": "no-such-command"}]', "no-such-command"),
+        ]:
+            patch = {"config": {key: value}}
+            assert daemon.request("PATCH", f"/1.0/instances/{name}", patch).status == 200
+            resp = daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"})
+            failed = daemon.wait(resp)  # a failed operation's /wait is an error envelope
+            assert failed.status == 400 and reason in failed.json()["error"], failed.body
+            assert state(daemon, name)["status"] == "Stopped"
+            assert set(os.listdir("/run/stapes-vm")) == runs  # no run directory left
+            unset = {"config": {key: ""}}
+            assert daemon.request("PATCH", f"/1.0/instances/{name}", unset).status == 200
+    finally:
+        daemon.force_delete(name)

@@ -98,3 +98,86 @@ def test_legacy_bios_boots_the_disk() -> None:
     joined = " ".join(build(inputs(config={"security.csm": "true"})))
     assert "pflash" not in joined and "-kernel" not in joined
     assert "virtio-blk-pci,drive=root,bootindex=0" in joined
+
+
+def test_incus_6_vm_keys_on_the_command_line(tmp_path: Path) -> None:
+    from stapes.instance.vm.host_checks import Sev
+
+    config = {"limits.memory": "256MiB", "security.iommu": "true"}
+    config |= {"limits.memory.hugepages": "true", "security.sev.policy.es": "true"}
+    argv = build(
+        inputs(
+            config=config,
+            accelerator="kvm",
+            hugepage_size=2 * 1024**2,
+            raw_conf=Path("/run/x/raw.qemu.conf"),
+            paused=True,
+            sev=Sev(cbitpos=51, reduced_phys_bits=1),
+            sev_files={"dh-cert-file": Path("/run/x/dh")},
+        )
+    )
+    joined = " ".join(argv)
+    assert "q35,kernel-irqchip=split,confidential-guest-support=sev0" in argv
+    assert argv.index("intel-iommu,intremap=on,caching-mode=on") < argv.index("virtio-vga")
+    assert (
+        "memory-backend-memfd,id=mem,size=256M,share=on,hugetlb=on,hugetlbsize=2097152,"
+        "prealloc=on" in argv
+    )
+    assert (
+        "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x7,dh-cert-file=/run/x/dh" in argv
+    )
+    assert "-readconfig /run/x/raw.qemu.conf" in joined and argv[-1] == "-S"
+
+
+def test_hugepages_must_be_free(tmp_path: Path) -> None:
+    from stapes.instance.vm.qemu_args import check_hugepages
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("HugePages_Free:      100\nHugepagesize:       2048 kB\n")
+    assert check_hugepages(200 * 1024**2, str(meminfo)) == 2 * 1024**2
+    with pytest.raises(BadRequest, match="needs 128 huge pages of 2 MiB and the host has 100"):
+        check_hugepages(256 * 1024**2, str(meminfo))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[device "x"]\ndriver = "a"\n[device "y"\n',
+        '[device "x"]\ndriver = "a\\"\n[chardev "evil"]"',
+        'driver = "a"',
+        '[device "x"]\ndriver = "a\tb"',
+        '[device "x y"]',
+    ],
+)
+def test_raw_qemu_conf_refuses_what_the_format_cannot_carry(text: str) -> None:
+    from stapes.instance.vm import qemu_conf
+
+    with pytest.raises(ValueError, match="line"):
+        qemu_conf.parse(text)
+
+
+def test_raw_qemu_conf_is_written_back_section_by_section() -> None:
+    from stapes.instance.vm import qemu_conf
+
+    text = '# extra\n[device "rng1"]\n  driver = "virtio-rng-pci"\n[machine]\ngraphics="off"\n'
+    assert qemu_conf.render(qemu_conf.parse(text)) == (
+        '[device "rng1"]\n  driver = "virtio-rng-pci"\n\n[machine]\n  graphics = "off"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{}",
+        "[1]",
+        '[{"arguments": {}}]',
+        '[{"execute": "x", "arguments": []}]',
+        "[{",
+        '[{"execute": "x", "id": 1}]',
+    ],
+)
+def test_qmp_hook_lists(value: str) -> None:
+    from stapes.instance.vm import qmp_hooks
+
+    with pytest.raises(ValueError, match=r"JSON|command|arguments|fields"):
+        qmp_hooks.commands(value)

@@ -492,6 +492,36 @@ def mount_shares() -> None:
         MOUNTS.append({"tag": tag, "path": path, "error": error})
 
 
+def configure_nics() -> None:
+    """agent.nic_config: each NIC listed in the config drive's nics.json (found by its MAC
+    address) takes the name and MTU the instance's config gives it."""
+    listing = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nics.json")
+    try:
+        with open(listing) as f:
+            wanted = json.load(f)
+    except (OSError, ValueError):
+        return
+    by_mac = {}
+    for name in os.listdir("/sys/class/net"):
+        by_mac[_read(f"/sys/class/net/{name}/address").strip().lower()] = name
+    for nic in wanted:
+        current = by_mac.get(str(nic.get("hwaddr", "")).lower())
+        if current is None:
+            continue
+        steps = [["ip", "link", "set", "dev", current, "down"]]
+        if nic.get("name") and nic["name"] != current:
+            steps.append(["ip", "link", "set", "dev", current, "name", nic["name"]])
+            current = nic["name"]
+        if nic.get("mtu"):
+            steps.append(["ip", "link", "set", "dev", current, "mtu", str(nic["mtu"])])
+        steps.append(["ip", "link", "set", "dev", current, "up"])
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"stapes-agent: {' '.join(step)}: {done.stderr.strip()}", file=sys.stderr)
+                break
+
+
 def grow_root() -> None:
     """The root disk may have grown (its size key): grow the root partition, when root is one,
     with sfdisk, then an ext4 root filesystem to fill it (online; a no-op when it already
@@ -593,6 +623,7 @@ def main() -> None:
         path = find_port()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     mount_shares()
+    configure_nics()
     grow_root()
     Agent(Port(path)).serve()
 

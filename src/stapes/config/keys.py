@@ -13,6 +13,7 @@ from stapes.config import snapshots
 from stapes.config import validate as v
 from stapes.config.text import control_char
 from stapes.host.idmap import IdMap, is_raw_idmap
+from stapes.instance.vm import qemu_conf, qmp_hooks
 
 CONTAINER = frozenset({"container"})
 VM = frozenset({"virtual-machine"})
@@ -269,6 +270,15 @@ INSTANCE_KEYS: dict[str, Key] = {
     ),
 }
 
+
+def _no_scriptlet(value: str) -> None:
+    if value:
+        raise ValueError(
+            "raw.qemu.scriptlet needs a Starlark interpreter, which this stapesd does not "
+            "have: use raw.qemu.qmp.early|pre-start|post-start for QMP commands at start"
+        )
+
+
 VM_KEYS: dict[str, Key] = {
     "security.secureboot": Key(
         v.is_bool,
@@ -284,6 +294,63 @@ VM_KEYS: dict[str, Key] = {
     ),
     "raw.qemu": Key(
         v.is_shell_words, types=VM, help="Raw QEMU arguments appended to the generated ones"
+    ),
+    "raw.qemu.conf": Key(
+        qemu_conf.check,
+        types=VM,
+        help='Sections of QEMU\'s config file format ([device "id"] key = "value"), added '
+        "with -readconfig",
+    ),
+    **{
+        qmp_hooks.key(stage): Key(
+            qmp_hooks.check,
+            types=VM,
+            help=f'JSON list of QMP commands run {when} ([{{"execute": ...}}])',
+        )
+        for stage, when in (
+            ("early", "as soon as QEMU answers, the guest not started"),
+            ("pre-start", "after the early ones, just before the guest starts"),
+            ("post-start", "once the guest runs"),
+        )
+    },
+    "raw.qemu.scriptlet": Key(
+        _no_scriptlet,
+        types=VM,
+        help="A Starlark hook around QEMU's start (not available here: use raw.qemu.qmp.*)",
+    ),
+    "security.iommu": Key(
+        v.is_bool, "false", types=VM, help="A virtual IOMMU (intel-iommu) in the VM"
+    ),
+    "security.agent.metrics": Key(
+        v.is_bool,
+        "true",
+        live=True,
+        types=VM,
+        help="Whether state and metrics ask the guest agent (memory, processes, addresses)",
+    ),
+    "agent.nic_config": Key(
+        v.is_bool,
+        "false",
+        types=VM,
+        help="The agent gives the guest's NICs the instance's NIC names and MTUs",
+    ),
+    "limits.memory.hugepages": Key(
+        v.is_bool,
+        "false",
+        types=VM,
+        help="Back the VM's memory with the host's huge pages (reserved: vm.nr_hugepages)",
+    ),
+    "security.sev": Key(
+        v.is_bool, "false", types=VM, help="AMD SEV: the guest's memory encrypted (needs KVM)"
+    ),
+    "security.sev.policy.es": Key(
+        v.is_bool, "false", types=VM, help="AMD SEV-ES: the guest's CPU state encrypted too"
+    ),
+    "security.sev.session.dh": Key(
+        v.is_base64, types=VM, help="The guest owner's Diffie-Hellman key (base64)"
+    ),
+    "security.sev.session.data": Key(
+        v.is_base64, types=VM, help="The guest owner's launch session blob (base64)"
     ),
 }
 INSTANCE_KEYS.update(VM_KEYS)

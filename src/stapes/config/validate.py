@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import calendar
 import ipaddress
 import re
@@ -247,6 +249,13 @@ def is_pool_volume(value: str) -> None:
     pool, sep, volume = value.partition("/")
     if not sep or not pool or not volume or "/" in volume:
         raise ValueError(f"{value!r} is not POOL/VOLUME")
+
+
+def is_base64(value: str) -> None:
+    try:
+        base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError(f"{value[:40]!r} is not base64") from None
 
 
 def is_ip(value: str) -> None:

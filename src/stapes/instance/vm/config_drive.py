@@ -27,9 +27,11 @@ async def build(
     config: dict[str, str],
     shares: list[VmDisk] | None = None,
     virtiofs: Collection[str] = (),
+    nics: list[dict[str, str | int]] | None = None,
 ) -> Path:
     """``shares``: the directories the agent mounts, over virtiofs for the names in
-    ``virtiofs``, else over 9p."""
+    ``virtiofs``, else over 9p. ``nics``: the names and MTUs the agent gives the guest's
+    NICs, found by MAC address (agent.nic_config)."""
     if shutil.which("genisoimage") is None:
         raise MissingHostFeature(
             "genisoimage is missing (VM config drives are ISO images): install Debian's "
@@ -53,6 +55,7 @@ async def build(
             for d in shares or []
         ]
         (tree / "stapes-agent" / "mounts.json").write_text(json.dumps(mounts))
+        (tree / "stapes-agent" / "nics.json").write_text(json.dumps(nics or []))
         await run(
             ["genisoimage", "-quiet", "-o", str(target), "-V", "cidata", "-R", "-J", str(tree)],
             timeout=120,

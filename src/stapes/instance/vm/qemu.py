@@ -25,6 +25,7 @@ from pathlib import Path
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, InternalError, MissingHostFeature
+from stapes.config.validate import parse_bool
 from stapes.host import accel
 from stapes.host.paths import Paths
 from stapes.host.run import run
@@ -38,7 +39,15 @@ from stapes.instance.driver import (
     InstanceSpec,
     RuntimeState,
 )
-from stapes.instance.vm import config_drive, qemu_args, qmp, virtiofs
+from stapes.instance.vm import (
+    config_drive,
+    host_checks,
+    qemu_args,
+    qemu_conf,
+    qmp,
+    qmp_hooks,
+    virtiofs,
+)
 from stapes.instance.vm.agent_hub import AgentHub
 from stapes.instance.vm.qemu_args import Firmware, KernelBoot, Tap, VmInputs
 
@@ -174,7 +183,8 @@ class QemuDriver(InstanceDriver):
         }
         current.cpu = {"usage": _cpu_ns(current.pid)}
         current.started_at = _started_at(current.pid)
-        if current.status == StatusCode.RUNNING:
+        agent_metrics = parse_bool(spec.config.get("security.agent.metrics", "true"))
+        if current.status == StatusCode.RUNNING and agent_metrics:
             with contextlib.suppress(BadRequest, TimeoutError):
                 guest = await (await self.agent(spec)).call({"type": "state"}, timeout=3)
                 current.network = guest.get("network")
@@ -228,15 +238,30 @@ class QemuDriver(InstanceDriver):
         inputs = self.inputs(spec, chosen.name)
         if not inputs.root_disk.exists():
             raise InternalError(f"The VM's root disk {inputs.root_disk} is missing")
+        inputs.sev = host_checks.check_sev(spec.config, chosen.name)
+        if qemu_args.hugepages(spec.config):
+            inputs.hugepage_size = qemu_args.check_hugepages(qemu_args.memory_bytes(spec.config))
+        inputs.paused = qmp_hooks.any_hooks(spec.config)
         run = self._run(spec)
         shutil.rmtree(run, ignore_errors=True)
         run.mkdir(parents=True, mode=0o700)
         try:
             shares = [d for d in spec.run.vm_disks if d.share]
             drive = run / "config.iso"
+            nics = agent_nics(spec)
             inputs.config_drive = await config_drive.build(
-                drive, spec.name, spec.config, shares, inputs.virtiofs
+                drive, spec.name, spec.config, shares, inputs.virtiofs, nics
             )
+            for key, option in (("dh", "dh-cert-file"), ("data", "session-file")):
+                value = spec.config.get(f"security.sev.session.{key}", "")
+                if inputs.sev is not None and value:
+                    path = run / f"sev-session-{key}.b64"
+                    path.write_text(value)  # base64, checked when it was set
+                    inputs.sev_files[option] = path
+            if spec.config.get("raw.qemu.conf"):
+                inputs.raw_conf = run / "raw.qemu.conf"
+                sections = qemu_conf.parse(spec.config["raw.qemu.conf"])
+                inputs.raw_conf.write_text(qemu_conf.render(sections))
         except BaseException:
             shutil.rmtree(run, ignore_errors=True)
             raise
@@ -271,8 +296,14 @@ class QemuDriver(InstanceDriver):
                 )
             self._children[run] = proc
             pid = await self._wait_started(spec, proc, qemu_log)
+            sock = self._qmp(spec)
+            await _qmp_hooks(sock, spec.config, "early")
+            await _qmp_hooks(sock, spec.config, "pre-start")
             if state.exists():
                 await self._resume_state(spec, state)
+            elif inputs.paused:
+                await qmp.execute(sock, "cont")
+            await _qmp_hooks(sock, spec.config, "post-start")
         except BaseException:
             proc_started = self._children.pop(run, None)
             if proc_started is not None and proc_started.returncode is None:
@@ -526,6 +557,23 @@ class QemuDriver(InstanceDriver):
 
     async def forget(self, spec: InstanceSpec) -> None:
         shutil.rmtree(self._run(spec), ignore_errors=True)
+
+
+async def _qmp_hooks(sock: Path, config: dict[str, str], stage: str) -> None:
+    """The raw.qemu.qmp.<stage> commands, in order; the first QEMU refuses fails the start."""
+    key = qmp_hooks.key(stage)
+    for command in qmp_hooks.commands(config.get(key) or "[]"):
+        try:
+            await qmp.execute(sock, command["execute"], command.get("arguments") or None)
+        except InternalError as exc:
+            raise BadRequest(f"{key}: {exc.message}") from None
+
+
+def agent_nics(spec: InstanceSpec) -> list[dict[str, str | int]]:
+    """What the agent names and sizes the guest's NICs by (agent.nic_config): none unless set."""
+    if not parse_bool(spec.config.get("agent.nic_config", "false")):
+        return []
+    return [{"hwaddr": n.hwaddr, "name": n.name, "mtu": n.mtu} for n in spec.run.nics]
 
 
 def _tap(nic: Nic) -> Tap:

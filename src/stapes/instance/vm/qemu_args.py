@@ -14,6 +14,7 @@ from stapes.config import validate as v
 from stapes.config.text import control_char, line_break
 from stapes.config.validate import parse_bool
 from stapes.instance.devices.device import VmDisk
+from stapes.instance.vm.host_checks import Sev
 
 DEFAULT_MEMORY = 1024**3
 DEFAULT_CPUS = 1
@@ -72,6 +73,16 @@ class VmInputs:
     virtiofs: dict[str, Path] = field(default_factory=dict)
     """The shared directories served by a virtiofsd: disk name -> its vhost-user socket (the
     other shares go over 9p)."""
+    raw_conf: Path | None = None
+    """raw.qemu.conf's sections, written by qemu_conf.render (-readconfig)."""
+    paused: bool = False
+    """Start with the CPUs stopped (-S): raw.qemu.qmp.* commands run before the guest does."""
+    hugepage_size: int = 0
+    """The host's huge page size (limits.memory.hugepages), checked at start."""
+    sev: Sev | None = None
+    """AMD SEV memory encryption (security.sev), as the host's CPU does it."""
+    sev_files: dict[str, Path] = field(default_factory=dict)
+    """security.sev.session.dh / .data written to files (dh-cert-file, session-file)."""
 
 
 def host_memory() -> int:
@@ -116,6 +127,54 @@ def secureboot(config: dict[str, str]) -> bool:
     return parse_bool(config.get("security.secureboot", "true"))
 
 
+def iommu(config: dict[str, str]) -> bool:
+    return parse_bool(config.get("security.iommu", "false"))
+
+
+def hugepages(config: dict[str, str]) -> bool:
+    return parse_bool(config.get("limits.memory.hugepages", "false"))
+
+
+def check_hugepages(memory: int, meminfo: str = "/proc/meminfo") -> int:
+    """The host's huge page size, when enough of them are free for ``memory`` bytes."""
+    values: dict[str, int] = {}
+    with open(meminfo) as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("HugePages_Free", "Hugepagesize"):
+                values[name] = int(rest.split()[0])
+    size = values.get("Hugepagesize", 0) * 1024
+    free = values.get("HugePages_Free", 0)
+    needed = -(-memory // size) if size else 0
+    if not size or free < needed:
+        raise BadRequest(
+            f"limits.memory.hugepages: the VM needs {needed or memory // 2**21} huge pages of "
+            f"{(size or 2**21) // 1024**2} MiB and the host has {free} free (reserve them with "
+            "sysctl vm.nr_hugepages, or unset limits.memory.hugepages)"
+        )
+    return size
+
+
+SEV_POLICY_NO_DEBUG_NO_KEY_SHARING = 0x03
+SEV_POLICY_ES = 0x04
+
+
+def sev_object(config: dict[str, str], sev: Sev, files: dict[str, Path]) -> str:
+    """QEMU's sev-guest object: the guest's memory encrypted with a key of its own (and its
+    register state too with security.sev.policy.es)."""
+    policy = SEV_POLICY_NO_DEBUG_NO_KEY_SHARING
+    if parse_bool(config.get("security.sev.policy.es", "false")):
+        policy |= SEV_POLICY_ES
+    values: dict[str, str | Path] = {
+        "id": "sev0",
+        "cbitpos": str(sev.cbitpos),
+        "reduced-phys-bits": str(sev.reduced_phys_bits),
+        "policy": hex(policy),
+        **files,
+    }
+    return options("sev-guest", **values)
+
+
 def legacy_bios(config: dict[str, str]) -> bool:
     """security.csm: no UEFI pflash, so QEMU boots its SeaBIOS."""
     return parse_bool(config.get("security.csm", "false"))
@@ -129,10 +188,15 @@ def build(inputs: VmInputs) -> list[str]:
     memory_mib = memory_bytes(config) // 1024**2
     cpus = cpu_count(config)
     run = inputs.run_dir
+    machine = "q35" + (",smm=on" if _secure(inputs) else "")
+    if iommu(config) and inputs.accelerator == "kvm":  # interrupt remapping with KVM
+        machine += ",kernel-irqchip=split"
+    if inputs.sev is not None:
+        machine += ",confidential-guest-support=sev0"
     argv = [
         "-name", opt(inputs.name),
         "-uuid", opt(inputs.uuid),
-        "-machine", "q35" + (",smm=on" if _secure(inputs) else ""),
+        "-machine", machine,
         "-accel", inputs.accelerator,
         "-cpu", "host" if inputs.accelerator == "kvm" else "max",
         "-smp", str(cpus),
@@ -140,6 +204,8 @@ def build(inputs: VmInputs) -> list[str]:
         "-nodefaults",
         "-no-user-config",
         "-display", "none",
+        # a virtual IOMMU comes before the PCI devices it translates for
+        *(["-device", "intel-iommu,intremap=on,caching-mode=on"] if iommu(config) else []),
         "-device", "virtio-vga",
         "-vnc", "unix:" + opt(run / "vnc.sock"),
         "-pidfile", str(run / "qemu.pid"),
@@ -162,12 +228,22 @@ def build(inputs: VmInputs) -> list[str]:
         "-device",
         "virtio-blk-pci,drive=root" + ("" if inputs.kernel is not None else ",bootindex=0"),
     ]  # fmt: skip
-    if inputs.virtiofs:  # vhost-user devices need the guest's memory shared with virtiofsd
+    huge = {}
+    if hugepages(config):
+        page = str(inputs.hugepage_size or 2 * 1024**2)
+        huge = {"hugetlb": "on", "hugetlbsize": page, "prealloc": "on"}
+    if inputs.virtiofs or huge:  # vhost-user devices need the memory shared with virtiofsd
+        backend = {"id": "mem", "size": str(memory_mib) + "M", "share": "on", **huge}
         argv += [
-            "-object",
-            options("memory-backend-memfd", id="mem", size=str(memory_mib) + "M", share="on"),
+            "-object", options("memory-backend-memfd", **backend),
             "-numa", "node,memdev=mem",
         ]  # fmt: skip
+    if inputs.sev is not None:
+        argv += ["-object", sev_object(config, inputs.sev, inputs.sev_files)]
+    if inputs.raw_conf is not None:
+        argv += ["-readconfig", str(inputs.raw_conf)]
+    if inputs.paused:
+        argv += ["-S"]
     if inputs.kernel is not None:
         argv += ["-kernel", str(inputs.kernel.kernel), "-append", arg(inputs.kernel.cmdline)]
         if inputs.kernel.initrd is not None:
