@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stapes.host.idmap import IdMap
 from tests.helpers import Daemon, unique
@@ -205,3 +206,27 @@ def test_incus_networks(incus) -> None:  # type: ignore[no-untyped-def]
         assert leases == f"{name}.gw,,{subnet}.1,GATEWAY\n"
     finally:
         incus("network", "delete", name, check=False)
+
+
+def test_incus_copy_and_move_across_projects_keep_the_root_disk(  # type: ignore[no-untyped-def]
+    incus, daemon: Daemon, container: str
+) -> None:
+    """As Incus: the copy in another project gets the source's root disk as a device of its
+    own; moving it on to a third project keeps it."""
+    first, second = unique("cp"), unique("cp")
+    for project in (first, second):
+        incus("project", "create", project, "-c", "features.images=false")
+    copy = unique("c")
+    try:
+        incus("copy", container, copy, "--target-project", first)
+        shown = yaml.safe_load(incus("config", "device", "show", copy, "--project", first).stdout)
+        assert shown == {"root": {"path": "/", "pool": "default", "type": "disk"}}
+        incus("move", copy, "--project", first, "--target-project", second)
+        listing = incus("list", "--project", second, "--format", "csv", "-c", "n").stdout
+        assert listing.split() == [copy]
+        shown = yaml.safe_load(incus("config", "device", "show", copy, "--project", second).stdout)
+        assert "root" in shown
+    finally:
+        for project in (first, second):
+            incus("delete", copy, "--project", project, "--force", check=False)
+            incus("project", "delete", project, check=False)

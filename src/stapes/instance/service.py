@@ -338,6 +338,12 @@ class InstanceService:
             target = q.find_instance(self.db, project, req.name) if req.name else None
             if target is not None and req.source.refresh:
                 return await self._refresh(source, target)
+        if source is not None and source.instance.project != project:
+            # across projects the source's root disk comes along as a device of its own (the
+            # target's profiles may give none, or another pool), as Incus copies it
+            found = root_disk.find(self.expand(source.instance)[1])
+            if found is not None and root_disk.find(req.devices) is None:
+                req.devices = {**req.devices, found[0]: dict(found[1])}
         # validate (pure)
         instance_type = req.type or "container"
         driver = self.drivers.get(instance_type)
