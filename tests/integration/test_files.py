@@ -41,6 +41,13 @@ def test_get_file_and_directory(daemon: Daemon, container: str) -> None:
     assert missing.status == 404
     relative = daemon.request("GET", f"/1.0/instances/{container}/files?path=etc")
     assert relative.status == 400
+    # instance_file_head: the same headers, no content
+    head = daemon.request("HEAD", f"/1.0/instances/{container}/files?path=/etc/hostname")
+    assert (head.status, head.body, head.headers["X-Incus-Type"]) == (200, b"", "file")
+    assert head.headers["Content-Length"] == str(len(container) + 1)
+    head = daemon.request("HEAD", f"/1.0/instances/{container}/files?path=/etc")
+    assert head.headers["X-Incus-Type"] == "directory"
+    assert daemon.request("HEAD", f"/1.0/instances/{container}/files?path=/nope").status == 404
 
 
 def test_write_append_ids_modes_symlinks_delete(daemon: Daemon, container: str) -> None:

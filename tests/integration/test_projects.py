@@ -507,3 +507,20 @@ def test_move_a_custom_volume_to_another_project(daemon: Daemon, incus: Any) -> 
             daemon.request("DELETE", f"{base}/{volume}/snapshots/s1{where}")
             daemon.request("DELETE", f"{base}/{volume}{where}")
         daemon.request("DELETE", f"{PROJECTS}/{project}")
+
+
+def test_profiles_of_every_project(daemon: Daemon) -> None:
+    """profiles_all_projects: ?all-projects lists each project's own profiles."""
+    own, shared = unique("p"), unique("p")
+    daemon.request("POST", PROJECTS, {"name": own})
+    daemon.request("POST", PROJECTS, {"name": shared, "config": {"features.profiles": "false"}})
+    try:
+        every = daemon.request("GET", "/1.0/profiles?all-projects=true").metadata
+        assert "/1.0/profiles/default" in every
+        assert f"/1.0/profiles/default?project={own}" in every
+        assert not any(url.endswith(f"project={shared}") for url in every)
+        rows = daemon.request("GET", "/1.0/profiles?all-projects=true&recursion=1").metadata
+        assert {(p["name"], p["project"]) for p in rows} >= {("default", own)}
+    finally:
+        for project in (own, shared):
+            daemon.request("DELETE", f"{PROJECTS}/{project}")

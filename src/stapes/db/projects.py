@@ -135,6 +135,17 @@ def list_profiles(db: Database, project: str) -> list[ProfileRow]:
     ]
 
 
+def list_all_profiles(db: Database) -> list[ProfileRow]:
+    """Every project's own profiles, project by project (as ?all-projects lists them)."""
+    return [
+        _profile(r)
+        for r in db.all(
+            "SELECT profiles.*, projects.name AS project FROM profiles JOIN projects "
+            "ON projects.id = profiles.project_id ORDER BY projects.id, profiles.name"
+        )
+    ]
+
+
 def find_profile(db: Database, project: str, name: str) -> ProfileRow | None:
     project = feature_project(db, project, "profiles")
     r = db.one(

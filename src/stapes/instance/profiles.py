@@ -45,7 +45,10 @@ class ProfileService:
     def get(self, project: str, name: str) -> q.ProfileRow:
         return q.get_profile(self.db, project, name)
 
-    def list_profiles(self, project: str) -> list[q.ProfileRow]:
+    def list_profiles(self, project: str | None) -> list[q.ProfileRow]:
+        """The profiles ``project`` sees (None: every project's own)."""
+        if project is None:
+            return q.list_all_profiles(self.db)
         return q.list_profiles(self.db, q.get_project(self.db, project).name)
 
     def users(self, row: q.ProfileRow) -> list[iq.InstanceRow]:

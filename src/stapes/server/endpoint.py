@@ -46,6 +46,7 @@ class Endpoint:
     post: Action | None = None
     patch: Action | None = None
     delete: Action | None = None
+    head: Action | None = None
 
     def actions(self) -> dict[str, Action]:
         found = {
@@ -54,6 +55,7 @@ class Endpoint:
             "POST": self.post,
             "PATCH": self.patch,
             "DELETE": self.delete,
+            "HEAD": self.head,
         }
         return {method: action for method, action in found.items() if action is not None}
 

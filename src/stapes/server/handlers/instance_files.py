@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -66,6 +67,21 @@ async def get_file(request: web.Request) -> Result:
     return response
 
 
+async def head_file(request: web.Request) -> Result:
+    """instance_file_head: what GET would say of the path, without its content."""
+    row = instance_row(request)
+    info, body = await state(request).files.get(row, _path(request))
+    with contextlib.suppress(StopAsyncIteration, StapesError):
+        await anext(body)  # started, so that closing it ends the reader at once
+    if isinstance(body, AsyncGenerator):
+        await body.aclose()
+    headers = _headers(info)
+    if info.type == "file":
+        headers["Content-Length"] = str(info.size)
+    kind = "application/json" if info.type == "directory" else "application/octet-stream"
+    return web.Response(headers=headers, content_type=kind)
+
+
 def _int_header(request: web.Request, name: str, base: int = 10) -> int:
     raw = request.headers.get(f"X-Incus-{name}", request.headers.get(f"X-LXD-{name}", ""))
     if raw == "":
@@ -108,6 +124,7 @@ ENDPOINTS = [
     Endpoint(
         "/instances/{name}/files",
         get=Action(get_file),
+        head=Action(head_file),
         post=Action(post_file),
         delete=Action(delete_file),
     ),

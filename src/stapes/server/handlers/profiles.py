@@ -11,6 +11,7 @@ from stapes.server.endpoint import (
     Endpoint,
     body_as,
     check_etag,
+    flag,
     patched,
     project_of,
     recursion,
@@ -21,7 +22,7 @@ from stapes.server.response import Result, Sync, created
 
 async def list_profiles(request: web.Request) -> Result:
     profiles = state(request).profiles
-    rows = profiles.list_profiles(project_of(request))
+    rows = profiles.list_profiles(None if flag(request, "all-projects") else project_of(request))
     if recursion(request) >= 1:
         return Sync([profiles.render(r) for r in rows])
     return Sync([profile_url(r.name, r.project) for r in rows])
