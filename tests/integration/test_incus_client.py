@@ -230,3 +230,31 @@ def test_incus_copy_and_move_across_projects_keep_the_root_disk(  # type: ignore
         for project in (first, second):
             incus("delete", copy, "--project", project, "--force", check=False)
             incus("project", "delete", project, check=False)
+
+
+def test_incus_start_and_stop_all(incus, daemon: Daemon, busybox: str) -> None:  # type: ignore[no-untyped-def]
+    """instance_bulk_state_change: `incus start --all` is one PUT /1.0/instances for the
+    project; instances already in the end state are left alone."""
+    project = unique("bulk")
+    incus("project", "create", project, "-c", "features.images=false")
+    names = [unique("b") for _ in range(3)]
+    try:
+        incus("profile", "device", "add", "default", "root", "disk", "path=/", "pool=default",
+              "--project", project)  # fmt: skip
+        for name in names:
+            incus("init", busybox, name, "--project", project)
+        incus("start", names[0], "--project", project)
+        incus("start", "--all", "--project", project)
+        listing = incus("list", "--project", project, "--format", "csv", "-c", "ns").stdout
+        assert sorted(listing.split()) == sorted(f"{n},RUNNING" for n in names)
+        incus("stop", "--all", "--force", "--project", project)
+        listing = incus("list", "--project", project, "--format", "csv", "-c", "ns").stdout
+        assert sorted(listing.split()) == sorted(f"{n},STOPPED" for n in names)
+        resp = daemon.request(
+            "PUT", f"/1.0/instances?project={project}", {"state": {"action": "x"}}
+        )
+        assert resp.status == 400 and "Unknown action" in resp.json()["error"]
+    finally:
+        for name in names:
+            incus("delete", name, "--force", "--project", project, check=False)
+        incus("project", "delete", project, check=False)

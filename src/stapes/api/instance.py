@@ -121,6 +121,12 @@ class InstanceStatePut(WireModel):
     stateful: bool = False
 
 
+class InstancesPut(WireModel):
+    """PUT /1.0/instances: a state change for every instance of the project."""
+
+    state: InstanceStatePut | None = None
+
+
 class InstanceExecPost(WireModel):
     command: list[str]
     environment: dict[str, str] = Field(default_factory=dict)

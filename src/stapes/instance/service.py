@@ -77,6 +77,16 @@ DELETABLE = (StatusCode.STOPPED, StatusCode.ERROR)
 cannot be running under it; it may still go."""
 
 
+STATE_ACTIONS = {
+    "start": "Starting instance",
+    "stop": "Stopping instance",
+    "restart": "Restarting instance",
+    "freeze": "Freezing instance",
+    "unfreeze": "Unfreezing instance",
+}
+"""PUT .../state actions and their operations' descriptions."""
+
+
 class InstanceService:
     def __init__(
         self,
@@ -620,14 +630,49 @@ class InstanceService:
     def change_state(
         self, row: q.InstanceRow, action: str, force: bool, timeout: int, *, stateful: bool = False
     ) -> Operation:
-        descriptions = {
-            "start": "Starting instance",
-            "stop": "Stopping instance",
-            "restart": "Restarting instance",
-            "freeze": "Freezing instance",
-            "unfreeze": "Unfreezing instance",
+        act = self._state_action(row, action, force, timeout, stateful)
+        return self.instance_operation(act, STATE_ACTIONS[action], row.project, row.name)
+
+    async def change_states(
+        self, project: str, action: str, force: bool, timeout: int, stateful: bool
+    ) -> Operation:
+        """PUT /1.0/instances (instance_bulk_state_change): the action on every instance of
+        the project not in its end state yet, together; the first failure is the op's."""
+        wanted = {
+            "start": {StatusCode.STOPPED},
+            "stop": {StatusCode.RUNNING, StatusCode.FROZEN},
+            "restart": {StatusCode.RUNNING},
+            "freeze": {StatusCode.RUNNING},
+            "unfreeze": {StatusCode.FROZEN},
         }
-        if action not in descriptions:
+        if action not in wanted:
+            raise BadRequest(
+                f"Unknown action: {action!r} (use start, stop, restart, freeze or unfreeze)"
+            )
+        rows = [
+            r
+            for r in q.list_instances(self.db, project)
+            if (await self.status(r)).status in wanted[action]
+        ]
+        acts = [self._state_action(r, action, force, timeout, stateful) for r in rows]
+
+        async def act(op: Operation) -> None:
+            results = await asyncio.gather(*(one(op) for one in acts), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+
+        return self.operations.start(
+            act,
+            description=STATE_ACTIONS[action],
+            project=project,
+            resources={"instances": [url(r.name, r.project) for r in rows]},
+        )
+
+    def _state_action(
+        self, row: q.InstanceRow, action: str, force: bool, timeout: int, stateful: bool
+    ) -> Callable[[Operation], Awaitable[None]]:
+        if action not in STATE_ACTIONS:
             raise BadRequest(
                 f"Unknown action: {action!r} (use start, stop, restart, freeze or unfreeze)"
             )
@@ -668,7 +713,7 @@ class InstanceService:
                         InstanceAction.RESUMED, url(row.name, row.project), project=row.project
                     )
 
-        return self.instance_operation(act, descriptions[action], row.project, row.name)
+        return act
 
     async def rebuild(self, row: q.InstanceRow, source: InstanceSource) -> Operation:
         """POST /1.0/instances/NAME/rebuild: a fresh root volume from an image (type image)

@@ -128,6 +128,7 @@ API_EXTENSIONS: list[str] = [
     "network_type_physical",
     "tpm_device_type",
     "projects_limits_instances",
+    "instance_bulk_state_change",
     "instance_pool_move",
     "pci_device_type",
     "storage_volume_state",
@@ -180,6 +181,7 @@ API_EXTENSIONS: list[str] = [
     "amd_sev",
     "storage_pool_loop_resize",
     "oidc",
+    "instances_state_total",
     "auth_user",
     "security_csm",
     "instances_rebuild",
@@ -209,4 +211,5 @@ API_EXTENSIONS: list[str] = [
     "security_iommu",
     "network_ipv4_dhcp_routes",
     "network_dns_nameservers",
+    "instance_state_cpu_time",
 ]

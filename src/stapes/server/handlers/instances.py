@@ -8,7 +8,13 @@ from typing import Any
 from aiohttp import web
 
 from stapes.api.errors import BadRequest
-from stapes.api.instance import InstancePost, InstancePut, InstanceRebuildPost, InstancesPost
+from stapes.api.instance import (
+    InstancePost,
+    InstancePut,
+    InstanceRebuildPost,
+    InstancesPost,
+    InstancesPut,
+)
 from stapes.api.urls import instance_url
 from stapes.db.instances import InstanceRow
 from stapes.db.projects import get_project
@@ -143,8 +149,25 @@ async def rebuild_instance(request: web.Request) -> Result:
     return Async(await state(request).instances.rebuild(row, req.source))
 
 
+async def put_instances(request: web.Request) -> Result:
+    req = await body_as(request, InstancesPut)
+    if req.state is None:
+        raise BadRequest('PUT /1.0/instances changes the state of all instances: give "state"')
+    change = req.state
+    return Async(
+        await state(request).instances.change_states(
+            project_of(request), change.action, change.force, change.timeout, change.stateful
+        )
+    )
+
+
 ENDPOINTS = [
-    Endpoint("/instances", get=Action(list_instances), post=Action(create_instance)),
+    Endpoint(
+        "/instances",
+        get=Action(list_instances),
+        post=Action(create_instance),
+        put=Action(put_instances),
+    ),
     Endpoint(
         "/instances/{name}",
         get=Action(get_instance),
