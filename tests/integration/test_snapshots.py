@@ -48,11 +48,16 @@ def test_snapshot_then_restore_brings_back_files_and_config(daemon: Daemon, cont
     resp = daemon.request("PATCH", f"/1.0/instances/{container}", {"config": {"user.later": "1"}})
     assert resp.status == 200, resp.body
 
+    before = daemon.request("GET", f"/1.0/instances/{container}").metadata["config"]
     daemon.ok(daemon.request("PUT", f"/1.0/instances/{container}", {"restore": "snap0"}))
 
     inst = daemon.request("GET", f"/1.0/instances/{container}").metadata
     assert inst["status"] == "Running"  # restored while running: stopped, restored, started
     assert "user.later" not in inst["config"]
+    # as Incus: same instance, a new generation (instance_generation_id)
+    assert inst["config"]["volatile.uuid"] == before["volatile.uuid"]
+    generation = inst["config"]["volatile.uuid.generation"]
+    assert generation != before["volatile.uuid.generation"]
     assert get_file(daemon, container, "/root/state") == b"before"
     assert get_file(daemon, container, "/root/new") is None
 

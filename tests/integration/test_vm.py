@@ -498,11 +498,15 @@ def test_vm_keys_of_incus_6(daemon: Daemon, vm_image: str, network: tuple[str, s
         "raw.qemu.qmp.post-start": '[{"execute": "qom-get", "arguments": '
         '{"path": "/machine", "property": "type"}}]',
         "agent.nic_config": "true",
+        "smbios11.io.systemd.credential:greeting": "hello, world",
     }
     name = daemon.launch(vm_image, unique("vm"), type="virtual-machine", devices=nic, config=config)
     try:
         args = (daemon.root / "logs" / name / "qemu.conf").read_text()
         assert "intel-iommu,intremap=on,caching-mode=on" in args and "-readconfig" in args
+        assert "type=11,value=io.systemd.credential:greeting=hello,, world" in args
+        generation = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
+        assert f"vmgenid,guid={generation['volatile.uuid.generation']}" in args
         wait_agent(daemon, name)
         links = daemon.cli("exec", name, "--", "ip", "-o", "link").stdout
         assert re.search(r"\d+: lan0: .* mtu 1400 ", links), links

@@ -181,3 +181,13 @@ def test_qmp_hook_lists(value: str) -> None:
 
     with pytest.raises(ValueError, match=r"JSON|command|arguments|fields"):
         qmp_hooks.commands(value)
+
+
+def test_generation_id_and_smbios11_strings() -> None:
+    config = {"volatile.uuid.generation": "6b1f9d2e-0000-4000-8000-000000000001"}
+    config["smbios11.io.systemd.credential:a"] = "x,y"
+    argv = build(inputs(config=config))
+    assert "vmgenid,guid=6b1f9d2e-0000-4000-8000-000000000001" in argv
+    assert "type=11,value=io.systemd.credential:a=x,,y" in argv
+    with pytest.raises(BadRequest, match="newline"):
+        build(inputs(config={"smbios11.a": "x\nz"}))

@@ -381,6 +381,9 @@ FREE_PREFIXES: dict[str, Key] = {
         v.is_prlimit, types=CONTAINER, help="Resource limit (prlimit), e.g. limits.kernel.nofile"
     ),
     "linux.sysctl.": Key(v.is_one_line, types=CONTAINER, help="Namespaced sysctl set at start"),
+    "smbios11.": Key(
+        v.is_one_line, help="SMBIOS type 11 string NAME=VALUE a VM's firmware tables carry"
+    ),
 }
 
 PRLIMITS = frozenset(
@@ -403,6 +406,8 @@ def _check_free_name(prefix: str, name: str) -> str | None:
         return None if _ENV_NAME.fullmatch(name) else "not an environment variable name"
     if prefix == "linux.sysctl.":
         return None if _SYSCTL_NAME.fullmatch(name) else "not a sysctl name (net.ipv4.ip_forward)"
+    if prefix == "smbios11.":
+        return None if _ENV_NAME.fullmatch(name) else "names cannot hold '=', blanks or controls"
     if prefix == "limits.kernel.":
         if name not in PRLIMITS:
             return "not a kernel resource limit (one of " + ", ".join(sorted(PRLIMITS)) + ")"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -289,6 +290,8 @@ class SnapshotService:
                 for key in ("volatile.idmap.current", "volatile.idmap.base"):
                     if key in snap.config:
                         current.config[key] = snap.config[key]
+                # its place in time changed: a new generation (a VM's vmgenid tells the guest)
+                current.config["volatile.uuid.generation"] = str(uuid.uuid4())
                 current.devices = snap.devices
                 current.profiles = [
                     p for p in snap.profiles if find_profile(self.db, current.project, p)

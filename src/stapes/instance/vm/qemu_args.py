@@ -271,6 +271,15 @@ def build(inputs: VmInputs) -> list[str]:
             options("tap", id=netdev, ifname=tap.name, script="no", downscript="no"),
             "-device", options("virtio-net-pci", netdev=netdev, mac=tap.hwaddr, romfile=""),
         ]  # fmt: skip
+    generation = config.get("volatile.uuid.generation", "")
+    if generation:  # instance_generation_id: changes when the VM's place in time does
+        argv += ["-device", options("vmgenid", guid=generation)]
+    for key, value in sorted(config.items()):
+        if key.startswith("smbios11."):  # instance_smbios11: SMBIOS type 11 strings
+            argv += [
+                "-smbios",
+                options("type=11", value=f"{key.removeprefix('smbios11.')}={value}"),
+            ]
     if inputs.vsock_cid:
         argv += ["-device", options("vhost-vsock-pci", **{"guest-cid": str(inputs.vsock_cid)})]
     if any(d.startswith("usb-host") for d in inputs.devices):
