@@ -462,9 +462,18 @@ def test_metrics_for_trusted_and_metrics_certificates(
     assert f"incus_procs_total{{{labels}}} " in text
     rss = next(x for x in text.splitlines() if x.startswith(f"incus_memory_RSS_bytes{{{labels}}}"))
     assert int(rss.rsplit(" ", 1)[1]) > 0
-    assert 'incus_instances{type="container",state="Running"}' in text
+    assert 'incus_instances{state="Running",type="container"}' in text  # labels sorted, as Go's
+    # the cgroup's counters, under Incus's names: per-CPU time, memory.stat, OOM kills
+    for metric in [
+        f'incus_cpu_seconds_total{{cpu="0",mode="system",{labels}}} ',
+        f"incus_cpu_effective_total{{{labels}}} ",
+        f"incus_memory_Cached_bytes{{{labels}}} ",
+        f"incus_memory_Active_anon_bytes{{{labels}}} ",
+        f"incus_memory_OOM_kills_total{{{labels}}} 0",
+    ]:
+        assert metric in text, metric
     # the root filesystem's real size and room (a dir pool has no quota: the host's)
-    fs_labels = f'{labels},device="root",mountpoint="/"'
+    fs_labels = f'device="root",mountpoint="/",{labels}'
     sizes = {
         line.split("{", 1)[0]: int(line.rsplit(" ", 1)[1])
         for line in text.splitlines()

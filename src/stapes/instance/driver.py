@@ -105,6 +105,12 @@ class InstanceDriver(abc.ABC):
     async def state(self, spec: InstanceSpec) -> RuntimeState:
         """The full runtime state: status, pid, processes, memory, cpu, network."""
 
+    async def counters(self, spec: InstanceSpec) -> dict[str, float]:
+        """Kernel counters of a running instance beyond its state, for metrics (a cgroup's
+        memory.stat keys, oom_kill, effective_cpus, cpuN_user/cpuN_system seconds); none by
+        default."""
+        return {}
+
     @abc.abstractmethod
     async def start(self, spec: InstanceSpec) -> int:
         """Start the instance; return the pid of its init."""

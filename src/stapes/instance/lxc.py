@@ -329,6 +329,39 @@ class LxcDriver(InstanceDriver):
         current.started_at = _started_at(current.pid)
         return current
 
+    async def counters(self, spec: InstanceSpec) -> dict[str, float]:
+        """From the container's cgroups (v1 here): memory.stat, memory.oom_control's
+        oom_kill, cpuset.effective_cpus and cpuacct.usage_all (cpuN_user, cpuN_system in
+        seconds)."""
+
+        def read() -> dict[str, float]:
+            c = self._container(spec)
+
+            def text(key: str) -> str:
+                with contextlib.suppress(Exception):
+                    return str(c.get_cgroup_item(key) or "")
+                return ""
+
+            found: dict[str, float] = {}
+            for key in ("memory.stat", "memory.oom_control"):
+                for line in text(key).splitlines():
+                    name, _, value = line.partition(" ")
+                    if value.strip().isdigit():
+                        found[name] = int(value)
+            cpus = text("cpuset.effective_cpus").strip()
+            if cpus:
+                found["effective_cpus"] = len(parse_cpuset(cpus))
+            for line in text("cpuacct.usage_all").splitlines()[1:]:  # cpu user system (ns)
+                fields = line.split()
+                if len(fields) == 3 and all(f.isdigit() for f in fields):
+                    found[f"cpu{fields[0]}_user"] = int(fields[1]) / 1e9
+                    found[f"cpu{fields[0]}_system"] = int(fields[2]) / 1e9
+            return found
+
+        if (await self.status(spec)).pid <= 0:
+            return {}
+        return await self._call(read)
+
     async def _load_modules(self, spec: InstanceSpec) -> None:
         """linux.kernel_modules: built in or loaded already is fine; else modprobe, or fail."""
         for module in filter(

@@ -233,6 +233,10 @@ class InstanceService:
         root = (root_disk.find(self.expand(row)[1]) or ("root", {}))[0]
         return {root: {"usage": used, "total": 0}}
 
+    async def counters(self, row: q.InstanceRow) -> dict[str, float]:
+        """The kernel counters metrics add to the state (InstanceDriver.counters)."""
+        return await self.drivers.get(row.type).counters(self.spec(row))
+
     async def filesystems(self, row: q.InstanceRow) -> dict[str, tuple[int, int]]:
         """A container's root filesystem as its metrics give it: (size, available), its
         quota's when the pool applies one, else the filesystem's that holds it."""

@@ -30,6 +30,8 @@ _HELP = {
     "incus_network_receive_drop_total": ("counter", "The amount of received dropped bytes."),
     "incus_network_transmit_drop_total": ("counter", "The amount of transmitted dropped bytes."),
     "incus_procs_total": ("gauge", "The number of running processes."),
+    "incus_cpu_effective_total": ("gauge", "The total number of effective CPUs."),
+    "incus_memory_OOM_kills_total": ("counter", "The number of out of memory kills."),
     "incus_filesystem_size_bytes": ("gauge", "The size of the root filesystem."),
     "incus_filesystem_avail_bytes": ("gauge", "What the root filesystem has left."),
     "incus_instances": ("gauge", "The number of instances, by type and state."),
@@ -48,6 +50,20 @@ _NET = {
     "packets_dropped_outbound": "incus_network_transmit_drop_total",
 }
 
+_MEMORY_STAT = {
+    "active_anon": "Active_anon",
+    "active_file": "Active_file",
+    "inactive_anon": "Inactive_anon",
+    "inactive_file": "Inactive_file",
+    "cache": "Cached",
+    "dirty": "Dirty",
+    "mapped_file": "Mapped",
+    "shmem": "Shmem",
+    "unevictable": "Unevictable",
+    "writeback": "Writeback",
+}
+"""cgroup memory.stat keys and the names of Incus's incus_memory_<name>_bytes metrics."""
+
 Sample = tuple[str, dict[str, str], float]
 
 
@@ -55,7 +71,7 @@ def _labels(labels: dict[str, str]) -> str:
     def escape(value: str) -> str:
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
-    inner = ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
+    inner = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(labels.items()))
     return "{" + inner + "}" if inner else ""
 
 
@@ -79,26 +95,50 @@ def render(samples: Iterable[Sample]) -> str:
 
 
 def instance_samples(
-    row: InstanceRow, state: dict[str, Any], filesystems: dict[str, tuple[int, int]] | None = None
+    row: InstanceRow,
+    state: dict[str, Any],
+    filesystems: dict[str, tuple[int, int]] | None = None,
+    counters: dict[str, float] | None = None,
 ) -> list[Sample]:
-    """``filesystems``: device -> (size, available) of the instance's filesystems."""
+    """``filesystems``: device -> (size, available) of the instance's filesystems;
+    ``counters``: the kernel's (InstanceDriver.counters), when the driver has them."""
     base = {"name": row.name, "project": row.project, "type": row.type}
-    samples: list[Sample] = [
-        (
-            "incus_cpu_seconds_total",
-            {**base, "cpu": "0", "mode": "user"},
-            state["cpu"].get("usage", 0) / 1e9,
-        ),
-        ("incus_procs_total", base, state.get("processes", 0)),
-    ]
+    counters = counters or {}
+    per_cpu = sorted(
+        (int(key[3:].partition("_")[0]), key.partition("_")[2], value)
+        for key, value in counters.items()
+        if key.startswith("cpu") and key[3:4].isdigit()
+    )
+    if per_cpu:  # each CPU's user and system time, as Incus gives them
+        cpu = [
+            ("incus_cpu_seconds_total", {**base, "cpu": str(n), "mode": mode}, value)
+            for n, mode, value in per_cpu
+        ]
+    else:
+        labels = {**base, "cpu": "0", "mode": "user"}
+        cpu = [("incus_cpu_seconds_total", labels, state["cpu"].get("usage", 0) / 1e9)]
+    samples: list[Sample] = [*cpu, ("incus_procs_total", base, state.get("processes", 0))]
+    if "effective_cpus" in counters:
+        samples.append(("incus_cpu_effective_total", base, counters["effective_cpus"]))
     memory = state.get("memory") or {}
     total, usage = memory.get("total", 0), memory.get("usage", 0)
     samples += [
         ("incus_memory_MemTotal_bytes", base, total),
-        ("incus_memory_MemAvailable_bytes", base, max(total - usage, 0)),
-        ("incus_memory_RSS_bytes", base, usage),
+        # what the page cache holds can be given back: available, though not free
+        ("incus_memory_MemAvailable_bytes", base, max(total - usage, 0) + counters.get("cache", 0)),
+        ("incus_memory_RSS_bytes", base, counters.get("rss", usage)),
         ("incus_memory_Swap_bytes", base, memory.get("swap_usage", 0)),
     ]
+    if "cache" in counters:
+        samples.append(("incus_memory_MemFree_bytes", base, max(total - usage, 0)))
+        for key, name in _MEMORY_STAT.items():
+            samples.append((f"incus_memory_{name}_bytes", base, counters.get(key, 0)))
+        active = counters.get("active_anon", 0) + counters.get("active_file", 0)
+        inactive = counters.get("inactive_anon", 0) + counters.get("inactive_file", 0)
+        samples.append(("incus_memory_Active_bytes", base, active))
+        samples.append(("incus_memory_Inactive_bytes", base, inactive))
+    if "oom_kill" in counters:
+        samples.append(("incus_memory_OOM_kills_total", base, counters["oom_kill"]))
     for device, interface in (state.get("network") or {}).items():
         counters = interface.get("counters", {})
         for key, metric in _NET.items():
@@ -131,7 +171,10 @@ async def collect(instances: InstanceService, projects: list[str] | None) -> str
         counts[key] = counts.get(key, 0) + 1
         if running:
             samples += instance_samples(
-                row, await instances.state(row), await instances.filesystems(row)
+                row,
+                await instances.state(row),
+                await instances.filesystems(row),
+                await instances.counters(row),
             )
     samples += [
         ("incus_instances", {"type": kind, "state": status}, count)
