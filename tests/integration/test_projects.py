@@ -524,3 +524,15 @@ def test_profiles_of_every_project(daemon: Daemon) -> None:
     finally:
         for project in (own, shared):
             daemon.request("DELETE", f"{PROJECTS}/{project}")
+
+
+def test_project_errors_in_incus_words(daemon: Daemon) -> None:
+    """Scripts compare these: a missing project and an unknown key (unset too) as Incus says."""
+    resp = daemon.request("GET", f"{PROJECTS}/nope")
+    assert (resp.status, resp.json()["error"]) == (404, "Project not found")
+    for value in ("1", ""):  # incus project unset sends the key empty
+        resp = daemon.request("PATCH", f"{PROJECTS}/default", {"config": {"nope": value}})
+        assert (resp.status, resp.json()["error"]) == (
+            400,
+            'Invalid project configuration key "nope"',
+        )

@@ -607,7 +607,7 @@ def check_keys(config: dict[str, str], keys: dict[str, v.Validator], what: str) 
             continue
         check = keys.get(key) or _by_pattern(keys, key)
         if check is None:
-            raise BadRequest(f"Invalid {what} configuration key: {key!r}")
+            raise BadRequest(f'Invalid {what} configuration key "{key}"')
         try:
             check(value)
         except ValueError as exc:

@@ -87,7 +87,15 @@ def list_projects(db: Database) -> list[ProjectRow]:
 def get_project(db: Database, name: str) -> ProjectRow:
     row = find_project(db, name)
     if row is None:
-        raise NotFound(f"Project {name!r} not found")
+        raise NotFound("Project not found")  # Incus's words
+    return row
+
+
+def get_target_project(db: Database, name: str) -> ProjectRow:
+    """A project a request's body names (a move's or copy's target): the error names it."""
+    row = find_project(db, name)
+    if row is None:
+        raise NotFound(f"Target project {name!r} not found")
     return row
 
 

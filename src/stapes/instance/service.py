@@ -25,7 +25,7 @@ from stapes.config.server_keys import server_value
 from stapes.config.validate import parse_bool
 from stapes.db import instances as q
 from stapes.db.connection import Database
-from stapes.db.projects import expand_profiles, get_profile, get_project
+from stapes.db.projects import expand_profiles, get_profile, get_project, get_target_project
 from stapes.db.server_config import get_config
 from stapes.host.idmap import IdMap, current_map
 from stapes.host.paths import Paths, instance_entry, move_instance_dir
@@ -920,7 +920,7 @@ class InstanceService:
         device of its own when the target's profiles do not give it one, as Incus keeps it."""
         name = new_name or row.name
         names.validate(name)
-        get_project(self.db, project)
+        get_target_project(self.db, project)
         if (await self.status(row)).status != StatusCode.STOPPED:
             raise BadRequest("Instance must be stopped to be moved across projects")
         if q.find_instance(self.db, project, name) is not None:

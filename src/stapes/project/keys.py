@@ -68,6 +68,11 @@ KEYS: dict[str, v.Validator] = {
 }
 
 
+def check_names(config: dict[str, str]) -> None:
+    """Only the key names (values unchecked: empty ones unset)."""
+    check_keys(dict.fromkeys(config, ""), dict.fromkeys(KEYS, v.any_value), "project")
+
+
 def validate(config: dict[str, str]) -> None:
     check_keys(config, KEYS, "project")
     # A restricted project using the default project's profiles could take settings from

@@ -105,6 +105,9 @@ class Projects:
         self.events.lifecycle(ProjectAction.CREATED, project_url(row.name))
 
     def update(self, row: q.ProjectRow, put: ProjectPut) -> None:
+        # a key sent empty (unset) must be a key too: incus project unset of a key no project
+        # has is an error, as in Incus
+        keys.check_names(put.config)
         config = {k: val for k, val in put.config.items() if val != ""}
         self._check_config(row.name, config)
         changed = {

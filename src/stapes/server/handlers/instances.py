@@ -17,7 +17,7 @@ from stapes.api.instance import (
 )
 from stapes.api.urls import instance_url
 from stapes.db.instances import InstanceRow
-from stapes.db.projects import get_project
+from stapes.db.projects import get_target_project
 from stapes.server import filter as api_filter
 from stapes.server.auth import require_project
 from stapes.server.endpoint import (
@@ -126,7 +126,7 @@ async def post_instance(request: web.Request) -> Result:
         return Async(await st.instances.move_to_pool(row, req.pool))
     if req.project and req.project != row.project:  # the client sends it as a migration
         require_project(request, req.project)
-        get_project(st.db, req.project)  # a project that does not exist is a 404
+        get_target_project(st.db, req.project)  # a project that does not exist is a 404
         return Async(await st.instances.move_to_project(row, req.project, req.name))
     if req.migration:
         raise BadRequest("Migration is not supported by this stapesd yet")
