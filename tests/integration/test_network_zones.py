@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,6 +65,19 @@ def ask(port: int, zone: str, kind: str, tcp: bool = False, **tsig: Any) -> dns.
         query.use_tsig(**tsig)
     send = dns.query.tcp if tcp else dns.query.udp
     return send(query, "127.0.0.1", port=port, timeout=5)
+
+
+def refused(port: int, zone: str, **tsig: Any) -> bool:
+    """Whether the server says the zone does not exist (NXDOMAIN, unsigned as Incus answers
+    a request whose key it does not trust: read without checking the signature)."""
+    query = dns.message.make_query(zone, "SOA")
+    if tsig:
+        query.use_tsig(**tsig)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(query.to_wire(), ("127.0.0.1", port))
+        reply = dns.message.from_wire(sock.recv(65535), keyring=False)
+    return reply.id == query.id and reply.rcode() == dns.rcode.NXDOMAIN
 
 
 def error(resp: Any) -> str:
@@ -148,10 +162,10 @@ def test_peers_are_known_by_address_and_tsig_key(daemon: Daemon, dns_port: int) 
         signed = ask(dns_port, zone, "SOA", keyring=dns.tsigkeyring.from_text({key: SECRET}))
         assert signed.rcode() == dns.rcode.NOERROR and signed.had_tsig
         wrong = dns.tsigkeyring.from_text({key: base64.b64encode(b"x" * 32).decode()})
-        assert ask(dns_port, zone, "SOA", keyring=wrong).rcode() == dns.rcode.NXDOMAIN
+        assert refused(dns_port, zone, keyring=wrong)
         other = dns.tsigkeyring.from_text({f"other_{zone}.": SECRET})
-        assert ask(dns_port, zone, "SOA", keyring=other).rcode() == dns.rcode.NXDOMAIN
-        assert ask(dns_port, zone, "SOA").rcode() == dns.rcode.NXDOMAIN  # unsigned
+        assert refused(dns_port, zone, keyring=other)
+        assert refused(dns_port, zone)  # unsigned
         # a big zone comes in several TCP messages, each signed and verified by the client
         entries = [{"type": "TXT", "value": f'"entry {i}"'} for i in range(250)]
         body = {"name": "many", "entries": entries}
