@@ -13,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.helpers import STAPES, Daemon
+from tests.helpers import STAPES, Daemon, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]
 
@@ -119,3 +119,18 @@ def test_cli_console_detaches_on_ctrl_a_q(daemon: Daemon, container: str) -> Non
     assert os.waitstatus_to_exitcode(status) == 0
     log = daemon.cli("console", container, "--show-log").stdout
     assert "CLI-42" in log
+
+
+def test_a_container_never_started_has_an_empty_lxc_log(daemon: Daemon, busybox: str) -> None:
+    """As Incus lists it from the start: incus info --show-log prints an empty Log."""
+    name = unique("c")
+    body = {"name": name, "source": {"type": "image", "alias": busybox}}
+    daemon.ok(daemon.request("POST", "/1.0/instances", body))
+    try:
+        listed = daemon.request("GET", f"/1.0/instances/{name}/logs").metadata
+        assert listed == [f"/1.0/instances/{name}/logs/lxc.log"]
+        log = daemon.request("GET", f"/1.0/instances/{name}/logs/lxc.log")
+        assert (log.status, log.body) == (200, b"")
+        assert daemon.cli("info", name, "--show-log").returncode == 0
+    finally:
+        daemon.wait(daemon.request("DELETE", f"/1.0/instances/{name}"))

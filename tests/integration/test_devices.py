@@ -217,6 +217,11 @@ def test_proxy_port_ranges_and_lists(daemon: Daemon, container: str) -> None:
             {"type": "disk", "source": "/tmp", "path": "/mnt"},
             "More than one disk device uses the same path '/mnt'",
         ),
+        ({"type": "tpm", "path": "/dev/tpm0"}, "'pathrm' is required"),
+        (
+            {"type": "disk", "source": "/", "path": "/h", "readonly": "true", "recursive": "true"},
+            "Recursive read-only bind-mounts aren't currently supported",
+        ),
     ],
 )
 def test_incus_device_checks(
@@ -261,7 +266,7 @@ def test_bad_devices_are_named(
         ({"type": "disk", "source": "/no/such/dir", "path": "/x"}, "/no/such/dir"),
         ({"type": "gpu"}, "GPU"),
         ({"type": "usb", "vendorid": "ffff", "productid": "0001"}, "ffff:0001"),
-        ({"type": "tpm", "path": "/dev/tpm0"}, "vtpmx"),
+        ({"type": "tpm", "path": "/dev/tpm0", "pathrm": "/dev/tpmrm0"}, "vtpmx"),
         ({"type": "unix-hotplug", "vendorid": "ffff", "required": "true"}, "ffff"),
     ],
 )

@@ -180,6 +180,10 @@ class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient, P
     def console_log(self, name: str) -> bytes:
         return self.conn.get_bytes(f"/1.0/instances/{_q(name)}/console")[0]
 
+    def instance_log(self, name: str, file: str) -> bytes:
+        """One of GET /1.0/instances/NAME/logs: lxc.log for a container, qemu.log for a VM."""
+        return self.conn.get_bytes(f"/1.0/instances/{_q(name)}/logs/{_q(file)}")[0]
+
     def clear_console_log(self, name: str) -> None:
         self.conn.request("DELETE", f"/1.0/instances/{_q(name)}/console")
 

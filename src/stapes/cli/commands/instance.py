@@ -281,12 +281,21 @@ def _server_info(server: InstanceServer) -> None:
 
 @click.command()
 @click.argument("name", required=False)
-def info(name: str | None) -> None:
+@click.option("--show-log", is_flag=True, help="Also print the instance's log (lxc.log, qemu.log)")
+def info(name: str | None, show_log: bool) -> None:
     """Show an instance's details and resource usage (without NAME: the server's)."""
     if name is None:
         run(_server_info)
         return
-    run(lambda s: _info(s, name))
+
+    def go(server: InstanceServer) -> None:
+        _info(server, name)
+        if show_log:
+            kind = server.instance(name)["type"]
+            log = server.instance_log(name, "qemu.log" if kind == "virtual-machine" else "lxc.log")
+            click.echo("\nLog:\n\n" + log.decode(errors="replace"))
+
+    run(go)
 
 
 COMMANDS = [launch, init, start, stop, restart, pause, delete, info]

@@ -47,6 +47,15 @@ class DiskMount(Device):
         super().validate()
         if self.config.get("path") == "/":
             raise self.fail("a host path cannot be mounted as the root")
+        if v.parse_bool(self.config.get("readonly", "false")) and v.parse_bool(
+            self.config.get("recursive", "false")
+        ):
+            # liblxc's rbind,ro makes the top mount read-only and leaves the mounts below it
+            # writable: refused, as Incus refuses it where it cannot make them all read-only
+            raise self.fail(
+                "Recursive read-only bind-mounts aren't currently supported: the mounts "
+                "below the source would stay writable (drop recursive, or readonly)"
+            )
         if not self.config.get("pool"):
             try:
                 v.is_abs_path(self.config["source"])

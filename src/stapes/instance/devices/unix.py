@@ -267,7 +267,7 @@ class Tpm(NodeDevice):
     node the container gets at ``path``. swtpm runs as long as the container."""
 
     KEYS: ClassVar = {"path": v.is_abs_path, "pathrm": v.is_abs_path}
-    REQUIRED = ("path",)
+    REQUIRED = ("path", "pathrm")  # as Incus: a container gets both nodes
 
     def check_host(self) -> None:
         if not os.path.exists("/dev/vtpmx"):
@@ -310,11 +310,9 @@ class Tpm(NodeDevice):
             os.close(server_fd)
         (self.node_dir() / f"{self.file_name}.swtpm.pid").write_text(str(proc.pid))
         nodes = [self.make_node("c", major, minor, self.config["path"])]
-        log_node = self.config.get("pathrm")
-        if log_node:
-            numbers = _char_node(f"/dev/tpmrm{number}")
-            if numbers is not None:
-                nodes.append(self.make_node("c", *numbers, log_node))
+        numbers = _char_node(f"/dev/tpmrm{number}")
+        if numbers is not None:
+            nodes.append(self.make_node("c", *numbers, self.config["pathrm"]))
         return self.run_config(nodes)
 
     def stop(self) -> None:

@@ -129,7 +129,11 @@ def _log_files(request: web.Request) -> tuple[str, dict[str, str]]:
     st = state(request)
     row = instance_row(request)
     files = st.instances.drivers.get(row.type).log_files(st.instances.spec(row))
-    return url(row.name, row.project), {k: str(v) for k, v in files.items() if v.is_file()}
+    # a container's lxc.log is listed (empty) before its first start too, as Incus lists it
+    always = {"lxc.log"} if row.type == "container" else set()
+    return url(row.name, row.project), {
+        k: str(v) for k, v in files.items() if v.is_file() or k in always
+    }
 
 
 async def list_logs(request: web.Request) -> Result:
@@ -147,7 +151,10 @@ def _log_file(request: web.Request) -> str:
 
 
 async def get_log(request: web.Request) -> Result:
-    return web.FileResponse(_log_file(request))
+    path = _log_file(request)
+    if not os.path.exists(path):  # not written yet: empty
+        return web.Response(body=b"", content_type="application/octet-stream")
+    return web.FileResponse(path)
 
 
 async def delete_log(request: web.Request) -> Result:
