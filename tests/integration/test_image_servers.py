@@ -66,6 +66,12 @@ def test_simplestreams_tree_and_pull(
     assert {"image_create_aliases", "image_force_refresh"} <= set(extensions)
     refreshed = daemon.ok(daemon.request("POST", f"/1.0/images/{fingerprint}/refresh", {}))
     assert refreshed["metadata"]["refreshed"] is False  # the server has nothing newer
+    # the server's own image was made there: no server to ask, the refresh fails as Incus's
+    failed = far.wait(far.request("POST", f"/1.0/images/{fingerprint}/refresh", {}))
+    assert failed.status == 404
+    assert failed.json()["error"] == (
+        f'Failed to update image "{fingerprint}" in project "default": Image source not found'
+    )
     daemon.ok(daemon.request("DELETE", f"/1.0/images/{fingerprint}"))
 
     # launch from the server over its Incus API: pulled as a cached image

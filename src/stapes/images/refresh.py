@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from stapes.api.base import parse_timestamp
+from stapes.api.errors import NotFound
 from stapes.config import validate as v
 from stapes.config.server_keys import server_value
 from stapes.db import images as q
@@ -27,7 +28,12 @@ async def refresh(store: ImageStore, row: q.ImageRow, drop_volumes: DropVolumes)
     """The image as the server has it now (``row`` itself when unchanged or not pulled by
     alias)."""
     source = q.find_source(store.db, row.id)
-    if source is None or not source.alias:
+    if source is None:  # made here, imported or published: no server to ask
+        raise NotFound(
+            f'Failed to update image "{row.fingerprint}" in project "{row.project}": '
+            "Image source not found"
+        )
+    if not source.alias:
         return row
     remote = RemoteImage(source.server, source.protocol, source.alias, "", source.certificate)
     new = await fetch(store, row.project, remote, row.architecture, cached=row.cached)
@@ -64,7 +70,8 @@ class ImageUpkeep:
             self.last_update = minute
             cached_too = v.parse_bool(server_value(config, "images.auto_update_cached"))
             for row in q.list_images(self.store.db, None):
-                if row.auto_update or (row.cached and cached_too):
+                wanted = row.auto_update or (row.cached and cached_too)
+                if wanted and q.find_source(self.store.db, row.id) is not None:
                     try:
                         await refresh(self.store, row, self.drop_volumes)
                     except Exception as exc:
