@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import shutil
 import socket
+import struct
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -313,3 +314,49 @@ def test_unix_hotplug_waits_for_its_device(daemon: Daemon, stopped: str) -> None
     Path("/sys/class/mem/null/uevent").write_text("add")
     assert sh(daemon, stopped, "echo alive") == "alive\n"
     assert not list((daemon.root / "devices" / stopped).glob("usbthing.*"))
+
+
+def test_proxy_protocol_names_the_client(daemon: Daemon, container: str) -> None:
+    """proxy_protocol=true: the target first reads a PROXY protocol v2 header (HAProxy's) with
+    the client's and the listener's addresses, then the client's bytes."""
+    sh(daemon, container, "ip link set lo up")
+    got: list[bytes] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(20)
+
+        def accept() -> None:
+            conn, _ = server.accept()
+            with conn:
+                data = b""
+                while len(data) < 28 + 4:  # the IPv4 header, then "GET "
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                got.append(data)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        back = {
+            "type": "proxy",
+            "bind": "instance",
+            "listen": "tcp:127.0.0.1:9001",
+            "connect": f"tcp:127.0.0.1:{server.getsockname()[1]}",
+            "proxy_protocol": "true",
+        }
+        assert devices_patch(daemon, container, {"pp": back}) == (200, "")
+        assert sh(daemon, container, "wget -qO- http://127.0.0.1:9001/") == "ok"
+        thread.join(20)
+    header = got[0]
+    assert header[:12] == b"\r\n\r\n\x00\r\nQUIT\n"
+    assert header[12:16] == bytes([0x21, 0x11, 0, 12])  # v2 PROXY, TCP over IPv4, 12 bytes
+    assert header[16:24] == bytes([127, 0, 0, 1, 127, 0, 0, 1])
+    assert struct.unpack("!H", header[26:28])[0] == 9001 and header[28:32] == b"GET "
+    udp = {"type": "proxy", "listen": "udp:127.0.0.1:9002", "connect": "udp:127.0.0.1:9",
+           "proxy_protocol": "true"}  # fmt: skip
+    status, error = devices_patch(daemon, container, {"ppu": udp})
+    assert status == 400 and "stream connections only" in error
+    assert put_devices(daemon, container, {}) == (200, "")

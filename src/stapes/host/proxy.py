@@ -1,7 +1,7 @@
 """The forwarder behind proxy devices, one helper process per device:
 
     python -m stapes.host.proxy --pid PID --listen ADDR --connect ADDR --bind host|instance
-        [--uid N --gid N --mode 0644 --id-base N]
+        [--uid N --gid N --mode 0644 --id-base N --proxy-protocol]
 
 ADDR is ``tcp:HOST:PORTS``, ``udp:HOST:PORTS`` (HOST an IP address, IPv6 in brackets; PORTS
 one port, a range ``A-B`` or a comma list of both, as Incus takes them) or ``unix:PATH``
@@ -11,6 +11,8 @@ the same place in the list, or to the one connect port when there is only one.
 The listening sockets are made in the network (and, for unix paths, mount) namespace of the
 listening side, then the helper moves to the other side's namespaces, so every connection it
 opens to ADDR is made there. It exits when the instance's init (PID) does, or on SIGTERM.
+With --proxy-protocol each stream connection to ADDR starts with a PROXY protocol v2 header
+(HAProxy's) naming the client.
 Only the standard library: it starts fast and runs anywhere."""
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import ipaddress
 import os
 import signal
 import socket
+import struct
 import sys
 from dataclasses import dataclass
 
@@ -165,7 +168,22 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
 
 
-async def serve_stream(listener: socket.socket, target: Address) -> None:
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_header(peer: object, local: object) -> bytes:
+    """HAProxy's PROXY protocol (version 2) header telling the target who connected: the
+    client's and the listener's TCP addresses, or LOCAL (no address) for unix listeners."""
+    if isinstance(peer, tuple) and isinstance(local, tuple):
+        src, dst = ipaddress.ip_address(peer[0]), ipaddress.ip_address(local[0])
+        if src.version == dst.version == 4 or (src.version == dst.version == 6):
+            family = 0x11 if src.version == 4 else 0x21  # TCP over IPv4 / IPv6
+            body = src.packed + dst.packed + struct.pack("!HH", peer[1], local[1])
+            return PROXY_V2_SIGNATURE + struct.pack("!BBH", 0x21, family, len(body)) + body
+    return PROXY_V2_SIGNATURE + struct.pack("!BBH", 0x20, 0x00, 0)  # LOCAL
+
+
+async def serve_stream(listener: socket.socket, target: Address, proxy: bool = False) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             if target.kind == "unix":
@@ -175,6 +193,9 @@ async def serve_stream(listener: socket.socket, target: Address) -> None:
         except OSError:
             writer.close()
             return
+        if proxy:
+            peer, local = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+            up_writer.write(proxy_header(peer, local))
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
@@ -217,14 +238,16 @@ async def serve_datagrams(listener: socket.socket, target: Address) -> None:
         transport.sendto(data)
 
 
-async def run(pairs: list[tuple[socket.socket, Address]], pidfd: int) -> None:
+async def run(pairs: list[tuple[socket.socket, Address]], pidfd: int, proxy: bool) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_reader(pidfd, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     tasks = [
         loop.create_task(
-            (serve_datagrams if target.kind == "udp" else serve_stream)(listener, target)
+            serve_datagrams(listener, target)
+            if target.kind == "udp"
+            else serve_stream(listener, target, proxy)
         )
         for listener, target in pairs
     ]
@@ -246,6 +269,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--gid", type=int, default=0)
     parser.add_argument("--mode", default="0644")
     parser.add_argument("--id-base", type=int, default=0)
+    parser.add_argument("--proxy-protocol", action="store_true")
     args = parser.parse_args(argv)
     try:
         listen, connect = parse_address(args.listen), parse_address(args.connect)
@@ -267,7 +291,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"proxy: {exc}\n")
         return 2
-    asyncio.run(run(pairs, pidfd))
+    asyncio.run(run(pairs, pidfd, args.proxy_protocol))
     return 0
 
 

@@ -66,6 +66,7 @@ API_EXTENSIONS: list[str] = [
     "network_state",
     "proxy_unix_dac_properties",
     "container_protection_delete",
+    "proxy_haproxy_protocol",
     "network_hwaddr",
     "network_nat_order",
     "container_full",

@@ -32,7 +32,7 @@ class Proxy(Device):
         "gid": v.is_uint,
         "mode": v.is_octal_mode,
         "nat": _is_false,
-        "proxy_protocol": _is_false,
+        "proxy_protocol": v.is_bool,
         "security.uid": v.is_uint,
         "security.gid": v.is_uint,
     }
@@ -44,6 +44,8 @@ class Proxy(Device):
         connect = parse_address(self.config["connect"])
         if (listen.kind == "udp") != (connect.kind == "udp"):
             raise self.fail("udp can only be forwarded to udp, and streams only to streams")
+        if v.parse_bool(self.config.get("proxy_protocol", "false")) and listen.kind == "udp":
+            raise self.fail("proxy_protocol (a PROXY header) applies to stream connections only")
         try:
             pair(listen, connect)
         except ValueError as exc:
@@ -74,4 +76,6 @@ class Proxy(Device):
             "--id-base",
             str(self.ctx.idmap.base if self.ctx.idmap else 0),
         ]
+        if v.parse_bool(self.config.get("proxy_protocol", "false")):
+            argv.append("--proxy-protocol")
         return RunConfig(helpers=[Helper(self.name, tuple(argv))])
