@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -310,5 +311,37 @@ def test_image_templates_render_as_incus_images_use_them(daemon: Daemon, busybox
         assert daemon.cli("exec", name, "--", "cat", "/etc/once").stdout == "mine\n"
         config = daemon.request("GET", f"/1.0/instances/{name}").metadata["config"]
         assert "volatile.apply_template" not in config
+    finally:
+        daemon.force_delete(name)
+
+
+def test_lists_see_changes_made_behind_the_daemon(daemon: Daemon, busybox: str) -> None:
+    """Lists answer running containers from the daemon's own watch of their init (no liblxc
+    call each), yet a freeze or a kill the daemon did not make shows at once."""
+    name = daemon.launch(busybox)
+    try:
+
+        def listed() -> str:
+            rows = daemon.request("GET", "/1.0/instances?recursion=1").metadata
+            return next(r["status"] for r in rows if r["name"] == name)
+
+        pid = daemon.request("GET", f"/1.0/instances/{name}/state").metadata["pid"]
+        assert listed() == "Running"
+        cgroup = next(
+            line.split(":", 2)[2]
+            for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+            if "freezer" in line.split(":")[1].split(",")
+        )
+        state = Path("/sys/fs/cgroup/freezer") / cgroup.lstrip("/") / "freezer.state"
+        state.write_text("FROZEN")
+        assert listed() == "Frozen"
+        state.write_text("THAWED")
+        assert listed() == "Running"
+        os.kill(pid, signal.SIGKILL)
+        assert listed() in ("Stopped", "Stopping")  # never Running once init is gone
+        deadline = time.monotonic() + 10
+        while listed() != "Stopped":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     finally:
         daemon.force_delete(name)

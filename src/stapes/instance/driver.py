@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,6 +101,15 @@ class InstanceDriver(abc.ABC):
     @abc.abstractmethod
     async def status(self, spec: InstanceSpec) -> RuntimeState:
         """The power state and pid only (cheap: used by list)."""
+
+    def running_status(self, pid: int) -> RuntimeState | None:
+        """The status of an instance whose init (``pid``) the daemon watches and knows alive,
+        without asking the runtime (lists of many running instances); None: ask status()."""
+        return None
+
+    async def statuses(self, specs: list[InstanceSpec]) -> list[RuntimeState]:
+        """status() of many instances (lists); a driver may answer them in one go."""
+        return list(await asyncio.gather(*(self.status(spec) for spec in specs)))
 
     @abc.abstractmethod
     async def state(self, spec: InstanceSpec) -> RuntimeState:

@@ -188,6 +188,23 @@ class InstanceService:
     async def status(self, row: q.InstanceRow) -> RuntimeState:
         return await self.drivers.get(row.type).status(self.spec(row))
 
+    async def statuses(self, rows: list[q.InstanceRow]) -> list[RuntimeState]:
+        """status() of each row, each driver asked once for all its instances."""
+        found: dict[int, RuntimeState] = {}
+        by_type: dict[str, list[int]] = {}
+        for index, row in enumerate(rows):
+            pid = self.watcher.alive(row.project, row.name)
+            quick = self.drivers.get(row.type).running_status(pid) if pid else None
+            if quick is not None:
+                found[index] = quick
+                continue
+            by_type.setdefault(row.type, []).append(index)
+        for kind, indexes in by_type.items():
+            specs = [self.spec(rows[i]) for i in indexes]
+            answers = await self.drivers.get(kind).statuses(specs)
+            found.update(zip(indexes, answers, strict=True))
+        return [found[i] for i in range(len(rows))]
+
     @staticmethod
     def shown(row: q.InstanceRow, status: RuntimeState) -> RuntimeState:
         """The state as clients see it: a running instance whose guest said so is Ready."""

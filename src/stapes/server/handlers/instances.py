@@ -49,7 +49,7 @@ async def list_instances(request: web.Request) -> Result:
     if depth >= 2:
         rendered = await asyncio.gather(*(_full(st, r) for r in rows))
     else:
-        statuses = await asyncio.gather(*(st.instances.status(r) for r in rows))
+        statuses = await st.instances.statuses(rows)
         rendered = [st.instances.render(r, s) for r, s in zip(rows, statuses, strict=True)]
     if flt is not None:
         rendered = [item for item in rendered if api_filter.matches(flt, item)]
