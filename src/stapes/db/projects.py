@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
@@ -154,7 +157,32 @@ def list_all_profiles(db: Database) -> list[ProfileRow]:
     ]
 
 
+_PROFILES_SEEN: contextvars.ContextVar[dict[tuple[str, str], ProfileRow | None] | None] = (
+    contextvars.ContextVar("profiles_seen", default=None)
+)
+
+
+@contextlib.contextmanager
+def profiles_read_once() -> Iterator[None]:
+    """Within the block (one request's task), each profile is read from the database once:
+    a list of many instances expands the same few profiles for each."""
+    token = _PROFILES_SEEN.set({})
+    try:
+        yield
+    finally:
+        _PROFILES_SEEN.reset(token)
+
+
 def find_profile(db: Database, project: str, name: str) -> ProfileRow | None:
+    seen = _PROFILES_SEEN.get()
+    if seen is None:
+        return _find_profile(db, project, name)
+    if (project, name) not in seen:
+        seen[(project, name)] = _find_profile(db, project, name)
+    return seen[(project, name)]
+
+
+def _find_profile(db: Database, project: str, name: str) -> ProfileRow | None:
     project = feature_project(db, project, "profiles")
     r = db.one(
         "SELECT profiles.*, projects.name AS project FROM profiles JOIN projects "

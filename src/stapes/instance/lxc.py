@@ -213,6 +213,18 @@ def _check_raw_lxc(text: str) -> None:
 
 
 FREEZER_ROOT = Path("/sys/fs/cgroup/freezer")
+SUN_PATH_MAX = 108
+"""sockaddr_un's sun_path: liblxc hashes monitor socket names that would not fit."""
+
+
+def _command_sockets() -> set[str]:
+    """The abstract unix sockets listening on this host (one read for a whole list)."""
+    try:
+        with open("/proc/net/unix", "rb") as table:
+            lines = table.read().decode(errors="replace").splitlines()[1:]
+    except OSError:
+        return set()
+    return {fields[7] for line in lines if len(fields := line.split()) > 7}
 
 
 class LxcDriver(InstanceDriver):
@@ -282,6 +294,12 @@ class LxcDriver(InstanceDriver):
     async def status(self, spec: InstanceSpec) -> RuntimeState:
         return (await self.statuses([spec]))[0]
 
+    def _command_socket(self, spec: InstanceSpec) -> str:
+        """The abstract socket a running container's liblxc monitor listens on (as
+        /proc/net/unix shows it), or "" when liblxc would hash a name that long."""
+        name = f"@{self.paths.containers}/{lxc_name(spec.project, spec.name)}/command"
+        return name if len(name) < SUN_PATH_MAX else ""
+
     def running_status(self, pid: int) -> RuntimeState | None:
         """From the init's own freezer cgroup (v1): two small file reads, no liblxc."""
         try:
@@ -303,9 +321,14 @@ class LxcDriver(InstanceDriver):
         """Every container asked in one trip off the event loop (a list of many running
         containers paid a thread hand-off each)."""
 
+        monitors = _command_sockets() if len(specs) > 1 else None
+
         def probe(spec: InstanceSpec) -> RuntimeState:
             if not (self._link(spec) / "config").exists():
                 return RuntimeState(StatusCode.STOPPED)
+            socket_name = self._command_socket(spec)
+            if monitors is not None and socket_name and socket_name not in monitors:
+                return RuntimeState(StatusCode.STOPPED)  # no liblxc monitor: not running
             try:
                 c = self._container(spec)
                 state, pid = c.state, c.init_pid

@@ -165,6 +165,21 @@ class InstanceService:
             idmap=current_map(row.config),
         )
 
+    def status_spec(self, row: q.InstanceRow) -> InstanceSpec:
+        """What drivers' status() reads (where the instance lives: project, name, paths),
+        without expanding its profiles: for lists."""
+        return InstanceSpec(
+            project=row.project,
+            name=row.name,
+            type=row.type,
+            architecture=row.architecture,
+            config=row.config,
+            devices=row.devices,
+            volume=self.pools.driver(row.pool).volume_path(*instance_volume(row)),
+            log_dir=self.paths.instance_logs(row.project, row.name),
+            idmap=None,
+        )
+
     def choose_idmap(self, row: q.InstanceRow, config: dict[str, str]) -> IdMap | None:
         """The map the instance should run with: the driver's shared one, or an isolated range
         no other instance holds (security.idmap.isolated)."""
@@ -200,7 +215,7 @@ class InstanceService:
                 continue
             by_type.setdefault(row.type, []).append(index)
         for kind, indexes in by_type.items():
-            specs = [self.spec(rows[i]) for i in indexes]
+            specs = [self.status_spec(rows[i]) for i in indexes]
             answers = await self.drivers.get(kind).statuses(specs)
             found.update(zip(indexes, answers, strict=True))
         return [found[i] for i in range(len(rows))]

@@ -17,7 +17,7 @@ from stapes.api.instance import (
 )
 from stapes.api.urls import instance_url
 from stapes.db.instances import InstanceRow
-from stapes.db.projects import get_target_project
+from stapes.db.projects import get_target_project, profiles_read_once
 from stapes.server import filter as api_filter
 from stapes.server.auth import require_project
 from stapes.server.endpoint import (
@@ -46,11 +46,12 @@ async def list_instances(request: web.Request) -> Result:
     flt = api_filter.parse(request.query["filter"]) if request.query.get("filter") else None
     if depth == 0 and flt is None:
         return Sync([_url(r.name, r.project) for r in rows])
-    if depth >= 2:
-        rendered = await asyncio.gather(*(_full(st, r) for r in rows))
-    else:
-        statuses = await st.instances.statuses(rows)
-        rendered = [st.instances.render(r, s) for r, s in zip(rows, statuses, strict=True)]
+    with profiles_read_once():
+        if depth >= 2:
+            rendered = await asyncio.gather(*(_full(st, r) for r in rows))
+        else:
+            statuses = await st.instances.statuses(rows)
+            rendered = [st.instances.render(r, s) for r, s in zip(rows, statuses, strict=True)]
     if flt is not None:
         rendered = [item for item in rendered if api_filter.matches(flt, item)]
     if depth == 0:
