@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-import yaml
-from rich import box
-from rich.console import Console
-from rich.table import Table
+
+# yaml and rich are imported where they are used: `stapes list --format csv` and the commands
+# that print nothing start without them
 
 FORMATS = ("table", "json", "yaml", "csv", "compact")
 
@@ -32,11 +31,17 @@ def print_rows(columns: Sequence[str], rows: list[list[str]], raw: Any, fmt: str
     if fmt == "json":
         click.echo(json.dumps(raw, indent=None))
     elif fmt == "yaml":
+        import yaml
+
         click.echo(yaml.safe_dump(raw, sort_keys=False), nl=False)
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerows(rows)
     else:
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(box=box.ASCII if fmt == "table" else None, show_lines=fmt == "table")
         for column in columns:
             table.add_column(column, overflow="fold")
@@ -50,6 +55,8 @@ def print_object(obj: Any, fmt: str = "yaml") -> None:
     if fmt == "json":
         click.echo(json.dumps(obj, indent=2))
     else:
+        import yaml
+
         click.echo(yaml.safe_dump(obj, sort_keys=False), nl=False)
 
 

@@ -15,15 +15,16 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
-
-import websocket
 
 from stapes.api.errors import RemoteError
 from stapes.host.paths import stapes_dir
 
 Body = bytes | Iterable[bytes] | None
+
+if TYPE_CHECKING:  # imported where a websocket is opened: most commands open none
+    import websocket
 
 
 def default_socket() -> Path:
@@ -64,6 +65,8 @@ class UnixTarget:
         return _UnixHTTPConnection(self.path)
 
     def websocket(self, path: str) -> websocket.WebSocket:
+        import websocket
+
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.path)
@@ -139,6 +142,8 @@ class HttpsTarget:
         return Pinned(self.host, self.port, timeout=self.timeout, context=self.context())
 
     def websocket(self, path: str) -> websocket.WebSocket:
+        import websocket
+
         raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
         try:
             sock = self.context().wrap_socket(raw)

@@ -14,19 +14,21 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import yaml
 
 from stapes import certs
-from stapes.api.certificate import TrustToken
 from stapes.api.errors import RemoteError
 from stapes.client.connection import Connection, HttpsTarget, Target, UnixTarget, default_socket
 from stapes.config.validate import split_address
 
 LOCAL = "local"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+if TYPE_CHECKING:  # pydantic models: imported where used (the CLI starts faster)
+    from stapes.api.certificate import TrustToken
 
 
 def config_dir() -> Path:
@@ -247,6 +249,8 @@ class Remotes:
         parsed: TrustToken | None = None
         if token:
             try:
+                from stapes.api.certificate import TrustToken
+
                 parsed = TrustToken.decode(token)
             except ValueError:
                 raise RemoteError("Invalid trust token", 400) from None

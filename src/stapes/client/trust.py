@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stapes.api.certificate import TrustToken
 from stapes.client.connection import Connection, unwrap
 from stapes.client.connection import segment as _q
+
+if TYPE_CHECKING:  # pydantic models: imported where used (the CLI starts faster)
+    from stapes.api.certificate import TrustToken
 
 
 class TrustClient:
@@ -52,6 +54,8 @@ class TrustClient:
 
 
 def _token_of(meta: dict[str, Any]) -> TrustToken:
+    from stapes.api.certificate import TrustToken
+
     return TrustToken(
         client_name=meta["request"]["name"],
         fingerprint=meta["fingerprint"],

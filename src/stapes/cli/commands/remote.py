@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from stapes.api.certificate import TrustToken
 from stapes.api.errors import RemoteError
 from stapes.cli.output import format_option, print_rows
 from stapes.client.remotes import LOCAL, Remotes
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:  # pydantic models: imported where used (the CLI starts faster)
+    pass
 
 
 def _do(fn: Callable[[Remotes], T]) -> T:
@@ -56,6 +58,8 @@ def add(
         return
     if address and not token and "://" not in address:
         try:
+            from stapes.api.certificate import TrustToken
+
             TrustToken.decode(address)
             token, address = address, ""
         except ValueError:
