@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from stapes.api.base import StatusCode, timestamp
 from stapes.host.idmap import IdMap
 from stapes.instance.devices.device import RunConfig
+from stapes.instance.exec import wait_pid
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,10 @@ class InstanceDriver(abc.ABC):
     @abc.abstractmethod
     async def status(self, spec: InstanceSpec) -> RuntimeState:
         """The power state and pid only (cheap: used by list)."""
+
+    async def wait_exec(self, pid: int) -> int:
+        """The shell-style exit code of a command spawn() or spawn_pty() started."""
+        return await wait_pid(pid)
 
     def running_status(self, pid: int) -> RuntimeState | None:
         """The status of an instance whose init (``pid``) the daemon watches and knows alive,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, InternalError, MissingHostFeature
@@ -27,6 +27,8 @@ from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths, instance_entry
 from stapes.host.run import RunError, run
 from stapes.instance import lxc_config, nic_plumbing, seccomp
+from stapes.instance.attach_child import Command
+from stapes.instance.attach_client import AttachHelper
 from stapes.instance.devices import helpers
 from stapes.instance.devices.device import RunConfig
 from stapes.instance.driver import (
@@ -37,7 +39,7 @@ from stapes.instance.driver import (
     InstanceSpec,
     RuntimeState,
 )
-from stapes.instance.exec import ExecFailed
+from stapes.instance.exec import ExecFailed, exit_code, wait_pid
 
 try:
     import _lxc as _raw_lxc_module  # the C binding: set_config_item says yes or no
@@ -143,46 +145,6 @@ def _is_systemd(rootfs: Path) -> bool:
     return "systemd" in target
 
 
-def _pty_child(req: ExecRequest) -> NoReturn:
-    """Runs inside the container (after attach): open a terminal from the container's devpts,
-    hand its master to stapesd over fd 0, then exec the command on it."""
-    channel = socket.socket(fileno=os.dup(0))  # close-on-exec: EOF tells the exec happened
-    master, slave = os.openpty()
-    socket.send_fds(channel, [b"m"], [master])
-    os.close(master)
-    os.setsid()
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-    for fd in (0, 1, 2):
-        os.dup2(slave, fd)
-    if slave > 2:
-        os.close(slave)
-    try:
-        os.chdir(req.cwd or "/")
-    except OSError:
-        os.chdir("/")
-    if req.gid:
-        os.setgid(req.gid)
-    if req.uid:
-        os.setuid(req.uid)
-    _exec(req, channel.fileno())
-
-
-def _exec(req: ExecRequest, report: int) -> NoReturn:
-    """Inside the container: exec the command; when the exec itself fails, write its errno to
-    ``report`` (a close-on-exec descriptor stapesd reads: EOF means the command runs)."""
-    try:
-        os.execvpe(req.command[0], req.command, req.environment)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.write(report, str(exc.errno or 0).encode())
-        os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
-
-
-def _exec_child(args: tuple[ExecRequest, int]) -> NoReturn:
-    """The attached child of a command without a terminal (attach set its fds, ids, cwd)."""
-    _exec(*args)
-
-
 EXEC_REPORT_TIMEOUT = 30.0
 """Seconds the exec of an attached command may take to happen (or fail) before stapesd stops
 waiting to hear which."""
@@ -233,6 +195,7 @@ class LxcDriver(InstanceDriver):
         self.caps = caps
         self.idmap = idmap
         self.host = _host_facts(caps)
+        self._attacher = AttachHelper()
 
     def info(self) -> DriverInfo:
         return DriverInfo(name="lxc", version=self.caps.liblxc or "", instance_type="container")
@@ -669,36 +632,27 @@ class LxcDriver(InstanceDriver):
 
         await self._call(unfreeze)
 
-    def _attach_options(self, req: ExecRequest) -> dict[str, Any]:
-        assert _lxc is not None
-        return {
-            "env_policy": _lxc.LXC_ATTACH_CLEAR_ENV,
-            "extra_env_vars": [f"{k}={v}" for k, v in req.environment.items()],
-            "initial_cwd": req.cwd or "/",
-            "uid": req.uid,
-            "gid": req.gid,
-        }
+    async def _attach(self, spec: InstanceSpec, req: ExecRequest, pty: bool, fds: list[int]) -> int:
+        """The command attached in the container by the attach helper (a small process: an
+        attach forks its caller, which costs with the caller's memory)."""
+        command = Command(req.command, req.environment, req.cwd, req.uid, req.gid)
+        name = lxc_name(spec.project, spec.name)
+        return await self._attacher.attach(str(self.paths.containers), name, command, pty, fds)
+
+    async def wait_exec(self, pid: int) -> int:
+        if self._attacher.owns(pid):
+            return exit_code(await self._attacher.wait(pid))
+        return await wait_pid(pid)
 
     async def spawn(
         self, spec: InstanceSpec, req: ExecRequest, stdin: int, stdout: int, stderr: int
     ) -> int:
+        if _lxc is None:
+            raise MissingHostFeature(self.caps.missing_liblxc())
         report, report_w = os.pipe()  # both close-on-exec
-
-        def attach() -> int:
-            c = self._container(spec)
-            pid: int = c.attach(
-                _exec_child,
-                (req, report_w),
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                **self._attach_options(req),
-            )
-            return pid
-
         try:
             try:
-                pid = await self._call(attach)
+                pid = await self._attach(spec, req, False, [stdin, stdout, stderr, report_w])
             finally:
                 os.close(report_w)
             if pid <= 0:
@@ -706,26 +660,18 @@ class LxcDriver(InstanceDriver):
             try:
                 await self._call(exec_failure, report)
             except ExecFailed:
-                await asyncio.to_thread(os.waitpid, pid, 0)  # reap it: nothing else will
+                await self.wait_exec(pid)  # reap it: nothing else will
                 raise
         finally:
             os.close(report)
         return pid
 
     async def spawn_pty(self, spec: InstanceSpec, req: ExecRequest) -> tuple[int, int]:
+        if _lxc is None:
+            raise MissingHostFeature(self.caps.missing_liblxc())
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-
-        def attach() -> int:
-            c = self._container(spec)
-            options = self._attach_options(req)
-            options.pop("initial_cwd")  # the child changes directory after opening the pty
-            options.pop("uid")
-            options.pop("gid")
-            pid: int = c.attach(_pty_child, req, stdin=theirs.fileno(), **options)
-            return pid
-
         try:
-            pid = await self._call(attach)
+            pid = await self._attach(spec, req, True, [theirs.fileno()])
         finally:
             theirs.close()
         try:
@@ -739,7 +685,7 @@ class LxcDriver(InstanceDriver):
                 await self._call(exec_failure, ours.fileno())
             except ExecFailed:
                 os.close(fds[0])
-                await asyncio.to_thread(os.waitpid, pid, 0)
+                await self.wait_exec(pid)
                 raise
         finally:
             ours.close()

@@ -20,7 +20,6 @@ from stapes.instance.exec import (
     exec_environment,
     send_signal,
     valid_signal,
-    wait_pid,
 )
 from stapes.instance.service import url
 from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
@@ -118,7 +117,7 @@ class ExecSession(WebsocketSession):
         resize_terminal(self.master, self.req.width, self.req.height)
         try:
             async with TerminalBridge(self.master, self.sockets["0"]) as bridge:
-                code = await wait_pid(self.pid)
+                code = await self.driver.wait_exec(self.pid)
                 await bridge.drain(DRAIN_AFTER_EXIT)
         finally:
             os.close(self.master)
@@ -152,7 +151,7 @@ class ExecSession(WebsocketSession):
                 child = (null, out_fd, err_fd)
             self.pid = await self.driver.spawn(self.spec, self._exec_request(), *child)
             if not sockets:
-                return await wait_pid(self.pid), output
+                return await self.driver.wait_exec(self.pid), output
             for fd in child:
                 os.close(fd)
                 opened.remove(fd)
@@ -166,7 +165,7 @@ class ExecSession(WebsocketSession):
                 loop.create_task(pump_output(self.sockets["2"], err_r)),
             ]
             writer = loop.create_task(pump_input(self.sockets["0"], stdin_w, close_on_eof=True))
-            code = await wait_pid(self.pid)
+            code = await self.driver.wait_exec(self.pid)
             _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT)
             for task in pending:
                 task.cancel()
