@@ -9,6 +9,8 @@ import contextlib
 import itertools
 import json
 import logging
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from typing import Any
 
 from stapes.api.errors import InternalError
 from stapes.instance.attach_child import Command
+from stapes.instance.exec import exit_code
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +95,7 @@ class AttachHelper:
         self, lxcpath: str, name: str, command: Command, pty: bool, fds: list[int]
     ) -> int:
         """The pid of the command attached in container ``name`` (0 if liblxc failed)."""
-        sock = self._sock or self._start()
-        request_id = next(self._ids)
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[request_id] = waiter
         request = {
-            "id": request_id,
             "lxcpath": lxcpath,
             "name": name,
             "pty": pty,
@@ -109,8 +107,16 @@ class AttachHelper:
                 "gid": command.gid,
             },
         }
+        return await self._request(request, fds)
+
+    async def _request(self, request: dict[str, Any], fds: list[int]) -> int:
+        """Send one request with its descriptors; the pid it started (0: none)."""
+        sock = self._sock or self._start()
+        request_id = next(self._ids)
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = waiter
         try:
-            socket.send_fds(sock, [json.dumps(request).encode()], fds)
+            socket.send_fds(sock, [json.dumps({**request, "id": request_id}).encode()], fds)
         except OSError as exc:
             self._replies.pop(request_id, None)
             raise InternalError(f"Cannot reach the attach helper: {exc}") from None
@@ -121,6 +127,38 @@ class AttachHelper:
         if pid > 0:
             self._exit_future(pid)
         return pid
+
+    async def rootfs_io(self, argv: list[str]) -> HelperProcess:
+        """host/rootfs_io.py's ``argv`` (ROOT OP PATH ...) run by a child of the helper, with
+        pipes for its stdin, stdout and stderr, as asyncio's subprocesses have them."""
+        loop = asyncio.get_running_loop()
+        pipes = [os.pipe() for _ in range(3)]
+        theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
+        try:
+            pid = await self._request({"op": "rootfs_io", "argv": argv}, theirs)
+        except BaseException:
+            for r, w in pipes:
+                os.close(r)
+                os.close(w)
+            raise
+        for fd in theirs:
+            os.close(fd)
+        if pid <= 0:
+            for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
+                os.close(fd)
+            raise InternalError("The attach helper could not start the file operation")
+        stdout, stderr = asyncio.StreamReader(), asyncio.StreamReader()
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(pipes[1][0], "rb", 0)
+        )
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stderr), os.fdopen(pipes[2][0], "rb", 0)
+        )
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(pipes[0][1], "wb", 0)
+        )
+        stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        return HelperProcess(self, pid, stdin, stdout, stderr)
 
     async def wait(self, pid: int) -> int:
         """The waitpid status of a command the helper attached."""
@@ -140,3 +178,42 @@ class AttachHelper:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
             self._proc = None
+
+
+class HelperProcess:
+    """A command the helper started, with what files.py uses of an asyncio subprocess."""
+
+    def __init__(
+        self,
+        helper: AttachHelper,
+        pid: int,
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+    ) -> None:
+        self.helper = helper
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+
+    async def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = exit_code(await self.helper.wait(self.pid))
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+_shared: AttachHelper | None = None
+
+
+def shared_helper() -> AttachHelper:
+    """The daemon's one helper (containers' exec and file operations)."""
+    global _shared
+    if _shared is None:
+        _shared = AttachHelper()
+    return _shared

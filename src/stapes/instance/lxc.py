@@ -28,7 +28,7 @@ from stapes.host.paths import Paths, instance_entry
 from stapes.host.run import RunError, run
 from stapes.instance import lxc_config, nic_plumbing, seccomp
 from stapes.instance.attach_child import Command
-from stapes.instance.attach_client import AttachHelper
+from stapes.instance.attach_client import shared_helper
 from stapes.instance.devices import helpers
 from stapes.instance.devices.device import RunConfig
 from stapes.instance.driver import (
@@ -195,7 +195,7 @@ class LxcDriver(InstanceDriver):
         self.caps = caps
         self.idmap = idmap
         self.host = _host_facts(caps)
-        self._attacher = AttachHelper()
+        self._attacher = shared_helper()
 
     def info(self) -> DriverInfo:
         return DriverInfo(name="lxc", version=self.caps.liblxc or "", instance_type="container")
