@@ -128,14 +128,14 @@ class AttachHelper:
             self._exit_future(pid)
         return pid
 
-    async def rootfs_io(self, argv: list[str]) -> HelperProcess:
-        """host/rootfs_io.py's ``argv`` (ROOT OP PATH ...) run by a child of the helper, with
-        pipes for its stdin, stdout and stderr, as asyncio's subprocesses have them."""
+    async def run(self, module: str, argv: list[str]) -> HelperProcess:
+        """host/``module``.py (rootfs_io, sftp_server) with ``argv``, run by a child of the
+        helper, with pipes for its stdin, stdout and stderr, as asyncio's subprocesses."""
         loop = asyncio.get_running_loop()
         pipes = [os.pipe() for _ in range(3)]
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
         try:
-            pid = await self._request({"op": "rootfs_io", "argv": argv}, theirs)
+            pid = await self._request({"op": "run", "module": module, "argv": argv}, theirs)
         except BaseException:
             for r, w in pipes:
                 os.close(r)

@@ -2,8 +2,9 @@
 
     python -m stapes.instance.attach_helper FD
 
-It also runs the file operations of host/rootfs_io.py (op "rootfs_io"): a child forked from
-this small process chroots and serves them, instead of a new Python each time.
+It also runs the file helpers host/rootfs_io.py and host/sftp_server.py (op "run"): a child
+forked from this small process does what a new Python did each time (it chroots or enters the
+container's namespaces itself).
 
 liblxc attaches by forking the calling process, and a fork costs in proportion to the
 caller's memory: from the daemon (80+ MiB) an exec took ~11 ms to start, from this process
@@ -26,10 +27,12 @@ from typing import Any
 
 import lxc
 
-from stapes.host import rootfs_io
+from stapes.host import rootfs_io, sftp_server
 from stapes.instance.attach_child import Command, attach_options, exec_child, pty_child
 
 PR_SET_PDEATHSIG = 1
+MODULES = {"rootfs_io": rootfs_io.main, "sftp_server": sftp_server.main}
+"""What op "run" may run: the file helpers, by name."""
 MAX_FDS = 8
 
 
@@ -60,9 +63,10 @@ class Helper:
             )
         )  # fmt: skip
 
-    def rootfs_io(self, request: dict[str, Any], fds: list[int]) -> int:
-        """A child with the request's stdin, stdout and stderr that runs one rootfs_io
-        operation (it chroots first) and exits with its code."""
+    def run(self, request: dict[str, Any], fds: list[int]) -> int:
+        """A child with the request's stdin, stdout and stderr that runs one of MODULES with
+        the request's arguments and exits with its code."""
+        entry = MODULES[request["module"]]
         pid = os.fork()
         if pid == 0:
             code = 2
@@ -71,7 +75,7 @@ class Helper:
                 for target, fd in enumerate(fds):
                     os.dup2(fd, target)
                 os.closerange(3, 1 << 16)
-                code = rootfs_io.main([str(a) for a in request["argv"]])
+                code = entry([str(a) for a in request["argv"]])
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
@@ -89,7 +93,7 @@ class Helper:
             request: dict[str, Any] = {}
             try:
                 request = json.loads(data)
-                op = self.rootfs_io if request.get("op") == "rootfs_io" else self.attach
+                op = self.run if request.get("op") == "run" else self.attach
                 pid = op(request, fds)
             except Exception as exc:
                 self.send({"id": request.get("id", 0), "error": f"{type(exc).__name__}: {exc}"})

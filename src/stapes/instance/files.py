@@ -33,7 +33,7 @@ async def _rootfs_io(argv: list[str]) -> HelperProcess | asyncio.subprocess.Proc
     """host/rootfs_io.py's ARGV (ROOT OP PATH ...), forked by the attach helper (a new
     Python costs ~17 ms a file operation); a process of its own when the helper fails."""
     try:
-        return await shared_helper().rootfs_io(argv)
+        return await shared_helper().run("rootfs_io", argv)
     except InternalError as exc:
         log.warning("file operation without the attach helper: %s", exc.message)
         return await spawn([*HELPER, *argv])

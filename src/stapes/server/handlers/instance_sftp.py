@@ -10,7 +10,8 @@ import sys
 from aiohttp import web
 
 from stapes.api.base import StatusCode
-from stapes.api.errors import BadRequest
+from stapes.api.errors import BadRequest, InternalError
+from stapes.instance.attach_client import HelperProcess, shared_helper
 from stapes.server.endpoint import Action, Endpoint, instance_row, state
 from stapes.server.response import Result
 
@@ -41,7 +42,7 @@ async def sftp(request: web.Request) -> Result:
     driver = st.instances.drivers.get(row.type)
     status = await driver.status(spec)
     idmap = spec.idmap
-    argv = [sys.executable, "-m", "stapes.host.sftp_server"]
+    argv: list[str] = []
     if status.status != StatusCode.STOPPED and status.pid > 0:
         argv += ["--pid", str(status.pid)] + (["--userns"] if idmap else [])
     else:
@@ -51,12 +52,18 @@ async def sftp(request: web.Request) -> Result:
             "--id-base",
             str(idmap.base if idmap else 0),
         ]
-    helper = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    helper: HelperProcess | asyncio.subprocess.Process
+    try:  # forked by the attach helper: no new Python for each transfer
+        helper = await shared_helper().run("sftp_server", argv)
+        discard = asyncio.ensure_future(helper.stderr.read())  # its complaints, unread
+        discard.add_done_callback(lambda _: None)
+    except InternalError:
+        helper = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stapes.host.sftp_server", *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
     response = web.StreamResponse(status=101, headers={"Connection": "Upgrade", "Upgrade": "sftp"})
     await response.prepare(request)
     transport = request.transport
