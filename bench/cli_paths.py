@@ -1,0 +1,101 @@
+"""The paths users hit most, through the real `incus` client, Stapes beside real Incus in one
+run (../shared/tools/incus-anchor start): launch, exec, file push and pull of 1 MiB (SFTP),
+snapshot create, list, delete. Both run the same image: Incus's `bb` is exported and imported
+into the throwaway stapesd (Stapes's own busybox when Incus does not run). The floor of exec is
+`lxc-attach` of the same command into the same Stapes container.
+
+Prints medians and p90s (milliseconds) and the Stapes/Incus ratios. Run as root: `make bench`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from common import INCUS_SOCKET, line, real_incus, stapes_daemon, timed
+
+RUNS = int(os.environ.get("BENCH_RUNS", "9"))
+INCUS = shutil.which("incus") or "/usr/bin/incus"
+
+
+def client(socket: Path, conf: Path) -> list[str]:
+    return ["env", f"INCUS_SOCKET={socket}", f"INCUS_CONF={conf}", INCUS]
+
+
+def quiet(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def measure(label: str, incus: list[str], work: Path) -> dict[str, float]:
+    """Each path on instances made for it (and removed), with ``incus`` the client command."""
+    blob = work / "1m.bin"
+    blob.write_bytes(os.urandom(1 << 20))
+    names = [f"b{uuid.uuid4().hex[:8]}" for _ in range(RUNS)]
+    launched = iter(names)
+    print(label)
+    found = {
+        "launch": line(
+            "incus launch", timed(lambda: quiet([*incus, "launch", "bb", next(launched)]), RUNS)
+        )
+    }
+    target = names[0]
+    run_true = [*incus, "exec", target, "--", "true"]
+    found["exec"] = line("incus exec c -- true", timed(lambda: quiet(run_true), RUNS))
+    push = [*incus, "file", "push", str(blob), f"{target}/root/1m.bin"]
+    found["push"] = line("incus file push 1 MiB", timed(lambda: quiet(push), RUNS))
+    pull = [*incus, "file", "pull", f"{target}/root/1m.bin", str(work / "back.bin")]
+    found["pull"] = line("incus file pull 1 MiB", timed(lambda: quiet(pull), RUNS))
+    snaps = iter(range(RUNS))
+    found["snapshot"] = line(
+        "incus snapshot create",
+        timed(lambda: quiet([*incus, "snapshot", "create", target, f"s{next(snaps)}"]), RUNS),
+    )
+    listing = [*incus, "list"]
+    found["list"] = line(f"incus list ({RUNS} running)", timed(lambda: quiet(listing), RUNS))
+    doomed = iter(names)
+    found["delete"] = line(
+        "incus delete -f", timed(lambda: quiet([*incus, "delete", "-f", next(doomed)]), RUNS)
+    )
+    return found
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-cli-", dir="/var/tmp") as tmp:
+        work = Path(tmp)
+        incus_conf = work / "incus-conf"
+        incus_conf.mkdir()
+        incus = client(INCUS_SOCKET, incus_conf) if real_incus() is not None else None
+        with stapes_daemon() as stapes:
+            stapes_conf = work / "stapes-conf"
+            stapes_conf.mkdir()
+            ours = client(stapes.root / "unix.socket", stapes_conf)
+            if incus is not None:  # the same image on both sides
+                exported = work / "bb"
+                quiet([*incus, "image", "export", "bb", str(exported)])
+                quiet([*ours, "image", "delete", "bb"])
+                files = sorted(  # the metadata tarball first, then a split image's rootfs
+                    (str(p) for p in work.glob("bb*") if p.is_file()),
+                    key=lambda p: ".tar" not in p,
+                )
+                quiet([*ours, "image", "import", *files, "--alias", "bb"])
+            got = measure("stapes", ours, work)
+            floor_name = f"f{uuid.uuid4().hex[:8]}"
+            quiet([*ours, "launch", "bb", floor_name])
+            containers = str(stapes.root / "containers")
+            attach = ["lxc-attach", "-P", containers, "-n", floor_name, "--", "true"]
+            line("floor: lxc-attach -- true (same container)", timed(lambda: quiet(attach), RUNS))
+            quiet([*ours, "delete", "-f", floor_name])
+        if incus is None:
+            print("real Incus is not running here: no ratios (../shared/tools/incus-anchor start)")
+            return
+        theirs = measure("incus", incus, work)
+        print("ratios (Stapes/Incus, below 1 is faster):")
+        for key, value in got.items():
+            print(f"  {key:<10} {value / theirs[key]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
