@@ -26,7 +26,7 @@ from stapes.db import instances as q
 from stapes.guestapi.feed import GUEST_EVENT_TYPES
 from stapes.host.idmap import IdMap
 from stapes.instance import cloudinit
-from stapes.server.events import requestor
+from stapes.server.events import pump, requestor
 from stapes.server.image_download import export_response
 
 if TYPE_CHECKING:
@@ -229,19 +229,7 @@ async def events(req: GuestRequest) -> web.StreamResponse:
 
             reader = asyncio.get_running_loop().create_future()  # only the peer's hang-up ends it
         try:
-            while True:
-                getter = asyncio.ensure_future(listener.queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    break
-                event = getter.result()
-                if event is None:
-                    break
-                try:
-                    await send(go_json(event))
-                except (ConnectionResetError, RuntimeError):  # the guest went away
-                    break
+            await pump(listener.queue, reader, send)
         finally:
             reader.cancel()
             if isinstance(response, web.WebSocketResponse):

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from stapes.api.base import now, timestamp
-from stapes.api.envelope import event_envelope
+from stapes.api.envelope import event_envelope, go_json
 
 EVENT_TYPES = ("lifecycle", "operation", "logging")
 
@@ -20,6 +21,28 @@ requestor: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
 )
 """Who the request being served comes from (set per request; operations started by it inherit
 it), for the ``requestor`` of lifecycle events."""
+
+
+async def pump(
+    queue: asyncio.Queue[dict[str, Any] | None],
+    reader: asyncio.Future[Any],
+    send: Callable[[str], Awaitable[None]],
+) -> None:
+    """Send each event of ``queue`` (as Go's encoder writes JSON) until the daemon ends the
+    queue (None), the peer hangs up (``reader`` ends) or a send finds the peer gone."""
+    while True:
+        getter = asyncio.ensure_future(queue.get())
+        done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if getter not in done:
+            getter.cancel()
+            return
+        event = getter.result()
+        if event is None:
+            return
+        try:
+            await send(go_json(event))
+        except (ConnectionResetError, RuntimeError):  # the peer went away: a normal end
+            return
 
 
 @dataclass(eq=False)

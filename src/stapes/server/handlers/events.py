@@ -9,11 +9,10 @@ import uuid
 
 from aiohttp import web
 
-from stapes.api.envelope import go_json
 from stapes.api.errors import BadRequest, Forbidden
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, flag, project_of, state
-from stapes.server.events import EVENT_TYPES
+from stapes.server.events import EVENT_TYPES, pump
 from stapes.server.response import Result
 
 log = logging.getLogger(__name__)
@@ -53,19 +52,7 @@ async def get_events(request: web.Request) -> Result:
 
         reader = asyncio.get_running_loop().create_task(drain_client())
         try:
-            while not ws.closed:
-                getter = asyncio.ensure_future(listener.queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    break
-                event = getter.result()
-                if event is None:
-                    break
-                try:
-                    await ws.send_str(go_json(event))
-                except ConnectionResetError:  # the client went away: a normal end
-                    break
+            await pump(listener.queue, reader, ws.send_str)
         finally:
             reader.cancel()
             with contextlib.suppress(Exception):
