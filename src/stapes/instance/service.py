@@ -47,7 +47,7 @@ from stapes.instance.create import reshift
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
 from stapes.instance.devices.nic import fill_volatile
-from stapes.instance.driver import InstanceSpec, RuntimeState, StateSaver
+from stapes.instance.driver import InstanceDriver, InstanceSpec, RuntimeState, StateSaver
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.vm.qemu import STATE_FILE
 from stapes.instance.watch import InitWatcher
@@ -920,18 +920,7 @@ class InstanceService:
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
-                old_spec = self.spec(row)
-                driver = self.drivers.get(row.type)
-                await driver.forget(old_spec)
-                await self.pools.driver(row.pool).rename_volume(
-                    *instance_volume(row), instance_entry(row.project, new_name)
-                )
-                for place in (self.paths.instance_logs, self.paths.instance_devices):
-                    await asyncio.to_thread(
-                        move_instance_dir,
-                        place(row.project, row.name),
-                        place(row.project, new_name),
-                    )
+                driver = await self._relocate(row, row.project, new_name)
                 old = row.name
                 row.name = new_name
                 with self.db.transaction():
@@ -945,6 +934,21 @@ class InstanceService:
                 )
 
         return self.instance_operation(act, "Renaming instance", row.project, row.name)
+
+    async def _relocate(self, row: q.InstanceRow, project: str, name: str) -> InstanceDriver:
+        """A stopped instance's volume, logs and device files moved to where ``project`` and
+        ``name`` keep them (a rename or a project move), the driver told to forget the old
+        place; its record is the caller's to update."""
+        driver = self.drivers.get(row.type)
+        await driver.forget(self.spec(row))
+        await self.pools.driver(row.pool).rename_volume(
+            *instance_volume(row), instance_entry(project, name)
+        )
+        for place in (self.paths.instance_logs, self.paths.instance_devices):
+            await asyncio.to_thread(
+                move_instance_dir, place(row.project, row.name), place(project, name)
+            )
+        return driver
 
     async def move_to_project(self, row: q.InstanceRow, project: str, new_name: str) -> Operation:
         """incus move NAME --target-project PROJECT (instance_project_move): a stopped instance,
@@ -969,16 +973,7 @@ class InstanceService:
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
-                old_spec = self.spec(row)
-                driver = self.drivers.get(row.type)
-                await driver.forget(old_spec)
-                await self.pools.driver(row.pool).rename_volume(
-                    *instance_volume(row), instance_entry(project, name)
-                )
-                for place in (self.paths.instance_logs, self.paths.instance_devices):
-                    await asyncio.to_thread(
-                        move_instance_dir, place(row.project, row.name), place(project, name)
-                    )
+                driver = await self._relocate(row, project, name)
                 old_project, old_name = row.project, row.name
                 row.name, row.devices = name, devices
                 with self.db.transaction():
