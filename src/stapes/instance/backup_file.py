@@ -45,13 +45,18 @@ class BackupFileKeeper:
     async def run(self) -> None:
         """Until the bus closes (daemon shutdown)."""
         while (event := await self.listener.queue.get()) is not None:
-            found = instance_of(event)
-            if found is None:
-                continue
-            row = q.find_instance(self.backups.db, *found)
-            if row is None:
-                continue
-            try:
-                await self.backups.write_backup_file(row)
-            except Exception:  # a missed write must not stop the next ones
-                log.exception("could not write backup.yaml of instance %s", row.name)
+            # what queued meanwhile too: a burst (300 snapshots) writes each instance's once
+            events = [event]
+            while not self.listener.queue.empty():
+                more = self.listener.queue.get_nowait()
+                if more is None:
+                    return
+                events.append(more)
+            for found in dict.fromkeys(filter(None, map(instance_of, events))):
+                row = q.find_instance(self.backups.db, *found)
+                if row is None:
+                    continue
+                try:
+                    await self.backups.write_backup_file(row)
+                except Exception:  # a missed write must not stop the next ones
+                    log.exception("could not write backup.yaml of instance %s", row.name)

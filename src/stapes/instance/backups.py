@@ -3,6 +3,7 @@ until deleted or expired, and make a new instance from such a tarball (``stapes 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +197,8 @@ class InstanceBackups:
         volume = self.instances.pools.driver(row.pool).volume_path(*instance_volume(row))
         if not volume.is_dir():
             return
-        text = dump_yaml(await self.index_config(row, self.snapshots.list_snapshots(row)))
+        data = await self.index_config(row, self.snapshots.list_snapshots(row))
+        text = await asyncio.to_thread(dump_yaml, data)  # long for many snapshots
         partial = volume / f".{BACKUP_FILE}.partial"
         partial.write_text(text)
         partial.chmod(0o600)
