@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -334,11 +335,17 @@ def test_lists_see_changes_made_behind_the_daemon(daemon: Daemon, busybox: str) 
         )
         state = Path("/sys/fs/cgroup/freezer") / cgroup.lstrip("/") / "freezer.state"
         state.write_text("FROZEN")
-        assert listed() == "Frozen"
+        deadline = time.monotonic() + 10
+        while (seen := listed()) != "Frozen":  # the kernel passes through FREEZING
+            assert seen in ("Running", "Freezing") and time.monotonic() < deadline, seen
+            time.sleep(0.05)
         state.write_text("THAWED")
         assert listed() == "Running"
+        pidfd = os.pidfd_open(pid)
         os.kill(pid, signal.SIGKILL)
-        assert listed() in ("Stopped", "Stopping")  # never Running once init is gone
+        select.select([pidfd], [], [], 10)  # the kernel says init has exited
+        os.close(pidfd)
+        assert listed() in ("Stopped", "Stopping", "Error")  # never Running once init is gone
         deadline = time.monotonic() + 10
         while listed() != "Stopped":
             assert time.monotonic() < deadline

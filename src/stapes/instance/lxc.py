@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl  # imported here: the attached child (in the container's mount namespace) uses them
 import json
 import logging
 import os
@@ -12,7 +11,6 @@ import select
 import socket
 import sys
 import tempfile
-import termios
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -61,8 +59,6 @@ _STATUS = {
     "STOPPING": StatusCode.STOPPING,
     "ABORTING": StatusCode.ABORTING,
 }
-
-_ = (fcntl, termios)  # keep the imports the attached child relies on
 
 
 def lxc_name(project: str, name: str) -> str:
@@ -276,8 +272,7 @@ class LxcDriver(InstanceDriver):
                     state = (FREEZER_ROOT / path.lstrip("/") / "freezer.state").read_text()
                 except OSError:
                     return None
-                status = StatusCode.FROZEN if state.strip() == "FROZEN" else StatusCode.RUNNING
-                return RuntimeState(status, pid)
+                return RuntimeState(_STATUS.get(state.strip(), StatusCode.RUNNING), pid)
         return None
 
     async def statuses(self, specs: list[InstanceSpec]) -> list[RuntimeState]:
