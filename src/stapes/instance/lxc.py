@@ -24,7 +24,7 @@ from stapes.host.capabilities import HostCaps
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths, instance_entry
 from stapes.host.run import RunError, run
-from stapes.instance import lxc_config, nic_plumbing, seccomp
+from stapes.instance import lxc_config, lxc_probes, nic_plumbing, seccomp
 from stapes.instance.attach_child import Command
 from stapes.instance.attach_client import shared_helper
 from stapes.instance.devices import helpers
@@ -170,21 +170,6 @@ def _check_raw_lxc(text: str) -> None:
                 )
 
 
-FREEZER_ROOT = Path("/sys/fs/cgroup/freezer")
-SUN_PATH_MAX = 108
-"""sockaddr_un's sun_path: liblxc hashes monitor socket names that would not fit."""
-
-
-def _command_sockets() -> set[str]:
-    """The abstract unix sockets listening on this host (one read for a whole list)."""
-    try:
-        with open("/proc/net/unix", "rb") as table:
-            lines = table.read().decode(errors="replace").splitlines()[1:]
-    except OSError:
-        return set()
-    return {fields[7] for line in lines if len(fields := line.split()) > 7}
-
-
 class LxcDriver(InstanceDriver):
     def __init__(self, paths: Paths, caps: HostCaps, idmap: IdMap | None) -> None:
         self.paths = paths
@@ -253,38 +238,23 @@ class LxcDriver(InstanceDriver):
     async def status(self, spec: InstanceSpec) -> RuntimeState:
         return (await self.statuses([spec]))[0]
 
-    def _command_socket(self, spec: InstanceSpec) -> str:
-        """The abstract socket a running container's liblxc monitor listens on (as
-        /proc/net/unix shows it), or "" when liblxc would hash a name that long."""
-        name = f"@{self.paths.containers}/{lxc_name(spec.project, spec.name)}/command"
-        return name if len(name) < SUN_PATH_MAX else ""
-
     def running_status(self, pid: int) -> RuntimeState | None:
-        """From the init's own freezer cgroup (v1): two small file reads, no liblxc."""
-        try:
-            cgroups = Path(f"/proc/{pid}/cgroup").read_text()
-        except OSError:
-            return None
-        for line in cgroups.splitlines():
-            _, controllers, path = line.split(":", 2)
-            if "freezer" in controllers.split(","):
-                try:
-                    state = (FREEZER_ROOT / path.lstrip("/") / "freezer.state").read_text()
-                except OSError:
-                    return None
-                return RuntimeState(_STATUS.get(state.strip(), StatusCode.RUNNING), pid)
-        return None
+        """From the init's own freezer cgroup: two small file reads, no liblxc."""
+        state = lxc_probes.freezer_state(pid)
+        return None if state is None else RuntimeState(_STATUS.get(state, StatusCode.RUNNING), pid)
 
     async def statuses(self, specs: list[InstanceSpec]) -> list[RuntimeState]:
         """Every container asked in one trip off the event loop (a list of many running
         containers paid a thread hand-off each)."""
 
-        monitors = _command_sockets() if len(specs) > 1 else None
+        monitors = lxc_probes.listening_sockets() if len(specs) > 1 else None
 
         def probe(spec: InstanceSpec) -> RuntimeState:
             if not (self._link(spec) / "config").exists():
                 return RuntimeState(StatusCode.STOPPED)
-            socket_name = self._command_socket(spec)
+            socket_name = lxc_probes.command_socket(
+                self.paths.containers, lxc_name(spec.project, spec.name)
+            )
             if monitors is not None and socket_name and socket_name not in monitors:
                 return RuntimeState(StatusCode.STOPPED)  # no liblxc monitor: not running
             try:
