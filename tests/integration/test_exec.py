@@ -221,3 +221,25 @@ def test_the_incus_client_exits_127_on_a_missing_command(container: str, incus: 
     assert proc.returncode == 126 and "Error: Command not executable" in proc.stderr
     proc = incus("exec", container, "--", "sh", "-c", "exit 127", check=False)
     assert proc.returncode == 127 and proc.stderr == ""
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_output_streams_while_the_command_runs(
+    daemon: Daemon, container: str, terminal: bool
+) -> None:
+    """A command that keeps running (or leaves a daemon behind) streams its output at once:
+    the daemon learns that the exec happened when its report pipe closes, which only a
+    close-on-exec descriptor does (one inherited by the command held it open until it ended)."""
+    argv = [STAPES, "exec", container, "-t" if terminal else "-T", "--",
+            "sh", "-c", "echo started; sleep 20"]  # fmt: skip
+    with subprocess.Popen(
+        argv, env=daemon.env, stdout=subprocess.PIPE, stdin=subprocess.PIPE
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            began = time.monotonic()
+            line = proc.stdout.readline()
+            assert b"started" in line
+            assert proc.poll() is None and time.monotonic() - began < 15  # before sleep ends
+        finally:
+            proc.kill()

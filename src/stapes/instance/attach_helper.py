@@ -90,6 +90,8 @@ class Helper:
                 return
             if not data:
                 return  # the daemon is gone
+            for fd in fds:  # received descriptors come inheritable: an exec must close them
+                os.set_inheritable(fd, False)
             request: dict[str, Any] = {}
             try:
                 request = json.loads(data)
