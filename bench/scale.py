@@ -1,0 +1,169 @@
+"""Cost as instances and snapshots grow: a throwaway stapesd gets SIZES[-1] stopped instances
+(made through the API, BATCH at a time) and SNAPSHOTS snapshots spread over the first
+SNAPSHOTTED of them; at each size of SIZES it prints, medians of RUNS:
+
+  - ``GET /1.0/instances?recursion=1`` and ``recursion=2`` (what `incus list` asks);
+  - `stapes list --format csv` and `incus list --format csv` (the real client, when installed);
+  - ``GET /1.0/instances/NAME/snapshots?recursion=1`` of a snapshotted instance;
+  - the daemon's cold start (until /1.0 answers) and its RSS after the lists;
+and the growth of each figure from the first size to the last (1.0 = flat; SIZES[-1]/SIZES[0]
+= linear). Defaults: SIZES 100,1000, SNAPSHOTS 20000 over 15 instances (the Incus report of
+lxc/incus#1837); BENCH_SIZES / BENCH_SNAPSHOTS / BENCH_SNAPSHOTTED make it smaller.
+Run as root: `make bench` (it takes a while at the defaults)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import shutil
+import signal
+import socket as socket_module
+import subprocess
+import time
+import uuid
+
+import aiohttp
+from common import BIN, line, rss_kib, stapes_daemon, timed
+
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "100,1000").split(",")]
+SNAPSHOTS = int(os.environ.get("BENCH_SNAPSHOTS", "20000"))
+SNAPSHOTTED = int(os.environ.get("BENCH_SNAPSHOTTED", "15"))
+BATCH = 20
+
+
+async def _post_all(socket: str, paths_bodies: list[tuple[str, dict[str, object]]]) -> None:
+    """POST each body, BATCH at a time, waiting for each operation."""
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket)) as http:
+
+        async def one(path: str, body: dict[str, object]) -> None:
+            async with http.post(f"http://stapes{path}", json=body) as resp:
+                op = (await resp.json())["operation"]
+            async with http.get(f"http://stapes{op}/wait?timeout=600") as resp:
+                done = await resp.json()
+            assert done["metadata"]["status"] == "Success", done
+
+        for start in range(0, len(paths_bodies), BATCH):
+            await asyncio.gather(*(one(p, b) for p, b in paths_bodies[start : start + BATCH]))
+
+
+class _Unix(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("stapes")
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket_module.socket(socket_module.AF_UNIX)
+        self.sock.connect(self.path)
+
+
+def _get(socket: str, path: str) -> None:
+    conn = _Unix(socket)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200, path
+    finally:
+        conn.close()
+
+
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+
+
+def measure(socket: str, snapshotted: str, env: dict[str, str]) -> dict[str, float]:
+    """Each figure at the current size (medians, ms)."""
+    stapes_list = [str(BIN / "stapes"), "list", "--format", "csv"]
+    snapshots = f"/1.0/instances/{snapshotted}/snapshots?recursion=1"
+    found = {
+        "recursion=1": line(
+            "GET /1.0/instances?recursion=1",
+            timed(lambda: _get(socket, "/1.0/instances?recursion=1"), RUNS),
+        ),
+        "recursion=2": line(
+            "GET /1.0/instances?recursion=2",
+            timed(lambda: _get(socket, "/1.0/instances?recursion=2"), RUNS),
+        ),
+        "snapshots": line(
+            "GET .../snapshots?recursion=1 (one instance)",
+            timed(lambda: _get(socket, snapshots), RUNS),
+        ),
+        "stapes list": line(
+            "stapes list --format csv", timed(lambda: _run(stapes_list, env), RUNS)
+        ),
+    }
+    incus = shutil.which("incus")
+    if incus:
+        incus_env = {**env, "INCUS_SOCKET": socket, "INCUS_CONF": env["STAPES_DIR"]}
+        incus_list = [incus, "list", "--format", "csv"]
+        found["incus list"] = line(
+            "incus list --format csv", timed(lambda: _run(incus_list, incus_env), RUNS)
+        )
+    return found
+
+
+def main() -> None:
+    with stapes_daemon() as stapes:
+        socket = str(stapes.root / "unix.socket")
+        names: list[str] = []
+        figures: dict[str, list[float]] = {}
+        for size in SIZES:
+            new = [f"s{uuid.uuid4().hex[:8]}" for _ in range(size - len(names))]
+            bodies = [("/1.0/instances", {"name": n, "source": {"type": "image", "alias": "bb"}})
+                      for n in new]  # fmt: skip
+            asyncio.run(_post_all(socket, bodies))
+            if not names:  # the snapshots, once, on the first SNAPSHOTTED instances
+                targets = new[:SNAPSHOTTED]
+                per = SNAPSHOTS // max(len(targets), 1)
+                snaps = [(f"/1.0/instances/{t}/snapshots", {"name": f"n{i}"})
+                         for t in targets for i in range(per)]  # fmt: skip
+                asyncio.run(_post_all(socket, snaps))
+            names += new
+            print(f"{len(names)} instances, {SNAPSHOTS} snapshots on {SNAPSHOTTED} of them")
+            found = measure(socket, names[0], stapes.env)
+            found["rss MiB"] = rss_kib(stapes.pid) / 1024
+            print(f"  daemon RSS {found['rss MiB']:.1f} MiB")
+            for key, value in found.items():
+                figures.setdefault(key, []).append(value)
+        print(f"growth from {SIZES[0]} to {SIZES[-1]} instances (linear would be "
+              f"{SIZES[-1] / SIZES[0]:.1f}):")  # fmt: skip
+        for key, values in figures.items():
+            print(f"  {key:<14} {values[-1] / values[0]:.2f}")
+        cold_start(stapes.env, stapes.pid, socket)
+
+
+def cold_start(env: dict[str, str], pid: int, socket: str) -> None:
+    """The daemon stopped and started again on everything it holds: until /1.0 answers."""
+    os.kill(pid, signal.SIGTERM)
+    while os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid):
+        time.sleep(0.05)
+    started = time.perf_counter()
+    again = subprocess.Popen([str(BIN / "stapesd")], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        while (
+            subprocess.run(
+                ["curl", "-sf", "-o", "/dev/null", "--unix-socket", socket, "http://stapes/1.0"]
+            ).returncode
+            != 0
+        ):
+            time.sleep(0.02)
+        took = (time.perf_counter() - started) * 1000
+        print(f"  cold start with {SIZES[-1]} instances: {took:.0f} ms")
+    finally:
+        again.terminate()
+        again.wait(60)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next((line for line in status if line.startswith("State:")), "").lower()
+    except OSError:
+        return "zombie"
+
+
+if __name__ == "__main__":
+    main()
