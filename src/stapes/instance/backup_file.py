@@ -57,6 +57,9 @@ class BackupFileKeeper:
                 if row is None:
                     continue
                 try:
-                    await self.backups.write_backup_file(row)
+                    # under the instance's lock: a snapshot's copy of the volume must not meet
+                    # the file half-written (cp fails on a file that vanishes under it)
+                    async with self.backups.instances.locks(row.project, row.name):
+                        await self.backups.write_backup_file(row)
                 except Exception:  # a missed write must not stop the next ones
                     log.exception("could not write backup.yaml of instance %s", row.name)
