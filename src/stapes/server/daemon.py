@@ -26,6 +26,7 @@ from stapes.images.refresh import ImageUpkeep
 from stapes.images.secrets import ImageSecrets
 from stapes.images.store import ImageStore
 from stapes.instance import hotplug_events, layout_upgrade
+from stapes.instance.attach_client import shared_helper
 from stapes.instance.backup_file import BackupFileKeeper
 from stapes.instance.backups import BACKUP_FILE, InstanceBackups
 from stapes.instance.devices.hotplug import UeventWatcher
@@ -275,6 +276,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         st.instances.watcher.close()
         await st.guest_api.close_all()
         await st.dns.close()
+        shared_helper().close()  # its commands are orphaned, as a restart leaves them
         await st.pools.close()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
