@@ -14,6 +14,7 @@ import pytest
 from tests.helpers import Daemon, free_port, new_root, remove_root
 
 NETS = "/1.0/networks"
+CERTS = "/1.0/certificates"
 
 
 @pytest.fixture
@@ -29,6 +30,23 @@ def network(daemon: Daemon) -> Iterator[tuple[str, str]]:
     finally:
         daemon.request("DELETE", f"{NETS}/{name}")
         subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def https(daemon: Daemon) -> Iterator[str]:
+    """The daemon listening on a free loopback port; its trust store emptied afterwards."""
+    address = f"127.0.0.1:{free_port()}"
+    resp = daemon.request("PATCH", "/1.0", {"config": {"core.https_address": address}})
+    assert resp.status == 200, resp.body
+    try:
+        yield address
+    finally:
+        daemon.request("PATCH", "/1.0", {"config": {"core.https_address": ""}})
+        for url in daemon.request("GET", CERTS).metadata:
+            daemon.request("DELETE", url)
+        for op in daemon.request("GET", "/1.0/operations?recursion=1").metadata.get("running", []):
+            if op["class"] == "token":
+                daemon.request("DELETE", f"/1.0/operations/{op['id']}")
 
 
 @pytest.fixture

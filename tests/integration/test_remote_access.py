@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,23 +30,6 @@ from tests.helpers import (
 pytestmark = [pytest.mark.root]
 
 CERTS = "/1.0/certificates"
-
-
-@pytest.fixture
-def https(daemon: Daemon) -> Iterator[str]:
-    """The daemon listening on a free loopback port; its trust store emptied afterwards."""
-    address = f"127.0.0.1:{free_port()}"
-    resp = daemon.request("PATCH", "/1.0", {"config": {"core.https_address": address}})
-    assert resp.status == 200, resp.body
-    try:
-        yield address
-    finally:
-        daemon.request("PATCH", "/1.0", {"config": {"core.https_address": ""}})
-        for url in daemon.request("GET", CERTS).metadata:
-            daemon.request("DELETE", url)
-        for op in daemon.request("GET", "/1.0/operations?recursion=1").metadata.get("running", []):
-            if op["class"] == "token":
-                daemon.request("DELETE", f"/1.0/operations/{op['id']}")
 
 
 def new_token(daemon: Daemon, name: str) -> tuple[str, dict]:  # type: ignore[type-arg]

@@ -29,6 +29,15 @@ class InstanceSource(WireModel):
     project: str = ""
     instance_only: bool = False
     refresh: bool = False
+    refresh_exclude_older: bool = False
+    mode: str = "pull"
+    """For type migration: pull (this server dials the source) or push (the source dials)."""
+    operation: str = ""
+    """For type migration, pull mode: the source's operation (https://HOST:PORT/1.0/operations/ID)."""
+    secrets: dict[str, str] = Field(default_factory=dict)
+    """For type migration, pull mode: the source operation's websocket secrets by name."""
+    live: bool = False
+    base_image: str = Field(default="", alias="base-image")
 
 
 class InstancePut(WireModel):
@@ -74,12 +83,23 @@ class InstancesPost(InstancePut):
     instance_type: str = ""
 
 
+class InstancePostTarget(WireModel):
+    """Push mode: where the migration source dials (the target's operation and secrets)."""
+
+    certificate: str = ""
+    operation: str = ""
+    secrets: dict[str, str] = Field(default_factory=dict)
+
+
 class InstancePost(WireModel):
-    """Body of POST /1.0/instances/{name}: rename, or move to another pool or project."""
+    """Body of POST /1.0/instances/{name}: rename, move to another pool or project, or start a
+    migration to another server (``migration``, pushed to ``target`` if given)."""
 
     name: str = ""
     migration: bool = False
     live: bool = False
+    target: InstancePostTarget | None = None
+    allow_inconsistent: bool = False
     pool: str = ""
     """Move to this storage pool (instance_pool_move)."""
     project: str = ""

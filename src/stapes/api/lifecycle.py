@@ -16,6 +16,7 @@ class InstanceAction(StrEnum):
     PAUSED = "instance-paused"
     RESUMED = "instance-resumed"
     RENAMED = "instance-renamed"
+    MIGRATED = "instance-migrated"
     UPDATED = "instance-updated"
     EXEC = "instance-exec"
     RESTORED = "instance-restored"

@@ -37,6 +37,7 @@ from stapes.instance import (
     copy,
     create,
     idmaps,
+    migrate,
     names,
     root_disk,
     templates,
@@ -51,6 +52,7 @@ from stapes.instance.driver import InstanceDriver, InstanceSpec, RuntimeState, S
 from stapes.instance.registry import InstanceDrivers
 from stapes.instance.vm.qemu import STATE_FILE
 from stapes.instance.watch import InitWatcher
+from stapes.migration.sink import InstanceSink
 from stapes.network.service import Networks, ProjectNetworks
 from stapes.server.events import EventBus
 from stapes.server.locks import InstanceLocks
@@ -378,6 +380,12 @@ class InstanceService:
 
     async def create(self, req: InstancesPost, project: str) -> Operation:
         source: copy.CopySource | None = None
+        sink: InstanceSink | None = None
+        if req.source.type == "migration":
+            sink = InstanceSink(req.source)
+            target = q.find_instance(self.db, project, req.name) if req.name else None
+            if target is not None and req.source.refresh:
+                return await migrate.refresh(self, sink, target)
         if req.source.type == "copy":
             get_project(self.db, project)
             source = copy.resolve(self.db, req, project)
@@ -403,10 +411,10 @@ class InstanceService:
         kept = {k: v for k, v in req.config.items() if k in copy.KEPT_VOLATILE and source}
         validate_instance_config(req.config, instance_type, current=kept)
         self.check_devices(req.devices, instance_type, project)
-        if req.source.type not in ("image", "none", "copy"):
+        if req.source.type not in ("image", "none", "copy", "migration"):
             raise BadRequest(
-                f"Instance source type {req.source.type!r} is not supported yet "
-                "(use image, copy or none)"
+                f"Instance source type {req.source.type!r} is not supported "
+                "(use image, copy, migration or none)"
             )
         # prerequisites (read-only)
         get_project(self.db, project)
@@ -462,15 +470,19 @@ class InstanceService:
             fill = create.from_image(self, image, idmap, shared_idmap)
         elif source is not None:
             fill = create.from_copy(self, source, idmap)
+        elif sink is not None:
+            fill = migrate.fill(self, sink)
         else:
             fill = create.empty(self, idmap)
         create.add_volatile(row, image, idmap)
-        trigger = "copy" if source is not None else "create"
+        trigger = "copy" if source is not None or sink is not None else "create"
 
         async def act(op: Operation) -> None:
             async with self.locks(project, name):
                 await create.create_instance(self, op, row, fill, trigger=trigger, start=req.start)
 
+        if sink is not None:
+            return await migrate.receive_operation(self, sink, act, project, name)
         return self.instance_operation(act, "Creating instance", project, name)
 
     async def _refresh(self, source: copy.CopySource, target: q.InstanceRow) -> Operation:

@@ -18,6 +18,7 @@ from stapes.api.instance import (
 from stapes.api.urls import instance_url
 from stapes.db.instances import InstanceRow
 from stapes.db.projects import get_target_project, profiles_read_once
+from stapes.instance import migrate
 from stapes.server import filter as api_filter
 from stapes.server.auth import require_project
 from stapes.server.endpoint import (
@@ -130,7 +131,7 @@ async def post_instance(request: web.Request) -> Result:
         get_target_project(st.db, req.project)  # a project that does not exist is a 404
         return Async(await st.instances.move_to_project(row, req.project, req.name))
     if req.migration:
-        raise BadRequest("Migration is not supported by this stapesd yet")
+        return Async(await migrate.send(st.instances, row, req))
     if not req.name or req.name == row.name:
         raise BadRequest("The new instance name can't be empty or the current one")
     return Async(await st.instances.rename(row, req.name))

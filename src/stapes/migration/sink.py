@@ -1,0 +1,226 @@
+"""The receiving end of an instance migration (``POST /1.0/instances`` with
+``source.type=migration``): take the peer's offer, answer with what this server will do, then
+receive the snapshots (each synced into the volume and snapshotted there, oldest first) and the
+volume, shift the files to this instance's id map, and tell the peer it worked.
+
+Pull mode: this server dials the source's operation (its certificate pinned). Push mode: the
+source dials this server's operation with the secrets it answered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stapes.api.errors import BadRequest
+from stapes.api.instance import InstanceSource
+from stapes.api.lifecycle import InstanceAction
+from stapes.db import instances as q
+from stapes.db import snapshots as sq
+from stapes.host.idmap import IdMap, current_map, reshift_tree
+from stapes.migration import records, transfer, wire
+from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links, PeerGone
+from stapes.migration.source import LXC_CONFIG, fs_type, our_features
+from stapes.server.operations import Operation
+from stapes.storage.volumes import instance_volume
+
+if TYPE_CHECKING:
+    from stapes.instance.service import InstanceService
+
+log = logging.getLogger(__name__)
+
+FAREWELL_SECONDS = 10.0
+"""How long the sink waits, after its verdict, for the source to hang up."""
+
+
+class InstanceSink:
+    def __init__(self, source: InstanceSource) -> None:
+        if source.mode not in ("pull", "push"):
+            raise BadRequest('source.mode must be "pull" or "push" for a migration')
+        if source.live:
+            raise BadRequest(
+                "Live migration of a running instance is not supported by this server yet: "
+                "move it stopped (--stateless)"
+            )
+        dial = None
+        if source.mode == "pull":
+            dial = Dial(source.operation, dict(source.secrets), source.certificate)
+        self.links = Links((CONTROL, FILESYSTEM), dial=dial)
+        self.instance_only = source.instance_only
+        self.refresh = source.refresh
+
+    @property
+    def push(self) -> bool:
+        return self.links.dial is None
+
+    def prepare(self, op: Operation) -> None:
+        if self.push:
+            op.secrets = dict(self.links.secrets)
+            op.websocket_connector = self.links.accept
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return dict(self.links.secrets) if self.push else None
+
+    async def reach(self) -> None:
+        """Pull mode: open the control websocket now, so a wrong certificate, secret or
+        address is the client's error before anything is made."""
+        if not self.push:
+            try:
+                await self.links.get(CONTROL)
+            except BaseException:
+                await self.links.close()
+                raise
+
+    async def receive(self, svc: InstanceService, op: Operation, row: q.InstanceRow) -> None:
+        """Fill ``row``'s volume (and snapshots) from the peer; ``row`` is stored already (or,
+        refreshing, exists with its volume)."""
+        try:
+            control = await self.links.get(CONTROL)
+            fs = await self.links.get(FILESYSTEM)
+            offer = await control.receive_header()
+            await self._receive(svc, op, row, control, fs, offer)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await (await self.links.get(CONTROL, 0.1)).send_control(
+                    f"Failed migration on target: {exc}"
+                )
+            raise
+        finally:
+            await self.links.close()
+
+    async def _receive(
+        self,
+        svc: InstanceService,
+        op: Operation,
+        row: q.InstanceRow,
+        control: Channel,
+        fs: Channel,
+        offer: Any,
+    ) -> None:
+        drv = svc.pools.usable_driver(row.pool)
+        expected = fs_type(row.type)
+        if offer.fs != expected and expected != wire.RSYNC:
+            raise BadRequest(
+                f"The source offers a {wire.FS_NAMES[offer.fs]} transfer; a {row.type} needs "
+                f"{wire.FS_NAMES[expected]}"
+            )
+        if offer.HasField("criu") and offer.criu == wire.CRIU_RSYNC:
+            raise BadRequest("Live (CRIU) migration is not supported by this server yet")
+        features = [f for f in wire.rsync_features(offer) if f in our_features(drv.config)]
+        offered = list(offer.snapshots) if not self.instance_only else []
+        if len(offer.snapshotNames) != len(offer.snapshots):
+            raise BadRequest("The source sent snapshot names without their descriptions")
+        wanted = self._refresh_snapshots(svc, row, offered) if self.refresh else offered
+        answer = wire.MigrationHeader(fs=expected, predump=False, refresh=self.refresh)
+        answer.indexHeaderVersion = 0  # no index frame: the header says all this end needs
+        wire.set_rsync_features(answer, features)
+        answer.snapshotNames.extend(s.name for s in wanted)
+        answer.snapshots.extend(wanted)
+        final_pass = offer.HasField("criu") and offer.criu == wire.NONE
+        if final_pass:
+            answer.criu = wire.NONE
+        await control.send_message(answer)
+        source_map = records.idmap_of(offer)
+        verdict = asyncio.ensure_future(control.receive_control())
+        receiving = asyncio.ensure_future(
+            self._volumes(svc, op, row, fs, wanted, features, final_pass, source_map)
+        )
+        try:
+            await asyncio.wait([verdict, receiving], return_when=asyncio.FIRST_COMPLETED)
+            if verdict.done() and not receiving.done():
+                _, message = verdict.result()
+                raise PeerGone(
+                    f"The source failed: {message}"
+                    if message
+                    else "The source hung up mid-transfer"
+                )
+            receiving.result()
+            await control.send_control(None)
+            with contextlib.suppress(TimeoutError, PeerGone):  # the source hangs up: done
+                await asyncio.wait_for(asyncio.shield(verdict), FAREWELL_SECONDS)
+        finally:
+            for task in (verdict, receiving):
+                task.cancel()
+            await asyncio.gather(verdict, receiving, return_exceptions=True)
+
+    def _refresh_snapshots(
+        self, svc: InstanceService, row: q.InstanceRow, offered: list[Any]
+    ) -> list[Any]:
+        """Refreshing: drop the target's snapshots the source no longer has (or has anew under
+        the same name), and ask only for the ones missing here."""
+        have = {s.name: s for s in sq.list_snapshots(svc.db, row.id)}
+        keep = {
+            m.name
+            for m in offered
+            if m.name in have
+            and records.snapshot_row(m, row.architecture).created_at[:19]
+            == have[m.name].created_at[:19]
+        }
+        self.stale = [s for name, s in have.items() if name not in keep]
+        return [m for m in offered if m.name not in keep]
+
+    async def _volumes(
+        self,
+        svc: InstanceService,
+        op: Operation,
+        row: q.InstanceRow,
+        fs: Channel,
+        snapshots: list[Any],
+        features: list[str],
+        final_pass: bool,
+        source_map: IdMap | None,
+    ) -> None:
+        drv = svc.pools.usable_driver(row.pool)
+        target_map = current_map(row.config) if row.type == "container" else None
+        vm = row.type == "virtual-machine"
+        if self.refresh:
+            volume = drv.volume_path(*instance_volume(row))
+            for stale in getattr(self, "stale", []):
+                with svc.db.transaction():
+                    sq.delete_snapshot(svc.db, stale.id)
+                await drv.delete_snapshot(*instance_volume(row), stale.name)
+        else:
+            volume = await drv.create_volume(*instance_volume(row))
+        block = drv.block_path(*instance_volume(row))
+
+        def meter(label: str) -> transfer.Meter:
+            return transfer.Meter(op, label)
+
+        async def one_pass(label: str) -> None:
+            await transfer.receive_tree(fs, volume, features, progress=meter(label))
+            # a liblxc config among the peer's files is not ours to load: this server writes
+            # the container's own at start
+            (volume / LXC_CONFIG).unlink(missing_ok=True)
+            if vm:
+                await transfer.receive_block(fs, block, meter(label))
+            await _shift(volume, source_map, target_map, vm)
+
+        for message in snapshots:
+            snap = records.snapshot_row(message, row.architecture)
+            snap.instance_id = row.id
+            await one_pass(snap.name)
+            await drv.create_snapshot(*instance_volume(row), snap.name)
+            snap.config = {**snap.config, **_idmap_keys(row.config)}
+            snap.devices = svc.devices_on_pool(snap.devices, snap.profiles, row.project, row.pool)
+            with svc.db.transaction():
+                sq.insert_snapshot(svc.db, snap)
+            svc.events.lifecycle(
+                InstanceAction.SNAPSHOT_CREATED,
+                f"/1.0/instances/{row.name}/snapshots/{snap.name}",
+                project=row.project,
+            )
+        await one_pass(row.name)
+        if final_pass:
+            await one_pass(row.name)
+
+
+def _idmap_keys(config: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in config.items() if k.startswith("volatile.idmap.")}
+
+
+async def _shift(volume: Path, old: IdMap | None, new: IdMap | None, vm: bool) -> None:
+    if not vm and old != new:
+        await asyncio.to_thread(reshift_tree, volume / "rootfs", old, new)

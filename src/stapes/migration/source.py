@@ -1,0 +1,184 @@
+"""The sending end of an instance migration (``POST /1.0/instances/NAME {"migration": true}``):
+offer the instance's volume and snapshots, take the peer's choices, send the snapshots (oldest
+first) then the volume, and wait for the peer's verdict on the control websocket.
+
+A running instance (stateless move) is sent twice when the peer asks for a final pass (Incus
+does): once live, then again frozen, so the copy is consistent and the pause short."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from stapes.api.base import StatusCode
+from stapes.api.errors import BadRequest
+from stapes.db import instances as q
+from stapes.db import snapshots as sq
+from stapes.host.idmap import current_map
+from stapes.migration import records, transfer, wire
+from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links, PeerGone
+from stapes.server.operations import Operation
+from stapes.storage.volumes import instance_volume
+
+if TYPE_CHECKING:
+    from stapes.instance.service import InstanceService
+
+log = logging.getLogger(__name__)
+
+OURS = ("xattrs", "delete", "compress", "bidirectional")
+LXC_CONFIG = "config"
+"""liblxc's config file, which a container's volume holds beside rootfs/."""
+
+
+def fs_type(instance_type: str) -> int:
+    return wire.BLOCK_AND_RSYNC if instance_type == "virtual-machine" else wire.RSYNC
+
+
+def our_features(pool_config: dict[str, str]) -> list[str]:
+    """The rsync features this end may use with a pool (compression unless the pool says no)."""
+    compress = pool_config.get("rsync.compression", "true").lower() not in ("false", "0", "no")
+    return [f for f in OURS if f != "compress" or compress]
+
+
+class InstanceSource:
+    def __init__(
+        self,
+        svc: InstanceService,
+        row: q.InstanceRow,
+        *,
+        instance_only: bool,
+        push: Dial | None,
+        allow_inconsistent: bool = False,
+    ) -> None:
+        self.svc = svc
+        self.row = row
+        self.instance_only = instance_only
+        self.allow_inconsistent = allow_inconsistent
+        self.links = Links((CONTROL, FILESYSTEM), dial=push)
+
+    def prepare(self, op: Operation) -> None:
+        if self.links.dial is None:  # the peer dials us with these
+            op.secrets = dict(self.links.secrets)
+            op.websocket_connector = self.links.accept
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return dict(self.links.secrets) if self.links.dial is None else None
+
+    async def run(self, op: Operation) -> None:
+        try:
+            control = await self.links.get(CONTROL)
+            fs = await self.links.get(FILESYSTEM)
+            async with self.svc.locks(self.row.project, self.row.name):
+                row = self.svc.get(self.row.project, self.row.name)
+                await self._send(op, row, control, fs)
+        except BaseException as exc:
+            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
+            with contextlib.suppress(Exception):
+                await (await self.links.get(CONTROL, 0.1)).send_control(
+                    f"Failed migration on source: {reason}"
+                )
+            raise
+        finally:
+            await self.links.close()
+
+    async def _send(self, op: Operation, row: q.InstanceRow, control: Channel, fs: Channel) -> None:
+        svc = self.svc
+        drv = svc.pools.usable_driver(row.pool)
+        running = (await svc.status(row)).status == StatusCode.RUNNING
+        if running and row.type == "virtual-machine":
+            raise BadRequest(
+                "A running virtual machine moves live or not at all: stop it first (--stateless)"
+            )
+        snaps = [] if self.instance_only else sq.list_snapshots(svc.db, row.id)
+        features = our_features(drv.config)
+        offer = wire.MigrationHeader(fs=fs_type(row.type), predump=False)
+        wire.set_rsync_features(offer, features)
+        if running:
+            offer.criu = wire.NONE
+        offer.idmap.extend(records.idmap_entries(current_map(row.config)))
+        offer.snapshotNames.extend(s.name for s in snaps)
+        offer.snapshots.extend(records.snapshot_message(s) for s in snaps)
+        if row.type == "virtual-machine":
+            block = drv.block_path(*instance_volume(row))
+            offer.volumeSize = block.stat().st_size if block.exists() else 0
+        await control.send_message(offer)
+        answer = await control.receive_header()
+        if answer.fs != offer.fs:
+            raise BadRequest(
+                f"The peer chose the {wire.FS_NAMES[answer.fs]} transfer; this server sends "
+                f"{wire.FS_NAMES[offer.fs]} only"
+            )
+        agreed = [f for f in wire.rsync_features(answer) if f in features]
+        wanted = set(answer.snapshotNames) if answer.refresh else {s.name for s in snaps}
+        final_pass = running and answer.HasField("criu") and answer.criu == wire.NONE
+        verdict = asyncio.ensure_future(control.receive_control())
+        sending = asyncio.ensure_future(
+            self._volumes(op, row, fs, [s for s in snaps if s.name in wanted], agreed, final_pass)
+        )
+        try:
+            await asyncio.wait([verdict, sending], return_when=asyncio.FIRST_COMPLETED)
+            if verdict.done() and not sending.done():
+                sending.cancel()
+                ok, message = verdict.result()
+                raise PeerGone(message or "The peer ended the migration during the transfer")
+            sending.result()
+            ok, message = await verdict
+            if not ok:
+                raise PeerGone(f"The target failed: {message or 'no reason given'}")
+        finally:
+            for task in (verdict, sending):
+                task.cancel()
+            await asyncio.gather(verdict, sending, return_exceptions=True)
+
+    async def _volumes(
+        self,
+        op: Operation,
+        row: q.InstanceRow,
+        fs: Channel,
+        snaps: list[sq.SnapshotRow],
+        features: list[str],
+        final_pass: bool,
+    ) -> None:
+        drv = self.svc.pools.usable_driver(row.pool)
+        bwlimit = drv.config.get("rsync.bwlimit", "")
+        vm = row.type == "virtual-machine"
+        block_name = drv.block_path(*instance_volume(row)).name
+        # the block file goes as a stream of its own; liblxc's config (kept in a container's
+        # volume) is this server's and names this server's paths: the peer writes its own
+        excludes: tuple[str, ...] = ("/" + block_name,) if vm else ("/" + LXC_CONFIG,)
+
+        def meter(label: str) -> transfer.Meter:
+            return transfer.Meter(op, label)
+
+        for snap in snaps:
+            path = drv.snapshot_path(*instance_volume(row), snap.name)
+            await transfer.send_tree(
+                fs, path, features, bwlimit=bwlimit, excludes=excludes, progress=meter(snap.name)
+            )
+            if vm:
+                await transfer.send_block(fs, path / block_name, meter(snap.name))
+        volume = drv.volume_path(*instance_volume(row))
+        await transfer.send_tree(
+            fs,
+            volume,
+            features,
+            bwlimit=bwlimit,
+            excludes=excludes,
+            allow_vanished=final_pass or self.allow_inconsistent,
+            progress=meter(row.name),
+        )
+        if vm:
+            await transfer.send_block(fs, drv.block_path(*instance_volume(row)), meter(row.name))
+        if final_pass:
+            async with self.svc.frozen(row):
+                await transfer.send_tree(
+                    fs,
+                    volume,
+                    features,
+                    bwlimit=bwlimit,
+                    excludes=excludes,
+                    progress=meter(row.name),
+                )

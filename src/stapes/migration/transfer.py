@@ -1,0 +1,245 @@
+"""Moving a volume's bytes over a migration channel: rsync (the peer runs the other end, so the
+options are the ones Incus's peers expect) and raw block files (a VM's disk, then a barrier)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from stapes.api.errors import StapesError
+from stapes.migration.channel import CHUNK, Channel
+from stapes.server.operations import Operation
+
+log = logging.getLogger(__name__)
+
+RELAY = Path(__file__).with_name("rsync_relay.py")
+VANISHED = 24
+"""rsync's exit code when source files vanished while it ran (a running instance)."""
+
+Progress = Callable[[int], None]
+"""Told the bytes moved so far on one stream."""
+
+
+class TransferFailed(StapesError):
+    status = 500
+
+
+def feature_args(features: list[str]) -> list[str]:
+    """The rsync options a negotiated feature list turns on, on both ends alike."""
+    args: list[str] = []
+    if "xattrs" in features:
+        args += ["--xattrs", "--filter=-x security.selinux"]
+    if "delete" in features:
+        args.append("--delete")
+    if "compress" in features:
+        args += ["--compress", "--compress-level=2"]
+    return args
+
+
+def _relay_command() -> str:
+    """rsync's -e value: rsync splits it on blanks, so no part may hold one."""
+    parts = [sys.executable, "-S", "-I", str(RELAY)]
+    if any(c.isspace() or c in "'\"\\" for part in parts for c in part):
+        raise TransferFailed(
+            f"The rsync relay can't be run from {parts[0]!r} or {parts[-1]!r}: "
+            "the paths hold blanks or quotes"
+        )
+    return " ".join(parts)
+
+
+async def send_tree(
+    channel: Channel,
+    path: Path,
+    features: list[str],
+    *,
+    bwlimit: str = "",
+    excludes: tuple[str, ...] = (),
+    allow_vanished: bool = False,
+    progress: Progress | None = None,
+) -> None:
+    """rsync ``path``'s contents to the peer's ``rsync --server`` through ``channel``."""
+    ours, theirs = socket.socketpair()
+    args = ["rsync", "-ar", "--devices", "--numeric-ids", "--partial", "--sparse"]
+    if bwlimit:
+        args += ["--bwlimit", bwlimit]
+    args += feature_args(features)
+    for pattern in excludes:
+        args += ["--exclude", pattern]
+    args += [
+        "-e",
+        _relay_command() + " " + str(theirs.fileno()),
+        str(path).rstrip("/") + "/",
+        "localhost:/tmp/stapes-migration",
+    ]
+    log.debug("migration: rsync send %s", args)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=(theirs.fileno(),),
+        )
+    finally:
+        theirs.close()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    moved = 0
+
+    async def outgoing() -> None:
+        nonlocal moved
+        while data := await reader.read(CHUNK):
+            await channel.write(data)
+            moved += len(data)
+            if progress:
+                progress(moved)
+        await channel.end()
+
+    async def incoming() -> None:
+        while data := await channel.read():
+            writer.write(data)
+            await writer.drain()
+        with contextlib.suppress(OSError):
+            writer.write_eof()
+
+    await _finish(proc, outgoing(), incoming(), writer, allow_vanished, "send", path)
+
+
+async def receive_tree(
+    channel: Channel, path: Path, features: list[str], *, progress: Progress | None = None
+) -> None:
+    """Run ``rsync --server`` into ``path``, fed from ``channel`` by the peer's rsync."""
+    path.mkdir(parents=True, exist_ok=True)
+    args = [
+        "rsync",
+        "--server",
+        "-vlogDtpre.iLsfx",
+        "--numeric-ids",
+        "--devices",
+        "--partial",
+        "--sparse",
+        "--modify-window=-1",
+        *feature_args(features),
+        ".",
+        str(path).rstrip("/") + "/",
+    ]
+    log.debug("migration: rsync receive %s", args)
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+    moved = 0
+
+    async def incoming() -> None:
+        nonlocal moved
+        while data := await channel.read():
+            moved += len(data)
+            if progress:
+                progress(moved)
+            stdin.write(data)
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                await stdin.drain()
+        stdin.close()
+
+    async def outgoing() -> None:
+        while data := await stdout.read(CHUNK):
+            await channel.write(data)
+        await channel.end()
+
+    await _finish(proc, outgoing(), incoming(), None, False, "receive", path)
+
+
+async def _finish(
+    proc: asyncio.subprocess.Process,
+    outgoing: Coroutine[Any, Any, None],
+    incoming: Coroutine[Any, Any, None],
+    writer: asyncio.StreamWriter | None,
+    allow_vanished: bool,
+    what: str,
+    path: Path,
+) -> None:
+    assert proc.stderr is not None
+    try:
+        _, _, stderr = await asyncio.gather(outgoing, incoming, proc.stderr.read())
+        rc = await proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    if rc == 0 or (rc == VANISHED and allow_vanished):
+        return
+    tail = " ".join(stderr.decode(errors="replace").strip().splitlines()[-3:])
+    raise TransferFailed(f"rsync {what} of {path} failed (exit code {rc}): {tail}")
+
+
+async def send_block(channel: Channel, path: Path, progress: Progress | None = None) -> None:
+    """A block file's bytes, then the barrier."""
+    moved = 0
+    with path.open("rb") as source:
+        while data := await asyncio.to_thread(source.read, 4 * 1024 * 1024):
+            for start in range(0, len(data), CHUNK):
+                await channel.write(data[start : start + CHUNK])
+            moved += len(data)
+            if progress:
+                progress(moved)
+    await channel.end()
+
+
+async def receive_block(channel: Channel, path: Path, progress: Progress | None = None) -> None:
+    """Write the peer's block stream over ``path`` (kept sparse where the stream is zeros)."""
+    moved = 0
+    zero = bytes(CHUNK)
+    with path.open("r+b" if path.exists() else "wb") as target:
+        target.truncate(0)
+        while data := await channel.read():
+            if data == zero[: len(data)]:
+                target.seek(len(data), 1)
+            else:
+                await asyncio.to_thread(target.write, data)
+            moved += len(data)
+            if progress:
+                progress(moved)
+        target.truncate(moved)
+
+
+class Meter:
+    """Turns byte counts into the progress Incus shows in a migration operation's metadata,
+    beside its secrets: ``fs_progress: "name: 12.00MB (6.00MB/s)"``."""
+
+    def __init__(self, op: Operation, label: str) -> None:
+        self.op = op
+        self.label = label
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, moved: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        rate = moved / max(now - self.started, 1e-3)
+        metadata = dict(self.op.metadata or {})
+        metadata["fs_progress"] = f"{self.label}: {_size(moved)} ({_size(int(rate))}/s)"
+        self.op.update_metadata(metadata)
+
+
+def _size(value: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.2f}{unit}" if unit != "B" else f"{value}B"
+        value /= 1000  # type: ignore[assignment]
+    return f"{value}B"

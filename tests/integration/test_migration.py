@@ -1,0 +1,193 @@
+"""Migration between servers with Incus's protocol: the real incus client copies and moves
+instances from this host's stapesd to a second one (pull, push and relay modes, snapshots,
+--refresh, a running container moved --stateless), and every failure leaves the target as it
+was: a name taken, a wrong certificate or secret, a transfer cut halfway."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Daemon, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.liblxc]
+
+INCUS = shutil.which("incus")
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def two_hosts(
+    daemon: Daemon, busybox: str, https: str, second_host: tuple[Daemon, str], tmp_path: Path
+) -> tuple[Daemon, Run]:
+    """The incus client with this host's stapesd as ``local`` and the second one as ``far``."""
+    if INCUS is None:
+        pytest.skip("the incus client is not installed (make test installs it from backports)")
+    far, _ = second_host
+    env = {**os.environ, "INCUS_SOCKET": daemon.socket, "INCUS_CONF": str(tmp_path / "conf")}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [INCUS, *args], env=env, capture_output=True, text=True, timeout=180,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert not check or proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    token = far.cli("config", "trust", "add", "migrating").stdout.strip().splitlines()[-1]
+    run("remote", "add", "far", token)
+    return far, run
+
+
+def _snapshots(host: Daemon, name: str) -> list[str]:
+    return [
+        u.rsplit("/", 1)[-1]
+        for u in host.request("GET", f"/1.0/instances/{name}/snapshots").metadata
+    ]
+
+
+def _read(run: Run, where: str, path: str) -> str:
+    return run("exec", where, "--", "cat", path, check=False).stdout
+
+
+def test_incus_copy_pull_push_relay_refresh_and_move(
+    daemon: Daemon, two_hosts: tuple[Daemon, Run]
+) -> None:
+    far, run = two_hosts
+    name = daemon.launch("bb")
+    copies = [name, name + "-push", name + "-relay"]
+    moved = unique("moved")
+    try:
+        run("exec", name, "--", "sh", "-c", "echo one > /root/kept; echo old > /root/gone")
+        run("snapshot", "create", name, "s0")
+        run("exec", name, "--", "sh", "-c", "echo two > /root/later")
+        run("stop", "-f", name)
+        run("copy", name, f"far:{name}")
+        run("copy", name, f"far:{copies[1]}", "--mode", "push")
+        run("copy", name, f"far:{copies[2]}", "--mode", "relay")
+        for copy in copies:
+            assert _snapshots(far, copy) == ["s0"], copy
+            got = far.request("GET", f"/1.0/instances/{copy}").metadata
+            assert got["status"] == "Stopped" and got["config"]["image.os"] == "busybox"
+        run("start", f"far:{name}")
+        assert _read(run, f"far:{name}", "/root/later") == "two\n"
+        owner = run("exec", f"far:{name}", "--", "stat", "-c", "%u:%g", "/root/kept").stdout
+        assert owner == "0:0\n"  # shifted to the target's map, root inside
+        run("stop", "-f", f"far:{name}")
+
+        # --refresh: the change comes over (a new file, a deleted one, a new snapshot)
+        run("start", name)
+        run("exec", name, "--", "sh", "-c", "echo three > /root/new; rm /root/gone")
+        run("snapshot", "create", name, "s1")
+        run("stop", "-f", name)
+        run("copy", name, f"far:{name}", "--refresh")
+        assert _snapshots(far, name) == ["s0", "s1"]
+        run("start", f"far:{name}")
+        assert _read(run, f"far:{name}", "/root/new") == "three\n"
+        assert _read(run, f"far:{name}", "/root/gone") == ""
+
+        # a running container moves stopped and starts again over there; the source is gone
+        run("start", name)
+        run("move", name, f"far:{moved}", "--stateless")
+        assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+        assert far.request("GET", f"/1.0/instances/{moved}").metadata["status"] == "Running"
+        assert _read(run, f"far:{moved}", "/root/new") == "three\n"
+        assert _snapshots(far, moved) == ["s0", "s1"]
+        # and back, pushed
+        run("move", f"far:{moved}", name, "--stateless", "--mode", "push")
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+        assert far.request("GET", f"/1.0/instances/{moved}").status == 404
+    finally:
+        daemon.force_delete(name)
+        for other in [*copies, moved]:
+            far.force_delete(other)
+
+
+def _source_operation(daemon: Daemon, name: str) -> dict:  # type: ignore[type-arg]
+    resp = daemon.request("POST", f"/1.0/instances/{name}", {"migration": True})
+    assert resp.status == 202, resp.body
+    return resp.json()["metadata"]
+
+
+def _target_request(daemon: Daemon, https: str, op: dict, name: str, **source: object) -> dict:  # type: ignore[type-arg]
+    cert = daemon.request("GET", "/1.0").metadata["environment"]["certificate"]
+    return {
+        "name": name,
+        "type": "container",
+        "source": {
+            "type": "migration",
+            "mode": "pull",
+            "operation": f"https://{https}/1.0/operations/{op['id']}",
+            "certificate": cert,
+            "secrets": op["metadata"],
+            **source,
+        },
+    }
+
+
+def test_migration_failures_leave_nothing_behind(
+    daemon: Daemon, busybox: str, https: str, second_host: tuple[Daemon, str]
+) -> None:
+    far, _ = second_host
+    name = daemon.launch("bb")
+    target = unique("tgt")
+    try:
+        daemon.force_stop(name)
+        # a name taken on the target: 409 before anything moves
+        op = _source_operation(daemon, name)
+        far.ok(far.request("POST", "/1.0/instances", {"name": target, "source": {"type": "none"}}))
+        resp = far.request("POST", "/1.0/instances", _target_request(daemon, https, op, target))
+        assert resp.status == 409, resp.body
+        far.force_delete(target)
+
+        # a certificate that is not the source's: refused before the instance exists
+        op = _source_operation(daemon, name)
+        body = _target_request(daemon, https, op, target)
+        body["source"]["certificate"] = far.request("GET", "/1.0").metadata["environment"][
+            "certificate"
+        ]
+        resp = far.request("POST", "/1.0/instances", body)
+        assert resp.status == 403 and "certificate" in resp.json()["error"], resp.body
+        assert far.request("GET", f"/1.0/instances/{target}").status == 404
+        # a wrong secret: 400, nothing made
+        body = _target_request(daemon, https, op, target)
+        body["source"]["secrets"] = {"control": "00" * 32, "fs": "00" * 32}
+        resp = far.request("POST", "/1.0/instances", body)
+        assert resp.status == 400 and "secret" in resp.json()["error"], resp.body
+        assert far.request("GET", f"/1.0/instances/{target}").status == 404
+        # a pull without the source's operation URL
+        body["source"]["operation"] = "/1.0/operations/x"
+        resp = far.request("POST", "/1.0/instances", body)
+        assert resp.status == 400 and "https://" in resp.json()["error"]
+
+        # the transfer cut halfway (the sender's relay killed): no instance, no volume there,
+        # the source as it was
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"}))
+        big = "dd if=/dev/urandom of=/root/big bs=1M count=300 status=none"
+        daemon.cli("exec", name, "--", "sh", "-c", big)
+        daemon.force_stop(name)
+        op = _source_operation(daemon, name)
+        resp = far.request("POST", "/1.0/instances", _target_request(daemon, https, op, target))
+        assert resp.status == 202, resp.body
+        volume = far.root / "storage-pools" / "default" / "containers" / target
+        deadline = time.time() + 60
+        while time.time() < deadline and not (volume / "rootfs").exists():
+            time.sleep(0.05)
+        subprocess.run(["pkill", "-9", "-f", "stapes/migration/rsync_relay.py"], check=False)
+        done = far.wait(resp)
+        assert done.status >= 400 and "failed" in done.json()["error"], done.body
+        assert far.request("GET", f"/1.0/instances/{target}").status == 404
+        assert not volume.exists()
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Stopped"
+        daemon.ok(daemon.request("PUT", f"/1.0/instances/{name}/state", {"action": "start"}))
+        size = daemon.cli("exec", name, "--", "stat", "-c", "%s", "/root/big").stdout.strip()
+        assert size == str(300 * 1024 * 1024)
+    finally:
+        daemon.force_delete(name)
+        far.force_delete(target)
