@@ -191,3 +191,54 @@ def test_migration_failures_leave_nothing_behind(
     finally:
         daemon.force_delete(name)
         far.force_delete(target)
+
+
+def test_incus_storage_volume_copy_between_servers(
+    daemon: Daemon, two_hosts: tuple[Daemon, Run]
+) -> None:
+    """Custom volumes, filesystem and block, with snapshots; --refresh brings a later snapshot
+    and the change; move takes the volume away from here."""
+    far, run = two_hosts
+    vol, blk, moved = unique("vol"), unique("blk"), unique("mvd")
+    user = daemon.launch("bb")
+    try:
+        run("storage", "volume", "create", "default", vol)
+        run("storage", "volume", "create", "default", blk, "--type", "block", "size=8MiB")
+        run("storage", "volume", "attach", "default", vol, user, "/mnt")
+        run("exec", user, "--", "sh", "-c", "echo first > /mnt/a")
+        run("storage", "volume", "snapshot", "create", "default", vol, "v0")
+        run("exec", user, "--", "sh", "-c", "echo second > /mnt/b")
+        disk = daemon.root / "storage-pools" / "default" / "custom" / f"default_{blk}" / "root.img"
+        with disk.open("r+b") as f:
+            f.seek(4 * 1024 * 1024)
+            f.write(b"block bytes")
+        run("storage", "volume", "copy", f"default/{vol}", f"far:default/{vol}")
+        run("storage", "volume", "copy", f"default/{blk}", f"far:default/{blk}", "--mode", "push")
+        there = far.root / "storage-pools" / "default" / "custom"
+        assert (there / f"default_{vol}" / "b").read_text() == "second\n"
+        assert (there.parent / "custom-snapshots" / f"default_{vol}" / "v0" / "a").exists()
+        assert not (there.parent / "custom-snapshots" / f"default_{vol}" / "v0" / "b").exists()
+        copied = (there / f"default_{blk}" / "root.img").read_bytes()
+        assert copied == disk.read_bytes() and len(copied) == 8 * 1024 * 1024
+        listed = far.request("GET", f"/1.0/storage-pools/default/volumes/custom/{vol}/snapshots")
+        assert [u.rsplit("/", 1)[-1] for u in listed.metadata] == ["v0"]
+
+        run("exec", user, "--", "sh", "-c", "echo third > /mnt/c; rm /mnt/a")
+        run("storage", "volume", "snapshot", "create", "default", vol, "v1")
+        run("storage", "volume", "copy", f"default/{vol}", f"far:default/{vol}", "--refresh")
+        listed = far.request("GET", f"/1.0/storage-pools/default/volumes/custom/{vol}/snapshots")
+        assert [u.rsplit("/", 1)[-1] for u in listed.metadata] == ["v0", "v1"]
+        assert (there / f"default_{vol}" / "c").read_text() == "third\n"
+        assert not (there / f"default_{vol}" / "a").exists()
+
+        run("storage", "volume", "detach", "default", vol, user)
+        run("storage", "volume", "move", f"default/{vol}", f"far:default/{moved}")
+        assert (
+            daemon.request("GET", f"/1.0/storage-pools/default/volumes/custom/{vol}").status == 404
+        )
+        assert (there / f"default_{moved}" / "c").exists()
+    finally:
+        daemon.force_delete(user)
+        for host, names in ((daemon, (vol, blk)), (far, (vol, blk, moved))):
+            for name in names:
+                host.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{name}")

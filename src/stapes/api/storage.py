@@ -33,6 +33,11 @@ class StorageVolumeSource(WireModel):
     project: str = ""
     volume_only: bool = False
     refresh: bool = False
+    mode: str = "pull"
+    """For type migration: pull (this server dials the source) or push (the source dials)."""
+    operation: str = ""
+    certificate: str = ""
+    secrets: dict[str, str] = Field(default_factory=dict)
 
 
 class StorageVolumesPost(StorageVolumePut):
@@ -42,6 +47,14 @@ class StorageVolumesPost(StorageVolumePut):
     source: StorageVolumeSource = Field(default_factory=StorageVolumeSource)
 
 
+class StorageVolumePostTarget(WireModel):
+    """Push mode: the target's operation and secrets the migration source dials."""
+
+    certificate: str = ""
+    operation: str = ""
+    secrets: dict[str, str] = Field(default_factory=dict)
+
+
 class StorageVolumePost(WireModel):
     """Rename, or move to another pool or project."""
 
@@ -49,6 +62,8 @@ class StorageVolumePost(WireModel):
     pool: str = ""
     project: str = ""
     volume_only: bool = False
+    migration: bool = False
+    target: StorageVolumePostTarget | None = None
 
 
 class StorageVolumeSnapshotsPost(WireModel):

@@ -46,7 +46,7 @@ async def send(svc: InstanceService, row: q.InstanceRow, req: InstancePost) -> O
     )
 
     async def act(op: Operation) -> None:
-        await source.run(op)
+        await source.run(op)  # closes its websockets however it ends
         svc.events.lifecycle(
             InstanceAction.MIGRATED, instance_url(row.name, row.project), project=row.project
         )
@@ -80,8 +80,15 @@ async def receive_operation(
     secret or certificate fails the request, not the operation); push mode hands out the
     secrets the source dials with."""
     await sink.reach()
+
+    async def guarded(op: Operation) -> None:
+        try:
+            await act(op)
+        finally:  # also when cancelled before the transfer began
+            await sink.links.close()
+
     return svc.operations.start(
-        act,
+        guarded,
         description="Creating instance",
         project=project,
         resources=_resources(project, name),

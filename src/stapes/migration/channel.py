@@ -31,6 +31,9 @@ CHUNK = 256 * 1024
 CONNECT_TIMEOUT = 30.0
 """How long a side waits for the peer's websockets (Incus: 30 s for control, 10 s for fs)."""
 
+CLOSE_TIMEOUT = 3.0
+"""How long closing a websocket waits for the peer's close frame."""
+
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
@@ -197,7 +200,7 @@ class Links:
         future = self._ready.get(name)
         if future is None or future.done():
             raise Forbidden("Invalid migration secret")
-        ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=0, autoping=True, timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
         channel = Channel(name, ws)
         future.set_result(channel)
@@ -224,7 +227,7 @@ class Links:
                 self.dial.url(name),
                 ssl=pin,
                 max_msg_size=0,
-                timeout=aiohttp.ClientWSTimeout(ws_close=10),
+                timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
             )
         except aiohttp.ServerFingerprintMismatch:
             raise Forbidden(
@@ -253,12 +256,24 @@ class Links:
     async def get(self, name: str, timeout: float = CONNECT_TIMEOUT) -> Channel:
         if self.dial is not None and not self._ready[name].done():
             return await self.connect(name)
+        ready = asyncio.ensure_future(asyncio.shield(self._ready[name]))
+        gone = [  # the peer dropping a connection it opened ends the wait too
+            asyncio.ensure_future(f.result().closed.wait())
+            for f in self._ready.values()
+            if f.done() and not f.cancelled()
+        ]
+        waiting: list[asyncio.Future[Any]] = [ready, *gone]
         try:
-            return await asyncio.wait_for(asyncio.shield(self._ready[name]), timeout)
-        except TimeoutError:
-            raise PeerGone(
-                f"The peer did not open the migration {name} connection in {timeout:.0f}s"
-            ) from None
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in gone:
+                task.cancel()
+        if ready.done():
+            return ready.result()
+        ready.cancel()
+        if any(task.done() and not task.cancelled() for task in gone):
+            raise PeerGone(f"The peer hung up before opening the migration {name} connection")
+        raise PeerGone(f"The peer did not open the migration {name} connection in {timeout:.0f}s")
 
     async def close(self) -> None:
         """End the migration's websockets (the peer sees them close)."""

@@ -16,7 +16,8 @@ from stapes.migration import wire
 _ARCH_IDS = {name: number for number, name in ARCHITECTURE_IDS.items()}
 
 
-def _unix(text: str) -> int:
+def unix_time(text: str) -> int:
+    """A stored time as the header's seconds since the epoch (0 for none)."""
     try:
         when = parse_timestamp(text)
     except ValueError:
@@ -24,8 +25,18 @@ def _unix(text: str) -> int:
     return int(when.timestamp()) if when else 0
 
 
-def _time(seconds: int) -> str:
-    return timestamp(datetime.fromtimestamp(seconds, UTC)) if seconds > 0 else ""
+NANOSECONDS_FROM = 10**14
+"""Above this a header time is in nanoseconds (Incus sends volume snapshots' so) not seconds."""
+
+
+def stored_time(value: int) -> str:
+    """The header's time (seconds, or nanoseconds for volume snapshots) as a stored time ("" for
+    none or nonsense)."""
+    seconds = value / 1e9 if value > NANOSECONDS_FROM else value
+    try:
+        return timestamp(datetime.fromtimestamp(seconds, UTC)) if seconds > 0 else ""
+    except (OverflowError, OSError, ValueError):
+        return ""
 
 
 def snapshot_message(snap: sq.SnapshotRow) -> Any:
@@ -35,9 +46,9 @@ def snapshot_message(snap: sq.SnapshotRow) -> Any:
         ephemeral=snap.ephemeral,
         architecture=_ARCH_IDS.get(snap.architecture, 0),
         stateful=snap.stateful,
-        creation_date=_unix(snap.created_at),
-        last_used_date=_unix(snap.last_used_at),
-        expiry_date=_unix(snap.expires_at),
+        creation_date=unix_time(snap.created_at),
+        last_used_date=unix_time(snap.last_used_at),
+        expiry_date=unix_time(snap.expires_at),
         description=snap.description,
     )
     for key, value in snap.config.items():
@@ -61,9 +72,9 @@ def snapshot_row(msg: Any, fallback_architecture: str) -> sq.SnapshotRow:
         instance_id=0,
         name=msg.name,
         architecture=architecture or fallback_architecture,
-        created_at=_time(msg.creation_date) or timestamp(datetime.now(UTC)),
-        expires_at=_time(msg.expiry_date),
-        last_used_at=_time(msg.last_used_date),
+        created_at=stored_time(msg.creation_date) or timestamp(datetime.now(UTC)),
+        expires_at=stored_time(msg.expiry_date),
+        last_used_at=stored_time(msg.last_used_date),
         description=msg.description,
         ephemeral=msg.ephemeral,
         stateful=msg.stateful,

@@ -10,6 +10,10 @@ import sys
 
 
 def main() -> None:
+    # rsync's stderr, inherited: the daemon reads it to its end, which must not wait for us
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
     sock = socket.socket(fileno=int(sys.argv[1]))
     sel = selectors.DefaultSelector()
     sel.register(0, selectors.EVENT_READ)

@@ -21,8 +21,10 @@ from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.host.idmap import IdMap, current_map, reshift_tree
 from stapes.migration import records, transfer, wire
-from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links, PeerGone
-from stapes.migration.source import LXC_CONFIG, fs_type, our_features
+from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
+from stapes.migration.session import receive_watched
+from stapes.migration.source import LXC_CONFIG, fs_type
+from stapes.migration.transfer import our_features
 from stapes.server.operations import Operation
 from stapes.storage.volumes import instance_volume
 
@@ -30,9 +32,6 @@ if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
 
 log = logging.getLogger(__name__)
-
-FAREWELL_SECONDS = 10.0
-"""How long the sink waits, after its verdict, for the source to hang up."""
 
 
 class InstanceSink:
@@ -124,27 +123,9 @@ class InstanceSink:
             answer.criu = wire.NONE
         await control.send_message(answer)
         source_map = records.idmap_of(offer)
-        verdict = asyncio.ensure_future(control.receive_control())
-        receiving = asyncio.ensure_future(
-            self._volumes(svc, op, row, fs, wanted, features, final_pass, source_map)
+        await receive_watched(
+            control, self._volumes(svc, op, row, fs, wanted, features, final_pass, source_map)
         )
-        try:
-            await asyncio.wait([verdict, receiving], return_when=asyncio.FIRST_COMPLETED)
-            if verdict.done() and not receiving.done():
-                _, message = verdict.result()
-                raise PeerGone(
-                    f"The source failed: {message}"
-                    if message
-                    else "The source hung up mid-transfer"
-                )
-            receiving.result()
-            await control.send_control(None)
-            with contextlib.suppress(TimeoutError, PeerGone):  # the source hangs up: done
-                await asyncio.wait_for(asyncio.shield(verdict), FAREWELL_SECONDS)
-        finally:
-            for task in (verdict, receiving):
-                task.cancel()
-            await asyncio.gather(verdict, receiving, return_exceptions=True)
 
     def _refresh_snapshots(
         self, svc: InstanceService, row: q.InstanceRow, offered: list[Any]

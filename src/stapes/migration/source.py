@@ -18,7 +18,9 @@ from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.host.idmap import current_map
 from stapes.migration import records, transfer, wire
-from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links, PeerGone
+from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
+from stapes.migration.session import send_watched
+from stapes.migration.transfer import our_features
 from stapes.server.operations import Operation
 from stapes.storage.volumes import instance_volume
 
@@ -27,19 +29,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OURS = ("xattrs", "delete", "compress", "bidirectional")
 LXC_CONFIG = "config"
 """liblxc's config file, which a container's volume holds beside rootfs/."""
 
 
 def fs_type(instance_type: str) -> int:
     return wire.BLOCK_AND_RSYNC if instance_type == "virtual-machine" else wire.RSYNC
-
-
-def our_features(pool_config: dict[str, str]) -> list[str]:
-    """The rsync features this end may use with a pool (compression unless the pool says no)."""
-    compress = pool_config.get("rsync.compression", "true").lower() not in ("false", "0", "no")
-    return [f for f in OURS if f != "compress" or compress]
 
 
 class InstanceSource:
@@ -114,24 +109,8 @@ class InstanceSource:
         agreed = [f for f in wire.rsync_features(answer) if f in features]
         wanted = set(answer.snapshotNames) if answer.refresh else {s.name for s in snaps}
         final_pass = running and answer.HasField("criu") and answer.criu == wire.NONE
-        verdict = asyncio.ensure_future(control.receive_control())
-        sending = asyncio.ensure_future(
-            self._volumes(op, row, fs, [s for s in snaps if s.name in wanted], agreed, final_pass)
-        )
-        try:
-            await asyncio.wait([verdict, sending], return_when=asyncio.FIRST_COMPLETED)
-            if verdict.done() and not sending.done():
-                sending.cancel()
-                ok, message = verdict.result()
-                raise PeerGone(message or "The peer ended the migration during the transfer")
-            sending.result()
-            ok, message = await verdict
-            if not ok:
-                raise PeerGone(f"The target failed: {message or 'no reason given'}")
-        finally:
-            for task in (verdict, sending):
-                task.cancel()
-            await asyncio.gather(verdict, sending, return_exceptions=True)
+        chosen = [s for s in snaps if s.name in wanted]
+        await send_watched(control, self._volumes(op, row, fs, chosen, agreed, final_pass))
 
     async def _volumes(
         self,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import socket
 import sys
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stapes.api.errors import StapesError
+from stapes.migration import wire
 from stapes.migration.channel import CHUNK, Channel
 from stapes.server.operations import Operation
 
@@ -29,6 +32,12 @@ Progress = Callable[[int], None]
 
 class TransferFailed(StapesError):
     status = 500
+
+
+def our_features(pool_config: dict[str, str]) -> list[str]:
+    """The rsync features this end may use with a pool (compression unless the pool says no)."""
+    compress = pool_config.get("rsync.compression", "true").lower() not in ("false", "0", "no")
+    return [f for f in wire.RSYNC_FEATURES if f != "compress" or compress]
 
 
 def feature_args(features: list[str]) -> list[str]:
@@ -86,6 +95,7 @@ async def send_tree(
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             pass_fds=(theirs.fileno(),),
+            start_new_session=True,  # rsync forks: the whole group is ended on failure
         )
     finally:
         theirs.close()
@@ -135,6 +145,7 @@ async def receive_tree(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # the receiver forks its generator: ended as a group
     )
     assert proc.stdin is not None and proc.stdout is not None
     stdin, stdout = proc.stdin, proc.stdout
@@ -169,12 +180,20 @@ async def _finish(
     path: Path,
 ) -> None:
     assert proc.stderr is not None
+    pumps = [asyncio.ensure_future(outgoing), asyncio.ensure_future(incoming)]
+    errors = asyncio.ensure_future(proc.stderr.read())
     try:
-        _, _, stderr = await asyncio.gather(outgoing, incoming, proc.stderr.read())
+        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_EXCEPTION)
+        for pump in done:
+            pump.result()  # the peer gone, a broken pipe: raised here
         rc = await proc.wait()
+        stderr = await errors
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+        for task in (*pumps, errors):
+            task.cancel()
+        await asyncio.gather(*pumps, errors, return_exceptions=True)
         await proc.wait()
         raise
     finally:

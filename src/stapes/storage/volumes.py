@@ -29,6 +29,7 @@ from stapes.host.paths import instance_entry
 from stapes.host.run import run
 from stapes.server.events import EventBus
 from stapes.server.operations import Operation, Operations, Runner
+from stapes.storage import volume_migration
 from stapes.storage.config import check_volume_name, validate_volume_config, volume_defaults
 from stapes.storage.drivers.dir import sync_tree
 from stapes.storage.drivers.driver import (
@@ -111,6 +112,15 @@ class Volumes:
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self.deleted_hooks: list[Callable[[int], Awaitable[None]]] = []
         """Called with the id of each deleted custom volume (its backups go with it)."""
+
+    @staticmethod
+    def size_of(row: q.VolumeRow) -> int | None:
+        """A volume's size limit in bytes (None: none set)."""
+        return _size(row.config)
+
+    @staticmethod
+    def disk_of(row: q.VolumeRow) -> str:
+        return disk_name(row.project, row.name)
 
     def lock(self, pool: str, project: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((pool, project, name), asyncio.Lock())
@@ -250,7 +260,7 @@ class Volumes:
             block = path / ISO_FILE
         return AttachedVolume(path, vol.content_type, block)
 
-    def _check_unused(self, vol: q.VolumeRow, doing: str) -> None:
+    def check_unused(self, vol: q.VolumeRow, doing: str) -> None:
         users = self.used_by(vol)
         if vol.project == "default":  # storage.backups_volume / storage.images_volume
             config = get_config(self.db)
@@ -278,7 +288,7 @@ class Volumes:
             resources={"storage_volumes": [volume_url(pool, "custom", name, project)]},
         )
 
-    def _new_row(self, pool: str, project: str, req: StorageVolumesPost) -> q.VolumeRow:
+    def new_row(self, pool: str, project: str, req: StorageVolumesPost) -> q.VolumeRow:
         if req.type != "custom":
             raise BadRequest(
                 f"Only custom volumes can be created directly (not {req.type!r}): instance and "
@@ -318,12 +328,14 @@ class Volumes:
         """An empty volume (sync, as Incus), or a copy of another (an operation)."""
         if req.source.type == "copy":
             return self._copy(pool, project, req)
+        if req.source.type == "migration":
+            return await volume_migration.receive(self, pool, project, req)
         if req.source.type not in ("", "none"):
             raise BadRequest(
-                f"Unknown volume source type {req.source.type!r}: use copy (backups are "
-                "imported by uploading them)"
+                f"Unknown volume source type {req.source.type!r}: use copy or migration "
+                "(backups are imported by uploading them)"
             )
-        row = self._new_row(pool, project, req)
+        row = self.new_row(pool, project, req)
         async with self.lock(pool, project, req.name):
             await self._make_empty(row)
         return None
@@ -333,7 +345,7 @@ class Volumes:
         iso holding the uploaded image (its size recorded), for VMs to use as a CD-ROM."""
         req = StorageVolumesPost(name=name, content_type=FILESYSTEM)
         try:
-            row = self._new_row(pool, project, req)
+            row = self.new_row(pool, project, req)
         except BaseException:
             upload.unlink(missing_ok=True)
             raise
@@ -425,7 +437,7 @@ class Volumes:
         existing = q.find_volume(self.db, pool, project, "custom", req.name)
         if req.source.refresh and existing is not None:
             return self._refresh(existing, source, src_snap)
-        row = self._new_row(pool, project, req)
+        row = self.new_row(pool, project, req)
         snaps = (
             []
             if (req.source.volume_only or src_snap)
@@ -470,7 +482,7 @@ class Volumes:
         await self.record(row, snaps)
 
     def _refresh(self, target: q.VolumeRow, source: q.VolumeRow, src_snap: str) -> Operation:
-        self._check_unused(target, "refresh")
+        self.check_unused(target, "refresh")
 
         async def act(op: Operation) -> None:
             async with self.lock(target.pool, target.project, target.name):
@@ -589,7 +601,7 @@ class Volumes:
         q.get_pool(self.db, pool)
         if q.find_volume(self.db, pool, project, "custom", new_name) is not None:
             raise Conflict(f"Storage volume {new_name!r} already exists on pool {pool!r}")
-        self._check_unused(vol, "rename or move")
+        self.check_unused(vol, "rename or move")
         holder = feature_project(self.db, project, "storage.volumes")
         if holder != vol.project and pool != vol.pool:
             raise BadRequest("Move a volume to another pool or to another project, not both")
@@ -671,7 +683,7 @@ class Volumes:
             raise BadRequest(
                 f"{vol.type} volumes are deleted with their instance or image, not directly"
             )
-        self._check_unused(vol, "delete")
+        self.check_unused(vol, "delete")
         async with self.lock(vol.pool, vol.project, vol.name):
             await self._delete(vol)
 

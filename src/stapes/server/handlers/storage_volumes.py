@@ -34,6 +34,7 @@ from stapes.server.endpoint import (
 )
 from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
+from stapes.storage import volume_migration
 
 
 def volume_row(request: web.Request) -> VolumeRow:
@@ -140,6 +141,9 @@ async def post_volume(request: web.Request) -> Result:
     vol = volume_row(request)
     req = await body_as(request, StorageVolumePost)
     require_project(request, req.project)
+    if req.migration:
+        st = state(request)
+        return Async(volume_migration.send(st.volumes, st.volume_snapshots, vol, req))
     return Async(state(request).volumes.rename_or_move(vol, req, project_of(request)))
 
 
