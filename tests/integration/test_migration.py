@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Daemon, unique
+from tests.helpers import STAPES, Daemon, free_port, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]
 
@@ -242,3 +243,99 @@ def test_incus_storage_volume_copy_between_servers(
         for host, names in ((daemon, (vol, blk)), (far, (vol, blk, moved))):
             for name in names:
                 host.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{name}")
+
+
+def test_source_daemon_killed_mid_transfer(lone: Daemon, second_host: tuple[Daemon, str]) -> None:
+    """kill -9 of the source's daemon halfway through a volume's transfer: the target's create
+    fails and leaves no volume; the source, restarted, still has its volume whole."""
+    far, _ = second_host
+    address = f"127.0.0.1:{free_port()}"
+    assert lone.request("PATCH", "/1.0", {"config": {"core.https_address": address}}).status == 200
+    name = unique("big")
+    pools = "/1.0/storage-pools/default/volumes/custom"
+    assert lone.request("POST", pools, {"name": name}).status == 200
+    content = lone.root / "storage-pools" / "default" / "custom" / f"default_{name}"
+    subprocess.run(
+        ["dd", "if=/dev/urandom", f"of={content / 'big'}", "bs=1M", "count=300", "status=none"],
+        check=True,
+    )
+    op = lone.request("POST", f"{pools}/{name}", {"migration": True}).json()["metadata"]
+    cert = lone.request("GET", "/1.0").metadata["environment"]["certificate"]
+    source = {
+        "type": "migration",
+        "mode": "pull",
+        "operation": f"https://{address}/1.0/operations/{op['id']}",
+        "certificate": cert,
+        "secrets": op["metadata"],
+    }
+    resp = far.request("POST", pools, {"name": name, "source": source})
+    assert resp.status == 202, resp.body
+    there = far.root / "storage-pools" / "default" / "custom" / f"default_{name}"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (there / "big").exists():
+        time.sleep(0.05)
+    lone.stop(signal.SIGKILL)
+    done = far.wait(resp)
+    assert done.status >= 400, done.body
+    assert far.request("GET", f"{pools}/{name}").status == 404
+    assert not there.exists()
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_rsync_into(p, there)]
+    lone.start()
+    assert lone.request("GET", f"{pools}/{name}").status == 200
+    assert (content / "big").stat().st_size == 300 * 1024 * 1024
+
+
+def _is_rsync_into(pid: str, path: Path) -> bool:
+    try:
+        return str(path) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def test_stapes_cli_copies_and_moves_between_servers(
+    daemon: Daemon, busybox: str, https: str, second_host: tuple[Daemon, str], tmp_path: Path
+) -> None:
+    """stapes copy/move and storage volume copy/move with REMOTE: on either side, each mode."""
+    far, _ = second_host
+    env = {**daemon.env, "STAPES_CONF": str(tmp_path / "conf")}
+
+    def stapes(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([STAPES, *args], env=env, capture_output=True, text=True,
+                              timeout=180, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    for remote, host in (("near", daemon), ("far", far)):
+        token = host.cli("config", "trust", "add", f"cli-{remote}").stdout.strip().splitlines()[-1]
+        stapes("remote", "add", remote, token)
+    name = daemon.launch("bb")
+    vol = unique("vol")
+    copies = [f"{name}-{mode}" for mode in ("pull", "push", "relay")]
+    try:
+        daemon.cli("exec", name, "--", "sh", "-c", "echo cli > /root/mark")
+        daemon.cli("snapshot", "create", name, "one")
+        for mode, copy in zip(("pull", "push", "relay"), copies, strict=True):
+            stapes("copy", f"near:{name}", f"far:{copy}", "--stateless", "--mode", mode)
+            assert _snapshots(far, copy) == ["one"]
+        stapes("move", f"near:{name}", f"far:{name}", "--stateless")
+        assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+        assert far.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+        assert far.cli("exec", name, "--", "cat", "/root/mark").stdout == "cli\n"
+        stapes("move", f"far:{name}", f"near:{name}", "--stateless", "--mode", "relay")
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+
+        daemon.cli("storage", "volume", "create", "default", vol)
+        daemon.cli("storage", "volume", "snapshot", "create", "default", vol, "s")
+        stapes("storage", "volume", "copy", f"near:default/{vol}", f"far:default/{vol}")
+        stapes("storage", "volume", "move", f"far:default/{vol}", f"near:default/{vol}-back")
+        pools = "/1.0/storage-pools/default/volumes/custom"
+        assert far.request("GET", f"{pools}/{vol}").status == 404
+        snaps = daemon.request("GET", f"{pools}/{vol}-back/snapshots").metadata
+        assert [u.rsplit("/", 1)[-1] for u in snaps] == ["s"]
+    finally:
+        daemon.force_delete(name)
+        for other in [name, *copies]:
+            far.force_delete(other)
+        for host, names in ((daemon, (vol, f"{vol}-back")), (far, (vol,))):
+            for volume in names:
+                host.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{volume}")

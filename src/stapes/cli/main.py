@@ -87,8 +87,10 @@ def pick_remote(args: list[str]) -> tuple[str | None, list[str]]:
     dropped); (the remote, the arguments left). All of them must name the same remote."""
     if not args or args[0] == "remote" or not any(":" in a for a in args):
         return None, args
-    if args[0] in ("launch", "init") or args[:2] == ["image", "copy"]:
-        return None, args  # an image and a target: the command resolves each (split_remote)
+    if args[0] in ("launch", "init", "copy", "move") or args[:2] == ["image", "copy"]:
+        return None, args  # a source and a target: the command resolves each (split_remote)
+    if args[:3] in (["storage", "volume", "copy"], ["storage", "volume", "move"]):
+        return None, args
     from stapes.client.remotes import Remotes
 
     names = set(Remotes().names())
@@ -132,15 +134,22 @@ def use_remote(name: str | None) -> None:
 def connect() -> InstanceServer:
     """The daemon of the remote the arguments named (else the default remote), in the project
     ``--project`` names (else the remote's current one)."""
-    if _remote is None and "STAPES_CONF" not in os.environ and not _default_conf_exists():
+    return server_for(_remote)
+
+
+def server_for(remote: str | None, project: str = "") -> InstanceServer:
+    """The daemon of ``remote`` (None: the default one), in ``project`` (else ``--project``,
+    else the remote's current one)."""
+    if remote is None and "STAPES_CONF" not in os.environ and not _default_conf_exists():
         # no remotes configured: the local daemon, without reading any config file
-        return InstanceServer(Connection(None, _project or ""))
+        return InstanceServer(Connection(None, project or _project or ""))
     from stapes.client.remotes import Remotes
 
     remotes = Remotes()
-    remote = _remote or remotes.default
-    project = _project or remotes.project(remote)
-    return InstanceServer(Connection(remotes.target(remote), project))
+    remote = remote or remotes.default
+    return InstanceServer(
+        Connection(remotes.target(remote), project or _project or remotes.project(remote))
+    )
 
 
 def _default_conf_exists() -> bool:
@@ -151,9 +160,23 @@ def _default_conf_exists() -> bool:
 
 def run(fn: Callable[[InstanceServer], T]) -> T:
     """Run one command against the daemon; print errors the way incus does."""
-    try:
-        with connect() as server:
+    return run_on(_remote, fn)
+
+
+def run_on(remote: str | None, fn: Callable[[InstanceServer], T]) -> T:
+    """``run`` against the daemon of ``remote`` (None: the default one)."""
+
+    def act() -> T:
+        with server_for(remote) as server:
             return fn(server)
+
+    return guarded(act)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run ``fn`` (which may talk to several daemons); print errors the way incus does."""
+    try:
+        return fn()
     except (RemoteError, StapesError) as exc:
         click.echo(f"Error: {exc.message}", err=True)
         sys.exit(1)

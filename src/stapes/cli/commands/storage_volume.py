@@ -11,9 +11,10 @@ import click
 from stapes.api.errors import RemoteError
 from stapes.cli.commands._editing import InstanceTarget, Target, add_config_commands
 from stapes.cli.commands.backup import export_body, export_options
-from stapes.cli.main import parse_key_values, run
+from stapes.cli.main import guarded, parse_key_values, run, run_on, server_for, split_remote
 from stapes.cli.output import format_option, human_size, print_object, print_rows
 from stapes.client.instance_server import InstanceServer
+from stapes.client.operation import RemoteOperation
 from stapes.client.storage import split_volume
 
 
@@ -126,9 +127,16 @@ def rename(pool: str, name: str, new_name: str) -> None:
     click.echo(f'Renamed storage volume from "{name}" to "{new_name}"')
 
 
-def _copy(source: str, target: str, volume_only: bool, refresh: bool) -> None:
+def _copy(source: str, target: str, volume_only: bool, refresh: bool, mode: str) -> bool:
+    """Copy within a server or to another one; True when it went to another server."""
+    src_remote, source = split_remote(source)
+    dst_remote, target = split_remote(target)
     src_pool, src_name = pool_and_volume(source)
     dst_pool, dst_name = pool_and_volume(target)
+    if src_remote != dst_remote:
+        src, dst = (src_pool, src_name), (dst_pool, dst_name)
+        guarded(lambda: _between(src_remote, dst_remote, src, dst, volume_only, refresh, mode))
+        return True
     body = {
         "name": dst_name,
         "type": "custom",
@@ -146,7 +154,66 @@ def _copy(source: str, target: str, volume_only: bool, refresh: bool) -> None:
         if op is not None:
             op.wait()
 
-    run(go)
+    run_on(src_remote, go)
+    return False
+
+
+def _between(
+    src_remote: str | None,
+    dst_remote: str | None,
+    src: tuple[str, str],
+    dst: tuple[str, str],
+    volume_only: bool,
+    refresh: bool,
+    mode: str,
+) -> None:
+    """A custom volume from one server to another through the migration API."""
+    from stapes.client import migration
+
+    with server_for(src_remote) as source, server_for(dst_remote) as target:
+        vol, _ = source.volume(*src)
+        body: dict[str, Any] = {
+            "name": dst[1],
+            "type": "custom",
+            "config": {
+                k: v for k, v in (vol.get("config") or {}).items() if not k.startswith("volatile.")
+            },
+            "description": vol.get("description") or "",
+            "content_type": vol.get("content_type") or "filesystem",
+            "source": {"type": "migration", "volume_only": volume_only, "refresh": refresh},
+        }
+
+        def start_source(push: dict[str, Any] | None) -> RemoteOperation:
+            request: dict[str, Any] = {
+                "migration": True,
+                "name": src[1],
+                "volume_only": volume_only,
+            }
+            if push is not None:
+                request["target"] = push
+            return source.move_volume(*src, request)
+
+        def start_target(fields: dict[str, Any]) -> RemoteOperation:
+            op = target.create_volume(dst[0], {**body, "source": {**body["source"], **fields}})
+            assert op is not None
+            return op
+
+        migration.migrate(
+            migration.Endpoint.of(source),
+            migration.Endpoint.of(target),
+            start_source,
+            start_target,
+            mode,
+            "Transferring volume",
+        )
+
+
+_MODE = click.option(
+    "--mode",
+    type=click.Choice(["pull", "push", "relay"]),
+    default="pull",
+    help="Between servers: the target pulls, the source pushes, or this client relays",
+)
 
 
 @volume.command()
@@ -154,9 +221,10 @@ def _copy(source: str, target: str, volume_only: bool, refresh: bool) -> None:
 @click.argument("target")
 @click.option("--volume-only", is_flag=True, help="Leave the snapshots behind")
 @click.option("--refresh", is_flag=True, help="Update an existing copy")
-def copy(source: str, target: str, volume_only: bool, refresh: bool) -> None:
-    """Copy a custom volume: POOL/VOLUME[/SNAPSHOT] POOL/VOLUME."""
-    _copy(source, target, volume_only, refresh)
+@_MODE
+def copy(source: str, target: str, volume_only: bool, refresh: bool, mode: str) -> None:
+    """Copy a custom volume: [REMOTE:]POOL/VOLUME[/SNAPSHOT] [REMOTE:]POOL/VOLUME."""
+    _copy(source, target, volume_only, refresh, mode)
     click.echo("Storage volume copied successfully!")
 
 
@@ -164,12 +232,21 @@ def copy(source: str, target: str, volume_only: bool, refresh: bool) -> None:
 @click.argument("source")
 @click.argument("target")
 @click.option("--volume-only", is_flag=True, help="Leave the snapshots behind")
-def move(source: str, target: str, volume_only: bool) -> None:
-    """Move or rename a custom volume: POOL/VOLUME POOL/VOLUME."""
+@_MODE
+def move(source: str, target: str, volume_only: bool, mode: str) -> None:
+    """Move or rename a custom volume: [REMOTE:]POOL/VOLUME [REMOTE:]POOL/VOLUME."""
+    src_remote, local = split_remote(source)
+    if src_remote != split_remote(target)[0]:  # to another server: copy, then delete here
+        _copy(source, target, volume_only, False, mode)
+        src_pool, src_name = pool_and_volume(local)
+        run_on(src_remote, lambda s: s.delete_volume(src_pool, src_name))
+        click.echo("Storage volume moved successfully!")
+        return
+    source = local
     src_pool, src_name = pool_and_volume(source)
-    dst_pool, dst_name = pool_and_volume(target)
+    dst_pool, dst_name = pool_and_volume(split_remote(target)[1])
     body = {"name": dst_name, "pool": dst_pool, "volume_only": volume_only}
-    run(lambda s: s.move_volume(src_pool, src_name, body).wait())
+    run_on(src_remote, lambda s: s.move_volume(src_pool, src_name, body).wait())
     click.echo("Storage volume moved successfully!")
 
 

@@ -1,0 +1,216 @@
+"""Copying and moving between two servers, as the incus client drives it: the source starts a
+migration operation, the target creates with ``source.type=migration``, and the two daemons
+move the data between them, one dialing the other (pull: the target dials the source; push:
+the source dials the target), or through this client (relay: it joins their websockets).
+
+Everything here is the public API of both daemons; nothing is special to Stapes."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import websocket
+
+from stapes.api.errors import RemoteError
+from stapes.client.connection import HttpsTarget
+from stapes.client.instance_server import InstanceServer
+from stapes.client.operation import RemoteOperation
+
+MODES = ("pull", "push", "relay")
+CHANNELS = ("control", "fs")
+
+CLIENT_WRITABLE_VOLATILE = ("volatile.base_image",)
+"""The daemon-owned keys a copy takes with it (the rest describe the source itself)."""
+
+
+@dataclass
+class Endpoint:
+    """One server of a migration: its client, and how the other one reaches it."""
+
+    server: InstanceServer
+    addresses: list[str] = field(default_factory=list)
+    certificate: str = ""
+
+    @classmethod
+    def of(cls, server: InstanceServer) -> Endpoint:
+        env = server.server().get("environment") or {}
+        target = server.conn.target
+        addresses = [target.address] if isinstance(target, HttpsTarget) else []
+        addresses += [a for a in env.get("addresses") or [] if a not in addresses]
+        return cls(server, addresses, str(env.get("certificate") or ""))
+
+    def operation_url(self, op: RemoteOperation, role: str) -> str:
+        if not self.addresses:
+            raise RemoteError(
+                f"The {role} server does not listen on the network (core.https_address is "
+                "unset), so the other server can't reach it: set it, or use another --mode",
+                400,
+            )
+        return f"https://{self.addresses[0]}/1.0/operations/{quote(op.id)}"
+
+
+def _secrets(op: RemoteOperation) -> dict[str, str]:
+    return {k: str(v) for k, v in (op.metadata.get("metadata") or {}).items() if k in CHANNELS}
+
+
+def migrate(
+    source: Endpoint,
+    target: Endpoint,
+    start_source: Callable[[dict[str, Any] | None], RemoteOperation],
+    start_target: Callable[[dict[str, Any]], RemoteOperation],
+    mode: str,
+    label: str,
+) -> None:
+    """Run one migration: ``start_source(push_target)`` makes the source's operation (a push
+    target: where to dial); ``start_target(source_fields)`` makes the target's."""
+    if mode not in MODES:
+        raise RemoteError(f"Unknown --mode {mode!r}: use pull, push or relay", 400)
+    if mode == "pull":
+        src_op = start_source(None)
+        try:
+            dst_op = start_target(
+                {
+                    "mode": "pull",
+                    "operation": source.operation_url(src_op, "source"),
+                    "certificate": source.certificate,
+                    "secrets": _secrets(src_op),
+                }
+            )
+        except BaseException:
+            _cancel(src_op)
+            raise
+        _wait_both(dst_op, src_op, label)
+        return
+    dst_op = start_target({"mode": "push"})
+    if mode == "push":
+        src_op = start_source(
+            {
+                "operation": target.operation_url(dst_op, "target"),
+                "certificate": target.certificate,
+                "secrets": _secrets(dst_op),
+            }
+        )
+        _wait_both(dst_op, src_op, label)
+        return
+    src_op = start_source(None)
+    relays = [_Relay(_dial(src_op, name), _dial(dst_op, name)) for name in CHANNELS]
+    try:
+        _wait_both(dst_op, src_op, label)
+    finally:
+        for relay in relays:
+            relay.close()
+
+
+def _dial(op: RemoteOperation, name: str) -> websocket.WebSocket:
+    secret = _secrets(op).get(name, "")
+    return op.conn.websocket(f"/1.0/operations/{quote(op.id)}/websocket?secret={quote(secret)}")
+
+
+def _cancel(op: RemoteOperation) -> None:
+    try:
+        op.conn.request("DELETE", f"/1.0/operations/{op.id}")
+    except RemoteError:
+        pass  # not cancellable: it ends by itself when nobody dials it
+
+
+def _wait_both(target_op: RemoteOperation, source_op: RemoteOperation, label: str) -> None:
+    """Wait for the target (reporting its progress), then the source."""
+    show = sys.stderr.isatty()
+    last = ""
+    try:
+        while True:
+            current = target_op.wait(0.5)
+            if current.get("status_code", 0) >= 200:
+                break
+            progress = (current.get("metadata") or {}).get("fs_progress") or ""
+            if show and progress and progress != last:
+                sys.stderr.write(f"\r{label}: {progress}\033[K")
+                last = progress
+    finally:
+        if show and last:
+            sys.stderr.write("\r\033[K")
+    try:
+        source_op.wait()
+    except RemoteError as exc:
+        if "not found" not in exc.message:  # finished a while ago and forgotten
+            raise
+
+
+class _Relay:
+    """Both directions between a source's and a target's websocket, frame by frame (binary
+    data and the empty text frames that end each stream)."""
+
+    def __init__(self, a: websocket.WebSocket, b: websocket.WebSocket) -> None:
+        self.sockets = (a, b)
+        self.threads = [
+            threading.Thread(target=self._pump, args=(a, b), daemon=True),
+            threading.Thread(target=self._pump, args=(b, a), daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    @staticmethod
+    def _pump(src: websocket.WebSocket, dst: websocket.WebSocket) -> None:
+        try:
+            while True:
+                opcode, data = src.recv_data()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    break
+                dst.send(data, opcode)
+        except (websocket.WebSocketException, OSError):
+            pass
+        for ws in (src, dst):
+            try:
+                ws.close(timeout=1)
+            except (websocket.WebSocketException, OSError):
+                pass
+
+    def close(self) -> None:
+        for ws in self.sockets:
+            try:
+                ws.close(timeout=1)
+            except (websocket.WebSocketException, OSError):
+                pass
+        deadline = time.monotonic() + 5
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def instance_body(
+    source: InstanceServer,
+    name: str,
+    new_name: str,
+    *,
+    instance_only: bool,
+    refresh: bool,
+    keep_volatile: bool,
+) -> dict[str, Any]:
+    """The target's create request: the source instance's config, devices and profiles."""
+    inst = source.instance(name)
+    config = {
+        k: v
+        for k, v in (inst.get("config") or {}).items()
+        if not k.startswith("volatile.") or keep_volatile or k in CLIENT_WRITABLE_VOLATILE
+    }
+    return {
+        "name": new_name,
+        "type": inst.get("type") or "container",
+        "architecture": inst.get("architecture") or "",
+        "config": config,
+        "devices": inst.get("devices") or {},
+        "profiles": inst.get("profiles") or [],
+        "ephemeral": bool(inst.get("ephemeral")),
+        "description": inst.get("description") or "",
+        "source": {
+            "type": "migration",
+            "instance_only": instance_only,
+            "refresh": refresh,
+            "base-image": (inst.get("config") or {}).get("volatile.base_image", ""),
+        },
+    }
