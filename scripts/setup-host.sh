@@ -12,6 +12,7 @@ fi
 
 packages=(lxc lxc-dev gcc pkg-config python3-venv busybox-static debootstrap squashfs-tools
           uidmap xz-utils iproute2 util-linux tar rsync btrfs-progs e2fsprogs
+          criu  # live container migration (checked with criu check before use)
           gzip bzip2 zstd lz4  # the compression algorithms of backups
           dnsmasq-base nftables  # managed networks: DHCP and DNS, NAT
           skopeo umoci  # OCI images: copy between transports, unpack

@@ -89,9 +89,9 @@ async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
     )
 
 
-def run_sync(argv: list[str], *, timeout: float = 30) -> tuple[int, str]:
-    """Run a quick ``argv`` from synchronous code (a version probe); returns (rc, stdout).
-    A missing binary is rc 127, as from a shell."""
+def run_sync(argv: list[str], *, timeout: float = 30, with_stderr: bool = False) -> tuple[int, str]:
+    """Run a quick ``argv`` from synchronous code (a version probe); returns (rc, stdout, with
+    stderr after it when asked). A missing binary is rc 127, as from a shell."""
     import subprocess
 
     try:
@@ -100,4 +100,4 @@ def run_sync(argv: list[str], *, timeout: float = 30) -> tuple[int, str]:
         )
     except FileNotFoundError:
         return 127, ""
-    return done.returncode, done.stdout
+    return done.returncode, done.stdout + (done.stderr if with_stderr else "")

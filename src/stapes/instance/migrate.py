@@ -12,6 +12,7 @@ from stapes.api.instance import InstancePost
 from stapes.api.lifecycle import InstanceAction
 from stapes.api.urls import instance_url
 from stapes.db import instances as q
+from stapes.host import criu
 from stapes.migration.channel import Dial
 from stapes.migration.sink import InstanceSink
 from stapes.migration.source import InstanceSource
@@ -22,6 +23,15 @@ if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
 
 
+def live_refusal(instance_type: str) -> str:
+    """Why a live move cannot be done (what the client should do instead)."""
+    instead = "move it --stateless (stopped, moved, started again) or copy it as it runs"
+    if instance_type == "container":
+        reason = criu.problem() or "live container migration (CRIU) is not implemented yet"
+        return f"Live migration of a running container needs CRIU: {reason}; {instead}"
+    return f"Live migration of a running virtual machine is not implemented yet; {instead}"
+
+
 def _resources(project: str, name: str) -> dict[str, list[str]]:
     return {"instances": [instance_url(name, project)]}
 
@@ -30,10 +40,7 @@ async def send(svc: InstanceService, row: q.InstanceRow, req: InstancePost) -> O
     """The source's operation: a websocket operation whose secrets the target dials with
     (pull), or a task that dials the target's operation itself (push, ``req.target``)."""
     if req.live:
-        raise BadRequest(
-            "Live migration is not supported by this server yet: stop the instance "
-            "(incus move --stateless) or copy it as it runs"
-        )
+        raise BadRequest(live_refusal(row.type))
     push = None
     if req.target is not None and req.target.operation:
         push = Dial(req.target.operation, dict(req.target.secrets), req.target.certificate)

@@ -19,6 +19,7 @@ from stapes.api.instance import InstanceSource
 from stapes.api.lifecycle import InstanceAction
 from stapes.db import instances as q
 from stapes.db import snapshots as sq
+from stapes.host import criu
 from stapes.host.idmap import IdMap, current_map, reshift_tree
 from stapes.migration import records, transfer, wire
 from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
@@ -26,6 +27,7 @@ from stapes.migration.session import receive_watched
 from stapes.migration.source import LXC_CONFIG, fs_type
 from stapes.migration.transfer import our_features
 from stapes.server.operations import Operation
+from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.volumes import instance_volume
 
 if TYPE_CHECKING:
@@ -40,8 +42,8 @@ class InstanceSink:
             raise BadRequest('source.mode must be "pull" or "push" for a migration')
         if source.live:
             raise BadRequest(
-                "Live migration of a running instance is not supported by this server yet: "
-                "move it stopped (--stateless)"
+                f"Live migration {'needs CRIU: ' + (criu.problem() or 'not implemented yet')}: "
+                "move the instance --stateless"
             )
         dial = None
         if source.mode == "pull":
@@ -113,19 +115,44 @@ class InstanceSink:
         if len(offer.snapshotNames) != len(offer.snapshots):
             raise BadRequest("The source sent snapshot names without their descriptions")
         wanted = self._refresh_snapshots(svc, row, offered) if self.refresh else offered
-        answer = wire.MigrationHeader(fs=expected, predump=False, refresh=self.refresh)
+        source_map = records.idmap_of(offer)
+        btrfs = await self._btrfs_possible(svc, row, offer, source_map)
+        answer = wire.MigrationHeader(
+            fs=wire.BTRFS if btrfs else expected, predump=False, refresh=self.refresh
+        )
         answer.indexHeaderVersion = 0  # no index frame: the header says all this end needs
         wire.set_rsync_features(answer, features)
+        if btrfs:
+            wire.set_btrfs_features(answer, [])
         answer.snapshotNames.extend(s.name for s in wanted)
         answer.snapshots.extend(wanted)
-        final_pass = offer.HasField("criu") and offer.criu == wire.NONE
-        if final_pass:
+        final_pass = not btrfs and offer.HasField("criu") and offer.criu == wire.NONE
+        if final_pass:  # rsync of a running instance: a last pass once the source is frozen
             answer.criu = wire.NONE
         await control.send_message(answer)
-        source_map = records.idmap_of(offer)
-        await receive_watched(
-            control, self._volumes(svc, op, row, fs, wanted, features, final_pass, source_map)
-        )
+        if btrfs:
+            receiving = self._subvolumes(svc, op, row, fs, wanted)
+        else:
+            receiving = self._volumes(svc, op, row, fs, wanted, features, final_pass, source_map)
+        await receive_watched(control, receiving)
+
+    async def _btrfs_possible(
+        self, svc: InstanceService, row: q.InstanceRow, offer: Any, source_map: IdMap | None
+    ) -> bool:
+        """Send streams, when both pools are btrfs and the files need no shifting here (a
+        received snapshot is read-only); refreshing, only if every snapshot kept here was
+        received as a stream (an incremental stream needs its parent's received UUID). Incus's
+        streams with a header of their own (its btrfs features) go by rsync."""
+        drv = svc.pools.usable_driver(row.pool)
+        if offer.fs != wire.BTRFS or row.type != "container" or wire.btrfs_features(offer):
+            return False
+        if not isinstance(drv, BtrfsDriver) or source_map != current_map(row.config):
+            return False
+        for kept in getattr(self, "kept", []):
+            path = drv.snapshot_path(*instance_volume(row), kept)
+            if not await drv.subvolume_uuid(path, "Received UUID"):
+                return False
+        return True
 
     def _refresh_snapshots(
         self, svc: InstanceService, row: q.InstanceRow, offered: list[Any]
@@ -141,6 +168,7 @@ class InstanceSink:
             == have[m.name].created_at[:19]
         }
         self.stale = [s for name, s in have.items() if name not in keep]
+        self.kept = sorted(keep)
         return [m for m in offered if m.name not in keep]
 
     async def _volumes(
@@ -159,10 +187,7 @@ class InstanceSink:
         vm = row.type == "virtual-machine"
         if self.refresh:
             volume = drv.volume_path(*instance_volume(row))
-            for stale in getattr(self, "stale", []):
-                with svc.db.transaction():
-                    sq.delete_snapshot(svc.db, stale.id)
-                await drv.delete_snapshot(*instance_volume(row), stale.name)
+            await self._drop_stale(svc, row)
         else:
             volume = await drv.create_volume(*instance_volume(row))
         block = drv.block_path(*instance_volume(row))
@@ -180,22 +205,58 @@ class InstanceSink:
             await _shift(volume, source_map, target_map, vm)
 
         for message in snapshots:
-            snap = records.snapshot_row(message, row.architecture)
-            snap.instance_id = row.id
-            await one_pass(snap.name)
-            await drv.create_snapshot(*instance_volume(row), snap.name)
-            snap.config = {**snap.config, **_idmap_keys(row.config)}
-            snap.devices = svc.devices_on_pool(snap.devices, snap.profiles, row.project, row.pool)
-            with svc.db.transaction():
-                sq.insert_snapshot(svc.db, snap)
-            svc.events.lifecycle(
-                InstanceAction.SNAPSHOT_CREATED,
-                f"/1.0/instances/{row.name}/snapshots/{snap.name}",
-                project=row.project,
-            )
+            await one_pass(message.name)
+            await drv.create_snapshot(*instance_volume(row), message.name)
+            _record(svc, row, message)
         await one_pass(row.name)
         if final_pass:
             await one_pass(row.name)
+
+    async def _subvolumes(
+        self, svc: InstanceService, op: Operation, row: q.InstanceRow, fs: Channel,
+        snapshots: list[Any],
+    ) -> None:  # fmt: skip
+        """btrfs receive of each snapshot's stream (moved into place as received) and of the
+        volume's (a writable snapshot of it becomes the volume)."""
+        drv = svc.pools.usable_driver(row.pool)
+        assert isinstance(drv, BtrfsDriver)
+        if self.refresh:
+            await self._drop_stale(svc, row)
+        scratch = drv.receive_dir(*instance_volume(row), None)
+        try:
+            for message in snapshots:
+                where = drv.receive_dir(*instance_volume(row), message.name)
+                meter = transfer.Meter(op, message.name)
+                received = await transfer.receive_subvolume(fs, where, meter)
+                await drv.place_received(*instance_volume(row), message.name, received)
+                _record(svc, row, message)
+            received = await transfer.receive_subvolume(fs, scratch, transfer.Meter(op, row.name))
+            await drv.place_received(*instance_volume(row), None, received)
+            (drv.volume_path(*instance_volume(row)) / LXC_CONFIG).unlink(missing_ok=True)
+        finally:
+            await drv.drop(scratch)
+
+    async def _drop_stale(self, svc: InstanceService, row: q.InstanceRow) -> None:
+        drv = svc.pools.usable_driver(row.pool)
+        for stale in getattr(self, "stale", []):
+            with svc.db.transaction():
+                sq.delete_snapshot(svc.db, stale.id)
+            await drv.delete_snapshot(*instance_volume(row), stale.name)
+
+
+def _record(svc: InstanceService, row: q.InstanceRow, message: Any) -> None:
+    """The row of a snapshot received for ``row`` (with the instance's id map keys)."""
+    snap = records.snapshot_row(message, row.architecture)
+    snap.instance_id = row.id
+    snap.config = {**snap.config, **_idmap_keys(row.config)}
+    snap.devices = svc.devices_on_pool(snap.devices, snap.profiles, row.project, row.pool)
+    with svc.db.transaction():
+        sq.insert_snapshot(svc.db, snap)
+    svc.events.lifecycle(
+        InstanceAction.SNAPSHOT_CREATED,
+        f"/1.0/instances/{row.name}/snapshots/{snap.name}",
+        project=row.project,
+    )
 
 
 def _idmap_keys(config: dict[str, str]) -> dict[str, str]:

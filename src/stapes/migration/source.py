@@ -22,6 +22,7 @@ from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
 from stapes.migration.session import send_watched
 from stapes.migration.transfer import our_features
 from stapes.server.operations import Operation
+from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.volumes import instance_volume
 
 if TYPE_CHECKING:
@@ -33,8 +34,12 @@ LXC_CONFIG = "config"
 """liblxc's config file, which a container's volume holds beside rootfs/."""
 
 
-def fs_type(instance_type: str) -> int:
-    return wire.BLOCK_AND_RSYNC if instance_type == "virtual-machine" else wire.RSYNC
+def fs_type(instance_type: str, driver: str = "") -> int:
+    """The transfer an instance's volume goes by: btrfs send streams between btrfs pools (for
+    containers), else rsync (and the disk as a block stream for a VM)."""
+    if instance_type == "virtual-machine":
+        return wire.BLOCK_AND_RSYNC
+    return wire.BTRFS if driver == "btrfs" else wire.RSYNC
 
 
 class InstanceSource:
@@ -89,8 +94,10 @@ class InstanceSource:
             )
         snaps = [] if self.instance_only else sq.list_snapshots(svc.db, row.id)
         features = our_features(drv.config)
-        offer = wire.MigrationHeader(fs=fs_type(row.type), predump=False)
-        wire.set_rsync_features(offer, features)
+        offer = wire.MigrationHeader(fs=fs_type(row.type, drv.info().name), predump=False)
+        wire.set_rsync_features(offer, features)  # rsync: the fallback either end can do
+        if offer.fs == wire.BTRFS:
+            wire.set_btrfs_features(offer, [])  # plain send streams, no header of their own
         if running:
             offer.criu = wire.NONE
         offer.idmap.extend(records.idmap_entries(current_map(row.config)))
@@ -101,16 +108,47 @@ class InstanceSource:
             offer.volumeSize = block.stat().st_size if block.exists() else 0
         await control.send_message(offer)
         answer = await control.receive_header()
-        if answer.fs != offer.fs:
+        if answer.fs not in (offer.fs, fs_type(row.type)):
             raise BadRequest(
                 f"The peer chose the {wire.FS_NAMES[answer.fs]} transfer; this server sends "
-                f"{wire.FS_NAMES[offer.fs]} only"
+                f"{wire.FS_NAMES[offer.fs]} or {wire.FS_NAMES[fs_type(row.type)]}"
             )
         agreed = [f for f in wire.rsync_features(answer) if f in features]
         wanted = set(answer.snapshotNames) if answer.refresh else {s.name for s in snaps}
         final_pass = running and answer.HasField("criu") and answer.criu == wire.NONE
         chosen = [s for s in snaps if s.name in wanted]
-        await send_watched(control, self._volumes(op, row, fs, chosen, agreed, final_pass))
+        if answer.fs == wire.BTRFS:
+            sending = self._subvolumes(op, row, fs, snaps, chosen)
+        else:
+            sending = self._volumes(op, row, fs, chosen, agreed, final_pass)
+        await send_watched(control, sending)
+
+    async def _subvolumes(
+        self,
+        op: Operation,
+        row: q.InstanceRow,
+        fs: Channel,
+        snaps: list[sq.SnapshotRow],
+        chosen: list[sq.SnapshotRow],
+    ) -> None:
+        """btrfs send streams: each chosen snapshot incremental from the snapshot before it
+        (which the peer has: sent just now, or kept from an earlier copy), then a read-only
+        snapshot of the volume (taken with the instance frozen) incremental from the last."""
+        drv = self.svc.pools.usable_driver(row.pool)
+        assert isinstance(drv, BtrfsDriver)
+        sent = {s.name for s in chosen}
+        parent = None
+        for snap in snaps:
+            path = drv.snapshot_path(*instance_volume(row), snap.name)
+            if snap.name in sent:
+                await transfer.send_subvolume(fs, path, parent, transfer.Meter(op, snap.name))
+            parent = path
+        async with self.svc.frozen(row):
+            copy = await drv.readonly_copy(*instance_volume(row))
+        try:
+            await transfer.send_subvolume(fs, copy, parent, transfer.Meter(op, row.name))
+        finally:
+            await drv.drop(copy)
 
     async def _volumes(
         self,

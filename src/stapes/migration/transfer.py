@@ -26,8 +26,8 @@ RELAY = Path(__file__).with_name("rsync_relay.py")
 VANISHED = 24
 """rsync's exit code when source files vanished while it ran (a running instance)."""
 
-Progress = Callable[[int], None]
-"""Told the bytes moved so far on one stream."""
+Progress = Callable[[int, bool], None]
+"""Told the bytes moved so far on one stream, and whether the stream is over."""
 
 
 class TransferFailed(StapesError):
@@ -108,7 +108,9 @@ async def send_tree(
             await channel.write(data)
             moved += len(data)
             if progress:
-                progress(moved)
+                progress(moved, False)
+        if progress:
+            progress(moved, True)
         await channel.end()
 
     async def incoming() -> None:
@@ -156,10 +158,12 @@ async def receive_tree(
         while data := await channel.read():
             moved += len(data)
             if progress:
-                progress(moved)
+                progress(moved, False)
             stdin.write(data)
             with contextlib.suppress(ConnectionResetError, BrokenPipeError):
                 await stdin.drain()
+        if progress:
+            progress(moved, True)
         stdin.close()
 
     async def outgoing() -> None:
@@ -205,6 +209,82 @@ async def _finish(
     raise TransferFailed(f"rsync {what} of {path} failed (exit code {rc}): {tail}")
 
 
+async def send_subvolume(
+    channel: Channel, path: Path, parent: Path | None, progress: Progress | None = None
+) -> None:
+    """``btrfs send`` of a read-only subvolume (incremental from ``parent``, a subvolume the
+    peer has received before), then the barrier."""
+    argv = ["btrfs", "send", "-q", *(["-p", str(parent)] if parent else []), str(path)]
+    log.debug("migration: %s", argv)
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    moved = 0
+
+    async def outgoing() -> None:
+        nonlocal moved
+        while data := await stdout.read(CHUNK):
+            await channel.write(data)
+            moved += len(data)
+            if progress:
+                progress(moved, False)
+        if progress:
+            progress(moved, True)
+        await channel.end()
+
+    async def nothing() -> None:
+        return None
+
+    await _finish(proc, outgoing(), nothing(), None, False, "btrfs send", path)
+
+
+async def receive_subvolume(
+    channel: Channel, scratch: Path, progress: Progress | None = None
+) -> Path:
+    """``btrfs receive`` one stream into ``scratch``; the subvolume it made."""
+    before = set(scratch.iterdir())
+    argv = ["btrfs", "receive", "-q", str(scratch)]
+    log.debug("migration: %s", argv)
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None
+    stdin = proc.stdin
+    moved = 0
+
+    async def incoming() -> None:
+        nonlocal moved
+        while data := await channel.read():
+            moved += len(data)
+            if progress:
+                progress(moved, False)
+            stdin.write(data)
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                await stdin.drain()
+        if progress:
+            progress(moved, True)
+        stdin.close()
+
+    async def nothing() -> None:
+        return None
+
+    await _finish(proc, nothing(), incoming(), None, False, "btrfs receive", scratch)
+    made = set(scratch.iterdir()) - before
+    if len(made) != 1:
+        raise TransferFailed("The peer's btrfs stream did not hold exactly one subvolume")
+    return made.pop()
+
+
 async def send_block(channel: Channel, path: Path, progress: Progress | None = None) -> None:
     """A block file's bytes, then the barrier."""
     moved = 0
@@ -214,7 +294,9 @@ async def send_block(channel: Channel, path: Path, progress: Progress | None = N
                 await channel.write(data[start : start + CHUNK])
             moved += len(data)
             if progress:
-                progress(moved)
+                progress(moved, False)
+    if progress:
+        progress(moved, True)
     await channel.end()
 
 
@@ -222,7 +304,8 @@ async def receive_block(channel: Channel, path: Path, progress: Progress | None 
     """Write the peer's block stream over ``path`` (kept sparse where the stream is zeros)."""
     moved = 0
     zero = bytes(CHUNK)
-    with path.open("r+b" if path.exists() else "wb") as target:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as target:
         target.truncate(0)
         while data := await channel.read():
             if data == zero[: len(data)]:
@@ -231,8 +314,10 @@ async def receive_block(channel: Channel, path: Path, progress: Progress | None 
                 await asyncio.to_thread(target.write, data)
             moved += len(data)
             if progress:
-                progress(moved)
+                progress(moved, False)
         target.truncate(moved)
+    if progress:
+        progress(moved, True)
 
 
 class Meter:
@@ -245,9 +330,9 @@ class Meter:
         self.started = time.monotonic()
         self.last = 0.0
 
-    def __call__(self, moved: int) -> None:
+    def __call__(self, moved: int, final: bool = False) -> None:
         now = time.monotonic()
-        if now - self.last < 0.5:
+        if now - self.last < 0.5 and not final:
             return
         self.last = now
         rate = moved / max(now - self.started, 1e-3)

@@ -136,3 +136,17 @@ def rsync_features(header: Any) -> list[str]:
 def set_rsync_features(header: Any, features: list[str]) -> None:
     for name in RSYNC_FEATURES:
         setattr(header.rsyncFeatures, name, name in features)
+
+
+BTRFS_FEATURES = ("migration_header", "header_subvolumes", "header_subvolume_uuids")
+
+
+def set_btrfs_features(header: Any, features: list[str]) -> None:
+    for name in BTRFS_FEATURES:
+        setattr(header.btrfsFeatures, name, name in features)
+
+
+def btrfs_features(header: Any) -> list[str]:
+    if not header.HasField("btrfsFeatures"):
+        return []
+    return [name for name in BTRFS_FEATURES if getattr(header.btrfsFeatures, name)]

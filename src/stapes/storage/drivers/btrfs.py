@@ -11,6 +11,7 @@ import functools
 import os
 import shutil
 import stat
+import uuid
 from pathlib import Path
 from typing import ClassVar
 
@@ -284,12 +285,13 @@ class BtrfsDriver(DirDriver):
         # a subvolume is another directory tree: reflink the files in rather than copy them
         await run(["cp", "-a", "--reflink=auto", f"{tree}/.", str(path)], timeout=24 * 3600)
 
-    async def subvolume_uuid(self, path: Path) -> str:
+    async def subvolume_uuid(self, path: Path, which: str = "UUID") -> str:
+        """A subvolume's UUID (``which``: "Received UUID" for the one it was received as)."""
         _, out, _ = await run(["btrfs", "subvolume", "show", str(path)])
         for line in out.decode().splitlines():
             key, _, value = line.strip().partition(":")
-            if key == "UUID":
-                return value.strip()
+            if key == which:
+                return value.strip().strip("-")
         return ""
 
     async def delete_volume(self, vol_type: str, name: str) -> None:
@@ -418,6 +420,49 @@ class BtrfsDriver(DirDriver):
                 await self._clone(path, target, readonly=snap is not None)
         finally:
             await self._delete_tree(scratch)
+
+    # -- migration: send streams over the wire ----------------------------------------------
+
+    async def readonly_copy(self, vol_type: str, name: str) -> Path:
+        """A read-only snapshot of the volume to send (``btrfs send`` reads only those); the
+        caller removes it with ``drop``."""
+        target = self.pool_path / f".migrate-{vol_type}-{name}-{uuid.uuid4().hex[:8]}"
+        await self._clone(self.volume_path(vol_type, name), target, readonly=True)
+        return target
+
+    async def drop(self, path: Path) -> None:
+        await self._delete_tree(path)
+
+    def receive_dir(self, vol_type: str, name: str, snap: str | None) -> Path:
+        """Where ``btrfs receive`` writes a stream: a snapshot's own directory (a received
+        subvolume is read-only and cannot be moved, and it must stay as received to be the
+        parent of a later incremental stream); a scratch directory for the volume."""
+        if snap is not None:
+            where = self.snapshot_path(vol_type, name, snap).parent
+        else:
+            where = self.pool_path / f".migrate-in-{vol_type}-{name}"
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return where
+
+    async def place_received(
+        self, vol_type: str, name: str, snap: str | None, received: Path
+    ) -> None:
+        """Put a received subvolume in place: a snapshot received under its own name is there
+        already (otherwise a read-only snapshot of it is); the volume is a writable snapshot
+        of it, replacing the volume if it exists."""
+        if snap is not None:
+            target = self.snapshot_path(vol_type, name, snap)
+            if received != target:
+                await self._clone(received, target, readonly=True)
+                await self._remove(received)
+            return
+        volume = self.volume_path(vol_type, name)
+        fresh = volume.with_name(name + ".received")
+        await self._remove(fresh)
+        await self._clone(received, fresh)
+        await self._delete_tree(received.parent)
+        await self._remove(volume)
+        fresh.rename(volume)
 
 
 @functools.cache

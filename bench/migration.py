@@ -1,0 +1,219 @@
+"""Migration between two local servers: the time to copy a stopped container from one stapesd to
+another (Incus's protocol, pull mode, driven by the incus client when it is installed), against
+the floor, ``rsync -a`` of the same rootfs to an rsync daemon on loopback; a refresh after a
+small change (the bytes it sends, from the source operation's final progress); and copies
+between Stapes and the real Incus when incus-anchor runs it. Incus->Incus needs two Incus
+daemons, which one machine does not hold: not measured.
+
+    python bench/migration.py [--runs N] [--files N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BIN, INCUS_SOCKET, Stapes, line, stapes_daemon, timed
+
+from stapes.client import migration
+from stapes.client.instance_server import InstanceServer
+
+INCUS = shutil.which("incus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def client(d: Stapes) -> InstanceServer:
+    return InstanceServer.unix(d.root / "unix.socket")
+
+
+def listen(d: Stapes) -> str:
+    address = f"127.0.0.1:{free_port()}"
+    with client(d) as s:
+        s.update_server({"config": {"core.https_address": address}})
+    return address
+
+
+def stapes(d: Stapes, *args: str) -> str:
+    return subprocess.run(
+        [str(BIN / "stapes"), *args], env=d.env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def copy_with_client(src: Stapes, dst: Stapes, name: str, new: str, refresh: bool = False) -> str:
+    """One pull-mode copy through the client library; the source operation's last progress."""
+    with client(src) as s, client(dst) as t:
+        body = migration.instance_body(
+            s, name, new, instance_only=False, refresh=refresh, keep_volatile=False
+        )
+        ops: list = []
+
+        def start_source(push):  # type: ignore[no-untyped-def]
+            ops.append(s._op("POST", f"/1.0/instances/{name}", json_body={"migration": True}))
+            return ops[-1]
+
+        def start_target(fields):  # type: ignore[no-untyped-def]
+            return t.create_instance({**body, "source": {**body["source"], **fields}})
+
+        migration.migrate(
+            migration.Endpoint.of(s), migration.Endpoint.of(t), start_source, start_target,
+            "pull", "bench",
+        )  # fmt: skip
+        try:
+            return str((ops[-1].current().get("metadata") or {}).get("fs_progress", ""))
+        except Exception:
+            return ""
+
+
+def rsync_floor(rootfs: Path, runs: int) -> list[float]:
+    """rsync -a of the rootfs to an rsync daemon on loopback (a fresh target each run)."""
+    work = Path(tempfile.mkdtemp(prefix="stapes-bench-rsync-", dir="/var/tmp"))
+    port = free_port()
+    conf = work / "rsyncd.conf"
+    (work / "dst").mkdir()
+    conf.write_text(
+        f"port = {port}\naddress = 127.0.0.1\nuse chroot = no\n[m]\npath = {work / 'dst'}\n"
+        "read only = no\nuid = root\ngid = root\n"
+    )
+    daemon = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}"])
+    try:
+        time.sleep(0.3)
+
+        def once() -> None:
+            shutil.rmtree(work / "dst" / "x", ignore_errors=True)
+            subprocess.run(
+                ["rsync", "-a", "--numeric-ids", "--devices", "--sparse", f"{rootfs}/",
+                 f"rsync://127.0.0.1:{port}/m/x/"],
+                check=True,
+            )  # fmt: skip
+
+        return timed(once, runs)
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fill(rootfs: Path, files: int) -> None:
+    """Make the container a few thousand files (as a distribution's /usr has)."""
+    tree = rootfs / "usr" / "share" / "bench"
+    for i in range(files):
+        d = tree / f"d{i // 100}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i}").write_bytes(os.urandom(2048))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--files", type=int, default=3000)
+    args = parser.parse_args()
+    with stapes_daemon() as a, stapes_daemon() as b:
+        listen(a)
+        listen(b)
+        stapes(a, "init", "bb", "c")
+        pool = a.root / "storage-pools" / "default" / "containers" / "c"
+        fill(pool / "rootfs", args.files)
+        stapes(a, "snapshot", "create", "c", "s0")
+        files = sum(len(f) for _, _, f in os.walk(pool))
+        size = sum(p.stat().st_size for p in pool.rglob("*") if p.is_file())
+        print(f"Stopped busybox container, {files} files, {size / 1e6:.1f} MB, one snapshot")
+        counter = iter(range(10**6))
+        moved = timed(lambda: copy_with_client(a, b, "c", f"c{next(counter)}"), args.runs)
+        floor = rsync_floor(pool, args.runs)
+        m = line("stapes -> stapes copy (pull, with snapshot)", moved)
+        f = line("floor: rsync -a of the volume, loopback", floor)
+        print(f"  ratio copy/floor (the copy moves the volume twice: snapshot + volume): "
+              f"{m / f:.2f}")  # fmt: skip
+
+        big = pool / "rootfs" / "root" / "data"
+        big.write_bytes(os.urandom(50 * 1024 * 1024))
+        copy_with_client(a, b, "c", "r")
+        (big.parent / "changed").write_bytes(os.urandom(1024 * 1024))
+        start = time.perf_counter()
+        progress = copy_with_client(a, b, "c", "r", refresh=True)
+        elapsed = time.perf_counter() - start
+        print(f"  refresh after adding 1 MiB to a 50 MiB volume: {elapsed * 1000:.0f} ms, "
+              f"last stream sent {progress or '(unknown)'}")  # fmt: skip
+
+        if INCUS and INCUS_SOCKET.exists():
+            with_incus(a, b, args.runs)
+        else:
+            print("Real Incus is not running: no Stapes <-> Incus figures")
+        print("Incus -> Incus: needs two Incus daemons on one machine; not measured")
+
+
+def with_incus(a: Stapes, b: Stapes, runs: int) -> None:
+    """The incus client copies a stopped busybox container with a snapshot: Stapes -> Stapes,
+    Stapes -> Incus and Incus -> Stapes (Incus listens on a loopback port for the run)."""
+    assert INCUS is not None
+    conf = Path(tempfile.mkdtemp(prefix="stapes-bench-incus-"))
+    local = {**os.environ, "INCUS_SOCKET": str(INCUS_SOCKET), "INCUS_CONF": str(conf / "l")}
+    env = {k: v for k, v in os.environ.items() if k != "INCUS_SOCKET"}
+    env["INCUS_CONF"] = str(conf / "c")
+
+    def incus(*argv: str, on: dict[str, str] = env) -> str:
+        return subprocess.run([INCUS, *argv], env=on, check=True, capture_output=True,
+                              text=True).stdout  # fmt: skip
+
+    before = incus("config", "get", "core.https_address", on=local).strip()
+    if not before:
+        incus("config", "set", "core.https_address", f"127.0.0.1:{free_port()}", on=local)
+    address = incus("config", "get", "core.https_address", on=local).strip()
+    made: list[str] = []
+    try:
+        token = incus("config", "trust", "add", "stapes-bench", on=local).strip().splitlines()[-1]
+        incus("remote", "add", "in", token)
+        for name, d in (("sa", a), ("sb", b)):
+            incus(
+                "remote",
+                "add",
+                name,
+                stapes(d, "config", "trust", "add", "bench").strip().splitlines()[-1],
+            )
+        incus("launch", "in:bb", "in:mbench", "-q")
+        made.append("mbench")
+        incus("snapshot", "create", "in:mbench", "s0")
+        incus("stop", "-f", "in:mbench")
+        stapes(a, "init", "bb", "small")
+        stapes(a, "snapshot", "create", "small", "s0")
+        n = iter(range(10**6))
+        ss = timed(lambda: incus("copy", "sa:small", f"sb:small{next(n)}"), runs)
+        si = []
+        for _ in range(runs):
+            name = f"fromst{next(n)}"
+            si += timed(lambda name=name: incus("copy", "sa:small", f"in:{name}"), 1)
+            made.append(name)
+        is_ = timed(lambda: incus("copy", "in:mbench", f"sa:frominc{next(n)}"), runs)
+        print(f"incus client, busybox with one snapshot (Incus at {address}):")
+        base = line("Stapes -> Stapes", ss)
+        line("Stapes -> Incus", si)
+        line("Incus -> Stapes", is_)
+        print(f"  Stapes->Stapes / Incus->Stapes: {base / (sorted(is_)[len(is_) // 2] * 1000):.2f}")
+    finally:
+        for name in made:
+            subprocess.run([INCUS, "delete", "-f", name], env=local, capture_output=True)
+        fingerprints = incus("config", "trust", "list", "--format", "csv", "-c", "nf", on=local)
+        for row in fingerprints.splitlines():
+            if row.startswith("stapes-bench,"):
+                incus("config", "trust", "remove", row.split(",")[1], on=local)
+        if not before:
+            incus("config", "unset", "core.https_address", on=local)
+        shutil.rmtree(conf, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
