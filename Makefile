@@ -44,6 +44,7 @@ bench: setup-test
 	$(VENV)/bin/python bench/cli_paths.py
 	$(VENV)/bin/python bench/scale.py
 	$(VENV)/bin/python bench/vm.py
+	$(VENV)/bin/python bench/migration.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -154,6 +154,16 @@ def test_migration_failures_leave_nothing_behind(
         assert resp.status == 409, resp.body
         far.force_delete(target)
 
+        # a pool or a project the target lacks: 4xx, before the source is dialed
+        op = _source_operation(daemon, name)
+        body = _target_request(daemon, https, op, target)
+        body["devices"] = {"root": {"type": "disk", "path": "/", "pool": "nopool"}}
+        resp = far.request("POST", "/1.0/instances", body)
+        assert resp.status in (400, 404) and "nopool" in resp.json()["error"], resp.body
+        resp = far.request("POST", "/1.0/instances?project=nowhere", _target_request(
+            daemon, https, op, target))  # fmt: skip
+        assert resp.status == 404 and resp.json()["error"] == "Project not found", resp.body
+        assert far.request("GET", f"/1.0/instances/{target}").status == 404
         # a certificate that is not the source's: refused before the instance exists
         op = _source_operation(daemon, name)
         body = _target_request(daemon, https, op, target)
@@ -421,3 +431,44 @@ def test_btrfs_pools_send_streams_and_refresh_incrementally(
         far.force_delete(name)
         far.force_delete(plain)
         far.request("DELETE", f"/1.0/storage-pools/{pool}")
+
+
+def test_a_forged_offer_is_refused_before_anything_is_written(daemon: Daemon) -> None:
+    """Acting as a hostile source in push mode: a snapshot named to climb out of the pool, or
+    holding keys a client could not set, fails the create before a byte is received."""
+    from stapes.client.connection import Connection
+    from stapes.migration import wire
+
+    for snap_name, config in (("../../../escape", {}), ("fine", {"no.such.key": "1"})):
+        target = unique("forged")
+        body = {
+            "name": target,
+            "type": "container",
+            "source": {"type": "migration", "mode": "push"},
+        }
+        resp = daemon.request("POST", "/1.0/instances", body)
+        assert resp.status == 202, resp.body
+        op = resp.json()["metadata"]
+        with Connection(daemon.socket) as conn:
+            ws = {
+                name: conn.websocket(
+                    f"/1.0/operations/{op['id']}/websocket?secret={op['metadata'][name]}"
+                )
+                for name in ("control", "fs")
+            }
+            offer = wire.MigrationHeader(fs=wire.RSYNC)
+            offer.snapshotNames.append(snap_name)
+            snap = offer.snapshots.add(
+                name=snap_name, ephemeral=False, architecture=2, stateful=False
+            )
+            for key, value in config.items():
+                snap.localConfig.add(key=key, value=value)
+            ws["control"].send_binary(offer.SerializeToString())
+            done = daemon.wait(resp)
+            for sock in ws.values():
+                sock.close()
+        assert done.status >= 400, done.body
+        assert "refused" in done.json()["error"] or "can't be used" in done.json()["error"]
+        assert daemon.request("GET", f"/1.0/instances/{target}").status == 404
+        assert not (daemon.root / "storage-pools" / "escape").exists()
+        assert not (daemon.root / "storage-pools" / "default" / "containers" / target).exists()

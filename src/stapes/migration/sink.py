@@ -14,9 +14,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stapes.api.errors import BadRequest
+from stapes.api.errors import BadRequest, StapesError
 from stapes.api.instance import InstanceSource
 from stapes.api.lifecycle import InstanceAction
+from stapes.config.keys import VOLATILE_PREFIX, valid, validate_instance_config
+from stapes.config.validate import name_problem
 from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.host import criu
@@ -26,6 +28,7 @@ from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
 from stapes.migration.session import receive_watched
 from stapes.migration.source import LXC_CONFIG, fs_type
 from stapes.migration.transfer import our_features
+from stapes.project import restrictions
 from stapes.server.operations import Operation
 from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.volumes import instance_volume
@@ -115,6 +118,8 @@ class InstanceSink:
         if len(offer.snapshotNames) != len(offer.snapshots):
             raise BadRequest("The source sent snapshot names without their descriptions")
         wanted = self._refresh_snapshots(svc, row, offered) if self.refresh else offered
+        for message in wanted:
+            _check_snapshot(svc, row, message)
         source_map = records.idmap_of(offer)
         btrfs = await self._btrfs_possible(svc, row, offer, source_map)
         answer = wire.MigrationHeader(
@@ -244,11 +249,35 @@ class InstanceSink:
             await drv.delete_snapshot(*instance_volume(row), stale.name)
 
 
+def _check_snapshot(svc: InstanceService, row: q.InstanceRow, message: Any) -> None:
+    """A snapshot the peer describes is judged as a client's instance would be (keys,
+    devices, the project's restrictions) before anything moves: restoring it later must not
+    bring in what the project refuses."""
+    snap = records.snapshot_row(message, row.architecture)
+    local = {k: v for k, v in snap.config.items() if not k.startswith(VOLATILE_PREFIX)}
+    problem = name_problem(snap.name)
+    if problem is not None:
+        raise BadRequest(f"The source sent a snapshot name that can't be used: {problem}")
+    try:
+        validate_instance_config(local, row.type)
+        svc.check_devices(snap.devices, row.type, row.project)
+        config, devices = svc.expand_parts(row.project, snap.profiles, local, snap.devices)
+        restrictions.check_instance(svc.db, row.project, row.type, config, devices)
+    except StapesError as exc:
+        raise BadRequest(f"The source's snapshot {snap.name!r} is refused: {exc.message}") from None
+
+
 def _record(svc: InstanceService, row: q.InstanceRow, message: Any) -> None:
-    """The row of a snapshot received for ``row`` (with the instance's id map keys)."""
+    """The row of a snapshot received for ``row`` (the volatile keys this server knows, with
+    the instance's id map)."""
     snap = records.snapshot_row(message, row.architecture)
     snap.instance_id = row.id
-    snap.config = {**snap.config, **_idmap_keys(row.config)}
+    snap.config = {
+        k: v
+        for k, v in snap.config.items()
+        if not k.startswith(VOLATILE_PREFIX) or (valid(k, v) and not k.startswith(IDMAP_PREFIX))
+    }
+    snap.config |= _idmap_keys(row.config)
     snap.devices = svc.devices_on_pool(snap.devices, snap.profiles, row.project, row.pool)
     with svc.db.transaction():
         sq.insert_snapshot(svc.db, snap)
@@ -259,8 +288,11 @@ def _record(svc: InstanceService, row: q.InstanceRow, message: Any) -> None:
     )
 
 
+IDMAP_PREFIX = "volatile.idmap."
+
+
 def _idmap_keys(config: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in config.items() if k.startswith("volatile.idmap.")}
+    return {k: v for k, v in config.items() if k.startswith(IDMAP_PREFIX)}
 
 
 async def _shift(volume: Path, old: IdMap | None, new: IdMap | None, vm: bool) -> None:

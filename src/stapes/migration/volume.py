@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from stapes.api.base import timestamp
-from stapes.api.errors import BadRequest
+from stapes.api.errors import BadRequest, StapesError
+from stapes.config.validate import name_problem
 from stapes.db import storage as q
 from stapes.migration import records, transfer, wire
 from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
 from stapes.migration.session import receive_watched, send_watched
 from stapes.migration.transfer import our_features
 from stapes.server.operations import Operation
+from stapes.storage.config import validate_volume_config
 from stapes.storage.drivers.driver import BLOCK, BLOCK_FILE, StorageDriver
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,9 @@ def snapshot_rows(offer: Any) -> list[q.VolumeSnapshotRow]:
     described = {m.name: m for m in offer.snapshots}
     rows = []
     for name in offer.snapshotNames:
+        problem = name_problem(name)
+        if problem is not None:
+            raise BadRequest(f"The source sent a snapshot name that can't be used: {problem}")
         msg = described.get(name)
         created = records.stored_time(msg.creation_date) if msg is not None else ""
         expires = records.stored_time(msg.expiry_date) if msg is not None else ""
@@ -245,6 +250,13 @@ class VolumeSink:
                 f for f in wire.rsync_features(offer) if f in our_features(vol.driver.config)
             ]
             offered = [] if self.volume_only else snapshot_rows(offer)
+            for snap in offered:  # their config is stored with them: judged as a client's
+                try:
+                    validate_volume_config(type(vol.driver), snap.config, vol.content_type)
+                except StapesError as exc:
+                    raise BadRequest(
+                        f"The source's snapshot {snap.name!r} is refused: {exc.message}"
+                    ) from None
             wanted = [s for s in offered if s.name not in have]
             answer = wire.MigrationHeader(fs=vol.fs, predump=False, refresh=self.refresh)
             answer.indexHeaderVersion = 0
