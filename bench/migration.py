@@ -129,7 +129,7 @@ def main() -> None:
         fill(pool / "rootfs", args.files)
         stapes(a, "snapshot", "create", "c", "s0")
         files = sum(len(f) for _, _, f in os.walk(pool))
-        size = sum(p.stat().st_size for p in pool.rglob("*") if p.is_file())
+        size = sum(p.lstat().st_size for p in pool.rglob("*") if not p.is_symlink() and p.is_file())
         print(f"Stopped busybox container, {files} files, {size / 1e6:.1f} MB, one snapshot")
         counter = iter(range(10**6))
         moved = timed(lambda: copy_with_client(a, b, "c", f"c{next(counter)}"), args.runs)
