@@ -472,3 +472,36 @@ def test_a_forged_offer_is_refused_before_anything_is_written(daemon: Daemon) ->
         assert daemon.request("GET", f"/1.0/instances/{target}").status == 404
         assert not (daemon.root / "storage-pools" / "escape").exists()
         assert not (daemon.root / "storage-pools" / "default" / "containers" / target).exists()
+
+
+@pytest.mark.slow
+def test_a_running_vm_moves_live(daemon: Daemon, two_hosts: tuple[Daemon, Run]) -> None:
+    """incus move of a running VM: its disk goes while it runs, then QEMU's live migration of
+    its memory, then the disk chunks that changed; the guest is not rebooted (its uptime goes
+    on), a process it runs and a file in its RAM-backed /tmp survive."""
+    far, run = two_hosts
+    if daemon.request("GET", "/1.0/images/aliases/bbvm").status != 200:
+        daemon.cli("image", "build", "busybox", "--vm", "--alias", "bbvm", timeout=900)
+    name = unique("lvm")
+    try:
+        run("launch", "bbvm", name, "--vm")
+        deadline = time.time() + 180
+        while run("exec", name, "--", "true", check=False).returncode != 0:
+            assert time.time() < deadline, "the VM's agent never answered"
+            time.sleep(1)
+        loop = "while true; do date +%s >> /tmp/ticks; sleep 1; done"
+        run("exec", name, "--", "sh", "-c", f"echo kept > /tmp/mark; ({loop}) >/dev/null 2>&1 &")
+        time.sleep(2)
+        before = float(_read(run, name, "/proc/uptime").split()[0])
+        run("move", name, f"far:{name}")
+        assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+        assert far.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+        after = float(_read(run, f"far:{name}", "/proc/uptime").split()[0])
+        assert after >= before  # the same boot, not a new one
+        assert _read(run, f"far:{name}", "/tmp/mark") == "kept\n"
+        ticks = len(_read(run, f"far:{name}", "/tmp/ticks").split())
+        time.sleep(2.5)
+        assert len(_read(run, f"far:{name}", "/tmp/ticks").split()) > ticks  # still running
+    finally:
+        daemon.force_delete(name)
+        far.force_delete(name)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Undo = Callable[[], Awaitable[None]]
+Then = Callable[[q.InstanceRow], Awaitable[None]]
 Fill = Callable[[Operation, q.InstanceRow], Awaitable[None]]
 """Makes the new instance's volume (``containers/<name>`` on its pool), and its snapshots if the
 source has some; the row is already stored."""
@@ -46,10 +47,12 @@ async def create_instance(
     *,
     trigger: str | None,
     start: bool,
+    then: Then | None = None,
 ) -> None:
     """Store ``row`` (marked to apply its image's ``trigger`` templates at its first start:
     "create", "copy"; None for an import, which keeps its own mark), fill its volume, register
-    it with its driver and start it if asked; on failure undo every step taken."""
+    it with its driver and start it if asked (or run ``then``: a live migration's arrival,
+    which starts it itself); on failure undo every step taken."""
     undo: list[Undo] = []
     if trigger is not None and row.type == "container":
         row.config[templates.APPLY_KEY] = trigger
@@ -92,7 +95,9 @@ async def create_instance(
             )
 
         undo.append(announce_removal)
-        if start:
+        if then is not None:
+            await then(row)
+        elif start:
             await svc.start_unlocked(row)
     except BaseException:
         for step in reversed(undo):

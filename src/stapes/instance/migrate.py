@@ -29,7 +29,7 @@ def live_refusal(instance_type: str) -> str:
     if instance_type == "container":
         reason = criu.problem() or "live container migration (CRIU) is not implemented yet"
         return f"Live migration of a running container needs CRIU: {reason}; {instead}"
-    return f"Live migration of a running virtual machine is not implemented yet; {instead}"
+    return f"Live migration of a {instance_type} is not possible; {instead}"
 
 
 def _resources(project: str, name: str) -> dict[str, list[str]]:
@@ -39,7 +39,7 @@ def _resources(project: str, name: str) -> dict[str, list[str]]:
 async def send(svc: InstanceService, row: q.InstanceRow, req: InstancePost) -> Operation:
     """The source's operation: a websocket operation whose secrets the target dials with
     (pull), or a task that dials the target's operation itself (push, ``req.target``)."""
-    if req.live:
+    if req.live and row.type != "virtual-machine":
         raise BadRequest(live_refusal(row.type))
     push = None
     if req.target is not None and req.target.operation:
@@ -50,6 +50,7 @@ async def send(svc: InstanceService, row: q.InstanceRow, req: InstancePost) -> O
         instance_only=req.instance_only,
         push=push,
         allow_inconsistent=req.allow_inconsistent,
+        live=req.live,
     )
 
     async def act(op: Operation) -> None:

@@ -382,7 +382,7 @@ class InstanceService:
         source: copy.CopySource | None = None
         sink: InstanceSink | None = None
         if req.source.type == "migration":
-            sink = InstanceSink(req.source)
+            sink = InstanceSink(req.source, req.type or "container")
             target = q.find_instance(self.db, project, req.name) if req.name else None
             if target is not None and req.source.refresh:
                 return await migrate.refresh(self, sink, target)
@@ -477,9 +477,13 @@ class InstanceService:
         create.add_volatile(row, image, idmap)
         trigger = "copy" if source is not None or sink is not None else "create"
 
+        then = sink.arrive_live(self) if sink is not None and sink.live else None
+
         async def act(op: Operation) -> None:
             async with self.locks(project, name):
-                await create.create_instance(self, op, row, fill, trigger=trigger, start=req.start)
+                await create.create_instance(
+                    self, op, row, fill, trigger=trigger, start=req.start, then=then
+                )
 
         if sink is not None:
             return await migrate.receive_operation(self, sink, act, project, name)
@@ -507,9 +511,12 @@ class InstanceService:
         with self.db.transaction():
             q.set_config_keys(self.db, row.id, values)
 
-    async def start_unlocked(self, row: q.InstanceRow, *, announce: bool = True) -> None:
+    async def start_unlocked(
+        self, row: q.InstanceRow, *, announce: bool = True, incoming: Path | None = None
+    ) -> None:
         """Start an instance (admitted again: its project or profiles may have changed since
-        it was made); the caller holds its lock."""
+        it was made); the caller holds its lock. ``incoming``: a VM arriving by live migration
+        (its state comes on that unix socket; it stays paused)."""
         admission.admit(
             self, row.project, row.name, row.type, row.profiles, row.config, row.devices,
             new=False,
@@ -526,6 +533,7 @@ class InstanceService:
                 await cloudinit.write_seed(rootfs, root_id, seed)
         ctx = self.device_context(row, spec.config)
         spec.run = await device_plan.prepare_start(spec.devices, ctx)
+        spec.run.incoming_state = incoming
         try:
             if spec.run.volatile:
                 row.config.update(spec.run.volatile)

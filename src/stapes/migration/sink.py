@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +25,10 @@ from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.host import criu
 from stapes.host.idmap import IdMap, current_map, reshift_tree
+from stapes.instance.vm.qemu import QemuDriver
 from stapes.migration import records, transfer, wire
-from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
-from stapes.migration.session import receive_watched
+from stapes.migration.channel import CONTROL, FILESYSTEM, STATE, Channel, Dial, Links, PeerGone
+from stapes.migration.session import FAREWELL_SECONDS, receive_watched
 from stapes.migration.source import LXC_CONFIG, fs_type
 from stapes.migration.transfer import our_features
 from stapes.project import restrictions
@@ -34,24 +37,29 @@ from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.volumes import instance_volume
 
 if TYPE_CHECKING:
+    from stapes.instance.create import Then
     from stapes.instance.service import InstanceService
 
 log = logging.getLogger(__name__)
 
 
 class InstanceSink:
-    def __init__(self, source: InstanceSource) -> None:
+    def __init__(self, source: InstanceSource, instance_type: str = "container") -> None:
         if source.mode not in ("pull", "push"):
             raise BadRequest('source.mode must be "pull" or "push" for a migration')
-        if source.live:
+        self.live = source.live
+        if source.live and instance_type != "virtual-machine":
             raise BadRequest(
-                f"Live migration {'needs CRIU: ' + (criu.problem() or 'not implemented yet')}: "
-                "move the instance --stateless"
+                f"Live migration of a container needs CRIU: "
+                f"{criu.problem() or 'live container migration is not implemented yet'}: "
+                "move it --stateless"
             )
         dial = None
         if source.mode == "pull":
             dial = Dial(source.operation, dict(source.secrets), source.certificate)
-        self.links = Links((CONTROL, FILESYSTEM), dial=dial)
+        names = (CONTROL, FILESYSTEM, STATE) if self.live else (CONTROL, FILESYSTEM)
+        self.links = Links(names, dial=dial)
+        self._verdict: asyncio.Future[tuple[bool, str]] | None = None
         self.instance_only = source.instance_only
         self.refresh = source.refresh
 
@@ -86,14 +94,19 @@ class InstanceSink:
             fs = await self.links.get(FILESYSTEM)
             offer = await control.receive_header()
             await self._receive(svc, op, row, control, fs, offer)
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                await (await self.links.get(CONTROL, 0.1)).send_control(
-                    f"Failed migration on target: {exc}"
-                )
+        except BaseException as exc:
+            await self._fail(exc)
             raise
-        finally:
+        if not self.live:
             await self.links.close()
+
+    async def _fail(self, exc: BaseException) -> None:
+        reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
+        with contextlib.suppress(Exception):
+            await (await self.links.get(CONTROL, 0.1)).send_control(
+                f"Failed migration on target: {reason}"
+            )
+        await self.links.close()
 
     async def _receive(
         self,
@@ -113,6 +126,12 @@ class InstanceSink:
             )
         if offer.HasField("criu") and offer.criu == wire.CRIU_RSYNC:
             raise BadRequest("Live (CRIU) migration is not supported by this server yet")
+        live = offer.HasField("criu") and offer.criu == wire.VM_QEMU
+        if live != self.live:
+            raise BadRequest(
+                "The source and the request disagree on a live migration: the source "
+                + ("sends a running VM's state" if live else "sends no running state")
+            )
         features = [f for f in wire.rsync_features(offer) if f in our_features(drv.config)]
         offered = list(offer.snapshots) if not self.instance_only else []
         if len(offer.snapshotNames) != len(offer.snapshots):
@@ -134,7 +153,13 @@ class InstanceSink:
         final_pass = not btrfs and offer.HasField("criu") and offer.criu == wire.NONE
         if final_pass:  # rsync of a running instance: a last pass once the source is frozen
             answer.criu = wire.NONE
+        if live:
+            answer.criu = wire.VM_QEMU
         await control.send_message(answer)
+        if live:
+            self._verdict = asyncio.ensure_future(control.receive_control())
+            await self._watched(self._live_first(svc, op, row, fs, wanted, features))
+            return
         if btrfs:
             receiving = self._subvolumes(svc, op, row, fs, wanted)
         else:
@@ -158,6 +183,100 @@ class InstanceSink:
             if not await drv.subvolume_uuid(path, "Received UUID"):
                 return False
         return True
+
+    async def _watched(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` unless the source reports a failure (or hangs up) first."""
+        assert self._verdict is not None
+        task = asyncio.ensure_future(work)
+        racing: list[asyncio.Future[Any]] = [self._verdict, task]
+        try:
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                _, message = self._verdict.result()
+                raise PeerGone(f"The source failed: {message}" if message else "The source hung up")
+            task.result()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _live_first(
+        self,
+        svc: InstanceService,
+        op: Operation,
+        row: q.InstanceRow,
+        fs: Channel,
+        snapshots: list[Any],
+        features: list[str],
+    ) -> None:
+        """A running VM's first part: its snapshots, then its volume and the disk's data as
+        it is (the last pass sends only the chunks that changed since)."""
+        drv = svc.pools.usable_driver(row.pool)
+        volume = await drv.create_volume(*instance_volume(row))
+        block = drv.block_path(*instance_volume(row))
+        for message in snapshots:
+            await transfer.receive_tree(
+                fs, volume, features, progress=transfer.Meter(op, message.name)
+            )
+            await transfer.receive_block(fs, block, transfer.Meter(op, message.name))
+            await drv.create_snapshot(*instance_volume(row), message.name)
+            _record(svc, row, message)
+        meter = transfer.Meter(op, row.name)
+        await transfer.receive_tree(fs, volume, features, progress=meter)
+        (volume / LXC_CONFIG).unlink(missing_ok=True)
+        await transfer.receive_extents(fs, block, meter)
+        self._features = features
+        self._op = op
+
+    def arrive_live(self, svc: InstanceService) -> Then:
+        """What the create does instead of a start for a VM moving live: start QEMU waiting
+        for the state, feed it the source's state stream, take the disk's last changes once
+        the source has paused, resume the guest here, and tell the source it worked."""
+
+        async def arrive(row: q.InstanceRow) -> None:
+            try:
+                await self._watched(self._arrive(svc, row))
+                await (await self.links.get(CONTROL)).send_control(None)
+                assert self._verdict is not None
+                with contextlib.suppress(TimeoutError, PeerGone):
+                    await asyncio.wait_for(asyncio.shield(self._verdict), FAREWELL_SECONDS)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    await svc.stop_unlocked(row, True, 0, announce=False)
+                await self._fail(exc)
+                raise
+            finally:
+                if self._verdict is not None:
+                    self._verdict.cancel()
+                await self.links.close()
+
+        return arrive
+
+    async def _arrive(self, svc: InstanceService, row: q.InstanceRow) -> None:
+        state = await self.links.get(STATE)
+        fs = await self.links.get(FILESYSTEM)
+        driver = svc.drivers.get(row.type)
+        assert isinstance(driver, QemuDriver)
+        with tempfile.TemporaryDirectory(prefix="stapes-arrive-") as tmp:
+            sock = Path(tmp) / "state.sock"
+            await svc.start_unlocked(row, incoming=sock)
+            for _ in range(200):
+                if sock.exists():
+                    break
+                await asyncio.sleep(0.02)
+            _, writer = await asyncio.open_unix_connection(str(sock))
+            try:
+                while data := await state.read():
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                writer.close()
+            await driver.migration_arrived(svc.spec(row))
+        drv = svc.pools.usable_driver(row.pool)
+        volume = drv.volume_path(*instance_volume(row))
+        meter = transfer.Meter(self._op, row.name)
+        await transfer.receive_tree(fs, volume, self._features, progress=meter)
+        await transfer.receive_extents(fs, drv.block_path(*instance_volume(row)), meter)
+        await driver.unfreeze(svc.spec(row))
 
     def _refresh_snapshots(
         self, svc: InstanceService, row: q.InstanceRow, offered: list[Any]

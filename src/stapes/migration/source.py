@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stapes.api.base import StatusCode
@@ -17,8 +20,9 @@ from stapes.api.errors import BadRequest
 from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.host.idmap import current_map
+from stapes.instance.vm.qemu import QemuDriver
 from stapes.migration import records, transfer, wire
-from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
+from stapes.migration.channel import CHUNK, CONTROL, FILESYSTEM, STATE, Channel, Dial, Links
 from stapes.migration.session import send_watched
 from stapes.migration.transfer import our_features
 from stapes.server.operations import Operation
@@ -51,12 +55,16 @@ class InstanceSource:
         instance_only: bool,
         push: Dial | None,
         allow_inconsistent: bool = False,
+        live: bool = False,
     ) -> None:
         self.svc = svc
         self.row = row
         self.instance_only = instance_only
         self.allow_inconsistent = allow_inconsistent
-        self.links = Links((CONTROL, FILESYSTEM), dial=push)
+        self.live = live
+        """A running VM moved with its state (QEMU's migration stream on the ``criu`` socket)."""
+        names = (CONTROL, FILESYSTEM, STATE) if live else (CONTROL, FILESYSTEM)
+        self.links = Links(names, dial=push)
 
     def prepare(self, op: Operation) -> None:
         if self.links.dial is None:  # the peer dials us with these
@@ -88,17 +96,21 @@ class InstanceSource:
         svc = self.svc
         drv = svc.pools.usable_driver(row.pool)
         running = (await svc.status(row)).status == StatusCode.RUNNING
-        if running and row.type == "virtual-machine":
+        if running and row.type == "virtual-machine" and not self.live:
             raise BadRequest(
                 "A running virtual machine moves live or not at all: stop it first (--stateless)"
             )
+        if self.live and not running:
+            raise BadRequest(f"Instance {row.name!r} is not running: there is no state to move")
         snaps = [] if self.instance_only else sq.list_snapshots(svc.db, row.id)
         features = our_features(drv.config)
         offer = wire.MigrationHeader(fs=fs_type(row.type, drv.info().name), predump=False)
         wire.set_rsync_features(offer, features)  # rsync: the fallback either end can do
         if offer.fs == wire.BTRFS:
             wire.set_btrfs_features(offer, [])  # plain send streams, no header of their own
-        if running:
+        if self.live:
+            offer.criu = wire.VM_QEMU
+        elif running:
             offer.criu = wire.NONE
         offer.idmap.extend(records.idmap_entries(current_map(row.config)))
         offer.snapshotNames.extend(s.name for s in snaps)
@@ -117,11 +129,89 @@ class InstanceSource:
         wanted = set(answer.snapshotNames) if answer.refresh else {s.name for s in snaps}
         final_pass = running and answer.HasField("criu") and answer.criu == wire.NONE
         chosen = [s for s in snaps if s.name in wanted]
-        if answer.fs == wire.BTRFS:
+        self.paused_at = 0.0
+        if self.live and not (answer.HasField("criu") and answer.criu == wire.VM_QEMU):
+            raise BadRequest("The target cannot take a running virtual machine live")
+        if self.live:
+            sending = self._live_vm(op, row, fs, chosen, agreed)
+        elif answer.fs == wire.BTRFS:
             sending = self._subvolumes(op, row, fs, snaps, chosen)
         else:
             sending = self._volumes(op, row, fs, chosen, agreed, final_pass)
         await send_watched(control, sending)
+        if self.paused_at:  # the target has resumed the guest by the time it says so
+            paused = time.monotonic() - self.paused_at
+            log.info(
+                "live migration of %s: the guest was paused for %.0f ms", row.name, paused * 1000
+            )
+            _report(op, f"paused {paused * 1000:.0f} ms")
+
+    async def _live_vm(
+        self,
+        op: Operation,
+        row: q.InstanceRow,
+        fs: Channel,
+        snaps: list[sq.SnapshotRow],
+        features: list[str],
+    ) -> None:
+        """A running VM: its snapshots, its volume with the disk's data as it is now, then
+        QEMU's live migration of its memory on the state socket (the guest runs until QEMU
+        pauses it for the last pass), then the disk chunks that changed meanwhile. The guest
+        here is resumed afterwards whether the target took it or not (a copy; a move deletes
+        it next); if anything failed the target has nothing."""
+        drv = self.svc.pools.usable_driver(row.pool)
+        driver = self.svc.drivers.get(row.type)
+        assert isinstance(driver, QemuDriver)
+        block = drv.block_path(*instance_volume(row))
+        for snap in snaps:
+            path = drv.snapshot_path(*instance_volume(row), snap.name)
+            meter = transfer.Meter(op, snap.name)
+            await transfer.send_tree(
+                fs, path, features, excludes=("/" + block.name,), progress=meter
+            )
+            await transfer.send_block(fs, path / block.name, meter)
+        volume = drv.volume_path(*instance_volume(row))
+        excludes = ("/" + block.name,)
+        meter = transfer.Meter(op, row.name)
+        await transfer.send_tree(fs, volume, features, excludes=excludes, progress=meter)
+        digests = await transfer.send_extents(fs, block, None, meter)
+        state = await self.links.get(STATE)
+        spec = self.svc.spec(row)
+        with tempfile.TemporaryDirectory(prefix="stapes-leave-") as tmp:
+            sock = Path(tmp) / "state.sock"
+            sent = asyncio.get_running_loop().create_future()
+
+            async def from_qemu(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await reader.read(CHUNK):
+                        await state.write(data)
+                    await state.end()
+                    if not sent.done():
+                        sent.set_result(None)
+                except BaseException as exc:
+                    if not sent.done():
+                        sent.set_exception(exc)
+                finally:
+                    writer.close()
+
+            server = await asyncio.start_unix_server(from_qemu, str(sock))
+            try:
+                await driver.migrate_out(spec, sock)
+                self.paused_at = time.monotonic()  # QEMU paused the guest for its last pass
+                await sent
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await driver.unfreeze(spec)
+                raise
+            finally:
+                server.close()
+        try:  # the guest is paused here now: the disk chunks that changed meanwhile
+            meter = transfer.Meter(op, row.name)
+            await transfer.send_tree(fs, volume, features, excludes=excludes, progress=meter)
+            await transfer.send_extents(fs, block, digests, meter)
+        finally:
+            with contextlib.suppress(Exception):
+                await driver.unfreeze(spec)
 
     async def _subvolumes(
         self,
@@ -199,3 +289,10 @@ class InstanceSource:
                     excludes=excludes,
                     progress=meter(row.name),
                 )
+
+
+def _report(op: Operation, text: str) -> None:
+    """A last word in the operation's metadata, beside the secrets and progress."""
+    metadata = dict(op.metadata or {})
+    metadata["live_downtime"] = text
+    op.update_metadata(metadata)

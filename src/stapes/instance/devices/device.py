@@ -121,6 +121,9 @@ class RunConfig:
     """QEMU -device values of host hardware handed to a VM (vfio-pci, usb-host)."""
     volatile: dict[str, str] = field(default_factory=dict)
     """Daemon-owned keys to record (volatile.<device>.hwaddr...)."""
+    incoming_state: Path | None = None
+    """A live migration's arrival: the VM's state comes on this unix socket (QEMU listens on
+    it) and the VM stays paused until the migration resumes it."""
 
     def extend(self, other: RunConfig) -> None:
         self.mounts += other.mounts

@@ -265,9 +265,14 @@ class QemuDriver(InstanceDriver):
         except BaseException:
             shutil.rmtree(run, ignore_errors=True)
             raise
+        incoming = spec.run.incoming_state
+        if incoming is not None:
+            inputs.paused = True  # until the migration has the disk's last changes too
         argv = [binary, *qemu_args.build(inputs)]
         state = spec.volume / STATE_FILE
-        if state.exists():  # a stateful restore: resume where the snapshot was taken
+        if incoming is not None:  # a live migration arriving
+            argv += ["-incoming", qemu_args.arg(f"unix:{incoming}")]
+        elif state.exists():  # a stateful restore: resume where the snapshot was taken
             argv += ["-incoming", f"exec:cat {shlex.quote(str(state))}"]
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         if inputs.firmware is not None and inputs.nvram is not None and not inputs.nvram.exists():
@@ -299,7 +304,9 @@ class QemuDriver(InstanceDriver):
             sock = self._qmp(spec)
             await _qmp_hooks(sock, spec.config, "early")
             await _qmp_hooks(sock, spec.config, "pre-start")
-            if state.exists():
+            if incoming is not None:
+                pass  # the migration waits for the state, then resumes the VM
+            elif state.exists():
                 await self._resume_state(spec, state)
             elif inputs.paused:
                 await qmp.execute(sock, "cont")
@@ -379,6 +386,40 @@ class QemuDriver(InstanceDriver):
         with contextlib.suppress(InternalError):
             await qmp.execute(sock, "migrate_cancel")
         raise InternalError(f"Saving the VM's state took over {STATE_TIMEOUT:.0f}s")
+
+    async def migrate_out(self, spec: InstanceSpec, destination: Path) -> None:
+        """Live migration of the running VM's state to the unix socket ``destination`` (the
+        daemon listens there): QEMU copies memory while the guest runs, pauses it for the last
+        pass, and returns when done (the guest left paused here)."""
+        sock = self._qmp(spec)
+        await qmp.execute(sock, "migrate", {"uri": qemu_args.arg(f"unix:{destination}")})
+        await self._migration_done(sock, "migrate")
+
+    async def migration_arrived(self, spec: InstanceSpec) -> None:
+        """Until the state a live migration sends has been loaded (the VM is then paused)."""
+        sock = self._qmp(spec)
+        deadline = time.monotonic() + STATE_TIMEOUT
+        while time.monotonic() < deadline:
+            status = (await qmp.execute(sock, "query-status")).get("status", "")
+            if status not in ("inmigrate", "prelaunch"):
+                if status not in ("paused", "postmigrate", "running"):
+                    raise InternalError(f"The VM's migrated state did not load (QEMU is {status})")
+                return
+            await asyncio.sleep(0.05)
+        raise InternalError(f"Receiving the VM's state took over {STATE_TIMEOUT:.0f}s")
+
+    async def _migration_done(self, sock: Path, what: str) -> None:
+        deadline = time.monotonic() + STATE_TIMEOUT
+        while time.monotonic() < deadline:
+            status = (await qmp.execute(sock, "query-migrate")).get("status", "")
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise InternalError(f"QEMU's {what} of the VM's state {status}")
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(InternalError):
+            await qmp.execute(sock, "migrate_cancel")
+        raise InternalError(f"The VM's state took over {STATE_TIMEOUT:.0f}s to {what}")
 
     async def _resume_state(self, spec: InstanceSpec, state: Path) -> None:
         """After a start with -incoming: wait for the state to load, run, drop the file."""
