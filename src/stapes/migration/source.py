@@ -233,8 +233,8 @@ class InstanceSource:
             if snap.name in sent:
                 await transfer.send_subvolume(fs, path, parent, transfer.Meter(op, snap.name))
             parent = path
-        async with self.svc.frozen(row):
-            copy = await drv.readonly_copy(*instance_volume(row))
+        async with self.svc.frozen(row):  # without this server's liblxc config in it
+            copy = await drv.readonly_copy(*instance_volume(row), (LXC_CONFIG,))
         try:
             await transfer.send_subvolume(fs, copy, parent, transfer.Meter(op, row.name))
         finally:

@@ -423,11 +423,15 @@ class BtrfsDriver(DirDriver):
 
     # -- migration: send streams over the wire ----------------------------------------------
 
-    async def readonly_copy(self, vol_type: str, name: str) -> Path:
-        """A read-only snapshot of the volume to send (``btrfs send`` reads only those); the
-        caller removes it with ``drop``."""
+    async def readonly_copy(self, vol_type: str, name: str, exclude: tuple[str, ...] = ()) -> Path:
+        """A read-only snapshot of the volume to send (``btrfs send`` reads only those),
+        without the ``exclude`` files at its top; the caller removes it with ``drop``."""
         target = self.pool_path / f".migrate-{vol_type}-{name}-{uuid.uuid4().hex[:8]}"
-        await self._clone(self.volume_path(vol_type, name), target, readonly=True)
+        await self._clone(self.volume_path(vol_type, name), target, readonly=not exclude)
+        if exclude:
+            for excluded in exclude:
+                (target / excluded).unlink(missing_ok=True)
+            await run(["btrfs", "property", "set", str(target), "ro", "true"])
         return target
 
     async def drop(self, path: Path) -> None:
