@@ -120,6 +120,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument(
+        "--debian", action="store_true",
+        help="also a Debian 12 container (stapes image build debian/12: debootstrap, minutes)",
+    )  # fmt: skip
     args = parser.parse_args()
     with stapes_daemon() as a, stapes_daemon() as b:
         listen(a)
@@ -149,11 +153,78 @@ def main() -> None:
         print(f"  refresh after adding 1 MiB to a 50 MiB volume: {elapsed * 1000:.0f} ms, "
               f"last stream sent {progress or '(unknown)'}")  # fmt: skip
 
+        if args.debian:
+            debian(a, b, args.runs)
+        live_vm(a, b)
         if INCUS and INCUS_SOCKET.exists():
             with_incus(a, b, args.runs)
         else:
             print("Real Incus is not running: no Stapes <-> Incus figures")
         print("Incus -> Incus: needs two Incus daemons on one machine; not measured")
+
+
+def debian(a: Stapes, b: Stapes, runs: int) -> None:
+    """A stopped Debian 12 system container, copied like the busybox one, against its floor."""
+    stapes(a, "image", "build", "debian/12", "--alias", "deb")
+    stapes(a, "init", "deb", "d")
+    volume = a.root / "storage-pools" / "default" / "containers" / "d"
+    files = sum(len(f) for _, _, f in os.walk(volume))
+    print(f"Stopped Debian 12 container, {files} files, no snapshot")
+    counter = iter(range(10**6))
+    moved = timed(lambda: copy_with_client(a, b, "d", f"d{next(counter)}"), runs)
+    floor = rsync_floor(volume, runs)
+    m = line("stapes -> stapes copy (pull)", moved)
+    f = line("floor: rsync -a of the volume, loopback", floor)
+    print(f"  ratio copy/floor: {m / f:.2f}")
+
+
+def live_vm(a: Stapes, b: Stapes) -> None:
+    """A running busybox VM moved live and back, three times: the whole move and the time its
+    guest was paused (the source's own measure, from QEMU's last pass to the target's resume)."""
+    stapes(a, "image", "build", "busybox", "--vm", "--alias", "bbvm")
+    stapes(a, "launch", "bbvm", "v", "--vm")
+    deadline = time.time() + 180
+    while subprocess.run([str(BIN / "stapes"), "exec", "v", "--", "true"], env=a.env,
+                         capture_output=True).returncode != 0:  # fmt: skip
+        if time.time() > deadline:
+            print("The VM's agent never answered: no live move figures")
+            return
+        time.sleep(1)
+    moves: list[float] = []
+    pauses: list[str] = []
+    here, there = a, b
+    for _ in range(6):
+        with client(here) as s, client(there) as t:
+            ops: list = []
+
+            def start_source(push, s=s, ops=ops):  # type: ignore[no-untyped-def]
+                body = {"migration": True, "live": True}
+                ops.append(s._op("POST", "/1.0/instances/v", json_body=body))
+                return ops[-1]
+
+            def start_target(fields, s=s, t=t):  # type: ignore[no-untyped-def]
+                body = migration.instance_body(
+                    s, "v", "v", instance_only=False, refresh=False, keep_volatile=True
+                )
+                return t.create_instance(
+                    {**body, "source": {**body["source"], **fields, "live": True}}
+                )
+
+            started = time.perf_counter()
+            migration.migrate(
+                migration.Endpoint.of(s), migration.Endpoint.of(t), start_source, start_target,
+                "pull", "bench",
+            )  # fmt: skip
+            moves.append(time.perf_counter() - started)
+            try:
+                pauses.append(str((ops[-1].current().get("metadata") or {}).get("live_downtime")))
+            except Exception:
+                pauses.append("?")
+            s.update_state("v", "stop", force=True).wait()
+            s.delete_instance("v").wait()
+        here, there = there, here
+    line("live move of a running busybox VM (TCG)", moves)
+    print(f"  guest paused: {', '.join(pauses)}")
 
 
 def with_incus(a: Stapes, b: Stapes, runs: int) -> None:

@@ -289,8 +289,8 @@ def test_source_daemon_killed_mid_transfer(lone: Daemon, second_host: tuple[Daem
     assert resp.status == 202, resp.body
     there = far.root / "storage-pools" / "default" / "custom" / f"default_{name}"
     deadline = time.time() + 60
-    while time.time() < deadline and not (there / "big").exists():
-        time.sleep(0.05)
+    while time.time() < deadline and not list(there.glob(".big.*")):  # rsync's partial file
+        time.sleep(0.02)
     lone.stop(signal.SIGKILL)
     done = far.wait(resp)
     assert done.status >= 400, done.body
@@ -502,6 +502,11 @@ def test_a_running_vm_moves_live(daemon: Daemon, two_hosts: tuple[Daemon, Run]) 
         ticks = len(_read(run, f"far:{name}", "/tmp/ticks").split())
         time.sleep(2.5)
         assert len(_read(run, f"far:{name}", "/tmp/ticks").split()) > ticks  # still running
+        # and back, relayed by the client (control, disk and state websockets)
+        run("move", f"far:{name}", name, "--mode", "relay")
+        assert far.request("GET", f"/1.0/instances/{name}").status == 404
+        assert float(_read(run, name, "/proc/uptime").split()[0]) >= after
+        assert _read(run, name, "/tmp/mark") == "kept\n"
     finally:
         daemon.force_delete(name)
         far.force_delete(name)

@@ -23,7 +23,8 @@ from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
 
 MODES = ("pull", "push", "relay")
-CHANNELS = ("control", "fs")
+CHANNELS = ("control", "fs", "criu")
+"""The websockets a migration may have (criu: a running instance's state)."""
 
 CLIENT_WRITABLE_VOLATILE = ("volatile.base_image",)
 """The daemon-owned keys a copy takes with it (the rest describe the source itself)."""
@@ -99,7 +100,8 @@ def migrate(
         _wait_both(dst_op, src_op, label)
         return
     src_op = start_source(None)
-    relays = [_Relay(_dial(src_op, name), _dial(dst_op, name)) for name in CHANNELS]
+    names = [name for name in CHANNELS if name in _secrets(src_op)]
+    relays = [_Relay(_dial(src_op, name), _dial(dst_op, name)) for name in names]
     try:
         _wait_both(dst_op, src_op, label)
     finally:

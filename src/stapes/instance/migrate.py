@@ -89,18 +89,12 @@ async def receive_operation(
     secrets the source dials with."""
     await sink.reach()
 
-    async def guarded(op: Operation) -> None:
-        try:
-            await act(op)
-        finally:  # also when cancelled before the transfer began
-            await sink.links.close()
-
     return svc.operations.start(
-        guarded,
+        sink.closing(act),
         description="Creating instance",
         project=project,
         resources=_resources(project, name),
-        cls="websocket" if sink.push else "task",
+        cls="websocket" if sink.accepting else "task",
         metadata=sink.metadata,
         prepare=sink.prepare,
     )

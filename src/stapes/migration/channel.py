@@ -14,6 +14,7 @@ import hashlib
 import logging
 import secrets
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -285,3 +286,54 @@ class Links:
                 future.cancel()
         if self._session is not None:
             await self._session.close()
+
+
+class Session:
+    """One end of a migration as its operation shows it: the peer dials it (it hands out
+    secrets: the source in pull mode, the sink in push mode), or it dials the peer."""
+
+    links: Links
+
+    @property
+    def accepting(self) -> bool:
+        return self.links.dial is None
+
+    def prepare(self, op: Any) -> None:
+        """Give the operation the secrets and the websocket endpoint the peer dials."""
+        if self.accepting:
+            op.secrets = dict(self.links.secrets)
+            op.websocket_connector = self.links.accept
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The operation's metadata: the secrets when the peer dials this end."""
+        return dict(self.links.secrets) if self.accepting else None
+
+    async def reach(self) -> None:
+        """Dialing: open the control websocket now, so a wrong certificate, secret or address
+        is the client's error before anything is made."""
+        if not self.accepting:
+            try:
+                await self.links.get(CONTROL)
+            except BaseException:
+                await self.links.close()
+                raise
+
+    def closing(self, act: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        """``act`` (an operation's work) that closes the websockets however it ends, even
+        cancelled before the transfer began."""
+
+        async def run(op: Any) -> None:
+            try:
+                await act(op)
+            finally:
+                await self.links.close()
+
+        return run
+
+    async def tell_failure(self, role: str, exc: BaseException) -> None:
+        """The peer's last word from this end, if the control websocket still stands."""
+        reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
+        with contextlib.suppress(Exception):
+            control = await self.links.get(CONTROL, 0.1)
+            await control.send_control(f"Failed migration on {role}: {reason}")

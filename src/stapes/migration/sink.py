@@ -27,7 +27,16 @@ from stapes.host import criu
 from stapes.host.idmap import IdMap, current_map, reshift_tree
 from stapes.instance.vm.qemu import QemuDriver
 from stapes.migration import records, transfer, wire
-from stapes.migration.channel import CONTROL, FILESYSTEM, STATE, Channel, Dial, Links, PeerGone
+from stapes.migration.channel import (
+    CONTROL,
+    FILESYSTEM,
+    STATE,
+    Channel,
+    Dial,
+    Links,
+    PeerGone,
+    Session,
+)
 from stapes.migration.session import FAREWELL_SECONDS, receive_watched
 from stapes.migration.source import LXC_CONFIG, fs_type
 from stapes.migration.transfer import our_features
@@ -43,7 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class InstanceSink:
+class InstanceSink(Session):
     def __init__(self, source: InstanceSource, instance_type: str = "container") -> None:
         if source.mode not in ("pull", "push"):
             raise BadRequest('source.mode must be "pull" or "push" for a migration')
@@ -63,29 +72,6 @@ class InstanceSink:
         self.instance_only = source.instance_only
         self.refresh = source.refresh
 
-    @property
-    def push(self) -> bool:
-        return self.links.dial is None
-
-    def prepare(self, op: Operation) -> None:
-        if self.push:
-            op.secrets = dict(self.links.secrets)
-            op.websocket_connector = self.links.accept
-
-    @property
-    def metadata(self) -> dict[str, Any] | None:
-        return dict(self.links.secrets) if self.push else None
-
-    async def reach(self) -> None:
-        """Pull mode: open the control websocket now, so a wrong certificate, secret or
-        address is the client's error before anything is made."""
-        if not self.push:
-            try:
-                await self.links.get(CONTROL)
-            except BaseException:
-                await self.links.close()
-                raise
-
     async def receive(self, svc: InstanceService, op: Operation, row: q.InstanceRow) -> None:
         """Fill ``row``'s volume (and snapshots) from the peer; ``row`` is stored already (or,
         refreshing, exists with its volume)."""
@@ -101,11 +87,7 @@ class InstanceSink:
             await self.links.close()
 
     async def _fail(self, exc: BaseException) -> None:
-        reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
-        with contextlib.suppress(Exception):
-            await (await self.links.get(CONTROL, 0.1)).send_control(
-                f"Failed migration on target: {reason}"
-            )
+        await self.tell_failure("target", exc)
         await self.links.close()
 
     async def _receive(

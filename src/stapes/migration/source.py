@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest
@@ -22,7 +22,16 @@ from stapes.db import snapshots as sq
 from stapes.host.idmap import current_map
 from stapes.instance.vm.qemu import QemuDriver
 from stapes.migration import records, transfer, wire
-from stapes.migration.channel import CHUNK, CONTROL, FILESYSTEM, STATE, Channel, Dial, Links
+from stapes.migration.channel import (
+    CHUNK,
+    CONTROL,
+    FILESYSTEM,
+    STATE,
+    Channel,
+    Dial,
+    Links,
+    Session,
+)
 from stapes.migration.session import send_watched
 from stapes.migration.transfer import our_features
 from stapes.server.operations import Operation
@@ -46,7 +55,7 @@ def fs_type(instance_type: str, driver: str = "") -> int:
     return wire.BTRFS if driver == "btrfs" else wire.RSYNC
 
 
-class InstanceSource:
+class InstanceSource(Session):
     def __init__(
         self,
         svc: InstanceService,
@@ -66,15 +75,6 @@ class InstanceSource:
         names = (CONTROL, FILESYSTEM, STATE) if live else (CONTROL, FILESYSTEM)
         self.links = Links(names, dial=push)
 
-    def prepare(self, op: Operation) -> None:
-        if self.links.dial is None:  # the peer dials us with these
-            op.secrets = dict(self.links.secrets)
-            op.websocket_connector = self.links.accept
-
-    @property
-    def metadata(self) -> dict[str, Any] | None:
-        return dict(self.links.secrets) if self.links.dial is None else None
-
     async def run(self, op: Operation) -> None:
         try:
             control = await self.links.get(CONTROL)
@@ -83,11 +83,7 @@ class InstanceSource:
                 row = self.svc.get(self.row.project, self.row.name)
                 await self._send(op, row, control, fs)
         except BaseException as exc:
-            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
-            with contextlib.suppress(Exception):
-                await (await self.links.get(CONTROL, 0.1)).send_control(
-                    f"Failed migration on source: {reason}"
-                )
+            await self.tell_failure("source", exc)
             raise
         finally:
             await self.links.close()

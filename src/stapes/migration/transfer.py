@@ -65,6 +65,43 @@ def _relay_command() -> str:
     return " ".join(parts)
 
 
+async def _to_channel(
+    source: asyncio.StreamReader, channel: Channel, progress: Progress | None
+) -> None:
+    """A process's output (or socket) into the channel, then the barrier."""
+    moved = 0
+    while data := await source.read(CHUNK):
+        await channel.write(data)
+        moved += len(data)
+        if progress:
+            progress(moved, False)
+    if progress:
+        progress(moved, True)
+    await channel.end()
+
+
+async def _from_channel(
+    channel: Channel, sink: asyncio.StreamWriter, progress: Progress | None, *, close: bool
+) -> None:
+    """The peer's stream (up to its barrier) into a process's input (or socket); then the
+    input is closed (``close``) or only its writing half (a socket the other way still reads)."""
+    moved = 0
+    while data := await channel.read():
+        moved += len(data)
+        if progress:
+            progress(moved, False)
+        sink.write(data)
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await sink.drain()
+    if progress:
+        progress(moved, True)
+    if close:
+        sink.close()
+    else:
+        with contextlib.suppress(OSError):
+            sink.write_eof()
+
+
 async def send_tree(
     channel: Channel,
     path: Path,
@@ -102,27 +139,15 @@ async def send_tree(
     finally:
         theirs.close()
     reader, writer = await asyncio.open_connection(sock=ours)
-    moved = 0
-
-    async def outgoing() -> None:
-        nonlocal moved
-        while data := await reader.read(CHUNK):
-            await channel.write(data)
-            moved += len(data)
-            if progress:
-                progress(moved, False)
-        if progress:
-            progress(moved, True)
-        await channel.end()
-
-    async def incoming() -> None:
-        while data := await channel.read():
-            writer.write(data)
-            await writer.drain()
-        with contextlib.suppress(OSError):
-            writer.write_eof()
-
-    await _finish(proc, outgoing(), incoming(), writer, allow_vanished, "send", path)
+    await _finish(
+        proc,
+        _to_channel(reader, channel, progress),
+        _from_channel(channel, writer, None, close=False),
+        writer,
+        allow_vanished,
+        "send",
+        path,
+    )
 
 
 async def receive_tree(
@@ -156,28 +181,19 @@ async def receive_tree(
         start_new_session=True,  # the receiver forks its generator: ended as a group
     )
     assert proc.stdin is not None and proc.stdout is not None
-    stdin, stdout = proc.stdin, proc.stdout
-    moved = 0
+    await _finish(
+        proc,
+        _to_channel(proc.stdout, channel, None),
+        _from_channel(channel, proc.stdin, progress, close=True),
+        None,
+        False,
+        "receive",
+        path,
+    )
 
-    async def incoming() -> None:
-        nonlocal moved
-        while data := await channel.read():
-            moved += len(data)
-            if progress:
-                progress(moved, False)
-            stdin.write(data)
-            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-                await stdin.drain()
-        if progress:
-            progress(moved, True)
-        stdin.close()
 
-    async def outgoing() -> None:
-        while data := await stdout.read(CHUNK):
-            await channel.write(data)
-        await channel.end()
-
-    await _finish(proc, outgoing(), incoming(), None, False, "receive", path)
+async def _nothing() -> None:
+    return None
 
 
 async def _finish(
@@ -230,24 +246,10 @@ async def send_subvolume(
         start_new_session=True,
     )
     assert proc.stdout is not None
-    stdout = proc.stdout
-    moved = 0
-
-    async def outgoing() -> None:
-        nonlocal moved
-        while data := await stdout.read(CHUNK):
-            await channel.write(data)
-            moved += len(data)
-            if progress:
-                progress(moved, False)
-        if progress:
-            progress(moved, True)
-        await channel.end()
-
-    async def nothing() -> None:
-        return None
-
-    await _finish(proc, outgoing(), nothing(), None, False, "btrfs send", path)
+    await _finish(
+        proc, _to_channel(proc.stdout, channel, progress), _nothing(), None, False,
+        "btrfs send", path,
+    )  # fmt: skip
 
 
 async def receive_subvolume(
@@ -265,26 +267,10 @@ async def receive_subvolume(
         start_new_session=True,
     )
     assert proc.stdin is not None
-    stdin = proc.stdin
-    moved = 0
-
-    async def incoming() -> None:
-        nonlocal moved
-        while data := await channel.read():
-            moved += len(data)
-            if progress:
-                progress(moved, False)
-            stdin.write(data)
-            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-                await stdin.drain()
-        if progress:
-            progress(moved, True)
-        stdin.close()
-
-    async def nothing() -> None:
-        return None
-
-    await _finish(proc, nothing(), incoming(), None, False, "btrfs receive", scratch)
+    await _finish(
+        proc, _nothing(), _from_channel(channel, proc.stdin, progress, close=True), None, False,
+        "btrfs receive", scratch,
+    )  # fmt: skip
     made = set(scratch.iterdir()) - before
     if len(made) != 1:
         raise TransferFailed("The peer's btrfs stream did not hold exactly one subvolume")

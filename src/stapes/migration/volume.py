@@ -6,7 +6,6 @@ everything has arrived."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from stapes.api.errors import BadRequest, StapesError
 from stapes.config.validate import name_problem
 from stapes.db import storage as q
 from stapes.migration import records, transfer, wire
-from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links
+from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links, Session
 from stapes.migration.session import receive_watched, send_watched
 from stapes.migration.transfer import our_features
 from stapes.server.operations import Operation
@@ -112,7 +111,7 @@ async def _receive_one(
         await transfer.receive_tree(fs, vol.path(), features, progress=meter)
 
 
-class VolumeSource:
+class VolumeSource(Session):
     def __init__(
         self,
         vol: VolumeOnPool,
@@ -125,15 +124,6 @@ class VolumeSource:
         self.index = index
         """The volume and its snapshots as the API shows them: the index frame's config."""
         self.links = Links((CONTROL, FILESYSTEM), dial=push)
-
-    def prepare(self, op: Operation) -> None:
-        if self.links.dial is None:
-            op.secrets = dict(self.links.secrets)
-            op.websocket_connector = self.links.accept
-
-    @property
-    def metadata(self) -> dict[str, Any] | None:
-        return dict(self.links.secrets) if self.links.dial is None else None
 
     async def run(self, op: Operation) -> None:
         try:
@@ -174,10 +164,7 @@ class VolumeSource:
 
             await send_watched(control, sending())
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await (await self.links.get(CONTROL, 0.1)).send_control(
-                    f"Failed migration on source: {exc}"
-                )
+            await self.tell_failure("source", exc)
             raise
         finally:
             await self.links.close()
@@ -204,32 +191,11 @@ class VolumeSource:
             raise BadRequest(f"The target refused the volume: {status.get('Error') or 'no reason'}")
 
 
-class VolumeSink:
+class VolumeSink(Session):
     def __init__(self, dial: Dial | None, *, volume_only: bool, refresh: bool) -> None:
         self.links = Links((CONTROL, FILESYSTEM), dial=dial)
         self.volume_only = volume_only
         self.refresh = refresh
-
-    @property
-    def push(self) -> bool:
-        return self.links.dial is None
-
-    def prepare(self, op: Operation) -> None:
-        if self.push:
-            op.secrets = dict(self.links.secrets)
-            op.websocket_connector = self.links.accept
-
-    @property
-    def metadata(self) -> dict[str, Any] | None:
-        return dict(self.links.secrets) if self.push else None
-
-    async def reach(self) -> None:
-        if not self.push:
-            try:
-                await self.links.get(CONTROL)
-            except BaseException:
-                await self.links.close()
-                raise
 
     async def receive(
         self, op: Operation, vol: VolumeOnPool, have: list[str]
@@ -272,11 +238,8 @@ class VolumeSink:
 
             await receive_watched(control, receiving())
             return wanted
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                await (await self.links.get(CONTROL, 0.1)).send_control(
-                    f"Failed migration on target: {exc}"
-                )
+        except BaseException as exc:
+            await self.tell_failure("target", exc)
             raise
         finally:
             await self.links.close()

@@ -48,14 +48,11 @@ def send(
     source = VolumeSource(_on_pool(volumes, vol), snaps, push, index)
 
     async def act(op: Operation) -> None:
-        try:
-            async with volumes.lock(vol.pool, vol.project, vol.name):
-                await source.run(op)
-        finally:  # also when cancelled while waiting for the lock
-            await source.links.close()
+        async with volumes.lock(vol.pool, vol.project, vol.name):
+            await source.run(op)
 
     return volumes.operations.start(
-        act,
+        source.closing(act),
         description="Migrating storage volume",
         project=vol.project,
         resources=_resources(vol.pool, vol.project, vol.name),
@@ -126,18 +123,12 @@ def _operation(
     project: str,
     name: str,
 ) -> Operation:
-    async def guarded(op: Operation) -> None:
-        try:
-            await act(op)
-        finally:  # also when cancelled before the transfer began
-            await sink.links.close()
-
     return volumes.operations.start(
-        guarded,
+        sink.closing(act),
         description=description,
         project=project,
         resources=_resources(pool, project, name),
-        cls="websocket" if sink.push else "task",
+        cls="websocket" if sink.accepting else "task",
         metadata=sink.metadata,
         prepare=sink.prepare,
     )

@@ -52,6 +52,7 @@ def _remote_copy(
     options: dict[str, Any],
     *,
     move: bool,
+    live: bool,
 ) -> None:
     from stapes.client import migration
 
@@ -71,7 +72,7 @@ def _remote_copy(
     def start_source(push: dict[str, Any] | None) -> Any:
         request: dict[str, Any] = {
             "migration": True,
-            "live": False,
+            "live": live,
             "instance_only": options["instance_only"],
         }
         if push is not None:
@@ -79,7 +80,7 @@ def _remote_copy(
         return src._op("POST", f"/1.0/instances/{name}", json_body=request)
 
     def start_target(fields: dict[str, Any]) -> Any:
-        return dst.create_instance({**body, "source": {**body["source"], **fields}})
+        return dst.create_instance({**body, "source": {**body["source"], **fields, "live": live}})
 
     migration.migrate(
         source, target, start_source, start_target, options["mode"], "Transferring instance"
@@ -109,18 +110,15 @@ def _copy_or_move(options: dict[str, Any], *, move: bool) -> None:
                 _start(dst, made, options)
                 return
             running = src.instance_state(name).get("status") == "Running"
-            if running and not options["stateless"]:
-                raise click.UsageError(
-                    f"{name} is running: live migration is not supported yet; use --stateless "
-                    "(a copy takes its files as they are; a move stops it, moves it and starts "
-                    "it again)"
-                )
-            if move and running:
+            live = running and not options["stateless"] and "/" not in source
+            if move and running and not live:
                 src.update_state(name, "stop", force=True).wait()
-            _remote_copy(src, dst, source, new_name, options, move=move)
+            _remote_copy(src, dst, source, new_name, options, move=move, live=live)
             if move:
+                if live:  # it runs over there now; the one here goes
+                    src.update_state(name, "stop", force=True).wait()
                 src.delete_instance(name).wait()
-                if running:
+                if running and not live:
                     dst.update_state(new_name, "start").wait()
             _start(dst, new_name, options)
 
@@ -152,7 +150,9 @@ _MODE = click.option(
 @click.option("--start", is_flag=True, help="Start the copy")
 @click.option("--storage", "-s", default="", help="Storage pool of the copy")
 @click.option("--target-project", default="", help="Project of the copy")
-@click.option("--stateless", is_flag=True, help="Copy a running instance without its state")
+@click.option(
+    "--stateless", is_flag=True, help="Copy a running instance's files, not its running state"
+)
 @_MODE
 def copy(**options: Any) -> None:
     """Copy an instance or a snapshot ([REMOTE:]NAME[/SNAPSHOT]) to [REMOTE:][NAME]."""
@@ -172,7 +172,9 @@ def rename(name: str, new_name: str) -> None:
 @click.argument("new_name", required=False, default="")
 @click.option("--storage", "-s", default="", help="Move the (stopped) instance to this pool")
 @click.option("--instance-only", is_flag=True, help="Move the instance without its snapshots")
-@click.option("--stateless", is_flag=True, help="Stop a running instance, move it, start it")
+@click.option(
+    "--stateless", is_flag=True, help="Stop a running instance, move it, start it (not live)"
+)
 @click.option("--target-project", default="", help="Project to move the instance to")
 @_MODE
 def move(name: str, new_name: str, storage: str, **options: Any) -> None:

@@ -375,17 +375,7 @@ class QemuDriver(InstanceDriver):
         sock = self._qmp(spec)
         uri = f"exec:cat > {shlex.quote(str(target))}"
         await qmp.execute(sock, "migrate", {"uri": uri})
-        deadline = time.monotonic() + STATE_TIMEOUT
-        while time.monotonic() < deadline:
-            status = (await qmp.execute(sock, "query-migrate")).get("status", "")
-            if status == "completed":
-                return
-            if status in ("failed", "cancelled"):
-                raise InternalError(f"QEMU could not save the VM's state (migration {status})")
-            await asyncio.sleep(0.1)
-        with contextlib.suppress(InternalError):
-            await qmp.execute(sock, "migrate_cancel")
-        raise InternalError(f"Saving the VM's state took over {STATE_TIMEOUT:.0f}s")
+        await self._migration_done(sock, "save")
 
     async def migrate_out(self, spec: InstanceSpec, destination: Path) -> None:
         """Live migration of the running VM's state to the unix socket ``destination`` (the
@@ -393,7 +383,7 @@ class QemuDriver(InstanceDriver):
         pass, and returns when done (the guest left paused here)."""
         sock = self._qmp(spec)
         await qmp.execute(sock, "migrate", {"uri": qemu_args.arg(f"unix:{destination}")})
-        await self._migration_done(sock, "migrate")
+        await self._migration_done(sock, "send")
 
     async def migration_arrived(self, spec: InstanceSpec) -> None:
         """Until the state a live migration sends has been loaded (the VM is then paused)."""
@@ -415,11 +405,11 @@ class QemuDriver(InstanceDriver):
             if status == "completed":
                 return
             if status in ("failed", "cancelled"):
-                raise InternalError(f"QEMU's {what} of the VM's state {status}")
+                raise InternalError(f"QEMU could not {what} the VM's state (migration {status})")
             await asyncio.sleep(0.05)
         with contextlib.suppress(InternalError):
             await qmp.execute(sock, "migrate_cancel")
-        raise InternalError(f"The VM's state took over {STATE_TIMEOUT:.0f}s to {what}")
+        raise InternalError(f"QEMU took over {STATE_TIMEOUT:.0f}s to {what} the VM's state")
 
     async def _resume_state(self, spec: InstanceSpec, state: Path) -> None:
         """After a start with -incoming: wait for the state to load, run, drop the file."""
