@@ -593,3 +593,46 @@ def test_instance_directories_keep_host_users_out(daemon: Daemon, busybox: str) 
     finally:
         daemon.force_delete(unprivileged)
         daemon.force_delete(privileged)
+
+
+def test_a_migration_cannot_bring_what_the_project_forbids(attacker: Attacker) -> None:
+    """The restricted client migrates an instance into its project (push mode) and plays the
+    hostile source: a snapshot that would be privileged is refused before anything is made;
+    the instance's own request is admitted as any create; another project's instance cannot be
+    sent from here."""
+    from stapes.client.connection import Connection
+    from stapes.migration import wire
+
+    a, d = attacker, attacker.daemon
+    name = unique("mig")
+    resp = a.call("POST", "/1.0/instances", {
+        "name": name, "config": {"raw.lxc": "lxc.apparmor.profile=unconfined"},
+        "source": {"type": "migration", "mode": "push"},
+    })  # fmt: skip
+    assert resp.status == 403 and "raw.lxc" in _error(resp), resp.body
+    resp = a.call("POST", "/1.0/instances", {
+        "name": name, "source": {"type": "migration", "mode": "push"},
+    })  # fmt: skip
+    assert resp.status == 202, resp.body
+    op = resp.json()["metadata"]
+    with Connection(d.socket) as conn:
+        ws = [
+            conn.websocket(f"/1.0/operations/{op['id']}/websocket?secret={op['metadata'][n]}")
+            for n in ("control", "fs")
+        ]
+        offer = wire.MigrationHeader(fs=wire.RSYNC)
+        offer.snapshotNames.append("s0")
+        snap = offer.snapshots.add(name="s0", ephemeral=False, architecture=2, stateful=False)
+        snap.localConfig.add(key="security.privileged", value="true")
+        ws[0].send_binary(offer.SerializeToString())
+        done = a.finish(resp)
+        for sock in ws:
+            sock.close()
+    assert done.status >= 400 and "privileged" in _error(done), done.body
+    assert a.call("GET", f"/1.0/instances/{name}").status == 404
+    secret = d.launch("bb")
+    try:
+        resp = a.call("POST", f"/1.0/instances/{secret}?project=default", {"migration": True})
+        assert resp.status in (403, 404), resp.body
+    finally:
+        d.force_delete(secret)
