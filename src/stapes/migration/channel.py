@@ -247,11 +247,6 @@ class Links:
         self._ready[name].set_result(channel)
         return channel
 
-    async def connect_all(self) -> None:
-        for name in self.names:
-            if not self._ready[name].done():
-                await self.connect(name)
-
     # -- either way --------------------------------------------------------------------------
 
     async def get(self, name: str, timeout: float = CONNECT_TIMEOUT) -> Channel:

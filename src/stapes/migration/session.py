@@ -38,20 +38,32 @@ async def receive_watched(control: Channel, receiving: Coroutine[Any, Any, None]
     """The sink's side: receive while the source may fail or hang up; then say it worked and
     let the source hang up."""
     verdict = asyncio.ensure_future(control.receive_control())
-    work = asyncio.ensure_future(receiving)
     try:
-        await asyncio.wait([verdict, work], return_when=asyncio.FIRST_COMPLETED)
-        if verdict.done() and not work.done():
-            _, message = verdict.result()
-            raise PeerGone(
-                f"The source failed: {message}" if message else "The source hung up mid-transfer"
-            )
-        work.result()
+        await unless_source_fails(verdict, receiving)
         await control.send_control(None)
         with contextlib.suppress(TimeoutError, PeerGone):  # the source hangs up: done
             await asyncio.wait_for(asyncio.shield(verdict), FAREWELL_SECONDS)
     finally:
-        await _stop(verdict, work)
+        await _stop(verdict)
+
+
+async def unless_source_fails(
+    verdict: asyncio.Future[tuple[bool, str]], work: Coroutine[Any, Any, None]
+) -> None:
+    """Run the sink's ``work`` unless the source's word (``verdict``: it speaks only to
+    fail) or its hanging up comes first."""
+    task = asyncio.ensure_future(work)
+    racing: list[asyncio.Future[Any]] = [verdict, task]
+    try:
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            _, message = verdict.result()
+            raise PeerGone(
+                f"The source failed: {message}" if message else "The source hung up mid-transfer"
+            )
+        task.result()
+    finally:
+        await _stop(task)
 
 
 async def _stop(*tasks: asyncio.Future[Any]) -> None:

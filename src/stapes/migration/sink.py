@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ from stapes.migration.channel import (
     PeerGone,
     Session,
 )
-from stapes.migration.session import FAREWELL_SECONDS, receive_watched
+from stapes.migration.session import FAREWELL_SECONDS, receive_watched, unless_source_fails
 from stapes.migration.source import LXC_CONFIG, fs_type
 from stapes.migration.transfer import our_features
 from stapes.project import restrictions
@@ -140,7 +139,9 @@ class InstanceSink(Session):
         await control.send_message(answer)
         if live:
             self._verdict = asyncio.ensure_future(control.receive_control())
-            await self._watched(self._live_first(svc, op, row, fs, wanted, features))
+            await unless_source_fails(
+                self._verdict, self._live_first(svc, op, row, fs, wanted, features)
+            )
             return
         if btrfs:
             receiving = self._subvolumes(svc, op, row, fs, wanted)
@@ -166,21 +167,6 @@ class InstanceSink(Session):
                 return False
         return True
 
-    async def _watched(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` unless the source reports a failure (or hangs up) first."""
-        assert self._verdict is not None
-        task = asyncio.ensure_future(work)
-        racing: list[asyncio.Future[Any]] = [self._verdict, task]
-        try:
-            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():
-                _, message = self._verdict.result()
-                raise PeerGone(f"The source failed: {message}" if message else "The source hung up")
-            task.result()
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
     async def _live_first(
         self,
         svc: InstanceService,
@@ -193,15 +179,9 @@ class InstanceSink(Session):
         """A running VM's first part: its snapshots, then its volume and the disk's data as
         it is (the last pass sends only the chunks that changed since)."""
         drv = svc.pools.usable_driver(row.pool)
-        volume = await drv.create_volume(*instance_volume(row))
+        await self._volumes(svc, op, row, fs, snapshots, features, False, None, main=False)
+        volume = drv.volume_path(*instance_volume(row))
         block = drv.block_path(*instance_volume(row))
-        for message in snapshots:
-            await transfer.receive_tree(
-                fs, volume, features, progress=transfer.Meter(op, message.name)
-            )
-            await transfer.receive_block(fs, block, transfer.Meter(op, message.name))
-            await drv.create_snapshot(*instance_volume(row), message.name)
-            _record(svc, row, message)
         meter = transfer.Meter(op, row.name)
         await transfer.receive_tree(fs, volume, features, progress=meter)
         (volume / LXC_CONFIG).unlink(missing_ok=True)
@@ -216,9 +196,9 @@ class InstanceSink(Session):
 
         async def arrive(row: q.InstanceRow) -> None:
             try:
-                await self._watched(self._arrive(svc, row))
+                assert self._verdict is not None  # watched since the first part
+                await unless_source_fails(self._verdict, self._arrive(svc, row))
                 await (await self.links.get(CONTROL)).send_control(None)
-                assert self._verdict is not None
                 with contextlib.suppress(TimeoutError, PeerGone):
                     await asyncio.wait_for(asyncio.shield(self._verdict), FAREWELL_SECONDS)
             except BaseException as exc:
@@ -287,7 +267,11 @@ class InstanceSink(Session):
         features: list[str],
         final_pass: bool,
         source_map: IdMap | None,
+        *,
+        main: bool = True,
     ) -> None:
+        """The snapshots, each received into the volume then snapshotted, and (``main``) the
+        volume, twice with ``final_pass``."""
         drv = svc.pools.usable_driver(row.pool)
         target_map = current_map(row.config) if row.type == "container" else None
         vm = row.type == "virtual-machine"
@@ -314,8 +298,9 @@ class InstanceSink(Session):
             await one_pass(message.name)
             await drv.create_snapshot(*instance_volume(row), message.name)
             _record(svc, row, message)
-        await one_pass(row.name)
-        if final_pass:
+        if main:
+            await one_pass(row.name)
+        if main and final_pass:
             await one_pass(row.name)
 
     async def _subvolumes(

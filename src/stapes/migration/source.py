@@ -140,7 +140,7 @@ class InstanceSource(Session):
             log.info(
                 "live migration of %s: the guest was paused for %.0f ms", row.name, paused * 1000
             )
-            _report(op, f"paused {paused * 1000:.0f} ms")
+            transfer.note(op, "live_downtime", f"paused {paused * 1000:.0f} ms")
 
     async def _live_vm(
         self,
@@ -159,17 +159,14 @@ class InstanceSource(Session):
         driver = self.svc.drivers.get(row.type)
         assert isinstance(driver, QemuDriver)
         block = drv.block_path(*instance_volume(row))
-        for snap in snaps:
-            path = drv.snapshot_path(*instance_volume(row), snap.name)
-            meter = transfer.Meter(op, snap.name)
-            await transfer.send_tree(
-                fs, path, features, excludes=("/" + block.name,), progress=meter
-            )
-            await transfer.send_block(fs, path / block.name, meter)
-        volume = drv.volume_path(*instance_volume(row))
         excludes = ("/" + block.name,)
+        bwlimit = drv.config.get("rsync.bwlimit", "")
+        await self._send_snapshots(op, row, fs, snaps, features, excludes, bwlimit)
+        volume = drv.volume_path(*instance_volume(row))
         meter = transfer.Meter(op, row.name)
-        await transfer.send_tree(fs, volume, features, excludes=excludes, progress=meter)
+        await transfer.send_tree(
+            fs, volume, features, bwlimit=bwlimit, excludes=excludes, progress=meter
+        )
         digests = await transfer.send_extents(fs, block, None, meter)
         state = await self.links.get(STATE)
         spec = self.svc.spec(row)
@@ -203,11 +200,35 @@ class InstanceSource(Session):
                 server.close()
         try:  # the guest is paused here now: the disk chunks that changed meanwhile
             meter = transfer.Meter(op, row.name)
-            await transfer.send_tree(fs, volume, features, excludes=excludes, progress=meter)
+            await transfer.send_tree(
+                fs, volume, features, bwlimit=bwlimit, excludes=excludes, progress=meter
+            )
             await transfer.send_extents(fs, block, digests, meter)
         finally:
             with contextlib.suppress(Exception):
                 await driver.unfreeze(spec)
+
+    async def _send_snapshots(
+        self,
+        op: Operation,
+        row: q.InstanceRow,
+        fs: Channel,
+        snaps: list[sq.SnapshotRow],
+        features: list[str],
+        excludes: tuple[str, ...],
+        bwlimit: str,
+    ) -> None:
+        """Each snapshot's files by rsync, then (a VM's) its disk as a block stream."""
+        drv = self.svc.pools.usable_driver(row.pool)
+        block_name = drv.block_path(*instance_volume(row)).name
+        for snap in snaps:
+            path = drv.snapshot_path(*instance_volume(row), snap.name)
+            meter = transfer.Meter(op, snap.name)
+            await transfer.send_tree(
+                fs, path, features, bwlimit=bwlimit, excludes=excludes, progress=meter
+            )
+            if row.type == "virtual-machine":
+                await transfer.send_block(fs, path / block_name, meter)
 
     async def _subvolumes(
         self,
@@ -256,13 +277,7 @@ class InstanceSource(Session):
         def meter(label: str) -> transfer.Meter:
             return transfer.Meter(op, label)
 
-        for snap in snaps:
-            path = drv.snapshot_path(*instance_volume(row), snap.name)
-            await transfer.send_tree(
-                fs, path, features, bwlimit=bwlimit, excludes=excludes, progress=meter(snap.name)
-            )
-            if vm:
-                await transfer.send_block(fs, path / block_name, meter(snap.name))
+        await self._send_snapshots(op, row, fs, snaps, features, excludes, bwlimit)
         volume = drv.volume_path(*instance_volume(row))
         await transfer.send_tree(
             fs,
@@ -285,10 +300,3 @@ class InstanceSource(Session):
                     excludes=excludes,
                     progress=meter(row.name),
                 )
-
-
-def _report(op: Operation, text: str) -> None:
-    """A last word in the operation's metadata, beside the secrets and progress."""
-    metadata = dict(op.metadata or {})
-    metadata["live_downtime"] = text
-    op.update_metadata(metadata)

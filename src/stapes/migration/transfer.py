@@ -387,7 +387,7 @@ async def receive_extents(channel: Channel, path: Path, progress: Progress | Non
                 await asyncio.to_thread(os.pwrite, fd, data, offset)
                 moved += len(data)
             else:  # became a hole at the source
-                fallocate_punch(fd, offset, length)
+                _zero_range(fd, offset, length)
             if progress:
                 progress(moved, False)
     finally:
@@ -396,8 +396,8 @@ async def receive_extents(channel: Channel, path: Path, progress: Progress | Non
         progress(moved, True)
 
 
-def fallocate_punch(fd: int, offset: int, length: int) -> None:
-    """Zero a range (a hole where the filesystem can make one)."""
+def _zero_range(fd: int, offset: int, length: int) -> None:
+    """Write zeros over a range (a chunk that became a hole at the source)."""
     zero = bytes(min(length, EXTENT))
     done = 0
     while done < length:
@@ -420,9 +420,14 @@ class Meter:
             return
         self.last = now
         rate = moved / max(now - self.started, 1e-3)
-        metadata = dict(self.op.metadata or {})
-        metadata["fs_progress"] = f"{self.label}: {_size(moved)} ({_size(int(rate))}/s)"
-        self.op.update_metadata(metadata)
+        note(self.op, "fs_progress", f"{self.label}: {_size(moved)} ({_size(int(rate))}/s)")
+
+
+def note(op: Operation, key: str, text: str) -> None:
+    """A word in a migration operation's metadata, beside its secrets."""
+    metadata = dict(op.metadata or {})
+    metadata[key] = text
+    op.update_metadata(metadata)
 
 
 def _size(value: int) -> str:
