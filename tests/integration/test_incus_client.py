@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -123,6 +124,11 @@ def test_incus_file_verbs_over_sftp(incus, daemon: Daemon, busybox: str, tmp_pat
         listing = incus("exec", name, "--", "stat", "-c", "%u %a", "/root/hello.txt").stdout
         assert listing == "0 640\n"
         assert incus("file", "pull", f"{name}/root/hello.txt", "-").stdout == "over sftp\n"
+        big = tmp_path / "big"  # many packets, in flight together, on the handed-over socket
+        big.write_bytes(os.urandom(5 * 1024 * 1024 + 17))
+        incus("file", "push", str(big), f"{name}/root/big")
+        incus("file", "pull", f"{name}/root/big", str(tmp_path / "big.back"))
+        assert (tmp_path / "big.back").read_bytes() == big.read_bytes()
         tree = tmp_path / "tree" / "sub"
         tree.mkdir(parents=True)
         (tree / "a").write_text("a\n")

@@ -9,6 +9,10 @@ ids by N (what it reports and what it sets: container uid U is host uid N+U; new
 the container's root). Running: it enters the instance's mount namespace (and, for unprivileged
 containers, its user namespace as its root), so it sees exactly what the instance sees.
 
+Its stdin and stdout may be the client's connection itself (the daemon hands a unix-socket
+connection over rather than relaying it), which can be non-blocking: it shares its flags with
+the daemon's event loop, so the server waits for it rather than change them.
+
 Only the standard library, imported before the namespaces change."""
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import io
 import os
+import select
 import stat
 import struct
 import sys
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -42,6 +51,7 @@ F_READ, F_WRITE, F_APPEND, F_CREAT, F_TRUNC, F_EXCL = 0x1, 0x2, 0x4, 0x8, 0x10, 
 
 MAX_PACKET = 256 * 1024 + 1024
 READ_LIMIT = 256 * 1024
+BUFFER = 256 * 1024
 
 _ERRNO_STATUS = {
     errno.ENOENT: NO_SUCH_FILE,
@@ -387,6 +397,34 @@ class Server:
             self.status(rid, OP_UNSUPPORTED, f"Unsupported extension {name}")
 
 
+class Descriptor(io.RawIOBase):
+    """A descriptor read and written as a blocking one, whatever its O_NONBLOCK."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        while True:
+            try:
+                return os.readv(self.fd, [buffer])
+            except BlockingIOError:
+                select.select([self.fd], [], [])
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        while True:
+            try:
+                return os.write(self.fd, data)
+            except BlockingIOError:
+                select.select([], [self.fd], [])
+
+
 def _setns(path: str, nstype: int) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -414,19 +452,30 @@ def enter(args: argparse.Namespace) -> Ids:
     return Ids(args.id_base)
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stapes.host.sftp_server")
     parser.add_argument("--root", default="")
     parser.add_argument("--pid", default="")
     parser.add_argument("--userns", action="store_true")
     parser.add_argument("--id-base", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+PARSER = _parser()
+"""Made at import: the attach helper imports this module once and forks a child per session,
+and argparse's first parser costs ~2 ms (lazy imports, regular expressions) in each child."""
+
+
+def main(argv: list[str]) -> int:
+    args = PARSER.parse_args(argv)
     try:
         ids = enter(args)
     except OSError as exc:
         sys.stderr.write(f"sftp: {exc}\n")
         return 2
-    Server(ids, sys.stdin.buffer, sys.stdout.buffer).serve()
+    inp = io.BufferedReader(Descriptor(0), BUFFER)
+    out = io.BufferedWriter(Descriptor(1), BUFFER)
+    Server(ids, inp, out).serve()
     return 0
 
 

@@ -135,18 +135,14 @@ class AttachHelper:
         pipes = [os.pipe() for _ in range(3)]
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
         try:
-            pid = await self._request({"op": "run", "module": module, "argv": argv}, theirs)
+            pid = await self.run_on(module, argv, theirs)
         except BaseException:
-            for r, w in pipes:
-                os.close(r)
-                os.close(w)
-            raise
-        for fd in theirs:
-            os.close(fd)
-        if pid <= 0:
             for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
                 os.close(fd)
-            raise InternalError("The attach helper could not start the file operation")
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
         stdout, stderr = asyncio.StreamReader(), asyncio.StreamReader()
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(pipes[1][0], "rb", 0)
@@ -159,6 +155,14 @@ class AttachHelper:
         )
         stdin = asyncio.StreamWriter(transport, protocol, None, loop)
         return HelperProcess(self, pid, stdin, stdout, stderr)
+
+    async def run_on(self, module: str, argv: list[str], stdio: list[int]) -> int:
+        """The pid of host/``module``.py run with ``argv`` by a child of the helper whose
+        stdin, stdout and stderr are ``stdio`` (the caller keeps its own copies)."""
+        pid = await self._request({"op": "run", "module": module, "argv": argv}, stdio)
+        if pid <= 0:
+            raise InternalError("The attach helper could not start the file operation")
+        return pid
 
     async def wait(self, pid: int) -> int:
         """The waitpid status of a command the helper attached."""

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import select
 import socket
 import sys
 import tempfile
@@ -146,11 +145,24 @@ EXEC_REPORT_TIMEOUT = 30.0
 waiting to hear which."""
 
 
-def exec_failure(report: int) -> None:
+async def exec_failure(report: int) -> None:
     """Read what ``_exec`` reports on the other end of ``report``: nothing (EOF) when the
-    command runs; ExecFailed when it could not be executed."""
-    ready, _, _ = select.select([report], [], [], EXEC_REPORT_TIMEOUT)
-    data = os.read(report, 64) if ready else b""
+    command runs; ExecFailed when it could not be executed. Waited for on the event loop."""
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(report, ready)
+    try:
+        await asyncio.wait_for(readable, EXEC_REPORT_TIMEOUT)
+    except TimeoutError:
+        return
+    finally:
+        loop.remove_reader(report)
+    data = os.read(report, 64)
     if data:
         raise ExecFailed(int(data) if data.isdigit() else 0)
 
@@ -623,7 +635,7 @@ class LxcDriver(InstanceDriver):
             if pid <= 0:
                 raise InternalError("Failed to attach to the container")
             try:
-                await self._call(exec_failure, report)
+                await exec_failure(report)
             except ExecFailed:
                 await self.wait_exec(pid)  # reap it: nothing else will
                 raise
@@ -647,7 +659,7 @@ class LxcDriver(InstanceDriver):
             if not fds:
                 raise InternalError("The container did not hand back a terminal")
             try:
-                await self._call(exec_failure, ours.fileno())
+                await exec_failure(ours.fileno())
             except ExecFailed:
                 os.close(fds[0])
                 await self.wait_exec(pid)

@@ -203,7 +203,7 @@ class InstanceService:
         return chosen
 
     async def status(self, row: q.InstanceRow) -> RuntimeState:
-        return await self.drivers.get(row.type).status(self.spec(row))
+        return (await self.statuses([row]))[0]
 
     async def statuses(self, rows: list[q.InstanceRow]) -> list[RuntimeState]:
         """status() of each row, each driver asked once for all its instances."""

@@ -1,10 +1,12 @@
 """GET /1.0/instances/{name}/sftp: the connection upgrades to raw SFTP (``Upgrade: sftp``), served
-by a helper process in the instance's filesystem (host/sftp_server.py). `incus file` uses it."""
+by a helper process in the instance's filesystem (host/sftp_server.py). `incus file` uses it.
+A unix-socket connection is handed to the helper; a TLS one is relayed to it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 
 from aiohttp import web
@@ -39,8 +41,7 @@ async def sftp(request: web.Request) -> Result:
     if request.headers.get("Upgrade", "").lower() != "sftp":
         raise BadRequest("Missing or invalid upgrade header: send Upgrade: sftp")
     spec = st.instances.spec(row)
-    driver = st.instances.drivers.get(row.type)
-    status = await driver.status(spec)
+    status = await st.instances.status(row)
     idmap = spec.idmap
     argv: list[str] = []
     if status.status != StatusCode.STOPPED and status.pid > 0:
@@ -52,6 +53,54 @@ async def sftp(request: web.Request) -> Result:
             "--id-base",
             str(idmap.base if idmap else 0),
         ]
+    stream = _RawStream()
+    request.protocol.set_parser(stream)  # type: ignore[arg-type]
+    transport = request.transport
+    assert transport is not None
+    connection = transport.get_extra_info("socket")
+    plain = connection is not None and transport.get_extra_info("sslcontext") is None
+    if plain and stream.queue.empty():  # nothing read past the request: the socket can go
+        transport.pause_reading()
+        return await _handed_over(request, argv, connection.fileno())
+    return await _relayed(request, argv, stream)
+
+
+def _upgraded() -> web.StreamResponse:
+    return web.StreamResponse(status=101, headers={"Connection": "Upgrade", "Upgrade": "sftp"})
+
+
+async def _handed_over(request: web.Request, argv: list[str], connection: int) -> Result:
+    """A unix-socket connection is served by the helper itself: the daemon stops reading it
+    and closes its end when the helper is done (nothing to relay, nothing to copy twice)."""
+    transport = request.transport
+    assert transport is not None
+    response = _upgraded()
+    await response.prepare(request)
+    for _ in range(1000):  # the 101 goes first: the helper writes to the socket directly
+        if not transport.get_write_buffer_size():
+            break
+        await asyncio.sleep(0.001)
+    null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        helper = shared_helper()
+        try:
+            pid = await helper.run_on("sftp_server", argv, [connection, connection, null])
+        except InternalError:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "stapes.host.sftp_server", *argv,
+                stdin=connection, stdout=connection, stderr=null,
+            )  # fmt: skip
+            await process.wait()
+        else:
+            await helper.wait(pid)
+    finally:
+        os.close(null)
+        transport.close()
+    return response
+
+
+async def _relayed(request: web.Request, argv: list[str], stream: _RawStream) -> Result:
+    """A TLS connection is relayed between the client and the helper's stdin and stdout."""
     helper: HelperProcess | asyncio.subprocess.Process
     try:  # forked by the attach helper: no new Python for each transfer
         helper = await shared_helper().run("sftp_server", argv)
@@ -64,11 +113,9 @@ async def sftp(request: web.Request) -> Result:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-    response = web.StreamResponse(status=101, headers={"Connection": "Upgrade", "Upgrade": "sftp"})
+    response = _upgraded()
     await response.prepare(request)
     transport = request.transport
-    stream = _RawStream()
-    request.protocol.set_parser(stream)  # type: ignore[arg-type]
     stdin, stdout = helper.stdin, helper.stdout
     assert stdin is not None and stdout is not None and transport is not None
 
