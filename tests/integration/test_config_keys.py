@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stapes.api.base import parse_timestamp
+from stapes.api.times import parse_timestamp
 from tests.helpers import Daemon, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]

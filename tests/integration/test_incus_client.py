@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -264,3 +265,29 @@ def test_incus_start_and_stop_all(incus, daemon: Daemon, busybox: str) -> None: 
         for name in names:
             incus("delete", name, "--force", "--project", project, check=False)
         incus("project", "delete", project, check=False)
+
+
+def test_stapes_tables_are_the_ones_incus_prints(incus, daemon: Daemon, container: str) -> None:  # type: ignore[no-untyped-def]
+    """The stapes CLI draws its tables itself (no rich on the hot path): they are incus's,
+    byte for byte, in the compact form too, an image with two aliases among them."""
+    incus("snapshot", "create", container, "t1")
+    fingerprint = json.loads(incus("query", "/1.0/images").stdout)[0].rsplit("/", 1)[1]
+    alias = unique("second")  # listed as "bb (1 more)"
+    incus("image", "alias", "create", alias, fingerprint)
+    try:
+        tables(incus, daemon, container)
+    finally:
+        incus("image", "alias", "delete", alias)
+
+
+def tables(incus, daemon: Daemon, container: str) -> None:  # type: ignore[no-untyped-def]
+    for argv in (
+        ["list"],
+        ["list", "--format", "compact"],
+        ["snapshot", "list", container],
+        ["project", "list"],
+        ["profile", "list"],
+        ["storage", "list"],
+        ["image", "list"],
+    ):
+        assert daemon.cli(*argv).stdout == incus(*argv).stdout, argv

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from stapes import certs
-from stapes.api.base import now, parse_timestamp
 from stapes.api.certificate import TrustToken
+from stapes.api.times import now, parse_timestamp
 from tests.helpers import (
     STAPES,
     ClientCert,

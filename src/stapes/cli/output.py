@@ -1,4 +1,5 @@
-"""Printing lists and objects: rich tables, or --format json|yaml|csv."""
+"""Printing lists and objects: ASCII tables as incus draws them, or --format
+json|yaml|csv|compact."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from typing import Any
 
 import click
 
-# yaml and rich are imported where they are used: `stapes list --format csv` and the commands
-# that print nothing start without them
+# yaml is imported where it is used: the commands that print no YAML start without it
 
 FORMATS = ("table", "json", "yaml", "csv", "compact")
 
@@ -38,17 +38,40 @@ def print_rows(columns: Sequence[str], rows: list[list[str]], raw: Any, fmt: str
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerows(rows)
     else:
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
+        sys.stdout.write("".join(table_lines(columns, rows, borders=fmt == "table")))
 
-        table = Table(box=box.ASCII if fmt == "table" else None, show_lines=fmt == "table")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        width = Console().width if sys.stdout.isatty() else 1000
-        Console(soft_wrap=False, width=width).print(table)
+
+def table_lines(columns: Sequence[str], rows: list[list[str]], borders: bool) -> list[str]:
+    """The table as incus prints it: headers centred, cells left-aligned, a cell's lines
+    (several addresses) one under the other, a rule between rows; ``borders`` False is the
+    compact form. Written here rather than with rich: importing and rendering rich took
+    ~25 ms of a ~100 ms `stapes list`."""
+    cells = [[str(cell).split("\n") for cell in row] for row in rows]
+    widths = [len(c) for c in columns]
+    for row in cells:
+        for i, lines in enumerate(row):
+            widths[i] = max(widths[i], *(len(line) for line in lines))
+    head = [_centred(c, w) for c, w in zip(columns, widths, strict=True)]
+    body = [
+        [
+            [(ls[n] if n < len(ls) else "").ljust(w) for ls, w in zip(row, widths, strict=True)]
+            for n in range(max((len(lines) for lines in row), default=1))
+        ]
+        for row in cells
+    ]
+    if not borders:
+        return ["  " + "  ".join(line) + "  \n" for line in [head] + [x for r in body for x in r]]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
+    out = [rule, "| " + " | ".join(head) + " |\n", rule]
+    for row_lines in body:
+        out += ["| " + " | ".join(line) + " |\n" for line in row_lines]
+        out.append(rule)
+    return out
+
+
+def _centred(text: str, width: int) -> str:
+    left = (width - len(text)) // 2
+    return " " * left + text + " " * (width - len(text) - left)
 
 
 def print_object(obj: Any, fmt: str = "yaml") -> None:
@@ -58,6 +81,13 @@ def print_object(obj: Any, fmt: str = "yaml") -> None:
         import yaml
 
         click.echo(yaml.safe_dump(obj, sort_keys=False), nl=False)
+
+
+def when(stamp: str) -> str:
+    """An API timestamp as incus lists it (2006/01/02 15:04 UTC); empty for the zero time."""
+    if not stamp or stamp.startswith("0001-"):
+        return ""
+    return f"{stamp[:10].replace('-', '/')} {stamp[11:16]} UTC"
 
 
 def human_size(size: float) -> str:

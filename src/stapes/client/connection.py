@@ -6,7 +6,6 @@ CLI command starts in a few tens of milliseconds."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -93,6 +92,8 @@ class CertificateMismatch(RemoteError):
 
 
 def peer_fingerprint(sock: ssl.SSLSocket) -> str:
+    import hashlib  # HTTPS only
+
     return hashlib.sha256(sock.getpeercert(binary_form=True) or b"").hexdigest()
 
 

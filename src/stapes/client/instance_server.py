@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import websocket
-
 from stapes.client.connection import Connection, segment, unwrap
 from stapes.client.network import NetworkClient
 from stapes.client.operation import RemoteOperation
@@ -341,6 +339,8 @@ class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient, P
         return result
 
     def events(self, types: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        import websocket  # here: most commands listen to no events
+
         query = f"?type={','.join(types)}" if types else ""
         ws = self.conn.websocket(f"/1.0/events{query}")
         try:

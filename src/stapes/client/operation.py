@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import websocket
+from typing import TYPE_CHECKING, Any
 
 from stapes.api.errors import RemoteError
 from stapes.client.connection import Connection
+
+if TYPE_CHECKING:  # the connection imports it when a websocket is opened
+    import websocket
 
 
 class RemoteOperation:

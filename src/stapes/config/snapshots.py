@@ -9,8 +9,8 @@ from datetime import datetime
 from croniter import croniter
 from dateutil.relativedelta import relativedelta
 
-from stapes.api.base import client_time, parse_timestamp
 from stapes.api.errors import BadRequest
+from stapes.api.times import client_time, parse_timestamp
 from stapes.config.validate import name_problem
 
 _ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@annually", "@yearly")

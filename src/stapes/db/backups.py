@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from stapes.api.base import is_past
 from stapes.api.errors import NotFound
+from stapes.api.times import is_past
 from stapes.db.connection import Database
 
 Owner = Literal["instance", "volume"]

@@ -7,8 +7,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from stapes.api.base import is_past
 from stapes.api.errors import NotFound
+from stapes.api.times import is_past
 from stapes.db.connection import Database
 from stapes.db.projects import feature_project, get_project
 

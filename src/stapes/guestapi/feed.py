@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stapes.api.base import now, timestamp
+from stapes.api.times import now, timestamp
 
 GUEST_EVENT_TYPES = ("config", "device")
 QUEUE_SIZE = 1024

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,8 @@ def move_instance_dir(old: Path, new: Path) -> None:
     that name left there goes first."""
     if not old.exists():
         return
+    import shutil  # here: the CLI imports this module and never moves a directory
+
     shutil.rmtree(new, ignore_errors=True)
     old.rename(new)
 

@@ -10,8 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from stapes.api.base import parse_timestamp
 from stapes.api.errors import NotFound
+from stapes.api.times import parse_timestamp
 from stapes.config import validate as v
 from stapes.config.server_keys import server_value
 from stapes.db import images as q

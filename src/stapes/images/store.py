@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stapes.api.base import now, timestamp
 from stapes.api.errors import BadRequest, Conflict, MissingHostFeature, NotFound
 from stapes.api.lifecycle import ImageAction, ImageAliasAction
+from stapes.api.times import now, timestamp
 from stapes.config.snapshots import parse_expiry_time
 from stapes.db import images as q
 from stapes.db.connection import Database

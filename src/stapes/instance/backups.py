@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from stapes.api.architecture import architecture_name
 from stapes.api.backup import BackupsPost
-from stapes.api.base import ZERO_TIME, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.lifecycle import InstanceAction
+from stapes.api.times import ZERO_TIME, now, timestamp
 from stapes.api.urls import instance_url
 from stapes.config.keys import VOLATILE_PREFIX, valid, validate_instance_config
 from stapes.db import backups as bq

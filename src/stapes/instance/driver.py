@@ -10,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from stapes.api.base import StatusCode, timestamp
+from stapes.api.base import StatusCode
+from stapes.api.times import timestamp
 from stapes.host.idmap import IdMap
 from stapes.instance.devices.device import RunConfig
 from stapes.instance.exec import wait_pid

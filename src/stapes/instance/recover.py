@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from stapes.api.base import StatusCode, timestamp
+from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, NotFound, StapesError
 from stapes.api.lifecycle import InstanceAction
+from stapes.api.times import timestamp
 from stapes.api.urls import instance_url
 from stapes.db import instances as q
 from stapes.db import snapshots as sq

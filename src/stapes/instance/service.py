@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from stapes.api.base import StatusCode, now, timestamp
+from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.instance import InstancePut, InstanceSource, InstancesPost
 from stapes.api.lifecycle import InstanceAction
+from stapes.api.times import now, timestamp
 from stapes.api.urls import instance_url
 from stapes.config.keys import effective_config, lookup, validate_instance_config, value_of
 from stapes.config.server_keys import server_value

@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from stapes.api.base import ZERO_TIME, StatusCode, now, timestamp
+from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.instance import InstanceSnapshotPut, InstanceSnapshotsPost
 from stapes.api.lifecycle import InstanceAction
+from stapes.api.times import ZERO_TIME, now, timestamp
 from stapes.config import snapshots as policy
 from stapes.config.keys import VOLATILE_PREFIX, value_of
 from stapes.config.snapshots import parse_expiry_time, validate_name

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stapes.api.architecture import ARCHITECTURE_IDS, architecture_name
-from stapes.api.base import parse_timestamp, timestamp
+from stapes.api.times import parse_timestamp, timestamp
 from stapes.db import snapshots as sq
 from stapes.host.idmap import IdMap
 from stapes.migration import wire

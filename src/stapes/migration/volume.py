@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stapes.api.base import timestamp
 from stapes.api.errors import BadRequest, StapesError
+from stapes.api.times import timestamp
 from stapes.config.validate import name_problem
 from stapes.db import storage as q
 from stapes.migration import records, transfer, wire

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stapes.api.base import now, timestamp
 from stapes.api.envelope import event_envelope, go_json
+from stapes.api.times import now, timestamp
 
 EVENT_TYPES = ("lifecycle", "operation", "logging")
 

@@ -8,9 +8,9 @@ import logging
 import uuid as uuidlib
 from typing import Any
 
-from stapes.api.base import now, timestamp
 from stapes.api.errors import BadRequest
 from stapes.api.lifecycle import WarningAction
+from stapes.api.times import now, timestamp
 from stapes.api.urls import warning_url
 from stapes.db import warnings as q
 from stapes.db.connection import Database

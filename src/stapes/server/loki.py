@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from stapes.api.base import parse_timestamp
+from stapes.api.times import parse_timestamp
 from stapes.server.events import EventBus
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from stapes.api.base import StatusCode, now, timestamp
+from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Forbidden, NotFound, StapesError
+from stapes.api.times import now, timestamp
 from stapes.server.events import EventBus
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ from cryptography import x509
 from pyroute2 import IPRoute
 
 from stapes import certs
-from stapes.api.base import now, parse_timestamp, timestamp
 from stapes.api.certificate import CERTIFICATE_TYPES, CertificatePut, CertificatesPost, TrustToken
 from stapes.api.errors import BadRequest, Conflict, Forbidden
 from stapes.api.lifecycle import CertificateAction
+from stapes.api.times import now, parse_timestamp, timestamp
 from stapes.api.urls import certificate_url
 from stapes.config.server_keys import server_value
 from stapes.config.validate import add_expiry, split_address

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from stapes.api.backup import BackupsPost
-from stapes.api.base import ZERO_TIME, now, timestamp
 from stapes.api.errors import BadRequest, Conflict
 from stapes.api.lifecycle import StorageVolumeAction
+from stapes.api.times import ZERO_TIME, now, timestamp
 from stapes.api.urls import volume_url
 from stapes.db import backups as bq
 from stapes.db import storage as q

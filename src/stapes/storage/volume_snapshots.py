@@ -7,9 +7,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from stapes.api.base import ZERO_TIME, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.lifecycle import StorageVolumeAction
+from stapes.api.times import ZERO_TIME, now, timestamp
 from stapes.api.urls import volume_snapshot_url
 from stapes.config import snapshots as policy
 from stapes.config.snapshots import parse_expiry_time, validate_name

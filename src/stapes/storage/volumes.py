@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from stapes.api.base import now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.api.lifecycle import StorageVolumeAction
 from stapes.api.storage import StorageVolumePost, StorageVolumePut, StorageVolumesPost
+from stapes.api.times import now, timestamp
 from stapes.api.urls import instance_url, profile_url, volume_snapshot_url, volume_url
 from stapes.config.validate import parse_size
 from stapes.db import storage as q

@@ -14,7 +14,7 @@ import click
 from stapes.api.errors import BadRequest, RemoteError
 from stapes.cli.commands._editing import read_yaml_input
 from stapes.cli.main import parse_key_values, run, split_remote, use_remote
-from stapes.cli.output import format_option, human_size, print_object, print_rows
+from stapes.cli.output import format_option, human_size, print_object, print_rows, when
 from stapes.client import multipart
 from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
@@ -40,7 +40,10 @@ def image() -> None:
 
 
 def _row(img: dict[str, Any]) -> list[str]:
-    aliases = "\n".join(a["name"] for a in img.get("aliases") or [])
+    names = [a["name"] for a in img.get("aliases") or []]
+    aliases = min(names, key=len) if names else ""  # the shortest, others counted, as incus
+    if len(names) > 1:
+        aliases += f" ({len(names) - 1} more)"
     kind = "CONTAINER" if img["type"] == "container" else "VIRTUAL-MACHINE"
     return [
         aliases,
@@ -49,8 +52,8 @@ def _row(img: dict[str, Any]) -> list[str]:
         img.get("properties", {}).get("description", ""),
         img["architecture"],
         kind,
-        human_size(img["size"]),
-        img["uploaded_at"],
+        f"{img['size'] / 1024 / 1024:.2f}MiB",  # as incus image list: always MiB
+        when(img["uploaded_at"]),
     ]
 
 

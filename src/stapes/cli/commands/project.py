@@ -14,7 +14,14 @@ from stapes.cli.main import parse_key_values, run
 from stapes.cli.output import format_option, print_rows
 from stapes.client.instance_server import InstanceServer
 
-FEATURES = ("images", "profiles", "storage.volumes", "storage.buckets", "networks")
+FEATURES = (
+    "images",
+    "profiles",
+    "storage.volumes",
+    "storage.buckets",
+    "networks",
+    "networks.zones",
+)
 
 
 class ProjectTarget(Target):
@@ -61,7 +68,7 @@ def list_projects(fmt: str) -> None:
             for p in found
         ]
         columns = ["NAME", "IMAGES", "PROFILES", "STORAGE VOLUMES", "STORAGE BUCKETS",
-                   "NETWORKS", "DESCRIPTION", "USED BY"]  # fmt: skip
+                   "NETWORKS", "NETWORK ZONES", "DESCRIPTION", "USED BY"]  # fmt: skip
         print_rows(columns, rows, found, fmt)
 
     run(go)

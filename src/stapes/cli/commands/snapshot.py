@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 
-from stapes.api.base import ZERO_TIME
 from stapes.api.errors import RemoteError
+from stapes.api.times import ZERO_TIME
 from stapes.cli.main import run
-from stapes.cli.output import format_option, print_object, print_rows
+from stapes.cli.output import format_option, print_object, print_rows, when
 from stapes.client.instance_server import InstanceServer
 
 
@@ -44,12 +44,6 @@ def create(instance: str, name: str, no_expiry: bool, reuse: bool, stateful: boo
     run(lambda s: _create(s, instance, name, no_expiry, reuse, stateful))
 
 
-def _when(stamp: str) -> str:
-    if not stamp or stamp.startswith("0001-"):
-        return ""
-    return f"{stamp[:10].replace('-', '/')} {stamp[11:16]} UTC"
-
-
 COLUMNS = ["NAME", "TAKEN AT", "EXPIRES AT", "STATEFUL"]
 
 
@@ -57,8 +51,8 @@ def rows(snaps: list[dict[str, Any]]) -> list[list[str]]:
     return [
         [
             s["name"],
-            _when(s["created_at"]),
-            _when(s["expires_at"]),
+            when(s["created_at"]),
+            when(s["expires_at"]),
             "YES" if s["stateful"] else "NO",
         ]
         for s in snaps

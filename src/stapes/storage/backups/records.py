@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from stapes.api.backup import BackupsPost
-from stapes.api.base import ZERO_TIME, now, timestamp
 from stapes.api.errors import BadRequest, Conflict, NotFound
+from stapes.api.times import ZERO_TIME, now, timestamp
 from stapes.config.server_keys import server_value
 from stapes.config.snapshots import parse_expiry_time
 from stapes.config.validate import name_problem
