@@ -488,6 +488,11 @@ USER_WRITABLE_VOLATILE = frozenset(
 )
 
 
+def without_empty(config: dict[str, str]) -> dict[str, str]:
+    """An empty value unsets a key, as in Incus."""
+    return {k: v for k, v in config.items() if v != ""}
+
+
 def effective_config(requested: dict[str, str], current: dict[str, str]) -> dict[str, str]:
     """The config to store for a create or an update: the request, with stapesd's own
     volatile keys kept as they are (``current``: the stored config, empty for a new instance),

@@ -26,6 +26,7 @@ from stapes.db import instances as q
 from stapes.guestapi.feed import GUEST_EVENT_TYPES
 from stapes.host.idmap import IdMap
 from stapes.instance import cloudinit
+from stapes.instance.power import READY_KEY
 from stapes.server.events import pump, requestor
 from stapes.server.image_download import export_response
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READY_KEY = "volatile.last_state.ready"
 GuestHandler = Callable[["GuestRequest"], Awaitable[web.StreamResponse]]
 
 

@@ -25,6 +25,7 @@ from stapes.host.paths import Paths, instance_entry
 from stapes.images.store import ImageStore
 from stapes.instance.devices.device import Mount, RunConfig
 from stapes.instance.driver import InstanceSpec
+from stapes.instance.power import READY_KEY
 from stapes.instance.service import InstanceService
 from stapes.server.events import EventBus
 
@@ -150,6 +151,6 @@ class GuestApi:
 
     async def set_ready(self, row: q.InstanceRow, ready: bool) -> None:
         value = "true" if ready else "false"
-        row.config[handlers.READY_KEY] = value
+        row.config[READY_KEY] = value
         with self.db.transaction():
-            q.set_config_keys(self.db, row.id, {handlers.READY_KEY: value})
+            q.set_config_keys(self.db, row.id, {READY_KEY: value})

@@ -15,7 +15,7 @@ from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.db.connection import Database
 from stapes.host.idmap import IdMap, current_map, reshift_tree
-from stapes.instance import root_disk
+from stapes.instance import power, root_disk
 from stapes.storage.drivers.dir import sync_tree
 from stapes.storage.volumes import instance_volume
 
@@ -83,7 +83,7 @@ async def copy_volume(
             *instance_volume(src), source.snapshot.name, *instance_volume(row)
         )
     else:
-        async with service.locks(src.project, src.name), service.frozen(src):
+        async with service.locks(src.project, src.name), power.frozen(service, src):
             await drv.copy_volume(*instance_volume(src), *instance_volume(row))
     if row.type == "container":
         rootfs = drv.volume_path(*instance_volume(row)) / "rootfs"
@@ -108,7 +108,7 @@ async def _copy_across_pools(
     if source.snapshot is not None:
         await sync_tree(src_drv.snapshot_path(*instance_volume(src), source.snapshot.name), target)
     else:
-        async with service.locks(src.project, src.name), service.frozen(src):
+        async with service.locks(src.project, src.name), power.frozen(service, src):
             await sync_tree(src_drv.volume_path(*instance_volume(src)), target)
 
 
@@ -176,7 +176,7 @@ async def refresh(service: InstanceService, source: CopySource, target: q.Instan
                 await sync_tree(src_drv.snapshot_path(*instance_volume(src), name), volume)
                 await drv.create_snapshot(*instance_volume(target), name)
                 _record_snapshot(service, snap, target)
-    async with service.locks(src.project, src.name), service.frozen(src):
+    async with service.locks(src.project, src.name), power.frozen(service, src):
         if src_drv is drv:
             await drv.refresh_volume(*instance_volume(src), *instance_volume(target))
         else:

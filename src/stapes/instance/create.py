@@ -22,7 +22,7 @@ from stapes.db.images import ImageRow
 from stapes.host.idmap import IdMap, reshift_tree
 from stapes.images import oci
 from stapes.images.formats import qcow2_virtual_size
-from stapes.instance import cloudinit, copy, root_disk, templates
+from stapes.instance import cloudinit, copy, power, root_disk, templates
 from stapes.instance.vm import disk as vm_disk
 from stapes.server.operations import Operation
 from stapes.storage.volumes import instance_volume
@@ -98,7 +98,7 @@ async def create_instance(
         if then is not None:
             await then(row)
         elif start:
-            await svc.start_unlocked(row)
+            await power.start_unlocked(svc, row)
     except BaseException:
         for step in reversed(undo):
             try:

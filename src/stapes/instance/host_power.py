@@ -14,6 +14,7 @@ from stapes.api.lifecycle import InstanceAction
 from stapes.config.keys import value_of
 from stapes.config.validate import parse_bool
 from stapes.db import instances as q
+from stapes.instance import power
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.service import InstanceService, url
 
@@ -50,7 +51,7 @@ class HostPower:
                 log.info("re-adopted running instance %s", row.name)
                 self.instances.watcher.watch(row.project, row.name, state.pid)
             elif row.config.get("volatile.last_state.power") == "RUNNING":
-                await self.instances.set_power(row, "STOPPED")
+                await power.set_power(self.instances, row, "STOPPED")
         return [row for _, row in sorted(to_start, key=lambda item: -item[0])]
 
     async def autostart(self, rows: list[q.InstanceRow]) -> None:
@@ -59,7 +60,7 @@ class HostPower:
             try:
                 async with self.instances.locks(row.project, row.name):
                     current = self.instances.get(row.project, row.name)
-                    await self.instances.start_unlocked(current)
+                    await power.start_unlocked(self.instances, current)
             except Exception:
                 log.exception("could not start instance %s at daemon start", row.name)
                 continue
@@ -107,11 +108,11 @@ class HostPower:
         try:
             if row.type != "virtual-machine":
                 raise BadRequest("stateful stop of a container needs CRIU, which stapesd lacks")
-            self.instances.check_stateful(row)
+            power.check_stateful(self.instances, row)
             async with self.instances.locks(row.project, row.name):
                 current = self.instances.get(row.project, row.name)
-                await self.instances.stop_stateful(current)
-                await self.instances.set_power(current, "RUNNING")  # to resume with the host
+                await power.stop_stateful(self.instances, current)
+                await power.set_power(self.instances, current, "RUNNING")  # to resume with the host
         except Exception as exc:
             log.warning(
                 "instance %s: stateful stop failed (%s): stopping it cleanly", row.name, exc

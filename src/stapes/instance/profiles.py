@@ -13,13 +13,14 @@ from stapes.api.errors import BadRequest, Conflict, Forbidden, NotFound
 from stapes.api.lifecycle import ProfileAction
 from stapes.api.profile import ProfilePut
 from stapes.api.urls import profile_url
-from stapes.config.keys import validate_instance_config
+from stapes.config.keys import validate_instance_config, without_empty
 from stapes.config.validate import name_problem
 from stapes.db import instances as iq
 from stapes.db import projects as q
 from stapes.db.connection import Database
 from stapes.instance import admission, root_disk
-from stapes.instance.service import InstanceService, without_empty
+from stapes.instance import update as updates
+from stapes.instance.service import InstanceService
 from stapes.project import restrictions
 from stapes.server.events import EventBus
 
@@ -113,14 +114,19 @@ class ProfileService:
                             f"Instance {instance.name!r} would lose or move its root disk"
                         )
                     self.instances.drivers.get(instance.type).check_config(spec)
-                    changes[instance.name] = self.instances.plan_devices(
-                        instance, before[instance.name], spec, running[instance.name]
+                    changes[instance.name] = updates.plan_devices(
+                        self.instances,
+                        instance,
+                        before[instance.name],
+                        spec,
+                        running[instance.name],
                     )
             except (BadRequest, Forbidden) as exc:
                 raise type(exc)(f"Profile change refused: {exc.message}") from None
         for instance in users:
             try:
-                await self.instances.apply_live(
+                await updates.apply_live(
+                    self.instances,
                     instance,
                     before[instance.name],
                     self.instances.spec(instance),

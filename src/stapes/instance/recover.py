@@ -24,6 +24,7 @@ from stapes.db import storage as vq
 from stapes.db.projects import get_project
 from stapes.host.idmap import current_map
 from stapes.host.paths import instance_entry
+from stapes.instance import power
 from stapes.instance.backups import BACKUP_FILE, InstanceBackups
 from stapes.storage.backups import index as backup_index
 from stapes.storage.drivers.driver import StorageDriver
@@ -200,7 +201,7 @@ class Recovery:
         await driver.adopt(spec)
         state = await driver.status(spec)
         running = state.status != StatusCode.STOPPED
-        await svc.set_power(row, "RUNNING" if running else "STOPPED")
+        await power.set_power(svc, row, "RUNNING" if running else "STOPPED")
         if running:
             svc.watcher.watch(row.project, row.name, state.pid)
         svc.events.lifecycle(

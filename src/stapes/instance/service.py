@@ -4,24 +4,22 @@ for every side effect. Owns the instance rows; drivers see only InstanceSpec."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import platform
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, NotFound
-from stapes.api.instance import InstancePut, InstanceSource, InstancesPost
+from stapes.api.instance import InstanceSource, InstancesPost
 from stapes.api.lifecycle import InstanceAction
 from stapes.api.times import now, timestamp
 from stapes.api.urls import instance_url
-from stapes.config.keys import effective_config, lookup, validate_instance_config, value_of
+from stapes.config.keys import effective_config, validate_instance_config, value_of, without_empty
 from stapes.config.server_keys import server_value
 from stapes.config.validate import parse_bool
 from stapes.db import instances as q
@@ -34,24 +32,22 @@ from stapes.images import remote_fetch
 from stapes.images.store import ImageStore
 from stapes.instance import (
     admission,
-    cloudinit,
     copy,
     create,
     idmaps,
     migrate,
     names,
+    power,
     root_disk,
-    templates,
 )
 from stapes.instance import rebuild as rebuilding
 from stapes.instance import types as instance_types
-from stapes.instance.create import reshift
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.device import DeviceContext
 from stapes.instance.devices.nic import fill_volatile
-from stapes.instance.driver import InstanceDriver, InstanceSpec, RuntimeState, StateSaver
+from stapes.instance.driver import InstanceDriver, InstanceSpec, RuntimeState
+from stapes.instance.power import READY_KEY
 from stapes.instance.registry import InstanceDrivers
-from stapes.instance.vm.qemu import STATE_FILE
 from stapes.instance.watch import InitWatcher
 from stapes.migration.sink import InstanceSink
 from stapes.network.service import Networks, ProjectNetworks
@@ -72,22 +68,9 @@ Undo = Callable[[], Awaitable[None]]
 
 url = instance_url
 
-IDMAP_PREFIX = "volatile.idmap."
-READY_KEY = "volatile.last_state.ready"
-"""Whether the guest said it is ready (guest API PATCH /1.0): the instance shows Ready."""
 DELETABLE = (StatusCode.STOPPED, StatusCode.ERROR)
 """Error: the driver cannot read the instance's state (an unloadable liblxc config), so it
 cannot be running under it; it may still go."""
-
-
-STATE_ACTIONS = {
-    "start": "Starting instance",
-    "stop": "Stopping instance",
-    "restart": "Restarting instance",
-    "freeze": "Freezing instance",
-    "unfreeze": "Unfreezing instance",
-}
-"""PUT .../state actions and their operations' descriptions."""
 
 
 class InstanceService:
@@ -504,273 +487,7 @@ class InstanceService:
 
         return self.instance_operation(act, "Refreshing instance", target.project, target.name)
 
-    # -- state ------------------------------------------------------------------------------
-
-    async def set_power(self, row: q.InstanceRow, power: str) -> None:
-        row.config["volatile.last_state.power"] = power
-        values: dict[str, str | None] = {"volatile.last_state.power": power}
-        with self.db.transaction():
-            q.set_config_keys(self.db, row.id, values)
-
-    async def start_unlocked(
-        self, row: q.InstanceRow, *, announce: bool = True, incoming: Path | None = None
-    ) -> None:
-        """Start an instance (admitted again: its project or profiles may have changed since
-        it was made); the caller holds its lock. ``incoming``: a VM arriving by live migration
-        (its state comes on that unix socket; it stays paused)."""
-        admission.admit(
-            self, row.project, row.name, row.type, row.profiles, row.config, row.devices,
-            new=False,
-        )  # fmt: skip
-        driver = self.drivers.get(row.type)
-        await self._apply_idmap(row)
-        spec = self.spec(row)
-        rootfs = spec.volume / "rootfs"
-        root_id = spec.idmap.root_uid if spec.idmap else 0
-        if rootfs.is_dir():  # a container (a VM's files are inside its disk)
-            await self._apply_templates(row, spec, root_id)
-            if cloudinit.wanted(spec.config, (rootfs / "usr/bin/cloud-init").exists()):
-                seed = cloudinit.seed(row.name, spec.config)
-                await cloudinit.write_seed(rootfs, root_id, seed)
-        ctx = self.device_context(row, spec.config)
-        spec.run = await device_plan.prepare_start(spec.devices, ctx)
-        spec.run.incoming_state = incoming
-        try:
-            if spec.run.volatile:
-                row.config.update(spec.run.volatile)
-                spec.config.update(spec.run.volatile)
-            for starting in self.starting_hooks:
-                await starting(row, spec)
-            pid = await driver.start(spec)
-        except BaseException:
-            await device_plan.clean_up(spec.devices, ctx)
-            await self._run_stopped_hooks(row)
-            raise
-        self.watcher.watch(row.project, row.name, pid)
-        row.last_used_at = timestamp(now())
-        row.stateful = False  # a saved state, if there was one, has been resumed
-        row.config["volatile.last_state.power"] = "RUNNING"
-        row.config[READY_KEY] = "false"  # until the guest says it is (guest API)
-        with self.db.transaction():
-            q.update_instance(self.db, row)
-        if announce:
-            self.events.lifecycle(
-                InstanceAction.STARTED, url(row.name, row.project), project=row.project
-            )
-        for hook in self.started_hooks:
-            await hook(row)
-
-    async def _apply_templates(self, row: q.InstanceRow, spec: InstanceSpec, root_id: int) -> None:
-        """The image's templates, as Incus applies them before a start: those of the trigger
-        the instance was marked with (its first start after create or copy), then the
-        ``start`` ones."""
-        marked = row.config.get(templates.APPLY_KEY, "")
-        for trigger in [marked, "start"] if marked else ["start"]:
-            await templates.apply(
-                spec.volume, row.name, row.type, spec.config, spec.devices, trigger, root_id,
-                architecture=row.architecture,
-            )  # fmt: skip
-        if marked:
-            row.config.pop(templates.APPLY_KEY, None)
-            spec.config.pop(templates.APPLY_KEY, None)
-            with self.db.transaction():
-                q.set_config_keys(self.db, row.id, {templates.APPLY_KEY: None})
-
-    async def _apply_idmap(self, row: q.InstanceRow) -> None:
-        """Before a start: if the instance's map changed (security.idmap.*, privileged), shift
-        its files to the new one and record it."""
-        config = self.expand(row)[0]
-        wanted = self.choose_idmap(row, config)
-        current = current_map(row.config)
-        if wanted == current:
-            return
-        if parse_bool(value_of(config, "security.protection.shift")):
-            raise BadRequest(
-                "The container's files would be shifted to another idmap, and "
-                "security.protection.shift forbids it: unset it, or restore the settings that "
-                "changed the map"
-            )
-        spec = self.spec(row)
-        await reshift(spec.volume, current, wanted)
-        values: dict[str, str | None] = {
-            "volatile.idmap.current": wanted.volatile() if wanted else "[]",
-            "volatile.idmap.next": wanted.volatile() if wanted else "[]",
-            "volatile.idmap.base": str(wanted.base) if wanted else None,
-        }
-        for key, value in values.items():
-            if value is None:
-                row.config.pop(key, None)
-            else:
-                row.config[key] = value
-        with self.db.transaction():
-            q.set_config_keys(self.db, row.id, values)
-
-    async def stop_unlocked(
-        self, row: q.InstanceRow, force: bool, timeout: int, *, announce: bool = True
-    ) -> None:
-        """Stop an instance; the caller holds its lock."""
-        self.watcher.unwatch(row.project, row.name)
-        spec = self.spec(row)
-        await self.drivers.get(row.type).stop(spec, force=force, timeout=timeout)
-        await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
-        await self._run_stopped_hooks(row)
-        await self.set_power(row, "STOPPED")
-        if announce:
-            action = InstanceAction.STOPPED if force else InstanceAction.SHUTDOWN
-            self.events.lifecycle(action, url(row.name, row.project), project=row.project)
-
-    async def _run_stopped_hooks(self, row: q.InstanceRow) -> None:
-        for stopped in self.stopped_hooks:
-            try:
-                await stopped(row)
-            except Exception:
-                log.exception("after the stop of %s", row.name)
-
-    async def save_state(self, row: q.InstanceRow, target: Path) -> None:
-        """A paused VM's device and memory state into ``target`` (stateful snapshots)."""
-        driver = self.drivers.get(row.type)
-        if not isinstance(driver, StateSaver):
-            raise BadRequest(f"A {row.type} cannot save its running state here")
-        await driver.save_state(self.spec(row), target)
-
-    @contextlib.asynccontextmanager
-    async def frozen(self, row: q.InstanceRow) -> AsyncIterator[None]:
-        """Hold a running instance frozen (a consistent copy of its volume); thaw it after,
-        unless it was frozen already. A stopped instance is left alone."""
-        driver = self.drivers.get(row.type)
-        spec = self.spec(row)
-        status = (await driver.status(spec)).status
-        if status != StatusCode.RUNNING:
-            yield
-            return
-        await driver.freeze(spec)
-        self.events.lifecycle(
-            InstanceAction.PAUSED, url(row.name, row.project), project=row.project
-        )
-        try:
-            yield
-        finally:
-            await driver.unfreeze(spec)
-            self.events.lifecycle(
-                InstanceAction.RESUMED, url(row.name, row.project), project=row.project
-            )
-
-    def check_stateful(self, row: q.InstanceRow) -> None:
-        """A VM's running state may be saved (stateful stop, snapshot) only with
-        migration.stateful, as in Incus."""
-        if not parse_bool(value_of(self.expand(row)[0], "migration.stateful")):
-            raise BadRequest(
-                "Stateful stop and snapshots of a VM need migration.stateful=true: set it on "
-                "the instance"
-            )
-
-    async def stop_stateful(self, row: q.InstanceRow) -> None:
-        """Save a running VM's state into its volume and stop it; its next start resumes it.
-        The caller holds its lock."""
-        spec = self.spec(row)
-        driver = self.drivers.get(row.type)
-        await driver.freeze(spec)
-        try:
-            await self.save_state(row, spec.volume / STATE_FILE)
-        except BaseException:
-            (spec.volume / STATE_FILE).unlink(missing_ok=True)
-            await driver.unfreeze(spec)
-            raise
-        row.stateful = True
-        with self.db.transaction():
-            q.update_instance(self.db, row)
-        await self.stop_unlocked(row, True, -1, announce=False)
-        self.events.lifecycle(
-            InstanceAction.STOPPED, url(row.name, row.project), project=row.project
-        )
-
-    def change_state(
-        self, row: q.InstanceRow, action: str, force: bool, timeout: int, *, stateful: bool = False
-    ) -> Operation:
-        act = self._state_action(row, action, force, timeout, stateful)
-        return self.instance_operation(act, STATE_ACTIONS[action], row.project, row.name)
-
-    async def change_states(
-        self, project: str, action: str, force: bool, timeout: int, stateful: bool
-    ) -> Operation:
-        """PUT /1.0/instances (instance_bulk_state_change): the action on every instance of
-        the project not in its end state yet, together; the first failure is the op's."""
-        wanted = {
-            "start": {StatusCode.STOPPED},
-            "stop": {StatusCode.RUNNING, StatusCode.FROZEN},
-            "restart": {StatusCode.RUNNING},
-            "freeze": {StatusCode.RUNNING},
-            "unfreeze": {StatusCode.FROZEN},
-        }
-        if action not in wanted:
-            raise BadRequest(
-                f"Unknown action: {action!r} (use start, stop, restart, freeze or unfreeze)"
-            )
-        rows = [
-            r
-            for r in q.list_instances(self.db, project)
-            if (await self.status(r)).status in wanted[action]
-        ]
-        acts = [self._state_action(r, action, force, timeout, stateful) for r in rows]
-
-        async def act(op: Operation) -> None:
-            results = await asyncio.gather(*(one(op) for one in acts), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-
-        return self.operations.start(
-            act,
-            description=STATE_ACTIONS[action],
-            project=project,
-            resources={"instances": [url(r.name, r.project) for r in rows]},
-        )
-
-    def _state_action(
-        self, row: q.InstanceRow, action: str, force: bool, timeout: int, stateful: bool
-    ) -> Callable[[Operation], Awaitable[None]]:
-        if action not in STATE_ACTIONS:
-            raise BadRequest(
-                f"Unknown action: {action!r} (use start, stop, restart, freeze or unfreeze)"
-            )
-        driver = self.drivers.get(row.type)
-        if stateful and action == "stop":
-            self.check_stateful(row)
-
-        async def act(op: Operation) -> None:
-            async with self.locks(row.project, row.name):
-                current = self.get(row.project, row.name)
-                spec = self.spec(current)
-                if action == "stop" and stateful:
-                    if (await driver.status(spec)).status == StatusCode.STOPPED:
-                        raise BadRequest("The instance is already stopped")
-                    await self.stop_stateful(current)
-                elif action == "start":
-                    if (await driver.status(spec)).status != StatusCode.STOPPED:
-                        raise BadRequest("The instance is already running")
-                    await self.start_unlocked(current)
-                elif action == "stop":
-                    await self.stop_unlocked(current, force, timeout)
-                    if current.ephemeral:  # an ephemeral instance lives until it stops
-                        await self._remove_unlocked(current)
-                elif action == "restart":  # as Incus: only instance-restarted is announced
-                    await self.stop_unlocked(current, force, timeout, announce=False)
-                    await self.start_unlocked(current, announce=False)
-                    self.events.lifecycle(
-                        InstanceAction.RESTARTED, url(row.name, row.project), project=row.project
-                    )
-                elif action == "freeze":
-                    await driver.freeze(spec)
-                    self.events.lifecycle(
-                        InstanceAction.PAUSED, url(row.name, row.project), project=row.project
-                    )
-                else:
-                    await driver.unfreeze(spec)
-                    self.events.lifecycle(
-                        InstanceAction.RESUMED, url(row.name, row.project), project=row.project
-                    )
-
-        return act
+    # -- rebuild (power: power.py; edits: update.py) ------------------------------------------
 
     async def rebuild(self, row: q.InstanceRow, source: InstanceSource) -> Operation:
         """POST /1.0/instances/NAME/rebuild: a fresh root volume from an image (type image)
@@ -791,146 +508,10 @@ class InstanceService:
 
         return self.instance_operation(act, "Rebuilding instance", row.project, row.name)
 
-    # -- update, rename, delete -------------------------------------------------------------
-
-    def _check_put(self, row: q.InstanceRow, put: InstancePut) -> dict[str, str]:
-        put.config = without_empty(put.config)
-        if any(k.startswith(IDMAP_PREFIX) and k not in put.config for k in row.config):
-            raise BadRequest("Volatile idmap keys can't be deleted by the user")  # as Incus
-        validate_instance_config(put.config, row.type, current=row.config)
-        self.check_devices(put.devices, row.type, row.project)
-        profiles = row.profiles if put.profiles is None else put.profiles
-        self._check_profiles(row.project, profiles)
-        return effective_config(put.config, row.config)
-
-    async def apply_update(self, row: q.InstanceRow, put: InstancePut) -> None:
-        """Validate and store a new writable state; raise before changing anything. A running
-        instance gets the change live; if that fails, the previous state is put back."""
-        config = self._check_put(row, put)
-        candidate = q.InstanceRow(**{**row.__dict__})
-        candidate.config = config
-        candidate.devices = put.devices
-        candidate.profiles = row.profiles if put.profiles is None else put.profiles
-        candidate.description = put.description
-        candidate.ephemeral = put.ephemeral
-        candidate.architecture = put.architecture or row.architecture
-        candidate.config |= fill_volatile(candidate.config, self.expand(candidate)[1])
-        before = self.spec(row)
-        spec = self.spec(candidate)
-        admission.admit(
-            self, row.project, row.name, row.type, candidate.profiles, config, put.devices,
-            new=False,
-        )  # fmt: skip
-        if cloudinit.changed(before.config, spec.config):
-            candidate.config[cloudinit.INSTANCE_ID] = cloudinit.new_instance_id()
-        if root_disk.pool(spec.devices) != row.pool:
-            raise BadRequest(
-                "The root disk's pool cannot change by editing the instance: move it with "
-                "stapes move NAME --storage POOL (incus move --storage)"
-            )
-        driver = self.drivers.get(row.type)
-        driver.check_config(spec)
-        self.choose_idmap(candidate, spec.config)  # a map that cannot be had is a 400 now
-        change = self.plan_devices(row, before, spec, await self.is_running(row))
-        await root_disk.apply_size(self.pools.driver(row.pool), row, before.devices, spec.devices)
-        with self.db.transaction():
-            q.update_instance(self.db, candidate)
-        try:
-            await self.apply_live(candidate, before, spec, change)
-        except BaseException:
-            with self.db.transaction():
-                q.update_instance(self.db, row)
-            if change is not None:
-                await self._reattach(row, before, change)
-            raise
-        self.events.lifecycle(
-            InstanceAction.UPDATED, url(row.name, row.project), project=row.project
-        )
-
-    def plan_devices(
-        self, row: q.InstanceRow, before: InstanceSpec, after: InstanceSpec, running: bool
-    ) -> device_plan.Change | None:
-        """For a running instance, the devices to hot plug and unplug (None when stopped or
-        unchanged); raises when a change needs a stop."""
-        if before.devices == after.devices or not running:
-            return None
-        return device_plan.plan_change(
-            before.devices,
-            after.devices,
-            self.device_context(row, before.config),
-            self.device_context(row, after.config),
-        )
+    # -- rename, moves, delete --------------------------------------------------------------
 
     async def is_running(self, row: q.InstanceRow) -> bool:
         return (await self.status(row)).status != StatusCode.STOPPED
-
-    async def apply_live(
-        self,
-        row: q.InstanceRow,
-        before: InstanceSpec,
-        after: InstanceSpec,
-        change: device_plan.Change | None,
-    ) -> None:
-        """What a running instance takes at once: live config keys, then devices."""
-        driver = self.drivers.get(row.type)
-        old, new = before.config, after.config
-        changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
-        live = {k for k in changed if (key := lookup(k)) is not None and key.live}
-        if live:
-            await driver.update_live(after, live)
-        if change is not None:
-            await self._replug(row, before, after, change)
-        for hook in self.changed_hooks:
-            await hook(row, before, after)
-
-    async def _replug(
-        self,
-        row: q.InstanceRow,
-        before: InstanceSpec,
-        after: InstanceSpec,
-        change: device_plan.Change,
-    ) -> None:
-        """Unplug the devices that go, plug the ones that come (or put the old ones back)."""
-        driver = self.drivers.get(row.type)
-        for device in change.detach:
-            await driver.unplug(before, device.attached())
-            await asyncio.to_thread(device.stop)
-        attached: list[tuple[Any, Any]] = []
-        try:
-            for device in change.attach:
-                run = await asyncio.to_thread(device.start)
-                attached.append((device, run))
-                await driver.hotplug(after, run)
-                if run.volatile:
-                    row.config.update(run.volatile)
-                    with self.db.transaction():
-                        q.set_config_keys(self.db, row.id, dict(run.volatile))
-        except BaseException:
-            for device, run in reversed(attached):
-                with contextlib.suppress(Exception):
-                    await driver.unplug(after, run)
-                    await asyncio.to_thread(device.stop)
-            raise
-
-    async def _reattach(
-        self, row: q.InstanceRow, before: InstanceSpec, change: device_plan.Change
-    ) -> None:
-        """After a failed live change: give the instance back the devices it had."""
-        driver = self.drivers.get(row.type)
-        for device in change.detach:
-            try:
-                await driver.hotplug(before, await asyncio.to_thread(device.start))
-            except Exception:
-                log.exception("could not re-attach device %s of %s", device.name, row.name)
-
-    def update(self, row: q.InstanceRow, put: InstancePut) -> Operation:
-        self._check_put(row, put)
-
-        async def act(op: Operation) -> None:
-            async with self.locks(row.project, row.name):
-                await self.apply_update(self.get(row.project, row.name), put)
-
-        return self.instance_operation(act, "Updating instance", row.project, row.name)
 
     async def rename(self, row: q.InstanceRow, new_name: str) -> Operation:
         names.validate(new_name)
@@ -1036,11 +617,11 @@ class InstanceService:
 
         async def act(op: Operation) -> None:
             async with self.locks(row.project, row.name):
-                await self._remove_unlocked(row)
+                await self.remove_unlocked(row)
 
         return self.instance_operation(act, "Deleting instance", row.project, row.name)
 
-    async def _remove_unlocked(self, row: q.InstanceRow) -> None:
+    async def remove_unlocked(self, row: q.InstanceRow) -> None:
         """Everything of a stopped instance goes: driver state, volume, logs, device files,
         backups, its row; the caller holds its lock."""
         spec = self.spec(row)
@@ -1079,8 +660,8 @@ class InstanceService:
                 await asyncio.sleep(0.1)
             await driver.after_stop(spec)
             await device_plan.clean_up(spec.devices, self.device_context(row, spec.config))
-            await self._run_stopped_hooks(row)
-            await self.set_power(row, "STOPPED")
+            await power.run_stopped_hooks(self, row)
+            await power.set_power(self, row, "STOPPED")
             reason = driver.exit_reason(spec)
             self.events.lifecycle(
                 InstanceAction.SHUTDOWN,
@@ -1089,7 +670,7 @@ class InstanceService:
                 context={"reason": reason} if reason else None,
             )
             if row.ephemeral:
-                await self._remove_unlocked(row)
+                await self.remove_unlocked(row)
             elif parse_bool(spec.config.get("boot.autorestart", "false")):
                 await self._autorestart(row)
 
@@ -1109,14 +690,9 @@ class InstanceService:
             return
         self._restarts[key] = [*recent, now_s]
         try:
-            await self.start_unlocked(self.get(row.project, row.name))
+            await power.start_unlocked(self, self.get(row.project, row.name))
         except Exception as exc:
             log.warning("boot.autorestart could not start instance %s: %s", row.name, exc)
-
-
-def without_empty(config: dict[str, str]) -> dict[str, str]:
-    """An empty value unsets a key, as in Incus."""
-    return {k: v for k, v in config.items() if v != ""}
 
 
 def _host_arch() -> str:

@@ -26,6 +26,7 @@ from stapes.config.validate import parse_bool
 from stapes.db import instances as iq
 from stapes.db import snapshots as q
 from stapes.db.projects import find_profile
+from stapes.instance import power
 from stapes.instance.service import InstanceService, url
 from stapes.instance.vm.qemu import STATE_FILE
 from stapes.project import restrictions
@@ -113,7 +114,7 @@ class SnapshotService:
         if req.stateful and row.type != "virtual-machine":
             raise BadRequest(STATEFUL_REFUSAL)
         if req.stateful:
-            self.instances.check_stateful(row)
+            power.check_stateful(self.instances, row)
         restrictions.check_snapshot(self.instances.db, row.project)
         config = self.instances.expand(row)[0]
         name = req.name or policy.next_name(
@@ -169,9 +170,9 @@ class SnapshotService:
         )
         drv = self.pools.driver(row.pool)
         volume = drv.volume_path(*instance_volume(row))
-        async with self.instances.frozen(row):
+        async with power.frozen(self.instances, row):
             if stateful:
-                await self.instances.save_state(row, volume / STATE_FILE)
+                await power.save_state(self.instances, row, volume / STATE_FILE)
             try:
                 await drv.create_snapshot(*instance_volume(row), name)
             finally:
@@ -277,7 +278,7 @@ class SnapshotService:
                 snap = self.get(current, name)
                 was_running = (await self.instances.status(current)).status != StatusCode.STOPPED
                 if was_running:
-                    await self.instances.stop_unlocked(current, force=True, timeout=-1)
+                    await power.stop_unlocked(self.instances, current, force=True, timeout=-1)
                 drv = self.pools.driver(current.pool)
                 await drv.restore_snapshot(*instance_volume(current), snap.name)
                 state = drv.volume_path(*instance_volume(current)) / STATE_FILE
@@ -309,7 +310,7 @@ class SnapshotService:
                     context={"snapshot": f"{current.name}/{snap.name}"},
                 )
                 if was_running or stateful:
-                    await self.instances.start_unlocked(current)
+                    await power.start_unlocked(self.instances, current)
 
         return self.instances.instance_operation(act, "Restoring snapshot", row.project, row.name)
 

@@ -24,6 +24,7 @@ from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.host import criu
 from stapes.host.idmap import IdMap, current_map, reshift_tree
+from stapes.instance import power
 from stapes.instance.vm.qemu import QemuDriver
 from stapes.migration import records, transfer, wire
 from stapes.migration.channel import (
@@ -203,7 +204,7 @@ class InstanceSink(Session):
                     await asyncio.wait_for(asyncio.shield(self._verdict), FAREWELL_SECONDS)
             except BaseException as exc:
                 with contextlib.suppress(Exception):
-                    await svc.stop_unlocked(row, True, 0, announce=False)
+                    await power.stop_unlocked(svc, row, True, 0, announce=False)
                 await self._fail(exc)
                 raise
             finally:
@@ -220,7 +221,7 @@ class InstanceSink(Session):
         assert isinstance(driver, QemuDriver)
         with tempfile.TemporaryDirectory(prefix="stapes-arrive-") as tmp:
             sock = Path(tmp) / "state.sock"
-            await svc.start_unlocked(row, incoming=sock)
+            await power.start_unlocked(svc, row, incoming=sock)
             for _ in range(200):
                 if sock.exists():
                     break

@@ -20,6 +20,7 @@ from stapes.api.errors import BadRequest
 from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.host.idmap import current_map
+from stapes.instance import power
 from stapes.instance.vm.qemu import QemuDriver
 from stapes.migration import records, transfer, wire
 from stapes.migration.channel import (
@@ -250,7 +251,7 @@ class InstanceSource(Session):
             if snap.name in sent:
                 await transfer.send_subvolume(fs, path, parent, transfer.Meter(op, snap.name))
             parent = path
-        async with self.svc.frozen(row):  # without this server's liblxc config in it
+        async with power.frozen(self.svc, row):  # without this server's liblxc config in it
             copy = await drv.readonly_copy(*instance_volume(row), (LXC_CONFIG,))
         try:
             await transfer.send_subvolume(fs, copy, parent, transfer.Meter(op, row.name))
@@ -291,7 +292,7 @@ class InstanceSource(Session):
         if vm:
             await transfer.send_block(fs, drv.block_path(*instance_volume(row)), meter(row.name))
         if final_pass:
-            async with self.svc.frozen(row):
+            async with power.frozen(self.svc, row):
                 await transfer.send_tree(
                     fs,
                     volume,

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from stapes.api.errors import BadRequest
 from stapes.api.instance import InstanceStatePut
+from stapes.instance import power
 from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
 from stapes.server.response import Async, Result, Sync
 
@@ -26,7 +27,9 @@ async def put_state(request: web.Request) -> Result:
             "stapesd does not support: send stateful=false (a VM can stop statefully)"
         )
     return Async(
-        st.instances.change_state(row, req.action, req.force, req.timeout, stateful=req.stateful)
+        power.change_state(
+            st.instances, row, req.action, req.force, req.timeout, stateful=req.stateful
+        )
     )
 
 

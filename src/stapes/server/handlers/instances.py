@@ -18,7 +18,8 @@ from stapes.api.instance import (
 from stapes.api.urls import instance_url
 from stapes.db.instances import InstanceRow
 from stapes.db.projects import get_target_project, profiles_read_once
-from stapes.instance import migrate
+from stapes.instance import migrate, power
+from stapes.instance import update as updates
 from stapes.server import filter as api_filter
 from stapes.server.auth import require_project
 from stapes.server.endpoint import (
@@ -105,7 +106,7 @@ async def put_instance(request: web.Request) -> Result:
     put = await body_as(request, InstancePut)
     if put.restore:
         return Async(st.snapshots.restore(row, put.restore, put.stateful))
-    return Async(st.instances.update(row, put))
+    return Async(updates.update(st.instances, row, put))
 
 
 async def patch_instance(request: web.Request) -> Result:
@@ -114,7 +115,7 @@ async def patch_instance(request: web.Request) -> Result:
     check_etag(request, st.instances.writable(row))
     put = await patched(request, st.instances.writable(row), ("config", "devices"), InstancePut)
     async with st.locks(row.project, row.name):
-        await st.instances.apply_update(st.instances.get(row.project, row.name), put)
+        await updates.apply_update(st.instances, st.instances.get(row.project, row.name), put)
     return Sync()
 
 
@@ -157,8 +158,13 @@ async def put_instances(request: web.Request) -> Result:
         raise BadRequest('PUT /1.0/instances changes the state of all instances: give "state"')
     change = req.state
     return Async(
-        await state(request).instances.change_states(
-            project_of(request), change.action, change.force, change.timeout, change.stateful
+        await power.change_states(
+            state(request).instances,
+            project_of(request),
+            change.action,
+            change.force,
+            change.timeout,
+            change.stateful,
         )
     )
 

@@ -14,6 +14,7 @@ from aiohttp import web
 import stapes
 from stapes import certs
 from stapes.api.errors import BadRequest, StapesError
+from stapes.config.keys import without_empty
 from stapes.config.server_keys import (
     DNS_KEY,
     METRICS_KEY,
@@ -24,7 +25,6 @@ from stapes.config.server_keys import (
 from stapes.config.validate import parse_bool
 from stapes.db.server_config import get_config, replace_config
 from stapes.host.resources import resources as host_resources
-from stapes.instance.service import without_empty
 from stapes.instance.vm.qemu import QemuDriver
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
