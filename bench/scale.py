@@ -1,6 +1,7 @@
 """Cost as instances and snapshots grow: a throwaway stapesd gets SIZES[-1] stopped instances
-(made through the API, BATCH at a time) and SNAPSHOTS snapshots spread over the first
-SNAPSHOTTED of them; at each size of SIZES it prints, medians of RUNS:
+(made through the API, BATCH at a time, on a btrfs pool on a loop file: a snapshot there is
+a subvolume snapshot, where the dir pool copies the rootfs each time) and SNAPSHOTS snapshots
+spread over the first SNAPSHOTTED of them; at each size of SIZES it prints, medians of RUNS:
 
   - ``GET /1.0/instances?recursion=1`` and ``recursion=2`` (what `incus list` asks);
   - `stapes list --format csv` and `incus list --format csv` (the real client, when installed);
@@ -31,6 +32,8 @@ SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "100,1000").split(",")]
 SNAPSHOTS = int(os.environ.get("BENCH_SNAPSHOTS", "20000"))
 SNAPSHOTTED = int(os.environ.get("BENCH_SNAPSHOTTED", "15"))
 BATCH = 20
+POOL = "scale"
+ROOT_ON_BTRFS = {"root": {"type": "disk", "path": "/", "pool": POOL}}
 
 
 async def _post_all(socket: str, paths_bodies: list[tuple[str, dict[str, object]]]) -> None:
@@ -107,12 +110,13 @@ def measure(socket: str, snapshotted: str, env: dict[str, str]) -> dict[str, flo
 def main() -> None:
     with stapes_daemon() as stapes:
         socket = str(stapes.root / "unix.socket")
+        _run([str(BIN / "stapes"), "storage", "create", POOL, "btrfs", "size=30GiB"], stapes.env)
         names: list[str] = []
         figures: dict[str, list[float]] = {}
         for size in SIZES:
             new = [f"s{uuid.uuid4().hex[:8]}" for _ in range(size - len(names))]
-            bodies = [("/1.0/instances", {"name": n, "source": {"type": "image", "alias": "bb"}})
-                      for n in new]  # fmt: skip
+            bodies = [("/1.0/instances", {"name": n, "source": {"type": "image", "alias": "bb"},
+                                          "devices": ROOT_ON_BTRFS}) for n in new]  # fmt: skip
             asyncio.run(_post_all(socket, bodies))
             if not names:  # the snapshots, once, on the first SNAPSHOTTED instances
                 targets = new[:SNAPSHOTTED]

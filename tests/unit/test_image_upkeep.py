@@ -14,7 +14,7 @@ from stapes.db.projects import ensure_project
 from stapes.host.paths import Paths
 from stapes.images.refresh import ImageUpkeep
 from stapes.images.store import ImageStore
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 
 def _image(

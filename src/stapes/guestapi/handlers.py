@@ -27,7 +27,7 @@ from stapes.guestapi.feed import GUEST_EVENT_TYPES
 from stapes.host.idmap import IdMap
 from stapes.instance import cloudinit
 from stapes.instance.power import READY_KEY
-from stapes.server.events import pump, requestor
+from stapes.runtime.events import pump, requestor
 from stapes.server.image_download import export_response
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from stapes.instance.devices.device import Mount, RunConfig
 from stapes.instance.driver import InstanceSpec
 from stapes.instance.power import READY_KEY
 from stapes.instance.service import InstanceService
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import asyncio
 import secrets
 
 from stapes.db.images import ImageRow
-from stapes.server.operations import Operation, Operations
+from stapes.runtime.operations import Operation, Operations
 
 
 class ImageSecrets:

@@ -23,7 +23,7 @@ from stapes.host.device_nodes import remove_device_nodes
 from stapes.host.paths import Paths
 from stapes.host.run import RunError, run
 from stapes.images.formats import QCOW2_MAGIC, SQUASHFS_MAGIC, file_magic, read_metadata
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{1,64}")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from stapes.db import instances as q
 from stapes.instance.backups import InstanceBackups
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from stapes.db.storage import find_pool, get_pool
 from stapes.host.idmap import IdMap, current_map
 from stapes.instance import create, names
 from stapes.project import restrictions
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 from stapes.storage.backups import index as backup_index
 from stapes.storage.backups import tarball, volume_io
 from stapes.storage.backups.index import dump_yaml

@@ -24,7 +24,7 @@ from stapes.images import oci
 from stapes.images.formats import qcow2_virtual_size
 from stapes.instance import cloudinit, copy, power, root_disk, templates
 from stapes.instance.vm import disk as vm_disk
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 from stapes.storage.volumes import instance_volume
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from stapes.host import criu
 from stapes.migration.channel import Dial
 from stapes.migration.sink import InstanceSink
 from stapes.migration.source import InstanceSource
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 
 if TYPE_CHECKING:
     from stapes.instance.create import Fill

@@ -24,7 +24,7 @@ from stapes.instance import admission, cloudinit, templates
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.driver import InstanceSpec, StateSaver
 from stapes.instance.vm.qemu import STATE_FILE
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 
 if TYPE_CHECKING:
     from stapes.instance.service import InstanceService

@@ -22,7 +22,7 @@ from stapes.instance import admission, root_disk
 from stapes.instance import update as updates
 from stapes.instance.service import InstanceService
 from stapes.project import restrictions
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 log = logging.getLogger(__name__)
 

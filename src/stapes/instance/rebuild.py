@@ -16,7 +16,7 @@ from stapes.db.images import ImageRow
 from stapes.db.snapshots import list_snapshots
 from stapes.host.idmap import current_map
 from stapes.instance import create, templates
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 from stapes.storage.volumes import instance_volume
 
 if TYPE_CHECKING:

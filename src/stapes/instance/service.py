@@ -51,9 +51,9 @@ from stapes.instance.registry import InstanceDrivers
 from stapes.instance.watch import InitWatcher
 from stapes.migration.sink import InstanceSink
 from stapes.network.service import Networks, ProjectNetworks
-from stapes.server.events import EventBus
-from stapes.server.locks import InstanceLocks
-from stapes.server.operations import Operation, Operations
+from stapes.runtime.events import EventBus
+from stapes.runtime.locks import InstanceLocks
+from stapes.runtime.operations import Operation, Operations
 from stapes.storage.backups.records import BackupRecords
 from stapes.storage.pool import Pools
 from stapes.storage.volumes import AttachedVolume, Volumes, instance_volume

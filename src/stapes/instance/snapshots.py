@@ -30,7 +30,7 @@ from stapes.instance import power
 from stapes.instance.service import InstanceService, url
 from stapes.instance.vm.qemu import STATE_FILE
 from stapes.project import restrictions
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 from stapes.storage.volumes import instance_volume
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from stapes.instance import admission, cloudinit, root_disk
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.nic import fill_volatile
 from stapes.instance.driver import InstanceSpec
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 
 if TYPE_CHECKING:
     from stapes.instance.service import InstanceService

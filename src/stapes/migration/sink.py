@@ -41,7 +41,7 @@ from stapes.migration.session import FAREWELL_SECONDS, receive_watched, unless_s
 from stapes.migration.source import LXC_CONFIG, fs_type
 from stapes.migration.transfer import our_features
 from stapes.project import restrictions
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.volumes import instance_volume
 

@@ -35,7 +35,7 @@ from stapes.migration.channel import (
 )
 from stapes.migration.session import send_watched
 from stapes.migration.transfer import our_features
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.volumes import instance_volume
 

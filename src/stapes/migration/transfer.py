@@ -20,7 +20,7 @@ from typing import Any
 from stapes.api.errors import StapesError
 from stapes.migration import wire
 from stapes.migration.channel import CHUNK, Channel
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 
 log = logging.getLogger(__name__)
 

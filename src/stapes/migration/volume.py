@@ -21,7 +21,7 @@ from stapes.migration import records, transfer, wire
 from stapes.migration.channel import CONTROL, FILESYSTEM, Channel, Dial, Links, Session
 from stapes.migration.session import receive_watched, send_watched
 from stapes.migration.transfer import our_features
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 from stapes.storage.config import validate_volume_config
 from stapes.storage.drivers.driver import BLOCK, BLOCK_FILE, StorageDriver
 

@@ -18,7 +18,7 @@ from stapes.db.projects import feature_project
 from stapes.network import acls
 from stapes.network.policy import acl_names
 from stapes.network.service import Networks
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 
 class NetworkAcls:

@@ -17,7 +17,7 @@ from stapes.db.connection import Database
 from stapes.network import addresses, forwards, policy
 from stapes.network.registry import network_type
 from stapes.network.service import Networks
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 
 class NetworkForwards:

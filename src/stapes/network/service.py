@@ -28,8 +28,8 @@ from stapes.network.host_interfaces import HostInterface, find_host_interface, h
 from stapes.network.registry import network_type
 from stapes.network.zone_links import check_network_zones
 from stapes.project.limits import check_network_limit
-from stapes.server.events import EventBus
-from stapes.server.host_warnings import Warnings
+from stapes.runtime.events import EventBus
+from stapes.runtime.warnings import Warnings
 
 UNAVAILABLE = "Network unavailable"
 

@@ -30,7 +30,7 @@ from stapes.db.projects import feature_project
 from stapes.network import zones
 from stapes.network.service import Networks
 from stapes.project.restrictions import check_zone
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 
 class NetworkZones:

@@ -15,7 +15,7 @@ from stapes.config import validate as v
 from stapes.db import projects as q
 from stapes.db.connection import Database
 from stapes.project import keys, limits
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 

@@ -45,14 +45,14 @@ from stapes.network.forward_service import NetworkForwards
 from stapes.network.service import Networks
 from stapes.network.zone_service import NetworkZones
 from stapes.project.service import Projects
-from stapes.server.events import EventBus, EventLogHandler
-from stapes.server.host_warnings import Warnings
+from stapes.runtime.events import EventBus, EventLogHandler
+from stapes.runtime.locks import InstanceLocks
+from stapes.runtime.operations import Operations
+from stapes.runtime.warnings import Warnings
 from stapes.server.http_policy import HttpPolicy, policy_middleware
 from stapes.server.listeners import Https
-from stapes.server.locks import InstanceLocks
 from stapes.server.loki import LokiPusher, LokiSettings
 from stapes.server.oidc import OidcSettings, OidcVerifier
-from stapes.server.operations import Operations
 from stapes.server.response import error_middleware
 from stapes.server.routes import register
 from stapes.server.startup_warnings import host_checks, raise_host_warnings

@@ -18,7 +18,7 @@ from stapes.config.server_keys import server_value
 from stapes.config.validate import parse_bool
 from stapes.db.instances import InstanceRow
 from stapes.db.server_config import get_config
-from stapes.server import events
+from stapes.runtime import events
 from stapes.server.auth import authenticate, check_public, require_trusted
 from stapes.server.response import Result, etag_of, render
 from stapes.server.state import STATE, State

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from stapes.api.times import parse_timestamp
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 log = logging.getLogger(__name__)
 LEVELS = ("debug", "info", "warn", "error", "crit")

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from stapes.api.envelope import async_envelope, error_envelope, go_json, sync_envelope
 from stapes.api.errors import StapesError
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stapes.host import accel
-from stapes.server.host_warnings import Warnings
+from stapes.runtime.warnings import Warnings
 
 Check = Callable[[], str]
 """Returns why the feature is missing, or "" when the host has it."""

@@ -11,14 +11,14 @@ from aiohttp import web
 from stapes.db.connection import Database
 from stapes.host.capabilities import HostCaps
 from stapes.host.paths import Paths
-from stapes.server.events import EventBus
-from stapes.server.host_warnings import Warnings
+from stapes.runtime.events import EventBus
+from stapes.runtime.locks import InstanceLocks
+from stapes.runtime.operations import Operations
+from stapes.runtime.warnings import Warnings
 from stapes.server.http_policy import HttpPolicy
 from stapes.server.listeners import Https
-from stapes.server.locks import InstanceLocks
 from stapes.server.loki import LokiPusher
 from stapes.server.oidc import OidcVerifier
-from stapes.server.operations import Operations
 from stapes.server.syslog_socket import SyslogSocket
 
 if TYPE_CHECKING:

@@ -26,10 +26,10 @@ from stapes.db import certificates as q
 from stapes.db.connection import Database
 from stapes.db.projects import list_projects
 from stapes.db.server_config import get_config
+from stapes.runtime.events import EventBus
+from stapes.runtime.operations import Operation, Operations
 from stapes.server.auth import NOT_AUTHORIZED, Identity
-from stapes.server.events import EventBus
 from stapes.server.listeners import Https
-from stapes.server.operations import Operation, Operations
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from stapes.api.errors import BadRequest
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 
 CHUNK = 64 * 1024
 

@@ -29,7 +29,7 @@ from stapes.db.storage import (
 )
 from stapes.host.idmap import IdMap, shift_tree
 from stapes.host.paths import Paths
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 from stapes.storage.config import check_volume_name, validate_pool_config
 from stapes.storage.drivers.driver import StorageDriver
 from stapes.storage.drivers.registry import driver_class

@@ -16,7 +16,7 @@ from stapes.db import backups as bq
 from stapes.db import storage as q
 from stapes.db.projects import feature_project, get_project
 from stapes.host.paths import Paths
-from stapes.server.operations import Operation
+from stapes.runtime.operations import Operation
 from stapes.storage.backups import index as backup_index
 from stapes.storage.backups import tarball, volume_io
 from stapes.storage.backups.records import BackupRecords

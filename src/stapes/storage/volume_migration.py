@@ -13,7 +13,7 @@ from stapes.api.urls import volume_url
 from stapes.db import storage as q
 from stapes.migration.channel import Dial
 from stapes.migration.volume import VolumeOnPool, VolumeSink, VolumeSource
-from stapes.server.operations import Operation, Runner
+from stapes.runtime.operations import Operation, Runner
 from stapes.storage.drivers.driver import ISO
 
 if TYPE_CHECKING:

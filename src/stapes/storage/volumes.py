@@ -27,8 +27,8 @@ from stapes.db.server_config import get_config
 from stapes.db.snapshots import list_snapshots
 from stapes.host.paths import instance_entry
 from stapes.host.run import run
-from stapes.server.events import EventBus
-from stapes.server.operations import Operation, Operations, Runner
+from stapes.runtime.events import EventBus
+from stapes.runtime.operations import Operation, Operations, Runner
 from stapes.storage import volume_migration
 from stapes.storage.config import check_volume_name, validate_volume_config, volume_defaults
 from stapes.storage.drivers.dir import sync_tree

@@ -10,9 +10,9 @@ import uuid
 from aiohttp import web
 
 from stapes.api.errors import BadRequest, Forbidden
+from stapes.runtime.events import EVENT_TYPES, pump
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, flag, project_of, state
-from stapes.server.events import EVENT_TYPES, pump
 from stapes.server.response import Result
 
 log = logging.getLogger(__name__)

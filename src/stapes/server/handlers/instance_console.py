@@ -17,8 +17,8 @@ from stapes.api.instance import InstanceConsolePost
 from stapes.instance.driver import Console, InstanceDriver, InstanceSpec
 from stapes.instance.service import url
 from stapes.instance.vm.qemu import QemuDriver
+from stapes.runtime.operations import Operation
 from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
-from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 from stapes.server.ws_pipes import (
     TerminalBridge,

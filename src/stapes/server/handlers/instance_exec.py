@@ -22,8 +22,8 @@ from stapes.instance.exec import (
     valid_signal,
 )
 from stapes.instance.service import url
+from stapes.runtime.operations import Operation
 from stapes.server.endpoint import Action, Endpoint, body_as, instance_row, state
-from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 from stapes.server.ws_pipes import (
     TerminalBridge,

@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from stapes.api.errors import BadRequest, NotFound, StapesError
+from stapes.runtime.operations import Operation
 from stapes.server.auth import identify, may_see_operation
 from stapes.server.endpoint import Action, Endpoint, flag, project_of, recursion, state
-from stapes.server.operations import Operation
 from stapes.server.response import Result, Sync
 
 

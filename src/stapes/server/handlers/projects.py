@@ -8,9 +8,9 @@ from aiohttp import web
 from stapes.api.project import ProjectPost, ProjectPut, ProjectsPost
 from stapes.api.urls import project_url
 from stapes.db.projects import ProjectRow
+from stapes.runtime.operations import Operation
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, body_as, check_etag, patched, recursion, state
-from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync, created
 
 

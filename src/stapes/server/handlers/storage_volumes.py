@@ -18,6 +18,7 @@ from stapes.api.storage import (
 )
 from stapes.api.urls import volume_snapshot_url, volume_url
 from stapes.db.storage import VolumeRow, VolumeSnapshotRow
+from stapes.runtime.operations import Operation
 from stapes.server import filter as api_filter
 from stapes.server.auth import require_project
 from stapes.server.endpoint import (
@@ -32,7 +33,6 @@ from stapes.server.endpoint import (
     save_body,
     state,
 )
-from stapes.server.operations import Operation
 from stapes.server.response import Async, Result, Sync
 from stapes.storage import volume_migration
 

@@ -7,19 +7,20 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Forbidden, NotFound, StapesError
 from stapes.api.times import now, timestamp
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
+
+if TYPE_CHECKING:  # the HTTP layer hands its requests over; nothing here speaks HTTP
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[["Operation"], Awaitable[None]]
-WebsocketConnector = Callable[[str, web.Request], Awaitable[web.StreamResponse]]
+WebsocketConnector = Callable[[str, "web.Request"], Awaitable["web.StreamResponse"]]
 
 KEEP_FINISHED_SECONDS = 5.0
 """How long a finished operation stays listed (Incus: five seconds)."""

@@ -14,7 +14,7 @@ from stapes.api.times import now, timestamp
 from stapes.api.urls import warning_url
 from stapes.db import warnings as q
 from stapes.db.connection import Database
-from stapes.server.events import EventBus
+from stapes.runtime.events import EventBus
 
 log = logging.getLogger(__name__)
 STATUSES = ("new", "acknowledged", "resolved")
