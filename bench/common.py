@@ -106,6 +106,25 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def settle(pid: int, limit: float = 120.0) -> float:
+    """Wait until the process has used under 5% of a CPU over a second (what a burst of creates
+    left to do in the background, such as backup.yaml files, is done): measuring during it
+    mixes that work into the figures. Returns the seconds waited."""
+    started = time.monotonic()
+
+    def cpu_ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    hz = os.sysconf("SC_CLK_TCK")
+    while time.monotonic() - started < limit:
+        before = cpu_ticks()
+        time.sleep(1.0)
+        if cpu_ticks() - before < 0.05 * hz:
+            break
+    return time.monotonic() - started
+
+
 def incusd_pid() -> int | None:
     found = subprocess.run(["pidof", "incusd"], capture_output=True, text=True).stdout.split()
     return int(found[0]) if found else None

@@ -25,7 +25,7 @@ import time
 import uuid
 
 import aiohttp
-from common import BIN, line, rss_kib, stapes_daemon, timed
+from common import BIN, line, rss_kib, settle, stapes_daemon, timed
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "100,1000").split(",")]
@@ -125,7 +125,9 @@ def main() -> None:
                          for t in targets for i in range(per)]  # fmt: skip
                 asyncio.run(_post_all(socket, snaps))
             names += new
-            print(f"{len(names)} instances, {SNAPSHOTS} snapshots on {SNAPSHOTTED} of them")
+            waited = settle(stapes.pid)
+            print(f"{len(names)} instances, {SNAPSHOTS} snapshots on {SNAPSHOTTED} of them "
+                  f"(the daemon idle after {waited:.0f} s)")  # fmt: skip
             found = measure(socket, names[0], stapes.env)
             found["rss MiB"] = rss_kib(stapes.pid) / 1024
             print(f"  daemon RSS {found['rss MiB']:.1f} MiB")

@@ -56,15 +56,23 @@ def event_envelope(
     }
 
 
-_GO_ESCAPES = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_ESCAPES = (
+    ("&", "\\u0026"),
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
 )
+"""What Go's encoder escapes, applied with str.replace: str.translate with a table took as long
+as json.dumps itself on a large list (~90 ms for 15 MB)."""
 
 
 def go_json(value: Any) -> str:
     """JSON as Go's encoding/json writes it (what Incus answers and its clients may compare):
     no blanks after separators, UTF-8 kept, HTML characters and line separators escaped, and
     a newline at the end (json.Encoder.Encode)."""
-    return (
-        json.dumps(value, separators=(",", ":"), ensure_ascii=False).translate(_GO_ESCAPES) + "\n"
-    )
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    return text + "\n"

@@ -230,10 +230,18 @@ class InstanceService:
             "project": row.project,
         }
 
-    async def render_full(self, row: q.InstanceRow) -> dict[str, Any]:
+    async def render_full(
+        self, row: q.InstanceRow, status: RuntimeState | None = None
+    ) -> dict[str, Any]:
         """With the runtime state, but without disk usage: the dir pool can only count it by
-        walking the volume, too much for every instance of a list (GET .../state has it)."""
-        state = self.shown(row, await self.drivers.get(row.type).state(self.spec(row)))
+        walking the volume, too much for every instance of a list (GET .../state has it).
+        ``status``: the instance's, when the caller asked all of a list's at once; a stopped
+        instance has no more state than that."""
+        if status is not None and status.status == StatusCode.STOPPED:
+            runtime = status
+        else:
+            runtime = await self.drivers.get(row.type).state(self.spec(row))
+        state = self.shown(row, runtime)
         full = self.render(row, state)
         full["backups"] = None
         full["state"] = state.render({})

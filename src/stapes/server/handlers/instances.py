@@ -20,6 +20,7 @@ from stapes.db.instances import InstanceRow
 from stapes.db.projects import get_target_project, profiles_read_once
 from stapes.instance import migrate, power
 from stapes.instance import update as updates
+from stapes.instance.driver import RuntimeState
 from stapes.server import filter as api_filter
 from stapes.server.auth import require_project
 from stapes.server.endpoint import (
@@ -49,10 +50,12 @@ async def list_instances(request: web.Request) -> Result:
     if depth == 0 and flt is None:
         return Sync([_url(r.name, r.project) for r in rows])
     with profiles_read_once():
+        statuses = await st.instances.statuses(rows)  # every instance asked in one trip
         if depth >= 2:
-            rendered = await asyncio.gather(*(_full(st, r) for r in rows))
+            rendered = await asyncio.gather(
+                *(_full(st, r, s) for r, s in zip(rows, statuses, strict=True))
+            )
         else:
-            statuses = await st.instances.statuses(rows)
             rendered = [st.instances.render(r, s) for r, s in zip(rows, statuses, strict=True)]
     if flt is not None:
         rendered = [item for item in rendered if api_filter.matches(flt, item)]
@@ -61,9 +64,9 @@ async def list_instances(request: web.Request) -> Result:
     return Sync(rendered)
 
 
-async def _full(st: State, row: InstanceRow) -> dict[str, Any]:
+async def _full(st: State, row: InstanceRow, status: RuntimeState | None = None) -> dict[str, Any]:
     """An instance with its state and snapshots (recursion 2 lists, recursion 1 gets)."""
-    full = await st.instances.render_full(row)
+    full = await st.instances.render_full(row, status)
     snaps = st.snapshots.list_snapshots(row)
     full["snapshots"] = [st.snapshots.render(row, s) for s in snaps] or None
     return full
