@@ -18,34 +18,37 @@ packages=(lxc lxc-dev gcc pkg-config python3-venv busybox-static debootstrap squ
           skopeo umoci  # OCI images: copy between transports, unpack
           qemu-system-x86 qemu-utils ovmf genisoimage  # VMs: QEMU, disks, UEFI, config drives
           fdisk dosfstools mtools)  # VM images: GPT disks with an EFI system partition
-test_packages=()
-if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
-  # The real incus client (bookworm-backports) is the wire-compatibility oracle of the tests.
-  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    if [ -z "$mirror" ]; then
-      mirror=$(awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
-    fi
-    echo "deb $mirror bookworm-backports main" > /etc/apt/sources.list.d/stapes-backports.list
+# bookworm-backports: libcowsql0 (a cluster keeps its state in cowsql, as Incus does) and, for
+# the tests, the real incus client (the wire-compatibility oracle of the tests).
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  if [ -z "$mirror" ]; then
+    mirror=$(awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
   fi
-  command -v incus >/dev/null || test_packages+=(incus-client)
+  echo "deb $mirror bookworm-backports main" > /etc/apt/sources.list.d/stapes-backports.list
+fi
+backports=()  # installed from bookworm-backports
+dpkg-query -W -f='${Status}' libcowsql0 2>/dev/null | grep -q 'install ok installed' \
+  || backports+=(libcowsql0)
+if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
+  command -v incus >/dev/null || backports+=(incus-client)
   # A local OCI registry (on loopback, started by the test itself) for the registry remote test
-  command -v docker-registry >/dev/null || test_packages+=(docker-registry)
+  command -v docker-registry >/dev/null || backports+=(docker-registry)
 fi
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ] || [ ${#test_packages[@]} -gt 0 ]; then
-  echo "Installing Debian packages: ${missing[*]} ${test_packages[*]}"
+if [ ${#missing[@]} -gt 0 ] || [ ${#backports[@]} -gt 0 ]; then
+  echo "Installing Debian packages: ${missing[*]} ${backports[*]}"
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
   fi
-  if [ ${#test_packages[@]} -gt 0 ]; then
+  if [ ${#backports[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -t bookworm-backports \
-      install -y -qq "${test_packages[@]}" >/dev/null
+      install -y -qq "${backports[@]}" >/dev/null
   fi
 fi
 
