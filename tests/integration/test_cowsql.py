@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +13,12 @@ from pathlib import Path
 import pytest
 
 from stapes.api.errors import MissingHostFeature
+from stapes.db import instances as iq
+from stapes.db import projects, server_config
 from stapes.db.cowsql import wire
+from stapes.db.cowsql.database import CowsqlDatabase
 from stapes.db.cowsql.node import BOOTSTRAP_ID, Node, generate_id, library
+from stapes.db.schema import MIGRATIONS
 
 try:
     library()
@@ -130,3 +136,56 @@ def test_three_nodes_survive_the_leader_and_a_returning_node_catches_up(
             ("before",),
             ("without it",),
         ]
+
+
+def test_the_state_database_runs_on_a_cluster_and_follows_its_leader(
+    nodes: list[Node], tmp_path: Path
+) -> None:
+    """The db/ seam on cowsql: the whole schema migrated, rows written and read by the same
+    modules the daemon uses, DB-API errors, a rolled-back transaction, and statements that
+    find the new leader by themselves after the old one goes."""
+    addresses = free_addresses(3)
+    ids = [BOOTSTRAP_ID] + [generate_id(a) for a in addresses[1:]]
+    for n, (node_id, address) in enumerate(zip(ids, addresses, strict=True)):
+        nodes.append(Node(node_id, address, tmp_path / f"n{n}", latency_ms=LATENCY_MS))
+        nodes[-1].start()
+        if n:
+            with leader(addresses[:1]) as client:
+                client.add(node_id, address)
+                client.assign(node_id, wire.VOTER)
+    leader(addresses).close()  # elected
+    db = CowsqlDatabase(addresses)
+    try:
+        assert db.one("PRAGMA user_version")[0] == len(MIGRATIONS)  # type: ignore[index]
+        with db.transaction():
+            server_config.replace_config(db, {"core.https_address": "127.0.0.1:8443"})
+            projects.ensure_project(db, "default", "Default Incus project", {})
+            row = iq.InstanceRow(
+                id=0, project="default", name="c1", type="container", architecture="x86_64",
+                pool="default", created_at="2026-12-05T00:00:00Z", config={"user.a": "é"},
+                devices={"root": {"type": "disk", "path": "/", "pool": "default"}},
+                profiles=["default"],
+            )  # fmt: skip
+            row.id = iq.insert_instance(db, row)
+        assert row.id > 0
+        found = iq.get_instance(db, "default", "c1")
+        assert (found.config, found.devices, found.profiles) == (
+            row.config,
+            row.devices,
+            ["default"],
+        )
+        with pytest.raises(sqlite3.IntegrityError):
+            iq.insert_instance(db, row)  # the same name in the same project
+        with contextlib.suppress(RuntimeError), db.transaction():
+            iq.delete_instance(db, row.id)
+            raise RuntimeError("rolled back")
+        assert iq.find_instance(db, "default", "c1") is not None
+
+        with leader(addresses) as client:
+            first = client.leader()[0]
+        nodes[ids.index(first)].close()  # the next statements find the new leader
+        iq.set_config_keys(db, row.id, {"user.b": "after"})
+        assert iq.get_instance(db, "default", "c1").config["user.b"] == "after"
+        assert server_config.get_config(db)["core.https_address"] == "127.0.0.1:8443"
+    finally:
+        db.close()

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from stapes.db.connection import Database
+from stapes.db.connection import SqliteDatabase
 from stapes.db.projects import ensure_project, get_project
 from stapes.db.schema import MIGRATIONS
 from stapes.host.idmap import shift_tree
 
 
 def test_migrations_and_rollback(tmp_path: Path) -> None:
-    db = Database(tmp_path / "s.db")
+    db = SqliteDatabase(tmp_path / "s.db")
     assert db.one("PRAGMA user_version")[0] == len(MIGRATIONS)  # type: ignore[index]
     with db.transaction():
         ensure_project(db, "default", "", {})
@@ -28,7 +28,7 @@ def test_migrations_and_rollback(tmp_path: Path) -> None:
     assert get_project(db, "default").name == "default"
     assert db.one("SELECT * FROM projects WHERE name = 'other'") is None
     db.close()
-    again = Database(tmp_path / "s.db")
+    again = SqliteDatabase(tmp_path / "s.db")
     assert get_project(again, "default").name == "default"
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stapes.db import images as q
-from stapes.db.connection import Database
+from stapes.db.connection import Database, SqliteDatabase
 from stapes.db.projects import ensure_project
 from stapes.host.paths import Paths
 from stapes.images.refresh import ImageUpkeep
@@ -33,7 +33,7 @@ def _image(
 def test_cached_images_expire(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     paths.images.mkdir(parents=True)
-    db = Database(tmp_path / "stapes.db")
+    db = SqliteDatabase(tmp_path / "stapes.db")
     with db.transaction():
         ensure_project(db, "default", "", {})
         _image(db, paths, "a" * 64, True, "2026-01-01T00:00:00Z")  # old, cached: goes
@@ -55,7 +55,7 @@ def test_cached_images_expire(tmp_path: Path) -> None:
 def test_images_past_their_expiry_date_go(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     paths.images.mkdir(parents=True)
-    db = Database(tmp_path / "stapes.db")
+    db = SqliteDatabase(tmp_path / "stapes.db")
     with db.transaction():
         ensure_project(db, "default", "", {})
         _image(db, paths, "d" * 64, False, "2026-11-01T00:00:00Z", "2026-11-28T00:00:00Z")

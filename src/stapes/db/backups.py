@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from stapes.api.errors import NotFound
 from stapes.api.times import is_past
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 
 Owner = Literal["instance", "volume"]
 
@@ -33,7 +32,7 @@ def _column(owner: Owner) -> str:
     return "instance_id" if owner == "instance" else "volume_id"
 
 
-def _row(r: sqlite3.Row) -> BackupRow:
+def _row(r: Row) -> BackupRow:
     owner: Owner = "instance" if r["instance_id"] is not None else "volume"
     return BackupRow(
         id=r["id"],

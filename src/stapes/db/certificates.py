@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from stapes.api.errors import NotFound
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 
 
 @dataclass
@@ -23,7 +22,7 @@ class CertificateRow:
     description: str = ""
 
 
-def _cert(r: sqlite3.Row) -> CertificateRow:
+def _cert(r: Row) -> CertificateRow:
     return CertificateRow(
         r["id"],
         r["fingerprint"],
@@ -100,7 +99,7 @@ class TokenRow:
     expires_at: str = ""
 
 
-def _token(r: sqlite3.Row) -> TokenRow:
+def _token(r: Row) -> TokenRow:
     return TokenRow(r["id"], r["secret"], r["name"], json.loads(r["request"]), r["expires_at"])
 
 

@@ -1,62 +1,111 @@
-"""The SQLite connection (WAL, foreign keys) and its transaction context manager.
-
-Every query in Stapes goes through ``Database``: DB-API calls with ``?`` parameters, so a replicated
-SQLite engine can replace this module without touching the callers."""
+"""The database every query in Stapes goes through: DB-API calls with ``?`` parameters on a
+``Database``, of which there are two engines: SQLite in the state directory (a standalone
+server, this module) and cowsql, the replicated SQLite a cluster keeps its state in
+(db/cowsql/database.py). Callers see only Database, Cursor and Row."""
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from stapes.db.schema import migrate
 
 
+class Row(Protocol):
+    """A result row: by column name or index, as sqlite3.Row."""
+
+    def __getitem__(self, key: int | str) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+    def __len__(self) -> int: ...
+
+
+class Cursor(Protocol):
+    @property
+    def lastrowid(self) -> int | None: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
 class Database:
+    """One connection's worth of state: queries from any thread, one at a time, and write
+    transactions (nested uses join the outer one)."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor:
+        with self._lock:
+            return self._execute(sql, params)
+
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> Row | None:
+        row: Row | None = self.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        return list(self.execute(sql, params).fetchall())
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """A write transaction; nested uses join the outer one. The connection is this
+        thread's until it ends."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self
+                finally:
+                    self._depth -= 1
+                return
+            self._execute("BEGIN IMMEDIATE", ())
+            self._depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._execute("ROLLBACK", ())
+                raise
+            else:
+                self._execute("COMMIT", ())
+            finally:
+                self._depth = 0
+
+
+class SqliteDatabase(Database):
+    """SQLite in WAL mode with foreign keys, at ``path``."""
+
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._depth = 0
         with self.transaction():
-            migrate(self._conn)
+            migrate(self)
 
     def close(self) -> None:
         self._conn.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Database]:
-        """A write transaction; nested uses join the outer one."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
-        finally:
-            self._depth = 0
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor:
         return self._conn.execute(sql, params)
-
-    def one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
-        return row
-
-    def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return list(self._conn.execute(sql, params).fetchall())

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 from stapes.db.projects import feature_project, get_project
 
 
@@ -46,7 +45,7 @@ _SELECT = (
 )
 
 
-def _image(r: sqlite3.Row) -> ImageRow:
+def _image(r: Row) -> ImageRow:
     return ImageRow(
         id=r["id"],
         project=r["project"],

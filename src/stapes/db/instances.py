@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 from stapes.db.projects import get_project
 
 
@@ -38,7 +37,7 @@ _SELECT = (
 )
 
 
-def _row(r: sqlite3.Row) -> InstanceRow:
+def _row(r: Row) -> InstanceRow:
     return InstanceRow(
         id=r["id"],
         project=r["project"],

@@ -4,12 +4,11 @@ networks are)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from stapes.api.errors import NotFound
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 
 
 @dataclass
@@ -22,7 +21,7 @@ class ForwardRow:
     ports: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _forward(r: sqlite3.Row) -> ForwardRow:
+def _forward(r: Row) -> ForwardRow:
     return ForwardRow(
         r["id"],
         r["network_id"],
@@ -98,7 +97,7 @@ class AclRow:
     """The project that holds it (the one holding its networks: features.networks)."""
 
 
-def _acl(r: sqlite3.Row) -> AclRow:
+def _acl(r: Row) -> AclRow:
     return AclRow(
         r["id"],
         r["name"],

@@ -4,12 +4,11 @@ records added to them by hand."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from stapes.api.errors import NotFound
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 
 
 @dataclass
@@ -32,11 +31,11 @@ class RecordRow:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def _zone(r: sqlite3.Row) -> ZoneRow:
+def _zone(r: Row) -> ZoneRow:
     return ZoneRow(r["id"], r["name"], r["project"], r["description"], json.loads(r["config"]))
 
 
-def _record(r: sqlite3.Row) -> RecordRow:
+def _record(r: Row) -> RecordRow:
     return RecordRow(
         r["id"],
         r["zone_id"],

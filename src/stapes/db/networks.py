@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 from stapes.db.projects import feature_project
 
 
@@ -21,7 +20,7 @@ class NetworkRow:
     project: str = "default"
 
 
-def _row(r: sqlite3.Row) -> NetworkRow:
+def _row(r: Row) -> NetworkRow:
     return NetworkRow(
         r["id"], r["name"], r["type"], r["description"], json.loads(r["config"]), r["project"]
     )

@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from stapes.api.errors import NotFound
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 
 
 @dataclass
@@ -122,7 +121,7 @@ def ensure_root_disk(db: Database, project: str, profile: str, pool: str) -> Non
     db.execute("UPDATE profiles SET devices = ? WHERE id = ?", (json.dumps(devices), row.id))
 
 
-def _profile(r: sqlite3.Row) -> ProfileRow:
+def _profile(r: Row) -> ProfileRow:
     row = r
     return ProfileRow(
         row["id"],

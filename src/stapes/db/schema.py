@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
+from typing import Any, Protocol
 
-Migration = Callable[[sqlite3.Connection], None]
+
+class Executor(Protocol):
+    """What a migration runs its statements on (a Database, in its transaction)."""
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ...) -> Any: ...
 
 
-def _script(conn: sqlite3.Connection, sql: str) -> None:
+Migration = Callable[[Executor], None]
+
+
+def _script(conn: Executor, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit it)."""
     for statement in sql.split(";"):
         if statement.strip():
             conn.execute(statement)
 
 
-def _v1(conn: sqlite3.Connection) -> None:
+def _v1(conn: Executor) -> None:
     _script(
         conn,
         """
@@ -95,7 +102,7 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v2(conn: sqlite3.Connection) -> None:
+def _v2(conn: Executor) -> None:
     _script(
         conn,
         """
@@ -119,7 +126,7 @@ def _v2(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v3(conn: sqlite3.Connection) -> None:
+def _v3(conn: Executor) -> None:
     """Custom storage volumes and their snapshots (instance and image volumes are described by
     their instance and image rows)."""
     _script(
@@ -151,7 +158,7 @@ def _v3(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v4(conn: sqlite3.Connection) -> None:
+def _v4(conn: Executor) -> None:
     """Backups of instances and of custom volumes (the tarballs live under backups/)."""
     _script(
         conn,
@@ -176,7 +183,7 @@ def _v4(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v5(conn: sqlite3.Connection) -> None:
+def _v5(conn: Executor) -> None:
     """Managed networks (global, as Incus's without network projects)."""
     _script(
         conn,
@@ -192,7 +199,7 @@ def _v5(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v6(conn: sqlite3.Connection) -> None:
+def _v6(conn: Executor) -> None:
     """Network forwards (one per listen address of a network) and network ACLs."""
     _script(
         conn,
@@ -218,7 +225,7 @@ def _v6(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v7(conn: sqlite3.Connection) -> None:
+def _v7(conn: Executor) -> None:
     """Warnings: one row per (type, entity), counted each time the problem is seen again."""
     _script(
         conn,
@@ -241,7 +248,7 @@ def _v7(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v8(conn: sqlite3.Connection) -> None:
+def _v8(conn: Executor) -> None:
     """Trusted certificates and pending trust tokens."""
     _script(
         conn,
@@ -267,12 +274,12 @@ def _v8(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v9(conn: sqlite3.Connection) -> None:
+def _v9(conn: Executor) -> None:
     """The project of a network (names stay unique on the host: they name interfaces)."""
     _script(conn, "ALTER TABLE networks ADD COLUMN project TEXT NOT NULL DEFAULT 'default'")
 
 
-def _v10(conn: sqlite3.Connection) -> None:
+def _v10(conn: Executor) -> None:
     """Where an image pulled from a server came from (for auto-update)."""
     _script(
         conn,
@@ -288,7 +295,7 @@ def _v10(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v11(conn: sqlite3.Connection) -> None:
+def _v11(conn: Executor) -> None:
     """What a client sets on an instance's volume (user.* keys, a description), as Incus
     keeps it on the instance's volume record."""
     _script(
@@ -300,7 +307,7 @@ def _v11(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v12(conn: sqlite3.Connection) -> None:
+def _v12(conn: Executor) -> None:
     """Network ACLs belong to a project (the one that holds the project's networks), their
     names unique within it, as Incus keeps them."""
     _script(
@@ -324,7 +331,7 @@ def _v12(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v13(conn: sqlite3.Connection) -> None:
+def _v13(conn: Executor) -> None:
     """Network zones (names unique across projects, as Incus) and their records."""
     _script(
         conn,
@@ -355,7 +362,7 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: Executor) -> int:
     """Apply every migration past the stored version; return the new version."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):

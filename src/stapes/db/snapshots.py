@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from stapes.api.errors import NotFound
 from stapes.api.times import is_past
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 
 
 @dataclass
@@ -30,7 +29,7 @@ class SnapshotRow:
     last_used_at: str = ""
 
 
-def _row(r: sqlite3.Row) -> SnapshotRow:
+def _row(r: Row) -> SnapshotRow:
     return SnapshotRow(
         id=r["id"],
         instance_id=r["instance_id"],

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from stapes.api.errors import NotFound
 from stapes.api.times import is_past
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 from stapes.db.projects import feature_project, get_project
 
 
@@ -23,7 +22,7 @@ class PoolRow:
     status: str = "Created"
 
 
-def _pool(r: sqlite3.Row) -> PoolRow:
+def _pool(r: Row) -> PoolRow:
     return PoolRow(
         r["id"],
         r["name"],
@@ -94,7 +93,7 @@ _VOLUMES = (
 )
 
 
-def _volume(r: sqlite3.Row) -> VolumeRow:
+def _volume(r: Row) -> VolumeRow:
     return VolumeRow(
         id=r["id"],
         pool=r["pool"],
@@ -200,7 +199,7 @@ class VolumeSnapshotRow:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def _volume_snapshot(r: sqlite3.Row) -> VolumeSnapshotRow:
+def _volume_snapshot(r: Row) -> VolumeSnapshotRow:
     return VolumeSnapshotRow(
         id=r["id"],
         volume_id=r["volume_id"],

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from stapes.api.errors import NotFound
-from stapes.db.connection import Database
+from stapes.db.connection import Database, Row
 
 
 @dataclass
@@ -24,7 +23,7 @@ class WarningRow:
     last_message: str
 
 
-def _row(r: sqlite3.Row) -> WarningRow:
+def _row(r: Row) -> WarningRow:
     return WarningRow(*(r[k] for k in WarningRow.__dataclass_fields__))
 
 

@@ -11,7 +11,7 @@ import time
 from stapes.api.errors import RemoteError
 from stapes.client.connection import Connection
 from stapes.config.validate import parse_bool
-from stapes.db.connection import Database
+from stapes.db.connection import SqliteDatabase
 from stapes.db.instances import list_instances
 from stapes.db.server_config import get_config
 from stapes.host.paths import Paths
@@ -61,7 +61,7 @@ def needed(paths: Paths) -> bool:
     instance that should start with it (boot.autostart, or running when it last stopped)."""
     if not paths.database.exists():
         return False
-    db = Database(paths.database)
+    db = SqliteDatabase(paths.database)
     try:
         config = get_config(db)
         if config.get("core.https_address") or config.get("core.metrics_address"):

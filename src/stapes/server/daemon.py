@@ -14,7 +14,7 @@ from aiohttp import web
 from stapes.api.errors import StapesError
 from stapes.config.server_keys import DNS_KEY, METRICS_KEY, SYSLOG_KEY, server_value
 from stapes.config.validate import parse_bool
-from stapes.db.connection import Database
+from stapes.db.connection import SqliteDatabase
 from stapes.db.instances import InstanceRow, find_instance, list_instances
 from stapes.db.projects import ensure_profile, ensure_project, ensure_root_disk
 from stapes.db.server_config import get_config
@@ -77,7 +77,7 @@ DEFAULT_PROJECT_CONFIG = {
 def build_state(paths: Paths) -> State:
     paths.ensure()
     caps = probe()
-    db = Database(paths.database)
+    db = SqliteDatabase(paths.database)
     events = EventBus()
     operations = Operations(events)
     locks = InstanceLocks()

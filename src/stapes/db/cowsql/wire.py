@@ -287,7 +287,11 @@ def connect_leader(addresses: Iterable[str], timeout: float = 10.0) -> Client:
         except (OSError, WireError) as exc:
             problems.append(f"{address}: {exc}")
             continue
-        if leader:
+        if not leader:
+            problems.append(f"{address}: no leader yet")
+            continue
+        try:
             return Client(leader, timeout)
-        problems.append(f"{address}: no leader yet")
+        except OSError as exc:  # a leader that just went, still named by its followers
+            problems.append(f"{leader} (the leader {address} names): {exc}")
     raise ConnectionError("No cowsql leader reachable: " + "; ".join(problems))
