@@ -627,3 +627,28 @@ def test_iso_volumes(daemon: Daemon, busybox: str, incus: Any, tmp_path: Path) -
     finally:
         daemon.force_delete(name)
         daemon.request("DELETE", f"{base}/{volume}")
+
+
+def test_a_server_outside_a_cluster_answers_the_cluster_endpoints_as_incus(
+    daemon: Daemon,
+) -> None:
+    """GET /1.0/cluster: not enabled, with the member keys of its pools a joining member would
+    give (as Incus 6.0.4: "source" of a dir pool, empty); the member and group endpoints
+    refuse with Incus's statuses and words."""
+    found = daemon.request("GET", "/1.0/cluster").json()["metadata"]
+    assert (found["enabled"], found["server_name"]) == (False, "")
+    assert {
+        "entity": "storage-pool",
+        "name": "default",
+        "key": "source",
+        "value": "",
+        "description": '"source" property for storage pool "default"',
+    } in found["member_config"]
+    for method, path, status, error in (
+        ("GET", "/1.0/cluster/members", 500, "Server is not clustered"),
+        ("GET", "/1.0/cluster/members/m1", 500, "Server is not clustered"),
+        ("POST", "/1.0/cluster/members", 400, "This server is not clustered"),
+        ("GET", "/1.0/cluster/groups", 400, "This server is not clustered"),
+    ):
+        body = daemon.request(method, path, {"name": "m2"} if method == "POST" else None).json()
+        assert (body["error_code"], body["error"]) == (status, error), path

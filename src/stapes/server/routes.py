@@ -9,6 +9,7 @@ from stapes.server import openapi
 from stapes.server.endpoint import Action, Endpoint, wrap
 from stapes.server.handlers import (
     certificates,
+    cluster,
     daemon_control,
     events,
     images,
@@ -43,6 +44,7 @@ from stapes.server.handlers import (
 
 API: list[Endpoint] = [
     *server.ENDPOINTS,
+    *cluster.ENDPOINTS,
     *instances.ENDPOINTS,
     *instance_state.ENDPOINTS,
     *instance_exec.ENDPOINTS,
