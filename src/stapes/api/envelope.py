@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from stapes.api.base import StatusCode
 
@@ -57,22 +58,27 @@ def event_envelope(
 
 
 _GO_ESCAPES = (
-    ("&", "\\u0026"),
-    ("<", "\\u003c"),
-    (">", "\\u003e"),
-    ("\u2028", "\\u2028"),
-    ("\u2029", "\\u2029"),
+    (b"&", b"\\u0026"),
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
 )
-"""What Go's encoder escapes, applied with str.replace: str.translate with a table took as long
-as json.dumps itself on a large list (~90 ms for 15 MB)."""
+"""What Go's encoder escapes, replaced in the encoded bytes."""
+
+
+def go_json_bytes(value: Any) -> bytes:
+    """JSON as Go's encoding/json writes it (what Incus answers and its clients may compare):
+    no blanks after separators, UTF-8 kept, HTML characters and line separators escaped, and
+    a newline at the end (json.Encoder.Encode). Encoded by orjson: the standard library's
+    encoder took ~10x longer on large lists (62 ms against 6 ms for 7.7 MB of snapshots)."""
+    data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
+    for char, escaped in _GO_ESCAPES:
+        if char in data:
+            data = data.replace(char, escaped)
+    return data
 
 
 def go_json(value: Any) -> str:
-    """JSON as Go's encoding/json writes it (what Incus answers and its clients may compare):
-    no blanks after separators, UTF-8 kept, HTML characters and line separators escaped, and
-    a newline at the end (json.Encoder.Encode)."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for char, escaped in _GO_ESCAPES:
-        if char in text:
-            text = text.replace(char, escaped)
-    return text + "\n"
+    """go_json_bytes() as text."""
+    return go_json_bytes(value).decode()

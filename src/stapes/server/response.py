@@ -11,7 +11,7 @@ from typing import Any
 import pydantic
 from aiohttp import web
 
-from stapes.api.envelope import async_envelope, error_envelope, go_json, sync_envelope
+from stapes.api.envelope import async_envelope, error_envelope, go_json_bytes, sync_envelope
 from stapes.api.errors import StapesError
 from stapes.runtime.operations import Operation
 
@@ -46,7 +46,11 @@ def etag_of(value: Any) -> str:
 
 def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        text=go_json(body), status=status, content_type="application/json", headers=headers
+        body=go_json_bytes(body),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
     )
 
 

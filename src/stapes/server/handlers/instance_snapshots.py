@@ -7,6 +7,7 @@ from aiohttp import web
 
 from stapes.api.errors import BadRequest
 from stapes.api.instance import InstanceSnapshotPost, InstanceSnapshotPut, InstanceSnapshotsPost
+from stapes.db.projects import profiles_read_once
 from stapes.instance.snapshots import snapshot_url
 from stapes.server.endpoint import (
     Action,
@@ -26,7 +27,8 @@ async def list_snapshots(request: web.Request) -> Result:
     row = instance_row(request)
     snaps = st.snapshots.list_snapshots(row)
     if recursion(request) >= 1:
-        return Sync([st.snapshots.render(row, s) for s in snaps])
+        with profiles_read_once():  # the snapshots share their profiles: one read each
+            return Sync([st.snapshots.render(row, s) for s in snaps])
     return Sync([snapshot_url(row.name, s.name, row.project) for s in snaps])
 
 

@@ -96,7 +96,8 @@ async def get_instance(request: web.Request) -> Result:
     st = state(request)
     row = instance_row(request)
     if recursion(request) >= 1:
-        body: dict[str, Any] = await _full(st, row)
+        with profiles_read_once():  # its snapshots share their profiles
+            body: dict[str, Any] = await _full(st, row)
     else:
         body = st.instances.render(row, await st.instances.status(row))
     return Sync(body, etag=st.instances.writable(row))
