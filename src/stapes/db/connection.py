@@ -5,6 +5,7 @@ server, this module) and cowsql, the replicated SQLite a cluster keeps its state
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import sqlite3
 import threading
@@ -40,19 +41,20 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class Database:
+class Database(abc.ABC):
     """One connection's worth of state: queries from any thread, one at a time, and write
-    transactions (nested uses join the outer one)."""
+    transactions (nested uses join the outer one). The engines say how to run one statement
+    and how to close."""
 
     def __init__(self) -> None:
         self._depth = 0
         self._lock = threading.RLock()
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
-    def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor: ...
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor:
         with self._lock:
