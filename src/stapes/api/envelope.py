@@ -73,8 +73,9 @@ def go_json_bytes(value: Any) -> bytes:
     a newline at the end (json.Encoder.Encode). Encoded by orjson: the standard library's
     encoder took ~10x longer on large lists (62 ms against 6 ms for 7.7 MB of snapshots)."""
     data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
+    separators = b"\xe2" in data  # U+2028 and U+2029 start so; a 1-byte search is ~80x faster
     for char, escaped in _GO_ESCAPES:
-        if char in data:
+        if (separators or len(char) == 1) and char in data:
             data = data.replace(char, escaped)
     return data
 

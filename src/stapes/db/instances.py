@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import orjson
+
 from stapes.api.errors import NotFound
 from stapes.db.connection import Database, Row
 from stapes.db.projects import get_project
@@ -49,12 +51,12 @@ def _row(r: Row) -> InstanceRow:
         description=r["description"],
         ephemeral=bool(r["ephemeral"]),
         stateful=bool(r["stateful"]),
-        config=json.loads(r["config"]),
-        devices=json.loads(r["devices"]),
-        profiles=json.loads(r["profiles"]),
+        config=orjson.loads(r["config"]),
+        devices=orjson.loads(r["devices"]),
+        profiles=orjson.loads(r["profiles"]),
         last_used_at=r["last_used_at"],
         volume_description=r["volume_description"],
-        volume_config=json.loads(r["volume_config"]),
+        volume_config=orjson.loads(r["volume_config"]),
     )
 
 

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
+
 from stapes.api.errors import NotFound
 from stapes.api.times import is_past
 from stapes.db.connection import Database, Row
@@ -40,9 +42,9 @@ def _row(r: Row) -> SnapshotRow:
         description=r["description"],
         ephemeral=bool(r["ephemeral"]),
         stateful=bool(r["stateful"]),
-        config=json.loads(r["config"]),
-        devices=json.loads(r["devices"]),
-        profiles=json.loads(r["profiles"]),
+        config=orjson.loads(r["config"]),
+        devices=orjson.loads(r["devices"]),
+        profiles=orjson.loads(r["profiles"]),
         last_used_at=r["last_used_at"],
     )
 
