@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from common import INCUS_SOCKET, line, real_incus, stapes_daemon, timed
+from common import INCUS_SOCKET, line, real_incus, stapes_daemon, timed, use_incus_image
 
 RUNS = int(os.environ.get("BENCH_RUNS", "9"))
 INCUS = shutil.which("incus") or "/usr/bin/incus"
@@ -73,14 +73,7 @@ def main() -> None:
             stapes_conf.mkdir()
             ours = client(stapes.root / "unix.socket", stapes_conf)
             if incus is not None:  # the same image on both sides
-                exported = work / "bb"
-                quiet([*incus, "image", "export", "bb", str(exported)])
-                quiet([*ours, "image", "delete", "bb"])
-                files = sorted(  # the metadata tarball first, then a split image's rootfs
-                    (str(p) for p in work.glob("bb*") if p.is_file()),
-                    key=lambda p: ".tar" not in p,
-                )
-                quiet([*ours, "image", "import", *files, "--alias", "bb"])
+                use_incus_image(stapes, work)
             got = measure("stapes", ours, work)
             floor_name = f"f{uuid.uuid4().hex[:8]}"
             quiet([*ours, "launch", "bb", floor_name])

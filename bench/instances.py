@@ -19,7 +19,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import incusd_pid, line, real_incus, rss_kib, stapes_daemon, timed
+from common import (
+    incusd_pid,
+    line,
+    real_incus,
+    rss_kib,
+    settle,
+    stapes_daemon,
+    timed,
+    use_incus_image,
+)
 
 from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
@@ -120,6 +129,7 @@ def measure(server: InstanceServer, prefix: str, pid: int, volume_of: str) -> Fi
     try:
         snapshot, restore = snapshot_series(server, name)
         if volume_of:
+            settle(pid)  # its backup.yaml, rewritten after the snapshots, is not copied midway
             copy_floor(Path(volume_of) / name)
     finally:
         server.delete_instance(name).wait()
@@ -135,8 +145,14 @@ def measure(server: InstanceServer, prefix: str, pid: int, volume_of: str) -> Fi
 
 
 def main() -> None:
-    with stapes_daemon() as daemon, InstanceServer.unix(daemon.root / "unix.socket") as server:
-        print(f"Stapes, busybox image, dir pool, {RUNS} runs each")
+    with (
+        stapes_daemon() as daemon,
+        InstanceServer.unix(daemon.root / "unix.socket") as server,
+        tempfile.TemporaryDirectory(prefix="bench-instances-", dir="/var/tmp") as work,
+    ):
+        same = use_incus_image(daemon, Path(work))
+        image = "Incus's busybox image (bb)" if same else "Stapes's busybox image"
+        print(f"Stapes, {image}, dir pool, {RUNS} runs each")
         stapes = measure(
             server, "bench", daemon.pid, str(daemon.root / "storage-pools/default/containers")
         )

@@ -262,13 +262,13 @@ class LxcDriver(InstanceDriver):
         monitors = lxc_probes.listening_sockets() if len(specs) > 1 else None
 
         def probe(spec: InstanceSpec) -> RuntimeState:
-            if not (self._link(spec) / "config").exists():
-                return RuntimeState(StatusCode.STOPPED)
             socket_name = lxc_probes.command_socket(
                 self.paths.containers, lxc_name(spec.project, spec.name)
             )
             if monitors is not None and socket_name and socket_name not in monitors:
                 return RuntimeState(StatusCode.STOPPED)  # no liblxc monitor: not running
+            if not (self._link(spec) / "config").exists():
+                return RuntimeState(StatusCode.STOPPED)
             try:
                 c = self._container(spec)
                 state, pid = c.state, c.init_pid
