@@ -269,14 +269,18 @@ def test_incus_start_and_stop_all(incus, daemon: Daemon, busybox: str) -> None: 
 
 def test_stapes_tables_are_the_ones_incus_prints(incus, daemon: Daemon, container: str) -> None:  # type: ignore[no-untyped-def]
     """The stapes CLI draws its tables itself (no rich on the hot path): they are incus's,
-    byte for byte, in the compact form too, an image with two aliases among them."""
+    byte for byte, in the compact form and with incus's column letters too, an image with two
+    aliases and a stopped instance among them."""
     incus("snapshot", "create", container, "t1")
     fingerprint = json.loads(incus("query", "/1.0/images").stdout)[0].rsplit("/", 1)[1]
     alias = unique("second")  # listed as "bb (1 more)"
     incus("image", "alias", "create", alias, fingerprint)
+    stopped = unique("stopped")  # no PID, no processes
+    incus("init", fingerprint, stopped)
     try:
         tables(incus, daemon, container)
     finally:
+        incus("delete", stopped)
         incus("image", "alias", "delete", alias)
 
 
@@ -284,6 +288,8 @@ def tables(incus, daemon: Daemon, container: str) -> None:  # type: ignore[no-un
     for argv in (
         ["list"],
         ["list", "--format", "compact"],
+        ["list", "-c", "nsdpNclbPeaf"],  # incus's column letters, a stopped one among them
+        ["list", "-c", "n,s,t", "--format", "csv"],
         ["snapshot", "list", container],
         ["project", "list"],
         ["profile", "list"],

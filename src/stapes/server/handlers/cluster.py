@@ -1,6 +1,7 @@
 """/1.0/cluster and below, as a server that is not (yet) a cluster member answers them: its
 member configuration (what a member joining a cluster with this server's pools and networks
-would have to give), and Incus's errors for the member and group endpoints."""
+would have to give), and Incus's errors for the member and group endpoints (all 400s here:
+Incus answers some with a 500, though nothing failed on the server)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from stapes.api.errors import BadRequest, InternalError
+from stapes.api.errors import BadRequest
 from stapes.db import networks as network_db
 from stapes.db import storage as storage_db
 from stapes.server.endpoint import Action, Endpoint, state
@@ -59,7 +60,9 @@ async def get_cluster(request: web.Request) -> Result:
 
 
 async def not_clustered_member(request: web.Request) -> Result:
-    raise InternalError("Server is not clustered")  # Incus answers these with a 500
+    # Incus's words; Incus answers these with a 500, but nothing failed on the server: the
+    # request was for a cluster this server is not part of
+    raise BadRequest("Server is not clustered")
 
 
 async def not_clustered(request: web.Request) -> Result:
