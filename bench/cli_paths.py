@@ -1,6 +1,7 @@
 """The paths users hit most, through the real `incus` client, Stapes beside real Incus in one
-run (../shared/tools/incus-anchor start): launch, exec, file push and pull of 1 MiB (SFTP),
-snapshot create, list, delete. Both run the same image: Incus's `bb` is exported and imported
+run (../shared/tools/incus-anchor start): launch, exec, file push and pull of 1 MiB and of
+100 MiB (SFTP; the floor of the large ones: `cp` of the file into the rootfs), snapshot create,
+list, delete. Both run the same image: Incus's `bb` is exported and imported
 into the throwaway stapesd (Stapes's own busybox when Incus does not run). The floor of exec is
 `lxc-attach` of the same command into the same Stapes container.
 
@@ -18,6 +19,8 @@ from pathlib import Path
 from common import INCUS_SOCKET, line, real_incus, stapes_daemon, timed, use_incus_image
 
 RUNS = int(os.environ.get("BENCH_RUNS", "9"))
+LARGE_RUNS = int(os.environ.get("BENCH_LARGE_RUNS", "3"))
+LARGE = 100 << 20
 INCUS = shutil.which("incus") or "/usr/bin/incus"
 
 
@@ -48,6 +51,12 @@ def measure(label: str, incus: list[str], work: Path) -> dict[str, float]:
     found["push"] = line("incus file push 1 MiB", timed(lambda: quiet(push), RUNS))
     pull = [*incus, "file", "pull", f"{target}/root/1m.bin", str(work / "back.bin")]
     found["pull"] = line("incus file pull 1 MiB", timed(lambda: quiet(pull), RUNS))
+    large = work / "100m.bin"
+    push = [*incus, "file", "push", str(large), f"{target}/root/100m.bin"]
+    found["push 100M"] = line("incus file push 100 MiB", timed(lambda: quiet(push), LARGE_RUNS))
+    pull = [*incus, "file", "pull", f"{target}/root/100m.bin", str(work / "back.bin")]
+    found["pull 100M"] = line("incus file pull 100 MiB", timed(lambda: quiet(pull), LARGE_RUNS))
+    quiet([*incus, "file", "delete", f"{target}/root/100m.bin"])
     snaps = iter(range(RUNS))
     found["snapshot"] = line(
         "incus snapshot create",
@@ -74,9 +83,16 @@ def main() -> None:
             ours = client(stapes.root / "unix.socket", stapes_conf)
             if incus is not None:  # the same image on both sides
                 use_incus_image(stapes, work)
+            (work / "100m.bin").write_bytes(os.urandom(LARGE))
             got = measure("stapes", ours, work)
             floor_name = f"f{uuid.uuid4().hex[:8]}"
             quiet([*ours, "launch", "bb", floor_name])
+            rootfs = stapes.root / "storage-pools/default/containers" / floor_name / "rootfs"
+            copy = ["cp", str(work / "100m.bin"), str(rootfs / "root/floor.bin")]
+            line(
+                "floor: cp of the 100 MiB file into its rootfs",
+                timed(lambda: quiet(copy), LARGE_RUNS),
+            )
             containers = str(stapes.root / "containers")
             attach = ["lxc-attach", "-P", containers, "-n", floor_name, "--", "true"]
             line("floor: lxc-attach -- true (same container)", timed(lambda: quiet(attach), RUNS))
