@@ -179,16 +179,20 @@ class InstanceSink(Session):
     ) -> None:
         """A running VM's first part: its snapshots, then its volume and the disk's data as
         it is (the last pass sends only the chunks that changed since)."""
-        drv = svc.pools.usable_driver(row.pool)
         await self._volumes(svc, op, row, fs, snapshots, features, False, None, main=False)
-        volume = drv.volume_path(*instance_volume(row))
-        block = drv.block_path(*instance_volume(row))
-        meter = transfer.Meter(op, row.name)
-        await transfer.receive_tree(fs, volume, features, progress=meter)
-        (volume / LXC_CONFIG).unlink(missing_ok=True)
-        await transfer.receive_extents(fs, block, meter)
         self._features = features
         self._op = op
+        await self._disk_pass(svc, row, fs)
+
+    async def _disk_pass(self, svc: InstanceService, row: q.InstanceRow, fs: Channel) -> None:
+        """One pass of a live VM's volume: its files, then the disk chunks the source sends
+        (all of its data first, then those that changed while the guest ran)."""
+        drv = svc.pools.usable_driver(row.pool)
+        volume = drv.volume_path(*instance_volume(row))
+        meter = transfer.Meter(self._op, row.name)
+        await transfer.receive_tree(fs, volume, self._features, progress=meter)
+        (volume / LXC_CONFIG).unlink(missing_ok=True)  # not ours to load, as in _volumes
+        await transfer.receive_extents(fs, drv.block_path(*instance_volume(row)), meter)
 
     def arrive_live(self, svc: InstanceService) -> Then:
         """What the create does instead of a start for a VM moving live: start QEMU waiting
@@ -234,11 +238,7 @@ class InstanceSink(Session):
             finally:
                 writer.close()
             await driver.migration_arrived(svc.spec(row))
-        drv = svc.pools.usable_driver(row.pool)
-        volume = drv.volume_path(*instance_volume(row))
-        meter = transfer.Meter(self._op, row.name)
-        await transfer.receive_tree(fs, volume, self._features, progress=meter)
-        await transfer.receive_extents(fs, drv.block_path(*instance_volume(row)), meter)
+        await self._disk_pass(svc, row, fs)
         await driver.unfreeze(svc.spec(row))
 
     def _refresh_snapshots(

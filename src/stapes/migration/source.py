@@ -164,11 +164,17 @@ class InstanceSource(Session):
         bwlimit = drv.config.get("rsync.bwlimit", "")
         await self._send_snapshots(op, row, fs, snaps, features, excludes, bwlimit)
         volume = drv.volume_path(*instance_volume(row))
-        meter = transfer.Meter(op, row.name)
-        await transfer.send_tree(
-            fs, volume, features, bwlimit=bwlimit, excludes=excludes, progress=meter
-        )
-        digests = await transfer.send_extents(fs, block, None, meter)
+
+        async def disk_pass(sent: dict[int, bytes] | None) -> dict[int, bytes]:
+            """The volume's files, then the disk's chunks (those whose digest differs from
+            ``sent``'s, on the last pass)."""
+            meter = transfer.Meter(op, row.name)
+            await transfer.send_tree(
+                fs, volume, features, bwlimit=bwlimit, excludes=excludes, progress=meter
+            )
+            return await transfer.send_extents(fs, block, sent, meter)
+
+        digests = await disk_pass(None)
         state = await self.links.get(STATE)
         spec = self.svc.spec(row)
         with tempfile.TemporaryDirectory(prefix="stapes-leave-") as tmp:
@@ -200,11 +206,7 @@ class InstanceSource(Session):
             finally:
                 server.close()
         try:  # the guest is paused here now: the disk chunks that changed meanwhile
-            meter = transfer.Meter(op, row.name)
-            await transfer.send_tree(
-                fs, volume, features, bwlimit=bwlimit, excludes=excludes, progress=meter
-            )
-            await transfer.send_extents(fs, block, digests, meter)
+            await disk_pass(digests)
         finally:
             with contextlib.suppress(Exception):
                 await driver.unfreeze(spec)
