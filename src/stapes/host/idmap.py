@@ -241,6 +241,10 @@ def reshift_tree(root: Path, old: IdMap | None, new: IdMap | None) -> None:
         _chown(path, st, move(st.st_uid, True), move(st.st_gid, False))
 
 
+IDMAP_PREFIX = "volatile.idmap."
+"""The daemon's keys that record an instance's maps (current, next, base)."""
+
+
 def current_map(config: dict[str, str]) -> IdMap | None:
     """The map an instance's (or snapshot's) files are shifted to, from its volatile keys."""
     return IdMap.from_volatile(config.get("volatile.idmap.current", "[]"))

@@ -15,6 +15,7 @@ from stapes.api.lifecycle import InstanceAction
 from stapes.api.urls import instance_url as url
 from stapes.config.keys import effective_config, lookup, validate_instance_config, without_empty
 from stapes.db import instances as q
+from stapes.host.idmap import IDMAP_PREFIX
 from stapes.instance import admission, cloudinit, root_disk
 from stapes.instance.devices import plan as device_plan
 from stapes.instance.devices.nic import fill_volatile
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from stapes.instance.service import InstanceService
 
 log = logging.getLogger(__name__)
-
-IDMAP_PREFIX = "volatile.idmap."
 
 
 def _check_put(service: InstanceService, row: q.InstanceRow, put: InstancePut) -> dict[str, str]:

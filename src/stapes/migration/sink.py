@@ -23,7 +23,7 @@ from stapes.config.validate import name_problem
 from stapes.db import instances as q
 from stapes.db import snapshots as sq
 from stapes.host import criu
-from stapes.host.idmap import IdMap, current_map, reshift_tree
+from stapes.host.idmap import IDMAP_PREFIX, IdMap, current_map, reshift_tree
 from stapes.instance import power
 from stapes.instance.vm.qemu import QemuDriver
 from stapes.migration import records, transfer, wire
@@ -373,9 +373,6 @@ def _record(svc: InstanceService, row: q.InstanceRow, message: Any) -> None:
         f"/1.0/instances/{row.name}/snapshots/{snap.name}",
         project=row.project,
     )
-
-
-IDMAP_PREFIX = "volatile.idmap."
 
 
 def _idmap_keys(config: dict[str, str]) -> dict[str, str]:
