@@ -118,3 +118,14 @@ class StorageVolumeAction(StrEnum):
     BACKUP_DELETED = "storage-volume-backup-deleted"
     BACKUP_RENAMED = "storage-volume-backup-renamed"
     BACKUP_RETRIEVED = "storage-volume-backup-retrieved"
+
+
+class ClusterAction(StrEnum):
+    ENABLED = "cluster-enabled"
+    MEMBER_UPDATED = "cluster-member-updated"
+    MEMBER_RENAMED = "cluster-member-renamed"
+    MEMBER_REMOVED = "cluster-member-removed"
+    GROUP_CREATED = "cluster-group-created"
+    GROUP_UPDATED = "cluster-group-updated"
+    GROUP_RENAMED = "cluster-group-renamed"
+    GROUP_DELETED = "cluster-group-deleted"

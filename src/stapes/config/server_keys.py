@@ -6,6 +6,34 @@ from stapes.api.errors import BadRequest
 from stapes.config import validate as v
 from stapes.config.keys import Key, check_value
 
+
+def _more_than(low: int) -> v.Validator:
+    def check(value: str) -> None:
+        v.is_uint(value)
+        if int(value) <= low:
+            raise ValueError(f"Value must be greater than '{low}'")
+
+    return check
+
+
+def _odd_at_least(low: int) -> v.Validator:
+    def check(value: str) -> None:
+        v.is_uint(value)
+        if int(value) < low or int(value) % 2 == 0:
+            raise ValueError(f"Value must be an odd number equal to or higher than {low}")
+
+    return check
+
+
+def _at_most(high: int) -> v.Validator:
+    def check(value: str) -> None:
+        v.is_uint(value)
+        if int(value) > high:
+            raise ValueError(f"Value must be between 0 and {high}")
+
+    return check
+
+
 SERVER_KEYS: dict[str, Key] = {
     "core.https_address": Key(
         v.is_listen_address,
@@ -177,7 +205,59 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="One lxcfs per instance (not available here)",
     ),
+    "cluster.https_address": Key(
+        v.is_listen_address,
+        "",
+        live=True,
+        help="Address the other cluster members reach this one at (HOST:PORT); "
+        "core.https_address's when clustering is enabled without it",
+    ),
+    "cluster.offline_threshold": Key(
+        _more_than(10),
+        "20",
+        live=True,
+        help="Seconds without a heartbeat after which a member is offline",
+    ),
+    "cluster.max_voters": Key(
+        _odd_at_least(3), "3", live=True, help="Members that vote in the database's elections"
+    ),
+    "cluster.max_standby": Key(
+        _at_most(5), "2", live=True, help="Members that keep a copy of the database ready to vote"
+    ),
+    "cluster.join_token_expiry": Key(
+        v.is_expiry, "3H", live=True, help="How long a join token lasts (15M, 3H, 1d...)"
+    ),
+    "cluster.healing_threshold": Key(
+        v.is_uint,
+        "0",
+        live=True,
+        help="Seconds offline after which a member's instances are evacuated (0: never)",
+    ),
+    "cluster.images_minimal_replica": Key(
+        v.is_int,
+        "3",
+        live=True,
+        help="Members that keep a copy of each image (-1: all)",
+    ),
 }
+
+LOCAL_SERVER_KEYS = frozenset(
+    {
+        "core.https_address",
+        "core.metrics_address",
+        "core.dns_address",
+        "core.syslog_socket",
+        "core.debug_address",
+        "core.storage_buckets_address",
+        "core.bgp_address",
+        "core.bgp_routerid",
+        "cluster.https_address",
+        "storage.backups_volume",
+        "storage.images_volume",
+    }
+)
+"""The keys each cluster member has its own value of (Incus's "local" scope); the others are
+the cluster's."""
 
 FREE_PREFIXES = {"user.": Key(live=True, help="Free-form user data")}
 
@@ -185,7 +265,7 @@ METRICS_KEY = "core.metrics_address"
 DNS_KEY = "core.dns_address"
 SYSLOG_KEY = "core.syslog_socket"
 
-_CLUSTER = "clustering is not in this stapesd yet"
+_REBALANCE = "automatic rebalancing of instances between members is not in this stapesd yet"
 _OVN = (
     "OVN networks need Open vSwitch and the OVN daemons, and this stapesd has no OVN "
     "northbound client"
@@ -194,15 +274,8 @@ LATER: dict[str, str] = {
     "core.trust_password": "trust passwords are gone from Incus 6 too: use trust tokens "
     "(stapes config trust add NAME)",
     **{
-        f"cluster.{key}": _CLUSTER
+        f"cluster.{key}": _REBALANCE
         for key in (
-            "https_address",
-            "healing_threshold",
-            "images_minimal_replica",
-            "join_token_expiry",
-            "max_standby",
-            "max_voters",
-            "offline_threshold",
             "rebalance.batch",
             "rebalance.cooldown",
             "rebalance.interval",

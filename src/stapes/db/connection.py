@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from stapes.db.schema import migrate
+from stapes.db.schema import MIGRATIONS, Migration, migrate
 
 
 class Row(Protocol):
@@ -68,6 +68,12 @@ class Database(abc.ABC):
         return list(self.execute(sql, params).fetchall())
 
     @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No other thread's query runs until the block ends (a read and what follows it)."""
+        with self._lock:
+            yield
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
         """A write transaction; nested uses join the outer one. The connection is this
         thread's until it ends."""
@@ -93,9 +99,10 @@ class Database(abc.ABC):
 
 
 class SqliteDatabase(Database):
-    """SQLite in WAL mode with foreign keys, at ``path``."""
+    """SQLite in WAL mode with foreign keys, at ``path``, its schema brought to the last of
+    ``migrations``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, migrations: list[Migration] = MIGRATIONS) -> None:
         super().__init__()
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -104,10 +111,44 @@ class SqliteDatabase(Database):
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         with self.transaction():
-            migrate(self)
+            migrate(self, migrations)
 
     def close(self) -> None:
         self._conn.close()
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor:
         return self._conn.execute(sql, params)
+
+
+class ServerDatabase(Database):
+    """The daemon's database: its engine (SQLite standalone, cowsql once clustered) can be
+    replaced while the daemon runs, between transactions, so every service built on this one
+    object follows. ``local`` is the member's own database when clustered (its addresses and
+    raft nodes: what is not the cluster's); None standalone, where one database holds both."""
+
+    def __init__(self, engine: Database, local: Database | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.local = local
+
+    def replace_engine(self, engine: Database, local: Database | None) -> Database:
+        """Switch to ``engine`` (and ``local``); returns the engine replaced, still open."""
+        with self._lock:
+            if self._depth:
+                raise RuntimeError("the database engine cannot change inside a transaction")
+            old, self.engine, self.local = self.engine, engine, local
+            return old
+
+    @property
+    def member_local(self) -> Database:
+        """Where the member's own settings live: ``local`` when clustered, else the one
+        database."""
+        return self.local if self.local is not None else self.engine
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.local is not None:
+            self.local.close()
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor:
+        return self.engine._execute(sql, params)

@@ -31,6 +31,8 @@ class InstanceRow:
     volume_description: str = ""
     volume_config: dict[str, str] = field(default_factory=dict)
     """What a client set on the instance's storage volume (user.* keys)."""
+    location: str = ""
+    """The cluster member the instance lives on; empty on a server that is not clustered."""
 
 
 _SELECT = (
@@ -57,6 +59,7 @@ def _row(r: Row) -> InstanceRow:
         last_used_at=r["last_used_at"],
         volume_description=r["volume_description"],
         volume_config=orjson.loads(r["volume_config"]),
+        location=r["location"],
     )
 
 
@@ -101,8 +104,8 @@ def insert_instance(db: Database, row: InstanceRow) -> int:
     pid = get_project(db, row.project).id
     cur = db.execute(
         "INSERT INTO instances (project_id, name, type, architecture, description, ephemeral, "
-        "stateful, config, devices, profiles, pool, created_at, last_used_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "stateful, config, devices, profiles, pool, created_at, last_used_at, location) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             pid,
             row.name,
@@ -117,6 +120,7 @@ def insert_instance(db: Database, row: InstanceRow) -> int:
             row.pool,
             row.created_at,
             row.last_used_at,
+            row.location,
         ),
     )
     row.id = int(cur.lastrowid or 0)

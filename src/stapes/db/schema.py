@@ -356,20 +356,56 @@ def _v13(conn: Executor) -> None:
     )
 
 
+def _v14(conn: Executor) -> None:
+    """Cluster members and groups, and the member each instance lives on (empty on a server
+    that is not clustered)."""
+    _script(
+        conn,
+        """
+        CREATE TABLE cluster_members (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            address TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            architecture TEXT NOT NULL DEFAULT '',
+            failure_domain TEXT NOT NULL DEFAULT 'default',
+            config TEXT NOT NULL DEFAULT '{}',
+            roles TEXT NOT NULL DEFAULT '[]',
+            state TEXT NOT NULL DEFAULT 'created',
+            schema INTEGER NOT NULL,
+            api_extensions INTEGER NOT NULL,
+            heartbeat TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE cluster_groups (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE cluster_group_members (
+            group_id INTEGER NOT NULL REFERENCES cluster_groups (id) ON DELETE CASCADE,
+            member_id INTEGER NOT NULL REFERENCES cluster_members (id) ON DELETE CASCADE,
+            PRIMARY KEY (group_id, member_id)
+        );
+        ALTER TABLE instances ADD COLUMN location TEXT NOT NULL DEFAULT ''
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     *(_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12),
-    _v13,
+    *(_v13, _v14),
 ]
 
 
-def migrate(conn: Executor) -> int:
+def migrate(conn: Executor, migrations: list[Migration] = MIGRATIONS) -> int:
     """Apply every migration past the stored version; return the new version."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(MIGRATIONS):
+    if version > len(migrations):
         raise RuntimeError(
-            f"database schema {version} is newer than this stapesd ({len(MIGRATIONS)})"
+            f"database schema {version} is newer than this stapesd ({len(migrations)})"
         )
-    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+    for number, step in enumerate(migrations[version:], start=version + 1):
         step(conn)
         conn.execute(f"PRAGMA user_version = {number}")
-    return len(MIGRATIONS)
+    return len(migrations)

@@ -22,6 +22,7 @@ from stapes.db.storage import find_pool, get_pool
 from stapes.host.idmap import IdMap, current_map
 from stapes.instance import create, names
 from stapes.project import restrictions
+from stapes.runtime.membership import shown_location
 from stapes.runtime.operations import Operation
 from stapes.storage.backups import index as backup_index
 from stapes.storage.backups import tarball, volume_io
@@ -164,7 +165,7 @@ class InstanceBackups:
             "name": row.name,
             "type": row.type,
             "used_by": [],
-            "location": "none",
+            "location": shown_location(row.location),
             "content_type": "filesystem",
             "project": row.project,
             "created_at": row.created_at,

@@ -56,6 +56,7 @@ async def create_instance(
     undo: list[Undo] = []
     if trigger is not None and row.type == "container":
         row.config[templates.APPLY_KEY] = trigger
+    row.location = svc.membership.name
     try:
         with svc.db.transaction():
             q.insert_instance(svc.db, row)
@@ -86,7 +87,11 @@ async def create_instance(
             InstanceAction.CREATED,
             instance_url(row.name, row.project),
             project=row.project,
-            context={"location": "none", "storage-pool": row.pool, "type": row.type},
+            context={
+                "location": svc.membership.location,
+                "storage-pool": row.pool,
+                "type": row.type,
+            },
         )
 
         async def announce_removal() -> None:

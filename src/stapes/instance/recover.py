@@ -191,6 +191,7 @@ class Recovery:
             self.backups.snapshot_row(found.backup, s, row, current_map(row.config), keep_ids=True)
             for s in found.snapshots
         ]
+        row.location = svc.membership.name
         with self.db.transaction():
             q.insert_instance(self.db, row)
             for snap in snaps:
@@ -208,7 +209,11 @@ class Recovery:
             InstanceAction.CREATED,
             instance_url(row.name, row.project),
             project=row.project,
-            context={"location": "none", "storage-pool": row.pool, "type": row.type},
+            context={
+                "location": svc.membership.location,
+                "storage-pool": row.pool,
+                "type": row.type,
+            },
         )
         log.info("recovered instance %s (project %s) from pool %s", row.name, row.project, row.pool)
 

@@ -53,6 +53,7 @@ from stapes.migration.sink import InstanceSink
 from stapes.network.service import Networks, ProjectNetworks
 from stapes.runtime.events import EventBus
 from stapes.runtime.locks import InstanceLocks
+from stapes.runtime.membership import Membership, shown_location
 from stapes.runtime.operations import Operation, Operations
 from stapes.storage.backups.records import BackupRecords
 from stapes.storage.pool import Pools
@@ -85,8 +86,11 @@ class InstanceService:
         images: ImageStore,
         pools: Pools,
         drivers: InstanceDrivers,
+        membership: Membership | None = None,
     ) -> None:
         self.db = db
+        self.membership = membership or Membership()
+        """This daemon's cluster member: where the instances it creates live."""
         self.paths = paths
         self.events = events
         self.operations = operations
@@ -225,7 +229,7 @@ class InstanceService:
             "status": status.status.text,
             "status_code": int(status.status),
             "last_used_at": row.last_used_at or "0001-01-01T00:00:00Z",
-            "location": "none",
+            "location": shown_location(row.location),
             "type": row.type,
             "project": row.project,
         }

@@ -10,6 +10,7 @@ import time
 
 from stapes.api.errors import RemoteError
 from stapes.client.connection import Connection
+from stapes.cluster.bootstrap import ClusterFiles
 from stapes.config.validate import parse_bool
 from stapes.db.connection import SqliteDatabase
 from stapes.db.instances import list_instances
@@ -59,6 +60,8 @@ def shutdown(paths: Paths, timeout: int, force: bool) -> int:
 def needed(paths: Paths) -> bool:
     """Whether something needs the daemon: an HTTPS or metrics address to listen on, or an
     instance that should start with it (boot.autostart, or running when it last stopped)."""
+    if ClusterFiles(paths.database.parent).clustered:
+        return True  # a cluster member serves the others
     if not paths.database.exists():
         return False
     db = SqliteDatabase(paths.database)

@@ -12,9 +12,11 @@ import signal
 from aiohttp import web
 
 from stapes.api.errors import StapesError
+from stapes.cluster.bootstrap import ClusterFiles
+from stapes.cluster.service import Cluster, resume
 from stapes.config.server_keys import DNS_KEY, METRICS_KEY, SYSLOG_KEY, server_value
 from stapes.config.validate import parse_bool
-from stapes.db.connection import SqliteDatabase
+from stapes.db.connection import ServerDatabase, SqliteDatabase
 from stapes.db.instances import InstanceRow, find_instance, list_instances
 from stapes.db.projects import ensure_profile, ensure_project, ensure_root_disk
 from stapes.db.server_config import get_config
@@ -47,8 +49,10 @@ from stapes.network.zone_service import NetworkZones
 from stapes.project.service import Projects
 from stapes.runtime.events import EventBus, EventLogHandler
 from stapes.runtime.locks import InstanceLocks
+from stapes.runtime.membership import Membership
 from stapes.runtime.operations import Operations
 from stapes.runtime.warnings import Warnings
+from stapes.server.extensions import API_EXTENSIONS
 from stapes.server.http_policy import HttpPolicy, policy_middleware
 from stapes.server.listeners import Https
 from stapes.server.loki import LokiPusher, LokiSettings
@@ -74,11 +78,25 @@ DEFAULT_PROJECT_CONFIG = {
 }
 
 
+def open_database(paths: Paths, membership: Membership) -> tuple[ServerDatabase, Cluster]:
+    """The standalone database, or, on a cluster member, its node and the cluster's."""
+    files = ClusterFiles(paths.database.parent)
+    if files.clustered:
+        engine, shared, local = resume(files, membership)
+        db = ServerDatabase(shared, local)
+    else:
+        engine = None
+        db = ServerDatabase(SqliteDatabase(paths.database))
+    return db, Cluster(db, files, membership, EventBus(), len(API_EXTENSIONS), engine)
+
+
 def build_state(paths: Paths) -> State:
     paths.ensure()
     caps = probe()
-    db = SqliteDatabase(paths.database)
+    membership = Membership()
+    db, cluster = open_database(paths, membership)
     events = EventBus()
+    cluster.events = events
     operations = Operations(events)
     locks = InstanceLocks()
     images = ImageStore(db, paths, events)
@@ -99,6 +117,7 @@ def build_state(paths: Paths) -> State:
         images=images,
         pools=pools,
         drivers=drivers,
+        membership=membership,
     )
     profiles = ProfileService(db, events, instances)
 
@@ -132,6 +151,8 @@ def build_state(paths: Paths) -> State:
         paths=paths,
         guest_api=guest_api,
         db=db,
+        membership=membership,
+        cluster=cluster,
         events=events,
         operations=operations,
         caps=caps,
@@ -241,6 +262,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     uevents = UeventWatcher(lambda event: hotplug_events.handle(st.instances, event))
     uevents.start()
     schedule = loop.create_task(st.snapshots.run_schedule())
+    heartbeats = loop.create_task(st.cluster.heartbeats())
     backup_files = loop.create_task(BackupFileKeeper(st.backups, st.events).run())
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -253,6 +275,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         )
         autostart.cancel()
         schedule.cancel()
+        heartbeats.cancel()
         backup_files.cancel()
         uevents.close()
         if host_down.done():
@@ -282,3 +305,4 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         with contextlib.suppress(FileNotFoundError):
             paths.socket.unlink()
         st.db.close()
+        st.cluster.close()

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from stapes.db.connection import Database
+from stapes.db.connection import ServerDatabase
 from stapes.host.capabilities import HostCaps
 from stapes.host.paths import Paths
 from stapes.runtime.events import EventBus
 from stapes.runtime.locks import InstanceLocks
+from stapes.runtime.membership import Membership
 from stapes.runtime.operations import Operations
 from stapes.runtime.warnings import Warnings
 from stapes.server.http_policy import HttpPolicy
@@ -22,6 +23,7 @@ from stapes.server.oidc import OidcVerifier
 from stapes.server.syslog_socket import SyslogSocket
 
 if TYPE_CHECKING:
+    from stapes.cluster.service import Cluster
     from stapes.guestapi.service import GuestApi
     from stapes.images.secrets import ImageSecrets
     from stapes.images.store import ImageStore
@@ -56,7 +58,10 @@ class ShutdownRequest:
 @dataclass
 class State:
     paths: Paths
-    db: Database
+    db: ServerDatabase
+    membership: Membership
+    """Which cluster member this daemon is (nothing when the server is not clustered)."""
+    cluster: Cluster
     events: EventBus
     operations: Operations
     caps: HostCaps

@@ -90,14 +90,22 @@ class CowsqlDatabase(Database):
     """The database ``name`` of the cowsql cluster whose members listen at ``addresses``."""
 
     def __init__(
-        self, addresses: Sequence[str], name: str = "stapes", timeout: float = 10.0
+        self,
+        addresses: Sequence[str],
+        name: str = "stapes",
+        timeout: float = 10.0,
+        dial: wire.Dial = wire.dial,
     ) -> None:
         super().__init__()
         self.addresses = list(addresses)
         self.name = name
         self.timeout = timeout
+        self.dial = dial
         self._client: wire.Client | None = None
         self._db = 0
+        self._in_transaction = False
+        """Whether a BEGIN went to the leader and its COMMIT or ROLLBACK did not yet (this
+        engine may run under another Database's transaction: ServerDatabase's)."""
         with self.transaction():
             migrate(self)
 
@@ -114,7 +122,7 @@ class CowsqlDatabase(Database):
             deadline = time.monotonic() + self.timeout
             while True:
                 try:
-                    client = wire.connect_leader(self.addresses, self.timeout)
+                    client = wire.connect_leader(self.addresses, self.timeout, self.dial)
                     break
                 except ConnectionError:
                     if time.monotonic() > deadline:
@@ -132,6 +140,19 @@ class CowsqlDatabase(Database):
         """The statement on the leader. Outside a transaction, a leader that is gone or no
         longer leads is found again and the statement sent once more; inside one, the
         transaction is lost with it and the error goes to the caller."""
+        word = sql.lstrip()[:8].upper()
+        if word.startswith("BEGIN"):
+            cursor = self._statement(sql, params)
+            self._in_transaction = True
+            return cursor
+        if word.startswith(("COMMIT", "ROLLBACK", "END")):
+            try:
+                return self._statement(sql, params)
+            finally:
+                self._in_transaction = False
+        return self._statement(sql, params)
+
+    def _statement(self, sql: str, params: tuple[Any, ...]) -> Cursor:
         for attempt in (1, 2):
             try:
                 client = self._connected()
@@ -147,7 +168,7 @@ class CowsqlDatabase(Database):
                 problem = exc
             client.close()
             self._client = None
-            if self._depth or attempt == 2:
+            if self._in_transaction or attempt == 2:
                 raise sqlite3.OperationalError(f"cowsql leader lost: {problem}") from None
         raise AssertionError("unreachable")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -143,7 +143,12 @@ class _Body:
         raise WireError(0, f"unknown value type {kind} from cowsql")
 
 
-def _dial(address: str, timeout: float) -> socket.socket:
+Dial = Callable[[str, float], socket.socket]
+"""How a client reaches a node's address: the plain one below (TCP or an abstract unix
+socket), or a cluster member's (through its HTTPS listener)."""
+
+
+def dial(address: str, timeout: float) -> socket.socket:
     if address.startswith("@"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         target: Any = "\0" + address[1:]
@@ -165,9 +170,9 @@ def _dial(address: str, timeout: float) -> socket.socket:
 class Client:
     """One connection to one node. Not thread-safe: one caller at a time."""
 
-    def __init__(self, address: str, timeout: float = 10.0) -> None:
+    def __init__(self, address: str, timeout: float = 10.0, dial: Dial = dial) -> None:
         self.address = address
-        self.sock = _dial(address, timeout)
+        self.sock = dial(address, timeout)
         try:
             self.sock.sendall(struct.pack("<Q", PROTOCOL_VERSION))
         except OSError:
@@ -277,12 +282,12 @@ class Client:
         return [(body.u64(), body.text(), body.u64()) for _ in range(body.u64())]
 
 
-def connect_leader(addresses: Iterable[str], timeout: float = 10.0) -> Client:
+def connect_leader(addresses: Iterable[str], timeout: float = 10.0, dial: Dial = dial) -> Client:
     """A client of the current leader, found by asking the nodes at ``addresses`` in turn."""
     problems: list[str] = []
     for address in addresses:
         try:
-            with Client(address, timeout) as probe:
+            with Client(address, timeout, dial) as probe:
                 _, leader = probe.leader()
         except (OSError, WireError) as exc:
             problems.append(f"{address}: {exc}")
@@ -291,7 +296,7 @@ def connect_leader(addresses: Iterable[str], timeout: float = 10.0) -> Client:
             problems.append(f"{address}: no leader yet")
             continue
         try:
-            return Client(leader, timeout)
+            return Client(leader, timeout, dial)
         except OSError as exc:  # a leader that just went, still named by its followers
             problems.append(f"{leader} (the leader {address} names): {exc}")
     raise ConnectionError("No cowsql leader reachable: " + "; ".join(problems))

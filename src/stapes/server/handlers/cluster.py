@@ -1,19 +1,37 @@
-"""/1.0/cluster and below, as a server that is not (yet) a cluster member answers them: its
-member configuration (what a member joining a cluster with this server's pools and networks
-would have to give), and Incus's errors for the member and group endpoints (all 400s here:
-Incus answers some with a 500, though nothing failed on the server)."""
+"""/1.0/cluster and below: enabling clustering, the members and the groups (cluster/service.py).
+On a server that is not clustered the member and group endpoints answer Incus's errors (400s
+here: Incus answers some with a 500, though nothing failed on the server)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
+from stapes.api.cluster import (
+    ClusterGroupPost,
+    ClusterGroupPut,
+    ClusterGroupsPost,
+    ClusterMemberPost,
+    ClusterMemberPut,
+    ClusterPut,
+)
 from stapes.api.errors import BadRequest
+from stapes.cluster.service import NOT_CLUSTERED, group_url, member_url
 from stapes.db import networks as network_db
 from stapes.db import storage as storage_db
-from stapes.server.endpoint import Action, Endpoint, state
-from stapes.server.response import Result, Sync
+from stapes.server.endpoint import (
+    Action,
+    Endpoint,
+    body_as,
+    check_etag,
+    patched,
+    recursion,
+    state,
+)
+from stapes.server.extensions import API_EXTENSIONS
+from stapes.server.response import Async, Result, Sync, created
 
 MEMBER_POOL_KEYS = (
     "size", "source", "source.wipe", "zfs.pool_name", "lvm.thinpool_name", "lvm.vg_name"
@@ -51,38 +69,155 @@ def member_config(pools: list[Any], networks: list[Any]) -> list[dict[str, str]]
 
 
 async def get_cluster(request: web.Request) -> Result:
-    db = state(request).db
-    pools = storage_db.list_pools(db)
-    networks = network_db.list_networks(db)
-    return Sync(
-        {"server_name": "", "enabled": False, "member_config": member_config(pools, networks)}
+    st = state(request)
+    pools = storage_db.list_pools(st.db)
+    networks = network_db.list_networks(st.db)
+    body = {
+        "server_name": st.membership.name,
+        "enabled": st.membership.clustered,
+        "member_config": member_config(pools, networks),
+    }
+    return Sync(body, etag=body)
+
+
+async def put_cluster(request: web.Request) -> Result:
+    st = state(request)
+    put = await body_as(request, ClusterPut)
+    if not put.enabled:
+        if put.server_name:
+            raise BadRequest("ServerName must be empty when disabling clustering")
+        if not st.membership.clustered:
+            raise BadRequest("This server is not clustered")
+        raise BadRequest(
+            "A cluster member cannot leave its cluster by itself: remove it from the cluster "
+            "(stapes cluster remove) instead"
+        )
+    if put.cluster_address:
+        raise BadRequest("Joining an existing cluster is not in this stapesd yet")
+    address = st.cluster.check_enable(put.server_name)
+    api_extensions = len(API_EXTENSIONS)
+
+    async def run(_op: Any) -> None:
+        await asyncio.to_thread(st.cluster.enable, put.server_name, address)
+        st.cluster.api_extensions = api_extensions
+
+    return Async(
+        st.operations.start(run, description="Creating bootstrap node", resources={"cluster": []})
     )
 
 
-async def not_clustered_member(request: web.Request) -> Result:
-    # Incus's words; Incus answers these with a 500, but nothing failed on the server: the
-    # request was for a cluster this server is not part of
-    raise BadRequest("Server is not clustered")
+async def list_members(request: web.Request) -> Result:
+    cluster = state(request).cluster
+    rows = cluster.members()
+    if recursion(request):
+        return Sync(cluster.render_members(rows))
+    return Sync([member_url(row.name) for row in rows])
 
 
-async def not_clustered(request: web.Request) -> Result:
-    raise BadRequest("This server is not clustered")
+def _member(request: web.Request) -> dict[str, Any]:
+    cluster = state(request).cluster
+    return cluster.render_members([cluster.member(request.match_info["name"])])[0]
+
+
+async def get_member(request: web.Request) -> Result:
+    rendered = _member(request)
+    return Sync(rendered, etag=state(request).cluster.writable(rendered))
+
+
+async def put_member(request: web.Request) -> Result:
+    cluster = state(request).cluster
+    current = cluster.writable(_member(request))
+    check_etag(request, current)
+    if request.method == "PATCH":
+        put = await patched(request, current, ("config",), ClusterMemberPut)
+    else:
+        put = await body_as(request, ClusterMemberPut)
+    cluster.update_member(request.match_info["name"], put)
+    return Sync()
+
+
+async def post_member(request: web.Request) -> Result:
+    post = await body_as(request, ClusterMemberPost)
+    state(request).cluster.rename_member(request.match_info["name"], post.server_name)
+    return created(member_url(post.server_name))
+
+
+async def delete_member(request: web.Request) -> Result:
+    state(request).cluster.delete_member(request.match_info["name"])
+    return Sync()
+
+
+async def add_member(request: web.Request) -> Result:
+    state(request).cluster.check_clustered(NOT_CLUSTERED)
+    raise BadRequest("Join tokens are not in this stapesd yet: the cluster has one member")
+
+
+async def list_groups(request: web.Request) -> Result:
+    cluster = state(request).cluster
+    rows = cluster.groups()
+    if recursion(request):
+        return Sync([cluster.render_group(row) for row in rows])
+    return Sync([group_url(row.name) for row in rows])
+
+
+async def create_group(request: web.Request) -> Result:
+    post = await body_as(request, ClusterGroupsPost)
+    state(request).cluster.create_group(post.name, post)
+    return created(group_url(post.name))
+
+
+def _group_writable(rendered: dict[str, Any]) -> dict[str, Any]:
+    return {k: rendered[k] for k in ("description", "members", "config")}
+
+
+async def get_group(request: web.Request) -> Result:
+    cluster = state(request).cluster
+    rendered = cluster.render_group(cluster.group(request.match_info["name"]))
+    return Sync(rendered, etag=_group_writable(rendered))
+
+
+async def put_group(request: web.Request) -> Result:
+    cluster = state(request).cluster
+    name = request.match_info["name"]
+    current = _group_writable(cluster.render_group(cluster.group(name)))
+    check_etag(request, current)
+    if request.method == "PATCH":
+        put = await patched(request, current, ("config",), ClusterGroupPut)
+    else:
+        put = await body_as(request, ClusterGroupPut)
+    cluster.update_group(name, put)
+    return Sync()
+
+
+async def post_group(request: web.Request) -> Result:
+    post = await body_as(request, ClusterGroupPost)
+    state(request).cluster.rename_group(request.match_info["name"], post.name)
+    return created(group_url(post.name))
+
+
+async def delete_group(request: web.Request) -> Result:
+    state(request).cluster.delete_group(request.match_info["name"])
+    return Sync()
 
 
 ENDPOINTS = [
-    Endpoint("/cluster", get=Action(get_cluster)),
-    Endpoint(
-        "/cluster/members",
-        get=Action(not_clustered_member),
-        post=Action(not_clustered),
-    ),
+    Endpoint("/cluster", get=Action(get_cluster), put=Action(put_cluster)),
+    Endpoint("/cluster/members", get=Action(list_members), post=Action(add_member)),
     Endpoint(
         "/cluster/members/{name}",
-        get=Action(not_clustered_member),
-        put=Action(not_clustered_member),
-        patch=Action(not_clustered_member),
-        post=Action(not_clustered_member),
-        delete=Action(not_clustered_member),
+        get=Action(get_member),
+        put=Action(put_member),
+        patch=Action(put_member),
+        post=Action(post_member),
+        delete=Action(delete_member),
     ),
-    Endpoint("/cluster/groups", get=Action(not_clustered), post=Action(not_clustered)),
+    Endpoint("/cluster/groups", get=Action(list_groups), post=Action(create_group)),
+    Endpoint(
+        "/cluster/groups/{name}",
+        get=Action(get_group),
+        put=Action(put_group),
+        patch=Action(put_group),
+        post=Action(post_group),
+        delete=Action(delete_group),
+    ),
 ]

@@ -1,0 +1,154 @@
+"""A standalone server becomes the first member of a cluster: its database is copied into a
+new cowsql one, row for row, and the member's own keys move to its local database.
+
+Crash-safe by order: everything is written beside the standalone database first and
+database/local.db appears last (renamed into place); a server is clustered when it exists.
+Until then a restart finds the standalone database as it was, and the partial cowsql data is
+removed."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from stapes.api.times import now, timestamp
+from stapes.cluster.engine import ClusterEngine
+from stapes.config.server_keys import LOCAL_SERVER_KEYS
+from stapes.db import cluster as cluster_db
+from stapes.db.connection import Database
+from stapes.db.cowsql import wire
+from stapes.db.cowsql.node import BOOTSTRAP_ID
+from stapes.db.local import RaftNode, open_local, replace_raft_nodes
+from stapes.db.schema import MIGRATIONS
+
+BATCH_PARAMETERS = 900
+"""Values per multi-row INSERT while copying (SQLite's limit is far above)."""
+
+
+@dataclass(frozen=True)
+class ClusterFiles:
+    """Where a member keeps its cluster state, beside the standalone database."""
+
+    directory: Path
+    """database/: holds stapes.db (standalone), local.db and global/ (clustered)."""
+
+    @property
+    def standalone(self) -> Path:
+        return self.directory / "stapes.db"
+
+    @property
+    def standalone_kept(self) -> Path:
+        """The standalone database as it was when clustering was enabled, kept aside."""
+        return self.directory / "stapes.db.standalone"
+
+    @property
+    def local(self) -> Path:
+        return self.directory / "local.db"
+
+    @property
+    def cowsql(self) -> Path:
+        return self.directory / "global"
+
+    @property
+    def clustered(self) -> bool:
+        return self.local.exists()
+
+
+def tables(db: Database) -> list[str]:
+    """The schema's tables, in the order they were made (references point backwards)."""
+    rows = db.all(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY rowid"
+    )
+    return [r["name"] for r in rows]
+
+
+def copy_rows(source: Database, target: Database) -> int:
+    """Every row of every table of ``source`` into the same (empty) tables of ``target``;
+    returns how many."""
+    copied = 0
+    for table in tables(source):
+        columns = [r["name"] for r in source.all(f"PRAGMA table_info({table})")]
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = "(" + ", ".join("?" * len(columns)) + ")"
+        found = source.all(f'SELECT {names} FROM "{table}" ORDER BY rowid')
+        rows = [tuple(r[i] for i in range(len(columns))) for r in found]
+        per_batch = max(1, BATCH_PARAMETERS // len(columns))
+        for start in range(0, len(rows), per_batch):
+            batch = rows[start : start + per_batch]
+            values = ", ".join([marks] * len(batch))
+            flat = tuple(v for row in batch for v in row)
+            target.execute(f'INSERT INTO "{table}" ({names}) VALUES {values}', flat)
+        copied += len(rows)
+    return copied
+
+
+def bootstrap(
+    files: ClusterFiles,
+    standalone: Database,
+    name: str,
+    address: str,
+    api_extensions: int,
+) -> tuple[ClusterEngine, Database, Database]:
+    """Make this server the first member, ``name`` at ``address``: returns its engine, the
+    cluster's database and the member's local one (``standalone`` is left open, unchanged,
+    for the caller to close and set aside once it has switched). The caller holds the
+    standalone database still (no write between the copy and the switch)."""
+    shutil.rmtree(files.cowsql, ignore_errors=True)
+    staging = files.local.with_name("local.db.new")
+    for leftover in staging.parent.glob(staging.name + "*"):
+        leftover.unlink()
+    engine = ClusterEngine.start(BOOTSTRAP_ID, address, files.cowsql)
+    try:
+        shared = engine.database([address])
+        try:
+            with shared.transaction():
+                copy_rows(standalone, shared)
+                shared.execute(
+                    "DELETE FROM config WHERE key IN ("
+                    + ",".join("?" * len(LOCAL_SERVER_KEYS))
+                    + ")",
+                    tuple(sorted(LOCAL_SERVER_KEYS)),
+                )
+                member = cluster_db.insert_member(
+                    shared,
+                    cluster_db.MemberRow(
+                        id=0,
+                        name=name,
+                        address=address,
+                        architecture=platform.machine(),
+                        schema=len(MIGRATIONS),
+                        api_extensions=api_extensions,
+                        heartbeat=timestamp(now()),
+                    ),
+                )
+                group = cluster_db.insert_group(
+                    shared, cluster_db.DEFAULT_GROUP, "Default cluster group"
+                )
+                cluster_db.set_member_groups(shared, member, [group])
+                shared.execute("UPDATE instances SET location = ?", (name,))
+            own = {
+                r["key"]: r["value"]
+                for r in standalone.all("SELECT key, value FROM config")
+                if r["key"] in LOCAL_SERVER_KEYS
+            }
+            own["cluster.https_address"] = address
+            local = open_local(staging)
+            with local.transaction():
+                for key, value in own.items():
+                    local.execute("INSERT INTO config (key, value) VALUES (?, ?)", (key, value))
+                replace_raft_nodes(local, [RaftNode(BOOTSTRAP_ID, address, wire.VOTER, name)])
+            local.close()
+            staging.rename(files.local)  # the server is clustered from here on
+            return engine, shared, open_local(files.local)
+        except BaseException:
+            shared.close()
+            raise
+    except BaseException:
+        engine.close()
+        shutil.rmtree(files.cowsql, ignore_errors=True)
+        for leftover in staging.parent.glob(staging.name + "*"):
+            leftover.unlink()
+        raise

@@ -1,0 +1,65 @@
+"""This member's cowsql node and the Database that talks to the cluster's leader through it.
+
+The node listens on an abstract unix socket only (libcowsql then accepts connections from this
+process alone): nothing on the host can reach the cluster's database without going through
+stapesd. Its raft address is the member's cluster address (HOST:PORT of its HTTPS listener),
+which ``dial`` maps back to that socket for this member."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from stapes.db.cowsql import wire
+from stapes.db.cowsql.database import CowsqlDatabase
+from stapes.db.cowsql.node import Node
+
+NETWORK_LATENCY_MS = 20
+"""The round trip cowsql plans its heartbeats and elections around (Incus's figure for a
+LAN; loopback members are faster)."""
+
+
+@dataclass(frozen=True)
+class RaftView:
+    leader: str
+    """The leader's address."""
+    roles: dict[str, int]
+    """Each node's role (wire.VOTER, STANDBY, SPARE), by address."""
+
+
+class ClusterEngine:
+    def __init__(self, node: Node, address: str) -> None:
+        self.node = node
+        self.address = address
+        self.bind = node.bind_address
+
+    @classmethod
+    def start(cls, node_id: int, address: str, data_dir: Path) -> ClusterEngine:
+        """Start the node ``node_id`` of this member (raft address ``address``) on its data
+        in ``data_dir`` (a new cluster of one when it is empty and the id is BOOTSTRAP_ID)."""
+        node = Node(node_id, address, data_dir, bind="@", latency_ms=NETWORK_LATENCY_MS)
+        try:
+            node.start()
+        except BaseException:
+            node.close()
+            raise
+        return cls(node, address)
+
+    def dial(self, address: str, timeout: float) -> socket.socket:
+        if address == self.address:
+            return wire.dial(self.bind, timeout)
+        raise ConnectionRefusedError(f"cluster member {address} is not reachable from here")
+
+    def database(self, addresses: list[str], timeout: float = 10.0) -> CowsqlDatabase:
+        """The cluster's database, through whichever of ``addresses`` leads."""
+        return CowsqlDatabase(addresses, timeout=timeout, dial=self.dial)
+
+    def raft(self, addresses: list[str], timeout: float = 5.0) -> RaftView:
+        """Who leads and every node's role, as the leader sees them."""
+        with wire.connect_leader(addresses, timeout, self.dial) as client:
+            _, leader = client.leader()
+            return RaftView(leader, {address: role for _, address, role in client.cluster()})
+
+    def close(self) -> None:
+        self.node.close(handover=True)

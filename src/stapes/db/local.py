@@ -1,0 +1,66 @@
+"""A cluster member's own database (database/local.db): what belongs to this member and not
+to the cluster: its local-scope server keys (core.https_address, cluster.https_address...)
+and the raft nodes it last knew, to find the cluster again when it starts. A server that is
+not clustered has none: its one database holds everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stapes.db.connection import Database, SqliteDatabase
+from stapes.db.schema import Executor, Migration
+
+
+def _v1(conn: Executor) -> None:
+    conn.execute("CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(
+        """CREATE TABLE raft_nodes (
+            id INTEGER PRIMARY KEY,
+            address TEXT NOT NULL UNIQUE,
+            role INTEGER NOT NULL DEFAULT 0,
+            name TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+
+
+LOCAL_MIGRATIONS: list[Migration] = [_v1]
+
+
+@dataclass(frozen=True)
+class RaftNode:
+    id: int
+    """cowsql's node id (unsigned 64 bits; SQLite keeps it signed)."""
+    address: str
+    """The member's cluster address (HOST:PORT of its HTTPS listener)."""
+    role: int
+    """cowsql's role number (db/cowsql/wire.py: VOTER, STANDBY, SPARE)."""
+    name: str
+
+
+def open_local(path: Path) -> SqliteDatabase:
+    return SqliteDatabase(path, LOCAL_MIGRATIONS)
+
+
+def _signed(node_id: int) -> int:
+    return node_id - (1 << 64) if node_id >= 1 << 63 else node_id
+
+
+def _unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def raft_nodes(db: Database) -> list[RaftNode]:
+    return [
+        RaftNode(_unsigned(r["id"]), r["address"], r["role"], r["name"])
+        for r in db.all("SELECT id, address, role, name FROM raft_nodes ORDER BY address")
+    ]
+
+
+def replace_raft_nodes(db: Database, nodes: list[RaftNode]) -> None:
+    db.execute("DELETE FROM raft_nodes")
+    for node in nodes:
+        db.execute(
+            "INSERT INTO raft_nodes (id, address, role, name) VALUES (?, ?, ?, ?)",
+            (_signed(node.id), node.address, node.role, node.name),
+        )
