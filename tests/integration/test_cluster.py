@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from stapes.api.errors import MissingHostFeature
+from stapes.cluster.admission import token_text
 from stapes.db.cowsql.node import library
 from tests.helpers import ClientCert, Daemon, free_port, https_request, new_root, remove_root
 
@@ -219,3 +222,151 @@ def test_a_restricted_client_cannot_touch_the_cluster(
     resp, _ = https_request(address, "PUT", "/1.0/cluster", body, client)
     assert resp.status == 403, resp.body
     assert daemon.request("GET", "/1.0/cluster").metadata["enabled"] is False
+
+
+def _member(tmp: list[Daemon]) -> tuple[Daemon, str]:
+    daemon = Daemon(new_root())
+    tmp.append(daemon)
+    daemon.start()
+    address = f"127.0.0.1:{free_port()}"
+    assert (
+        daemon.request("PATCH", "/1.0", {"config": {"core.https_address": address}}).status == 200
+    )
+    return daemon, address
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Daemon]]:
+    made: list[Daemon] = []
+    yield made
+    for daemon in made:
+        try:
+            daemon.stop(signal.SIGKILL)
+        finally:
+            remove_root(daemon.root)
+
+
+def _token(daemon: Daemon, name: str) -> str:
+    resp = daemon.request("POST", "/1.0/cluster/members", {"server_name": name})
+    assert resp.status == 202, resp.body
+    op = resp.json()["metadata"]
+    assert op["class"] == "token"
+    return token_text(op["metadata"])
+
+
+def _join(daemon: Daemon, address: str, name: str, leader: Daemon, token: str) -> None:
+    env = leader.request("GET", "/1.0").metadata["environment"]
+    put = {
+        "server_name": name,
+        "enabled": True,
+        "cluster_address": env["addresses"][0],
+        "cluster_certificate": env["certificate"],
+        "server_address": address,
+        "cluster_token": token,
+    }
+    daemon.ok(daemon.request("PUT", "/1.0/cluster", put))
+
+
+def _roles(daemon: Daemon) -> dict[str, list[str]]:
+    members = daemon.request("GET", "/1.0/cluster/members?recursion=1").metadata
+    return {m["server_name"]: m["roles"] for m in members}
+
+
+def _until(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.25)
+
+
+def test_three_members_join_with_tokens_and_survive_one_killed(
+    servers: list[Daemon], tmp_path: Path
+) -> None:
+    m1, a1 = _member(servers)
+    _enable(m1, "m1")
+    assert (
+        m1.request("PATCH", "/1.0", {"config": {"cluster.offline_threshold": "11"}}).status == 200
+    )
+
+    # bad joins first: each refused before anything changes on either side
+    m2, a2 = _member(servers)
+    good = _token(m1, "m2")
+    env = m1.request("GET", "/1.0").metadata["environment"]
+    base = {"server_name": "m2", "enabled": True, "cluster_address": a1,
+            "cluster_certificate": env["certificate"], "server_address": a2}  # fmt: skip
+    for change, status, words in (
+        ({"cluster_token": ""}, 400, "No join token"),
+        ({"cluster_certificate": ""}, 400, "No target cluster member certificate"),
+        ({"server_address": "0.0.0.0:1"}, 400, "wildcard"),
+        ({"server_address": "127.0.0.1:1"}, 400, "core.https_address"),
+    ):
+        resp = m2.request("PUT", "/1.0/cluster", {**base, **change, "cluster_token": good} | change)
+        assert resp.status == status and words in resp.json()["error"], (change, resp.body)
+    for change, words in (
+        ({"cluster_token": token_text({"secret": "0" * 64})}, "not valid"),
+        ({"server_name": "m9", "cluster_token": good}, "for member 'm2'"),
+    ):
+        resp = m2.wait(m2.request("PUT", "/1.0/cluster", {**base, **change}))
+        assert resp.status in (400, 403) and words in resp.json()["error"], resp.body
+        assert m2.request("GET", "/1.0/cluster").metadata["enabled"] is False
+    assert [
+        m["server_name"] for m in m1.request("GET", "/1.0/cluster/members?recursion=1").metadata
+    ] == ["m1"]
+
+    _join(m2, a2, "m2", m1, good)
+    assert _roles(m1) == {"m1": ["database-leader", "database"], "m2": ["database-standby"]}
+    assert _roles(m2) == _roles(m1)
+    assert m2.request("GET", "/1.0").metadata["environment"]["server_name"] == "m2"
+    assert m2.request("GET", "/1.0").metadata["config"]["core.https_address"] == a2
+    # a used token is gone
+    resp = m2.request("GET", "/1.0/cluster")
+    assert resp.metadata["enabled"] is True and resp.metadata["server_name"] == "m2"
+
+    # the incus client asks for the third member's token
+    m3, a3 = _member(servers)
+    incus = shutil.which("incus")
+    if incus is not None:
+        env3 = {**os.environ, "INCUS_SOCKET": m1.socket, "INCUS_CONF": str(tmp_path / "conf")}
+        out = subprocess.run([incus, "cluster", "add", "m3", "-q"], env=env3, capture_output=True,
+                             text=True)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        token = out.stdout.strip().splitlines()[-1]
+    else:
+        token = _token(m1, "m3")
+    _join(m3, a3, "m3", m1, token)
+    voters = ["database", "database", "database", "database-leader"]
+    _until(lambda: sorted(r for roles in _roles(m3).values() for r in roles) == voters)
+    for daemon in (m1, m2, m3):
+        assert sorted(_roles(daemon)) == ["m1", "m2", "m3"]
+
+    # writes through any member, read through every other
+    assert m3.request("POST", "/1.0/profiles", {"name": "from-m3"}).status == 201
+    assert m2.request("GET", "/1.0/profiles/from-m3").status == 200
+    assert m1.request("PATCH", "/1.0", {"config": {"user.shared": "yes"}}).status == 200
+    assert m3.request("GET", "/1.0").metadata["config"]["user.shared"] == "yes"
+
+    # kill -9 the leader: the two others elect one and go on taking writes
+    leader = next(n for n, r in _roles(m1).items() if "database-leader" in r)
+    dead = {"m1": m1, "m2": m2, "m3": m3}[leader]
+    alive = [d for d in (m1, m2, m3) if d is not dead]
+    dead.stop(signal.SIGKILL)
+    started = time.monotonic()
+    _until(lambda: alive[0].request("POST", "/1.0/profiles", {"name": "after"}).status == 201)
+    assert time.monotonic() - started < 30
+    assert alive[1].request("GET", "/1.0/profiles/after").status == 200
+
+    def offline() -> bool:
+        members = alive[0].request("GET", "/1.0/cluster/members?recursion=1").metadata
+        return next(m for m in members if m["server_name"] == leader)["status"] == "Offline"
+
+    _until(offline, 40)
+
+    # it comes back, catches up and is online again
+    dead.start()
+    assert dead.request("GET", "/1.0/profiles/after").status == 200
+
+    def online() -> bool:
+        members = alive[1].request("GET", "/1.0/cluster/members?recursion=1").metadata
+        return all(m["status"] == "Online" for m in members)
+
+    _until(online, 40)

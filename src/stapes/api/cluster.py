@@ -27,6 +27,12 @@ class ClusterMemberPut(WireModel):
     roles: list[str] = Field(default_factory=list)
 
 
+class ClusterMembersPost(WireModel):
+    """POST /1.0/cluster/members: a join token for a new member."""
+
+    server_name: str
+
+
 class ClusterMemberPost(WireModel):
     """POST /1.0/cluster/members/{name}: rename."""
 

@@ -122,7 +122,9 @@ class StorageVolumeAction(StrEnum):
 
 class ClusterAction(StrEnum):
     ENABLED = "cluster-enabled"
+    MEMBER_ADDED = "cluster-member-added"
     MEMBER_UPDATED = "cluster-member-updated"
+    TOKEN_CREATED = "cluster-token-created"
     MEMBER_RENAMED = "cluster-member-renamed"
     MEMBER_REMOVED = "cluster-member-removed"
     GROUP_CREATED = "cluster-group-created"

@@ -8,52 +8,25 @@ removed."""
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
-from dataclasses import dataclass
-from pathlib import Path
 
 from stapes.api.times import now, timestamp
 from stapes.cluster.engine import ClusterEngine
-from stapes.config.server_keys import LOCAL_SERVER_KEYS
+from stapes.cluster.files import ClusterFiles
+from stapes.cluster.transport import ClusterTransport
+from stapes.config.server_scope import LOCAL_SERVER_KEYS
 from stapes.db import cluster as cluster_db
 from stapes.db.connection import Database
 from stapes.db.cowsql import wire
 from stapes.db.cowsql.node import BOOTSTRAP_ID
 from stapes.db.local import RaftNode, open_local, replace_raft_nodes
 from stapes.db.schema import MIGRATIONS
+from stapes.db.storage import MEMBER_POOL_KEYS, set_member_pool_config
 
 BATCH_PARAMETERS = 900
 """Values per multi-row INSERT while copying (SQLite's limit is far above)."""
-
-
-@dataclass(frozen=True)
-class ClusterFiles:
-    """Where a member keeps its cluster state, beside the standalone database."""
-
-    directory: Path
-    """database/: holds stapes.db (standalone), local.db and global/ (clustered)."""
-
-    @property
-    def standalone(self) -> Path:
-        return self.directory / "stapes.db"
-
-    @property
-    def standalone_kept(self) -> Path:
-        """The standalone database as it was when clustering was enabled, kept aside."""
-        return self.directory / "stapes.db.standalone"
-
-    @property
-    def local(self) -> Path:
-        return self.directory / "local.db"
-
-    @property
-    def cowsql(self) -> Path:
-        return self.directory / "global"
-
-    @property
-    def clustered(self) -> bool:
-        return self.local.exists()
 
 
 def tables(db: Database) -> list[str]:
@@ -91,6 +64,7 @@ def bootstrap(
     name: str,
     address: str,
     api_extensions: int,
+    transport: ClusterTransport,
 ) -> tuple[ClusterEngine, Database, Database]:
     """Make this server the first member, ``name`` at ``address``: returns its engine, the
     cluster's database and the member's local one (``standalone`` is left open, unchanged,
@@ -100,7 +74,7 @@ def bootstrap(
     staging = files.local.with_name("local.db.new")
     for leftover in staging.parent.glob(staging.name + "*"):
         leftover.unlink()
-    engine = ClusterEngine.start(BOOTSTRAP_ID, address, files.cowsql)
+    engine = ClusterEngine.start(BOOTSTRAP_ID, address, files.cowsql, transport)
     try:
         shared = engine.database([address])
         try:
@@ -129,6 +103,15 @@ def bootstrap(
                 )
                 cluster_db.set_member_groups(shared, member, [group])
                 shared.execute("UPDATE instances SET location = ?", (name,))
+                pools = {}
+                for pool in standalone.all("SELECT id, name, config FROM storage_pools"):
+                    config = json.loads(pool["config"])
+                    pools[pool["name"]] = {k: v for k, v in config.items() if k in MEMBER_POOL_KEYS}
+                    kept = {k: v for k, v in config.items() if k not in MEMBER_POOL_KEYS}
+                    shared.execute(
+                        "UPDATE storage_pools SET config = ? WHERE id = ?",
+                        (json.dumps(kept), pool["id"]),
+                    )
             own = {
                 r["key"]: r["value"]
                 for r in standalone.all("SELECT key, value FROM config")
@@ -140,6 +123,8 @@ def bootstrap(
                 for key, value in own.items():
                     local.execute("INSERT INTO config (key, value) VALUES (?, ?)", (key, value))
                 replace_raft_nodes(local, [RaftNode(BOOTSTRAP_ID, address, wire.VOTER, name)])
+                for pool_name, member_keys in pools.items():
+                    set_member_pool_config(local, pool_name, member_keys)
             local.close()
             staging.rename(files.local)  # the server is clustered from here on
             return engine, shared, open_local(files.local)

@@ -11,10 +11,13 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from stapes.cluster.transport import ClusterTransport
 from stapes.db.cowsql import wire
 from stapes.db.cowsql.database import CowsqlDatabase
 from stapes.db.cowsql.node import Node
 
+CONNECT_TIMEOUT = 5.0
+"""How long the node waits for a connection to another member."""
 NETWORK_LATENCY_MS = 20
 """The round trip cowsql plans its heartbeats and elections around (Incus's figure for a
 LAN; loopback members are faster)."""
@@ -29,37 +32,53 @@ class RaftView:
 
 
 class ClusterEngine:
-    def __init__(self, node: Node, address: str) -> None:
+    def __init__(self, node: Node, address: str, transport: ClusterTransport) -> None:
         self.node = node
         self.address = address
-        self.bind = node.bind_address
+        self.transport = transport
+
+    @property
+    def bind(self) -> str:
+        return self.node.bind_address
 
     @classmethod
-    def start(cls, node_id: int, address: str, data_dir: Path) -> ClusterEngine:
+    def start(
+        cls, node_id: int, address: str, data_dir: Path, transport: ClusterTransport
+    ) -> ClusterEngine:
         """Start the node ``node_id`` of this member (raft address ``address``) on its data
-        in ``data_dir`` (a new cluster of one when it is empty and the id is BOOTSTRAP_ID)."""
+        in ``data_dir``: a new cluster of one when it is empty and the id is BOOTSTRAP_ID,
+        otherwise a node the leader adds (wire.Client.add) or one that was a member."""
         node = Node(node_id, address, data_dir, bind="@", latency_ms=NETWORK_LATENCY_MS)
+        engine = cls(node, address, transport)
         try:
+            node.set_connect(lambda peer: engine.dial(peer, CONNECT_TIMEOUT).detach())
             node.start()
         except BaseException:
             node.close()
             raise
-        return cls(node, address)
+        return engine
 
     def dial(self, address: str, timeout: float) -> socket.socket:
+        """A connection to the node at ``address``: this member's own through its abstract
+        socket, another's through the transport."""
         if address == self.address:
             return wire.dial(self.bind, timeout)
-        raise ConnectionRefusedError(f"cluster member {address} is not reachable from here")
+        return self.transport.dial(address, timeout)
 
     def database(self, addresses: list[str], timeout: float = 10.0) -> CowsqlDatabase:
         """The cluster's database, through whichever of ``addresses`` leads."""
         return CowsqlDatabase(addresses, timeout=timeout, dial=self.dial)
 
+    def raft_client(self, addresses: list[str], timeout: float = 30.0) -> wire.Client:
+        """A connection to the leader, for raft requests (add, assign, cluster)."""
+        return wire.connect_leader(addresses, timeout, self.dial)
+
     def raft(self, addresses: list[str], timeout: float = 5.0) -> RaftView:
         """Who leads and every node's role, as the leader sees them."""
-        with wire.connect_leader(addresses, timeout, self.dial) as client:
+        with self.raft_client(addresses, timeout) as client:
             _, leader = client.leader()
             return RaftView(leader, {address: role for _, address, role in client.cluster()})
 
     def close(self) -> None:
         self.node.close(handover=True)
+        self.transport.close()

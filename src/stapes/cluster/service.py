@@ -4,7 +4,6 @@ the raft view, status from their heartbeats) and its groups."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from datetime import timedelta
@@ -15,13 +14,14 @@ from stapes.api.errors import BadRequest, Conflict, StapesError
 from stapes.api.lifecycle import ClusterAction
 from stapes.api.times import now, parse_timestamp, timestamp
 from stapes.cluster import bootstrap
-from stapes.cluster.bootstrap import ClusterFiles
 from stapes.cluster.engine import ClusterEngine, RaftView
+from stapes.cluster.files import ClusterFiles
+from stapes.cluster.transport import ClusterTransport
 from stapes.config.server_keys import server_value
 from stapes.db import cluster as q
-from stapes.db.connection import Database, ServerDatabase
+from stapes.db.connection import ServerDatabase
 from stapes.db.cowsql import wire
-from stapes.db.local import open_local, raft_nodes
+from stapes.db.local import RaftNode, raft_nodes, replace_raft_nodes
 from stapes.db.server_config import get_config
 from stapes.runtime.events import EventBus
 from stapes.runtime.membership import Membership
@@ -29,6 +29,8 @@ from stapes.runtime.membership import Membership
 log = logging.getLogger(__name__)
 
 NOT_CLUSTERED = "This server is not clustered"
+RESUME_SECONDS = 120.0
+"""How long a starting member waits for its cluster to have a leader."""
 HEARTBEAT_SECONDS = 10
 """How often a member records that it is alive."""
 
@@ -57,11 +59,33 @@ def group_url(name: str) -> str:
     return f"/1.0/cluster/groups/{name}"
 
 
-def resume(files: ClusterFiles, membership: Membership) -> tuple[ClusterEngine, Database, Database]:
-    """A clustered member starting: its node on its raft data, the cluster's database through
-    the nodes it last knew, and its local database."""
-    local = open_local(files.local)
-    try:
+class Cluster:
+    def __init__(
+        self,
+        db: ServerDatabase,
+        files: ClusterFiles,
+        membership: Membership,
+        events: EventBus,
+        transport: ClusterTransport,
+        api_extensions: int,
+    ) -> None:
+        self.db = db
+        self.files = files
+        self.membership = membership
+        self.events = events
+        self.transport = transport
+        self.api_extensions = api_extensions
+        self.engine: ClusterEngine | None = None
+
+    def node_socket(self) -> str:
+        """Where this member's cowsql node listens ("" when it has none)."""
+        return self.engine.bind if self.engine is not None else ""
+
+    def resume(self) -> None:
+        """A member starting: its node on its raft data, then the cluster's database through
+        the nodes it last knew (its HTTPS listener is up: the others reach its node through
+        it). Blocks until the cluster has a leader (runs in a thread)."""
+        local = self.db.member_local
         address = server_value(get_config(local), "cluster.https_address")
         nodes = raft_nodes(local)
         own = next((n for n in nodes if n.address == address), None)
@@ -70,37 +94,18 @@ def resume(files: ClusterFiles, membership: Membership) -> tuple[ClusterEngine, 
                 f"this member's cluster address {address!r} is not among its raft nodes "
                 f"({', '.join(n.address for n in nodes)}): its local database is damaged"
             )
-        engine = ClusterEngine.start(own.id, address, files.cowsql)
+        engine = ClusterEngine.start(own.id, address, self.files.cowsql, self.transport)
         try:
-            shared = engine.database([n.address for n in nodes], timeout=30.0)
+            shared = engine.database([n.address for n in nodes], timeout=RESUME_SECONDS)
         except BaseException:
             engine.close()
             raise
-    except BaseException:
-        local.close()
-        raise
-    member = q.member_at(shared, address)
-    membership.name = member.name if member is not None else own.name
-    membership.address = address
-    return engine, shared, local
-
-
-class Cluster:
-    def __init__(
-        self,
-        db: ServerDatabase,
-        files: ClusterFiles,
-        membership: Membership,
-        events: EventBus,
-        api_extensions: int,
-        engine: ClusterEngine | None = None,
-    ) -> None:
-        self.db = db
-        self.files = files
-        self.membership = membership
-        self.events = events
-        self.api_extensions = api_extensions
         self.engine = engine
+        self.db.replace_engine(shared, local)
+        member = q.member_at(shared, address)
+        self.membership.name = member.name if member is not None else own.name
+        self.membership.address = address
+        log.info("cluster member %s at %s: database reached", self.membership.name, address)
 
     # -- enabling ---------------------------------------------------------------------------
 
@@ -131,7 +136,7 @@ class Cluster:
         holds the database, so nothing writes between it and the switch)."""
         with self.db.exclusive():
             engine, shared, local = bootstrap.bootstrap(
-                self.files, self.db.engine, name, address, self.api_extensions
+                self.files, self.db.engine, name, address, self.api_extensions, self.transport
             )
             old = self.db.replace_engine(shared, local)
         old.close()
@@ -161,12 +166,14 @@ class Cluster:
         if not self.membership.clustered:
             raise BadRequest(message)
 
+    def raft_addresses(self) -> list[str]:
+        """The raft nodes this member knows of (the leader is among them)."""
+        return [n.address for n in raft_nodes(self.db.member_local)]
+
     def raft(self) -> RaftView:
         assert self.engine is not None
-        local = self.db.member_local
-        addresses = [n.address for n in raft_nodes(local)]
         try:
-            return self.engine.raft(addresses)
+            return self.engine.raft(self.raft_addresses())
         except (OSError, wire.WireError) as exc:
             log.warning("cluster database roles unknown: %s", exc)
             return RaftView("", {})
@@ -288,11 +295,27 @@ class Cluster:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             if not self.membership.clustered:
                 continue
-            with contextlib.suppress(Exception):
-                self.db.execute(
-                    "UPDATE cluster_members SET heartbeat = ? WHERE name = ?",
-                    (timestamp(now()), self.membership.name),
-                )
+            try:
+                await asyncio.to_thread(self.beat)
+            except Exception as exc:  # the cluster may be electing: the next beat will do
+                log.debug("cluster heartbeat failed: %s", exc)
+
+    def beat(self) -> None:
+        """Record this member alive, and the raft nodes as they are now (a member starting
+        again looks for the cluster at those addresses)."""
+        self.db.execute(
+            "UPDATE cluster_members SET heartbeat = ? WHERE name = ?",
+            (timestamp(now()), self.membership.name),
+        )
+        if self.engine is None:
+            return
+        with self.engine.raft_client(self.raft_addresses()) as client:
+            nodes = client.cluster()
+        names = {m.address: m.name for m in q.list_members(self.db)}
+        with self.db.member_local.transaction():
+            replace_raft_nodes(
+                self.db.member_local, [RaftNode(i, a, r, names.get(a, "")) for i, a, r in nodes]
+            )
 
     # -- groups -----------------------------------------------------------------------------
 

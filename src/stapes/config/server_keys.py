@@ -241,23 +241,6 @@ SERVER_KEYS: dict[str, Key] = {
     ),
 }
 
-LOCAL_SERVER_KEYS = frozenset(
-    {
-        "core.https_address",
-        "core.metrics_address",
-        "core.dns_address",
-        "core.syslog_socket",
-        "core.debug_address",
-        "core.storage_buckets_address",
-        "core.bgp_address",
-        "core.bgp_routerid",
-        "cluster.https_address",
-        "storage.backups_volume",
-        "storage.images_volume",
-    }
-)
-"""The keys each cluster member has its own value of (Incus's "local" scope); the others are
-the cluster's."""
 
 FREE_PREFIXES = {"user.": Key(live=True, help="Free-form user data")}
 

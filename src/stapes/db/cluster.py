@@ -207,3 +207,27 @@ def set_group_members(db: Database, group_id: int, member_ids: list[int]) -> Non
 
 def delete_group(db: Database, group_id: int) -> None:
     db.execute("DELETE FROM cluster_groups WHERE id = ?", (group_id,))
+
+
+@dataclass
+class JoinToken:
+    name: str
+    """The member it lets join."""
+    secret: str
+    expires_at: str = ""
+
+
+def insert_join_token(db: Database, token: JoinToken) -> None:
+    db.execute(
+        "INSERT INTO cluster_join_tokens (name, secret, expires_at) VALUES (?, ?, ?)",
+        (token.name, token.secret, token.expires_at),
+    )
+
+
+def list_join_tokens(db: Database) -> list[JoinToken]:
+    rows = db.all("SELECT name, secret, expires_at FROM cluster_join_tokens ORDER BY name")
+    return [JoinToken(r["name"], r["secret"], r["expires_at"]) for r in rows]
+
+
+def delete_join_token(db: Database, secret: str) -> None:
+    db.execute("DELETE FROM cluster_join_tokens WHERE secret = ?", (secret,))

@@ -120,6 +120,21 @@ class SqliteDatabase(Database):
         return self._conn.execute(sql, params)
 
 
+class Unavailable(Database):
+    """An engine not connected yet (a cluster member until it reaches its cluster): every
+    statement fails with ``why``."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__()
+        self.why = why
+
+    def close(self) -> None:
+        pass
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor:
+        raise sqlite3.OperationalError(self.why)
+
+
 class ServerDatabase(Database):
     """The daemon's database: its engine (SQLite standalone, cowsql once clustered) can be
     replaced while the daemon runs, between transactions, so every service built on this one

@@ -81,6 +81,13 @@ def list_instances(db: Database, project: str | None) -> list[InstanceRow]:
     ]
 
 
+def instances_at(db: Database, location: str) -> list[InstanceRow]:
+    """The instances of every project that live on the cluster member ``location`` (every
+    instance of a server that is not clustered: ``location`` is empty then)."""
+    order = " ORDER BY projects.name, instances.name"
+    return [_row(r) for r in db.all(_SELECT + " WHERE instances.location = ?" + order, (location,))]
+
+
 def find_instance(db: Database, project: str, name: str) -> InstanceRow | None:
     r = db.one(_SELECT + " WHERE projects.name = ? AND instances.name = ?", (project, name))
     return _row(r) if r else None

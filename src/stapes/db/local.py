@@ -24,7 +24,19 @@ def _v1(conn: Executor) -> None:
     )
 
 
-LOCAL_MIGRATIONS: list[Migration] = [_v1]
+def _v2(conn: Executor) -> None:
+    """The member's own values of its storage pools' member keys (db/storage.py)."""
+    conn.execute(
+        """CREATE TABLE pool_config (
+            pool TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (pool, key)
+        )"""
+    )
+
+
+LOCAL_MIGRATIONS: list[Migration] = [_v1, _v2]
 
 
 @dataclass(frozen=True)

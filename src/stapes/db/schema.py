@@ -392,9 +392,24 @@ def _v14(conn: Executor) -> None:
     )
 
 
+def _v15(conn: Executor) -> None:
+    """Join tokens: a secret a server presents to join the cluster as the member named."""
+    _script(
+        conn,
+        """
+        CREATE TABLE cluster_join_tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            secret TEXT NOT NULL UNIQUE,
+            expires_at TEXT NOT NULL DEFAULT ''
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     *(_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12),
-    *(_v13, _v14),
+    *(_v13, _v14, _v15),
 ]
 
 

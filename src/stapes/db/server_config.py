@@ -4,7 +4,7 @@ in the cluster's; callers see one dict either way."""
 
 from __future__ import annotations
 
-from stapes.config.server_keys import LOCAL_SERVER_KEYS
+from stapes.config.server_scope import LOCAL_SERVER_KEYS
 from stapes.db.connection import Database, ServerDatabase
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from stapes.api.errors import NotFound
 from stapes.api.times import is_past
-from stapes.db.connection import Database, Row
+from stapes.db.connection import Database, Row, ServerDatabase
 from stapes.db.projects import feature_project, get_project
 
 
@@ -22,24 +22,59 @@ class PoolRow:
     status: str = "Created"
 
 
-def _pool(r: Row) -> PoolRow:
-    return PoolRow(
-        r["id"],
-        r["name"],
-        r["driver"],
-        r["description"],
-        json.loads(r["config"]),
-        r["status"],
-    )
+MEMBER_POOL_KEYS = frozenset(
+    {"size", "source", "source.wipe", "zfs.pool_name", "lvm.thinpool_name", "lvm.vg_name"}
+)
+"""A pool's keys that each cluster member has its own value of (its disk, its path): on a
+member they live in its local database (db/local.py), the rest in the cluster's."""
+
+
+def _local(db: Database) -> Database | None:
+    return db.local if isinstance(db, ServerDatabase) else None
+
+
+def member_pool_config(local: Database, pool: str) -> dict[str, str]:
+    rows = local.all("SELECT key, value FROM pool_config WHERE pool = ?", (pool,))
+    return {r["key"]: r["value"] for r in rows}
+
+
+def set_member_pool_config(local: Database, pool: str, config: dict[str, str]) -> None:
+    local.execute("DELETE FROM pool_config WHERE pool = ?", (pool,))
+    for key, value in config.items():
+        local.execute(
+            "INSERT INTO pool_config (pool, key, value) VALUES (?, ?, ?)", (pool, key, value)
+        )
+
+
+def _pool(db: Database, r: Row) -> PoolRow:
+    config = json.loads(r["config"])
+    local = _local(db)
+    if local is not None:
+        config = {k: v for k, v in config.items() if k not in MEMBER_POOL_KEYS}
+        config.update(member_pool_config(local, r["name"]))
+    return PoolRow(r["id"], r["name"], r["driver"], r["description"], config, r["status"])
+
+
+def _shared_config(db: Database, name: str, config: dict[str, str]) -> dict[str, str]:
+    """What of ``config`` the cluster keeps (all of it on a standalone server); the member's
+    keys go to its local database."""
+    local = _local(db)
+    if local is None:
+        return config
+    with local.transaction():
+        set_member_pool_config(
+            local, name, {k: v for k, v in config.items() if k in MEMBER_POOL_KEYS}
+        )
+    return {k: v for k, v in config.items() if k not in MEMBER_POOL_KEYS}
 
 
 def list_pools(db: Database) -> list[PoolRow]:
-    return [_pool(r) for r in db.all("SELECT * FROM storage_pools ORDER BY name")]
+    return [_pool(db, r) for r in db.all("SELECT * FROM storage_pools ORDER BY name")]
 
 
 def find_pool(db: Database, name: str) -> PoolRow | None:
     r = db.one("SELECT * FROM storage_pools WHERE name = ?", (name,))
-    return _pool(r) if r else None
+    return _pool(db, r) if r else None
 
 
 def get_pool(db: Database, name: str) -> PoolRow:
@@ -52,22 +87,29 @@ def get_pool(db: Database, name: str) -> PoolRow:
 def create_pool(
     db: Database, name: str, driver: str, description: str, config: dict[str, str]
 ) -> int:
+    shared = _shared_config(db, name, config)
     cur = db.execute(
         "INSERT INTO storage_pools (name, driver, description, config) VALUES (?, ?, ?, ?)",
-        (name, driver, description, json.dumps(config)),
+        (name, driver, description, json.dumps(shared)),
     )
     return int(cur.lastrowid or 0)
 
 
 def update_pool(db: Database, row: PoolRow) -> None:
+    shared = _shared_config(db, row.name, row.config)
     db.execute(
         "UPDATE storage_pools SET description = ?, config = ?, status = ? WHERE id = ?",
-        (row.description, json.dumps(row.config), row.status, row.id),
+        (row.description, json.dumps(shared), row.status, row.id),
     )
 
 
 def delete_pool(db: Database, pool_id: int) -> None:
+    r = db.one("SELECT name FROM storage_pools WHERE id = ?", (pool_id,))
     db.execute("DELETE FROM storage_pools WHERE id = ?", (pool_id,))
+    local = _local(db)
+    if r is not None and local is not None:
+        with local.transaction():
+            set_member_pool_config(local, r["name"], {})
 
 
 # -- custom volumes ------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ class GuestApi:
 
     async def reopen(self) -> None:
         """At daemon start: the sockets of the running containers it adopted."""
-        for row in q.list_instances(self.db, None):
+        for row in self.instances.local_instances():
             if row.type != "container" or not wanted(self.instances.spec(row)):
                 continue
             if (await self.instances.status(row)).status == StatusCode.STOPPED:

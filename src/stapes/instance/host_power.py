@@ -30,7 +30,7 @@ class HostPower:
         Returns, in start order, the stopped instances that should start now: those with
         boot.autostart, or (without the key) those that were running when the host went down."""
         to_start: list[tuple[int, q.InstanceRow]] = []
-        for row in q.list_instances(self.instances.db, None):
+        for row in self.instances.local_instances():
             spec = self.instances.spec(row)
             driver = self.instances.drivers.get(row.type)
             try:
@@ -74,7 +74,7 @@ class HostPower:
         boot.host_shutdown_timeout (then forced; at once with ``force``). Their last power
         state stays RUNNING, so they start again with the host."""
         running: list[tuple[int, q.InstanceRow]] = []
-        for row in q.list_instances(self.instances.db, None):
+        for row in self.instances.local_instances():
             if (await self.instances.status(row)).status != StatusCode.STOPPED:
                 config = self.instances.expand(row)[0]
                 running.append((int(value_of(config, "boot.stop.priority")), row))

@@ -9,7 +9,6 @@ import logging
 import os
 
 from stapes.api.base import StatusCode
-from stapes.db import instances as q
 from stapes.instance.devices.hotplug import Uevent, UnixHotplug, usb_ids
 from stapes.instance.devices.registry import load
 from stapes.instance.service import InstanceService
@@ -23,7 +22,7 @@ async def handle(instances: InstanceService, event: Uevent) -> None:
         vendor, product = await asyncio.to_thread(usb_ids, event.devpath)
         if not vendor:
             return
-    for row in q.list_instances(instances.db, None):
+    for row in instances.local_instances():
         _, devices = instances.expand(row)
         wanted = {n: d for n, d in devices.items() if d.get("type") == "unix-hotplug"}
         if not wanted:

@@ -14,7 +14,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from stapes.api.errors import StapesError
-from stapes.db import instances as q
 from stapes.host.paths import instance_entry, move_instance_dir
 from stapes.storage.volumes import instance_volume
 
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 async def upgrade(svc: InstanceService) -> None:
-    rows = q.list_instances(svc.db, None)
+    rows = svc.local_instances()
     default = {(r.name, r.pool) for r in rows if r.project == "default"}
     default_names = {name for name, _ in default}
     for row in rows:

@@ -128,6 +128,10 @@ class InstanceService:
             get_project(self.db, project)
         return q.list_instances(self.db, project)
 
+    def local_instances(self) -> list[q.InstanceRow]:
+        """The instances of every project that live on this server (this cluster member)."""
+        return q.instances_at(self.db, self.membership.name)
+
     def expand(self, row: q.InstanceRow) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         return self.expand_parts(row.project, row.profiles, row.config, row.devices)
 
@@ -178,7 +182,7 @@ class InstanceService:
         def held_by_others() -> Iterator[IdMap]:
             """Read only if the instance is isolated (choose iterates it then): not on every
             start of an instance that shares the map."""
-            for other in q.list_instances(self.db, None):
+            for other in self.local_instances():
                 if other.id == row.id and row.id:
                     continue
                 held = IdMap.from_volatile(other.config.get("volatile.idmap.next", "[]"))

@@ -329,7 +329,7 @@ class SnapshotService:
                     log.exception("the scheduled snapshot round failed")
 
     async def tick(self, minute: datetime) -> None:
-        for row in iq.list_instances(self.db, None):
+        for row in self.instances.local_instances():
             config = self.instances.expand(row)[0]
             schedule = config.get("snapshots.schedule", "")
             try:

@@ -55,7 +55,9 @@ def identify(request: web.Request) -> Identity:
     else:
         peer = st.https.peer(request) or st.metrics_https.peer(request)
         row = find_certificate(st.db, peer.fingerprint) if peer and peer.fingerprint else None
-        if row is not None and row.type == "metrics":
+        if peer is not None and _cluster_member(st, peer):
+            identity = Identity("tls", True, peer.fingerprint, peer=peer)
+        elif row is not None and row.type == "metrics":
             identity = Identity(
                 "tls", False, row.fingerprint, row.restricted, tuple(row.projects), peer, True
             )
@@ -69,6 +71,17 @@ def identify(request: web.Request) -> Identity:
             )
     request[_KEY] = identity
     return identity
+
+
+def _cluster_member(st: State, peer: Peer) -> bool:
+    """Another member of this server's cluster: it presents the cluster certificate (every
+    member's server certificate), never through the metrics listener."""
+    return (
+        st.membership.clustered
+        and not peer.metrics_only
+        and bool(peer.fingerprint)
+        and peer.fingerprint == st.cluster.transport.fingerprint()
+    )
 
 
 def _ca_trusted(st: State, peer: Peer) -> bool:

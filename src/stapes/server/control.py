@@ -10,7 +10,7 @@ import time
 
 from stapes.api.errors import RemoteError
 from stapes.client.connection import Connection
-from stapes.cluster.bootstrap import ClusterFiles
+from stapes.cluster.files import ClusterFiles
 from stapes.config.validate import parse_bool
 from stapes.db.connection import SqliteDatabase
 from stapes.db.instances import list_instances

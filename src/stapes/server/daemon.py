@@ -12,12 +12,15 @@ import signal
 from aiohttp import web
 
 from stapes.api.errors import StapesError
-from stapes.cluster.bootstrap import ClusterFiles
-from stapes.cluster.service import Cluster, resume
+from stapes.cluster.admission import Admission
+from stapes.cluster.files import ClusterFiles
+from stapes.cluster.service import Cluster
+from stapes.cluster.transport import ClusterTransport
 from stapes.config.server_keys import DNS_KEY, METRICS_KEY, SYSLOG_KEY, server_value
 from stapes.config.validate import parse_bool
-from stapes.db.connection import ServerDatabase, SqliteDatabase
-from stapes.db.instances import InstanceRow, find_instance, list_instances
+from stapes.db.connection import ServerDatabase, SqliteDatabase, Unavailable
+from stapes.db.instances import InstanceRow, find_instance
+from stapes.db.local import open_local
 from stapes.db.projects import ensure_profile, ensure_project, ensure_root_disk
 from stapes.db.server_config import get_config
 from stapes.guestapi.service import GuestApi
@@ -51,6 +54,7 @@ from stapes.runtime.events import EventBus, EventLogHandler
 from stapes.runtime.locks import InstanceLocks
 from stapes.runtime.membership import Membership
 from stapes.runtime.operations import Operations
+from stapes.runtime.side_loop import SideLoop
 from stapes.runtime.warnings import Warnings
 from stapes.server.extensions import API_EXTENSIONS
 from stapes.server.http_policy import HttpPolicy, policy_middleware
@@ -78,25 +82,26 @@ DEFAULT_PROJECT_CONFIG = {
 }
 
 
-def open_database(paths: Paths, membership: Membership) -> tuple[ServerDatabase, Cluster]:
-    """The standalone database, or, on a cluster member, its node and the cluster's."""
-    files = ClusterFiles(paths.database.parent)
+def open_database(files: ClusterFiles) -> ServerDatabase:
+    """The standalone database; on a cluster member, its local one, the cluster's to be
+    reached once its listener is up (Cluster.resume)."""
     if files.clustered:
-        engine, shared, local = resume(files, membership)
-        db = ServerDatabase(shared, local)
-    else:
-        engine = None
-        db = ServerDatabase(SqliteDatabase(paths.database))
-    return db, Cluster(db, files, membership, EventBus(), len(API_EXTENSIONS), engine)
+        why = "the cluster's database is not reached yet: the member is starting"
+        return ServerDatabase(Unavailable(why), open_local(files.local))
+    return ServerDatabase(SqliteDatabase(files.standalone))
 
 
 def build_state(paths: Paths) -> State:
     paths.ensure()
     caps = probe()
     membership = Membership()
-    db, cluster = open_database(paths, membership)
+    files = ClusterFiles(paths.database.parent)
+    db = open_database(files)
     events = EventBus()
-    cluster.events = events
+    side = SideLoop()
+    transport = ClusterTransport(side, paths.server_cert, paths.server_key, lambda: "")
+    cluster = Cluster(db, files, membership, events, transport, len(API_EXTENSIONS))
+    transport.target = cluster.node_socket
     operations = Operations(events)
     locks = InstanceLocks()
     images = ImageStore(db, paths, events)
@@ -127,7 +132,8 @@ def build_state(paths: Paths) -> State:
 
     volumes = Volumes(db, pools, events, operations, instance_running)
     warnings = Warnings(db, events)
-    https = Https(paths.server_cert, paths.server_key)
+    https = Https(paths.server_cert, paths.server_key, side)
+    https.internal = transport
     networks = Networks(db, paths, events, warnings)
     instances.networks = networks
     instances.volumes = volumes
@@ -153,12 +159,14 @@ def build_state(paths: Paths) -> State:
         db=db,
         membership=membership,
         cluster=cluster,
+        admission=Admission(cluster, operations),
         events=events,
         operations=operations,
         caps=caps,
         warnings=warnings,
         https=https,
-        metrics_https=Https(paths.server_cert, paths.server_key, metrics_only=True),
+        metrics_https=Https(paths.server_cert, paths.server_key, side, metrics_only=True),
+        side=side,
         oidc=OidcVerifier(),
         trust=Trust(db, operations, events, https),
         projects=Projects(db, events),
@@ -207,7 +215,7 @@ async def initialise(st: State) -> list[InstanceRow]:
     await layout_upgrade.upgrade(st.instances)  # an earlier stapesd's names, before adoption
     to_start = await HostPower(st.instances).readopt()
     await st.guest_api.reopen()
-    for row in list_instances(st.db, None):  # volumes made before stapesd kept backup.yaml
+    for row in st.instances.local_instances():  # volumes made before stapesd kept backup.yaml
         volume = st.pools.driver(row.pool).volume_path(*instance_volume(row))
         if volume.is_dir() and not (volume / BACKUP_FILE).exists():
             await st.backups.write_backup_file(row)
@@ -219,14 +227,19 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     (instances stop first). ``group``: the group that may use the unix socket."""
     st = build_state(paths)
     logging.getLogger("stapes").addHandler(EventLogHandler(st.events))
-    to_start = await initialise(st)
-    st.http_policy = HttpPolicy.from_config(get_config(st.db))
     middlewares = [policy_middleware(lambda request: request.app[STATE].http_policy)]
     app = web.Application(middlewares=[*middlewares, error_middleware], client_max_size=0)
     app[STATE] = st
     register(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
+    st.https.app_server = st.metrics_https.app_server = runner.server
+    if st.cluster.files.clustered:  # the other members reach this one's node through HTTPS
+        own = get_config(st.db.member_local)  # the cluster's keys are not reachable yet
+        await st.https.apply(server_value(own, "core.https_address"))
+        await asyncio.to_thread(st.cluster.resume)
+    to_start = await initialise(st)
+    st.http_policy = HttpPolicy.from_config(get_config(st.db))
     with contextlib.suppress(FileNotFoundError):
         paths.socket.unlink()
     site = web.UnixSite(runner, str(paths.socket))
@@ -243,7 +256,6 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
             await st.syslog.apply(parse_bool(server_value(get_config(st.db), SYSLOG_KEY)))
         except OSError as exc:
             st.warnings.raise_("Syslog socket unavailable", f"{SYSLOG_KEY}: {exc}", "/1.0")
-    st.https.app_server = st.metrics_https.app_server = runner.server
     st.https.certificate()
     for listener, key in ((st.https, "core.https_address"), (st.metrics_https, METRICS_KEY)):
         try:
@@ -255,6 +267,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     except StapesError as exc:
         st.warnings.raise_("DNS server unavailable", exc.message, "/1.0")
     st.trust.restore_tokens()
+    st.admission.restore_tokens()
 
     loop = asyncio.get_running_loop()
     power = HostPower(st.instances)
@@ -306,3 +319,4 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
             paths.socket.unlink()
         st.db.close()
         st.cluster.close()
+        st.side.close()

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 from cryptography import x509
@@ -22,12 +23,15 @@ from OpenSSL import SSL
 from stapes.api.errors import BadRequest
 from stapes.certs import fingerprint, load_or_create
 from stapes.config.validate import split_address
+from stapes.runtime.side_loop import SideLoop
 
 log = logging.getLogger(__name__)
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 _CHUNK = 256 * 1024
 _HIGH_WATER = 4 * 1024 * 1024
+_MAX_HEAD = 16 * 1024
+"""The most an internal route's request may send before its blank line."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,36 @@ def _accept_any(conn: SSL.Connection, cert: object, errno: int, depth: int, ok: 
     return True
 
 
+class InternalRoute(Protocol):
+    """Requests the TLS side answers itself, off the main loop: the cluster's database traffic
+    (cluster/transport.py), which must flow while the main loop waits on that database."""
+
+    prefix: bytes
+    """How such a request starts (its request line, up to the path and a blank)."""
+
+    def answer(self, head: bytes, peer: Peer) -> tuple[bytes, str]:
+        """The HTTP answer to ``head`` (the request up to its blank line) from ``peer``, and
+        the abstract unix socket the connection then relays to ("" to close it)."""
+        ...
+
+
 class HttpsListener:
+    """Runs on the side loop (runtime/side_loop.py): the TLS of every connection is done there
+    and the plaintext reaches the app server on ``main_loop``."""
+
     def __init__(
-        self, app_server: ProtocolFactory, cert: Path, key: Path, metrics_only: bool = False
+        self,
+        app_server: ProtocolFactory,
+        main_loop: asyncio.AbstractEventLoop,
+        cert: Path,
+        key: Path,
+        metrics_only: bool = False,
+        internal: InternalRoute | None = None,
     ) -> None:
         self.app_server = app_server
+        self.main_loop = main_loop
         self.metrics_only = metrics_only
+        self.internal = internal
         self.context = SSL.Context(SSL.TLS_SERVER_METHOD)
         self.context.set_min_proto_version(SSL.TLS1_2_VERSION)
         self.context.use_certificate_file(str(cert))
@@ -90,7 +118,7 @@ class HttpsListener:
 
 class _TlsConnection(asyncio.Protocol):
     """One HTTPS connection: TLS in memory with pyOpenSSL over the TCP transport; plaintext to
-    and from the app through a socket pair."""
+    and from the app through a socket pair (or, for an internal route, to its socket)."""
 
     def __init__(self, listener: HttpsListener) -> None:
         self.listener = listener
@@ -98,6 +126,9 @@ class _TlsConnection(asyncio.Protocol):
         self.tls.set_accept_state()
         self.transport: asyncio.Transport | None = None
         self.handshaken = False
+        self.head = b""
+        """Plaintext held until it says where the connection goes."""
+        self.routed = False
         self.pending: list[bytes] = []
         self.plain: asyncio.StreamWriter | None = None
         self.pair_fd = -1
@@ -155,7 +186,7 @@ class _TlsConnection(asyncio.Protocol):
                 return
             self.handshaken = True
             self._flush()
-            self._open_plain()
+            self.peer = self._peer()
         while True:
             try:
                 chunk = self.tls.recv(_CHUNK)
@@ -164,36 +195,84 @@ class _TlsConnection(asyncio.Protocol):
             except SSL.ZeroReturnError:
                 self._plain_eof()
                 break
-            self._to_plain(chunk)
+            if self.routed:
+                self._to_plain(chunk)
+            else:
+                self._route(chunk)
         self._flush()
 
-    # -- the plaintext side --------------------------------------------------------------------
-
-    def _open_plain(self) -> None:
+    def _peer(self) -> Peer:
         cert = self.tls.get_peer_certificate()
         crypto = cert.to_cryptography() if cert is not None else None
-        peer = Peer(
+        return Peer(
             self._remote(),
             crypto,
             fingerprint(crypto) if crypto is not None else "",
             self.listener.metrics_only,
         )
+
+    # -- where the plaintext goes --------------------------------------------------------------
+
+    def _route(self, chunk: bytes) -> None:
+        """To the app, unless the request is an internal route's (then answered here)."""
+        self.head += chunk
+        internal = self.listener.internal
+        prefix = internal.prefix if internal is not None else b""
+        if internal is None or self.head[: len(prefix)] != prefix[: len(self.head)]:
+            self.routed = True
+            self._open_app()
+            self._to_plain(self.head)
+            return
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > _MAX_HEAD:
+                self.abort()
+            return
+        assert self.peer is not None
+        answer, target = internal.answer(self.head[: end + 4], self.peer)
+        rest = self.head[end + 4 :]
+        self.routed = True
+        self.tls.sendall(answer)
+        self._flush()
+        if not target:
+            with contextlib.suppress(SSL.Error):
+                self.tls.shutdown()
+            self._flush()
+            self.abort()
+            return
+        self.pending.append(rest)
+        self.task = asyncio.get_running_loop().create_task(self._relay_to(target))
+
+    def _open_app(self) -> None:
+        assert self.peer is not None
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
         theirs.setblocking(False)
         self.pair_fd = theirs.fileno()
-        self.peer = peer
-        self.listener.peers[self.pair_fd] = peer
-        self.task = asyncio.get_running_loop().create_task(self._pump_plain(ours, theirs))
+        self.listener.peers[self.pair_fd] = self.peer
+        self.task = asyncio.get_running_loop().create_task(self._pump_app(ours, theirs))
 
-    async def _pump_plain(self, ours: socket.socket, theirs: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+    async def _pump_app(self, ours: socket.socket, theirs: socket.socket) -> None:
+        main = self.listener.main_loop
         try:
-            await loop.connect_accepted_socket(self.listener.app_server, sock=theirs)
+            accepted = main.connect_accepted_socket(self.listener.app_server, sock=theirs)
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(accepted, main))
             reader, writer = await asyncio.open_connection(sock=ours)
         except OSError:
             self.abort()
             return
+        await self._pump(reader, writer)
+
+    async def _relay_to(self, target: str) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection("\0" + target.removeprefix("@"))
+        except OSError as exc:
+            log.warning("internal route to %s unavailable: %s", target, exc)
+            self.abort()
+            return
+        await self._pump(reader, writer)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.plain = writer
         for chunk in self.pending:
             writer.write(chunk)
@@ -248,7 +327,7 @@ class _TlsConnection(asyncio.Protocol):
             self.transport.close()
         # the mapping goes last (a request that started on the pair has its identity already),
         # and only if it is still ours (the fd may serve a newer connection by now)
-        if self.peer is not None and self.listener.peers.get(self.pair_fd) is self.peer:
+        if self.pair_fd >= 0 and self.listener.peers.get(self.pair_fd) is self.peer:
             del self.listener.peers[self.pair_fd]
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
@@ -259,11 +338,16 @@ class Https:
     started, moved and stopped as the key changes. The server certificate is made at the first
     start of the daemon."""
 
-    def __init__(self, cert: Path, key: Path, *, metrics_only: bool = False) -> None:
+    def __init__(
+        self, cert: Path, key: Path, side: SideLoop, *, metrics_only: bool = False
+    ) -> None:
         self.cert = cert
         self.key = key
+        self.side = side
         self.metrics_only = metrics_only
         self.app_server: ProtocolFactory | None = None
+        self.internal: InternalRoute | None = None
+        """Requests answered on the side loop (set once the cluster's transport exists)."""
         self.listener: HttpsListener | None = None
         self.address = ""
 
@@ -293,14 +377,28 @@ class Https:
     async def _listen(self, address: str) -> None:
         assert self.app_server is not None, "the app server is set before listening"
         self.certificate()
-        listener = HttpsListener(self.app_server, self.cert, self.key, self.metrics_only)
+        listener = HttpsListener(
+            self.app_server,
+            asyncio.get_running_loop(),
+            self.cert,
+            self.key,
+            self.metrics_only,
+            self.internal,
+        )
         host, port = split_address(address)
-        await listener.start(host, port)
+        await self.side.call(listener.start(host, port))
         self.listener, self.address = listener, address
         what = "metrics" if self.metrics_only else "the API"
         log.info("stapesd serving %s on https://%s", what, address)
 
+    async def reload(self) -> None:
+        """Listen again with the certificate now on disk (it was replaced)."""
+        address = self.address
+        if address:
+            await self.stop()
+            await self._listen(address)
+
     async def stop(self) -> None:
         if self.listener is not None:
-            await self.listener.stop()
+            await self.side.call(self.listener.stop())
         self.listener, self.address = None, ""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from stapes.db.instances import InstanceRow, list_instances
+from stapes.db.instances import InstanceRow
 from stapes.instance.service import InstanceService
 
 START = time.monotonic()
@@ -160,9 +160,7 @@ def _rss() -> int:
 
 async def collect(instances: InstanceService, projects: list[str] | None) -> str:
     """The metrics of the instances of ``projects`` (None: every project)."""
-    rows = [
-        r for r in list_instances(instances.db, None) if projects is None or r.project in projects
-    ]
+    rows = [r for r in instances.local_instances() if projects is None or r.project in projects]
     samples: list[Sample] = []
     counts: dict[tuple[str, str], int] = {}
     for row in rows:

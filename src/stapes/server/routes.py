@@ -85,6 +85,7 @@ UNVERSIONED: list[Endpoint] = [
     server.ROOT,
     *daemon_control.ENDPOINTS,
     *internal_sql.ENDPOINTS,
+    *cluster.INTERNAL,
     *recover.ENDPOINTS,
     *streams.ENDPOINTS,
 ]

@@ -15,6 +15,7 @@ from stapes.runtime.events import EventBus
 from stapes.runtime.locks import InstanceLocks
 from stapes.runtime.membership import Membership
 from stapes.runtime.operations import Operations
+from stapes.runtime.side_loop import SideLoop
 from stapes.runtime.warnings import Warnings
 from stapes.server.http_policy import HttpPolicy
 from stapes.server.listeners import Https
@@ -23,6 +24,7 @@ from stapes.server.oidc import OidcVerifier
 from stapes.server.syslog_socket import SyslogSocket
 
 if TYPE_CHECKING:
+    from stapes.cluster.admission import Admission
     from stapes.cluster.service import Cluster
     from stapes.guestapi.service import GuestApi
     from stapes.images.secrets import ImageSecrets
@@ -62,6 +64,8 @@ class State:
     membership: Membership
     """Which cluster member this daemon is (nothing when the server is not clustered)."""
     cluster: Cluster
+    admission: Admission
+    """Join tokens and the servers that present them."""
     events: EventBus
     operations: Operations
     caps: HostCaps
@@ -69,6 +73,8 @@ class State:
     https: Https
     metrics_https: Https
     """core.metrics_address: /1.0/metrics only."""
+    side: SideLoop
+    """The loop the HTTPS listeners' TLS and the cluster's traffic run on."""
     oidc: OidcVerifier
     trust: Trust
     projects: Projects

@@ -73,6 +73,28 @@ class Pools:
                 self._unavailable[row.name] = str(exc)
         return restored
 
+    async def prepare_member(self, settled: dict[str, dict[str, str]]) -> None:
+        """A server that joined a cluster: the cluster's pools, each mounted where this member
+        keeps it (``settled``: its member keys, by pool) or made here with the driver's
+        defaults; one that fails is unavailable, as at start."""
+        self._drivers.clear()
+        self._unavailable.clear()
+        for row in list_pools(self.db):
+            try:
+                if row.name in settled:
+                    await self.driver(row.name).mount_pool()
+                    continue
+                drv = self._make_driver(row.name, row.driver, row.config)
+                made = await drv.create_pool()
+                drv.config.update(made)
+                row.config = {**row.config, **made}
+                with self.db.transaction():
+                    update_pool(self.db, row)
+                self._drivers[row.name] = drv
+            except Exception as exc:
+                log.error("storage pool %s is unavailable on this member: %s", row.name, exc)
+                self._unavailable[row.name] = str(exc)
+
     def driver(self, pool: str) -> StorageDriver:
         drv = self._drivers.get(pool)
         if drv is None:

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from stapes.api.errors import MissingHostFeature
+
+log = logging.getLogger(__name__)
 
 BOOTSTRAP_ID = 0x2DC171858C3155BE
 """The id that makes a node with an empty data directory start a new cluster of its own (the
@@ -16,6 +21,11 @@ raft digest of "1", as cowsql and dqlite define it); other nodes are added to a 
 leader (wire.Client.add)."""
 
 _lib: ctypes.CDLL | None = None
+
+CONNECT_FUNC = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)
+)
+"""int (*)(void *arg, const char *address, int *fd): how the node reaches another node."""
 
 
 def library() -> ctypes.CDLL:
@@ -51,6 +61,8 @@ def library() -> ctypes.CDLL:
     lib.cowsql_node_stop.restype = ctypes.c_int
     lib.cowsql_node_errmsg.argtypes = [node]
     lib.cowsql_node_errmsg.restype = ctypes.c_char_p
+    lib.cowsql_node_set_connect_func.argtypes = [node, CONNECT_FUNC, ctypes.c_void_p]
+    lib.cowsql_node_set_connect_func.restype = ctypes.c_int
     lib.cowsql_generate_node_id.argtypes = [ctypes.c_char_p]
     lib.cowsql_generate_node_id.restype = ctypes.c_ulonglong
     _lib = lib
@@ -86,6 +98,7 @@ class Node:
         self._lib = lib
         self._handle = handle
         self._started = False
+        self._connect: Any = None
         self.id = node_id
         if rc != 0:
             self._fail("create", rc)
@@ -96,6 +109,24 @@ class Node:
             rc = lib.cowsql_node_set_network_latency_ms(handle, latency_ms)
             if rc != 0:
                 self._fail("latency", rc)
+
+    def set_connect(self, connect: Callable[[str], int]) -> None:
+        """Reach the other nodes through ``connect`` (an address -> a connected socket's fd,
+        the node's to keep) instead of plain TCP; before ``start``. An exception fails that
+        one attempt (raft tries again)."""
+
+        def call(_arg: object, address: bytes, fd: Any) -> int:
+            try:
+                fd[0] = connect(address.decode())
+            except Exception as exc:  # raised into C otherwise: logged, and the dial fails
+                log.debug("cowsql node %s cannot reach %s: %s", self.id, address, exc)
+                return 1
+            return 0
+
+        self._connect = CONNECT_FUNC(call)  # kept: the node calls it until it is destroyed
+        rc = self._lib.cowsql_node_set_connect_func(self._handle, self._connect, None)
+        if rc != 0:
+            self._fail("connect function", rc)
 
     def _fail(self, what: str, rc: int) -> None:
         message = self._lib.cowsql_node_errmsg(self._handle) or b""

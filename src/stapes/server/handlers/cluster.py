@@ -15,28 +15,31 @@ from stapes.api.cluster import (
     ClusterGroupsPost,
     ClusterMemberPost,
     ClusterMemberPut,
+    ClusterMembersPost,
     ClusterPut,
 )
 from stapes.api.errors import BadRequest
+from stapes.cluster import join
+from stapes.cluster.admission import JoinRequest
 from stapes.cluster.service import NOT_CLUSTERED, group_url, member_url
 from stapes.db import networks as network_db
 from stapes.db import storage as storage_db
+from stapes.db.server_config import get_config, replace_config
+from stapes.db.storage import MEMBER_POOL_KEYS
 from stapes.server.endpoint import (
     Action,
     Endpoint,
     body_as,
     check_etag,
+    json_body,
     patched,
     recursion,
     state,
 )
 from stapes.server.extensions import API_EXTENSIONS
 from stapes.server.response import Async, Result, Sync, created
+from stapes.server.state import State
 
-MEMBER_POOL_KEYS = (
-    "size", "source", "source.wipe", "zfs.pool_name", "lvm.thinpool_name", "lvm.vg_name"
-)  # fmt: skip
-"""A storage pool's keys that belong to each member, not to the cluster (as Incus's)."""
 MEMBER_NETWORK_KEYS = (
     "bgp.ipv4.nexthop",
     "bgp.ipv6.nexthop",
@@ -93,7 +96,7 @@ async def put_cluster(request: web.Request) -> Result:
             "(stapes cluster remove) instead"
         )
     if put.cluster_address:
-        raise BadRequest("Joining an existing cluster is not in this stapesd yet")
+        return _join(st, put)
     address = st.cluster.check_enable(put.server_name)
     api_extensions = len(API_EXTENSIONS)
 
@@ -104,6 +107,28 @@ async def put_cluster(request: web.Request) -> Result:
     return Async(
         st.operations.start(run, description="Creating bootstrap node", resources={"cluster": []})
     )
+
+
+def _join(st: State, put: ClusterPut) -> Result:
+    plan = join.plan(st.cluster, put)
+
+    async def listen(address: str) -> None:
+        if not st.https.address:
+            await st.https.apply(address)
+            with st.db.transaction():
+                config = get_config(st.db)
+                replace_config(st.db, {**config, "core.https_address": address})
+
+    async def reload_certificate() -> None:
+        await st.https.reload()
+        await st.metrics_https.reload()
+
+    async def run(_op: Any) -> None:
+        joiner = join.Joiner(st.cluster, listen, reload_certificate, st.pools.prepare_member)
+        await joiner.join(plan)
+        await st.networks.start_all()
+
+    return Async(st.operations.start(run, description="Joining cluster", resources={"cluster": []}))
 
 
 async def list_members(request: web.Request) -> Result:
@@ -148,8 +173,31 @@ async def delete_member(request: web.Request) -> Result:
 
 
 async def add_member(request: web.Request) -> Result:
-    state(request).cluster.check_clustered(NOT_CLUSTERED)
-    raise BadRequest("Join tokens are not in this stapesd yet: the cluster has one member")
+    """A join token for a new member: an operation of class token, as Incus's."""
+    st = state(request)
+    st.cluster.check_clustered(NOT_CLUSTERED)  # before the body, as Incus
+    post = await body_as(request, ClusterMembersPost)
+    return Async(st.admission.new_token(post.server_name))
+
+
+async def accept(request: web.Request) -> Result:
+    """A server with a join token asks to be a member (its certificate is not trusted yet:
+    the token is its credential)."""
+    req = JoinRequest.parse(await json_body(request))
+    return Sync(await asyncio.to_thread(state(request).admission.accept, req))
+
+
+async def assign(request: web.Request) -> Result:
+    """A member that was accepted asks for its node to be added to raft."""
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("address"), str):
+        raise BadRequest("The request needs the node's id and address")
+    try:
+        node_id = int(body["node_id"])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("The request needs the node's id and address") from None
+    await asyncio.to_thread(state(request).admission.assign, node_id, body["address"])
+    return Sync()
 
 
 async def list_groups(request: web.Request) -> Result:
@@ -199,6 +247,12 @@ async def delete_group(request: web.Request) -> Result:
     state(request).cluster.delete_group(request.match_info["name"])
     return Sync()
 
+
+INTERNAL = [
+    Endpoint("/internal/cluster/accept", post=Action(accept, allow_untrusted=True)),
+    Endpoint("/internal/cluster/assign", post=Action(assign)),
+]
+"""Between members (outside /1.0)."""
 
 ENDPOINTS = [
     Endpoint("/cluster", get=Action(get_cluster), put=Action(put_cluster)),

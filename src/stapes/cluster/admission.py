@@ -1,0 +1,274 @@
+"""How a server becomes a member, seen from the cluster: join tokens (an operation of class
+token, as Incus's, whose metadata the CLI turns into the token text), the acceptance of a
+server that presents one (it gets the cluster's key and the raft nodes), the addition of its
+node to raft, and the roles of the nodes (voters, stand-bys) as members come and go."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from stapes import certs
+from stapes.api.errors import BadRequest, Conflict, Forbidden
+from stapes.api.lifecycle import ClusterAction
+from stapes.api.times import ZERO_TIME, now, parse_timestamp, timestamp
+from stapes.cluster.service import NOT_CLUSTERED, Cluster, check_name, member_url
+from stapes.config.server_keys import server_value
+from stapes.config.validate import add_expiry, split_address
+from stapes.db import cluster as q
+from stapes.db.cowsql import wire
+from stapes.db.local import RaftNode, raft_nodes, replace_raft_nodes
+from stapes.db.schema import MIGRATIONS
+from stapes.db.server_config import get_config
+from stapes.runtime.operations import Operation, Operations
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    """What a joining server tells the member it asks (POST /internal/cluster/accept)."""
+
+    server_name: str
+    address: str
+    secret: str
+    schema: int
+    api_extensions: int
+    architecture: str
+    node_id: int
+
+    @classmethod
+    def parse(cls, body: object) -> JoinRequest:
+        if not isinstance(body, dict):
+            raise BadRequest("The join request must be a JSON object")
+        try:
+            return cls(
+                server_name=str(body["server_name"]),
+                address=str(body["address"]),
+                secret=str(body["secret"]),
+                schema=int(body["schema"]),
+                api_extensions=int(body["api_extensions"]),
+                architecture=str(body.get("architecture", "")),
+                node_id=int(body["node_id"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"Invalid join request: {exc}") from None
+
+
+def token_text(metadata: dict[str, Any]) -> str:
+    """The join token as `incus cluster add` prints it from its operation's metadata: the
+    fields as JSON (ClusterMemberJoinToken), in base64."""
+    token = {
+        "server_name": metadata.get("serverName", ""),
+        "fingerprint": metadata.get("fingerprint", ""),
+        "addresses": metadata.get("addresses", []),
+        "secret": metadata.get("secret", ""),
+        "expires_at": metadata.get("expiresAt", ZERO_TIME),
+    }
+    return base64.b64encode(json.dumps(token).encode()).decode()
+
+
+def token_secret(text: str) -> str:
+    """The secret of a join token given whole (base64 JSON), or the secret itself."""
+    try:
+        decoded = json.loads(base64.b64decode(text, validate=True))
+    except ValueError:
+        return text
+    secret = decoded.get("secret") if isinstance(decoded, dict) else None
+    return secret if isinstance(secret, str) else text
+
+
+class Admission:
+    def __init__(self, cluster: Cluster, operations: Operations) -> None:
+        self.cluster = cluster
+        self.db = cluster.db
+        self.operations = operations
+        self._token_ops: dict[str, Operation] = {}
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def new_token(self, name: str) -> Operation:
+        self.cluster.check_clustered(NOT_CLUSTERED)
+        check_name(name)
+        expiry = server_value(get_config(self.db), "cluster.join_token_expiry")
+        expires_at = timestamp(add_expiry(now(), expiry)) if expiry else ""
+        token = q.JoinToken(name, secrets.token_hex(32), expires_at)
+        with self.db.transaction():
+            if q.find_member(self.db, name) is not None:
+                raise BadRequest(f"The cluster already has a member with name: {name}")
+            if any(t.name == name for t in q.list_join_tokens(self.db)):
+                raise BadRequest(f"A join token already exists for the name: {name}")
+            q.insert_join_token(self.db, token)
+        op = self._token_operation(token)
+        self.cluster.events.lifecycle(ClusterAction.TOKEN_CREATED, member_url(name), context={})
+        return op
+
+    def _token_operation(self, token: q.JoinToken) -> Operation:
+        metadata = {  # the keys Incus's clients read from a join token's operation
+            "serverName": token.name,
+            "fingerprint": self.cluster.transport.fingerprint(),
+            "addresses": [m.address for m in q.list_members(self.db)],
+            "secret": token.secret,
+            "expiresAt": token.expires_at or ZERO_TIME,
+        }
+        expires = parse_timestamp(token.expires_at)
+
+        async def pending(op: Operation) -> None:
+            try:
+                if expires is None:
+                    await asyncio.Event().wait()
+                else:  # an expired token's operation ends as cancelled, as Incus's
+                    await asyncio.sleep(max(0.0, (expires - now()).total_seconds()))
+                    raise asyncio.CancelledError
+            finally:  # used, revoked or expired (not a daemon shutdown): the token goes
+                self._token_ops.pop(token.secret, None)
+                if not self.operations.stopping:
+                    with self.db.transaction():
+                        q.delete_join_token(self.db, token.secret)
+
+        op = self.operations.start(
+            pending,
+            description="Executing operation",
+            resources={},
+            cls="token",
+            metadata=metadata,
+            may_cancel=True,
+        )
+        self._token_ops[token.secret] = op
+        return op
+
+    def restore_tokens(self) -> None:
+        """At daemon start: this cluster's tokens not used yet are operations again."""
+        if not self.cluster.membership.clustered:
+            return
+        for token in q.list_join_tokens(self.db):
+            expires = parse_timestamp(token.expires_at)
+            if expires is not None and expires <= now():
+                with self.db.transaction():
+                    q.delete_join_token(self.db, token.secret)
+            elif token.secret not in self._token_ops:
+                self._token_operation(token)
+
+    # -- accepting a server -------------------------------------------------------------------
+
+    def accept(self, req: JoinRequest) -> dict[str, Any]:
+        """Record ``req``'s server as a member (its token used up); what it needs to join: the
+        raft nodes and the cluster's key. 4xx for a token that does not fit."""
+        self.cluster.check_clustered(NOT_CLUSTERED)
+        check_name(req.server_name)
+        split_address(req.address)
+        with self.db.transaction():
+            token = next(
+                (
+                    t
+                    for t in q.list_join_tokens(self.db)
+                    if hmac.compare_digest(t.secret.encode(), req.secret.encode())
+                ),
+                None,
+            )
+            expires = parse_timestamp(token.expires_at) if token is not None else None
+            if token is None or (expires is not None and expires <= now()):
+                raise Forbidden("The join token is not valid: it was used, revoked or expired")
+            if token.name != req.server_name:
+                raise BadRequest(
+                    f"The join token is for member {token.name!r}, not {req.server_name!r}"
+                )
+            if req.schema != len(MIGRATIONS) or req.api_extensions != self.cluster.api_extensions:
+                raise BadRequest(
+                    "The joining server runs another version of stapesd: schema "
+                    f"{req.schema} and {req.api_extensions} API extensions, against "
+                    f"{len(MIGRATIONS)} and {self.cluster.api_extensions} in the cluster "
+                    "(rolling upgrades are not supported: run the same version everywhere)"
+                )
+            if q.member_at(self.db, req.address) is not None:
+                raise Conflict(f"A cluster member already has the address {req.address}")
+            member = q.MemberRow(
+                id=0,
+                name=req.server_name,
+                address=req.address,
+                architecture=req.architecture,
+                schema=req.schema,
+                api_extensions=req.api_extensions,
+                heartbeat=timestamp(now()),
+            )
+            member_id = q.insert_member(self.db, member)
+            default = q.get_group(self.db, q.DEFAULT_GROUP)
+            q.set_member_groups(self.db, member_id, [default.id])
+            q.delete_join_token(self.db, token.secret)
+        op = self._token_ops.pop(token.secret, None)
+        if op is not None and not op.finished:
+            op.cancel()
+        key = self.cluster.transport.key  # the cluster's: this member's server key
+        nodes = raft_nodes(self.db.member_local)
+        log.info("cluster: accepted %s at %s", req.server_name, req.address)
+        self.cluster.events.lifecycle(
+            ClusterAction.MEMBER_ADDED, member_url(req.server_name), context={}
+        )
+        return {
+            "raft_nodes": [
+                {"id": n.id, "address": n.address, "role": n.role, "name": n.name} for n in nodes
+            ],
+            "cluster_key": key.read_text(),
+        }
+
+    # -- raft ---------------------------------------------------------------------------------
+
+    def assign(self, node_id: int, address: str) -> None:
+        """Add an accepted member's node to raft and give the nodes their roles (blocking:
+        a voter is promoted once it has caught up)."""
+        self.cluster.check_clustered(NOT_CLUSTERED)
+        if q.member_at(self.db, address) is None:
+            raise BadRequest(f"No cluster member has the address {address}: join first")
+        engine = self.cluster.engine
+        assert engine is not None
+        with engine.raft_client(self.cluster.raft_addresses()) as client:
+            known = {a for _, a, _ in client.cluster()}
+            if address not in known:
+                client.add(node_id, address)
+        self.rebalance()
+
+    def rebalance(self) -> None:
+        """Voters and stand-bys as Incus keeps them: an odd number of voters up to
+        cluster.max_voters (one of two members votes, the other stands by), then stand-bys up
+        to cluster.max_standby; the local list of nodes follows."""
+        engine = self.cluster.engine
+        assert engine is not None
+        config = get_config(self.db)
+        max_voters = int(server_value(config, "cluster.max_voters"))
+        max_standby = int(server_value(config, "cluster.max_standby"))
+        names = {m.address: m.name for m in q.list_members(self.db)}
+        with engine.raft_client(self.cluster.raft_addresses()) as client:
+            nodes = client.cluster()
+            count = len(nodes)
+            voters = min(max_voters, count if count % 2 else count - 1)
+            standbys = min(max_standby, count - voters)
+            ranked = sorted(nodes, key=lambda n: (n[2], n[1]))  # voters first, then by address
+            for index, (node_id, _address, role) in enumerate(ranked):
+                wanted = (
+                    wire.VOTER
+                    if index < voters
+                    else wire.STANDBY
+                    if index < voters + standbys
+                    else wire.SPARE
+                )
+                if role != wanted:
+                    client.assign(node_id, wanted)
+            nodes = client.cluster()
+        with self.db.member_local.transaction():
+            replace_raft_nodes(
+                self.db.member_local,
+                [RaftNode(i, a, r, names.get(a, "")) for i, a, r in nodes],
+            )
+
+
+def fingerprint_of(pem: str) -> str:
+    try:
+        return certs.fingerprint(certs.parse(pem))
+    except ValueError as exc:
+        raise BadRequest(f"Invalid cluster certificate: {exc}") from None
