@@ -328,7 +328,7 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
     if incus is not None:
         env3 = {**os.environ, "INCUS_SOCKET": m1.socket, "INCUS_CONF": str(tmp_path / "conf")}
         out = subprocess.run([incus, "cluster", "add", "m3", "-q"], env=env3, capture_output=True,
-                             text=True)  # fmt: skip
+                             text=True, stdin=subprocess.DEVNULL)  # fmt: skip
         assert out.returncode == 0, out.stderr
         token = out.stdout.strip().splitlines()[-1]
     else:
@@ -370,3 +370,58 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
         return all(m["status"] == "Online" for m in members)
 
     _until(online, 40)
+
+
+def test_instances_placed_listed_and_reached_through_any_member(
+    servers: list[Daemon], tmp_path: Path
+) -> None:
+    m1, _ = _member(servers)
+    _enable(m1, "m1")
+    m1.cli("image", "build", "busybox", "--alias", "bb")  # its files only on m1
+    m2, a2 = _member(servers)
+    _join(m2, a2, "m2", m1, _token(m1, "m2"))
+
+    # launched through m1 on m2 (the image comes from m1), and placed by the scheduler
+    body = {"name": "on2", "source": {"type": "image", "alias": "bb"}, "start": True}
+    m1.ok(m1.request("POST", "/1.0/instances?target=m2", body))
+    body = {"name": "auto", "source": {"type": "image", "alias": "bb"}}
+    m2.ok(m2.request("POST", "/1.0/instances", body))  # m1 has none yet: there
+    for daemon in (m1, m2):
+        listed = daemon.request("GET", "/1.0/instances?recursion=1").metadata
+        assert {(i["name"], i["location"], i["status"]) for i in listed} == {
+            ("on2", "m2", "Running"),
+            ("auto", "m1", "Stopped"),
+        }
+    assert m1.request("GET", "/1.0/instances/on2/state").metadata["pid"] > 0
+    resp = m1.request("POST", "/1.0/instances?target=m9", body | {"name": "x"})
+    assert resp.status == 404 and "m9" in resp.json()["error"], resp.body
+    resp = m1.request("POST", "/1.0/instances?target=@nogroup", body | {"name": "x"})
+    assert resp.status == 404, resp.body
+
+    # exec, files and state changes through the member that does not run it
+    incus = shutil.which("incus")
+    if incus is not None:
+        env = {**os.environ, "INCUS_SOCKET": m1.socket, "INCUS_CONF": str(tmp_path / "conf")}
+        out = subprocess.run(
+            [incus, "exec", "on2", "--", "cat", "/proc/self/cgroup"],
+            env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        out = subprocess.run([incus, "list", "-c", "nsL", "-f", "csv"], env=env,
+                             capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)  # fmt: skip
+        assert sorted(out.stdout.splitlines()) == ["auto,STOPPED,m1", "on2,RUNNING,m2"]
+    resp = m1.request("POST", "/1.0/instances/on2/files?path=/root/hello", raw=b"hi\n",
+                      headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    assert resp.status == 200, resp.body
+    assert m2.request("GET", "/1.0/instances/on2/files?path=/root/hello").body == b"hi\n"
+    m1.ok(m1.request("PUT", "/1.0/instances/on2/state", {"action": "stop", "force": True}))
+    assert m2.request("GET", "/1.0/instances/on2").metadata["status"] == "Stopped"
+
+    # a member that does not answer: its instances are listed in error
+    m2.stop(signal.SIGKILL)
+    listed = m1.request("GET", "/1.0/instances?recursion=1").metadata
+    assert {(i["name"], i["status"]) for i in listed} == {("on2", "Error"), ("auto", "Stopped")}
+    m2.start()
+    m1.wait(m1.request("DELETE", "/1.0/instances/on2"))
+    assert m2.request("GET", "/1.0/instances/on2").status == 404

@@ -46,13 +46,13 @@ def error_envelope(code: int, message: str) -> dict[str, Any]:
 
 
 def event_envelope(
-    kind: str, metadata: Any, timestamp: str, project: str = "default"
+    kind: str, metadata: Any, timestamp: str, project: str = "default", location: str = "none"
 ) -> dict[str, Any]:
     return {
         "type": kind,
         "timestamp": timestamp,
         "metadata": metadata,
-        "location": "none",
+        "location": location,
         "project": project,
     }
 

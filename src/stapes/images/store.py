@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +50,16 @@ class ImageStore:
         self.db = db
         self.paths = paths
         self.events = events
+        self.fetch_missing: Callable[[q.ImageRow], Awaitable[None]] | None = None
+        """On a cluster member: brings an image's files from a member that has them (the
+        database knows every image; each member keeps the files of those it used)."""
+
+    async def ensure_files(self, row: q.ImageRow) -> None:
+        """The image's files here (fetched from another member if need be)."""
+        meta, rootfs = self.files(row)
+        present = meta.exists() and (rootfs is None or rootfs.exists())
+        if not present and self.fetch_missing is not None:
+            await self.fetch_missing(row)
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -320,6 +331,7 @@ class ImageStore:
         """Unpack an image into ``target`` (rootfs/, metadata.yaml, templates/), unshifted; an
         archive tar will not unpack whole (members with ``..``, files below its own symlinks)
         is a 400."""
+        await self.ensure_files(row)
         try:
             await self._unpack(row, target)
         except RunError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 from stapes.api.envelope import event_envelope, go_json
 from stapes.api.times import now, timestamp
+from stapes.runtime.membership import Membership
 
 EVENT_TYPES = ("lifecycle", "operation", "logging")
 
@@ -52,6 +53,8 @@ class Listener:
     confined: bool = False
     """A restricted client's: only its project's own events, never the daemon-wide ones
     (logging, and events of no project)."""
+    local_only: bool = False
+    """Another cluster member's: this member's own events, not those it relays."""
     queue: asyncio.Queue[dict[str, Any] | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=10000)
     )
@@ -66,13 +69,20 @@ class Listener:
 
 
 class EventBus:
-    def __init__(self) -> None:
+    def __init__(self, membership: Membership | None = None) -> None:
         self._listeners: set[Listener] = set()
+        self.membership = membership or Membership()
+        """Whose events these are (their ``location``)."""
 
     def subscribe(
-        self, types: frozenset[str], project: str | None, *, confined: bool = False
+        self,
+        types: frozenset[str],
+        project: str | None,
+        *,
+        confined: bool = False,
+        local_only: bool = False,
     ) -> Listener:
-        listener = Listener(types, project, confined)
+        listener = Listener(types, project, confined, local_only)
         self._listeners.add(listener)
         return listener
 
@@ -91,8 +101,17 @@ class EventBus:
         self._listeners.clear()
 
     def send(self, kind: str, metadata: Any, project: str = "default") -> None:
-        event = event_envelope(kind, metadata, timestamp(now()), project)
+        location = self.membership.location
+        self._deliver(event_envelope(kind, metadata, timestamp(now()), project, location), False)
+
+    def relay(self, event: dict[str, Any]) -> None:
+        """An event of another cluster member, for this member's clients."""
+        self._deliver(event, True)
+
+    def _deliver(self, event: dict[str, Any], relayed: bool) -> None:
         for listener in list(self._listeners):
+            if relayed and listener.local_only:
+                continue
             if listener.wants(event):
                 try:
                     listener.queue.put_nowait(event)

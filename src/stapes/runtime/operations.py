@@ -188,6 +188,9 @@ class Operations:
             raise NotFound(f"Operation {op_id!r} not found")
         return op
 
+    def ids(self) -> set[str]:
+        return set(self._ops)
+
     def all(self) -> list[Operation]:
         return list(self._ops.values())
 

@@ -33,6 +33,8 @@ class Identity:
     peer: Peer | None = None
     metrics: bool = False
     """A certificate of type metrics: /1.0/metrics only."""
+    member: bool = False
+    """Another member of this server's cluster (its requests are never forwarded again)."""
 
     def may_use_project(self, project: str) -> bool:
         return self.trusted and (not self.restricted or project in self.projects)
@@ -56,7 +58,7 @@ def identify(request: web.Request) -> Identity:
         peer = st.https.peer(request) or st.metrics_https.peer(request)
         row = find_certificate(st.db, peer.fingerprint) if peer and peer.fingerprint else None
         if peer is not None and _cluster_member(st, peer):
-            identity = Identity("tls", True, peer.fingerprint, peer=peer)
+            identity = Identity("tls", True, peer.fingerprint, peer=peer, member=True)
         elif row is not None and row.type == "metrics":
             identity = Identity(
                 "tls", False, row.fingerprint, row.restricted, tuple(row.projects), peer, True

@@ -13,7 +13,10 @@ from aiohttp import web
 
 from stapes.api.errors import StapesError
 from stapes.cluster.admission import Admission
+from stapes.cluster.event_relay import EventRelay
 from stapes.cluster.files import ClusterFiles
+from stapes.cluster.images import ImageFetcher
+from stapes.cluster.peers import Peers
 from stapes.cluster.service import Cluster
 from stapes.cluster.transport import ClusterTransport
 from stapes.config.server_keys import DNS_KEY, METRICS_KEY, SYSLOG_KEY, server_value
@@ -57,6 +60,7 @@ from stapes.runtime.operations import Operations
 from stapes.runtime.side_loop import SideLoop
 from stapes.runtime.warnings import Warnings
 from stapes.server.extensions import API_EXTENSIONS
+from stapes.server.forward import Forwarder
 from stapes.server.http_policy import HttpPolicy, policy_middleware
 from stapes.server.listeners import Https
 from stapes.server.loki import LokiPusher, LokiSettings
@@ -97,7 +101,7 @@ def build_state(paths: Paths) -> State:
     membership = Membership()
     files = ClusterFiles(paths.database.parent)
     db = open_database(files)
-    events = EventBus()
+    events = EventBus(membership)
     side = SideLoop()
     transport = ClusterTransport(side, paths.server_cert, paths.server_key, lambda: "")
     cluster = Cluster(db, files, membership, events, transport, len(API_EXTENSIONS))
@@ -153,7 +157,7 @@ def build_state(paths: Paths) -> State:
     instances.starting_hooks.append(guest_api.starting)
     instances.stopped_hooks.append(guest_api.stopped)
     instances.changed_hooks.append(guest_api.changed)
-    return State(
+    st = State(
         paths=paths,
         guest_api=guest_api,
         db=db,
@@ -191,6 +195,10 @@ def build_state(paths: Paths) -> State:
         zones=zones,
         dns=dns_server,
     )
+    peers = Peers(paths.server_cert, paths.server_key)
+    st.forwarder = Forwarder(st, peers, EventRelay(db, membership, peers, events))
+    images.fetch_missing = ImageFetcher(db, membership, peers, images).fetch
+    return st
 
 
 async def initialise(st: State) -> list[InstanceRow]:
@@ -276,6 +284,9 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     uevents.start()
     schedule = loop.create_task(st.snapshots.run_schedule())
     heartbeats = loop.create_task(st.cluster.heartbeats())
+    assert st.forwarder is not None
+    peers = st.forwarder.peers
+    relay = loop.create_task(st.forwarder.relay.run())
     backup_files = loop.create_task(BackupFileKeeper(st.backups, st.events).run())
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -289,6 +300,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         autostart.cancel()
         schedule.cancel()
         heartbeats.cancel()
+        relay.cancel()
         backup_files.cancel()
         uevents.close()
         if host_down.done():
@@ -307,6 +319,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
             st.syslog.close()
         st.events.close()
         await st.operations.shutdown()
+        await peers.close()
         await st.https.stop()
         await st.metrics_https.stop()
         st.instances.watcher.close()

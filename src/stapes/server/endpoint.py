@@ -96,6 +96,11 @@ def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse
                     else "",
                 }
             )
+        forwarder = state(request).forwarder
+        if forwarder is not None:
+            address = forwarder.target(request)
+            if address:
+                return await forwarder.forward(request, address)
         return render(await action.handler(request))
 
     return handle

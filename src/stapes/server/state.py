@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from stapes.network.service import Networks
     from stapes.network.zone_service import NetworkZones
     from stapes.project.service import Projects
+    from stapes.server.forward import Forwarder
     from stapes.server.trust import Trust
     from stapes.storage.pool import Pools
     from stapes.storage.volume_backups import VolumeBackups
@@ -103,6 +104,8 @@ class State:
     """core.syslog_socket's listener (made with the paths)."""
     loki: LokiPusher | None = None
     """Pushes events to Loki while loki.api.url is set (made with the bus)."""
+    forwarder: Forwarder | None = None
+    """Requests about what lives on other cluster members go there (set once State is)."""
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)
     """CORS and trusted proxies (core.https_*), kept as the config last set them."""
 

@@ -122,6 +122,8 @@ def _join(st: State, put: ClusterPut) -> Result:
     async def reload_certificate() -> None:
         await st.https.reload()
         await st.metrics_https.reload()
+        if st.forwarder is not None:
+            await st.forwarder.peers.certificate_changed()
 
     async def run(_op: Any) -> None:
         joiner = join.Joiner(st.cluster, listen, reload_certificate, st.pools.prepare_member)

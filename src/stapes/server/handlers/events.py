@@ -30,7 +30,12 @@ async def get_events(request: web.Request) -> Result:
     confined = identify(request).restricted
     if confined and wanted == ["logging"]:
         raise Forbidden("Certificate is restricted: the daemon's log is not for restricted clients")
-    listener = st.events.subscribe(frozenset(wanted or EVENT_TYPES), project, confined=confined)
+    listener = st.events.subscribe(
+        frozenset(wanted or EVENT_TYPES),
+        project,
+        confined=confined,
+        local_only=identify(request).member,  # a member relays them itself
+    )
     ws = web.WebSocketResponse(heartbeat=30)
     try:
         await ws.prepare(request)

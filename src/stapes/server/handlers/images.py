@@ -272,6 +272,8 @@ async def get_image(request: web.Request) -> Result:
 async def export_image(request: web.Request) -> web.StreamResponse:
     row = _image(request)
     state(request).image_secrets.use(request.query.get("secret", ""))
+    if not identify(request).member:  # a member asking has none: it must not ask back
+        await state(request).images.ensure_files(row)
     return export_response(state(request).images, row)
 
 

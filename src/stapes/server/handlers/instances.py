@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest
 from stapes.api.instance import (
     InstancePost,
@@ -16,13 +18,14 @@ from stapes.api.instance import (
     InstancesPut,
 )
 from stapes.api.urls import instance_url
+from stapes.db import cluster as cluster_db
 from stapes.db.instances import InstanceRow
 from stapes.db.projects import get_target_project, profiles_read_once
 from stapes.instance import migrate, power
 from stapes.instance import update as updates
 from stapes.instance.driver import RuntimeState
 from stapes.server import filter as api_filter
-from stapes.server.auth import require_project
+from stapes.server.auth import identify, require_project
 from stapes.server.endpoint import (
     Action,
     Endpoint,
@@ -45,23 +48,70 @@ async def list_instances(request: web.Request) -> Result:
     st = state(request)
     project = None if flag(request, "all-projects") else project_of(request)
     rows = st.instances.list_instances(project)
+    if identify(request).member:  # another member gathers the list: this one's instances
+        rows = [r for r in rows if r.location == st.membership.name]
     depth = recursion(request)
     flt = api_filter.parse(request.query["filter"]) if request.query.get("filter") else None
     if depth == 0 and flt is None:
         return Sync([_url(r.name, r.project) for r in rows])
+    here = [r for r in rows if r.location in ("", st.membership.name)]
     with profiles_read_once():
-        statuses = await st.instances.statuses(rows)  # every instance asked in one trip
+        statuses = await st.instances.statuses(here)  # every instance asked in one trip
         if depth >= 2:
-            rendered = await asyncio.gather(
-                *(_full(st, r, s) for r, s in zip(rows, statuses, strict=True))
+            mine = await asyncio.gather(
+                *(_full(st, r, s) for r, s in zip(here, statuses, strict=True))
             )
         else:
-            rendered = [st.instances.render(r, s) for r, s in zip(rows, statuses, strict=True)]
+            mine = [st.instances.render(r, s) for r, s in zip(here, statuses, strict=True)]
+        found = {(r.project, r.name): item for r, item in zip(here, mine, strict=True)}
+        if len(here) < len(rows):
+            found.update(await _gathered(st, request, [r for r in rows if r not in here]))
+    rendered = [found[(r.project, r.name)] for r in rows]
     if flt is not None:
         rendered = [item for item in rendered if api_filter.matches(flt, item)]
     if depth == 0:
         return Sync([_url(item["name"], item["project"]) for item in rendered])
     return Sync(rendered)
+
+
+async def _gathered(
+    st: State, request: web.Request, rows: list[InstanceRow]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The instances of ``rows``, which live on other members, as those members render them;
+    those of a member that does not answer as the database has them, in status Error (as
+    Incus shows them)."""
+    by_member: dict[str, list[InstanceRow]] = {}
+    for row in rows:
+        by_member.setdefault(row.location, []).append(row)
+    depth = min(recursion(request), 2)
+
+    async def ask(member: str) -> list[dict[str, Any]]:
+        found = cluster_db.find_member(st.db, member)
+        if found is None or st.forwarder is None:
+            return []
+        url = f"https://{found.address}/1.0/instances?recursion={depth}&all-projects=true"
+        try:
+            async with st.forwarder.peers.session().get(
+                url, timeout=aiohttp.ClientTimeout(total=MEMBER_LIST_SECONDS)
+            ) as resp:
+                body = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return []
+        listed = body.get("metadata") if isinstance(body, dict) else None
+        return listed if isinstance(listed, list) else []
+
+    answers = await asyncio.gather(*(ask(member) for member in by_member))
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for member, listed in zip(by_member, answers, strict=True):
+        known = {(i.get("project"), i.get("name")): i for i in listed if isinstance(i, dict)}
+        for row in by_member[member]:
+            item = known.get((row.project, row.name))
+            if item is None:
+                item = st.instances.render(row, RuntimeState(StatusCode.ERROR))
+                if depth >= 2:
+                    item.update(state=None, snapshots=None)
+            found[(row.project, row.name)] = item
+    return found
 
 
 async def _full(st: State, row: InstanceRow, status: RuntimeState | None = None) -> dict[str, Any]:
@@ -73,6 +123,9 @@ async def _full(st: State, row: InstanceRow, status: RuntimeState | None = None)
 
 
 _url = instance_url
+
+MEMBER_LIST_SECONDS = 10.0
+"""How long a list waits for another member's instances before showing them in error."""
 
 
 async def create_instance(request: web.Request) -> Result:

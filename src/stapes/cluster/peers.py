@@ -1,0 +1,42 @@
+"""The HTTPS client of the other members: this member presents the cluster certificate and
+trusts no other at the far end (the cluster certificate is the only trust anchor), for the
+requests it forwards, the lists it gathers and the events it relays."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import aiohttp
+
+
+class Peers:
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.cert = cert
+        self.key = key
+        self._session: aiohttp.ClientSession | None = None
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False  # members are named by address; the key is the proof
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=self.cert.read_text())
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session (on the main loop); made again after the certificate changed."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self.context(), limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None, connect=10)
+            )
+        return self._session
+
+    async def certificate_changed(self) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None

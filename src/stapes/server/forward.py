@@ -1,0 +1,177 @@
+"""Requests about what lives on another cluster member are served by that member: this one
+checks the client (its trust, its projects), then forwards the request as the cluster and
+streams the answer back, websockets included (exec, console, operations). Operations made by
+a forwarded request are remembered, so that waiting on them and their websockets reach the
+member that runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections import OrderedDict
+
+import aiohttp
+from aiohttp import web
+
+from stapes.api.errors import BadRequest
+from stapes.cluster import placement
+from stapes.cluster.event_relay import EventRelay
+from stapes.cluster.peers import Peers
+from stapes.db import cluster as cluster_db
+from stapes.db.instances import find_instance
+from stapes.server.auth import identify
+from stapes.server.state import State
+
+log = logging.getLogger(__name__)
+
+_INSTANCE = re.compile(r"^/1\.0/instances/([^/]+)(/.*)?$")
+_OPERATION = re.compile(r"^/1\.0/operations/([^/]+)(/.*)?$")
+_HOP = frozenset(
+    {"host", "connection", "keep-alive", "upgrade", "transfer-encoding", "te", "trailer",
+     "proxy-authorization", "proxy-authenticate", "sec-websocket-key",
+     "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
+)  # fmt: skip
+_REMEMBERED = 4096
+"""Operations of forwarded requests remembered (the oldest forgotten first)."""
+
+
+class Forwarder:
+    def __init__(self, st: State, peers: Peers, relay: EventRelay) -> None:
+        self.st = st
+        self.peers = peers
+        self.relay = relay
+        self.operations: OrderedDict[str, str] = OrderedDict()
+        """Operation id -> the address of the member that runs it."""
+
+    def target(self, request: web.Request) -> str:
+        """The address of the member that serves ``request``; "" for this one."""
+        st = self.st
+        if not st.membership.clustered or identify(request).member:
+            return ""
+        path = request.path
+        if request.method == "POST" and path == "/1.0/instances":
+            chosen = placement.choose(st.db, st.membership.name, request.query.get("target", ""))
+            return "" if chosen.name == st.membership.name else chosen.address
+        found = _INSTANCE.match(path)
+        if found:
+            project = request.query.get("project", "") or "default"
+            row = find_instance(st.db, project, found.group(1))
+            if row is None or row.location in ("", st.membership.name):
+                return ""
+            member = cluster_db.find_member(st.db, row.location)
+            if member is None:
+                raise BadRequest(f"Instance {row.name!r} is on unknown member {row.location!r}")
+            return member.address
+        found = _OPERATION.match(path)
+        if found and found.group(1) not in st.operations.ids():
+            return self.operations.get(found.group(1), "")
+        return ""
+
+    async def forward(self, request: web.Request, address: str) -> web.StreamResponse:
+        url = f"https://{address}{request.path_qs}"
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request, url, headers)
+        session = self.peers.session()
+        await self.relay.following(address)  # the events of what it starts reach the client
+        try:
+            async with session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=request.content if request.body_exists else None,
+                allow_redirects=False,
+            ) as upstream:
+                answer = web.StreamResponse(
+                    status=upstream.status,
+                    headers={
+                        k: v
+                        for k, v in upstream.headers.items()
+                        if k.lower() not in _HOP and k.lower() != "content-length"
+                    },
+                )
+                if upstream.status == 202:  # an operation: remember where it runs
+                    body = await upstream.read()
+                    self._remember(body, address)
+                    answer.content_length = len(body)
+                    await answer.prepare(request)
+                    await answer.write(body)
+                    return answer
+                if upstream.content_length is not None:
+                    answer.content_length = upstream.content_length
+                await answer.prepare(request)
+                async for chunk in upstream.content.iter_chunked(256 * 1024):
+                    await answer.write(chunk)
+                await answer.write_eof()
+                return answer
+        except aiohttp.ClientError as exc:
+            raise BadRequest(f"Cluster member {address} unreachable: {exc}") from None
+
+    def _remember(self, body: bytes, address: str) -> None:
+        try:
+            operation = json.loads(body).get("operation", "")
+        except ValueError:
+            return
+        if isinstance(operation, str) and operation.startswith("/1.0/operations/"):
+            self.operations[operation.rsplit("/", 1)[-1]] = address
+            while len(self.operations) > _REMEMBERED:
+                self.operations.popitem(last=False)
+
+    async def _websocket(
+        self, request: web.Request, url: str, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        session = self.peers.session()
+        protocols = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]
+        try:
+            upstream = await session.ws_connect(
+                url.replace("https://", "wss://", 1),
+                headers={k: v for k, v in headers.items() if k.lower() != "sec-websocket-protocol"},
+                protocols=protocols,
+                autoping=False,
+                max_msg_size=0,
+            )
+        except aiohttp.ClientError as exc:
+            raise BadRequest(f"Cluster member unreachable: {exc}") from None
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (),
+            autoping=False,
+            max_msg_size=0,
+        )
+        await client.prepare(request)
+
+        async def pump(
+            source: aiohttp.ClientWebSocketResponse | web.WebSocketResponse,
+            sink: aiohttp.ClientWebSocketResponse | web.WebSocketResponse,
+        ) -> None:
+            async for message in source:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    await sink.send_str(message.data)
+                elif message.type == aiohttp.WSMsgType.BINARY:
+                    await sink.send_bytes(message.data)
+                elif message.type == aiohttp.WSMsgType.PING:
+                    await sink.ping(message.data)
+                elif message.type == aiohttp.WSMsgType.PONG:
+                    await sink.pong(message.data)
+            await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
+
+        pumps = [
+            asyncio.ensure_future(pump(upstream, client)),
+            asyncio.ensure_future(pump(client, upstream)),
+        ]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.ALL_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await upstream.close()
+            with contextlib.suppress(Exception):
+                await client.close()
+        return client
