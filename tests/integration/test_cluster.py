@@ -4,6 +4,8 @@ Incus's, and starts again on the cluster's database."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import signal
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from stapes.api.errors import MissingHostFeature
-from stapes.cluster.admission import token_text
+from stapes.api.join_token import token_text
 from stapes.db.cowsql.node import library
 from tests.helpers import ClientCert, Daemon, free_port, https_request, new_root, remove_root
 
@@ -425,3 +427,33 @@ def test_instances_placed_listed_and_reached_through_any_member(
     m2.start()
     m1.wait(m1.request("DELETE", "/1.0/instances/on2"))
     assert m2.request("GET", "/1.0/instances/on2").status == 404
+
+
+def test_the_stapes_cli_makes_and_uses_a_cluster(servers: list[Daemon]) -> None:
+    m1, a1 = _member(servers)
+    assert "member m1" in m1.cli("cluster", "enable", "m1").stdout
+    m1.cli("image", "build", "busybox", "--alias", "bb")
+    token = m1.cli("cluster", "add", "m2").stdout.strip().splitlines()[-1]
+    m2, a2 = _member(servers)
+    bad = m2.cli("cluster", "join", "not-a-token", check=False)
+    assert bad.returncode == 1 and "Invalid join token" in bad.stderr
+    assert "Joined the cluster as m2" in m2.cli("cluster", "join", token).stdout
+    listed = list(csv.reader(io.StringIO(m2.cli("cluster", "list", "-f", "csv").stdout)))
+    assert [row[:3] for row in listed] == [
+        ["m1", f"https://{a1}", "database-leader\ndatabase"],
+        ["m2", f"https://{a2}", "database-standby"],
+    ]
+    m2.cli("cluster", "set", "m2", "description=second", "user.rack=r2")
+    shown = m2.cli("cluster", "show", "m2").stdout
+    assert "description: second" in shown and "user.rack: r2" in shown
+    m1.cli("cluster", "group", "create", "fast")
+    m1.cli("cluster", "group", "assign", "m2", "default,fast")
+    assert "fast,,1" in m1.cli("cluster", "group", "list", "-f", "csv").stdout
+
+    m1.cli("init", "bb", "c1", "--target", "m2")
+    m1.cli("init", "bb", "c2", "--target", "@fast")
+    table = m1.cli("list", "-f", "csv").stdout.splitlines()
+    assert sorted(line.split(",")[-1] for line in table) == ["m2", "m2"]
+    assert "LOCATION" in m1.cli("list").stdout
+    bad = m1.cli("init", "bb", "c3", "--target", "m9", check=False)
+    assert bad.returncode == 1 and "m9" in bad.stderr

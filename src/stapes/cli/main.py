@@ -50,6 +50,7 @@ COMMAND_MODULES = {
     "warning": "warning",
     "remote": "remote",
     "project": "project",
+    "cluster": "cluster",
 }
 
 ALIASES = {"create": "init"}

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stapes.client.cluster import ClusterClient
 from stapes.client.connection import Connection, segment, unwrap
 from stapes.client.network import NetworkClient
 from stapes.client.operation import RemoteOperation
@@ -50,7 +51,9 @@ class _Multipart:
         yield self.tail
 
 
-class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient, ProjectClient):
+class InstanceServer(
+    StorageClient, NetworkClient, WarningClient, TrustClient, ProjectClient, ClusterClient
+):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -102,8 +105,9 @@ class InstanceServer(StorageClient, NetworkClient, WarningClient, TrustClient, P
         result: dict[str, Any] = self.conn.request("GET", f"/1.0/instances/{_q(name)}/state")
         return result
 
-    def create_instance(self, body: dict[str, Any]) -> RemoteOperation:
-        return self._op("POST", "/1.0/instances", json_body=body)
+    def create_instance(self, body: dict[str, Any], target: str = "") -> RemoteOperation:
+        params = {"target": target} if target else None
+        return self._op("POST", "/1.0/instances", json_body=body, params=params)
 
     def update_state(
         self, name: str, action: str, *, force: bool = False, timeout: int = -1

@@ -6,9 +6,7 @@ node to raft, and the roles of the nodes (voters, stand-bys) as members come and
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
-import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -59,29 +57,6 @@ class JoinRequest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"Invalid join request: {exc}") from None
-
-
-def token_text(metadata: dict[str, Any]) -> str:
-    """The join token as `incus cluster add` prints it from its operation's metadata: the
-    fields as JSON (ClusterMemberJoinToken), in base64."""
-    token = {
-        "server_name": metadata.get("serverName", ""),
-        "fingerprint": metadata.get("fingerprint", ""),
-        "addresses": metadata.get("addresses", []),
-        "secret": metadata.get("secret", ""),
-        "expires_at": metadata.get("expiresAt", ZERO_TIME),
-    }
-    return base64.b64encode(json.dumps(token).encode()).decode()
-
-
-def token_secret(text: str) -> str:
-    """The secret of a join token given whole (base64 JSON), or the secret itself."""
-    try:
-        decoded = json.loads(base64.b64decode(text, validate=True))
-    except ValueError:
-        return text
-    secret = decoded.get("secret") if isinstance(decoded, dict) else None
-    return secret if isinstance(secret, str) else text
 
 
 class Admission:

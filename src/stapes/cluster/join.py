@@ -18,7 +18,8 @@ from typing import Any
 
 from stapes.api.cluster import ClusterPut
 from stapes.api.errors import BadRequest
-from stapes.cluster.admission import fingerprint_of, token_secret
+from stapes.api.join_token import secret_of
+from stapes.cluster.admission import fingerprint_of
 from stapes.cluster.engine import ClusterEngine
 from stapes.cluster.service import Cluster, check_name
 from stapes.cluster.transport import MemberError, member_request
@@ -106,7 +107,7 @@ def plan(cluster: Cluster, put: ClusterPut) -> JoinPlan:
         cluster_address=put.cluster_address,
         cluster_certificate=put.cluster_certificate,
         fingerprint=fingerprint_of(put.cluster_certificate),
-        secret=token_secret(put.cluster_token),
+        secret=secret_of(put.cluster_token),
         node_id=generate_id(put.server_address),
         pool_config=pools,
     )

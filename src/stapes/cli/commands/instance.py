@@ -42,6 +42,9 @@ def _create_options(f: Any) -> Any:
     )(f)
     f = click.option("--network", "-n", default="", help="Network of the instance's eth0")(f)
     f = click.option("--storage", "-s", default="", help="Storage pool of the root disk")(f)
+    f = click.option(
+        "--target", default="", help="Cluster member (or @group) to create the instance on"
+    )(f)
     f = click.argument("name", required=False, default="")(f)
     f = click.argument("image")(f)
     return f
@@ -72,7 +75,7 @@ def _create(server: InstanceServer, options: dict[str, Any], start: bool) -> Non
     if devices:
         body["devices"] = devices
     body["source"] = _image_source(server, options["image"])
-    op = server.create_instance(body)
+    op = server.create_instance(body, target=options["target"])
     created = op.metadata["resources"]["instances"][0].rsplit("/", 1)[-1].split("?")[0]
     click.echo(f"{'Launching' if start else 'Creating'} {created}")
     op.wait()

@@ -101,6 +101,8 @@ def _list(
         filter=" and ".join(clauses),
         all_projects=all_projects,
     )
+    if letters == DEFAULT_COLUMNS and any(i.get("location", "none") != "none" for i in instances):
+        letters += "L"  # a cluster's: where each instance is, as incus lists them
     headers = [FIELDS[c][0] for c in letters]
     print_rows(headers, [row(i, letters) for i in instances], instances, fmt)
 
