@@ -457,3 +457,59 @@ def test_the_stapes_cli_makes_and_uses_a_cluster(servers: list[Daemon]) -> None:
     assert "LOCATION" in m1.cli("list").stdout
     bad = m1.cli("init", "bb", "c3", "--target", "m9", check=False)
     assert bad.returncode == 1 and "m9" in bad.stderr
+
+
+def test_members_are_removed_and_a_removed_one_stands_alone(servers: list[Daemon]) -> None:
+    m1, _ = _member(servers)
+    _enable(m1, "m1")
+    m1.cli("image", "build", "busybox", "--alias", "bb")
+    others = []
+    for name in ("m2", "m3"):
+        daemon, address = _member(servers)
+        _join(daemon, address, name, m1, _token(m1, name))
+        others.append(daemon)
+    m2, m3 = others
+    body = {"name": "held", "source": {"type": "image", "alias": "bb"}}
+    m1.ok(m1.request("POST", "/1.0/instances?target=m3", body))
+    resp = m1.request("DELETE", "/1.0/cluster/members/m3")
+    assert resp.status == 400 and "still has instances (held)" in resp.json()["error"]
+    m1.wait(m1.request("DELETE", "/1.0/instances/held"))
+
+    # asked of m3 itself, another member removes it; m3 starts again on its own
+    pid = m3.proc.pid if m3.proc else 0
+    resp = m3.request("DELETE", "/1.0/cluster/members/m3")
+    assert resp.status == 200, resp.body
+    assert sorted(_roles(m1)) == ["m1", "m2"]
+    _until(
+        lambda: (
+            _answers(m3)
+            and not m3.request("GET", "/1.0").metadata["environment"]["server_clustered"]
+        )
+    )
+    assert m3.proc is not None and m3.proc.pid == pid and m3.proc.poll() is None
+    assert m3.request("GET", "/1.0").metadata["config"].get("core.https_address")
+    assert m3.request("GET", "/1.0/profiles/default").status == 200
+    _until(
+        lambda: (
+            sorted(r for roles in _roles(m1).values() for r in roles)
+            == ["database", "database-leader", "database-standby"]
+        )
+    )
+
+    # a member that is gone is removed with --force only; the last one not at all
+    m2.stop(signal.SIGKILL)
+    resp = m1.request("DELETE", "/1.0/cluster/members/m2")
+    assert resp.status == 400 and "--force" in resp.json()["error"], resp.body
+    resp = m1.request("DELETE", "/1.0/cluster/members/m2?force=1")
+    assert resp.status == 200, resp.body
+    assert _roles(m1) == {"m1": ["database-leader", "database"]}
+    assert m1.request("POST", "/1.0/profiles", {"name": "alone"}).status == 201
+    resp = m1.request("DELETE", "/1.0/cluster/members/m1")
+    assert resp.status == 400 and "only member" in resp.json()["error"]
+
+
+def _answers(daemon: Daemon) -> bool:
+    try:
+        return daemon.request("GET", "/1.0").status == 200
+    except OSError:
+        return False

@@ -20,8 +20,7 @@ from stapes.cluster.service import NOT_CLUSTERED, Cluster, check_name, member_ur
 from stapes.config.server_keys import server_value
 from stapes.config.validate import add_expiry, split_address
 from stapes.db import cluster as q
-from stapes.db.cowsql import wire
-from stapes.db.local import RaftNode, raft_nodes, replace_raft_nodes
+from stapes.db.local import raft_nodes
 from stapes.db.schema import MIGRATIONS
 from stapes.db.server_config import get_config
 from stapes.runtime.operations import Operation, Operations
@@ -206,40 +205,7 @@ class Admission:
             known = {a for _, a, _ in client.cluster()}
             if address not in known:
                 client.add(node_id, address)
-        self.rebalance()
-
-    def rebalance(self) -> None:
-        """Voters and stand-bys as Incus keeps them: an odd number of voters up to
-        cluster.max_voters (one of two members votes, the other stands by), then stand-bys up
-        to cluster.max_standby; the local list of nodes follows."""
-        engine = self.cluster.engine
-        assert engine is not None
-        config = get_config(self.db)
-        max_voters = int(server_value(config, "cluster.max_voters"))
-        max_standby = int(server_value(config, "cluster.max_standby"))
-        names = {m.address: m.name for m in q.list_members(self.db)}
-        with engine.raft_client(self.cluster.raft_addresses()) as client:
-            nodes = client.cluster()
-            count = len(nodes)
-            voters = min(max_voters, count if count % 2 else count - 1)
-            standbys = min(max_standby, count - voters)
-            ranked = sorted(nodes, key=lambda n: (n[2], n[1]))  # voters first, then by address
-            for index, (node_id, _address, role) in enumerate(ranked):
-                wanted = (
-                    wire.VOTER
-                    if index < voters
-                    else wire.STANDBY
-                    if index < voters + standbys
-                    else wire.SPARE
-                )
-                if role != wanted:
-                    client.assign(node_id, wanted)
-            nodes = client.cluster()
-        with self.db.member_local.transaction():
-            replace_raft_nodes(
-                self.db.member_local,
-                [RaftNode(i, a, r, names.get(a, "")) for i, a, r in nodes],
-            )
+        self.cluster.rebalance()
 
 
 def fingerprint_of(pem: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from stapes.cluster.files import ClusterFiles
 from stapes.cluster.transport import ClusterTransport
 from stapes.config.server_keys import server_value
 from stapes.db import cluster as q
-from stapes.db.connection import ServerDatabase
+from stapes.db.connection import ServerDatabase, SqliteDatabase, Unavailable
 from stapes.db.cowsql import wire
 from stapes.db.local import RaftNode, raft_nodes, replace_raft_nodes
 from stapes.db.server_config import get_config
@@ -280,14 +281,119 @@ class Cluster:
             ClusterAction.MEMBER_RENAMED, member_url(new), context={"old_name": name}
         )
 
-    def delete_member(self, name: str) -> None:
+    def check_removal(self, name: str, force: bool) -> q.MemberRow:
+        """The member ``name`` if it may be removed (by another member); 4xx otherwise."""
         row = self.member(name)
         if len(self.members()) == 1:
             raise BadRequest(
                 f"Cluster member {name!r} is the only member of the cluster: it cannot be "
                 "removed (a cluster cannot go back to a standalone server)"
             )
-        raise BadRequest(f"Cluster member {row.name!r} cannot be removed by this stapesd yet")
+        held = self.db.all(
+            "SELECT name FROM instances WHERE location = ? ORDER BY name LIMIT 5", (name,)
+        )
+        if held and not force:
+            names = ", ".join(r["name"] for r in held)
+            raise BadRequest(
+                f"Cluster member {name!r} still has instances ({names}): move or delete them "
+                "first, or remove it with --force (its instances are forgotten)"
+            )
+        return row
+
+    def remove_member(self, row: q.MemberRow) -> None:
+        """Take the member out of raft (its leadership handed over first) and out of the
+        database with what was located on it, then give the nodes their roles again
+        (blocking)."""
+        engine = self.engine
+        assert engine is not None
+        with engine.raft_client(self.raft_addresses()) as client:
+            _, leader = client.leader()
+            nodes = client.cluster()
+            node = next((n for n in nodes if n[1] == row.address), None)
+            if node is not None and leader == row.address:
+                heir = next(n for n in nodes if n[1] != row.address and n[2] == wire.VOTER)
+                client.transfer(heir[0])
+        if node is not None:
+            with engine.raft_client(self.raft_addresses()) as client:
+                client.remove(node[0])
+        with self.db.transaction():
+            for instance in self.db.all("SELECT id FROM instances WHERE location = ?", (row.name,)):
+                for table in ("instance_snapshots", "backups"):
+                    self.db.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance["id"],))
+                self.db.execute("DELETE FROM instances WHERE id = ?", (instance["id"],))
+            self.db.execute("DELETE FROM cluster_group_members WHERE member_id = ?", (row.id,))
+            q.delete_member(self.db, row.id)
+        self.rebalance()
+        log.info("cluster member %s (%s) removed", row.name, row.address)
+        self.events.lifecycle(ClusterAction.MEMBER_REMOVED, member_url(row.name), context={})
+
+    def leave(self) -> None:
+        """This member was removed: back to a server of its own, with a new database that
+        keeps its own keys (core.https_address...), before the daemon starts again."""
+        own = {
+            k: v
+            for k, v in get_config(self.db.member_local).items()
+            if k != "cluster.https_address"
+        }
+        old = self.db.replace_engine(Unavailable("this server left its cluster: restarting"), None)
+        old.close()
+        local = self.db.member_local
+        local.close()
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        for suffix in ("", "-wal", "-shm"):
+            path = self.files.local.with_name(self.files.local.name + suffix)
+            if path.exists():
+                path.rename(path.with_name(path.name.replace("local.db", "local.db.left")))
+        shutil.rmtree(self.files.cowsql, ignore_errors=True)
+        fresh = SqliteDatabase(self.files.standalone)
+        with fresh.transaction():
+            for key, value in own.items():
+                fresh.execute("INSERT INTO config (key, value) VALUES (?, ?)", (key, value))
+        fresh.close()
+        for path in (self.transport.cert, self.transport.key):
+            kept = path.with_name(path.name + ".standalone")
+            if kept.exists():  # a member that joined: its own certificate again
+                kept.rename(path)
+        self.membership.name = ""
+        self.membership.address = ""
+        log.info("this server left its cluster: it starts again on a database of its own")
+
+    def rebalance(self) -> None:
+        """Voters and stand-bys as Incus keeps them: an odd number of voters up to
+        cluster.max_voters (one of two members votes, the other stands by), then stand-bys up
+        to cluster.max_standby; the local list of nodes follows."""
+        engine = self.engine
+        assert engine is not None
+        config = get_config(self.db)
+        max_voters = int(server_value(config, "cluster.max_voters"))
+        max_standby = int(server_value(config, "cluster.max_standby"))
+        names = {m.address: m.name for m in q.list_members(self.db)}
+        with engine.raft_client(self.raft_addresses()) as client:
+            _, leader = client.leader()
+            nodes = client.cluster()
+            count = len(nodes)
+            voters = min(max_voters, count if count % 2 else count - 1)
+            standbys = min(max_standby, count - voters)
+            # the leader first (it cannot step down here), then voters, then by address
+            ranked = sorted(nodes, key=lambda n: (n[1] != leader, n[2], n[1]))
+            for index, (node_id, _address, role) in enumerate(ranked):
+                wanted = (
+                    wire.VOTER
+                    if index < voters
+                    else wire.STANDBY
+                    if index < voters + standbys
+                    else wire.SPARE
+                )
+                if role != wanted:
+                    client.assign(node_id, wanted)
+            nodes = client.cluster()
+        with self.db.member_local.transaction():
+            replace_raft_nodes(
+                self.db.member_local,
+                [RaftNode(i, a, r, names.get(a, "")) for i, a, r in nodes],
+            )
 
     async def heartbeats(self) -> None:
         """Record this member alive every HEARTBEAT_SECONDS while it is clustered."""

@@ -5,8 +5,12 @@ here: Incus answers some with a 500, though nothing failed on the server)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from stapes.api.cluster import (
@@ -18,19 +22,21 @@ from stapes.api.cluster import (
     ClusterMembersPost,
     ClusterPut,
 )
-from stapes.api.errors import BadRequest
-from stapes.cluster import join
+from stapes.api.errors import BadRequest, Forbidden
+from stapes.cluster import join, placement
 from stapes.cluster.admission import JoinRequest
 from stapes.cluster.service import NOT_CLUSTERED, group_url, member_url
 from stapes.db import networks as network_db
 from stapes.db import storage as storage_db
 from stapes.db.server_config import get_config, replace_config
 from stapes.db.storage import MEMBER_POOL_KEYS
+from stapes.server.auth import identify
 from stapes.server.endpoint import (
     Action,
     Endpoint,
     body_as,
     check_etag,
+    flag,
     json_body,
     patched,
     recursion,
@@ -39,6 +45,8 @@ from stapes.server.endpoint import (
 from stapes.server.extensions import API_EXTENSIONS
 from stapes.server.response import Async, Result, Sync, created
 from stapes.server.state import State
+
+log = logging.getLogger(__name__)
 
 MEMBER_NETWORK_KEYS = (
     "bgp.ipv4.nexthop",
@@ -169,9 +177,66 @@ async def post_member(request: web.Request) -> Result:
     return created(member_url(post.server_name))
 
 
-async def delete_member(request: web.Request) -> Result:
-    state(request).cluster.delete_member(request.match_info["name"])
+async def delete_member(request: web.Request) -> web.StreamResponse | Result:
+    """Removal is done by another member: asked of the member itself, the request goes to
+    one that is online. Without ``force`` the member must answer (it is told to leave)."""
+    st = state(request)
+    name = request.match_info["name"]
+    force = flag(request, "force")
+    row = st.cluster.check_removal(name, force)
+    assert st.forwarder is not None
+    peers = st.forwarder.peers
+    if name == st.membership.name:
+        other = next(
+            (
+                m
+                for m in st.cluster.members()
+                if m.name != name and placement.online(st.db, m, st.membership.name)
+            ),
+            None,
+        )
+        if other is None:
+            raise BadRequest("No other member is online to remove this one")
+        return await st.forwarder.forward(request, other.address)
+    if not force:
+        try:
+            async with peers.session().get(
+                f"https://{row.address}/1.0", timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BadRequest(
+                f"Cluster member {name!r} does not answer ({exc}): remove it with --force"
+            ) from None
+    await asyncio.to_thread(st.cluster.remove_member, row)
+    if not force:
+        try:
+            async with peers.session().post(
+                f"https://{row.address}/internal/cluster/leave",
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("member %s removed but not told to leave: %s", name, exc)
     return Sync()
+
+
+async def leave(request: web.Request) -> Result:
+    """This member was removed (by another): it becomes a server of its own again and the
+    daemon starts again."""
+    st = state(request)
+    if not identify(request).member:
+        raise Forbidden("Only another member of the cluster may remove this one")
+    await asyncio.to_thread(st.cluster.leave)
+    asyncio.get_running_loop().call_later(0.5, restart_daemon)
+    return Sync()
+
+
+def restart_daemon() -> None:
+    """The daemon again, in this process (as incusd replaces itself): its instances keep
+    running and are adopted again."""
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 async def add_member(request: web.Request) -> Result:
@@ -253,6 +318,7 @@ async def delete_group(request: web.Request) -> Result:
 INTERNAL = [
     Endpoint("/internal/cluster/accept", post=Action(accept, allow_untrusted=True)),
     Endpoint("/internal/cluster/assign", post=Action(assign)),
+    Endpoint("/internal/cluster/leave", post=Action(leave)),
 ]
 """Between members (outside /1.0)."""
 
