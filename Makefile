@@ -45,6 +45,7 @@ bench: setup-test
 	$(VENV)/bin/python bench/scale.py
 	$(VENV)/bin/python bench/vm.py
 	$(VENV)/bin/python bench/migration.py
+	$(VENV)/bin/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

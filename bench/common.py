@@ -52,8 +52,9 @@ class Stapes:
 
 
 @contextmanager
-def stapes_daemon() -> Iterator[Stapes]:
-    """A stapesd on a temporary STAPES_DIR with the busybox image under alias bb."""
+def stapes_daemon(image: bool = True) -> Iterator[Stapes]:
+    """A stapesd on a temporary STAPES_DIR with the busybox image under alias bb (without
+    it when ``image`` is False: a server to join to a cluster must have none)."""
     root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir="/var/tmp"))
     env = {**os.environ, "STAPES_DIR": str(root)}
     daemon = subprocess.Popen(
@@ -68,10 +69,10 @@ def stapes_daemon() -> Iterator[Stapes]:
             if (root / "unix.socket").exists():
                 break
             time.sleep(0.05)
-        for argv in (
-            ["admin", "init", "--minimal"],
-            ["image", "build", "busybox", "--alias", "bb"],
-        ):
+        steps = [["admin", "init", "--minimal"]]
+        if image:
+            steps.append(["image", "build", "busybox", "--alias", "bb"])
+        for argv in steps:
             subprocess.run([str(BIN / "stapes"), *argv], env=env, check=True, capture_output=True)
         yield Stapes(root, env, daemon.pid)
     finally:

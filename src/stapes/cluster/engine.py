@@ -80,5 +80,7 @@ class ClusterEngine:
             return RaftView(leader, {address: role for _, address, role in client.cluster()})
 
     def close(self) -> None:
-        self.node.close(handover=True)
+        # no handover: it waits on a quorum that may be gone (the others elect within a
+        # second when this node led)
+        self.node.close()
         self.transport.close()

@@ -21,7 +21,7 @@ from stapes.api.errors import BadRequest
 from stapes.api.join_token import secret_of
 from stapes.cluster.admission import fingerprint_of
 from stapes.cluster.engine import ClusterEngine
-from stapes.cluster.service import Cluster, check_name
+from stapes.cluster.service import LEADER_SECONDS, Cluster, check_name
 from stapes.cluster.transport import MemberError, member_request
 from stapes.config.server_scope import LOCAL_SERVER_KEYS
 from stapes.config.validate import split_address
@@ -189,6 +189,7 @@ class Joiner:
                 {"node_id": plan.node_id, "address": plan.server_address},
             )
             shared = engine.database([n.address for n in nodes], timeout=60.0)
+            shared.timeout = LEADER_SECONDS
             with cluster.db.exclusive():
                 standalone = cluster.db.engine
                 own = {k: v for k, v in get_config(standalone).items() if k in LOCAL_SERVER_KEYS}

@@ -30,6 +30,8 @@ from stapes.runtime.membership import Membership
 log = logging.getLogger(__name__)
 
 NOT_CLUSTERED = "This server is not clustered"
+LEADER_SECONDS = 10.0
+"""How long a statement waits for the cluster to have a leader (an election)."""
 RESUME_SECONDS = 120.0
 """How long a starting member waits for its cluster to have a leader."""
 HEARTBEAT_SECONDS = 10
@@ -101,6 +103,7 @@ class Cluster:
         except BaseException:
             engine.close()
             raise
+        shared.timeout = LEADER_SECONDS  # found: from now on an election is waited for so long
         self.engine = engine
         self.db.replace_engine(shared, local)
         member = q.member_at(shared, address)

@@ -56,6 +56,10 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor: ...
 
+    def interrupt(self) -> None:  # noqa: B027 (a local engine has nothing to interrupt)
+        """The daemon is stopping: a statement that waits on something remote gives up (a
+        local engine never waits: nothing to do). Safe from a signal handler."""
+
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor:
         with self._lock:
             return self._execute(sql, params)
@@ -167,3 +171,6 @@ class ServerDatabase(Database):
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor:
         return self.engine._execute(sql, params)
+
+    def interrupt(self) -> None:
+        self.engine.interrupt()

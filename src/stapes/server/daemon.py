@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 
 from aiohttp import web
 
@@ -291,6 +292,9 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+        # and at once, even while the loop waits on a cluster that lost its quorum: statements
+        # waiting for a leader give up (asyncio still sees the signal: its wakeup fd is C's)
+        signal.signal(signum, lambda _sig, _frame: st.db.interrupt())
     loop.add_signal_handler(signal.SIGPWR, st.shutdown.requested.set)
     host_down = loop.create_task(st.shutdown.requested.wait())
     try:
@@ -311,7 +315,10 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
             log.info("stapesd shutting down after stopping its instances")
         else:
             log.info("stapesd shutting down (instances keep running)")
-        minutes = int(server_value(get_config(st.db), "core.shutdown_timeout"))
+        try:
+            minutes = int(server_value(get_config(st.db), "core.shutdown_timeout"))
+        except sqlite3.Error:  # a cluster member that lost its cluster: no waiting on it
+            minutes = 0
         await st.operations.drain(60 * minutes)
         if st.loki is not None:
             st.loki.stop()

@@ -4,6 +4,8 @@ and errors are sqlite3's DB-API ones, so the db/ modules run unchanged on either
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -106,10 +108,21 @@ class CowsqlDatabase(Database):
         self._in_transaction = False
         """Whether a BEGIN went to the leader and its COMMIT or ROLLBACK did not yet (this
         engine may run under another Database's transaction: ServerDatabase's)."""
+        self._closing = False
         with self.transaction():
             migrate(self)
 
+    def interrupt(self) -> None:
+        self._closing = True
+
     def close(self) -> None:
+        """Close, cutting short a statement waiting for a leader (daemon shutdown: its
+        threads must end)."""
+        self._closing = True
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(OSError):
+                client.sock.shutdown(socket.SHUT_RDWR)
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -121,6 +134,8 @@ class CowsqlDatabase(Database):
         if self._client is None:
             deadline = time.monotonic() + self.timeout
             while True:
+                if self._closing:
+                    raise ConnectionError("the database is closed")
                 try:
                     client = wire.connect_leader(self.addresses, self.timeout, self.dial)
                     break
