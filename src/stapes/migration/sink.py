@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 
 
 class InstanceSink(Session):
-    def __init__(self, source: InstanceSource, instance_type: str = "container") -> None:
+    def __init__(
+        self, source: InstanceSource, instance_type: str = "container", rows_exist: bool = False
+    ) -> None:
         if source.mode not in ("pull", "push"):
             raise BadRequest('source.mode must be "pull" or "push" for a migration')
         self.live = source.live
@@ -71,6 +73,9 @@ class InstanceSink(Session):
         self._verdict: asyncio.Future[tuple[bool, str]] | None = None
         self.instance_only = source.instance_only
         self.refresh = source.refresh
+        self.rows_exist = rows_exist
+        """A move between members of one cluster: the instance's and its snapshots' rows are
+        the cluster's already; only their volumes come."""
 
     async def receive(self, svc: InstanceService, op: Operation, row: q.InstanceRow) -> None:
         """Fill ``row``'s volume (and snapshots) from the peer; ``row`` is stored already (or,
@@ -119,7 +124,7 @@ class InstanceSink(Session):
         if len(offer.snapshotNames) != len(offer.snapshots):
             raise BadRequest("The source sent snapshot names without their descriptions")
         wanted = self._refresh_snapshots(svc, row, offered) if self.refresh else offered
-        for message in wanted:
+        for message in wanted if not self.rows_exist else []:
             _check_snapshot(svc, row, message)
         source_map = records.idmap_of(offer)
         btrfs = await self._btrfs_possible(svc, row, offer, source_map)
@@ -298,7 +303,8 @@ class InstanceSink(Session):
         for message in snapshots:
             await one_pass(message.name)
             await drv.create_snapshot(*instance_volume(row), message.name)
-            _record(svc, row, message)
+            if not self.rows_exist:
+                _record(svc, row, message)
         if main:
             await one_pass(row.name)
         if main and final_pass:
@@ -321,7 +327,8 @@ class InstanceSink(Session):
                 meter = transfer.Meter(op, message.name)
                 received = await transfer.receive_subvolume(fs, where, meter)
                 await drv.place_received(*instance_volume(row), message.name, received)
-                _record(svc, row, message)
+                if not self.rows_exist:
+                    _record(svc, row, message)
             received = await transfer.receive_subvolume(fs, scratch, transfer.Meter(op, row.name))
             await drv.place_received(*instance_volume(row), None, received)
             (drv.volume_path(*instance_volume(row)) / LXC_CONFIG).unlink(missing_ok=True)

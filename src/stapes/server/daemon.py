@@ -17,6 +17,7 @@ from stapes.cluster.admission import Admission
 from stapes.cluster.event_relay import EventRelay
 from stapes.cluster.files import ClusterFiles
 from stapes.cluster.images import ImageFetcher
+from stapes.cluster.moves import ClusterMoves
 from stapes.cluster.peers import Peers
 from stapes.cluster.service import Cluster
 from stapes.cluster.transport import ClusterTransport
@@ -198,6 +199,7 @@ def build_state(paths: Paths) -> State:
     )
     peers = Peers(paths.server_cert, paths.server_key)
     st.forwarder = Forwarder(st, peers, EventRelay(db, membership, peers, events))
+    st.moves = ClusterMoves(instances, cluster, peers)
     images.fetch_missing = ImageFetcher(db, membership, peers, images).fetch
     return st
 

@@ -25,6 +25,7 @@ from stapes.server.syslog_socket import SyslogSocket
 
 if TYPE_CHECKING:
     from stapes.cluster.admission import Admission
+    from stapes.cluster.moves import ClusterMoves
     from stapes.cluster.service import Cluster
     from stapes.guestapi.service import GuestApi
     from stapes.images.secrets import ImageSecrets
@@ -104,6 +105,8 @@ class State:
     """core.syslog_socket's listener (made with the paths)."""
     loki: LokiPusher | None = None
     """Pushes events to Loki while loki.api.url is set (made with the bus)."""
+    moves: ClusterMoves | None = None
+    """Instances moving between cluster members (set once State is)."""
     forwarder: Forwarder | None = None
     """Requests about what lives on other cluster members go there (set once State is)."""
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)

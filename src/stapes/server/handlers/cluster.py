@@ -221,6 +221,18 @@ async def delete_member(request: web.Request) -> web.StreamResponse | Result:
     return Sync()
 
 
+async def receive(request: web.Request) -> Result:
+    """Another member moves one of the cluster's instances here: this one pulls its volumes."""
+    st = state(request)
+    if not identify(request).member or st.moves is None:
+        raise Forbidden("Only another member of the cluster may move an instance here")
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("The move request must be a JSON object")
+    await st.moves.receive(body)
+    return Sync()
+
+
 async def leave(request: web.Request) -> Result:
     """This member was removed (by another): it becomes a server of its own again and the
     daemon starts again."""
@@ -319,6 +331,7 @@ INTERNAL = [
     Endpoint("/internal/cluster/accept", post=Action(accept, allow_untrusted=True)),
     Endpoint("/internal/cluster/assign", post=Action(assign)),
     Endpoint("/internal/cluster/leave", post=Action(leave)),
+    Endpoint("/internal/cluster/receive", post=Action(receive)),
 ]
 """Between members (outside /1.0)."""
 

@@ -188,6 +188,9 @@ async def post_instance(request: web.Request) -> Result:
         require_project(request, req.project)
         get_target_project(st.db, req.project)  # a project that does not exist is a 404
         return Async(await st.instances.move_to_project(row, req.project, req.name))
+    target = request.query.get("target", "")
+    if req.migration and target and st.membership.clustered and st.moves is not None:
+        return Async(await st.moves.move(row, target, req.live))  # within the cluster
     if req.migration:
         return Async(await migrate.send(st.instances, row, req))
     if not req.name or req.name == row.name:
