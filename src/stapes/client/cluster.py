@@ -47,6 +47,10 @@ class ClusterClient:
         params = {"force": "1"} if force else None
         self.conn.request("DELETE", f"/1.0/cluster/members/{_q(name)}", params=params)
 
+    def member_state(self, name: str, body: dict[str, Any]) -> RemoteOperation:
+        path = f"/1.0/cluster/members/{_q(name)}/state"
+        return RemoteOperation(self.conn, self.conn.request("POST", path, json_body=body))
+
     def join_token(self, name: str) -> RemoteOperation:
         body = {"server_name": name}
         return RemoteOperation(

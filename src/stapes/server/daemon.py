@@ -14,6 +14,7 @@ from aiohttp import web
 
 from stapes.api.errors import StapesError
 from stapes.cluster.admission import Admission
+from stapes.cluster.evacuation import Evacuation
 from stapes.cluster.event_relay import EventRelay
 from stapes.cluster.files import ClusterFiles
 from stapes.cluster.images import ImageFetcher
@@ -200,6 +201,7 @@ def build_state(paths: Paths) -> State:
     peers = Peers(paths.server_cert, paths.server_key)
     st.forwarder = Forwarder(st, peers, EventRelay(db, membership, peers, events))
     st.moves = ClusterMoves(instances, cluster, peers)
+    st.evacuation = Evacuation(instances, cluster, st.moves, peers)
     images.fetch_missing = ImageFetcher(db, membership, peers, images).fetch
     return st
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _INSTANCE = re.compile(r"^/1\.0/instances/([^/]+)(/.*)?$")
 _OPERATION = re.compile(r"^/1\.0/operations/([^/]+)(/.*)?$")
+_MEMBER_STATE = re.compile(r"^/1\.0/cluster/members/([^/]+)/state$")
 _HOP = frozenset(
     {"host", "connection", "keep-alive", "upgrade", "transfer-encoding", "te", "trailer",
      "proxy-authorization", "proxy-authenticate", "sec-websocket-key",
@@ -65,6 +66,10 @@ class Forwarder:
             if member is None:
                 raise BadRequest(f"Instance {row.name!r} is on unknown member {row.location!r}")
             return member.address
+        found = _MEMBER_STATE.match(path)
+        if found and found.group(1) != st.membership.name:  # evacuation runs on the member
+            member = cluster_db.find_member(st.db, found.group(1))
+            return member.address if member is not None else ""
         found = _OPERATION.match(path)
         if found and found.group(1) not in st.operations.ids():
             return self.operations.get(found.group(1), "")

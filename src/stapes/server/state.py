@@ -25,6 +25,7 @@ from stapes.server.syslog_socket import SyslogSocket
 
 if TYPE_CHECKING:
     from stapes.cluster.admission import Admission
+    from stapes.cluster.evacuation import Evacuation
     from stapes.cluster.moves import ClusterMoves
     from stapes.cluster.service import Cluster
     from stapes.guestapi.service import GuestApi
@@ -107,6 +108,8 @@ class State:
     """Pushes events to Loki while loki.api.url is set (made with the bus)."""
     moves: ClusterMoves | None = None
     """Instances moving between cluster members (set once State is)."""
+    evacuation: Evacuation | None = None
+    """This member emptied and filled again (set once State is)."""
     forwarder: Forwarder | None = None
     """Requests about what lives on other cluster members go there (set once State is)."""
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)

@@ -178,6 +178,32 @@ def set_keys(name: str, pairs: tuple[str, ...]) -> None:
     run(go)
 
 
+@cluster.command()
+@click.argument("name")
+@click.option("--action", "mode", default="", help="stop, migrate or live-migrate (default: "
+              "each instance's cluster.evacuate)")  # fmt: skip
+def evacuate(name: str, mode: str) -> None:
+    """Move or stop a member's instances (maintenance)."""
+
+    def go(server: InstanceServer) -> None:
+        server.member_state(name, {"action": "evacuate", "mode": mode}).wait()
+        click.echo(f"Member {name} evacuated")
+
+    run(go)
+
+
+@cluster.command()
+@click.argument("name")
+def restore(name: str) -> None:
+    """Bring an evacuated member's instances back."""
+
+    def go(server: InstanceServer) -> None:
+        server.member_state(name, {"action": "restore"}).wait()
+        click.echo(f"Member {name} restored")
+
+    run(go)
+
+
 @cluster.group()
 def group() -> None:
     """Manage cluster groups."""

@@ -251,6 +251,56 @@ def restart_daemon() -> None:
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
+async def member_state(request: web.Request) -> Result:
+    """GET: the member's resources as Incus shows them (its load, memory, pools); POST:
+    evacuate or restore it (run by the member itself: the request was forwarded there)."""
+    st = state(request)
+    st.cluster.member(request.match_info["name"])
+    if request.method == "GET":
+        return Sync(await _member_resources(st))
+    body = await json_body(request)
+    if not isinstance(body, dict) or body.get("action") not in ("evacuate", "restore"):
+        raise BadRequest('The action must be "evacuate" or "restore"')
+    assert st.evacuation is not None
+    if body["action"] == "evacuate":
+        return Async(await st.evacuation.evacuate(str(body.get("mode") or "")))
+    return Async(await st.evacuation.restore())
+
+
+async def _member_resources(st: State) -> dict[str, Any]:
+    with open("/proc/loadavg") as f:
+        loads = [float(x) for x in f.read().split()[:3]]
+    memory = {}
+    with open("/proc/meminfo") as f:
+        for entry in f:
+            key, _, rest = entry.partition(":")
+            memory[key] = int(rest.split()[0]) * 1024
+    with open("/proc/uptime") as f:
+        uptime = int(float(f.read().split()[0]))
+    pools = {}
+    for row in storage_db.list_pools(st.db):
+        try:
+            space = st.pools.resources(row.name)
+        except Exception:
+            continue
+        pools[row.name] = space
+    return {
+        "sysinfo": {
+            "uptime": uptime,
+            "load_averages": loads,
+            "total_ram": memory.get("MemTotal", 0),
+            "free_ram": memory.get("MemFree", 0),
+            "shared_ram": memory.get("Shmem", 0),
+            "buffered_ram": memory.get("Buffers", 0),
+            "total_swap": memory.get("SwapTotal", 0),
+            "free_swap": memory.get("SwapFree", 0),
+            "processes": len([p for p in os.listdir("/proc") if p.isdigit()]),
+            "logical_cpus": os.cpu_count() or 0,
+        },
+        "storage_pools": pools,
+    }
+
+
 async def add_member(request: web.Request) -> Result:
     """A join token for a new member: an operation of class token, as Incus's."""
     st = state(request)
@@ -346,6 +396,7 @@ ENDPOINTS = [
         post=Action(post_member),
         delete=Action(delete_member),
     ),
+    Endpoint("/cluster/members/{name}/state", get=Action(member_state), post=Action(member_state)),
     Endpoint("/cluster/groups", get=Action(list_groups), post=Action(create_group)),
     Endpoint(
         "/cluster/groups/{name}",
