@@ -209,21 +209,55 @@ def test_members_and_groups_as_incus(standalone: tuple[Daemon, str], tmp_path: P
     assert out.stdout.splitlines()[0] == line, out.stdout
 
 
-def test_a_restricted_client_cannot_touch_the_cluster(
+def test_clients_cannot_touch_the_cluster_or_its_database(
     standalone: tuple[Daemon, str], tmp_path: Path
 ) -> None:
     daemon, address = standalone
     assert (
         daemon.request("PATCH", "/1.0", {"config": {"core.https_address": address}}).status == 200
     )
+    project = {"name": "p", "config": {"restricted": "true", "features.images": "false"}}
+    resp = daemon.request("POST", "/1.0/projects", project)
+    assert resp.status == 201, resp.body
     client = ClientCert(tmp_path)
     cert = client.cert.read_text()
-    trust = {"type": "client", "certificate": cert, "restricted": True, "projects": ["default"]}
+    trust = {"type": "client", "certificate": cert, "restricted": True, "projects": ["p"]}
     assert daemon.request("POST", "/1.0/certificates", trust).status == 201
     body = {"server_name": "m1", "enabled": True}
     resp, _ = https_request(address, "PUT", "/1.0/cluster", body, client)
     assert resp.status == 403, resp.body
     assert daemon.request("GET", "/1.0/cluster").metadata["enabled"] is False
+
+    _enable(daemon, "m1")
+    daemon.cli("image", "build", "busybox", "--alias", "bb")
+    create = {"name": "c", "source": {"type": "image", "alias": "bb"}}
+    for path in ("/1.0/instances?project=p&target=m1", "/1.0/instances?project=p&target=@default"):
+        resp, _ = https_request(address, "POST", path, create, client)
+        assert resp.status == 403 and "restricted.cluster.target" in resp.json()["error"], resp.body
+    for path in ("/1.0/cluster/members", "/1.0/cluster/members/m1/state"):
+        resp, _ = https_request(address, "GET", path, None, client)
+        assert resp.status == 403, (path, resp.body)
+
+    # an administrator's certificate is not a member's: no raft node, no database
+    admin = ClientCert(tmp_path, "admin")
+    full = {"type": "client", "certificate": admin.cert.read_text()}
+    assert daemon.request("POST", "/1.0/certificates", full).status == 201
+    node = {"node_id": 12345, "address": "127.0.0.1:1"}
+    resp, _ = https_request(address, "POST", "/internal/cluster/assign", node, admin)
+    assert resp.status == 403, resp.body
+    for who in (admin, client, None):
+        resp, _ = https_request(
+            address, "POST", "/internal/database", None, who,
+            headers={"Upgrade": "dqlite", "Connection": "Upgrade"},
+        )  # fmt: skip
+        assert resp.status == 403 and "cluster members" in resp.json()["error"], resp.body
+    join = {"server_name": "m2", "address": "127.0.0.1:2", "secret": "0" * 64, "schema": 15,
+            "api_extensions": 1, "node_id": 7}  # fmt: skip
+    resp, _ = https_request(address, "POST", "/internal/cluster/accept", join, None)
+    assert resp.status == 403 and "join token is not valid" in resp.json()["error"], resp.body
+    assert [
+        m["server_name"] for m in daemon.request("GET", "/1.0/cluster/members?recursion=1").metadata
+    ] == ["m1"]
 
 
 def _member(tmp: list[Daemon]) -> tuple[Daemon, str]:

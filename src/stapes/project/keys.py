@@ -35,6 +35,7 @@ KEYS: dict[str, v.Validator] = {
     **dict.fromkeys(FEATURE_KEYS, v.is_bool),
     "restricted": v.is_bool,
     "restricted.backups": _BLOCK_ALLOW,
+    "restricted.cluster.target": _BLOCK_ALLOW,
     "restricted.snapshots": _BLOCK_ALLOW,
     "restricted.containers.nesting": _BLOCK_ALLOW,
     "restricted.containers.lowlevel": _BLOCK_ALLOW,

@@ -147,6 +147,11 @@ def _check_action(db: Database, project: str, key: str, what: str) -> None:
         raise _refuse(project, f"{what} are not allowed", key)
 
 
+def check_cluster_target(db: Database, project: str) -> None:
+    """Naming the cluster member an instance goes to (create, move)."""
+    _check_action(db, project, "restricted.cluster.target", "cluster member targets")
+
+
 def check_snapshot(db: Database, project: str) -> None:
     _check_action(db, project, "restricted.snapshots", "snapshots")
 

@@ -22,6 +22,7 @@ from stapes.cluster.event_relay import EventRelay
 from stapes.cluster.peers import Peers
 from stapes.db import cluster as cluster_db
 from stapes.db.instances import find_instance
+from stapes.project import restrictions
 from stapes.server.auth import identify
 from stapes.server.state import State
 
@@ -54,7 +55,10 @@ class Forwarder:
             return ""
         path = request.path
         if request.method == "POST" and path == "/1.0/instances":
-            chosen = placement.choose(st.db, st.membership.name, request.query.get("target", ""))
+            target = request.query.get("target", "")
+            if target:
+                restrictions.check_cluster_target(st.db, request.query.get("project") or "default")
+            chosen = placement.choose(st.db, st.membership.name, target)
             return "" if chosen.name == st.membership.name else chosen.address
         found = _INSTANCE.match(path)
         if found:

@@ -317,7 +317,10 @@ async def accept(request: web.Request) -> Result:
 
 
 async def assign(request: web.Request) -> Result:
-    """A member that was accepted asks for its node to be added to raft."""
+    """A member that was accepted asks for its node to be added to raft (it presents the
+    cluster certificate it was given: no client may add raft nodes)."""
+    if not identify(request).member:
+        raise Forbidden("Only a member of the cluster may add its node")
     body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("address"), str):
         raise BadRequest("The request needs the node's id and address")

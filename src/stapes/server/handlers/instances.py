@@ -24,6 +24,7 @@ from stapes.db.projects import get_target_project, profiles_read_once
 from stapes.instance import migrate, power
 from stapes.instance import update as updates
 from stapes.instance.driver import RuntimeState
+from stapes.project import restrictions
 from stapes.server import filter as api_filter
 from stapes.server.auth import identify, require_project
 from stapes.server.endpoint import (
@@ -190,6 +191,7 @@ async def post_instance(request: web.Request) -> Result:
         return Async(await st.instances.move_to_project(row, req.project, req.name))
     target = request.query.get("target", "")
     if req.migration and target and st.membership.clustered and st.moves is not None:
+        restrictions.check_cluster_target(st.db, row.project)
         return Async(await st.moves.move(row, target, req.live))  # within the cluster
     if req.migration:
         return Async(await migrate.send(st.instances, row, req))
