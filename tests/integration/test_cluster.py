@@ -650,3 +650,55 @@ def test_a_member_is_evacuated_and_restored(servers: list[Daemon], tmp_path: Pat
     assert m1.request("GET", "/1.0/cluster/members/m1").metadata["status"] == "Online"
     config = m1.request("GET", "/1.0/instances/roams").metadata["config"]
     assert "volatile.evacuate.origin" not in config
+
+
+def test_pools_and_networks_are_made_on_every_member(servers: list[Daemon], tmp_path: Path) -> None:
+    m1, _ = _member(servers)
+    _enable(m1, "m1")
+    m1.cli("image", "build", "busybox", "--alias", "bb")
+    m2, a2 = _member(servers)
+    _join(m2, a2, "m2", m1, _token(m1, "m2"))
+    source = tmp_path / "m2-pool"
+    source.mkdir()
+
+    # m2's own source first (pending), then the pool on every member
+    body = {"name": "shared", "driver": "dir", "config": {"source": str(source)}}
+    resp = m1.request("POST", "/1.0/storage-pools", body)
+    assert resp.status == 400 and "--target" in resp.json()["error"], resp.body
+    assert m1.request("POST", "/1.0/storage-pools?target=m2", body).status == 201
+    assert m1.request("GET", "/1.0/storage-pools/shared").metadata["status"] == "Pending"
+    bad = {"name": "shared", "driver": "dir", "config": {"volume.size": "1GiB"}}
+    resp = m1.request("POST", "/1.0/storage-pools?target=m2", bad)
+    assert resp.status == 400 and "not specific to a member" in resp.json()["error"], resp.body
+    final = {"name": "shared", "driver": "dir", "config": {}, "description": "both"}
+    assert m1.request("POST", "/1.0/storage-pools", final).status == 201
+    pool = m2.request("GET", "/1.0/storage-pools/shared").metadata
+    assert pool["status"] == "Created" and pool["description"] == "both"
+    assert pool["config"]["source"] == str(source)  # as m2 sees it: its own
+    assert m1.request("GET", "/1.0/storage-pools/shared").metadata["config"]["source"] != str(
+        source
+    )
+    assert m1.request("POST", "/1.0/storage-pools", final).status == 409
+
+    body = {"name": "onshared", "source": {"type": "image", "alias": "bb"},
+            "devices": {"root": {"type": "disk", "path": "/", "pool": "shared"}}}  # fmt: skip
+    m1.ok(m1.request("POST", "/1.0/instances?target=m2", body))
+    assert (source / "containers" / "onshared").is_dir()
+    resp = m1.request("DELETE", "/1.0/storage-pools/shared")
+    assert resp.status == 400 and "in use" in resp.json()["error"], resp.body
+    m1.wait(m1.request("DELETE", "/1.0/instances/onshared"))
+    assert m1.request("DELETE", "/1.0/storage-pools/shared").status == 200
+    assert m2.request("GET", "/1.0/storage-pools/shared").status == 404
+    assert not (m1.root / "storage-pools" / "shared").exists()
+
+    # a network is up on every member (on one host: the same bridge, each member's check)
+    bridge = "stpc" + os.urandom(3).hex()
+    net = {"name": bridge, "config": {"ipv4.address": "none", "ipv6.address": "none"}}
+    try:
+        assert m2.request("POST", "/1.0/networks", net).status == 201
+        assert m1.request("GET", f"/1.0/networks/{bridge}").metadata["status"] == "Created"
+        assert Path("/sys/class/net", bridge).exists()
+        assert m1.request("DELETE", f"/1.0/networks/{bridge}").status == 200
+        assert not Path("/sys/class/net", bridge).exists()
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)

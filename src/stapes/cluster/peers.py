@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+
+from stapes.api.errors import BadRequest
 
 
 class Peers:
@@ -32,6 +35,19 @@ class Peers:
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None, connect=10)
             )
         return self._session
+
+    async def post(self, address: str, path: str, body: object) -> Any:
+        """POST ``body`` to the member at ``address``: the answer's metadata; BadRequest with
+        the member's error (or why it could not be reached)."""
+        try:
+            async with self.session().post(f"https://{address}{path}", json=body) as resp:
+                answer = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BadRequest(f"unreachable: {exc}") from None
+        if resp.status >= 400 or not isinstance(answer, dict):
+            error = answer.get("error") if isinstance(answer, dict) else None
+            raise BadRequest(str(error or f"HTTP {resp.status}"))
+        return answer.get("metadata")
 
     async def certificate_changed(self) -> None:
         await self.close()

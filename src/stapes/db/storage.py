@@ -103,6 +103,11 @@ def update_pool(db: Database, row: PoolRow) -> None:
     )
 
 
+def set_pool_status(db: Database, name: str, status: str) -> None:
+    """Created, Pending (a cluster pool defined on some members only) or Errored."""
+    db.execute("UPDATE storage_pools SET status = ? WHERE name = ?", (status, name))
+
+
 def delete_pool(db: Database, pool_id: int) -> None:
     r = db.one("SELECT name FROM storage_pools WHERE id = ?", (pool_id,))
     db.execute("DELETE FROM storage_pools WHERE id = ?", (pool_id,))

@@ -371,11 +371,19 @@ class Networks:
         """At daemon start: bring every network up; one that fails is marked Errored."""
         for row in self.list_networks():
             try:
-                await self.driver(row).start()
-            except Exception as exc:
-                self._failed(row.name, str(exc))
-            else:
-                self._recovered(row.name)
+                await self.start_here(row)
+            except Exception:
+                pass  # marked Errored, with a warning
+
+    async def start_here(self, row: q.NetworkRow) -> None:
+        """Bring the network up on this host (a cluster member's own bridge of it); a failure
+        marks it Errored and raises."""
+        try:
+            await self.driver(row).start()
+        except Exception as exc:
+            self._failed(row.name, str(exc))
+            raise
+        self._recovered(row.name)
 
     def _failed(self, name: str, error: str) -> None:
         """The network is left down, its error in its status and in a warning."""
@@ -409,7 +417,7 @@ class Networks:
         self._recovered(row.name)
         self.events.lifecycle(NetworkAction.UPDATED, network_url(row.name))
 
-    def _check_unused(self, row: q.NetworkRow, doing: str) -> None:
+    def check_unused(self, row: q.NetworkRow, doing: str) -> None:
         users = self.used_by(row.name)
         if users:
             raise BadRequest(
@@ -421,7 +429,7 @@ class Networks:
         cls.validate_name(new_name)
         if q.name_taken(self.db, new_name):
             raise Conflict(f"Network {new_name!r} already exists")
-        self._check_unused(row, "rename")
+        self.check_unused(row, "rename")
         await self.driver(row).delete()
         old = row.name
         row.name = new_name
@@ -433,7 +441,7 @@ class Networks:
         )
 
     async def delete(self, row: q.NetworkRow) -> None:
-        self._check_unused(row, "delete")
+        self.check_unused(row, "delete")
         await self.driver(row).delete()
         with self.db.transaction():
             q.delete_network(self.db, row.id)

@@ -19,7 +19,9 @@ from stapes.cluster.event_relay import EventRelay
 from stapes.cluster.files import ClusterFiles
 from stapes.cluster.images import ImageFetcher
 from stapes.cluster.moves import ClusterMoves
+from stapes.cluster.networks import ClusterNetworks
 from stapes.cluster.peers import Peers
+from stapes.cluster.pools import ClusterPools
 from stapes.cluster.service import Cluster
 from stapes.cluster.transport import ClusterTransport
 from stapes.config.server_keys import DNS_KEY, METRICS_KEY, SYSLOG_KEY, server_value
@@ -202,6 +204,8 @@ def build_state(paths: Paths) -> State:
     st.forwarder = Forwarder(st, peers, EventRelay(db, membership, peers, events))
     st.moves = ClusterMoves(instances, cluster, peers)
     st.evacuation = Evacuation(instances, cluster, st.moves, peers)
+    st.cluster_pools = ClusterPools(cluster, pools, peers)
+    st.cluster_networks = ClusterNetworks(cluster, networks, peers)
     images.fetch_missing = ImageFetcher(db, membership, peers, images).fetch
     return st
 

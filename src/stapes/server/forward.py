@@ -16,7 +16,7 @@ from collections import OrderedDict
 import aiohttp
 from aiohttp import web
 
-from stapes.api.errors import BadRequest
+from stapes.api.errors import BadRequest, NotFound
 from stapes.cluster import placement
 from stapes.cluster.event_relay import EventRelay
 from stapes.cluster.peers import Peers
@@ -54,6 +54,14 @@ class Forwarder:
         if not st.membership.clustered or identify(request).member:
             return ""
         path = request.path
+        if request.method == "POST" and path == "/1.0/storage-pools":
+            target = request.query.get("target", "")
+            member = cluster_db.find_member(st.db, target) if target else None
+            if target and member is None:
+                raise NotFound(f"Cluster member {target!r} not found")
+            if member is not None and member.name != st.membership.name:
+                return member.address  # its own values of the pool: kept there
+            return ""
         if request.method == "POST" and path == "/1.0/instances":
             target = request.query.get("target", "")
             if target:

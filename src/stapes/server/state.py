@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from stapes.cluster.admission import Admission
     from stapes.cluster.evacuation import Evacuation
     from stapes.cluster.moves import ClusterMoves
+    from stapes.cluster.networks import ClusterNetworks
+    from stapes.cluster.pools import ClusterPools
     from stapes.cluster.service import Cluster
     from stapes.guestapi.service import GuestApi
     from stapes.images.secrets import ImageSecrets
@@ -108,6 +110,10 @@ class State:
     """Pushes events to Loki while loki.api.url is set (made with the bus)."""
     moves: ClusterMoves | None = None
     """Instances moving between cluster members (set once State is)."""
+    cluster_networks: ClusterNetworks | None = None
+    """Managed networks brought up and removed on every member (set once State is)."""
+    cluster_pools: ClusterPools | None = None
+    """Storage pools made and deleted on every member (set once State is)."""
     evacuation: Evacuation | None = None
     """This member emptied and filled again (set once State is)."""
     forwarder: Forwarder | None = None

@@ -18,6 +18,7 @@ from stapes.db.connection import Database
 from stapes.db.instances import list_instances
 from stapes.db.projects import list_profiles, list_projects
 from stapes.db.storage import (
+    MEMBER_POOL_KEYS,
     PoolRow,
     create_pool,
     delete_pool,
@@ -25,6 +26,7 @@ from stapes.db.storage import (
     get_pool,
     list_pools,
     list_volumes,
+    set_pool_status,
     update_pool,
 )
 from stapes.host.idmap import IdMap, shift_tree
@@ -135,6 +137,55 @@ class Pools:
         drv.config.update(made)
         self._drivers[name] = drv  # mounted, with what it probed (reflinks)
         self.events.lifecycle(StoragePoolAction.CREATED, pool_url(name))
+
+    # -- on each member of a cluster ---------------------------------------------------------
+
+    def define_pending(self, name: str, driver: str, member_config: dict[str, str]) -> None:
+        """A cluster pool's values for this member (``--target``), before the pool is made on
+        every member: its row is Pending until then."""
+        check_volume_name(name)
+        cls = driver_class(driver)
+        cls.probe()
+        wrong = sorted(k for k in member_config if k not in MEMBER_POOL_KEYS)
+        if wrong:
+            raise BadRequest(
+                f"Config key {wrong[0]!r} is not specific to a member: give it when the pool "
+                "is created on every member (without --target)"
+            )
+        config = {k: v for k, v in member_config.items() if v != ""}
+        validate_pool_config(cls, config)
+        with self.db.transaction():
+            row = find_pool(self.db, name)
+            if row is None:
+                create_pool(self.db, name, driver, "", config)
+                set_pool_status(self.db, name, "Pending")
+            elif row.status != "Pending" or row.driver != driver:
+                raise Conflict(f"Storage pool {name!r} already exists")
+            else:
+                row.config = {**row.config, **config}
+                update_pool(self.db, row)
+
+    async def create_here(self, name: str) -> None:
+        """Make a cluster pool's storage on this member (its own values from ``--target``, or
+        the driver's defaults) and keep what the driver settled on."""
+        row = get_pool(self.db, name)
+        if self.pool_path(name).exists() or self.pool_path(name).is_symlink():
+            raise Conflict(f"{self.pool_path(name)} already exists: a pool left behind?")
+        drv = self._make_driver(name, row.driver, row.config)
+        made = await drv.create_pool()
+        drv.config.update(made)
+        row.config = {**row.config, **made}
+        with self.db.transaction():
+            update_pool(self.db, row)
+        self._drivers[name] = drv
+        self._unavailable.pop(name, None)
+
+    async def delete_here(self, name: str) -> None:
+        """A cluster pool's storage on this member goes (its row is the cluster's)."""
+        if self.pool_path(name).exists() or name in self._drivers:
+            await self.driver(name).delete_pool()
+        self._drivers.pop(name, None)
+        self._unavailable.pop(name, None)
 
     async def mount_existing(self, name: str, driver: str, config: dict[str, str]) -> StorageDriver:
         """A pool the database lost (recovery): mount what its config names, make nothing."""

@@ -233,6 +233,31 @@ async def receive(request: web.Request) -> Result:
     return Sync()
 
 
+async def pools(request: web.Request) -> Result:
+    """Another member makes or deletes a cluster pool: this member's storage of it."""
+    st = state(request)
+    if not identify(request).member or st.cluster_pools is None:
+        raise Forbidden("Only another member of the cluster may ask for this")
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise BadRequest("The request needs a pool name and an action")
+    await st.cluster_pools.act(body["name"], str(body.get("action", "")))
+    return Sync()
+
+
+async def networks(request: web.Request) -> Result:
+    """Another member made or deletes a cluster network: this member's bridge of it."""
+    st = state(request)
+    if not identify(request).member or st.cluster_networks is None:
+        raise Forbidden("Only another member of the cluster may ask for this")
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise BadRequest("The request needs a network name and an action")
+    project = str(body.get("project") or "default")
+    await st.cluster_networks.act(body["name"], project, str(body.get("action", "")))
+    return Sync()
+
+
 async def leave(request: web.Request) -> Result:
     """This member was removed (by another): it becomes a server of its own again and the
     daemon starts again."""
@@ -385,6 +410,8 @@ INTERNAL = [
     Endpoint("/internal/cluster/assign", post=Action(assign)),
     Endpoint("/internal/cluster/leave", post=Action(leave)),
     Endpoint("/internal/cluster/receive", post=Action(receive)),
+    Endpoint("/internal/cluster/pools", post=Action(pools)),
+    Endpoint("/internal/cluster/networks", post=Action(networks)),
 ]
 """Between members (outside /1.0)."""
 

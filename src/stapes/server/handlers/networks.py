@@ -44,7 +44,11 @@ async def list_networks(request: web.Request) -> Result:
 
 async def create_network(request: web.Request) -> Result:
     req = await body_as(request, NetworksPost)
-    await state(request).networks.create(req, project_of(request))
+    st = state(request)
+    if st.membership.clustered and st.cluster_networks is not None:
+        await st.cluster_networks.create(req, project_of(request))
+    else:
+        await st.networks.create(req, project_of(request))
     return created(network_url(req.name))
 
 
@@ -98,7 +102,11 @@ async def rename_network(request: web.Request) -> Result:
 
 
 async def delete_network(request: web.Request) -> Result:
-    await state(request).networks.delete(_network(request))
+    st = state(request)
+    if st.membership.clustered and st.cluster_networks is not None:
+        await st.cluster_networks.delete(_network(request))
+    else:
+        await st.networks.delete(_network(request))
     return Sync()
 
 

@@ -39,7 +39,14 @@ async def list_pools_handler(request: web.Request) -> Result:
 
 async def create_pool_handler(request: web.Request) -> Result:
     req = await body_as(request, StoragePoolsPost)
-    await state(request).pools.create(req.name, req.driver, req.description, dict(req.config))
+    st = state(request)
+    if st.membership.clustered and st.cluster_pools is not None:
+        if request.query.get("target"):  # this member's values (the request came here)
+            st.pools.define_pending(req.name, req.driver, dict(req.config))
+        else:
+            await st.cluster_pools.create(req.name, req.driver, req.description, dict(req.config))
+        return created(pool_url(req.name))
+    await st.pools.create(req.name, req.driver, req.description, dict(req.config))
     return created(pool_url(req.name))
 
 
@@ -66,7 +73,11 @@ async def patch_pool_handler(request: web.Request) -> Result:
 
 
 async def delete_pool_handler(request: web.Request) -> Result:
-    await state(request).pools.delete(request.match_info["pool"])
+    st = state(request)
+    if st.membership.clustered and st.cluster_pools is not None:
+        await st.cluster_pools.delete(request.match_info["pool"])
+        return Sync()
+    await st.pools.delete(request.match_info["pool"])
     return Sync()
 
 
