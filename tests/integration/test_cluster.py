@@ -380,6 +380,10 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
     assert m2.request("GET", "/1.0/profiles/from-m3").status == 200
     assert m1.request("PATCH", "/1.0", {"config": {"user.shared": "yes"}}).status == 200
     assert m3.request("GET", "/1.0").metadata["config"]["user.shared"] == "yes"
+    m1.cli("image", "build", "busybox", "--alias", "bb")
+    for name in ("m1", "m2", "m3"):  # each member has the image's files (no replication yet)
+        body = {"name": f"on-{name}", "source": {"type": "image", "alias": "bb"}}
+        m1.ok(m1.request("POST", f"/1.0/instances?target={name}", body))
 
     # kill -9 the leader: the two others elect one and go on taking writes
     leader = next(n for n, r in _roles(m1).items() if "database-leader" in r)
@@ -390,6 +394,12 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
     _until(lambda: alive[0].request("POST", "/1.0/profiles", {"name": "after"}).status == 201)
     assert time.monotonic() - started < 30
     assert alive[1].request("GET", "/1.0/profiles/after").status == 200
+    for n in range(3):  # placed on the members that answer, listed with the dead one's
+        body = {"name": f"after{n}", "source": {"type": "image", "alias": "bb"}}
+        alive[n % 2].ok(alive[n % 2].request("POST", "/1.0/instances", body))
+    listed = {i["name"]: i for i in alive[1].request("GET", "/1.0/instances?recursion=1").metadata}
+    assert {listed[f"after{n}"]["location"] for n in range(3)} <= {"m1", "m2", "m3"} - {leader}
+    assert listed[f"on-{leader}"]["status"] == "Error"
 
     def offline() -> bool:
         members = alive[0].request("GET", "/1.0/cluster/members?recursion=1").metadata

@@ -154,6 +154,8 @@ def test_the_state_database_runs_on_a_cluster_and_follows_its_leader(
                 client.add(node_id, address)
                 client.assign(node_id, wire.VOTER)
     leader(addresses).close()  # elected
+    with pytest.raises(RuntimeError, match="every member must run the same version"):
+        CowsqlDatabase(addresses, upgrade=False)  # a member never upgrades it alone
     db = CowsqlDatabase(addresses)
     try:
         assert db.one("PRAGMA user_version")[0] == len(MIGRATIONS)  # type: ignore[index]

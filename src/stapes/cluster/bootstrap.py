@@ -76,7 +76,7 @@ def bootstrap(
         leftover.unlink()
     engine = ClusterEngine.start(BOOTSTRAP_ID, address, files.cowsql, transport)
     try:
-        shared = engine.database([address])
+        shared = engine.database([address], upgrade=True)
         try:
             with shared.transaction():
                 copy_rows(standalone, shared)

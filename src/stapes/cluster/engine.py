@@ -65,9 +65,12 @@ class ClusterEngine:
             return wire.dial(self.bind, timeout)
         return self.transport.dial(address, timeout)
 
-    def database(self, addresses: list[str], timeout: float = 10.0) -> CowsqlDatabase:
-        """The cluster's database, through whichever of ``addresses`` leads."""
-        return CowsqlDatabase(addresses, timeout=timeout, dial=self.dial)
+    def database(
+        self, addresses: list[str], timeout: float = 10.0, upgrade: bool = False
+    ) -> CowsqlDatabase:
+        """The cluster's database, through whichever of ``addresses`` leads; its schema this
+        stapesd's (made so when ``upgrade``: a new cluster)."""
+        return CowsqlDatabase(addresses, timeout=timeout, dial=self.dial, upgrade=upgrade)
 
     def raft_client(self, addresses: list[str], timeout: float = 30.0) -> wire.Client:
         """A connection to the leader, for raft requests (add, assign, cluster)."""

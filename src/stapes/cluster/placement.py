@@ -24,8 +24,11 @@ def online(db: Database, member: q.MemberRow, own: str) -> bool:
     return seen is not None and now() - seen <= timedelta(seconds=threshold)
 
 
-def choose(db: Database, own: str, target: str) -> q.MemberRow:
-    members = q.list_members(db)
+def choose(
+    db: Database, own: str, target: str, unreachable: frozenset[str] = frozenset()
+) -> q.MemberRow:
+    """``unreachable``: members found down since their last heartbeat (left out)."""
+    members = [m for m in q.list_members(db) if m.name not in unreachable]
     if target and not target.startswith("@"):
         named = next((m for m in members if m.name == target), None)
         if named is None:

@@ -413,6 +413,17 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
+def check_version(conn: Executor, migrations: list[Migration] = MIGRATIONS) -> None:
+    """A cluster's schema must be this stapesd's: members never upgrade it one by one
+    (rolling upgrades are not supported)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version != len(migrations):
+        raise RuntimeError(
+            f"the cluster's database has schema {version} and this stapesd {len(migrations)}: "
+            "every member must run the same version of stapesd (upgrade them all at once)"
+        )
+
+
 def migrate(conn: Executor, migrations: list[Migration] = MIGRATIONS) -> int:
     """Apply every migration past the stored version; return the new version."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])

@@ -98,7 +98,7 @@ def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse
             )
         forwarder = state(request).forwarder
         if forwarder is not None:
-            address = forwarder.target(request)
+            address = await forwarder.target(request)
             if address:
                 return await forwarder.forward(request, address)
         return render(await action.handler(request))

@@ -40,6 +40,19 @@ _REMEMBERED = 4096
 """Operations of forwarded requests remembered (the oldest forgotten first)."""
 
 
+async def _answers(address: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at ``address`` (HOST:PORT)."""
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host.strip("[]"), int(port)), timeout
+        )
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    return True
+
+
 class Forwarder:
     def __init__(self, st: State, peers: Peers, relay: EventRelay) -> None:
         self.st = st
@@ -48,7 +61,7 @@ class Forwarder:
         self.operations: OrderedDict[str, str] = OrderedDict()
         """Operation id -> the address of the member that runs it."""
 
-    def target(self, request: web.Request) -> str:
+    async def target(self, request: web.Request) -> str:
         """The address of the member that serves ``request``; "" for this one."""
         st = self.st
         if not st.membership.clustered or identify(request).member:
@@ -66,8 +79,7 @@ class Forwarder:
             target = request.query.get("target", "")
             if target:
                 restrictions.check_cluster_target(st.db, request.query.get("project") or "default")
-            chosen = placement.choose(st.db, st.membership.name, target)
-            return "" if chosen.name == st.membership.name else chosen.address
+            return await self._place(target)
         found = _INSTANCE.match(path)
         if found:
             project = request.query.get("project", "") or "default"
@@ -86,6 +98,22 @@ class Forwarder:
         if found and found.group(1) not in st.operations.ids():
             return self.operations.get(found.group(1), "")
         return ""
+
+    async def _place(self, target: str) -> str:
+        """The member a new instance goes to; the scheduler's choice is left out when it does
+        not take connections (it died since its last heartbeat), a named one is not."""
+        own = self.st.membership.name
+        down: set[str] = set()
+        while True:
+            chosen = placement.choose(self.st.db, own, target, frozenset(down))
+            if chosen.name == own:
+                return ""
+            if target and not target.startswith("@"):
+                return chosen.address
+            if await _answers(chosen.address):
+                return chosen.address
+            log.warning("member %s does not answer: placing elsewhere", chosen.name)
+            down.add(chosen.name)
 
     async def forward(self, request: web.Request, address: str) -> web.StreamResponse:
         url = f"https://{address}{request.path_qs}"

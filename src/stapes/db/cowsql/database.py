@@ -13,7 +13,7 @@ from typing import Any
 
 from stapes.db.connection import Cursor, Database
 from stapes.db.cowsql import wire
-from stapes.db.schema import migrate
+from stapes.db.schema import check_version, migrate
 
 SQLITE_CONSTRAINT = 19
 ROW_STATEMENTS = ("SELECT", "WITH", "PRAGMA", "EXPLAIN", "VALUES")
@@ -97,7 +97,10 @@ class CowsqlDatabase(Database):
         name: str = "stapes",
         timeout: float = 10.0,
         dial: wire.Dial = wire.dial,
+        upgrade: bool = True,
     ) -> None:
+        """``upgrade``: bring the schema to this stapesd's (a new cluster); otherwise it must
+        be this stapesd's already (a member joining or starting again)."""
         super().__init__()
         self.addresses = list(addresses)
         self.name = name
@@ -109,8 +112,15 @@ class CowsqlDatabase(Database):
         """Whether a BEGIN went to the leader and its COMMIT or ROLLBACK did not yet (this
         engine may run under another Database's transaction: ServerDatabase's)."""
         self._closing = False
-        with self.transaction():
-            migrate(self)
+        try:
+            with self.transaction():
+                if upgrade:
+                    migrate(self)
+                else:
+                    check_version(self)
+        except BaseException:
+            self.close()
+            raise
 
     def interrupt(self) -> None:
         self._closing = True
