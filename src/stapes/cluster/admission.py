@@ -5,7 +5,6 @@ node to raft, and the roles of the nodes (voters, stand-bys) as members come and
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import secrets
@@ -93,27 +92,12 @@ class Admission:
         }
         expires = parse_timestamp(token.expires_at)
 
-        async def pending(op: Operation) -> None:
-            try:
-                if expires is None:
-                    await asyncio.Event().wait()
-                else:  # an expired token's operation ends as cancelled, as Incus's
-                    await asyncio.sleep(max(0.0, (expires - now()).total_seconds()))
-                    raise asyncio.CancelledError
-            finally:  # used, revoked or expired (not a daemon shutdown): the token goes
-                self._token_ops.pop(token.secret, None)
-                if not self.operations.stopping:
-                    with self.db.transaction():
-                        q.delete_join_token(self.db, token.secret)
+        def gone() -> None:  # used, revoked or expired: the token goes
+            self._token_ops.pop(token.secret, None)
+            with self.db.transaction():
+                q.delete_join_token(self.db, token.secret)
 
-        op = self.operations.start(
-            pending,
-            description="Executing operation",
-            resources={},
-            cls="token",
-            metadata=metadata,
-            may_cancel=True,
-        )
+        op = self.operations.start_token(metadata, expires, gone)
         self._token_ops[token.secret] = op
         return op
 

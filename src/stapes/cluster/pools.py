@@ -14,16 +14,13 @@ from stapes.cluster.fanout import on_every_member
 from stapes.cluster.peers import Peers
 from stapes.cluster.service import Cluster
 from stapes.db.storage import (
-    MEMBER_POOL_KEYS,
     create_pool,
     find_pool,
     get_pool,
     set_pool_status,
     update_pool,
 )
-from stapes.storage.config import check_volume_name, validate_pool_config
-from stapes.storage.drivers.registry import driver_class
-from stapes.storage.pool import Pools
+from stapes.storage.pool import Pools, cluster_pool_config
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +37,7 @@ class ClusterPools:
     async def create(
         self, name: str, driver: str, description: str, config: dict[str, str]
     ) -> None:
-        check_volume_name(name)
-        cls = driver_class(driver)
-        cls.probe()
-        given = sorted(k for k in config if k in MEMBER_POOL_KEYS)
-        if given:
-            raise BadRequest(
-                f"Config key {given[0]!r} is specific to each cluster member: give it per member "
-                "with --target (?target=MEMBER) first"
-            )
-        shared = {k: v for k, v in config.items() if v != ""}
-        validate_pool_config(cls, shared)
+        shared = cluster_pool_config(name, driver, config, member=False)
         with self.db.transaction():
             row = find_pool(self.db, name)
             if row is None:

@@ -7,6 +7,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from stapes.api.base import StatusCode
@@ -187,6 +188,33 @@ class Operations:
         if op is None:
             raise NotFound(f"Operation {op_id!r} not found")
         return op
+
+    def start_token(
+        self, metadata: Any, expires: datetime | None, gone: Callable[[], None]
+    ) -> Operation:
+        """An operation of class token (a trust or join token, as Incus's): pending until it
+        is used or revoked (cancelled), or until ``expires`` (then it ends cancelled, as
+        Incus's); ``gone`` runs when it ends, not when the daemon shuts down."""
+
+        async def pending(op: Operation) -> None:
+            try:
+                if expires is None:
+                    await asyncio.Event().wait()
+                else:
+                    await asyncio.sleep(max(0.0, (expires - now()).total_seconds()))
+                    raise asyncio.CancelledError
+            finally:
+                if not self.stopping:
+                    gone()
+
+        return self.start(
+            pending,
+            description="Executing operation",
+            resources={},
+            cls="token",
+            metadata=metadata,
+            may_cancel=True,
+        )
 
     def ids(self) -> set[str]:
         return set(self._ops)

@@ -5,7 +5,6 @@ restart; using it or cancelling the operation removes it."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import secrets
@@ -199,25 +198,7 @@ class Trust:
         if expires is not None:
             metadata["expiresAt"] = row.expires_at
 
-        async def pending(op: Operation) -> None:
-            try:
-                if expires is None:
-                    await asyncio.Event().wait()
-                else:  # an expired token's operation ends as cancelled, as in Incus
-                    await asyncio.sleep(max(0.0, (expires - now()).total_seconds()))
-                    raise asyncio.CancelledError
-            finally:  # used, or revoked (not a daemon shutdown): the token goes
-                if not self.operations.stopping:
-                    self._forget_token(row.secret)
-
-        op = self.operations.start(
-            pending,
-            description="Executing operation",
-            resources={},
-            cls="token",
-            metadata=metadata,
-            may_cancel=True,
-        )
+        op = self.operations.start_token(metadata, expires, lambda: self._forget_token(row.secret))
         self._token_ops[row.secret] = op
         return op
 

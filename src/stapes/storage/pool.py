@@ -41,6 +41,30 @@ log = logging.getLogger(__name__)
 Unpacker = Callable[[Path], Awaitable[None]]
 
 
+def cluster_pool_config(
+    name: str, driver: str, config: dict[str, str], *, member: bool
+) -> dict[str, str]:
+    """A cluster pool's config as given per member (``member``: its member keys only) or for
+    all members (the others), checked as the driver takes it; "" values unset."""
+    check_volume_name(name)
+    cls = driver_class(driver)
+    cls.probe()
+    wrong = sorted(k for k in config if (k in MEMBER_POOL_KEYS) != member)
+    if wrong and member:
+        raise BadRequest(
+            f"Config key {wrong[0]!r} is not specific to a member: give it when the pool is "
+            "created on every member (without --target)"
+        )
+    if wrong:
+        raise BadRequest(
+            f"Config key {wrong[0]!r} is specific to each cluster member: give it per member "
+            "with --target (?target=MEMBER) first"
+        )
+    kept = {k: v for k, v in config.items() if v != ""}
+    validate_pool_config(cls, kept)
+    return kept
+
+
 class Pools:
     def __init__(self, db: Database, paths: Paths, events: EventBus) -> None:
         self.db = db
@@ -143,17 +167,7 @@ class Pools:
     def define_pending(self, name: str, driver: str, member_config: dict[str, str]) -> None:
         """A cluster pool's values for this member (``--target``), before the pool is made on
         every member: its row is Pending until then."""
-        check_volume_name(name)
-        cls = driver_class(driver)
-        cls.probe()
-        wrong = sorted(k for k in member_config if k not in MEMBER_POOL_KEYS)
-        if wrong:
-            raise BadRequest(
-                f"Config key {wrong[0]!r} is not specific to a member: give it when the pool "
-                "is created on every member (without --target)"
-            )
-        config = {k: v for k, v in member_config.items() if v != ""}
-        validate_pool_config(cls, config)
+        config = cluster_pool_config(name, driver, member_config, member=True)
         with self.db.transaction():
             row = find_pool(self.db, name)
             if row is None:

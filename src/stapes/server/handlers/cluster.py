@@ -221,14 +221,21 @@ async def delete_member(request: web.Request) -> web.StreamResponse | Result:
     return Sync()
 
 
+async def _from_member(request: web.Request, needs_name: bool = True) -> dict[str, Any]:
+    """The JSON body of a request only another member may make."""
+    if not identify(request).member:
+        raise Forbidden("Only another member of the cluster may ask for this")
+    body = await json_body(request)
+    if not isinstance(body, dict) or (needs_name and not isinstance(body.get("name"), str)):
+        raise BadRequest("The request needs a JSON object with a name")
+    return body
+
+
 async def receive(request: web.Request) -> Result:
     """Another member moves one of the cluster's instances here: this one pulls its volumes."""
     st = state(request)
-    if not identify(request).member or st.moves is None:
-        raise Forbidden("Only another member of the cluster may move an instance here")
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise BadRequest("The move request must be a JSON object")
+    body = await _from_member(request)
+    assert st.moves is not None
     await st.moves.receive(body)
     return Sync()
 
@@ -236,11 +243,8 @@ async def receive(request: web.Request) -> Result:
 async def pools(request: web.Request) -> Result:
     """Another member makes or deletes a cluster pool: this member's storage of it."""
     st = state(request)
-    if not identify(request).member or st.cluster_pools is None:
-        raise Forbidden("Only another member of the cluster may ask for this")
-    body = await json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-        raise BadRequest("The request needs a pool name and an action")
+    body = await _from_member(request)
+    assert st.cluster_pools is not None
     await st.cluster_pools.act(body["name"], str(body.get("action", "")))
     return Sync()
 
@@ -248,11 +252,8 @@ async def pools(request: web.Request) -> Result:
 async def networks(request: web.Request) -> Result:
     """Another member made or deletes a cluster network: this member's bridge of it."""
     st = state(request)
-    if not identify(request).member or st.cluster_networks is None:
-        raise Forbidden("Only another member of the cluster may ask for this")
-    body = await json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-        raise BadRequest("The request needs a network name and an action")
+    body = await _from_member(request)
+    assert st.cluster_networks is not None
     project = str(body.get("project") or "default")
     await st.cluster_networks.act(body["name"], project, str(body.get("action", "")))
     return Sync()
