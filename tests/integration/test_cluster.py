@@ -439,6 +439,14 @@ def test_instances_placed_listed_and_reached_through_any_member(
             ("auto", "m1", "Stopped"),
         }
     assert m1.request("GET", "/1.0/instances/on2/state").metadata["pid"] > 0
+    # the operations of every member, each where it runs, reached through any member
+    token = m2.request("POST", "/1.0/certificates", {"name": "laptop", "token": True})
+    assert token.status == 202, token.body
+    op_id = token.json()["metadata"]["id"]
+    running = m1.request("GET", "/1.0/operations?recursion=1").metadata["running"]
+    assert {(o["id"], o["location"]) for o in running} >= {(op_id, "m2")}
+    assert m1.request("GET", f"/1.0/operations/{op_id}").metadata["location"] == "m2"
+    assert m1.request("DELETE", f"/1.0/operations/{op_id}").status == 200
     resp = m1.request("POST", "/1.0/instances?target=m9", body | {"name": "x"})
     assert resp.status == 404 and "m9" in resp.json()["error"], resp.body
     resp = m1.request("POST", "/1.0/instances?target=@nogroup", body | {"name": "x"})

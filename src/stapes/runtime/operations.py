@@ -70,7 +70,7 @@ class Operation:
             "metadata": self.metadata,
             "may_cancel": self.may_cancel,
             "err": self.err,
-            "location": "none",
+            "location": self.registry.events.membership.location,
         }
 
     @property

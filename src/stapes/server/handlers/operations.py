@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from stapes.api.errors import BadRequest, NotFound, StapesError
+from stapes.db import cluster as cluster_db
 from stapes.runtime.operations import Operation
 from stapes.server.auth import identify, may_see_operation
 from stapes.server.endpoint import Action, Endpoint, flag, project_of, recursion, state
 from stapes.server.response import Result, Sync
+
+OTHERS_SECONDS = 5.0
+"""How long a list waits for each other member's operations."""
 
 
 async def list_operations(request: web.Request) -> Result:
@@ -28,7 +33,45 @@ async def list_operations(request: web.Request) -> Result:
         grouped.setdefault(key, []).append(
             op.render() if depth >= 1 else f"/1.0/operations/{op.id}"
         )
+    if st.membership.clustered and not identity.member:
+        for key, theirs in await _of_other_members(request):
+            if may_see_operation(identity, theirs.get("project", ""), theirs.get("class", "")):
+                grouped.setdefault(key, []).append(
+                    theirs if depth >= 1 else f"/1.0/operations/{theirs.get('id')}"
+                )
     return Sync(grouped)
+
+
+async def _of_other_members(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
+    """The operations the other members run (the cluster's list, as Incus's); each is
+    remembered where it runs, for the requests about it that come here."""
+    st = state(request)
+    if st.forwarder is None:
+        return []
+    scope = {"recursion": "1"}
+    if flag(request, "all-projects"):
+        scope["all-projects"] = "true"
+    else:
+        scope["project"] = project_of(request)
+    found: list[tuple[str, dict[str, Any]]] = []
+    for member in cluster_db.list_members(st.db):
+        if member.name == st.membership.name:
+            continue
+        url = f"https://{member.address}/1.0/operations"
+        try:
+            async with st.forwarder.peers.session().get(
+                url, params=scope, timeout=aiohttp.ClientTimeout(total=OTHERS_SECONDS)
+            ) as resp:
+                body = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            continue  # a member that does not answer has no operations to show
+        listed = body.get("metadata") if isinstance(body, dict) else None
+        for key, ops in (listed or {}).items():
+            for op in ops if isinstance(ops, list) else []:
+                if isinstance(op, dict) and isinstance(op.get("id"), str):
+                    st.forwarder.operations[op["id"]] = member.address
+                    found.append((key, op))
+    return found
 
 
 def _operation(request: web.Request) -> Operation:
