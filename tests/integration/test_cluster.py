@@ -15,11 +15,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stapes.api.errors import MissingHostFeature
 from stapes.api.join_token import token_text
 from stapes.db.cowsql.node import library
-from tests.helpers import ClientCert, Daemon, free_port, https_request, new_root, remove_root
+from tests.helpers import (
+    STAPES as STAPES_CLI,
+)
+from tests.helpers import (
+    ClientCert,
+    Daemon,
+    free_port,
+    https_request,
+    new_root,
+    remove_root,
+)
 
 try:
     library()
@@ -509,6 +520,28 @@ def test_the_stapes_cli_makes_and_uses_a_cluster(servers: list[Daemon]) -> None:
     assert "LOCATION" in m1.cli("list").stdout
     bad = m1.cli("init", "bb", "c3", "--target", "m9", check=False)
     assert bad.returncode == 1 and "m9" in bad.stderr
+
+    # joined by a preseed with a token alone: stapes admin init, and incus admin init
+    joiners = [("m3", [STAPES_CLI, "admin", "init", "--preseed"])]
+    if shutil.which("incus") is not None:
+        joiners.append(("m4", ["incus", "admin", "init", "--preseed"]))
+    for name, argv in joiners:
+        daemon = Daemon(new_root())
+        servers.append(daemon)
+        daemon.start()
+        token = m1.cli("cluster", "add", name).stdout.strip().splitlines()[-1]
+        address = f"127.0.0.1:{free_port()}"
+        preseed = {  # server_address too: incus, as Incus, wants it
+            "config": {"core.https_address": address},
+            "cluster": {"enabled": True, "server_name": name, "cluster_token": token,
+                        "server_address": address},
+        }  # fmt: skip
+        env = {**daemon.env, "INCUS_SOCKET": daemon.socket, "INCUS_CONF": str(daemon.root / "ic")}
+        out = subprocess.run(argv, input=yaml.safe_dump(preseed), env=env, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        assert out.returncode == 0, (argv, out.stderr)
+        assert daemon.request("GET", "/1.0/cluster").metadata["server_name"] == name
+    assert sorted(_roles(m1)) == ["m1", "m2", *(name for name, _ in joiners)]
 
 
 def test_members_are_removed_and_a_removed_one_stands_alone(servers: list[Daemon]) -> None:

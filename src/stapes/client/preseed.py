@@ -9,7 +9,9 @@ from typing import Any
 from urllib.parse import quote
 
 from stapes.api.errors import RemoteError
+from stapes.client.cluster import certificate_at, decode_token
 from stapes.client.connection import Connection
+from stapes.client.operation import RemoteOperation
 
 DEFAULT_BRIDGE = "incusbr0"
 
@@ -30,7 +32,9 @@ def _in(project: str) -> str:
 
 def apply(conn: Connection, preseed: dict[str, Any]) -> None:
     """Make what the preseed names, or update it where it exists: server config first, then
-    pools and networks (profiles use them), projects, and profiles."""
+    pools and networks (profiles use them), projects, and profiles; last its ``cluster``
+    section (a new cluster, or a join: with a token alone, the cluster's address and
+    certificate come from the token)."""
     if preseed.get("config"):
         conn.request("PATCH", "/1.0", json_body={"config": preseed["config"]})
     for pool in preseed.get("storage_pools") or []:
@@ -65,6 +69,22 @@ def apply(conn: Connection, preseed: dict[str, Any]) -> None:
             conn.request("PUT", f"/1.0/profiles/{name}{project}", json_body=body)
         else:
             conn.request("POST", f"/1.0/profiles{project}", json_body=profile)
+    cluster = preseed.get("cluster")
+    if isinstance(cluster, dict) and cluster.get("enabled"):
+        _cluster(conn, dict(cluster))
+
+
+def _cluster(conn: Connection, put: dict[str, Any]) -> None:
+    token = put.get("cluster_token")
+    if token and not (put.get("cluster_address") and put.get("cluster_certificate")):
+        fields = decode_token(str(token))
+        put["cluster_address"] = put.get("cluster_address") or fields["addresses"][0]
+        put["cluster_certificate"] = certificate_at(put["cluster_address"], fields["fingerprint"])
+        put["server_name"] = put.get("server_name") or fields.get("server_name", "")
+    if token and not put.get("server_address"):
+        config = conn.request("GET", "/1.0").get("config", {})
+        put["server_address"] = config.get("core.https_address", "")
+    RemoteOperation(conn, conn.request("PUT", "/1.0/cluster", json_body=put)).wait()
 
 
 def automatic(
