@@ -392,7 +392,10 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
     assert m1.request("PATCH", "/1.0", {"config": {"user.shared": "yes"}}).status == 200
     assert m3.request("GET", "/1.0").metadata["config"]["user.shared"] == "yes"
     m1.cli("image", "build", "busybox", "--alias", "bb")
-    for name in ("m1", "m2", "m3"):  # each member has the image's files (no replication yet)
+    fingerprint = m1.request("GET", "/1.0/images/aliases/bb").metadata["target"]
+    # cluster.images_minimal_replica (3): the image's files are copied to the two others
+    _until(lambda: all((d.root / "images" / fingerprint).exists() for d in (m2, m3)))
+    for name in ("m1", "m2", "m3"):
         body = {"name": f"on-{name}", "source": {"type": "image", "alias": "bb"}}
         m1.ok(m1.request("POST", f"/1.0/instances?target={name}", body))
 
@@ -490,6 +493,11 @@ def test_instances_placed_listed_and_reached_through_any_member(
     m2.start()
     m1.wait(m1.request("DELETE", "/1.0/instances/on2"))
     assert m2.request("GET", "/1.0/instances/on2").status == 404
+    # an image deleted through one member is gone from every member's disk
+    fingerprint = m1.request("GET", "/1.0/images/aliases/bb").metadata["target"]
+    assert (m2.root / "images" / fingerprint).exists()
+    m2.wait(m2.request("DELETE", f"/1.0/images/{fingerprint}"))
+    _until(lambda: not any((d.root / "images" / fingerprint).exists() for d in (m1, m2)))
 
 
 def test_the_stapes_cli_makes_and_uses_a_cluster(servers: list[Daemon]) -> None:

@@ -4,6 +4,7 @@ them downloads them from another (its export, checked against the fingerprint)."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -11,10 +12,13 @@ import logging
 import aiohttp
 
 from stapes.api.errors import BadRequest
+from stapes.cluster import placement
 from stapes.cluster.peers import Peers
+from stapes.config.server_keys import server_value
 from stapes.db import cluster as q
 from stapes.db.connection import Database
 from stapes.db.images import ImageRow
+from stapes.db.server_config import get_config
 from stapes.images.store import ImageStore
 from stapes.runtime.membership import Membership
 
@@ -87,3 +91,61 @@ class ImageFetcher:
             for fetched in parts:
                 with contextlib.suppress(FileNotFoundError):
                     fetched.unlink()
+
+
+INTERNAL = "/internal/cluster/images"
+
+
+class ImageReplicas:
+    """Copies of an image's files on other members, as ``cluster.images_minimal_replica``
+    asks (3 by default, -1: every member, 1: only where it arrived): asked for in the
+    background when an image arrives, dropped everywhere when it goes."""
+
+    def __init__(
+        self, db: Database, membership: Membership, peers: Peers, images: ImageStore
+    ) -> None:
+        self.db = db
+        self.membership = membership
+        self.peers = peers
+        self.images = images
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def changed(self, row: ImageRow, arrived: bool) -> None:
+        if not self.membership.clustered:
+            return
+        task = asyncio.get_running_loop().create_task(self._spread(row, arrived))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _spread(self, row: ImageRow, arrived: bool) -> None:
+        others = [m for m in q.list_members(self.db) if m.name != self.membership.name]
+        if arrived:
+            wanted = int(server_value(get_config(self.db), "cluster.images_minimal_replica"))
+            others = [m for m in others if placement.online(self.db, m, self.membership.name)]
+            others = others if wanted < 0 else others[: max(0, wanted - 1)]
+        body = {
+            "fingerprint": row.fingerprint,
+            "project": row.project,
+            "action": "fetch" if arrived else "drop",
+        }
+        for member in others:
+            try:
+                await self.peers.post(member.address, INTERNAL, body)
+            except BadRequest as exc:
+                log.warning("image %s on member %s: %s", row.fingerprint[:12], member.name, exc)
+
+    async def act(self, fingerprint: str, project: str, action: str) -> None:
+        """This member's copy of an image's files (another member asked)."""
+        if action == "fetch":
+            row = self.images.get(project, fingerprint)
+            await self.images.ensure_files(row)
+        elif action == "drop":
+            if not self.db.one("SELECT 1 FROM images WHERE fingerprint = ?", (fingerprint,)):
+                gone = ImageRow(
+                    id=0, project=project, fingerprint=fingerprint, filename="", size=0,
+                    type="container", architecture="", created_at="", uploaded_at="",
+                    split=True,
+                )  # fmt: skip
+                self.images.drop_files(gone)
+        else:
+            raise BadRequest(f"Unknown image action {action!r}")

@@ -53,6 +53,9 @@ class ImageStore:
         self.fetch_missing: Callable[[q.ImageRow], Awaitable[None]] | None = None
         """On a cluster member: brings an image's files from a member that has them (the
         database knows every image; each member keeps the files of those it used)."""
+        self.changed: Callable[[q.ImageRow, bool], None] | None = None
+        """On a cluster member: told when an image arrived (True) or went (False), for the
+        other members' copies of its files."""
 
     async def ensure_files(self, row: q.ImageRow) -> None:
         """The image's files here (fetched from another member if need be)."""
@@ -125,6 +128,8 @@ class ImageStore:
             upload.meta.rename(final)
             if upload.rootfs is not None:
                 upload.rootfs.rename(final.with_name(f"{fingerprint}.rootfs"))
+        if self.changed is not None:
+            self.changed(row, True)
         self.events.lifecycle(
             ImageAction.CREATED,
             f"/1.0/images/{fingerprint}",
@@ -266,13 +271,18 @@ class ImageStore:
     def delete(self, row: q.ImageRow) -> None:
         with self.db.transaction():
             q.delete_image(self.db, row.id)
+        self.drop_files(row)
+        if self.changed is not None:
+            self.changed(row, False)
+        self.events.lifecycle(
+            ImageAction.DELETED, f"/1.0/images/{row.fingerprint}", project=row.project
+        )
+
+    def drop_files(self, row: q.ImageRow) -> None:
         for path in self.files(row):
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-        self.events.lifecycle(
-            ImageAction.DELETED, f"/1.0/images/{row.fingerprint}", project=row.project
-        )
 
     def _check_alias_free(self, project: str, name: str) -> None:
         if not name or ":" in name or name.startswith("/") or name != name.strip():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -47,6 +48,8 @@ from stapes.server.response import Async, Result, Sync, created
 from stapes.server.state import State
 
 log = logging.getLogger(__name__)
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 MEMBER_NETWORK_KEYS = (
     "bgp.ipv4.nexthop",
@@ -259,6 +262,19 @@ async def networks(request: web.Request) -> Result:
     return Sync()
 
 
+async def images(request: web.Request) -> Result:
+    """Another member got or deleted an image: this member's copy of its files."""
+    st = state(request)
+    body = await _from_member(request, needs_name=False)
+    fingerprint = body.get("fingerprint")
+    if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
+        raise BadRequest("The request needs an image fingerprint")
+    assert st.image_replicas is not None
+    project = str(body.get("project") or "default")
+    await st.image_replicas.act(fingerprint, project, str(body.get("action", "")))
+    return Sync()
+
+
 async def leave(request: web.Request) -> Result:
     """This member was removed (by another): it becomes a server of its own again and the
     daemon starts again."""
@@ -413,6 +429,7 @@ INTERNAL = [
     Endpoint("/internal/cluster/receive", post=Action(receive)),
     Endpoint("/internal/cluster/pools", post=Action(pools)),
     Endpoint("/internal/cluster/networks", post=Action(networks)),
+    Endpoint("/internal/cluster/images", post=Action(images)),
 ]
 """Between members (outside /1.0)."""
 
