@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -97,3 +98,27 @@ def fingerprint(cert: x509.Certificate | bytes) -> str:
     """SHA-256 of the DER certificate, lower-case hex (``bytes``: DER already)."""
     der = cert if isinstance(cert, bytes) else cert.public_bytes(serialization.Encoding.DER)
     return hashlib.sha256(der).hexdigest()
+
+
+def check_pair(cert_pem: str, key_pem: str) -> None:
+    """ValueError unless ``key_pem`` is the private key of the certificate ``cert_pem``."""
+    cert = parse(cert_pem)
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (TypeError, ValueError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"not a PEM private key without password: {exc}") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    mine = key.public_key().public_bytes(serialization.Encoding.PEM, public)
+    if mine != cert.public_key().public_bytes(serialization.Encoding.PEM, public):
+        raise ValueError("the key is not the certificate's")
+
+
+def replace_pair(cert_path: Path, key_path: Path, cert_pem: bytes, key_pem: bytes) -> None:
+    """The server's certificate and key replaced, each file whole or not at all (the key
+    0600 from its first byte)."""
+    for path, data, mode in ((key_path, key_pem, 0o600), (cert_path, cert_pem, 0o644)):
+        tmp = path.with_name(path.name + ".new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stapes import certs
 from stapes.api.errors import MissingHostFeature
 from stapes.api.join_token import token_text
 from stapes.db.cowsql.node import library
@@ -761,3 +762,21 @@ def test_pools_and_networks_are_made_on_every_member(servers: list[Daemon], tmp_
         assert not Path("/sys/class/net", bridge).exists()
     finally:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+    # a new cluster certificate for every member, asked of one: they go on talking
+    cert, key = certs.generate("new-cluster")
+    bad = {"cluster_certificate": cert.decode(), "cluster_certificate_key": "nope"}
+    resp = m2.request("PUT", "/1.0/cluster/certificate", bad)
+    assert resp.status == 400 and "Invalid cluster certificate" in resp.json()["error"]
+    new = {"cluster_certificate": cert.decode(), "cluster_certificate_key": key.decode()}
+    resp = m2.request("PUT", "/1.0/cluster/certificate", new)
+    assert resp.status == 200, resp.body
+    for daemon in (m1, m2):  # each takes it once it has answered
+        _until(lambda d=daemon: d.request("GET", "/1.0").metadata["environment"]["certificate"]
+               == cert.decode(), 10)  # fmt: skip
+    _until(lambda: m2.request("GET", "/1.0/cluster/members/m1/state").status == 200, 10)
+    assert m1.request("POST", "/1.0/profiles", {"name": "after-cert"}).status == 201
+    assert m2.request("GET", "/1.0/profiles/after-cert").status == 200
+    assert sorted(_roles(m2)) == ["m1", "m2"]
+    body = {"name": "late", "source": {"type": "image", "alias": "bb"}}
+    m2.ok(m2.request("POST", "/1.0/instances?target=m1", body))  # forwarded with the new one

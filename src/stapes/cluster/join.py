@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import platform
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from stapes import certs
 from stapes.api.cluster import ClusterPut
 from stapes.api.errors import BadRequest
 from stapes.api.join_token import secret_of
@@ -147,8 +147,9 @@ class Joiner:
             kept = path.with_name(path.name + ".standalone")
             if not kept.exists():
                 shutil.copy2(path, kept)
-        _write(key, accepted["cluster_key"].encode(), 0o600)
-        _write(cert, plan.cluster_certificate.encode(), 0o644)
+        certs.replace_pair(
+            cert, key, plan.cluster_certificate.encode(), accepted["cluster_key"].encode()
+        )
         transport.certificate_changed()
         await self.reload_certificate()
         pools = await asyncio.to_thread(self._switch, plan, accepted)
@@ -244,11 +245,3 @@ class Joiner:
                 config = mine[row["name"]][1]
                 found[row["name"]] = {k: v for k, v in config.items() if k in MEMBER_POOL_KEYS}
         return found
-
-
-def _write(path: os.PathLike[str], data: bytes, mode: int) -> None:
-    tmp = f"{os.fspath(path)}.new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)

@@ -155,6 +155,7 @@ API_EXTENSIONS: list[str] = [
     "clustering_join_token",
     "clustering_description",
     "server_trusted_proxy",
+    "clustering_update_cert",
     "server_supported_storage_drivers",
     "event_lifecycle_requestor_address",
     "clustering_evacuation",

@@ -51,6 +51,15 @@ def _accept_any(conn: SSL.Connection, cert: object, errno: int, depth: int, ok: 
     return True
 
 
+def _context(cert: Path, key: Path) -> SSL.Context:
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.use_certificate_file(str(cert))
+    context.use_privatekey_file(str(key))
+    context.set_verify(SSL.VERIFY_PEER, _accept_any)
+    return context
+
+
 class InternalRoute(Protocol):
     """Requests the TLS side answers itself, off the main loop: the cluster's database traffic
     (cluster/transport.py), which must flow while the main loop waits on that database."""
@@ -81,11 +90,7 @@ class HttpsListener:
         self.main_loop = main_loop
         self.metrics_only = metrics_only
         self.internal = internal
-        self.context = SSL.Context(SSL.TLS_SERVER_METHOD)
-        self.context.set_min_proto_version(SSL.TLS1_2_VERSION)
-        self.context.use_certificate_file(str(cert))
-        self.context.use_privatekey_file(str(key))
-        self.context.set_verify(SSL.VERIFY_PEER, _accept_any)
+        self.context = _context(cert, key)
         self.peers: dict[int, Peer] = {}
         """Socket-pair end (its fd, as aiohttp sees it) -> the HTTPS peer behind it."""
         self._server: asyncio.Server | None = None
@@ -392,11 +397,10 @@ class Https:
         log.info("stapesd serving %s on https://%s", what, address)
 
     async def reload(self) -> None:
-        """Listen again with the certificate now on disk (it was replaced)."""
-        address = self.address
-        if address:
-            await self.stop()
-            await self._listen(address)
+        """The certificate now on disk (it was replaced) for the connections to come; those
+        open go on with the one they began with (nothing is cut, nothing refused)."""
+        if self.listener is not None:
+            self.listener.context = _context(self.cert, self.key)
 
     async def stop(self) -> None:
         if self.listener is not None:

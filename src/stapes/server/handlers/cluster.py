@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from stapes import certs
 from stapes.api.cluster import (
     ClusterGroupPost,
     ClusterGroupPut,
@@ -26,6 +27,7 @@ from stapes.api.cluster import (
 from stapes.api.errors import BadRequest, Forbidden
 from stapes.cluster import join, placement
 from stapes.cluster.admission import JoinRequest
+from stapes.cluster.fanout import on_every_member
 from stapes.cluster.service import NOT_CLUSTERED, group_url, member_url
 from stapes.db import networks as network_db
 from stapes.db import storage as storage_db
@@ -50,6 +52,8 @@ from stapes.server.state import State
 log = logging.getLogger(__name__)
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+ANSWER_SECONDS = 0.3
+"""How long a removed member waits, after answering, before its process starts again."""
 
 MEMBER_NETWORK_KEYS = (
     "bgp.ipv4.nexthop",
@@ -131,10 +135,7 @@ def _join(st: State, put: ClusterPut) -> Result:
                 replace_config(st.db, {**config, "core.https_address": address})
 
     async def reload_certificate() -> None:
-        await st.https.reload()
-        await st.metrics_https.reload()
-        if st.forwarder is not None:
-            await st.forwarder.peers.certificate_changed()
+        await _certificate_changed(st)
 
     async def run(_op: Any) -> None:
         joiner = join.Joiner(st.cluster, listen, reload_certificate, st.pools.prepare_member)
@@ -142,6 +143,59 @@ def _join(st: State, put: ClusterPut) -> Result:
         await st.networks.start_all()
 
     return Async(st.operations.start(run, description="Joining cluster", resources={"cluster": []}))
+
+
+async def _certificate_changed(st: State) -> None:
+    """The server certificate on disk was replaced: listeners and clients take it."""
+    st.cluster.transport.certificate_changed()
+    await st.https.reload()
+    await st.metrics_https.reload()
+    if st.forwarder is not None:
+        await st.forwarder.peers.certificate_changed()
+
+
+async def _use_certificate(st: State, body: dict[str, Any]) -> None:
+    cert, key = body.get("cluster_certificate"), body.get("cluster_certificate_key")
+    if not isinstance(cert, str) or not isinstance(key, str):
+        raise BadRequest("Give cluster_certificate and cluster_certificate_key (PEM)")
+    try:
+        certs.check_pair(cert, key)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid cluster certificate or key: {exc}") from None
+    certs.replace_pair(st.paths.server_cert, st.paths.server_key, cert.encode(), key.encode())
+    await _certificate_changed(st)
+
+
+async def put_certificate(request: web.Request) -> Result:
+    """PUT /1.0/cluster/certificate: every member's certificate replaced (the others first,
+    each told over the connection it still trusts, then this one)."""
+    st = state(request)
+    st.cluster.check_clustered()
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("The request must be a JSON object")
+    try:
+        certs.check_pair(
+            str(body.get("cluster_certificate")), str(body.get("cluster_certificate_key"))
+        )
+    except ValueError as exc:
+        raise BadRequest(f"Invalid cluster certificate or key: {exc}") from None
+    assert st.forwarder is not None
+    failures = await on_every_member(
+        st.db, st.membership.name, st.forwarder.peers, "/internal/cluster/certificate", body, None
+    )
+    if failures:
+        raise BadRequest(
+            "The certificate could not be replaced on every member: " + "; ".join(failures)
+        )
+    await _use_certificate(st, body)
+    return Sync()
+
+
+async def member_certificate(request: web.Request) -> Result:
+    """Another member replaces the cluster certificate: this member takes it too."""
+    await _use_certificate(state(request), await _from_member(request, needs_name=False))
+    return Sync()
 
 
 async def list_members(request: web.Request) -> Result:
@@ -282,7 +336,7 @@ async def leave(request: web.Request) -> Result:
     if not identify(request).member:
         raise Forbidden("Only another member of the cluster may remove this one")
     await asyncio.to_thread(st.cluster.leave)
-    asyncio.get_running_loop().call_later(0.5, restart_daemon)
+    asyncio.get_running_loop().call_later(ANSWER_SECONDS, restart_daemon)
     return Sync()
 
 
@@ -430,11 +484,13 @@ INTERNAL = [
     Endpoint("/internal/cluster/pools", post=Action(pools)),
     Endpoint("/internal/cluster/networks", post=Action(networks)),
     Endpoint("/internal/cluster/images", post=Action(images)),
+    Endpoint("/internal/cluster/certificate", post=Action(member_certificate)),
 ]
 """Between members (outside /1.0)."""
 
 ENDPOINTS = [
     Endpoint("/cluster", get=Action(get_cluster), put=Action(put_cluster)),
+    Endpoint("/cluster/certificate", put=Action(put_certificate)),
     Endpoint("/cluster/members", get=Action(list_members), post=Action(add_member)),
     Endpoint(
         "/cluster/members/{name}",
