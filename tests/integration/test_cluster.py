@@ -480,6 +480,14 @@ def test_instances_placed_listed_and_reached_through_any_member(
                              capture_output=True, text=True, timeout=60,
                              stdin=subprocess.DEVNULL)  # fmt: skip
         assert sorted(out.stdout.splitlines()) == ["auto,STOPPED,m1", "on2,RUNNING,m2"]
+        local = tmp_path / "pushed"
+        local.write_bytes(os.urandom(300_000))
+        for argv in (["file", "push", str(local), "on2/root/pushed"],  # SFTP, relayed
+                     ["file", "pull", "on2/root/pushed", str(tmp_path / "pulled")]):  # fmt: skip
+            out = subprocess.run([incus, *argv], env=env, capture_output=True, text=True,
+                                 timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+            assert out.returncode == 0, (argv, out.stderr)
+        assert (tmp_path / "pulled").read_bytes() == local.read_bytes()
     resp = m1.request("POST", "/1.0/instances/on2/files?path=/root/hello", raw=b"hi\n",
                       headers={"Content-Type": "application/octet-stream"})  # fmt: skip
     assert resp.status == 200, resp.body

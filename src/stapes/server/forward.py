@@ -24,6 +24,7 @@ from stapes.db import cluster as cluster_db
 from stapes.db.instances import find_instance
 from stapes.project import restrictions
 from stapes.server.auth import identify
+from stapes.server.raw_stream import RawStream
 from stapes.server.state import State
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ _HOP = frozenset(
      "proxy-authorization", "proxy-authenticate", "sec-websocket-key",
      "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
 )  # fmt: skip
+_RELAYED_UPGRADE_HEADERS = frozenset(
+    {"upgrade", "connection", "user-agent", "x-incus-uid", "x-incus-gid", "x-incus-mode"}
+)
+"""What of a client's upgrade request (sftp) the member gets."""
+MAX_ERROR_BODY = 64 * 1024
 _REMEMBERED = 4096
 """Operations of forwarded requests remembered (the oldest forgotten first)."""
 
@@ -118,8 +124,11 @@ class Forwarder:
     async def forward(self, request: web.Request, address: str) -> web.StreamResponse:
         url = f"https://{address}{request.path_qs}"
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        if request.headers.get("Upgrade", "").lower() == "websocket":
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if upgrade == "websocket":
             return await self._websocket(request, url, headers)
+        if upgrade:  # sftp: the bytes relayed as they are, once the member switched
+            return await self._upgraded(request, address)
         session = self.peers.session()
         await self.relay.following(address)  # the events of what it starts reach the client
         try:
@@ -154,6 +163,60 @@ class Forwarder:
                 return answer
         except aiohttp.ClientError as exc:
             raise BadRequest(f"Cluster member {address} unreachable: {exc}") from None
+
+    async def _upgraded(self, request: web.Request, address: str) -> web.StreamResponse:
+        host, _, port = address.rpartition(":")
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port), ssl=self.peers.context()),
+                10,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise BadRequest(f"Cluster member {address} unreachable: {exc}") from None
+        try:
+            lines = [f"{request.method} {request.path_qs} HTTP/1.1", f"Host: {address}"]
+            lines += [
+                f"{name}: {value}"
+                for name, value in request.headers.items()
+                if name.lower() in _RELAYED_UPGRADE_HEADERS
+            ]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            status = int(head.split(b" ", 2)[1])
+            if status != 101:
+                rest = await asyncio.wait_for(reader.read(MAX_ERROR_BODY), 30)
+                return web.Response(status=status, body=rest, content_type="application/json")
+            stream = RawStream()
+            request.protocol.set_parser(stream)  # type: ignore[arg-type]
+            answer = web.StreamResponse(
+                status=101,
+                headers={"Connection": "Upgrade", "Upgrade": request.headers["Upgrade"]},
+            )
+            await answer.prepare(request)
+            transport = request.transport
+            assert transport is not None
+
+            async def to_member() -> None:
+                while data := await stream.queue.get():
+                    writer.write(data)
+                    await writer.drain()
+
+            async def to_client() -> None:
+                while data := await reader.read(256 * 1024):
+                    transport.write(data)
+
+            pumps = [asyncio.ensure_future(to_member()), asyncio.ensure_future(to_client())]
+            try:
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for pump in pumps:
+                    pump.cancel()
+                transport.close()
+            return answer
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+            raise BadRequest(f"Cluster member {address} broke off: {exc}") from None
+        finally:
+            writer.close()
 
     def _remember(self, body: bytes, address: str) -> None:
         try:

@@ -15,24 +15,10 @@ from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, InternalError
 from stapes.instance.attach_client import HelperProcess, shared_helper
 from stapes.server.endpoint import Action, Endpoint, instance_row, state
+from stapes.server.raw_stream import RawStream
 from stapes.server.response import Result
 
 CHUNK = 64 * 1024
-
-
-class _RawStream:
-    """Takes the place of aiohttp's payload parser once the connection is upgraded: every byte
-    the client sends goes to the helper's stdin."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self.queue.put_nowait(bytes(data))
-        return False, b""
-
-    def feed_eof(self) -> None:
-        self.queue.put_nowait(b"")
 
 
 async def sftp(request: web.Request) -> Result:
@@ -53,7 +39,7 @@ async def sftp(request: web.Request) -> Result:
             "--id-base",
             str(idmap.base if idmap else 0),
         ]
-    stream = _RawStream()
+    stream = RawStream()
     request.protocol.set_parser(stream)  # type: ignore[arg-type]
     transport = request.transport
     assert transport is not None
@@ -99,7 +85,7 @@ async def _handed_over(request: web.Request, argv: list[str], connection: int) -
     return response
 
 
-async def _relayed(request: web.Request, argv: list[str], stream: _RawStream) -> Result:
+async def _relayed(request: web.Request, argv: list[str], stream: RawStream) -> Result:
     """A TLS connection is relayed between the client and the helper's stdin and stdout."""
     helper: HelperProcess | asyncio.subprocess.Process
     try:  # forked by the attach helper: no new Python for each transfer
