@@ -509,7 +509,7 @@ def test_instances_placed_listed_and_reached_through_any_member(
     _until(lambda: not any((d.root / "images" / fingerprint).exists() for d in (m1, m2)))
 
 
-def test_the_stapes_cli_makes_and_uses_a_cluster(servers: list[Daemon]) -> None:
+def test_the_stapes_cli_makes_and_uses_a_cluster(servers: list[Daemon], tmp_path: Path) -> None:
     m1, a1 = _member(servers)
     assert "member m1" in m1.cli("cluster", "enable", "m1").stdout
     m1.cli("image", "build", "busybox", "--alias", "bb")
@@ -537,6 +537,10 @@ def test_the_stapes_cli_makes_and_uses_a_cluster(servers: list[Daemon]) -> None:
     assert "LOCATION" in m1.cli("list").stdout
     bad = m1.cli("init", "bb", "c3", "--target", "m9", check=False)
     assert bad.returncode == 1 and "m9" in bad.stderr
+    out = m1.cli("storage", "create", "cli", "dir", f"source={tmp_path}", "--target", "m2")
+    assert "pending on m2" in out.stdout
+    m1.cli("storage", "create", "cli", "dir")
+    assert m2.request("GET", "/1.0/storage-pools/cli").metadata["config"]["source"] == str(tmp_path)
 
     # joined by a preseed with a token alone: stapes admin init, and incus admin init
     joiners = [("m3", [STAPES_CLI, "admin", "init", "--preseed"])]

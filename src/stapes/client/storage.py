@@ -51,8 +51,9 @@ class StorageClient:
         )
         return result
 
-    def create_pool(self, body: dict[str, Any]) -> None:
-        self.conn.request("POST", "/1.0/storage-pools", json_body=body)
+    def create_pool(self, body: dict[str, Any], target: str = "") -> None:
+        params = {"target": target} if target else None
+        self.conn.request("POST", "/1.0/storage-pools", json_body=body, params=params)
 
     def update_pool(self, name: str, put: dict[str, Any], etag: str = "") -> None:
         headers = {"If-Match": etag} if etag else None

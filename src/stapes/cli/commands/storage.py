@@ -52,15 +52,16 @@ def list_pools(fmt: str) -> None:
 @click.argument("driver")
 @click.argument("pairs", nargs=-1)
 @click.option("--description", default="", help="Pool description")
-def create(name: str, driver: str, pairs: tuple[str, ...], description: str) -> None:
-    """Create a storage pool: NAME DRIVER [KEY=VALUE...] (dir, btrfs, lvm, zfs)."""
+@click.option(
+    "--target", default="", help="Cluster member whose own values (source, size) these are"
+)
+def create(name: str, driver: str, pairs: tuple[str, ...], description: str, target: str) -> None:
+    """Create a storage pool: NAME DRIVER [KEY=VALUE...] (dir, btrfs, lvm, zfs). In a cluster,
+    give each member's source/size with --target first, then create it without --target."""
     config = parse_key_values(pairs, "KEY=VALUE")
-    run(
-        lambda s: s.create_pool(
-            {"name": name, "driver": driver, "config": config, "description": description}
-        )
-    )
-    click.echo(f"Storage pool {name} created")
+    body = {"name": name, "driver": driver, "config": config, "description": description}
+    run(lambda s: s.create_pool(body, target=target))
+    click.echo(f"Storage pool {name} {'pending on ' + target if target else 'created'}")
 
 
 @storage.command()
