@@ -462,6 +462,11 @@ def test_instances_placed_listed_and_reached_through_any_member(
     assert {(o["id"], o["location"]) for o in running} >= {(op_id, "m2")}
     assert m1.request("GET", f"/1.0/operations/{op_id}").metadata["location"] == "m2"
     assert m1.request("DELETE", f"/1.0/operations/{op_id}").status == 200
+    # a copy is made where the instance's volume is, whichever member is asked
+    copy = {"name": "twin", "source": {"type": "copy", "source": "auto"}}
+    m2.ok(m2.request("POST", "/1.0/instances", copy))
+    assert m2.request("GET", "/1.0/instances/twin").metadata["location"] == "m1"
+    m2.wait(m2.request("DELETE", "/1.0/instances/twin"))
     resp = m1.request("POST", "/1.0/instances?target=m9", body | {"name": "x"})
     assert resp.status == 404 and "m9" in resp.json()["error"], resp.body
     resp = m1.request("POST", "/1.0/instances?target=@nogroup", body | {"name": "x"})

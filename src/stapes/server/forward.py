@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -85,6 +86,8 @@ class Forwarder:
             target = request.query.get("target", "")
             if target:
                 restrictions.check_cluster_target(st.db, request.query.get("project") or "default")
+            if not target:
+                target = await self._copy_source(request)
             return await self._place(target)
         found = _INSTANCE.match(path)
         if found:
@@ -104,6 +107,23 @@ class Forwarder:
         if found and found.group(1) not in st.operations.ids():
             return self.operations.get(found.group(1), "")
         return ""
+
+    async def _copy_source(self, request: web.Request) -> str:
+        """A copy of an instance of this cluster goes, unless told otherwise, to the member
+        that has the instance's volume (the copy is made from it there)."""
+        if request.content_type != "application/json":
+            return ""
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return ""  # the handler says what is wrong with it
+        source = body.get("source") if isinstance(body, dict) else None
+        if not isinstance(source, dict) or source.get("type") != "copy":
+            return ""
+        name = str(source.get("source", "")).split("/", 1)[0]
+        project = str(source.get("project") or request.query.get("project") or "default")
+        row = find_instance(self.st.db, project, name) if name else None
+        return row.location if row is not None and row.location else ""
 
     async def _place(self, target: str) -> str:
         """The member a new instance goes to; the scheduler's choice is left out when it does
@@ -132,12 +152,12 @@ class Forwarder:
         session = self.peers.session()
         await self.relay.following(address)  # the events of what it starts reach the client
         try:
+            if request.content_type == "application/json":
+                data: Any = await request.read()  # small, and perhaps read already (placement)
+            else:
+                data = request.content if request.body_exists else None
             async with session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=request.content if request.body_exists else None,
-                allow_redirects=False,
+                request.method, url, headers=headers, data=data, allow_redirects=False
             ) as upstream:
                 answer = web.StreamResponse(
                     status=upstream.status,
