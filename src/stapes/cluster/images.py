@@ -26,7 +26,15 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 
 
-class ImageFetcher:
+INTERNAL = "/internal/cluster/images"
+
+
+class ClusterImages:
+    """Images' files among the members: fetched from another member when missing here; and
+    copied to other members, as ``cluster.images_minimal_replica`` asks (3 by default, -1:
+    every member, 1: only where it arrived), in the background when an image arrives, dropped
+    everywhere when it goes."""
+
     def __init__(
         self, db: Database, membership: Membership, peers: Peers, images: ImageStore
     ) -> None:
@@ -34,6 +42,7 @@ class ImageFetcher:
         self.membership = membership
         self.peers = peers
         self.images = images
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def fetch(self, row: ImageRow) -> None:
         if not self.membership.clustered:
@@ -91,24 +100,6 @@ class ImageFetcher:
             for fetched in parts:
                 with contextlib.suppress(FileNotFoundError):
                     fetched.unlink()
-
-
-INTERNAL = "/internal/cluster/images"
-
-
-class ImageReplicas:
-    """Copies of an image's files on other members, as ``cluster.images_minimal_replica``
-    asks (3 by default, -1: every member, 1: only where it arrived): asked for in the
-    background when an image arrives, dropped everywhere when it goes."""
-
-    def __init__(
-        self, db: Database, membership: Membership, peers: Peers, images: ImageStore
-    ) -> None:
-        self.db = db
-        self.membership = membership
-        self.peers = peers
-        self.images = images
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def changed(self, row: ImageRow, arrived: bool) -> None:
         if not self.membership.clustered:

@@ -17,7 +17,7 @@ from stapes.cluster.admission import Admission
 from stapes.cluster.evacuation import Evacuation
 from stapes.cluster.event_relay import EventRelay
 from stapes.cluster.files import ClusterFiles
-from stapes.cluster.images import ImageFetcher, ImageReplicas
+from stapes.cluster.images import ClusterImages
 from stapes.cluster.moves import ClusterMoves
 from stapes.cluster.networks import ClusterNetworks
 from stapes.cluster.peers import Peers
@@ -206,8 +206,8 @@ def build_state(paths: Paths) -> State:
     st.evacuation = Evacuation(instances, cluster, st.moves, peers)
     st.cluster_pools = ClusterPools(cluster, pools, peers)
     st.cluster_networks = ClusterNetworks(cluster, networks, peers)
-    images.fetch_missing = ImageFetcher(db, membership, peers, images).fetch
-    st.image_replicas = ImageReplicas(db, membership, peers, images)
+    st.image_replicas = ClusterImages(db, membership, peers, images)
+    images.fetch_missing = st.image_replicas.fetch
     images.changed = st.image_replicas.changed
     return st
 

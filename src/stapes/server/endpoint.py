@@ -162,8 +162,15 @@ MAX_JSON_BODY = 16 * 1024 * 1024
 """The largest JSON request body read into memory (uploads are streamed, never buffered)."""
 
 
-async def json_body(request: web.Request) -> object:
-    """The request's JSON body (None when empty), read whole but never past MAX_JSON_BODY."""
+_BODY = "stapes.body"
+
+
+async def body_bytes(request: web.Request) -> bytes:
+    """The request's body, read whole but never past MAX_JSON_BODY, once (kept for whoever
+    reads it next: a forwarded request's placement reads it before the handler)."""
+    kept = request.get(_BODY)
+    if isinstance(kept, bytes):
+        return kept
     too_large = PayloadTooLarge(
         f"Request body too large: JSON bodies are at most {MAX_JSON_BODY} bytes"
     )
@@ -175,7 +182,14 @@ async def json_body(request: web.Request) -> object:
         if size > MAX_JSON_BODY:
             raise too_large
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    body = b"".join(chunks)
+    request[_BODY] = body
+    return body
+
+
+async def json_body(request: web.Request) -> object:
+    """The request's JSON body (None when empty), read whole but never past MAX_JSON_BODY."""
+    raw = await body_bytes(request)
     try:
         return json.loads(raw) if raw else None
     except json.JSONDecodeError as exc:

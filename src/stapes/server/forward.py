@@ -25,6 +25,7 @@ from stapes.db import cluster as cluster_db
 from stapes.db.instances import find_instance
 from stapes.project import restrictions
 from stapes.server.auth import identify
+from stapes.server.endpoint import body_bytes
 from stapes.server.raw_stream import RawStream
 from stapes.server.state import State
 
@@ -114,7 +115,7 @@ class Forwarder:
         if request.content_type != "application/json":
             return ""
         try:
-            body = json.loads(await request.read())
+            body = json.loads(await body_bytes(request))
         except ValueError:
             return ""  # the handler says what is wrong with it
         source = body.get("source") if isinstance(body, dict) else None
@@ -153,7 +154,7 @@ class Forwarder:
         await self.relay.following(address)  # the events of what it starts reach the client
         try:
             if request.content_type == "application/json":
-                data: Any = await request.read()  # small, and perhaps read already (placement)
+                data: Any = await body_bytes(request)  # perhaps read already (placement)
             else:
                 data = request.content if request.body_exists else None
             async with session.request(

@@ -26,7 +26,7 @@ from stapes.server.syslog_socket import SyslogSocket
 if TYPE_CHECKING:
     from stapes.cluster.admission import Admission
     from stapes.cluster.evacuation import Evacuation
-    from stapes.cluster.images import ImageReplicas
+    from stapes.cluster.images import ClusterImages
     from stapes.cluster.moves import ClusterMoves
     from stapes.cluster.networks import ClusterNetworks
     from stapes.cluster.pools import ClusterPools
@@ -111,7 +111,7 @@ class State:
     """Pushes events to Loki while loki.api.url is set (made with the bus)."""
     moves: ClusterMoves | None = None
     """Instances moving between cluster members (set once State is)."""
-    image_replicas: ImageReplicas | None = None
+    image_replicas: ClusterImages | None = None
     """Copies of images' files on other members (set once State is)."""
     cluster_networks: ClusterNetworks | None = None
     """Managed networks brought up and removed on every member (set once State is)."""
