@@ -485,6 +485,14 @@ def test_instances_placed_listed_and_reached_through_any_member(
                              capture_output=True, text=True, timeout=60,
                              stdin=subprocess.DEVNULL)  # fmt: skip
         assert sorted(out.stdout.splitlines()) == ["auto,STOPPED,m1", "on2,RUNNING,m2"]
+        out = subprocess.run([incus, "launch", "bb", "viaincus", "--target", "m2"], env=env,
+                             capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        shown = m1.request("GET", "/1.0/instances/viaincus").metadata
+        assert (shown["location"], shown["status"]) == ("m2", "Running")
+        m1.ok(m1.request("PUT", "/1.0/instances/viaincus/state", {"action": "stop", "force": True}))
+        m1.ok(m1.request("DELETE", "/1.0/instances/viaincus"))
         local = tmp_path / "pushed"
         local.write_bytes(os.urandom(300_000))
         for argv in (["file", "push", str(local), "on2/root/pushed"],  # SFTP, relayed
@@ -771,6 +779,8 @@ def test_pools_and_networks_are_made_on_every_member(servers: list[Daemon], tmp_
     # a network is up on every member (on one host: the same bridge, each member's check)
     bridge = "stpc" + os.urandom(3).hex()
     net = {"name": bridge, "config": {"ipv4.address": "none", "ipv6.address": "none"}}
+    resp = m2.request("POST", "/1.0/networks?target=m1", net)
+    assert resp.status == 400 and "--target" in resp.json()["error"], resp.body
     try:
         assert m2.request("POST", "/1.0/networks", net).status == 201
         assert m1.request("GET", f"/1.0/networks/{bridge}").metadata["status"] == "Created"

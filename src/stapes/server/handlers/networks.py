@@ -45,6 +45,11 @@ async def list_networks(request: web.Request) -> Result:
 async def create_network(request: web.Request) -> Result:
     req = await body_as(request, NetworksPost)
     st = state(request)
+    if st.membership.clustered and request.query.get("target"):
+        raise BadRequest(
+            "A network's member-specific keys (--target: parent, bridge.external_interfaces...) "
+            "are not supported by this stapesd yet: create it for every member at once"
+        )
     if st.membership.clustered and st.cluster_networks is not None:
         await st.cluster_networks.create(req, project_of(request))
     else:
