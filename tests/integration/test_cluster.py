@@ -347,6 +347,29 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
         ({"cluster_certificate": ""}, 400, "No target cluster member certificate"),
         ({"server_address": "0.0.0.0:1"}, 400, "wildcard"),
         ({"server_address": "127.0.0.1:1"}, 400, "core.https_address"),
+        (
+            {
+                "member_config": [
+                    {
+                        "entity": "storage-pool",
+                        "name": "default",
+                        "key": "source",
+                        "value": "relative/dir",
+                    }
+                ]
+            },
+            400,
+            "Invalid source",
+        ),
+        (
+            {
+                "member_config": [
+                    {"entity": "storage-pool", "name": "default", "key": "driver", "value": "zfs"}
+                ]
+            },
+            400,
+            "not a member-specific key",
+        ),
     ):
         resp = m2.request("PUT", "/1.0/cluster", {**base, **change, "cluster_token": good} | change)
         assert resp.status == status and words in resp.json()["error"], (change, resp.body)

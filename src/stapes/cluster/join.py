@@ -23,6 +23,7 @@ from stapes.cluster.admission import fingerprint_of
 from stapes.cluster.engine import ClusterEngine
 from stapes.cluster.service import LEADER_SECONDS, Cluster, check_name
 from stapes.cluster.transport import MemberError, member_request
+from stapes.config import validate as v
 from stapes.config.server_scope import LOCAL_SERVER_KEYS
 from stapes.config.validate import split_address
 from stapes.db import cluster as cluster_db
@@ -98,9 +99,16 @@ def plan(cluster: Cluster, put: ClusterPut) -> JoinPlan:
         if entry.get("entity") != "storage-pool":
             continue
         key, name = str(entry.get("key", "")), str(entry.get("name", ""))
+        value = str(entry.get("value", ""))
         if key not in MEMBER_POOL_KEYS:
             raise BadRequest(f"{key!r} is not a member-specific key of storage pool {name!r}")
-        pools.setdefault(name, {})[key] = str(entry.get("value", ""))
+        check = {"source": v.is_abs_path, "size": v.is_size}.get(key)
+        try:
+            if check is not None and value:
+                check(value)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid {key} for storage pool {name!r}: {exc}") from None
+        pools.setdefault(name, {})[key] = value
     return JoinPlan(
         name=put.server_name,
         server_address=put.server_address,

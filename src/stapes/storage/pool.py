@@ -107,6 +107,8 @@ class Pools:
         self._unavailable.clear()
         for row in list_pools(self.db):
             try:
+                # the values the joining request gave are checked as a create's are
+                validate_pool_config(driver_class(row.driver), row.config)
                 if row.name in settled:
                     await self.driver(row.name).mount_pool()
                     continue
