@@ -68,9 +68,18 @@ class Listener:
         return self.project is None or event["project"] in (self.project, "")
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class EventBus:
     def __init__(self, membership: Membership | None = None) -> None:
         self._listeners: set[Listener] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the listeners wait on (an event sent from another thread goes through it)."""
         self.membership = membership or Membership()
         """Whose events these are (their ``location``)."""
 
@@ -83,6 +92,7 @@ class EventBus:
         local_only: bool = False,
     ) -> Listener:
         listener = Listener(types, project, confined, local_only)
+        self._loop = asyncio.get_running_loop()
         self._listeners.add(listener)
         return listener
 
@@ -109,6 +119,12 @@ class EventBus:
         self._deliver(event, True)
 
     def _deliver(self, event: dict[str, Any], relayed: bool) -> None:
+        loop = self._loop
+        if loop is not None and _running_loop() is not loop:
+            # sent from another thread (a worker, a log record): the listeners' loop delivers it
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._deliver, event, relayed)
+            return
         for listener in list(self._listeners):
             if relayed and listener.local_only:
                 continue

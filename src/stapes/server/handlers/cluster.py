@@ -409,7 +409,7 @@ async def accept(request: web.Request) -> Result:
     """A server with a join token asks to be a member (its certificate is not trusted yet:
     the token is its credential)."""
     req = JoinRequest.parse(await json_body(request))
-    return Sync(await asyncio.to_thread(state(request).admission.accept, req))
+    return Sync(state(request).admission.accept(req))  # on the loop: it cancels an operation
 
 
 async def assign(request: web.Request) -> Result:
