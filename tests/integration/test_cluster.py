@@ -283,15 +283,47 @@ def _member(tmp: list[Daemon]) -> tuple[Daemon, str]:
     return daemon, address
 
 
+def _clear(daemon: Daemon) -> None:
+    """The instances of a member (its own, as it lists them) stopped and deleted; what a dead
+    daemon left running is killed: containers outlive their daemon."""
+    if daemon.proc is not None and daemon.proc.poll() is None:
+        try:
+            own = daemon.request("GET", "/1.0/cluster").metadata.get("server_name") or "none"
+            listed = daemon.request("GET", "/1.0/instances?all-projects=true&recursion=1")
+            for item in listed.metadata or []:
+                if item.get("location") not in (own, "none"):
+                    continue
+                path = f"/1.0/instances/{item['name']}?project={item['project']}"
+                stop = {"action": "stop", "force": True}
+                daemon.wait(daemon.request("PUT", path.replace("?", "/state?"), stop), 30)
+                daemon.wait(daemon.request("DELETE", path), 30)
+        except Exception:  # a daemon in a bad state: its containers are killed afterwards
+            pass
+
+
+def monitor_processes_under(root: Path) -> list[str]:
+    """The names of the containers liblxc still runs under ``root``."""
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    prefix = f"[lxc monitor] {root / 'containers'} "
+    return [
+        line.strip()[len(prefix) :] for line in out.splitlines() if line.strip().startswith(prefix)
+    ]
+
+
 @pytest.fixture
 def servers() -> Iterator[list[Daemon]]:
     made: list[Daemon] = []
     yield made
     for daemon in made:
         try:
-            daemon.stop(signal.SIGKILL)
+            _clear(daemon)
         finally:
-            remove_root(daemon.root)
+            daemon.stop(signal.SIGKILL)
+    for daemon in made:
+        for name in monitor_processes_under(daemon.root):  # a daemon killed by a test
+            subprocess.run(["lxc-stop", "--kill", "-P", str(daemon.root / "containers"), "-n",
+                            name], capture_output=True, timeout=30)  # fmt: skip
+        remove_root(daemon.root)
 
 
 def _token(daemon: Daemon, name: str) -> str:
