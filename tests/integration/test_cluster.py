@@ -734,8 +734,8 @@ def test_instances_move_between_members(servers: list[Daemon], tmp_path: Path) -
     m2.ok(m2.request("PUT", "/1.0/instances/mover", {"restore": "s0"}))  # its volume came too
     assert m2.request("GET", "/1.0/instances/mover/files?path=/root/later").status == 404
 
-    # and back, stopped, through the member it leaves
-    m2.ok(m2.request("POST", "/1.0/instances/mover?target=m1", {"migration": True}))
+    # and back, stopped, through the member it leaves (stapes move --target)
+    m2.cli("move", "mover", "--target", "m1")
     shown = m2.request("GET", "/1.0/instances/mover").metadata
     assert shown["location"] == "m1" and shown["status"] == "Stopped"
     m1.ok(m1.request("PUT", "/1.0/instances/mover/state", {"action": "start"}))

@@ -129,6 +129,12 @@ class InstanceServer(
         body = {"name": name, "pool": pool, "migration": True}
         return self._op("POST", f"/1.0/instances/{_q(name)}", json_body=body)
 
+    def move_to_member(self, name: str, member: str, live: bool) -> RemoteOperation:
+        """To another member of the cluster (as incus move --target)."""
+        body = {"name": name, "migration": True, "live": live}
+        path = f"/1.0/instances/{_q(name)}"
+        return self._op("POST", path, json_body=body, params={"target": member})
+
     def delete_instance(self, name: str) -> RemoteOperation:
         return self._op("DELETE", f"/1.0/instances/{_q(name)}")
 

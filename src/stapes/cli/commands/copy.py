@@ -176,11 +176,16 @@ def rename(name: str, new_name: str) -> None:
     "--stateless", is_flag=True, help="Stop a running instance, move it, start it (not live)"
 )
 @click.option("--target-project", default="", help="Project to move the instance to")
+@click.option("--target", "member", default="", help="Cluster member to move the instance to")
 @_MODE
-def move(name: str, new_name: str, storage: str, **options: Any) -> None:
-    """Move an instance: rename it, move it to another pool, or to another server or project
-    ([REMOTE:]NAME [REMOTE:][NEW_NAME])."""
+def move(name: str, new_name: str, storage: str, member: str, **options: Any) -> None:
+    """Move an instance: rename it, move it to another pool, to another cluster member, or
+    to another server or project ([REMOTE:]NAME [REMOTE:][NEW_NAME])."""
     src_remote, local_name = split_remote(name)
+    if member:
+        live = not options["stateless"]  # refused for a running instance: not yet in a cluster
+        run_on(src_remote, lambda s: s.move_to_member(local_name, member, live).wait())
+        return
     dst_remote, local_new = split_remote(new_name) if new_name else (src_remote, "")
     if new_name and dst_remote is None and not local_new:
         dst_remote = src_remote
