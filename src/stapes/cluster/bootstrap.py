@@ -21,9 +21,9 @@ from stapes.db import cluster as cluster_db
 from stapes.db.connection import Database
 from stapes.db.cowsql import wire
 from stapes.db.cowsql.node import BOOTSTRAP_ID
-from stapes.db.local import RaftNode, open_local, replace_raft_nodes
+from stapes.db.local import RaftNode, install_local, open_local
 from stapes.db.schema import MIGRATIONS
-from stapes.db.storage import MEMBER_POOL_KEYS, set_member_pool_config
+from stapes.db.storage import MEMBER_POOL_KEYS
 
 BATCH_PARAMETERS = 900
 """Values per multi-row INSERT while copying (SQLite's limit is far above)."""
@@ -71,9 +71,8 @@ def bootstrap(
     for the caller to close and set aside once it has switched). The caller holds the
     standalone database still (no write between the copy and the switch)."""
     shutil.rmtree(files.cowsql, ignore_errors=True)
-    staging = files.local.with_name("local.db.new")
-    for leftover in staging.parent.glob(staging.name + "*"):
-        leftover.unlink()
+
+    files.drop_local_staging()
     engine = ClusterEngine.start(BOOTSTRAP_ID, address, files.cowsql, transport)
     try:
         shared = engine.database([address], upgrade=True)
@@ -118,15 +117,9 @@ def bootstrap(
                 if r["key"] in LOCAL_SERVER_KEYS
             }
             own["cluster.https_address"] = address
-            local = open_local(staging)
-            with local.transaction():
-                for key, value in own.items():
-                    local.execute("INSERT INTO config (key, value) VALUES (?, ?)", (key, value))
-                replace_raft_nodes(local, [RaftNode(BOOTSTRAP_ID, address, wire.VOTER, name)])
-                for pool_name, member_keys in pools.items():
-                    set_member_pool_config(local, pool_name, member_keys)
-            local.close()
-            staging.rename(files.local)  # the server is clustered from here on
+            node = RaftNode(BOOTSTRAP_ID, address, wire.VOTER, name)
+            # the server is clustered from here on
+            install_local(files.local_staging, files.local, own, [node], pools)
             return engine, shared, open_local(files.local)
         except BaseException:
             shared.close()
@@ -134,6 +127,5 @@ def bootstrap(
     except BaseException:
         engine.close()
         shutil.rmtree(files.cowsql, ignore_errors=True)
-        for leftover in staging.parent.glob(staging.name + "*"):
-            leftover.unlink()
+        files.drop_local_staging()
         raise

@@ -9,13 +9,9 @@ brings the moved instances back and starts the stopped ones."""
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-import aiohttp
 
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest
-from stapes.api.urls import instance_url
 from stapes.cluster import placement
 from stapes.cluster.moves import STOP_SECONDS, ClusterMoves
 from stapes.cluster.peers import Peers
@@ -132,24 +128,12 @@ class Evacuation:
     async def _bring_back(self, row: q.InstanceRow) -> None:
         """The member ``row`` is on moves it here (it runs the move); then the mark goes."""
         owner = cluster_db.get_member(self.svc.db, row.location)
-        url = (
-            f"https://{owner.address}{instance_url(row.name, row.project)}"
-            f"{'&' if '?' in instance_url(row.name, row.project) else '?'}"
-            f"target={self.cluster.membership.name}"
-        )
-        session = self.peers.session()
+        params = {"project": row.project, "target": self.cluster.membership.name}
+        body = {"name": row.name, "migration": True}
         try:
-            async with session.post(url, json={"name": row.name, "migration": True}) as resp:
-                answer: dict[str, Any] = await resp.json()
-            if resp.status != 202:
-                raise BadRequest(f"Could not bring {row.name!r} back: {answer.get('error')}")
-            wait = f"https://{owner.address}{answer['operation']}/wait?timeout=-1"
-            async with session.get(wait) as resp:
-                done: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise BadRequest(f"Could not bring {row.name!r} back: {done.get('error')}")
-        except aiohttp.ClientError as exc:
-            raise BadRequest(f"Member {owner.name} unreachable: {exc}") from None
+            await self.peers.run(owner.address, "POST", f"/1.0/instances/{row.name}", body, params)
+        except BadRequest as exc:
+            raise BadRequest(f"Could not bring {row.name!r} back: {exc.message}") from None
         with self.svc.db.transaction():
             current = self.svc.get(row.project, row.name)
             current.config.pop(ORIGIN_KEY, None)

@@ -34,3 +34,20 @@ class ClusterFiles:
     @property
     def clustered(self) -> bool:
         return self.local.exists()
+
+    @property
+    def local_staging(self) -> Path:
+        """local.db being written: it becomes local.db whole, or not at all."""
+        return self.local.with_name("local.db.new")
+
+    def drop_local_staging(self) -> None:
+        for leftover in self.directory.glob(self.local_staging.name + "*"):
+            leftover.unlink()
+
+
+def move_database(source: Path, target: Path) -> None:
+    """A SQLite file moved with its -wal and -shm files (those that exist)."""
+    for suffix in ("", "-wal", "-shm"):
+        path = source.with_name(source.name + suffix)
+        if path.exists():
+            path.rename(target.with_name(target.name + suffix))

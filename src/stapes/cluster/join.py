@@ -21,6 +21,7 @@ from stapes.api.errors import BadRequest
 from stapes.api.join_token import secret_of
 from stapes.cluster.admission import fingerprint_of
 from stapes.cluster.engine import ClusterEngine
+from stapes.cluster.files import move_database
 from stapes.cluster.service import LEADER_SECONDS, Cluster, check_name
 from stapes.cluster.transport import MemberError, member_request
 from stapes.config import validate as v
@@ -30,10 +31,10 @@ from stapes.db import cluster as cluster_db
 from stapes.db.connection import Database
 from stapes.db.cowsql import wire
 from stapes.db.cowsql.node import generate_id
-from stapes.db.local import RaftNode, open_local, replace_raft_nodes
+from stapes.db.local import RaftNode, install_local, open_local
 from stapes.db.schema import MIGRATIONS
 from stapes.db.server_config import get_config
-from stapes.db.storage import MEMBER_POOL_KEYS, set_member_pool_config
+from stapes.db.storage import MEMBER_POOL_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class Joiner:
             plan.node_id, plan.server_address, files.cowsql, cluster.transport
         )
         cluster.engine = engine  # the leader reaches the node through the listener from now
-        staging = files.local.with_name("local.db.new")
+
         try:
             self._ask(
                 plan,
@@ -205,30 +206,18 @@ class Joiner:
                 own["core.https_address"] = own.get("core.https_address") or plan.server_address
                 own["cluster.https_address"] = plan.server_address
                 pools = self._pool_config(plan, standalone, shared)
-                for leftover in staging.parent.glob(staging.name + "*"):
-                    leftover.unlink()
-                local = open_local(staging)
-                with local.transaction():
-                    for key, value in own.items():
-                        local.execute("INSERT INTO config (key, value) VALUES (?, ?)", (key, value))
-                    replace_raft_nodes(local, nodes)
-                    for pool, config in pools.items():
-                        set_member_pool_config(local, pool, config)
-                local.close()
-                staging.rename(files.local)  # a member from here on
+                files.drop_local_staging()
+                # a member from here on
+                install_local(files.local_staging, files.local, own, nodes, pools)
                 old = cluster.db.replace_engine(shared, open_local(files.local))
             old.close()
         except BaseException:
             cluster.engine = None
             engine.close()
             shutil.rmtree(files.cowsql, ignore_errors=True)
-            for leftover in staging.parent.glob(staging.name + "*"):
-                leftover.unlink()
+            files.drop_local_staging()
             raise
-        for suffix in ("", "-wal", "-shm"):
-            path = files.standalone.with_name(files.standalone.name + suffix)
-            if path.exists():
-                path.rename(files.standalone_kept.with_name(files.standalone_kept.name + suffix))
+        move_database(files.standalone, files.standalone_kept)
         member = cluster_db.find_member(cluster.db, plan.name)
         if member is None:
             log.warning("joined, but the cluster has no member %s", plan.name)

@@ -131,17 +131,13 @@ class ClusterMoves:
         await asyncio.to_thread(shutil.rmtree, spec.log_dir, True)
 
     async def _start_on(self, member: cluster_db.MemberRow, row: q.InstanceRow) -> None:
-        url = f"https://{member.address}/1.0/instances/{row.name}/state?project={row.project}"
-        async with self.peers.session().put(url, json={"action": "start"}) as resp:
-            answer: dict[str, Any] = await resp.json()
-        operation = answer.get("operation", "")
-        if resp.status != 202 or not operation:
-            raise BadRequest(f"Moved, but not started on {member.name}: {answer.get('error')}")
-        wait = f"https://{member.address}{operation}/wait?timeout=120"
-        async with self.peers.session().get(wait) as resp:
-            done: dict[str, Any] = await resp.json()
-        if resp.status != 200:
-            raise BadRequest(f"Moved, but not started on {member.name}: {done.get('error')}")
+        path = f"/1.0/instances/{row.name}/state"
+        try:
+            await self.peers.run(
+                member.address, "PUT", path, {"action": "start"}, {"project": row.project}, 120
+            )
+        except BadRequest as exc:
+            raise BadRequest(f"Moved, but not started on {member.name}: {exc.message}") from None
 
     async def receive(self, body: dict[str, Any]) -> None:
         """This member takes an instance of the cluster whose source member sends its volumes

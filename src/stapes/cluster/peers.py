@@ -13,6 +13,12 @@ import aiohttp
 from stapes.api.errors import BadRequest
 
 
+def _error(answer: object, status: int) -> str:
+    """What a member's answer says went wrong (its error envelope's words)."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return str(error or f"HTTP {status}")
+
+
 class Peers:
     def __init__(self, cert: Path, key: Path) -> None:
         self.cert = cert
@@ -45,9 +51,38 @@ class Peers:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise BadRequest(f"unreachable: {exc}") from None
         if resp.status >= 400 or not isinstance(answer, dict):
-            error = answer.get("error") if isinstance(answer, dict) else None
-            raise BadRequest(str(error or f"HTTP {resp.status}"))
+            raise BadRequest(_error(answer, resp.status))
         return answer.get("metadata")
+
+    async def run(
+        self,
+        address: str,
+        method: str,
+        path: str,
+        body: object,
+        params: dict[str, str] | None = None,
+        timeout: int = -1,
+    ) -> None:
+        """An operation on the member at ``address`` (``method`` ``path`` answered 202), waited
+        for up to ``timeout`` seconds (-1: until it ends); BadRequest with its error."""
+        session = self.session()
+        try:
+            async with session.request(
+                method, f"https://{address}{path}", json=body, params=params
+            ) as resp:
+                answer = await resp.json()
+            operation = answer.get("operation", "") if isinstance(answer, dict) else ""
+            if resp.status != 202 or not operation:
+                raise BadRequest(
+                    str(answer.get("error") if isinstance(answer, dict) else resp.status)
+                )
+            wait = f"https://{address}{operation}/wait"
+            async with session.get(wait, params={"timeout": str(timeout)}) as resp:
+                done = await resp.json()
+            if resp.status != 200:
+                raise BadRequest(_error(done, resp.status))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BadRequest(f"unreachable: {exc}") from None
 
     async def certificate_changed(self) -> None:
         await self.close()

@@ -16,7 +16,7 @@ from stapes.api.lifecycle import ClusterAction
 from stapes.api.times import now, parse_timestamp, timestamp
 from stapes.cluster import bootstrap
 from stapes.cluster.engine import ClusterEngine, RaftView
-from stapes.cluster.files import ClusterFiles
+from stapes.cluster.files import ClusterFiles, move_database
 from stapes.cluster.transport import ClusterTransport
 from stapes.config.server_keys import server_value
 from stapes.db import cluster as q
@@ -145,13 +145,7 @@ class Cluster:
             old = self.db.replace_engine(shared, local)
         old.close()
         self.engine = engine
-        for suffix in ("", "-wal", "-shm"):
-            standalone = self.files.standalone.with_name(self.files.standalone.name + suffix)
-            if standalone.exists():
-                kept = self.files.standalone_kept.with_name(
-                    self.files.standalone_kept.name + suffix
-                )
-                standalone.rename(kept)
+        move_database(self.files.standalone, self.files.standalone_kept)
         self.membership.name = name
         self.membership.address = address
         log.info("clustering enabled: this server is member %s at %s", name, address)
@@ -345,10 +339,7 @@ class Cluster:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
-        for suffix in ("", "-wal", "-shm"):
-            path = self.files.local.with_name(self.files.local.name + suffix)
-            if path.exists():
-                path.rename(path.with_name(path.name.replace("local.db", "local.db.left")))
+        move_database(self.files.local, self.files.local.with_name("local.db.left"))
         shutil.rmtree(self.files.cowsql, ignore_errors=True)
         fresh = SqliteDatabase(self.files.standalone)
         with fresh.transaction():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stapes.db.connection import Database, SqliteDatabase
 from stapes.db.schema import Executor, Migration
+from stapes.db.storage import set_member_pool_config
 
 
 def _v1(conn: Executor) -> None:
@@ -60,6 +61,26 @@ def _signed(node_id: int) -> int:
 
 def _unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
+
+
+def install_local(
+    staging: Path,
+    target: Path,
+    config: dict[str, str],
+    nodes: list[RaftNode],
+    pools: dict[str, dict[str, str]],
+) -> None:
+    """A member's local database written at ``staging`` and renamed to ``target`` (the
+    server is a member from then on): its own keys, its raft nodes, its pools' member keys."""
+    local = open_local(staging)
+    with local.transaction():
+        for key, value in config.items():
+            local.execute("INSERT INTO config (key, value) VALUES (?, ?)", (key, value))
+        replace_raft_nodes(local, nodes)
+        for pool, member_keys in pools.items():
+            set_member_pool_config(local, pool, member_keys)
+    local.close()
+    staging.rename(target)
 
 
 def raft_nodes(db: Database) -> list[RaftNode]:
