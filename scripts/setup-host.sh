@@ -30,7 +30,11 @@ fi
 backports=()  # installed from bookworm-backports
 dpkg-query -W -f='${Status}' libcowsql0 2>/dev/null | grep -q 'install ok installed' \
   || backports+=(libcowsql0)
+# The web UI is built with Node.js and npm (a machine may already have a newer Node.js).
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
+  packages+=(chromium)  # the web UI's browser tests (Playwright drives Debian's chromium)
   command -v incus >/dev/null || backports+=(incus-client)
   # A local OCI registry (on loopback, started by the test itself) for the registry remote test
   command -v docker-registry >/dev/null || backports+=(docker-registry)
@@ -83,6 +87,15 @@ if [ "${STAPES_SETUP_TEST:-0}" = 1 ]; then
     tar -xzf "$scratch"/pylxd-*.tar.gz -C .venv/share
     rm -rf "$scratch"
   fi
+fi
+
+# The web UI (served by stapesd at /ui/): its npm packages as package-lock.json pins them, then
+# the build into ui/dist, redone when a source changed.
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ ! -f ui/dist/index.html ] || [ -n "$(find ui/src ui/build.mjs ui/package-lock.json -newer ui/dist/index.html -print -quit)" ]; then
+  (cd ui && npm run --silent build)
 fi
 
 # Byte-compile our sources once: the CLI starts faster when nothing is compiled per run.

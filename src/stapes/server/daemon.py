@@ -69,6 +69,7 @@ from stapes.server.forward import Forwarder
 from stapes.server.http_policy import HttpPolicy, policy_middleware
 from stapes.server.listeners import Https
 from stapes.server.loki import LokiPusher, LokiSettings
+from stapes.server.metrics_history import MetricsHistory
 from stapes.server.oidc import OidcSettings, OidcVerifier
 from stapes.server.response import error_middleware
 from stapes.server.routes import register
@@ -202,6 +203,7 @@ def build_state(paths: Paths) -> State:
     )
     peers = Peers(paths.server_cert, paths.server_key)
     st.forwarder = Forwarder(st, peers, EventRelay(db, membership, peers, events))
+    st.metrics_history = MetricsHistory(instances)
     st.moves = ClusterMoves(instances, cluster, peers)
     st.evacuation = Evacuation(instances, cluster, st.moves, peers)
     st.cluster_pools = ClusterPools(cluster, pools, peers)
@@ -299,6 +301,8 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     peers = st.forwarder.peers
     relay = loop.create_task(st.forwarder.relay.run())
     backup_files = loop.create_task(BackupFileKeeper(st.backups, st.events).run())
+    assert st.metrics_history is not None
+    sampling = loop.create_task(st.metrics_history.run())
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -316,6 +320,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         heartbeats.cancel()
         relay.cancel()
         backup_files.cancel()
+        sampling.cancel()
         uevents.close()
         if host_down.done():
             log.info("host shutdown requested (SIGPWR or /internal/shutdown): stopping instances")

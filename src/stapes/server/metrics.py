@@ -158,22 +158,30 @@ def _rss() -> int:
     return 0
 
 
+async def running_samples(
+    instances: InstanceService, row: InstanceRow, *, running: bool | None = None
+) -> list[Sample] | None:
+    """One instance's samples; None when it is not running (``running``: already known)."""
+    if not (await instances.is_running(row) if running is None else running):
+        return None
+    return instance_samples(
+        row,
+        await instances.state(row),
+        await instances.filesystems(row),
+        await instances.counters(row),
+    )
+
+
 async def collect(instances: InstanceService, projects: list[str] | None) -> str:
     """The metrics of the instances of ``projects`` (None: every project)."""
     rows = [r for r in instances.local_instances() if projects is None or r.project in projects]
     samples: list[Sample] = []
     counts: dict[tuple[str, str], int] = {}
     for row in rows:
-        running = await instances.is_running(row)
-        key = (row.type, "Running" if running else "Stopped")
+        found = await running_samples(instances, row)
+        key = (row.type, "Stopped" if found is None else "Running")
         counts[key] = counts.get(key, 0) + 1
-        if running:
-            samples += instance_samples(
-                row,
-                await instances.state(row),
-                await instances.filesystems(row),
-                await instances.counters(row),
-            )
+        samples += found or []
     samples += [
         ("incus_instances", {"type": kind, "state": status}, count)
         for (kind, status), count in sorted(counts.items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 import stapes
-from stapes.server import openapi
+from stapes.server import openapi, ui
 from stapes.server.endpoint import Action, Endpoint, wrap
 from stapes.server.handlers import (
     certificates,
@@ -93,6 +93,7 @@ UNVERSIONED: list[Endpoint] = [
 
 
 def register(app: web.Application) -> None:
+    ui.register(app)
     for endpoint in UNVERSIONED:
         for method, action in endpoint.actions().items():
             app.router.add_route(method, endpoint.path, wrap(action))

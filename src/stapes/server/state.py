@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from stapes.network.zone_service import NetworkZones
     from stapes.project.service import Projects
     from stapes.server.forward import Forwarder
+    from stapes.server.metrics_history import MetricsHistory
     from stapes.server.trust import Trust
     from stapes.storage.pool import Pools
     from stapes.storage.volume_backups import VolumeBackups
@@ -123,6 +124,8 @@ class State:
     """Requests about what lives on other cluster members go there (set once State is)."""
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)
     """CORS and trusted proxies (core.https_*), kept as the config last set them."""
+    metrics_history: MetricsHistory | None = None
+    """The last hour of the local instances' metrics (set once State is)."""
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

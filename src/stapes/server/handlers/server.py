@@ -26,6 +26,7 @@ from stapes.config.validate import parse_bool
 from stapes.db.server_config import get_config, replace_config
 from stapes.host.resources import resources as host_resources
 from stapes.instance.vm.qemu import QemuDriver
+from stapes.server import ui
 from stapes.server.auth import identify
 from stapes.server.endpoint import Action, Endpoint, check_etag, json_body, state
 from stapes.server.extensions import API_EXTENSIONS
@@ -177,6 +178,8 @@ async def _store(st: State, config: dict[str, str]) -> None:
 
 
 async def get_root(request: web.Request) -> Result:
+    if ui.wants_ui(request):
+        return ui.redirect_to_ui()
     return Sync(["/1.0"])
 
 

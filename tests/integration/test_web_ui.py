@@ -1,0 +1,331 @@
+"""The web UI at /ui/, driven in Debian's real Chromium by Playwright over HTTPS with a client
+certificate, as a person would use it: enrol with a trust token, create and start a container,
+see it running with an address, run a command in the web terminal, take and restore a
+snapshot, meet an ETag conflict in the profile editor, watch a graph get points, delete the
+instance. An untrusted browser sees only the enrolment page; a restricted certificate sees only
+its projects. Screenshots of each page are kept under build/ui-screenshots/."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import ClientCert, Daemon, https_request, unique
+from tests.integration.test_remote_access import CERTS, new_token
+
+pytestmark = [pytest.mark.root]
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "ui-screenshots"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _ui_built() -> bool:
+    from stapes.server.ui import ui_directory
+
+    return ui_directory() is not None
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/setup-host.sh installs it)")
+    if not _ui_built():
+        pytest.skip("the web UI is not built (scripts/setup-host.sh builds ui/ with npm)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _context(chromium: Any, https: str, client: ClientCert | None) -> Any:
+    certificates = (
+        [{"origin": f"https://{https}", "certPath": str(client.cert), "keyPath": str(client.key)}]
+        if client
+        else []
+    )
+    context = chromium.new_context(
+        ignore_https_errors=True,
+        client_certificates=certificates,
+        viewport={"width": 1280, "height": 800},
+    )
+    context.set_default_timeout(30_000)
+    return context
+
+
+def _shoot(page: Any, name: str) -> None:
+    """A screenshot of the page as it is, kept, and checked not to be blank."""
+    from PIL import Image
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    data = page.screenshot(full_page=True)
+    (SCREENSHOTS / f"{name}.png").write_bytes(data)
+    image = Image.open(io.BytesIO(data)).convert("L")
+    low, high = image.getextrema()
+    assert high - low > 64, f"screenshot {name} is blank"
+    assert len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 8, f"{name} has no content"
+
+
+def test_the_ui_files_are_served_to_everyone_and_nothing_outside_them(https: str) -> None:
+    if not _ui_built():
+        pytest.skip("the web UI is not built (scripts/setup-host.sh builds ui/ with npm)")
+    resp, _ = https_request(https, "GET", "/ui/")
+    assert resp.status == 200 and b"/ui/assets/app.js" in resp.body
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    resp, _ = https_request(https, "GET", "/ui/instances/c1")  # a page of the app: its index
+    assert resp.status == 200 and b"/ui/assets/app.js" in resp.body
+    resp, _ = https_request(https, "GET", "/ui/assets/app.js")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith(
+        ("application/javascript", "text/javascript")
+    )
+    for path in ("/ui/assets/nothing.js", "/ui/%2e%2e/%2e%2e/pyproject.toml", "/ui/..%2fREADME.md"):
+        resp, _ = https_request(https, "GET", path)
+        assert resp.status == 404, (path, resp.status)
+        assert resp.json()["type"] == "error"
+    resp, _ = https_request(https, "GET", "/ui")
+    assert resp.status == 301 and resp.headers["Location"] == "/ui/"
+    browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"}
+    resp, _ = https_request(https, "GET", "/", headers=browser)
+    assert resp.status == 301 and resp.headers["Location"] == "/ui/"
+    resp, _ = https_request(https, "GET", "/")  # an API client still gets the API's root
+    assert resp.status == 200 and resp.json()["metadata"] == ["/1.0"]
+
+
+def test_an_untrusted_browser_sees_only_the_enrolment_page(
+    chromium: Any, daemon: Daemon, https: str, tmp_path: Path
+) -> None:
+    stranger = ClientCert(tmp_path, "stranger")
+    for client in (None, stranger):
+        context = _context(chromium, https, client)
+        try:
+            page = context.new_page()
+            page.goto(f"https://{https}/ui/#/instances")
+            enrolment = page.locator("section.enrol")
+            enrolment.wait_for()
+            assert "This browser is not trusted by the server yet" in enrolment.inner_text()
+            assert page.locator("nav.sidebar").count() == 0
+            assert page.locator("table").count() == 0
+            page.fill("textarea[name=token]", "not-a-token")
+            page.click("text=Enrol this browser")
+            page.locator(".error").wait_for()
+            assert page.locator("nav.sidebar").count() == 0
+            _shoot(page, "enrolment" if client is None else "enrolment-refused")
+        finally:
+            context.close()
+    assert daemon.request("GET", CERTS).metadata == []
+
+
+def _sh(daemon: Daemon, name: str, script: str) -> None:
+    """A command run in the instance through the API (not the page under test)."""
+    body = {"command": ["sh", "-c", script], "wait-for-websocket": False}
+    daemon.ok(daemon.request("POST", f"/1.0/instances/{name}/exec", body))
+
+
+def _wait_for(check: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_user_runs_an_instance_from_the_browser(
+    chromium: Any,
+    daemon: Daemon,
+    https: str,
+    network: tuple[str, str],
+    busybox: str,
+    tmp_path: Path,
+) -> None:
+    bridge, address = network
+    profile = unique("uiprof")
+    assert daemon.request("POST", "/1.0/profiles", {"name": profile}).status == 201
+    name = unique("uic")
+    browser_cert = ClientCert(tmp_path, "browser")
+    token, _ = new_token(daemon, "browser")
+    context = _context(chromium, https, browser_cert)
+    try:
+        page = context.new_page()
+        base = f"https://{https}/ui/"
+        page.goto(base)
+        # enrol: the token pasted into the page makes this browser's certificate trusted
+        page.fill("textarea[name=token]", token)
+        page.click("text=Enrol this browser")
+        page.locator("nav.sidebar").wait_for()
+        (cert,) = daemon.request("GET", f"{CERTS}?recursion=1").metadata
+        assert cert["fingerprint"] == browser_cert.fingerprint and cert["name"] == "browser"
+        _shoot(page, "instances-empty")
+
+        # create and start a container on the test's bridge
+        page.click("text=Create instance")
+        page.fill("input[name=name]", name)
+        image = daemon.request("GET", f"/1.0/images/aliases/{busybox}").metadata["target"]
+        page.select_option("select[name=image]", image)
+        page.fill(
+            "textarea[name=devices]",
+            f"eth0:\n  type: nic\n  network: {bridge}\n  name: eth0\n",
+        )
+        _shoot(page, "create-instance")
+        page.click("button:has-text('Create')")
+        page.wait_for_url(f"**/#/instances/{name}")
+        page.locator(".status-running").first.wait_for(timeout=60_000)
+        # busybox's init configures no network: the guest is given its address as DHCP would
+        guest = address.rsplit(".", 1)[0] + ".77/24"
+        _sh(daemon, name, f"ip addr add {guest} dev eth0")
+        page.locator("dd.addresses", has_text="(eth0)").wait_for(timeout=60_000)
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Running"
+        _shoot(page, "instance-overview")
+        page.click("nav.sidebar >> text=Instances")
+        row = page.locator(f"tr[data-name='{name}']")
+        row.locator(".status-running").wait_for()
+        row.get_by_text("(eth0)").wait_for(timeout=30_000)
+        _shoot(page, "instances")
+
+        # a command in the web terminal, its output read back from the screen
+        page.goto(f"{base}#/instances/{name}/terminal")
+        page.locator(".xterm-helper-textarea").wait_for()
+        page.wait_for_timeout(500)
+        page.locator(".term-host").click()
+        page.keyboard.type("echo web-$((6*7))-terminal; uname -s\n")
+        page.locator(".xterm-rows", has_text="web-42-terminal").wait_for()
+        _shoot(page, "terminal")
+
+        # take a snapshot, change a file, restore it: the file is back as it was
+        _sh(daemon, name, "echo before > /root/mark")
+        page.goto(f"{base}#/instances/{name}/snapshots")
+        page.once("dialog", lambda dialog: dialog.accept("ui-snap"))
+        page.click("text=Take snapshot")
+        page.locator("tr[data-name='ui-snap']").wait_for()
+        _sh(daemon, name, "echo after > /root/mark")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("tr[data-name='ui-snap']").get_by_text("Restore").click()
+        page.locator("tr[data-name='ui-snap'] button:has-text('Restore')").wait_for()
+        _wait_for(
+            lambda: (
+                page.locator("tr[data-name='ui-snap'] button:has-text('Restore…')").count() == 0
+            ),
+            "the restore",
+        )
+        resp = daemon.request("GET", f"/1.0/instances/{name}/files?path=/root/mark")
+        assert resp.body == b"before\n"
+        _shoot(page, "snapshots")
+
+        # the profile editor: saved with its ETag; a change made elsewhere meanwhile is a conflict
+        page.goto(f"{base}#/profiles/{profile}")
+        editor = page.locator(".yaml-editor textarea")
+        editor.wait_for()
+        _wait_for(lambda: "config" in editor.input_value(), "the profile's YAML")
+        editor.fill("description: from the browser\nconfig:\n  user.ui: one\ndevices: {}\n")
+        page.click("text=Save")
+        page.get_by_text("Saved.").wait_for()
+        saved = daemon.request("GET", f"/1.0/profiles/{profile}").metadata
+        assert saved["description"] == "from the browser" and saved["config"] == {"user.ui": "one"}
+        resp = daemon.request("PATCH", f"/1.0/profiles/{profile}", {"config": {"user.cli": "x"}})
+        assert resp.status == 200, resp.body
+        editor.fill("description: overwrite\nconfig: {}\ndevices: {}\n")
+        page.click("text=Save")
+        page.locator(".error", has_text="Conflict").wait_for()
+        kept = daemon.request("GET", f"/1.0/profiles/{profile}").metadata
+        assert kept["description"] == "from the browser" and kept["config"]["user.cli"] == "x"
+        _shoot(page, "profile-conflict")
+
+        # graphs: the daemon samples the running instance; the charts get points
+        page.goto(f"{base}#/instances/{name}/graphs")
+        chart = page.locator(".chart[data-chart=memory]")
+        chart.wait_for()
+        _wait_for(
+            lambda: int(chart.get_attribute("data-points") or 0) >= 2, "two samples", timeout=45
+        )
+        page.locator(".chart[data-chart=cpu] canvas").first.wait_for()
+        _shoot(page, "graphs")
+
+        # every other page renders without an error
+        for section in (
+            "images",
+            "profiles",
+            "projects",
+            "storage",
+            "networks",
+            "operations",
+            "warnings",
+            "server",
+        ):
+            page.goto(f"{base}#/{section}")
+            page.locator("main h1").wait_for()
+            page.locator("table, dl.kv, p.empty").first.wait_for()
+            assert page.locator("main .error").count() == 0, section
+            _shoot(page, section)
+
+        # stop, then delete from the list
+        page.goto(f"{base}#/instances")
+        row = page.locator(f"tr[data-name='{name}']")
+        row.get_by_text("Stop").click()
+        row.locator(".status-stopped").wait_for(timeout=60_000)
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.get_by_text("Delete").click()
+        row.wait_for(state="detached", timeout=60_000)
+        assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+    finally:
+        context.close()
+        daemon.force_delete(name)
+        daemon.request("DELETE", f"/1.0/profiles/{profile}")
+
+
+def test_a_restricted_certificate_sees_only_its_projects(
+    chromium: Any, daemon: Daemon, https: str, busybox: str, tmp_path: Path
+) -> None:
+    project = unique("uiproj")
+    body = {"name": project, "config": {"features.profiles": "false"}}  # the default profile
+    assert daemon.request("POST", "/1.0/projects", body).status == 201
+    hidden = daemon.launch(busybox)
+    own = unique("uiown")
+    restricted = ClientCert(tmp_path, "restricted")
+    certificate = restricted.cert.read_text()
+    body = {"type": "client", "certificate": certificate, "restricted": True, "projects": [project]}
+    assert daemon.request("POST", CERTS, body).status == 201
+    daemon.ok(
+        daemon.request(
+            "POST",
+            f"/1.0/instances?project={project}",
+            {"name": own, "source": {"type": "none"}, "type": "container"},
+        )
+    )
+    context = _context(chromium, https, restricted)
+    try:
+        page = context.new_page()
+        page.goto(f"https://{https}/ui/#/instances")
+        page.locator(f"tr[data-name='{own}']").wait_for()
+        options = page.locator(".project-picker option").all_inner_texts()
+        assert options == [project]
+        assert page.locator(f"tr[data-name='{hidden}']").count() == 0
+        _shoot(page, "restricted-instances")
+        page.goto(f"https://{https}/ui/#/projects")
+        page.locator("main table").wait_for()
+        assert page.locator("main tbody tr").count() == 1
+    finally:
+        context.close()
+        daemon.force_delete(hidden)
+        daemon.request("DELETE", f"/1.0/instances/{own}?project={project}")
+        daemon.request("DELETE", f"{CERTS}/{restricted.fingerprint}")
+        daemon.request("DELETE", f"/1.0/projects/{project}")
+        shutil.rmtree(tmp_path, ignore_errors=True)
