@@ -5,9 +5,12 @@ a key the issuer adds later is fetched when a token names it."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,25 +26,81 @@ pytestmark = [pytest.mark.root]
 
 
 class Issuer:
-    """A minimal OIDC provider: discovery and JWKS over HTTP on 127.0.0.1."""
+    """A minimal OIDC provider on 127.0.0.1: discovery and JWKS, and for browsers the
+    authorization code flow with PKCE (every login is consented at once, as ada)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.codes: dict[str, dict[str, str]] = {}
+        """Authorization codes handed out, with the login's parameters."""
+        self.refresh_tokens: set[str] = set()
+        self.access_seconds = 300
+        self.refreshed = 0
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
-                    body: Any = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"}
-                elif self.path == "/jwks":
+                url = urllib.parse.urlsplit(self.path)
+                if url.path == "/.well-known/openid-configuration":
+                    body: Any = {
+                        "issuer": issuer.url,
+                        "jwks_uri": f"{issuer.url}/jwks",
+                        "authorization_endpoint": f"{issuer.url}/authorize",
+                        "token_endpoint": f"{issuer.url}/token",
+                    }
+                elif url.path == "/jwks":
                     body = {"keys": [issuer.jwk(kid) for kid in issuer.keys]}
+                elif url.path == "/authorize":
+                    params = dict(urllib.parse.parse_qsl(url.query))
+                    code = uuid.uuid4().hex
+                    issuer.codes[code] = params
+                    back = urllib.parse.urlencode({"code": code, "state": params["state"]})
+                    self.send_response(302)
+                    self.send_header("Location", f"{params['redirect_uri']}?{back}")
+                    self.end_headers()
+                    return
                 else:
                     self.send_error(404)
                     return
+                self.answer(200, body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                if self.path != "/token":
+                    self.send_error(404)
+                    return
+                if form.get("grant_type") == "authorization_code":
+                    login = issuer.codes.pop(form.get("code", ""), None)
+                    verifier = form.get("code_verifier", "").encode()
+                    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest())
+                    if (
+                        login is None
+                        or login["redirect_uri"] != form.get("redirect_uri")
+                        or login["code_challenge"] != challenge.rstrip(b"=").decode()
+                        or login["client_id"] != form.get("client_id")
+                    ):
+                        self.answer(400, {"error": "invalid_grant"})
+                        return
+                elif form.get("grant_type") == "refresh_token":
+                    if form.get("refresh_token") not in issuer.refresh_tokens:
+                        self.answer(400, {"error": "invalid_grant"})
+                        return
+                    issuer.refreshed += 1
+                else:
+                    self.answer(400, {"error": "unsupported_grant_type"})
+                    return
+                refresh = uuid.uuid4().hex
+                issuer.refresh_tokens.add(refresh)
+                kid = next(iter(issuer.keys))
+                access = issuer.token(kid, exp=int(time.time()) + issuer.access_seconds)
+                self.answer(200, {"access_token": access, "refresh_token": refresh})
+
+            def answer(self, status: int, body: Any) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

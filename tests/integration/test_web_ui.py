@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import shutil
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import ClientCert, Daemon, https_request, unique
+from tests.integration.test_oidc import Issuer
 from tests.integration.test_remote_access import CERTS, new_token
 
 pytestmark = [pytest.mark.root]
@@ -329,3 +331,61 @@ def test_a_restricted_certificate_sees_only_its_projects(
         daemon.request("DELETE", f"{CERTS}/{restricted.fingerprint}")
         daemon.request("DELETE", f"/1.0/projects/{project}")
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_browser_logs_in_with_oidc(chromium: Any, daemon: Daemon, https: str) -> None:
+    resp, _ = https_request(https, "GET", "/oidc/login")
+    assert resp.status == 404 and "oidc.issuer" in resp.json()["error"]
+    issuer = Issuer()
+    issuer.thread.start()
+    issuer.add_key()
+    oidc = {"oidc.issuer": issuer.url, "oidc.client.id": "stapes"}
+    assert daemon.request("PATCH", "/1.0", {"config": oidc}).status == 200
+    context = _context(chromium, https, None)
+    try:
+        # the login is sent to the issuer with PKCE; a callback it did not start is refused
+        resp, _ = https_request(https, "GET", "/oidc/login")
+        assert resp.status == 302
+        sent = urllib.parse.urlsplit(resp.headers["Location"])
+        params = dict(urllib.parse.parse_qsl(sent.query))
+        assert f"{sent.scheme}://{sent.netloc}{sent.path}" == f"{issuer.url}/authorize"
+        assert params["redirect_uri"] == f"https://{https}/oidc/callback"
+        assert params["code_challenge_method"] == "S256" and params["client_id"] == "stapes"
+        forged = f"/oidc/callback?code=x&state={params['state']}"  # no state cookie: not ours
+        assert https_request(https, "GET", forged)[0].status == 400
+
+        page = context.new_page()
+        page.goto(f"https://{https}/ui/")
+        issuer.access_seconds = 3  # expires soon: refreshed below
+        expires = time.time() + issuer.access_seconds
+        page.click("a[href='/oidc/login']")
+        page.locator("nav.sidebar").wait_for()
+        assert "ada@example.org" in page.locator(".who").inner_text()
+        page.locator("main h1", has_text="Instances").wait_for()
+        _shoot(page, "oidc-logged-in")
+
+        # an expired access token is refreshed with the refresh token, in the background
+        (access,) = [c["value"] for c in context.cookies() if c["name"] == "oidc_access"]
+        resp, _ = https_request(https, "GET", "/1.0", headers={"Cookie": f"oidc_access={access}"})
+        assert resp.metadata["auth_user_name"] == "ada@example.org"  # the cookie is the login
+        time.sleep(max(0.0, expires - time.time()) + 1)
+        page.goto(f"https://{https}/ui/#/profiles")
+        page.locator("tr[data-name=default]").wait_for()  # listed: the API took the browser
+        refreshed = issuer.refreshed
+        assert refreshed >= 1
+        renewed = next(c for c in context.cookies() if c["name"] == "oidc_access")["value"]
+        assert renewed != access
+        issuer.access_seconds = 300
+        context.clear_cookies(name="oidc_access")  # the refresh token alone gets a new one
+        page.reload()
+        page.locator("tr[data-name=default]").wait_for()
+        assert issuer.refreshed > refreshed
+
+        page.click("a[href='/oidc/logout']")
+        page.locator("section.enrol").wait_for()
+        assert not [c for c in context.cookies() if c["name"].startswith("oidc_")]
+    finally:
+        context.close()
+        daemon.request("PATCH", "/1.0", {"config": {"oidc.issuer": "", "oidc.client.id": ""}})
+        issuer.server.shutdown()
+        issuer.server.server_close()

@@ -100,7 +100,8 @@ function Shell({ server }) {
       <div class="brand">Stapes</div>
       <${ProjectPicker} projects=${projects} onChange=${(name) => { setProject(name); setVersion((v) => v + 1); }} />
       ${NAV.map(([id, label]) => html`<a href=${"#/" + id} class=${section === id ? "active" : ""}>${label}</a>`)}
-      <div class="who">${server.auth_user_name || ""}<br />${server.environment?.server_name || ""}</div>
+      <div class="who">${server.auth_user_name || ""}<br />${server.environment?.server_name || ""}
+        ${server.auth_user_method === "oidc" && html`<br /><a href="/oidc/logout">Log out</a>`}</div>
     </nav>
     <main>${page || html`<${ErrorBox} error=${{ message: `No page ${path}` }} />`}</main>
   </div>`;

@@ -16,6 +16,7 @@ from stapes.db.certificates import find_certificate
 from stapes.db.server_config import get_config
 from stapes.server.ca_trust import signed_by_ca
 from stapes.server.listeners import Peer
+from stapes.server.oidc_cookies import ACCESS_COOKIE, REFRESH_COOKIE, user_of_cookies
 from stapes.server.state import STATE, State
 
 NOT_AUTHORIZED = "not authorized"
@@ -104,13 +105,19 @@ _PROJECT_SCOPED = re.compile(
 
 async def authenticate(request: web.Request) -> Identity:
     """identify(), plus OIDC: an HTTPS client without a trusted certificate but with a valid
-    bearer token is trusted as the token's user."""
+    bearer token (or a browser with the token in its cookies) is trusted as the token's user."""
     identity = identify(request)
-    header = request.headers.get("Authorization", "")
     oidc = request.app[STATE].oidc
-    bearer = header.startswith("Bearer ") and oidc.settings.enabled
-    if identity.method == "tls" and not identity.trusted and bearer:
-        user = await oidc.verify(header.removeprefix("Bearer ").strip())
+    if identity.method != "tls" or identity.trusted or not oidc.settings.enabled:
+        return identity
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        user: str | None = await oidc.verify(header.removeprefix("Bearer ").strip())
+    elif ACCESS_COOKIE in request.cookies or REFRESH_COOKIE in request.cookies:
+        user = await user_of_cookies(request, oidc)  # None: logged out, as untrusted
+    else:
+        user = None
+    if user is not None:
         identity = Identity("oidc", True, user, peer=identity.peer)
         request[_KEY] = identity
     return identity

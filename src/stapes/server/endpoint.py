@@ -20,6 +20,7 @@ from stapes.db.instances import InstanceRow
 from stapes.db.server_config import get_config
 from stapes.runtime import events
 from stapes.server.auth import authenticate, check_public, require_trusted
+from stapes.server.oidc_cookies import send_new_cookies
 from stapes.server.response import Result, etag_of, render
 from stapes.server.state import STATE, State
 
@@ -101,7 +102,9 @@ def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse
             address = await forwarder.target(request)
             if address:
                 return await forwarder.forward(request, address)
-        return render(await action.handler(request))
+        response = render(await action.handler(request))
+        send_new_cookies(request, response)
+        return response
 
     return handle
 

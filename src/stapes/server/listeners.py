@@ -57,6 +57,10 @@ def _context(cert: Path, key: Path) -> SSL.Context:
     context.use_certificate_file(str(cert))
     context.use_privatekey_file(str(key))
     context.set_verify(SSL.VERIFY_PEER, _accept_any)
+    # Resumed sessions (browsers resume on every new connection) need a session id context
+    # when peers are verified, or OpenSSL fails the handshake ("session id context
+    # uninitialized"); a resumed session keeps the client certificate it was made with.
+    context.set_session_id(b"stapes-https")
     return context
 
 

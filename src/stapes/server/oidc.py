@@ -56,27 +56,66 @@ class OidcSettings:
         )
 
 
+@dataclass(frozen=True)
+class PendingLogin:
+    """A browser sent to the issuer by /oidc/login, until it comes back to /oidc/callback."""
+
+    verifier: str
+    """PKCE: the secret whose hash the issuer was given."""
+    redirect_uri: str
+    started: float
+
+
 class OidcVerifier:
     def __init__(self) -> None:
         self.settings = OidcSettings()
         self._keys: jwt.PyJWKSet | None = None
         self._fetched = 0.0
         self._lock = asyncio.Lock()
+        self.logins: dict[str, PendingLogin] = {}
+        """Browser logins under way, by their state parameter."""
 
     def configure(self, settings: OidcSettings) -> None:
         if settings != self.settings:
             self.settings, self._keys = settings, None
 
-    async def _fetch_keys(self) -> jwt.PyJWKSet:
+    async def discovery(self) -> dict[str, Any]:
+        """The issuer's discovery document (its endpoints)."""
         issuer = self.settings.issuer.rstrip("/")
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(f"{issuer}/.well-known/openid-configuration") as resp:
-                resp.raise_for_status()
-                discovery: dict[str, Any] = await resp.json(content_type=None)
-            async with session.get(discovery["jwks_uri"]) as resp:
-                resp.raise_for_status()
-                return jwt.PyJWKSet.from_dict(await resp.json(content_type=None))
+        url = f"{issuer}/.well-known/openid-configuration"
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+            resp.raise_for_status()
+            found: dict[str, Any] = await resp.json(content_type=None)
+            return found
+
+    async def _fetch_keys(self) -> jwt.PyJWKSet:
+        discovery = await self.discovery()
+        timeout = aiohttp.ClientTimeout(total=10)
+        url = discovery["jwks_uri"]
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+            resp.raise_for_status()
+            return jwt.PyJWKSet.from_dict(await resp.json(content_type=None))
+
+    async def tokens(self, form: dict[str, str]) -> dict[str, Any]:
+        """A request to the issuer's token endpoint (a code exchanged, a token refreshed):
+        its answer, which has an access_token; Unauthorized when the issuer refuses."""
+        try:
+            endpoint = (await self.discovery())["token_endpoint"]
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(endpoint, data=form) as resp,
+            ):
+                answer: dict[str, Any] = await resp.json(content_type=None)
+                if resp.status != 200 or not answer.get("access_token"):
+                    raise ValueError(f"{resp.status}: {answer.get('error', answer)}")
+                return answer
+        except (aiohttp.ClientError, KeyError, ValueError, TimeoutError) as exc:
+            log.info("OIDC token request refused: %s", exc)
+            raise Unauthorized(
+                f"The OIDC issuer refused the login: {exc}", self.settings.login_headers()
+            ) from None
 
     async def _keyset(self, refresh: bool) -> jwt.PyJWKSet:
         async with self._lock:

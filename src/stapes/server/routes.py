@@ -29,6 +29,7 @@ from stapes.server.handlers import (
     network_forwards,
     network_zones,
     networks,
+    oidc_login,
     operations,
     profiles,
     projects,
@@ -88,6 +89,7 @@ UNVERSIONED: list[Endpoint] = [
     *cluster.INTERNAL,
     *recover.ENDPOINTS,
     *streams.ENDPOINTS,
+    *oidc_login.ENDPOINTS,
 ]
 """Outside /1.0: the root, and Incus's /internal endpoints that its own CLI calls."""
 

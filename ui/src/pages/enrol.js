@@ -37,6 +37,8 @@ export function Enrol({ server, onEnrolled }) {
         (or <code>incus config trust add browser</code>).</li>
       <li>Paste the token here.</li>
     </ol>
+    ${(server.auth_methods || []).includes("oidc") && html`<p class="oidc">Or log in with your
+      identity provider: <a class="button primary" href="/oidc/login">Log in with OIDC</a></p>`}
     ${!hasCertificate && html`<p class="error">This page was not opened over HTTPS: no certificate can be sent.</p>`}
     <form onSubmit=${submit}>
       <label>Trust token <textarea name="token" rows="3" value=${token} onInput=${(e) => setToken(e.target.value)}></textarea></label>
