@@ -46,6 +46,7 @@ bench: setup-test
 	$(VENV)/bin/python bench/vm.py
 	$(VENV)/bin/python bench/migration.py
 	$(VENV)/bin/python bench/cluster.py
+	$(VENV)/bin/python bench/ui.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -64,3 +64,10 @@ if ! stapes list --format csv | grep -q '^demo,'; then
   stapes launch debian/12 demo
 fi
 stapes list
+address=$(stapes config get core.https_address)
+[[ $address == :* ]] && address="127.0.0.1$address"
+if [ -n "$address" ]; then
+  echo "Web UI: https://$address/ui/ (enrol the browser with a token: stapes config trust add browser)"
+else
+  echo "Web UI: stapes config set core.https_address 127.0.0.1:8443, then https://127.0.0.1:8443/ui/"
+fi

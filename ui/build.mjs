@@ -9,7 +9,9 @@ await mkdir(new URL("assets/", out), { recursive: true });
 await build({
   entryPoints: { app: "src/main.js" },
   bundle: true,
+  splitting: true, // the terminal, the VNC client, the charts and YAML load when a page needs them
   format: "esm",
+  chunkNames: "chunks/[name]-[hash]",
   target: "es2022",
   minify: true,
   sourcemap: true,

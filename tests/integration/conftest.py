@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Daemon, free_port, new_root, remove_root
+from tests.helpers import Daemon, free_port, new_root, remove_root, unique
 
 NETS = "/1.0/networks"
 CERTS = "/1.0/certificates"
@@ -136,3 +136,20 @@ def incus(daemon: Daemon, tmp_path: Path):  # type: ignore[no-untyped-def]
         return proc
 
     return run
+
+
+@pytest.fixture(scope="module")
+def vm_image(daemon: Daemon) -> str:
+    """`stapes image build busybox --vm` (the kernel comes from the host's Debian mirror)."""
+    if daemon.request("GET", "/1.0/images/aliases/bbvm").status != 200:
+        daemon.cli("image", "build", "busybox", "--vm", "--alias", "bbvm", timeout=900)
+    return "bbvm"
+
+
+@pytest.fixture
+def vm(daemon: Daemon, vm_image: str) -> Iterator[str]:
+    name = daemon.launch(vm_image, unique("vm"), type="virtual-machine")
+    try:
+        yield name
+    finally:
+        daemon.force_delete(name)

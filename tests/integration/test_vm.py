@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -21,23 +20,6 @@ from tests.helpers import STAPES, Daemon, unique
 pytestmark = [pytest.mark.root, pytest.mark.timeout(600)]
 
 BOOTED = "stapes-vm: ready"
-
-
-@pytest.fixture(scope="module")
-def vm_image(daemon: Daemon) -> str:
-    """`stapes image build busybox --vm` (the kernel comes from the host's Debian mirror)."""
-    if daemon.request("GET", "/1.0/images/aliases/bbvm").status != 200:
-        daemon.cli("image", "build", "busybox", "--vm", "--alias", "bbvm", timeout=900)
-    return "bbvm"
-
-
-@pytest.fixture
-def vm(daemon: Daemon, vm_image: str) -> Iterator[str]:
-    name = daemon.launch(vm_image, unique("vm"), type="virtual-machine")
-    try:
-        yield name
-    finally:
-        daemon.force_delete(name)
 
 
 def console_log(daemon: Daemon, name: str) -> str:

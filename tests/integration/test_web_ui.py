@@ -21,7 +21,7 @@ from tests.helpers import ClientCert, Daemon, https_request, unique
 from tests.integration.test_oidc import Issuer
 from tests.integration.test_remote_access import CERTS, new_token
 
-pytestmark = [pytest.mark.root]
+pytestmark = [pytest.mark.root, pytest.mark.liblxc, pytest.mark.timeout(900)]
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "ui-screenshots"
@@ -389,3 +389,26 @@ def test_a_browser_logs_in_with_oidc(chromium: Any, daemon: Daemon, https: str) 
         daemon.request("PATCH", "/1.0", {"config": {"oidc.issuer": "", "oidc.client.id": ""}})
         issuer.server.shutdown()
         issuer.server.server_close()
+
+
+def test_a_vm_screen_in_the_browser(
+    chromium: Any, daemon: Daemon, https: str, vm: str, tmp_path: Path
+) -> None:
+    viewer = ClientCert(tmp_path, "viewer")
+    body = {"type": "client", "name": "viewer", "certificate": viewer.cert.read_text()}
+    assert daemon.request("POST", CERTS, body).status == 201
+    context = _context(chromium, https, viewer)
+    try:
+        page = context.new_page()
+        page.goto(f"https://{https}/ui/#/instances/{vm}/console")
+        page.click("text=Screen (VGA)")
+        page.get_by_text("Display: connected").wait_for(timeout=60_000)
+        screen = page.locator(".vga canvas")
+        screen.wait_for()  # visible: scaled to the page, not to nothing
+        box = screen.bounding_box()
+        assert box is not None and box["width"] > 300 and box["height"] > 150
+        _shoot(page, "vm-screen")
+        page.click("text=Text console")
+        page.locator(".term-host .xterm").wait_for()
+    finally:
+        context.close()

@@ -1,6 +1,5 @@
 // Create an instance from a local image, with profiles, config and devices.
 import { useState } from "preact/hooks";
-import YAML from "yaml";
 import { call, wait } from "../api.js";
 import { html } from "../html.js";
 import { ErrorBox, Page, useResource } from "../components/common.js";
@@ -26,6 +25,7 @@ export function CreateInstance() {
     setBusy(true);
     setError(null);
     try {
+      const YAML = (await import("yaml")).default;
       const parse = (label, text) => {
         try {
           return YAML.parse(text || "{}") || {};

@@ -5,12 +5,14 @@ import { html } from "../html.js";
 import {
   ActionButton, ErrorBox, KeyValues, Page, Status, Table, bytes, date, useResource,
 } from "../components/common.js";
-import { Terminal } from "../components/terminal.js";
-import { VgaConsole } from "../components/vga.js";
-import { YamlEditor } from "../components/yaml_editor.js";
+import { lazy } from "../components/lazy.js";
 import { Files } from "../components/files.js";
-import { Graphs } from "../components/graphs.js";
 import { addresses, instanceAction } from "./instances.js";
+
+const Terminal = lazy(() => import("../components/terminal.js"), "Terminal");
+const VgaConsole = lazy(() => import("../components/vga.js"), "VgaConsole");
+const YamlEditor = lazy(() => import("../components/yaml_editor.js"), "YamlEditor");
+const Graphs = lazy(() => import("../components/graphs.js"), "Graphs");
 
 const TABS = [
   ["overview", "Overview"],

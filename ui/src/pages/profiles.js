@@ -2,7 +2,9 @@
 import { run } from "../api.js";
 import { html } from "../html.js";
 import { ActionButton, ErrorBox, Page, Table, useResource } from "../components/common.js";
-import { YamlEditor } from "../components/yaml_editor.js";
+import { lazy } from "../components/lazy.js";
+
+const YamlEditor = lazy(() => import("../components/yaml_editor.js"), "YamlEditor");
 
 const link = (name) => html`<a href=${"#/profiles/" + encodeURIComponent(name)}>${name}</a>`;
 

@@ -2,7 +2,9 @@
 import { run, setProject } from "../api.js";
 import { html } from "../html.js";
 import { ActionButton, ErrorBox, Page, Table, useResource } from "../components/common.js";
-import { YamlEditor } from "../components/yaml_editor.js";
+import { lazy } from "../components/lazy.js";
+
+const YamlEditor = lazy(() => import("../components/yaml_editor.js"), "YamlEditor");
 
 export function Projects() {
   const { data, error, reload } = useResource("/1.0/projects?recursion=1", { global: true });

@@ -1,7 +1,9 @@
 // The server: its config (edited as YAML with the ETag) and its resources.
 import { html } from "../html.js";
 import { ErrorBox, KeyValues, Page, bytes, useResource } from "../components/common.js";
-import { YamlEditor } from "../components/yaml_editor.js";
+import { lazy } from "../components/lazy.js";
+
+const YamlEditor = lazy(() => import("../components/yaml_editor.js"), "YamlEditor");
 
 export function Server({ server }) {
   const resources = useResource("/1.0/resources", { global: true });
