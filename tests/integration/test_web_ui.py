@@ -232,6 +232,22 @@ def test_a_user_runs_an_instance_from_the_browser(
         assert resp.body == b"before\n"
         _shoot(page, "snapshots")
 
+        # the file browser: into /root, a file uploaded there, another downloaded
+        page.goto(f"{base}#/instances/{name}/files")
+        page.locator(".file-list button", has_text="root").click()
+        page.locator(".files .path", has_text="/root").wait_for()
+        page.set_input_files(
+            ".files input[type=file]",
+            files=[{"name": "hello.txt", "mimeType": "text/plain", "buffer": b"from the page\n"}],
+        )
+        page.get_by_text("Uploaded /root/hello.txt.").wait_for()
+        resp = daemon.request("GET", f"/1.0/instances/{name}/files?path=/root/hello.txt")
+        assert resp.body == b"from the page\n"
+        with page.expect_download() as download:
+            page.locator(".file-list button", has_text="mark").click()
+        assert Path(download.value.path()).read_bytes() == b"before\n"
+        _shoot(page, "files")
+
         # the profile editor: saved with its ETag; a change made elsewhere meanwhile is a conflict
         page.goto(f"{base}#/profiles/{profile}")
         editor = page.locator(".yaml-editor textarea")
@@ -324,6 +340,10 @@ def test_a_restricted_certificate_sees_only_its_projects(
         page.goto(f"https://{https}/ui/#/projects")
         page.locator("main table").wait_for()
         assert page.locator("main tbody tr").count() == 1
+        # what the page could ask for, the API refuses: another project's instance and graphs
+        for path in (f"/1.0/instances/{hidden}", f"/1.0/instances/{hidden}/metrics"):
+            resp, _ = https_request(https, "GET", f"{path}?project=default", client=restricted)
+            assert resp.status == 403, path
     finally:
         context.close()
         daemon.force_delete(hidden)
