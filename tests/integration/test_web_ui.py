@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ClientCert, Daemon, https_request, unique
+from tests.helpers import ClientCert, Daemon, free_port, https_request, unique
 from tests.integration.test_oidc import Issuer
 from tests.integration.test_remote_access import CERTS, new_token
 
@@ -432,3 +433,48 @@ def test_a_vm_screen_in_the_browser(
         page.locator(".term-host .xterm").wait_for()
     finally:
         context.close()
+
+
+INCUS_SOCKET = Path("/var/lib/incus/unix.socket")
+
+
+def test_the_same_ui_runs_against_real_incus(chromium: Any, tmp_path: Path) -> None:
+    """The UI is only an API client: served by real Incus (INCUS_UI), its pages work there."""
+    if not INCUS_SOCKET.exists() or shutil.which("incus") is None:
+        pytest.skip(f"no real Incus daemon on {INCUS_SOCKET} (../shared/tools/incus-anchor start)")
+    incus = ["env", f"INCUS_SOCKET={INCUS_SOCKET}", "incus"]
+
+    def run(*argv: str) -> str:
+        return subprocess.run([*incus, *argv], check=True, capture_output=True, text=True).stdout
+
+    address = f"127.0.0.1:{free_port()}"
+    if run("config", "get", "core.https_address").strip():
+        pytest.skip("real Incus already listens on HTTPS: not changed by this test")
+    run("config", "set", "core.https_address", address)
+    browser = ClientCert(tmp_path, "incus-browser")
+    name = unique("uiincus")
+    try:
+        if b"/ui/assets/app.js" not in https_request(address, "GET", "/ui/")[0].body:
+            pytest.skip("real Incus does not serve this UI: start it with INCUS_UI=$PWD/ui/dist")
+        run("config", "trust", "add-certificate", str(browser.cert))
+        run("init", "bb", name)
+        context = _context(chromium, f"{address}", browser)
+        page = context.new_page()
+        sections = ["instances", f"instances/{name}", f"instances/{name}/snapshots",
+                    "images", "profiles", "profiles/default", "projects", "storage", "networks",
+                    "operations", "warnings", "server"]  # fmt: skip
+        for section in sections:
+            page.goto(f"https://{address}/ui/#/{section}")
+            page.locator("main h1").wait_for()
+            page.locator("table, dl.kv, p.empty, .yaml-editor textarea").first.wait_for()
+            assert page.locator("main .error").count() == 0, section
+        page.goto(f"https://{address}/ui/#/instances")
+        page.locator(f"tr[data-name='{name}'] .status-stopped").wait_for()
+        _shoot(page, "incus-instances")
+        context.close()
+    finally:
+        subprocess.run([*incus, "delete", "-f", name], capture_output=True)
+        subprocess.run(
+            [*incus, "config", "trust", "remove", browser.fingerprint], capture_output=True
+        )
+        subprocess.run([*incus, "config", "unset", "core.https_address"], capture_output=True)
