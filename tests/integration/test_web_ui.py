@@ -478,3 +478,46 @@ def test_the_same_ui_runs_against_real_incus(chromium: Any, tmp_path: Path) -> N
             [*incus, "config", "trust", "remove", browser.fingerprint], capture_output=True
         )
         subprocess.run([*incus, "config", "unset", "core.https_address"], capture_output=True)
+
+
+def test_images_imported_from_a_remote_aliased_and_deleted_in_the_browser(
+    chromium: Any, lone: Daemon, second_host: tuple[Daemon, str], tmp_path: Path
+) -> None:
+    daemon = lone  # a server of its own: the image it imports and deletes is nobody else's
+    https = f"127.0.0.1:{free_port()}"
+    assert daemon.request("PATCH", "/1.0", {"config": {"core.https_address": https}}).status == 200
+    far, far_address = second_host
+    far.cli("image", "build", "busybox", "--alias", "bb")
+    fingerprint = far.request("GET", "/1.0/images/aliases/bb").metadata["target"]
+    assert far.request("PATCH", f"/1.0/images/{fingerprint}", {"public": True}).status == 200
+    pem = far.request("GET", "/1.0").metadata["environment"]["certificate"]
+    user = ClientCert(tmp_path, "images")
+    body = {"type": "client", "name": "images", "certificate": user.cert.read_text()}
+    assert daemon.request("POST", CERTS, body).status == 201
+    alias, extra = unique("uiimg"), unique("uialias")
+    context = _context(chromium, https, user)
+    try:
+        page = context.new_page()
+        page.goto(f"https://{https}/ui/#/images")
+        page.click("text=Import from a remote")
+        page.fill("input[name=server]", f"https://{far_address}")
+        page.fill("input[name=alias]", "bb")
+        page.fill("input[name=local]", alias)
+        page.fill("textarea[name=certificate]", pem)
+        page.click(".inline-form button:has-text('Import')")
+        row = page.locator(f"tr[data-name='{fingerprint}']")
+        row.wait_for(timeout=60_000)
+        assert alias in row.inner_text()
+        _shoot(page, "images")
+        page.once("dialog", lambda dialog: dialog.accept(extra))
+        row.get_by_text("Add alias").click()
+        row.get_by_text(extra).wait_for()
+        assert daemon.request("GET", f"/1.0/images/aliases/{extra}").metadata["target"] == (
+            fingerprint
+        )
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.get_by_text("Delete").click()
+        row.wait_for(state="detached")
+        assert daemon.request("GET", f"/1.0/images/{fingerprint}").status == 404
+    finally:
+        context.close()

@@ -5,13 +5,16 @@ import { html } from "../html.js";
 import { ActionButton, ErrorBox, Page, Table, bytes, date, useResource } from "../components/common.js";
 
 function ImportForm({ onDone }) {
-  const [form, setForm] = useState({ server: "https://images.linuxcontainers.org", protocol: "simplestreams", alias: "", local: "" });
+  const [form, setForm] = useState({ server: "https://images.linuxcontainers.org", protocol: "simplestreams", alias: "", local: "", certificate: "" });
   const [error, setError] = useState(null);
   const set = (key) => (e) => setForm({ ...form, [key]: e.target.value });
   const submit = async () => {
     setError(null);
     const body = {
-      source: { type: "image", mode: "pull", server: form.server, protocol: form.protocol, alias: form.alias },
+      source: {
+        type: "image", mode: "pull", server: form.server, protocol: form.protocol, alias: form.alias,
+        certificate: form.certificate.trim(),
+      },
       aliases: form.local ? [{ name: form.local }] : [],
     };
     try {
@@ -22,11 +25,13 @@ function ImportForm({ onDone }) {
     }
   };
   return html`<div class="form inline-form">
-    <label>Server <input value=${form.server} onInput=${set("server")} /></label>
-    <label>Protocol <select value=${form.protocol} onChange=${set("protocol")}>
+    <label>Server <input name="server" value=${form.server} onInput=${set("server")} /></label>
+    <label>Protocol <select name="protocol" value=${form.protocol} onChange=${set("protocol")}>
       <option>simplestreams</option><option>incus</option><option>oci</option></select></label>
-    <label>Image <input placeholder="debian/12" value=${form.alias} onInput=${set("alias")} /></label>
-    <label>Local alias <input value=${form.local} onInput=${set("local")} /></label>
+    <label>Image <input name="alias" placeholder="debian/12" value=${form.alias} onInput=${set("alias")} /></label>
+    <label>Local alias <input name="local" value=${form.local} onInput=${set("local")} /></label>
+    <label>Server certificate (PEM, for a self-signed server)
+      <textarea class="code" name="certificate" rows="2" value=${form.certificate} onInput=${set("certificate")}></textarea></label>
     <${ActionButton} label="Import" kind="primary" action=${submit} />
     <${ErrorBox} error=${error} />
   </div>`;
