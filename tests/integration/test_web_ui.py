@@ -202,6 +202,7 @@ def test_a_user_runs_an_instance_from_the_browser(
         row = page.locator(f"tr[data-name='{name}']")
         row.locator(".status-running").wait_for()
         row.get_by_text("(eth0)").wait_for(timeout=30_000)
+        assert row.locator("td").nth(5).inner_text().endswith("B")  # its memory, live
         _shoot(page, "instances")
 
         # a command in the web terminal, its output read back from the screen
@@ -277,6 +278,14 @@ def test_a_user_runs_an_instance_from_the_browser(
         )
         page.locator(".chart[data-chart=cpu] canvas").first.wait_for()
         _shoot(page, "graphs")
+
+        # events as they happen: a snapshot taken elsewhere shows up on the operations page
+        page.goto(f"{base}#/operations")
+        page.locator("main h1", has_text="Operations").wait_for()
+        page.wait_for_timeout(500)  # the events websocket connects
+        daemon.ok(daemon.request("POST", f"/1.0/instances/{name}/snapshots", {"name": "ev"}))
+        page.locator(".events li", has_text="instance-snapshot-created").wait_for()
+        _shoot(page, "operations-events")
 
         # every other page renders without an error
         for section in (
