@@ -14,9 +14,17 @@ REFRESH_COOKIE = "oidc_refresh"
 _NEW_COOKIES = "stapes.oidc_cookies"
 
 
-def set_cookie(response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
+def set_cookie(
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    max_age: int | None,
+    same_site: str = "Strict",
+) -> None:
+    """Sent back over HTTPS only, never readable by scripts; Strict: never sent along with a
+    request another site starts (no request forged from elsewhere carries the login)."""
     response.set_cookie(
-        name, value, path="/", secure=True, httponly=True, samesite="Strict", max_age=max_age
+        name, value, path="/", secure=True, httponly=True, samesite=same_site, max_age=max_age
     )
 
 

@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import time
 
+import aiohttp
 from aiohttp import web
 from yarl import URL
 
@@ -28,6 +29,8 @@ from stapes.server.response import Result
 STATE_COOKIE = "oidc_state"
 LOGIN_SECONDS = 600.0
 """How long a browser may stay at the issuer before its login is forgotten."""
+MAX_LOGINS = 1000
+"""Logins under way kept at most (anyone may start one): the oldest are forgotten first."""
 
 
 def _configured(request: web.Request) -> OidcVerifier:
@@ -51,9 +54,11 @@ async def login(request: web.Request) -> Result:
     now = time.monotonic()
     for old in [s for s, p in oidc.logins.items() if now - p.started > LOGIN_SECONDS]:
         del oidc.logins[old]
+    while len(oidc.logins) >= MAX_LOGINS:  # dicts keep insertion order: the oldest first
+        del oidc.logins[next(iter(oidc.logins))]
     try:
         endpoint = URL((await oidc.discovery())["authorization_endpoint"])
-    except Exception as exc:
+    except (aiohttp.ClientError, KeyError, ValueError, TimeoutError) as exc:
         raise Unauthorized(f"The OIDC issuer cannot be reached: {exc}") from None
     login_state = secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)
@@ -73,7 +78,8 @@ async def login(request: web.Request) -> Result:
     if settings.audience:
         query["audience"] = settings.audience
     response = web.Response(status=302, headers={"Location": str(endpoint.update_query(query))})
-    set_cookie(response, STATE_COOKIE, login_state, int(LOGIN_SECONDS))
+    # Lax, not Strict: the browser comes back from the issuer's site, and must bring it along
+    set_cookie(response, STATE_COOKIE, login_state, int(LOGIN_SECONDS), same_site="Lax")
     return response
 
 
