@@ -16,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -25,19 +26,12 @@ from common import BIN, INCUS_SOCKET, line, real_incus, stapes_daemon, timed
 
 from stapes import certs
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' browser set-up
+from tests.browser import CHROMIUM, launch
+
 INSTANCES = int(os.environ.get("BENCH_INSTANCES", "100"))
 RUNNING = int(os.environ.get("BENCH_RUNNING", "10"))
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def free_port() -> int:
@@ -89,7 +83,7 @@ def page_loads(address: str, cert: Path, key: Path, count: int) -> tuple[list[fl
     url = f"https://{address}/ui/#/instances"
     certificate = {"origin": f"https://{address}", "certPath": str(cert), "keyPath": str(key)}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(playwright)
         try:
             for _ in range(RUNS):
                 context = browser.new_context(

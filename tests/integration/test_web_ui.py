@@ -18,23 +18,14 @@ from typing import Any
 
 import pytest
 
+from tests.browser import CHROMIUM, launch
 from tests.helpers import ClientCert, Daemon, free_port, https_request, unique
 from tests.integration.test_oidc import Issuer
 from tests.integration.test_remote_access import CERTS, new_token
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc, pytest.mark.timeout(900)]
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "ui-screenshots"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _ui_built() -> bool:
@@ -52,7 +43,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(playwright)
         try:
             yield browser
         finally:
