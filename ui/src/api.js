@@ -25,11 +25,25 @@ export function url(path, { global = false } = {}) {
   return `${path}${sep}project=${encodeURIComponent(project)}`;
 }
 
+const prefetched = new Map();
+
+/** Starts a GET the first page will make as it renders, while the rest of the page loads. */
+export function prefetch(path, options = {}) {
+  const answer = call("GET", path, undefined, options);
+  answer.catch(() => {}); // a refusal is seen by the page that takes it, not here
+  prefetched.set(url(path, options), answer);
+}
+
 /**
  * One API call. Resolves to {metadata, etag, operation} for a sync or async answer; rejects with
  * ApiError (the envelope's message and status) for an error.
  */
 export async function call(method, path, body, { etag, global = false, raw = false } = {}) {
+  const early = method === "GET" ? prefetched.get(url(path, { global })) : undefined;
+  if (early) {
+    prefetched.delete(url(path, { global }));
+    return early;
+  }
   const headers = {};
   if (body !== undefined && !raw) headers["Content-Type"] = "application/json";
   if (etag) headers["If-Match"] = etag;
