@@ -153,3 +153,14 @@ def vm(daemon: Daemon, vm_image: str) -> Iterator[str]:
         yield name
     finally:
         daemon.force_delete(name)
+
+
+@pytest.fixture
+def listen_address() -> Iterator[str]:
+    """A TEST-NET-2 address on the host's loopback (traffic to it never leaves the host)."""
+    address = f"198.51.100.{secrets.randbelow(200) + 20}"
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    try:
+        yield address
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)

@@ -49,17 +49,6 @@ def web(daemon: Daemon, busybox: str, network: tuple[str, str]) -> Iterator[tupl
         daemon.force_delete(inst)
 
 
-@pytest.fixture
-def listen_address() -> Iterator[str]:
-    """A TEST-NET-2 address on the host's loopback (traffic to it never leaves the host)."""
-    address = f"198.51.100.{secrets.randbelow(200) + 20}"
-    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
-    try:
-        yield address
-    finally:
-        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)
-
-
 def test_forward_reaches_a_container_port(
     daemon: Daemon, network: tuple[str, str], web: tuple[str, str], listen_address: str
 ) -> None:

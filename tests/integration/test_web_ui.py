@@ -521,3 +521,51 @@ def test_images_imported_from_a_remote_aliased_and_deleted_in_the_browser(
         assert daemon.request("GET", f"/1.0/images/{fingerprint}").status == 404
     finally:
         context.close()
+
+
+def test_a_network_page_shows_its_leases_forwards_and_acls(
+    chromium: Any,
+    daemon: Daemon,
+    https: str,
+    network: tuple[str, str],
+    busybox: str,
+    listen_address: str,
+    tmp_path: Path,
+) -> None:
+    bridge, _ = network
+    nic = {"eth0": {"type": "nic", "network": bridge, "name": "eth0"}}
+    name = daemon.launch(busybox, unique("uinet"), devices=nic)
+    acl = unique("uiacl")
+    rule = {"action": "allow", "protocol": "tcp", "destination_port": "22", "state": "enabled"}
+    user = ClientCert(tmp_path, "netview")
+    body = {"type": "client", "name": "netview", "certificate": user.cert.read_text()}
+    assert daemon.request("POST", CERTS, body).status == 201
+    forwards = f"/1.0/networks/{bridge}/forwards"
+    context = _context(chromium, https, user)
+    try:
+        _sh(daemon, name, f"udhcpc -i eth0 -n -q -s /bin/true -x hostname:{name}")
+        assert (
+            daemon.request("POST", "/1.0/network-acls", {"name": acl, "ingress": [rule]}).status
+            == 201
+        )
+        patch = {"config": {"security.acls": acl}}
+        assert daemon.request("PATCH", f"/1.0/networks/{bridge}", patch).status == 200
+        leases = daemon.request("GET", f"/1.0/networks/{bridge}/leases").metadata
+        (leased,) = [lease["address"] for lease in leases if lease["hostname"] == name]
+        port = {"protocol": "tcp", "listen_port": "8022", "target_address": leased}
+        forward = {"listen_address": listen_address, "ports": [port]}
+        assert daemon.request("POST", forwards, forward).status == 201
+        page = context.new_page()
+        page.goto(f"https://{https}/ui/#/networks")
+        page.locator(f"tr[data-name='{bridge}'] a").click()
+        page.locator("main table tr", has_text=name).wait_for()  # its DHCP lease
+        page.locator("main table tr", has_text=listen_address).wait_for()
+        page.locator("main table tr", has_text=acl).wait_for()
+        assert "tcp/8022" in page.locator("main table tr", has_text=listen_address).inner_text()
+        _shoot(page, "network")
+    finally:
+        context.close()
+        daemon.request("DELETE", f"{forwards}/{listen_address}")
+        daemon.request("PATCH", f"/1.0/networks/{bridge}", {"config": {"security.acls": ""}})
+        daemon.request("DELETE", f"/1.0/network-acls/{acl}")
+        daemon.force_delete(name)
