@@ -295,11 +295,26 @@ def test_a_user_runs_an_instance_from_the_browser(
             assert page.locator("main .error").count() == 0, section
             _shoot(page, section)
 
-        # stop, then delete from the list
+        # freeze and unfreeze, stop, rename, then delete from the list
+        page.goto(f"{base}#/instances/{name}")
+        page.click(".actions button:has-text('Freeze')")
+        page.locator("dd .status-frozen").wait_for()
+        assert daemon.request("GET", f"/1.0/instances/{name}").metadata["status"] == "Frozen"
+        page.click(".actions button:has-text('Unfreeze')")
+        page.locator("dd .status-running").wait_for()
         page.goto(f"{base}#/instances")
         row = page.locator(f"tr[data-name='{name}']")
         row.get_by_text("Stop").click()
         row.locator(".status-stopped").wait_for(timeout=60_000)
+        page.goto(f"{base}#/instances/{name}")
+        renamed = name + "-r"
+        page.once("dialog", lambda dialog: dialog.accept(renamed))
+        page.click(".actions button:has-text('Rename')")
+        page.wait_for_url(f"**/#/instances/{renamed}")
+        assert daemon.request("GET", f"/1.0/instances/{name}").status == 404
+        name = renamed
+        page.goto(f"{base}#/instances")
+        row = page.locator(f"tr[data-name='{name}']")
         page.once("dialog", lambda dialog: dialog.accept())
         row.get_by_text("Delete").click()
         row.wait_for(state="detached", timeout=60_000)
