@@ -41,26 +41,49 @@ _SELECT = (
 )
 
 
+_COLUMNS = (
+    "id", "project", "name", "type", "architecture", "pool", "created_at", "description",
+    "ephemeral", "stateful", "config", "devices", "profiles", "last_used_at",
+    "volume_description", "volume_config", "location",
+)  # fmt: skip
+
+
 def _row(r: Row) -> InstanceRow:
-    return InstanceRow(
-        id=r["id"],
-        project=r["project"],
-        name=r["name"],
-        type=r["type"],
-        architecture=r["architecture"],
-        pool=r["pool"],
-        created_at=r["created_at"],
-        description=r["description"],
-        ephemeral=bool(r["ephemeral"]),
-        stateful=bool(r["stateful"]),
-        config=orjson.loads(r["config"]),
-        devices=orjson.loads(r["devices"]),
-        profiles=orjson.loads(r["profiles"]),
-        last_used_at=r["last_used_at"],
-        volume_description=r["volume_description"],
-        volume_config=orjson.loads(r["volume_config"]),
-        location=r["location"],
-    )
+    return _rows([r])[0]
+
+
+def _rows(found: list[Row]) -> list[InstanceRow]:
+    """Rows of _SELECT as InstanceRows: each column found by name once for the whole list,
+    then by position (a name lookup on every row was a third of a large list's time)."""
+    if not found:
+        return []
+    at = {key: index for index, key in enumerate(found[0].keys())}
+    (id_, project, name, type_, architecture, pool, created_at, description, ephemeral,
+     stateful, config, devices, profiles, last_used_at, volume_description, volume_config,
+     location) = (at[column] for column in _COLUMNS)  # fmt: skip
+    loads = orjson.loads
+    return [
+        InstanceRow(
+            id=r[id_],
+            project=r[project],
+            name=r[name],
+            type=r[type_],
+            architecture=r[architecture],
+            pool=r[pool],
+            created_at=r[created_at],
+            description=r[description],
+            ephemeral=bool(r[ephemeral]),
+            stateful=bool(r[stateful]),
+            config=loads(r[config]),
+            devices=loads(r[devices]),
+            profiles=loads(r[profiles]),
+            last_used_at=r[last_used_at],
+            volume_description=r[volume_description],
+            volume_config=loads(r[volume_config]),
+            location=r[location],
+        )
+        for r in found
+    ]
 
 
 def set_volume_settings(
@@ -74,18 +97,15 @@ def set_volume_settings(
 
 def list_instances(db: Database, project: str | None) -> list[InstanceRow]:
     if project is None:
-        return [_row(r) for r in db.all(_SELECT + " ORDER BY projects.name, instances.name")]
-    return [
-        _row(r)
-        for r in db.all(_SELECT + " WHERE projects.name = ? ORDER BY instances.name", (project,))
-    ]
+        return _rows(db.all(_SELECT + " ORDER BY projects.name, instances.name"))
+    return _rows(db.all(_SELECT + " WHERE projects.name = ? ORDER BY instances.name", (project,)))
 
 
 def instances_at(db: Database, location: str) -> list[InstanceRow]:
     """The instances of every project that live on the cluster member ``location`` (every
     instance of a server that is not clustered: ``location`` is empty then)."""
     order = " ORDER BY projects.name, instances.name"
-    return [_row(r) for r in db.all(_SELECT + " WHERE instances.location = ?" + order, (location,))]
+    return _rows(db.all(_SELECT + " WHERE instances.location = ?" + order, (location,)))
 
 
 def find_instance(db: Database, project: str, name: str) -> InstanceRow | None:

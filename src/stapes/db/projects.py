@@ -159,6 +159,10 @@ def list_all_profiles(db: Database) -> list[ProfileRow]:
 _PROFILES_SEEN: contextvars.ContextVar[dict[tuple[str, str], ProfileRow | None] | None] = (
     contextvars.ContextVar("profiles_seen", default=None)
 )
+Merged = tuple[dict[str, str], dict[str, dict[str, str]]]
+_PROFILES_MERGED: contextvars.ContextVar[dict[tuple[str, tuple[str, ...]], Merged] | None] = (
+    contextvars.ContextVar("profiles_merged", default=None)
+)
 
 
 @contextlib.contextmanager
@@ -166,9 +170,11 @@ def profiles_read_once() -> Iterator[None]:
     """Within the block (one request's task), each profile is read from the database once:
     a list of many instances expands the same few profiles for each."""
     token = _PROFILES_SEEN.set({})
+    merged = _PROFILES_MERGED.set({})
     try:
         yield
     finally:
+        _PROFILES_MERGED.reset(merged)
         _PROFILES_SEEN.reset(token)
 
 
@@ -234,6 +240,17 @@ def expand_profiles(
 ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """An instance's expanded config and devices: its profiles in order (a missing one is
     skipped), then its own config and devices on top."""
+    config, devices = _profiles_merged(db, project, profiles)
+    return {**config, **local_config}, {**devices, **local_devices}
+
+
+def _profiles_merged(db: Database, project: str, profiles: list[str]) -> Merged:
+    """The profiles' config and devices merged in order; within profiles_read_once, once per
+    list of profiles (a list of instances has a few such lists)."""
+    seen = _PROFILES_MERGED.get()
+    key = (project, tuple(profiles))
+    if seen is not None and key in seen:
+        return seen[key]
     config: dict[str, str] = {}
     devices: dict[str, dict[str, str]] = {}
     for name in profiles:
@@ -241,8 +258,8 @@ def expand_profiles(
         if profile is not None:
             config.update(profile.config)
             devices.update(profile.devices)
-    config.update(local_config)
-    devices.update(local_devices)
+    if seen is not None:
+        seen[key] = (config, devices)
     return config, devices
 
 

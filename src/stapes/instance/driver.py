@@ -113,6 +113,11 @@ class InstanceDriver(abc.ABC):
         without asking the runtime (lists of many running instances); None: ask status()."""
         return None
 
+    def at_a_glance(self, instances: list[tuple[str, str]]) -> list[RuntimeState | None]:
+        """The status of each (project, name) that the driver can tell without a spec (lists
+        of many stopped instances); None: ask statuses()."""
+        return [None] * len(instances)
+
     async def statuses(self, specs: list[InstanceSpec]) -> list[RuntimeState]:
         """status() of many instances (lists); a driver may answer them in one go."""
         return list(await asyncio.gather(*(self.status(spec) for spec in specs)))

@@ -255,6 +255,20 @@ class LxcDriver(InstanceDriver):
         state = lxc_probes.freezer_state(pid)
         return None if state is None else RuntimeState(_STATUS.get(state, StatusCode.RUNNING), pid)
 
+    def at_a_glance(self, instances: list[tuple[str, str]]) -> list[RuntimeState | None]:
+        """Stopped: a container whose liblxc monitor does not listen (one read of the host's
+        sockets for the whole list)."""
+        if len(instances) < 2:
+            return [None] * len(instances)
+        monitors = lxc_probes.listening_sockets()
+        lxcpath = str(self.paths.containers)
+        found: list[RuntimeState | None] = []
+        for project, name in instances:
+            socket_name = lxc_probes.command_socket(lxcpath, lxc_name(project, name))
+            stopped = socket_name and socket_name not in monitors
+            found.append(RuntimeState(StatusCode.STOPPED) if stopped else None)
+        return found
+
     async def statuses(self, specs: list[InstanceSpec]) -> list[RuntimeState]:
         """Every container asked in one trip off the event loop (a list of many running
         containers paid a thread hand-off each)."""

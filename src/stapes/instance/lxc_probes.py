@@ -3,6 +3,7 @@ init's cgroup (v1), and which liblxc monitors listen (their abstract command soc
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 FREEZER_ROOT = Path("/sys/fs/cgroup/freezer")
@@ -13,20 +14,29 @@ SUN_PATH_MAX = 108
 def freezer_state(pid: int) -> str | None:
     """THAWED, FREEZING or FROZEN of the freezer cgroup ``pid`` is in (None: unknown)."""
     try:
-        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        cgroups = _read(f"/proc/{pid}/cgroup")
     except OSError:
         return None
     for line in cgroups.splitlines():
         _, controllers, path = line.split(":", 2)
         if "freezer" in controllers.split(","):
             try:
-                return (FREEZER_ROOT / path.lstrip("/") / "freezer.state").read_text().strip()
+                return _read(os.path.join(FREEZER_ROOT, path.lstrip("/"), "freezer.state")).strip()
             except OSError:
                 return None
     return None
 
 
-def command_socket(lxcpath: Path, name: str) -> str:
+def _read(path: str) -> str:
+    """A small file's text (lists read two per running container: no pathlib on this path)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def command_socket(lxcpath: Path | str, name: str) -> str:
     """The abstract socket a running container's liblxc monitor listens on (as
     /proc/net/unix shows it), or "" when liblxc would hash a name that long."""
     socket = f"@{lxcpath}/{name}/command"

@@ -11,6 +11,7 @@ import platform
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from stapes.api.base import StatusCode
@@ -56,6 +57,7 @@ from stapes.runtime.locks import InstanceLocks
 from stapes.runtime.membership import Membership, shown_location
 from stapes.runtime.operations import Operation, Operations
 from stapes.storage.backups.records import BackupRecords
+from stapes.storage.drivers.driver import StorageDriver
 from stapes.storage.pool import Pools
 from stapes.storage.volumes import AttachedVolume, Volumes, instance_volume
 
@@ -70,6 +72,8 @@ Undo = Callable[[], Awaitable[None]]
 url = instance_url
 
 DELETABLE = (StatusCode.STOPPED, StatusCode.ERROR)
+MAX_KEPT_PATHS = 100_000
+"""Instances whose paths are kept at most (the names of deleted ones are forgotten then)."""
 """Error: the driver cannot read the instance's state (an unloadable liblxc config), so it
 cannot be running under it; it may still go."""
 
@@ -101,6 +105,7 @@ class InstanceService:
         """Custom volumes, for disk devices (set once both services exist)."""
         self.networks: Networks | None = None
         """Managed networks, for nic devices with network= (set once both exist)."""
+        self._paths: dict[tuple[StorageDriver, str, str, str], tuple[Path, Path]] = {}
         self.drivers = drivers
         self.watcher = InitWatcher(self._init_exited)
         self.started_hooks: list[Callable[[q.InstanceRow], Awaitable[None]]] = []
@@ -162,6 +167,7 @@ class InstanceService:
     def status_spec(self, row: q.InstanceRow) -> InstanceSpec:
         """What drivers' status() reads (where the instance lives: project, name, paths),
         without expanding its profiles: for lists."""
+        volume, log_dir = self._instance_paths(row)
         return InstanceSpec(
             project=row.project,
             name=row.name,
@@ -169,10 +175,24 @@ class InstanceService:
             architecture=row.architecture,
             config=row.config,
             devices=row.devices,
-            volume=self.pools.driver(row.pool).volume_path(*instance_volume(row)),
-            log_dir=self.paths.instance_logs(row.project, row.name),
+            volume=volume,
+            log_dir=log_dir,
             idmap=None,
         )
+
+    def _instance_paths(self, row: q.InstanceRow) -> tuple[Path, Path]:
+        """The instance's volume and log directory, kept once made: they follow from its pool
+        (the driver object: a pool made again has another), project, name and type alone, and
+        lists ask them for every instance."""
+        driver = self.pools.driver(row.pool)
+        key = (driver, row.project, row.name, row.type)
+        found = self._paths.get(key)
+        if found is None:
+            if len(self._paths) > MAX_KEPT_PATHS:
+                self._paths.clear()
+            volume = driver.volume_path(*instance_volume(row))
+            found = self._paths[key] = (volume, self.paths.instance_logs(row.project, row.name))
+        return found
 
     def choose_idmap(self, row: q.InstanceRow, config: dict[str, str]) -> IdMap | None:
         """The map the instance should run with: the driver's shared one, or an isolated range
@@ -209,9 +229,15 @@ class InstanceService:
                 continue
             by_type.setdefault(row.type, []).append(index)
         for kind, indexes in by_type.items():
-            specs = [self.status_spec(rows[i]) for i in indexes]
-            answers = await self.drivers.get(kind).statuses(specs)
-            found.update(zip(indexes, answers, strict=True))
+            driver = self.drivers.get(kind)
+            glanced = driver.at_a_glance([(rows[i].project, rows[i].name) for i in indexes])
+            asked = [i for i, seen in zip(indexes, glanced, strict=True) if seen is None]
+            found.update(
+                (i, seen) for i, seen in zip(indexes, glanced, strict=True) if seen is not None
+            )
+            if asked:
+                answers = await driver.statuses([self.status_spec(rows[i]) for i in asked])
+                found.update(zip(asked, answers, strict=True))
         return [found[i] for i in range(len(rows))]
 
     @staticmethod
