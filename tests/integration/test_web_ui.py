@@ -404,6 +404,10 @@ def test_a_browser_logs_in_with_oidc(chromium: Any, daemon: Daemon, https: str) 
         (access,) = [c["value"] for c in context.cookies() if c["name"] == "oidc_access"]
         resp, _ = https_request(https, "GET", "/1.0", headers={"Cookie": f"oidc_access={access}"})
         assert resp.metadata["auth_user_name"] == "ada@example.org"  # the cookie is the login
+        for origin, trusted in ((f"https://{https}", True), ("https://127.0.0.1:1", False)):
+            headers = {"Cookie": f"oidc_access={access}", "Origin": origin}
+            resp, _ = https_request(https, "GET", "/1.0", headers=headers)
+            assert (resp.metadata["auth"] == "trusted") is trusted, origin  # no other origin
         time.sleep(max(0.0, expires - time.time()) + 1)
         page.goto(f"https://{https}/ui/#/profiles")
         page.locator("tr[data-name=default]").wait_for()  # listed: the API took the browser

@@ -4,10 +4,14 @@ issuer when the access token expired."""
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from stapes.api.errors import Unauthorized
 from stapes.server.oidc import OidcVerifier
+
+log = logging.getLogger(__name__)
 
 ACCESS_COOKIE = "oidc_access"
 REFRESH_COOKIE = "oidc_refresh"
@@ -42,7 +46,14 @@ def keep_tokens(response: web.StreamResponse, answer: dict[str, object]) -> None
 async def user_of_cookies(request: web.Request, oidc: OidcVerifier) -> str | None:
     """The user the browser's OIDC cookies name (the access token refreshed when it expired
     and a refresh token is there; the new tokens are sent back with the response); None when
-    they name nobody: the browser is then untrusted, and may log in again."""
+    they name nobody: the browser is then untrusted, and may log in again. A page of another
+    origin gets nothing from them: SameSite keeps other sites' requests from carrying them, but
+    not those of another port of the same host, and websockets are not held back by CORS; a
+    browser names the page's origin on every request that is not a same-origin GET."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"https://{request.host}":
+        log.info("OIDC cookies sent from another origin (%s): not taken", origin)
+        return None
     if ACCESS_COOKIE in request.cookies:
         try:
             return await oidc.verify(request.cookies[ACCESS_COOKIE])
