@@ -260,27 +260,15 @@ class LxcDriver(InstanceDriver):
         sockets for the whole list)."""
         if len(instances) < 2:
             return [None] * len(instances)
-        monitors = lxc_probes.listening_sockets()
-        lxcpath = str(self.paths.containers)
-        found: list[RuntimeState | None] = []
-        for project, name in instances:
-            socket_name = lxc_probes.command_socket(lxcpath, lxc_name(project, name))
-            stopped = socket_name and socket_name not in monitors
-            found.append(RuntimeState(StatusCode.STOPPED) if stopped else None)
-        return found
+        names = [lxc_name(project, name) for project, name in instances]
+        stopped = lxc_probes.without_monitor(self.paths.containers, names)
+        return [RuntimeState(StatusCode.STOPPED) if s else None for s in stopped]
 
     async def statuses(self, specs: list[InstanceSpec]) -> list[RuntimeState]:
         """Every container asked in one trip off the event loop (a list of many running
-        containers paid a thread hand-off each)."""
-
-        monitors = lxc_probes.listening_sockets() if len(specs) > 1 else None
+        containers paid a thread hand-off each; at_a_glance() already told the stopped)."""
 
         def probe(spec: InstanceSpec) -> RuntimeState:
-            socket_name = lxc_probes.command_socket(
-                self.paths.containers, lxc_name(spec.project, spec.name)
-            )
-            if monitors is not None and socket_name and socket_name not in monitors:
-                return RuntimeState(StatusCode.STOPPED)  # no liblxc monitor: not running
             if not (self._link(spec) / "config").exists():
                 return RuntimeState(StatusCode.STOPPED)
             try:

@@ -51,3 +51,14 @@ def listening_sockets() -> set[str]:
     except OSError:
         return set()
     return {fields[7] for line in lines if len(fields := line.split()) > 7}
+
+
+def without_monitor(lxcpath: Path | str, names: list[str]) -> list[bool]:
+    """For each container name: True when its liblxc monitor is known not to listen (it is
+    stopped), from one read of the host's sockets."""
+    monitors = listening_sockets()
+    found = []
+    for name in names:
+        socket = command_socket(lxcpath, name)
+        found.append(bool(socket) and socket not in monitors)
+    return found
