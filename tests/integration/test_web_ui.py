@@ -480,6 +480,7 @@ def test_the_same_ui_runs_against_real_incus(chromium: Any, tmp_path: Path) -> N
         context = _context(chromium, f"{address}", browser)
         page = context.new_page()
         sections = ["instances", f"instances/{name}", f"instances/{name}/snapshots",
+                    f"instances/{name}/graphs",
                     "images", "profiles", "profiles/default", "projects", "storage", "networks",
                     "operations", "warnings", "server"]  # fmt: skip
         for section in sections:

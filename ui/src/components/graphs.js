@@ -49,6 +49,10 @@ function Chart({ chart, samples }) {
 
 export function Graphs({ instance }) {
   const { data, error } = useResource(`/1.0/instances/${encodeURIComponent(instance)}/metrics`, { every: 10000 });
+  if (error?.status === 404 && !data) {
+    return html`<p class="empty">This server keeps no history of its instances' metrics
+      (GET /1.0/instances/NAME/metrics is a Stapes addition; Incus has none).</p>`;
+  }
   if (error) return html`<${ErrorBox} error=${error} />`;
   if (!data) return html`<p class="loading">Loading…</p>`;
   return html`<div class="graphs">
