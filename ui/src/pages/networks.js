@@ -1,6 +1,6 @@
 // Networks: the list; each managed one with its leases, forwards and ACLs.
 import { html } from "../html.js";
-import { ErrorBox, KeyValues, Page, Table, date, useResource } from "../components/common.js";
+import { ErrorBox, KeyValues, Page, Table, useResource } from "../components/common.js";
 
 export function Networks() {
   const { data, error } = useResource("/1.0/networks?recursion=1");
