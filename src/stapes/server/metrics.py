@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from stapes.api.base import StatusCode
 from stapes.db.instances import InstanceRow
 from stapes.instance.service import InstanceService
 
@@ -158,12 +159,8 @@ def _rss() -> int:
     return 0
 
 
-async def running_samples(
-    instances: InstanceService, row: InstanceRow, *, running: bool | None = None
-) -> list[Sample] | None:
-    """One instance's samples; None when it is not running (``running``: already known)."""
-    if not (await instances.is_running(row) if running is None else running):
-        return None
+async def running_samples(instances: InstanceService, row: InstanceRow) -> list[Sample]:
+    """The samples of an instance the caller knows running."""
     return instance_samples(
         row,
         await instances.state(row),
@@ -177,11 +174,12 @@ async def collect(instances: InstanceService, projects: list[str] | None) -> str
     rows = [r for r in instances.local_instances() if projects is None or r.project in projects]
     samples: list[Sample] = []
     counts: dict[tuple[str, str], int] = {}
-    for row in rows:
-        found = await running_samples(instances, row)
-        key = (row.type, "Stopped" if found is None else "Running")
+    for row, status in zip(rows, await instances.statuses(rows), strict=True):
+        running = status.status != StatusCode.STOPPED
+        key = (row.type, "Running" if running else "Stopped")
         counts[key] = counts.get(key, 0) + 1
-        samples += found or []
+        if running:
+            samples += await running_samples(instances, row)
     samples += [
         ("incus_instances", {"type": kind, "state": status}, count)
         for (kind, status), count in sorted(counts.items())

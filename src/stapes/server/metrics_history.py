@@ -81,11 +81,9 @@ class MetricsHistory:
             if status.status == StatusCode.STOPPED:
                 continue
             try:
-                samples = await running_samples(self._instances, row, running=True)
+                samples = await running_samples(self._instances, row)
             except Exception as exc:  # it stopped or went away while being read
                 log.debug("no metrics for %s/%s: %s", row.project, row.name, exc)
-                continue
-            if samples is None:
                 continue
             series = self._series.setdefault(key, deque())
             series.append(point_of(samples, now))
