@@ -54,7 +54,13 @@ def main() -> int:
     selector.register(sock, selectors.EVENT_READ, "agent")
     selector.register(wake_r, selectors.EVENT_READ, "signal")
     stdin_open = True
-    selector.register(0, selectors.EVENT_READ, "stdin")
+    try:
+        selector.register(0, selectors.EVENT_READ, "stdin")
+    except PermissionError:  # a file or /dev/null (no websocket): epoll refuses, always ready
+        while data := os.read(0, 64 * 1024):
+            sock.sendall(p.pack(0, p.STDIN, data))
+        sock.sendall(p.pack(0, p.STDIN, b""))
+        stdin_open = False
     frames = p.Reader()
     outputs = {p.STDOUT: 1, p.STDERR: 2 if not interactive else 1}
     while True:
