@@ -3,8 +3,8 @@ run by the member itself (requests about it are forwarded there). Each instance 
 ``cluster.evacuate`` says (or the request's mode): ``migrate`` moves it to the member the
 scheduler picks (stopped, moved, started again when it ran), ``stop`` stops it where it is;
 ``auto`` migrates unless the instance needs this host's devices (then stops it), and
-``live-migrate`` is a migrate here (live moves between members are not built yet). Restore
-brings the moved instances back and starts the stopped ones."""
+``live-migrate`` moves a running VM live (containers, which cannot move live here, migrate).
+Restore brings the moved instances back (live as they left) and starts the stopped ones."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ class Evacuation:
         if chosen == "auto":
             local = any(d.get("type") in HOST_DEVICES for d in devices.values())
             return "stop" if local else "migrate"
-        return "migrate" if chosen == "live-migrate" else chosen
+        if chosen == "live-migrate" and row.type != "virtual-machine":
+            return "migrate"
+        return chosen
 
     async def evacuate(self, mode: str) -> Operation:
         if mode and mode not in MODES:
@@ -100,7 +102,7 @@ class Evacuation:
                 current = svc.get(row.project, row.name)
                 current.config[ORIGIN_KEY] = self.cluster.membership.name
                 q.update_instance(svc.db, current)
-        await self.moves.run(row, target)
+        await self.moves.run(row, target, live=action == "live-migrate")
 
     async def restore(self) -> Operation:
         self._set_state("created")
@@ -129,7 +131,7 @@ class Evacuation:
         """The member ``row`` is on moves it here (it runs the move); then the mark goes."""
         owner = cluster_db.get_member(self.svc.db, row.location)
         params = {"project": row.project, "target": self.cluster.membership.name}
-        body = {"name": row.name, "migration": True}
+        body = {"name": row.name, "migration": True, "live": self.action(row, "") == "live-migrate"}
         try:
             await self.peers.run(owner.address, "POST", f"/1.0/instances/{row.name}", body, params)
         except BadRequest as exc:

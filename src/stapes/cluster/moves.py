@@ -2,7 +2,8 @@
 evacuation): its rows are the cluster's already, so only its volumes travel, over the
 migration protocol (the target pulls from a migration operation of the source, pinned to the
 cluster certificate); then its location changes and the source drops its copy. A running
-instance is stopped, moved and started again (a stateless move)."""
+instance is stopped, moved and started again (a stateless move), or, a VM, moved live: the
+target starts it from QEMU's migration stream and the guest here ends once it runs there."""
 
 from __future__ import annotations
 
@@ -46,14 +47,12 @@ class ClusterMoves:
         """The operation that moves ``row`` (on this member) to the member ``target``."""
         member = self._target(row, target)
         running = (await self.svc.status(row)).status != StatusCode.STOPPED
-        if running and live:
-            raise BadRequest(
-                "Live moves between cluster members are not in this stapesd yet: move it "
-                "--stateless (stopped, moved, started again)"
-            )
+        live = live and running
+        if live and row.type != "virtual-machine":
+            raise BadRequest(migrate.live_refusal(row.type))
 
         async def act(op: Operation) -> None:
-            await self.run(row, member, op)
+            await self.run(row, member, live=live)
 
         return self.svc.operations.start(
             act,
@@ -73,25 +72,28 @@ class ClusterMoves:
             raise BadRequest(f"Cluster member {target!r} is offline")
         return member
 
-    async def run(
-        self, row: q.InstanceRow, member: cluster_db.MemberRow, op: Operation | None = None
-    ) -> None:
-        """Move ``row`` to ``member`` now (its lock taken here)."""
+    async def run(self, row: q.InstanceRow, member: cluster_db.MemberRow, live: bool) -> None:
+        """Move ``row`` to ``member`` now (its lock taken here); ``live``: a running VM moves
+        running (else a running instance is stopped, moved and started there)."""
         svc = self.svc
         async with svc.locks(row.project, row.name):
             row = svc.get(row.project, row.name)
             running = (await svc.status(row)).status != StatusCode.STOPPED
-            if running:
+            live = live and running
+            if running and not live:
                 await power.stop_unlocked(svc, row, force=False, timeout=STOP_SECONDS)
                 row = svc.get(row.project, row.name)
+        before = svc.spec(row)  # the member that takes it live writes its own devices' keys
         # the migration source takes the instance's lock itself while it reads the volumes
-        source = await migrate.send(svc, row, InstancePost(name=row.name, migration=True))
+        req = InstancePost(name=row.name, migration=True, live=live)
+        source = await migrate.send(svc, row, req, leaving=live)
         body = {
             "project": row.project,
             "name": row.name,
             "operation": f"https://{self.cluster.membership.address}/1.0/operations/{source.id}",
             "secrets": source.metadata,
             "certificate": self.cluster.transport.cert.read_text(),
+            "live": live,
         }
         url = f"https://{member.address}/internal/cluster/receive"
         try:
@@ -106,21 +108,33 @@ class ClusterMoves:
                 await source.task
         except (aiohttp.ClientError, TimeoutError) as exc:
             source.cancel()
+            self._keep_record(row, live)
             raise BadRequest(f"Member {member.name} unreachable: {exc}") from None
         except BaseException:
             source.cancel()
+            self._keep_record(row, live)
             raise
         async with svc.locks(row.project, row.name):
             with svc.db.transaction():
                 svc.db.execute(
                     "UPDATE instances SET location = ? WHERE id = ?", (member.name, row.id)
                 )
+            if live:
+                with contextlib.suppress(Exception):  # it runs there: nothing may undo that
+                    await power.end_moved(svc, row, before)
             await self._drop_local(row)
         svc.events.lifecycle(
             InstanceAction.MIGRATED, instance_url(row.name, row.project), project=row.project
         )
-        if running:
+        if running and not live:
             await self._start_on(member, row)
+
+    def _keep_record(self, row: q.InstanceRow, live: bool) -> None:
+        """A live move that failed: the instance runs on here as ``row`` describes it (the
+        target may have written its own device keys and power state before it gave up)."""
+        if live:
+            with self.svc.db.transaction():
+                q.update_instance(self.svc.db, row)
 
     async def _drop_local(self, row: q.InstanceRow) -> None:
         """This member's copy of a moved instance (its driver state, volume, logs)."""
@@ -151,6 +165,7 @@ class ClusterMoves:
                 operation=str(body["operation"]),
                 secrets={str(k): str(v) for k, v in dict(body["secrets"]).items()},
                 certificate=str(body["certificate"]),
+                live=bool(body.get("live", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"Invalid move request: {exc}") from None
@@ -163,6 +178,8 @@ class ClusterMoves:
             try:
                 await sink.receive(svc, op, row)
                 await svc.drivers.get(row.type).adopt(svc.spec(row))
+                if source.live:  # started here from the source's state, then resumed
+                    await sink.arrive_live(svc)(svc.get(project, name))
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     await svc.pools.driver(row.pool).delete_volume(*instance_volume(row))

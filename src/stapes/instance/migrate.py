@@ -36,9 +36,12 @@ def _resources(project: str, name: str) -> dict[str, list[str]]:
     return {"instances": [instance_url(name, project)]}
 
 
-async def send(svc: InstanceService, row: q.InstanceRow, req: InstancePost) -> Operation:
+async def send(
+    svc: InstanceService, row: q.InstanceRow, req: InstancePost, *, leaving: bool = False
+) -> Operation:
     """The source's operation: a websocket operation whose secrets the target dials with
-    (pull), or a task that dials the target's operation itself (push, ``req.target``)."""
+    (pull), or a task that dials the target's operation itself (push, ``req.target``).
+    ``leaving``: a live move within a cluster (the guest here is left paused for the caller)."""
     if req.live and row.type != "virtual-machine":
         raise BadRequest(live_refusal(row.type))
     push = None
@@ -51,6 +54,7 @@ async def send(svc: InstanceService, row: q.InstanceRow, req: InstancePost) -> O
         push=push,
         allow_inconsistent=req.allow_inconsistent,
         live=req.live,
+        leaving=leaving,
     )
 
     async def act(op: Operation) -> None:

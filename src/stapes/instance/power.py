@@ -173,6 +173,16 @@ async def stop_unlocked(
         service.events.lifecycle(action, url(row.name, row.project), project=row.project)
 
 
+async def end_moved(service: InstanceService, row: q.InstanceRow, spec: InstanceSpec) -> None:
+    """A running instance that now runs on another member (a live move within a cluster): its
+    process here ends and this host's side of its devices is cleaned up, as ``spec`` (taken
+    before the move) had them; its record, the cluster's, stays as the new member wrote it."""
+    service.watcher.unwatch(row.project, row.name)
+    await service.drivers.get(row.type).stop(spec, force=True, timeout=0)
+    await device_plan.clean_up(spec.devices, service.device_context(row, spec.config))
+    await run_stopped_hooks(service, row)
+
+
 async def run_stopped_hooks(service: InstanceService, row: q.InstanceRow) -> None:
     for stopped in service.stopped_hooks:
         try:

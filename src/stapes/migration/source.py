@@ -66,6 +66,7 @@ class InstanceSource(Session):
         push: Dial | None,
         allow_inconsistent: bool = False,
         live: bool = False,
+        leaving: bool = False,
     ) -> None:
         self.svc = svc
         self.row = row
@@ -73,6 +74,9 @@ class InstanceSource(Session):
         self.allow_inconsistent = allow_inconsistent
         self.live = live
         """A running VM moved with its state (QEMU's migration stream on the ``criu`` socket)."""
+        self.leaving = leaving
+        """A live move within a cluster: once the target has the guest running, the guest here
+        stays paused for the caller to end (a copy or a move between servers resumes it)."""
         names = (CONTROL, FILESYSTEM, STATE) if live else (CONTROL, FILESYSTEM)
         self.links = Links(names, dial=push)
 
@@ -135,7 +139,13 @@ class InstanceSource(Session):
             sending = self._subvolumes(op, row, fs, snaps, chosen)
         else:
             sending = self._volumes(op, row, fs, chosen, agreed, final_pass)
-        await send_watched(control, sending)
+        try:
+            await send_watched(control, sending)
+        except BaseException:
+            if self.leaving and self.paused_at:  # the target has not taken it: it runs on here
+                with contextlib.suppress(Exception):
+                    await self.svc.drivers.get(row.type).unfreeze(self.svc.spec(row))
+            raise
         if self.paused_at:  # the target has resumed the guest by the time it says so
             paused = time.monotonic() - self.paused_at
             log.info(
@@ -208,8 +218,9 @@ class InstanceSource(Session):
         try:  # the guest is paused here now: the disk chunks that changed meanwhile
             await disk_pass(digests)
         finally:
-            with contextlib.suppress(Exception):
-                await driver.unfreeze(spec)
+            if not self.leaving:
+                with contextlib.suppress(Exception):
+                    await driver.unfreeze(spec)
 
     async def _send_snapshots(
         self,
