@@ -99,7 +99,7 @@ class Helper:
 @dataclass(frozen=True)
 class VmDisk:
     """A VM's extra disk: a block device or image file (``share`` False), or a host directory
-    shared over 9p (``share`` True) that the guest agent mounts at ``path``."""
+    shared over virtio-fs or 9p (``share`` True) that the guest agent mounts at ``path``."""
 
     name: str
     source: str

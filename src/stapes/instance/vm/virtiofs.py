@@ -1,7 +1,10 @@
 """Host directories shared into a VM over virtiofs: one virtiofsd per share, serving it on a
-vhost-user socket in the VM's run directory, when the host has virtiofsd (Debian 13's
-virtiofsd package; bookworm has none). Without it, or for a read-only share that this
-virtiofsd cannot enforce, the share goes over 9p, whose server is QEMU itself."""
+vhost-user socket in the VM's run directory, when the host has virtiofsd: the Rust one
+(Debian 13's virtiofsd package, /usr/libexec/virtiofsd) or QEMU's older C one (bookworm's
+qemu-system-common, /usr/lib/qemu/virtiofsd), whose options differ. Without one, for a
+read-only share that this virtiofsd cannot enforce, or for a directory the C one's option
+list cannot name (a comma or backslash in its path), the share goes over 9p, whose server is
+QEMU itself."""
 
 from __future__ import annotations
 
@@ -29,13 +32,30 @@ def binary() -> str:
 
 
 @functools.cache
-def enforces_readonly(path: str) -> bool:
-    """Whether this virtiofsd has --readonly (added in its 1.11)."""
+def _help(path: str) -> str:
     try:
         done = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout + done.stderr
+
+
+def enforces_readonly(path: str) -> bool:
+    """Whether this virtiofsd has --readonly (the Rust one, from its 1.11)."""
+    return "--readonly" in _help(path)
+
+
+def legacy(path: str) -> bool:
+    """QEMU's C virtiofsd: ``-o source=DIR,...`` instead of the Rust one's --shared-dir."""
+    return "--shared-dir" not in _help(path)
+
+
+def _servable(path: str, share: VmDisk) -> bool:
+    if share.readonly and not enforces_readonly(path):
         return False
-    return "--readonly" in done.stdout + done.stderr
+    # the C one's -o list splits at commas and unescapes backslashes: such a path cannot be
+    # named to it
+    return not (legacy(path) and ("," in share.source or "\\" in share.source))
 
 
 def sockets(run: Path, shares: list[VmDisk]) -> dict[str, Path]:
@@ -46,8 +66,22 @@ def sockets(run: Path, shares: list[VmDisk]) -> dict[str, Path]:
     return {
         share.name: run / f"virtiofs{i}.sock"
         for i, share in enumerate(shares)
-        if share.share and (not share.readonly or enforces_readonly(path))
+        if share.share and _servable(path, share)
     }
+
+
+def command(path: str, sock: Path, share: VmDisk) -> list[str]:
+    """The virtiofsd command line serving ``share`` on ``sock`` (a share ``sockets`` chose)."""
+    if legacy(path):
+        if "," in share.source or "\\" in share.source:
+            raise InternalError(f"virtiofsd cannot be given the directory {share.source!r}")
+        options = ",".join(("source=" + share.source, "cache=auto", "sandbox=chroot"))
+        return [path, "--socket-path=" + str(sock), "-o", options]
+    argv = [path, "--socket-path=" + str(sock), "--shared-dir=" + share.source,
+            "--cache=auto", "--sandbox=chroot"]  # fmt: skip
+    if share.readonly:
+        argv.append("--readonly")
+    return argv
 
 
 async def start(
@@ -61,10 +95,7 @@ async def start(
             sock = chosen.get(share.name)
             if sock is None:
                 continue
-            argv = [binary(), f"--socket-path={sock}", f"--shared-dir={share.source}",
-                    "--cache=auto", "--sandbox=chroot"]  # fmt: skip
-            if share.readonly:
-                argv.append("--readonly")
+            argv = command(binary(), sock, share)
             with open(log, "a") as out:
                 proc = await asyncio.create_subprocess_exec(
                     *argv,
