@@ -4,6 +4,7 @@ Incus's, and starts again on the cluster's database."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -310,19 +311,30 @@ def monitor_processes_under(root: Path) -> list[str]:
     ]
 
 
+def qemu_processes_under(root: Path) -> list[int]:
+    """The pids of the QEMU processes running a VM of the daemon at ``root``."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    found = [line.split(None, 1) for line in out.splitlines()[1:]]
+    return [int(pid) for pid, args in found if "qemu-system" in args and f"{root}/" in args]
+
+
 @pytest.fixture
 def servers() -> Iterator[list[Daemon]]:
     made: list[Daemon] = []
     yield made
-    for daemon in made:
-        try:
+    try:
+        for daemon in made:  # all of them still up: the cluster's database answers
             _clear(daemon)
-        finally:
+    finally:
+        for daemon in made:
             daemon.stop(signal.SIGKILL)
     for daemon in made:
         for name in monitor_processes_under(daemon.root):  # a daemon killed by a test
             subprocess.run(["lxc-stop", "--kill", "-P", str(daemon.root / "containers"), "-n",
                             name], capture_output=True, timeout=30)  # fmt: skip
+        for pid in qemu_processes_under(daemon.root):  # VMs outlive their daemon too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         remove_root(daemon.root)
 
 
@@ -757,11 +769,6 @@ def _guest_run(daemon: Daemon, name: str, *command: str) -> int:
     return int(done.metadata["metadata"]["return"])
 
 
-def qemu_processes_under(root: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "qemu-system" in line and str(root) in line]
-
-
 @pytest.mark.slow
 def test_a_running_vm_moves_live_between_members(servers: list[Daemon], tmp_path: Path) -> None:
     """`incus move vm --target m2` of a running VM, and evacuation with live-migrate: the guest
@@ -908,19 +915,84 @@ def test_pools_and_networks_are_made_on_every_member(servers: list[Daemon], tmp_
     assert m2.request("GET", "/1.0/storage-pools/shared").status == 404
     assert not (m1.root / "storage-pools" / "shared").exists()
 
-    # a network is up on every member (on one host: the same bridge, each member's check)
+    # a network is up on every member (on one host: the same bridge, each member's check),
+    # each member's uplink given first with --target
     bridge = "stpc" + os.urandom(3).hex()
+    uplinks = {"m1": bridge + "u1", "m2": bridge + "u2", "later": bridge + "u3"}
     net = {"name": bridge, "config": {"ipv4.address": "none", "ipv6.address": "none"}}
-    resp = m2.request("POST", "/1.0/networks?target=m1", net)
-    assert resp.status == 400 and "--target" in resp.json()["error"], resp.body
     try:
-        assert m2.request("POST", "/1.0/networks", net).status == 201
-        assert m1.request("GET", f"/1.0/networks/{bridge}").metadata["status"] == "Created"
-        assert Path("/sys/class/net", bridge).exists()
+        for uplink in uplinks.values():  # veth pairs (this kernel has no dummy links)
+            subprocess.run(["ip", "link", "add", uplink, "type", "veth", "peer", "name",
+                            uplink[:-2] + "p" + uplink[-1]], check=True)  # fmt: skip
+        resp = m2.request("POST", "/1.0/networks?target=m1", net)
+        assert resp.status == 400 and "not specific to a member" in resp.json()["error"]
+        # both asked of m1 (m2's values are kept on m2): through the API and the stapes CLI
+        own = {"name": bridge, "config": {"bridge.external_interfaces": uplinks["m1"]}}
+        assert m1.request("POST", "/1.0/networks?target=m1", own).status == 201
+        # m2's value names no interface of its host: m2 fails, m1 comes up
+        m1.cli("network", "create", bridge, "bridge.external_interfaces=nosuch0", "--target", "m2")
+        shown = m1.request("GET", f"/1.0/networks/{bridge}").metadata
+        assert shown["status"] == "Pending", shown
+        assert not Path("/sys/class/net", bridge).exists()
+        nic = {"type": "nic", "network": bridge, "name": "eth0"}
+        body = {"name": "pn", "source": {"type": "image", "alias": "bb"}, "devices": {"eth0": nic}}
+        resp = m1.request("POST", "/1.0/instances?target=m1", body)
+        assert resp.status == 400 and "pending" in resp.json()["error"], resp.body
+        wrong = {**net, "config": {**net["config"], "bridge.external_interfaces": "eth9"}}
+        resp = m1.request("POST", "/1.0/networks", wrong)
+        assert resp.status == 400 and "--target" in resp.json()["error"], resp.body
+        resp = m1.request("POST", "/1.0/networks", net)
+        assert resp.status == 400 and "not on every member" in resp.json()["error"], resp.body
+        assert m2.request("GET", f"/1.0/networks/{bridge}").metadata["status"] == "Errored"
+        url = f"/1.0/networks/{bridge}"
+
+        def warned() -> list[tuple[str, str]]:  # as every member lists them
+            found = m1.request("GET", "/1.0/warnings?recursion=1").metadata
+            return [(w["location"], w["status"]) for w in found if w["entity_url"] == url]
+
+        assert warned() == [("m2", "new")]
+        listed = m2.cli("warning", "list").stdout
+        assert "LOCATION" in listed and "m2" in listed, listed
+        resp = m1.request("PATCH", f"/1.0/networks/{bridge}?target=m2",
+                          {"config": {"bridge.external_interfaces": uplinks["m2"]}})  # fmt: skip
+        assert resp.status == 200, resp.body  # m2's own value fixed: up there too
+        assert warned() == [("m2", "resolved")]
+        for daemon, member in ((m1, "m1"), (m2, "m2")):
+            shown = daemon.request("GET", f"/1.0/networks/{bridge}").metadata
+            assert shown["status"] == "Created", shown
+            assert shown["config"]["bridge.external_interfaces"] == uplinks[member]
+        seen = m1.request("GET", f"/1.0/networks/{bridge}?target=m2").metadata
+        assert seen["config"]["bridge.external_interfaces"] == uplinks["m2"]
+        for member in ("m1", "m2"):  # each member made its uplink a port of its bridge
+            master = Path("/sys/class/net", uplinks[member], "master").resolve().name
+            assert master == bridge, member
+
+        # changes: one member's values with --target, the rest for every member
+        resp = m1.request("PATCH", f"/1.0/networks/{bridge}",
+                          {"config": {"bridge.external_interfaces": uplinks["later"]}})  # fmt: skip
+        assert resp.status == 400 and "--target" in resp.json()["error"], resp.body
+        resp = m1.request("PATCH", f"/1.0/networks/{bridge}?target=m2",
+                          {"config": {"bridge.mtu": "1400"}})  # fmt: skip
+        assert resp.status == 400 and "without --target" in resp.json()["error"], resp.body
+        resp = m1.request("PATCH", f"/1.0/networks/{bridge}?target=m2",
+                          {"config": {"bridge.external_interfaces": uplinks["later"]}})  # fmt: skip
+        assert resp.status == 200, resp.body
+        assert Path("/sys/class/net", uplinks["later"], "master").resolve().name == bridge
+        assert not Path("/sys/class/net", uplinks["m2"], "master").exists()  # let go by m2
+        shown = m1.request("GET", f"/1.0/networks/{bridge}").metadata["config"]
+        assert shown["bridge.external_interfaces"] == uplinks["m1"]
+        assert m2.request("PATCH", f"/1.0/networks/{bridge}",
+                          {"config": {"bridge.mtu": "1400"}}).status == 200  # fmt: skip
+        for daemon in (m1, m2):
+            shown = daemon.request("GET", f"/1.0/networks/{bridge}").metadata["config"]
+            assert shown["bridge.mtu"] == "1400" and "bridge.external_interfaces" in shown
+        assert Path("/sys/class/net", bridge, "mtu").read_text().strip() == "1400"
         assert m1.request("DELETE", f"/1.0/networks/{bridge}").status == 200
         assert not Path("/sys/class/net", bridge).exists()
+        assert m2.request("GET", f"/1.0/networks/{bridge}").status == 404
     finally:
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        for name in (bridge, *uplinks.values()):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
 
     # a new cluster certificate for every member, asked of one: they go on talking
     cert, key = certs.generate("new-cluster")

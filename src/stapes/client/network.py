@@ -21,8 +21,9 @@ class NetworkClient:
         _, envelope, etag = self.conn.raw("GET", f"/1.0/networks/{_q(name)}")
         return unwrap(envelope), etag
 
-    def create_network(self, body: dict[str, Any]) -> None:
-        self.conn.request("POST", "/1.0/networks", json_body=body)
+    def create_network(self, body: dict[str, Any], target: str = "") -> None:
+        params = {"target": target} if target else None
+        self.conn.request("POST", "/1.0/networks", json_body=body, params=params)
 
     def update_network(self, name: str, put: dict[str, Any], etag: str = "") -> None:
         headers = {"If-Match": etag} if etag else None

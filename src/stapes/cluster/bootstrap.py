@@ -22,6 +22,7 @@ from stapes.db.connection import Database
 from stapes.db.cowsql import wire
 from stapes.db.cowsql.node import BOOTSTRAP_ID
 from stapes.db.local import RaftNode, install_local, open_local
+from stapes.db.networks import MEMBER_NETWORK_KEYS
 from stapes.db.schema import MIGRATIONS
 from stapes.db.storage import MEMBER_POOL_KEYS
 
@@ -102,15 +103,9 @@ def bootstrap(
                 )
                 cluster_db.set_member_groups(shared, member, [group])
                 shared.execute("UPDATE instances SET location = ?", (name,))
-                pools = {}
-                for pool in standalone.all("SELECT id, name, config FROM storage_pools"):
-                    config = json.loads(pool["config"])
-                    pools[pool["name"]] = {k: v for k, v in config.items() if k in MEMBER_POOL_KEYS}
-                    kept = {k: v for k, v in config.items() if k not in MEMBER_POOL_KEYS}
-                    shared.execute(
-                        "UPDATE storage_pools SET config = ? WHERE id = ?",
-                        (json.dumps(kept), pool["id"]),
-                    )
+                shared.execute("UPDATE warnings SET location = ?", (name,))
+                pools = _member_values(shared, standalone, "storage_pools", MEMBER_POOL_KEYS)
+                networks = _member_values(shared, standalone, "networks", MEMBER_NETWORK_KEYS)
             own = {
                 r["key"]: r["value"]
                 for r in standalone.all("SELECT key, value FROM config")
@@ -119,7 +114,7 @@ def bootstrap(
             own["cluster.https_address"] = address
             node = RaftNode(BOOTSTRAP_ID, address, wire.VOTER, name)
             # the server is clustered from here on
-            install_local(files.local_staging, files.local, own, [node], pools)
+            install_local(files.local_staging, files.local, own, [node], pools, networks)
             return engine, shared, open_local(files.local)
         except BaseException:
             shared.close()
@@ -129,3 +124,30 @@ def bootstrap(
         shutil.rmtree(files.cowsql, ignore_errors=True)
         files.drop_local_staging()
         raise
+
+
+def _member_values(
+    shared: Database, standalone: Database, table: str, keys: frozenset[str]
+) -> dict[str, dict[str, str]]:
+    """The member keys of each pool or network (``table``) of the server becoming the first
+    member: taken out of the cluster's copy of its row, to be kept in its local database."""
+    select, update = _MEMBER_VALUES_SQL[table]
+    found = {}
+    for row in standalone.all(select):
+        config = json.loads(row["config"])
+        found[row["name"]] = {k: v for k, v in config.items() if k in keys}
+        kept = {k: v for k, v in config.items() if k not in keys}
+        shared.execute(update, (json.dumps(kept), row["id"]))
+    return found
+
+
+_MEMBER_VALUES_SQL = {
+    "storage_pools": (
+        "SELECT id, name, config FROM storage_pools",
+        "UPDATE storage_pools SET config = ? WHERE id = ?",
+    ),
+    "networks": (
+        "SELECT id, name, config FROM networks",
+        "UPDATE networks SET config = ? WHERE id = ?",
+    ),
+}

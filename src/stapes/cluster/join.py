@@ -32,6 +32,7 @@ from stapes.db.connection import Database
 from stapes.db.cowsql import wire
 from stapes.db.cowsql.node import generate_id
 from stapes.db.local import RaftNode, install_local, open_local
+from stapes.db.networks import MEMBER_NETWORK_KEYS
 from stapes.db.schema import MIGRATIONS
 from stapes.db.server_config import get_config
 from stapes.db.storage import MEMBER_POOL_KEYS
@@ -49,6 +50,8 @@ class JoinPlan:
     secret: str
     node_id: int
     pool_config: dict[str, dict[str, str]]
+    network_config: dict[str, dict[str, str]]
+    """Its values of each cluster network's member keys (checked by the network at start)."""
     """This member's values of the pools' member keys (source...), by pool."""
 
 
@@ -96,11 +99,19 @@ def plan(cluster: Cluster, put: ClusterPut) -> JoinPlan:
         )
     _empty(cluster.db)
     pools: dict[str, dict[str, str]] = {}
+    networks: dict[str, dict[str, str]] = {}
     for entry in put.member_config:
-        if entry.get("entity") != "storage-pool":
-            continue
         key, name = str(entry.get("key", "")), str(entry.get("name", ""))
         value = str(entry.get("value", ""))
+        if entry.get("entity") == "network":
+            if key not in MEMBER_NETWORK_KEYS:
+                raise BadRequest(f"{key!r} is not a member-specific key of network {name!r}")
+            if "\n" in value or "\0" in value:
+                raise BadRequest(f"Invalid {key} for network {name!r}: one line expected")
+            networks.setdefault(name, {})[key] = value
+            continue
+        if entry.get("entity") != "storage-pool":
+            continue
         if key not in MEMBER_POOL_KEYS:
             raise BadRequest(f"{key!r} is not a member-specific key of storage pool {name!r}")
         check = {"source": v.is_abs_path, "size": v.is_size}.get(key)
@@ -119,6 +130,7 @@ def plan(cluster: Cluster, put: ClusterPut) -> JoinPlan:
         secret=secret_of(put.cluster_token),
         node_id=generate_id(put.server_address),
         pool_config=pools,
+        network_config=networks,
     )
 
 
@@ -208,7 +220,8 @@ class Joiner:
                 pools = self._pool_config(plan, standalone, shared)
                 files.drop_local_staging()
                 # a member from here on
-                install_local(files.local_staging, files.local, own, nodes, pools)
+                networks = {k: v for k, v in plan.network_config.items() if v}
+                install_local(files.local_staging, files.local, own, nodes, pools, networks)
                 old = cluster.db.replace_engine(shared, open_local(files.local))
             old.close()
         except BaseException:

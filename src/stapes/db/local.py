@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stapes.db.connection import Database, SqliteDatabase
+from stapes.db.connection import Database, ServerDatabase, SqliteDatabase
 from stapes.db.schema import Executor, Migration
-from stapes.db.storage import set_member_pool_config
 
 
 def _v1(conn: Executor) -> None:
@@ -37,7 +36,46 @@ def _v2(conn: Executor) -> None:
     )
 
 
-LOCAL_MIGRATIONS: list[Migration] = [_v1, _v2]
+def _v3(conn: Executor) -> None:
+    """The member's own values of its networks' member keys (db/networks.py)."""
+    conn.execute(
+        """CREATE TABLE network_config (
+            network TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (network, key)
+        )"""
+    )
+
+
+LOCAL_MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
+
+_MEMBER_SQL = {
+    "storage-pool": (
+        "SELECT key, value FROM pool_config WHERE pool = ?",
+        "DELETE FROM pool_config WHERE pool = ?",
+        "INSERT INTO pool_config (pool, key, value) VALUES (?, ?, ?)",
+    ),
+    "network": (
+        "SELECT key, value FROM network_config WHERE network = ?",
+        "DELETE FROM network_config WHERE network = ?",
+        "INSERT INTO network_config (network, key, value) VALUES (?, ?, ?)",
+    ),
+}
+"""How a member reads, clears and writes its own values of each kind's member keys."""
+
+
+def member_values(local: Database, entity: str, name: str) -> dict[str, str]:
+    """This member's values of the member keys of the pool or network ``name``."""
+    rows = local.all(_MEMBER_SQL[entity][0], (name,))
+    return {r["key"]: r["value"] for r in rows}
+
+
+def set_member_values(local: Database, entity: str, name: str, config: dict[str, str]) -> None:
+    _, clear, insert = _MEMBER_SQL[entity]
+    local.execute(clear, (name,))
+    for key, value in config.items():
+        local.execute(insert, (name, key, value))
 
 
 @dataclass(frozen=True)
@@ -63,22 +101,48 @@ def _unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
+def with_member_values(
+    db: Database, entity: str, name: str, config: dict[str, str], keys: frozenset[str]
+) -> dict[str, str]:
+    """A pool's or network's ``config`` as the cluster keeps it, with this member's own
+    values of its member ``keys`` (a server that is not clustered has them in ``config``)."""
+    if not isinstance(db, ServerDatabase) or db.local is None:
+        return config
+    shared = {k: v for k, v in config.items() if k not in keys}
+    return {**shared, **member_values(db.local, entity, name)}
+
+
+def keep_member_values(
+    db: Database, entity: str, name: str, config: dict[str, str], keys: frozenset[str]
+) -> dict[str, str]:
+    """What of ``config`` the cluster keeps; this member's values of ``keys`` go to its
+    local database (a server that is not clustered keeps all of ``config``)."""
+    if not isinstance(db, ServerDatabase) or db.local is None:
+        return config
+    with db.local.transaction():
+        set_member_values(db.local, entity, name, {k: v for k, v in config.items() if k in keys})
+    return {k: v for k, v in config.items() if k not in keys}
+
+
 def install_local(
     staging: Path,
     target: Path,
     config: dict[str, str],
     nodes: list[RaftNode],
     pools: dict[str, dict[str, str]],
+    networks: dict[str, dict[str, str]],
 ) -> None:
     """A member's local database written at ``staging`` and renamed to ``target`` (the
-    server is a member from then on): its own keys, its raft nodes, its pools' member keys."""
+    server is a member from then on): its own keys, its raft nodes, its pools' and networks'
+    member keys."""
     local = open_local(staging)
     with local.transaction():
         for key, value in config.items():
             local.execute("INSERT INTO config (key, value) VALUES (?, ?)", (key, value))
         replace_raft_nodes(local, nodes)
-        for pool, member_keys in pools.items():
-            set_member_pool_config(local, pool, member_keys)
+        for entity, found in (("storage-pool", pools), ("network", networks)):
+            for name, member_keys in found.items():
+                set_member_values(local, entity, name, member_keys)
     local.close()
     staging.rename(target)
 

@@ -407,9 +407,44 @@ def _v15(conn: Executor) -> None:
     )
 
 
+def _v16(conn: Executor) -> None:
+    """A cluster network is Pending while members are given their own values (--target)."""
+    _script(conn, "ALTER TABLE networks ADD COLUMN status TEXT NOT NULL DEFAULT 'Created'")
+
+
+def _v17(conn: Executor) -> None:
+    """Warnings are each member's own: one row per (type, entity, project, member)."""
+    _script(
+        conn,
+        """
+        CREATE TABLE warnings_v17 (
+            id INTEGER PRIMARY KEY,
+            uuid TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            entity_url TEXT NOT NULL DEFAULT '',
+            project TEXT NOT NULL DEFAULT '',
+            severity TEXT NOT NULL DEFAULT 'low',
+            status TEXT NOT NULL DEFAULT 'new',
+            count INTEGER NOT NULL DEFAULT 1,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            last_message TEXT NOT NULL DEFAULT '',
+            location TEXT NOT NULL DEFAULT '',
+            UNIQUE (type, entity_url, project, location)
+        );
+        INSERT INTO warnings_v17 (id, uuid, type, entity_url, project, severity, status, count,
+                                  first_seen_at, last_seen_at, last_message)
+            SELECT id, uuid, type, entity_url, project, severity, status, count, first_seen_at,
+                   last_seen_at, last_message FROM warnings;
+        DROP TABLE warnings;
+        ALTER TABLE warnings_v17 RENAME TO warnings
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     *(_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12),
-    *(_v13, _v14, _v15),
+    *(_v13, _v14, _v15, _v16, _v17),
 ]
 
 

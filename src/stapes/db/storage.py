@@ -8,7 +8,8 @@ from datetime import datetime
 
 from stapes.api.errors import NotFound
 from stapes.api.times import is_past
-from stapes.db.connection import Database, Row, ServerDatabase
+from stapes.db.connection import Database, Row
+from stapes.db.local import keep_member_values, with_member_values
 from stapes.db.projects import feature_project, get_project
 
 
@@ -29,43 +30,15 @@ MEMBER_POOL_KEYS = frozenset(
 member they live in its local database (db/local.py), the rest in the cluster's."""
 
 
-def _local(db: Database) -> Database | None:
-    return db.local if isinstance(db, ServerDatabase) else None
-
-
-def member_pool_config(local: Database, pool: str) -> dict[str, str]:
-    rows = local.all("SELECT key, value FROM pool_config WHERE pool = ?", (pool,))
-    return {r["key"]: r["value"] for r in rows}
-
-
-def set_member_pool_config(local: Database, pool: str, config: dict[str, str]) -> None:
-    local.execute("DELETE FROM pool_config WHERE pool = ?", (pool,))
-    for key, value in config.items():
-        local.execute(
-            "INSERT INTO pool_config (pool, key, value) VALUES (?, ?, ?)", (pool, key, value)
-        )
-
-
 def _pool(db: Database, r: Row) -> PoolRow:
-    config = json.loads(r["config"])
-    local = _local(db)
-    if local is not None:
-        config = {k: v for k, v in config.items() if k not in MEMBER_POOL_KEYS}
-        config.update(member_pool_config(local, r["name"]))
+    config = with_member_values(
+        db, "storage-pool", r["name"], json.loads(r["config"]), MEMBER_POOL_KEYS
+    )
     return PoolRow(r["id"], r["name"], r["driver"], r["description"], config, r["status"])
 
 
 def _shared_config(db: Database, name: str, config: dict[str, str]) -> dict[str, str]:
-    """What of ``config`` the cluster keeps (all of it on a standalone server); the member's
-    keys go to its local database."""
-    local = _local(db)
-    if local is None:
-        return config
-    with local.transaction():
-        set_member_pool_config(
-            local, name, {k: v for k, v in config.items() if k in MEMBER_POOL_KEYS}
-        )
-    return {k: v for k, v in config.items() if k not in MEMBER_POOL_KEYS}
+    return keep_member_values(db, "storage-pool", name, config, MEMBER_POOL_KEYS)
 
 
 def list_pools(db: Database) -> list[PoolRow]:
@@ -111,10 +84,8 @@ def set_pool_status(db: Database, name: str, status: str) -> None:
 def delete_pool(db: Database, pool_id: int) -> None:
     r = db.one("SELECT name FROM storage_pools WHERE id = ?", (pool_id,))
     db.execute("DELETE FROM storage_pools WHERE id = ?", (pool_id,))
-    local = _local(db)
-    if r is not None and local is not None:
-        with local.transaction():
-            set_member_pool_config(local, r["name"], {})
+    if r is not None:
+        keep_member_values(db, "storage-pool", r["name"], {}, MEMBER_POOL_KEYS)
 
 
 # -- custom volumes ------------------------------------------------------------------------------

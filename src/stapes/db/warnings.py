@@ -21,6 +21,8 @@ class WarningRow:
     first_seen_at: str
     last_seen_at: str
     last_message: str
+    location: str = ""
+    """The cluster member that saw it ("" on a server that is not clustered)."""
 
 
 def _row(r: Row) -> WarningRow:
@@ -35,10 +37,12 @@ def list_warnings(db: Database, project: str | None = None) -> list[WarningRow]:
     return [_row(r) for r in rows]
 
 
-def find_warning(db: Database, type_: str, entity_url: str, project: str) -> WarningRow | None:
+def find_warning(
+    db: Database, type_: str, entity_url: str, project: str, location: str
+) -> WarningRow | None:
     r = db.one(
-        "SELECT * FROM warnings WHERE type = ? AND entity_url = ? AND project = ?",
-        (type_, entity_url, project),
+        "SELECT * FROM warnings WHERE type = ? AND entity_url = ? AND project = ? AND location = ?",
+        (type_, entity_url, project, location),
     )
     return _row(r) if r else None
 

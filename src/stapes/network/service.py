@@ -32,6 +32,7 @@ from stapes.runtime.events import EventBus
 from stapes.runtime.warnings import Warnings
 
 UNAVAILABLE = "Network unavailable"
+PENDING = "Pending"
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,11 @@ class Networks:
         row = q.find_network(self.db, name, project)
         if row is None:
             raise BadRequest(f"Network {name!r} does not exist")
+        if row.status == PENDING:
+            raise BadRequest(
+                f"Network {name!r} is pending: create it on every member (without --target) "
+                "before using it"
+            )
         return self.driver(row).host_interface
 
     def network_type(self, name: str, project: str = "default") -> str:
@@ -231,7 +237,7 @@ class Networks:
             "description": row.description,
             "type": row.type,
             "managed": True,
-            "status": "Errored" if row.name in self._errors else "Created",
+            "status": "Errored" if row.name in self._errors else row.status,
             "config": row.config,
             "used_by": self.used_by(row.name),
             "locations": ["none"],
@@ -334,25 +340,40 @@ class Networks:
 
     # -- changes ------------------------------------------------------------------------------
 
-    async def create(self, req: NetworksPost, project: str = "default") -> None:
+    def admit(self, req: NetworksPost, project: str, new: bool) -> str:
+        """The project that will own the network ``req`` asks for in ``project`` (its type and
+        name checked, and, ``new``, the project's limit); a 4xx otherwise."""
         req.type = req.type or "bridge"  # incus sends "" for the default type
-        cls = network_type(req.type)
-        cls.validate_name(req.name)
+        network_type(req.type).validate_name(req.name)
         owner = feature_project(self.db, project, "networks")
         if owner != "default" and req.type != "ovn":
             raise BadRequest(
                 f"Project {owner!r} has its own networks (features.networks): only OVN networks "
                 "can be made there, as in Incus"
             )
-        check_network_limit(self.db, owner)
+        if new:
+            check_network_limit(self.db, owner)
+        return owner
+
+    async def create(
+        self, req: NetworksPost, project: str = "default", pending: q.NetworkRow | None = None
+    ) -> None:
+        """Make the network and bring it up here; ``pending``: its row, defined on cluster
+        members with their own values (they join ``req``'s config)."""
+        cls = network_type(req.type or "bridge")
+        owner = self.admit(req, project, new=pending is None)
         cls.probe()
         config = {k: v for k, v in req.config.items() if v != ""}
+        if pending is not None:
+            config = {**pending.config, **config}
         validate_config(cls, config)
         policy.check_acls_exist(self.db, config, owner)
         check_network_zones(self.db, config)
-        if q.name_taken(self.db, req.name):
+        if pending is None and q.name_taken(self.db, req.name):
             raise Conflict(f"Network {req.name!r} already exists")
         row = q.NetworkRow(0, req.name, req.type, req.description, config, owner)
+        if pending is not None:
+            row.id = pending.id
         drv = self.driver(row)
         row.config = {**config, **await asyncio.to_thread(drv.defaults, config)}
         drv.config = dict(row.config)
@@ -364,12 +385,17 @@ class Networks:
                 raise
             raise BadRequest(f"Network {req.name!r} could not come up: {exc}") from exc
         with self.db.transaction():
-            q.insert_network(self.db, row)
+            if pending is not None:
+                q.update_network(self.db, row)
+            else:
+                q.insert_network(self.db, row)
         self.events.lifecycle(NetworkAction.CREATED, network_url(row.name))
 
     async def start_all(self) -> None:
         """At daemon start: bring every network up; one that fails is marked Errored."""
         for row in self.list_networks():
+            if row.status == PENDING:
+                continue  # not made yet: only some members' values are given
             try:
                 await self.start_here(row)
             except Exception:
@@ -417,6 +443,16 @@ class Networks:
         self._recovered(row.name)
         self.events.lifecycle(NetworkAction.UPDATED, network_url(row.name))
 
+    async def reapply(self, row: q.NetworkRow, old: dict[str, str]) -> None:
+        """A change another cluster member made to the network: this host's side of it
+        brought from ``old`` to ``row``'s config."""
+        try:
+            await self.driver(row).update(old)
+        except Exception as exc:
+            self._failed(row.name, str(exc))
+            raise
+        self._recovered(row.name)
+
     def check_unused(self, row: q.NetworkRow, doing: str) -> None:
         users = self.used_by(row.name)
         if users:
@@ -435,7 +471,7 @@ class Networks:
         row.name = new_name
         await self.driver(row).start()
         with self.db.transaction():
-            q.update_network(self.db, row)
+            q.update_network(self.db, row, old)
         self.events.lifecycle(
             NetworkAction.RENAMED, network_url(new_name), context={"old_name": old}
         )

@@ -1,6 +1,7 @@
 """Warnings: problems the daemon found and kept serving through (a network that would not come
-up...). One row per (type, entity): seen again, it counts up and turns ``new`` again; fixed,
-it is ``resolved``. Users acknowledge or delete them through /1.0/warnings."""
+up...). One row per (type, entity, member): seen again, it counts up and turns ``new`` again;
+fixed, it is ``resolved``. Users acknowledge or delete them through /1.0/warnings; in a
+cluster each member's are its own (their location), and every member lists them all."""
 
 from __future__ import annotations
 
@@ -15,15 +16,17 @@ from stapes.api.urls import warning_url
 from stapes.db import warnings as q
 from stapes.db.connection import Database
 from stapes.runtime.events import EventBus
+from stapes.runtime.membership import Membership, shown_location
 
 log = logging.getLogger(__name__)
 STATUSES = ("new", "acknowledged", "resolved")
 
 
 class Warnings:
-    def __init__(self, db: Database, events: EventBus) -> None:
+    def __init__(self, db: Database, events: EventBus, membership: Membership) -> None:
         self.db = db
         self.events = events
+        self.membership = membership
 
     def raise_(
         self,
@@ -36,11 +39,12 @@ class Warnings:
         stamp = timestamp(now())
         log.warning("%s: %s", type_, message)
         with self.db.transaction():
-            row = q.find_warning(self.db, type_, entity_url, project)
+            here = self.membership.name
+            row = q.find_warning(self.db, type_, entity_url, project, here)
             if row is None:
                 row = q.WarningRow(
                     0, str(uuidlib.uuid4()), type_, entity_url, project, severity, "new", 1,
-                    stamp, stamp, message,
+                    stamp, stamp, message, here,
                 )  # fmt: skip
                 q.insert_warning(self.db, row)
             else:
@@ -52,7 +56,7 @@ class Warnings:
 
     def resolve(self, type_: str, entity_url: str = "", project: str = "") -> None:
         with self.db.transaction():
-            row = q.find_warning(self.db, type_, entity_url, project)
+            row = q.find_warning(self.db, type_, entity_url, project, self.membership.name)
             if row is not None and row.status != "resolved":
                 row.status = "resolved"
                 q.update_warning(self.db, row)
@@ -84,7 +88,7 @@ class Warnings:
             "first_seen_at": row.first_seen_at,
             "last_seen_at": row.last_seen_at,
             "last_message": row.last_message,
-            "location": "none",
+            "location": shown_location(row.location),
         }
 
     def set_status(self, row: q.WarningRow, status: str) -> None:

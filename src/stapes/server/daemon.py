@@ -141,7 +141,7 @@ def build_state(paths: Paths) -> State:
         return row is not None and await instances.is_running(row)
 
     volumes = Volumes(db, pools, events, operations, instance_running)
-    warnings = Warnings(db, events)
+    warnings = Warnings(db, events, membership)
     https = Https(paths.server_cert, paths.server_key, side)
     https.internal = transport
     networks = Networks(db, paths, events, warnings)

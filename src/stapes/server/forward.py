@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 _INSTANCE = re.compile(r"^/1\.0/instances/([^/]+)(/.*)?$")
 _OPERATION = re.compile(r"^/1\.0/operations/([^/]+)(/.*)?$")
 _MEMBER_STATE = re.compile(r"^/1\.0/cluster/members/([^/]+)/state$")
+_MEMBER_VALUES = re.compile(r"^/1\.0/(storage-pools|networks)(/[^/]+)?$")
 _HOP = frozenset(
     {"host", "connection", "keep-alive", "upgrade", "transfer-encoding", "te", "trailer",
      "proxy-authorization", "proxy-authenticate", "sec-websocket-key",
@@ -75,13 +76,15 @@ class Forwarder:
         if not st.membership.clustered or identify(request).member:
             return ""
         path = request.path
-        if request.method == "POST" and path == "/1.0/storage-pools":
+        found = _MEMBER_VALUES.match(path)
+        if found and (request.method == "POST") != bool(found.group(2)):
+            # a pool or network made or shown or changed --target: the member's own values
             target = request.query.get("target", "")
             member = cluster_db.find_member(st.db, target) if target else None
             if target and member is None:
                 raise NotFound(f"Cluster member {target!r} not found")
             if member is not None and member.name != st.membership.name:
-                return member.address  # its own values of the pool: kept there
+                return member.address  # its own values of the pool or network: kept there
             return ""
         if request.method == "POST" and path == "/1.0/instances":
             target = request.query.get("target", "")

@@ -67,12 +67,17 @@ def list_networks(fmt: str) -> None:
 @click.argument("pairs", nargs=-1)
 @click.option("--type", "-t", "kind", default="bridge", help="Network type (bridge)")
 @click.option("--description", default="", help="Network description")
-def create(name: str, pairs: tuple[str, ...], kind: str, description: str) -> None:
-    """Create a network: NAME [KEY=VALUE...] (ipv4.address=auto|none|CIDR, ipv4.nat...)."""
+@click.option(
+    "--target", default="", help="Cluster member whose own values (parent, uplinks) these are"
+)
+def create(name: str, pairs: tuple[str, ...], kind: str, description: str, target: str) -> None:
+    """Create a network: NAME [KEY=VALUE...] (ipv4.address=auto|none|CIDR, ipv4.nat...). In a
+    cluster, give each member's bridge.external_interfaces/parent with --target first, then
+    create it without --target."""
     config = parse_key_values(pairs, "KEY=VALUE")
     body = {"name": name, "type": kind, "config": config, "description": description}
-    run(lambda s: s.create_network(body))
-    click.echo(f"Network {name} created")
+    run(lambda s: s.create_network(body, target=target))
+    click.echo(f"Network {name} {'pending on ' + target if target else 'created'}")
 
 
 @network.command()

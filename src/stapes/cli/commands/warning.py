@@ -47,6 +47,10 @@ def list_warnings(show_all: bool, fmt: str) -> None:
             for w in found
         ]
         columns = ["UUID", "TYPE", "STATUS", "SEVERITY", "COUNT", "PROJECT", "LAST SEEN"]
+        if any(w.get("location", "none") != "none" for w in found):  # a cluster's members
+            columns.append("LOCATION")
+            for row, w in zip(rows, found, strict=True):
+                row.append(w["location"])
         print_rows(columns, rows, found, fmt)
 
     run(go)

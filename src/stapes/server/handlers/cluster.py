@@ -55,14 +55,6 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 ANSWER_SECONDS = 0.3
 """How long a removed member waits, after answering, before its process starts again."""
 
-MEMBER_NETWORK_KEYS = (
-    "bgp.ipv4.nexthop",
-    "bgp.ipv6.nexthop",
-    "bridge.external_interfaces",
-    "parent",
-)
-"""A network's keys that belong to each member."""
-
 
 def member_config(pools: list[Any], networks: list[Any]) -> list[dict[str, str]]:
     """The member-specific keys set on this server's pools and networks, each to be given by
@@ -70,7 +62,7 @@ def member_config(pools: list[Any], networks: list[Any]) -> list[dict[str, str]]
     found: list[dict[str, str]] = []
     for entity, label, rows, keys in (
         ("storage-pool", "storage pool", pools, MEMBER_POOL_KEYS),
-        ("network", "network", networks, MEMBER_NETWORK_KEYS),
+        ("network", "network", networks, network_db.MEMBER_NETWORK_KEYS),
     ):
         found.extend(
             {
@@ -312,7 +304,11 @@ async def networks(request: web.Request) -> Result:
     body = await _from_member(request)
     assert st.cluster_networks is not None
     project = str(body.get("project") or "default")
-    await st.cluster_networks.act(body["name"], project, str(body.get("action", "")))
+    old = body.get("old") or {}
+    if not isinstance(old, dict):
+        raise BadRequest("old must be a network's config")
+    old = {str(k): str(v) for k, v in old.items()}
+    await st.cluster_networks.act(body["name"], project, str(body.get("action", "")), old)
     return Sync()
 
 

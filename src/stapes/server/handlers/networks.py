@@ -45,13 +45,11 @@ async def list_networks(request: web.Request) -> Result:
 async def create_network(request: web.Request) -> Result:
     req = await body_as(request, NetworksPost)
     st = state(request)
-    if st.membership.clustered and request.query.get("target"):
-        raise BadRequest(
-            "A network's member-specific keys (--target: parent, bridge.external_interfaces...) "
-            "are not supported by this stapesd yet: create it for every member at once"
-        )
     if st.membership.clustered and st.cluster_networks is not None:
-        await st.cluster_networks.create(req, project_of(request))
+        if request.query.get("target"):  # this member's values (the request came here)
+            st.cluster_networks.define_here(req, project_of(request))
+        else:
+            await st.cluster_networks.create(req, project_of(request))
     else:
         await st.networks.create(req, project_of(request))
     return created(network_url(req.name))
@@ -80,12 +78,20 @@ async def get_network(request: web.Request) -> Result:
     return Sync(networks.render(row), etag=networks.writable(row))
 
 
+async def _update(request: web.Request, row: NetworkRow, put: NetworkPut) -> None:
+    st = state(request)
+    if st.membership.clustered and st.cluster_networks is not None:
+        await st.cluster_networks.update(row, put, request.query.get("target", ""))
+    else:
+        await st.networks.update(row, put)
+
+
 async def put_network(request: web.Request) -> Result:
     await _refuse_host_interface(request)
     networks = state(request).networks
     row = _network(request)
     check_etag(request, networks.writable(row))
-    await networks.update(row, await body_as(request, NetworkPut))
+    await _update(request, row, await body_as(request, NetworkPut))
     return Sync()
 
 
@@ -95,7 +101,7 @@ async def patch_network(request: web.Request) -> Result:
     row = _network(request)
     current = networks.writable(row)
     check_etag(request, current)
-    await networks.update(row, await patched(request, current, ("config",), NetworkPut))
+    await _update(request, row, await patched(request, current, ("config",), NetworkPut))
     return Sync()
 
 
