@@ -5,6 +5,8 @@ become one cluster (enable, then two joins with tokens); beside them a standalon
 Prints medians and p90s (milliseconds) and ratios against the standalone server:
   - a config change (PATCH /1.0 of a user.* key), through the leader and through a follower;
   - an instance create (a stopped busybox container on the dir pool), the same ways;
+a running busybox VM (QEMU under TCG) moved live from one member to another and back: the
+move's time and how long its guest was paused (QEMU's last pass, as the source noted it);
 and the time the two survivors take to accept a write after the leader is killed (-9).
 What this does not show: members on other hosts add their network round trips to every
 write (cowsql commits on a majority), which loopback hides.
@@ -15,11 +17,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from common import Stapes, line, stapes_daemon, timed
+from common import BIN, Stapes, line, stapes_daemon, timed
 
 from stapes.api.errors import RemoteError
 from stapes.api.join_token import token_text
@@ -69,13 +72,49 @@ def writes(server: InstanceServer, label: str, target: str = "") -> tuple[float,
     return config, made
 
 
-def until(check: Callable[[], bool], limit: float = 120.0) -> float:
+def until(check: Callable[[], bool], limit: float = 120.0, what: str = "writes") -> float:
     started = time.perf_counter()
     while time.perf_counter() - started < limit:
         if check():
             return time.perf_counter() - started
         time.sleep(0.02)
-    raise TimeoutError("the cluster did not take writes again")
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def live_moves(first: Stapes, servers: dict[str, InstanceServer]) -> None:
+    """A running VM moved live m1 -> m2 -> m1 (asked of the member that has it)."""
+    subprocess.run([str(BIN / "stapes"), "image", "build", "busybox", "--vm", "--alias", "bbvm"],
+                   env=first.env, check=True, capture_output=True, timeout=900)  # fmt: skip
+    m1 = servers["m1"]
+    body = {"name": "benchvm", "type": "virtual-machine", "start": True,
+            "source": {"type": "image", "alias": "bbvm"}}  # fmt: skip
+    m1.create_instance(body, target="m1").wait()
+    try:
+
+        def agent_up() -> bool:
+            try:
+                done = m1.exec("benchvm", {"command": ["true"], "wait-for-websocket": False})
+                return done.wait().get("metadata", {}).get("return") == 0
+            except RemoteError:
+                return False
+
+        until(agent_up, 300, "the VM's agent")
+        for source, target in (("m1", "m2"), ("m2", "m1")):
+            started = time.perf_counter()
+            servers[source].move_to_member("benchvm", target, live=True).wait()
+            took = time.perf_counter() - started
+            paused = [
+                op["metadata"]["live_downtime"]
+                for op in servers[source].operations().get("success", [])
+                if "live_downtime" in (op.get("metadata") or {})
+            ]
+            print(
+                f"  live VM move {source} -> {target}: {took * 1000:.0f} ms in all, guest "
+                f"{paused[-1] if paused else 'pause not reported'}"
+            )
+    finally:
+        m1.update_state("benchvm", "stop", force=True).wait()
+        m1.delete_instance("benchvm").wait()
 
 
 def main() -> None:
@@ -114,6 +153,8 @@ def main() -> None:
                 f"  {label}: config change {config / base_config:.2f}x standalone, "
                 f"create {made / base_create:.2f}x"
             )
+
+        live_moves(first, {"m1": leader, "m2": client(joiners[0])})
 
         os.kill(first.pid, signal.SIGKILL)
         survivor = client(joiners[0])

@@ -72,7 +72,7 @@ def test_defaults_for_backups_images_and_nics(lone: Daemon) -> None:
         ("core.bgp_asn", "65000", "BGP"),
         ("core.debug_address", "127.0.0.1:8444", "pprof"),
         ("core.storage_buckets_address", "127.0.0.1:8555", "MinIO"),
-        ("cluster.rebalance.interval", "5", "rebalancing"),
+        ("cluster.rebalance.cooldown", "soon", "expiry"),
         ("cluster.max_voters", "4", "odd number"),
         ("cluster.offline_threshold", "5", "greater than '10'"),
         ("cluster.max_standby", "6", "between 0 and 5"),

@@ -45,8 +45,17 @@ class Peers:
     async def post(self, address: str, path: str, body: object) -> Any:
         """POST ``body`` to the member at ``address``: the answer's metadata; BadRequest with
         the member's error (or why it could not be reached)."""
+        return await self._metadata("POST", address, path, body)
+
+    async def get(self, address: str, path: str) -> Any:
+        """GET ``path`` of the member at ``address``, as ``post``."""
+        return await self._metadata("GET", address, path, None)
+
+    async def _metadata(self, method: str, address: str, path: str, body: object) -> Any:
         try:
-            async with self.session().post(f"https://{address}{path}", json=body) as resp:
+            async with self.session().request(
+                method, f"https://{address}{path}", json=body
+            ) as resp:
                 answer = await resp.json()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise BadRequest(f"unreachable: {exc}") from None

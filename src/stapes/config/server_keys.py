@@ -233,6 +233,21 @@ SERVER_KEYS: dict[str, Key] = {
         live=True,
         help="Seconds offline after which a member's instances are evacuated (0: never)",
     ),
+    "cluster.rebalance.interval": Key(
+        v.is_uint, "0", live=True, help="How often (minutes) to consider rebalancing (0: never)"
+    ),
+    "cluster.rebalance.threshold": Key(
+        v.is_uint,
+        "20",
+        live=True,
+        help="Percent by which the busiest member's load must exceed the least busy one's",
+    ),
+    "cluster.rebalance.batch": Key(
+        v.is_uint, "1", live=True, help="Most instances moved in one rebalancing run"
+    ),
+    "cluster.rebalance.cooldown": Key(
+        v.is_expiry, "6H", live=True, help="How long a moved instance is not moved again"
+    ),
     "cluster.images_minimal_replica": Key(
         v.is_int,
         "3",
@@ -248,7 +263,6 @@ METRICS_KEY = "core.metrics_address"
 DNS_KEY = "core.dns_address"
 SYSLOG_KEY = "core.syslog_socket"
 
-_REBALANCE = "automatic rebalancing of instances between members is not in this stapesd yet"
 _OVN = (
     "OVN networks need Open vSwitch and the OVN daemons, and this stapesd has no OVN "
     "northbound client"
@@ -256,15 +270,6 @@ _OVN = (
 LATER: dict[str, str] = {
     "core.trust_password": "trust passwords are gone from Incus 6 too: use trust tokens "
     "(stapes config trust add NAME)",
-    **{
-        f"cluster.{key}": _REBALANCE
-        for key in (
-            "rebalance.batch",
-            "rebalance.cooldown",
-            "rebalance.interval",
-            "rebalance.threshold",
-        )
-    },
     **{
         f"acme.{key}": "ACME certificates are not requested by this stapesd: put a certificate "
         "in server.crt and server.key in its directory"

@@ -22,6 +22,7 @@ from stapes.cluster.moves import ClusterMoves
 from stapes.cluster.networks import ClusterNetworks
 from stapes.cluster.peers import Peers
 from stapes.cluster.pools import ClusterPools
+from stapes.cluster.rebalance import Rebalancer
 from stapes.cluster.service import Cluster
 from stapes.cluster.transport import ClusterTransport
 from stapes.config.server_keys import DNS_KEY, METRICS_KEY, SYSLOG_KEY, server_value
@@ -206,6 +207,7 @@ def build_state(paths: Paths) -> State:
     st.metrics_history = MetricsHistory(instances)
     st.moves = ClusterMoves(instances, cluster, peers)
     st.evacuation = Evacuation(instances, cluster, st.moves, peers)
+    st.rebalancer = Rebalancer(instances, cluster, peers)
     st.cluster_pools = ClusterPools(cluster, pools, peers)
     st.cluster_networks = ClusterNetworks(cluster, networks, peers)
     st.image_replicas = ClusterImages(db, membership, peers, images)
@@ -297,6 +299,8 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     uevents.start()
     schedule = loop.create_task(st.snapshots.run_schedule())
     heartbeats = loop.create_task(st.cluster.heartbeats())
+    assert st.rebalancer is not None
+    rebalancing = loop.create_task(st.rebalancer.run())
     assert st.forwarder is not None
     peers = st.forwarder.peers
     relay = loop.create_task(st.forwarder.relay.run())
@@ -318,6 +322,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         autostart.cancel()
         schedule.cancel()
         heartbeats.cancel()
+        rebalancing.cancel()
         relay.cancel()
         backup_files.cancel()
         sampling.cancel()

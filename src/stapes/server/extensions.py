@@ -233,6 +233,7 @@ API_EXTENSIONS: list[str] = [
     "oidc_scopes",
     "instance_auto_restart",
     "instance_nic_macvlan_mode",
+    "cluster_rebalance",
     "instance_smbios11",
     "security_iommu",
     "network_ipv4_dhcp_routes",

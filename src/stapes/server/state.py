@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from stapes.cluster.moves import ClusterMoves
     from stapes.cluster.networks import ClusterNetworks
     from stapes.cluster.pools import ClusterPools
+    from stapes.cluster.rebalance import Rebalancer
     from stapes.cluster.service import Cluster
     from stapes.guestapi.service import GuestApi
     from stapes.images.secrets import ImageSecrets
@@ -120,6 +121,8 @@ class State:
     """Storage pools made and deleted on every member (set once State is)."""
     evacuation: Evacuation | None = None
     """This member emptied and filled again (set once State is)."""
+    rebalancer: Rebalancer | None = None
+    """Running VMs moved live off the busiest member, by the leader (set once State is)."""
     forwarder: Forwarder | None = None
     """Requests about what lives on other cluster members go there (set once State is)."""
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)
