@@ -433,6 +433,61 @@ def test_btrfs_pools_send_streams_and_refresh_incrementally(
         far.request("DELETE", f"/1.0/storage-pools/{pool}")
 
 
+def _subvolume(path: Path) -> dict[str, str]:
+    shown = subprocess.run(["btrfs", "subvolume", "show", str(path)], capture_output=True,
+                           text=True, check=True).stdout  # fmt: skip
+    pairs = (line.strip().partition(":") for line in shown.splitlines()[1:])
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def test_btrfs_volumes_send_streams_and_refresh_incrementally(
+    daemon: Daemon, btrfs_pool: str, two_hosts: tuple[Daemon, Run]
+) -> None:
+    """A custom volume between btrfs pools goes as send streams: each snapshot arrives as a
+    subvolume received incrementally from the one before (its parent there), a refresh sends
+    the new snapshot incrementally from the last one the target has, the size limit holds on
+    the received volume; btrfs to dir falls back to rsync."""
+    far, run = two_hosts
+    pool = unique("fbv")
+    body = {"name": pool, "driver": "btrfs", "config": {"size": "512MiB"}}
+    assert far.request("POST", "/1.0/storage-pools", body).status == 201
+    vol, plain = unique("bvol"), unique("pvol")
+    here = daemon.root / "storage-pools" / btrfs_pool / "custom" / f"default_{vol}"
+    there = far.root / "storage-pools" / pool / "custom" / f"default_{vol}"
+    snaps = there.parent.parent / "custom-snapshots" / f"default_{vol}"
+    try:
+        run("storage", "volume", "create", btrfs_pool, vol, "size=64MiB")
+        (here / "a").write_text("first\n")
+        run("storage", "volume", "snapshot", "create", btrfs_pool, vol, "v0")
+        (here / "b").write_text("second\n")
+        run("storage", "volume", "snapshot", "create", btrfs_pool, vol, "v1")
+        run("storage", "volume", "copy", f"{btrfs_pool}/{vol}", f"far:{pool}/{vol}")
+        v0, v1 = _subvolume(snaps / "v0"), _subvolume(snaps / "v1")
+        assert v1["Received UUID"] not in ("", "-") and v1["Parent UUID"] == v0["UUID"]
+        assert (there / "b").read_text() == "second\n" and not (snaps / "v0" / "b").exists()
+        limit = far.request("GET", f"/1.0/storage-pools/{pool}/volumes/custom/{vol}/state")
+        assert limit.metadata["usage"]["total"] == 64 * 1024 * 1024, limit.body
+
+        (here / "c").write_text("third\n")
+        (here / "a").unlink()
+        run("storage", "volume", "snapshot", "create", btrfs_pool, vol, "v2")
+        run("storage", "volume", "copy", f"{btrfs_pool}/{vol}", f"far:{pool}/{vol}", "--refresh")
+        listed = far.request("GET", f"/1.0/storage-pools/{pool}/volumes/custom/{vol}/snapshots")
+        assert [u.rsplit("/", 1)[-1] for u in listed.metadata] == ["v0", "v1", "v2"]
+        assert _subvolume(snaps / "v2")["Parent UUID"] == _subvolume(snaps / "v1")["UUID"]
+        assert (there / "c").read_text() == "third\n" and not (there / "a").exists()
+
+        run("storage", "volume", "copy", f"{btrfs_pool}/{vol}", f"far:default/{plain}")  # rsync
+        flat = far.root / "storage-pools" / "default" / "custom" / f"default_{plain}"
+        assert (flat / "c").read_text() == "third\n"
+        assert (flat.parent.parent / "custom-snapshots" / f"default_{plain}" / "v0" / "a").exists()
+    finally:
+        daemon.request("DELETE", f"/1.0/storage-pools/{btrfs_pool}/volumes/custom/{vol}")
+        far.request("DELETE", f"/1.0/storage-pools/{pool}/volumes/custom/{vol}")
+        far.request("DELETE", f"/1.0/storage-pools/default/volumes/custom/{plain}")
+        far.request("DELETE", f"/1.0/storage-pools/{pool}")
+
+
 def test_a_forged_offer_is_refused_before_anything_is_written(daemon: Daemon) -> None:
     """Acting as a hostile source in push mode: a snapshot named to climb out of the pool, or
     holding keys a client could not set, fails the create before a byte is received."""

@@ -1,8 +1,10 @@
 """Both ends of a custom storage volume's migration (``POST .../volumes/custom/NAME
 {"migration": true}`` and ``source.type=migration`` on create): the instance protocol without
 an instance: snapshots (oldest first) then the volume, rsync for a filesystem volume, the raw
-bytes for a block one. The sink makes the volume on its pool and records the rows only once
-everything has arrived."""
+bytes for a block one; between two btrfs pools, btrfs send streams (each snapshot incremental
+from the one before, so a refresh sends only what changed since the last snapshot the target
+has). The sink makes the volume on its pool and records the rows only once everything has
+arrived."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from stapes.migration.session import receive_watched, send_watched
 from stapes.migration.transfer import our_features
 from stapes.runtime.operations import Operation
 from stapes.storage.config import validate_volume_config
+from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.drivers.driver import BLOCK, BLOCK_FILE, StorageDriver
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,14 @@ class VolumeOnPool:
 
     @property
     def fs(self) -> int:
+        """The transfer every peer can do for it."""
         return wire.BLOCK_AND_RSYNC if self.content_type == BLOCK else wire.RSYNC
+
+    @property
+    def streams(self) -> BtrfsDriver | None:
+        """Its btrfs pool's driver, when it can go as btrfs send streams."""
+        driver = self.driver
+        return driver if isinstance(driver, BtrfsDriver) and self.content_type != BLOCK else None
 
 
 def _snapshot_message(snap: q.VolumeSnapshotRow) -> Any:
@@ -130,8 +140,13 @@ class VolumeSource(Session):
             control = await self.links.get(CONTROL)
             fs = await self.links.get(FILESYSTEM)
             features = our_features(self.vol.driver.config)
-            offer = wire.MigrationHeader(fs=self.vol.fs, predump=False, indexHeaderVersion=1)
-            wire.set_rsync_features(offer, features)
+            streams = self.vol.streams is not None
+            offer = wire.MigrationHeader(
+                fs=wire.BTRFS if streams else self.vol.fs, predump=False, indexHeaderVersion=1
+            )
+            wire.set_rsync_features(offer, features)  # rsync: the fallback either end can do
+            if streams:
+                wire.set_btrfs_features(offer, [])  # plain send streams, no header of their own
             offer.snapshotNames.extend(s.name for s in self.snapshots)
             offer.snapshots.extend(_snapshot_message(s) for s in self.snapshots)
             # always present: Incus 6.0's volume sink reads it without looking (a nil
@@ -145,10 +160,10 @@ class VolumeSource(Session):
             await control.send_message(offer)
             answer = await control.receive_header()
             log.debug("volume migration: answer received (%s)", answer)
-            if answer.fs != offer.fs:
+            if answer.fs not in (offer.fs, self.vol.fs):
                 raise BadRequest(
                     f"The peer chose the {wire.FS_NAMES[answer.fs]} transfer; this server "
-                    f"sends {wire.FS_NAMES[offer.fs]} only"
+                    f"sends {wire.FS_NAMES[offer.fs]} or {wire.FS_NAMES[self.vol.fs]}"
                 )
             agreed = [f for f in wire.rsync_features(answer) if f in features]
             wanted = (
@@ -158,6 +173,9 @@ class VolumeSource(Session):
             async def sending() -> None:
                 if answer.indexHeaderVersion >= 1:
                     await self._index(fs, wanted)
+                if answer.fs == wire.BTRFS:
+                    await self._streams(fs, wanted, op)
+                    return
                 for snap in wanted:
                     await _send_one(fs, self.vol, snap, agreed, op)
                 await _send_one(fs, self.vol, "", agreed, op)
@@ -168,6 +186,24 @@ class VolumeSource(Session):
             raise
         finally:
             await self.links.close()
+
+    async def _streams(self, fs: Channel, wanted: list[str], op: Operation) -> None:
+        """btrfs send streams: each wanted snapshot incremental from the snapshot before it
+        (which the peer has: sent just now, or kept from an earlier copy), then a read-only
+        snapshot of the volume incremental from the last."""
+        drv = self.vol.streams
+        assert drv is not None
+        parent = None
+        for snap in self.snapshots:
+            path = self.vol.path(snap.name)
+            if snap.name in wanted:
+                await transfer.send_subvolume(fs, path, parent, transfer.Meter(op, snap.name))
+            parent = path
+        copy = await drv.readonly_copy("custom", self.vol.disk)
+        try:
+            await transfer.send_subvolume(fs, copy, parent, transfer.Meter(op, self.vol.disk))
+        finally:
+            await drv.drop(copy)
 
     async def _index(self, fs: Channel, wanted: list[str]) -> None:
         """The index frame (Incus's index header version 1): the volume's description as JSON,
@@ -196,6 +232,8 @@ class VolumeSink(Session):
         self.links = Links((CONTROL, FILESYSTEM), dial=dial)
         self.volume_only = volume_only
         self.refresh = refresh
+        self.streamed = False
+        """The volume came as btrfs send streams (its size limit is to be set again)."""
 
     async def receive(
         self, op: Operation, vol: VolumeOnPool, have: list[str]
@@ -207,7 +245,7 @@ class VolumeSink(Session):
             fs = await self.links.get(FILESYSTEM)
             offer = await control.receive_header()
             log.debug("volume migration: offer received (%s)", offer)
-            if offer.fs != vol.fs:
+            if offer.fs != vol.fs and not (offer.fs == wire.BTRFS and vol.fs == wire.RSYNC):
                 raise BadRequest(
                     f"The source offers a {wire.FS_NAMES[offer.fs]} transfer; a "
                     f"{vol.content_type} volume needs {wire.FS_NAMES[vol.fs]}"
@@ -224,13 +262,23 @@ class VolumeSink(Session):
                         f"The source's snapshot {snap.name!r} is refused: {exc.message}"
                     ) from None
             wanted = [s for s in offered if s.name not in have]
-            answer = wire.MigrationHeader(fs=vol.fs, predump=False, refresh=self.refresh)
+            kept = [s.name for s in offered if s.name in have]
+            streams = await _streams_possible(vol, offer, kept)
+            answer = wire.MigrationHeader(
+                fs=wire.BTRFS if streams else vol.fs, predump=False, refresh=self.refresh
+            )
             answer.indexHeaderVersion = 0
             wire.set_rsync_features(answer, features)
+            if streams:
+                wire.set_btrfs_features(answer, [])
             answer.snapshotNames.extend(s.name for s in wanted)
             await control.send_message(answer)
 
             async def receiving() -> None:
+                if streams:
+                    await _receive_streams(fs, vol, [s.name for s in wanted], op)
+                    self.streamed = True
+                    return
                 for snap in wanted:
                     await _receive_one(fs, vol, features, op, snap.name)
                     await vol.driver.create_snapshot("custom", vol.disk, snap.name)
@@ -243,3 +291,35 @@ class VolumeSink(Session):
             raise
         finally:
             await self.links.close()
+
+
+async def _streams_possible(vol: VolumeOnPool, offer: Any, kept: list[str]) -> bool:
+    """Send streams, when both pools are btrfs; refreshing, only if every snapshot kept here
+    was received as a stream (an incremental stream needs its parent's received UUID).
+    Incus's streams with a header of their own (its btrfs features) go by rsync."""
+    drv = vol.streams
+    if drv is None or offer.fs != wire.BTRFS or wire.btrfs_features(offer):
+        return False
+    for name in kept:
+        if not await drv.subvolume_uuid(vol.path(name), "Received UUID"):
+            return False
+    return True
+
+
+async def _receive_streams(
+    fs: Channel, vol: VolumeOnPool, snapshots: list[str], op: Operation
+) -> None:
+    """btrfs receive of each snapshot's stream (in place as received) and of the volume's (a
+    writable snapshot of it becomes the volume)."""
+    drv = vol.streams
+    assert drv is not None
+    scratch = drv.receive_dir("custom", vol.disk, None)
+    try:
+        for name in snapshots:
+            where = drv.receive_dir("custom", vol.disk, name)
+            received = await transfer.receive_subvolume(fs, where, transfer.Meter(op, name))
+            await drv.place_received("custom", vol.disk, name, received)
+        received = await transfer.receive_subvolume(fs, scratch, transfer.Meter(op, vol.disk))
+        await drv.place_received("custom", vol.disk, None, received)
+    finally:
+        await drv.drop(scratch)

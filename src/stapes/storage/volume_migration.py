@@ -81,6 +81,7 @@ async def receive(volumes: Volumes, pool: str, project: str, req: StorageVolumes
             )
             try:
                 snaps = await sink.receive(op, on_pool, [])
+                await _limit_again(volumes, sink, row)
             except BaseException:
                 await volumes.driver(pool).delete_volume("custom", on_pool.disk)
                 raise
@@ -98,6 +99,7 @@ async def _refresh(volumes: Volumes, sink: VolumeSink, vol: q.VolumeRow) -> Oper
         async with volumes.lock(vol.pool, vol.project, vol.name):
             have = [s.name for s in q.list_volume_snapshots(volumes.db, vol.id)]
             made = await sink.receive(op, on_pool, have)
+            await _limit_again(volumes, sink, vol)
             with volumes.db.transaction():
                 for snap in made:
                     snap.volume_id = vol.id
@@ -112,6 +114,14 @@ async def _refresh(volumes: Volumes, sink: VolumeSink, vol: q.VolumeRow) -> Oper
     return _operation(
         volumes, sink, act, "Refreshing storage volume", vol.pool, vol.project, vol.name
     )
+
+
+async def _limit_again(volumes: Volumes, sink: VolumeSink, vol: q.VolumeRow) -> None:
+    """A volume received as a send stream is a new subvolume: its size limit set again."""
+    size = volumes.size_of(vol)
+    if sink.streamed and size is not None:
+        disk = _on_pool(volumes, vol).disk
+        await volumes.driver(vol.pool).set_quota("custom", disk, size, vol.content_type)
 
 
 def _operation(
