@@ -99,15 +99,20 @@ def live_moves(first: Stapes, servers: dict[str, InstanceServer]) -> None:
                 return False
 
         until(agent_up, 300, "the VM's agent")
+
+        def pauses() -> dict[str, str]:  # every member's operations: a cluster lists them all
+            return {
+                op["id"]: op["metadata"]["live_downtime"]
+                for op in m1.operations().get("success", [])
+                if "live_downtime" in (op.get("metadata") or {})
+            }
+
         for source, target in (("m1", "m2"), ("m2", "m1")):
+            before = pauses()
             started = time.perf_counter()
             servers[source].move_to_member("benchvm", target, live=True).wait()
             took = time.perf_counter() - started
-            paused = [
-                op["metadata"]["live_downtime"]
-                for op in servers[source].operations().get("success", [])
-                if "live_downtime" in (op.get("metadata") or {})
-            ]
+            paused = [text for op_id, text in pauses().items() if op_id not in before]
             print(
                 f"  live VM move {source} -> {target}: {took * 1000:.0f} ms in all, guest "
                 f"{paused[-1] if paused else 'pause not reported'}"
