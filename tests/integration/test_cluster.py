@@ -437,18 +437,24 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
     resp = m2.request("GET", "/1.0/cluster")
     assert resp.metadata["enabled"] is True and resp.metadata["server_name"] == "m2"
 
-    # the incus client asks for the third member's token
+    # the incus client asks m2 for the third member's token; m3 joins through m1
     m3, a3 = _member(servers)
     incus = shutil.which("incus")
     if incus is not None:
-        env3 = {**os.environ, "INCUS_SOCKET": m1.socket, "INCUS_CONF": str(tmp_path / "conf")}
+        env3 = {**os.environ, "INCUS_SOCKET": m2.socket, "INCUS_CONF": str(tmp_path / "conf")}
         out = subprocess.run([incus, "cluster", "add", "m3", "-q"], env=env3, capture_output=True,
                              text=True, stdin=subprocess.DEVNULL)  # fmt: skip
         assert out.returncode == 0, out.stderr
         token = out.stdout.strip().splitlines()[-1]
     else:
-        token = _token(m1, "m3")
+        token = _token(m2, "m3")
     _join(m3, a3, "m3", m1, token)
+
+    def token_pending() -> bool:  # m2's token operation, used through m1
+        listed = m2.request("GET", "/1.0/operations?recursion=1").metadata
+        return any(op["class"] == "token" for op in listed.get("running", []))
+
+    _until(lambda: not token_pending(), 20)
     voters = ["database", "database", "database", "database-leader"]
     _until(lambda: sorted(r for roles in _roles(m3).values() for r in roles) == voters)
     for daemon in (m1, m2, m3):

@@ -5,6 +5,8 @@ node to raft, and the roles of the nodes (voters, stand-bys) as members come and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import secrets
@@ -25,6 +27,9 @@ from stapes.db.server_config import get_config
 from stapes.runtime.operations import Operation, Operations
 
 log = logging.getLogger(__name__)
+
+TOKEN_SWEEP_SECONDS = 5.0
+"""How often a member ends the operations of its tokens used or revoked on another member."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,24 @@ class Admission:
         op = self.operations.start_token(metadata, expires, gone)
         self._token_ops[token.secret] = op
         return op
+
+    async def sweep_tokens(self) -> None:
+        """Tokens used or revoked through another member (their rows gone): their operations
+        here end too, rather than wait for their expiry."""
+        while True:
+            await asyncio.sleep(TOKEN_SWEEP_SECONDS)
+            if not self._token_ops or not self.cluster.membership.clustered:
+                continue
+            try:
+                tokens = await asyncio.to_thread(q.list_join_tokens, self.db)
+            except Exception as exc:  # the cluster may be electing: the next sweep will do
+                log.debug("join token sweep failed: %s", exc)
+                continue
+            live = {token.secret for token in tokens}
+            for secret, op in list(self._token_ops.items()):
+                if secret not in live and not op.finished:
+                    with contextlib.suppress(BadRequest, Forbidden):
+                        op.cancel()
 
     def restore_tokens(self) -> None:
         """At daemon start: this cluster's tokens not used yet are operations again."""

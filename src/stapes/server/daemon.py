@@ -299,6 +299,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
     uevents.start()
     schedule = loop.create_task(st.snapshots.run_schedule())
     heartbeats = loop.create_task(st.cluster.heartbeats())
+    token_sweep = loop.create_task(st.admission.sweep_tokens())
     assert st.rebalancer is not None
     rebalancing = loop.create_task(st.rebalancer.run())
     assert st.forwarder is not None
@@ -322,6 +323,7 @@ async def serve(paths: Paths, *, group: str | None = None) -> None:
         autostart.cancel()
         schedule.cancel()
         heartbeats.cancel()
+        token_sweep.cancel()
         rebalancing.cancel()
         relay.cancel()
         backup_files.cancel()
