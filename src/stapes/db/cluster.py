@@ -144,11 +144,13 @@ def member_groups(db: Database) -> dict[int, list[str]]:
 
 def set_member_groups(db: Database, member_id: int, group_ids: list[int]) -> None:
     db.execute("DELETE FROM cluster_group_members WHERE member_id = ?", (member_id,))
-    for group_id in group_ids:
-        db.execute(
-            "INSERT INTO cluster_group_members (group_id, member_id) VALUES (?, ?)",
-            (group_id, member_id),
-        )
+    _link(db, [(group_id, member_id) for group_id in group_ids])
+
+
+def _link(db: Database, pairs: list[tuple[int, int]]) -> None:
+    """Members put in groups: (group id, member id) pairs."""
+    for pair in pairs:
+        db.execute("INSERT INTO cluster_group_members (group_id, member_id) VALUES (?, ?)", pair)
 
 
 def _group(db: Database, r: Row) -> GroupRow:
@@ -198,11 +200,7 @@ def update_group(db: Database, row: GroupRow) -> None:
 
 def set_group_members(db: Database, group_id: int, member_ids: list[int]) -> None:
     db.execute("DELETE FROM cluster_group_members WHERE group_id = ?", (group_id,))
-    for member_id in member_ids:
-        db.execute(
-            "INSERT INTO cluster_group_members (group_id, member_id) VALUES (?, ?)",
-            (group_id, member_id),
-        )
+    _link(db, [(group_id, member_id) for member_id in member_ids])
 
 
 def delete_group(db: Database, group_id: int) -> None:
