@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import subprocess
+import sys
 import time
 
 import pytest
@@ -39,6 +40,34 @@ def test_launch_list_info_stop_delete(daemon: Daemon, busybox: str) -> None:
         daemon.cli("restart", "-f", name)
         daemon.cli("delete", "-f", name)
         assert name not in daemon.cli("list", "--format", "csv").stdout
+    finally:
+        daemon.force_delete(name)
+
+
+def test_the_plain_commands_start_without_click(daemon: Daemon, busybox: str) -> None:
+    """`stapes list` and `stapes info NAME` against the local daemon answer without importing
+    click or http.client (what a CLI start costs), with the full command tree's output; an
+    unusual form, or an error, goes to the full CLI."""
+    name = unique("fast")
+    daemon.cli("launch", busybox, name)
+    env = {**daemon.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    try:
+        for args in (["list"], ["list", "-f", "csv", "-c", "nsP"], ["info", name]):
+            fast = subprocess.run([STAPES, *args], env=env, capture_output=True, text=True)
+            full = subprocess.run(
+                [sys.executable, "-c", "from stapes.cli.main import main; main()", *args],
+                env=daemon.env, capture_output=True, text=True,
+            )  # fmt: skip
+            imported = {line.split("|")[-1].strip() for line in fast.stderr.splitlines()}
+            assert "click" not in imported and "http.client" not in imported, args
+            assert fast.returncode == 0 and fast.stdout, fast.stderr[-500:]
+            if args[0] == "list":  # info shows live figures (memory...) that move
+                assert fast.stdout == full.stdout, args
+            else:
+                assert fast.stdout.splitlines()[:5] == full.stdout.splitlines()[:5]
+        for args in (["list", name], ["info", "nosuch"]):  # a filter, an error: the full CLI
+            slow = subprocess.run([STAPES, *args], env=env, capture_output=True, text=True)
+            assert "click" in {line.split("|")[-1].strip() for line in slow.stderr.splitlines()}
     finally:
         daemon.force_delete(name)
 

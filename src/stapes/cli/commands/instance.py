@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
 from stapes.api.errors import RemoteError
-from stapes.cli.commands import snapshot
+from stapes.cli.instance_views import info_text
 from stapes.cli.main import parse_key_values, run, split_remote, use_remote
-from stapes.cli.output import human_size, print_rows
 from stapes.client.instance_server import InstanceServer
 
 
@@ -215,57 +215,7 @@ def delete(names: tuple[str, ...], force: bool) -> None:
 
 
 def _info(server: InstanceServer, name: str) -> None:
-    inst = server.instance(name, full=True)
-    state = inst.get("state") or {}
-    lines = [
-        f"Name: {inst['name']}",
-        f"Description: {inst['description']}",
-        f"Status: {inst['status'].upper()}",
-        f"Type: {inst['type']}",
-        f"Architecture: {inst['architecture']}",
-    ]
-    if state.get("pid"):
-        lines.append(f"PID: {state['pid']}")
-    lines += [f"Created: {inst['created_at']}", f"Last Used: {inst['last_used_at']}"]
-    if inst["status"] == "Running":
-        memory = state.get("memory") or {}
-        cpu = state.get("cpu") or {}
-        lines += [
-            "",
-            "Resources:",
-            f"  Processes: {state.get('processes', 0)}",
-            f"  CPU usage:\n    CPU usage (in seconds): {cpu.get('usage', 0) // 10**9}",
-            f"  Memory usage:\n    Memory (current): {human_size(memory.get('usage', 0))}",
-        ]
-        if memory.get("usage_peak"):
-            lines.append(f"    Memory (peak): {human_size(memory['usage_peak'])}")
-        network = state.get("network") or {}
-        if network:
-            lines.append("  Network usage:")
-            for nic, data in network.items():
-                counters = data.get("counters", {})
-                lines += [
-                    f"    {nic}:",
-                    f"      Type: {data.get('type', '')}",
-                    f"      State: {data.get('state', '').upper()}",
-                    f"      Bytes received: {human_size(counters.get('bytes_received', 0))}",
-                    f"      Bytes sent: {human_size(counters.get('bytes_sent', 0))}",
-                ]
-                for addr in data.get("addresses", []):
-                    lines.append(
-                        f"      IP address: {addr['address']}/{addr['netmask']} ({addr['scope']})"
-                    )
-    devices = inst.get("expanded_devices") or {}
-    if devices:
-        lines += ["", "Devices:"]
-        for dev_name, device in sorted(devices.items()):
-            details = ", ".join(f"{k}={v}" for k, v in sorted(device.items()) if k != "type")
-            lines.append(f"  {dev_name} ({device.get('type', '')}): {details}")
-    click.echo("\n".join(lines))
-    snaps = inst.get("snapshots") or []
-    if snaps:
-        click.echo("\nSnapshots:")
-        print_rows(snapshot.COLUMNS, snapshot.rows(snaps), snaps, "table")
+    sys.stdout.write(info_text(server.instance(name, full=True)))
 
 
 def _server_info(server: InstanceServer) -> None:

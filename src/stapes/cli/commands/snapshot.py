@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from stapes.api.errors import RemoteError
 from stapes.api.times import ZERO_TIME
+from stapes.cli.instance_views import SNAPSHOT_COLUMNS, snapshot_rows
 from stapes.cli.main import run
-from stapes.cli.output import format_option, print_object, print_rows, when
+from stapes.cli.output import format_option, print_object, print_rows
 from stapes.client.instance_server import InstanceServer
 
 
@@ -44,24 +43,9 @@ def create(instance: str, name: str, no_expiry: bool, reuse: bool, stateful: boo
     run(lambda s: _create(s, instance, name, no_expiry, reuse, stateful))
 
 
-COLUMNS = ["NAME", "TAKEN AT", "EXPIRES AT", "STATEFUL"]
-
-
-def rows(snaps: list[dict[str, Any]]) -> list[list[str]]:
-    return [
-        [
-            s["name"],
-            when(s["created_at"]),
-            when(s["expires_at"]),
-            "YES" if s["stateful"] else "NO",
-        ]
-        for s in snaps
-    ]
-
-
 def _list(server: InstanceServer, instance: str, fmt: str) -> None:
     snaps = server.snapshots(instance)
-    print_rows(COLUMNS, rows(snaps), snaps, fmt)
+    print_rows(SNAPSHOT_COLUMNS, snapshot_rows(snaps), snaps, fmt)
 
 
 @snapshot.command("list")
