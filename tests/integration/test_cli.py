@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -45,9 +47,10 @@ def test_launch_list_info_stop_delete(daemon: Daemon, busybox: str) -> None:
 
 
 def test_the_plain_commands_start_without_click(daemon: Daemon, busybox: str) -> None:
-    """`stapes list` and `stapes info NAME` against the local daemon answer without importing
-    click or http.client (what a CLI start costs), with the full command tree's output; an
-    unusual form, or an error, goes to the full CLI."""
+    """`stapes list`, `stapes info NAME` and `stapes exec NAME -- CMD` against the local daemon
+    answer without importing click, http.client or websocket-client (what a CLI start costs),
+    with the full command tree's output and behaviour; an unusual form, or an error before a
+    command runs, goes to the full CLI."""
     name = unique("fast")
     daemon.cli("launch", busybox, name)
     env = {**daemon.env, "PYTHONPROFILEIMPORTTIME": "1"}
@@ -65,9 +68,28 @@ def test_the_plain_commands_start_without_click(daemon: Daemon, busybox: str) ->
                 assert fast.stdout == full.stdout, args
             else:
                 assert fast.stdout.splitlines()[:5] == full.stdout.splitlines()[:5]
-        for args in (["list", name], ["info", "nosuch"]):  # a filter, an error: the full CLI
+        # exec over the hand-written websockets: streams, stdin, exit codes, -t
+        script = "cat; echo out; echo err >&2; exit 3"
+        done = subprocess.run([STAPES, "exec", name, "--", "sh", "-c", script], env=env,
+                              input="from stdin\n", capture_output=True, text=True)  # fmt: skip
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+        assert "click" not in imported and "websocket" not in imported
+        assert done.returncode == 3 and done.stdout == "from stdin\nout\n"
+        assert done.stderr.splitlines()[-1] == "err"
+        big = os.urandom(3 << 20)
+        digest = subprocess.run([STAPES, "exec", name, "--", "md5sum"], env=daemon.env,
+                                input=big, capture_output=True).stdout  # fmt: skip
+        assert digest.split()[0].decode() == hashlib.md5(big).hexdigest()
+        tty = subprocess.run([STAPES, "exec", name, "-t", "--", "tty"], env=daemon.env,
+                             capture_output=True, text=True)  # fmt: skip
+        assert tty.returncode == 0 and tty.stdout.startswith("/dev/pts/"), tty
+        missing = subprocess.run([STAPES, "exec", name, "--", "nosuchcommand"], env=daemon.env,
+                                 capture_output=True, text=True)  # fmt: skip
+        assert missing.returncode == 127 and "Error: " in missing.stderr
+        for args in (["list", name], ["info", "nosuch"], ["exec", "nosuch", "--", "true"]):
             slow = subprocess.run([STAPES, *args], env=env, capture_output=True, text=True)
             assert "click" in {line.split("|")[-1].strip() for line in slow.stderr.splitlines()}
+            assert slow.returncode == (0 if args[0] == "list" else 1), slow.stderr[-300:]
     finally:
         daemon.force_delete(name)
 

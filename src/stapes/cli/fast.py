@@ -1,24 +1,19 @@
 """The ``stapes`` entry point. The commands people type most, in their plain forms against the
-local daemon (``stapes list [-f FORMAT] [-c COLUMNS]``, ``stapes info NAME``, with
-``--project P``), are answered here with the standard library's socket and json only: the
-click command tree (click ~11 ms, http.client ~13 ms through the email package) is imported
-for everything else, and for these too as soon as anything is unusual (a remote, a config
-file, another option, an error to report). The output is the same code's (cli/tables.py,
-cli/instance_views.py).
-
-The HTTP/1.1 request is written by hand (one GET, ``Connection: close``, the answer read to
-its end): the standard library's client is what costs the time."""
+local daemon (``stapes list [-f FORMAT] [-c COLUMNS]``, ``stapes info NAME``, ``stapes exec
+NAME [-t|-T] -- COMMAND...``, with ``--project P``), are answered here with the standard
+library's socket and json and client/lite.py: the click command tree (click ~11 ms,
+http.client ~13 ms through the email package, websocket-client ~10 ms) is imported for
+everything else, and for these too as soon as anything is unusual (a remote, a config file,
+another option, an error before a command runs). The output and the exec session are the same
+code's (cli/tables.py, cli/instance_views.py, cli/exec_session.py)."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sys
 
-TYPE_CHECKING = False  # typing itself costs a few ms (it imports re): only for mypy
-if TYPE_CHECKING:
-    from typing import Any
+from stapes.api.errors import RemoteError
+from stapes.client.lite import LiteServer, socket_path
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _FORMATS = ("table", "compact", "csv", "json", "yaml")
@@ -35,15 +30,24 @@ def _fast(argv: list[str]) -> bool:
     """Whether the command was answered here (else the full CLI takes it from the start)."""
     if "STAPES_CONF" in os.environ or _config_file():
         return False  # remotes are configured: the default one may not be this host's daemon
-    options, words = _options(argv)
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    options, words = _options(argv[: len(argv) - len(command) - 1] if command else argv)
     if options is None or not words:
         return False
     project = options.pop("--project", "")
+    if project and not _safe(project):
+        return False
+    server = LiteServer(socket_path(), project)
+    if words[0] == "exec" and len(words) == 2 and command and _safe(words[1]):
+        return _exec(server, words[1], command, options)
+    if command:
+        return False
     if words == ["list"] and set(options) <= {"--format", "--columns"}:
-        return _list(project, options.get("--format", "table"), options.get("--columns"))
+        return _list(server, options.get("--format", "table"), options.get("--columns"))
     if len(words) == 2 and words[0] == "info" and not options and _safe(words[1]):
-        found = _get(f"/1.0/instances/{words[1]}?recursion=1", project)
-        if found is None:
+        try:
+            found = server.metadata("GET", f"/1.0/instances/{words[1]}?recursion=1")
+        except RemoteError:
             return False
         from stapes.cli.instance_views import info_text
 
@@ -53,8 +57,9 @@ def _fast(argv: list[str]) -> bool:
 
 
 def _options(argv: list[str]) -> tuple[dict[str, str] | None, list[str]]:
-    """``--project``, ``--format``/``-f`` and ``--columns``/``-c`` with their values, and the
-    other words; None when anything else (another option, a remote) is there."""
+    """``--project``, ``--format``/``-f``, ``--columns``/``-c`` with their values, the flags
+    ``-t``/``-T``, and the other words; None when anything else (another option, a remote)
+    is there."""
     names = {"-f": "--format", "-c": "--columns"}
     options: dict[str, str] = {}
     words: list[str] = []
@@ -70,6 +75,8 @@ def _options(argv: list[str]) -> tuple[dict[str, str] | None, list[str]]:
             if name in options or not _safe(value.replace(",", "")):
                 return None, []
             options[name] = value
+        elif arg in ("-t", "-T") and arg not in options:
+            options[arg] = ""
         elif arg.startswith("-") or ":" in arg:
             return None, []
         else:
@@ -78,65 +85,49 @@ def _options(argv: list[str]) -> tuple[dict[str, str] | None, list[str]]:
     return options, words
 
 
-def _list(project: str, fmt: str, columns: str | None) -> bool:
+def _exec(server: LiteServer, name: str, command: list[str], options: dict[str, str]) -> bool:
+    """``exec NAME [-t|-T] -- COMMAND``; the full CLI when the command could not start."""
+    if set(options) - {"-t", "-T"} or len(options) > 1:
+        return False
+    from stapes.cli.exec_session import run_exec
+
+    interactive = "-t" in options or ("-T" not in options and os.isatty(0) and os.isatty(1))
+    started = []
+
+    class Starting:
+        def exec(self, name: str, body: dict[str, object]) -> object:
+            op = server.exec(name, body)  # a refusal here: nothing ran, the full CLI says it
+            started.append(op)
+            return op
+
+    try:
+        code = run_exec(Starting(), name, tuple(command), {}, interactive, "", 0, 0)
+    except RemoteError as exc:
+        if not started:
+            return False
+        sys.stderr.write(f"Error: {exc.message}\n")
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def _list(server: LiteServer, fmt: str, columns: str | None) -> bool:
     from stapes.cli.instance_views import DEFAULT_COLUMNS, FIELDS, NEEDS_FULL, list_text
 
     letters = (columns or DEFAULT_COLUMNS).replace(",", "")
     if fmt not in _FORMATS or not letters or any(c not in FIELDS or c == "L" for c in letters):
         return False  # the full command says what is wrong (or asks whether it is clustered)
     recursion = "2" if NEEDS_FULL & set(letters) else "1"
-    found = _get(f"/1.0/instances?recursion={recursion}", project)
+    try:
+        found = server.metadata("GET", f"/1.0/instances?recursion={recursion}")
+    except RemoteError:
+        return False
     if not isinstance(found, list):
         return False
     sys.stdout.write(list_text(found, letters, fmt))
     return True
-
-
-def _get(path: str, project: str) -> Any:
-    """The metadata of a GET on the local daemon's socket; None when it did not answer 200
-    (the full CLI asks again and reports it as it reports every error)."""
-    if project:
-        if not _safe(project):
-            return None
-        path += ("&" if "?" in path else "?") + "project=" + project
-    where = os.environ.get("STAPES_SOCKET") or os.path.join(
-        os.environ.get("STAPES_DIR", "/var/lib/stapes"), "unix.socket"
-    )
-    request = f"GET {path} HTTP/1.1\r\nHost: stapes\r\nConnection: close\r\n\r\n".encode()
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(where)
-            sock.sendall(request)
-            chunks = []
-            while data := sock.recv(1 << 16):
-                chunks.append(data)
-    except OSError:
-        return None
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    if len(lines[0].split()) < 2 or lines[0].split()[1] != "200":
-        return None
-    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
-    if headers.get("content-encoding"):
-        return None
-    try:
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = _unchunk(body)
-        return json.loads(body).get("metadata")
-    except (ValueError, AttributeError):
-        return None
-
-
-def _unchunk(body: bytes) -> bytes:
-    out = []
-    while body:
-        size_line, _, body = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out.append(body[:size])
-        body = body[size + 2 :]
-    return b"".join(out)
 
 
 def _safe(word: str) -> bool:

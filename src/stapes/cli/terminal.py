@@ -1,4 +1,6 @@
-"""The local side of exec and console sessions: the user's terminal and the websockets."""
+"""The local side of exec and console sessions: the user's terminal and the websockets
+(websocket-client's, or the fast commands' client/lite.py ones: both have send_binary,
+recv_data and close, and end a session with an exception)."""
 
 from __future__ import annotations
 
@@ -7,18 +9,19 @@ import os
 import termios
 import threading
 import tty
-from collections.abc import Callable, Iterator
-from typing import Any
 
-import websocket
+TYPE_CHECKING = False  # not typing's: it imports re, a few ms of every fast command
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 DETACH = b"\x01q"
 """ctrl+a q, as in incus console."""
+TEXT, BINARY, CLOSE = 1, 2, 8
+"""RFC 6455's opcodes, as either websocket client's recv_data gives them."""
 
 
-def pump_stdin(
-    ws: websocket.WebSocket, close_on_eof: bool, on_detach: Callable[[], None] | None = None
-) -> None:
+def pump_stdin(ws: Any, close_on_eof: bool, on_detach: Callable[[], None] | None = None) -> None:
     """stdin -> websocket, in a daemon thread (ttys, pipes, files and /dev/null alike). With
     ``on_detach``, ctrl+a q is not sent but calls it."""
     pending = b""
@@ -46,20 +49,20 @@ def pump_stdin(
                 if not data:
                     continue
             ws.send_binary(data)
-        except (websocket.WebSocketException, OSError):
+        except Exception:  # the websocket closed or failed (either client's error): done
             return
 
 
-def pump_output(ws: websocket.WebSocket, fd: int) -> None:
+def pump_output(ws: Any, fd: int) -> None:
     """websocket -> fd until the daemon closes the stream."""
     while True:
         try:
             opcode, data = ws.recv_data()
-        except (websocket.WebSocketException, OSError):
+        except Exception:  # the websocket closed or failed (either client's error): done
             return
-        if opcode in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT):
+        if opcode in (BINARY, TEXT):
             os.write(fd, data)
-        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+        elif opcode == CLOSE:
             return
 
 

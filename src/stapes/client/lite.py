@@ -1,0 +1,254 @@
+"""A small client of the local daemon's unix socket for the fast commands (cli/fast.py): one
+HTTP/1.1 request per connection, and RFC 6455 websockets (a client's frames masked, the
+server's read whole, pings answered). Written by hand because the standard library's HTTP
+client (through the email package) and websocket-client take longer to import than
+``stapes list`` or ``stapes exec c -- true`` take to run; everything else uses those
+(client/connection.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+import threading
+
+from stapes.api.errors import RemoteError
+
+TYPE_CHECKING = False  # not typing's: it imports re, a few ms of every fast command
+if TYPE_CHECKING:
+    from typing import Any
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_TEXT, _BINARY, _CLOSE, _PING, _PONG = 1, 2, 8, 9, 10
+
+
+def socket_path() -> str:
+    """The local daemon's socket, as client/connection.py finds it."""
+    return os.environ.get("STAPES_SOCKET") or os.path.join(
+        os.environ.get("STAPES_DIR", "/var/lib/stapes"), "unix.socket"
+    )
+
+
+class LiteServer:
+    def __init__(self, path: str, project: str = "") -> None:
+        self.path = path
+        self.project = project
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise RemoteError(f"Cannot reach stapesd at {self.path}: {exc}", 503) from None
+        return sock
+
+    def _in_project(self, path: str) -> str:
+        if not self.project:
+            return path
+        return path + ("&" if "?" in path else "?") + "project=" + self.project
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(HTTP status, the answer's JSON) of one request."""
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (
+            f"{method} {self._in_project(path)} HTTP/1.1\r\nHost: stapes\r\n"
+            f"Connection: close\r\nContent-Length: {len(data)}\r\n"
+        )
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        with self._connect() as sock:
+            sock.sendall(head.encode() + b"\r\n" + data)
+            chunks = []
+            while chunk := sock.recv(1 << 16):
+                chunks.append(chunk)
+        status, headers, payload = _response(b"".join(chunks))
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            payload = _unchunk(payload)
+        try:
+            return status, json.loads(payload)
+        except ValueError:
+            raise RemoteError(f"stapesd answered {status} without JSON", 500) from None
+
+    def metadata(self, method: str, path: str, body: Any = None) -> Any:
+        """The answer's metadata; RemoteError with the daemon's message for an error."""
+        status, answer = self.request(method, path, body)
+        if status >= 400 or not isinstance(answer, dict) or answer.get("type") == "error":
+            error = answer.get("error") if isinstance(answer, dict) else ""
+            raise RemoteError(str(error or f"HTTP {status}"), status)
+        return answer.get("metadata")
+
+    def exec(self, name: str, body: dict[str, Any]) -> LiteOperation:
+        found = self.metadata("POST", f"/1.0/instances/{name}/exec", body)
+        return LiteOperation(self, found)
+
+    def websocket(self, path: str) -> LiteWebSocket:
+        sock = self._connect()
+        try:
+            return LiteWebSocket.handshake(sock, self._in_project(path))
+        except BaseException:
+            sock.close()
+            raise
+
+
+class LiteOperation:
+    def __init__(self, server: LiteServer, metadata: dict[str, Any]) -> None:
+        self.server = server
+        self.metadata = metadata
+
+    def wait(self) -> dict[str, Any]:
+        """Until it ends; RemoteError with its error when it failed."""
+        while True:
+            result = self.server.metadata("GET", f"/1.0/operations/{self.metadata['id']}/wait")
+            self.metadata = result
+            if result.get("status_code", 0) >= 200:
+                break
+        if result.get("status") == "Failure" or result.get("err"):
+            raise RemoteError(str(result.get("err")), 400)
+        return result  # type: ignore[no-any-return]
+
+    def current(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.server.metadata(
+            "GET", f"/1.0/operations/{self.metadata['id']}"
+        )
+        self.metadata = found
+        return found
+
+    def websocket(self, name: str) -> LiteWebSocket:
+        secret = (self.metadata.get("metadata") or {}).get("fds", {})[name]
+        return self.server.websocket(
+            f"/1.0/operations/{self.metadata['id']}/websocket?secret={secret}"
+        )
+
+
+class LiteWebSocket:
+    """A client websocket: ``send_binary``/``send`` frames, ``recv_data`` the next message
+    (opcode, bytes), ``close``. Errors and a lost connection raise OSError."""
+
+    def __init__(self, sock: socket.socket, pending: bytes) -> None:
+        self.sock = sock
+        self.pending = pending
+        self.lock = threading.Lock()  # the pumps and the signal handlers send from threads
+        self.closed = False
+
+    @classmethod
+    def handshake(cls, sock: socket.socket, path: str) -> LiteWebSocket:
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: stapes\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RemoteError(f"Websocket {path} failed: the daemon hung up", 400)
+            received += chunk
+        head, _, rest = received.partition(b"\r\n\r\n")
+        status, headers, _ = _response(head + b"\r\n\r\n")
+        import hashlib  # here: only exec needs it, and it loads OpenSSL (~3 ms)
+
+        accept = base64.b64encode(hashlib.sha1(key + _GUID).digest()).decode()
+        if status != 101 or headers.get("sec-websocket-accept") != accept:
+            raise RemoteError(f"Websocket {path} failed: HTTP {status}", 400)
+        return cls(sock, rest)
+
+    def _read(self, count: int) -> bytes:
+        while len(self.pending) < count:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionResetError("the websocket's connection closed")
+            self.pending += chunk
+        data, self.pending = self.pending[:count], self.pending[count:]
+        return data
+
+    def recv_data(self) -> tuple[int, bytes]:
+        message, opcode = b"", 0
+        while True:
+            first, second = self._read(2)
+            length = second & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", self._read(2))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", self._read(8))
+            mask = self._read(4) if second & 0x80 else b""
+            payload = _masked(self._read(length), mask) if mask else self._read(length)
+            kind = first & 0x0F
+            if kind == _PING:
+                self._send(_PONG, payload)
+                continue
+            if kind == _PONG:
+                continue
+            if kind == _CLOSE:  # answered, as RFC 6455 asks (the server waits for it)
+                if not self.closed:
+                    self.closed = True
+                    try:
+                        self._send(_CLOSE, payload[:2])
+                    except OSError:
+                        pass
+                    finally:
+                        self.sock.close()
+                return _CLOSE, payload
+            opcode = opcode or kind
+            message += payload
+            if first & 0x80:  # FIN: the message is whole
+                return opcode, message
+
+    def send_binary(self, data: bytes) -> None:
+        self._send(_BINARY, data)
+
+    def send(self, text: str) -> None:
+        self._send(_TEXT, text.encode())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self._send(_CLOSE, struct.pack("!H", 1000))
+            finally:
+                self.sock.close()
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        size = len(payload)
+        if size < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+        elif size < 1 << 16:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+        mask = os.urandom(4)
+        with self.lock:
+            self.sock.sendall(header + mask + _masked(payload, mask))
+
+
+def _masked(data: bytes, mask: bytes) -> bytes:
+    """RFC 6455 masking (an XOR with the key repeated), on whole integers: fast in Python."""
+    if not data:
+        return data
+    size = len(data)
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+
+
+def _response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    words = lines[0].split()
+    status = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    return status, headers, body
+
+
+def _unchunk(body: bytes) -> bytes:
+    out = []
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out.append(body[:size])
+        body = body[size + 2 :]
+    return b"".join(out)
