@@ -359,6 +359,19 @@ def _join(daemon: Daemon, address: str, name: str, leader: Daemon, token: str) -
     daemon.ok(daemon.request("PUT", "/1.0/cluster", put))
 
 
+def _incus(daemon: Daemon, conf: Path, *args: str, timeout: float = 300) -> str | None:
+    """The real incus client's output for ``args`` against ``daemon`` (it must succeed), or
+    None when the client is not installed (the caller uses the API instead)."""
+    incus = shutil.which("incus")
+    if incus is None:
+        return None
+    env = {**os.environ, "INCUS_SOCKET": daemon.socket, "INCUS_CONF": str(conf)}
+    out = subprocess.run([incus, *args], env=env, capture_output=True, text=True,
+                         timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert out.returncode == 0, (args, out.stderr)
+    return out.stdout
+
+
 def _roles(daemon: Daemon) -> dict[str, list[str]]:
     members = daemon.request("GET", "/1.0/cluster/members?recursion=1").metadata
     return {m["server_name"]: m["roles"] for m in members}
@@ -439,15 +452,8 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
 
     # the incus client asks m2 for the third member's token; m3 joins through m1
     m3, a3 = _member(servers)
-    incus = shutil.which("incus")
-    if incus is not None:
-        env3 = {**os.environ, "INCUS_SOCKET": m2.socket, "INCUS_CONF": str(tmp_path / "conf")}
-        out = subprocess.run([incus, "cluster", "add", "m3", "-q"], env=env3, capture_output=True,
-                             text=True, stdin=subprocess.DEVNULL)  # fmt: skip
-        assert out.returncode == 0, out.stderr
-        token = out.stdout.strip().splitlines()[-1]
-    else:
-        token = _token(m2, "m3")
+    printed = _incus(m2, tmp_path / "conf", "cluster", "add", "m3", "-q")
+    token = printed.strip().splitlines()[-1] if printed is not None else _token(m2, "m3")
     _join(m3, a3, "m3", m1, token)
 
     def token_pending() -> bool:  # m2's token operation, used through m1
@@ -731,16 +737,9 @@ def test_instances_move_between_members(servers: list[Daemon], tmp_path: Path) -
     resp = m1.request("POST", "/1.0/instances/mover?target=m2", {"migration": True, "live": True})
     assert resp.status == 400 and "CRIU" in resp.json()["error"], resp.body  # a container
 
-    incus = shutil.which("incus")
-    if incus is not None:  # asked of m2, done by m1 (the instance's member)
-        env = {**os.environ, "INCUS_SOCKET": m2.socket, "INCUS_CONF": str(tmp_path / "conf")}
-        out = subprocess.run([incus, "move", "mover", "--target", "m2", "--stateless"], env=env,
-                             capture_output=True, text=True, timeout=120,
-                             stdin=subprocess.DEVNULL)  # fmt: skip
-        assert out.returncode == 0, out.stderr
-    else:
-        resp = m2.request("POST", "/1.0/instances/mover?target=m2", {"migration": True})
-        m2.ok(resp)
+    # asked of m2, done by m1 (the instance's member)
+    if _incus(m2, tmp_path / "conf", "move", "mover", "--target", "m2", "--stateless") is None:
+        m2.ok(m2.request("POST", "/1.0/instances/mover?target=m2", {"migration": True}))
     shown = m1.request("GET", "/1.0/instances/mover").metadata
     assert shown["location"] == "m2" and shown["status"] == "Running"
     assert m1.request("GET", "/1.0/instances/mover/files?path=/root/kept").body == b"kept\n"
@@ -810,16 +809,9 @@ def test_a_running_vm_moves_live_between_members(servers: list[Daemon], tmp_path
         return now
 
     uptime = float(_guest_read(m1, "lvm", "/proc/uptime").split()[0])
-    incus = shutil.which("incus")
-    if incus is not None:  # asked of m2, run by m1 (the VM's member)
-        env = {**os.environ, "INCUS_SOCKET": m2.socket, "INCUS_CONF": str(tmp_path / "conf")}
-        out = subprocess.run([incus, "move", "lvm", "--target", "m2"], env=env,
-                             capture_output=True, text=True, timeout=300,
-                             stdin=subprocess.DEVNULL)  # fmt: skip
-        assert out.returncode == 0, out.stderr
-    else:
-        m2.ok(m2.request("POST", "/1.0/instances/lvm?target=m2", {"migration": True,
-                                                                  "live": True}), 300)  # fmt: skip
+    if _incus(m2, tmp_path / "conf", "move", "lvm", "--target", "m2") is None:  # run by m1
+        body = {"migration": True, "live": True}
+        m2.ok(m2.request("POST", "/1.0/instances/lvm?target=m2", body), 300)
     assert m1.request("GET", "/1.0/instances/lvm").metadata["location"] == "m2"
     uptime = moved_live(m2, m1, uptime)
 
@@ -849,14 +841,7 @@ def test_a_member_is_evacuated_and_restored(servers: list[Daemon], tmp_path: Pat
 
     resp = m2.request("POST", "/1.0/cluster/members/m1/state", {"action": "dance"})
     assert resp.status == 400, resp.body
-    incus = shutil.which("incus")
-    if incus is not None:  # asked of m2, run by m1
-        env = {**os.environ, "INCUS_SOCKET": m2.socket, "INCUS_CONF": str(tmp_path / "conf")}
-        out = subprocess.run([incus, "cluster", "evacuate", "m1", "--force"], env=env,
-                             capture_output=True, text=True, timeout=180,
-                             stdin=subprocess.DEVNULL)  # fmt: skip
-        assert out.returncode == 0, out.stderr
-    else:
+    if _incus(m2, tmp_path / "conf", "cluster", "evacuate", "m1", "--force") is None:  # by m1
         m2.ok(m2.request("POST", "/1.0/cluster/members/m1/state", {"action": "evacuate"}))
     assert where() == {
         "roams": ("m2", "Running"),

@@ -60,10 +60,13 @@ class LiteServer:
         if body is not None:
             head += "Content-Type: application/json\r\n"
         with self._connect() as sock:
-            sock.sendall(head.encode() + b"\r\n" + data)
             chunks = []
-            while chunk := sock.recv(1 << 16):
-                chunks.append(chunk)
+            try:
+                sock.sendall(head.encode() + b"\r\n" + data)
+                while chunk := sock.recv(1 << 16):
+                    chunks.append(chunk)
+            except OSError as exc:
+                raise RemoteError(f"stapesd at {self.path} hung up: {exc}", 503) from None
         status, headers, payload = _response(b"".join(chunks))
         if headers.get("transfer-encoding", "").lower() == "chunked":
             payload = _unchunk(payload)

@@ -50,8 +50,8 @@ class Load:
     architecture: str = ""
 
     def score(self, memory: int = 0, cpus: float = 0.0) -> int:
-        """0-100: the mean of its memory in use and its load per CPU, in percent (with
-        ``memory`` and ``cpus`` more)."""
+        """The mean of its memory in use and its load per CPU, in percent (over 100 when
+        the load exceeds the CPUs), with ``memory`` and ``cpus`` more."""
         memory_share = (self.memory_used + memory) * 100 // max(self.memory_total, 1)
         cpu_share = int((self.cpu_load + cpus) * 100 / max(self.cpus, 1))
         return (min(memory_share, 255) + min(cpu_share, 255)) // 2
