@@ -890,6 +890,8 @@ def test_pools_and_networks_are_made_on_every_member(servers: list[Daemon], tmp_
     pool = m2.request("GET", "/1.0/storage-pools/shared").metadata
     assert pool["status"] == "Created" and pool["description"] == "both"
     assert pool["config"]["source"] == str(source)  # as m2 sees it: its own
+    seen = m1.cli("storage", "get", "shared", "source", "--target", "m2").stdout.strip()
+    assert seen == str(source)  # asked of m1, answered by m2
     assert m1.request("GET", "/1.0/storage-pools/shared").metadata["config"]["source"] != str(
         source
     )
@@ -965,9 +967,10 @@ def test_pools_and_networks_are_made_on_every_member(servers: list[Daemon], tmp_
         resp = m1.request("PATCH", f"/1.0/networks/{bridge}?target=m2",
                           {"config": {"bridge.mtu": "1400"}})  # fmt: skip
         assert resp.status == 400 and "without --target" in resp.json()["error"], resp.body
-        resp = m1.request("PATCH", f"/1.0/networks/{bridge}?target=m2",
-                          {"config": {"bridge.external_interfaces": uplinks["later"]}})  # fmt: skip
-        assert resp.status == 200, resp.body
+        key = "bridge.external_interfaces"
+        m1.cli("network", "set", bridge, f"{key}={uplinks['later']}", "--target", "m2")
+        shown_m2 = m1.cli("network", "get", bridge, key, "--target", "m2").stdout.strip()
+        assert shown_m2 == uplinks["later"]
         assert Path("/sys/class/net", uplinks["later"], "master").resolve().name == bridge
         assert not Path("/sys/class/net", uplinks["m2"], "master").exists()  # let go by m2
         shown = m1.request("GET", f"/1.0/networks/{bridge}").metadata["config"]

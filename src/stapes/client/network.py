@@ -17,17 +17,24 @@ class NetworkClient:
         )
         return result
 
-    def network(self, name: str) -> tuple[dict[str, Any], str]:
-        _, envelope, etag = self.conn.raw("GET", f"/1.0/networks/{_q(name)}")
+    def network(self, name: str, target: str = "") -> tuple[dict[str, Any], str]:
+        """``target``: as that cluster member has it (its own values of member keys)."""
+        params = {"target": target} if target else None
+        _, envelope, etag = self.conn.raw("GET", f"/1.0/networks/{_q(name)}", params=params)
         return unwrap(envelope), etag
 
     def create_network(self, body: dict[str, Any], target: str = "") -> None:
         params = {"target": target} if target else None
         self.conn.request("POST", "/1.0/networks", json_body=body, params=params)
 
-    def update_network(self, name: str, put: dict[str, Any], etag: str = "") -> None:
+    def update_network(
+        self, name: str, put: dict[str, Any], etag: str = "", target: str = ""
+    ) -> None:
         headers = {"If-Match": etag} if etag else None
-        self.conn.request("PUT", f"/1.0/networks/{_q(name)}", json_body=put, headers=headers)
+        params = {"target": target} if target else None
+        self.conn.request(
+            "PUT", f"/1.0/networks/{_q(name)}", json_body=put, headers=headers, params=params
+        )
 
     def rename_network(self, name: str, new_name: str) -> None:
         self.conn.request("POST", f"/1.0/networks/{_q(name)}", json_body={"name": new_name})

@@ -41,8 +41,10 @@ class StorageClient:
         )
         return result
 
-    def pool(self, name: str) -> tuple[dict[str, Any], str]:
-        _, envelope, etag = self.conn.raw("GET", f"/1.0/storage-pools/{_q(name)}")
+    def pool(self, name: str, target: str = "") -> tuple[dict[str, Any], str]:
+        """``target``: as that cluster member has it (its own values of member keys)."""
+        params = {"target": target} if target else None
+        _, envelope, etag = self.conn.raw("GET", f"/1.0/storage-pools/{_q(name)}", params=params)
         return unwrap(envelope), etag
 
     def pool_resources(self, name: str) -> dict[str, Any]:
@@ -55,9 +57,11 @@ class StorageClient:
         params = {"target": target} if target else None
         self.conn.request("POST", "/1.0/storage-pools", json_body=body, params=params)
 
-    def update_pool(self, name: str, put: dict[str, Any], etag: str = "") -> None:
+    def update_pool(self, name: str, put: dict[str, Any], etag: str = "", target: str = "") -> None:
         headers = {"If-Match": etag} if etag else None
-        self.conn.request("PUT", f"/1.0/storage-pools/{_q(name)}", json_body=put, headers=headers)
+        params = {"target": target} if target else None
+        path = f"/1.0/storage-pools/{_q(name)}"
+        self.conn.request("PUT", path, json_body=put, headers=headers, params=params)
 
     def delete_pool(self, name: str) -> None:
         self.conn.request("DELETE", f"/1.0/storage-pools/{_q(name)}")

@@ -27,6 +27,9 @@ class Target(abc.ABC):
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.member = ""
+        """A cluster member whose own values are meant (``--target``), for pools and
+        networks."""
 
     @property
     def label(self) -> str:
@@ -143,12 +146,28 @@ def named(target: TargetFactory, noun: str) -> Resolver:
     return resolve
 
 
-def add_config_commands(group: click.Group, resolve: Resolver) -> None:
+def add_config_commands(group: click.Group, resolve: Resolver, per_member: bool = False) -> None:
+    """set, unset, get, show and edit on ``group``; ``per_member``: with ``--target MEMBER``
+    (a cluster member's own values of a pool's or network's member keys)."""
+
+    def member_option(f: Any) -> Any:
+        if not per_member:
+            return f
+        return click.option(
+            "--target", "member", default="", help="Cluster member whose own values to use"
+        )(f)
+
+    def resolved(verb: str, args: tuple[str, ...], member: str) -> tuple[Target, tuple[str, ...]]:
+        target, rest = resolve(verb, args)
+        target.member = member
+        return target, rest
+
     @group.command(name="set")
     @click.argument("args", nargs=-1, required=True)
-    def set_(args: tuple[str, ...]) -> None:
+    @member_option
+    def set_(args: tuple[str, ...], member: str = "") -> None:
         """Set config keys ([NAME] KEY=VALUE ... or [NAME] KEY VALUE)."""
-        target, pairs = resolve("set", args)
+        target, pairs = resolved("set", args, member)
         if not pairs:
             raise click.UsageError("Missing KEY=VALUE")
         values = key_values(pairs)
@@ -156,9 +175,10 @@ def add_config_commands(group: click.Group, resolve: Resolver) -> None:
 
     @group.command()
     @click.argument("args", nargs=-1, required=True)
-    def unset(args: tuple[str, ...]) -> None:
+    @member_option
+    def unset(args: tuple[str, ...], member: str = "") -> None:
         """Remove config keys ([NAME] KEY...)."""
-        target, keys = resolve("unset", args)
+        target, keys = resolved("unset", args, member)
         if not keys:
             raise click.UsageError("Missing KEY")
 
@@ -172,9 +192,10 @@ def add_config_commands(group: click.Group, resolve: Resolver) -> None:
 
     @group.command()
     @click.argument("args", nargs=-1, required=True)
-    def get(args: tuple[str, ...]) -> None:
+    @member_option
+    def get(args: tuple[str, ...], member: str = "") -> None:
         """Print one config key ([NAME] KEY)."""
-        target, rest = resolve("get", args)
+        target, rest = resolved("get", args, member)
         if len(rest) != 1:
             raise click.UsageError("Expected one KEY")
 
@@ -186,9 +207,10 @@ def add_config_commands(group: click.Group, resolve: Resolver) -> None:
 
     @group.command()
     @click.argument("args", nargs=-1)
-    def show(args: tuple[str, ...]) -> None:
+    @member_option
+    def show(args: tuple[str, ...], member: str = "") -> None:
         """Show the configuration as YAML ([NAME])."""
-        target, _ = resolve("show", args)
+        target, _ = resolved("show", args, member)
 
         def go(server: InstanceServer) -> None:
             print_object(target.load(server)[0])
@@ -197,9 +219,10 @@ def add_config_commands(group: click.Group, resolve: Resolver) -> None:
 
     @group.command()
     @click.argument("args", nargs=-1)
-    def edit(args: tuple[str, ...]) -> None:
+    @member_option
+    def edit(args: tuple[str, ...], member: str = "") -> None:
         """Edit the configuration as YAML ($EDITOR, or YAML on stdin) ([NAME])."""
-        target, _ = resolve("edit", args)
+        target, _ = resolved("edit", args, member)
 
         def go(server: InstanceServer) -> None:
             body, etag = target.load(server)

@@ -18,11 +18,11 @@ from stapes.client.instance_server import InstanceServer
 
 class NetworkTarget(Target):
     def load(self, server: InstanceServer) -> tuple[dict[str, Any], str]:
-        net, etag = server.network(self.name)
+        net, etag = server.network(self.name, self.member)
         return {"config": net["config"], "description": net["description"]}, etag
 
     def save(self, server: InstanceServer, body: dict[str, Any], etag: str) -> None:
-        server.update_network(self.name, body, etag)
+        server.update_network(self.name, body, etag, self.member)
 
 
 @click.group()
@@ -30,7 +30,7 @@ def network() -> None:
     """Manage networks."""
 
 
-add_config_commands(network, named(NetworkTarget, "network"))
+add_config_commands(network, named(NetworkTarget, "network"), per_member=True)
 network.add_command(forward)
 network.add_command(acl)
 network.add_command(zone)

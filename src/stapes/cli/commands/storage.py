@@ -15,11 +15,11 @@ from stapes.client.instance_server import InstanceServer
 
 class PoolTarget(Target):
     def load(self, server: InstanceServer) -> tuple[dict[str, Any], str]:
-        pool, etag = server.pool(self.name)
+        pool, etag = server.pool(self.name, self.member)
         return {"config": pool["config"], "description": pool["description"]}, etag
 
     def save(self, server: InstanceServer, body: dict[str, Any], etag: str) -> None:
-        server.update_pool(self.name, body, etag)
+        server.update_pool(self.name, body, etag, self.member)
 
 
 @click.group()
@@ -27,7 +27,7 @@ def storage() -> None:
     """Manage storage pools and volumes."""
 
 
-add_config_commands(storage, named(PoolTarget, "storage pool"))
+add_config_commands(storage, named(PoolTarget, "storage pool"), per_member=True)
 storage.add_command(volume)
 
 
