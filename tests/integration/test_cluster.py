@@ -427,6 +427,15 @@ def test_three_members_join_with_tokens_and_survive_one_killed(
             400,
             "not a member-specific key",
         ),
+        (
+            {
+                "member_config": [
+                    {"entity": "network", "name": "br0", "key": "parent", "value": "eth 0; x"}
+                ]
+            },
+            400,
+            "Invalid parent for network",
+        ),
     ):
         resp = m2.request("PUT", "/1.0/cluster", {**base, **change, "cluster_token": good} | change)
         assert resp.status == status and words in resp.json()["error"], (change, resp.body)

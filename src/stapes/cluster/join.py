@@ -40,6 +40,22 @@ from stapes.db.storage import MEMBER_POOL_KEYS
 log = logging.getLogger(__name__)
 
 
+_MEMBER_KEYS: dict[str, tuple[frozenset[str], dict[str, v.Validator]]] = {
+    "storage-pool": (MEMBER_POOL_KEYS, {"source": v.is_abs_path, "size": v.is_size}),
+    "network": (
+        MEMBER_NETWORK_KEYS,
+        {
+            "parent": v.is_ifname,
+            "bridge.external_interfaces": v.is_ifname_list,
+            "bgp.ipv4.nexthop": v.is_ip,
+            "bgp.ipv6.nexthop": v.is_ip,
+        },
+    ),
+}
+"""A joining server's values of the member keys (``member_config``): the keys of each kind
+and how their values are checked before it joins."""
+
+
 @dataclass(frozen=True)
 class JoinPlan:
     name: str
@@ -98,29 +114,25 @@ def plan(cluster: Cluster, put: ClusterPut) -> JoinPlan:
             f"({own!r})"
         )
     _empty(cluster.db)
-    pools: dict[str, dict[str, str]] = {}
-    networks: dict[str, dict[str, str]] = {}
+    found: dict[str, dict[str, dict[str, str]]] = {"storage-pool": {}, "network": {}}
     for entry in put.member_config:
+        entity = str(entry.get("entity", ""))
+        if entity not in _MEMBER_KEYS:
+            continue
         key, name = str(entry.get("key", "")), str(entry.get("name", ""))
         value = str(entry.get("value", ""))
-        if entry.get("entity") == "network":
-            if key not in MEMBER_NETWORK_KEYS:
-                raise BadRequest(f"{key!r} is not a member-specific key of network {name!r}")
-            if "\n" in value or "\0" in value:
-                raise BadRequest(f"Invalid {key} for network {name!r}: one line expected")
-            networks.setdefault(name, {})[key] = value
-            continue
-        if entry.get("entity") != "storage-pool":
-            continue
-        if key not in MEMBER_POOL_KEYS:
-            raise BadRequest(f"{key!r} is not a member-specific key of storage pool {name!r}")
-        check = {"source": v.is_abs_path, "size": v.is_size}.get(key)
+        keys, checks = _MEMBER_KEYS[entity]
+        label = entity.replace("-", " ")
+        if key not in keys:
+            raise BadRequest(f"{key!r} is not a member-specific key of {label} {name!r}")
+        check = checks.get(key)
         try:
             if check is not None and value:
                 check(value)
         except ValueError as exc:
-            raise BadRequest(f"Invalid {key} for storage pool {name!r}: {exc}") from None
-        pools.setdefault(name, {})[key] = value
+            raise BadRequest(f"Invalid {key} for {label} {name!r}: {exc}") from None
+        found[entity].setdefault(name, {})[key] = value
+    pools, networks = found["storage-pool"], found["network"]
     return JoinPlan(
         name=put.server_name,
         server_address=put.server_address,

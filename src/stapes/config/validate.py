@@ -107,6 +107,12 @@ def is_ifname(value: str) -> None:
 _DEVICE_NAME = re.compile(r"[A-Za-z0-9/:_-][A-Za-z0-9/.:_-]{0,62}")
 
 
+def is_ifname_list(value: str) -> None:
+    """Interface names separated by commas."""
+    for part in value.split(","):
+        is_ifname(part.strip())
+
+
 def is_device_name_ok(name: str) -> bool:
     """Incus's rule for device names: 1-63 of letters, digits, / . - : _, not starting
     with a full stop."""

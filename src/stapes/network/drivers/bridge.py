@@ -83,11 +83,6 @@ def _is_domains(value: str) -> None:
         v.is_dns_domain(part.strip())
 
 
-def _is_ifnames(value: str) -> None:
-    for part in value.split(","):
-        v.is_ifname(part.strip())
-
-
 def _refused(reason: str) -> v.Validator:
     def check(value: str) -> None:
         raise ValueError(reason)
@@ -123,7 +118,7 @@ class BridgeDriver(NetworkDriver):
             "native", "openvswitch bridges need Open vSwitch, which this host does not have"
         ),
         "bridge.mode": _only("standard", "fan mode needs Ubuntu's FAN kernel support"),
-        "bridge.external_interfaces": _is_ifnames,
+        "bridge.external_interfaces": v.is_ifname_list,
         "dns.search": _is_domains,
         "ipv4.dhcp.expiry": _is_expiry,
         "ipv6.dhcp.expiry": _is_expiry,
