@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 
@@ -22,6 +21,24 @@ if TYPE_CHECKING:
 
     class ExecServer(Protocol):
         def exec(self, name: str, body: dict[str, Any]) -> Any: ...
+
+
+def terminal_size() -> tuple[int, int]:
+    """(columns, lines) as shutil.get_terminal_size gives them (COLUMNS/LINES first, then the
+    terminal, else 80x24), without importing shutil: ~2 ms of every exec."""
+    sizes = []
+    for name in ("COLUMNS", "LINES"):
+        try:
+            sizes.append(int(os.environ.get(name, "0")))
+        except ValueError:
+            sizes.append(0)
+    if min(sizes) <= 0:
+        try:
+            found = os.get_terminal_size(sys.__stdout__.fileno())  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            found = os.terminal_size((0, 0))
+        sizes = [mine if mine > 0 else theirs for mine, theirs in zip(sizes, found, strict=True)]
+    return sizes[0] or 80, sizes[1] or 24
 
 
 FORWARDED_SIGNALS = (
@@ -44,7 +61,7 @@ def run_exec(
     user: int,
     group: int,
 ) -> int:
-    width, height = shutil.get_terminal_size()
+    width, height = terminal_size()
     if interactive:
         env.setdefault("TERM", os.environ.get("TERM", "xterm"))
     op = server.exec(
@@ -72,7 +89,7 @@ def run_exec(
         send_control({"command": "signal", "signal": int(signum)})
 
     def resize(_signum: int, _frame: FrameType | None) -> None:
-        columns, lines = shutil.get_terminal_size()
+        columns, lines = terminal_size()
         send_control(
             {"command": "window-resize", "args": {"width": str(columns), "height": str(lines)}}
         )
