@@ -28,7 +28,7 @@ def main() -> None:
 
 def _fast(argv: list[str]) -> bool:
     """Whether the command was answered here (else the full CLI takes it from the start)."""
-    if "STAPES_CONF" in os.environ or _config_file():
+    if "STAPES_CONF" in os.environ or config_file_exists():
         return False  # remotes are configured: the default one may not be this host's daemon
     command = argv[argv.index("--") + 1 :] if "--" in argv else []
     options, words = _options(argv[: len(argv) - len(command) - 1] if command else argv)
@@ -134,5 +134,6 @@ def _safe(word: str) -> bool:
     return bool(word) and set(word) <= _SAFE
 
 
-def _config_file() -> bool:
+def config_file_exists() -> bool:
+    """Whether the user has a remotes file (~/.config/stapes/config.yml)."""
     return os.path.exists(os.path.join(os.path.expanduser("~"), ".config", "stapes", "config.yml"))

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from stapes.api.errors import RemoteError, StapesError
+from stapes.cli.fast import config_file_exists
 from stapes.client.connection import Connection
 from stapes.client.instance_server import InstanceServer
 
@@ -141,7 +142,7 @@ def connect() -> InstanceServer:
 def server_for(remote: str | None, project: str = "") -> InstanceServer:
     """The daemon of ``remote`` (None: the default one), in ``project`` (else ``--project``,
     else the remote's current one)."""
-    if remote is None and "STAPES_CONF" not in os.environ and not _default_conf_exists():
+    if remote is None and "STAPES_CONF" not in os.environ and not config_file_exists():
         # no remotes configured: the local daemon, without reading any config file
         return InstanceServer(Connection(None, project or _project or ""))
     from stapes.client.remotes import Remotes
@@ -151,12 +152,6 @@ def server_for(remote: str | None, project: str = "") -> InstanceServer:
     return InstanceServer(
         Connection(remotes.target(remote), project or _project or remotes.project(remote))
     )
-
-
-def _default_conf_exists() -> bool:
-    from pathlib import Path
-
-    return (Path.home() / ".config" / "stapes" / "config.yml").exists()
 
 
 def run(fn: Callable[[InstanceServer], T]) -> T:

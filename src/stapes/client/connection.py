@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 from stapes.api.errors import RemoteError
-from stapes.host.paths import stapes_dir
+from stapes.client.lite import socket_path
 
 Body = bytes | Iterable[bytes] | None
 
@@ -27,8 +27,7 @@ if TYPE_CHECKING:  # imported where a websocket is opened: most commands open no
 
 
 def default_socket() -> Path:
-    explicit = os.environ.get("STAPES_SOCKET")
-    return Path(explicit) if explicit else stapes_dir() / "unix.socket"
+    return Path(socket_path())
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -25,7 +25,9 @@ _TEXT, _BINARY, _CLOSE, _PING, _PONG = 1, 2, 8, 9, 10
 
 
 def socket_path() -> str:
-    """The local daemon's socket, as client/connection.py finds it."""
+    """The local daemon's socket: STAPES_SOCKET, else unix.socket in STAPES_DIR (default
+    host/paths.py's DEFAULT_DIR, spelled out here: pathlib costs ~4 ms to import). The full
+    client finds it here too (client/connection.py)."""
     return os.environ.get("STAPES_SOCKET") or os.path.join(
         os.environ.get("STAPES_DIR", "/var/lib/stapes"), "unix.socket"
     )
@@ -184,14 +186,7 @@ class LiteWebSocket:
             if kind == _PONG:
                 continue
             if kind == _CLOSE:  # answered, as RFC 6455 asks (the server waits for it)
-                if not self.closed:
-                    self.closed = True
-                    try:
-                        self._send(_CLOSE, payload[:2])
-                    except OSError:
-                        pass
-                    finally:
-                        self.sock.close()
+                self._close(payload[:2])
                 return _CLOSE, payload
             opcode = opcode or kind
             message += payload
@@ -205,12 +200,19 @@ class LiteWebSocket:
         self._send(_TEXT, text.encode())
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self._send(_CLOSE, struct.pack("!H", 1000))
-            finally:
-                self.sock.close()
+        self._close(struct.pack("!H", 1000))
+
+    def _close(self, status: bytes) -> None:
+        """Our close frame (its status: ``status``), once; then the connection goes."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._send(_CLOSE, status)
+        except OSError:
+            pass  # the daemon hung up first: nothing to tell it
+        finally:
+            self.sock.close()
 
     def _send(self, opcode: int, payload: bytes) -> None:
         size = len(payload)
