@@ -6,13 +6,13 @@ control socket, the exit status returned. `stapes exec` runs it with the full cl
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
 
 from stapes.api.errors import RemoteError
 from stapes.cli.terminal import join, pump_output, pump_stdin, raw_terminal, start_thread
+from stapes.client.lite import dumps
 
 TYPE_CHECKING = False  # not typing's: it imports re, a few ms of every fast command
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def run_exec(
 
     def send_control(message: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):  # the session is over (either client's error)
-            control.send(json.dumps(message))
+            control.send(dumps(message))
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         send_control({"command": "signal", "signal": int(signum)})

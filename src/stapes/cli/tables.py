@@ -3,9 +3,7 @@ commands of cli/fast.py print with these, as the click commands do through cli/o
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 
 TYPE_CHECKING = False  # not typing's: it imports re, a few ms of every fast command
 if TYPE_CHECKING:
@@ -17,12 +15,16 @@ def render_rows(columns: Sequence[str], rows: list[list[str]], raw: Any, fmt: st
     """A list as text: ``rows`` for table/compact/csv, ``raw`` (the API objects) for
     json/yaml."""
     if fmt == "json":
+        import json  # here, not above: json and csv import re (~3 ms of every list)
+
         return json.dumps(raw, indent=None) + "\n"
     if fmt == "yaml":
         import yaml
 
         return str(yaml.safe_dump(raw, sort_keys=False))
     if fmt == "csv":
+        import csv
+
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows(rows)
         return text.getvalue()

@@ -3,16 +3,17 @@ HTTP/1.1 request per connection, and RFC 6455 websockets (a client's frames mask
 server's read whole, pings answered). Written by hand because the standard library's HTTP
 client (through the email package) and websocket-client take longer to import than
 ``stapes list`` or ``stapes exec c -- true`` take to run; everything else uses those
-(client/connection.py)."""
+(client/connection.py). For the same reason it stays below the modules that import ``re`` or
+``enum`` (json, socket, base64: ~5 ms together): C's ``_socket``, ``binascii`` and the JSON
+scanner and string encoder of ``_json`` (json's own C parts), json itself where CPython's C
+parts are missing."""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import socket
-import struct
-import threading
+from _socket import AF_UNIX, SOCK_STREAM
+from _socket import socket as Socket
+from binascii import b2a_base64
 
 from stapes.api.errors import RemoteError
 
@@ -38,8 +39,8 @@ class LiteServer:
         self.path = path
         self.project = project
 
-    def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _connect(self) -> Socket:
+        sock = Socket(AF_UNIX, SOCK_STREAM)
         try:
             sock.connect(self.path)
         except OSError as exc:
@@ -54,26 +55,28 @@ class LiteServer:
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """(HTTP status, the answer's JSON) of one request."""
-        data = json.dumps(body).encode() if body is not None else b""
+        data = dumps(body).encode() if body is not None else b""
         head = (
             f"{method} {self._in_project(path)} HTTP/1.1\r\nHost: stapes\r\n"
             f"Connection: close\r\nContent-Length: {len(data)}\r\n"
         )
         if body is not None:
             head += "Content-Type: application/json\r\n"
-        with self._connect() as sock:
-            chunks = []
-            try:
-                sock.sendall(head.encode() + b"\r\n" + data)
-                while chunk := sock.recv(1 << 16):
-                    chunks.append(chunk)
-            except OSError as exc:
-                raise RemoteError(f"stapesd at {self.path} hung up: {exc}", 503) from None
+        sock = self._connect()
+        chunks = []
+        try:
+            sock.sendall(head.encode() + b"\r\n" + data)
+            while chunk := sock.recv(1 << 16):
+                chunks.append(chunk)
+        except OSError as exc:
+            raise RemoteError(f"stapesd at {self.path} hung up: {exc}", 503) from None
+        finally:
+            sock.close()
         status, headers, payload = _response(b"".join(chunks))
         if headers.get("transfer-encoding", "").lower() == "chunked":
             payload = _unchunk(payload)
         try:
-            return status, json.loads(payload)
+            return status, loads(payload)
         except ValueError:
             raise RemoteError(f"stapesd answered {status} without JSON", 500) from None
 
@@ -132,15 +135,17 @@ class LiteWebSocket:
     """A client websocket: ``send_binary``/``send`` frames, ``recv_data`` the next message
     (opcode, bytes), ``close``. Errors and a lost connection raise OSError."""
 
-    def __init__(self, sock: socket.socket, pending: bytes) -> None:
+    def __init__(self, sock: Socket, pending: bytes) -> None:
+        import threading  # only exec's websockets: not on every fast command's path
+
         self.sock = sock
         self.pending = pending
         self.lock = threading.Lock()  # the pumps and the signal handlers send from threads
         self.closed = False
 
     @classmethod
-    def handshake(cls, sock: socket.socket, path: str) -> LiteWebSocket:
-        key = base64.b64encode(os.urandom(16))
+    def handshake(cls, sock: Socket, path: str) -> LiteWebSocket:
+        key = b2a_base64(os.urandom(16), newline=False)
         sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: stapes\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
@@ -154,7 +159,7 @@ class LiteWebSocket:
             received += chunk
         head, _, rest = received.partition(b"\r\n\r\n")
         status, headers, _ = _response(head + b"\r\n\r\n")
-        accept = base64.b64encode(_sha1(key + _GUID)).decode()
+        accept = b2a_base64(_sha1(key + _GUID), newline=False).decode()
         if status != 101 or headers.get("sec-websocket-accept") != accept:
             raise RemoteError(f"Websocket {path} failed: HTTP {status}", 400)
         return cls(sock, rest)
@@ -174,9 +179,9 @@ class LiteWebSocket:
             first, second = self._read(2)
             length = second & 0x7F
             if length == 126:
-                (length,) = struct.unpack("!H", self._read(2))
+                length = int.from_bytes(self._read(2), "big")
             elif length == 127:
-                (length,) = struct.unpack("!Q", self._read(8))
+                length = int.from_bytes(self._read(8), "big")
             mask = self._read(4) if second & 0x80 else b""
             payload = _masked(self._read(length), mask) if mask else self._read(length)
             kind = first & 0x0F
@@ -200,7 +205,7 @@ class LiteWebSocket:
         self._send(_TEXT, text.encode())
 
     def close(self) -> None:
-        self._close(struct.pack("!H", 1000))
+        self._close((1000).to_bytes(2, "big"))
 
     def _close(self, status: bytes) -> None:
         """Our close frame (its status: ``status``), once; then the connection goes."""
@@ -217,11 +222,11 @@ class LiteWebSocket:
     def _send(self, opcode: int, payload: bytes) -> None:
         size = len(payload)
         if size < 126:
-            header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+            header = bytes((0x80 | opcode, 0x80 | size))
         elif size < 1 << 16:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+            header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
         else:
-            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+            header = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
         mask = os.urandom(4)
         with self.lock:
             self.sock.sendall(header + mask + _masked(payload, mask))
@@ -236,6 +241,64 @@ def _sha1(data: bytes) -> bytes:
         from hashlib import sha1
     digest: bytes = sha1(data).digest()
     return digest
+
+
+class _Decoding:
+    """What the C scanner reads from json's JSONDecoder: the defaults of json.loads."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": -float("inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__  # fmt: skip
+
+
+_SPACE = " \t\r\n"
+
+
+def loads(data: bytes | str) -> Any:
+    """A JSON document's value, as json.loads gives it (ValueError for one that is not JSON)."""
+    text = data.decode() if isinstance(data, bytes) else data
+    try:
+        from _json import make_scanner
+    except ImportError:  # not CPython
+        import json
+
+        return json.loads(text)
+    start = len(text) - len(text.lstrip(_SPACE))
+    try:
+        value, end = make_scanner(_Decoding)(text, start)  # type: ignore[arg-type]
+    except StopIteration:
+        raise ValueError("not a JSON document") from None
+    if text[end:].strip(_SPACE):
+        raise ValueError("extra data after the JSON document")
+    return value
+
+
+def dumps(value: Any) -> str:
+    """``value`` (str, int, float, bool, None, lists, tuples and dicts with str keys of those)
+    as JSON text, as json.dumps writes it."""
+    try:
+        from _json import encode_basestring_ascii as quoted
+    except ImportError:  # not CPython
+        import json
+
+        return json.dumps(value)
+    if isinstance(value, str):
+        return str(quoted(value))
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float) and value == value and value not in (float("inf"), -float("inf")):
+        return float.__repr__(value)
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return "{" + ", ".join(f"{quoted(k)}: {dumps(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(dumps(item) for item in value) + "]"
+    raise TypeError(f"{type(value).__name__} is not sent as JSON here")
 
 
 def _masked(data: bytes, mask: bytes) -> bytes:
