@@ -85,6 +85,14 @@ def test_bridge_with_dhcp_for_a_container(
         assert [(lease["hostname"], lease["type"]) for lease in leases] == [(inst, "dynamic")]
         prefix = address.rsplit(".", 1)[0] + "."
         assert leases[0]["address"].startswith(prefix)
+        # its state: eth0 (udhcpc ran without a script: only its link-local address), the
+        # host's end of its veth, the DHCP traffic counted
+        found = daemon.request("GET", f"/1.0/instances/{inst}").metadata
+        eth0 = daemon.request("GET", f"/1.0/instances/{inst}/state").metadata["network"]["eth0"]
+        assert [a["scope"] for a in eth0["addresses"] if a["family"] == "inet6"] == ["link"]
+        assert eth0["host_name"] == found["config"]["volatile.eth0.host_name"] != ""
+        assert eth0["hwaddr"] == found["config"]["volatile.eth0.hwaddr"]
+        assert eth0["counters"]["packets_sent"] > 0 and eth0["state"] == "up"
         # the instance's name resolves under the network's domain, from the host too
         assert resolve(address.split("/")[0], f"{inst}.incus") == [leases[0]["address"]]
         assert daemon.request("GET", f"{NETS}/{name}").metadata["used_by"] == [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, Conflict, InternalError, MissingHostFeature
 from stapes.config.validate import parse_cpuset
+from stapes.host import netns_interfaces
 from stapes.host.capabilities import HostCaps
 from stapes.host.idmap import IdMap
 from stapes.host.paths import Paths, instance_entry
@@ -316,7 +316,13 @@ class LxcDriver(InstanceDriver):
         }
         current.cpu = {"usage": cpu_ns, "allocated_time": self.host.cpus * 1_000_000_000}
         current.processes = processes
-        current.network = await _network(current.pid)
+        current.network = await netns_interfaces.interfaces(current.pid)
+        for device, nic in spec.devices.items():  # the host's end of each veth, as Incus says
+            host_name = spec.config.get(f"volatile.{device}.host_name", "")
+            named = nic.get("name") or spec.config.get(f"volatile.{device}.name") or device
+            inside = current.network.get(named)
+            if nic.get("type") == "nic" and host_name and inside is not None:
+                inside["host_name"] = host_name
         current.started_at = _started_at(current.pid)
         return current
 
@@ -745,45 +751,3 @@ def _started_at(pid: int) -> datetime | None:
     except (OSError, StopIteration):
         return None
     return datetime.fromtimestamp(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), UTC)
-
-
-async def _network(pid: int) -> dict[str, Any]:
-    """Interfaces, addresses and counters inside the container's network namespace."""
-    try:
-        _, out, _ = await run(
-            ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j", "-s", "addr"], timeout=10
-        )
-        links = json.loads(out or b"[]")
-    except (RunError, json.JSONDecodeError, OSError):
-        return {}
-    result: dict[str, Any] = {}
-    for link in links:
-        stats = link.get("stats64", {})
-        rx, tx = stats.get("rx", {}), stats.get("tx", {})
-        result[link["ifname"]] = {
-            "addresses": [
-                {
-                    "family": "inet" if a.get("family") == "inet" else "inet6",
-                    "address": a.get("local", ""),
-                    "netmask": str(a.get("prefixlen", "")),
-                    "scope": a.get("scope", ""),
-                }
-                for a in link.get("addr_info", [])
-            ],
-            "counters": {
-                "bytes_received": rx.get("bytes", 0),
-                "bytes_sent": tx.get("bytes", 0),
-                "packets_received": rx.get("packets", 0),
-                "packets_sent": tx.get("packets", 0),
-                "errors_received": rx.get("errors", 0),
-                "errors_sent": tx.get("errors", 0),
-                "packets_dropped_outbound": tx.get("dropped", 0),
-                "packets_dropped_inbound": rx.get("dropped", 0),
-            },
-            "hwaddr": link.get("address", "") if link.get("link_type") != "loopback" else "",
-            "host_name": "",
-            "mtu": link.get("mtu", 0),
-            "state": "up" if "UP" in link.get("flags", []) else "down",
-            "type": "loopback" if link.get("link_type") == "loopback" else "broadcast",
-        }
-    return result
