@@ -54,6 +54,7 @@ def test_the_plain_commands_start_without_click(daemon: Daemon, busybox: str) ->
     command runs, goes to the full CLI."""
     name = unique("fast")
     daemon.cli("launch", busybox, name)
+    daemon.cli("snapshot", "create", name)  # the SNAPSHOTS column: asked per instance here
     env = {**daemon.env, "PYTHONPROFILEIMPORTTIME": "1"}
     try:
         for args in (["list"], ["list", "-f", "csv", "-c", "nsP"], ["info", name]):
@@ -69,6 +70,7 @@ def test_the_plain_commands_start_without_click(daemon: Daemon, busybox: str) ->
             assert fast.returncode == 0 and fast.stdout, fast.stderr[-500:]
             if args[0] == "list":  # info shows live figures (memory...) that move
                 assert fast.stdout == full.stdout, args
+                assert args != ["list"] or "| 1         |" in fast.stdout
             else:
                 assert fast.stdout.splitlines()[:5] == full.stdout.splitlines()[:5]
         # exec over the hand-written websockets: streams, stdin, exit codes, -t

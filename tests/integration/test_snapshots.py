@@ -33,6 +33,11 @@ def snapshot_names(daemon: Daemon, name: str) -> list[str]:
     return [u.rsplit("/", 1)[-1] for u in urls]
 
 
+def synced(daemon: Daemon, method: str, path: str, body: dict[str, object]) -> None:
+    resp = daemon.request(method, path, body)
+    assert resp.status in (200, 201), resp.body
+
+
 def pool_dir(daemon: Daemon) -> Path:
     return daemon.root / "storage-pools" / "default"
 
@@ -89,6 +94,36 @@ def test_snapshot_names_listing_and_bad_input(daemon: Daemon, container: str) ->
     restore = daemon.request("PUT", f"/1.0/instances/{container}", {"restore": "nope"})
     assert restore.status == 404
     assert snapshot_names(daemon, container) == ["snap0", "snap1", "mine"]
+
+
+def test_lists_show_each_snapshot_as_its_own_get(daemon: Daemon, container: str) -> None:
+    """Lists share what equal snapshots have in common (db/snapshots.snapshots_to_show): a
+    snapshot taken after a config change, and a profile changed after all of them, show in
+    every list exactly as each snapshot's own GET shows it."""
+    profile = unique("snapprof")
+    synced(daemon, "POST", "/1.0/profiles", {"name": profile, "config": {}})
+    try:
+        synced(daemon, "PATCH", f"/1.0/instances/{container}", {"profiles": ["default", profile]})
+        snap(daemon, container)
+        snap(daemon, container)
+        synced(daemon, "PATCH", f"/1.0/instances/{container}", {"config": {"user.mark": "later"}})
+        snap(daemon, container)
+        snap(daemon, container)
+        synced(
+            daemon, "PATCH", f"/1.0/profiles/{profile}", {"config": {"user.from_profile": "new"}}
+        )
+        url = f"/1.0/instances/{container}/snapshots"
+        own = [daemon.request("GET", f"{url}/snap{i}").metadata for i in range(4)]
+        assert [s["config"].get("user.mark") for s in own] == [None, None, "later", "later"]
+        assert all(s["expanded_config"]["user.from_profile"] == "new" for s in own)
+        listed = daemon.request("GET", f"{url}?recursion=1").metadata
+        full = daemon.request("GET", f"/1.0/instances/{container}?recursion=1").metadata
+        every = daemon.request("GET", "/1.0/instances?recursion=2").metadata
+        in_list = next(i for i in every if i["name"] == container)["snapshots"]
+        assert listed == own and full["snapshots"] == own and in_list == own
+    finally:
+        daemon.request("PATCH", f"/1.0/instances/{container}", {"profiles": ["default"]})
+        daemon.request("DELETE", f"/1.0/profiles/{profile}")
 
 
 def test_rename_expire_and_delete_snapshots(daemon: Daemon, container: str) -> None:

@@ -119,15 +119,33 @@ def _list(server: LiteServer, fmt: str, columns: str | None) -> bool:
     letters = (columns or DEFAULT_COLUMNS).replace(",", "")
     if fmt not in _FORMATS or not letters or any(c not in FIELDS or c == "L" for c in letters):
         return False  # the full command says what is wrong (or asks whether it is clustered)
-    recursion = "2" if NEEDS_FULL & set(letters) else "1"
+    whole = fmt in ("json", "yaml")  # these print the objects as recursion=2 has them
+    recursion = "2" if whole and NEEDS_FULL & set(letters) else "1"
     try:
         found = server.metadata("GET", f"/1.0/instances?recursion={recursion}")
+        if isinstance(found, list) and recursion == "1" and NEEDS_FULL & set(letters):
+            _add_parts(server, found, letters)
     except RemoteError:
         return False
     if not isinstance(found, list):
         return False
     sys.stdout.write(list_text(found, letters, fmt))
     return True
+
+
+def _add_parts(server: LiteServer, instances: list[dict[str, object]], letters: str) -> None:
+    """What a table's columns read of recursion=2, asked per instance: the running ones'
+    state, every one's snapshot URLs (their count is the column). recursion=2 carries every
+    snapshot whole: 15 instances with 3,000 snapshots each are a 100 MB answer, ~2 s to
+    write and read, where this asks 15 lists of names."""
+    for instance in instances:
+        name = str(instance.get("name", ""))
+        if not _safe(name):
+            raise RemoteError(f"Unexpected instance name {name!r}", 500)
+        if "S" in letters:
+            instance["snapshots"] = server.metadata("GET", f"/1.0/instances/{name}/snapshots")
+        if set(letters) & set("46pN") and instance.get("status") != "Stopped":
+            instance["state"] = server.metadata("GET", f"/1.0/instances/{name}/state")
 
 
 def _safe(word: str) -> bool:

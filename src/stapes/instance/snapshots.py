@@ -63,6 +63,23 @@ class SnapshotService:
     def list_snapshots(self, row: iq.InstanceRow) -> list[q.SnapshotRow]:
         return q.list_snapshots(self.db, row.id)
 
+    def render_all(self, row: iq.InstanceRow) -> list[dict[str, Any]]:
+        """Every snapshot of ``row`` rendered, oldest first; those that share their config,
+        devices and profiles (q.snapshots_to_show) share their expansion too."""
+        expanded: dict[tuple[int, int, int], tuple[dict[str, str], dict[str, Any]]] = {}
+        rendered = []
+        for snap in q.snapshots_to_show(self.db, row.id):
+            key = (id(snap.profiles), id(snap.config), id(snap.devices))
+            if key not in expanded:
+                expanded[key] = self.instances.expand_parts(
+                    row.project, snap.profiles, snap.config, snap.devices
+                )
+            rendered.append(self._render(snap, *expanded[key]))
+        return rendered
+
+    def names(self, row: iq.InstanceRow) -> list[str]:
+        return q.snapshot_names(self.db, row.id)
+
     def get(self, row: iq.InstanceRow, name: str) -> q.SnapshotRow:
         return q.get_snapshot(self.db, row.id, row.name, name)
 
@@ -70,6 +87,12 @@ class SnapshotService:
         config, devices = self.instances.expand_parts(
             row.project, snap.profiles, snap.config, snap.devices
         )
+        return self._render(snap, config, devices)
+
+    @staticmethod
+    def _render(
+        snap: q.SnapshotRow, config: dict[str, str], devices: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
             "architecture": snap.architecture,
             "config": snap.config,

@@ -25,11 +25,10 @@ from stapes.server.response import Async, Result, Sync
 async def list_snapshots(request: web.Request) -> Result:
     st = state(request)
     row = instance_row(request)
-    snaps = st.snapshots.list_snapshots(row)
     if recursion(request) >= 1:
         with profiles_read_once():  # the snapshots share their profiles: one read each
-            return Sync([st.snapshots.render(row, s) for s in snaps])
-    return Sync([snapshot_url(row.name, s.name, row.project) for s in snaps])
+            return Sync(st.snapshots.render_all(row))
+    return Sync([snapshot_url(row.name, name, row.project) for name in st.snapshots.names(row)])
 
 
 async def create_snapshot(request: web.Request) -> Result:

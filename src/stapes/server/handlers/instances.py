@@ -118,8 +118,7 @@ async def _gathered(
 async def _full(st: State, row: InstanceRow, status: RuntimeState | None = None) -> dict[str, Any]:
     """An instance with its state and snapshots (recursion 2 lists, recursion 1 gets)."""
     full = await st.instances.render_full(row, status)
-    snaps = st.snapshots.list_snapshots(row)
-    full["snapshots"] = [st.snapshots.render(row, s) for s in snaps] or None
+    full["snapshots"] = st.snapshots.render_all(row) or None
     return full
 
 
