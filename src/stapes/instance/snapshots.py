@@ -64,11 +64,16 @@ class SnapshotService:
         return q.list_snapshots(self.db, row.id)
 
     def render_all(self, row: iq.InstanceRow) -> list[dict[str, Any]]:
-        """Every snapshot of ``row`` rendered, oldest first; those that share their config,
-        devices and profiles (q.snapshots_to_show) share their expansion too."""
+        """Every snapshot of ``row`` rendered, oldest first, for reading only (see
+        render_each)."""
+        return self.render_each(row, q.snapshots_to_show(self.db, row.id))
+
+    def render_each(self, row: iq.InstanceRow, snaps: list[q.SnapshotRow]) -> list[dict[str, Any]]:
+        """``snaps`` rendered; those that share their config, devices and profiles objects
+        (q.snapshots_to_show) share their expansion too, so nothing may change them."""
         expanded: dict[tuple[int, int, int], tuple[dict[str, str], dict[str, Any]]] = {}
         rendered = []
-        for snap in q.snapshots_to_show(self.db, row.id):
+        for snap in snaps:
             key = (id(snap.profiles), id(snap.config), id(snap.devices))
             if key not in expanded:
                 expanded[key] = self.instances.expand_parts(

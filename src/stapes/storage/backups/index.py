@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import yaml
 
 from stapes.api.errors import BadRequest
@@ -25,6 +26,87 @@ class _Plain(_Dumper):  # type: ignore[misc,valid-type]
 
 def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Plain, sort_keys=False)
+
+
+_YAML11_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+_PLAIN_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_PLAIN_REST = _PLAIN_FIRST | frozenset("0123456789.-/")
+_UNPRINTABLE = {
+    c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF]
+}
+"""What YAML takes for a line break (NEL, U+2028/9) or refuses raw, even quoted."""
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        if (
+            value
+            and value[0] in _PLAIN_FIRST
+            and set(value) <= _PLAIN_REST
+            and value.lower() not in _YAML11_WORDS
+        ):
+            return value
+        return orjson.dumps(value).decode().translate(_UNPRINTABLE)
+    if isinstance(value, float) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), -float("inf")):
+            return ".nan" if value != value else ("-.inf" if value < 0 else ".inf")
+        mantissa, e, exponent = repr(value).partition("e")  # YAML 1.1 floats have a dot
+        return mantissa + ("" if "." in mantissa else ".0") + e + exponent
+    if value is None or isinstance(value, bool | int):
+        return orjson.dumps(value).decode()
+    raise TypeError(f"{type(value).__name__} is not written as YAML here")
+
+
+def block_yaml(data: dict[str, Any]) -> str:
+    """``data`` (dicts with str keys, lists, str, int, float, bool, None) as block-style YAML
+    that loads back equal, several times faster than PyYAML's representer (an instance's
+    backup.yaml with 3,000 snapshots took 1.5 s there), most where the same dict or list
+    object appears many times (snapshots sharing their expanded config): each is written once.
+    Words that are only letters, digits and ``_.-/`` (not starting with a digit, not a YAML
+    1.1 boolean or null) are written plain, other strings as JSON strings (valid YAML
+    double-quoted scalars; what YAML cannot carry raw is escaped)."""
+    return _block(data, "", {}, {})
+
+
+def _block(
+    value: dict[str, Any] | list[Any], pad: str, blocks: dict[tuple[int, str], str],
+    scalars: dict[Any, str],
+) -> str:  # fmt: skip
+    """``value``'s lines at indent ``pad``; ``blocks`` and ``scalars`` keep what was written
+    (by object and indent, by value) for the objects met again."""
+    done = blocks.get((id(value), pad))
+    if done is not None:
+        return done
+    out = []
+    items = value.items() if isinstance(value, dict) else (("", item) for item in value)
+    for key, item in items:
+        if isinstance(value, dict):
+            name = scalars.get(key) if type(key) is str else None
+            if name is None:
+                name = scalars[key] = _scalar(key)
+            lead = f"{pad}{name}:"
+        else:
+            lead = f"{pad}-"
+        if isinstance(item, dict | list) and item:
+            if isinstance(item, dict) and not isinstance(value, dict):
+                inner = _block(item, pad + "  ", blocks, scalars)
+                out.append(f"{lead} {inner.lstrip(' ')}")  # a mapping in a list: dash's line
+            else:  # a list under a key keeps the key's indent, as PyYAML writes it
+                nested = isinstance(item, dict) or not isinstance(value, dict)
+                out.append(
+                    lead + "\n" + _block(item, pad + "  " if nested else pad, blocks, scalars)
+                )
+        elif isinstance(item, dict | list):
+            out.append(f"{lead} {'{}' if isinstance(item, dict) else '[]'}\n")
+        else:
+            text = scalars.get(item) if type(item) is str else None
+            if text is None:
+                text = _scalar(item)
+                if type(item) is str:
+                    scalars[item] = text
+            out.append(f"{lead} {text}\n")
+    blocks[(id(value), pad)] = done = "".join(out)
+    return done
 
 
 @dataclass
