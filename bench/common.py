@@ -3,8 +3,10 @@ and the real Incus daemon when it runs here (../shared/tools/incus-anchor start)
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
+import socket as socket_module
 import statistics
 import subprocess
 import sys
@@ -159,3 +161,27 @@ def use_incus_image(stapes: Stapes, work: Path) -> bool:
     )
     run([*ours, "image", "import", *files, "--alias", "bb"])
     return True
+
+
+class _Unix(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost")
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket_module.socket(socket_module.AF_UNIX)
+        self.sock.connect(self.path)
+
+
+def raw_get(socket: str, path: str) -> bytes:
+    """A daemon's answer to GET ``path`` over its unix socket, read whole and not decoded (what
+    the daemon takes, without a client's JSON decoding); it must be a 200."""
+    conn = _Unix(socket)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200, (path, resp.status)
+        return body
+    finally:
+        conn.close()

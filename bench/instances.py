@@ -12,9 +12,7 @@ Run as root: `make bench`."""
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket as socket_module
 import subprocess
 import tempfile
 import time
@@ -25,6 +23,7 @@ from common import (
     INCUS_SOCKET,
     incusd_pid,
     line,
+    raw_get,
     real_incus,
     rss_kib,
     settle,
@@ -123,29 +122,10 @@ def listing_series(server: InstanceServer, socket: str) -> float:
     listed = server.instances(recursion=1)
     assert len(listed) >= RUNNING + STOPPED, len(listed)
 
-    def once() -> None:
-        conn = _Unix(socket)
-        try:
-            conn.request("GET", "/1.0/instances?recursion=1")
-            resp = conn.getresponse()
-            resp.read()
-            assert resp.status == 200
-        finally:
-            conn.close()
-
     return line(
-        f"GET instances?recursion=1 ({RUNNING} running, {STOPPED} stopped)", timed(once, RUNS)
+        f"GET instances?recursion=1 ({RUNNING} running, {STOPPED} stopped)",
+        timed(lambda: raw_get(socket, "/1.0/instances?recursion=1"), RUNS),
     )
-
-
-class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost")
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket_module.socket(socket_module.AF_UNIX)
-        self.sock.connect(self.path)
 
 
 def measure(server: InstanceServer, socket: str, prefix: str, pid: int, volume_of: str) -> Figures:

@@ -20,18 +20,26 @@ Run as root: `make bench` (it takes a while at the defaults)."""
 from __future__ import annotations
 
 import asyncio
-import http.client
 import os
 import shutil
 import signal
-import socket as socket_module
 import subprocess
 import tempfile
 import time
 import uuid
 
 import aiohttp
-from common import BIN, INCUS_SOCKET, incusd_pid, line, rss_kib, settle, stapes_daemon, timed
+from common import (
+    BIN,
+    INCUS_SOCKET,
+    incusd_pid,
+    line,
+    raw_get,
+    rss_kib,
+    settle,
+    stapes_daemon,
+    timed,
+)
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "15,100,1000").split(",")]
@@ -60,27 +68,6 @@ async def _post_all(
             await asyncio.gather(*(one(p, b) for p, b in paths_bodies[start : start + batch]))
 
 
-class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("stapes")
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket_module.socket(socket_module.AF_UNIX)
-        self.sock.connect(self.path)
-
-
-def _get(socket: str, path: str) -> None:
-    conn = _Unix(socket)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 200, path
-    finally:
-        conn.close()
-
-
 def _run(argv: list[str], env: dict[str, str]) -> None:
     subprocess.run(argv, env=env, check=True, capture_output=True)
 
@@ -93,15 +80,15 @@ def measure(socket: str, snapshotted: str, env: dict[str, str], ours: bool) -> d
     found = {
         "recursion=1": line(
             "GET /1.0/instances?recursion=1",
-            timed(lambda: _get(socket, "/1.0/instances?recursion=1"), RUNS),
+            timed(lambda: raw_get(socket, "/1.0/instances?recursion=1"), RUNS),
         ),
         "recursion=2": line(
             "GET /1.0/instances?recursion=2",
-            timed(lambda: _get(socket, "/1.0/instances?recursion=2"), RUNS),
+            timed(lambda: raw_get(socket, "/1.0/instances?recursion=2"), RUNS),
         ),
         "snapshots": line(
             "GET .../snapshots?recursion=1 (one instance)",
-            timed(lambda: _get(socket, snapshots), RUNS),
+            timed(lambda: raw_get(socket, snapshots), RUNS),
         ),
     }
     if ours:
