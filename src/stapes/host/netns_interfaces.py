@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 CLONE_NEWNET = 0x40000000
 IFF_UP = 0x1
@@ -37,7 +38,7 @@ async def interfaces(pid: int) -> dict[str, Any]:
         async with AsyncIPRoute(fileno=sock.detach()) as ipr:
             links = [link async for link in await ipr.get_links()]
             addresses = [address async for address in await ipr.get_addr()]
-    except OSError:
+    except (OSError, NetlinkError):  # the namespace went away while it was read
         return {}
     by_index: dict[int, list[dict[str, str]]] = {}
     for address in addresses:
