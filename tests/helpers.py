@@ -197,9 +197,31 @@ def new_root() -> Path:
 
 
 def remove_root(root: Path) -> None:
-    """Unmount what the daemon mounted below its root (btrfs pools), then delete the root."""
+    """End the copies a killed daemon left running into its root (a spare image copy goes on
+    after a kill -9 and would write into the root as it is deleted), unmount what the daemon
+    mounted below it (btrfs pools), then delete it."""
+    for copier in _copies_into(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(copier, signal.SIGKILL)
     unmount_below(root)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _copies_into(root: Path) -> list[int]:
+    """cp, rsync and tar processes with a path below ``root`` on their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        tool = os.path.basename(argv[0]).decode(errors="replace")
+        below = f"{root}/".encode()
+        if tool in ("cp", "rsync", "tar") and any(a.startswith(below) for a in argv[1:]):
+            found.append(int(entry.name))
+    return found
 
 
 def monitor_processes(root: Path, name: str) -> list[str]:
