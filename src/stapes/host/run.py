@@ -11,13 +11,20 @@ import signal
 log = logging.getLogger(__name__)
 
 
+DIES_WITH_DAEMON = ["setpriv", "--pdeathsig", "KILL", "--"]
+"""Put before a long copy's argv: the copy is killed when the daemon dies (a kill -9 left a
+spare image copy running, writing into a path the restarted daemon copies into again)."""
+
+
 class RunError(Exception):
     def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
         self.argv = argv
         self.returncode = returncode
         self.stderr = stderr
         tail = stderr.strip().splitlines()[-5:]
-        super().__init__(f"{argv[0]} failed with exit code {returncode}: {' '.join(tail)}")
+        wrapped = argv[: len(DIES_WITH_DAEMON)] == DIES_WITH_DAEMON
+        command = argv[len(DIES_WITH_DAEMON)] if wrapped else argv[0]
+        super().__init__(f"{command} failed with exit code {returncode}: {' '.join(tail)}")
 
 
 class RunTimeout(RunError):

@@ -18,7 +18,7 @@ from typing import ClassVar
 from stapes.api.errors import BadRequest, Conflict, MissingHostFeature
 from stapes.config import validate as v
 from stapes.host import mounts
-from stapes.host.run import RunError, run, run_sync
+from stapes.host.run import DIES_WITH_DAEMON, RunError, run, run_sync
 from stapes.storage.drivers.block_file import (
     check_wipe,
     make_block_file,
@@ -283,7 +283,10 @@ class BtrfsDriver(DirDriver):
             return
         await self.create_volume(vol_type, name)
         # a subvolume is another directory tree: reflink the files in rather than copy them
-        await run(["cp", "-a", "--reflink=auto", f"{tree}/.", str(path)], timeout=24 * 3600)
+        await run(
+            [*DIES_WITH_DAEMON, "cp", "-a", "--reflink=auto", f"{tree}/.", str(path)],
+            timeout=24 * 3600,
+        )
 
     async def subvolume_uuid(self, path: Path, which: str = "UUID") -> str:
         """A subvolume's UUID (``which``: "Received UUID" for the one it was received as)."""

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.config import validate as v
-from stapes.host.run import run
+from stapes.host.run import DIES_WITH_DAEMON, run
 from stapes.storage.drivers.block_file import make_block_file, resize_block_file
 from stapes.storage.drivers.driver import BLOCK, FILESYSTEM, DriverInfo, StorageDriver
 
@@ -152,7 +152,7 @@ class DirDriver(StorageDriver):
         await asyncio.to_thread(shutil.rmtree, partial, True)
         reflink = ["--reflink=auto"] if self._reflink else []
         try:
-            await run(["cp", "-a", *reflink, str(source), str(partial)])
+            await run([*DIES_WITH_DAEMON, "cp", "-a", *reflink, str(source), str(partial)])
             partial.rename(target)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, partial, True)
