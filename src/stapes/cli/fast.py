@@ -120,10 +120,10 @@ def _list(server: LiteServer, fmt: str, columns: str | None) -> bool:
     if fmt not in _FORMATS or not letters or any(c not in FIELDS or c == "L" for c in letters):
         return False  # the full command says what is wrong (or asks whether it is clustered)
     whole = fmt in ("json", "yaml")  # these print the objects as recursion=2 has them
-    recursion = "2" if whole and NEEDS_FULL & set(letters) else "1"
+    full = bool(NEEDS_FULL & set(letters))
     try:
-        found = server.metadata("GET", f"/1.0/instances?recursion={recursion}")
-        if isinstance(found, list) and recursion == "1" and NEEDS_FULL & set(letters):
+        found = server.metadata("GET", f"/1.0/instances?recursion={2 if whole and full else 1}")
+        if isinstance(found, list) and full and not whole:
             _add_parts(server, found, letters)
     except RemoteError:
         return False
@@ -138,13 +138,17 @@ def _add_parts(server: LiteServer, instances: list[dict[str, object]], letters: 
     state, every one's snapshot URLs (their count is the column). recursion=2 carries every
     snapshot whole: 15 instances with 3,000 snapshots each are a 100 MB answer, ~2 s to
     write and read, where this asks 15 lists of names."""
+    from stapes.cli.instance_views import NEEDS_FULL
+
+    snapshots = "S" in letters
+    state = bool(set(letters) & (NEEDS_FULL - {"S"}))
     for instance in instances:
         name = str(instance.get("name", ""))
         if not _safe(name):
             raise RemoteError(f"Unexpected instance name {name!r}", 500)
-        if "S" in letters:
+        if snapshots:
             instance["snapshots"] = server.metadata("GET", f"/1.0/instances/{name}/snapshots")
-        if set(letters) & set("46pN") and instance.get("status") != "Stopped":
+        if state and instance.get("status") != "Stopped":
             instance["state"] = server.metadata("GET", f"/1.0/instances/{name}/state")
 
 

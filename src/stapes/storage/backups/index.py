@@ -47,7 +47,7 @@ def _scalar(value: Any) -> str:
         ):
             return value
         return orjson.dumps(value).decode().translate(_UNPRINTABLE)
-    if isinstance(value, float) and not isinstance(value, bool):
+    if isinstance(value, float):
         if value != value or value in (float("inf"), -float("inf")):
             return ".nan" if value != value else ("-.inf" if value < 0 else ".inf")
         mantissa, e, exponent = repr(value).partition("e")  # YAML 1.1 floats have a dot
@@ -70,7 +70,7 @@ def block_yaml(data: dict[str, Any]) -> str:
 
 def _block(
     value: dict[str, Any] | list[Any], pad: str, blocks: dict[tuple[int, str], str],
-    scalars: dict[Any, str],
+    scalars: dict[str, str],
 ) -> str:  # fmt: skip
     """``value``'s lines at indent ``pad``; ``blocks`` and ``scalars`` keep what was written
     (by object and indent, by value) for the objects met again."""
@@ -80,13 +80,7 @@ def _block(
     out = []
     items = value.items() if isinstance(value, dict) else (("", item) for item in value)
     for key, item in items:
-        if isinstance(value, dict):
-            name = scalars.get(key) if type(key) is str else None
-            if name is None:
-                name = scalars[key] = _scalar(key)
-            lead = f"{pad}{name}:"
-        else:
-            lead = f"{pad}-"
+        lead = f"{pad}{_cached(key, scalars)}:" if isinstance(value, dict) else f"{pad}-"
         if isinstance(item, dict | list) and item:
             if isinstance(item, dict) and not isinstance(value, dict):
                 inner = _block(item, pad + "  ", blocks, scalars)
@@ -99,14 +93,19 @@ def _block(
         elif isinstance(item, dict | list):
             out.append(f"{lead} {'{}' if isinstance(item, dict) else '[]'}\n")
         else:
-            text = scalars.get(item) if type(item) is str else None
-            if text is None:
-                text = _scalar(item)
-                if type(item) is str:
-                    scalars[item] = text
-            out.append(f"{lead} {text}\n")
+            out.append(f"{lead} {_cached(item, scalars)}\n")
     blocks[(id(value), pad)] = done = "".join(out)
     return done
+
+
+def _cached(value: Any, scalars: dict[str, str]) -> str:
+    """_scalar(value), strings written once per document (keys and values repeat)."""
+    if type(value) is not str:
+        return _scalar(value)
+    text = scalars.get(value)
+    if text is None:
+        text = scalars[value] = _scalar(value)
+    return text
 
 
 @dataclass
