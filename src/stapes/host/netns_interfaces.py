@@ -9,8 +9,6 @@ left in a container's namespace, and the daemon does not fork (``nsenter ip -j -
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import os
 import socket
 import threading
 from typing import Any
@@ -18,13 +16,12 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-CLONE_NEWNET = 0x40000000
+from stapes.host import namespaces
+
 IFF_UP = 0x1
 ARPHRD_LOOPBACK = 772
 SCOPES = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
 """Address scopes by number, named as iproute2 names them."""
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 async def interfaces(pid: int) -> dict[str, Any]:
@@ -104,11 +101,5 @@ async def _netlink_socket_in(pid: int) -> socket.socket:
 
 def _make_inside(pid: int) -> socket.socket:
     """On a thread that ends after it: enter the namespace, make the socket."""
-    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns into the network namespace of {pid}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
+    namespaces.enter(f"/proc/{pid}/ns/net", namespaces.CLONE_NEWNET)
     return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)

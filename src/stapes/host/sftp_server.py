@@ -13,13 +13,13 @@ Its stdin and stdout may be the client's connection itself (the daemon hands a u
 connection over rather than relaying it), which can be non-blocking: it shares its flags with
 the daemon's event loop, so the server waits for it rather than change them.
 
-Only the standard library, imported before the namespaces change."""
+Only the standard library (and host/namespaces.py, which is stdlib-only too), imported before
+the namespaces change."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import errno
 import io
 import os
@@ -29,11 +29,11 @@ import struct
 import sys
 from typing import TYPE_CHECKING, BinaryIO
 
+from stapes.host import namespaces
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
 OVERFLOW_ID = 65534
 
 # packet types
@@ -60,8 +60,6 @@ _ERRNO_STATUS = {
     errno.EPERM: PERMISSION_DENIED,
     errno.EROFS: PERMISSION_DENIED,
 }
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Reader:
@@ -425,21 +423,11 @@ class Descriptor(io.RawIOBase):
                 select.select([], [self.fd], [])
 
 
-def _setns(path: str, nstype: int) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(fd, nstype) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
 def enter(args: argparse.Namespace) -> Ids:
     if args.pid:
         if args.userns:
-            _setns(f"/proc/{args.pid}/ns/user", CLONE_NEWUSER)
-        _setns(f"/proc/{args.pid}/ns/mnt", CLONE_NEWNS)
+            namespaces.enter(f"/proc/{args.pid}/ns/user", namespaces.CLONE_NEWUSER)
+        namespaces.enter(f"/proc/{args.pid}/ns/mnt", namespaces.CLONE_NEWNS)
         if args.userns:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)

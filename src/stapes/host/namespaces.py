@@ -1,0 +1,26 @@
+"""Entering another process's namespaces (setns(2) through libc): the daemon's netlink reader
+(netns_interfaces.py) and the helpers that run in a container's namespaces use this. Only the
+standard library: the helpers import it at their start."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def enter(path: str, nstype: int) -> None:
+    """This thread (the process, for the mount and user namespaces) into the namespace
+    ``path`` names (``/proc/PID/ns/...``); OSError saying which when it cannot."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, nstype) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
