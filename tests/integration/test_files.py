@@ -89,6 +89,21 @@ def test_write_append_ids_modes_symlinks_delete(daemon: Daemon, container: str) 
     assert bad.status == 400
 
 
+def test_large_files_arrive_whole(daemon: Daemon, container: str) -> None:
+    """Files larger than the pipes between stapesd and its file helper (1 MiB, moved with
+    splice), written, appended to (which splice cannot do: copied) and read back whole."""
+    base = f"/1.0/instances/{container}/files?path=/root/big.bin"
+    first, second = os.urandom(3 * 1024 * 1024 + 17), os.urandom(2 * 1024 * 1024 + 5)
+    assert daemon.request("POST", base, raw=first).status == 200
+    got = daemon.request("GET", base)
+    assert got.headers["X-Incus-Type"] == "file" and got.body == first
+    append = {"X-Incus-Write": "append"}
+    assert daemon.request("POST", base, raw=second, headers=append).status == 200
+    assert daemon.request("GET", base).body == first + second
+    assert daemon.request("POST", base, raw=b"").status == 200  # overwrite truncates
+    assert daemon.request("GET", base).body == b""
+
+
 def test_files_of_a_stopped_instance(daemon: Daemon, busybox: str) -> None:
     name = unique("stopped")
     daemon.ok(

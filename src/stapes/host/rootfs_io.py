@@ -29,6 +29,24 @@ ARGV = [sys.executable, "-m", "stapes.host.rootfs_io"]
 """How to run this helper (followed by ROOT and a command)."""
 
 
+def splice_all(source: int, target: int) -> bool:
+    """Move everything ``source`` has left into ``target`` inside the kernel (one of the two
+    a pipe: stdin or stdout here), without copying it through Python. False, with nothing
+    moved, where splice cannot join them (neither is a pipe, or the file appends): the
+    caller copies instead."""
+    moved = False
+    while True:
+        try:
+            count = os.splice(source, target, CHUNK)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and not moved:
+                return False
+            raise
+        if count == 0:
+            return True
+        moved = True
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "directory"
@@ -63,13 +81,15 @@ def get(path: str) -> None:
     }
     out = sys.stdout.buffer
     out.write(json.dumps(header).encode() + b"\n")
+    out.flush()
     if kind == "file":
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb") as f:
-            shutil.copyfileobj(f, out, CHUNK)
+            if not splice_all(fd, out.fileno()):
+                shutil.copyfileobj(f, out, CHUNK)
+                out.flush()
     elif fd >= 0:
         os.close(fd)
-    out.flush()
 
 
 def put(
@@ -107,7 +127,8 @@ def put(
             os.ftruncate(fd, 0)
         os.set_blocking(fd, True)
         with os.fdopen(fd, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f, CHUNK)
+            if not splice_all(sys.stdin.fileno(), fd):
+                shutil.copyfileobj(sys.stdin.buffer, f, CHUNK)
     else:
         raise OSError(errno.EINVAL, f"unknown type {kind!r} (use file, directory or symlink)")
     if existing is None or uid >= 0 or gid >= 0:

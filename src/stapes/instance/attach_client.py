@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
@@ -21,6 +22,10 @@ from stapes.instance.attach_child import Command
 from stapes.instance.exec import exit_code
 
 log = logging.getLogger(__name__)
+
+PIPE_SIZE = 1024 * 1024
+"""The size asked for the pipes a file's bytes go through (Linux's default is 64 KiB; root
+may ask up to /proc/sys/fs/pipe-max-size, 1 MiB by default)."""
 
 
 class AttachHelper:
@@ -133,6 +138,9 @@ class AttachHelper:
         helper, with pipes for its stdin, stdout and stderr, as asyncio's subprocesses."""
         loop = asyncio.get_running_loop()
         pipes = [os.pipe() for _ in range(3)]
+        for read_end, _ in pipes[:2]:  # file contents: 1 MiB per wake-up, not 64 KiB
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
         try:
             pid = await self.run_on(module, argv, theirs)
