@@ -1,14 +1,16 @@
 """The paths users hit most, through the real `incus` client, Stapes beside real Incus in one
 run (../shared/tools/incus-anchor start): launch, exec, file push and pull of 1 MiB and of
-100 MiB (SFTP; the floor of the large ones: `cp` of the file into the rootfs), snapshot create,
-list, delete. Both run the same image: Incus's `bb` is exported and imported
-into the throwaway stapesd (Stapes's own busybox when Incus does not run). The floor of exec is
-`lxc-attach` of the same command into the same Stapes container.
+100 MiB (SFTP, and the same sizes through the files API, POST and GET over the unix socket; the
+floor of the large ones: `cp` of the file into the rootfs), snapshot create, list, delete.
+Both run the same image: Incus's `bb` is exported and imported into the throwaway stapesd
+(Stapes's own busybox when Incus does not run). The floor of exec is `lxc-attach` of the same
+command into the same Stapes container.
 
 Prints medians and p90s (milliseconds) and the Stapes/Incus ratios. Run as root: `make bench`."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -16,7 +18,15 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from common import INCUS_SOCKET, line, real_incus, stapes_daemon, timed, use_incus_image
+from common import (
+    INCUS_SOCKET,
+    line,
+    real_incus,
+    stapes_daemon,
+    stream,
+    timed,
+    use_incus_image,
+)
 
 RUNS = int(os.environ.get("BENCH_RUNS", "9"))
 LARGE_RUNS = int(os.environ.get("BENCH_LARGE_RUNS", "3"))
@@ -32,8 +42,9 @@ def quiet(argv: list[str]) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
 
-def measure(label: str, incus: list[str], work: Path) -> dict[str, float]:
-    """Each path on instances made for it (and removed), with ``incus`` the client command."""
+def measure(label: str, incus: list[str], socket: Path, work: Path) -> dict[str, float]:
+    """Each path on instances made for it (and removed), with ``incus`` the client command
+    and ``socket`` the daemon's (for the files API)."""
     blob = work / "1m.bin"
     blob.write_bytes(os.urandom(1 << 20))
     names = [f"b{uuid.uuid4().hex[:8]}" for _ in range(RUNS)]
@@ -56,7 +67,15 @@ def measure(label: str, incus: list[str], work: Path) -> dict[str, float]:
     found["push 100M"] = line("incus file push 100 MiB", timed(lambda: quiet(push), LARGE_RUNS))
     pull = [*incus, "file", "pull", f"{target}/root/100m.bin", str(work / "back.bin")]
     found["pull 100M"] = line("incus file pull 100 MiB", timed(lambda: quiet(pull), LARGE_RUNS))
+    files = f"/1.0/instances/{target}/files?path=/root/api.bin"
+    for key, upload, runs in (("1M", blob, RUNS), ("100M", large, LARGE_RUNS)):
+        size = key.replace("M", " MiB")
+        post = functools.partial(stream, socket, "POST", files, upload)
+        found[f"POST {key}"] = line(f"files API: POST {size}", timed(post, runs))
+        get = functools.partial(stream, socket, "GET", files)
+        found[f"GET {key}"] = line(f"files API: GET {size}", timed(get, runs))
     quiet([*incus, "file", "delete", f"{target}/root/100m.bin"])
+    quiet([*incus, "file", "delete", f"{target}/root/api.bin"])
     snaps = iter(range(RUNS))
     found["snapshot"] = line(
         "incus snapshot create",
@@ -84,7 +103,7 @@ def main() -> None:
             if incus is not None:  # the same image on both sides
                 use_incus_image(stapes, work)
             (work / "100m.bin").write_bytes(os.urandom(LARGE))
-            got = measure("stapes", ours, work)
+            got = measure("stapes", ours, stapes.root / "unix.socket", work)
             floor_name = f"f{uuid.uuid4().hex[:8]}"
             quiet([*ours, "launch", "bb", floor_name])
             rootfs = stapes.root / "storage-pools/default/containers" / floor_name / "rootfs"
@@ -100,7 +119,7 @@ def main() -> None:
         if incus is None:
             print("real Incus is not running here: no ratios (../shared/tools/incus-anchor start)")
             return
-        theirs = measure("incus", incus, work)
+        theirs = measure("incus", incus, INCUS_SOCKET, work)
         print("ratios (Stapes/Incus, below 1 is faster):")
         for key, value in got.items():
             print(f"  {key:<10} {value / theirs[key]:.2f}")

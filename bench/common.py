@@ -165,12 +165,32 @@ def use_incus_image(stapes: Stapes, work: Path) -> bool:
 
 class _Unix(http.client.HTTPConnection):
     def __init__(self, path: str) -> None:
-        super().__init__("localhost")
+        super().__init__("localhost", blocksize=1 << 20)  # request bodies sent 1 MiB a write
         self.path = path
 
     def connect(self) -> None:
         self.sock = socket_module.socket(socket_module.AF_UNIX)
         self.sock.connect(self.path)
+
+
+def stream(socket: Path, method: str, path: str, upload: Path | None = None) -> None:
+    """One request over a daemon's unix socket, the body streamed from ``upload`` and the
+    answer read in 1 MiB pieces and dropped (a file transfer without a client's own costs); it
+    must be a 200."""
+    conn = _Unix(str(socket))
+    try:
+        if upload is None:
+            conn.request(method, path)
+        else:
+            with upload.open("rb") as body:
+                size = str(upload.stat().st_size)
+                conn.request(method, path, body=body, headers={"Content-Length": size})
+        resp = conn.getresponse()
+        while resp.read(1 << 20):
+            pass
+        assert resp.status == 200, (method, path, resp.status)
+    finally:
+        conn.close()
 
 
 def raw_get(socket: str, path: str) -> bytes:
