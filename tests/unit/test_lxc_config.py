@@ -50,6 +50,27 @@ def test_privileged_has_no_idmap() -> None:
     assert ("lxc.include", "/usr/share/lxc/config/userns.conf") not in items
 
 
+def test_lxcfs_hooks_are_cleared_where_lxcfs_does_not_run() -> None:
+    """common.conf.d's lxcfs hooks (a post-stop one sleeps 0.5 s at every stop) are cleared
+    after the includes and before any hook of the instance's own; kept where lxcfs runs."""
+    cfg = {"raw.lxc": "lxc.hook.post-stop = /bin/true"}
+    items = build(_inputs(cfg, IdMap(1000000, 65536)))
+    hooks = [item for item in items if item[0].startswith("lxc.hook.")]
+    assert hooks == [
+        ("lxc.hook.mount", ""),
+        ("lxc.hook.post-stop", ""),
+        ("lxc.hook.post-stop", "/bin/true"),
+    ]
+    last_include = max(i for i, (key, _) in enumerate(items) if key == "lxc.include")
+    assert items.index(("lxc.hook.mount", "")) > last_include
+    assert "lxc.hook.mount = \n" in lxc_config.render(items)
+    with_lxcfs = HostFacts(cgroup="v1", cpus=4, memory_bytes=8 * 1024**3, lxcfs=True)
+    kept = build(_inputs(cfg, host=with_lxcfs))
+    assert [item for item in kept if item[0].startswith("lxc.hook.")] == [
+        ("lxc.hook.post-stop", "/bin/true")
+    ]
+
+
 def test_systemd_gets_its_halt_signal() -> None:
     assert ("lxc.signal.halt", "SIGRTMIN+3") in build(_inputs({}, systemd=True))
 

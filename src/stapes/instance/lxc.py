@@ -78,6 +78,7 @@ def _host_facts(caps: HostCaps) -> lxc_config.HostFacts:
         io_weight=_io_weight_file(caps.cgroup),
         numa_nodes=_numa_nodes(),
         hugetlb=_has_hugetlb(caps.cgroup),
+        lxcfs=Path("/var/lib/lxcfs/proc").is_dir(),
     )
 
 

@@ -35,6 +35,9 @@ class HostFacts:
     """The NUMA nodes online."""
     hugetlb: bool = False
     """Whether the hugetlb cgroup controller is there (limits.hugepages.*)."""
+    lxcfs: bool = False
+    """Whether lxcfs serves its files at /var/lib/lxcfs (looked at when stapesd starts, as
+    Incus does)."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,21 @@ class LxcInputs:
     run: RunConfig = field(default_factory=RunConfig)
 
 
+LXCFS_HOOKS_CLEARED: Items = [("lxc.hook.mount", ""), ("lxc.hook.post-stop", "")]
+"""common.conf includes what the lxcfs package puts in common.conf.d: a mount hook (a shell
+script that mounts lxcfs's files, and nothing when lxcfs does not run) and a post-stop hook that
+sleeps 0.5 s (time for lxcfs to notice a reboot), run at every stop. Where lxcfs does not run,
+both are cleared (an empty value clears a hook list), before any hook of Stapes's own."""
+
+
 def build(inputs: LxcInputs) -> Items:
     cfg = inputs.config
     items: Items = [("lxc.include", str(LXC_CONFIG_DIR / "common.conf"))]
     if inputs.idmap is not None:
         items.append(("lxc.include", str(LXC_CONFIG_DIR / "userns.conf")))
         items.extend(inputs.idmap.lxc_items())
+    if not inputs.host.lxcfs:
+        items += LXCFS_HOOKS_CLEARED
     items += [
         ("lxc.arch", lxc_arch(inputs.architecture)),
         ("lxc.uts.name", inputs.name),
