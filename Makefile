@@ -42,6 +42,7 @@ bench: setup-test
 	$(VENV)/bin/python bench/api.py
 	$(VENV)/bin/python bench/images.py
 	$(VENV)/bin/python bench/cli_paths.py
+	$(VENV)/bin/python bench/burst.py
 	$(VENV)/bin/python bench/cli_start.py
 	$(VENV)/bin/python bench/scale.py
 	$(VENV)/bin/python bench/vm.py

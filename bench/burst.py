@@ -1,0 +1,117 @@
+"""Back-to-back launches of a Debian 12 container on a dir pool, where the next launch comes
+before the spare copy of the image volume is ready, Stapes beside real Incus in one run
+(../shared/tools/incus-anchor start), both through the `incus` client with the same image (built
+by `stapes image build debian/12`, debootstrap from this host's mirror, cached after the first
+build; exported from Stapes and imported into Incus).
+
+Prints each launch of a burst of BURST (5) with no pause between them, the median of the
+launches after the first (the first takes the spare copy made while idle), and the floor: `cp -a`
+of the same image volume on the same filesystem, which is what a launch without a ready copy
+must wait for. Run as root: `make bench`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from common import BIN, INCUS_SOCKET, real_incus, stapes_daemon
+
+BURST = int(os.environ.get("BENCH_BURST", "5"))
+INCUS = shutil.which("incus") or "/usr/bin/incus"
+
+
+def quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+
+
+def burst(label: str, incus: list[str]) -> float:
+    """BURST launches in a row, each timed, then removed (untimed); the median after the
+    first, in ms. The disk is synced first: a copy's speed here depends on the writeback
+    still pending (inode creation waits on the journal), which set-up leaves plenty of."""
+    names = [f"burst-{uuid.uuid4().hex[:8]}" for _ in range(BURST)]
+    samples = []
+    os.sync()
+    try:
+        for name in names:
+            start = time.perf_counter()
+            quiet([*incus, "launch", "deb", name])
+            samples.append(time.perf_counter() - start)
+    finally:
+        for name in names:
+            subprocess.run([*incus, "delete", "-f", name], capture_output=True)
+    shown = " ".join(f"{s * 1000:.0f}" for s in samples)
+    after_first = statistics.median(samples[1:]) * 1000
+    print(f"  {label:<8} launches (ms): {shown}   median after the first: {after_first:.0f} ms")
+    return after_first
+
+
+def copy_floor(image_volume: Path, work: Path) -> float:
+    samples = []
+    os.sync()
+    for i in range(3):
+        target = work / f"floor-{i}"
+        start = time.perf_counter()
+        quiet(["cp", "-a", str(image_volume), str(target)])
+        samples.append(time.perf_counter() - start)
+        shutil.rmtree(target)
+    floor = statistics.median(samples) * 1000
+    print(f"  floor: cp -a of the image volume: {floor:.0f} ms")
+    return floor
+
+
+def settle_spare(images: Path, limit: float = 120.0) -> None:
+    """Wait until the spare copy of the image volume is made (no .partial left)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if any(images.glob("*.spare")) and not any(images.glob("*.partial")):
+            return
+        time.sleep(0.2)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-burst-", dir="/var/tmp") as tmp:
+        work = Path(tmp)
+        conf = work / "incus-conf"
+        conf.mkdir()
+        with stapes_daemon(image=False) as st:
+            quiet([str(BIN / "stapes"), "image", "build", "debian/12", "--alias", "deb"], st.env)
+            ours = ["env", f"INCUS_SOCKET={st.root / 'unix.socket'}", f"INCUS_CONF={conf}", INCUS]
+            warm = f"warm-{uuid.uuid4().hex[:8]}"  # unpacks the image volume on the pool
+            quiet([*ours, "init", "deb", warm])
+            quiet([*ours, "delete", warm])
+            images = st.root / "storage-pools/default/images"
+            settle_spare(images)
+            volume = next(
+                p for p in images.iterdir() if p.is_dir() and p.suffix not in (".spare", ".partial")
+            )
+            files = sum(len(f) + len(d) for _, d, f in os.walk(volume / "rootfs"))
+            print(f"debian/12 on a dir pool ({files} files), bursts of {BURST}:")
+            floor = copy_floor(volume, images)
+            stapes = burst("stapes", ours)
+            incus = None
+            if real_incus() is not None:
+                quiet([*ours, "image", "export", "deb", str(work / "deb")])
+                exported = sorted(str(p) for p in work.glob("deb*") if p.is_file())
+                theirs = ["env", f"INCUS_SOCKET={INCUS_SOCKET}", f"INCUS_CONF={conf}", INCUS]
+                quiet([*theirs, "image", "import", *exported, "--alias", "deb"])
+                try:
+                    quiet([*theirs, "init", "deb", warm])  # Incus's first use of the image
+                    quiet([*theirs, "delete", warm])
+                    incus = burst("incus", theirs)
+                finally:
+                    subprocess.run([*theirs, "image", "delete", "deb"], capture_output=True)
+        print(f"stapes / floor: {stapes / floor:.2f}")
+        if incus is None:
+            print("real Incus is not running here: no ratio (../shared/tools/incus-anchor start)")
+        else:
+            print(f"stapes / incus: {stapes / incus:.2f}")
+
+
+if __name__ == "__main__":
+    main()
