@@ -49,36 +49,40 @@ def calm() -> None:
     os.sync()
 
 
-def burst(label: str, incus: list[str]) -> float:
-    """BURST launches in a row, each timed, then removed (untimed); the median after the
-    first, in ms."""
-    names = [f"burst-{uuid.uuid4().hex[:8]}" for _ in range(BURST)]
+def burst(label: str, incus: list[str], made: list[str]) -> float:
+    """BURST launches in a row, each timed, then stopped (untimed; added to ``made``, removed
+    at the end: a deletion now would slow the copies that follow); the median after the first,
+    in ms."""
     samples = []
     calm()
-    try:
-        for name in names:
-            start = time.perf_counter()
-            quiet([*incus, "launch", "deb", name])
-            samples.append(time.perf_counter() - start)
-    finally:
-        for name in names:
-            subprocess.run([*incus, "delete", "-f", name], capture_output=True)
+    for _ in range(BURST):
+        name = f"burst-{uuid.uuid4().hex[:8]}"
+        made.append(name)
+        start = time.perf_counter()
+        quiet([*incus, "launch", "deb", name])
+        samples.append(time.perf_counter() - start)
+    for name in made:
+        subprocess.run([*incus, "stop", "-f", name], capture_output=True)
     shown = " ".join(f"{s * 1000:.0f}" for s in samples)
     after_first = statistics.median(samples[1:]) * 1000
     print(f"  {label:<8} launches (ms): {shown}   median after the first: {after_first:.0f} ms")
     return after_first
 
 
+def remove(incus: list[str], names: list[str]) -> None:
+    for name in names:
+        subprocess.run([*incus, "delete", "-f", name], capture_output=True)
+
+
 def copy_floor(image_volume: Path, work: Path) -> float:
+    """``cp -a`` of the image volume, three times (the copies are left for the caller to remove
+    after the bursts)."""
     samples = []
     calm()
-    targets = [work / f"floor-{i}" for i in range(3)]
-    for target in targets:  # all removed after: a deletion would slow the next copy
+    for i in range(3):
         start = time.perf_counter()
-        quiet(["cp", "-a", str(image_volume), str(target)])
+        quiet(["cp", "-a", str(image_volume), str(work / f"floor-{i}")])
         samples.append(time.perf_counter() - start)
-    for target in targets:
-        shutil.rmtree(target)
     floor = statistics.median(samples) * 1000
     print(f"  floor: cp -a of the image volume: {floor:.0f} ms")
     return floor
@@ -101,9 +105,8 @@ def main() -> None:
         with stapes_daemon(image=False) as st:
             quiet([str(BIN / "stapes"), "image", "build", "debian/12", "--alias", "deb"], st.env)
             ours = ["env", f"INCUS_SOCKET={st.root / 'unix.socket'}", f"INCUS_CONF={conf}", INCUS]
-            warm = f"warm-{uuid.uuid4().hex[:8]}"  # unpacks the image volume on the pool
-            quiet([*ours, "init", "deb", warm])
-            quiet([*ours, "delete", warm])
+            ours_made = [f"warm-{uuid.uuid4().hex[:8]}"]  # unpacks the image volume on the pool
+            quiet([*ours, "init", "deb", ours_made[0]])
             images = st.root / "storage-pools/default/images"
             settle_spare(images)
             volume = next(
@@ -116,22 +119,26 @@ def main() -> None:
                     "  (the pool is on an ext4 without a journal: there ext4 skips inodes freed"
                     " in the last 5 s, 300 s while their table block is dirty, when it allocates,"
                     " one lookup each, so creating a tree after others were deleted is up to 10x"
-                    " slower, whoever does it: these figures move with the churn before them)"
+                    " slower, whoever does it: nothing is deleted until all is timed)"
                 )
-            floor = copy_floor(volume, images)
-            stapes = burst("stapes", ours)
+            floors = st.root / "floors"
+            floors.mkdir()
+            floor = copy_floor(volume, floors)
+            stapes = burst("stapes", ours, ours_made)
             incus = None
             if real_incus() is not None:
                 quiet([*ours, "image", "export", "deb", str(work / "deb")])
                 exported = sorted(str(p) for p in work.glob("deb*") if p.is_file())
                 theirs = ["env", f"INCUS_SOCKET={INCUS_SOCKET}", f"INCUS_CONF={conf}", INCUS]
                 quiet([*theirs, "image", "import", *exported, "--alias", "deb"])
+                theirs_made = [f"warm-{uuid.uuid4().hex[:8]}"]  # Incus's first use of it
                 try:
-                    quiet([*theirs, "init", "deb", warm])  # Incus's first use of the image
-                    quiet([*theirs, "delete", warm])
-                    incus = burst("incus", theirs)
+                    quiet([*theirs, "init", "deb", theirs_made[0]])
+                    incus = burst("incus", theirs, theirs_made)
                 finally:
+                    remove(theirs, theirs_made)
                     subprocess.run([*theirs, "image", "delete", "deb"], capture_output=True)
+            remove(ours, ours_made)
         print(f"stapes / floor: {stapes / floor:.2f}")
         if incus is None:
             print("real Incus is not running here: no ratio (../shared/tools/incus-anchor start)")

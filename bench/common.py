@@ -21,6 +21,12 @@ from stapes.client.instance_server import InstanceServer
 from stapes.host.mounts import unmount_below
 
 INCUS_SOCKET = Path("/var/lib/incus/unix.socket")
+STATE_PARENT = "/var/lib"
+"""Where throwaway daemons (and the floors copied beside them) keep their state: beside real
+Incus's /var/lib/incus and a Stapes install's /var/lib/stapes. Placement matters on this host:
+its root ext4 has no journal, and a new tree there takes up to 10x longer to create in a part
+of the filesystem where trees were just deleted (such as /var/tmp, where the tests churn); see
+burst.py."""
 BIN = Path(sys.executable).parent
 
 
@@ -57,7 +63,7 @@ class Stapes:
 def stapes_daemon(image: bool = True) -> Iterator[Stapes]:
     """A stapesd on a temporary STAPES_DIR with the busybox image under alias bb (without
     it when ``image`` is False: a server to join to a cluster must have none)."""
-    root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir="/var/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="stapes-bench-", dir=STATE_PARENT))
     env = {**os.environ, "STAPES_DIR": str(root)}
     daemon = subprocess.Popen(
         [str(BIN / "stapesd")],

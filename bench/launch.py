@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lxc
-from common import BIN, line, real_incus, stapes_daemon, timed
+from common import BIN, STATE_PARENT, line, real_incus, stapes_daemon, timed
 
 from stapes.client.instance_server import InstanceServer
 from stapes.host.capabilities import probe
@@ -163,7 +163,7 @@ def measure(
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="stapes-bench-work-", dir="/var/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="stapes-bench-work-", dir=STATE_PARENT))
     work.chmod(0o711)  # container root (an unprivileged uid) must reach the rootfs
     try:
         with stapes_daemon() as daemon:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BIN, INCUS_SOCKET, Stapes, line, stapes_daemon, timed
+from common import BIN, INCUS_SOCKET, STATE_PARENT, Stapes, line, stapes_daemon, timed
 
 from stapes.client import migration
 from stapes.client.instance_server import InstanceServer
@@ -80,7 +80,7 @@ def copy_with_client(src: Stapes, dst: Stapes, name: str, new: str, refresh: boo
 
 def rsync_floor(rootfs: Path, runs: int) -> list[float]:
     """rsync -a of the rootfs to an rsync daemon on loopback (a fresh target each run)."""
-    work = Path(tempfile.mkdtemp(prefix="stapes-bench-rsync-", dir="/var/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="stapes-bench-rsync-", dir=STATE_PARENT))
     port = free_port()
     conf = work / "rsyncd.conf"
     (work / "dst").mkdir()
