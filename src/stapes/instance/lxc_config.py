@@ -56,8 +56,8 @@ class LxcInputs:
 LXCFS_HOOKS_CLEARED: Items = [("lxc.hook.mount", ""), ("lxc.hook.post-stop", "")]
 """common.conf includes what the lxcfs package puts in common.conf.d: a mount hook (a shell
 script that mounts lxcfs's files, and nothing when lxcfs does not run) and a post-stop hook that
-sleeps 0.5 s (time for lxcfs to notice a reboot), run at every stop. Where lxcfs does not run,
-both are cleared (an empty value clears a hook list), before any hook of Stapes's own."""
+only sleeps 0.5 s (for lxcfs's sake), at every stop. Where lxcfs does not run, both are cleared
+(an empty value clears a hook list), before any hook of Stapes's own."""
 
 
 def build(inputs: LxcInputs) -> Items:
