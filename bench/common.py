@@ -23,10 +23,10 @@ from stapes.host.mounts import unmount_below
 INCUS_SOCKET = Path("/var/lib/incus/unix.socket")
 STATE_PARENT = "/var/lib"
 """Where throwaway daemons (and the floors copied beside them) keep their state: beside real
-Incus's /var/lib/incus and a Stapes install's /var/lib/stapes. Placement matters on this host:
-its root ext4 has no journal, and a new tree there takes up to 10x longer to create in a part
-of the filesystem where trees were just deleted (such as /var/tmp, where the tests churn); see
-burst.py."""
+Incus's /var/lib/incus and a Stapes install's /var/lib/stapes, so both daemons copy trees in
+the same part of the filesystem. That matters on this host: its root ext4 has no journal, and
+a tree takes up to 10x longer to create where trees were deleted in the last minutes (burst.py
+explains why); copy-bound figures move with what ran before them, wherever they run."""
 BIN = Path(sys.executable).parent
 
 

@@ -113,7 +113,9 @@ def _io_weight_file(cgroup: str) -> str:
         return ""
 
 
-def _remove_monitor_cgroups(name: str) -> None:
+def remove_monitor_cgroups(name: str) -> None:
+    """Remove the empty monitor cgroups liblxc leaves after a container stopped
+    (``lxc.monitor.NAME``, and ``NAME-N`` where an older one was in the way)."""
     root = Path("/sys/fs/cgroup")
     for pattern in (f"lxc.monitor.{name}", f"lxc.monitor.{name}-[0-9]*"):
         for directory in [*root.glob(pattern), *root.glob(f"*/{pattern}")]:
@@ -230,7 +232,7 @@ class LxcDriver(InstanceDriver):
         link = self._link(spec)
         if link.is_symlink() or link.exists():
             link.unlink()
-        await asyncio.to_thread(_remove_monitor_cgroups, lxc_name(spec.project, spec.name))
+        await asyncio.to_thread(remove_monitor_cgroups, lxc_name(spec.project, spec.name))
 
     def config_items(self, spec: InstanceSpec) -> lxc_config.Items:
         rootfs = spec.volume / "rootfs"
@@ -389,7 +391,7 @@ class LxcDriver(InstanceDriver):
         def prepare() -> None:
             if self._container(spec).running:
                 raise BadRequest("The instance is already running")
-            _remove_monitor_cgroups(lxc_name(spec.project, spec.name))
+            remove_monitor_cgroups(lxc_name(spec.project, spec.name))
             with contextlib.suppress(FileNotFoundError):
                 log_file.unlink()
 
@@ -472,7 +474,7 @@ class LxcDriver(InstanceDriver):
         run use NAME-1, NAME-2... The monitor may still be exiting now: what is busy goes at
         the next start or at delete."""
         await asyncio.to_thread(helpers.stop_all, spec.log_dir)
-        await asyncio.to_thread(_remove_monitor_cgroups, lxc_name(spec.project, spec.name))
+        await asyncio.to_thread(remove_monitor_cgroups, lxc_name(spec.project, spec.name))
 
     def check_config(self, spec: InstanceSpec) -> None:
         self.config_items(spec)
