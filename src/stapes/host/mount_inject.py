@@ -16,7 +16,8 @@ import os
 import platform
 import sys
 
-CLONE_NEWNS = 0x00020000
+from stapes.host import namespaces
+
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
@@ -102,8 +103,7 @@ def main(argv: list[str]) -> int:
             flags |= MOUNT_ATTR_IDMAP
         if flags:
             set_attributes(tree, flags, userns, args.recursive)
-        mnt_ns = os.open(f"/proc/{args.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        _check(_libc.setns(mnt_ns, CLONE_NEWNS), "setns")
+        namespaces.enter(f"/proc/{args.pid}/ns/mnt", namespaces.CLONE_NEWNS)
         os.chdir("/")
         _libc.setfsgid(args.root_id)
         _libc.setfsuid(args.root_id)

@@ -18,7 +18,8 @@ import platform
 import stat
 import sys
 
-CLONE_NEWNS = 0x00020000
+from stapes.host import namespaces
+
 MNT_DETACH = 0x00000002
 UMOUNT_NOFOLLOW = 0x00000008
 MAX_STACKED = 64
@@ -54,10 +55,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("mount removal needs Linux\n")
         return 2
     try:
-        mnt_ns = os.open(f"/proc/{args.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        if _libc.setns(mnt_ns, CLONE_NEWNS) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns: {os.strerror(err)}")
+        namespaces.enter(f"/proc/{args.pid}/ns/mnt", namespaces.CLONE_NEWNS)
         os.chdir("/")
         removed = 0
         while removed < MAX_STACKED and _umount(args.target):

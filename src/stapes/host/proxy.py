@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import os
 import signal
@@ -29,11 +28,9 @@ import struct
 import sys
 from dataclasses import dataclass
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-CHUNK = 64 * 1024
+from stapes.host import namespaces
 
-_libc = ctypes.CDLL(None, use_errno=True)
+CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -123,21 +120,15 @@ def pair(listen: Address, connect: Address) -> list[tuple[Address, Address]]:
     return [(one, connect.at(i)) for i, one in enumerate(listen.split())]
 
 
-def _setns(fd: int, nstype: int) -> None:
-    if _libc.setns(fd, nstype) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
 class Namespaces:
     def __init__(self, pid: str) -> None:
         self.net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
 
     def enter(self, with_mounts: bool) -> None:
-        _setns(self.net, CLONE_NEWNET)
+        namespaces.setns(self.net, namespaces.CLONE_NEWNET)
         if with_mounts:
-            _setns(self.mnt, CLONE_NEWNS)
+            namespaces.setns(self.mnt, namespaces.CLONE_NEWNS)
 
 
 def make_listener(addr: Address, uid: int, gid: int, mode: int) -> socket.socket:
