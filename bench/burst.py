@@ -20,14 +20,10 @@ import time
 import uuid
 from pathlib import Path
 
-from common import BIN, INCUS_SOCKET, real_incus, stapes_daemon
+from common import BIN, INCUS_SOCKET, quiet, real_incus, stapes_daemon
 
 BURST = int(os.environ.get("BENCH_BURST", "5"))
 INCUS = shutil.which("incus") or "/usr/bin/incus"
-
-
-def quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
-    subprocess.run(argv, check=True, capture_output=True, env=env)
 
 
 def unjournaled_ext4(path: Path) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 from common import (
     INCUS_SOCKET,
     line,
+    quiet,
     real_incus,
     stapes_daemon,
     stream,
@@ -37,10 +37,6 @@ INCUS = shutil.which("incus") or "/usr/bin/incus"
 
 def client(socket: Path, conf: Path) -> list[str]:
     return ["env", f"INCUS_SOCKET={socket}", f"INCUS_CONF={conf}", INCUS]
-
-
-def quiet(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
 
 
 def measure(label: str, incus: list[str], socket: Path, work: Path) -> dict[str, float]:

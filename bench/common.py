@@ -30,6 +30,11 @@ explains why); copy-bound figures move with what ran before them, wherever they 
 BIN = Path(sys.executable).parent
 
 
+def quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
+    """Run ``argv`` (with ``env`` if given), its output kept from the bench's; it must succeed."""
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+
+
 def summary(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
@@ -156,16 +161,12 @@ def use_incus_image(stapes: Stapes, work: Path) -> bool:
     conf.mkdir(exist_ok=True)
     incus = ["env", f"INCUS_CONF={conf}", shutil.which("incus") or "/usr/bin/incus"]
     ours = ["env", f"INCUS_SOCKET={stapes.root / 'unix.socket'}", *incus[1:]]
-
-    def run(argv: list[str]) -> None:
-        subprocess.run(argv, check=True, capture_output=True)
-
-    run([*incus, "image", "export", "bb", str(work / "bb")])
-    run([*ours, "image", "delete", "bb"])
+    quiet([*incus, "image", "export", "bb", str(work / "bb")])
+    quiet([*ours, "image", "delete", "bb"])
     files = sorted(  # the metadata tarball first, then a split image's rootfs
         (str(p) for p in work.glob("bb*") if p.is_file()), key=lambda p: ".tar" not in p
     )
-    run([*ours, "image", "import", *files, "--alias", "bb"])
+    quiet([*ours, "image", "import", *files, "--alias", "bb"])
     return True
 
 

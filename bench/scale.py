@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 from common import (
@@ -34,6 +35,7 @@ from common import (
     INCUS_SOCKET,
     incusd_pid,
     line,
+    quiet,
     raw_get,
     rss_kib,
     settle,
@@ -52,12 +54,12 @@ ROOT_ON_BTRFS = {"root": {"type": "disk", "path": "/", "pool": POOL}}
 
 
 async def _post_all(
-    socket: str, paths_bodies: list[tuple[str, dict[str, object]]], batch: int = BATCH
+    socket: str, paths_bodies: Sequence[tuple[str, Mapping[str, object]]], batch: int = BATCH
 ) -> None:
     """POST each body, ``batch`` at a time, waiting for each operation."""
     async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket)) as http:
 
-        async def one(path: str, body: dict[str, object]) -> None:
+        async def one(path: str, body: Mapping[str, object]) -> None:
             async with http.post(f"http://stapes{path}", json=body) as resp:
                 op = (await resp.json())["operation"]
             async with http.get(f"http://stapes{op}/wait?timeout=600") as resp:
@@ -66,10 +68,6 @@ async def _post_all(
 
         for start in range(0, len(paths_bodies), batch):
             await asyncio.gather(*(one(p, b) for p, b in paths_bodies[start : start + batch]))
-
-
-def _run(argv: list[str], env: dict[str, str]) -> None:
-    subprocess.run(argv, env=env, check=True, capture_output=True)
 
 
 def measure(socket: str, snapshotted: str, env: dict[str, str], ours: bool) -> dict[str, float]:
@@ -93,10 +91,10 @@ def measure(socket: str, snapshotted: str, env: dict[str, str], ours: bool) -> d
     }
     if ours:
         found["stapes list"] = line(
-            "stapes list --format csv", timed(lambda: _run(stapes_list, env), RUNS)
+            "stapes list --format csv", timed(lambda: quiet(stapes_list, env), RUNS)
         )
         found["stapes list json"] = line(  # recursion=2 whole: what json and yaml print
-            "stapes list --format json", timed(lambda: _run(stapes_json, env), RUNS)
+            "stapes list --format json", timed(lambda: quiet(stapes_json, env), RUNS)
         )
     incus = shutil.which("incus")
     if incus:
@@ -104,7 +102,7 @@ def measure(socket: str, snapshotted: str, env: dict[str, str], ours: bool) -> d
             incus_env = {**env, "INCUS_SOCKET": socket, "INCUS_CONF": conf}
             incus_list = [incus, "list", "--format", "csv"]
             found["incus list"] = line(
-                "incus list --format csv", timed(lambda: _run(incus_list, incus_env), RUNS)
+                "incus list --format csv", timed(lambda: quiet(incus_list, incus_env), RUNS)
             )
     return found
 
@@ -165,7 +163,7 @@ async def _delete_all(socket: str, names: list[str]) -> None:
 def main() -> None:
     with stapes_daemon() as stapes:
         socket = str(stapes.root / "unix.socket")
-        _run([str(BIN / "stapes"), "storage", "create", POOL, "btrfs", "size=30GiB"], stapes.env)
+        quiet([str(BIN / "stapes"), "storage", "create", POOL, "btrfs", "size=30GiB"], stapes.env)
         print(f"Stapes: {SNAPSHOTS} snapshots")
         ours = grow(socket, stapes.env, stapes.pid, SNAPSHOTS)
         cold_start(stapes.env, stapes.pid, socket)
@@ -174,7 +172,7 @@ def main() -> None:
         return
     env = dict(os.environ)
     incus = ["incus", "storage", "create", POOL, "btrfs", "size=30GiB"]
-    _run(incus, {**env, "INCUS_SOCKET": str(INCUS_SOCKET)})
+    quiet(incus, {**env, "INCUS_SOCKET": str(INCUS_SOCKET)})
     try:
         print(f"Real Incus (its incusd), the same on a btrfs pool, {INCUS_SNAPSHOTS} snapshots "
               "(its snapshots are made ~10x slower)")  # fmt: skip
