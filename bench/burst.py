@@ -5,9 +5,10 @@ by `stapes image build debian/12`, debootstrap from this host's mirror, cached a
 build; exported from Stapes and imported into Incus).
 
 Prints each launch of a burst of BURST (5) with no pause between them, the median of the
-launches after the first (the first takes the spare copy made while idle), and the floor: `cp -a`
-of the same image volume on the same filesystem, which is what a launch without a ready copy
-must wait for. Run as root: `make bench`."""
+launches after the first (the first takes the spare copy made while idle), and the floor: one
+`cp -a` of the same image volume on the same filesystem, which is what a launch without a ready
+copy waits for (Stapes's copy runs several cp at once, host/tree_copy.py, so it can come in under
+the floor). Run as root: `make bench`."""
 
 from __future__ import annotations
 

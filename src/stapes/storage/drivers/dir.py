@@ -1,5 +1,6 @@
 """The ``dir`` driver: volumes are plain directories below the pool's path; copies and snapshots
-are full copies (reflinked where the filesystem can)."""
+are full copies (reflinked where the filesystem can), made by several cp at once
+(host/tree_copy.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import ClassVar
 
 from stapes.api.errors import BadRequest, Conflict, NotFound
 from stapes.config import validate as v
-from stapes.host.run import DIES_WITH_DAEMON, run
+from stapes.host.run import run
+from stapes.host.tree_copy import copy_tree
 from stapes.storage.drivers.block_file import make_block_file, resize_block_file
 from stapes.storage.drivers.driver import BLOCK, FILESYSTEM, DriverInfo, StorageDriver
 
@@ -150,9 +152,8 @@ class DirDriver(StorageDriver):
             raise Conflict(f"{target.name!r} already exists on pool {self.pool_name!r}")
         partial = target.with_name(target.name + ".partial")
         await asyncio.to_thread(shutil.rmtree, partial, True)
-        reflink = ["--reflink=auto"] if self._reflink else []
         try:
-            await run([*DIES_WITH_DAEMON, "cp", "-a", *reflink, str(source), str(partial)])
+            await copy_tree(source, partial, reflink=self._reflink)
             partial.rename(target)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, partial, True)
