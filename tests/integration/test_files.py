@@ -3,15 +3,18 @@ paths that try to leave the instance's root."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import STAPES, Daemon, unique
+from tests.helpers import STAPES, Daemon, UnixHTTPConnection, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]
 
@@ -102,6 +105,73 @@ def test_large_files_arrive_whole(daemon: Daemon, container: str) -> None:
     assert daemon.request("GET", base).body == first + second
     assert daemon.request("POST", base, raw=b"").status == 200  # overwrite truncates
     assert daemon.request("GET", base).body == b""
+
+
+def test_big_uploads_over_the_socket_keep_the_connection_honest(
+    daemon: Daemon, container: str
+) -> None:
+    """Uploads of 1 MiB and more over the unix socket go from the socket into the helper's pipe
+    inside the kernel: the file arrives whole, the answer says the connection closes, and a
+    client that keeps its connection object carries on over a new one."""
+    data = os.urandom(4 * 1024 * 1024 + 3)
+    conn = UnixHTTPConnection(daemon.socket)
+    try:
+        path = f"/1.0/instances/{container}/files?path=/root/up.bin"
+        conn.request("POST", path, body=data)
+        answer = conn.getresponse()
+        assert answer.status == 200 and json.loads(answer.read())["status_code"] == 200
+        assert answer.getheader("Connection") == "close"
+        conn.request("GET", path)  # http.client reopens the closed connection
+        again = conn.getresponse()
+        assert again.status == 200 and again.read() == data
+    finally:
+        conn.close()
+    stopped = daemon.request("GET", f"/1.0/instances/{container}/state").json()["metadata"]
+    assert stopped["status"] == "Running"
+
+
+def test_a_big_upload_that_fails_is_answered_not_reset(daemon: Daemon, container: str) -> None:
+    """A big upload the helper refuses at once (no such directory) still gets its error
+    envelope: the rest of the body is read and dropped, not left to reset the connection."""
+    data = os.urandom(8 * 1024 * 1024)
+    answer = daemon.request(
+        "POST", f"/1.0/instances/{container}/files?path=/no/such/dir/f", raw=data
+    )
+    assert answer.status == 404, answer.body
+    assert "not found" in answer.json()["error"]
+
+
+def test_an_upload_cut_short_leaves_no_whole_file_and_no_helper(
+    daemon: Daemon, container: str
+) -> None:
+    """A client that promises 8 MiB, sends 2 and hangs up: the daemon answers the next
+    request, the helper is gone, and the file is not there as if complete."""
+    path = f"/1.0/instances/{container}/files?path=/root/cut.bin"
+    assert daemon.request("POST", path, raw=b"warm").status == 200  # the helper and its spare
+    workers = _helper_children(daemon)
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(daemon.socket)
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {8 << 20}\r\n\r\n"
+        raw.sendall(head.encode() + os.urandom(2 << 20))
+    for _ in range(100):
+        if len(_helper_children(daemon)) <= len(workers):
+            break
+        time.sleep(0.05)
+    assert len(_helper_children(daemon)) <= len(workers)  # its spare again, no worker left
+    got = daemon.request("GET", path)
+    assert got.status == 404 or len(got.body) < 8 << 20
+
+
+def _helper_children(daemon: Daemon) -> set[int]:
+    """The processes the daemon's attach helper has forked (its spare, file workers)."""
+    assert daemon.proc is not None
+    helper = subprocess.run(
+        ["pgrep", "-P", str(daemon.proc.pid), "-f", "attach_helper"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(helper) == 1, helper
+    found = subprocess.run(["pgrep", "-P", helper[0]], capture_output=True, text=True)
+    return {int(pid) for pid in found.stdout.split()}
 
 
 def test_files_of_a_stopped_instance(daemon: Daemon, busybox: str) -> None:

@@ -17,6 +17,7 @@ from stapes.db.instances import InstanceRow
 from stapes.host import rootfs_io
 from stapes.host.idmap import IdMap
 from stapes.host.run import spawn
+from stapes.host.socket_body import SocketBody
 from stapes.instance.attach_client import HelperProcess, shared_helper
 from stapes.instance.service import InstanceService
 from stapes.instance.vm import files as vm_files
@@ -164,13 +165,18 @@ class InstanceFiles:
         gid: int,
         mode: int,
         write: str,
-        content: AsyncIterator[bytes],
+        content: AsyncIterator[bytes] | SocketBody,
     ) -> None:
+        """Make ``path``: a file of ``content``'s bytes, a symlink to the path it holds, or a
+        directory. ``content`` comes from an iterator, or straight from the client's socket
+        (containers only)."""
         if write not in ("overwrite", "append"):
             raise BadRequest(f"Unknown write mode {write!r} (use overwrite or append)")
         if kind not in ("file", "directory", "symlink"):
             raise BadRequest(f"Unknown file type {kind!r} (use file, directory or symlink)")
         if row.type == "virtual-machine":
+            if isinstance(content, SocketBody):
+                raise InternalError("A VM's file is written through its agent, not a socket")
             await vm_files.put(
                 await self._agent(row), check_path(path), kind=kind, uid=uid, gid=gid,
                 mode=mode, append=write == "append", content=content,
@@ -194,11 +200,18 @@ class InstanceFiles:
         proc = await _rootfs_io(argv)
         assert proc.stdin is not None and proc.stderr is not None
         try:
-            async for chunk in content:
-                proc.stdin.write(chunk)
-                await proc.stdin.drain()
+            if isinstance(content, SocketBody):
+                await content.send_to(proc.stdin.transport.get_extra_info("pipe").fileno())
+            else:
+                async for chunk in content:
+                    proc.stdin.write(chunk)
+                    await proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the helper failed early: its stderr says why
+        except BaseException:
+            proc.kill()  # not a short file written as if whole
+            await proc.wait()
+            raise
         finally:
             proc.stdin.close()
         stderr = await proc.stderr.read()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import socket
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 
@@ -10,9 +12,10 @@ from aiohttp import web
 
 from stapes.api.envelope import sync_envelope
 from stapes.api.errors import BadRequest, StapesError
+from stapes.host.socket_body import BodyCutShort, SocketBody
 from stapes.instance.files import FileInfo
 from stapes.server.endpoint import Action, Endpoint, instance_row, state
-from stapes.server.response import Result, Sync
+from stapes.server.response import Result, Sync, error_response, render
 
 
 def _headers(info: FileInfo) -> dict[str, str]:
@@ -24,6 +27,10 @@ def _headers(info: FileInfo) -> dict[str, str]:
         "X-Incus-Type": info.type,
         "X-Incus-Modified": modified.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
     }
+
+
+HANDED_OVER_FROM = 1024 * 1024
+"""Uploads this big over the unix socket go into the file helper's pipe inside the kernel."""
 
 
 def _path(request: web.Request) -> str:
@@ -100,17 +107,56 @@ async def _content(request: web.Request) -> AsyncIterator[bytes]:
 async def post_file(request: web.Request) -> Result:
     st = state(request)
     row = instance_row(request)
-    await st.files.put(
+    path = _path(request)
+    put = functools.partial(
+        st.files.put,
         row,
-        _path(request),
+        path,
         kind=request.headers.get("X-Incus-Type", "file") or "file",
         uid=_int_header(request, "Uid"),
         gid=_int_header(request, "Gid"),
         mode=_int_header(request, "Mode", 8),
         write=request.headers.get("X-Incus-Write", "overwrite") or "overwrite",
-        content=_content(request),
     )
-    return Sync()
+    body = _socket_body(request) if row.type != "virtual-machine" else None
+    if body is None:
+        await put(content=_content(request))
+        return Sync()
+    try:
+        await put(content=body)
+        response = render(Sync())
+    except BodyCutShort as exc:
+        response = error_response(400, f"The upload of {path!r} stopped early: {exc}")
+    except StapesError as exc:
+        await body.discard()
+        response = error_response(exc.status, exc.message, getattr(exc, "headers", None))
+    except BaseException:
+        request.protocol.force_close()  # the rest of the body is still in the socket
+        raise
+    # the HTTP parser still counts on the body: this connection ends with this answer
+    request.content.feed_eof()
+    response.force_close()
+    return response
+
+
+def _socket_body(request: web.Request) -> SocketBody | None:
+    """A big upload over the unix socket is left in the socket, for the helper's pipe to be
+    fed from it inside the kernel (host/socket_body.py): what the HTTP layer had already read
+    is taken from it, and it stops reading the connection."""
+    length = request.content_length
+    transport = request.transport
+    if length is None or length < HANDED_OVER_FROM or transport is None:
+        return None
+    if "Transfer-Encoding" in request.headers:
+        return None  # framed by the sender: only the HTTP layer can read it
+    connection = transport.get_extra_info("socket")
+    if connection is None or transport.get_extra_info("sslcontext") is not None:
+        return None  # TLS: the bytes must be decrypted by the daemon
+    if connection.family != socket.AF_UNIX:
+        return None
+    prefix = request.content.read_nowait()
+    transport.pause_reading()  # (after: taking what was read may have resumed reading)
+    return SocketBody(prefix, connection.fileno(), length - len(prefix))
 
 
 async def delete_file(request: web.Request) -> Result:
