@@ -162,6 +162,33 @@ def test_an_upload_cut_short_leaves_no_whole_file_and_no_helper(
     assert got.status == 404 or len(got.body) < 8 << 20
 
 
+def test_downloads_abandoned_or_only_asked_about_leave_no_helper(
+    daemon: Daemon, container: str
+) -> None:
+    """A file's bytes go from the helper's pipe into the socket with splice, as HTTP chunks:
+    a client that reads 1 MiB of 16 and hangs up, and a HEAD, each leave no file helper
+    behind, and the daemon answers on."""
+    path = f"/1.0/instances/{container}/files?path=/root/down.bin"
+    data = os.urandom(16 << 20)
+    assert daemon.request("POST", path, raw=data).status == 200
+    workers = _helper_children(daemon)
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(daemon.socket)
+        raw.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = b""
+        while len(got) < 1 << 20:
+            got += raw.recv(1 << 16)
+        assert got.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in got
+    head = daemon.request("HEAD", path)
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(data))
+    for _ in range(100):
+        if len(_helper_children(daemon)) <= len(workers):
+            break
+        time.sleep(0.05)
+    assert len(_helper_children(daemon)) <= len(workers)
+    assert daemon.request("GET", path).body == data
+
+
 def _helper_children(daemon: Daemon) -> set[int]:
     """The processes the daemon's attach helper has forked (its spare, file workers)."""
     assert daemon.proc is not None

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from stapes.api.errors import InternalError
+from stapes.host.socket_splice import PipeBody
 from stapes.instance.attach_child import Command
 from stapes.instance.exec import exit_code
 
@@ -164,6 +165,27 @@ class AttachHelper:
         stdin = asyncio.StreamWriter(transport, protocol, None, loop)
         return HelperProcess(self, pid, stdin, stdout, stderr)
 
+    async def run_piped(self, module: str, argv: list[str]) -> PipedHelperProcess:
+        """As ``run``, with nothing on its stdin and its stdout and stderr left as pipes, for
+        a caller that moves the bytes with splice (host/socket_splice.py)."""
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(out_read, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid = await self.run_on(module, argv, [null, out_write, err_write])
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        finally:
+            for fd in (null, out_write, err_write):
+                os.close(fd)
+        for fd in (out_read, err_read):
+            os.set_blocking(fd, False)
+        return PipedHelperProcess(self, pid, PipeBody(out_read), PipeBody(err_read))
+
     async def run_on(self, module: str, argv: list[str], stdio: list[int]) -> int:
         """The pid of host/``module``.py run with ``argv`` by a child of the helper whose
         stdin, stdout and stderr are ``stdio`` (the caller keeps its own copies)."""
@@ -192,22 +214,12 @@ class AttachHelper:
             self._proc = None
 
 
-class HelperProcess:
-    """A command the helper started, with what files.py uses of an asyncio subprocess."""
+class HelperChild:
+    """A command the helper started: its exit, as an asyncio subprocess's."""
 
-    def __init__(
-        self,
-        helper: AttachHelper,
-        pid: int,
-        stdin: asyncio.StreamWriter,
-        stdout: asyncio.StreamReader,
-        stderr: asyncio.StreamReader,
-    ) -> None:
+    def __init__(self, helper: AttachHelper, pid: int) -> None:
         self.helper = helper
         self.pid = pid
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
         self.returncode: int | None = None
 
     async def wait(self) -> int:
@@ -218,6 +230,32 @@ class HelperProcess:
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+
+
+class HelperProcess(HelperChild):
+    """With asyncio streams on its stdin, stdout and stderr, as files.py uses them."""
+
+    def __init__(
+        self,
+        helper: AttachHelper,
+        pid: int,
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+    ) -> None:
+        super().__init__(helper, pid)
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class PipedHelperProcess(HelperChild):
+    """With the read ends of its stdout and stderr pipes, to be spliced (no stdin)."""
+
+    def __init__(self, helper: AttachHelper, pid: int, stdout: PipeBody, stderr: PipeBody) -> None:
+        super().__init__(helper, pid)
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 _shared: AttachHelper | None = None

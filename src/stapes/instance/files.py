@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,8 @@ from stapes.db.instances import InstanceRow
 from stapes.host import rootfs_io
 from stapes.host.idmap import IdMap
 from stapes.host.run import spawn
-from stapes.host.socket_body import SocketBody
-from stapes.instance.attach_client import HelperProcess, shared_helper
+from stapes.host.socket_splice import PipeBody, SocketBody
+from stapes.instance.attach_client import HelperProcess, PipedHelperProcess, shared_helper
 from stapes.instance.service import InstanceService
 from stapes.instance.vm import files as vm_files
 from stapes.instance.vm.agent_hub import AgentHub
@@ -38,6 +39,94 @@ async def _rootfs_io(argv: list[str]) -> HelperProcess | asyncio.subprocess.Proc
     except InternalError as exc:
         log.warning("file operation without the attach helper: %s", exc.message)
         return await spawn([*HELPER, *argv])
+
+
+async def _rootfs_io_piped(argv: list[str]) -> PipedHelperProcess | _PipedSubprocess:
+    """As ``_rootfs_io``, with its stdout and stderr left as pipes to splice from."""
+    try:
+        return await shared_helper().run_piped("rootfs_io", argv)
+    except InternalError as exc:
+        log.warning("file operation without the attach helper: %s", exc.message)
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *HELPER, *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out_write, stderr=err_write
+        )
+    except BaseException:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    for fd in (out_read, err_read):
+        os.set_blocking(fd, False)
+    return _PipedSubprocess(proc, PipeBody(out_read), PipeBody(err_read))
+
+
+class _PipedSubprocess:
+    """The helper run as a process of its own, with what FileBytes uses of it."""
+
+    def __init__(
+        self, proc: asyncio.subprocess.Process, stdout: PipeBody, stderr: PipeBody
+    ) -> None:
+        self.proc = proc
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+
+class FileBytes:
+    """A file's bytes as the helper writes them to its stdout: iterated, or spliced into the
+    client's socket. Either way the helper's exit is checked at the end (a helper that failed
+    part-way raises then), and it is killed when the reader stops early."""
+
+    def __init__(self, path: str, proc: PipedHelperProcess | _PipedSubprocess) -> None:
+        self.path = path
+        self.proc = proc
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.proc.stdout.chunks():
+                yield chunk
+            await self.finish()
+        finally:
+            await self.close()
+
+    async def send_chunked(self, sock: int) -> None:
+        """Into ``sock`` as HTTP/1.1 chunks (host/socket_splice.py), without the last one."""
+        try:
+            await self.proc.stdout.send_chunked(sock)
+            await self.finish()
+        finally:
+            await self.close()
+
+    async def finish(self) -> None:
+        """After the last byte: the helper's verdict."""
+        stderr = await self.proc.stderr.rest()
+        if await self.proc.wait() != 0:
+            raise _error(self.path, stderr)
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:  # the reader stopped early
+            self.proc.kill()
+        await self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 CHUNK = 1024 * 1024
@@ -118,42 +207,31 @@ class InstanceFiles:
         assert isinstance(driver, QemuDriver)
         return await driver.agent(self.instances.spec(row))
 
-    async def get(self, row: InstanceRow, path: str) -> tuple[FileInfo, AsyncIterator[bytes]]:
-        """Stat ``path``; a file's bytes follow in the iterator (empty for others)."""
+    async def get(
+        self, row: InstanceRow, path: str
+    ) -> tuple[FileInfo, AsyncIterator[bytes] | FileBytes]:
+        """Stat ``path``; a file's bytes follow (nothing for the other kinds): a container's
+        as ``FileBytes``, a VM's as an iterator."""
         if row.type == "virtual-machine":
             raw_info, vm_body = await vm_files.get(await self._agent(row), check_path(path))
             fields = {"size": 0, "mtime": 0.0, "target": "", "entries": [], **raw_info}
             return FileInfo(**fields), vm_body
         rootfs, idmap = self._root(row)
-        proc = await _rootfs_io([str(rootfs), "get", check_path(path)])
-        assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
-        proc.stdin.close()
-        line = await proc.stdout.readline()
-        if not line:
-            stderr = await proc.stderr.read()
-            await proc.wait()
-            raise _error(path, stderr)
-        raw: dict[str, Any] = json.loads(line)
+        proc = await _rootfs_io_piped([str(rootfs), "get", check_path(path)])
+        body = FileBytes(path, proc)
+        try:
+            line = await proc.stdout.line()
+            if not line:
+                await body.finish()
+                raise _error(path, b"")  # (finish raised the helper's own complaint, if any)
+            raw: dict[str, Any] = json.loads(line)
+        except BaseException:
+            await body.close()
+            raise
         info = FileInfo(**raw)
         info.uid = self._to_container(info.uid, idmap, True)
         info.gid = self._to_container(info.gid, idmap, False)
-
-        async def body() -> AsyncIterator[bytes]:
-            """The bytes; raises at the end when the helper failed part-way."""
-            assert proc.stdout is not None and proc.stderr is not None
-            try:
-                while chunk := await proc.stdout.read(CHUNK):
-                    yield chunk
-                stderr = await proc.stderr.read()
-                if await proc.wait() != 0:
-                    raise _error(path, stderr)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    if proc.returncode is None:
-                        proc.kill()
-                await proc.wait()
-
-        return info, body()
+        return info, body
 
     async def put(
         self,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import socket
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 
@@ -12,9 +11,10 @@ from aiohttp import web
 
 from stapes.api.envelope import sync_envelope
 from stapes.api.errors import BadRequest, StapesError
-from stapes.host.socket_body import BodyCutShort, SocketBody
-from stapes.instance.files import FileInfo
+from stapes.host.socket_splice import BodyCutShort, SocketBody
+from stapes.instance.files import FileBytes, FileInfo
 from stapes.server.endpoint import Action, Endpoint, instance_row, state
+from stapes.server.plain_socket import flushed, plain_unix_socket
 from stapes.server.response import Result, Sync, error_response, render
 
 
@@ -63,10 +63,14 @@ async def get_file(request: web.Request) -> Result:
     response.content_type = "application/octet-stream"
     response.enable_chunked_encoding()
     await response.prepare(request)
+    connection = plain_unix_socket(request)
     try:
-        async for chunk in body:
-            await response.write(chunk)
-    except StapesError:
+        if isinstance(body, FileBytes) and connection is not None and await flushed(request):
+            await body.send_chunked(connection.fileno())  # the bytes never enter Python
+        else:
+            async for chunk in body:
+                await response.write(chunk)
+    except (StapesError, OSError):
         if request.transport is not None:
             request.transport.close()
         return response
@@ -78,10 +82,13 @@ async def head_file(request: web.Request) -> Result:
     """instance_file_head: what GET would say of the path, without its content."""
     row = instance_row(request)
     info, body = await state(request).files.get(row, _path(request))
-    with contextlib.suppress(StopAsyncIteration, StapesError):
-        await anext(body)  # started, so that closing it ends the reader at once
-    if isinstance(body, AsyncGenerator):
-        await body.aclose()
+    if isinstance(body, FileBytes):
+        await body.close()
+    else:
+        with contextlib.suppress(StopAsyncIteration, StapesError):
+            await anext(body)  # started, so that closing it ends the reader at once
+        if isinstance(body, AsyncGenerator):
+            await body.aclose()
     headers = _headers(info)
     if info.type == "file":
         headers["Content-Length"] = str(info.size)
@@ -141,21 +148,16 @@ async def post_file(request: web.Request) -> Result:
 
 def _socket_body(request: web.Request) -> SocketBody | None:
     """A big upload over the unix socket is left in the socket, for the helper's pipe to be
-    fed from it inside the kernel (host/socket_body.py): what the HTTP layer had already read
+    fed from it inside the kernel (host/socket_splice.py): what the HTTP layer had already read
     is taken from it, and it stops reading the connection."""
     length = request.content_length
-    transport = request.transport
-    if length is None or length < HANDED_OVER_FROM or transport is None:
-        return None
-    if "Transfer-Encoding" in request.headers:
-        return None  # framed by the sender: only the HTTP layer can read it
-    connection = transport.get_extra_info("socket")
-    if connection is None or transport.get_extra_info("sslcontext") is not None:
-        return None  # TLS: the bytes must be decrypted by the daemon
-    if connection.family != socket.AF_UNIX:
+    if length is None or length < HANDED_OVER_FROM or "Transfer-Encoding" in request.headers:
+        return None  # (a chunked body is framed by the sender: only the HTTP layer reads it)
+    connection = plain_unix_socket(request)
+    if connection is None or request.transport is None:
         return None
     prefix = request.content.read_nowait()
-    transport.pause_reading()  # (after: taking what was read may have resumed reading)
+    request.transport.pause_reading()  # (after: taking what was read may have resumed reading)
     return SocketBody(prefix, connection.fileno(), length - len(prefix))
 
 

@@ -15,6 +15,7 @@ from stapes.api.base import StatusCode
 from stapes.api.errors import BadRequest, InternalError
 from stapes.instance.attach_client import HelperProcess, shared_helper
 from stapes.server.endpoint import Action, Endpoint, instance_row, state
+from stapes.server.plain_socket import flushed, plain_unix_socket
 from stapes.server.raw_stream import RawStream
 from stapes.server.response import Result
 
@@ -41,12 +42,9 @@ async def sftp(request: web.Request) -> Result:
         ]
     stream = RawStream()
     request.protocol.set_parser(stream)  # type: ignore[arg-type]
-    transport = request.transport
-    assert transport is not None
-    connection = transport.get_extra_info("socket")
-    plain = connection is not None and transport.get_extra_info("sslcontext") is None
-    if plain and stream.queue.empty():  # nothing read past the request: the socket can go
-        transport.pause_reading()
+    connection = plain_unix_socket(request)
+    if connection is not None and request.transport is not None and stream.queue.empty():
+        request.transport.pause_reading()  # nothing read past the request: the socket can go
         return await _handed_over(request, argv, connection.fileno())
     return await _relayed(request, argv, stream)
 
@@ -62,10 +60,7 @@ async def _handed_over(request: web.Request, argv: list[str], connection: int) -
     assert transport is not None
     response = _upgraded()
     await response.prepare(request)
-    for _ in range(1000):  # the 101 goes first: the helper writes to the socket directly
-        if not transport.get_write_buffer_size():
-            break
-        await asyncio.sleep(0.001)
+    await flushed(request)  # the 101 goes first: the helper writes to the socket directly
     null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
         helper = shared_helper()
