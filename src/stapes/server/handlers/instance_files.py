@@ -44,6 +44,16 @@ async def get_file(request: web.Request) -> Result:
     st = state(request)
     row = instance_row(request)
     info, body = await st.files.get(row, _path(request))
+    try:
+        return await _answer(request, info, body)
+    finally:
+        if isinstance(body, FileBytes):  # (already, unless the answer stopped early)
+            await body.close()
+
+
+async def _answer(
+    request: web.Request, info: FileInfo, body: AsyncIterator[bytes] | FileBytes
+) -> Result:
     headers = _headers(info)
     if info.type == "directory":
         async for _ in body:
