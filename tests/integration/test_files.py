@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import time
 import uuid
@@ -314,3 +315,26 @@ def test_cli_push_pull_edit_delete(daemon: Daemon, container: str, tmp_path: Pat
     daemon.cli("file", "delete", f"{container}/root/renamed.txt")
     missing = daemon.cli("file", "pull", f"{container}/root/renamed.txt", "-", check=False)
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_cli_pull_streams_into_place(daemon: Daemon, container: str, tmp_path: Path) -> None:
+    """`stapes file pull` writes a file beside its destination as it arrives and renames it
+    into place whole, with its mode: nothing half-written, nothing left beside it, and a
+    failed pull leaves the old file as it was."""
+    data = os.urandom(6 * 1024 * 1024 + 7)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    source.chmod(0o640)
+    daemon.cli("file", "push", str(source), f"{container}/root/big.bin")
+    back = tmp_path / "back"
+    back.mkdir()
+    (back / "big.bin").write_bytes(b"old")
+    daemon.cli("file", "pull", f"{container}/root/big.bin", str(back))
+    assert (back / "big.bin").read_bytes() == data
+    assert stat.S_IMODE((back / "big.bin").stat().st_mode) == 0o640
+    failed = daemon.cli(
+        "file", "pull", f"{container}/root/none", str(back / "big.bin"), check=False
+    )
+    assert failed.returncode == 1 and "not found" in failed.stderr
+    assert (back / "big.bin").read_bytes() == data
+    assert sorted(p.name for p in back.iterdir()) == ["big.bin"]

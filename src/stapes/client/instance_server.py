@@ -206,12 +206,16 @@ class InstanceServer(
         headers (Uid, Gid, Mode, Type)."""
         query = urllib.parse.urlencode({"path": path})
         body, headers = self.conn.get_bytes(f"/1.0/instances/{_q(name)}/files?{query}")
-        info = {
-            k.removeprefix("X-Incus-").lower(): v
-            for k, v in headers.items()
-            if k.startswith("X-Incus-")
-        }
-        return body, info
+        return body, _file_info(headers)
+
+    def pull_file(self, name: str, path: str, target: Path) -> dict[str, str]:
+        """``get_file`` streamed into ``target`` (a file's bytes never all in memory); its
+        X-Incus-* headers. An error leaves no ``target``."""
+        query = urllib.parse.urlencode({"path": path})
+        _, headers = self.conn.download_with_headers(
+            f"/1.0/instances/{_q(name)}/files?{query}", target
+        )
+        return _file_info(headers)
 
     def put_file(
         self,
@@ -365,3 +369,12 @@ class InstanceServer(
                     return
         finally:
             ws.close()
+
+
+def _file_info(headers: dict[str, str]) -> dict[str, str]:
+    """A file's X-Incus-* headers (Uid, Gid, Mode, Type), named without the prefix."""
+    return {
+        k.removeprefix("X-Incus-").lower(): v
+        for k, v in headers.items()
+        if k.startswith("X-Incus-")
+    }

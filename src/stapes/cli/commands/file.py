@@ -88,8 +88,22 @@ def push(
 
 
 def _pull_one(server: InstanceServer, name: str, path: str, dest: Path, recursive: bool) -> None:
-    body, info = server.get_file(name, path)
-    kind = info.get("type", "file")
+    """Streamed into a file beside ``dest`` that becomes ``dest`` once whole (a directory's
+    listing and a link's target are read from it instead)."""
+    fd, partial_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    partial = Path(partial_name)
+    try:
+        info = server.pull_file(name, path, partial)
+        kind = info.get("type", "file")
+        if kind == "file":
+            with_mode = info.get("mode")
+            partial.chmod(int(with_mode, 8) if with_mode else 0o644)
+            partial.replace(dest)
+            return
+        body = partial.read_bytes()
+    finally:
+        partial.unlink(missing_ok=True)
     if kind == "directory":
         if not recursive:
             raise RemoteError(f"{path} is a directory: use -r", 400)
@@ -97,15 +111,9 @@ def _pull_one(server: InstanceServer, name: str, path: str, dest: Path, recursiv
         for entry in json.loads(body)["metadata"]:
             _pull_one(server, name, posixpath.join(path, entry), dest / entry, recursive)
         return
-    if kind == "symlink":
-        if dest.is_symlink() or dest.exists():
-            dest.unlink()
-        dest.symlink_to(body.decode())
-        return
-    dest.write_bytes(body)
-    with_mode = info.get("mode")
-    if with_mode:
-        dest.chmod(int(with_mode, 8))
+    if dest.is_symlink() or dest.exists():
+        dest.unlink()
+    dest.symlink_to(body.decode())
 
 
 @file.command()
