@@ -129,9 +129,6 @@ class FileBytes:
         self.proc.stderr.close()
 
 
-CHUNK = 1024 * 1024
-
-
 @dataclass
 class FileInfo:
     type: str
