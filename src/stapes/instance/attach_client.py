@@ -15,7 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from stapes.api.errors import InternalError
 from stapes.host.socket_splice import PipeBody
@@ -24,9 +25,33 @@ from stapes.instance.exec import exit_code
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 PIPE_SIZE = 1024 * 1024
 """The size asked for the pipes a file's bytes go through (Linux's default is 64 KiB; root
 may ask up to /proc/sys/fs/pipe-max-size, 1 MiB by default)."""
+
+
+async def piped(start: Callable[[int, int], Awaitable[T]]) -> tuple[T, PipeBody, PipeBody]:
+    """``start(stdout, stderr)`` a process on the write ends of two new pipes (stdout's asked
+    for PIPE_SIZE); what it returned, and the read ends, non-blocking. The write ends are
+    closed here once it started (it has its own copies)."""
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(out_read, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    try:
+        started = await start(out_write, err_write)
+    except BaseException:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    for fd in (out_read, err_read):
+        os.set_blocking(fd, False)
+    return started, PipeBody(out_read), PipeBody(err_read)
 
 
 class AttachHelper:
@@ -165,26 +190,19 @@ class AttachHelper:
         stdin = asyncio.StreamWriter(transport, protocol, None, loop)
         return HelperProcess(self, pid, stdin, stdout, stderr)
 
-    async def run_piped(self, module: str, argv: list[str]) -> PipedHelperProcess:
-        """As ``run``, with nothing on its stdin and its stdout and stderr left as pipes, for
-        a caller that moves the bytes with splice (host/socket_splice.py)."""
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(out_read, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    async def run_piped(
+        self, module: str, argv: list[str]
+    ) -> tuple[HelperChild, PipeBody, PipeBody]:
+        """As ``run``, with nothing on its stdin and its stdout and stderr left as pipes
+        (``piped``), for a caller that moves the bytes with splice (host/socket_splice.py)."""
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            pid = await self.run_on(module, argv, [null, out_write, err_write])
-        except BaseException:
-            os.close(out_read)
-            os.close(err_read)
-            raise
+            pid, stdout, stderr = await piped(
+                lambda out, err: self.run_on(module, argv, [null, out, err])
+            )
         finally:
-            for fd in (null, out_write, err_write):
-                os.close(fd)
-        for fd in (out_read, err_read):
-            os.set_blocking(fd, False)
-        return PipedHelperProcess(self, pid, PipeBody(out_read), PipeBody(err_read))
+            os.close(null)
+        return HelperChild(self, pid), stdout, stderr
 
     async def run_on(self, module: str, argv: list[str], stdio: list[int]) -> int:
         """The pid of host/``module``.py run with ``argv`` by a child of the helper whose
@@ -245,15 +263,6 @@ class HelperProcess(HelperChild):
     ) -> None:
         super().__init__(helper, pid)
         self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-
-
-class PipedHelperProcess(HelperChild):
-    """With the read ends of its stdout and stderr pipes, to be spliced (no stdin)."""
-
-    def __init__(self, helper: AttachHelper, pid: int, stdout: PipeBody, stderr: PipeBody) -> None:
-        super().__init__(helper, pid)
         self.stdout = stdout
         self.stderr = stderr
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from stapes.host import rootfs_io
 from stapes.host.idmap import IdMap
 from stapes.host.run import spawn
 from stapes.host.socket_splice import PipeBody, SocketBody
-from stapes.instance.attach_client import HelperProcess, PipedHelperProcess, shared_helper
+from stapes.instance.attach_client import HelperChild, HelperProcess, piped, shared_helper
 from stapes.instance.service import InstanceService
 from stapes.instance.vm import files as vm_files
 from stapes.instance.vm.agent_hub import AgentHub
@@ -41,50 +40,19 @@ async def _rootfs_io(argv: list[str]) -> HelperProcess | asyncio.subprocess.Proc
         return await spawn([*HELPER, *argv])
 
 
-async def _rootfs_io_piped(argv: list[str]) -> PipedHelperProcess | _PipedSubprocess:
+async def _rootfs_io_piped(
+    argv: list[str],
+) -> tuple[HelperChild | asyncio.subprocess.Process, PipeBody, PipeBody]:
     """As ``_rootfs_io``, with its stdout and stderr left as pipes to splice from."""
     try:
         return await shared_helper().run_piped("rootfs_io", argv)
     except InternalError as exc:
         log.warning("file operation without the attach helper: %s", exc.message)
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *HELPER, *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out_write, stderr=err_write
+    return await piped(
+        lambda out, err: asyncio.create_subprocess_exec(
+            *HELPER, *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err
         )
-    except BaseException:
-        os.close(out_read)
-        os.close(err_read)
-        raise
-    finally:
-        os.close(out_write)
-        os.close(err_write)
-    for fd in (out_read, err_read):
-        os.set_blocking(fd, False)
-    return _PipedSubprocess(proc, PipeBody(out_read), PipeBody(err_read))
-
-
-class _PipedSubprocess:
-    """The helper run as a process of its own, with what FileBytes uses of it."""
-
-    def __init__(
-        self, proc: asyncio.subprocess.Process, stdout: PipeBody, stderr: PipeBody
-    ) -> None:
-        self.proc = proc
-        self.stdout = stdout
-        self.stderr = stderr
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.returncode
-
-    async def wait(self) -> int:
-        return await self.proc.wait()
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
+    )
 
 
 class FileBytes:
@@ -92,16 +60,24 @@ class FileBytes:
     client's socket. Either way the helper's exit is checked at the end (a helper that failed
     part-way raises then), and it is killed when the reader stops early."""
 
-    def __init__(self, path: str, proc: PipedHelperProcess | _PipedSubprocess) -> None:
+    def __init__(
+        self,
+        path: str,
+        proc: HelperChild | asyncio.subprocess.Process,
+        stdout: PipeBody,
+        stderr: PipeBody,
+    ) -> None:
         self.path = path
         self.proc = proc
+        self.stdout = stdout
+        self.stderr = stderr
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.proc.stdout.chunks():
+            async for chunk in self.stdout.chunks():
                 yield chunk
             await self.finish()
         finally:
@@ -110,23 +86,24 @@ class FileBytes:
     async def send_chunked(self, sock: int) -> None:
         """Into ``sock`` as HTTP/1.1 chunks (host/socket_splice.py), without the last one."""
         try:
-            await self.proc.stdout.send_chunked(sock)
+            await self.stdout.send_chunked(sock)
             await self.finish()
         finally:
             await self.close()
 
     async def finish(self) -> None:
         """After the last byte: the helper's verdict."""
-        stderr = await self.proc.stderr.rest()
+        stderr = await self.stderr.rest()
         if await self.proc.wait() != 0:
             raise _error(self.path, stderr)
 
     async def close(self) -> None:
         if self.proc.returncode is None:  # the reader stopped early
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
         await self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        self.stdout.close()
+        self.stderr.close()
 
 
 @dataclass
@@ -214,10 +191,9 @@ class InstanceFiles:
             fields = {"size": 0, "mtime": 0.0, "target": "", "entries": [], **raw_info}
             return FileInfo(**fields), vm_body
         rootfs, idmap = self._root(row)
-        proc = await _rootfs_io_piped([str(rootfs), "get", check_path(path)])
-        body = FileBytes(path, proc)
+        body = FileBytes(path, *await _rootfs_io_piped([str(rootfs), "get", check_path(path)]))
         try:
-            line = await proc.stdout.line()
+            line = await body.stdout.line()
             if not line:
                 await body.finish()
                 raise _error(path, b"")  # (finish raised the helper's own complaint, if any)
