@@ -9,6 +9,7 @@ import pty
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,23 +42,28 @@ def test_record_output(daemon: Daemon, container: str) -> None:
 def test_environment_cwd_user(daemon: Daemon, busybox: str) -> None:
     name = daemon.launch(busybox, config={"environment.FROM_CONFIG": "cfg"})
     try:
-        resp = daemon.request(
-            "POST",
-            f"/1.0/instances/{name}/exec",
-            {
-                "command": ["sh", "-c", "echo $FROM_CONFIG $FOO $HOME; pwd; id -u; id -g"],
-                "environment": {"FOO": "bar"},
-                "cwd": "/tmp",
-                "user": 1000,
-                "group": 1001,
-                "record-output": True,
-            },
-        )
-        meta = daemon.ok(resp)
-        out = daemon.request("GET", meta["metadata"]["output"]["1"]).body.decode().split("\n")
-        assert out[:4] == ["cfg bar", "/tmp", "1000", "1001"]
+        _environment_cwd_user(daemon, name)  # the first exec: the exec parent starts
+        _environment_cwd_user(daemon, name)  # the next: forked by it
     finally:
         daemon.force_delete(name)
+
+
+def _environment_cwd_user(daemon: Daemon, name: str) -> None:
+    resp = daemon.request(
+        "POST",
+        f"/1.0/instances/{name}/exec",
+        {
+            "command": ["sh", "-c", "echo $FROM_CONFIG $FOO $HOME; pwd; id -u; id -g; id -G"],
+            "environment": {"FOO": "bar"},
+            "cwd": "/tmp",
+            "user": 1000,
+            "group": 1001,
+            "record-output": True,
+        },
+    )
+    meta = daemon.ok(resp)
+    out = daemon.request("GET", meta["metadata"]["output"]["1"]).body.decode().split("\n")
+    assert out[:5] == ["cfg bar", "/tmp", "1000", "1001", "1001"]
 
 
 async def _connect(
@@ -243,3 +249,84 @@ def test_output_streams_while_the_command_runs(
             assert proc.poll() is None and time.monotonic() - began < 15  # before sleep ends
         finally:
             proc.kill()
+
+
+def _payload_cgroups(name: str) -> list[Path]:
+    return sorted(Path("/sys/fs/cgroup").glob(f"*/lxc.payload.{name}*"))
+
+
+def _listed(daemon: Daemon, name: str) -> list[str]:
+    """The container's processes by name, as ps inside sees them, but that ps."""
+    names = daemon.cli("exec", name, "--", "ps", "-o", "comm").stdout.split()[1:]
+    names.remove("ps")
+    return names
+
+
+def _state(daemon: Daemon, name: str) -> dict[str, Any]:
+    state: dict[str, Any] = daemon.request("GET", f"/1.0/instances/{name}/state").metadata
+    return state
+
+
+def test_commands_start_with_every_signal_at_its_default(daemon: Daemon, container: str) -> None:
+    """As under Incus: nothing ignored nor blocked (an ignored SIGPIPE or SIGINT survives the
+    exec: `yes | head` would never end, a ^C would not stop a command), on the first exec and
+    on later ones alike."""
+    for _ in range(2):
+        status = daemon.cli("exec", container, "--", "cat", "/proc/self/status").stdout
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        assert int(fields["SigIgn"], 16) == 0 and int(fields["SigBlk"], 16) == 0, status
+    done = daemon.cli("exec", container, "--", "sh", "-c", "yes | head -n 1", timeout=30)
+    assert done.stdout == "y\n"
+
+
+def test_the_exec_parent_is_none_of_the_containers_processes(
+    daemon: Daemon, container: str
+) -> None:
+    """Execs after the first are forked by a process left attached to the container
+    (exec_parent.py). It must not show inside: not in its process list, not in the count."""
+    first = _listed(daemon, container)  # the parent is made by this exec
+    second = _listed(daemon, container)  # and forks this one
+    assert first == second and not [comm for comm in second if "python" in comm], second
+    assert _state(daemon, container)["processes"] == len(second)
+    privileged = daemon.launch("bb", config={"security.privileged": "true"})
+    try:
+        for _ in range(2):
+            out = daemon.cli("exec", privileged, "--", "sh", "-c", "id -u; echo $$").stdout
+            assert out.split() == ["0", out.split()[1]] and int(out.split()[1]) > 1
+    finally:
+        daemon.force_delete(privileged)
+
+
+def test_exec_where_no_exec_parent_can_start(daemon: Daemon, busybox: str) -> None:
+    """A container whose policy denies setns cannot have a parent (it joins the pid namespace
+    with setns): each command is attached anew."""
+    name = daemon.launch(busybox, config={"security.syscalls.deny": "setns"})
+    try:
+        for word in ("one", "two"):
+            assert daemon.cli("exec", name, "--", "echo", word).stdout == word + "\n"
+        listed = (Path("/sys/fs/cgroup/pids") / f"lxc.payload.{name}" / "cgroup.procs").read_text()
+        assert len(listed.split()) == _state(daemon, name)["processes"]
+    finally:
+        daemon.force_delete(name)
+
+
+def test_a_stop_after_exec_leaves_no_cgroup(daemon: Daemon, container: str) -> None:
+    """The exec parent is in the container's cgroups: it is ended before a stop, and a
+    container that ends by itself has them removed too, so the next start gets the same names
+    (the limits tests read lxc.payload.NAME)."""
+    daemon.cli("exec", container, "--", "true")
+    daemon.force_stop(container)
+    assert _payload_cgroups(container) == []
+    daemon.wait(daemon.request("PUT", f"/1.0/instances/{container}/state", {"action": "start"}))
+    assert daemon.cli("exec", container, "--", "echo", "again").stdout == "again\n"
+    init = _state(daemon, container)["pid"]
+    os.kill(init, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _state(daemon, container)["status"] != "Stopped" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while _payload_cgroups(container) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the daemon's clean-up after an init that exited runs a moment later
+    assert _payload_cgroups(container) == []
+    daemon.wait(daemon.request("PUT", f"/1.0/instances/{container}/state", {"action": "start"}))
+    assert _payload_cgroups(container)[0].name == f"lxc.payload.{container}"
+    assert daemon.cli("exec", container, "--", "echo", "third").stdout == "third\n"

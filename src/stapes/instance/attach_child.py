@@ -5,8 +5,10 @@ daemon."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
+import signal
 import socket
 import termios
 from dataclasses import dataclass
@@ -37,12 +39,26 @@ def attach_options(lxc: Any, command: Command, pty: bool) -> dict[str, Any]:
 def exec_command(command: Command, report: int) -> NoReturn:
     """Exec the command; when the exec itself fails, write its errno to ``report`` (a
     close-on-exec descriptor the daemon reads: EOF means the command runs)."""
+    default_signals()
     try:
         os.execvpe(command.argv[0], command.argv, command.environment)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.write(report, str(exc.errno or 0).encode())
         os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
+
+
+def default_signals() -> None:
+    """Every signal back to its default action and none blocked, as a command starts under
+    Incus: a signal ignored stays ignored across exec, and Python ignores SIGPIPE and SIGXFSZ,
+    the helper SIGINT, the daemon SIGHUP and SIGQUIT (a command would not die of a ^C, nor of
+    a closed pipe). Through libc: the process is a fork Python does not know of."""
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    for signum in range(1, signal.NSIG):
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            libc.signal(signum, None)  # SIG_DFL; refused for libc's own: no matter
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def exec_child(args: tuple[Command, int]) -> NoReturn:

@@ -61,6 +61,7 @@ class AttachHelper:
         self._ids = itertools.count(1)
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
+        self._parents: dict[tuple[str, str], int] = {}
 
     def owns(self, pid: int) -> bool:
         return pid in self._exits
@@ -92,7 +93,13 @@ class AttachHelper:
             self._gone(sock)
             return
         message = json.loads(data)
-        if "exited" in message:
+        if "parent" in message:
+            key = (str(message["parent"][0]), str(message["parent"][1]))
+            if "pid" in message:
+                self._parents[key] = int(message["pid"])
+            elif self._parents.get(key) == message.get("gone"):
+                del self._parents[key]
+        elif "exited" in message:
             self._exit_future(int(message["exited"])).set_result(int(message["status"]))
         else:
             waiter = self._replies.pop(int(message["id"]), None)
@@ -121,6 +128,7 @@ class AttachHelper:
                 waiter.set_exception(error)
         self._replies.clear()
         self._exits.clear()
+        self._parents.clear()
 
     async def attach(
         self, lxcpath: str, name: str, command: Command, pty: bool, fds: list[int]
@@ -139,6 +147,17 @@ class AttachHelper:
             },
         }
         return await self._request(request, fds)
+
+    def has_parent(self, lxcpath: str, name: str) -> bool:
+        """Whether the helper keeps an exec parent (exec_parent.py) in container ``name``: a
+        process in its cgroups that is not one of its own."""
+        return (lxcpath, name) in self._parents
+
+    async def release(self, lxcpath: str, name: str) -> None:
+        """End the exec parent of container ``name``, if there is one, before it stops: a
+        process left in its cgroups would keep liblxc from removing them."""
+        if self._sock is not None and (lxcpath, name) in self._parents:
+            await self._request({"op": "release", "lxcpath": lxcpath, "name": name}, [])
 
     async def _request(self, request: dict[str, Any], fds: list[int]) -> int:
         """Send one request with its descriptors; the pid it started (0: none)."""

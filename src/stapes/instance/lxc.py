@@ -113,14 +113,25 @@ def _io_weight_file(cgroup: str) -> str:
         return ""
 
 
-def remove_monitor_cgroups(name: str) -> None:
+def remove_monitor_cgroups(name: str, payload: bool = False) -> None:
     """Remove the empty monitor cgroups liblxc leaves after a container stopped
-    (``lxc.monitor.NAME``, and ``NAME-N`` where an older one was in the way)."""
+    (``lxc.monitor.NAME``, and ``NAME-N`` where an older one was in the way); with
+    ``payload``, when it is not running, the payload cgroups liblxc could not remove too (a
+    process outside the container, such as an exec parent, was leaving them as it stopped),
+    with the cgroups made inside them, deepest first. Only ``lxc.payload.NAME`` itself:
+    ``NAME-N`` may be another container's."""
     root = Path("/sys/fs/cgroup")
     for pattern in (f"lxc.monitor.{name}", f"lxc.monitor.{name}-[0-9]*"):
         for directory in [*root.glob(pattern), *root.glob(f"*/{pattern}")]:
             with contextlib.suppress(OSError):  # busy: a monitor still runs in it
                 directory.rmdir()
+    if not payload:
+        return
+    controllers = [root, *(path for path in root.iterdir() if path.is_dir())]
+    for directory in (controller / f"lxc.payload.{name}" for controller in controllers):
+        for below, _, _ in os.walk(directory, topdown=False):
+            with contextlib.suppress(OSError):  # busy: a process still runs in it
+                os.rmdir(below)
 
 
 def _close_volume(spec: InstanceSpec) -> None:
@@ -308,6 +319,8 @@ class LxcDriver(InstanceDriver):
             )
 
         usage, peak, cpu_ns, processes = await self._call(cgroup_counters)
+        if self._attacher.has_parent(*self._where(spec)):
+            processes = max(0, processes - 1)  # not the container's own
         if not cpu_ns:
             cpu_ns = _cpu_from_stat(current.pid)
         current.memory = {
@@ -391,7 +404,7 @@ class LxcDriver(InstanceDriver):
         def prepare() -> None:
             if self._container(spec).running:
                 raise BadRequest("The instance is already running")
-            remove_monitor_cgroups(lxc_name(spec.project, spec.name))
+            remove_monitor_cgroups(lxc_name(spec.project, spec.name), payload=True)
             with contextlib.suppress(FileNotFoundError):
                 log_file.unlink()
 
@@ -435,7 +448,12 @@ class LxcDriver(InstanceDriver):
 
     def _tool(self, tool: str, spec: InstanceSpec) -> list[str]:
         """argv of an lxc-* tool for this container."""
-        return [tool, "-P", str(self.paths.containers), "-n", lxc_name(spec.project, spec.name)]
+        lxcpath, name = self._where(spec)
+        return [tool, "-P", lxcpath, "-n", name]
+
+    def _where(self, spec: InstanceSpec) -> tuple[str, str]:
+        """liblxc's lxcpath and name of the container."""
+        return str(self.paths.containers), lxc_name(spec.project, spec.name)
 
     async def stop(self, spec: InstanceSpec, *, force: bool, timeout: int) -> None:
         """Stop through the lxc-stop tool, not the bindings: python-lxc keeps the GIL while
@@ -450,6 +468,7 @@ class LxcDriver(InstanceDriver):
                 c.unfreeze()
 
         await self._call(prepare)
+        await self._attacher.release(*self._where(spec))
         base = self._tool("lxc-stop", spec)
         oci = spec.config.get("volatile.container.oci") == "true"
         if oci and timeout < 0:
@@ -472,9 +491,10 @@ class LxcDriver(InstanceDriver):
         """Device helpers go, and so do the monitor's cgroups: liblxc 5.0 leaves an empty
         lxc.monitor.NAME in every controller after each run, and a name taken makes the next
         run use NAME-1, NAME-2... The monitor may still be exiting now: what is busy goes at
-        the next start or at delete."""
+        the next start or at delete. Payload cgroups liblxc could not remove go too (an exec
+        parent still leaving them when init exited by itself)."""
         await asyncio.to_thread(helpers.stop_all, spec.log_dir)
-        await asyncio.to_thread(remove_monitor_cgroups, lxc_name(spec.project, spec.name))
+        await asyncio.to_thread(remove_monitor_cgroups, lxc_name(spec.project, spec.name), True)
 
     def check_config(self, spec: InstanceSpec) -> None:
         self.config_items(spec)
@@ -624,8 +644,7 @@ class LxcDriver(InstanceDriver):
         """The command attached in the container by the attach helper (a small process: an
         attach forks its caller, which costs with the caller's memory)."""
         command = Command(req.command, req.environment, req.cwd, req.uid, req.gid)
-        name = lxc_name(spec.project, spec.name)
-        return await self._attacher.attach(str(self.paths.containers), name, command, pty, fds)
+        return await self._attacher.attach(*self._where(spec), command, pty, fds)
 
     async def wait_exec(self, pid: int) -> int:
         if self._attacher.owns(pid):
