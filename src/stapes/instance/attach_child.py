@@ -8,11 +8,16 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import platform
 import signal
 import socket
 import termios
 from dataclasses import dataclass
 from typing import Any, NoReturn
+
+RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "riscv64": 134}
+"""rt_sigaction's number (elsewhere libc's signal() does what it can)."""
+SIGSET_BYTES = 8
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,20 @@ def exec_command(command: Command, report: int) -> NoReturn:
 def default_signals() -> None:
     """Every signal back to its default action and none blocked, as a command starts under
     Incus: a signal ignored stays ignored across exec, and Python ignores SIGPIPE and SIGXFSZ,
-    the helper SIGINT, the daemon SIGHUP and SIGQUIT (a command would not die of a ^C, nor of
-    a closed pipe). Through libc: the process is a fork Python does not know of."""
+    the helper SIGINT, and a daemon may have been started with others ignored (a command
+    would not die of a ^C, nor of a closed pipe). Through rt_sigaction itself: libc refuses
+    its own two (32 and 33), which a parent may also have left ignored."""
     libc = ctypes.CDLL(None)
+    number = RT_SIGACTION.get(platform.machine())
+    action = ctypes.create_string_buffer(64)  # all zero: SIG_DFL, no flags, nothing masked
     libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
     for signum in range(1, signal.NSIG):
-        if signum not in (signal.SIGKILL, signal.SIGSTOP):
-            libc.signal(signum, None)  # SIG_DFL; refused for libc's own: no matter
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        if number is None:
+            libc.signal(signum, None)  # SIG_DFL
+        else:
+            libc.syscall(number, signum, action, None, SIGSET_BYTES)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
