@@ -1,7 +1,8 @@
 """The paths users hit most, through the real `incus` client, Stapes beside real Incus in one
 run (../shared/tools/incus-anchor start): launch, exec, file push and pull of 1 MiB and of
 100 MiB (SFTP, and the same sizes through the files API, POST and GET over the unix socket; the
-floor of the large ones: `cp` of the file into the rootfs), snapshot create, list, delete.
+floor of the large ones: `cp` of the file into the rootfs), snapshot create, start + stop -f,
+copy of a stopped container, list, delete.
 Both run the same image: Incus's `bb` is exported and imported into the throwaway stapesd
 (Stapes's own busybox when Incus does not run). The floor of exec is `lxc-attach` of the same
 command into the same Stapes container.
@@ -78,6 +79,22 @@ def measure(label: str, incus: list[str], socket: Path, work: Path) -> dict[str,
         "incus snapshot create",
         timed(lambda: quiet([*incus, "snapshot", "create", target, f"s{next(snaps)}"]), RUNS),
     )
+    stopped = names[-1]  # stopped for the paths that need it, started again after
+    quiet([*incus, "stop", "-f", stopped])
+
+    def start_stop() -> None:
+        quiet([*incus, "start", stopped])
+        quiet([*incus, "stop", "-f", stopped])
+
+    found["start+stop"] = line("incus start + incus stop -f", timed(start_stop, RUNS))
+    copies = [f"{stopped}-copy{i}" for i in range(RUNS)]
+    made = iter(copies)
+    found["copy"] = line(
+        "incus copy (stopped)", timed(lambda: quiet([*incus, "copy", stopped, next(made)]), RUNS)
+    )
+    for name in copies:
+        quiet([*incus, "delete", name])
+    quiet([*incus, "start", stopped])
     listing = [*incus, "list"]
     found["list"] = line(f"incus list ({RUNS} running)", timed(lambda: quiet(listing), RUNS))
     doomed = iter(names)
