@@ -144,8 +144,9 @@ class Parent:
     """One exec parent (exec_parent.py), the helper's child: its socket, its container's
     init (a pidfd: readable once init exited) and when it was last asked."""
 
-    def __init__(self, pid: int, channel: socket.socket, init_fd: int) -> None:
+    def __init__(self, pid: int, channel: socket.socket, init: int, init_fd: int) -> None:
         self.pid = pid
+        self.init = init
         self.pidfd = os.pidfd_open(pid)  # ours until reaped: a kill cannot hit another
         self.channel = channel
         self.init_fd = init_fd
@@ -168,7 +169,7 @@ class Parent:
             pid = _attach_parent(container, init, init_fd, theirs.fileno())
             ours.settimeout(PARENT_TIMEOUT)
             if pid > 0 and ours.recv(64) == READY:
-                return cls(pid, ours, init_fd)
+                return cls(pid, ours, init, init_fd)
         except OSError:
             pass
         finally:
@@ -222,7 +223,8 @@ class Parents:
         self.helper = helper
         self.by_container: dict[tuple[str, str], Parent] = {}
         self.refused: dict[tuple[str, str], int] = {}
-        """Containers whose parent failed to start, with the init it failed under."""
+        """Containers whose parent failed to start or to fork, with the init it failed
+        under."""
 
     def fork(self, request: dict[str, Any], fds: list[int]) -> int | None:
         """The pid of the command forked by the container's parent (started if need be), or
@@ -250,8 +252,10 @@ class Parents:
             return parent.fork(
                 {"id": request["id"], "pty": request["pty"], "command": request["command"]}, fds
             )
-        except ParentGone:
+        except ParentGone as gone:
             self._end(key)
+            if gone.args:  # it could not fork one (the container's policy): do not ask again
+                self.refused[key] = parent.init
             return None
         except RuntimeError:
             self._end(key)
