@@ -23,6 +23,8 @@ from stapes.client.instance_server import InstanceServer
 from stapes.client.operation import RemoteOperation
 
 MODES = ("pull", "push", "relay")
+SOURCE_ERROR_WAIT = 5.0
+"""Seconds to wait for the source's own error once the target failed."""
 CHANNELS = ("control", "fs", "criu")
 """The websockets a migration may have (criu: a running instance's state)."""
 
@@ -134,6 +136,8 @@ def _wait_both(target_op: RemoteOperation, source_op: RemoteOperation, label: st
             if show and progress and progress != last:
                 sys.stderr.write(f"\r{label}: {progress}\033[K")
                 last = progress
+    except RemoteError as exc:
+        raise _with_source_error(exc, source_op) from None
     finally:
         if show and last:
             sys.stderr.write("\r\033[K")
@@ -142,6 +146,17 @@ def _wait_both(target_op: RemoteOperation, source_op: RemoteOperation, label: st
     except RemoteError as exc:
         if "not found" not in exc.message:  # finished a while ago and forgotten
             raise
+
+
+def _with_source_error(failed: RemoteError, source_op: RemoteOperation) -> RemoteError:
+    """The target's error, and the source's beside it when the source failed too: a target
+    that saw its stream cut short says only that, the source says why."""
+    try:
+        source_op.wait(SOURCE_ERROR_WAIT)
+    except RemoteError as exc:
+        if exc.message and exc.message != failed.message and "not found" not in exc.message:
+            return RemoteError(f"{failed.message} (the source: {exc.message})", failed.status)
+    return failed
 
 
 class _Relay:
