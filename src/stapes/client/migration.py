@@ -7,6 +7,7 @@ Everything here is the public API of both daemons; nothing is special to Stapes.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -161,7 +162,9 @@ def _with_source_error(failed: RemoteError, source_op: RemoteOperation) -> Remot
 
 class _Relay:
     """Both directions between a source's and a target's websocket, frame by frame (binary
-    data and the empty text frames that end each stream)."""
+    data and the empty text frames that end each stream). Each socket is read by one pump
+    only: a close handshake run from the other thread would read, and drop, frames its pump
+    was still to pass on (a stream's last bytes or its barrier)."""
 
     def __init__(self, a: websocket.WebSocket, b: websocket.WebSocket) -> None:
         self.sockets = (a, b)
@@ -182,21 +185,19 @@ class _Relay:
                 dst.send(data, opcode)
         except (websocket.WebSocketException, OSError):
             pass
-        for ws in (src, dst):
-            try:
-                ws.close(timeout=1)
-            except (websocket.WebSocketException, OSError):
-                pass
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            dst.send_close()  # the end passed on; dst's answer ends the other pump
 
     def close(self) -> None:
         for ws in self.sockets:
-            try:
-                ws.close(timeout=1)
-            except (websocket.WebSocketException, OSError):
-                pass
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                ws.send_close()
         deadline = time.monotonic() + 5
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        for ws in self.sockets:
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                ws.shutdown()  # type: ignore[no-untyped-call]
 
 
 def instance_body(
