@@ -331,6 +331,9 @@ def test_cli_pull_streams_into_place(daemon: Daemon, container: str, tmp_path: P
     (back / "big.bin").write_bytes(b"old")
     daemon.cli("file", "pull", f"{container}/root/big.bin", str(back))
     assert (back / "big.bin").read_bytes() == data
+    argv = [STAPES, "file", "pull", f"{container}/root/big.bin", "-"]
+    to_stdout = subprocess.run(argv, env=daemon.env, capture_output=True, timeout=60, check=True)
+    assert to_stdout.stdout == data
     assert stat.S_IMODE((back / "big.bin").stat().st_mode) == 0o640
     failed = daemon.cli(
         "file", "pull", f"{container}/root/none", str(back / "big.bin"), check=False

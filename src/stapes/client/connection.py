@@ -12,9 +12,10 @@ import os
 import socket
 import ssl
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote, urlencode
 
 from stapes.api.errors import RemoteError
@@ -255,8 +256,11 @@ class Connection:
         envelope raises and leaves no file."""
         return self.download_with_headers(path, target)[0]
 
-    def download_with_headers(self, path: str, target: Path) -> tuple[int, dict[str, str]]:
-        """``download``, and the response's headers."""
+    def download_with_headers(
+        self, path: str, target: Path | BinaryIO
+    ) -> tuple[int, dict[str, str]]:
+        """``download``, and the response's headers. ``target`` may also be a binary stream
+        open for writing (standard output): written as the bytes come, left open."""
         http_conn = self.target.http()
         try:
             http_conn.request("GET", self.in_project(path))
@@ -269,13 +273,15 @@ class Connection:
                     pass
                 raise RemoteError(f"GET {path} answered {resp.status}", resp.status)
             size = 0
-            with target.open("wb") as out:
+            opened = target.open("wb") if isinstance(target, Path) else nullcontext(target)
+            with opened as out:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     size += len(chunk)
             return size, dict(resp.getheaders())
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            target.unlink(missing_ok=True)
+            if isinstance(target, Path):
+                target.unlink(missing_ok=True)
             raise self._unreachable(exc) from None
         finally:
             http_conn.close()

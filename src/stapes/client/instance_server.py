@@ -8,7 +8,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from stapes.client.cluster import ClusterClient
 from stapes.client.connection import Connection, segment, unwrap
@@ -208,9 +208,10 @@ class InstanceServer(
         body, headers = self.conn.get_bytes(f"/1.0/instances/{_q(name)}/files?{query}")
         return body, _file_info(headers)
 
-    def pull_file(self, name: str, path: str, target: Path) -> dict[str, str]:
-        """``get_file`` streamed into ``target`` (a file's bytes never all in memory); its
-        X-Incus-* headers. An error leaves no ``target``."""
+    def pull_file(self, name: str, path: str, target: Path | BinaryIO) -> dict[str, str]:
+        """``get_file`` streamed into ``target`` (a file's bytes never all in memory), a path
+        or a binary stream open for writing; its X-Incus-* headers. An error leaves no
+        ``target`` path."""
         query = urllib.parse.urlencode({"path": path})
         _, headers = self.conn.download_with_headers(
             f"/1.0/instances/{_q(name)}/files?{query}", target

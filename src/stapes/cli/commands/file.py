@@ -127,8 +127,9 @@ def pull(sources: tuple[str, ...], target: str, recursive: bool, create_dirs: bo
     def go(server: InstanceServer) -> None:
         for source in sources:
             name, path = split_target(source)
-            if target == "-":
-                sys.stdout.buffer.write(server.get_file(name, path)[0])
+            if target == "-":  # streamed: a big file is never all in memory
+                server.pull_file(name, path, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
                 continue
             local = Path(target)
             if create_dirs:
