@@ -133,9 +133,6 @@ class Helper:
                 self.spare = Spare()  # the next file operation need not wait for a fork
 
 
-READY = b'{"ready": true}'
-
-
 class ParentGone(Exception):
     """The exec parent cannot be asked (it had not read the request: attach instead)."""
 
@@ -168,7 +165,7 @@ class Parent:
         try:
             pid = _attach_parent(container, init, init_fd, theirs.fileno())
             ours.settimeout(PARENT_TIMEOUT)
-            if pid > 0 and ours.recv(64) == READY:
+            if pid > 0 and ours.recv(64) == exec_parent.READY:
                 return cls(pid, ours, init, init_fd)
         except OSError:
             pass
@@ -310,9 +307,7 @@ class Spare:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
-            keep = theirs.fileno()
-            os.closerange(3, keep)
-            os.closerange(keep + 1, 1 << 16)
+            exec_parent.close_all_but(theirs.fileno())
             os._exit(_run_one(theirs))
         theirs.close()
         self.pid = pid
@@ -334,7 +329,7 @@ def _run_one(channel: socket.socket) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
-        os.closerange(3, 1 << 16)
+        exec_parent.close_all_but()
         code = MODULES[request["module"]]([str(a) for a in request["argv"]])
         sys.stdout.flush()
         sys.stderr.flush()

@@ -36,6 +36,8 @@ CLONE_NEWPID = 0x20000000
 CLONE_PARENT = 0x00008000
 SIGCHLD = 17
 PR_SET_DUMPABLE = 4
+READY = b'{"ready": true}'
+"""What a parent sends first, once it can fork."""
 CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220, "riscv64": 220}
 """clone's number where its first argument is the flags (the others are zero here)."""
 
@@ -52,7 +54,7 @@ def serve(args: tuple[int, int, int]) -> NoReturn:
     channel_fd, pidns_fd, init_fd = args
     code = 0
     try:
-        _close_all_but(*args)
+        close_all_but(*args)
         libc = ctypes.CDLL(None, use_errno=True)
         # Its memory is a copy of the helper's: nothing in the container may read it.
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -60,7 +62,7 @@ def serve(args: tuple[int, int, int]) -> NoReturn:
             raise OSError(ctypes.get_errno(), "setns of the pid namespace failed")
         os.close(pidns_fd)
         channel = socket.socket(fileno=channel_fd)
-        channel.send(b'{"ready": true}')
+        channel.send(READY)
         _loop(libc, channel, init_fd)
     except BaseException:
         code = 1
@@ -103,12 +105,12 @@ def _fork(libc: ctypes.CDLL, request: dict[str, Any], fds: list[int]) -> int:
         ours = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]  # above 0-2
         if request["pty"]:
             os.dup2(ours[0], 0)
-            _close_all_but()
+            close_all_but()
             pty_child(command)
         for target, fd in enumerate(ours[:3]):
             os.dup2(fd, target)
         report = ours[3]
-        _close_all_but(report)
+        close_all_but(report)
         try:
             os.chdir(command.cwd or "/")
         except OSError:
@@ -125,8 +127,9 @@ def _fork(libc: ctypes.CDLL, request: dict[str, Any], fds: list[int]) -> int:
         os._exit(126)
 
 
-def _close_all_but(*keep: int) -> None:
-    """Close every descriptor from 3 up but ``keep``."""
+def close_all_but(*keep: int) -> None:
+    """Close every descriptor from 3 up but ``keep`` (in a child that holds a copy of
+    the helper's)."""
     start = 3
     for fd in sorted(keep):
         os.closerange(start, fd)
