@@ -113,7 +113,7 @@ def _io_weight_file(cgroup: str) -> str:
         return ""
 
 
-def remove_monitor_cgroups(name: str, payload: bool = False) -> None:
+def remove_stale_cgroups(name: str, payload: bool = False) -> None:
     """Remove the empty monitor cgroups liblxc leaves after a container stopped
     (``lxc.monitor.NAME``, and ``NAME-N`` where an older one was in the way); with
     ``payload``, when it is not running, the payload cgroups liblxc could not remove too (a
@@ -243,7 +243,7 @@ class LxcDriver(InstanceDriver):
         link = self._link(spec)
         if link.is_symlink() or link.exists():
             link.unlink()
-        await asyncio.to_thread(remove_monitor_cgroups, lxc_name(spec.project, spec.name))
+        await asyncio.to_thread(remove_stale_cgroups, lxc_name(spec.project, spec.name))
 
     def config_items(self, spec: InstanceSpec) -> lxc_config.Items:
         rootfs = spec.volume / "rootfs"
@@ -404,7 +404,7 @@ class LxcDriver(InstanceDriver):
         def prepare() -> None:
             if self._container(spec).running:
                 raise BadRequest("The instance is already running")
-            remove_monitor_cgroups(lxc_name(spec.project, spec.name), payload=True)
+            remove_stale_cgroups(lxc_name(spec.project, spec.name), payload=True)
             with contextlib.suppress(FileNotFoundError):
                 log_file.unlink()
 
@@ -494,7 +494,7 @@ class LxcDriver(InstanceDriver):
         the next start or at delete. Payload cgroups liblxc could not remove go too (an exec
         parent still leaving them when init exited by itself)."""
         await asyncio.to_thread(helpers.stop_all, spec.log_dir)
-        await asyncio.to_thread(remove_monitor_cgroups, lxc_name(spec.project, spec.name), True)
+        await asyncio.to_thread(remove_stale_cgroups, lxc_name(spec.project, spec.name), True)
 
     def check_config(self, spec: InstanceSpec) -> None:
         self.config_items(spec)
