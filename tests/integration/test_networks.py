@@ -179,6 +179,23 @@ def test_network_bad_input(daemon: Daemon, network: tuple[str, str]) -> None:
         assert resp.status == 400 and expected in resp.json()["error"], (nic, resp.body)
 
 
+def test_a_network_named_after_a_host_interface_leaves_it_alone(daemon: Daemon) -> None:
+    """A create refused because an interface of another kind has the name answers why, and
+    the interface stays: the clean-up after the failed start deleted it (pylxd's suite,
+    whose random names can be eth0, got an internal error when the kernel refused that)."""
+    name = "stpd" + secrets.token_hex(4)
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
+                   check=True)  # fmt: skip
+    try:
+        body = {"name": name, "config": {"ipv4.nat": "false", "ipv6.nat": "false"}}
+        resp = daemon.request("POST", NETS, body)
+        assert resp.status == 400 and "exists and is not a bridge" in resp.json()["error"]
+        assert Path(f"/sys/class/net/{name}").exists()
+        assert daemon.request("GET", f"{NETS}/{name}").metadata["managed"] is False
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
+
+
 def test_network_update_moves_the_bridge_address(daemon: Daemon, network: tuple[str, str]) -> None:
     name, address = network
     moved = address.replace(".1/24", ".254/24")

@@ -418,8 +418,10 @@ class BridgeDriver(NetworkDriver):
                 for found in ipr.link_lookup(ifname=tunnel):
                     ipr.link("del", index=found)
             found = ipr.link_lookup(ifname=self.name)
-            if found:
-                ipr.link("del", index=found[0])  # its ports (external interfaces) are let go
+            if found and _kind(ipr, found[0]) == "bridge":
+                # its ports (external interfaces) are let go; an interface of another kind
+                # with the network's name (a create refused because of it) is not ours
+                ipr.link("del", index=found[0])
 
     def state(self) -> dict[str, Any]:
         """(Blocking: netlink reads. Called in a thread.)"""
@@ -439,3 +441,10 @@ def _host_networks4() -> list[ipaddress.IPv4Network]:
             if r.get_attr("RTA_DST")
         ]
     return [ipaddress.IPv4Network(n, strict=False) for n in found]
+
+
+def _kind(ipr: IPRoute, index: int) -> str | None:
+    """A link's kind (bridge, veth, dummy...; None for a physical one)."""
+    (link,) = ipr.get_links(index)
+    kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    return str(kind) if kind else None
