@@ -14,6 +14,7 @@ import json
 import secrets
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -435,6 +436,37 @@ def test_network_zones_stay_in_the_clients_project(attacker: Attacker) -> None:
         d.request("DELETE", f"/1.0/network-zones/{shared}")
         unset = {"features.networks.zones": "", "restricted.networks.zones": ""}
         d.request("PATCH", project, {"config": unset})
+
+
+def test_networks_stay_out_of_a_restricted_clients_reach(attacker: Attacker) -> None:
+    """Bridge networks live in the default project, which the attacker cannot name: it can
+    neither make one (which would adopt a host bridge of that name, another manager's say)
+    nor change or delete a managed network or an unmanaged host bridge."""
+    a, d = attacker, attacker.daemon
+    host_bridge = unique("hb")[:15]
+    managed = unique("mb")[:15]
+    subprocess.run(["ip", "link", "add", host_bridge, "type", "bridge"], check=True)
+    body = {"name": managed, "config": {"ipv4.nat": "false", "ipv6.address": "none"}}
+    assert d.request("POST", "/1.0/networks", body).status == 201
+    try:
+        for method, path, body in [
+            ("POST", "/1.0/networks", {"name": host_bridge, "type": "bridge"}),
+            ("POST", "/1.0/networks?project=default", {"name": unique("nb")[:15]}),
+            ("DELETE", f"/1.0/networks/{host_bridge}", None),
+            ("DELETE", f"/1.0/networks/{managed}", None),
+            ("PATCH", f"/1.0/networks/{managed}", {"config": {"ipv4.nat": "true"}}),
+            ("POST", f"/1.0/networks/{managed}", {"name": unique("rb")[:15]}),
+        ]:
+            resp = a.call(method, path, body)
+            assert resp.status == 403 and "restricted" in _error(resp), (method, path, resp.body)
+        link = subprocess.run(["ip", "-d", "link", "show", host_bridge], capture_output=True)
+        assert link.returncode == 0 and b"bridge" in link.stdout
+        got = d.request("GET", f"/1.0/networks/{managed}").metadata
+        assert got["config"]["ipv4.nat"] == "false"
+        assert d.request("GET", f"/1.0/networks/{host_bridge}").metadata["managed"] is False
+    finally:
+        d.request("DELETE", f"/1.0/networks/{managed}")
+        subprocess.run(["ip", "link", "del", host_bridge], capture_output=True)
 
 
 def test_same_names_in_two_projects_share_nothing(attacker: Attacker) -> None:
