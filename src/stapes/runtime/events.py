@@ -96,9 +96,11 @@ class EventBus:
         self._listeners.add(listener)
         return listener
 
-    @property
-    def has_listeners(self) -> bool:
-        return bool(self._listeners)
+    def listens_for(self, kind: str) -> bool:
+        """Whether any listener takes events of type ``kind`` (the daemon's own lifecycle
+        listener is always there: a debug record nobody takes is not even made). Log records
+        ask from worker threads too: the set is copied (one step under the GIL) first."""
+        return any(kind in listener.types for listener in tuple(self._listeners))
 
     def unsubscribe(self, listener: Listener) -> None:
         self._listeners.discard(listener)
@@ -167,7 +169,7 @@ class EventLogHandler(logging.Handler):
         self.bus = bus
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.bus._listeners:
+        if not self.bus.listens_for("logging"):
             return
         level = {"WARNING": "warn", "CRITICAL": "crit"}.get(
             record.levelname, record.levelname.lower()

@@ -64,7 +64,7 @@ class Endpoint:
 def wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         identity = await authenticate(request)
-        if state(request).events.has_listeners:
+        if state(request).events.listens_for("logging"):
             log.debug(
                 "Handling API request",
                 extra={
