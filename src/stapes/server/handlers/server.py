@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import platform
 import socket
@@ -36,10 +37,13 @@ from stapes.server.oidc import OidcSettings
 from stapes.server.response import Result, Sync
 from stapes.server.state import State
 from stapes.storage.daemon_storage import DaemonStorage
-from stapes.storage.drivers.registry import supported
+from stapes.storage.drivers.registry import supported_recently
 
 
+@functools.cache
 def _os_release() -> dict[str, str]:
+    """Read once, as Incus does at start (the OS changes under a daemon only by an upgrade,
+    which restarts it)."""
     values: dict[str, str] = {}
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
@@ -48,6 +52,14 @@ def _os_release() -> dict[str, str]:
     except OSError:
         pass
     return values
+
+
+@functools.lru_cache(maxsize=4)
+def _described(certificate: bytes) -> tuple[str, str]:
+    """The server certificate's PEM and fingerprint (parsed once per certificate: it is
+    read on every GET /1.0 and changes only when replaced)."""
+    cert = certs.parse(certificate)
+    return certs.pem(cert), certs.fingerprint(cert)
 
 
 def _architectures() -> list[str]:
@@ -73,15 +85,15 @@ async def get_server(request: web.Request) -> Result:
                 "auth_methods": methods,
             }
         )
-    server_cert = certs.parse(st.https.certificate())
-    drivers = supported()
+    pem, fingerprint = _described(st.https.certificate())
+    drivers = supported_recently()
     infos = [st.instances.drivers.get(t).info() for t in st.instances.drivers.types()]
     release = _os_release()
     environment: dict[str, Any] = {
         "addresses": st.trust.addresses() if st.https.address else [],
         "architectures": _architectures(),
-        "certificate": certs.pem(server_cert),
-        "certificate_fingerprint": certs.fingerprint(server_cert),
+        "certificate": pem,
+        "certificate_fingerprint": fingerprint,
         "driver": " | ".join(d.name for d in infos),
         "driver_version": " | ".join(d.version for d in infos),
         "instance_types": [d.instance_type for d in infos],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from stapes.api.errors import BadRequest
 from stapes.storage.drivers.btrfs import BtrfsDriver
 from stapes.storage.drivers.dir import DirDriver
@@ -37,3 +39,18 @@ def supported() -> list[dict[str, object]]:
         info = cls.info()
         result.append({"Name": info.name, "Version": info.version, "Remote": info.remote})
     return result
+
+
+RECENT_SECONDS = 30.0
+_recent: tuple[float, list[dict[str, object]]] | None = None
+
+
+def supported_recently() -> list[dict[str, object]]:
+    """supported() as found at most RECENT_SECONDS ago: GET /1.0 lists it on every call and
+    the probes scan PATH (~0.3 ms). Incus keeps it from its start and from the last pool
+    created or deleted."""
+    global _recent
+    now = time.monotonic()
+    if _recent is None or now - _recent[0] > RECENT_SECONDS:
+        _recent = (now, supported())
+    return [dict(d) for d in _recent[1]]
