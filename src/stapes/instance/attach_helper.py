@@ -318,9 +318,7 @@ def _run_one(channel: socket.socket) -> int:
     """In a spare: wait for the request, then become it."""
     code = 2
     try:
-        # The first pass through the argument parser after a fork writes to pages shared
-        # with the helper (reference counts): copied now, not while a client waits (~0.3 ms).
-        sftp_server.PARSER.parse_args(["--root", "/"])
+        sftp_server.warm()  # what a session starts with, made before a client waits for it
         data, fds, _, _ = socket.recv_fds(channel, 1 << 20, MAX_FDS)
         if not data:
             code = 0  # the helper is gone

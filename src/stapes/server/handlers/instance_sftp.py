@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import signal
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -55,27 +58,38 @@ def _upgraded() -> web.StreamResponse:
 
 async def _handed_over(request: web.Request, argv: list[str], connection: int) -> Result:
     """A unix-socket connection is served by the helper itself: the daemon stops reading it
-    and closes its end when the helper is done (nothing to relay, nothing to copy twice)."""
+    and closes its end when the helper is done (nothing to relay, nothing to copy twice).
+    The server starts before the 101 goes out: it enters the instance while the client reads
+    the 101, and the client's first packet (what it may send only after the 101) finds it
+    ready."""
     transport = request.transport
     assert transport is not None
-    response = _upgraded()
-    await response.prepare(request)
-    await flushed(request)  # the 101 goes first: the helper writes to the socket directly
     null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        helper = shared_helper()
         try:
+            helper = shared_helper()
             pid = await helper.run_on("sftp_server", argv, [connection, connection, null])
+            done = asyncio.ensure_future(helper.wait(pid))
+            kill: Callable[[], None] = functools.partial(os.kill, pid, signal.SIGKILL)
         except InternalError:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "stapes.host.sftp_server", *argv,
                 stdin=connection, stdout=connection, stderr=null,
             )  # fmt: skip
-            await process.wait()
-        else:
-            await helper.wait(pid)
+            done, kill = asyncio.ensure_future(process.wait()), process.kill
     finally:
         os.close(null)
+    try:
+        response = _upgraded()
+        await response.prepare(request)
+        await flushed(request)
+    except BaseException:
+        if not done.done():  # no 101 went out: the client will not speak, so it must go
+            with contextlib.suppress(ProcessLookupError):
+                kill()
+        raise
+    finally:
+        await done  # the server ends at the client's EOF
         transport.close()
     return response
 
