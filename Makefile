@@ -23,7 +23,7 @@ lint: setup-test
 	$(VENV)/bin/ruff format --check src tests bench
 
 typecheck: setup-test
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src bench
 
 test-unit: setup-test
 	$(VENV)/bin/pytest tests/unit

@@ -10,6 +10,7 @@ Prints medians and p90s (milliseconds) and ratios. Run as root: `make bench`."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -40,12 +41,12 @@ def main() -> None:
         commands = {"list": ["list"], "info": ["info", "c1"], "exec": ["exec", "c1", "--", "true"]}
         print(f"CLI start and run, {RUNS} runs each, against one stapesd (ms):")
         for label, args in commands.items():
-            ours = line(f"stapes {label}", timed(lambda a=args: quiet([str(BIN / "stapes"), *a],
-                                                                    env), RUNS))  # fmt: skip
-            full = line("  the same through click", timed(lambda a=args: quiet([*FULL, *a], env),
-                                                           RUNS))  # fmt: skip
-            theirs = line(f"incus {label} (same daemon)",
-                          timed(lambda a=args: quiet([INCUS, *a], incus_env), RUNS))  # fmt: skip
+            stapes = functools.partial(quiet, [str(BIN / "stapes"), *args], env)
+            ours = line(f"stapes {label}", timed(stapes, RUNS))
+            click = functools.partial(quiet, [*FULL, *args], env)
+            full = line("  the same through click", timed(click, RUNS))
+            incus = functools.partial(quiet, [INCUS, *args], incus_env)
+            theirs = line(f"incus {label} (same daemon)", timed(incus, RUNS))
             print(f"  stapes/incus {ours / theirs:.2f}x (through click {full / theirs:.2f}x)")
         if INCUS_SOCKET.exists():
             real_env = {**os.environ, "INCUS_SOCKET": str(INCUS_SOCKET), "INCUS_CONF": conf}
@@ -53,8 +54,8 @@ def main() -> None:
             try:
                 for label, args in commands.items():
                     args = [a.replace("c1", "stapes-cli-bench") for a in args]
-                    line(f"incus {label} against Incus",
-                         timed(lambda a=args: quiet([INCUS, *a], real_env), RUNS))  # fmt: skip
+                    real = functools.partial(quiet, [INCUS, *args], real_env)
+                    line(f"incus {label} against Incus", timed(real, RUNS))
             finally:
                 quiet([INCUS, "delete", "-f", "stapes-cli-bench"], real_env)
         subprocess.run([str(BIN / "stapes"), "delete", "-f", "c1"], env=env, check=False,

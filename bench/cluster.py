@@ -94,7 +94,7 @@ def live_moves(first: Stapes, servers: dict[str, InstanceServer]) -> None:
         def agent_up() -> bool:
             try:
                 done = m1.exec("benchvm", {"command": ["true"], "wait-for-websocket": False})
-                return done.wait().get("metadata", {}).get("return") == 0
+                return bool(done.wait().get("metadata", {}).get("return") == 0)
             except RemoteError:
                 return False
 

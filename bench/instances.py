@@ -12,6 +12,7 @@ Run as root: `make bench`."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import tempfile
@@ -128,7 +129,7 @@ def listing_series(server: InstanceServer, socket: str) -> tuple[float, float]:
         found.append(
             line(
                 f"GET instances?recursion={recursion} ({RUNNING} running, {STOPPED} stopped)",
-                timed(lambda p=path: raw_get(socket, p), RUNS),
+                timed(functools.partial(raw_get, socket, path), RUNS),
             )
         )
     return found[0], found[1]

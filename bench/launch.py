@@ -26,7 +26,7 @@ from stapes.client.instance_server import InstanceServer
 from stapes.host.capabilities import probe
 from stapes.host.idmap import IdMap
 from stapes.instance import lxc_config
-from stapes.instance.lxc import remove_monitor_cgroups
+from stapes.instance.lxc import remove_stale_cgroups
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 
@@ -99,7 +99,7 @@ def bare_liblxc_series(rootfs: Path, work: Path) -> list[float]:
         samples.append(time.perf_counter() - start)
         c.stop()
         c.wait("STOPPED", 10)
-        remove_monitor_cgroups(name)  # as stapesd does before a start (untimed here)
+        remove_stale_cgroups(name, payload=True)  # as stapesd does after a stop (untimed)
     return samples
 
 

@@ -11,6 +11,7 @@ daemons, which one machine does not hold: not measured.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import socket
@@ -26,6 +27,7 @@ from common import BIN, INCUS_SOCKET, STATE_PARENT, Stapes, line, stapes_daemon,
 
 from stapes.client import migration
 from stapes.client.instance_server import InstanceServer
+from stapes.client.operation import RemoteOperation
 
 INCUS = shutil.which("incus")
 
@@ -59,7 +61,7 @@ def copy_with_client(src: Stapes, dst: Stapes, name: str, new: str, refresh: boo
         body = migration.instance_body(
             s, name, new, instance_only=False, refresh=refresh, keep_volatile=False
         )
-        ops: list = []
+        ops: list[RemoteOperation] = []
 
         def start_source(push):  # type: ignore[no-untyped-def]
             ops.append(s._op("POST", f"/1.0/instances/{name}", json_body={"migration": True}))
@@ -195,7 +197,7 @@ def live_vm(a: Stapes, b: Stapes) -> None:
     here, there = a, b
     for _ in range(6):
         with client(here) as s, client(there) as t:
-            ops: list = []
+            ops: list[RemoteOperation] = []
 
             def start_source(push, s=s, ops=ops):  # type: ignore[no-untyped-def]
                 body = {"migration": True, "live": True}
@@ -269,7 +271,7 @@ def with_incus(a: Stapes, b: Stapes, runs: int) -> None:
         si = []
         for _ in range(runs):
             name = f"fromst{next(n)}"
-            si += timed(lambda name=name: incus("copy", "sa:small", f"in:{name}"), 1)
+            si += timed(functools.partial(incus, "copy", "sa:small", f"in:{name}"), 1)
             made.append(name)
         is_ = timed(lambda: incus("copy", "in:mbench", f"sa:frominc{next(n)}"), runs)
         print(f"incus client, busybox with one snapshot (Incus at {address}):")
