@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ import time
 import pytest
 import yaml
 
+from stapes.api.errors import RemoteError
+from stapes.client.lite import LiteServer
 from tests.helpers import STAPES, Daemon, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.liblxc]
@@ -97,6 +100,47 @@ def test_the_plain_commands_start_without_click(daemon: Daemon, busybox: str) ->
             assert slow.returncode == (0 if args[0] == "list" else 1), slow.stderr[-300:]
     finally:
         daemon.force_delete(name)
+
+
+def test_the_fast_list_asks_many_instances_on_one_connection(daemon: Daemon, busybox: str) -> None:
+    """More instances than one batch of pipelined requests (LiteServer.BATCH), one running and
+    one with a snapshot: the fast `stapes list` prints what the full CLI prints. Its kept
+    connection, closed by the daemon while idle, is opened again; an error answer leaves the
+    client able to ask again."""
+    names = sorted(unique("many") for _ in range(LiteServer.BATCH + 3))
+    for name in names:
+        daemon.cli("init", busybox, name)
+    daemon.cli("start", names[0])
+    daemon.cli("snapshot", "create", names[1])
+    try:
+        args = ["list", "-f", "csv", "-c", "nsS4"]
+        fast = subprocess.run([STAPES, *args], env=daemon.env, capture_output=True, text=True)
+        full = subprocess.run(
+            [sys.executable, "-c", "from stapes.cli.main import main; main()", *args],
+            env=daemon.env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert fast.returncode == 0 and fast.stdout == full.stdout, fast.stderr[-500:]
+        rows = {row[0]: row for row in csv.reader(io.StringIO(fast.stdout))}
+        assert rows[names[0]][1] == "RUNNING" and rows[names[1]][2] == "1"
+        assert set(names) <= set(rows)
+
+        server = LiteServer(daemon.socket)
+        assert server.metadata("GET", "/1.0")["api_version"] == "1.0"
+        kept = server._sock
+        assert kept is not None
+        kept.shutdown(socket.SHUT_RD)  # reads as a connection the daemon closed while idle
+        assert server.metadata("GET", "/1.0")["api_version"] == "1.0"
+        assert server._sock is not kept
+        found = server.metadata_many([f"/1.0/instances/{name}" for name in names])
+        assert [inst["name"] for inst in found] == names
+        with pytest.raises(RemoteError) as missing:
+            server.metadata_many([f"/1.0/instances/{names[0]}", "/1.0/instances/nosuch"])
+        assert missing.value.status == 404
+        assert server.metadata("GET", f"/1.0/instances/{names[1]}")["name"] == names[1]
+        server.close()
+    finally:
+        for name in names:
+            daemon.force_delete(name)
 
 
 def test_init_does_not_start(daemon: Daemon, busybox: str) -> None:

@@ -142,14 +142,18 @@ def _add_parts(server: LiteServer, instances: list[dict[str, object]], letters: 
 
     snapshots = "S" in letters
     state = bool(set(letters) & (NEEDS_FULL - {"S"}))
+    wanted: list[tuple[dict[str, object], str, str]] = []
     for instance in instances:
         name = str(instance.get("name", ""))
         if not _safe(name):
             raise RemoteError(f"Unexpected instance name {name!r}", 500)
         if snapshots:
-            instance["snapshots"] = server.metadata("GET", f"/1.0/instances/{name}/snapshots")
+            wanted.append((instance, "snapshots", f"/1.0/instances/{name}/snapshots"))
         if state and instance.get("status") != "Stopped":
-            instance["state"] = server.metadata("GET", f"/1.0/instances/{name}/state")
+            wanted.append((instance, "state", f"/1.0/instances/{name}/state"))
+    found = server.metadata_many([path for _, _, path in wanted])
+    for (instance, key, _), value in zip(wanted, found, strict=True):
+        instance[key] = value
 
 
 def _safe(word: str) -> bool:

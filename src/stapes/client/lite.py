@@ -1,5 +1,6 @@
-"""A small client of the local daemon's unix socket for the fast commands (cli/fast.py): one
-HTTP/1.1 request per connection, and RFC 6455 websockets (a client's frames masked, the
+"""A small client of the local daemon's unix socket for the fast commands (cli/fast.py):
+HTTP/1.1 requests on one kept connection (pipelined in batches for many GETs), and RFC 6455
+websockets (a client's frames masked, the
 server's read whole, pings answered). Written by hand because the standard library's HTTP
 client (through the email package) and websocket-client take longer to import than
 ``stapes list`` or ``stapes exec c -- true`` take to run; everything else uses those
@@ -35,9 +36,18 @@ def socket_path() -> str:
 
 
 class LiteServer:
+    """Requests go on one kept connection (HTTP/1.1 keep-alive), opened again when the daemon
+    closed it while idle; ``metadata_many`` sends its GETs a batch at a time before reading
+    their answers (pipelined: `stapes list` of 1,000 instances asks 1,000 snapshot lists)."""
+
+    BATCH = 32
+    """Requests in flight at once: their bytes fit the socket's buffer whatever the answers."""
+
     def __init__(self, path: str, project: str = "") -> None:
         self.path = path
         self.project = project
+        self._sock: Socket | None = None
+        self._pending = bytearray()
 
     def _connect(self) -> Socket:
         sock = Socket(AF_UNIX, SOCK_STREAM)
@@ -48,33 +58,104 @@ class LiteServer:
             raise RemoteError(f"Cannot reach stapesd at {self.path}: {exc}", 503) from None
         return sock
 
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._pending.clear()
+
     def _in_project(self, path: str) -> str:
         if not self.project:
             return path
         return path + ("&" if "?" in path else "?") + "project=" + self.project
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """(HTTP status, the answer's JSON) of one request."""
+    def _encoded(self, method: str, path: str, body: Any = None) -> bytes:
         data = dumps(body).encode() if body is not None else b""
         head = (
             f"{method} {self._in_project(path)} HTTP/1.1\r\nHost: stapes\r\n"
-            f"Connection: close\r\nContent-Length: {len(data)}\r\n"
+            f"Content-Length: {len(data)}\r\n"
         )
         if body is not None:
             head += "Content-Type: application/json\r\n"
-        sock = self._connect()
-        chunks = []
+        return head.encode() + b"\r\n" + data
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(HTTP status, the answer's JSON) of one request."""
+        return self._exchange([self._encoded(method, path, body)], method == "GET")[0]
+
+    def metadata_many(self, paths: list[str]) -> list[Any]:
+        """The metadata of a GET of each path, in order (RemoteError as metadata() raises)."""
+        found: list[Any] = []
+        for start in range(0, len(paths), self.BATCH):
+            batch = [self._encoded("GET", p) for p in paths[start : start + self.BATCH]]
+            found += [_metadata(*answer) for answer in self._exchange(batch, True)]
+        return found
+
+    def _exchange(self, requests: list[bytes], retry: bool) -> list[tuple[int, Any]]:
+        """Send ``requests`` on the kept connection, then read an answer to each. A kept
+        connection the daemon closed while idle gives no byte back: ``retry`` (idempotent
+        requests) sends them again on a new one."""
+        fresh = self._sock is None
+        if self._sock is None:
+            self._sock = self._connect()
+        answers: list[tuple[int, Any]] = []
         try:
-            sock.sendall(head.encode() + b"\r\n" + data)
-            while chunk := sock.recv(1 << 16):
-                chunks.append(chunk)
+            self._sock.sendall(b"".join(requests))
+            answers.extend(self._answer() for _ in requests)  # kept as each comes
         except OSError as exc:
+            self.close()
+            if retry and not fresh and not answers:
+                return self._exchange(requests, False)
             raise RemoteError(f"stapesd at {self.path} hung up: {exc}", 503) from None
-        finally:
-            sock.close()
-        status, headers, payload = _response(b"".join(chunks))
+        except BaseException:
+            self.close()  # answers may be left unread on it: it cannot serve another request
+            raise
+        return answers
+
+    def _fill(self) -> None:
+        assert self._sock is not None
+        chunk = self._sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionResetError("the daemon closed the connection")
+        self._pending += chunk
+
+    def _take(self, count: int) -> bytes:
+        while len(self._pending) < count:
+            self._fill()
+        data = bytes(self._pending[:count])
+        del self._pending[:count]
+        return data
+
+    def _line(self) -> bytes:
+        while (end := self._pending.find(b"\r\n")) < 0:
+            self._fill()
+        return self._take(end + 2)[:-2]
+
+    def _answer(self) -> tuple[int, Any]:
+        """The next answer on the connection: its status and JSON."""
+        while (end := self._pending.find(b"\r\n\r\n")) < 0:
+            self._fill()
+        status, headers, _ = _response(self._take(end + 4))
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            payload = _unchunk(payload)
+            parts = []
+            while size := int(self._line().split(b";")[0], 16):
+                parts.append(self._take(size))
+                self._line()
+            while self._line():  # trailers, then the empty line
+                pass
+            payload = b"".join(parts)
+        elif "content-length" in headers:
+            payload = self._take(int(headers["content-length"]))
+        else:  # to the end of the connection
+            try:
+                while True:
+                    self._fill()
+            except ConnectionResetError:
+                pass
+            payload = bytes(self._pending)
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
         try:
             return status, loads(payload)
         except ValueError:
@@ -82,11 +163,7 @@ class LiteServer:
 
     def metadata(self, method: str, path: str, body: Any = None) -> Any:
         """The answer's metadata; RemoteError with the daemon's message for an error."""
-        status, answer = self.request(method, path, body)
-        if status >= 400 or not isinstance(answer, dict) or answer.get("type") == "error":
-            error = answer.get("error") if isinstance(answer, dict) else ""
-            raise RemoteError(str(error or f"HTTP {status}"), status)
-        return answer.get("metadata")
+        return _metadata(*self.request(method, path, body))
 
     def exec(self, name: str, body: dict[str, Any]) -> LiteOperation:
         found = self.metadata("POST", f"/1.0/instances/{name}/exec", body)
@@ -310,6 +387,13 @@ def _masked(data: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
 
 
+def _metadata(status: int, answer: Any) -> Any:
+    if status >= 400 or not isinstance(answer, dict) or answer.get("type") == "error":
+        error = answer.get("error") if isinstance(answer, dict) else ""
+        raise RemoteError(str(error or f"HTTP {status}"), status)
+    return answer.get("metadata")
+
+
 def _response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -317,15 +401,3 @@ def _response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     status = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
     headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
     return status, headers, body
-
-
-def _unchunk(body: bytes) -> bytes:
-    out = []
-    while body:
-        size_line, _, body = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out.append(body[:size])
-        body = body[size + 2 :]
-    return b"".join(out)
