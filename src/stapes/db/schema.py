@@ -442,9 +442,18 @@ def _v17(conn: Executor) -> None:
     )
 
 
+def _v18(conn: Executor) -> None:
+    """An instance's snapshots in creation order straight from an index: listing 3,000 of
+    one instance sorted them (a temporary B-tree) and finding the newest read them all."""
+    _script(
+        conn,
+        "CREATE INDEX instance_snapshots_in_order ON instance_snapshots (instance_id, id)",
+    )
+
+
 MIGRATIONS: list[Migration] = [
     *(_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12),
-    *(_v13, _v14, _v15, _v16, _v17),
+    *(_v13, _v14, _v15, _v16, _v17, _v18),
 ]
 
 
