@@ -1,13 +1,12 @@
 """A small client of the local daemon's unix socket for the fast commands (cli/fast.py):
 HTTP/1.1 requests on one kept connection (pipelined in batches for many GETs), and RFC 6455
-websockets (a client's frames masked, the
-server's read whole, pings answered). Written by hand because the standard library's HTTP
-client (through the email package) and websocket-client take longer to import than
-``stapes list`` or ``stapes exec c -- true`` take to run; everything else uses those
-(client/connection.py). For the same reason it stays below the modules that import ``re`` or
-``enum`` (json, socket, base64: ~5 ms together): C's ``_socket``, ``binascii`` and the JSON
-scanner and string encoder of ``_json`` (json's own C parts), json itself where CPython's C
-parts are missing."""
+websockets (a client's frames masked, the server's read whole, pings answered). Written by
+hand because the standard library's HTTP client (through the email package) and
+websocket-client take longer to import than ``stapes list`` or ``stapes exec c -- true`` take
+to run; everything else uses those (client/connection.py). For the same reason it stays below
+the modules that import ``re`` or ``enum`` (json, socket, base64: ~5 ms together): C's
+``_socket``, ``binascii`` and the JSON scanner and string encoder of ``_json`` (json's own C
+parts), json itself where CPython's C parts are missing."""
 
 from __future__ import annotations
 
