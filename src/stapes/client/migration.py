@@ -8,6 +8,8 @@ Everything here is the public API of both daemons; nothing is special to Stapes.
 from __future__ import annotations
 
 import contextlib
+import select
+import ssl
 import sys
 import threading
 import time
@@ -164,10 +166,14 @@ class _Relay:
     """Both directions between a source's and a target's websocket, frame by frame (binary
     data and the empty text frames that end each stream). Each socket is read by one pump
     only: a close handshake run from the other thread would read, and drop, frames its pump
-    was still to pass on (a stream's last bytes or its barrier)."""
+    was still to pass on (a stream's last bytes or its barrier). And each is used by one
+    thread at a time (its lock): a TLS connection must not be read in one thread while it is
+    written in another (OpenSSL forbids concurrent use of one SSL object), so a pump waits
+    for a socket to be readable without its lock and reads a message with it."""
 
     def __init__(self, a: websocket.WebSocket, b: websocket.WebSocket) -> None:
         self.sockets = (a, b)
+        self.locks = {id(a): threading.Lock(), id(b): threading.Lock()}
         self.threads = [
             threading.Thread(target=self._pump, args=(a, b), daemon=True),
             threading.Thread(target=self._pump, args=(b, a), daemon=True),
@@ -175,23 +181,36 @@ class _Relay:
         for thread in self.threads:
             thread.start()
 
-    @staticmethod
-    def _pump(src: websocket.WebSocket, dst: websocket.WebSocket) -> None:
+    def _pump(self, src: websocket.WebSocket, dst: websocket.WebSocket) -> None:
+        reading, writing = self.locks[id(src)], self.locks[id(dst)]
+        sock = src.sock
         try:
-            while True:
-                opcode, data = src.recv_data()
+            while sock is not None:
+                with reading:
+                    buffered = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+                if not buffered:
+                    select.select([sock], [], [])
+                with reading:
+                    opcode, data = src.recv_data()
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     break
-                dst.send(data, opcode)
-        except (websocket.WebSocketException, OSError):
-            pass
-        with contextlib.suppress(websocket.WebSocketException, OSError):
+                with writing:
+                    dst.send(data, opcode)
+        except (websocket.WebSocketException, OSError, ValueError):
+            pass  # ValueError: select on a socket closed meanwhile
+        with contextlib.suppress(websocket.WebSocketException, OSError), writing:
             dst.send_close()  # the end passed on; dst's answer ends the other pump
 
     def close(self) -> None:
         for ws in self.sockets:
-            with contextlib.suppress(websocket.WebSocketException, OSError):
-                ws.send_close()
+            lock = self.locks[id(ws)]
+            if not lock.acquire(timeout=5):  # a pump reads a message that never ends
+                continue  # the shutdown below ends that read
+            try:
+                with contextlib.suppress(websocket.WebSocketException, OSError):
+                    ws.send_close()
+            finally:
+                lock.release()
         deadline = time.monotonic() + 5
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
