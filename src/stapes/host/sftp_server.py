@@ -481,10 +481,11 @@ def warm() -> None:
     a session starts with and a client would otherwise wait for (~0.2 ms), its buffered
     stdin and stdout (they name descriptors 0 and 1, whatever those become)."""
     global _stdio
-    _stdio = (
-        io.BufferedReader(Descriptor(0), BUFFER),
-        io.BufferedWriter(Descriptor(1), BUFFER),
-    )
+    _stdio = _buffered_stdio()
+
+
+def _buffered_stdio() -> tuple[io.BufferedReader, io.BufferedWriter]:
+    return io.BufferedReader(Descriptor(0), BUFFER), io.BufferedWriter(Descriptor(1), BUFFER)
 
 
 def main(argv: list[str]) -> int:
@@ -494,10 +495,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"sftp: {exc}\n")
         return 2
-    inp, out = _stdio or (
-        io.BufferedReader(Descriptor(0), BUFFER),
-        io.BufferedWriter(Descriptor(1), BUFFER),
-    )
+    inp, out = _stdio or _buffered_stdio()
     Server(ids, inp, out).serve()
     return 0
 
