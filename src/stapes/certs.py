@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
 import os
@@ -98,6 +99,14 @@ def fingerprint(cert: x509.Certificate | bytes) -> str:
     """SHA-256 of the DER certificate, lower-case hex (``bytes``: DER already)."""
     der = cert if isinstance(cert, bytes) else cert.public_bytes(serialization.Encoding.DER)
     return hashlib.sha256(der).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def described(pem_bytes: bytes) -> tuple[str, str]:
+    """A PEM certificate's normalised PEM and fingerprint, parsed once per certificate (the
+    server's is read for every GET /1.0 and changes only when it is replaced)."""
+    cert = parse(pem_bytes)
+    return pem(cert), fingerprint(cert)
 
 
 def check_pair(cert_pem: str, key_pem: str) -> None:

@@ -21,7 +21,7 @@ from cryptography import x509
 from OpenSSL import SSL
 
 from stapes.api.errors import BadRequest
-from stapes.certs import fingerprint, load_or_create
+from stapes.certs import described, fingerprint, load_or_create
 from stapes.config.validate import split_address
 from stapes.runtime.side_loop import SideLoop
 
@@ -362,6 +362,10 @@ class Https:
 
     def certificate(self) -> bytes:
         return load_or_create(self.cert, self.key, f"root@{socket.gethostname()}")
+
+    def described(self) -> tuple[str, str]:
+        """The certificate's PEM and fingerprint."""
+        return described(self.certificate())
 
     def peer(self, request: web.Request) -> Peer | None:
         return self.listener.peer(request) if self.listener is not None else None

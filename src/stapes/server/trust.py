@@ -76,7 +76,7 @@ class Trust:
 
     def _insert(self, cert: x509.Certificate, put: CertificatePut) -> str:
         fingerprint = certs.fingerprint(cert)
-        if fingerprint == certs.fingerprint(certs.parse(self.https.certificate())):
+        if fingerprint == self.https.described()[1]:
             raise BadRequest("This is the server's own certificate")
         if q.find_certificate(self.db, fingerprint) is not None:
             raise Conflict("Certificate already in trust store")
@@ -153,7 +153,7 @@ class Trust:
             except ValueError:
                 raise BadRequest("Invalid PEM encoded certificate") from None
             fingerprint = certs.fingerprint(new)
-            if fingerprint == certs.fingerprint(certs.parse(self.https.certificate())):
+            if fingerprint == self.https.described()[1]:
                 raise BadRequest("This is the server's own certificate")
             if fingerprint != row.fingerprint and q.find_certificate(self.db, fingerprint):
                 raise Conflict("Certificate already in trust store")
@@ -190,7 +190,7 @@ class Trust:
     def _token_operation(self, row: q.TokenRow) -> Operation:
         metadata = {
             "addresses": self.addresses(),
-            "fingerprint": certs.fingerprint(certs.parse(self.https.certificate())),
+            "fingerprint": self.https.described()[1],
             "request": row.request,
             "secret": row.secret,
         }

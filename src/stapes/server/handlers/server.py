@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 
 import stapes
-from stapes import certs
 from stapes.api.errors import BadRequest, StapesError
 from stapes.config.keys import without_empty
 from stapes.config.server_keys import (
@@ -54,14 +53,6 @@ def _os_release() -> dict[str, str]:
     return values
 
 
-@functools.lru_cache(maxsize=4)
-def _described(certificate: bytes) -> tuple[str, str]:
-    """The server certificate's PEM and fingerprint (parsed once per certificate: it is
-    read on every GET /1.0 and changes only when replaced)."""
-    cert = certs.parse(certificate)
-    return certs.pem(cert), certs.fingerprint(cert)
-
-
 def _architectures() -> list[str]:
     arch = platform.machine()
     return ["x86_64", "i686"] if arch == "x86_64" else [arch]
@@ -85,7 +76,7 @@ async def get_server(request: web.Request) -> Result:
                 "auth_methods": methods,
             }
         )
-    pem, fingerprint = _described(st.https.certificate())
+    pem, fingerprint = st.https.described()
     drivers = supported_recently()
     infos = [st.instances.drivers.get(t).info() for t in st.instances.drivers.types()]
     release = _os_release()
