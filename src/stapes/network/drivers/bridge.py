@@ -209,7 +209,7 @@ class BridgeDriver(NetworkDriver):
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=self.name):
                 ipr.link("add", ifname=self.name, kind="bridge")
-            elif not Path(f"/sys/class/net/{self.name}/bridge").is_dir():
+            elif not _is_bridge(self.name):
                 raise BadRequest(
                     f"An interface named {self.name!r} exists and is not a bridge: rename or "
                     "remove it, or give the network another name"
@@ -418,7 +418,7 @@ class BridgeDriver(NetworkDriver):
                 for found in ipr.link_lookup(ifname=tunnel):
                     ipr.link("del", index=found)
             found = ipr.link_lookup(ifname=self.name)
-            if found and _kind(ipr, found[0]) == "bridge":
+            if found and _is_bridge(self.name):
                 # its ports (external interfaces) are let go; an interface of another kind
                 # with the network's name (a create refused because of it) is not ours
                 ipr.link("del", index=found[0])
@@ -443,8 +443,7 @@ def _host_networks4() -> list[ipaddress.IPv4Network]:
     return [ipaddress.IPv4Network(n, strict=False) for n in found]
 
 
-def _kind(ipr: IPRoute, index: int) -> str | None:
-    """A link's kind (bridge, veth, dummy...; None for a physical one)."""
-    (link,) = ipr.get_links(index)
-    kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
-    return str(kind) if kind else None
+def _is_bridge(name: str) -> bool:
+    """Whether the host interface ``name`` is a bridge (what a bridge network may take over
+    or delete; another kind of interface with its name is not the network's)."""
+    return Path(f"/sys/class/net/{name}/bridge").is_dir()
